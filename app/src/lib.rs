@@ -1,0 +1,8 @@
+//! PatriotPay's user interface: server-rendered Leptos pages that take plain view models.
+#![forbid(unsafe_code)]
+
+pub mod i18n;
+pub mod pages;
+pub mod vm;
+
+pub use i18n::{Lang, Tr};

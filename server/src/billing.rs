@@ -1,0 +1,344 @@
+//! Billing: practices, patients and itemised statements, imported encrypted; balances derived
+//! from the ledger.
+
+use crate::crypto::{CryptoError, FieldAad, FieldCrypto};
+use crate::db::Db;
+use crate::ids::{LineId, PatientId, StatementId, TenantId};
+use crate::money::Money;
+use crate::phi::Phi;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("invalid import: {0}")]
+    Invalid(&'static str),
+}
+
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub support_phone: String,
+}
+
+/// A patient as a practice's system hands it to us, before encryption.
+#[derive(Clone, Debug)]
+pub struct NewPatient {
+    pub first_name: Phi<String>,
+    pub last_name: Phi<String>,
+    /// ISO `YYYY-MM-DD`.
+    pub dob: Phi<String>,
+    pub zip: Phi<String>,
+    pub phone: Phi<String>,
+    pub account_number: Phi<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewLine {
+    pub service_date: Phi<String>,
+    pub description: Phi<String>,
+    pub charge: Money,
+    pub insurance_paid: Money,
+    pub adjustment: Money,
+    pub patient_responsibility: Money,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewStatement {
+    pub statement_date: String,
+    pub due_date: String,
+    pub lines: Vec<NewLine>,
+}
+
+#[derive(Clone, Debug)]
+pub struct StatementHeader {
+    pub id: StatementId,
+    pub tenant_id: TenantId,
+    pub patient_id: PatientId,
+    pub statement_date: String,
+    pub due_date: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub service_date: Phi<String>,
+    pub description: Phi<String>,
+    pub charge: Money,
+    pub insurance_paid: Money,
+    pub adjustment: Money,
+    pub patient_responsibility: Money,
+}
+
+#[derive(Clone, Debug)]
+pub struct PaymentRecord {
+    pub id: String,
+    pub amount: Money,
+    pub card_brand: String,
+    pub card_last4: String,
+    pub paid_at: i64,
+}
+
+const PATIENTS: &str = "patients";
+const LINES: &str = "statement_lines";
+
+fn patient_aad<'a>(tenant: &'a TenantId, row: &'a str, column: &'static str) -> FieldAad<'a> {
+    FieldAad { tenant, table: PATIENTS, column, row }
+}
+
+pub async fn create_tenant(db: &Db, name: &str, support_phone: &str) -> Result<TenantId, BillingError> {
+    let id = TenantId::generate();
+    sqlx::query("INSERT INTO tenants (id, name, support_phone, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(id.as_str())
+        .bind(name)
+        .bind(support_phone)
+        .bind(crate::clock::now_unix())
+        .execute(db.pool())
+        .await?;
+    Ok(id)
+}
+
+pub async fn tenant(db: &Db, id: &TenantId) -> Result<Option<Tenant>, BillingError> {
+    let row: Option<(String, String, String)> =
+        sqlx::query_as("SELECT id, name, support_phone FROM tenants WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(row.map(|(id, name, support_phone)| Tenant { id: TenantId::from_db(id), name, support_phone }))
+}
+
+/// Stores a patient with every identifying field encrypted under the tenant's data key.
+pub async fn import_patient(
+    db: &Db,
+    crypto: &FieldCrypto,
+    tenant: &TenantId,
+    p: &NewPatient,
+) -> Result<PatientId, BillingError> {
+    if time::Date::parse(p.dob.expose(), crate::links::ISO_DATE).is_err() {
+        return Err(BillingError::Invalid("date of birth is not YYYY-MM-DD"));
+    }
+    let id = PatientId::generate();
+    let row = id.as_str();
+    // Encrypt first: the provider may need the database, and a write transaction must not wait on it.
+    let first = crypto.encrypt_str(patient_aad(tenant, row, "first_name"), &p.first_name).await?;
+    let last = crypto.encrypt_str(patient_aad(tenant, row, "last_name"), &p.last_name).await?;
+    let dob = crypto.encrypt_str(patient_aad(tenant, row, "dob"), &p.dob).await?;
+    let zip = crypto.encrypt_str(patient_aad(tenant, row, "zip"), &p.zip).await?;
+    let phone = crypto.encrypt_str(patient_aad(tenant, row, "phone"), &p.phone).await?;
+    let acct = crypto.encrypt_str(patient_aad(tenant, row, "account_number"), &p.account_number).await?;
+    sqlx::query(
+        "INSERT INTO patients (id, tenant_id, first_name_ct, last_name_ct, dob_ct, zip_ct, phone_ct,
+             account_number_ct, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(row)
+    .bind(tenant.as_str())
+    .bind(first)
+    .bind(last)
+    .bind(dob)
+    .bind(zip)
+    .bind(phone)
+    .bind(acct)
+    .bind(crate::clock::now_unix())
+    .execute(db.pool())
+    .await?;
+    Ok(id)
+}
+
+/// Stores a statement, its encrypted lines and one ledger charge per line, atomically.
+pub async fn import_statement(
+    db: &Db,
+    crypto: &FieldCrypto,
+    tenant: &TenantId,
+    patient: &PatientId,
+    s: &NewStatement,
+) -> Result<StatementId, BillingError> {
+    for d in [&s.statement_date, &s.due_date] {
+        if time::Date::parse(d, crate::links::ISO_DATE).is_err() {
+            return Err(BillingError::Invalid("statement dates must be YYYY-MM-DD"));
+        }
+    }
+    if s.lines.is_empty() {
+        return Err(BillingError::Invalid("a statement needs at least one line"));
+    }
+    let mut encrypted = Vec::with_capacity(s.lines.len());
+    for line in &s.lines {
+        let expected = line
+            .charge
+            .checked_sub(line.insurance_paid)
+            .and_then(|m| m.checked_sub(line.adjustment));
+        if expected != Some(line.patient_responsibility) || line.patient_responsibility.cents() < 0 {
+            return Err(BillingError::Invalid(
+                "patient responsibility must equal charge minus insurance paid minus adjustment",
+            ));
+        }
+        let id = LineId::generate();
+        let sd = crypto
+            .encrypt_str(FieldAad { tenant, table: LINES, column: "service_date", row: id.as_str() }, &line.service_date)
+            .await?;
+        let desc = crypto
+            .encrypt_str(FieldAad { tenant, table: LINES, column: "description", row: id.as_str() }, &line.description)
+            .await?;
+        encrypted.push((id, sd, desc, line));
+    }
+    let id = StatementId::generate();
+    let now = crate::clock::now_unix();
+    let mut tx = db.begin_write().await?;
+    let owner: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM patients WHERE id = $1")
+        .bind(patient.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+    if owner.as_deref() != Some(tenant.as_str()) {
+        return Err(BillingError::Invalid("patient does not belong to this practice"));
+    }
+    sqlx::query(
+        "INSERT INTO statements (id, tenant_id, patient_id, statement_date, due_date, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id.as_str())
+    .bind(tenant.as_str())
+    .bind(patient.as_str())
+    .bind(&s.statement_date)
+    .bind(&s.due_date)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    for (n, (line_id, sd, desc, line)) in encrypted.into_iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO statement_lines (id, tenant_id, statement_id, line_no, service_date_ct,
+                 description_ct, charge_cents, insurance_paid_cents, adjustment_cents, patient_cents)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(line_id.as_str())
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .bind(n as i64 + 1)
+        .bind(sd)
+        .bind(desc)
+        .bind(line.charge.cents())
+        .bind(line.insurance_paid.cents())
+        .bind(line.adjustment.cents())
+        .bind(line.patient_responsibility.cents())
+        .execute(&mut *tx)
+        .await?;
+        if line.patient_responsibility.is_positive() {
+            sqlx::query(
+                "INSERT INTO ledger_entries (tenant_id, statement_id, kind, amount_cents, line_id, created_at)
+                 VALUES ($1, $2, 'charge', $3, $4, $5)",
+            )
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .bind(line.patient_responsibility.cents())
+            .bind(line_id.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(id)
+}
+
+pub async fn statement_header(db: &Db, id: &StatementId) -> Result<Option<StatementHeader>, BillingError> {
+    let row: Option<(String, String, String, String)> = sqlx::query_as(
+        "SELECT tenant_id, patient_id, statement_date, due_date FROM statements WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.map(|(t, p, sd, dd)| StatementHeader {
+        id: id.clone(),
+        tenant_id: TenantId::from_db(t),
+        patient_id: PatientId::from_db(p),
+        statement_date: sd,
+        due_date: dd,
+    }))
+}
+
+/// Balance due: charges minus payments, from the ledger.
+pub async fn balance<'e, E>(exec: E, id: &StatementId) -> Result<Money, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let cents: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(CASE kind WHEN 'charge' THEN amount_cents ELSE -amount_cents END), 0) AS BIGINT)
+         FROM ledger_entries WHERE statement_id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_one(exec)
+    .await?;
+    Ok(Money::from_cents(cents))
+}
+
+/// The decrypted lines of a statement, in order.
+pub async fn lines(db: &Db, crypto: &FieldCrypto, header: &StatementHeader) -> Result<Vec<Line>, BillingError> {
+    type Row = (String, Vec<u8>, Vec<u8>, i64, i64, i64, i64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, service_date_ct, description_ct, charge_cents, insurance_paid_cents,
+                adjustment_cents, patient_cents
+         FROM statement_lines WHERE statement_id = $1 AND tenant_id = $2 ORDER BY line_no",
+    )
+    .bind(header.id.as_str())
+    .bind(header.tenant_id.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, sd, desc, charge, ins, adj, pat) in rows {
+        let tenant = &header.tenant_id;
+        out.push(Line {
+            service_date: crypto
+                .decrypt_str(FieldAad { tenant, table: LINES, column: "service_date", row: &id }, &sd)
+                .await?,
+            description: crypto
+                .decrypt_str(FieldAad { tenant, table: LINES, column: "description", row: &id }, &desc)
+                .await?,
+            charge: Money::from_cents(charge),
+            insurance_paid: Money::from_cents(ins),
+            adjustment: Money::from_cents(adj),
+            patient_responsibility: Money::from_cents(pat),
+        });
+    }
+    Ok(out)
+}
+
+pub async fn payments(db: &Db, statement: &StatementId) -> Result<Vec<PaymentRecord>, BillingError> {
+    let rows: Vec<(String, i64, String, String, i64)> = sqlx::query_as(
+        "SELECT id, amount_cents, card_brand, card_last4, paid_at FROM payments
+         WHERE statement_id = $1 ORDER BY paid_at, id",
+    )
+    .bind(statement.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, amount, card_brand, card_last4, paid_at)| PaymentRecord {
+            id,
+            amount: Money::from_cents(amount),
+            card_brand,
+            card_last4,
+            paid_at,
+        })
+        .collect())
+}
+
+/// The identity answers on file for a patient: date of birth (ISO) and ZIP.
+pub async fn identity_answers(
+    db: &Db,
+    crypto: &FieldCrypto,
+    tenant: &TenantId,
+    patient: &PatientId,
+) -> Result<(Phi<String>, Phi<String>), BillingError> {
+    let (dob, zip): (Vec<u8>, Vec<u8>) =
+        sqlx::query_as("SELECT dob_ct, zip_ct FROM patients WHERE id = $1 AND tenant_id = $2")
+            .bind(patient.as_str())
+            .bind(tenant.as_str())
+            .fetch_one(db.pool())
+            .await?;
+    let row = patient.as_str();
+    Ok((
+        crypto.decrypt_str(patient_aad(tenant, row, "dob"), &dob).await?,
+        crypto.decrypt_str(patient_aad(tenant, row, "zip"), &zip).await?,
+    ))
+}

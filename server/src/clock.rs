@@ -1,0 +1,35 @@
+//! Wall-clock time as unix seconds, and the date formats pages show.
+
+use time::{format_description::FormatItem, macros::format_description, OffsetDateTime};
+
+pub fn now_unix() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+const DISPLAY_DATE: &[FormatItem<'static>] = format_description!("[month repr:short] [day padding:none], [year]");
+
+/// `Mar 14, 2026` for a unix time (UTC).
+pub fn display_date_unix(ts: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| t.format(DISPLAY_DATE).ok())
+        .unwrap_or_default()
+}
+
+/// `Mar 14, 2026` for an ISO date `2026-03-14`; the input itself if it is not one.
+pub fn display_iso_date(iso: &str) -> String {
+    const ISO: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]");
+    time::Date::parse(iso, ISO)
+        .ok()
+        .and_then(|d| d.format(DISPLAY_DATE).ok())
+        .unwrap_or_else(|| iso.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_dates() {
+        assert_eq!(super::display_iso_date("2026-03-04"), "Mar 4, 2026");
+        assert_eq!(super::display_date_unix(0), "Jan 1, 1970");
+    }
+}

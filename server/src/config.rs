@@ -1,0 +1,180 @@
+//! Settings: every one in one type, read from the command line or the environment, with
+//! secrets redacted from `Debug`.
+
+use clap::{Args, Parser, Subcommand};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// A secret setting; prints as `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "patriotpay", version, about = "PatriotPay patient payment portal")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Run the portal (and, with the sandbox processor, its hosted card page). The default.
+    Serve {
+        /// Load the demo practice on first start and print a demo pay link.
+        #[arg(long, env = "PATRIOTPAY_DEMO")]
+        demo: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print a fresh pay link for a demo patient; the URL alone is the last line.
+    DemoLink {
+        /// Which demo patient (1, 2 or 3).
+        #[arg(long, default_value_t = 1)]
+        patient: usize,
+    },
+}
+
+/// Every setting. Flags override environment variables; unset ones take embedded defaults
+/// that need no network and no accounts.
+#[derive(Args, Debug, Clone)]
+pub struct Config {
+    /// Portal listen address.
+    #[arg(long, env = "PATRIOTPAY_ADDR", default_value = "127.0.0.1:3000", global = true)]
+    pub addr: SocketAddr,
+    /// Data directory for the SQLite file, the local master key and generated secrets.
+    #[arg(long, env = "PATRIOTPAY_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+    /// Database URL: `sqlite://…` or `postgres://…`. Default: SQLite file in the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<Secret>,
+    /// Public base URL of the portal, as patients reach it (links, redirects, cookie security).
+    /// Default: `http://` and the bound address. An `https://` URL turns on `__Host-` cookies.
+    #[arg(long, env = "PATRIOTPAY_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Card processor: `sandbox` (built in, no network).
+    #[arg(long, env = "PATRIOTPAY_PROCESSOR", default_value = "sandbox", global = true)]
+    pub processor: ProcessorKind,
+    /// Sandbox processor listen address (its own origin, like a real hosted checkout).
+    #[arg(long, env = "PATRIOTPAY_SANDBOX_ADDR", default_value = "127.0.0.1:3001", global = true)]
+    pub sandbox_addr: SocketAddr,
+    /// Public base URL of the sandbox card page. Default: `http://` and its bound address.
+    #[arg(long, env = "PATRIOTPAY_SANDBOX_PUBLIC_URL", global = true)]
+    pub sandbox_public_url: Option<String>,
+    /// Webhook signing secret (`whsec_…`). Default: generated into the data directory.
+    #[arg(long, env = "PATRIOTPAY_WEBHOOK_SECRET", hide_env_values = true, global = true)]
+    pub webhook_secret: Option<Secret>,
+    /// Local master key file (AES-256). Default: `master.key` in the data directory, made on
+    /// first start with mode 0600.
+    #[arg(long, env = "PATRIOTPAY_MASTER_KEY_FILE", global = true)]
+    pub master_key_file: Option<PathBuf>,
+    /// Days a new pay link stays valid.
+    #[arg(long, env = "PATRIOTPAY_LINK_TTL_DAYS", default_value_t = 30, global = true)]
+    pub link_ttl_days: u32,
+    /// Take the client address from the last `X-Forwarded-For` entry (only behind a proxy you run).
+    #[arg(long, env = "PATRIOTPAY_TRUST_FORWARDED_FOR", default_value_t = false, global = true)]
+    pub trust_forwarded_for: bool,
+    /// Log filter, in `tracing` syntax.
+    #[arg(long, env = "PATRIOTPAY_LOG", default_value = "info,sqlx=warn", global = true)]
+    pub log: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProcessorKind {
+    Sandbox,
+}
+
+impl Config {
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.expose().to_owned(),
+            None => format!("sqlite://{}", self.data_dir.join("patriotpay.db").display()),
+        }
+    }
+
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| crate::crypto::default_master_key_path(&self.data_dir))
+    }
+
+    /// The configured webhook secret, or one generated into the data directory on first start.
+    pub fn resolve_webhook_secret(&self) -> anyhow::Result<Secret> {
+        if let Some(s) = &self.webhook_secret {
+            return Ok(s.clone());
+        }
+        let path = self.data_dir.join("webhook_secret");
+        if !path.exists() {
+            let secret = format!("whsec_{}", crate::crypto::random_token());
+            crate::crypto::write_secret_file(&path, secret.as_bytes())?;
+        }
+        Ok(Secret(std::fs::read_to_string(&path)?.trim().to_owned()))
+    }
+
+    /// A configuration for tests and tools: embedded defaults, ephemeral ports.
+    pub fn for_data_dir(data_dir: PathBuf) -> Config {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            database_url: None,
+            public_url: None,
+            processor: ProcessorKind::Sandbox,
+            sandbox_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            sandbox_public_url: None,
+            webhook_secret: None,
+            master_key_file: None,
+            link_ttl_days: 30,
+            trust_forwarded_for: false,
+            log: "info".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let mut c = Config::for_data_dir("/tmp/x".into());
+        c.database_url = Some(Secret::new("postgres://u:hunter2@db/x"));
+        c.webhook_secret = Some(Secret::new("whsec_supersecret"));
+        let s = format!("{c:?}");
+        assert!(!s.contains("hunter2") && !s.contains("supersecret"), "{s}");
+    }
+
+    #[test]
+    fn cli_parses_defaults() {
+        let cli = Cli::try_parse_from(["patriotpay", "--addr", "127.0.0.1:4000", "--data-dir", "/d", "migrate"])
+            .expect("parse");
+        assert!(matches!(cli.command, Some(Command::Migrate)));
+        assert_eq!(cli.config.addr.port(), 4000);
+        assert_eq!(cli.config.master_key_path(), PathBuf::from("/d/master.key"));
+    }
+}

@@ -1,0 +1,145 @@
+//! The demo practice: fictional patients loaded through the real import path, and pay links
+//! printed for them. Used by `serve --demo` and `demo-link`.
+
+use crate::billing::{self, NewLine, NewPatient, NewStatement};
+use crate::crypto::FieldCrypto;
+use crate::db::Db;
+use crate::ids::{StatementId, TenantId};
+use crate::money::Money;
+use crate::phi::Phi;
+
+pub const PRACTICE_NAME: &str = "Riverside Family Medicine";
+pub const PRACTICE_PHONE: &str = "(555) 010-4400";
+
+/// A demo patient's identity answers, printed next to their link. All fictional.
+pub struct DemoPatient {
+    pub first_name: &'static str,
+    pub last_name: &'static str,
+    pub dob: &'static str,
+    pub zip: &'static str,
+    pub phone: &'static str,
+    pub account: &'static str,
+    pub lines: &'static [(&'static str, &'static str, i64, i64, i64)],
+}
+
+pub const PATIENTS: [DemoPatient; 3] = [
+    DemoPatient {
+        first_name: "Avery",
+        last_name: "Quintero",
+        dob: "1984-03-14",
+        zip: "60614",
+        phone: "+15550100001",
+        account: "RFM-100231",
+        lines: &[
+            ("2026-09-02", "Office visit, established patient", 18_500, 12_000, 1_500),
+            ("2026-09-02", "Comprehensive metabolic panel", 9_800, 6_200, 1_100),
+            ("2026-09-16", "Follow-up visit", 14_000, 9_500, 800),
+        ],
+    },
+    DemoPatient {
+        first_name: "Jordan",
+        last_name: "Whitlock",
+        dob: "1991-11-02",
+        zip: "60657",
+        phone: "+15550100002",
+        account: "RFM-100877",
+        lines: &[
+            ("2026-10-07", "Annual physical", 25_000, 25_000, 0),
+            ("2026-10-07", "Lipid panel", 6_400, 3_800, 600),
+        ],
+    },
+    DemoPatient {
+        first_name: "Riley",
+        last_name: "Okonkwo-Hart",
+        dob: "2012-06-21",
+        zip: "60622",
+        phone: "+15550100003",
+        account: "RFM-101402",
+        lines: &[
+            ("2026-08-19", "Sports physical", 9_000, 0, 1_500),
+            ("2026-08-19", "Vision screening", 3_500, 0, 500),
+            ("2026-10-28", "Sick visit", 16_000, 11_200, 1_300),
+            ("2026-10-28", "Rapid strep test", 4_200, 2_900, 300),
+        ],
+    },
+];
+
+/// The demo practice, created with its patients and statements on first call.
+pub async fn ensure(db: &Db, crypto: &FieldCrypto) -> anyhow::Result<TenantId> {
+    let existing: Option<String> = sqlx::query_scalar("SELECT id FROM tenants WHERE name = $1")
+        .bind(PRACTICE_NAME)
+        .fetch_optional(db.pool())
+        .await?;
+    if let Some(id) = existing {
+        return Ok(TenantId::from_db(id));
+    }
+    let tenant = billing::create_tenant(db, PRACTICE_NAME, PRACTICE_PHONE).await?;
+    for p in &PATIENTS {
+        let patient = billing::import_patient(
+            db,
+            crypto,
+            &tenant,
+            &NewPatient {
+                first_name: Phi::new(p.first_name.into()),
+                last_name: Phi::new(p.last_name.into()),
+                dob: Phi::new(p.dob.into()),
+                zip: Phi::new(p.zip.into()),
+                phone: Phi::new(p.phone.into()),
+                account_number: Phi::new(p.account.into()),
+            },
+        )
+        .await?;
+        let lines = p
+            .lines
+            .iter()
+            .map(|(date, desc, charge, ins, adj)| NewLine {
+                service_date: Phi::new((*date).into()),
+                description: Phi::new((*desc).into()),
+                charge: Money::from_cents(*charge),
+                insurance_paid: Money::from_cents(*ins),
+                adjustment: Money::from_cents(*adj),
+                patient_responsibility: Money::from_cents(charge - ins - adj),
+            })
+            .collect();
+        billing::import_statement(
+            db,
+            crypto,
+            &tenant,
+            &patient,
+            &NewStatement { statement_date: "2026-11-01".into(), due_date: "2026-12-01".into(), lines },
+        )
+        .await?;
+    }
+    Ok(tenant)
+}
+
+/// The statement of the n-th demo patient (1-based), in import order.
+pub async fn statement_of(db: &Db, tenant: &TenantId, n: usize) -> anyhow::Result<StatementId> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT s.id FROM statements s JOIN patients p ON p.id = s.patient_id
+         WHERE s.tenant_id = $1 ORDER BY p.created_at, s.created_at, s.id",
+    )
+    .bind(tenant.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    anyhow::ensure!(n >= 1 && n <= ids.len(), "there are {} demo patients; pick 1 to {}", ids.len(), ids.len());
+    Ok(StatementId::from_db(ids[n - 1].clone()))
+}
+
+/// A fresh link to the n-th demo patient's statement, and the lines to print for it.
+pub async fn link_text(db: &Db, tenant: &TenantId, n: usize, public_url: &str, ttl_days: u32) -> anyhow::Result<(String, String)> {
+    let statement = statement_of(db, tenant, n).await?;
+    let expires = crate::clock::now_unix() + i64::from(ttl_days) * 86_400;
+    let (_, token) = crate::links::create(db, tenant, &statement, expires).await?;
+    let p = &PATIENTS[n - 1];
+    let (y, rest) = p.dob.split_at(4);
+    let (m, d) = (&rest[1..3], &rest[4..6]);
+    let help = format!(
+        "Demo practice: {PRACTICE_NAME}. Demo patient {n} of {} (fictional).\n\
+         Identity check: date of birth month {m}, day {d}, year {y}; then ZIP {} for the itemised statement.\n\
+         Test cards: 4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined; any future expiry, any 3-digit CVC.",
+        PATIENTS.len(),
+        p.zip
+    );
+    Ok((help, format!("{public_url}/p/{token}")))
+}

@@ -1,0 +1,93 @@
+//! The HTTP layer's error type: a status and a short code for the user, details only in the log.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("bad request")]
+    BadRequest,
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+/// Marks a response whose body the error-page middleware should render.
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorPage;
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::BadRequest => StatusCode::BAD_REQUEST,
+            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            // Error texts of our own layers carry no PHI; they go to the log with the request id
+            // that the request span adds.
+            AppError::Internal(e) => tracing::error!(error = %format!("{e:#}"), "request failed"),
+            AppError::Unavailable(e) => tracing::warn!(error = %e, "dependency unavailable"),
+            _ => {}
+        }
+        let mut res = status.into_response();
+        if let AppError::TooManyRequests { retry_after_secs } = self {
+            if let Ok(v) = retry_after_secs.to_string().parse() {
+                res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
+        res.extensions_mut().insert(ErrorPage);
+        res
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => AppError::Unavailable(format!("database: {e}")),
+            e => AppError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<crate::crypto::CryptoError> for AppError {
+    fn from(e: crate::crypto::CryptoError) -> Self {
+        match e {
+            crate::crypto::CryptoError::Unavailable(m) => AppError::Unavailable(format!("key provider: {m}")),
+            crate::crypto::CryptoError::Db(d) => d.into(),
+            e => AppError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<crate::billing::BillingError> for AppError {
+    fn from(e: crate::billing::BillingError) -> Self {
+        match e {
+            crate::billing::BillingError::Crypto(c) => c.into(),
+            crate::billing::BillingError::Db(d) => d.into(),
+            e => AppError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<tower_sessions::session::Error> for AppError {
+    fn from(e: tower_sessions::session::Error) -> Self {
+        AppError::Internal(e.into())
+    }
+}

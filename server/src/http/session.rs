@@ -1,0 +1,178 @@
+//! Server-side sessions in the database (SQLite or PostgreSQL), their timeouts, CSRF tokens,
+//! and the patient's place in the identity check.
+
+use crate::db::Db;
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+use tower_sessions::Session;
+
+/// Idle timeout for patients; the record's expiry is pushed forward on every request.
+pub const PATIENT_IDLE_MINUTES: i64 = 30;
+/// Absolute lifetime of any session, however active.
+pub const ABSOLUTE_SECS: i64 = 12 * 3600;
+
+/// A tower-sessions store over our own pool, so one store serves both backends. Written by hand
+/// because tower-sessions-sqlx-store has one store per backend and none for `sqlx::Any`.
+#[derive(Clone, Debug)]
+pub struct DbSessionStore {
+    db: Db,
+}
+
+impl DbSessionStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Deletes expired records; run periodically.
+    pub async fn delete_expired(&self) -> Result<u64, sqlx::Error> {
+        let r = sqlx::query("DELETE FROM sessions WHERE expiry_date < $1")
+            .bind(OffsetDateTime::now_utc().unix_timestamp())
+            .execute(self.db.pool())
+            .await?;
+        Ok(r.rows_affected())
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(e.to_string())
+}
+
+#[async_trait]
+impl SessionStore for DbSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        // Re-roll the id on the (astronomically unlikely) collision instead of overwriting.
+        loop {
+            let r = sqlx::query(
+                "INSERT INTO sessions (id, data, expiry_date) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(record.id.to_string())
+            .bind(&data)
+            .bind(record.expiry_date.unix_timestamp())
+            .execute(self.db.pool())
+            .await
+            .map_err(backend)?;
+            if r.rows_affected() == 1 {
+                return Ok(());
+            }
+            record.id = Id::default();
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO sessions (id, data, expiry_date) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expiry_date = excluded.expiry_date",
+        )
+        .bind(record.id.to_string())
+        .bind(data)
+        .bind(record.expiry_date.unix_timestamp())
+        .execute(self.db.pool())
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT data, expiry_date FROM sessions WHERE id = $1 AND expiry_date > $2")
+                .bind(id.to_string())
+                .bind(OffsetDateTime::now_utc().unix_timestamp())
+                .fetch_optional(self.db.pool())
+                .await
+                .map_err(backend)?;
+        let Some((data, expiry)) = row else { return Ok(None) };
+        Ok(Some(Record {
+            id: *id,
+            data: serde_json::from_str(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?,
+            expiry_date: OffsetDateTime::from_unix_timestamp(expiry).map_err(backend)?,
+        }))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(id.to_string())
+            .execute(self.db.pool())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+pub const KEY_CREATED: &str = "created_at";
+pub const KEY_CSRF: &str = "csrf";
+pub const KEY_LINK: &str = "link_id";
+pub const KEY_DEAD_LINK: &str = "dead_link";
+pub const KEY_STAGE: &str = "stage";
+pub const KEY_FLASH: &str = "flash";
+
+/// How far the patient has proved who they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum Stage {
+    /// Date of birth confirmed: balance, practice and payment.
+    Dob = 1,
+    /// Date of birth and ZIP confirmed: the itemised statement.
+    Full = 2,
+}
+
+/// Starts a fresh session (new id, nothing carried over) for a visitor arriving by link.
+pub async fn restart(session: &Session) -> Result<(), tower_sessions::session::Error> {
+    session.clear().await;
+    session.cycle_id().await?;
+    session.insert(KEY_CREATED, OffsetDateTime::now_utc().unix_timestamp()).await?;
+    session.insert(KEY_CSRF, crate::crypto::random_token()).await?;
+    Ok(())
+}
+
+/// Ends the absolute lifetime: true if the session was too old and has been flushed.
+pub async fn enforce_absolute_timeout(session: &Session) -> Result<bool, tower_sessions::session::Error> {
+    let created: Option<i64> = session.get(KEY_CREATED).await?;
+    if let Some(created) = created {
+        if OffsetDateTime::now_utc().unix_timestamp() - created > ABSOLUTE_SECS {
+            session.flush().await?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The session's synchronizer token, created if missing.
+pub async fn csrf_token(session: &Session) -> Result<String, tower_sessions::session::Error> {
+    if let Some(t) = session.get::<String>(KEY_CSRF).await? {
+        return Ok(t);
+    }
+    let t = crate::crypto::random_token();
+    session.insert(KEY_CSRF, &t).await?;
+    Ok(t)
+}
+
+/// True when the submitted token matches the session's (constant time).
+pub async fn csrf_ok(session: &Session, given: &str) -> Result<bool, tower_sessions::session::Error> {
+    use subtle::ConstantTimeEq;
+    let Some(expected) = session.get::<String>(KEY_CSRF).await? else { return Ok(false) };
+    Ok(!given.is_empty() && bool::from(expected.as_bytes().ct_eq(given.as_bytes())))
+}
+
+/// A one-shot message carried across a post-redirect-get.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Flash {
+    /// Catalog key of the message.
+    pub key: String,
+    /// Which field it belongs to, if any.
+    pub field: Option<String>,
+    /// What the visitor typed, to show it again (never PHI: amounts only).
+    pub value: Option<String>,
+    /// Arguments for the message.
+    pub arg: Option<String>,
+}
+
+pub async fn set_flash(session: &Session, flash: Flash) -> Result<(), tower_sessions::session::Error> {
+    session.insert(KEY_FLASH, flash).await
+}
+
+pub async fn take_flash(session: &Session) -> Result<Option<Flash>, tower_sessions::session::Error> {
+    session.remove(KEY_FLASH).await
+}

@@ -1,0 +1,130 @@
+//! PatriotPay server: configuration, HTTP wiring and the domain behind it.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod billing;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod demo;
+pub mod http;
+pub mod ids;
+pub mod links;
+pub mod money;
+pub mod payments;
+pub mod phi;
+
+use config::{Config, ProcessorKind};
+use crypto::{FieldCrypto, LocalKeyProvider};
+use db::Db;
+use http::AppState;
+use payments::sandbox::Sandbox;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// A started server: its addresses and a handle to stop it.
+pub struct Running {
+    pub portal_addr: SocketAddr,
+    pub sandbox_addr: SocketAddr,
+    pub public_url: String,
+    pub state: AppState,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops both listeners and waits for them.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Opens the database (running migrations) and the key provider.
+pub async fn open_storage(cfg: &Config) -> anyhow::Result<(Db, Arc<FieldCrypto>)> {
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let db = Db::connect(&cfg.database_url()).await?;
+    db.migrate().await?;
+    let provider = LocalKeyProvider::load_or_create(&cfg.master_key_path())?;
+    let crypto = Arc::new(FieldCrypto::new(db.clone(), Arc::new(provider)));
+    Ok((db, crypto))
+}
+
+fn base_url(configured: &Option<String>, bound: SocketAddr) -> String {
+    configured.clone().unwrap_or_else(|| format!("http://{bound}")).trim_end_matches('/').to_owned()
+}
+
+/// Binds both listeners and serves until `stop` (or the process ends).
+pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
+    let (db, crypto) = open_storage(cfg).await?;
+    let webhook_secret = cfg.resolve_webhook_secret()?;
+
+    let portal_listener = TcpListener::bind(cfg.addr).await?;
+    let portal_addr = portal_listener.local_addr()?;
+    let public_url = base_url(&cfg.public_url, portal_addr);
+
+    let ProcessorKind::Sandbox = cfg.processor;
+    let sandbox_listener = TcpListener::bind(cfg.sandbox_addr).await?;
+    let sandbox_addr = sandbox_listener.local_addr()?;
+    let sandbox_url = base_url(&cfg.sandbox_public_url, sandbox_addr);
+    let sandbox = Sandbox::new(sandbox_url, webhook_secret.expose().to_owned());
+    // The sandbox calls the portal directly on its bound address, like Stripe calling our endpoint.
+    sandbox.set_webhook_url(format!("http://{portal_addr}/webhooks/stripe"));
+
+    let state = AppState {
+        db: db.clone(),
+        crypto,
+        processor: Arc::new(sandbox.clone()),
+        webhook_secrets: Arc::new(vec![webhook_secret]),
+        public_url: public_url.clone(),
+        trust_forwarded_for: cfg.trust_forwarded_for,
+        link_ttl_days: cfg.link_ttl_days,
+    };
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let portal = http::portal_router(state.clone());
+    let sandbox_router = payments::sandbox::router(sandbox, public_url.clone());
+
+    let mut tasks = vec![];
+    let mut stop = rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let app = portal.into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(portal_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "portal server stopped");
+        }
+    }));
+    let mut stop = rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let served = axum::serve(sandbox_listener, sandbox_router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "sandbox server stopped");
+        }
+    }));
+    // Expired sessions are swept every ten minutes.
+    let store = http::session::DbSessionStore::new(db);
+    let mut stop = rx;
+    tasks.push(tokio::spawn(async move {
+        loop {
+            if let Err(e) = store.delete_expired().await {
+                tracing::warn!(error = %e, "session sweep failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+    }));
+    Ok(Running { portal_addr, sandbox_addr, public_url, state, shutdown: tx, tasks })
+}

@@ -1,0 +1,253 @@
+//! Pay links and the identity check behind them: tokens stored as hashes, expiry, revocation,
+//! lockout after failed answers, and limits per address and per patient.
+
+use crate::crypto::{random_token, token_hash};
+use crate::db::Db;
+use crate::ids::{LinkId, PatientId, StatementId, TenantId};
+use subtle::ConstantTimeEq;
+use time::format_description::FormatItem;
+use time::macros::format_description;
+
+pub const ISO_DATE: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]");
+
+/// Wrong answers on one link before it locks.
+pub const MAX_FAILED_ATTEMPTS: i64 = 5;
+/// Failed answers from one address in an hour before it is refused (429).
+pub const MAX_FAILURES_PER_ADDRESS_PER_HOUR: i64 = 20;
+/// Failed answers about one patient (any of their links, so any phone they were sent to) per day.
+pub const MAX_FAILURES_PER_PATIENT_PER_DAY: i64 = 10;
+
+#[derive(Clone, Debug)]
+pub struct PayLink {
+    pub id: LinkId,
+    pub tenant_id: TenantId,
+    pub statement_id: StatementId,
+    pub patient_id: PatientId,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub locked_at: Option<i64>,
+    pub failed_attempts: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    Usable,
+    Locked,
+    /// Expired or revoked: to the visitor, indistinguishable from a link that never existed.
+    Dead,
+}
+
+impl PayLink {
+    pub fn state(&self, now: i64) -> LinkState {
+        if self.revoked_at.is_some() || now >= self.expires_at {
+            LinkState::Dead
+        } else if self.locked_at.is_some() {
+            LinkState::Locked
+        } else {
+            LinkState::Usable
+        }
+    }
+}
+
+/// Creates a link to one statement; returns its id and the token (shown once, never stored).
+pub async fn create(
+    db: &Db,
+    tenant: &TenantId,
+    statement: &StatementId,
+    expires_at: i64,
+) -> Result<(LinkId, String), sqlx::Error> {
+    let id = LinkId::generate();
+    let token = random_token();
+    sqlx::query(
+        "INSERT INTO pay_links (id, tenant_id, statement_id, token_hash, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id.as_str())
+    .bind(tenant.as_str())
+    .bind(statement.as_str())
+    .bind(token_hash(&token))
+    .bind(crate::clock::now_unix())
+    .bind(expires_at)
+    .execute(db.pool())
+    .await?;
+    Ok((id, token))
+}
+
+const SELECT_LINK: &str = "SELECT l.id, l.tenant_id, l.statement_id, s.patient_id, l.expires_at,
+        l.revoked_at, l.locked_at, l.failed_attempts
+    FROM pay_links l JOIN statements s ON s.id = l.statement_id";
+
+type LinkRow = (String, String, String, String, i64, Option<i64>, Option<i64>, i64);
+
+fn from_row(r: LinkRow) -> PayLink {
+    PayLink {
+        id: LinkId::from_db(r.0),
+        tenant_id: TenantId::from_db(r.1),
+        statement_id: StatementId::from_db(r.2),
+        patient_id: PatientId::from_db(r.3),
+        expires_at: r.4,
+        revoked_at: r.5,
+        locked_at: r.6,
+        failed_attempts: r.7,
+    }
+}
+
+/// Looks a link up by the token a visitor presented. Tokens of the wrong shape are not queried.
+pub async fn find_by_token(db: &Db, token: &str) -> Result<Option<PayLink>, sqlx::Error> {
+    if token.len() < 22 || token.len() > 64 || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Ok(None);
+    }
+    let row: Option<LinkRow> = sqlx::query_as(&format!("{SELECT_LINK} WHERE l.token_hash = $1"))
+        .bind(token_hash(token))
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.map(from_row))
+}
+
+pub async fn find(db: &Db, id: &LinkId) -> Result<Option<PayLink>, sqlx::Error> {
+    let row: Option<LinkRow> = sqlx::query_as(&format!("{SELECT_LINK} WHERE l.id = $1"))
+        .bind(id.as_str())
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.map(from_row))
+}
+
+pub async fn mark_used(db: &Db, id: &LinkId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE pay_links SET first_used_at = $1 WHERE id = $2 AND first_used_at IS NULL")
+        .bind(crate::clock::now_unix())
+        .bind(id.as_str())
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+pub async fn revoke(db: &Db, id: &LinkId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE pay_links SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(crate::clock::now_unix())
+        .bind(id.as_str())
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Records a wrong answer from `address` (about `link`, when the link is real). Returns true
+/// when this answer locked the link.
+pub async fn record_failure(db: &Db, link: Option<&PayLink>, address: &str) -> Result<bool, sqlx::Error> {
+    let now = crate::clock::now_unix();
+    let mut tx = db.begin_write().await?;
+    sqlx::query("INSERT INTO verify_failures (at, address, patient_id) VALUES ($1, $2, $3)")
+        .bind(now)
+        .bind(address)
+        .bind(link.map(|l| l.patient_id.as_str().to_owned()))
+        .execute(&mut *tx)
+        .await?;
+    let mut locked = false;
+    if let Some(link) = link {
+        let attempts: i64 = sqlx::query_scalar(
+            "UPDATE pay_links SET failed_attempts = failed_attempts + 1 WHERE id = $1 RETURNING failed_attempts",
+        )
+        .bind(link.id.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        if attempts >= MAX_FAILED_ATTEMPTS {
+            let n = sqlx::query("UPDATE pay_links SET locked_at = $1 WHERE id = $2 AND locked_at IS NULL")
+                .bind(now)
+                .bind(link.id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            locked = n.rows_affected() == 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(locked)
+}
+
+/// True when this address, or this patient, has failed too often recently.
+pub async fn throttled(db: &Db, address: &str, patient: Option<&PatientId>) -> Result<bool, sqlx::Error> {
+    let now = crate::clock::now_unix();
+    let by_address: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM verify_failures WHERE address = $1 AND at > $2")
+            .bind(address)
+            .bind(now - 3600)
+            .fetch_one(db.pool())
+            .await?;
+    if by_address >= MAX_FAILURES_PER_ADDRESS_PER_HOUR {
+        return Ok(true);
+    }
+    if let Some(p) = patient {
+        let by_patient: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM verify_failures WHERE patient_id = $1 AND at > $2")
+                .bind(p.as_str())
+                .bind(now - 86_400)
+                .fetch_one(db.pool())
+                .await?;
+        if by_patient >= MAX_FAILURES_PER_PATIENT_PER_DAY {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Parses a typed date of birth (month, day, year) into ISO form; `None` if it is no real date.
+pub fn parse_dob(month: &str, day: &str, year: &str) -> Option<String> {
+    let m: u8 = month.trim().parse().ok()?;
+    let d: u8 = day.trim().parse().ok()?;
+    let y: i32 = year.trim().parse().ok()?;
+    if !(1900..=2100).contains(&y) {
+        return None;
+    }
+    let date = time::Date::from_calendar_date(y, time::Month::try_from(m).ok()?, d).ok()?;
+    date.format(ISO_DATE).ok()
+}
+
+/// The first five digits of a typed ZIP code (`60614-1234` → `60614`); `None` otherwise.
+pub fn normalize_zip(zip: &str) -> Option<String> {
+    let digits: String = zip.trim().chars().take_while(|c| *c != '-').filter(|c| !c.is_whitespace()).collect();
+    (digits.len() == 5 && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
+}
+
+/// Constant-time equality for identity answers.
+pub fn answers_match(given: &str, on_file: &str) -> bool {
+    given.as_bytes().ct_eq(on_file.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dob_parsing() {
+        assert_eq!(parse_dob("3", "14", "1984").as_deref(), Some("1984-03-14"));
+        assert_eq!(parse_dob("02", "30", "1984"), None);
+        assert_eq!(parse_dob("13", "1", "1984"), None);
+        assert_eq!(parse_dob("x", "1", "1984"), None);
+        assert_eq!(parse_dob("1", "1", "84"), None);
+    }
+
+    #[test]
+    fn zip_normalization() {
+        assert_eq!(normalize_zip(" 60614-1234 ").as_deref(), Some("60614"));
+        assert_eq!(normalize_zip("6061"), None);
+        assert_eq!(normalize_zip("abcde"), None);
+    }
+
+    #[test]
+    fn link_states() {
+        let mut l = PayLink {
+            id: LinkId::generate(),
+            tenant_id: TenantId::generate(),
+            statement_id: StatementId::generate(),
+            patient_id: PatientId::generate(),
+            expires_at: 100,
+            revoked_at: None,
+            locked_at: None,
+            failed_attempts: 0,
+        };
+        assert_eq!(l.state(99), LinkState::Usable);
+        assert_eq!(l.state(100), LinkState::Dead);
+        l.locked_at = Some(1);
+        assert_eq!(l.state(99), LinkState::Locked);
+        l.revoked_at = Some(1);
+        assert_eq!(l.state(99), LinkState::Dead);
+    }
+}

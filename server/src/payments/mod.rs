@@ -1,0 +1,454 @@
+//! Card payments: the processor trait, starting a checkout, and recording payments from
+//! processor events exactly once.
+
+pub mod sandbox;
+pub mod signature;
+
+use crate::audit::{self, Actor, Outcome};
+use crate::db::Db;
+use crate::ids::{CheckoutId, PaymentId, StatementId, TenantId};
+use crate::links::PayLink;
+use crate::money::Money;
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error("processor unreachable: {0}")]
+    Unavailable(String),
+    #[error("processor refused the request: {0}")]
+    Rejected(String),
+    #[error("no such object at the processor")]
+    NotFound,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    #[error(transparent)]
+    Processor(#[from] ProcessorError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("the payment event was malformed: {0}")]
+    BadEvent(&'static str),
+}
+
+/// What we ask the processor for. Only opaque ids and neutral text: the processor is not a
+/// business associate, so nothing here may identify a patient or a kind of care.
+#[derive(Clone, Debug)]
+pub struct CheckoutRequest {
+    pub amount: Money,
+    /// Our checkout id, sent as `client_reference_id` and in the payment's metadata.
+    pub checkout_ref: CheckoutId,
+    /// Our statement id, in `payment_intent_data.metadata`.
+    pub statement_ref: StatementId,
+    /// Neutral line-item text, e.g. "Statement balance".
+    pub description: &'static str,
+    /// Must contain `{CHECKOUT_SESSION_ID}`.
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
+pub const NEUTRAL_DESCRIPTION: &str = "Statement balance";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckoutStatus {
+    Open,
+    Complete,
+    Expired,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProcessorCheckout {
+    pub id: String,
+    pub url: String,
+    pub status: CheckoutStatus,
+    pub paid: bool,
+    pub amount_total: Money,
+    pub client_reference_id: Option<String>,
+    pub payment_intent: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeclineReason {
+    Generic,
+    InsufficientFunds,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProcessorPayment {
+    pub id: String,
+    pub succeeded: bool,
+    pub amount_received: Money,
+    pub card_brand: String,
+    pub card_last4: String,
+    pub created: i64,
+    pub last_error: Option<DeclineReason>,
+}
+
+/// A card processor with hosted checkout: the built-in sandbox now, Stripe Checkout later.
+#[async_trait]
+pub trait PaymentProcessor: Send + Sync {
+    /// The origin of the hosted card page, for the portal's CSP `form-action`.
+    fn checkout_origin(&self) -> String;
+    async fn create_checkout(&self, req: &CheckoutRequest, idempotency_key: &str) -> Result<ProcessorCheckout, ProcessorError>;
+    async fn retrieve_checkout(&self, id: &str) -> Result<ProcessorCheckout, ProcessorError>;
+    async fn retrieve_payment(&self, id: &str) -> Result<ProcessorPayment, ProcessorError>;
+    async fn expire_checkout(&self, id: &str) -> Result<(), ProcessorError>;
+}
+
+/// A checkout as we recorded it.
+#[derive(Clone, Debug)]
+pub struct CheckoutRow {
+    pub id: CheckoutId,
+    pub tenant_id: TenantId,
+    pub statement_id: StatementId,
+    pub amount: Money,
+    pub processor_session_id: Option<String>,
+    pub status: String,
+}
+
+type CheckoutTuple = (String, String, String, i64, Option<String>, String);
+
+fn checkout_from(r: CheckoutTuple) -> CheckoutRow {
+    CheckoutRow {
+        id: CheckoutId::from_db(r.0),
+        tenant_id: TenantId::from_db(r.1),
+        statement_id: StatementId::from_db(r.2),
+        amount: Money::from_cents(r.3),
+        processor_session_id: r.4,
+        status: r.5,
+    }
+}
+
+const SELECT_CHECKOUT: &str =
+    "SELECT id, tenant_id, statement_id, amount_cents, processor_session_id, status FROM checkouts";
+
+pub async fn find_checkout(db: &Db, id: &CheckoutId) -> Result<Option<CheckoutRow>, sqlx::Error> {
+    let r: Option<CheckoutTuple> = sqlx::query_as(&format!("{SELECT_CHECKOUT} WHERE id = $1"))
+        .bind(id.as_str())
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(r.map(checkout_from))
+}
+
+async fn find_checkout_by_session(db: &Db, session_id: &str) -> Result<Option<CheckoutRow>, sqlx::Error> {
+    let r: Option<CheckoutTuple> = sqlx::query_as(&format!("{SELECT_CHECKOUT} WHERE processor_session_id = $1"))
+        .bind(session_id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(r.map(checkout_from))
+}
+
+/// Starts a hosted checkout for `amount` on the link's statement and returns the URL to send the
+/// patient to. The idempotency key is saved before the processor is called, so a retry after a
+/// crash can't create a second session.
+pub async fn start_checkout(
+    db: &Db,
+    processor: &dyn PaymentProcessor,
+    link: &PayLink,
+    amount: Money,
+    public_url: &str,
+    actor: &Actor,
+) -> Result<String, PaymentError> {
+    // Only one open checkout per statement: older ones are expired first (best effort), so
+    // two tabs can't both take the full balance.
+    let open: Vec<(String,)> = sqlx::query_as(
+        "SELECT processor_session_id FROM checkouts
+         WHERE statement_id = $1 AND status = 'open' AND processor_session_id IS NOT NULL",
+    )
+    .bind(link.statement_id.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    for (sid,) in open {
+        if processor.expire_checkout(&sid).await.is_ok() {
+            sqlx::query("UPDATE checkouts SET status = 'expired' WHERE processor_session_id = $1 AND status = 'open'")
+                .bind(&sid)
+                .execute(db.pool())
+                .await?;
+        }
+    }
+
+    let id = CheckoutId::generate();
+    let idem = format!("checkout-{}", id.as_str());
+    sqlx::query(
+        "INSERT INTO checkouts (id, tenant_id, statement_id, link_id, amount_cents, idempotency_key, status, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'creating', $7)",
+    )
+    .bind(id.as_str())
+    .bind(link.tenant_id.as_str())
+    .bind(link.statement_id.as_str())
+    .bind(link.id.as_str())
+    .bind(amount.cents())
+    .bind(&idem)
+    .bind(crate::clock::now_unix())
+    .execute(db.pool())
+    .await?;
+
+    let req = CheckoutRequest {
+        amount,
+        checkout_ref: id.clone(),
+        statement_ref: link.statement_id.clone(),
+        description: NEUTRAL_DESCRIPTION,
+        success_url: format!("{public_url}/pay/return/{}?session_id={{CHECKOUT_SESSION_ID}}", id.as_str()),
+        cancel_url: format!("{public_url}/pay/cancelled/{}", id.as_str()),
+    };
+    let created = match processor.create_checkout(&req, &idem).await {
+        Ok(c) => c,
+        Err(e) => {
+            sqlx::query("UPDATE checkouts SET status = 'failed' WHERE id = $1 AND status = 'creating'")
+                .bind(id.as_str())
+                .execute(db.pool())
+                .await?;
+            return Err(e.into());
+        }
+    };
+    sqlx::query(
+        "UPDATE checkouts SET processor_session_id = $1, checkout_url = $2, status = 'open'
+         WHERE id = $3 AND status = 'creating'",
+    )
+    .bind(&created.id)
+    .bind(&created.url)
+    .bind(id.as_str())
+    .execute(db.pool())
+    .await?;
+    audit::record(
+        db.pool(),
+        audit::Event {
+            actor,
+            tenant: Some(&link.tenant_id),
+            patient: Some(&link.patient_id),
+            action: "payment.checkout.start",
+            resource: Some(id.as_str()),
+            outcome: Outcome::Success,
+        },
+    )
+    .await?;
+    Ok(created.url)
+}
+
+/// The parts of a processor event we read. The object is re-fetched, never trusted as sent.
+#[derive(Debug, serde::Deserialize)]
+pub struct EventEnvelope {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub data: EventData,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct EventData {
+    pub object: EventObject,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct EventObject {
+    pub id: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// Seen before: nothing changed.
+    Duplicate,
+    /// A payment was recorded in the ledger.
+    Recorded,
+    /// The event was stored; it moved no money (already recorded, unpaid, expired, ignored type).
+    NoChange,
+}
+
+/// Handles one verified processor event. Safe under duplicates, reordering and retries: the
+/// event id is unique, the object is re-fetched, and a payment is keyed by its processor id.
+pub async fn handle_event(db: &Db, processor: &dyn PaymentProcessor, ev: &EventEnvelope) -> Result<EventOutcome, PaymentError> {
+    let seen: Option<String> = sqlx::query_scalar("SELECT event_id FROM processor_events WHERE event_id = $1")
+        .bind(&ev.id)
+        .fetch_optional(db.pool())
+        .await?;
+    if seen.is_some() {
+        return Ok(EventOutcome::Duplicate);
+    }
+    match ev.event_type.as_str() {
+        "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
+            let session = processor.retrieve_checkout(&ev.data.object.id).await?;
+            let payment = match (&session.payment_intent, session.paid) {
+                (Some(pi), true) => Some(processor.retrieve_payment(pi).await?),
+                _ => None,
+            };
+            record_from_session(db, ev, &session, payment.as_ref()).await
+        }
+        "checkout.session.expired" => {
+            let session = processor.retrieve_checkout(&ev.data.object.id).await?;
+            let mut tx = db.begin_write().await?;
+            if !insert_event(&mut tx, ev).await? {
+                return Ok(EventOutcome::Duplicate);
+            }
+            if session.status == CheckoutStatus::Expired {
+                sqlx::query("UPDATE checkouts SET status = 'expired' WHERE processor_session_id = $1 AND status IN ('creating', 'open')")
+                    .bind(&session.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(EventOutcome::NoChange)
+        }
+        _ => {
+            let mut tx = db.begin_write().await?;
+            let fresh = insert_event(&mut tx, ev).await?;
+            tx.commit().await?;
+            Ok(if fresh { EventOutcome::NoChange } else { EventOutcome::Duplicate })
+        }
+    }
+}
+
+async fn insert_event(tx: &mut sqlx::Transaction<'static, sqlx::Any>, ev: &EventEnvelope) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "INSERT INTO processor_events (event_id, event_type, object_id, received_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(&ev.id)
+    .bind(&ev.event_type)
+    .bind(&ev.data.object.id)
+    .bind(crate::clock::now_unix())
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Records the payment of a completed checkout, once, with the event, in one transaction:
+/// a crash part-way leaves neither, and the processor's retry does the work again.
+async fn record_from_session(
+    db: &Db,
+    ev: &EventEnvelope,
+    session: &ProcessorCheckout,
+    payment: Option<&ProcessorPayment>,
+) -> Result<EventOutcome, PaymentError> {
+    let checkout = find_checkout_by_session(db, &session.id).await?;
+    let mut tx = db.begin_write().await?;
+    if !insert_event(&mut tx, ev).await? {
+        return Ok(EventOutcome::Duplicate);
+    }
+    let (Some(checkout), Some(payment)) = (checkout, payment) else {
+        // Unknown to us, or not paid: keep the event, move no money.
+        tx.commit().await?;
+        return Ok(EventOutcome::NoChange);
+    };
+    if session.client_reference_id.as_deref() != Some(checkout.id.as_str()) {
+        return Err(PaymentError::BadEvent("checkout reference does not match our record"));
+    }
+    if !payment.succeeded || !payment.amount_received.is_positive() {
+        tx.commit().await?;
+        return Ok(EventOutcome::NoChange);
+    }
+    let payment_id = PaymentId::generate();
+    let now = crate::clock::now_unix();
+    let inserted = sqlx::query(
+        "INSERT INTO payments (id, tenant_id, statement_id, checkout_id, processor_payment_id, amount_cents,
+             card_brand, card_last4, paid_at, recorded_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (processor_payment_id) DO NOTHING",
+    )
+    .bind(payment_id.as_str())
+    .bind(checkout.tenant_id.as_str())
+    .bind(checkout.statement_id.as_str())
+    .bind(checkout.id.as_str())
+    .bind(&payment.id)
+    .bind(payment.amount_received.cents())
+    .bind(&payment.card_brand)
+    .bind(&payment.card_last4)
+    .bind(payment.created)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    // Forward only: a completed checkout never goes back to open or expired.
+    sqlx::query("UPDATE checkouts SET status = 'complete' WHERE id = $1 AND status <> 'complete'")
+        .bind(checkout.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    if inserted.rows_affected() == 0 {
+        tx.commit().await?;
+        return Ok(EventOutcome::NoChange);
+    }
+    sqlx::query(
+        "INSERT INTO ledger_entries (tenant_id, statement_id, kind, amount_cents, payment_id, created_at)
+         VALUES ($1, $2, 'payment', $3, $4, $5)",
+    )
+    .bind(checkout.tenant_id.as_str())
+    .bind(checkout.statement_id.as_str())
+    .bind(payment.amount_received.cents())
+    .bind(payment_id.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let balance = crate::billing::balance(&mut *tx, &checkout.statement_id).await?;
+    let patient: String = sqlx::query_scalar("SELECT patient_id FROM statements WHERE id = $1")
+        .bind(checkout.statement_id.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+    let patient = crate::ids::PatientId::from_db(patient);
+    let actor = Actor::system("system:processor-webhook");
+    audit::record(
+        &mut *tx,
+        audit::Event {
+            actor: &actor,
+            tenant: Some(&checkout.tenant_id),
+            patient: Some(&patient),
+            action: "payment.recorded",
+            resource: Some(payment_id.as_str()),
+            outcome: Outcome::Success,
+        },
+    )
+    .await?;
+    if balance.cents() < 0 {
+        // Paid more than was due (two checkouts raced). The money is recorded as taken; the
+        // credit is flagged for the practice to refund.
+        audit::record(
+            &mut *tx,
+            audit::Event {
+                actor: &actor,
+                tenant: Some(&checkout.tenant_id),
+                patient: Some(&patient),
+                action: "payment.overpaid",
+                resource: Some(checkout.statement_id.as_str()),
+                outcome: Outcome::Failure,
+            },
+        )
+        .await?;
+        tracing::warn!(statement = %checkout.statement_id, "statement overpaid; credit needs a refund");
+    }
+    tx.commit().await?;
+    Ok(EventOutcome::Recorded)
+}
+
+/// The payment recorded for one of our checkouts, if the webhook has arrived.
+pub async fn payment_for_checkout(db: &Db, checkout: &CheckoutId) -> Result<Option<PaymentId>, sqlx::Error> {
+    let id: Option<String> = sqlx::query_scalar("SELECT id FROM payments WHERE checkout_id = $1")
+        .bind(checkout.as_str())
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(id.map(PaymentId::from_db))
+}
+
+/// A recorded payment with its statement, for the receipt.
+#[derive(Clone, Debug)]
+pub struct Receipt {
+    pub payment_id: PaymentId,
+    pub statement_id: StatementId,
+    pub amount: Money,
+    pub card_brand: String,
+    pub card_last4: String,
+    pub paid_at: i64,
+}
+
+pub async fn receipt(db: &Db, id: &PaymentId) -> Result<Option<Receipt>, sqlx::Error> {
+    let r: Option<(String, i64, String, String, i64)> = sqlx::query_as(
+        "SELECT statement_id, amount_cents, card_brand, card_last4, paid_at FROM payments WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(r.map(|(s, a, b, l, p)| Receipt {
+        payment_id: id.clone(),
+        statement_id: StatementId::from_db(s),
+        amount: Money::from_cents(a),
+        card_brand: b,
+        card_last4: l,
+        paid_at: p,
+    }))
+}

@@ -1,0 +1,488 @@
+//! The built-in sandbox card processor: a Stripe-Checkout-like hosted card page on its own
+//! listener and origin, Stripe's public test cards, and Stripe-format signed webhooks.
+//! It keeps nothing of a card but its brand and last four digits.
+
+use super::{
+    signature, CheckoutRequest, CheckoutStatus, DeclineReason, PaymentProcessor, ProcessorCheckout,
+    ProcessorError, ProcessorPayment,
+};
+use crate::money::Money;
+use async_trait::async_trait;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use patriotpay_app::vm::{FieldError, PageMeta, SandboxCheckoutVm};
+use patriotpay_app::Tr;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+#[derive(Clone, Debug)]
+struct SbSession {
+    id: String,
+    amount: Money,
+    client_reference_id: String,
+    success_url: String,
+    cancel_url: String,
+    status: CheckoutStatus,
+    paid: bool,
+    payment_intent: Option<String>,
+    csrf: String,
+    created: i64,
+    expires_at: i64,
+}
+
+#[derive(Clone, Debug)]
+struct SbPayment {
+    id: String,
+    amount: Money,
+    succeeded: bool,
+    brand: String,
+    last4: String,
+    created: i64,
+    last_error: Option<DeclineReason>,
+}
+
+#[derive(Default)]
+struct Store {
+    sessions: HashMap<String, SbSession>,
+    payments: HashMap<String, SbPayment>,
+    idempotency: HashMap<String, String>,
+}
+
+/// Shared by the processor handle the portal uses and the sandbox's own web pages.
+pub struct Sandbox {
+    store: Mutex<Store>,
+    public_url: String,
+    webhook_secret: String,
+    webhook_url: RwLock<Option<String>>,
+    merchant_name: String,
+    http: reqwest::Client,
+}
+
+fn sandbox_id(prefix: &str) -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!("{prefix}_test_{}", hex::encode(b))
+}
+
+impl Sandbox {
+    pub fn new(public_url: String, webhook_secret: String) -> Arc<Self> {
+        Arc::new(Sandbox {
+            store: Mutex::new(Store::default()),
+            public_url,
+            webhook_secret,
+            webhook_url: RwLock::new(None),
+            merchant_name: "PatriotPay sandbox merchant".into(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
+        })
+    }
+
+    /// Where completed-checkout events go; set once the portal knows its own address.
+    pub fn set_webhook_url(&self, url: String) {
+        if let Ok(mut w) = self.webhook_url.write() {
+            *w = Some(url);
+        }
+    }
+
+    fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>, ProcessorError> {
+        self.store.lock().map_err(|_| ProcessorError::Unavailable("sandbox state poisoned".into()))
+    }
+
+    fn to_checkout(&self, s: &SbSession) -> ProcessorCheckout {
+        ProcessorCheckout {
+            id: s.id.clone(),
+            url: format!("{}/checkout/{}", self.public_url, s.id),
+            status: s.status,
+            paid: s.paid,
+            amount_total: s.amount,
+            client_reference_id: Some(s.client_reference_id.clone()),
+            payment_intent: s.payment_intent.clone(),
+        }
+    }
+
+    /// A Stripe-shaped Checkout Session object, as it would appear in an event.
+    fn session_json(&self, s: &SbSession) -> serde_json::Value {
+        serde_json::json!({
+            "id": s.id,
+            "object": "checkout.session",
+            "amount_total": s.amount.cents(),
+            "currency": "usd",
+            "client_reference_id": s.client_reference_id,
+            "created": s.created,
+            "expires_at": s.expires_at,
+            "livemode": false,
+            "mode": "payment",
+            "payment_intent": s.payment_intent,
+            "payment_status": if s.paid { "paid" } else { "unpaid" },
+            "status": match s.status { CheckoutStatus::Open => "open", CheckoutStatus::Complete => "complete", CheckoutStatus::Expired => "expired" },
+            "success_url": s.success_url,
+            "cancel_url": s.cancel_url,
+            "metadata": {},
+            "url": if s.status == CheckoutStatus::Open { Some(format!("{}/checkout/{}", self.public_url, s.id)) } else { None },
+        })
+    }
+
+    /// Sends one signed event to the portal; retries a few times, then keeps retrying in the
+    /// background as Stripe does.
+    async fn deliver(self: &Arc<Self>, event_type: &str, object: serde_json::Value) {
+        let Some(url) = self.webhook_url.read().ok().and_then(|u| u.clone()) else {
+            tracing::warn!("sandbox has no webhook URL; event dropped");
+            return;
+        };
+        let body = serde_json::json!({
+            "id": sandbox_id("evt"),
+            "object": "event",
+            "api_version": "2025-03-31.basil",
+            "created": crate::clock::now_unix(),
+            "livemode": false,
+            "pending_webhooks": 1,
+            "request": { "id": null, "idempotency_key": null },
+            "type": event_type,
+            "data": { "object": object },
+        })
+        .to_string();
+        for delay_ms in [0u64, 200, 1000] {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            if self.post_event(&url, &body).await {
+                return;
+            }
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            for delay in [5u64, 30, 120, 600, 3600] {
+                tokio::time::sleep(Duration::from_secs(delay)).await;
+                if me.post_event(&url, &body).await {
+                    return;
+                }
+            }
+            tracing::error!("sandbox gave up delivering an event");
+        });
+    }
+
+    async fn post_event(&self, url: &str, body: &str) -> bool {
+        let sig = signature::sign(&self.webhook_secret, crate::clock::now_unix(), body.as_bytes());
+        match self
+            .http
+            .post(url)
+            .header("Stripe-Signature", sig)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => true,
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), "sandbox webhook refused");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sandbox webhook delivery failed");
+                false
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PaymentProcessor for Arc<Sandbox> {
+    fn checkout_origin(&self) -> String {
+        self.public_url.clone()
+    }
+
+    async fn create_checkout(&self, req: &CheckoutRequest, idempotency_key: &str) -> Result<ProcessorCheckout, ProcessorError> {
+        if !req.amount.is_positive() {
+            return Err(ProcessorError::Rejected("amount must be positive".into()));
+        }
+        if !req.success_url.contains("{CHECKOUT_SESSION_ID}") {
+            return Err(ProcessorError::Rejected("success_url lacks {CHECKOUT_SESSION_ID}".into()));
+        }
+        let mut store = self.store()?;
+        if let Some(existing) = store.idempotency.get(idempotency_key).and_then(|id| store.sessions.get(id)) {
+            return Ok(self.to_checkout(existing));
+        }
+        let now = crate::clock::now_unix();
+        let s = SbSession {
+            id: sandbox_id("cs"),
+            amount: req.amount,
+            client_reference_id: req.checkout_ref.as_str().to_owned(),
+            success_url: req.success_url.clone(),
+            cancel_url: req.cancel_url.clone(),
+            status: CheckoutStatus::Open,
+            paid: false,
+            payment_intent: None,
+            csrf: crate::crypto::random_token(),
+            created: now,
+            expires_at: now + 24 * 3600,
+        };
+        let out = self.to_checkout(&s);
+        store.idempotency.insert(idempotency_key.to_owned(), s.id.clone());
+        store.sessions.insert(s.id.clone(), s);
+        Ok(out)
+    }
+
+    async fn retrieve_checkout(&self, id: &str) -> Result<ProcessorCheckout, ProcessorError> {
+        let store = self.store()?;
+        store.sessions.get(id).map(|s| self.to_checkout(s)).ok_or(ProcessorError::NotFound)
+    }
+
+    async fn retrieve_payment(&self, id: &str) -> Result<ProcessorPayment, ProcessorError> {
+        let store = self.store()?;
+        let p = store.payments.get(id).ok_or(ProcessorError::NotFound)?;
+        Ok(ProcessorPayment {
+            id: p.id.clone(),
+            succeeded: p.succeeded,
+            amount_received: if p.succeeded { p.amount } else { Money::ZERO },
+            card_brand: p.brand.clone(),
+            card_last4: p.last4.clone(),
+            created: p.created,
+            last_error: p.last_error,
+        })
+    }
+
+    async fn expire_checkout(&self, id: &str) -> Result<(), ProcessorError> {
+        let mut store = self.store()?;
+        let s = store.sessions.get_mut(id).ok_or(ProcessorError::NotFound)?;
+        match s.status {
+            CheckoutStatus::Open => {
+                s.status = CheckoutStatus::Expired;
+                Ok(())
+            }
+            CheckoutStatus::Expired => Ok(()),
+            CheckoutStatus::Complete => Err(ProcessorError::Rejected("checkout already complete".into())),
+        }
+    }
+}
+
+/// What a test card does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TestCard {
+    Succeeds(&'static str),
+    Declines(&'static str, DeclineReason),
+}
+
+/// Stripe's published test numbers. Any other number, however valid, is refused.
+fn test_card(number: &str) -> Option<TestCard> {
+    Some(match number {
+        "4242424242424242" | "4000056655665556" => TestCard::Succeeds("Visa"),
+        "5555555555554444" | "2223003122003222" | "5200828282828210" => TestCard::Succeeds("Mastercard"),
+        "378282246310005" | "371449635398431" => TestCard::Succeeds("American Express"),
+        "6011111111111117" => TestCard::Succeeds("Discover"),
+        "4000000000000002" | "4000000000009987" | "4000000000009979" => TestCard::Declines("Visa", DeclineReason::Generic),
+        "4000000000009995" => TestCard::Declines("Visa", DeclineReason::InsufficientFunds),
+        _ => return None,
+    })
+}
+
+pub fn luhn_valid(digits: &str) -> bool {
+    if !(13..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 {
+                let dd = d * 2;
+                if dd > 9 {
+                    dd - 9
+                } else {
+                    dd
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// `MM/YY`, `MM / YY`, `MMYY` → (month, full year), if in the future.
+fn parse_expiry(exp: &str, now: time::OffsetDateTime) -> Option<(u8, i32)> {
+    let digits: String = exp.chars().filter(|c| c.is_ascii_digit()).collect();
+    let (m, y) = match digits.len() {
+        4 => (&digits[..2], &digits[2..]),
+        6 => (&digits[..2], &digits[4..]),
+        _ => return None,
+    };
+    let month: u8 = m.parse().ok()?;
+    let year: i32 = 2000 + y.parse::<i32>().ok()?;
+    if !(1..=12).contains(&month) {
+        return None;
+    }
+    let current = (now.year(), u8::from(now.month()));
+    ((year, month) >= current).then_some((month, year))
+}
+
+#[derive(serde::Deserialize)]
+pub struct CardForm {
+    csrf: String,
+    card_number: Zeroizing<String>,
+    exp: String,
+    cvc: Zeroizing<String>,
+}
+
+/// The sandbox's own web server: the hosted card page.
+pub fn router(sandbox: Arc<Sandbox>, portal_origin: String) -> Router {
+    let csp = format!(
+        "default-src 'none'; script-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {portal_origin}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    Router::new()
+        .route("/checkout/{id}", get(card_page).post(pay))
+        .route("/assets/style.css", get(crate::http::assets::style))
+        .with_state(sandbox)
+        .layer(axum::middleware::from_fn(move |req, next: axum::middleware::Next| {
+            let csp = csp.clone();
+            async move {
+                let mut res = next.run(req).await;
+                let h = res.headers_mut();
+                if let Ok(v) = HeaderValue::from_str(&csp) {
+                    h.insert(header::CONTENT_SECURITY_POLICY, v);
+                }
+                h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+                h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+                h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+                res
+            }
+        }))
+}
+
+fn render(sandbox: &Sandbox, s: &SbSession, error: Option<FieldError>) -> Response {
+    let vm = SandboxCheckoutVm {
+        merchant: sandbox.merchant_name.clone(),
+        amount: s.amount.to_string(),
+        csrf: s.csrf.clone(),
+        cancel_url: s.cancel_url.clone(),
+        error,
+        open: s.status == CheckoutStatus::Open,
+    };
+    let status = if vm.error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let html = patriotpay_app::pages::sandbox_checkout(PageMeta::default(), vm, format!("/checkout/{}", s.id));
+    (status, Html(html)).into_response()
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "No such checkout session").into_response()
+}
+
+async fn card_page(State(sb): State<Arc<Sandbox>>, Path(id): Path<String>) -> Response {
+    let session = sb.store.lock().ok().and_then(|s| s.sessions.get(&id).cloned());
+    match session {
+        Some(s) => render(&sb, &s, None),
+        None => not_found(),
+    }
+}
+
+async fn pay(State(sb): State<Arc<Sandbox>>, Path(id): Path<String>, Form(form): Form<CardForm>) -> Response {
+    let Some(session) = sb.store.lock().ok().and_then(|s| s.sessions.get(&id).cloned()) else {
+        return not_found();
+    };
+    if session.status != CheckoutStatus::Open {
+        return render(&sb, &session, None);
+    }
+    use subtle::ConstantTimeEq;
+    if !bool::from(form.csrf.as_bytes().ct_eq(session.csrf.as_bytes())) {
+        return (StatusCode::FORBIDDEN, "Form expired; reload the page").into_response();
+    }
+    let tr = Tr::default();
+    let number: Zeroizing<String> = Zeroizing::new(form.card_number.chars().filter(|c| !matches!(c, ' ' | '-')).collect());
+    let field = |field: &'static str, key: &str| Some(FieldError { field, message: tr.t(key) });
+    if !luhn_valid(&number) {
+        return render(&sb, &session, field("card-number", "sandbox-err-number"));
+    }
+    let Some(card) = test_card(&number) else {
+        return render(&sb, &session, field("card-number", "sandbox-err-test-card"));
+    };
+    if parse_expiry(&form.exp, time::OffsetDateTime::now_utc()).is_none() {
+        return render(&sb, &session, field("exp", "sandbox-err-exp"));
+    }
+    let cvc_len = if number.starts_with("37") || number.starts_with("34") { 4 } else { 3 };
+    if form.cvc.len() != cvc_len || !form.cvc.bytes().all(|b| b.is_ascii_digit()) {
+        return render(&sb, &session, field("cvc", "sandbox-err-cvc"));
+    }
+    let last4 = number[number.len() - 4..].to_owned();
+    drop(number);
+    let now = crate::clock::now_unix();
+    let (brand, outcome) = match card {
+        TestCard::Succeeds(b) => (b, None),
+        TestCard::Declines(b, reason) => (b, Some(reason)),
+    };
+    let (redirect, event) = {
+        let Ok(mut store) = sb.store.lock() else {
+            return (StatusCode::SERVICE_UNAVAILABLE, "Sandbox unavailable").into_response();
+        };
+        let pi_id = session.payment_intent.clone().unwrap_or_else(|| sandbox_id("pi"));
+        store.payments.insert(
+            pi_id.clone(),
+            SbPayment {
+                id: pi_id.clone(),
+                amount: session.amount,
+                succeeded: outcome.is_none(),
+                brand: brand.to_owned(),
+                last4,
+                created: now,
+                last_error: outcome,
+            },
+        );
+        let Some(s) = store.sessions.get_mut(&id) else {
+            return not_found();
+        };
+        // Re-check under the lock: a concurrent submit may have completed or expired it.
+        if s.status != CheckoutStatus::Open {
+            let s = s.clone();
+            drop(store);
+            return render(&sb, &s, None);
+        }
+        s.payment_intent = Some(pi_id);
+        if outcome.is_none() {
+            s.status = CheckoutStatus::Complete;
+            s.paid = true;
+            let url = s.success_url.replace("{CHECKOUT_SESSION_ID}", &s.id);
+            (url, Some(sb.session_json(s)))
+        } else {
+            (s.cancel_url.clone(), None)
+        }
+    };
+    if let Some(object) = event {
+        // Delivered before the redirect so the receipt is usually ready on arrival; the portal
+        // copes when it is not.
+        sb.deliver("checkout.session.completed", object).await;
+    }
+    Redirect::to(&redirect).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn() {
+        assert!(luhn_valid("4242424242424242"));
+        assert!(luhn_valid("378282246310005"));
+        assert!(!luhn_valid("4242424242424241"));
+        assert!(!luhn_valid("424242"));
+    }
+
+    #[test]
+    fn only_test_cards() {
+        assert_eq!(test_card("4242424242424242"), Some(TestCard::Succeeds("Visa")));
+        assert_eq!(test_card("4000000000009995"), Some(TestCard::Declines("Visa", DeclineReason::InsufficientFunds)));
+        assert_eq!(test_card("4111111111111111"), None);
+    }
+
+    #[test]
+    fn expiry() {
+        let now = time::macros::datetime!(2026-11-25 0:00 UTC);
+        assert_eq!(parse_expiry("12/34", now), Some((12, 2034)));
+        assert_eq!(parse_expiry("11 / 26", now), Some((11, 2026)));
+        assert_eq!(parse_expiry("10/26", now), None);
+        assert_eq!(parse_expiry("13/30", now), None);
+        assert_eq!(parse_expiry("1230", now), Some((12, 2030)));
+    }
+}
