@@ -80,7 +80,9 @@ fn document(
             </body>
         </html>
     };
-    format!("<!DOCTYPE html>{}", page.to_html())
+    // `<!>` is Leptos's placeholder for an empty optional; with no hydration it is noise, and
+    // text content can't contain it (escaped), so removing it touches markup only.
+    format!("<!DOCTYPE html>{}", page.to_html().replace("<!>", ""))
 }
 
 /// The error summary at the top of a form (GOV.UK pattern): links to each field in error.

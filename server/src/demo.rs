@@ -113,22 +113,36 @@ pub async fn ensure(db: &Db, crypto: &FieldCrypto) -> anyhow::Result<TenantId> {
     Ok(tenant)
 }
 
-/// The statement of the n-th demo patient (1-based), in import order.
-pub async fn statement_of(db: &Db, tenant: &TenantId, n: usize) -> anyhow::Result<StatementId> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT s.id FROM statements s JOIN patients p ON p.id = s.patient_id
-         WHERE s.tenant_id = $1 ORDER BY p.created_at, s.created_at, s.id",
+/// The statement of the n-th demo patient (1-based), found by decrypting account numbers:
+/// rows are created within the same second, so no column orders them reliably.
+pub async fn statement_of(db: &Db, crypto: &FieldCrypto, tenant: &TenantId, n: usize) -> anyhow::Result<StatementId> {
+    anyhow::ensure!((1..=PATIENTS.len()).contains(&n), "there are {} demo patients; pick 1 to {}", PATIENTS.len(), PATIENTS.len());
+    let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT s.id, p.id, p.account_number_ct FROM statements s JOIN patients p ON p.id = s.patient_id
+         WHERE s.tenant_id = $1",
     )
     .bind(tenant.as_str())
     .fetch_all(db.pool())
     .await?;
-    anyhow::ensure!(n >= 1 && n <= ids.len(), "there are {} demo patients; pick 1 to {}", ids.len(), ids.len());
-    Ok(StatementId::from_db(ids[n - 1].clone()))
+    for (statement, patient, account) in rows {
+        let aad = crate::crypto::FieldAad { tenant, table: "patients", column: "account_number", row: &patient };
+        if crypto.decrypt_str(aad, &account).await?.expose() == PATIENTS[n - 1].account {
+            return Ok(StatementId::from_db(statement));
+        }
+    }
+    anyhow::bail!("demo patient {n} has no statement")
 }
 
 /// A fresh link to the n-th demo patient's statement, and the lines to print for it.
-pub async fn link_text(db: &Db, tenant: &TenantId, n: usize, public_url: &str, ttl_days: u32) -> anyhow::Result<(String, String)> {
-    let statement = statement_of(db, tenant, n).await?;
+pub async fn link_text(
+    db: &Db,
+    crypto: &FieldCrypto,
+    tenant: &TenantId,
+    n: usize,
+    public_url: &str,
+    ttl_days: u32,
+) -> anyhow::Result<(String, String)> {
+    let statement = statement_of(db, crypto, tenant, n).await?;
     let expires = crate::clock::now_unix() + i64::from(ttl_days) * 86_400;
     let (_, token) = crate::links::create(db, tenant, &statement, expires).await?;
     let p = &PATIENTS[n - 1];

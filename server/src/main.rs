@@ -11,6 +11,7 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&cli.config.log).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -33,7 +34,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let tenant = patriotpay::demo::ensure(&db, &crypto).await?;
             let public = cfg.public_url.clone().unwrap_or_else(|| format!("http://{}", cfg.addr));
             let (help, url) =
-                patriotpay::demo::link_text(&db, &tenant, patient, public.trim_end_matches('/'), cfg.link_ttl_days).await?;
+                patriotpay::demo::link_text(&db, &crypto, &tenant, patient, public.trim_end_matches('/'), cfg.link_ttl_days).await?;
             println!("{help}");
             println!("{url}");
         }
@@ -45,7 +46,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let st = &running.state;
                 let tenant = patriotpay::demo::ensure(&st.db, &st.crypto).await?;
                 let (help, url) =
-                    patriotpay::demo::link_text(&st.db, &tenant, 1, &running.public_url, st.link_ttl_days).await?;
+                    patriotpay::demo::link_text(&st.db, &st.crypto, &tenant, 1, &running.public_url, st.link_ttl_days).await?;
                 println!("{help}");
                 println!("Open this demo pay link in a browser (more: `cargo run -- demo-link --patient 2`):");
                 println!("{url}");

@@ -1,0 +1,372 @@
+// Real-browser journey through the PatriotPay portal and its sandbox card processor.
+//
+// Chromium runs with JavaScript DISABLED: every step must work as plain HTML forms, links
+// and redirects, the way the portal is built (server-rendered, no hydration).
+//
+// Run: PATRIOTPAY_BIN=/path/to/patriotpay npm test   (see ../README.md)
+
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFile } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const execFileP = promisify(execFile);
+
+const BIN = process.env.PATRIOTPAY_BIN;
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'test-results');
+const STARTUP_TIMEOUT_MS = 60_000;
+const STEP_TIMEOUT_MS = 15_000;
+const TEST_TIMEOUT_MS = 120_000;
+
+// The demo practice's fictional patients (server/src/demo.rs).
+const PATIENT_1 = { month: '03', day: '14', year: '1984', zip: '60614' };
+const PATIENT_3 = { month: '06', day: '21', year: '2012', zip: '60622' };
+const CARD_OK = '4242 4242 4242 4242';
+const CARD_DECLINED = '4000 0000 0000 0002';
+
+/** Server state shared by the tests (set in `before`). */
+const server = {
+  child: null,
+  env: null,
+  dataDir: null,
+  portalUrl: null,
+  sandboxUrl: null,
+  firstLink: null,
+  stdout: '',
+  stderr: '',
+  exited: null,
+};
+let browser;
+
+/** The environment for the server and `demo-link`: ephemeral ports, a fresh data dir. */
+function serverEnv(dataDir) {
+  const env = { ...process.env };
+  delete env.DATABASE_URL;
+  if (process.env.E2E_DATABASE_URL) env.DATABASE_URL = process.env.E2E_DATABASE_URL;
+  env.PATRIOTPAY_ADDR = '127.0.0.1:0';
+  env.PATRIOTPAY_SANDBOX_ADDR = '127.0.0.1:0';
+  env.PATRIOTPAY_DATA_DIR = dataDir;
+  delete env.PATRIOTPAY_PUBLIC_URL;
+  delete env.PATRIOTPAY_SANDBOX_PUBLIC_URL;
+  return env;
+}
+
+/** Starts `patriotpay serve --demo` and resolves once the demo pay link has been printed. */
+function startServer() {
+  return new Promise((resolve, reject) => {
+    const child = spawn(BIN, ['serve', '--demo'], { env: server.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    server.child = child;
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk) => { server.stderr += chunk; });
+    let sawLinkIntro = false;
+    let settled = false;
+    const fail = (msg) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(new Error(`${msg}\n--- server stdout ---\n${server.stdout}\n--- server stderr ---\n${server.stderr}`));
+    };
+    const timer = setTimeout(() => fail(`no demo pay link printed within ${STARTUP_TIMEOUT_MS / 1000} s`), STARTUP_TIMEOUT_MS);
+    child.on('error', (e) => fail(`could not start ${BIN}: ${e.message}`));
+    child.on('exit', (code, signal) => {
+      server.exited = { code, signal };
+      fail(`server exited early (code ${code}, signal ${signal})`);
+    });
+    const lines = createInterface({ input: child.stdout });
+    lines.on('line', (line) => {
+      server.stdout += line + '\n';
+      if (settled) return;
+      let m;
+      if ((m = line.match(/^PatriotPay portal:\s+(http\S+)\s*$/))) server.portalUrl = m[1].replace(/\/$/, '');
+      else if ((m = line.match(/^Sandbox card processor:\s+(http\S+)\s*$/))) server.sandboxUrl = m[1].replace(/\/$/, '');
+      else if (line.startsWith('Open this demo pay link')) sawLinkIntro = true;
+      else if (sawLinkIntro && /^https?:\/\/\S+\/p\/\S+$/.test(line.trim())) {
+        server.firstLink = line.trim();
+        if (!server.portalUrl || !server.sandboxUrl) return fail('pay link printed before the portal and sandbox URLs');
+        settled = true;
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+}
+
+/** Stops the server: Ctrl-C first (graceful), SIGKILL if it lingers. */
+async function stopServer() {
+  const child = server.child;
+  if (!child || server.exited || child.exitCode !== null) return;
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill('SIGINT');
+  const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  await gone;
+  clearTimeout(t);
+}
+
+/** A fresh pay link for demo patient `n`, from `patriotpay demo-link` against the same data. */
+async function demoLink(n) {
+  const env = { ...server.env, PATRIOTPAY_PUBLIC_URL: server.portalUrl };
+  let out;
+  try {
+    out = await execFileP(BIN, ['demo-link', '--patient', String(n)], { env, timeout: 60_000 });
+  } catch (e) {
+    throw new Error(`demo-link --patient ${n} failed: ${e.message}\n--- stdout ---\n${e.stdout}\n--- stderr ---\n${e.stderr}`);
+  }
+  const last = out.stdout.trim().split('\n').at(-1).trim();
+  assert.match(last, /^https?:\/\/\S+\/p\/\S+$/, `demo-link's last line is not a pay link:\n${out.stdout}`);
+  assert.ok(last.startsWith(server.portalUrl + '/'), `demo-link URL ${last} is not on the running portal ${server.portalUrl}`);
+  return last;
+}
+
+/**
+ * Runs one journey in a fresh JavaScript-less browser context. On failure: a screenshot and
+ * the page's HTML go to test-results/, and the server's stderr is printed.
+ */
+async function inBrowser(name, fn) {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  context.setDefaultTimeout(STEP_TIMEOUT_MS);
+  context.setDefaultNavigationTimeout(STEP_TIMEOUT_MS);
+  const page = await context.newPage();
+  try {
+    await fn(page);
+  } catch (err) {
+    const slug = name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
+    try {
+      await mkdir(RESULTS_DIR, { recursive: true });
+      await page.screenshot({ path: join(RESULTS_DIR, `${slug}.png`), fullPage: true });
+      await writeFile(join(RESULTS_DIR, `${slug}.html`), await page.content());
+      console.error(`[e2e] "${name}" failed at ${page.url()}; screenshot: test-results/${slug}.png`);
+    } catch (shotErr) {
+      console.error(`[e2e] could not save a screenshot for "${name}": ${shotErr.message}`);
+    }
+    console.error(`[e2e] --- server stderr ---\n${server.stderr}\n[e2e] --- end server stderr ---`);
+    throw err;
+  } finally {
+    await context.close();
+  }
+}
+
+// ---- small page helpers -------------------------------------------------------------------
+
+function path(page) {
+  return new URL(page.url()).pathname;
+}
+
+/** Waits for the page to be at `expectedPath` on the portal and asserts no token is in the URL. */
+async function atPortal(page, expectedPath) {
+  await page.waitForURL((u) => u.origin === server.portalUrl && u.pathname === expectedPath);
+  assert.equal(path(page), expectedPath);
+}
+
+/** Waits until the locator is visible (fails with the locator in the message otherwise). */
+async function visible(locator) {
+  await locator.waitFor({ state: 'visible' });
+}
+
+async function heading(page, name) {
+  await visible(page.getByRole('heading', { level: 1, name, exact: true }));
+}
+
+async function verifyDob(page, { month, day, year }) {
+  await page.getByLabel('Month', { exact: true }).fill(month);
+  await page.getByLabel('Day', { exact: true }).fill(day);
+  await page.getByLabel('Year', { exact: true }).fill(year);
+  await page.getByRole('button', { name: 'Continue', exact: true }).click();
+}
+
+/** Opens a pay link: it must land on /verify with the token gone from the address bar. */
+async function openLink(page, link) {
+  await page.goto(link);
+  await atPortal(page, '/verify');
+  const token = new URL(link).pathname.split('/').at(-1);
+  assert.ok(!page.url().includes(token), `the token is still in the URL: ${page.url()}`);
+  await heading(page, 'Confirm who you are');
+}
+
+async function payAmount(page, amount) {
+  const field = page.getByLabel('Amount to pay (USD)', { exact: true });
+  await field.fill(amount);
+  await page.getByRole('button', { name: 'Pay', exact: true }).click();
+}
+
+/** On the sandbox's hosted card page: enters a card and pays. */
+async function payOnSandbox(page, { number, exp, cvc }) {
+  await page.waitForURL((u) => u.origin === server.sandboxUrl && u.pathname.startsWith('/checkout/cs_test_'));
+  assert.ok(page.url().startsWith(server.sandboxUrl + '/checkout/cs_test_'), page.url());
+  await page.getByLabel('Card number', { exact: true }).fill(number);
+  await page.getByLabel('Expiry (MM / YY)', { exact: true }).fill(exp);
+  await page.getByLabel('CVC', { exact: true }).fill(cvc);
+  await page.getByRole('button', { name: 'Pay', exact: true }).click();
+  await page.waitForURL((u) => u.origin === server.portalUrl);
+}
+
+/** The receipt's value for a term of its description list (e.g. "Amount paid"). */
+function receiptValue(page, term) {
+  return page.locator(`dl dt:text-is("${term}") + dd`);
+}
+
+/** Waits for the receipt; the portal may first show "Confirming your payment" (meta refresh). */
+async function receipt(page) {
+  await page.getByRole('heading', { level: 1, name: 'Payment received', exact: true }).waitFor({ timeout: 30_000 });
+  return {
+    amount: (await receiptValue(page, 'Amount paid').innerText()).trim(),
+    card: (await receiptValue(page, 'Card').innerText()).trim(),
+    remaining: (await receiptValue(page, 'Remaining balance').innerText()).trim(),
+  };
+}
+
+/** The accessible description of an element: the text of its aria-describedby targets. */
+async function accessibleDescription(page, locator) {
+  const ids = ((await locator.getAttribute('aria-describedby')) ?? '').split(/\s+/).filter(Boolean);
+  const parts = [];
+  for (const id of ids) parts.push((await page.locator(`[id="${id}"]`).textContent()).replace(/\s+/g, ' ').trim());
+  return parts.join(' ');
+}
+
+// ---- the journeys -------------------------------------------------------------------------
+
+describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurrency: false }, () => {
+  before(async () => {
+    assert.ok(BIN, 'Set PATRIOTPAY_BIN to the patriotpay binary, e.g. PATRIOTPAY_BIN=$CARGO_TARGET_DIR/debug/patriotpay npm test');
+    server.dataDir = await mkdtemp(join(tmpdir(), 'patriotpay-e2e-'));
+    server.env = serverEnv(server.dataDir);
+    await startServer();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+        '--disable-quic',
+      ],
+    });
+  }, { timeout: 90_000 });
+
+  after(async () => {
+    await browser?.close();
+    await stopServer();
+    if (server.dataDir) await rm(server.dataDir, { recursive: true, force: true });
+  });
+
+  it('patient pays the full balance with a test card', { timeout: TEST_TIMEOUT_MS }, async () => {
+    await inBrowser('full payment', async (page) => {
+      await openLink(page, server.firstLink);
+      await visible(page.getByText('Riverside Family Medicine').first());
+
+      await verifyDob(page, PATIENT_1);
+      await atPortal(page, '/summary');
+      await visible(page.getByText('Balance due', { exact: true }));
+      await visible(page.getByText('$112.00', { exact: true }));
+
+      await page.getByRole('link', { name: 'View the itemised statement', exact: true }).click();
+      await atPortal(page, '/verify/zip');
+      await page.getByLabel('ZIP code', { exact: true }).fill(PATIENT_1.zip);
+      await page.getByRole('button', { name: 'Show itemised statement', exact: true }).click();
+      await atPortal(page, '/statement');
+
+      const table = page.getByRole('table');
+      for (const service of ['Office visit, established patient', 'Comprehensive metabolic panel', 'Follow-up visit']) {
+        await visible(table.getByRole('rowheader', { name: service, exact: true }));
+      }
+      const totals = table.getByRole('row').filter({ has: page.getByRole('rowheader', { name: 'Totals', exact: true }) });
+      await visible(totals);
+      assert.match(await totals.innerText(), /\$112\.00/);
+
+      const amount = page.getByLabel('Amount to pay (USD)', { exact: true });
+      assert.equal(await amount.inputValue(), '112.00');
+      await page.getByRole('button', { name: 'Pay', exact: true }).click();
+
+      await payOnSandbox(page, { number: CARD_OK, exp: '12 / 34', cvc: '123' });
+      const r = await receipt(page);
+      assert.equal(r.amount, '$112.00');
+      assert.equal(r.card, 'Visa ending 4242');
+      assert.equal(r.remaining, '$0.00');
+
+      await page.goto(server.portalUrl + '/summary');
+      await atPortal(page, '/summary');
+      await visible(page.getByText('This statement is paid in full'));
+      assert.equal(await page.getByLabel('Amount to pay (USD)', { exact: true }).count(), 0, 'a paid statement offers no pay form');
+    });
+  });
+
+  it('declined card returns to a page that says so, then a partial payment succeeds', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const link = await demoLink(3);
+    await inBrowser('declined then partial', async (page) => {
+      await openLink(page, link);
+      await verifyDob(page, PATIENT_3);
+      await atPortal(page, '/summary');
+      const balance = (await page.locator('.balance-amount').innerText()).trim();
+      assert.match(balance, /^\$\d+\.\d{2}$/);
+
+      await payAmount(page, '10.00');
+      await payOnSandbox(page, { number: CARD_DECLINED, exp: '12/34', cvc: '123' });
+      await heading(page, 'Your card was declined');
+      await visible(page.getByText('No money was taken', { exact: false }).first());
+
+      // The pay form is right there again.
+      await payAmount(page, '10.00');
+      await payOnSandbox(page, { number: CARD_OK, exp: '12/34', cvc: '123' });
+      const r = await receipt(page);
+      assert.equal(r.amount, '$10.00');
+      assert.equal(r.card, 'Visa ending 4242');
+      assert.equal(r.remaining, dollars(cents(balance) - 1000));
+    });
+  });
+
+  it('wrong answers lock the link', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const link = await demoLink(2);
+    await inBrowser('lockout', async (page) => {
+      await openLink(page, link);
+      const wrong = { month: '01', day: '01', year: '1970' };
+      for (let attempt = 1; attempt <= 4; attempt++) {
+        await verifyDob(page, wrong);
+        await atPortal(page, '/verify');
+        await visible(page.getByText("We couldn't confirm those details", { exact: false }).first());
+        await heading(page, 'Confirm who you are');
+      }
+      await verifyDob(page, wrong);
+      await heading(page, 'This link is locked');
+      await visible(page.getByText(/call .*practice|call Riverside Family Medicine/i).first());
+      assert.equal(await page.getByLabel('Month', { exact: true }).count(), 0, 'a locked link offers no form');
+    });
+  });
+
+  it('amount over the balance is refused with the error tied to the field', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const link = await demoLink(3);
+    await inBrowser('amount over balance', async (page) => {
+      await openLink(page, link);
+      await verifyDob(page, PATIENT_3);
+      await atPortal(page, '/summary');
+
+      await payAmount(page, '999');
+      await atPortal(page, '/summary');
+      await visible(page.getByRole('alert').filter({ hasText: 'There is a problem' }));
+
+      const amount = page.getByLabel('Amount to pay (USD)', { exact: true });
+      assert.equal(await amount.getAttribute('aria-invalid'), 'true');
+      assert.match(await accessibleDescription(page, amount), /can't be more than the balance/);
+      // The error summary links to the field.
+      await visible(page.getByRole('alert').getByRole('link', { name: /can't be more than the balance/ }));
+    });
+  });
+});
+
+function cents(dollarText) {
+  const m = dollarText.replace(/,/g, '').match(/^\$(\d+)\.(\d{2})$/);
+  assert.ok(m, `not a dollar amount: ${dollarText}`);
+  return Number(m[1]) * 100 + Number(m[2]);
+}
+
+function dollars(c) {
+  return `$${(Math.trunc(c / 100)).toLocaleString('en-US')}.${String(c % 100).padStart(2, '0')}`;
+}
