@@ -53,7 +53,9 @@ fn build(lang: Lang) -> FluentBundle<FluentResource> {
 
 fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
-    CATALOG.get_or_init(|| Catalog { en: build(Lang::En) })
+    CATALOG.get_or_init(|| Catalog {
+        en: build(Lang::En),
+    })
 }
 
 /// A translator for one language; cheap to copy into every component.
@@ -93,7 +95,9 @@ impl Tr {
             return key.to_owned();
         };
         let mut errors = vec![];
-        bundle.format_pattern(pattern, args, &mut errors).into_owned()
+        bundle
+            .format_pattern(pattern, args, &mut errors)
+            .into_owned()
     }
 
     /// True when the catalog has `key`; used by tests to prove no key is missing.
@@ -109,14 +113,21 @@ mod tests {
     #[test]
     fn english_catalog_parses_without_errors() {
         let parsed = FluentResource::try_new(Lang::En.source().to_owned());
-        assert!(parsed.is_ok(), "en.ftl has syntax errors: {:?}", parsed.err().map(|e| e.1));
+        assert!(
+            parsed.is_ok(),
+            "en.ftl has syntax errors: {:?}",
+            parsed.err().map(|e| e.1)
+        );
     }
 
     #[test]
     fn arguments_are_substituted() {
         let tr = Tr::new(Lang::En);
         assert_eq!(
-            tr.ta("receipt-card-value", &[("brand", "Visa"), ("last4", "4242")]),
+            tr.ta(
+                "receipt-card-value",
+                &[("brand", "Visa"), ("last4", "4242")]
+            ),
             "Visa ending 4242"
         );
         assert_eq!(tr.t("no-such-key"), "no-such-key");

@@ -151,7 +151,13 @@ pub fn home(meta: PageMeta) -> String {
         <p class="lead">{tr.t("home-lead")}</p>
         <p>{tr.t("home-scam")}</p>
     };
-    document(&meta, Chrome::Portal, tr.t("home-title"), None, body.into_any())
+    document(
+        &meta,
+        Chrome::Portal,
+        tr.t("home-title"),
+        None,
+        body.into_any(),
+    )
 }
 
 pub fn verify_dob(meta: PageMeta, vm: VerifyDobVm) -> String {
@@ -201,7 +207,13 @@ pub fn verify_dob(meta: PageMeta, vm: VerifyDobVm) -> String {
             <button type="submit" class="button">{tr.t("verify-continue")}</button>
         </form>
     };
-    document(&meta, Chrome::Portal, tr.t("verify-title"), None, body.into_any())
+    document(
+        &meta,
+        Chrome::Portal,
+        tr.t("verify-title"),
+        None,
+        body.into_any(),
+    )
 }
 
 pub fn locked(meta: PageMeta, vm: LockedVm) -> String {
@@ -215,7 +227,13 @@ pub fn locked(meta: PageMeta, vm: LockedVm) -> String {
         <p>{tr.t("locked-body")}</p>
         <p class="lead">{next}</p>
     };
-    document(&meta, Chrome::Portal, tr.t("locked-title"), None, body.into_any())
+    document(
+        &meta,
+        Chrome::Portal,
+        tr.t("locked-title"),
+        None,
+        body.into_any(),
+    )
 }
 
 pub fn verify_zip(meta: PageMeta, vm: VerifyZipVm) -> String {
@@ -239,7 +257,13 @@ pub fn verify_zip(meta: PageMeta, vm: VerifyZipVm) -> String {
         </form>
         <p><a href="/summary">{tr.t("statement-back")}</a></p>
     };
-    document(&meta, Chrome::Portal, tr.t("zip-title"), None, body.into_any())
+    document(
+        &meta,
+        Chrome::Portal,
+        tr.t("zip-title"),
+        None,
+        body.into_any(),
+    )
 }
 
 fn pay_form(tr: Tr, vm: PayFormVm) -> AnyView {
@@ -286,7 +310,11 @@ fn pay_or_paid(tr: Tr, paid_in_full: bool, pay: PayFormVm) -> AnyView {
 
 pub fn summary(meta: PageMeta, vm: SummaryVm) -> String {
     let tr = Tr::new(meta.lang);
-    let itemised_href = if vm.itemised_unlocked { "/statement" } else { "/verify/zip" };
+    let itemised_href = if vm.itemised_unlocked {
+        "/statement"
+    } else {
+        "/verify/zip"
+    };
     let body = view! {
         <h1>{tr.t("summary-title")}</h1>
         <p class="lead">{tr.ta("summary-from", &[("practice", &vm.practice_name)])}</p>
@@ -299,7 +327,13 @@ pub fn summary(meta: PageMeta, vm: SummaryVm) -> String {
         <p><a href=itemised_href>{tr.t("summary-itemised-link")}</a></p>
         {pay_or_paid(tr, vm.paid_in_full, vm.pay.clone())}
     };
-    document(&meta, Chrome::Portal, tr.t("summary-title"), None, body.into_any())
+    document(
+        &meta,
+        Chrome::Portal,
+        tr.t("summary-title"),
+        None,
+        body.into_any(),
+    )
 }
 
 pub fn statement(meta: PageMeta, vm: StatementVm) -> String {
@@ -329,7 +363,12 @@ pub fn statement(meta: PageMeta, vm: StatementVm) -> String {
             .map(|p| {
                 let text = tr.ta(
                     "statement-payment-line",
-                    &[("date", &p.date), ("amount", &p.amount), ("brand", &p.brand), ("last4", &p.last4)],
+                    &[
+                        ("date", &p.date),
+                        ("amount", &p.amount),
+                        ("brand", &p.brand),
+                        ("last4", &p.last4),
+                    ],
                 );
                 view! { <li>{text}</li> }
             })
@@ -379,7 +418,13 @@ pub fn statement(meta: PageMeta, vm: StatementVm) -> String {
         {pay_or_paid(tr, vm.paid_in_full, vm.pay.clone())}
         <p><a href="/summary">{tr.t("statement-back")}</a></p>
     };
-    document(&meta, Chrome::Portal, tr.t("statement-title"), None, body.into_any())
+    document(
+        &meta,
+        Chrome::Portal,
+        tr.t("statement-title"),
+        None,
+        body.into_any(),
+    )
 }
 
 pub fn declined(meta: PageMeta, vm: DeclinedVm) -> String {
@@ -406,12 +451,21 @@ pub fn confirming(meta: PageMeta, vm: ConfirmingVm) -> String {
         <p class="lead" role="status">{tr.t("confirming-body")}</p>
         <p><a class="button" href=vm.refresh_path.clone()>{tr.t("confirming-refresh")}</a></p>
     };
-    document(&meta, Chrome::Portal, tr.t("confirming-title"), Some(refresh), body.into_any())
+    document(
+        &meta,
+        Chrome::Portal,
+        tr.t("confirming-title"),
+        Some(refresh),
+        body.into_any(),
+    )
 }
 
 pub fn receipt(meta: PageMeta, vm: ReceiptVm) -> String {
     let tr = Tr::new(meta.lang);
-    let card = tr.ta("receipt-card-value", &[("brand", &vm.brand), ("last4", &vm.last4)]);
+    let card = tr.ta(
+        "receipt-card-value",
+        &[("brand", &vm.brand), ("last4", &vm.last4)],
+    );
     let body = view! {
         <h1>{tr.t("receipt-title")}</h1>
         <p class="lead" role="status">{tr.ta("receipt-thanks", &[("practice", &vm.practice_name)])}</p>
@@ -424,7 +478,13 @@ pub fn receipt(meta: PageMeta, vm: ReceiptVm) -> String {
         </dl>
         <p><a href="/summary">{tr.t("receipt-back")}</a></p>
     };
-    document(&meta, Chrome::Portal, tr.t("receipt-title"), None, body.into_any())
+    document(
+        &meta,
+        Chrome::Portal,
+        tr.t("receipt-title"),
+        None,
+        body.into_any(),
+    )
 }
 
 pub fn notice(meta: PageMeta, kind: NoticeKind) -> String {
@@ -512,9 +572,15 @@ mod tests {
     fn text_is_escaped_and_document_has_lang() {
         let html = receipt(
             PageMeta::default(),
-            ReceiptVm { practice_name: "<script>alert(1)</script>".into(), ..Default::default() },
+            ReceiptVm {
+                practice_name: "<script>alert(1)</script>".into(),
+                ..Default::default()
+            },
         );
-        assert!(html.starts_with("<!DOCTYPE html><html lang=\"en\""), "{html}");
+        assert!(
+            html.starts_with("<!DOCTYPE html><html lang=\"en\""),
+            "{html}"
+        );
         assert!(!html.contains("<script>"), "practice name was not escaped");
         assert!(html.contains("&lt;script&gt;"));
     }
@@ -525,14 +591,20 @@ mod tests {
             PageMeta::default(),
             SummaryVm {
                 pay: PayFormVm {
-                    error: Some(FieldError { field: "amount", message: "Too much".into() }),
+                    error: Some(FieldError {
+                        field: "amount",
+                        message: "Too much".into(),
+                    }),
                     ..Default::default()
                 },
                 ..Default::default()
             },
         );
         assert!(html.contains("id=\"amount-error\""), "{html}");
-        assert!(html.contains("aria-describedby=\"amount-hint amount-error\""), "{html}");
+        assert!(
+            html.contains("aria-describedby=\"amount-hint amount-error\""),
+            "{html}"
+        );
         assert!(html.contains("aria-invalid=\"true\""), "{html}");
         assert!(html.contains("href=\"#amount\""), "{html}");
     }
@@ -547,14 +619,39 @@ mod tests {
             statement(PageMeta::default(), StatementVm::default()),
             receipt(PageMeta::default(), ReceiptVm::default()),
             confirming(PageMeta::default(), ConfirmingVm::default()),
-            error(PageMeta::default(), ErrorVm { status: 404, request_id: "r".into() }),
-            sandbox_checkout(PageMeta::default(), SandboxCheckoutVm { open: true, ..Default::default() }, "/x".into()),
+            error(
+                PageMeta::default(),
+                ErrorVm {
+                    status: 404,
+                    request_id: "r".into(),
+                },
+            ),
+            sandbox_checkout(
+                PageMeta::default(),
+                SandboxCheckoutVm {
+                    open: true,
+                    ..Default::default()
+                },
+                "/x".into(),
+            ),
         ];
         // A missing key renders as the key itself, which always contains a '-' and no space.
         for html in pages {
-            for key in ["verify-", "statement-", "receipt-", "error-", "sandbox-", "pay-", "zip-", "home-"] {
+            for key in [
+                "verify-",
+                "statement-",
+                "receipt-",
+                "error-",
+                "sandbox-",
+                "pay-",
+                "zip-",
+                "home-",
+            ] {
                 let needle = format!(">{key}");
-                assert!(!html.contains(&needle), "untranslated key starting {key} in {html}");
+                assert!(
+                    !html.contains(&needle),
+                    "untranslated key starting {key} in {html}"
+                );
             }
         }
     }

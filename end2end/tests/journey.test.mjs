@@ -25,9 +25,10 @@ const STARTUP_TIMEOUT_MS = 60_000;
 const STEP_TIMEOUT_MS = 15_000;
 const TEST_TIMEOUT_MS = 120_000;
 
-// The demo practice's fictional patients (server/src/demo.rs).
+// The demo practice's fictional patients (server/src/demo.rs). Patient 1 owes $112.00;
+// patient 3 owes $75.00 + $30.00 + $35.00 + $10.00 = $150.00 before test 2 pays $10.00 of it.
 const PATIENT_1 = { month: '03', day: '14', year: '1984', zip: '60614' };
-const PATIENT_3 = { month: '06', day: '21', year: '2012', zip: '60622' };
+const PATIENT_3 = { month: '06', day: '21', year: '2012', zip: '60622', balance: '$150.00' };
 const CARD_OK = '4242 4242 4242 4242';
 const CARD_DECLINED = '4000 0000 0000 0002';
 
@@ -158,7 +159,7 @@ function path(page) {
   return new URL(page.url()).pathname;
 }
 
-/** Waits for the page to be at `expectedPath` on the portal and asserts no token is in the URL. */
+/** Waits until the page is at `expectedPath` on the portal's origin. */
 async function atPortal(page, expectedPath) {
   await page.waitForURL((u) => u.origin === server.portalUrl && u.pathname === expectedPath);
   assert.equal(path(page), expectedPath);
@@ -305,8 +306,8 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       await openLink(page, link);
       await verifyDob(page, PATIENT_3);
       await atPortal(page, '/summary');
-      const balance = (await page.locator('.balance-amount').innerText()).trim();
-      assert.match(balance, /^\$\d+\.\d{2}$/);
+      await visible(page.getByText('Balance due', { exact: true }));
+      await visible(page.getByText(PATIENT_3.balance, { exact: true }));
 
       await payAmount(page, '10.00');
       await payOnSandbox(page, { number: CARD_DECLINED, exp: '12/34', cvc: '123' });
@@ -319,7 +320,7 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       const r = await receipt(page);
       assert.equal(r.amount, '$10.00');
       assert.equal(r.card, 'Visa ending 4242');
-      assert.equal(r.remaining, dollars(cents(balance) - 1000));
+      assert.equal(r.remaining, dollars(cents(PATIENT_3.balance) - 1000));
     });
   });
 
@@ -336,6 +337,7 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       }
       await verifyDob(page, wrong);
       await heading(page, 'This link is locked');
+      assert.ok(!page.url().includes(new URL(link).pathname), `the token is in the URL: ${page.url()}`);
       await visible(page.getByText(/call .*practice|call Riverside Family Medicine/i).first());
       assert.equal(await page.getByLabel('Month', { exact: true }).count(), 0, 'a locked link offers no form');
     });
@@ -347,6 +349,8 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       await openLink(page, link);
       await verifyDob(page, PATIENT_3);
       await atPortal(page, '/summary');
+      const balance = dollars(cents(PATIENT_3.balance) - 1000); // test 2 paid $10.00
+      await visible(page.getByText(balance, { exact: true }));
 
       await payAmount(page, '999');
       await atPortal(page, '/summary');
@@ -354,7 +358,9 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
 
       const amount = page.getByLabel('Amount to pay (USD)', { exact: true });
       assert.equal(await amount.getAttribute('aria-invalid'), 'true');
-      assert.match(await accessibleDescription(page, amount), /can't be more than the balance/);
+      const description = await accessibleDescription(page, amount);
+      assert.match(description, /can't be more than the balance/);
+      assert.ok(description.includes(balance), `the error names the balance ${balance}: ${description}`);
       // The error summary links to the field.
       await visible(page.getByRole('alert').getByRole('link', { name: /can't be more than the balance/ }));
     });

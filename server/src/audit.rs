@@ -33,7 +33,10 @@ pub struct Actor {
 
 impl Actor {
     pub fn system(id: &str) -> Self {
-        Actor { id: id.to_owned(), ..Default::default() }
+        Actor {
+            id: id.to_owned(),
+            ..Default::default()
+        }
     }
 }
 
@@ -89,7 +92,10 @@ pub struct StoredEvent {
 }
 
 /// Every event about one patient, oldest first.
-pub async fn for_patient(db: &crate::db::Db, patient: &PatientId) -> Result<Vec<StoredEvent>, sqlx::Error> {
+pub async fn for_patient(
+    db: &crate::db::Db,
+    patient: &PatientId,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
     sqlx::query_as(
         "SELECT actor, tenant_id, patient_id, action, resource, request_id, address, outcome
          FROM audit_events WHERE patient_id = $1 ORDER BY seq",

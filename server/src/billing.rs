@@ -85,18 +85,29 @@ const PATIENTS: &str = "patients";
 const LINES: &str = "statement_lines";
 
 fn patient_aad<'a>(tenant: &'a TenantId, row: &'a str, column: &'static str) -> FieldAad<'a> {
-    FieldAad { tenant, table: PATIENTS, column, row }
+    FieldAad {
+        tenant,
+        table: PATIENTS,
+        column,
+        row,
+    }
 }
 
-pub async fn create_tenant(db: &Db, name: &str, support_phone: &str) -> Result<TenantId, BillingError> {
+pub async fn create_tenant(
+    db: &Db,
+    name: &str,
+    support_phone: &str,
+) -> Result<TenantId, BillingError> {
     let id = TenantId::generate();
-    sqlx::query("INSERT INTO tenants (id, name, support_phone, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(id.as_str())
-        .bind(name)
-        .bind(support_phone)
-        .bind(crate::clock::now_unix())
-        .execute(db.pool())
-        .await?;
+    sqlx::query(
+        "INSERT INTO tenants (id, name, support_phone, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id.as_str())
+    .bind(name)
+    .bind(support_phone)
+    .bind(crate::clock::now_unix())
+    .execute(db.pool())
+    .await?;
     Ok(id)
 }
 
@@ -106,7 +117,11 @@ pub async fn tenant(db: &Db, id: &TenantId) -> Result<Option<Tenant>, BillingErr
             .bind(id.as_str())
             .fetch_optional(db.pool())
             .await?;
-    Ok(row.map(|(id, name, support_phone)| Tenant { id: TenantId::from_db(id), name, support_phone }))
+    Ok(row.map(|(id, name, support_phone)| Tenant {
+        id: TenantId::from_db(id),
+        name,
+        support_phone,
+    }))
 }
 
 /// Stores a patient with every identifying field encrypted under the tenant's data key.
@@ -122,12 +137,27 @@ pub async fn import_patient(
     let id = PatientId::generate();
     let row = id.as_str();
     // Encrypt first: the provider may need the database, and a write transaction must not wait on it.
-    let first = crypto.encrypt_str(patient_aad(tenant, row, "first_name"), &p.first_name).await?;
-    let last = crypto.encrypt_str(patient_aad(tenant, row, "last_name"), &p.last_name).await?;
-    let dob = crypto.encrypt_str(patient_aad(tenant, row, "dob"), &p.dob).await?;
-    let zip = crypto.encrypt_str(patient_aad(tenant, row, "zip"), &p.zip).await?;
-    let phone = crypto.encrypt_str(patient_aad(tenant, row, "phone"), &p.phone).await?;
-    let acct = crypto.encrypt_str(patient_aad(tenant, row, "account_number"), &p.account_number).await?;
+    let first = crypto
+        .encrypt_str(patient_aad(tenant, row, "first_name"), &p.first_name)
+        .await?;
+    let last = crypto
+        .encrypt_str(patient_aad(tenant, row, "last_name"), &p.last_name)
+        .await?;
+    let dob = crypto
+        .encrypt_str(patient_aad(tenant, row, "dob"), &p.dob)
+        .await?;
+    let zip = crypto
+        .encrypt_str(patient_aad(tenant, row, "zip"), &p.zip)
+        .await?;
+    let phone = crypto
+        .encrypt_str(patient_aad(tenant, row, "phone"), &p.phone)
+        .await?;
+    let acct = crypto
+        .encrypt_str(
+            patient_aad(tenant, row, "account_number"),
+            &p.account_number,
+        )
+        .await?;
     sqlx::query(
         "INSERT INTO patients (id, tenant_id, first_name_ct, last_name_ct, dob_ct, zip_ct, phone_ct,
              account_number_ct, created_at)
@@ -169,17 +199,34 @@ pub async fn import_statement(
             .charge
             .checked_sub(line.insurance_paid)
             .and_then(|m| m.checked_sub(line.adjustment));
-        if expected != Some(line.patient_responsibility) || line.patient_responsibility.cents() < 0 {
+        if expected != Some(line.patient_responsibility) || line.patient_responsibility.cents() < 0
+        {
             return Err(BillingError::Invalid(
                 "patient responsibility must equal charge minus insurance paid minus adjustment",
             ));
         }
         let id = LineId::generate();
         let sd = crypto
-            .encrypt_str(FieldAad { tenant, table: LINES, column: "service_date", row: id.as_str() }, &line.service_date)
+            .encrypt_str(
+                FieldAad {
+                    tenant,
+                    table: LINES,
+                    column: "service_date",
+                    row: id.as_str(),
+                },
+                &line.service_date,
+            )
             .await?;
         let desc = crypto
-            .encrypt_str(FieldAad { tenant, table: LINES, column: "description", row: id.as_str() }, &line.description)
+            .encrypt_str(
+                FieldAad {
+                    tenant,
+                    table: LINES,
+                    column: "description",
+                    row: id.as_str(),
+                },
+                &line.description,
+            )
             .await?;
         encrypted.push((id, sd, desc, line));
     }
@@ -191,7 +238,9 @@ pub async fn import_statement(
         .fetch_optional(&mut *tx)
         .await?;
     if owner.as_deref() != Some(tenant.as_str()) {
-        return Err(BillingError::Invalid("patient does not belong to this practice"));
+        return Err(BillingError::Invalid(
+            "patient does not belong to this practice",
+        ));
     }
     sqlx::query(
         "INSERT INTO statements (id, tenant_id, patient_id, statement_date, due_date, created_at)
@@ -241,7 +290,10 @@ pub async fn import_statement(
     Ok(id)
 }
 
-pub async fn statement_header(db: &Db, id: &StatementId) -> Result<Option<StatementHeader>, BillingError> {
+pub async fn statement_header(
+    db: &Db,
+    id: &StatementId,
+) -> Result<Option<StatementHeader>, BillingError> {
     let row: Option<(String, String, String, String)> = sqlx::query_as(
         "SELECT tenant_id, patient_id, statement_date, due_date FROM statements WHERE id = $1",
     )
@@ -273,7 +325,11 @@ where
 }
 
 /// The decrypted lines of a statement, in order.
-pub async fn lines(db: &Db, crypto: &FieldCrypto, header: &StatementHeader) -> Result<Vec<Line>, BillingError> {
+pub async fn lines(
+    db: &Db,
+    crypto: &FieldCrypto,
+    header: &StatementHeader,
+) -> Result<Vec<Line>, BillingError> {
     type Row = (String, Vec<u8>, Vec<u8>, i64, i64, i64, i64);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, service_date_ct, description_ct, charge_cents, insurance_paid_cents,
@@ -289,10 +345,26 @@ pub async fn lines(db: &Db, crypto: &FieldCrypto, header: &StatementHeader) -> R
         let tenant = &header.tenant_id;
         out.push(Line {
             service_date: crypto
-                .decrypt_str(FieldAad { tenant, table: LINES, column: "service_date", row: &id }, &sd)
+                .decrypt_str(
+                    FieldAad {
+                        tenant,
+                        table: LINES,
+                        column: "service_date",
+                        row: &id,
+                    },
+                    &sd,
+                )
                 .await?,
             description: crypto
-                .decrypt_str(FieldAad { tenant, table: LINES, column: "description", row: &id }, &desc)
+                .decrypt_str(
+                    FieldAad {
+                        tenant,
+                        table: LINES,
+                        column: "description",
+                        row: &id,
+                    },
+                    &desc,
+                )
                 .await?,
             charge: Money::from_cents(charge),
             insurance_paid: Money::from_cents(ins),
@@ -303,7 +375,10 @@ pub async fn lines(db: &Db, crypto: &FieldCrypto, header: &StatementHeader) -> R
     Ok(out)
 }
 
-pub async fn payments(db: &Db, statement: &StatementId) -> Result<Vec<PaymentRecord>, BillingError> {
+pub async fn payments(
+    db: &Db,
+    statement: &StatementId,
+) -> Result<Vec<PaymentRecord>, BillingError> {
     let rows: Vec<(String, i64, String, String, i64)> = sqlx::query_as(
         "SELECT id, amount_cents, card_brand, card_last4, paid_at FROM payments
          WHERE statement_id = $1 ORDER BY paid_at, id",
@@ -313,13 +388,15 @@ pub async fn payments(db: &Db, statement: &StatementId) -> Result<Vec<PaymentRec
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, amount, card_brand, card_last4, paid_at)| PaymentRecord {
-            id,
-            amount: Money::from_cents(amount),
-            card_brand,
-            card_last4,
-            paid_at,
-        })
+        .map(
+            |(id, amount, card_brand, card_last4, paid_at)| PaymentRecord {
+                id,
+                amount: Money::from_cents(amount),
+                card_brand,
+                card_last4,
+                paid_at,
+            },
+        )
         .collect())
 }
 
@@ -338,7 +415,11 @@ pub async fn identity_answers(
             .await?;
     let row = patient.as_str();
     Ok((
-        crypto.decrypt_str(patient_aad(tenant, row, "dob"), &dob).await?,
-        crypto.decrypt_str(patient_aad(tenant, row, "zip"), &zip).await?,
+        crypto
+            .decrypt_str(patient_aad(tenant, row, "dob"), &dob)
+            .await?,
+        crypto
+            .decrypt_str(patient_aad(tenant, row, "zip"), &zip)
+            .await?,
     ))
 }

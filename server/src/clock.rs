@@ -6,7 +6,8 @@ pub fn now_unix() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
-const DISPLAY_DATE: &[FormatItem<'static>] = format_description!("[month repr:short] [day padding:none], [year]");
+const DISPLAY_DATE: &[FormatItem<'static>] =
+    format_description!("[month repr:short] [day padding:none], [year]");
 
 /// `Mar 14, 2026` for a unix time (UTC).
 pub fn display_date_unix(ts: i64) -> String {

@@ -35,7 +35,11 @@ impl FromStr for Secret {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "patriotpay", version, about = "PatriotPay patient payment portal")]
+#[command(
+    name = "patriotpay",
+    version,
+    about = "PatriotPay patient payment portal"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub config: Config,
@@ -66,10 +70,20 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct Config {
     /// Portal listen address.
-    #[arg(long, env = "PATRIOTPAY_ADDR", default_value = "127.0.0.1:3000", global = true)]
+    #[arg(
+        long,
+        env = "PATRIOTPAY_ADDR",
+        default_value = "127.0.0.1:3000",
+        global = true
+    )]
     pub addr: SocketAddr,
     /// Data directory for the SQLite file, the local master key and generated secrets.
-    #[arg(long, env = "PATRIOTPAY_DATA_DIR", default_value = "./data", global = true)]
+    #[arg(
+        long,
+        env = "PATRIOTPAY_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// Database URL: `sqlite://…` or `postgres://…`. Default: SQLite file in the data directory.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
@@ -79,29 +93,59 @@ pub struct Config {
     #[arg(long, env = "PATRIOTPAY_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
     /// Card processor: `sandbox` (built in, no network).
-    #[arg(long, env = "PATRIOTPAY_PROCESSOR", default_value = "sandbox", global = true)]
+    #[arg(
+        long,
+        env = "PATRIOTPAY_PROCESSOR",
+        default_value = "sandbox",
+        global = true
+    )]
     pub processor: ProcessorKind,
     /// Sandbox processor listen address (its own origin, like a real hosted checkout).
-    #[arg(long, env = "PATRIOTPAY_SANDBOX_ADDR", default_value = "127.0.0.1:3001", global = true)]
+    #[arg(
+        long,
+        env = "PATRIOTPAY_SANDBOX_ADDR",
+        default_value = "127.0.0.1:3001",
+        global = true
+    )]
     pub sandbox_addr: SocketAddr,
     /// Public base URL of the sandbox card page. Default: `http://` and its bound address.
     #[arg(long, env = "PATRIOTPAY_SANDBOX_PUBLIC_URL", global = true)]
     pub sandbox_public_url: Option<String>,
     /// Webhook signing secret (`whsec_…`). Default: generated into the data directory.
-    #[arg(long, env = "PATRIOTPAY_WEBHOOK_SECRET", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "PATRIOTPAY_WEBHOOK_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
     pub webhook_secret: Option<Secret>,
     /// Local master key file (AES-256). Default: `master.key` in the data directory, made on
     /// first start with mode 0600.
     #[arg(long, env = "PATRIOTPAY_MASTER_KEY_FILE", global = true)]
     pub master_key_file: Option<PathBuf>,
     /// Days a new pay link stays valid.
-    #[arg(long, env = "PATRIOTPAY_LINK_TTL_DAYS", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "PATRIOTPAY_LINK_TTL_DAYS",
+        default_value_t = 30,
+        global = true
+    )]
     pub link_ttl_days: u32,
     /// Take the client address from the last `X-Forwarded-For` entry (only behind a proxy you run).
-    #[arg(long, env = "PATRIOTPAY_TRUST_FORWARDED_FOR", default_value_t = false, global = true)]
+    #[arg(
+        long,
+        env = "PATRIOTPAY_TRUST_FORWARDED_FOR",
+        default_value_t = false,
+        global = true
+    )]
     pub trust_forwarded_for: bool,
     /// Log filter, in `tracing` syntax.
-    #[arg(long, env = "PATRIOTPAY_LOG", default_value = "info,sqlx=warn", global = true)]
+    #[arg(
+        long,
+        env = "PATRIOTPAY_LOG",
+        default_value = "info,sqlx=warn",
+        global = true
+    )]
     pub log: String,
 }
 
@@ -171,8 +215,15 @@ mod tests {
 
     #[test]
     fn cli_parses_defaults() {
-        let cli = Cli::try_parse_from(["patriotpay", "--addr", "127.0.0.1:4000", "--data-dir", "/d", "migrate"])
-            .expect("parse");
+        let cli = Cli::try_parse_from([
+            "patriotpay",
+            "--addr",
+            "127.0.0.1:4000",
+            "--data-dir",
+            "/d",
+            "migrate",
+        ])
+        .expect("parse");
         assert!(matches!(cli.command, Some(Command::Migrate)));
         assert_eq!(cli.config.addr.port(), 4000);
         assert_eq!(cli.config.master_key_path(), PathBuf::from("/d/master.key"));

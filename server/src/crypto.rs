@@ -54,11 +54,18 @@ pub struct KeyContext {
 
 impl KeyContext {
     pub fn phi(tenant: &TenantId) -> Self {
-        Self { tenant: tenant.as_str().to_owned(), purpose: "phi-field" }
+        Self {
+            tenant: tenant.as_str().to_owned(),
+            purpose: "phi-field",
+        }
     }
 
     fn aad(&self) -> Vec<u8> {
-        format!("patriotpay-wrap-v1\0tenant={}\0purpose={}", self.tenant, self.purpose).into_bytes()
+        format!(
+            "patriotpay-wrap-v1\0tenant={}\0purpose={}",
+            self.tenant, self.purpose
+        )
+        .into_bytes()
     }
 }
 
@@ -94,7 +101,11 @@ impl LocalKeyProvider {
             let raw = Zeroizing::new(std::fs::read(path)?);
             let text = std::str::from_utf8(&raw)?.trim();
             let decoded = Zeroizing::new(hex::decode(text)?);
-            anyhow::ensure!(decoded.len() == 32, "master key file {} is not 32 bytes of hex", path.display());
+            anyhow::ensure!(
+                decoded.len() == 32,
+                "master key file {} is not 32 bytes of hex",
+                path.display()
+            );
             let mut k = Zeroizing::new([0u8; 32]);
             k.copy_from_slice(&decoded);
             k
@@ -104,7 +115,10 @@ impl LocalKeyProvider {
             key.0
         };
         let fingerprint = hex::encode(&Sha256::digest(bytes.as_ref())[..8]);
-        Ok(Self { master: DataKey(bytes), key_id: format!("local:{fingerprint}") })
+        Ok(Self {
+            master: DataKey(bytes),
+            key_id: format!("local:{fingerprint}"),
+        })
     }
 }
 
@@ -142,7 +156,13 @@ impl KeyProvider for LocalKeyProvider {
         let ct = self
             .master
             .cipher()
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: dk.0.as_ref(), aad: &aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: dk.0.as_ref(),
+                    aad: &aad,
+                },
+            )
             .map_err(|_| CryptoError::Unavailable("local wrap failed".into()))?;
         let mut wrapped = nonce.to_vec();
         wrapped.extend_from_slice(&ct);
@@ -156,7 +176,9 @@ impl KeyProvider for LocalKeyProvider {
         ctx: &KeyContext,
     ) -> Result<DataKey, CryptoError> {
         if key_id != self.key_id {
-            return Err(CryptoError::Unavailable(format!("data key wrapped by {key_id}, not by this master key")));
+            return Err(CryptoError::Unavailable(format!(
+                "data key wrapped by {key_id}, not by this master key"
+            )));
         }
         if wrapped.len() < 12 + 16 {
             return Err(CryptoError::Malformed);
@@ -210,11 +232,19 @@ pub struct FieldCrypto {
 
 impl FieldCrypto {
     pub fn new(db: Db, provider: Arc<dyn KeyProvider>) -> Self {
-        Self { db, provider, cache: Mutex::new(HashMap::new()) }
+        Self {
+            db,
+            provider,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     fn cached(&self, tenant: &TenantId, version: u32) -> Option<DataKey> {
-        self.cache.lock().ok()?.get(&(tenant.as_str().to_owned(), version)).cloned()
+        self.cache
+            .lock()
+            .ok()?
+            .get(&(tenant.as_str().to_owned(), version))
+            .cloned()
     }
 
     fn remember(&self, tenant: &TenantId, version: u32, key: &DataKey) {
@@ -277,14 +307,24 @@ impl FieldCrypto {
         Ok(dk)
     }
 
-    pub async fn encrypt(&self, aad: FieldAad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub async fn encrypt(
+        &self,
+        aad: FieldAad<'_>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         let (version, key) = self.current_key(aad.tenant).await?;
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let aad_bytes = aad.bytes(version);
         let ct = key
             .cipher()
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad_bytes })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad_bytes,
+                },
+            )
             .map_err(|_| CryptoError::Malformed)?;
         let mut out = Vec::with_capacity(HEADER + ct.len());
         out.push(FORMAT_V1);
@@ -294,7 +334,11 @@ impl FieldCrypto {
         Ok(out)
     }
 
-    pub async fn decrypt(&self, aad: FieldAad<'_>, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub async fn decrypt(
+        &self,
+        aad: FieldAad<'_>,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         if blob.len() < HEADER + 16 || blob[0] != FORMAT_V1 {
             return Err(CryptoError::Malformed);
         }
@@ -303,18 +347,34 @@ impl FieldCrypto {
         let key = self.key(aad.tenant, version).await?;
         let aad_bytes = aad.bytes(version);
         key.cipher()
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: &blob[HEADER..], aad: &aad_bytes })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: &blob[HEADER..],
+                    aad: &aad_bytes,
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Integrity)
     }
 
-    pub async fn encrypt_str(&self, aad: FieldAad<'_>, value: &Phi<String>) -> Result<Vec<u8>, CryptoError> {
+    pub async fn encrypt_str(
+        &self,
+        aad: FieldAad<'_>,
+        value: &Phi<String>,
+    ) -> Result<Vec<u8>, CryptoError> {
         self.encrypt(aad, value.expose().as_bytes()).await
     }
 
-    pub async fn decrypt_str(&self, aad: FieldAad<'_>, blob: &[u8]) -> Result<Phi<String>, CryptoError> {
+    pub async fn decrypt_str(
+        &self,
+        aad: FieldAad<'_>,
+        blob: &[u8],
+    ) -> Result<Phi<String>, CryptoError> {
         let pt = self.decrypt(aad, blob).await?;
-        String::from_utf8(pt.to_vec()).map(Phi::new).map_err(|_| CryptoError::Malformed)
+        String::from_utf8(pt.to_vec())
+            .map(Phi::new)
+            .map_err(|_| CryptoError::Malformed)
     }
 }
 
@@ -343,33 +403,61 @@ mod tests {
 
     async fn setup() -> (tempfile::TempDir, FieldCrypto, TenantId) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.expect("db");
-        db.migrate().await.expect("migrate");
-        let provider = LocalKeyProvider::load_or_create(&dir.path().join("master.key")).expect("key");
-        let tenant = TenantId::generate();
-        sqlx::query("INSERT INTO tenants (id, name, support_phone, created_at) VALUES ($1, 'T', '', 0)")
-            .bind(tenant.as_str())
-            .execute(db.pool())
+        let db = Db::connect(&format!("sqlite://{}/t.db", dir.path().display()))
             .await
-            .expect("tenant");
+            .expect("db");
+        db.migrate().await.expect("migrate");
+        let provider =
+            LocalKeyProvider::load_or_create(&dir.path().join("master.key")).expect("key");
+        let tenant = TenantId::generate();
+        sqlx::query(
+            "INSERT INTO tenants (id, name, support_phone, created_at) VALUES ($1, 'T', '', 0)",
+        )
+        .bind(tenant.as_str())
+        .execute(db.pool())
+        .await
+        .expect("tenant");
         (dir, FieldCrypto::new(db, Arc::new(provider)), tenant)
     }
 
     #[tokio::test]
     async fn round_trip_and_binding() {
         let (_dir, fc, tenant) = setup().await;
-        let aad = FieldAad { tenant: &tenant, table: "patients", column: "last_name", row: "pat_1" };
-        let ct = fc.encrypt_str(aad, &Phi::new("Canary".into())).await.expect("enc");
+        let aad = FieldAad {
+            tenant: &tenant,
+            table: "patients",
+            column: "last_name",
+            row: "pat_1",
+        };
+        let ct = fc
+            .encrypt_str(aad, &Phi::new("Canary".into()))
+            .await
+            .expect("enc");
         assert!(!ct.windows(6).any(|w| w == b"Canary"));
-        assert_eq!(fc.decrypt_str(aad, &ct).await.expect("dec").expose(), "Canary");
+        assert_eq!(
+            fc.decrypt_str(aad, &ct).await.expect("dec").expose(),
+            "Canary"
+        );
 
         // Moved to another row, column, table or tenant: refused.
         let other_tenant = TenantId::generate();
         for moved in [
-            FieldAad { row: "pat_2", ..aad },
-            FieldAad { column: "first_name", ..aad },
-            FieldAad { table: "statements", ..aad },
-            FieldAad { tenant: &other_tenant, ..aad },
+            FieldAad {
+                row: "pat_2",
+                ..aad
+            },
+            FieldAad {
+                column: "first_name",
+                ..aad
+            },
+            FieldAad {
+                table: "statements",
+                ..aad
+            },
+            FieldAad {
+                tenant: &other_tenant,
+                ..aad
+            },
         ] {
             assert!(fc.decrypt(moved, &ct).await.is_err(), "{moved:?} decrypted");
         }
@@ -377,7 +465,10 @@ mod tests {
         for i in 0..ct.len() {
             let mut bad = ct.clone();
             bad[i] ^= 0x01;
-            assert!(fc.decrypt(aad, &bad).await.is_err(), "flip at {i} decrypted");
+            assert!(
+                fc.decrypt(aad, &bad).await.is_err(),
+                "flip at {i} decrypted"
+            );
         }
     }
 
@@ -394,11 +485,23 @@ mod tests {
         }
         let b = LocalKeyProvider::load_or_create(&path).expect("reload");
         assert_eq!(a.key_id(), b.key_id());
-        let ctx = KeyContext { tenant: "ten_x".into(), purpose: "phi-field" };
+        let ctx = KeyContext {
+            tenant: "ten_x".into(),
+            purpose: "phi-field",
+        };
         let (dk, wrapped) = a.generate_data_key(&ctx).await.expect("gen");
-        let back = b.decrypt_data_key(b.key_id(), &wrapped, &ctx).await.expect("unwrap");
+        let back = b
+            .decrypt_data_key(b.key_id(), &wrapped, &ctx)
+            .await
+            .expect("unwrap");
         assert_eq!(dk.0.as_ref(), back.0.as_ref());
-        let wrong = KeyContext { tenant: "ten_y".into(), purpose: "phi-field" };
-        assert!(b.decrypt_data_key(b.key_id(), &wrapped, &wrong).await.is_err());
+        let wrong = KeyContext {
+            tenant: "ten_y".into(),
+            purpose: "phi-field",
+        };
+        assert!(b
+            .decrypt_data_key(b.key_id(), &wrapped, &wrong)
+            .await
+            .is_err());
     }
 }

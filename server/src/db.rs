@@ -1,6 +1,6 @@
 //! Database access: one pool over SQLite (embedded default) or PostgreSQL, and migrations.
 
-use sqlx::any::{AnyPoolOptions, AnyConnectOptions};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 use std::str::FromStr;
 
@@ -48,7 +48,8 @@ impl Db {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         use sqlx::Executor;
-                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;").await?;
+                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
+                            .await?;
                     }
                     Ok(())
                 })
@@ -57,7 +58,9 @@ impl Db {
             .await?;
         if backend == Backend::Sqlite {
             // WAL lets readers proceed while one writer commits; it is a property of the file.
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
         }
         Ok(Db { pool, backend })
     }

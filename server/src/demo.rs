@@ -31,8 +31,20 @@ pub const PATIENTS: [DemoPatient; 3] = [
         phone: "+15550100001",
         account: "RFM-100231",
         lines: &[
-            ("2026-09-02", "Office visit, established patient", 18_500, 12_000, 1_500),
-            ("2026-09-02", "Comprehensive metabolic panel", 9_800, 6_200, 1_100),
+            (
+                "2026-09-02",
+                "Office visit, established patient",
+                18_500,
+                12_000,
+                1_500,
+            ),
+            (
+                "2026-09-02",
+                "Comprehensive metabolic panel",
+                9_800,
+                6_200,
+                1_100,
+            ),
             ("2026-09-16", "Follow-up visit", 14_000, 9_500, 800),
         ],
     },
@@ -106,7 +118,11 @@ pub async fn ensure(db: &Db, crypto: &FieldCrypto) -> anyhow::Result<TenantId> {
             crypto,
             &tenant,
             &patient,
-            &NewStatement { statement_date: "2026-11-01".into(), due_date: "2026-12-01".into(), lines },
+            &NewStatement {
+                statement_date: "2026-11-01".into(),
+                due_date: "2026-12-01".into(),
+                lines,
+            },
         )
         .await?;
     }
@@ -115,8 +131,18 @@ pub async fn ensure(db: &Db, crypto: &FieldCrypto) -> anyhow::Result<TenantId> {
 
 /// The statement of the n-th demo patient (1-based), found by decrypting account numbers:
 /// rows are created within the same second, so no column orders them reliably.
-pub async fn statement_of(db: &Db, crypto: &FieldCrypto, tenant: &TenantId, n: usize) -> anyhow::Result<StatementId> {
-    anyhow::ensure!((1..=PATIENTS.len()).contains(&n), "there are {} demo patients; pick 1 to {}", PATIENTS.len(), PATIENTS.len());
+pub async fn statement_of(
+    db: &Db,
+    crypto: &FieldCrypto,
+    tenant: &TenantId,
+    n: usize,
+) -> anyhow::Result<StatementId> {
+    anyhow::ensure!(
+        (1..=PATIENTS.len()).contains(&n),
+        "there are {} demo patients; pick 1 to {}",
+        PATIENTS.len(),
+        PATIENTS.len()
+    );
     let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
         "SELECT s.id, p.id, p.account_number_ct FROM statements s JOIN patients p ON p.id = s.patient_id
          WHERE s.tenant_id = $1",
@@ -125,7 +151,12 @@ pub async fn statement_of(db: &Db, crypto: &FieldCrypto, tenant: &TenantId, n: u
     .fetch_all(db.pool())
     .await?;
     for (statement, patient, account) in rows {
-        let aad = crate::crypto::FieldAad { tenant, table: "patients", column: "account_number", row: &patient };
+        let aad = crate::crypto::FieldAad {
+            tenant,
+            table: "patients",
+            column: "account_number",
+            row: &patient,
+        };
         if crypto.decrypt_str(aad, &account).await?.expose() == PATIENTS[n - 1].account {
             return Ok(StatementId::from_db(statement));
         }

@@ -59,7 +59,11 @@ mod tests {
     fn parse_accepts_only_generated_shape() {
         let id = PatientId::generate();
         assert_eq!(PatientId::parse(id.as_str()), Some(id.clone()));
-        assert_eq!(StatementId::parse(id.as_str()), None, "prefix must match the kind");
+        assert_eq!(
+            StatementId::parse(id.as_str()),
+            None,
+            "prefix must match the kind"
+        );
         assert_eq!(PatientId::parse("pat_../../etc"), None);
         assert_eq!(PatientId::parse(&id.as_str().to_uppercase()), None);
     }

@@ -55,7 +55,11 @@ pub async fn open_storage(cfg: &Config) -> anyhow::Result<(Db, Arc<FieldCrypto>)
 }
 
 fn base_url(configured: &Option<String>, bound: SocketAddr) -> String {
-    configured.clone().unwrap_or_else(|| format!("http://{bound}")).trim_end_matches('/').to_owned()
+    configured
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"))
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 /// Binds both listeners and serves until `stop` (or the process ends).
@@ -126,5 +130,12 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             }
         }
     }));
-    Ok(Running { portal_addr, sandbox_addr, public_url, state, shutdown: tx, tasks })
+    Ok(Running {
+        portal_addr,
+        sandbox_addr,
+        public_url,
+        state,
+        shutdown: tx,
+        tasks,
+    })
 }

@@ -77,7 +77,16 @@ const SELECT_LINK: &str = "SELECT l.id, l.tenant_id, l.statement_id, s.patient_i
         l.revoked_at, l.locked_at, l.failed_attempts
     FROM pay_links l JOIN statements s ON s.id = l.statement_id";
 
-type LinkRow = (String, String, String, String, i64, Option<i64>, Option<i64>, i64);
+type LinkRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    i64,
+);
 
 fn from_row(r: LinkRow) -> PayLink {
     PayLink {
@@ -94,7 +103,12 @@ fn from_row(r: LinkRow) -> PayLink {
 
 /// Looks a link up by the token a visitor presented. Tokens of the wrong shape are not queried.
 pub async fn find_by_token(db: &Db, token: &str) -> Result<Option<PayLink>, sqlx::Error> {
-    if token.len() < 22 || token.len() > 64 || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if token.len() < 22
+        || token.len() > 64
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Ok(None);
     }
     let row: Option<LinkRow> = sqlx::query_as(&format!("{SELECT_LINK} WHERE l.token_hash = $1"))
@@ -132,7 +146,11 @@ pub async fn revoke(db: &Db, id: &LinkId) -> Result<(), sqlx::Error> {
 
 /// Records a wrong answer from `address` (about `link`, when the link is real). Returns true
 /// when this answer locked the link.
-pub async fn record_failure(db: &Db, link: Option<&PayLink>, address: &str) -> Result<bool, sqlx::Error> {
+pub async fn record_failure(
+    db: &Db,
+    link: Option<&PayLink>,
+    address: &str,
+) -> Result<bool, sqlx::Error> {
     let now = crate::clock::now_unix();
     let mut tx = db.begin_write().await?;
     sqlx::query("INSERT INTO verify_failures (at, address, patient_id) VALUES ($1, $2, $3)")
@@ -150,11 +168,13 @@ pub async fn record_failure(db: &Db, link: Option<&PayLink>, address: &str) -> R
         .fetch_one(&mut *tx)
         .await?;
         if attempts >= MAX_FAILED_ATTEMPTS {
-            let n = sqlx::query("UPDATE pay_links SET locked_at = $1 WHERE id = $2 AND locked_at IS NULL")
-                .bind(now)
-                .bind(link.id.as_str())
-                .execute(&mut *tx)
-                .await?;
+            let n = sqlx::query(
+                "UPDATE pay_links SET locked_at = $1 WHERE id = $2 AND locked_at IS NULL",
+            )
+            .bind(now)
+            .bind(link.id.as_str())
+            .execute(&mut *tx)
+            .await?;
             locked = n.rows_affected() == 1;
         }
     }
@@ -163,7 +183,11 @@ pub async fn record_failure(db: &Db, link: Option<&PayLink>, address: &str) -> R
 }
 
 /// True when this address, or this patient, has failed too often recently.
-pub async fn throttled(db: &Db, address: &str, patient: Option<&PatientId>) -> Result<bool, sqlx::Error> {
+pub async fn throttled(
+    db: &Db,
+    address: &str,
+    patient: Option<&PatientId>,
+) -> Result<bool, sqlx::Error> {
     let now = crate::clock::now_unix();
     let by_address: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM verify_failures WHERE address = $1 AND at > $2")
@@ -175,12 +199,13 @@ pub async fn throttled(db: &Db, address: &str, patient: Option<&PatientId>) -> R
         return Ok(true);
     }
     if let Some(p) = patient {
-        let by_patient: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM verify_failures WHERE patient_id = $1 AND at > $2")
-                .bind(p.as_str())
-                .bind(now - 86_400)
-                .fetch_one(db.pool())
-                .await?;
+        let by_patient: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM verify_failures WHERE patient_id = $1 AND at > $2",
+        )
+        .bind(p.as_str())
+        .bind(now - 86_400)
+        .fetch_one(db.pool())
+        .await?;
         if by_patient >= MAX_FAILURES_PER_PATIENT_PER_DAY {
             return Ok(true);
         }
@@ -202,7 +227,12 @@ pub fn parse_dob(month: &str, day: &str, year: &str) -> Option<String> {
 
 /// The first five digits of a typed ZIP code (`60614-1234` → `60614`); `None` otherwise.
 pub fn normalize_zip(zip: &str) -> Option<String> {
-    let digits: String = zip.trim().chars().take_while(|c| *c != '-').filter(|c| !c.is_whitespace()).collect();
+    let digits: String = zip
+        .trim()
+        .chars()
+        .take_while(|c| *c != '-')
+        .filter(|c| !c.is_whitespace())
+        .collect();
     (digits.len() == 5 && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
 }
 

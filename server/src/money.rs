@@ -136,7 +136,7 @@ impl fmt::Display for Money {
         let dollars = (abs / 100).to_string();
         let mut grouped = String::with_capacity(dollars.len() + dollars.len() / 3);
         for (i, ch) in dollars.chars().enumerate() {
-            if i > 0 && (dollars.len() - i) % 3 == 0 {
+            if i > 0 && (dollars.len() - i).is_multiple_of(3) {
                 grouped.push(',');
             }
             grouped.push(ch);
@@ -160,23 +160,34 @@ mod tests {
 
     #[test]
     fn refuses_bad_input() {
-        for bad in ["abc", "1.234", "1e3", "1.", ".", "12,34", "1,0000", "NaN", "１２", "1 000", "+5", "$"] {
+        for bad in [
+            "abc", "1.234", "1e3", "1.", ".", "12,34", "1,0000", "NaN", "１２", "1 000", "+5", "$",
+        ] {
             assert_eq!(Money::parse_dollars(bad), Err(AmountError::Format), "{bad}");
         }
         assert_eq!(Money::parse_dollars(""), Err(AmountError::Empty));
         assert_eq!(Money::parse_dollars("-5"), Err(AmountError::Negative));
         assert_eq!(Money::parse_dollars("-$0.01"), Err(AmountError::Negative));
-        assert_eq!(Money::parse_dollars("99999999999999999"), Err(AmountError::Format));
+        assert_eq!(
+            Money::parse_dollars("99999999999999999"),
+            Err(AmountError::Format)
+        );
     }
 
     #[test]
     fn payment_is_bounded_by_balance() {
         let bal = Money(18240);
         assert_eq!(Money::parse_payment("182.40", bal), Ok(bal));
-        assert_eq!(Money::parse_payment("182.41", bal), Err(AmountError::OverBalance));
+        assert_eq!(
+            Money::parse_payment("182.41", bal),
+            Err(AmountError::OverBalance)
+        );
         assert_eq!(Money::parse_payment("0.00", bal), Err(AmountError::Zero));
         assert_eq!(Money::parse_payment("-1", bal), Err(AmountError::Negative));
-        assert_eq!(Money::parse_payment("1", Money::ZERO), Err(AmountError::NothingDue));
+        assert_eq!(
+            Money::parse_payment("1", Money::ZERO),
+            Err(AmountError::NothingDue)
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! The patient journey over HTTP, and every bad input it must refuse, on SQLite and PostgreSQL.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
 
@@ -35,7 +36,10 @@ async fn full_journey_pays_once_and_audits(backend: Backend) {
     let summary = b.page("/summary").await;
     assert!(summary.contains("$112.00"), "balance on the summary");
     assert!(summary.contains("Due Dec 1, 2026"));
-    assert!(!summary.contains("Office visit"), "no itemised detail before the second factor");
+    assert!(
+        !summary.contains("Office visit"),
+        "no itemised detail before the second factor"
+    );
 
     assert_eq!(location(&b.submit_zip("60614").await), "/statement");
     let st = b.page("/statement").await;
@@ -44,12 +48,12 @@ async fn full_journey_pays_once_and_audits(backend: Backend) {
         "Comprehensive metabolic panel",
         "Follow-up visit",
         "Sep 2, 2026",
-        "$185.00",  // charge
-        "$120.00",  // insurance paid
-        "$15.00",   // adjustment
-        "$50.00",   // patient responsibility of line 1
-        "$423.00",  // total charges
-        "$112.00",  // balance
+        "$185.00", // charge
+        "$120.00", // insurance paid
+        "$15.00",  // adjustment
+        "$50.00",  // patient responsibility of line 1
+        "$423.00", // total charges
+        "$112.00", // balance
         "No payments yet.",
     ] {
         assert!(st.contains(text), "statement shows {text}");
@@ -59,12 +63,19 @@ async fn full_journey_pays_once_and_audits(backend: Backend) {
     let r = b.pay("112.00").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let checkout_url = location(&r);
-    assert!(checkout_url.starts_with(&format!("{}/checkout/cs_test_", app.sandbox_url)), "{checkout_url}");
+    assert!(
+        checkout_url.starts_with(&format!("{}/checkout/cs_test_", app.sandbox_url)),
+        "{checkout_url}"
+    );
 
     let r = b.card(&checkout_url, "4242 4242 4242 4242").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let back = location(&r);
-    assert!(back.starts_with(&format!("{}/pay/return/chk_", app.url)) && back.contains("session_id=cs_test_"), "{back}");
+    assert!(
+        back.starts_with(&format!("{}/pay/return/chk_", app.url))
+            && back.contains("session_id=cs_test_"),
+        "{back}"
+    );
 
     // The webhook, not this redirect, recorded the payment.
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
@@ -75,34 +86,67 @@ async fn full_journey_pays_once_and_audits(backend: Backend) {
     assert_eq!(h1(&receipt), "Payment received");
     assert!(receipt.contains("$112.00"));
     assert!(receipt.contains("Visa ending 4242"));
-    assert!(receipt.contains("receipt-balance\">$0.00"), "new balance is zero");
+    assert!(
+        receipt.contains("receipt-balance\">$0.00"),
+        "new balance is zero"
+    );
 
     // Returning to the success URL again changes nothing.
     let _ = b.get(&back).await;
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
-    assert_eq!(app.count("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'payment'").await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'payment'")
+            .await,
+        1
+    );
     let summary = b.page("/summary").await;
     assert!(summary.contains("This statement is paid in full"));
     let st = b.page("/statement").await;
-    assert!(st.contains("$112.00 (Visa ending 4242)"), "payment listed on the statement");
+    assert!(
+        st.contains("$112.00 (Visa ending 4242)"),
+        "payment listed on the statement"
+    );
 
     // Every view of PHI left an audit event naming the patient, the request and the address.
     let stmt = app.statement_of(1).await;
-    let patient = patriotpay::billing::statement_header(app.db(), &stmt).await.expect("q").expect("stmt").patient_id;
-    let events = patriotpay::audit::for_patient(app.db(), &patient).await.expect("audit");
+    let patient = patriotpay::billing::statement_header(app.db(), &stmt)
+        .await
+        .expect("q")
+        .expect("stmt")
+        .patient_id;
+    let events = patriotpay::audit::for_patient(app.db(), &patient)
+        .await
+        .expect("audit");
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
-    for a in ["paylink.open", "identity.dob", "statement.summary.view", "identity.zip", "statement.itemised.view",
-        "payment.checkout.start", "payment.recorded", "payment.receipt.view"] {
+    for a in [
+        "paylink.open",
+        "identity.dob",
+        "statement.summary.view",
+        "identity.zip",
+        "statement.itemised.view",
+        "payment.checkout.start",
+        "payment.recorded",
+        "payment.receipt.view",
+    ] {
         assert!(actions.contains(&a), "audit has {a}: {actions:?}");
     }
-    let view = events.iter().find(|e| e.action == "statement.itemised.view").expect("itemised view event");
+    let view = events
+        .iter()
+        .find(|e| e.action == "statement.itemised.view")
+        .expect("itemised view event");
     assert!(view.actor.starts_with("link:lnk_"));
     assert_eq!(view.address.as_deref(), Some("127.0.0.1"));
     assert!(view.request_id.as_deref().is_some_and(|r| r.len() == 36));
     assert_eq!(view.outcome, "success");
     // Append-only: the database refuses edits and deletions.
-    assert!(sqlx::query("UPDATE audit_events SET outcome = 'x'").execute(app.db().pool()).await.is_err());
-    assert!(sqlx::query("DELETE FROM audit_events").execute(app.db().pool()).await.is_err());
+    assert!(sqlx::query("UPDATE audit_events SET outcome = 'x'")
+        .execute(app.db().pool())
+        .await
+        .is_err());
+    assert!(sqlx::query("DELETE FROM audit_events")
+        .execute(app.db().pool())
+        .await
+        .is_err());
     app.finish().await;
 }
 
@@ -114,7 +158,10 @@ async fn five_wrong_birth_dates_lock_the_link(backend: Backend) {
         let r = b.submit_dob("01", "01", "1970").await;
         assert_eq!(location(&r), "/verify");
         let page = b.page("/verify").await;
-        assert!(page.contains("We couldn't confirm those details"), "attempt {attempt}");
+        assert!(
+            page.contains("We couldn't confirm those details"),
+            "attempt {attempt}"
+        );
         assert_eq!(h1(&page), "Confirm who you are");
     }
     let _ = b.submit_dob("01", "01", "1970").await;
@@ -122,11 +169,25 @@ async fn five_wrong_birth_dates_lock_the_link(backend: Backend) {
     assert_eq!(h1(&page), "This link is locked");
     assert!(page.contains("call Riverside Family Medicine at (555) 010-4400"));
     // Even the right answer no longer works on this link, from this or a new browser.
-    let r = b.post("/verify", &[("csrf", &common::csrf_in(&page)), ("dob_month", "11"), ("dob_day", "02"), ("dob_year", "1991")]).await;
+    let r = b
+        .post(
+            "/verify",
+            &[
+                ("csrf", &common::csrf_in(&page)),
+                ("dob_month", "11"),
+                ("dob_day", "02"),
+                ("dob_year", "1991"),
+            ],
+        )
+        .await;
     assert_eq!(location(&r), "/verify");
     assert_eq!(h1(&b.page("/verify").await), "This link is locked");
     assert_eq!(location(&b.get("/summary").await), "/verify");
-    assert_eq!(app.count("SELECT COUNT(*) FROM pay_links WHERE locked_at IS NOT NULL").await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM pay_links WHERE locked_at IS NOT NULL")
+            .await,
+        1
+    );
     app.finish().await;
 }
 
@@ -144,12 +205,25 @@ async fn dead_and_unknown_links_look_like_a_wrong_answer(backend: Backend) {
     let app = TestApp::start(backend).await;
     // An expired link and a revoked one.
     let stmt = app.statement_of(1).await;
-    let (_, expired_token) = patriotpay::links::create(app.db(), &app.tenant, &stmt, patriotpay::clock::now_unix() - 1)
+    let (_, expired_token) = patriotpay::links::create(
+        app.db(),
+        &app.tenant,
+        &stmt,
+        patriotpay::clock::now_unix() - 1,
+    )
+    .await
+    .expect("link");
+    let (revoked_id, revoked_token) = patriotpay::links::create(
+        app.db(),
+        &app.tenant,
+        &stmt,
+        patriotpay::clock::now_unix() + 3600,
+    )
+    .await
+    .expect("link");
+    patriotpay::links::revoke(app.db(), &revoked_id)
         .await
-        .expect("link");
-    let (revoked_id, revoked_token) =
-        patriotpay::links::create(app.db(), &app.tenant, &stmt, patriotpay::clock::now_unix() + 3600).await.expect("link");
-    patriotpay::links::revoke(app.db(), &revoked_id).await.expect("revoke");
+        .expect("revoke");
     let unknown_token = patriotpay::crypto::random_token();
 
     let mut pages = vec![];
@@ -166,16 +240,29 @@ async fn dead_and_unknown_links_look_like_a_wrong_answer(backend: Backend) {
         assert_eq!(location(&b.get("/summary").await), "/verify", "no access");
         pages.push((landing, after));
     }
-    assert!(pages.windows(2).all(|w| w[0] == w[1]), "expired, revoked and unknown links must be indistinguishable");
-    assert!(!pages[0].0.contains("Riverside"), "a dead link does not reveal the practice");
+    assert!(
+        pages.windows(2).all(|w| w[0] == w[1]),
+        "expired, revoked and unknown links must be indistinguishable"
+    );
+    assert!(
+        !pages[0].0.contains("Riverside"),
+        "a dead link does not reveal the practice"
+    );
 
     // A wrong answer on a live link: same status, same redirect, same message.
     let b = Browser::new(&app);
     b.open_link(&app.link(1).await).await;
     let r = b.submit_dob("01", "01", "1970").await;
-    assert_eq!((r.status(), location(&r)), (StatusCode::SEE_OTHER, "/verify".to_owned()));
+    assert_eq!(
+        (r.status(), location(&r)),
+        (StatusCode::SEE_OTHER, "/verify".to_owned())
+    );
     let live_after = b.page("/verify").await;
-    let msg = |p: &str| p.split("<li>").nth(1).map(|s| s.split("</li>").next().unwrap_or("").to_owned());
+    let msg = |p: &str| {
+        p.split("<li>")
+            .nth(1)
+            .map(|s| s.split("</li>").next().unwrap_or("").to_owned())
+    };
     assert_eq!(msg(&live_after), msg(&pages[0].1));
     // A malformed token is refused the same way, without a database query.
     let b = Browser::new(&app);
@@ -192,25 +279,60 @@ async fn bad_amounts_are_refused_before_any_checkout(backend: Backend) {
         ("0", "The amount must be more than $0.00."),
         ("0.00", "The amount must be more than $0.00."),
         ("-5", "The amount can't be negative."),
-        ("112.01", "The amount can't be more than the balance of $112.00."),
-        ("1000000", "The amount can't be more than the balance of $112.00."),
-        ("abc", "Enter an amount in dollars and cents, for example 25.00."),
-        ("12.345", "Enter an amount in dollars and cents, for example 25.00."),
-        ("1e2", "Enter an amount in dollars and cents, for example 25.00."),
+        (
+            "112.01",
+            "The amount can't be more than the balance of $112.00.",
+        ),
+        (
+            "1000000",
+            "The amount can't be more than the balance of $112.00.",
+        ),
+        (
+            "abc",
+            "Enter an amount in dollars and cents, for example 25.00.",
+        ),
+        (
+            "12.345",
+            "Enter an amount in dollars and cents, for example 25.00.",
+        ),
+        (
+            "1e2",
+            "Enter an amount in dollars and cents, for example 25.00.",
+        ),
         ("", "Enter an amount to pay."),
     ] {
         let r = b.pay(amount).await;
-        assert_eq!(location(&r), "/summary", "amount {amount:?} must be refused");
+        assert_eq!(
+            location(&r),
+            "/summary",
+            "amount {amount:?} must be refused"
+        );
         let page = text(&b.page("/summary").await);
-        assert!(page.contains(message), "amount {amount:?}: expected {message:?}");
-        assert!(page.contains("aria-invalid=\"true\""), "error tied to the field for {amount:?}");
-        assert!(page.contains(&format!("value=\"{amount}\"")), "what was typed is kept for {amount:?}");
+        assert!(
+            page.contains(message),
+            "amount {amount:?}: expected {message:?}"
+        );
+        assert!(
+            page.contains("aria-invalid=\"true\""),
+            "error tied to the field for {amount:?}"
+        );
+        assert!(
+            page.contains(&format!("value=\"{amount}\"")),
+            "what was typed is kept for {amount:?}"
+        );
     }
-    assert_eq!(app.count("SELECT COUNT(*) FROM checkouts").await, 0, "no checkout for a bad amount");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM checkouts").await,
+        0,
+        "no checkout for a bad amount"
+    );
     // A part payment in cents is fine.
     let r = b.pay("$1,0.5".replace(",", "").as_str()).await;
     assert!(location(&r).starts_with(&app.sandbox_url));
-    let cents: i64 = sqlx::query_scalar("SELECT amount_cents FROM checkouts").fetch_one(app.db().pool()).await.expect("q");
+    let cents: i64 = sqlx::query_scalar("SELECT amount_cents FROM checkouts")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("q");
     assert_eq!(cents, 1050);
     app.finish().await;
 }
@@ -220,19 +342,36 @@ async fn declined_card_says_so_and_allows_retry(backend: Backend) {
     let b = Browser::new(&app);
     b.verified_patient1(&app).await;
     for (card, text) in [
-        ("4000 0000 0000 0002", "The card processor declined the card."),
+        (
+            "4000 0000 0000 0002",
+            "The card processor declined the card.",
+        ),
         ("4000000000009995", "declined for insufficient funds"),
     ] {
         let checkout = location(&b.pay("20.00").await);
         let r = b.card(&checkout, card).await;
         let cancel = location(&r);
-        assert!(cancel.starts_with(&format!("{}/pay/cancelled/chk_", app.url)), "{cancel}");
+        assert!(
+            cancel.starts_with(&format!("{}/pay/cancelled/chk_", app.url)),
+            "{cancel}"
+        );
         let page = b.page(&cancel).await;
         assert_eq!(h1(&page), "Your card was declined");
         assert!(page.contains(text), "{text}");
-        assert!(page.contains("action=\"/pay\""), "the page lets them try again");
+        assert!(
+            page.contains("action=\"/pay\""),
+            "the page lets them try again"
+        );
         // The abandoned checkout is closed at the processor.
-        let again = b.client.get(&checkout).send().await.expect("get").text().await.expect("body");
+        let again = b
+            .client
+            .get(&checkout)
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("body");
         assert!(again.contains("This checkout is closed"));
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 0);
@@ -240,7 +379,11 @@ async fn declined_card_says_so_and_allows_retry(backend: Backend) {
     let checkout = location(&b.pay("20.00").await);
     let r = b.card(&checkout, "4111 1111 1111 1111").await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.text().await.expect("body").contains("Sandbox mode accepts only test card numbers"));
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("Sandbox mode accepts only test card numbers"));
     // Then a good card works.
     let back = location(&b.card(&checkout, "5555 5555 5555 4444").await);
     let receipt = b.page(&location(&b.get(&back).await)).await;
@@ -254,7 +397,9 @@ fn signed(body: &str, secret: &str, t: i64) -> String {
 }
 
 async fn post_event(app: &TestApp, body: &str, sig: Option<String>) -> reqwest::Response {
-    let mut req = reqwest::Client::new().post(format!("{}/webhooks/stripe", app.url)).body(body.to_owned());
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/webhooks/stripe", app.url))
+        .body(body.to_owned());
     if let Some(s) = sig {
         req = req.header("Stripe-Signature", s);
     }
@@ -269,8 +414,10 @@ async fn replayed_and_forged_webhooks_change_nothing(backend: Backend) {
     let cs = checkout.rsplit('/').next().expect("cs id").to_owned();
     let _ = b.card(&checkout, "4242424242424242").await;
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
-    let event_id: String =
-        sqlx::query_scalar("SELECT event_id FROM processor_events").fetch_one(app.db().pool()).await.expect("event");
+    let event_id: String = sqlx::query_scalar("SELECT event_id FROM processor_events")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("event");
     let now = patriotpay::clock::now_unix();
     let event = |id: &str, ty: &str, obj: &str| {
         serde_json::json!({"id": id, "object": "event", "type": ty, "data": {"object": {"id": obj, "object": "checkout.session"}}})
@@ -281,17 +428,41 @@ async fn replayed_and_forged_webhooks_change_nothing(backend: Backend) {
     let body = event(&event_id, "checkout.session.completed", &cs);
     let r = post_event(&app, &body, Some(signed(&body, WEBHOOK_SECRET, now))).await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.json::<serde_json::Value>().await.expect("json")["duplicate"], true);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.expect("json")["duplicate"],
+        true
+    );
     // A different event about the same payment (e.g. async_payment_succeeded): still once.
-    let body = event("evt_other_delivery", "checkout.session.async_payment_succeeded", &cs);
-    assert_eq!(post_event(&app, &body, Some(signed(&body, WEBHOOK_SECRET, now))).await.status(), StatusCode::OK);
+    let body = event(
+        "evt_other_delivery",
+        "checkout.session.async_payment_succeeded",
+        &cs,
+    );
+    assert_eq!(
+        post_event(&app, &body, Some(signed(&body, WEBHOOK_SECRET, now)))
+            .await
+            .status(),
+        StatusCode::OK
+    );
     // An out-of-order "expired" after completion does not move the checkout backwards.
     let body = event("evt_late_expired", "checkout.session.expired", &cs);
-    assert_eq!(post_event(&app, &body, Some(signed(&body, WEBHOOK_SECRET, now))).await.status(), StatusCode::OK);
-    let status: String = sqlx::query_scalar("SELECT status FROM checkouts").fetch_one(app.db().pool()).await.expect("q");
+    assert_eq!(
+        post_event(&app, &body, Some(signed(&body, WEBHOOK_SECRET, now)))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM checkouts")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("q");
     assert_eq!(status, "complete");
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
-    assert_eq!(app.count("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'payment'").await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'payment'")
+            .await,
+        1
+    );
 
     // Forged: wrong secret, stale or future timestamp, no signature, tampered body.
     let open_checkout = location(&b.pay("10.00").await);
@@ -304,14 +475,31 @@ async fn replayed_and_forged_webhooks_change_nothing(backend: Backend) {
         Some("t=1,v1=00".to_owned()),
         None,
     ] {
-        assert_eq!(post_event(&app, &body, sig).await.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            post_event(&app, &body, sig).await.status(),
+            StatusCode::BAD_REQUEST
+        );
     }
     let tampered = body.replace("evt_forged", "evt_forgeD");
-    assert_eq!(post_event(&app, &tampered, Some(signed(&body, WEBHOOK_SECRET, now))).await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        post_event(&app, &tampered, Some(signed(&body, WEBHOOK_SECRET, now)))
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
     // Correctly signed but claiming an unpaid checkout completed: the re-fetch shows it unpaid.
-    assert_eq!(post_event(&app, &body, Some(signed(&body, WEBHOOK_SECRET, now))).await.status(), StatusCode::OK);
+    assert_eq!(
+        post_event(&app, &body, Some(signed(&body, WEBHOOK_SECRET, now)))
+            .await
+            .status(),
+        StatusCode::OK
+    );
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
-    assert_eq!(app.count("SELECT COUNT(*) FROM processor_events WHERE event_id = 'evt_forgeD'").await, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM processor_events WHERE event_id = 'evt_forgeD'")
+            .await,
+        0
+    );
     app.finish().await;
 }
 
@@ -320,12 +508,20 @@ async fn other_patients_ids_are_not_found(backend: Backend) {
     // Patient 3 pays; patient 1 then tries patient 3's receipt and checkout pages.
     let other = Browser::new(&app);
     other.open_link(&app.link(3).await).await;
-    assert_eq!(location(&other.submit_dob("06", "21", "2012").await), "/summary");
+    assert_eq!(
+        location(&other.submit_dob("06", "21", "2012").await),
+        "/summary"
+    );
     let checkout = location(&other.pay("5.00").await);
     let back = location(&other.card(&checkout, "4242424242424242").await);
     let receipt = location(&other.get(&back).await);
     assert!(receipt.starts_with("/receipt/pay_"));
-    let chk = back.split("/pay/return/").nth(1).and_then(|s| s.split('?').next()).expect("chk id").to_owned();
+    let chk = back
+        .split("/pay/return/")
+        .nth(1)
+        .and_then(|s| s.split('?').next())
+        .expect("chk id")
+        .to_owned();
 
     let b = Browser::new(&app);
     b.verified_patient1(&app).await;
@@ -339,10 +535,16 @@ async fn other_patients_ids_are_not_found(backend: Backend) {
         let r = b.get(&path).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
         let body = r.text().await.expect("body");
-        assert!(!body.contains("$5.00") && !body.contains("Okonkwo"), "nothing of the other patient leaks");
+        assert!(
+            !body.contains("$5.00") && !body.contains("Okonkwo"),
+            "nothing of the other patient leaks"
+        );
     }
     // Patient 1's own pages still show only patient 1's statement.
-    assert!(b.page("/statement").await.contains("Office visit, established patient"));
+    assert!(b
+        .page("/statement")
+        .await
+        .contains("Office visit, established patient"));
     app.finish().await;
 }
 
@@ -352,24 +554,57 @@ async fn forms_need_the_token_and_our_origin(backend: Backend) {
     b.open_link(&app.link(1).await).await;
     let dob = [("dob_month", "03"), ("dob_day", "14"), ("dob_year", "1984")];
     // No token, wrong token.
-    assert_eq!(b.post("/verify", &dob).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        b.post("/verify", &dob).await.status(),
+        StatusCode::FORBIDDEN
+    );
     let mut with_bad = dob.to_vec();
     with_bad.push(("csrf", "not-the-token"));
-    assert_eq!(b.post("/verify", &with_bad).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        b.post("/verify", &with_bad).await.status(),
+        StatusCode::FORBIDDEN
+    );
     // Right token, but the browser says the form came from another site.
     let csrf = b.csrf("/verify").await;
     let mut good = dob.to_vec();
     good.push(("csrf", &csrf));
-    for (h, v) in [("Origin", "https://evil.example"), ("Sec-Fetch-Site", "cross-site")] {
-        let r = b.client.post(format!("{}/verify", app.url)).header(h, v).form(&good).send().await.expect("post");
+    for (h, v) in [
+        ("Origin", "https://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        let r = b
+            .client
+            .post(format!("{}/verify", app.url))
+            .header(h, v)
+            .form(&good)
+            .send()
+            .await
+            .expect("post");
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{h}: {v}");
     }
-    assert_eq!(location(&b.get("/summary").await), "/verify", "none of those verified anyone");
-    let r = b.client.post(format!("{}/verify", app.url)).header("Origin", app.url.as_str()).form(&good).send().await.expect("post");
+    assert_eq!(
+        location(&b.get("/summary").await),
+        "/verify",
+        "none of those verified anyone"
+    );
+    let r = b
+        .client
+        .post(format!("{}/verify", app.url))
+        .header("Origin", app.url.as_str())
+        .form(&good)
+        .send()
+        .await
+        .expect("post");
     assert_eq!(location(&r), "/summary");
     // State never changes on GET.
-    assert_eq!(b.get("/pay?amount=1").await.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(b.get("/signout").await.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        b.get("/pay?amount=1").await.status(),
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        b.get("/signout").await.status(),
+        StatusCode::METHOD_NOT_ALLOWED
+    );
     app.finish().await;
 }
 
@@ -381,17 +616,28 @@ async fn itemised_statement_needs_the_second_factor(backend: Backend) {
     assert_eq!(location(&b.get("/statement").await), "/expired");
     b.open_link(&app.link(1).await).await;
     assert_eq!(location(&b.get("/statement").await), "/verify");
-    assert_eq!(location(&b.submit_dob("03", "14", "1984").await), "/summary");
+    assert_eq!(
+        location(&b.submit_dob("03", "14", "1984").await),
+        "/summary"
+    );
     assert_eq!(location(&b.get("/statement").await), "/verify/zip");
     // A malformed ZIP is a typo, not a wrong answer; a wrong ZIP counts toward the lock.
     assert_eq!(location(&b.submit_zip("606").await), "/verify/zip");
-    assert!(b.page("/verify/zip").await.contains("Enter a 5-digit ZIP code."));
+    assert!(b
+        .page("/verify/zip")
+        .await
+        .contains("Enter a 5-digit ZIP code."));
     assert_eq!(location(&b.submit_zip("10001").await), "/verify/zip");
     assert!(text(&b.page("/verify/zip").await).contains("We couldn't confirm that ZIP code"));
-    let attempts: i64 = app.count("SELECT MAX(failed_attempts) FROM pay_links").await;
+    let attempts: i64 = app
+        .count("SELECT MAX(failed_attempts) FROM pay_links")
+        .await;
     assert_eq!(attempts, 1, "only the wrong ZIP counted");
     assert_eq!(location(&b.submit_zip("60614-1234").await), "/statement");
-    assert!(b.page("/statement").await.contains("Comprehensive metabolic panel"));
+    assert!(b
+        .page("/statement")
+        .await
+        .contains("Comprehensive metabolic panel"));
     app.finish().await;
 }
 
@@ -408,20 +654,40 @@ async fn signout_and_fixation(backend: Backend) {
             .map(|c| c.split(';').next().unwrap_or("").to_owned())
     };
     let before = cookie(&r).expect("session cookie set");
-    assert!(r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("HttpOnly") && c.contains("SameSite=Lax")));
+    assert!(r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.contains("HttpOnly") && c.contains("SameSite=Lax")));
     let r = b.submit_dob("03", "14", "1984").await;
     let after = cookie(&r).expect("new cookie on verification");
-    assert_ne!(before, after, "session id cycles when the patient proves who they are");
+    assert_ne!(
+        before, after,
+        "session id cycles when the patient proves who they are"
+    );
     // The pre-login id is dead: a client holding it sees nothing.
-    let stale = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let r = stale.get(format!("{}/summary", app.url)).header("Cookie", before).send().await.expect("get");
+    let stale = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = stale
+        .get(format!("{}/summary", app.url))
+        .header("Cookie", before)
+        .send()
+        .await
+        .expect("get");
     assert_eq!(location(&r), "/expired");
 
     // Sign out removes the server-side record; replaying the cookie gets nothing.
     let csrf = b.csrf("/summary").await;
     let r = b.post("/signout", &[("csrf", &csrf)]).await;
     assert_eq!(location(&r), "/signed-out");
-    let r = stale.get(format!("{}/summary", app.url)).header("Cookie", after).send().await.expect("get");
+    let r = stale
+        .get(format!("{}/summary", app.url))
+        .header("Cookie", after)
+        .send()
+        .await
+        .expect("get");
     assert_eq!(location(&r), "/expired");
     assert_eq!(location(&b.get("/summary").await), "/expired");
     app.finish().await;
@@ -433,12 +699,28 @@ async fn headers_and_error_pages(backend: Backend) {
     b.verified_patient1(&app).await;
     let r = b.get("/statement").await;
     let h = r.headers();
-    let csp = h.get("content-security-policy").and_then(|v| v.to_str().ok()).expect("csp");
+    let csp = h
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .expect("csp");
     assert!(csp.contains("script-src 'none'") && csp.contains("frame-ancestors 'none'"));
-    assert!(csp.contains(&format!("form-action 'self' {}", app.sandbox_url)), "{csp}");
-    assert_eq!(h.get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
-    assert_eq!(h.get("x-content-type-options").and_then(|v| v.to_str().ok()), Some("nosniff"));
-    assert_eq!(h.get("referrer-policy").and_then(|v| v.to_str().ok()), Some("same-origin"));
+    assert!(
+        csp.contains(&format!("form-action 'self' {}", app.sandbox_url)),
+        "{csp}"
+    );
+    assert_eq!(
+        h.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    assert_eq!(
+        h.get("x-content-type-options")
+            .and_then(|v| v.to_str().ok()),
+        Some("nosniff")
+    );
+    assert_eq!(
+        h.get("referrer-policy").and_then(|v| v.to_str().ok()),
+        Some("same-origin")
+    );
     assert!(h.get("strict-transport-security").is_some());
     let body = r.text().await.expect("body");
     assert!(body.starts_with("<!DOCTYPE html><html lang=\"en\""));
@@ -446,18 +728,42 @@ async fn headers_and_error_pages(backend: Backend) {
 
     let r = b.get("/no/such/page").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let rid = r.headers().get("x-request-id").and_then(|v| v.to_str().ok()).expect("request id").to_owned();
+    let rid = r
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("request id")
+        .to_owned();
     let body = r.text().await.expect("body");
     assert_eq!(h1(&body), "Page not found");
     assert!(body.contains(&rid), "error page shows the request id");
     // A malformed form body: a clear 4xx page, no internals.
-    let r = b.client.post(format!("{}/pay", app.url)).header("content-type", "application/json").body("{}").send().await.expect("post");
+    let r = b
+        .client
+        .post(format!("{}/pay", app.url))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
     assert!(r.status().is_client_error());
     let body = r.text().await.expect("body");
-    assert!(body.contains("x-request-id") || body.contains("request-id"), "rendered error page");
-    assert!(!body.to_lowercase().contains("serde") && !body.contains("Form"), "no internals");
+    assert!(
+        body.contains("x-request-id") || body.contains("request-id"),
+        "rendered error page"
+    );
+    assert!(
+        !body.to_lowercase().contains("serde") && !body.contains("Form"),
+        "no internals"
+    );
     assert_eq!(b.get("/readyz").await.status(), StatusCode::OK);
-    assert!(b.get("/assets/style.css").await.text().await.expect("css").contains(".balance-card"));
+    assert!(b
+        .get("/assets/style.css")
+        .await
+        .text()
+        .await
+        .expect("css")
+        .contains(".balance-card"));
     app.finish().await;
 }
 
@@ -487,15 +793,32 @@ async fn no_plaintext_phi_or_card_numbers_at_rest(backend: Backend) {
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
 
     let p = &patriotpay::demo::PATIENTS[0];
-    let phi: Vec<&str> = vec![p.first_name, p.last_name, p.dob, "19840314", p.phone, "5550100001", p.account, "Comprehensive metabolic panel", "2026-09-02"];
+    let phi: Vec<&str> = vec![
+        p.first_name,
+        p.last_name,
+        p.dob,
+        "19840314",
+        p.phone,
+        "5550100001",
+        p.account,
+        "Comprehensive metabolic panel",
+        "2026-09-02",
+    ];
     let dump: Vec<u8> = match app.backend {
         Backend::Sqlite => {
             // Checkpoint so the main file holds everything, then read every file of the database.
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(app.db().pool()).await.expect("checkpoint");
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(app.db().pool())
+                .await
+                .expect("checkpoint");
             let mut all = vec![];
             for entry in std::fs::read_dir(app.dir.path()).expect("data dir") {
                 let path = entry.expect("entry").path();
-                if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("patriotpay.db")) {
+                if path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("patriotpay.db"))
+                {
                     all.extend(std::fs::read(&path).expect("read db file"));
                 }
             }
@@ -517,13 +840,17 @@ async fn no_plaintext_phi_or_card_numbers_at_rest(backend: Backend) {
             for (t, c, ty) in cols {
                 if ty == "bytea" {
                     let rows: Vec<Option<Vec<u8>>> =
-                        sqlx::query_scalar(&format!("SELECT {c} FROM {t}")).fetch_all(app.db().pool()).await.expect("dump");
+                        sqlx::query_scalar(&format!("SELECT {c} FROM {t}"))
+                            .fetch_all(app.db().pool())
+                            .await
+                            .expect("dump");
                     rows.into_iter().flatten().for_each(|r| raw.extend(r));
                 } else {
-                    let rows: Vec<Option<String>> = sqlx::query_scalar(&format!("SELECT CAST({c} AS TEXT) FROM {t}"))
-                        .fetch_all(app.db().pool())
-                        .await
-                        .expect("dump");
+                    let rows: Vec<Option<String>> =
+                        sqlx::query_scalar(&format!("SELECT CAST({c} AS TEXT) FROM {t}"))
+                            .fetch_all(app.db().pool())
+                            .await
+                            .expect("dump");
                     rows.into_iter().flatten().for_each(|r| {
                         all.push_str(&r);
                         all.push('\n');
@@ -531,7 +858,10 @@ async fn no_plaintext_phi_or_card_numbers_at_rest(backend: Backend) {
                 }
             }
             assert!(raw.len() > 1000, "the dump covers the ciphertexts");
-            assert!(all.contains("Riverside Family Medicine"), "the dump covers the data");
+            assert!(
+                all.contains("Riverside Family Medicine"),
+                "the dump covers the data"
+            );
             let mut bytes = all.into_bytes();
             bytes.push(b' ');
             bytes.extend(raw);
@@ -539,14 +869,24 @@ async fn no_plaintext_phi_or_card_numbers_at_rest(backend: Backend) {
         }
     };
     for needle in phi {
-        assert!(!dump.windows(needle.len()).any(|w| w == needle.as_bytes()), "plaintext {needle:?} found at rest");
+        assert!(
+            !dump.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "plaintext {needle:?} found at rest"
+        );
     }
-    assert_eq!(luhn_runs(&dump), Vec::<String>::new(), "a card number reached the database");
+    assert_eq!(
+        luhn_runs(&dump),
+        Vec::<String>::new(),
+        "a card number reached the database"
+    );
     app.finish().await;
 }
 
 #[test]
 fn luhn_scanner_finds_card_numbers() {
-    assert_eq!(luhn_runs(b"x4242424242424242y 1234"), vec!["4242424242424242".to_owned()]);
+    assert_eq!(
+        luhn_runs(b"x4242424242424242y 1234"),
+        vec!["4242424242424242".to_owned()]
+    );
     assert!(luhn_runs(b"4242424242424241").is_empty());
 }

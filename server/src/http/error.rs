@@ -60,7 +60,9 @@ impl IntoResponse for AppError {
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => AppError::Unavailable(format!("database: {e}")),
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => {
+                AppError::Unavailable(format!("database: {e}"))
+            }
             e => AppError::Internal(e.into()),
         }
     }
@@ -69,7 +71,9 @@ impl From<sqlx::Error> for AppError {
 impl From<crate::crypto::CryptoError> for AppError {
     fn from(e: crate::crypto::CryptoError) -> Self {
         match e {
-            crate::crypto::CryptoError::Unavailable(m) => AppError::Unavailable(format!("key provider: {m}")),
+            crate::crypto::CryptoError::Unavailable(m) => {
+                AppError::Unavailable(format!("key provider: {m}"))
+            }
             crate::crypto::CryptoError::Db(d) => d.into(),
             e => AppError::Internal(e.into()),
         }

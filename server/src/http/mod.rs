@@ -59,21 +59,33 @@ pub fn portal_router(state: AppState) -> Router {
     let secure = state.public_url.starts_with("https://");
     let sessions = SessionManagerLayer::new(session::DbSessionStore::new(state.db.clone()))
         // `__Host-` requires Secure; plain-http development uses an unprefixed name.
-        .with_name(if secure { "__Host-pp_session" } else { "pp_session" })
+        .with_name(if secure {
+            "__Host-pp_session"
+        } else {
+            "pp_session"
+        })
         .with_secure(secure)
         .with_http_only(true)
         // Lax, not Strict: the return from the processor's page is a cross-site top-level GET.
         .with_same_site(SameSite::Lax)
         .with_path("/")
-        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(session::PATIENT_IDLE_MINUTES)))
+        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(
+            session::PATIENT_IDLE_MINUTES,
+        )))
         // Save on every request so the idle timeout counts from the last request, not the last change.
         .with_always_save(true);
 
     let pages = Router::new()
         .route("/", get(patient::home))
         .route("/p/{token}", get(patient::open_link))
-        .route("/verify", get(patient::verify_form).post(patient::verify_submit))
-        .route("/verify/zip", get(patient::zip_form).post(patient::zip_submit))
+        .route(
+            "/verify",
+            get(patient::verify_form).post(patient::verify_submit),
+        )
+        .route(
+            "/verify/zip",
+            get(patient::zip_form).post(patient::zip_submit),
+        )
         .route("/summary", get(patient::summary))
         .route("/statement", get(patient::statement))
         .route("/pay", post(patient::pay))
@@ -103,7 +115,9 @@ pub fn portal_router(state: AppState) -> Router {
         .merge(pages)
         .with_state(state.clone())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
-        .layer(middleware::from_fn(move |req, next| security_headers(csp.clone(), req, next)))
+        .layer(middleware::from_fn(move |req, next| {
+            security_headers(csp.clone(), req, next)
+        }))
         .layer(middleware::from_fn_with_state(state, request_context))
 }
 
@@ -152,7 +166,10 @@ async fn request_context(
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
     let is_webhook = req.uri().path().starts_with("/webhooks/");
-    req.extensions_mut().insert(RequestContext { request_id: request_id.clone(), address });
+    req.extensions_mut().insert(RequestContext {
+        request_id: request_id.clone(),
+        address,
+    });
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     let status = res.status();
@@ -161,10 +178,15 @@ async fn request_context(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
-    if !is_webhook && (res.extensions().get::<ErrorPage>().is_some() || (status.as_u16() >= 400 && !is_html)) {
+    if !is_webhook
+        && (res.extensions().get::<ErrorPage>().is_some() || (status.as_u16() >= 400 && !is_html))
+    {
         let html = patriotpay_app::pages::error(
             Default::default(),
-            patriotpay_app::vm::ErrorVm { status: status.as_u16(), request_id: request_id.clone() },
+            patriotpay_app::vm::ErrorVm {
+                status: status.as_u16(),
+                request_id: request_id.clone(),
+            },
         );
         let retry_after = res.headers().get(header::RETRY_AFTER).cloned();
         let allow = res.headers().get(header::ALLOW).cloned();
@@ -196,14 +218,30 @@ async fn security_headers(csp: Arc<String>, req: Request, next: Next) -> Respons
     if let Ok(v) = HeaderValue::from_str(&csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
-    h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000; includeSubDomains"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
-    h.insert("permissions-policy", HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
+    );
     // Every page may carry PHI; only the static assets set their own caching.
-    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     res
 }
 
@@ -214,7 +252,10 @@ async fn check_origin(
     req: Request,
     next: Next,
 ) -> Response {
-    if req.method() != Method::GET && req.method() != Method::HEAD && !same_origin(req.headers(), &state.public_url) {
+    if req.method() != Method::GET
+        && req.method() != Method::HEAD
+        && !same_origin(req.headers(), &state.public_url)
+    {
         tracing::warn!("cross-origin form post refused");
         return AppError::Forbidden.into_response();
     }
@@ -248,9 +289,15 @@ mod tests {
     fn origin_rules() {
         let mut h = HeaderMap::new();
         assert!(same_origin(&h, "https://pay.example"));
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
         assert!(!same_origin(&h, "https://pay.example"));
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://pay.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://pay.example"),
+        );
         assert!(same_origin(&h, "https://pay.example"));
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(!same_origin(&h, "https://pay.example"));

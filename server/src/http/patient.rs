@@ -30,7 +30,11 @@ fn tr() -> Tr {
 }
 
 async fn meta(session: &Session, practice: Option<String>) -> Result<PageMeta> {
-    Ok(PageMeta { practice_name: practice, signout_csrf: Some(sess::csrf_token(session).await?), ..Default::default() })
+    Ok(PageMeta {
+        practice_name: practice,
+        signout_csrf: Some(sess::csrf_token(session).await?),
+        ..Default::default()
+    })
 }
 
 /// The visitor's link and how far they have verified, re-read from the database each request
@@ -48,11 +52,18 @@ async fn visitor(state: &AppState, session: &Session) -> Result<Option<Visitor>>
         None if dead == Some(true) => None,
         None => return Ok(None),
     };
-    Ok(Some(Visitor { link, stage: session.get(sess::KEY_STAGE).await? }))
+    Ok(Some(Visitor {
+        link,
+        stage: session.get(sess::KEY_STAGE).await?,
+    }))
 }
 
 /// A verified patient on a live link, or the response that sends them where they belong.
-async fn require(state: &AppState, session: &Session, needed: Stage) -> Result<std::result::Result<PayLink, Response>> {
+async fn require(
+    state: &AppState,
+    session: &Session,
+    needed: Stage,
+) -> Result<std::result::Result<PayLink, Response>> {
     let Some(v) = visitor(state, session).await? else {
         return Ok(Err(see_other("/expired")));
     };
@@ -112,8 +123,20 @@ pub async fn open_link(
             if usable {
                 links::mark_used(&state.db, &link.id).await?;
             }
-            let outcome = if usable { Outcome::Success } else { Outcome::Denied };
-            audit_view(&state, &ctx, &link, "paylink.open", link.id.as_str(), outcome).await?;
+            let outcome = if usable {
+                Outcome::Success
+            } else {
+                Outcome::Denied
+            };
+            audit_view(
+                &state,
+                &ctx,
+                &link,
+                "paylink.open",
+                link.id.as_str(),
+                outcome,
+            )
+            .await?;
         }
         None => session.insert(sess::KEY_DEAD_LINK, true).await?,
     }
@@ -140,7 +163,10 @@ async fn practice_of(state: &AppState, link: &PayLink) -> Result<billing::Tenant
 
 async fn render_locked(state: &AppState, session: &Session, link: &PayLink) -> Result<Response> {
     let t = practice_of(state, link).await?;
-    let vm = LockedVm { practice_name: Some(t.name.clone()), practice_phone: Some(t.support_phone) };
+    let vm = LockedVm {
+        practice_name: Some(t.name.clone()),
+        practice_phone: Some(t.support_phone),
+    };
     Ok(Html(pages::locked(meta(session, Some(t.name)).await?, vm)).into_response())
 }
 
@@ -165,18 +191,31 @@ pub async fn verify_form(State(state): State<AppState>, session: Session) -> Res
     };
     let flash = sess::take_flash(&session).await?;
     let tr = tr();
-    let mut vm = VerifyDobVm { practice_name: practice.clone(), csrf: sess::csrf_token(&session).await?, ..Default::default() };
+    let mut vm = VerifyDobVm {
+        practice_name: practice.clone(),
+        csrf: sess::csrf_token(&session).await?,
+        ..Default::default()
+    };
     let mut status = StatusCode::OK;
     if let Some(f) = flash {
         match f.field.as_deref() {
-            Some("dob-month") => vm.field_error = Some(FieldError { field: "dob-month", message: tr.t(&f.key) }),
+            Some("dob-month") => {
+                vm.field_error = Some(FieldError {
+                    field: "dob-month",
+                    message: tr.t(&f.key),
+                })
+            }
             _ => vm.failure = Some(tr.t(&f.key)),
         }
         if f.key == "verify-rate-limited" {
             status = StatusCode::TOO_MANY_REQUESTS;
         }
     }
-    Ok((status, Html(pages::verify_dob(meta(&session, practice).await?, vm))).into_response())
+    Ok((
+        status,
+        Html(pages::verify_dob(meta(&session, practice).await?, vm)),
+    )
+        .into_response())
 }
 
 pub async fn verify_submit(
@@ -193,21 +232,47 @@ pub async fn verify_submit(
     };
     let now = crate::clock::now_unix();
     let link = v.link.filter(|l| l.state(now) != LinkState::Dead);
-    if link.as_ref().is_some_and(|l| l.state(now) == LinkState::Locked) {
+    if link
+        .as_ref()
+        .is_some_and(|l| l.state(now) == LinkState::Locked)
+    {
         return Ok(see_other("/verify"));
     }
-    if links::throttled(&state.db, &ctx.address, link.as_ref().map(|l| &l.patient_id)).await? {
-        sess::set_flash(&session, Flash { key: "verify-rate-limited".into(), ..Default::default() }).await?;
+    if links::throttled(
+        &state.db,
+        &ctx.address,
+        link.as_ref().map(|l| &l.patient_id),
+    )
+    .await?
+    {
+        sess::set_flash(
+            &session,
+            Flash {
+                key: "verify-rate-limited".into(),
+                ..Default::default()
+            },
+        )
+        .await?;
         return Ok(see_other("/verify"));
     }
     let Some(given) = links::parse_dob(&form.dob_month, &form.dob_day, &form.dob_year) else {
-        let flash = Flash { key: "verify-invalid-date".into(), field: Some("dob-month".into()), ..Default::default() };
+        let flash = Flash {
+            key: "verify-invalid-date".into(),
+            field: Some("dob-month".into()),
+            ..Default::default()
+        };
         sess::set_flash(&session, flash).await?;
         return Ok(see_other("/verify"));
     };
     let matched = match &link {
         Some(link) => {
-            let (dob, _) = billing::identity_answers(&state.db, &state.crypto, &link.tenant_id, &link.patient_id).await?;
+            let (dob, _) = billing::identity_answers(
+                &state.db,
+                &state.crypto,
+                &link.tenant_id,
+                &link.patient_id,
+            )
+            .await?;
             links::answers_match(&given, dob.expose())
         }
         None => false,
@@ -215,19 +280,52 @@ pub async fn verify_submit(
     if !matched {
         let locked = links::record_failure(&state.db, link.as_ref(), &ctx.address).await?;
         if let Some(link) = &link {
-            audit_view(&state, &ctx, link, "identity.dob", link.id.as_str(), Outcome::Denied).await?;
+            audit_view(
+                &state,
+                &ctx,
+                link,
+                "identity.dob",
+                link.id.as_str(),
+                Outcome::Denied,
+            )
+            .await?;
             if locked {
-                audit_view(&state, &ctx, link, "paylink.locked", link.id.as_str(), Outcome::Denied).await?;
+                audit_view(
+                    &state,
+                    &ctx,
+                    link,
+                    "paylink.locked",
+                    link.id.as_str(),
+                    Outcome::Denied,
+                )
+                .await?;
             }
         }
-        sess::set_flash(&session, Flash { key: "verify-failed".into(), ..Default::default() }).await?;
+        sess::set_flash(
+            &session,
+            Flash {
+                key: "verify-failed".into(),
+                ..Default::default()
+            },
+        )
+        .await?;
         return Ok(see_other("/verify"));
     }
-    let Some(link) = link else { return Ok(see_other("/verify")) };
+    let Some(link) = link else {
+        return Ok(see_other("/verify"));
+    };
     // Privilege changes: new session id.
     session.cycle_id().await?;
     session.insert(sess::KEY_STAGE, Stage::Dob).await?;
-    audit_view(&state, &ctx, &link, "identity.dob", link.id.as_str(), Outcome::Success).await?;
+    audit_view(
+        &state,
+        &ctx,
+        &link,
+        "identity.dob",
+        link.id.as_str(),
+        Outcome::Success,
+    )
+    .await?;
     Ok(see_other("/summary"))
 }
 
@@ -248,14 +346,26 @@ pub async fn zip_form(State(state): State<AppState>, session: Session) -> Result
         return Ok(see_other("/statement"));
     }
     let practice = practice_of(&state, &link).await?;
-    let mut vm = VerifyZipVm { csrf: sess::csrf_token(&session).await?, ..Default::default() };
+    let mut vm = VerifyZipVm {
+        csrf: sess::csrf_token(&session).await?,
+        ..Default::default()
+    };
     if let Some(f) = sess::take_flash(&session).await? {
         match f.field.as_deref() {
-            Some("zip") => vm.field_error = Some(FieldError { field: "zip", message: tr().t(&f.key) }),
+            Some("zip") => {
+                vm.field_error = Some(FieldError {
+                    field: "zip",
+                    message: tr().t(&f.key),
+                })
+            }
             _ => vm.failure = Some(tr().t(&f.key)),
         }
     }
-    Ok(Html(pages::verify_zip(meta(&session, Some(practice.name)).await?, vm)).into_response())
+    Ok(Html(pages::verify_zip(
+        meta(&session, Some(practice.name)).await?,
+        vm,
+    ))
+    .into_response())
 }
 
 pub async fn zip_submit(
@@ -272,34 +382,83 @@ pub async fn zip_submit(
         Err(r) => return Ok(r),
     };
     if links::throttled(&state.db, &ctx.address, Some(&link.patient_id)).await? {
-        sess::set_flash(&session, Flash { key: "verify-rate-limited".into(), ..Default::default() }).await?;
+        sess::set_flash(
+            &session,
+            Flash {
+                key: "verify-rate-limited".into(),
+                ..Default::default()
+            },
+        )
+        .await?;
         return Ok(see_other("/verify/zip"));
     }
     let Some(given) = links::normalize_zip(&form.zip) else {
-        let flash = Flash { key: "zip-invalid".into(), field: Some("zip".into()), ..Default::default() };
+        let flash = Flash {
+            key: "zip-invalid".into(),
+            field: Some("zip".into()),
+            ..Default::default()
+        };
         sess::set_flash(&session, flash).await?;
         return Ok(see_other("/verify/zip"));
     };
-    let (_, zip) = billing::identity_answers(&state.db, &state.crypto, &link.tenant_id, &link.patient_id).await?;
+    let (_, zip) =
+        billing::identity_answers(&state.db, &state.crypto, &link.tenant_id, &link.patient_id)
+            .await?;
     let on_file = links::normalize_zip(zip.expose()).unwrap_or_default();
     if !links::answers_match(&given, &on_file) {
         let locked = links::record_failure(&state.db, Some(&link), &ctx.address).await?;
-        audit_view(&state, &ctx, &link, "identity.zip", link.id.as_str(), Outcome::Denied).await?;
+        audit_view(
+            &state,
+            &ctx,
+            &link,
+            "identity.zip",
+            link.id.as_str(),
+            Outcome::Denied,
+        )
+        .await?;
         if locked {
-            audit_view(&state, &ctx, &link, "paylink.locked", link.id.as_str(), Outcome::Denied).await?;
+            audit_view(
+                &state,
+                &ctx,
+                &link,
+                "paylink.locked",
+                link.id.as_str(),
+                Outcome::Denied,
+            )
+            .await?;
             return Ok(see_other("/verify"));
         }
-        sess::set_flash(&session, Flash { key: "zip-failed".into(), ..Default::default() }).await?;
+        sess::set_flash(
+            &session,
+            Flash {
+                key: "zip-failed".into(),
+                ..Default::default()
+            },
+        )
+        .await?;
         return Ok(see_other("/verify/zip"));
     }
     session.cycle_id().await?;
     session.insert(sess::KEY_STAGE, Stage::Full).await?;
-    audit_view(&state, &ctx, &link, "identity.zip", link.id.as_str(), Outcome::Success).await?;
+    audit_view(
+        &state,
+        &ctx,
+        &link,
+        "identity.zip",
+        link.id.as_str(),
+        Outcome::Success,
+    )
+    .await?;
     Ok(see_other("/statement"))
 }
 
 /// The payment form's view model, with any error carried over from a refused POST.
-async fn pay_form(session: &Session, balance: Money, from: &'static str, flash: Option<Flash>) -> Result<PayFormVm> {
+async fn pay_form(
+    session: &Session,
+    balance: Money,
+    from: &'static str,
+    flash: Option<Flash>,
+) -> Result<PayFormVm> {
     let mut vm = PayFormVm {
         csrf: sess::csrf_token(session).await?,
         balance: balance.to_string(),
@@ -313,7 +472,10 @@ async fn pay_form(session: &Session, balance: Money, from: &'static str, flash: 
             None => tr().t(&f.key),
         };
         vm.amount = f.value.unwrap_or_default();
-        vm.error = Some(FieldError { field: "amount", message });
+        vm.error = Some(FieldError {
+            field: "amount",
+            message,
+        });
     }
     Ok(vm)
 }
@@ -331,10 +493,20 @@ pub async fn summary(
         Ok(l) => l,
         Err(r) => return Ok(r),
     };
-    let header = billing::statement_header(&state.db, &link.statement_id).await?.ok_or(AppError::NotFound)?;
+    let header = billing::statement_header(&state.db, &link.statement_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let practice = practice_of(&state, &link).await?;
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
-    audit_view(&state, &ctx, &link, "statement.summary.view", link.statement_id.as_str(), Outcome::Success).await?;
+    audit_view(
+        &state,
+        &ctx,
+        &link,
+        "statement.summary.view",
+        link.statement_id.as_str(),
+        Outcome::Success,
+    )
+    .await?;
     let flash = sess::take_flash(&session).await?;
     let vm = SummaryVm {
         practice_name: practice.name.clone(),
@@ -345,7 +517,11 @@ pub async fn summary(
         itemised_unlocked: session.get::<Stage>(sess::KEY_STAGE).await? == Some(Stage::Full),
         pay: pay_form(&session, balance, "summary", flash).await?,
     };
-    Ok(Html(pages::summary(meta(&session, Some(practice.name)).await?, vm)).into_response())
+    Ok(Html(pages::summary(
+        meta(&session, Some(practice.name)).await?,
+        vm,
+    ))
+    .into_response())
 }
 
 pub async fn statement(
@@ -357,13 +533,25 @@ pub async fn statement(
         Ok(l) => l,
         Err(r) => return Ok(r),
     };
-    let header = billing::statement_header(&state.db, &link.statement_id).await?.ok_or(AppError::NotFound)?;
+    let header = billing::statement_header(&state.db, &link.statement_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let practice = practice_of(&state, &link).await?;
     let lines = billing::lines(&state.db, &state.crypto, &header).await?;
     let paid = billing::payments(&state.db, &link.statement_id).await?;
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
-    audit_view(&state, &ctx, &link, "statement.itemised.view", link.statement_id.as_str(), Outcome::Success).await?;
-    let sum = |f: fn(&billing::Line) -> Money| Money::from_cents(lines.iter().map(|l| f(l).cents()).sum());
+    audit_view(
+        &state,
+        &ctx,
+        &link,
+        "statement.itemised.view",
+        link.statement_id.as_str(),
+        Outcome::Success,
+    )
+    .await?;
+    let sum = |f: fn(&billing::Line) -> Money| {
+        Money::from_cents(lines.iter().map(|l| f(l).cents()).sum())
+    };
     let totals = LineVm {
         charge: sum(|l| l.charge).to_string(),
         insurance_paid: sum(|l| l.insurance_paid).to_string(),
@@ -401,7 +589,11 @@ pub async fn statement(
         paid_in_full: !balance.is_positive(),
         pay: pay_form(&session, balance, "statement", flash).await?,
     };
-    Ok(Html(pages::statement(meta(&session, Some(practice.name)).await?, vm)).into_response())
+    Ok(Html(pages::statement(
+        meta(&session, Some(practice.name)).await?,
+        vm,
+    ))
+    .into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -427,7 +619,11 @@ pub async fn pay(
         Ok(l) => l,
         Err(r) => return Ok(r),
     };
-    let back = if form.from == "statement" { "/statement" } else { "/summary" };
+    let back = if form.from == "statement" {
+        "/statement"
+    } else {
+        "/summary"
+    };
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
     let amount = match Money::parse_payment(&form.amount, balance) {
         Ok(a) => a,
@@ -442,13 +638,27 @@ pub async fn pay(
             };
             // Only the amount typed is kept (trimmed to a sane length): never PHI.
             let value: String = form.amount.chars().take(32).collect();
-            let flash = Flash { key: key.into(), field: Some("amount".into()), value: Some(value), arg };
+            let flash = Flash {
+                key: key.into(),
+                field: Some("amount".into()),
+                value: Some(value),
+                arg,
+            };
             sess::set_flash(&session, flash).await?;
             return Ok(see_other(back));
         }
     };
     let actor = ctx.actor(format!("link:{}", link.id));
-    match payments::start_checkout(&state.db, state.processor.as_ref(), &link, amount, &state.public_url, &actor).await {
+    match payments::start_checkout(
+        &state.db,
+        state.processor.as_ref(),
+        &link,
+        amount,
+        &state.public_url,
+        &actor,
+    )
+    .await
+    {
         Ok(url) => Ok(see_other(&url)),
         Err(payments::PaymentError::Processor(e)) => {
             tracing::warn!(error = %e, "checkout could not be created");
@@ -467,9 +677,15 @@ pub async fn pay(
 
 /// Our checkout, if it belongs to the visitor's statement; 404 otherwise (another patient's
 /// checkout id looks exactly like one that does not exist).
-async fn own_checkout(state: &AppState, link: &PayLink, raw: &str) -> Result<payments::CheckoutRow> {
+async fn own_checkout(
+    state: &AppState,
+    link: &PayLink,
+    raw: &str,
+) -> Result<payments::CheckoutRow> {
     let id = CheckoutId::parse(raw).ok_or(AppError::NotFound)?;
-    let row = payments::find_checkout(&state.db, &id).await?.ok_or(AppError::NotFound)?;
+    let row = payments::find_checkout(&state.db, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     if row.statement_id != link.statement_id || row.tenant_id != link.tenant_id {
         return Err(AppError::NotFound);
     }
@@ -510,11 +726,21 @@ pub async fn pay_return(
         return Ok(see_other(&format!("/pay/cancelled/{}", checkout.id)));
     }
     let practice = practice_of(&state, &link).await?;
-    let vm = ConfirmingVm { refresh_path: format!("/pay/return/{}?session_id={}", checkout.id, q.session_id) };
-    Ok(Html(pages::confirming(meta(&session, Some(practice.name)).await?, vm)).into_response())
+    let vm = ConfirmingVm {
+        refresh_path: format!("/pay/return/{}?session_id={}", checkout.id, q.session_id),
+    };
+    Ok(Html(pages::confirming(
+        meta(&session, Some(practice.name)).await?,
+        vm,
+    ))
+    .into_response())
 }
 
-pub async fn pay_cancelled(State(state): State<AppState>, session: Session, Path(raw): Path<String>) -> Result<Response> {
+pub async fn pay_cancelled(
+    State(state): State<AppState>,
+    session: Session,
+    Path(raw): Path<String>,
+) -> Result<Response> {
     let link = match require(&state, &session, Stage::Dob).await? {
         Ok(l) => l,
         Err(r) => return Ok(r),
@@ -525,9 +751,17 @@ pub async fn pay_cancelled(State(state): State<AppState>, session: Session, Path
     }
     let mut kind = DeclineKind::Cancelled;
     if let Some(sid) = &checkout.processor_session_id {
-        let pc = state.processor.retrieve_checkout(sid).await.map_err(|e| AppError::Unavailable(e.to_string()))?;
+        let pc = state
+            .processor
+            .retrieve_checkout(sid)
+            .await
+            .map_err(|e| AppError::Unavailable(e.to_string()))?;
         if let Some(pi) = &pc.payment_intent {
-            let p = state.processor.retrieve_payment(pi).await.map_err(|e| AppError::Unavailable(e.to_string()))?;
+            let p = state
+                .processor
+                .retrieve_payment(pi)
+                .await
+                .map_err(|e| AppError::Unavailable(e.to_string()))?;
             kind = match p.last_error {
                 Some(DeclineReason::InsufficientFunds) => DeclineKind::InsufficientFunds,
                 Some(DeclineReason::Generic) => DeclineKind::Declined,
@@ -536,17 +770,27 @@ pub async fn pay_cancelled(State(state): State<AppState>, session: Session, Path
         }
         // Close the abandoned checkout so it can't be paid later from another tab.
         if pc.status == CheckoutStatus::Open && state.processor.expire_checkout(sid).await.is_ok() {
-            sqlx::query("UPDATE checkouts SET status = 'expired' WHERE id = $1 AND status = 'open'")
-                .bind(checkout.id.as_str())
-                .execute(state.db.pool())
-                .await?;
+            sqlx::query(
+                "UPDATE checkouts SET status = 'expired' WHERE id = $1 AND status = 'open'",
+            )
+            .bind(checkout.id.as_str())
+            .execute(state.db.pool())
+            .await?;
         }
     }
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
     let practice = practice_of(&state, &link).await?;
     let flash = sess::take_flash(&session).await?;
-    let vm = DeclinedVm { kind, pay: pay_form(&session, balance, "summary", flash).await?, paid_in_full: !balance.is_positive() };
-    Ok(Html(pages::declined(meta(&session, Some(practice.name)).await?, vm)).into_response())
+    let vm = DeclinedVm {
+        kind,
+        pay: pay_form(&session, balance, "summary", flash).await?,
+        paid_in_full: !balance.is_positive(),
+    };
+    Ok(Html(pages::declined(
+        meta(&session, Some(practice.name)).await?,
+        vm,
+    ))
+    .into_response())
 }
 
 pub async fn receipt(
@@ -560,13 +804,23 @@ pub async fn receipt(
         Err(r) => return Ok(r),
     };
     let id = PaymentId::parse(&raw).ok_or(AppError::NotFound)?;
-    let r = payments::receipt(&state.db, &id).await?.ok_or(AppError::NotFound)?;
+    let r = payments::receipt(&state.db, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     if r.statement_id != link.statement_id {
         return Err(AppError::NotFound);
     }
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
     let practice = practice_of(&state, &link).await?;
-    audit_view(&state, &ctx, &link, "payment.receipt.view", id.as_str(), Outcome::Success).await?;
+    audit_view(
+        &state,
+        &ctx,
+        &link,
+        "payment.receipt.view",
+        id.as_str(),
+        Outcome::Success,
+    )
+    .await?;
     let vm = ReceiptVm {
         practice_name: practice.name.clone(),
         amount: r.amount.to_string(),
@@ -576,7 +830,11 @@ pub async fn receipt(
         reference: id.to_string(),
         new_balance: balance.to_string(),
     };
-    Ok(Html(pages::receipt(meta(&session, Some(practice.name)).await?, vm)).into_response())
+    Ok(Html(pages::receipt(
+        meta(&session, Some(practice.name)).await?,
+        vm,
+    ))
+    .into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -599,5 +857,8 @@ pub async fn signed_out() -> Html<String> {
 }
 
 pub async fn expired() -> Html<String> {
-    Html(pages::notice(PageMeta::default(), NoticeKind::SessionExpired))
+    Html(pages::notice(
+        PageMeta::default(),
+        NoticeKind::SessionExpired,
+    ))
 }

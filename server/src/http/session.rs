@@ -42,7 +42,8 @@ fn backend(e: impl std::fmt::Display) -> session_store::Error {
 #[async_trait]
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let data = serde_json::to_string(&record.data)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         // Re-roll the id on the (astronomically unlikely) collision instead of overwriting.
         loop {
             let r = sqlx::query(
@@ -62,7 +63,8 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let data = serde_json::to_string(&record.data)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         sqlx::query(
             "INSERT INTO sessions (id, data, expiry_date) VALUES ($1, $2, $3)
              ON CONFLICT (id) DO UPDATE SET data = excluded.data, expiry_date = excluded.expiry_date",
@@ -77,17 +79,21 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT data, expiry_date FROM sessions WHERE id = $1 AND expiry_date > $2")
-                .bind(id.to_string())
-                .bind(OffsetDateTime::now_utc().unix_timestamp())
-                .fetch_optional(self.db.pool())
-                .await
-                .map_err(backend)?;
-        let Some((data, expiry)) = row else { return Ok(None) };
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT data, expiry_date FROM sessions WHERE id = $1 AND expiry_date > $2",
+        )
+        .bind(id.to_string())
+        .bind(OffsetDateTime::now_utc().unix_timestamp())
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(backend)?;
+        let Some((data, expiry)) = row else {
+            return Ok(None);
+        };
         Ok(Some(Record {
             id: *id,
-            data: serde_json::from_str(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?,
+            data: serde_json::from_str(&data)
+                .map_err(|e| session_store::Error::Decode(e.to_string()))?,
             expiry_date: OffsetDateTime::from_unix_timestamp(expiry).map_err(backend)?,
         }))
     }
@@ -110,7 +116,9 @@ pub const KEY_STAGE: &str = "stage";
 pub const KEY_FLASH: &str = "flash";
 
 /// How far the patient has proved who they are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Stage {
     /// Date of birth confirmed: balance, practice and payment.
     Dob = 1,
@@ -122,13 +130,19 @@ pub enum Stage {
 pub async fn restart(session: &Session) -> Result<(), tower_sessions::session::Error> {
     session.clear().await;
     session.cycle_id().await?;
-    session.insert(KEY_CREATED, OffsetDateTime::now_utc().unix_timestamp()).await?;
-    session.insert(KEY_CSRF, crate::crypto::random_token()).await?;
+    session
+        .insert(KEY_CREATED, OffsetDateTime::now_utc().unix_timestamp())
+        .await?;
+    session
+        .insert(KEY_CSRF, crate::crypto::random_token())
+        .await?;
     Ok(())
 }
 
 /// Ends the absolute lifetime: true if the session was too old and has been flushed.
-pub async fn enforce_absolute_timeout(session: &Session) -> Result<bool, tower_sessions::session::Error> {
+pub async fn enforce_absolute_timeout(
+    session: &Session,
+) -> Result<bool, tower_sessions::session::Error> {
     let created: Option<i64> = session.get(KEY_CREATED).await?;
     if let Some(created) = created {
         if OffsetDateTime::now_utc().unix_timestamp() - created > ABSOLUTE_SECS {
@@ -150,9 +164,14 @@ pub async fn csrf_token(session: &Session) -> Result<String, tower_sessions::ses
 }
 
 /// True when the submitted token matches the session's (constant time).
-pub async fn csrf_ok(session: &Session, given: &str) -> Result<bool, tower_sessions::session::Error> {
+pub async fn csrf_ok(
+    session: &Session,
+    given: &str,
+) -> Result<bool, tower_sessions::session::Error> {
     use subtle::ConstantTimeEq;
-    let Some(expected) = session.get::<String>(KEY_CSRF).await? else { return Ok(false) };
+    let Some(expected) = session.get::<String>(KEY_CSRF).await? else {
+        return Ok(false);
+    };
     Ok(!given.is_empty() && bool::from(expected.as_bytes().ct_eq(given.as_bytes())))
 }
 
@@ -169,10 +188,15 @@ pub struct Flash {
     pub arg: Option<String>,
 }
 
-pub async fn set_flash(session: &Session, flash: Flash) -> Result<(), tower_sessions::session::Error> {
+pub async fn set_flash(
+    session: &Session,
+    flash: Flash,
+) -> Result<(), tower_sessions::session::Error> {
     session.insert(KEY_FLASH, flash).await
 }
 
-pub async fn take_flash(session: &Session) -> Result<Option<Flash>, tower_sessions::session::Error> {
+pub async fn take_flash(
+    session: &Session,
+) -> Result<Option<Flash>, tower_sessions::session::Error> {
     session.remove(KEY_FLASH).await
 }

@@ -10,7 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(header) = headers.get("stripe-signature").and_then(|v| v.to_str().ok()) else {
+    let Some(header) = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+    else {
         return (StatusCode::BAD_REQUEST, "missing signature").into_response();
     };
     let secrets: Vec<&str> = state.webhook_secrets.iter().map(|s| s.expose()).collect();
@@ -26,7 +29,11 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
         Ok(outcome) => {
             tracing::info!(event_type = %event.event_type, outcome = ?outcome, "webhook handled");
             let duplicate = outcome == EventOutcome::Duplicate;
-            (StatusCode::OK, Json(serde_json::json!({ "received": true, "duplicate": duplicate }))).into_response()
+            (
+                StatusCode::OK,
+                Json(serde_json::json!({ "received": true, "duplicate": duplicate })),
+            )
+                .into_response()
         }
         // 5xx makes the processor retry later; the event was not stored, so the retry does the work.
         Err(PaymentError::Processor(e)) => {

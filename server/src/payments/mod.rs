@@ -89,7 +89,11 @@ pub struct ProcessorPayment {
 pub trait PaymentProcessor: Send + Sync {
     /// The origin of the hosted card page, for the portal's CSP `form-action`.
     fn checkout_origin(&self) -> String;
-    async fn create_checkout(&self, req: &CheckoutRequest, idempotency_key: &str) -> Result<ProcessorCheckout, ProcessorError>;
+    async fn create_checkout(
+        &self,
+        req: &CheckoutRequest,
+        idempotency_key: &str,
+    ) -> Result<ProcessorCheckout, ProcessorError>;
     async fn retrieve_checkout(&self, id: &str) -> Result<ProcessorCheckout, ProcessorError>;
     async fn retrieve_payment(&self, id: &str) -> Result<ProcessorPayment, ProcessorError>;
     async fn expire_checkout(&self, id: &str) -> Result<(), ProcessorError>;
@@ -130,11 +134,16 @@ pub async fn find_checkout(db: &Db, id: &CheckoutId) -> Result<Option<CheckoutRo
     Ok(r.map(checkout_from))
 }
 
-async fn find_checkout_by_session(db: &Db, session_id: &str) -> Result<Option<CheckoutRow>, sqlx::Error> {
-    let r: Option<CheckoutTuple> = sqlx::query_as(&format!("{SELECT_CHECKOUT} WHERE processor_session_id = $1"))
-        .bind(session_id)
-        .fetch_optional(db.pool())
-        .await?;
+async fn find_checkout_by_session(
+    db: &Db,
+    session_id: &str,
+) -> Result<Option<CheckoutRow>, sqlx::Error> {
+    let r: Option<CheckoutTuple> = sqlx::query_as(&format!(
+        "{SELECT_CHECKOUT} WHERE processor_session_id = $1"
+    ))
+    .bind(session_id)
+    .fetch_optional(db.pool())
+    .await?;
     Ok(r.map(checkout_from))
 }
 
@@ -188,16 +197,21 @@ pub async fn start_checkout(
         checkout_ref: id.clone(),
         statement_ref: link.statement_id.clone(),
         description: NEUTRAL_DESCRIPTION,
-        success_url: format!("{public_url}/pay/return/{}?session_id={{CHECKOUT_SESSION_ID}}", id.as_str()),
+        success_url: format!(
+            "{public_url}/pay/return/{}?session_id={{CHECKOUT_SESSION_ID}}",
+            id.as_str()
+        ),
         cancel_url: format!("{public_url}/pay/cancelled/{}", id.as_str()),
     };
     let created = match processor.create_checkout(&req, &idem).await {
         Ok(c) => c,
         Err(e) => {
-            sqlx::query("UPDATE checkouts SET status = 'failed' WHERE id = $1 AND status = 'creating'")
-                .bind(id.as_str())
-                .execute(db.pool())
-                .await?;
+            sqlx::query(
+                "UPDATE checkouts SET status = 'failed' WHERE id = $1 AND status = 'creating'",
+            )
+            .bind(id.as_str())
+            .execute(db.pool())
+            .await?;
             return Err(e.into());
         }
     };
@@ -256,11 +270,16 @@ pub enum EventOutcome {
 
 /// Handles one verified processor event. Safe under duplicates, reordering and retries: the
 /// event id is unique, the object is re-fetched, and a payment is keyed by its processor id.
-pub async fn handle_event(db: &Db, processor: &dyn PaymentProcessor, ev: &EventEnvelope) -> Result<EventOutcome, PaymentError> {
-    let seen: Option<String> = sqlx::query_scalar("SELECT event_id FROM processor_events WHERE event_id = $1")
-        .bind(&ev.id)
-        .fetch_optional(db.pool())
-        .await?;
+pub async fn handle_event(
+    db: &Db,
+    processor: &dyn PaymentProcessor,
+    ev: &EventEnvelope,
+) -> Result<EventOutcome, PaymentError> {
+    let seen: Option<String> =
+        sqlx::query_scalar("SELECT event_id FROM processor_events WHERE event_id = $1")
+            .bind(&ev.id)
+            .fetch_optional(db.pool())
+            .await?;
     if seen.is_some() {
         return Ok(EventOutcome::Duplicate);
     }
@@ -292,12 +311,19 @@ pub async fn handle_event(db: &Db, processor: &dyn PaymentProcessor, ev: &EventE
             let mut tx = db.begin_write().await?;
             let fresh = insert_event(&mut tx, ev).await?;
             tx.commit().await?;
-            Ok(if fresh { EventOutcome::NoChange } else { EventOutcome::Duplicate })
+            Ok(if fresh {
+                EventOutcome::NoChange
+            } else {
+                EventOutcome::Duplicate
+            })
         }
     }
 }
 
-async fn insert_event(tx: &mut sqlx::Transaction<'static, sqlx::Any>, ev: &EventEnvelope) -> Result<bool, sqlx::Error> {
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ev: &EventEnvelope,
+) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
         "INSERT INTO processor_events (event_id, event_type, object_id, received_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (event_id) DO NOTHING",
@@ -330,7 +356,9 @@ async fn record_from_session(
         return Ok(EventOutcome::NoChange);
     };
     if session.client_reference_id.as_deref() != Some(checkout.id.as_str()) {
-        return Err(PaymentError::BadEvent("checkout reference does not match our record"));
+        return Err(PaymentError::BadEvent(
+            "checkout reference does not match our record",
+        ));
     }
     if !payment.succeeded || !payment.amount_received.is_positive() {
         tx.commit().await?;
@@ -417,7 +445,10 @@ async fn record_from_session(
 }
 
 /// The payment recorded for one of our checkouts, if the webhook has arrived.
-pub async fn payment_for_checkout(db: &Db, checkout: &CheckoutId) -> Result<Option<PaymentId>, sqlx::Error> {
+pub async fn payment_for_checkout(
+    db: &Db,
+    checkout: &CheckoutId,
+) -> Result<Option<PaymentId>, sqlx::Error> {
     let id: Option<String> = sqlx::query_scalar("SELECT id FROM payments WHERE checkout_id = $1")
         .bind(checkout.as_str())
         .fetch_optional(db.pool())

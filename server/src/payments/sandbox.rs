@@ -78,7 +78,10 @@ impl Sandbox {
             webhook_secret,
             webhook_url: RwLock::new(None),
             merchant_name: "PatriotPay sandbox merchant".into(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
         })
     }
 
@@ -90,7 +93,9 @@ impl Sandbox {
     }
 
     fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>, ProcessorError> {
-        self.store.lock().map_err(|_| ProcessorError::Unavailable("sandbox state poisoned".into()))
+        self.store
+            .lock()
+            .map_err(|_| ProcessorError::Unavailable("sandbox state poisoned".into()))
     }
 
     fn to_checkout(&self, s: &SbSession) -> ProcessorCheckout {
@@ -165,7 +170,11 @@ impl Sandbox {
     }
 
     async fn post_event(&self, url: &str, body: &str) -> bool {
-        let sig = signature::sign(&self.webhook_secret, crate::clock::now_unix(), body.as_bytes());
+        let sig = signature::sign(
+            &self.webhook_secret,
+            crate::clock::now_unix(),
+            body.as_bytes(),
+        );
         match self
             .http
             .post(url)
@@ -194,15 +203,25 @@ impl PaymentProcessor for Arc<Sandbox> {
         self.public_url.clone()
     }
 
-    async fn create_checkout(&self, req: &CheckoutRequest, idempotency_key: &str) -> Result<ProcessorCheckout, ProcessorError> {
+    async fn create_checkout(
+        &self,
+        req: &CheckoutRequest,
+        idempotency_key: &str,
+    ) -> Result<ProcessorCheckout, ProcessorError> {
         if !req.amount.is_positive() {
             return Err(ProcessorError::Rejected("amount must be positive".into()));
         }
         if !req.success_url.contains("{CHECKOUT_SESSION_ID}") {
-            return Err(ProcessorError::Rejected("success_url lacks {CHECKOUT_SESSION_ID}".into()));
+            return Err(ProcessorError::Rejected(
+                "success_url lacks {CHECKOUT_SESSION_ID}".into(),
+            ));
         }
         let mut store = self.store()?;
-        if let Some(existing) = store.idempotency.get(idempotency_key).and_then(|id| store.sessions.get(id)) {
+        if let Some(existing) = store
+            .idempotency
+            .get(idempotency_key)
+            .and_then(|id| store.sessions.get(id))
+        {
             return Ok(self.to_checkout(existing));
         }
         let now = crate::clock::now_unix();
@@ -220,14 +239,20 @@ impl PaymentProcessor for Arc<Sandbox> {
             expires_at: now + 24 * 3600,
         };
         let out = self.to_checkout(&s);
-        store.idempotency.insert(idempotency_key.to_owned(), s.id.clone());
+        store
+            .idempotency
+            .insert(idempotency_key.to_owned(), s.id.clone());
         store.sessions.insert(s.id.clone(), s);
         Ok(out)
     }
 
     async fn retrieve_checkout(&self, id: &str) -> Result<ProcessorCheckout, ProcessorError> {
         let store = self.store()?;
-        store.sessions.get(id).map(|s| self.to_checkout(s)).ok_or(ProcessorError::NotFound)
+        store
+            .sessions
+            .get(id)
+            .map(|s| self.to_checkout(s))
+            .ok_or(ProcessorError::NotFound)
     }
 
     async fn retrieve_payment(&self, id: &str) -> Result<ProcessorPayment, ProcessorError> {
@@ -253,7 +278,9 @@ impl PaymentProcessor for Arc<Sandbox> {
                 Ok(())
             }
             CheckoutStatus::Expired => Ok(()),
-            CheckoutStatus::Complete => Err(ProcessorError::Rejected("checkout already complete".into())),
+            CheckoutStatus::Complete => {
+                Err(ProcessorError::Rejected("checkout already complete".into()))
+            }
         }
     }
 }
@@ -269,10 +296,14 @@ enum TestCard {
 fn test_card(number: &str) -> Option<TestCard> {
     Some(match number {
         "4242424242424242" | "4000056655665556" => TestCard::Succeeds("Visa"),
-        "5555555555554444" | "2223003122003222" | "5200828282828210" => TestCard::Succeeds("Mastercard"),
+        "5555555555554444" | "2223003122003222" | "5200828282828210" => {
+            TestCard::Succeeds("Mastercard")
+        }
         "378282246310005" | "371449635398431" => TestCard::Succeeds("American Express"),
         "6011111111111117" => TestCard::Succeeds("Discover"),
-        "4000000000000002" | "4000000000009987" | "4000000000009979" => TestCard::Declines("Visa", DeclineReason::Generic),
+        "4000000000000002" | "4000000000009987" | "4000000000009979" => {
+            TestCard::Declines("Visa", DeclineReason::Generic)
+        }
         "4000000000009995" => TestCard::Declines("Visa", DeclineReason::InsufficientFunds),
         _ => return None,
     })
@@ -300,7 +331,7 @@ pub fn luhn_valid(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// `MM/YY`, `MM / YY`, `MMYY` → (month, full year), if in the future.
@@ -337,20 +368,29 @@ pub fn router(sandbox: Arc<Sandbox>, portal_origin: String) -> Router {
         .route("/checkout/{id}", get(card_page).post(pay))
         .route("/assets/style.css", get(crate::http::assets::style))
         .with_state(sandbox)
-        .layer(axum::middleware::from_fn(move |req, next: axum::middleware::Next| {
-            let csp = csp.clone();
-            async move {
-                let mut res = next.run(req).await;
-                let h = res.headers_mut();
-                if let Ok(v) = HeaderValue::from_str(&csp) {
-                    h.insert(header::CONTENT_SECURITY_POLICY, v);
+        .layer(axum::middleware::from_fn(
+            move |req, next: axum::middleware::Next| {
+                let csp = csp.clone();
+                async move {
+                    let mut res = next.run(req).await;
+                    let h = res.headers_mut();
+                    if let Ok(v) = HeaderValue::from_str(&csp) {
+                        h.insert(header::CONTENT_SECURITY_POLICY, v);
+                    }
+                    h.insert(
+                        header::X_CONTENT_TYPE_OPTIONS,
+                        HeaderValue::from_static("nosniff"),
+                    );
+                    h.insert(
+                        header::REFERRER_POLICY,
+                        HeaderValue::from_static("same-origin"),
+                    );
+                    h.entry(header::CACHE_CONTROL)
+                        .or_insert(HeaderValue::from_static("no-store"));
+                    res
                 }
-                h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-                h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-                h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
-                res
-            }
-        }))
+            },
+        ))
 }
 
 fn render(sandbox: &Sandbox, s: &SbSession, error: Option<FieldError>) -> Response {
@@ -362,8 +402,16 @@ fn render(sandbox: &Sandbox, s: &SbSession, error: Option<FieldError>) -> Respon
         error,
         open: s.status == CheckoutStatus::Open,
     };
-    let status = if vm.error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    let html = patriotpay_app::pages::sandbox_checkout(PageMeta::default(), vm, format!("/checkout/{}", s.id));
+    let status = if vm.error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let html = patriotpay_app::pages::sandbox_checkout(
+        PageMeta::default(),
+        vm,
+        format!("/checkout/{}", s.id),
+    );
     (status, Html(html)).into_response()
 }
 
@@ -372,15 +420,28 @@ fn not_found() -> Response {
 }
 
 async fn card_page(State(sb): State<Arc<Sandbox>>, Path(id): Path<String>) -> Response {
-    let session = sb.store.lock().ok().and_then(|s| s.sessions.get(&id).cloned());
+    let session = sb
+        .store
+        .lock()
+        .ok()
+        .and_then(|s| s.sessions.get(&id).cloned());
     match session {
         Some(s) => render(&sb, &s, None),
         None => not_found(),
     }
 }
 
-async fn pay(State(sb): State<Arc<Sandbox>>, Path(id): Path<String>, Form(form): Form<CardForm>) -> Response {
-    let Some(session) = sb.store.lock().ok().and_then(|s| s.sessions.get(&id).cloned()) else {
+async fn pay(
+    State(sb): State<Arc<Sandbox>>,
+    Path(id): Path<String>,
+    Form(form): Form<CardForm>,
+) -> Response {
+    let Some(session) = sb
+        .store
+        .lock()
+        .ok()
+        .and_then(|s| s.sessions.get(&id).cloned())
+    else {
         return not_found();
     };
     if session.status != CheckoutStatus::Open {
@@ -391,8 +452,18 @@ async fn pay(State(sb): State<Arc<Sandbox>>, Path(id): Path<String>, Form(form):
         return (StatusCode::FORBIDDEN, "Form expired; reload the page").into_response();
     }
     let tr = Tr::default();
-    let number: Zeroizing<String> = Zeroizing::new(form.card_number.chars().filter(|c| !matches!(c, ' ' | '-')).collect());
-    let field = |field: &'static str, key: &str| Some(FieldError { field, message: tr.t(key) });
+    let number: Zeroizing<String> = Zeroizing::new(
+        form.card_number
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-'))
+            .collect(),
+    );
+    let field = |field: &'static str, key: &str| {
+        Some(FieldError {
+            field,
+            message: tr.t(key),
+        })
+    };
     if !luhn_valid(&number) {
         return render(&sb, &session, field("card-number", "sandbox-err-number"));
     }
@@ -402,7 +473,11 @@ async fn pay(State(sb): State<Arc<Sandbox>>, Path(id): Path<String>, Form(form):
     if parse_expiry(&form.exp, time::OffsetDateTime::now_utc()).is_none() {
         return render(&sb, &session, field("exp", "sandbox-err-exp"));
     }
-    let cvc_len = if number.starts_with("37") || number.starts_with("34") { 4 } else { 3 };
+    let cvc_len = if number.starts_with("37") || number.starts_with("34") {
+        4
+    } else {
+        3
+    };
     if form.cvc.len() != cvc_len || !form.cvc.bytes().all(|b| b.is_ascii_digit()) {
         return render(&sb, &session, field("cvc", "sandbox-err-cvc"));
     }
@@ -417,7 +492,10 @@ async fn pay(State(sb): State<Arc<Sandbox>>, Path(id): Path<String>, Form(form):
         let Ok(mut store) = sb.store.lock() else {
             return (StatusCode::SERVICE_UNAVAILABLE, "Sandbox unavailable").into_response();
         };
-        let pi_id = session.payment_intent.clone().unwrap_or_else(|| sandbox_id("pi"));
+        let pi_id = session
+            .payment_intent
+            .clone()
+            .unwrap_or_else(|| sandbox_id("pi"));
         store.payments.insert(
             pi_id.clone(),
             SbPayment {
@@ -471,8 +549,14 @@ mod tests {
 
     #[test]
     fn only_test_cards() {
-        assert_eq!(test_card("4242424242424242"), Some(TestCard::Succeeds("Visa")));
-        assert_eq!(test_card("4000000000009995"), Some(TestCard::Declines("Visa", DeclineReason::InsufficientFunds)));
+        assert_eq!(
+            test_card("4242424242424242"),
+            Some(TestCard::Succeeds("Visa"))
+        );
+        assert_eq!(
+            test_card("4000000000009995"),
+            Some(TestCard::Declines("Visa", DeclineReason::InsufficientFunds))
+        );
         assert_eq!(test_card("4111111111111111"), None);
     }
 

@@ -40,7 +40,10 @@ pub fn verify(secrets: &[&str], header: &str, body: &[u8], now: i64) -> Result<(
     let mut timestamp = None;
     let mut candidates = vec![];
     for part in header.split(',') {
-        let (k, v) = part.trim().split_once('=').ok_or(SignatureError::Malformed)?;
+        let (k, v) = part
+            .trim()
+            .split_once('=')
+            .ok_or(SignatureError::Malformed)?;
         match k {
             "t" => timestamp = Some(v.parse::<i64>().map_err(|_| SignatureError::Malformed)?),
             "v1" => candidates.push(hex::decode(v).map_err(|_| SignatureError::Malformed)?),
@@ -74,38 +77,84 @@ mod tests {
 
     #[test]
     fn matches_the_worked_example() {
-        assert_eq!(sign("whsec_test_secret", 1_700_000_000, BODY), format!("t=1700000000,v1={EXPECTED}"));
+        assert_eq!(
+            sign("whsec_test_secret", 1_700_000_000, BODY),
+            format!("t=1700000000,v1={EXPECTED}")
+        );
         let header = format!("t=1700000000,v1={EXPECTED}");
-        assert_eq!(verify(&["whsec_test_secret"], &header, BODY, 1_700_000_000), Ok(()));
+        assert_eq!(
+            verify(&["whsec_test_secret"], &header, BODY, 1_700_000_000),
+            Ok(())
+        );
     }
 
     #[test]
     fn tolerance_applies_both_ways() {
         let header = format!("t=1700000000,v1={EXPECTED}");
-        assert_eq!(verify(&["whsec_test_secret"], &header, BODY, 1_700_000_300), Ok(()));
-        assert_eq!(verify(&["whsec_test_secret"], &header, BODY, 1_699_999_700), Ok(()));
-        assert_eq!(verify(&["whsec_test_secret"], &header, BODY, 1_700_000_301), Err(SignatureError::Stale));
-        assert_eq!(verify(&["whsec_test_secret"], &header, BODY, 1_699_999_699), Err(SignatureError::Stale));
+        assert_eq!(
+            verify(&["whsec_test_secret"], &header, BODY, 1_700_000_300),
+            Ok(())
+        );
+        assert_eq!(
+            verify(&["whsec_test_secret"], &header, BODY, 1_699_999_700),
+            Ok(())
+        );
+        assert_eq!(
+            verify(&["whsec_test_secret"], &header, BODY, 1_700_000_301),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            verify(&["whsec_test_secret"], &header, BODY, 1_699_999_699),
+            Err(SignatureError::Stale)
+        );
     }
 
     #[test]
     fn any_v1_and_any_secret_may_match() {
         let other = "0".repeat(64);
         let header = format!("t=1700000000,v1={other},v1={EXPECTED}");
-        assert_eq!(verify(&["whsec_old", "whsec_test_secret"], &header, BODY, 1_700_000_000), Ok(()));
-        assert_eq!(verify(&["whsec_old"], &header, BODY, 1_700_000_000), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(
+                &["whsec_old", "whsec_test_secret"],
+                &header,
+                BODY,
+                1_700_000_000
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verify(&["whsec_old"], &header, BODY, 1_700_000_000),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
     fn refuses_tampering_and_junk() {
         let header = format!("t=1700000000,v1={EXPECTED}");
         let tampered = br#"{"id":"evt_test_webhook","object":"evenT"}"#;
-        assert_eq!(verify(&["whsec_test_secret"], &header, tampered, 1_700_000_000), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(&["whsec_test_secret"], &header, tampered, 1_700_000_000),
+            Err(SignatureError::Mismatch)
+        );
         // Changing the timestamp breaks the signature even inside the tolerance.
         let shifted = format!("t=1700000001,v1={EXPECTED}");
-        assert_eq!(verify(&["whsec_test_secret"], &shifted, BODY, 1_700_000_000), Err(SignatureError::Mismatch));
-        for bad in ["", "t=1700000000", "v1=abcd", "t=x,v1=00", "garbage", "t=1700000000,v1=zz"] {
-            assert_eq!(verify(&["whsec_test_secret"], bad, BODY, 1_700_000_000), Err(SignatureError::Malformed), "{bad}");
+        assert_eq!(
+            verify(&["whsec_test_secret"], &shifted, BODY, 1_700_000_000),
+            Err(SignatureError::Mismatch)
+        );
+        for bad in [
+            "",
+            "t=1700000000",
+            "v1=abcd",
+            "t=x,v1=00",
+            "garbage",
+            "t=1700000000,v1=zz",
+        ] {
+            assert_eq!(
+                verify(&["whsec_test_secret"], bad, BODY, 1_700_000_000),
+                Err(SignatureError::Malformed),
+                "{bad}"
+            );
         }
     }
 }

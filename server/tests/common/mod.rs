@@ -42,16 +42,26 @@ impl TestApp {
         if backend == Backend::Postgres {
             let admin = pg_admin_url();
             let name = format!("pp_test_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to PostgreSQL");
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
             conn.close().await.ok();
-            let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).expect("url has a database");
+            let base = admin
+                .rsplit_once('/')
+                .map(|(b, _)| b.to_owned())
+                .expect("url has a database");
             cfg.database_url = Some(Secret::new(format!("{base}/{name}")));
             pg_admin = Some((admin, name));
         }
         let database_url = cfg.database_url();
         let running = patriotpay::start(&cfg).await.expect("server starts");
-        let tenant = patriotpay::demo::ensure(&running.state.db, &running.state.crypto).await.expect("demo data");
+        let tenant = patriotpay::demo::ensure(&running.state.db, &running.state.crypto)
+            .await
+            .expect("demo data");
         TestApp {
             backend,
             url: running.public_url.clone(),
@@ -74,16 +84,30 @@ impl TestApp {
 
     /// A fresh pay link (path and query only) for demo patient `n`.
     pub async fn link(&self, n: usize) -> String {
-        let (_, url) = patriotpay::demo::link_text(self.db(), &self.state().crypto, &self.tenant, n, &self.url, 30).await.expect("link");
+        let (_, url) = patriotpay::demo::link_text(
+            self.db(),
+            &self.state().crypto,
+            &self.tenant,
+            n,
+            &self.url,
+            30,
+        )
+        .await
+        .expect("link");
         url
     }
 
     pub async fn statement_of(&self, n: usize) -> patriotpay::ids::StatementId {
-        patriotpay::demo::statement_of(self.db(), &self.state().crypto, &self.tenant, n).await.expect("statement")
+        patriotpay::demo::statement_of(self.db(), &self.state().crypto, &self.tenant, n)
+            .await
+            .expect("statement")
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql).fetch_one(self.db().pool()).await.expect("count query")
+        sqlx::query_scalar(sql)
+            .fetch_one(self.db().pool())
+            .await
+            .expect("count query")
     }
 
     /// Stops the server and drops its PostgreSQL database.
@@ -93,7 +117,9 @@ impl TestApp {
         }
         if let Some((admin, name)) = self.pg_admin.take() {
             if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
             }
         }
     }
@@ -107,8 +133,15 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(app: &TestApp) -> Browser {
-        let client = Client::builder().cookie_store(true).redirect(Policy::none()).build().expect("client");
-        Browser { client, base: app.url.clone() }
+        let client = Client::builder()
+            .cookie_store(true)
+            .redirect(Policy::none())
+            .build()
+            .expect("client");
+        Browser {
+            client,
+            base: app.url.clone(),
+        }
     }
 
     fn abs(&self, path: &str) -> String {
@@ -124,7 +157,12 @@ impl Browser {
     }
 
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Response {
-        self.client.post(self.abs(path)).form(form).send().await.expect("POST")
+        self.client
+            .post(self.abs(path))
+            .form(form)
+            .send()
+            .await
+            .expect("POST")
     }
 
     /// GETs a page and returns its body, asserting 200.
@@ -143,39 +181,70 @@ impl Browser {
     pub async fn open_link(&self, url: &str) {
         let r = self.get(url).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        assert_eq!(location(&r), "/verify", "the token must not survive the redirect");
+        assert_eq!(
+            location(&r),
+            "/verify",
+            "the token must not survive the redirect"
+        );
     }
 
     pub async fn submit_dob(&self, m: &str, d: &str, y: &str) -> Response {
         let csrf = self.csrf("/verify").await;
-        self.post("/verify", &[("csrf", &csrf), ("dob_month", m), ("dob_day", d), ("dob_year", y)]).await
+        self.post(
+            "/verify",
+            &[
+                ("csrf", &csrf),
+                ("dob_month", m),
+                ("dob_day", d),
+                ("dob_year", y),
+            ],
+        )
+        .await
     }
 
     pub async fn submit_zip(&self, zip: &str) -> Response {
         let csrf = self.csrf("/verify/zip").await;
-        self.post("/verify/zip", &[("csrf", &csrf), ("zip", zip)]).await
+        self.post("/verify/zip", &[("csrf", &csrf), ("zip", zip)])
+            .await
     }
 
     /// Demo patient 1 through both identity checks.
     pub async fn verified_patient1(&self, app: &TestApp) {
         self.open_link(&app.link(1).await).await;
-        assert_eq!(location(&self.submit_dob("03", "14", "1984").await), "/summary");
+        assert_eq!(
+            location(&self.submit_dob("03", "14", "1984").await),
+            "/summary"
+        );
         assert_eq!(location(&self.submit_zip("60614").await), "/statement");
     }
 
     pub async fn pay(&self, amount: &str) -> Response {
         let csrf = self.csrf("/summary").await;
-        self.post("/pay", &[("csrf", &csrf), ("amount", amount), ("from", "summary")]).await
+        self.post(
+            "/pay",
+            &[("csrf", &csrf), ("amount", amount), ("from", "summary")],
+        )
+        .await
     }
 
     /// Pays on the sandbox card page at `checkout_url`; returns the sandbox's response.
     pub async fn card(&self, checkout_url: &str, number: &str) -> Response {
-        let page = self.client.get(checkout_url).send().await.expect("card page");
+        let page = self
+            .client
+            .get(checkout_url)
+            .send()
+            .await
+            .expect("card page");
         assert_eq!(page.status(), StatusCode::OK);
         let csrf = csrf_in(&page.text().await.expect("body"));
         self.client
             .post(checkout_url)
-            .form(&[("csrf", csrf.as_str()), ("card_number", number), ("exp", "12 / 34"), ("cvc", "123")])
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("card_number", number),
+                ("exp", "12 / 34"),
+                ("cvc", "123"),
+            ])
             .send()
             .await
             .expect("card POST")
@@ -192,7 +261,10 @@ pub fn location(r: &Response) -> String {
 
 pub fn csrf_in(html: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
-    let start = html.find(marker).map(|i| i + marker.len()).expect("page has a csrf field");
+    let start = html
+        .find(marker)
+        .map(|i| i + marker.len())
+        .expect("page has a csrf field");
     let end = html[start..].find('"').expect("closing quote") + start;
     html[start..end].to_owned()
 }
