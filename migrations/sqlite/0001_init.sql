@@ -8,15 +8,26 @@ CREATE TABLE tenants (
     created_at BIGINT NOT NULL
 );
 
+-- Per-tenant data keys, wrapped by the key provider's master key (key_id says which).
+-- purpose 'phi-field' keys encrypt PHI columns (versioned: rotate adds one); 'blind-index'
+-- keys compute the keyed hashes that let us search PHI without plaintext.
 CREATE TABLE data_keys (
     tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    purpose TEXT NOT NULL CHECK (purpose IN ('phi-field', 'blind-index')),
     version BIGINT NOT NULL CHECK (version > 0),
     provider TEXT NOT NULL,
     key_id TEXT NOT NULL,
     wrapped_key BLOB NOT NULL,
     created_at BIGINT NOT NULL,
-    PRIMARY KEY (tenant_id, version)
+    PRIMARY KEY (tenant_id, purpose, version)
 );
+
+-- Bumped by `keys flush-cache`; running servers drop their cached plaintext keys when it moves.
+CREATE TABLE key_cache_epoch (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    epoch BIGINT NOT NULL
+);
+INSERT INTO key_cache_epoch (id, epoch) VALUES (1, 0);
 
 CREATE TABLE patients (
     id TEXT PRIMARY KEY,
@@ -27,9 +38,16 @@ CREATE TABLE patients (
     zip_ct BLOB NOT NULL,
     phone_ct BLOB NOT NULL,
     account_number_ct BLOB NOT NULL,
+    -- Blind indexes: HMAC-SHA256 under the tenant's blind-index key of normalised values.
+    phone_bidx BLOB NOT NULL,
+    name_dob_bidx BLOB NOT NULL,
+    account_bidx BLOB NOT NULL,
     created_at BIGINT NOT NULL
 );
 CREATE INDEX patients_tenant ON patients(tenant_id);
+CREATE INDEX patients_phone_bidx ON patients(tenant_id, phone_bidx);
+CREATE INDEX patients_name_dob_bidx ON patients(tenant_id, name_dob_bidx);
+CREATE INDEX patients_account_bidx ON patients(tenant_id, account_bidx);
 
 CREATE TABLE statements (
     id TEXT PRIMARY KEY,

@@ -158,10 +158,15 @@ pub async fn import_patient(
             &p.account_number,
         )
         .await?;
+    let phone_bidx = crypto.blind_index(tenant, BIDX_PHONE, &normalize_phone(p.phone.expose())).await?;
+    let name_dob_bidx = crypto
+        .blind_index(tenant, BIDX_NAME_DOB, &name_dob_key(p.last_name.expose(), p.dob.expose()))
+        .await?;
+    let account_bidx = crypto.blind_index(tenant, BIDX_ACCOUNT, &normalize_account(p.account_number.expose())).await?;
     sqlx::query(
         "INSERT INTO patients (id, tenant_id, first_name_ct, last_name_ct, dob_ct, zip_ct, phone_ct,
-             account_number_ct, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             account_number_ct, phone_bidx, name_dob_bidx, account_bidx, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(row)
     .bind(tenant.as_str())
@@ -171,10 +176,74 @@ pub async fn import_patient(
     .bind(zip)
     .bind(phone)
     .bind(acct)
+    .bind(phone_bidx)
+    .bind(name_dob_bidx)
+    .bind(account_bidx)
     .bind(crate::clock::now_unix())
     .execute(db.pool())
     .await?;
     Ok(id)
+}
+
+const BIDX_PHONE: &str = "phone";
+const BIDX_NAME_DOB: &str = "last-name+dob";
+const BIDX_ACCOUNT: &str = "account-number";
+
+/// A phone number as E.164 (`+15550100001`); US numbers may be typed with or without the 1.
+pub fn normalize_phone(raw: &str) -> String {
+    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    match digits.len() {
+        10 => format!("+1{digits}"),
+        _ => format!("+{digits}"),
+    }
+}
+
+/// A last name for matching: lower case, letters and digits only (`O'Brien-Hart` → `obrienhart`).
+pub fn normalize_last_name(raw: &str) -> String {
+    raw.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+}
+
+fn name_dob_key(last_name: &str, dob_iso: &str) -> String {
+    format!("{}\0{}", normalize_last_name(last_name), dob_iso.trim())
+}
+
+/// An account number for matching: upper case, letters and digits only.
+pub fn normalize_account(raw: &str) -> String {
+    raw.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+}
+
+async fn find_by_bidx(db: &Db, tenant: &TenantId, column: &'static str, bidx: Vec<u8>) -> Result<Vec<PatientId>, BillingError> {
+    // `column` is one of three constants above, never input.
+    let ids: Vec<String> = sqlx::query_scalar(&format!("SELECT id FROM patients WHERE tenant_id = $1 AND {column} = $2 ORDER BY id"))
+        .bind(tenant.as_str())
+        .bind(bidx)
+        .fetch_all(db.pool())
+        .await?;
+    Ok(ids.into_iter().map(PatientId::from_db).collect())
+}
+
+/// Patients of a practice with this phone number (e.g. an inbound STOP), without decrypting anything.
+pub async fn find_by_phone(db: &Db, crypto: &FieldCrypto, tenant: &TenantId, phone: &str) -> Result<Vec<PatientId>, BillingError> {
+    let bidx = crypto.blind_index(tenant, BIDX_PHONE, &normalize_phone(phone)).await?;
+    find_by_bidx(db, tenant, "phone_bidx", bidx).await
+}
+
+/// Staff search: last name and date of birth (ISO), exact after normalising.
+pub async fn find_by_name_dob(
+    db: &Db,
+    crypto: &FieldCrypto,
+    tenant: &TenantId,
+    last_name: &str,
+    dob_iso: &str,
+) -> Result<Vec<PatientId>, BillingError> {
+    let bidx = crypto.blind_index(tenant, BIDX_NAME_DOB, &name_dob_key(last_name, dob_iso)).await?;
+    find_by_bidx(db, tenant, "name_dob_bidx", bidx).await
+}
+
+/// Staff search: account number, exact after normalising.
+pub async fn find_by_account(db: &Db, crypto: &FieldCrypto, tenant: &TenantId, account: &str) -> Result<Vec<PatientId>, BillingError> {
+    let bidx = crypto.blind_index(tenant, BIDX_ACCOUNT, &normalize_account(account)).await?;
+    find_by_bidx(db, tenant, "account_bidx", bidx).await
 }
 
 /// Stores a statement, its encrypted lines and one ledger charge per line, atomically.
@@ -422,4 +491,18 @@ pub async fn identity_answers(
             .decrypt_str(patient_aad(tenant, row, "zip"), &zip)
             .await?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation() {
+        assert_eq!(normalize_phone("(555) 010-0001"), "+15550100001");
+        assert_eq!(normalize_phone("+1 555 010 0001"), "+15550100001");
+        assert_eq!(normalize_last_name(" O'Brien-Hart "), "obrienhart");
+        assert_eq!(normalize_last_name("ÁLVAREZ"), "álvarez");
+        assert_eq!(normalize_account("rfm-100231 "), "RFM100231");
+    }
 }

@@ -57,12 +57,51 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Manage encryption keys: rotate, rewrap, reencrypt, status, flush-cache.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
     /// Print a fresh pay link for a demo patient; the URL alone is the last line.
     DemoLink {
         /// Which demo patient (1, 2 or 3).
         #[arg(long, default_value_t = 1)]
         patient: usize,
     },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum KeysCommand {
+    /// Add a new data-key version; new writes use it, old data still reads.
+    Rotate {
+        /// Only this practice (tenant id); default all.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Re-wrap every data key under another master key (e.g. a new KMS key after a compromise).
+    Rewrap {
+        /// Target key id, ARN or alias.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Re-encrypt field values under each practice's newest data key, in batches; resumable.
+    Reencrypt {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show data-key versions, which master key wraps each, and how many values use it.
+    Status,
+    /// Make every running server drop its cached plaintext data keys within seconds.
+    FlushCache,
 }
 
 /// Every setting. Flags override environment variables; unset ones take embedded defaults
@@ -123,6 +162,24 @@ pub struct Config {
     /// first start with mode 0600.
     #[arg(long, env = "PATRIOTPAY_MASTER_KEY_FILE", global = true)]
     pub master_key_file: Option<PathBuf>,
+    /// Key provider for envelope encryption: `local` (key file) or `aws-kms`.
+    #[arg(long, env = "PATRIOTPAY_KEY_PROVIDER", default_value = "local", global = true)]
+    pub key_provider: KeyProviderKind,
+    /// KMS key id, ARN or alias that wraps new data keys (with `aws-kms`).
+    #[arg(long, env = "PATRIOTPAY_KMS_KEY_ID", global = true)]
+    pub kms_key_id: Option<String>,
+    /// AWS region for KMS. Default: the standard AWS chain (`AWS_REGION`, profile).
+    #[arg(long, env = "PATRIOTPAY_AWS_REGION", global = true)]
+    pub aws_region: Option<String>,
+    /// KMS endpoint override (a VPC endpoint; moto in tests). Default: the region's endpoint.
+    #[arg(long, env = "PATRIOTPAY_KMS_ENDPOINT_URL", global = true)]
+    pub kms_endpoint_url: Option<String>,
+    /// Seconds a plaintext data key may stay cached.
+    #[arg(long, env = "PATRIOTPAY_KEY_CACHE_MAX_AGE_SECS", default_value_t = 300, global = true)]
+    pub key_cache_max_age_secs: u64,
+    /// Uses of a cached plaintext data key before it is unwrapped again.
+    #[arg(long, env = "PATRIOTPAY_KEY_CACHE_MAX_USES", default_value_t = 100_000, global = true)]
+    pub key_cache_max_uses: u64,
     /// Days a new pay link stays valid.
     #[arg(
         long,
@@ -147,6 +204,12 @@ pub struct Config {
         global = true
     )]
     pub log: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyProviderKind {
+    Local,
+    AwsKms,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -193,6 +256,12 @@ impl Config {
             sandbox_public_url: None,
             webhook_secret: None,
             master_key_file: None,
+            key_provider: KeyProviderKind::Local,
+            kms_key_id: None,
+            aws_region: None,
+            kms_endpoint_url: None,
+            key_cache_max_age_secs: 300,
+            key_cache_max_uses: 100_000,
             link_ttl_days: 30,
             trust_forwarded_for: false,
             log: "info".into(),

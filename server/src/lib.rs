@@ -10,13 +10,14 @@ pub mod db;
 pub mod demo;
 pub mod http;
 pub mod ids;
+pub mod keys;
 pub mod links;
 pub mod money;
 pub mod payments;
 pub mod phi;
 
-use config::{Config, ProcessorKind};
-use crypto::{FieldCrypto, LocalKeyProvider};
+use config::{Config, KeyProviderKind, ProcessorKind};
+use crypto::{CacheLimits, FieldCrypto, KeyProvider, KmsKeyProvider, KmsSettings, LocalKeyProvider};
 use db::Db;
 use http::AppState;
 use payments::sandbox::Sandbox;
@@ -49,8 +50,28 @@ pub async fn open_storage(cfg: &Config) -> anyhow::Result<(Db, Arc<FieldCrypto>)
     std::fs::create_dir_all(&cfg.data_dir)?;
     let db = Db::connect(&cfg.database_url()).await?;
     db.migrate().await?;
-    let provider = LocalKeyProvider::load_or_create(&cfg.master_key_path())?;
-    let crypto = Arc::new(FieldCrypto::new(db.clone(), Arc::new(provider)));
+    let provider: Arc<dyn KeyProvider> = match cfg.key_provider {
+        KeyProviderKind::Local => Arc::new(LocalKeyProvider::load_or_create(&cfg.master_key_path())?),
+        KeyProviderKind::AwsKms => {
+            let key_id = cfg
+                .kms_key_id
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("PATRIOTPAY_KMS_KEY_ID is required with the aws-kms key provider"))?;
+            Arc::new(
+                KmsKeyProvider::connect(&KmsSettings {
+                    key_id,
+                    region: cfg.aws_region.clone(),
+                    endpoint_url: cfg.kms_endpoint_url.clone(),
+                })
+                .await,
+            )
+        }
+    };
+    let limits = CacheLimits {
+        max_age: std::time::Duration::from_secs(cfg.key_cache_max_age_secs),
+        max_uses: cfg.key_cache_max_uses,
+    };
+    let crypto = Arc::new(FieldCrypto::with_limits(db.clone(), provider, limits));
     Ok((db, crypto))
 }
 
@@ -79,6 +100,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     // The sandbox calls the portal directly on its bound address, like Stripe calling our endpoint.
     sandbox.set_webhook_url(format!("http://{portal_addr}/webhooks/stripe"));
 
+    let crypto_for_poll = crypto.clone();
     let state = AppState {
         db: db.clone(),
         crypto,
@@ -114,6 +136,23 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "sandbox server stopped");
+        }
+    }));
+    // `keys flush-cache` from any process reaches this one within five seconds.
+    let poller = crypto_for_poll;
+    let mut stop = rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let _ = poller.poll_flush_epoch().await;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            match poller.poll_flush_epoch().await {
+                Ok(true) => tracing::warn!("plaintext key cache flushed on request"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "key cache flush check failed"),
+            }
         }
     }));
     // Expired sessions are swept every ten minutes.

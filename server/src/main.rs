@@ -2,7 +2,8 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use patriotpay::config::{Cli, Command};
+use patriotpay::config::{Cli, Command, KeysCommand};
+use patriotpay::ids::TenantId;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -31,6 +32,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             patriotpay::open_storage(&cfg).await?;
             println!("Migrations applied.");
         }
+        Command::Keys { action } => keys(&cfg, action).await?,
         Command::DemoLink { patient } => {
             let (db, crypto) = patriotpay::open_storage(&cfg).await?;
             let tenant = patriotpay::demo::ensure(&db, &crypto).await?;
@@ -77,6 +79,62 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::signal::ctrl_c().await?;
             println!("Shutting down.");
             running.stop().await;
+        }
+    }
+    Ok(())
+}
+
+fn tenant_arg(t: Option<String>) -> anyhow::Result<Option<TenantId>> {
+    t.map(|t| TenantId::parse(&t).ok_or_else(|| anyhow::anyhow!("{t} is not a practice id (ten_…)")))
+        .transpose()
+}
+
+async fn keys(cfg: &patriotpay::config::Config, action: KeysCommand) -> anyhow::Result<()> {
+    let (db, crypto) = patriotpay::open_storage(cfg).await?;
+    let dry = |d: bool| if d { " (dry run: nothing changed)" } else { "" };
+    match action {
+        KeysCommand::Rotate { tenant, dry_run } => {
+            let s = patriotpay::keys::rotate(&db, &crypto, tenant_arg(tenant)?.as_ref(), dry_run).await?;
+            for (t, v) in &s.rotated {
+                println!("{t}: new data key version {v}");
+            }
+            println!("Rotated {} practice(s){}.", s.rotated.len(), dry(dry_run));
+        }
+        KeysCommand::Rewrap { to, dry_run } => {
+            let s = patriotpay::keys::rewrap(&db, &crypto, &to, dry_run).await?;
+            println!(
+                "Examined {} data keys: {} re-wrapped under {to}, {} already under it{}.",
+                s.examined,
+                s.rewrapped,
+                s.already_under_target,
+                dry(dry_run)
+            );
+        }
+        KeysCommand::Reencrypt { tenant, batch, dry_run } => {
+            anyhow::ensure!(batch > 0, "--batch must be positive");
+            let started = std::time::Instant::now();
+            let s = patriotpay::keys::reencrypt(&db, &crypto, tenant_arg(tenant)?.as_ref(), batch, dry_run).await?;
+            println!(
+                "Scanned {} rows: {} values re-encrypted, {} already current, in {:.1}s{}.",
+                s.rows,
+                s.values_reencrypted,
+                s.values_current,
+                started.elapsed().as_secs_f64(),
+                dry(dry_run)
+            );
+        }
+        KeysCommand::Status => {
+            println!("{:<38} {:<12} {:>7} {:<8} {:>10}  key", "practice", "purpose", "version", "provider", "values");
+            for k in patriotpay::keys::status(&db).await? {
+                println!(
+                    "{:<38} {:<12} {:>7} {:<8} {:>10}  {}",
+                    k.tenant, k.purpose, k.version, k.provider, k.values, k.key_id
+                );
+            }
+        }
+        KeysCommand::FlushCache => {
+            let epoch = patriotpay::crypto::FieldCrypto::request_flush_everywhere(&db).await?;
+            println!("Flush requested (epoch {epoch}); running servers drop cached keys within 5 seconds.");
         }
     }
     Ok(())

@@ -122,11 +122,14 @@ pub fn portal_router(state: AppState) -> Router {
 }
 
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
-    if state.db.ping().await {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: database").into_response()
+    if !state.db.ping().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: database").into_response();
     }
+    if let Err(e) = state.crypto.provider().health().await {
+        tracing::warn!(error = %e, "key provider not ready");
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: key provider").into_response();
+    }
+    (StatusCode::OK, "ready").into_response()
 }
 
 fn client_address(req: &Request, trust_forwarded_for: bool) -> String {

@@ -35,8 +35,14 @@ fn pg_admin_url() -> String {
 
 impl TestApp {
     pub async fn start(backend: Backend) -> TestApp {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts with settings adjusted by `tweak` (key provider, cache limits, …).
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = Config::for_data_dir(dir.path().to_path_buf());
+        tweak(&mut cfg);
         cfg.webhook_secret = Some(Secret::new(WEBHOOK_SECRET));
         let mut pg_admin = None;
         if backend == Backend::Postgres {
