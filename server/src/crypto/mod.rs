@@ -195,6 +195,8 @@ pub struct FieldCrypto {
     provider: Arc<dyn KeyProvider>,
     limits: CacheLimits,
     cache: Mutex<HashMap<CacheKey, Cached>>,
+    /// Newest version per (tenant, purpose), briefly cached: encrypting must not cost a query.
+    newest: Mutex<HashMap<(String, &'static str), (u32, Instant)>>,
     /// The flush epoch last seen in the database.
     epoch: Mutex<i64>,
     /// Provider round trips, for tests and benchmarks.
@@ -212,6 +214,7 @@ impl FieldCrypto {
             provider,
             limits,
             cache: Mutex::new(HashMap::new()),
+            newest: Mutex::new(HashMap::new()),
             epoch: Mutex::new(0),
             unwraps: std::sync::atomic::AtomicU64::new(0),
         }
@@ -230,6 +233,9 @@ impl FieldCrypto {
     pub fn flush_cache(&self) {
         if let Ok(mut c) = self.cache.lock() {
             c.clear();
+        }
+        if let Ok(mut n) = self.newest.lock() {
+            n.clear();
         }
     }
 
@@ -308,11 +314,28 @@ impl FieldCrypto {
         if inserted.rows_affected() == 1 {
             self.remember((tenant.as_str().to_owned(), purpose, next), &dk);
         }
+        if let Ok(mut n) = self.newest.lock() {
+            n.remove(&(tenant.as_str().to_owned(), purpose));
+        }
         Ok(next)
     }
 
+    /// How long this process trusts its idea of the newest version. A rotation elsewhere is
+    /// picked up within this time; values written meanwhile use the previous version, which
+    /// stays readable and is caught by `keys reencrypt`.
+    const NEWEST_TTL: Duration = Duration::from_secs(10);
+
     /// The newest key of a tenant for `purpose`, creating version 1 on first use.
     async fn current_key(&self, tenant: &TenantId, purpose: &'static str) -> Result<(u32, DataKey), CryptoError> {
+        let nk = (tenant.as_str().to_owned(), purpose);
+        let known = self
+            .newest
+            .lock()
+            .ok()
+            .and_then(|n| n.get(&nk).filter(|(_, at)| at.elapsed() < Self::NEWEST_TTL).map(|(v, _)| *v));
+        if let Some(v) = known {
+            return Ok((v, self.key(tenant, purpose, v).await?));
+        }
         let v = match self.newest_version(tenant, purpose).await? {
             Some(v) => v,
             None => {
@@ -320,6 +343,9 @@ impl FieldCrypto {
                 self.newest_version(tenant, purpose).await?.ok_or(CryptoError::Malformed)?
             }
         };
+        if let Ok(mut n) = self.newest.lock() {
+            n.insert(nk, (v, Instant::now()));
+        }
         Ok((v, self.key(tenant, purpose, v).await?))
     }
 

@@ -1,0 +1,195 @@
+//! A canary patient run through every flow: its PHI must never appear in logs, URLs, redirects,
+//! error pages, the processor's page, or the database at rest (SQLite file bytes; every
+//! PostgreSQL column).
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use common::{location, Backend, Browser, TestApp, WEBHOOK_SECRET};
+use patriotpay::billing::{NewLine, NewPatient, NewStatement};
+use patriotpay::money::Money;
+use patriotpay::phi::Phi;
+use std::sync::{Arc, Mutex, OnceLock};
+
+both_backends!(canary_never_leaks);
+
+const FIRST: &str = "Zebulonette";
+const LAST: &str = "Canarywick";
+const DOB: &str = "1977-07-07";
+const ZIP: &str = "73301";
+const PHONE: &str = "+15557770123";
+const ACCOUNT: &str = "CANARY-778899";
+const DESCRIPTION: &str = "Canary xylophone procedure";
+const SERVICE_DATE: &str = "2026-07-19";
+
+/// Everything identifying, in the forms it could leak in.
+const NEEDLES: &[&str] = &[FIRST, LAST, DOB, "19770707", "07/07/1977", ZIP, PHONE, "5557770123", ACCOUNT, DESCRIPTION, "xylophone", SERVICE_DATE];
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line of this test binary, at debug level, from every crate.
+fn logs() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let c = Captured::default();
+        let writer = c.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init();
+        c
+    })
+}
+
+fn assert_clean(what: &str, text: &str) {
+    for n in NEEDLES {
+        assert!(!text.contains(n), "{what} contains canary value {n:?}");
+    }
+}
+
+/// Records every URL and redirect the browser saw, and checks each response as it comes.
+struct Seen {
+    urls: Vec<String>,
+}
+
+impl Seen {
+    async fn check(&mut self, url: &str, r: reqwest::Response, phi_page: bool) -> (reqwest::StatusCode, String, String) {
+        let status = r.status();
+        let loc = location(&r);
+        self.urls.push(url.to_owned());
+        self.urls.push(loc.clone());
+        for (name, value) in r.headers() {
+            assert_clean(&format!("header {name} of {url}"), value.to_str().unwrap_or(""));
+        }
+        let body = r.text().await.expect("body");
+        if status.as_u16() >= 400 || !phi_page {
+            assert_clean(&format!("{status} page at {url}"), &body);
+        }
+        (status, loc, body)
+    }
+}
+
+async fn canary_never_leaks(backend: Backend) {
+    let logs = logs();
+    let app = TestApp::start(backend).await;
+    let (db, crypto) = (app.db().clone(), app.state().crypto.clone());
+    let tenant = app.tenant.clone();
+    // Through the real import path.
+    let patient = patriotpay::billing::import_patient(
+        &db,
+        &crypto,
+        &tenant,
+        &NewPatient {
+            first_name: Phi::new(FIRST.into()),
+            last_name: Phi::new(LAST.into()),
+            dob: Phi::new(DOB.into()),
+            zip: Phi::new(ZIP.into()),
+            phone: Phi::new(PHONE.into()),
+            account_number: Phi::new(ACCOUNT.into()),
+        },
+    )
+    .await
+    .expect("import patient");
+    let statement = patriotpay::billing::import_statement(
+        &db,
+        &crypto,
+        &tenant,
+        &patient,
+        &NewStatement {
+            statement_date: "2026-11-01".into(),
+            due_date: "2026-12-01".into(),
+            lines: vec![NewLine {
+                service_date: Phi::new(SERVICE_DATE.into()),
+                description: Phi::new(DESCRIPTION.into()),
+                charge: Money::from_cents(30_000),
+                insurance_paid: Money::from_cents(20_000),
+                adjustment: Money::from_cents(2_500),
+                patient_responsibility: Money::from_cents(7_500),
+            }],
+        },
+    )
+    .await
+    .expect("import statement");
+    let (_, token) = patriotpay::links::create(&db, &tenant, &statement, patriotpay::clock::now_unix() + 3600)
+        .await
+        .expect("link");
+    let link = format!("{}/p/{token}", app.url);
+    // Search by blind index finds the canary without plaintext.
+    let found = patriotpay::billing::find_by_name_dob(&db, &crypto, &tenant, " canarywick", DOB).await.expect("search");
+    assert_eq!(found, vec![patient.clone()]);
+    assert_eq!(patriotpay::billing::find_by_account(&db, &crypto, &tenant, "canary 778899").await.expect("s"), vec![patient.clone()]);
+
+    let b = Browser::new(&app);
+    let mut seen = Seen { urls: vec![] };
+    let (_, loc, _) = seen.check(&link, b.get(&link).await, false).await;
+    assert_eq!(loc, "/verify");
+    seen.check("/verify", b.get("/verify").await, false).await;
+    let r = b.submit_dob("01", "01", "1970").await;
+    seen.check("POST /verify (wrong)", r, false).await;
+    let r = b.submit_dob("07", "07", "1977").await;
+    let (_, loc, _) = seen.check("POST /verify", r, false).await;
+    assert_eq!(loc, "/summary");
+    seen.check("/summary", b.get("/summary").await, false).await;
+    seen.check("POST /pay (bad)", b.pay("999").await, false).await;
+    seen.check("/summary", b.get("/summary").await, false).await;
+    seen.check("POST /verify/zip (wrong)", b.submit_zip("10001").await, false).await;
+    seen.check("POST /verify/zip", b.submit_zip(ZIP).await, false).await;
+    let (_, _, st) = seen.check("/statement", b.get("/statement").await, true).await;
+    assert!(st.contains(DESCRIPTION), "the patient does see their own statement");
+    for n in [FIRST, LAST, DOB, PHONE, ACCOUNT] {
+        assert!(!st.contains(n), "the statement page has no need to show {n}");
+    }
+
+    // Declined, then paid.
+    let (_, checkout, _) = seen.check("POST /pay", b.pay("25.00").await, false).await;
+    let card_page = b.client.get(&checkout).send().await.expect("card page");
+    let (_, _, html) = seen.check(&checkout, card_page, false).await;
+    assert!(html.contains("$25.00"));
+    let (_, cancel, _) = seen.check("card declined", b.card(&checkout, "4000000000000002").await, false).await;
+    seen.check(&cancel, b.get(&cancel).await, false).await;
+    let (_, checkout, _) = seen.check("POST /pay", b.pay("75.00").await, false).await;
+    let (_, back, _) = seen.check("card ok", b.card(&checkout, "4242424242424242").await, false).await;
+    let (_, receipt, _) = seen.check(&back, b.get(&back).await, false).await;
+    seen.check(&receipt, b.get(&receipt).await, false).await;
+    // A replayed webhook, an error page, sign-out.
+    let event: String = sqlx::query_scalar("SELECT event_id FROM processor_events").fetch_one(db.pool()).await.expect("event");
+    let cs = checkout.rsplit('/').next().expect("cs");
+    let body = serde_json::json!({"id": event, "type": "checkout.session.completed", "data": {"object": {"id": cs}}}).to_string();
+    let sig = patriotpay::payments::signature::sign(WEBHOOK_SECRET, patriotpay::clock::now_unix(), body.as_bytes());
+    let r = reqwest::Client::new()
+        .post(format!("{}/webhooks/stripe", app.url))
+        .header("Stripe-Signature", sig)
+        .body(body)
+        .send()
+        .await
+        .expect("webhook");
+    seen.check("webhook", r, false).await;
+    seen.check("/nope", b.get("/nope").await, false).await;
+    let csrf = b.csrf("/summary").await;
+    seen.check("POST /signout", b.post("/signout", &[("csrf", &csrf)]).await, false).await;
+    assert_clean("URLs and redirects", &seen.urls.join("\n"));
+
+    // At rest.
+    let dump = common::dump_database(&app).await;
+    for n in NEEDLES {
+        assert!(!dump.windows(n.len()).any(|w| w == n.as_bytes()), "database holds canary value {n:?}");
+    }
+    app.finish().await;
+
+    // And in every log line written while all of that ran.
+    let text = String::from_utf8_lossy(&logs.0.lock().expect("logs")).into_owned();
+    assert!(text.contains("webhook handled"), "logs were captured");
+    assert_clean("logs", &text);
+}
