@@ -3,6 +3,7 @@
 
 pub mod i18n;
 pub mod pages;
+pub mod staff;
 pub mod vm;
 
 pub use i18n::{Lang, Tr};

@@ -85,8 +85,17 @@ fn document(
     format!("<!DOCTYPE html>{}", page.to_html().replace("<!>", ""))
 }
 
+/// A whole page in the portal's frame.
+pub(crate) fn document_portal(meta: &PageMeta, title: String, body: AnyView) -> String {
+    document(meta, Chrome::Portal, title, None, body)
+}
+
 /// The error summary at the top of a form (GOV.UK pattern): links to each field in error.
-fn error_summary(tr: Tr, failure: Option<String>, field: Option<FieldError>) -> Option<AnyView> {
+pub(crate) fn error_summary(
+    tr: Tr,
+    failure: Option<String>,
+    field: Option<FieldError>,
+) -> Option<AnyView> {
     if failure.is_none() && field.is_none() {
         return None;
     }
@@ -110,7 +119,11 @@ fn error_summary(tr: Tr, failure: Option<String>, field: Option<FieldError>) -> 
 }
 
 /// The message under a field in error, with its id for `aria-describedby`.
-fn field_message(tr: Tr, field: &'static str, error: &Option<FieldError>) -> Option<AnyView> {
+pub(crate) fn field_message(
+    tr: Tr,
+    field: &'static str,
+    error: &Option<FieldError>,
+) -> Option<AnyView> {
     let e = error.as_ref().filter(|e| e.field == field)?;
     let id = format!("{field}-error");
     let msg = e.message.clone();

@@ -149,3 +149,49 @@ pub struct SandboxCheckoutVm {
     pub error: Option<FieldError>,
     pub open: bool,
 }
+
+#[derive(Clone, Debug, Default)]
+pub struct StaffLoginVm {
+    pub csrf: String,
+    pub email: String,
+    pub failure: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct StaffMfaVm {
+    pub csrf: String,
+    pub failure: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct StaffEnrolVm {
+    pub csrf: String,
+    /// Server-rendered SVG of the otpauth QR code (our own markup, not user input).
+    pub qr_svg: String,
+    pub secret_base32: String,
+    pub failure: Option<String>,
+    pub field_error: Option<FieldError>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct StaffRecoveryVm {
+    pub codes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct StaffPatientRow {
+    pub name: String,
+    pub practice: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct StaffHomeVm {
+    pub csrf: String,
+    pub email: String,
+    /// "Support agent at Riverside Family Medicine".
+    pub roles: Vec<String>,
+    pub can_search: bool,
+    /// `None` before a search; `Some(empty)` when nothing matched.
+    pub results: Option<Vec<StaffPatientRow>>,
+    pub notice: Option<String>,
+}

@@ -15,7 +15,10 @@ use std::time::Instant;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::var("BENCH_PATIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let n: usize = std::env::var("BENCH_PATIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let dir = tempfile::tempdir()?;
     let mut cfg = Config::for_data_dir(dir.path().to_path_buf());
     if let Ok(url) = std::env::var("BENCH_POSTGRES_URL") {
@@ -37,8 +40,12 @@ async fn main() -> anyhow::Result<()> {
         "local key file"
     };
     let (db, crypto) = patriotpay::open_storage(&cfg).await?;
-    let tenant = patriotpay::billing::create_tenant(&db, "Bench Practice", "(555) 000-0000").await?;
-    println!("provider: {provider}; database: {:?}; patients: {n}", db.backend());
+    let tenant =
+        patriotpay::billing::create_tenant(&db, "Bench Practice", "(555) 000-0000").await?;
+    println!(
+        "provider: {provider}; database: {:?}; patients: {n}",
+        db.backend()
+    );
 
     // Seed: six encrypted fields and three blind indexes per patient, 1,000 rows a transaction.
     let started = Instant::now();
@@ -56,12 +63,21 @@ async fn main() -> anyhow::Result<()> {
                 ("phone", format!("+1555{j:07}")),
                 ("account_number", format!("ACC-{j}")),
             ] {
-                let aad = FieldAad { tenant: &tenant, table: "patients", column: col, row: id.as_str() };
+                let aad = FieldAad {
+                    tenant: &tenant,
+                    table: "patients",
+                    column: col,
+                    row: id.as_str(),
+                };
                 cts.push(crypto.encrypt_str(aad, &Phi::new(value)).await?);
             }
             let mut bidx = vec![];
             for what in ["phone", "last-name+dob", "account-number"] {
-                bidx.push(crypto.blind_index(&tenant, what, &format!("{what}{j}")).await?);
+                bidx.push(
+                    crypto
+                        .blind_index(&tenant, what, &format!("{what}{j}"))
+                        .await?,
+                );
             }
             rows.push((id, cts, bidx));
         }
@@ -103,7 +119,9 @@ async fn main() -> anyhow::Result<()> {
     // (4 lines: 8 values) plus the identity answers (2 values).
     let demo = patriotpay::demo::ensure(&db, &crypto).await?;
     let stmt = patriotpay::demo::statement_of(&db, &crypto, &demo, 3).await?;
-    let header = patriotpay::billing::statement_header(&db, &stmt).await?.expect("statement");
+    let header = patriotpay::billing::statement_header(&db, &stmt)
+        .await?
+        .expect("statement");
     patriotpay::billing::lines(&db, &crypto, &header).await?;
     let calls = crypto.provider_calls();
     let iters = 2000;
@@ -119,12 +137,22 @@ async fn main() -> anyhow::Result<()> {
         crypto.provider_calls() - calls
     );
     // Decryption alone, without the queries.
-    let aad = FieldAad { tenant: &tenant, table: "t", column: "c", row: "r" };
-    let ct = crypto.encrypt(aad, b"Comprehensive metabolic panel").await?;
+    let aad = FieldAad {
+        tenant: &tenant,
+        table: "t",
+        column: "c",
+        row: "r",
+    };
+    let ct = crypto
+        .encrypt(aad, b"Comprehensive metabolic panel")
+        .await?;
     let started = Instant::now();
     for _ in 0..100_000 {
         crypto.decrypt(aad, &ct).await?;
     }
-    println!("one field decrypt, warm cache: {:.2} µs", started.elapsed().as_secs_f64() / 100_000.0 * 1e6);
+    println!(
+        "one field decrypt, warm cache: {:.2} µs",
+        started.elapsed().as_secs_f64() / 100_000.0 * 1e6
+    );
     Ok(())
 }

@@ -158,11 +158,23 @@ pub async fn import_patient(
             &p.account_number,
         )
         .await?;
-    let phone_bidx = crypto.blind_index(tenant, BIDX_PHONE, &normalize_phone(p.phone.expose())).await?;
-    let name_dob_bidx = crypto
-        .blind_index(tenant, BIDX_NAME_DOB, &name_dob_key(p.last_name.expose(), p.dob.expose()))
+    let phone_bidx = crypto
+        .blind_index(tenant, BIDX_PHONE, &normalize_phone(p.phone.expose()))
         .await?;
-    let account_bidx = crypto.blind_index(tenant, BIDX_ACCOUNT, &normalize_account(p.account_number.expose())).await?;
+    let name_dob_bidx = crypto
+        .blind_index(
+            tenant,
+            BIDX_NAME_DOB,
+            &name_dob_key(p.last_name.expose(), p.dob.expose()),
+        )
+        .await?;
+    let account_bidx = crypto
+        .blind_index(
+            tenant,
+            BIDX_ACCOUNT,
+            &normalize_account(p.account_number.expose()),
+        )
+        .await?;
     sqlx::query(
         "INSERT INTO patients (id, tenant_id, first_name_ct, last_name_ct, dob_ct, zip_ct, phone_ct,
              account_number_ct, phone_bidx, name_dob_bidx, account_bidx, created_at)
@@ -200,7 +212,10 @@ pub fn normalize_phone(raw: &str) -> String {
 
 /// A last name for matching: lower case, letters and digits only (`O'Brien-Hart` → `obrienhart`).
 pub fn normalize_last_name(raw: &str) -> String {
-    raw.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+    raw.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn name_dob_key(last_name: &str, dob_iso: &str) -> String {
@@ -209,22 +224,39 @@ fn name_dob_key(last_name: &str, dob_iso: &str) -> String {
 
 /// An account number for matching: upper case, letters and digits only.
 pub fn normalize_account(raw: &str) -> String {
-    raw.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+    raw.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
 }
 
-async fn find_by_bidx(db: &Db, tenant: &TenantId, column: &'static str, bidx: Vec<u8>) -> Result<Vec<PatientId>, BillingError> {
+async fn find_by_bidx(
+    db: &Db,
+    tenant: &TenantId,
+    column: &'static str,
+    bidx: Vec<u8>,
+) -> Result<Vec<PatientId>, BillingError> {
     // `column` is one of three constants above, never input.
-    let ids: Vec<String> = sqlx::query_scalar(&format!("SELECT id FROM patients WHERE tenant_id = $1 AND {column} = $2 ORDER BY id"))
-        .bind(tenant.as_str())
-        .bind(bidx)
-        .fetch_all(db.pool())
-        .await?;
+    let ids: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT id FROM patients WHERE tenant_id = $1 AND {column} = $2 ORDER BY id"
+    ))
+    .bind(tenant.as_str())
+    .bind(bidx)
+    .fetch_all(db.pool())
+    .await?;
     Ok(ids.into_iter().map(PatientId::from_db).collect())
 }
 
 /// Patients of a practice with this phone number (e.g. an inbound STOP), without decrypting anything.
-pub async fn find_by_phone(db: &Db, crypto: &FieldCrypto, tenant: &TenantId, phone: &str) -> Result<Vec<PatientId>, BillingError> {
-    let bidx = crypto.blind_index(tenant, BIDX_PHONE, &normalize_phone(phone)).await?;
+pub async fn find_by_phone(
+    db: &Db,
+    crypto: &FieldCrypto,
+    tenant: &TenantId,
+    phone: &str,
+) -> Result<Vec<PatientId>, BillingError> {
+    let bidx = crypto
+        .blind_index(tenant, BIDX_PHONE, &normalize_phone(phone))
+        .await?;
     find_by_bidx(db, tenant, "phone_bidx", bidx).await
 }
 
@@ -236,13 +268,22 @@ pub async fn find_by_name_dob(
     last_name: &str,
     dob_iso: &str,
 ) -> Result<Vec<PatientId>, BillingError> {
-    let bidx = crypto.blind_index(tenant, BIDX_NAME_DOB, &name_dob_key(last_name, dob_iso)).await?;
+    let bidx = crypto
+        .blind_index(tenant, BIDX_NAME_DOB, &name_dob_key(last_name, dob_iso))
+        .await?;
     find_by_bidx(db, tenant, "name_dob_bidx", bidx).await
 }
 
 /// Staff search: account number, exact after normalising.
-pub async fn find_by_account(db: &Db, crypto: &FieldCrypto, tenant: &TenantId, account: &str) -> Result<Vec<PatientId>, BillingError> {
-    let bidx = crypto.blind_index(tenant, BIDX_ACCOUNT, &normalize_account(account)).await?;
+pub async fn find_by_account(
+    db: &Db,
+    crypto: &FieldCrypto,
+    tenant: &TenantId,
+    account: &str,
+) -> Result<Vec<PatientId>, BillingError> {
+    let bidx = crypto
+        .blind_index(tenant, BIDX_ACCOUNT, &normalize_account(account))
+        .await?;
     find_by_bidx(db, tenant, "account_bidx", bidx).await
 }
 

@@ -6,6 +6,24 @@ pub fn now_unix() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// The clock sessions and sign-in limits read; tests move it forward instead of sleeping.
+#[derive(Debug, Default)]
+pub struct Clock {
+    offset: std::sync::atomic::AtomicI64,
+}
+
+impl Clock {
+    pub fn now(&self) -> i64 {
+        now_unix() + self.offset.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Moves this clock forward (tests only have a use for it).
+    pub fn advance(&self, secs: i64) {
+        self.offset
+            .fetch_add(secs, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 const DISPLAY_DATE: &[FormatItem<'static>] =
     format_description!("[month repr:short] [day padding:none], [year]");
 

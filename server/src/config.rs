@@ -62,11 +62,38 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysCommand,
     },
+    /// Manage staff accounts: add (prints a one-time enrolment link), list, disable.
+    Users {
+        #[command(subcommand)]
+        action: UsersCommand,
+    },
     /// Print a fresh pay link for a demo patient; the URL alone is the last line.
     DemoLink {
         /// Which demo patient (1, 2 or 3).
         #[arg(long, default_value_t = 1)]
         patient: usize,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum UsersCommand {
+    /// Create a local staff account and print its one-time enrolment link (valid 72 hours).
+    Add {
+        #[arg(long)]
+        email: String,
+        /// support-agent, practice-admin, security-officer, platform-admin or auditor.
+        #[arg(long)]
+        role: String,
+        /// Practice (tenant id, ten_…) the role applies to; not for platform-admin.
+        #[arg(long)]
+        practice: Option<String>,
+    },
+    /// List accounts with their roles.
+    List,
+    /// Disable an account and end its sessions.
+    Disable {
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -163,7 +190,12 @@ pub struct Config {
     #[arg(long, env = "PATRIOTPAY_MASTER_KEY_FILE", global = true)]
     pub master_key_file: Option<PathBuf>,
     /// Key provider for envelope encryption: `local` (key file) or `aws-kms`.
-    #[arg(long, env = "PATRIOTPAY_KEY_PROVIDER", default_value = "local", global = true)]
+    #[arg(
+        long,
+        env = "PATRIOTPAY_KEY_PROVIDER",
+        default_value = "local",
+        global = true
+    )]
     pub key_provider: KeyProviderKind,
     /// KMS key id, ARN or alias that wraps new data keys (with `aws-kms`).
     #[arg(long, env = "PATRIOTPAY_KMS_KEY_ID", global = true)]
@@ -175,10 +207,20 @@ pub struct Config {
     #[arg(long, env = "PATRIOTPAY_KMS_ENDPOINT_URL", global = true)]
     pub kms_endpoint_url: Option<String>,
     /// Seconds a plaintext data key may stay cached.
-    #[arg(long, env = "PATRIOTPAY_KEY_CACHE_MAX_AGE_SECS", default_value_t = 300, global = true)]
+    #[arg(
+        long,
+        env = "PATRIOTPAY_KEY_CACHE_MAX_AGE_SECS",
+        default_value_t = 300,
+        global = true
+    )]
     pub key_cache_max_age_secs: u64,
     /// Uses of a cached plaintext data key before it is unwrapped again.
-    #[arg(long, env = "PATRIOTPAY_KEY_CACHE_MAX_USES", default_value_t = 100_000, global = true)]
+    #[arg(
+        long,
+        env = "PATRIOTPAY_KEY_CACHE_MAX_USES",
+        default_value_t = 100_000,
+        global = true
+    )]
     pub key_cache_max_uses: u64,
     /// Days a new pay link stays valid.
     #[arg(

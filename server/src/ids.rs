@@ -50,6 +50,7 @@ id_type!(LineId, "lin");
 id_type!(LinkId, "lnk");
 id_type!(CheckoutId, "chk");
 id_type!(PaymentId, "pay");
+id_type!(UserId, "usr");
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,9 @@
 //! another master key, re-encrypt field values under the newest key, and report status. Each is
 //! safe to interrupt and run again, and each has a dry run.
 
-use crate::crypto::{ciphertext_version, FieldAad, FieldCrypto, KeyContext, PURPOSE_FIELD, PURPOSE_INDEX};
+use crate::crypto::{
+    ciphertext_version, FieldAad, FieldCrypto, KeyContext, PURPOSE_FIELD, PURPOSE_INDEX,
+};
 use crate::db::Db;
 use crate::ids::TenantId;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,12 +22,20 @@ pub const ENCRYPTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("account_number_ct", "account_number"),
         ],
     ),
-    ("statement_lines", &[("service_date_ct", "service_date"), ("description_ct", "description")]),
+    (
+        "statement_lines",
+        &[
+            ("service_date_ct", "service_date"),
+            ("description_ct", "description"),
+        ],
+    ),
 ];
 
 fn progress(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+    {
         pb.set_style(style.progress_chars("=> "));
     }
     pb.set_message(what.to_owned());
@@ -33,7 +43,9 @@ fn progress(len: u64, what: &str) -> ProgressBar {
 }
 
 async fn tenants(db: &Db, only: Option<&TenantId>) -> anyhow::Result<Vec<TenantId>> {
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM tenants ORDER BY id").fetch_all(db.pool()).await?;
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM tenants ORDER BY id")
+        .fetch_all(db.pool())
+        .await?;
     let all: Vec<TenantId> = ids.into_iter().map(TenantId::from_db).collect();
     match only {
         Some(t) => {
@@ -51,7 +63,12 @@ pub struct RotateSummary {
 }
 
 /// Adds a new field data-key version per tenant; new writes use it, old data still reads.
-pub async fn rotate(db: &Db, crypto: &FieldCrypto, only: Option<&TenantId>, dry_run: bool) -> anyhow::Result<RotateSummary> {
+pub async fn rotate(
+    db: &Db,
+    crypto: &FieldCrypto,
+    only: Option<&TenantId>,
+    dry_run: bool,
+) -> anyhow::Result<RotateSummary> {
     let list = tenants(db, only).await?;
     let pb = progress(list.len() as u64, "rotate");
     let mut summary = RotateSummary::default();
@@ -76,7 +93,12 @@ pub struct RewrapSummary {
 
 /// Re-wraps every data key under `to` (the response to a compromised master key). Each new
 /// wrapping is unwrapped and compared before the old one is replaced.
-pub async fn rewrap(db: &Db, crypto: &FieldCrypto, to: &str, dry_run: bool) -> anyhow::Result<RewrapSummary> {
+pub async fn rewrap(
+    db: &Db,
+    crypto: &FieldCrypto,
+    to: &str,
+    dry_run: bool,
+) -> anyhow::Result<RewrapSummary> {
     let rows: Vec<(String, String, i64, String, Vec<u8>)> = sqlx::query_as(
         "SELECT tenant_id, purpose, version, key_id, wrapped_key FROM data_keys ORDER BY tenant_id, purpose, version",
     )
@@ -97,15 +119,23 @@ pub async fn rewrap(db: &Db, crypto: &FieldCrypto, to: &str, dry_run: bool) -> a
             PURPOSE_INDEX => PURPOSE_INDEX,
             other => anyhow::bail!("unknown key purpose {other}"),
         };
-        let ctx = KeyContext { tenant: tenant.clone(), purpose };
+        let ctx = KeyContext {
+            tenant: tenant.clone(),
+            purpose,
+        };
         let key = provider.decrypt_data_key(&key_id, &wrapped, &ctx).await?;
         let (new_wrapped, new_key_id) = provider.wrap_data_key(to, &key, &ctx).await?;
         if new_key_id == key_id {
             summary.already_under_target += 1;
             continue;
         }
-        let check = provider.decrypt_data_key(&new_key_id, &new_wrapped, &ctx).await?;
-        anyhow::ensure!(check == key, "re-wrapped key for {tenant} v{version} did not round-trip");
+        let check = provider
+            .decrypt_data_key(&new_key_id, &new_wrapped, &ctx)
+            .await?;
+        anyhow::ensure!(
+            check == key,
+            "re-wrapped key for {tenant} v{version} did not round-trip"
+        );
         if !dry_run {
             // Guarded on the old wrapping, so a concurrent rewrap can't be overwritten.
             sqlx::query(
@@ -145,12 +175,16 @@ pub async fn reencrypt(
 ) -> anyhow::Result<ReencryptSummary> {
     let mut summary = ReencryptSummary::default();
     for tenant in tenants(db, only).await? {
-        let Some(newest) = crypto.newest_version(&tenant, PURPOSE_FIELD).await? else { continue };
+        let Some(newest) = crypto.newest_version(&tenant, PURPOSE_FIELD).await? else {
+            continue;
+        };
         for (table, cols) in ENCRYPTED_COLUMNS {
-            let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE tenant_id = $1"))
-                .bind(tenant.as_str())
-                .fetch_one(db.pool())
-                .await?;
+            let total: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM {table} WHERE tenant_id = $1"
+            ))
+            .bind(tenant.as_str())
+            .fetch_one(db.pool())
+            .await?;
             let pb = progress(total as u64, table);
             let col_list = cols.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ");
             let mut after = String::new();
@@ -177,9 +211,18 @@ pub async fn reencrypt(
                             summary.values_current += 1;
                             continue;
                         }
-                        let aad = FieldAad { tenant: &tenant, table, column: aad_col, row: &id };
+                        let aad = FieldAad {
+                            tenant: &tenant,
+                            table,
+                            column: aad_col,
+                            row: &id,
+                        };
                         let pt = crypto.decrypt(aad, &ct).await?;
-                        let fresh = if dry_run { vec![] } else { crypto.encrypt(aad, &pt).await? };
+                        let fresh = if dry_run {
+                            vec![]
+                        } else {
+                            crypto.encrypt(aad, &pt).await?
+                        };
                         updates.push((id.clone(), sql_col, ct, fresh));
                     }
                     after = id;
@@ -190,12 +233,14 @@ pub async fn reencrypt(
                     let mut tx = db.begin_write().await?;
                     for (id, col, old, new) in updates {
                         // Guarded on the old value: a concurrent write wins, and is already current.
-                        sqlx::query(&format!("UPDATE {table} SET {col} = $1 WHERE id = $2 AND {col} = $3"))
-                            .bind(new)
-                            .bind(&id)
-                            .bind(old)
-                            .execute(&mut *tx)
-                            .await?;
+                        sqlx::query(&format!(
+                            "UPDATE {table} SET {col} = $1 WHERE id = $2 AND {col} = $3"
+                        ))
+                        .bind(new)
+                        .bind(&id)
+                        .bind(old)
+                        .execute(&mut *tx)
+                        .await?;
                     }
                     tx.commit().await?;
                 }
@@ -228,9 +273,10 @@ pub async fn status(db: &Db) -> anyhow::Result<Vec<KeyStatus>> {
     let mut counts: std::collections::HashMap<(String, u32), u64> = Default::default();
     for (table, cols) in ENCRYPTED_COLUMNS {
         for (col, _) in cols.iter() {
-            let values: Vec<(String, Vec<u8>)> = sqlx::query_as(&format!("SELECT tenant_id, {col} FROM {table}"))
-                .fetch_all(db.pool())
-                .await?;
+            let values: Vec<(String, Vec<u8>)> =
+                sqlx::query_as(&format!("SELECT tenant_id, {col} FROM {table}"))
+                    .fetch_all(db.pool())
+                    .await?;
             for (t, ct) in values {
                 if let Some(v) = ciphertext_version(&ct) {
                     *counts.entry((t, v)).or_default() += 1;
@@ -242,8 +288,19 @@ pub async fn status(db: &Db) -> anyhow::Result<Vec<KeyStatus>> {
         .into_iter()
         .map(|(tenant, purpose, version, provider, key_id)| {
             let version = u32::try_from(version).unwrap_or_default();
-            let values = if purpose == PURPOSE_FIELD { counts.get(&(tenant.clone(), version)).copied().unwrap_or(0) } else { 0 };
-            KeyStatus { tenant, purpose, version, provider, key_id, values }
+            let values = if purpose == PURPOSE_FIELD {
+                counts.get(&(tenant.clone(), version)).copied().unwrap_or(0)
+            } else {
+                0
+            };
+            KeyStatus {
+                tenant,
+                purpose,
+                version,
+                provider,
+                key_id,
+                values,
+            }
         })
         .collect())
 }

@@ -1,6 +1,8 @@
 //! PatriotPay server: configuration, HTTP wiring and the domain behind it.
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod accounts;
 pub mod audit;
 pub mod billing;
 pub mod clock;
@@ -17,7 +19,9 @@ pub mod payments;
 pub mod phi;
 
 use config::{Config, KeyProviderKind, ProcessorKind};
-use crypto::{CacheLimits, FieldCrypto, KeyProvider, KmsKeyProvider, KmsSettings, LocalKeyProvider};
+use crypto::{
+    CacheLimits, FieldCrypto, KeyProvider, KmsKeyProvider, KmsSettings, LocalKeyProvider,
+};
 use db::Db;
 use http::AppState;
 use payments::sandbox::Sandbox;
@@ -51,12 +55,13 @@ pub async fn open_storage(cfg: &Config) -> anyhow::Result<(Db, Arc<FieldCrypto>)
     let db = Db::connect(&cfg.database_url()).await?;
     db.migrate().await?;
     let provider: Arc<dyn KeyProvider> = match cfg.key_provider {
-        KeyProviderKind::Local => Arc::new(LocalKeyProvider::load_or_create(&cfg.master_key_path())?),
+        KeyProviderKind::Local => {
+            Arc::new(LocalKeyProvider::load_or_create(&cfg.master_key_path())?)
+        }
         KeyProviderKind::AwsKms => {
-            let key_id = cfg
-                .kms_key_id
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("PATRIOTPAY_KMS_KEY_ID is required with the aws-kms key provider"))?;
+            let key_id = cfg.kms_key_id.clone().ok_or_else(|| {
+                anyhow::anyhow!("PATRIOTPAY_KMS_KEY_ID is required with the aws-kms key provider")
+            })?;
             Arc::new(
                 KmsKeyProvider::connect(&KmsSettings {
                     key_id,
@@ -109,6 +114,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         public_url: public_url.clone(),
         trust_forwarded_for: cfg.trust_forwarded_for,
         link_ttl_days: cfg.link_ttl_days,
+        clock: Arc::new(clock::Clock::default()),
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let portal = http::portal_router(state.clone());

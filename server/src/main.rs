@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use patriotpay::config::{Cli, Command, KeysCommand};
+use patriotpay::config::{Cli, Command, KeysCommand, UsersCommand};
 use patriotpay::ids::TenantId;
 use tracing_subscriber::EnvFilter;
 
@@ -33,6 +33,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("Migrations applied.");
         }
         Command::Keys { action } => keys(&cfg, action).await?,
+        Command::Users { action } => users(&cfg, action).await?,
         Command::DemoLink { patient } => {
             let (db, crypto) = patriotpay::open_storage(&cfg).await?;
             let tenant = patriotpay::demo::ensure(&db, &crypto).await?;
@@ -85,8 +86,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn tenant_arg(t: Option<String>) -> anyhow::Result<Option<TenantId>> {
-    t.map(|t| TenantId::parse(&t).ok_or_else(|| anyhow::anyhow!("{t} is not a practice id (ten_…)")))
-        .transpose()
+    t.map(|t| {
+        TenantId::parse(&t).ok_or_else(|| anyhow::anyhow!("{t} is not a practice id (ten_…)"))
+    })
+    .transpose()
 }
 
 async fn keys(cfg: &patriotpay::config::Config, action: KeysCommand) -> anyhow::Result<()> {
@@ -94,7 +97,8 @@ async fn keys(cfg: &patriotpay::config::Config, action: KeysCommand) -> anyhow::
     let dry = |d: bool| if d { " (dry run: nothing changed)" } else { "" };
     match action {
         KeysCommand::Rotate { tenant, dry_run } => {
-            let s = patriotpay::keys::rotate(&db, &crypto, tenant_arg(tenant)?.as_ref(), dry_run).await?;
+            let s = patriotpay::keys::rotate(&db, &crypto, tenant_arg(tenant)?.as_ref(), dry_run)
+                .await?;
             for (t, v) in &s.rotated {
                 println!("{t}: new data key version {v}");
             }
@@ -110,10 +114,21 @@ async fn keys(cfg: &patriotpay::config::Config, action: KeysCommand) -> anyhow::
                 dry(dry_run)
             );
         }
-        KeysCommand::Reencrypt { tenant, batch, dry_run } => {
+        KeysCommand::Reencrypt {
+            tenant,
+            batch,
+            dry_run,
+        } => {
             anyhow::ensure!(batch > 0, "--batch must be positive");
             let started = std::time::Instant::now();
-            let s = patriotpay::keys::reencrypt(&db, &crypto, tenant_arg(tenant)?.as_ref(), batch, dry_run).await?;
+            let s = patriotpay::keys::reencrypt(
+                &db,
+                &crypto,
+                tenant_arg(tenant)?.as_ref(),
+                batch,
+                dry_run,
+            )
+            .await?;
             println!(
                 "Scanned {} rows: {} values re-encrypted, {} already current, in {:.1}s{}.",
                 s.rows,
@@ -124,7 +139,10 @@ async fn keys(cfg: &patriotpay::config::Config, action: KeysCommand) -> anyhow::
             );
         }
         KeysCommand::Status => {
-            println!("{:<38} {:<12} {:>7} {:<8} {:>10}  key", "practice", "purpose", "version", "provider", "values");
+            println!(
+                "{:<38} {:<12} {:>7} {:<8} {:>10}  key",
+                "practice", "purpose", "version", "provider", "values"
+            );
             for k in patriotpay::keys::status(&db).await? {
                 println!(
                     "{:<38} {:<12} {:>7} {:<8} {:>10}  {}",
@@ -135,6 +153,61 @@ async fn keys(cfg: &patriotpay::config::Config, action: KeysCommand) -> anyhow::
         KeysCommand::FlushCache => {
             let epoch = patriotpay::crypto::FieldCrypto::request_flush_everywhere(&db).await?;
             println!("Flush requested (epoch {epoch}); running servers drop cached keys within 5 seconds.");
+        }
+    }
+    Ok(())
+}
+
+async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow::Result<()> {
+    use patriotpay::access::Role;
+    let (db, _) = patriotpay::open_storage(cfg).await?;
+    let now = patriotpay::clock::now_unix();
+    match action {
+        UsersCommand::Add {
+            email,
+            role,
+            practice,
+        } => {
+            let role = Role::parse(&role).filter(|r| r.is_staff()).ok_or_else(|| {
+                anyhow::anyhow!("--role must be one of support-agent, practice-admin, security-officer, platform-admin, auditor")
+            })?;
+            let practice = tenant_arg(practice)?;
+            if let Some(p) = &practice {
+                anyhow::ensure!(
+                    patriotpay::billing::tenant(&db, p).await?.is_some(),
+                    "no practice with id {p}"
+                );
+            }
+            let (_, token) =
+                patriotpay::accounts::add_user(&db, &email, role, practice.as_ref(), now).await?;
+            let public = cfg
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", cfg.addr));
+            println!(
+                "Account created for {}. Send them this one-time set-up link (valid 72 hours):",
+                email.trim()
+            );
+            println!("{}/staff/enrol/{token}", public.trim_end_matches('/'));
+        }
+        UsersCommand::List => {
+            for u in patriotpay::accounts::list(&db).await? {
+                let state = if u.disabled {
+                    "disabled"
+                } else if u.enrolled {
+                    "active"
+                } else {
+                    "invited"
+                };
+                println!("{:<40} {:<9} {}", u.email, state, u.roles.join(", "));
+            }
+        }
+        UsersCommand::Disable { email } => {
+            if patriotpay::accounts::disable(&db, &email, now).await? {
+                println!("Disabled {email}; its sessions end at their next request.");
+            } else {
+                anyhow::bail!("no enabled account with email {email}");
+            }
         }
     }
     Ok(())

@@ -23,7 +23,20 @@ const DESCRIPTION: &str = "Canary xylophone procedure";
 const SERVICE_DATE: &str = "2026-07-19";
 
 /// Everything identifying, in the forms it could leak in.
-const NEEDLES: &[&str] = &[FIRST, LAST, DOB, "19770707", "07/07/1977", ZIP, PHONE, "5557770123", ACCOUNT, DESCRIPTION, "xylophone", SERVICE_DATE];
+const NEEDLES: &[&str] = &[
+    FIRST,
+    LAST,
+    DOB,
+    "19770707",
+    "07/07/1977",
+    ZIP,
+    PHONE,
+    "5557770123",
+    ACCOUNT,
+    DESCRIPTION,
+    "xylophone",
+    SERVICE_DATE,
+];
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -65,13 +78,21 @@ struct Seen {
 }
 
 impl Seen {
-    async fn check(&mut self, url: &str, r: reqwest::Response, phi_page: bool) -> (reqwest::StatusCode, String, String) {
+    async fn check(
+        &mut self,
+        url: &str,
+        r: reqwest::Response,
+        phi_page: bool,
+    ) -> (reqwest::StatusCode, String, String) {
         let status = r.status();
         let loc = location(&r);
         self.urls.push(url.to_owned());
         self.urls.push(loc.clone());
         for (name, value) in r.headers() {
-            assert_clean(&format!("header {name} of {url}"), value.to_str().unwrap_or(""));
+            assert_clean(
+                &format!("header {name} of {url}"),
+                value.to_str().unwrap_or(""),
+            );
         }
         let body = r.text().await.expect("body");
         if status.as_u16() >= 400 || !phi_page {
@@ -122,14 +143,26 @@ async fn canary_never_leaks(backend: Backend) {
     )
     .await
     .expect("import statement");
-    let (_, token) = patriotpay::links::create(&db, &tenant, &statement, patriotpay::clock::now_unix() + 3600)
-        .await
-        .expect("link");
+    let (_, token) = patriotpay::links::create(
+        &db,
+        &tenant,
+        &statement,
+        patriotpay::clock::now_unix() + 3600,
+    )
+    .await
+    .expect("link");
     let link = format!("{}/p/{token}", app.url);
     // Search by blind index finds the canary without plaintext.
-    let found = patriotpay::billing::find_by_name_dob(&db, &crypto, &tenant, " canarywick", DOB).await.expect("search");
+    let found = patriotpay::billing::find_by_name_dob(&db, &crypto, &tenant, " canarywick", DOB)
+        .await
+        .expect("search");
     assert_eq!(found, vec![patient.clone()]);
-    assert_eq!(patriotpay::billing::find_by_account(&db, &crypto, &tenant, "canary 778899").await.expect("s"), vec![patient.clone()]);
+    assert_eq!(
+        patriotpay::billing::find_by_account(&db, &crypto, &tenant, "canary 778899")
+            .await
+            .expect("s"),
+        vec![patient.clone()]
+    );
 
     let b = Browser::new(&app);
     let mut seen = Seen { urls: vec![] };
@@ -142,14 +175,29 @@ async fn canary_never_leaks(backend: Backend) {
     let (_, loc, _) = seen.check("POST /verify", r, false).await;
     assert_eq!(loc, "/summary");
     seen.check("/summary", b.get("/summary").await, false).await;
-    seen.check("POST /pay (bad)", b.pay("999").await, false).await;
+    seen.check("POST /pay (bad)", b.pay("999").await, false)
+        .await;
     seen.check("/summary", b.get("/summary").await, false).await;
-    seen.check("POST /verify/zip (wrong)", b.submit_zip("10001").await, false).await;
-    seen.check("POST /verify/zip", b.submit_zip(ZIP).await, false).await;
-    let (_, _, st) = seen.check("/statement", b.get("/statement").await, true).await;
-    assert!(st.contains(DESCRIPTION), "the patient does see their own statement");
+    seen.check(
+        "POST /verify/zip (wrong)",
+        b.submit_zip("10001").await,
+        false,
+    )
+    .await;
+    seen.check("POST /verify/zip", b.submit_zip(ZIP).await, false)
+        .await;
+    let (_, _, st) = seen
+        .check("/statement", b.get("/statement").await, true)
+        .await;
+    assert!(
+        st.contains(DESCRIPTION),
+        "the patient does see their own statement"
+    );
     for n in [FIRST, LAST, DOB, PHONE, ACCOUNT] {
-        assert!(!st.contains(n), "the statement page has no need to show {n}");
+        assert!(
+            !st.contains(n),
+            "the statement page has no need to show {n}"
+        );
     }
 
     // Declined, then paid.
@@ -157,17 +205,36 @@ async fn canary_never_leaks(backend: Backend) {
     let card_page = b.client.get(&checkout).send().await.expect("card page");
     let (_, _, html) = seen.check(&checkout, card_page, false).await;
     assert!(html.contains("$25.00"));
-    let (_, cancel, _) = seen.check("card declined", b.card(&checkout, "4000000000000002").await, false).await;
+    let (_, cancel, _) = seen
+        .check(
+            "card declined",
+            b.card(&checkout, "4000000000000002").await,
+            false,
+        )
+        .await;
     seen.check(&cancel, b.get(&cancel).await, false).await;
     let (_, checkout, _) = seen.check("POST /pay", b.pay("75.00").await, false).await;
-    let (_, back, _) = seen.check("card ok", b.card(&checkout, "4242424242424242").await, false).await;
+    let (_, back, _) = seen
+        .check(
+            "card ok",
+            b.card(&checkout, "4242424242424242").await,
+            false,
+        )
+        .await;
     let (_, receipt, _) = seen.check(&back, b.get(&back).await, false).await;
     seen.check(&receipt, b.get(&receipt).await, false).await;
     // A replayed webhook, an error page, sign-out.
-    let event: String = sqlx::query_scalar("SELECT event_id FROM processor_events").fetch_one(db.pool()).await.expect("event");
+    let event: String = sqlx::query_scalar("SELECT event_id FROM processor_events")
+        .fetch_one(db.pool())
+        .await
+        .expect("event");
     let cs = checkout.rsplit('/').next().expect("cs");
     let body = serde_json::json!({"id": event, "type": "checkout.session.completed", "data": {"object": {"id": cs}}}).to_string();
-    let sig = patriotpay::payments::signature::sign(WEBHOOK_SECRET, patriotpay::clock::now_unix(), body.as_bytes());
+    let sig = patriotpay::payments::signature::sign(
+        WEBHOOK_SECRET,
+        patriotpay::clock::now_unix(),
+        body.as_bytes(),
+    );
     let r = reqwest::Client::new()
         .post(format!("{}/webhooks/stripe", app.url))
         .header("Stripe-Signature", sig)
@@ -178,13 +245,21 @@ async fn canary_never_leaks(backend: Backend) {
     seen.check("webhook", r, false).await;
     seen.check("/nope", b.get("/nope").await, false).await;
     let csrf = b.csrf("/summary").await;
-    seen.check("POST /signout", b.post("/signout", &[("csrf", &csrf)]).await, false).await;
+    seen.check(
+        "POST /signout",
+        b.post("/signout", &[("csrf", &csrf)]).await,
+        false,
+    )
+    .await;
     assert_clean("URLs and redirects", &seen.urls.join("\n"));
 
     // At rest.
     let dump = common::dump_database(&app).await;
     for n in NEEDLES {
-        assert!(!dump.windows(n.len()).any(|w| w == n.as_bytes()), "database holds canary value {n:?}");
+        assert!(
+            !dump.windows(n.len()).any(|w| w == n.as_bytes()),
+            "database holds canary value {n:?}"
+        );
     }
     app.finish().await;
 

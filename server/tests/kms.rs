@@ -8,11 +8,14 @@ mod common;
 
 use common::{location, Backend, Browser, TestApp};
 use patriotpay::config::KeyProviderKind;
-use patriotpay::crypto::{CryptoError, KeyContext, KeyProvider, KmsKeyProvider, KmsSettings, PURPOSE_FIELD};
+use patriotpay::crypto::{
+    CryptoError, KeyContext, KeyProvider, KmsKeyProvider, KmsSettings, PURPOSE_FIELD,
+};
 use reqwest::StatusCode;
 
 fn moto_url() -> String {
-    std::env::var("PATRIOTPAY_TEST_MOTO_URL").expect("set PATRIOTPAY_TEST_MOTO_URL to a running moto_server (see .ci/run)")
+    std::env::var("PATRIOTPAY_TEST_MOTO_URL")
+        .expect("set PATRIOTPAY_TEST_MOTO_URL to a running moto_server (see .ci/run)")
 }
 
 /// A new symmetric key in moto; keys are unique per test, so tests share one moto.
@@ -23,8 +26,17 @@ async fn create_key(endpoint: &str) -> String {
         .load()
         .await;
     let kms = aws_sdk_kms::Client::new(&conf);
-    let out = kms.create_key().description("patriotpay test").send().await.expect("CreateKey on moto");
-    out.key_metadata().expect("metadata").arn().expect("arn").to_owned()
+    let out = kms
+        .create_key()
+        .description("patriotpay test")
+        .send()
+        .await
+        .expect("CreateKey on moto");
+    out.key_metadata()
+        .expect("metadata")
+        .arn()
+        .expect("arn")
+        .to_owned()
 }
 
 async fn provider(endpoint: &str, key_id: &str) -> KmsKeyProvider {
@@ -52,19 +64,35 @@ async fn generate_decrypt_and_context() {
     let key = create_key(&url).await;
     let p = provider(&url, &key).await;
     p.health().await.expect("DescribeKey");
-    let ctx = KeyContext { tenant: "ten_a".into(), purpose: PURPOSE_FIELD };
+    let ctx = KeyContext {
+        tenant: "ten_a".into(),
+        purpose: PURPOSE_FIELD,
+    };
     let (dk, wrapped, key_id) = p.generate_data_key(&ctx).await.expect("GenerateDataKey");
     assert_eq!(key_id, key, "the ARN is stored");
     assert!(wrapped.len() > 32, "a KMS ciphertext blob, not the key");
-    let back = p.decrypt_data_key(&key_id, &wrapped, &ctx).await.expect("Decrypt");
+    let back = p
+        .decrypt_data_key(&key_id, &wrapped, &ctx)
+        .await
+        .expect("Decrypt");
     assert!(back == dk);
     // Another tenant's context, or another purpose: refused.
     for wrong in [
-        KeyContext { tenant: "ten_b".into(), purpose: PURPOSE_FIELD },
-        KeyContext { tenant: "ten_a".into(), purpose: patriotpay::crypto::PURPOSE_INDEX },
+        KeyContext {
+            tenant: "ten_b".into(),
+            purpose: PURPOSE_FIELD,
+        },
+        KeyContext {
+            tenant: "ten_a".into(),
+            purpose: patriotpay::crypto::PURPOSE_INDEX,
+        },
     ] {
         let r = p.decrypt_data_key(&key_id, &wrapped, &wrong).await;
-        assert!(matches!(r, Err(CryptoError::Integrity)), "{wrong:?}: {:?}", r.err());
+        assert!(
+            matches!(r, Err(CryptoError::Integrity)),
+            "{wrong:?}: {:?}",
+            r.err()
+        );
     }
     // A flipped byte in the wrapped key: refused.
     let mut bad = wrapped.clone();
@@ -77,7 +105,10 @@ async fn generate_decrypt_and_context() {
 async fn reads_statement(app: &TestApp) {
     let b = Browser::new(app);
     b.verified_patient1(app).await;
-    assert!(b.page("/statement").await.contains("Comprehensive metabolic panel"));
+    assert!(b
+        .page("/statement")
+        .await
+        .contains("Comprehensive metabolic panel"));
 }
 
 async fn rotate_rewrap_reencrypt(backend: Backend) {
@@ -88,52 +119,94 @@ async fn rotate_rewrap_reencrypt(backend: Backend) {
     reads_statement(&app).await;
 
     // Rotate: a new version for new writes; old values still read.
-    let rotated = patriotpay::keys::rotate(app.db(), &crypto, None, false).await.expect("rotate");
+    let rotated = patriotpay::keys::rotate(app.db(), &crypto, None, false)
+        .await
+        .expect("rotate");
     assert_eq!(rotated.rotated, vec![(app.tenant.as_str().to_owned(), 2)]);
     crypto.flush_cache();
     reads_statement(&app).await;
     let before = patriotpay::keys::status(app.db()).await.expect("status");
-    let v1 = before.iter().find(|k| k.purpose == PURPOSE_FIELD && k.version == 1).expect("v1");
-    assert_eq!(v1.values, 3 * 6 + 9 * 2, "18 patient fields and 18 line fields under v1");
+    let v1 = before
+        .iter()
+        .find(|k| k.purpose == PURPOSE_FIELD && k.version == 1)
+        .expect("v1");
+    assert_eq!(
+        v1.values,
+        3 * 6 + 9 * 2,
+        "18 patient fields and 18 line fields under v1"
+    );
     assert_eq!(v1.key_id, key1);
 
     // Re-encrypt: a dry run changes nothing; the real run moves every value to v2; a re-run
     // finds nothing left to do.
-    let dry = patriotpay::keys::reencrypt(app.db(), &crypto, None, 4, true).await.expect("dry run");
+    let dry = patriotpay::keys::reencrypt(app.db(), &crypto, None, 4, true)
+        .await
+        .expect("dry run");
     assert_eq!(dry.values_reencrypted, 36);
-    assert_eq!(patriotpay::keys::status(app.db()).await.expect("status"), before);
-    let real = patriotpay::keys::reencrypt(app.db(), &crypto, None, 4, false).await.expect("reencrypt");
+    assert_eq!(
+        patriotpay::keys::status(app.db()).await.expect("status"),
+        before
+    );
+    let real = patriotpay::keys::reencrypt(app.db(), &crypto, None, 4, false)
+        .await
+        .expect("reencrypt");
     assert_eq!((real.values_reencrypted, real.rows), (36, 12));
-    let again = patriotpay::keys::reencrypt(app.db(), &crypto, None, 4, false).await.expect("re-run");
+    let again = patriotpay::keys::reencrypt(app.db(), &crypto, None, 4, false)
+        .await
+        .expect("re-run");
     assert_eq!((again.values_reencrypted, again.values_current), (0, 36));
     let after = patriotpay::keys::status(app.db()).await.expect("status");
-    let count = |v: u32| after.iter().find(|k| k.purpose == PURPOSE_FIELD && k.version == v).map(|k| k.values);
+    let count = |v: u32| {
+        after
+            .iter()
+            .find(|k| k.purpose == PURPOSE_FIELD && k.version == v)
+            .map(|k| k.values)
+    };
     assert_eq!((count(1), count(2)), (Some(0), Some(36)));
     crypto.flush_cache();
     reads_statement(&app).await;
 
     // Re-wrap under a second KMS key, as after a compromise of the first.
     let key2 = create_key(&url).await;
-    let dry = patriotpay::keys::rewrap(app.db(), &crypto, &key2, true).await.expect("dry rewrap");
+    let dry = patriotpay::keys::rewrap(app.db(), &crypto, &key2, true)
+        .await
+        .expect("dry rewrap");
     assert_eq!(dry.rewrapped, 3, "field v1, field v2, blind-index v1");
-    assert!(patriotpay::keys::status(app.db()).await.expect("status").iter().all(|k| k.key_id == key1));
-    let done = patriotpay::keys::rewrap(app.db(), &crypto, &key2, false).await.expect("rewrap");
+    assert!(patriotpay::keys::status(app.db())
+        .await
+        .expect("status")
+        .iter()
+        .all(|k| k.key_id == key1));
+    let done = patriotpay::keys::rewrap(app.db(), &crypto, &key2, false)
+        .await
+        .expect("rewrap");
     assert_eq!((done.examined, done.rewrapped), (3, 3));
-    assert!(patriotpay::keys::status(app.db()).await.expect("status").iter().all(|k| k.key_id == key2));
-    let again = patriotpay::keys::rewrap(app.db(), &crypto, &key2, false).await.expect("rewrap re-run");
+    assert!(patriotpay::keys::status(app.db())
+        .await
+        .expect("status")
+        .iter()
+        .all(|k| k.key_id == key2));
+    let again = patriotpay::keys::rewrap(app.db(), &crypto, &key2, false)
+        .await
+        .expect("rewrap re-run");
     assert_eq!(again.already_under_target, 3);
     crypto.flush_cache();
     reads_statement(&app).await;
     // The wrapped keys now need key 2: unwrapping one with key 1 named is refused by KMS.
-    let (wrapped,): (Vec<u8>,) = sqlx::query_as("SELECT wrapped_key FROM data_keys WHERE purpose = 'phi-field' AND version = 2")
-        .fetch_one(app.db().pool())
-        .await
-        .expect("row");
+    let (wrapped,): (Vec<u8>,) = sqlx::query_as(
+        "SELECT wrapped_key FROM data_keys WHERE purpose = 'phi-field' AND version = 2",
+    )
+    .fetch_one(app.db().pool())
+    .await
+    .expect("row");
     let p = provider(&url, &key1).await;
     let ctx = KeyContext::new(&app.tenant, PURPOSE_FIELD);
     assert!(p.decrypt_data_key(&key1, &wrapped, &ctx).await.is_err());
     // Blind indexes keep working across all of it.
-    let found = patriotpay::billing::find_by_phone(app.db(), &crypto, &app.tenant, "(555) 010-0001").await.expect("search");
+    let found =
+        patriotpay::billing::find_by_phone(app.db(), &crypto, &app.tenant, "(555) 010-0001")
+            .await
+            .expect("search");
     assert_eq!(found.len(), 1);
     app.finish().await;
 }
@@ -160,22 +233,42 @@ async fn warm_cache_makes_no_kms_calls_and_expires() {
     reads_statement(&app).await;
     let warm = crypto.provider_calls();
     reads_statement(&app).await;
-    assert_eq!(crypto.provider_calls(), warm, "a warm cache costs no KMS round trip");
+    assert_eq!(
+        crypto.provider_calls(),
+        warm,
+        "a warm cache costs no KMS round trip"
+    );
 
     // With a zero maximum age every use unwraps again.
-    let (db, provider) = (app.db().clone(), std::sync::Arc::new(provider(&url, &key).await));
+    let (db, provider) = (
+        app.db().clone(),
+        std::sync::Arc::new(provider(&url, &key).await),
+    );
     let cold = patriotpay::crypto::FieldCrypto::with_limits(
         db,
         provider,
-        patriotpay::crypto::CacheLimits { max_age: std::time::Duration::ZERO, max_uses: u64::MAX },
+        patriotpay::crypto::CacheLimits {
+            max_age: std::time::Duration::ZERO,
+            max_uses: u64::MAX,
+        },
     );
     let stmt = app.statement_of(1).await;
-    let header = patriotpay::billing::statement_header(app.db(), &stmt).await.expect("q").expect("statement");
-    patriotpay::billing::lines(app.db(), &cold, &header).await.expect("decrypt");
+    let header = patriotpay::billing::statement_header(app.db(), &stmt)
+        .await
+        .expect("q")
+        .expect("statement");
+    patriotpay::billing::lines(app.db(), &cold, &header)
+        .await
+        .expect("decrypt");
     let first = cold.provider_calls();
     std::thread::sleep(std::time::Duration::from_millis(5));
-    patriotpay::billing::lines(app.db(), &cold, &header).await.expect("decrypt");
-    assert!(cold.provider_calls() > first, "expired entries are unwrapped again");
+    patriotpay::billing::lines(app.db(), &cold, &header)
+        .await
+        .expect("decrypt");
+    assert!(
+        cold.provider_calls() > first,
+        "expired entries are unwrapped again"
+    );
     app.finish().await;
 }
 
@@ -187,8 +280,13 @@ struct OwnMoto {
 
 impl OwnMoto {
     async fn start() -> OwnMoto {
-        let bin = std::env::var("PATRIOTPAY_MOTO_SERVER").expect("set PATRIOTPAY_MOTO_SERVER to the moto_server binary");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let bin = std::env::var("PATRIOTPAY_MOTO_SERVER")
+            .expect("set PATRIOTPAY_MOTO_SERVER to the moto_server binary");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
         let child = std::process::Command::new(bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
@@ -234,14 +332,29 @@ async fn kms_down_fails_closed() {
     let r = b.get("/readyz").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     b.open_link(&link).await;
-    assert!(b.page("/verify").await.contains("Riverside Family Medicine"));
+    assert!(b
+        .page("/verify")
+        .await
+        .contains("Riverside Family Medicine"));
     let r = b.submit_dob("03", "14", "1984").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let rid = r.headers().get("x-request-id").and_then(|v| v.to_str().ok()).expect("id").to_owned();
+    let rid = r
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("id")
+        .to_owned();
     let body = r.text().await.expect("body");
     assert!(body.contains("Temporarily unavailable") && body.contains(&rid));
-    assert!(!body.contains("Decrypt") && !body.contains("kms"), "no internals");
-    assert_eq!(location(&b.get("/summary").await), "/verify", "nothing was verified");
+    assert!(
+        !body.contains("Decrypt") && !body.contains("kms"),
+        "no internals"
+    );
+    assert_eq!(
+        location(&b.get("/summary").await),
+        "/verify",
+        "nothing was verified"
+    );
     // Nothing is written in plaintext (or at all) while the provider is down.
     let p = &patriotpay::demo::PATIENTS[0];
     let before = app.count("SELECT COUNT(*) FROM patients").await;
@@ -259,7 +372,16 @@ async fn kms_down_fails_closed() {
         },
     )
     .await;
-    assert!(matches!(r, Err(patriotpay::billing::BillingError::Crypto(CryptoError::Unavailable(_)))), "{:?}", r.err());
+    assert!(
+        matches!(
+            r,
+            Err(patriotpay::billing::BillingError::Crypto(
+                CryptoError::Unavailable(_)
+            ))
+        ),
+        "{:?}",
+        r.err()
+    );
     assert_eq!(app.count("SELECT COUNT(*) FROM patients").await, before);
     app.finish().await;
 }

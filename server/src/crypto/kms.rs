@@ -52,11 +52,18 @@ impl KmsKeyProvider {
             loader = loader.endpoint_url(u.clone());
         }
         let conf = loader.load().await;
-        KmsKeyProvider { client: Client::new(&conf), key_id: settings.key_id.clone() }
+        KmsKeyProvider {
+            client: Client::new(&conf),
+            key_id: settings.key_id.clone(),
+        }
     }
 
     fn context(ctx: &KeyContext) -> std::collections::HashMap<String, String> {
-        [("tenant".to_owned(), ctx.tenant.clone()), ("purpose".to_owned(), ctx.purpose.to_owned())].into()
+        [
+            ("tenant".to_owned(), ctx.tenant.clone()),
+            ("purpose".to_owned(), ctx.purpose.to_owned()),
+        ]
+        .into()
     }
 }
 
@@ -70,7 +77,10 @@ impl KeyProvider for KmsKeyProvider {
         &self.key_id
     }
 
-    async fn generate_data_key(&self, ctx: &KeyContext) -> Result<(DataKey, Vec<u8>, String), CryptoError> {
+    async fn generate_data_key(
+        &self,
+        ctx: &KeyContext,
+    ) -> Result<(DataKey, Vec<u8>, String), CryptoError> {
         let out = self
             .client
             .generate_data_key()
@@ -82,13 +92,22 @@ impl KeyProvider for KmsKeyProvider {
             .map_err(|e| unavailable("GenerateDataKey", e))?;
         let plaintext = out.plaintext().ok_or(CryptoError::Malformed)?;
         let key = DataKey::from_slice(plaintext.as_ref())?;
-        let wrapped = out.ciphertext_blob().ok_or(CryptoError::Malformed)?.as_ref().to_vec();
+        let wrapped = out
+            .ciphertext_blob()
+            .ok_or(CryptoError::Malformed)?
+            .as_ref()
+            .to_vec();
         // Store the ARN KMS reports, so an alias moving later doesn't orphan the data key.
         let key_id = out.key_id().unwrap_or(&self.key_id).to_owned();
         Ok((key, wrapped, key_id))
     }
 
-    async fn wrap_data_key(&self, key_id: &str, key: &DataKey, ctx: &KeyContext) -> Result<(Vec<u8>, String), CryptoError> {
+    async fn wrap_data_key(
+        &self,
+        key_id: &str,
+        key: &DataKey,
+        ctx: &KeyContext,
+    ) -> Result<(Vec<u8>, String), CryptoError> {
         let out = self
             .client
             .encrypt()
@@ -98,11 +117,20 @@ impl KeyProvider for KmsKeyProvider {
             .send()
             .await
             .map_err(|e| unavailable("Encrypt", e))?;
-        let wrapped = out.ciphertext_blob().ok_or(CryptoError::Malformed)?.as_ref().to_vec();
+        let wrapped = out
+            .ciphertext_blob()
+            .ok_or(CryptoError::Malformed)?
+            .as_ref()
+            .to_vec();
         Ok((wrapped, out.key_id().unwrap_or(key_id).to_owned()))
     }
 
-    async fn decrypt_data_key(&self, key_id: &str, wrapped: &[u8], ctx: &KeyContext) -> Result<DataKey, CryptoError> {
+    async fn decrypt_data_key(
+        &self,
+        key_id: &str,
+        wrapped: &[u8],
+        ctx: &KeyContext,
+    ) -> Result<DataKey, CryptoError> {
         let out = self
             .client
             .decrypt()
@@ -113,7 +141,11 @@ impl KeyProvider for KmsKeyProvider {
             .await
             .map_err(|e| match e.as_service_error() {
                 // Wrong context or tampered blob: not an outage.
-                Some(se) if se.is_invalid_ciphertext_exception() || se.is_incorrect_key_exception() => CryptoError::Integrity,
+                Some(se)
+                    if se.is_invalid_ciphertext_exception() || se.is_incorrect_key_exception() =>
+                {
+                    CryptoError::Integrity
+                }
                 _ => unavailable("Decrypt", e),
             })?;
         DataKey::from_slice(out.plaintext().ok_or(CryptoError::Malformed)?.as_ref())

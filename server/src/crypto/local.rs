@@ -22,7 +22,11 @@ impl LocalKeyProvider {
             let raw = Zeroizing::new(std::fs::read(path)?);
             let text = std::str::from_utf8(&raw)?.trim();
             let decoded = Zeroizing::new(hex::decode(text)?);
-            anyhow::ensure!(decoded.len() == 32, "master key file {} is not 32 bytes of hex", path.display());
+            anyhow::ensure!(
+                decoded.len() == 32,
+                "master key file {} is not 32 bytes of hex",
+                path.display()
+            );
             let mut k = Zeroizing::new([0u8; 32]);
             k.copy_from_slice(&decoded);
             k
@@ -33,14 +37,19 @@ impl LocalKeyProvider {
         };
         // The key id names the key without revealing it: a short fingerprint.
         let fingerprint = hex::encode(&Sha256::digest(bytes.as_ref())[..8]);
-        Ok(Self { master: DataKey::from_bytes(bytes), key_id: format!("local:{fingerprint}") })
+        Ok(Self {
+            master: DataKey::from_bytes(bytes),
+            key_id: format!("local:{fingerprint}"),
+        })
     }
 
     fn check_key(&self, key_id: &str) -> Result<(), CryptoError> {
         if key_id == self.key_id {
             Ok(())
         } else {
-            Err(CryptoError::Unavailable(format!("key {key_id} is not this local master key")))
+            Err(CryptoError::Unavailable(format!(
+                "key {key_id} is not this local master key"
+            )))
         }
     }
 }
@@ -55,13 +64,21 @@ impl KeyProvider for LocalKeyProvider {
         &self.key_id
     }
 
-    async fn generate_data_key(&self, ctx: &KeyContext) -> Result<(DataKey, Vec<u8>, String), CryptoError> {
+    async fn generate_data_key(
+        &self,
+        ctx: &KeyContext,
+    ) -> Result<(DataKey, Vec<u8>, String), CryptoError> {
         let dk = DataKey::random();
         let (wrapped, key_id) = self.wrap_data_key(&self.key_id, &dk, ctx).await?;
         Ok((dk, wrapped, key_id))
     }
 
-    async fn wrap_data_key(&self, key_id: &str, key: &DataKey, ctx: &KeyContext) -> Result<(Vec<u8>, String), CryptoError> {
+    async fn wrap_data_key(
+        &self,
+        key_id: &str,
+        key: &DataKey,
+        ctx: &KeyContext,
+    ) -> Result<(Vec<u8>, String), CryptoError> {
         self.check_key(key_id)?;
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -69,14 +86,25 @@ impl KeyProvider for LocalKeyProvider {
         let ct = self
             .master
             .cipher()
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: key.bytes(), aad: &aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: key.bytes(),
+                    aad: &aad,
+                },
+            )
             .map_err(|_| CryptoError::Malformed)?;
         let mut wrapped = nonce.to_vec();
         wrapped.extend_from_slice(&ct);
         Ok((wrapped, self.key_id.clone()))
     }
 
-    async fn decrypt_data_key(&self, key_id: &str, wrapped: &[u8], ctx: &KeyContext) -> Result<DataKey, CryptoError> {
+    async fn decrypt_data_key(
+        &self,
+        key_id: &str,
+        wrapped: &[u8],
+        ctx: &KeyContext,
+    ) -> Result<DataKey, CryptoError> {
         self.check_key(key_id)?;
         if wrapped.len() < 12 + 16 {
             return Err(CryptoError::Malformed);

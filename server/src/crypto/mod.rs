@@ -96,11 +96,18 @@ pub const PURPOSE_INDEX: &str = "blind-index";
 
 impl KeyContext {
     pub fn new(tenant: &TenantId, purpose: &'static str) -> Self {
-        Self { tenant: tenant.as_str().to_owned(), purpose }
+        Self {
+            tenant: tenant.as_str().to_owned(),
+            purpose,
+        }
     }
 
     fn aad(&self) -> Vec<u8> {
-        format!("patriotpay-wrap-v1\0tenant={}\0purpose={}", self.tenant, self.purpose).into_bytes()
+        format!(
+            "patriotpay-wrap-v1\0tenant={}\0purpose={}",
+            self.tenant, self.purpose
+        )
+        .into_bytes()
     }
 }
 
@@ -113,12 +120,25 @@ pub trait KeyProvider: Send + Sync {
     /// The master key new data keys are wrapped under.
     fn key_id(&self) -> &str;
     /// A fresh data key: plaintext, wrapped, and the id of the key that wrapped it.
-    async fn generate_data_key(&self, ctx: &KeyContext) -> Result<(DataKey, Vec<u8>, String), CryptoError>;
+    async fn generate_data_key(
+        &self,
+        ctx: &KeyContext,
+    ) -> Result<(DataKey, Vec<u8>, String), CryptoError>;
     /// Wraps an existing data key under `key_id` (re-wrapping after a master-key compromise);
     /// returns the wrapping and the full id of the key that made it.
-    async fn wrap_data_key(&self, key_id: &str, key: &DataKey, ctx: &KeyContext) -> Result<(Vec<u8>, String), CryptoError>;
+    async fn wrap_data_key(
+        &self,
+        key_id: &str,
+        key: &DataKey,
+        ctx: &KeyContext,
+    ) -> Result<(Vec<u8>, String), CryptoError>;
     /// Unwraps a data key that `key_id` wrapped with the same context.
-    async fn decrypt_data_key(&self, key_id: &str, wrapped: &[u8], ctx: &KeyContext) -> Result<DataKey, CryptoError>;
+    async fn decrypt_data_key(
+        &self,
+        key_id: &str,
+        wrapped: &[u8],
+        ctx: &KeyContext,
+    ) -> Result<DataKey, CryptoError>;
     /// Whether the provider answers now (for `/readyz`).
     async fn health(&self) -> Result<(), CryptoError>;
 }
@@ -163,7 +183,8 @@ const HEADER: usize = 1 + 4 + 12;
 
 /// The data-key version a field ciphertext was written with, read from its header.
 pub fn ciphertext_version(blob: &[u8]) -> Option<u32> {
-    (blob.len() >= HEADER + 16 && blob[0] == FORMAT_V1).then(|| u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]))
+    (blob.len() >= HEADER + 16 && blob[0] == FORMAT_V1)
+        .then(|| u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]))
 }
 
 /// Bounds on cached plaintext data keys.
@@ -175,7 +196,10 @@ pub struct CacheLimits {
 
 impl Default for CacheLimits {
     fn default() -> Self {
-        CacheLimits { max_age: Duration::from_secs(300), max_uses: 100_000 }
+        CacheLimits {
+            max_age: Duration::from_secs(300),
+            max_uses: 100_000,
+        }
     }
 }
 
@@ -186,6 +210,8 @@ struct Cached {
 }
 
 type CacheKey = (String, &'static str, u32);
+/// Newest known version of (tenant, purpose), and when it was learned.
+type NewestMap = HashMap<(String, &'static str), (u32, Instant)>;
 
 /// Encrypts and decrypts field values with per-tenant data keys kept wrapped in `data_keys`.
 /// Plaintext data keys are cached (bounded in age and uses) so a page view costs no provider
@@ -196,7 +222,7 @@ pub struct FieldCrypto {
     limits: CacheLimits,
     cache: Mutex<HashMap<CacheKey, Cached>>,
     /// Newest version per (tenant, purpose), briefly cached: encrypting must not cost a query.
-    newest: Mutex<HashMap<(String, &'static str), (u32, Instant)>>,
+    newest: Mutex<NewestMap>,
     /// The flush epoch last seen in the database.
     epoch: Mutex<i64>,
     /// Provider round trips, for tests and benchmarks.
@@ -241,9 +267,11 @@ impl FieldCrypto {
 
     /// Asks every running server to flush: bumps the epoch they poll.
     pub async fn request_flush_everywhere(db: &Db) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("UPDATE key_cache_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch")
-            .fetch_one(db.pool())
-            .await
+        sqlx::query_scalar(
+            "UPDATE key_cache_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch",
+        )
+        .fetch_one(db.pool())
+        .await
     }
 
     /// Flushes the cache if `keys flush-cache` ran since the last check. Polled by the server.
@@ -277,27 +305,48 @@ impl FieldCrypto {
 
     fn remember(&self, k: CacheKey, key: &DataKey) {
         if let Ok(mut c) = self.cache.lock() {
-            c.insert(k, Cached { key: key.clone(), loaded: Instant::now(), uses: 1 });
+            c.insert(
+                k,
+                Cached {
+                    key: key.clone(),
+                    loaded: Instant::now(),
+                    uses: 1,
+                },
+            );
         }
     }
 
     /// Newest version of a tenant's key for `purpose`, if any.
-    pub async fn newest_version(&self, tenant: &TenantId, purpose: &'static str) -> Result<Option<u32>, CryptoError> {
-        let v: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM data_keys WHERE tenant_id = $1 AND purpose = $2")
-                .bind(tenant.as_str())
-                .bind(purpose)
-                .fetch_one(self.db.pool())
-                .await?;
-        v.map(|v| u32::try_from(v).map_err(|_| CryptoError::Malformed)).transpose()
+    pub async fn newest_version(
+        &self,
+        tenant: &TenantId,
+        purpose: &'static str,
+    ) -> Result<Option<u32>, CryptoError> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(version) FROM data_keys WHERE tenant_id = $1 AND purpose = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(purpose)
+        .fetch_one(self.db.pool())
+        .await?;
+        v.map(|v| u32::try_from(v).map_err(|_| CryptoError::Malformed))
+            .transpose()
     }
 
     /// Adds a data key version (version 1 when the tenant has none); returns its number.
     /// Racing creators of the same version are resolved by the primary key.
-    pub async fn create_version(&self, tenant: &TenantId, purpose: &'static str) -> Result<u32, CryptoError> {
+    pub async fn create_version(
+        &self,
+        tenant: &TenantId,
+        purpose: &'static str,
+    ) -> Result<u32, CryptoError> {
         let next = self.newest_version(tenant, purpose).await?.unwrap_or(0) + 1;
-        let (dk, wrapped, key_id) = self.provider.generate_data_key(&KeyContext::new(tenant, purpose)).await?;
-        self.unwraps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (dk, wrapped, key_id) = self
+            .provider
+            .generate_data_key(&KeyContext::new(tenant, purpose))
+            .await?;
+        self.unwraps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let inserted = sqlx::query(
             "INSERT INTO data_keys (tenant_id, purpose, version, provider, key_id, wrapped_key, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, purpose, version) DO NOTHING",
@@ -326,13 +375,17 @@ impl FieldCrypto {
     const NEWEST_TTL: Duration = Duration::from_secs(10);
 
     /// The newest key of a tenant for `purpose`, creating version 1 on first use.
-    async fn current_key(&self, tenant: &TenantId, purpose: &'static str) -> Result<(u32, DataKey), CryptoError> {
+    async fn current_key(
+        &self,
+        tenant: &TenantId,
+        purpose: &'static str,
+    ) -> Result<(u32, DataKey), CryptoError> {
         let nk = (tenant.as_str().to_owned(), purpose);
-        let known = self
-            .newest
-            .lock()
-            .ok()
-            .and_then(|n| n.get(&nk).filter(|(_, at)| at.elapsed() < Self::NEWEST_TTL).map(|(v, _)| *v));
+        let known = self.newest.lock().ok().and_then(|n| {
+            n.get(&nk)
+                .filter(|(_, at)| at.elapsed() < Self::NEWEST_TTL)
+                .map(|(v, _)| *v)
+        });
         if let Some(v) = known {
             return Ok((v, self.key(tenant, purpose, v).await?));
         }
@@ -340,7 +393,9 @@ impl FieldCrypto {
             Some(v) => v,
             None => {
                 self.create_version(tenant, purpose).await?;
-                self.newest_version(tenant, purpose).await?.ok_or(CryptoError::Malformed)?
+                self.newest_version(tenant, purpose)
+                    .await?
+                    .ok_or(CryptoError::Malformed)?
             }
         };
         if let Ok(mut n) = self.newest.lock() {
@@ -350,7 +405,12 @@ impl FieldCrypto {
     }
 
     /// A given key version, from the cache or unwrapped by the provider.
-    async fn key(&self, tenant: &TenantId, purpose: &'static str, version: u32) -> Result<DataKey, CryptoError> {
+    async fn key(
+        &self,
+        tenant: &TenantId,
+        purpose: &'static str,
+        version: u32,
+    ) -> Result<DataKey, CryptoError> {
         let ck = (tenant.as_str().to_owned(), purpose, version);
         if let Some(k) = self.cached(&ck) {
             return Ok(k);
@@ -364,20 +424,34 @@ impl FieldCrypto {
         .fetch_optional(self.db.pool())
         .await?
         .ok_or(CryptoError::Integrity)?;
-        let dk = self.provider.decrypt_data_key(&key_id, &wrapped, &KeyContext::new(tenant, purpose)).await?;
-        self.unwraps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dk = self
+            .provider
+            .decrypt_data_key(&key_id, &wrapped, &KeyContext::new(tenant, purpose))
+            .await?;
+        self.unwraps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.remember(ck, &dk);
         Ok(dk)
     }
 
-    pub async fn encrypt(&self, aad: FieldAad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub async fn encrypt(
+        &self,
+        aad: FieldAad<'_>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         let (version, key) = self.current_key(aad.tenant, PURPOSE_FIELD).await?;
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let aad_bytes = aad.bytes(version);
         let ct = key
             .cipher()
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad_bytes })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad_bytes,
+                },
+            )
             .map_err(|_| CryptoError::Malformed)?;
         let mut out = Vec::with_capacity(HEADER + ct.len());
         out.push(FORMAT_V1);
@@ -387,31 +461,57 @@ impl FieldCrypto {
         Ok(out)
     }
 
-    pub async fn decrypt(&self, aad: FieldAad<'_>, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub async fn decrypt(
+        &self,
+        aad: FieldAad<'_>,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let version = ciphertext_version(blob).ok_or(CryptoError::Malformed)?;
         let nonce = &blob[5..HEADER];
         let key = self.key(aad.tenant, PURPOSE_FIELD, version).await?;
         let aad_bytes = aad.bytes(version);
         key.cipher()
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: &blob[HEADER..], aad: &aad_bytes })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: &blob[HEADER..],
+                    aad: &aad_bytes,
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Integrity)
     }
 
-    pub async fn encrypt_str(&self, aad: FieldAad<'_>, value: &Phi<String>) -> Result<Vec<u8>, CryptoError> {
+    pub async fn encrypt_str(
+        &self,
+        aad: FieldAad<'_>,
+        value: &Phi<String>,
+    ) -> Result<Vec<u8>, CryptoError> {
         self.encrypt(aad, value.expose().as_bytes()).await
     }
 
-    pub async fn decrypt_str(&self, aad: FieldAad<'_>, blob: &[u8]) -> Result<Phi<String>, CryptoError> {
+    pub async fn decrypt_str(
+        &self,
+        aad: FieldAad<'_>,
+        blob: &[u8],
+    ) -> Result<Phi<String>, CryptoError> {
         let pt = self.decrypt(aad, blob).await?;
-        String::from_utf8(pt.to_vec()).map(Phi::new).map_err(|_| CryptoError::Malformed)
+        String::from_utf8(pt.to_vec())
+            .map(Phi::new)
+            .map_err(|_| CryptoError::Malformed)
     }
 
     /// A blind index: HMAC-SHA256 under the tenant's index key of an already-normalised value,
     /// domain-separated by what it indexes. Equal inputs give equal outputs; nothing else leaks.
-    pub async fn blind_index(&self, tenant: &TenantId, what: &'static str, normalized: &str) -> Result<Vec<u8>, CryptoError> {
+    pub async fn blind_index(
+        &self,
+        tenant: &TenantId,
+        what: &'static str,
+        normalized: &str,
+    ) -> Result<Vec<u8>, CryptoError> {
         let (_, key) = self.current_key(tenant, PURPOSE_INDEX).await?;
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.bytes()).map_err(|_| CryptoError::Malformed)?;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.bytes())
+            .map_err(|_| CryptoError::Malformed)?;
         mac.update(b"patriotpay-bidx-v1\0");
         mac.update(what.as_bytes());
         mac.update(b"\0");
@@ -551,51 +651,86 @@ mod tests {
     #[tokio::test]
     async fn rotation_keeps_old_data_readable() {
         let (_dir, fc, tenant) = setup().await;
-        let aad = FieldAad { tenant: &tenant, table: "patients", column: "zip", row: "pat_1" };
+        let aad = FieldAad {
+            tenant: &tenant,
+            table: "patients",
+            column: "zip",
+            row: "pat_1",
+        };
         let old = fc.encrypt(aad, b"60614").await.expect("enc");
         assert_eq!(ciphertext_version(&old), Some(1));
-        assert_eq!(fc.create_version(&tenant, PURPOSE_FIELD).await.expect("rotate"), 2);
+        assert_eq!(
+            fc.create_version(&tenant, PURPOSE_FIELD)
+                .await
+                .expect("rotate"),
+            2
+        );
         let new = fc.encrypt(aad, b"60614").await.expect("enc");
         assert_eq!(ciphertext_version(&new), Some(2));
         assert_eq!(&fc.decrypt(aad, &old).await.expect("old")[..], b"60614");
         fc.flush_cache();
-        assert_eq!(&fc.decrypt(aad, &old).await.expect("old after flush")[..], b"60614");
+        assert_eq!(
+            &fc.decrypt(aad, &old).await.expect("old after flush")[..],
+            b"60614"
+        );
     }
 
     #[tokio::test]
     async fn cache_is_bounded_by_uses_and_age() {
         let (dir, fc, tenant) = setup().await;
-        let aad = FieldAad { tenant: &tenant, table: "patients", column: "zip", row: "pat_1" };
+        let aad = FieldAad {
+            tenant: &tenant,
+            table: "patients",
+            column: "zip",
+            row: "pat_1",
+        };
         let ct = fc.encrypt(aad, b"x").await.expect("enc");
-        let provider = LocalKeyProvider::load_or_create(&dir.path().join("master.key")).expect("key");
+        let provider =
+            LocalKeyProvider::load_or_create(&dir.path().join("master.key")).expect("key");
         let by_uses = FieldCrypto::with_limits(
             fc.db.clone(),
             Arc::new(provider),
-            CacheLimits { max_age: Duration::from_secs(3600), max_uses: 3 },
+            CacheLimits {
+                max_age: Duration::from_secs(3600),
+                max_uses: 3,
+            },
         );
         for _ in 0..4 {
             by_uses.decrypt(aad, &ct).await.expect("dec");
         }
         // One unwrap, three cached uses, then the fourth use exceeded the bound: a second unwrap.
         assert_eq!(by_uses.provider_calls(), 2);
-        let provider = LocalKeyProvider::load_or_create(&dir.path().join("master.key")).expect("key");
+        let provider =
+            LocalKeyProvider::load_or_create(&dir.path().join("master.key")).expect("key");
         let by_age = FieldCrypto::with_limits(
             fc.db.clone(),
             Arc::new(provider),
-            CacheLimits { max_age: Duration::ZERO, max_uses: u64::MAX },
+            CacheLimits {
+                max_age: Duration::ZERO,
+                max_uses: u64::MAX,
+            },
         );
         by_age.decrypt(aad, &ct).await.expect("dec");
         std::thread::sleep(Duration::from_millis(2));
         by_age.decrypt(aad, &ct).await.expect("dec");
-        assert_eq!(by_age.provider_calls(), 2, "an expired entry is unwrapped again");
+        assert_eq!(
+            by_age.provider_calls(),
+            2,
+            "an expired entry is unwrapped again"
+        );
         // The flush epoch: another process asks, this one notices and empties its cache.
         fc.decrypt(aad, &ct).await.expect("dec");
         let before = fc.provider_calls();
         fc.decrypt(aad, &ct).await.expect("dec");
         assert_eq!(fc.provider_calls(), before, "warm cache: no provider call");
-        FieldCrypto::request_flush_everywhere(&fc.db).await.expect("bump");
+        FieldCrypto::request_flush_everywhere(&fc.db)
+            .await
+            .expect("bump");
         assert!(fc.poll_flush_epoch().await.expect("poll"));
-        assert!(!fc.poll_flush_epoch().await.expect("poll"), "only once per bump");
+        assert!(
+            !fc.poll_flush_epoch().await.expect("poll"),
+            "only once per bump"
+        );
         fc.decrypt(aad, &ct).await.expect("dec");
         assert_eq!(fc.provider_calls(), before + 1, "flushed: unwrapped again");
     }
@@ -603,17 +738,42 @@ mod tests {
     #[tokio::test]
     async fn blind_indexes_are_keyed_per_tenant_and_purpose() {
         let (_dir, fc, tenant) = setup().await;
-        let a = fc.blind_index(&tenant, "phone", "+15550100001").await.expect("bidx");
-        assert_eq!(a, fc.blind_index(&tenant, "phone", "+15550100001").await.expect("bidx"));
-        assert_ne!(a, fc.blind_index(&tenant, "phone", "+15550100002").await.expect("bidx"));
-        assert_ne!(a, fc.blind_index(&tenant, "account", "+15550100001").await.expect("bidx"));
-        let other = TenantId::generate();
-        sqlx::query("INSERT INTO tenants (id, name, support_phone, created_at) VALUES ($1, 'U', '', 0)")
-            .bind(other.as_str())
-            .execute(fc.db.pool())
+        let a = fc
+            .blind_index(&tenant, "phone", "+15550100001")
             .await
-            .expect("tenant");
-        assert_ne!(a, fc.blind_index(&other, "phone", "+15550100001").await.expect("bidx"));
+            .expect("bidx");
+        assert_eq!(
+            a,
+            fc.blind_index(&tenant, "phone", "+15550100001")
+                .await
+                .expect("bidx")
+        );
+        assert_ne!(
+            a,
+            fc.blind_index(&tenant, "phone", "+15550100002")
+                .await
+                .expect("bidx")
+        );
+        assert_ne!(
+            a,
+            fc.blind_index(&tenant, "account", "+15550100001")
+                .await
+                .expect("bidx")
+        );
+        let other = TenantId::generate();
+        sqlx::query(
+            "INSERT INTO tenants (id, name, support_phone, created_at) VALUES ($1, 'U', '', 0)",
+        )
+        .bind(other.as_str())
+        .execute(fc.db.pool())
+        .await
+        .expect("tenant");
+        assert_ne!(
+            a,
+            fc.blind_index(&other, "phone", "+15550100001")
+                .await
+                .expect("bidx")
+        );
         assert_eq!(a.len(), 32);
     }
 }

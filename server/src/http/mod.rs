@@ -5,6 +5,7 @@ pub mod assets;
 pub mod error;
 pub mod patient;
 pub mod session;
+pub mod staff;
 pub mod webhook;
 
 use crate::config::Secret;
@@ -35,6 +36,7 @@ pub struct AppState {
     pub public_url: String,
     pub trust_forwarded_for: bool,
     pub link_ttl_days: u32,
+    pub clock: Arc<crate::clock::Clock>,
 }
 
 /// Per-request facts set by the outermost middleware.
@@ -95,8 +97,22 @@ pub fn portal_router(state: AppState) -> Router {
         .route("/signout", post(patient::signout))
         .route("/signed-out", get(patient::signed_out))
         .route("/expired", get(patient::expired))
+        .route("/staff", get(staff::home))
+        .route(
+            "/staff/login",
+            get(staff::login_form).post(staff::login_submit),
+        )
+        .route("/staff/mfa", get(staff::mfa_form).post(staff::mfa_submit))
+        .route("/staff/enrol/{token}", get(staff::open_enrolment))
+        .route(
+            "/staff/enrol",
+            get(staff::enrol_form).post(staff::enrol_submit),
+        )
+        .route("/staff/search", post(staff::search))
+        .route("/staff/signout", post(staff::signout))
+        .route("/staff/signout-everywhere", post(staff::signout_everywhere))
         .fallback(|| async { AppError::NotFound })
-        .layer(middleware::from_fn(session_guard))
+        .layer(middleware::from_fn_with_state(state.clone(), session_guard))
         .layer(sessions)
         .layer(middleware::from_fn_with_state(state.clone(), check_origin));
 
@@ -276,9 +292,14 @@ fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
     }
 }
 
-/// Enforces the absolute session lifetime before any handler sees the session.
-async fn session_guard(session: tower_sessions::Session, req: Request, next: Next) -> Response {
-    match session::enforce_absolute_timeout(&session).await {
+/// Enforces idle and absolute session timeouts before any handler sees the session.
+async fn session_guard(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    session: tower_sessions::Session,
+    req: Request,
+    next: Next,
+) -> Response {
+    match session::enforce_timeouts(&session, state.clock.now()).await {
         Ok(_) => next.run(req).await,
         Err(e) => AppError::from(e).into_response(),
     }

@@ -115,7 +115,7 @@ pub async fn open_link(
     session: Session,
     Path(token): Path<String>,
 ) -> Result<Response> {
-    sess::restart(&session).await?;
+    sess::restart(&session, state.clock.now()).await?;
     match links::find_by_token(&state.db, &token).await? {
         Some(link) => {
             session.insert(sess::KEY_LINK, link.id.as_str()).await?;

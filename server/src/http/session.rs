@@ -10,6 +10,8 @@ use tower_sessions::Session;
 
 /// Idle timeout for patients; the record's expiry is pushed forward on every request.
 pub const PATIENT_IDLE_MINUTES: i64 = 30;
+/// Idle timeout once a staff member is involved (signed in or half-way through signing in).
+pub const STAFF_IDLE_SECS: i64 = 15 * 60;
 /// Absolute lifetime of any session, however active.
 pub const ABSOLUTE_SECS: i64 = 12 * 3600;
 
@@ -114,6 +116,11 @@ pub const KEY_LINK: &str = "link_id";
 pub const KEY_DEAD_LINK: &str = "dead_link";
 pub const KEY_STAGE: &str = "stage";
 pub const KEY_FLASH: &str = "flash";
+pub const KEY_LAST_SEEN: &str = "last_seen";
+pub const KEY_USER: &str = "user_id";
+pub const KEY_PENDING_USER: &str = "pending_user";
+pub const KEY_AUTH_AT: &str = "auth_at";
+pub const KEY_ENROL: &str = "enrol_token_hash";
 
 /// How far the patient has proved who they are.
 #[derive(
@@ -126,30 +133,42 @@ pub enum Stage {
     Full = 2,
 }
 
-/// Starts a fresh session (new id, nothing carried over) for a visitor arriving by link.
-pub async fn restart(session: &Session) -> Result<(), tower_sessions::session::Error> {
+/// Starts a fresh session (new id, nothing carried over): a visitor arriving by link, or a
+/// staff member starting to sign in.
+pub async fn restart(session: &Session, now: i64) -> Result<(), tower_sessions::session::Error> {
     session.clear().await;
     session.cycle_id().await?;
-    session
-        .insert(KEY_CREATED, OffsetDateTime::now_utc().unix_timestamp())
-        .await?;
+    session.insert(KEY_CREATED, now).await?;
+    session.insert(KEY_LAST_SEEN, now).await?;
     session
         .insert(KEY_CSRF, crate::crypto::random_token())
         .await?;
     Ok(())
 }
 
-/// Ends the absolute lifetime: true if the session was too old and has been flushed.
-pub async fn enforce_absolute_timeout(
+/// Idle (staff 15 min, patients 30 min) and absolute (12 h) timeouts, checked on every request
+/// against the server's clock. Returns true if the session was ended. Sessions that were never
+/// started (anonymous visitors) are left alone, so no record is made for them.
+pub async fn enforce_timeouts(
     session: &Session,
+    now: i64,
 ) -> Result<bool, tower_sessions::session::Error> {
-    let created: Option<i64> = session.get(KEY_CREATED).await?;
-    if let Some(created) = created {
-        if OffsetDateTime::now_utc().unix_timestamp() - created > ABSOLUTE_SECS {
-            session.flush().await?;
-            return Ok(true);
-        }
+    let Some(created) = session.get::<i64>(KEY_CREATED).await? else {
+        return Ok(false);
+    };
+    let last = session.get::<i64>(KEY_LAST_SEEN).await?.unwrap_or(created);
+    let staff = session.get::<String>(KEY_USER).await?.is_some()
+        || session.get::<String>(KEY_PENDING_USER).await?.is_some();
+    let idle = if staff {
+        STAFF_IDLE_SECS
+    } else {
+        PATIENT_IDLE_MINUTES * 60
+    };
+    if now - created > ABSOLUTE_SECS || now - last > idle {
+        session.flush().await?;
+        return Ok(true);
     }
+    session.insert(KEY_LAST_SEEN, now).await?;
     Ok(false)
 }
 

@@ -260,70 +260,70 @@ impl Browser {
 /// Every byte the database holds: the SQLite files (after a checkpoint), or every column of every
 /// PostgreSQL table, text as text and ciphertexts as raw bytes.
 pub async fn dump_database(app: &TestApp) -> Vec<u8> {
-match app.backend {
-    Backend::Sqlite => {
-        // Checkpoint so the main file holds everything, then read every file of the database.
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(app.db().pool())
-            .await
-            .expect("checkpoint");
-        let mut all = vec![];
-        for entry in std::fs::read_dir(app.dir.path()).expect("data dir") {
-            let path = entry.expect("entry").path();
-            if path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("patriotpay.db"))
-            {
-                all.extend(std::fs::read(&path).expect("read db file"));
+    match app.backend {
+        Backend::Sqlite => {
+            // Checkpoint so the main file holds everything, then read every file of the database.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(app.db().pool())
+                .await
+                .expect("checkpoint");
+            let mut all = vec![];
+            for entry in std::fs::read_dir(app.dir.path()).expect("data dir") {
+                let path = entry.expect("entry").path();
+                if path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("patriotpay.db"))
+                {
+                    all.extend(std::fs::read(&path).expect("read db file"));
+                }
             }
+            assert!(all.len() > 10_000, "read the database file");
+            all
         }
-        assert!(all.len() > 10_000, "read the database file");
-        all
-    }
-    Backend::Postgres => {
-        // Every column of every table: text as text, ciphertexts as their raw bytes (a hex
-        // rendering would make random digit runs).
-        let cols: Vec<(String, String, String)> = sqlx::query_as(
+        Backend::Postgres => {
+            // Every column of every table: text as text, ciphertexts as their raw bytes (a hex
+            // rendering would make random digit runs).
+            let cols: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns
              WHERE table_schema = 'public'",
         )
         .fetch_all(app.db().pool())
         .await
         .expect("columns");
-        let mut all = String::new();
-        let mut raw: Vec<u8> = vec![];
-        for (t, c, ty) in cols {
-            if ty == "bytea" {
-                let rows: Vec<Option<Vec<u8>>> =
-                    sqlx::query_scalar(&format!("SELECT {c} FROM {t}"))
-                        .fetch_all(app.db().pool())
-                        .await
-                        .expect("dump");
-                rows.into_iter().flatten().for_each(|r| raw.extend(r));
-            } else {
-                let rows: Vec<Option<String>> =
-                    sqlx::query_scalar(&format!("SELECT CAST({c} AS TEXT) FROM {t}"))
-                        .fetch_all(app.db().pool())
-                        .await
-                        .expect("dump");
-                rows.into_iter().flatten().for_each(|r| {
-                    all.push_str(&r);
-                    all.push('\n');
-                });
+            let mut all = String::new();
+            let mut raw: Vec<u8> = vec![];
+            for (t, c, ty) in cols {
+                if ty == "bytea" {
+                    let rows: Vec<Option<Vec<u8>>> =
+                        sqlx::query_scalar(&format!("SELECT {c} FROM {t}"))
+                            .fetch_all(app.db().pool())
+                            .await
+                            .expect("dump");
+                    rows.into_iter().flatten().for_each(|r| raw.extend(r));
+                } else {
+                    let rows: Vec<Option<String>> =
+                        sqlx::query_scalar(&format!("SELECT CAST({c} AS TEXT) FROM {t}"))
+                            .fetch_all(app.db().pool())
+                            .await
+                            .expect("dump");
+                    rows.into_iter().flatten().for_each(|r| {
+                        all.push_str(&r);
+                        all.push('\n');
+                    });
+                }
             }
+            assert!(raw.len() > 1000, "the dump covers the ciphertexts");
+            assert!(
+                all.contains("Riverside Family Medicine"),
+                "the dump covers the data"
+            );
+            let mut bytes = all.into_bytes();
+            bytes.push(b' ');
+            bytes.extend(raw);
+            bytes
         }
-        assert!(raw.len() > 1000, "the dump covers the ciphertexts");
-        assert!(
-            all.contains("Riverside Family Medicine"),
-            "the dump covers the data"
-        );
-        let mut bytes = all.into_bytes();
-        bytes.push(b' ');
-        bytes.extend(raw);
-        bytes
     }
-}
 }
 
 pub fn location(r: &Response) -> String {

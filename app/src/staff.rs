@@ -1,0 +1,169 @@
+//! Staff pages: sign-in, second factor, enrolment, recovery codes, and the staff home.
+
+use crate::i18n::Tr;
+use crate::pages::{document_portal, error_summary, field_message};
+use crate::vm::*;
+use leptos::prelude::*;
+
+pub fn login(meta: PageMeta, vm: StaffLoginVm) -> String {
+    let tr = Tr::new(meta.lang);
+    let body = view! {
+        <h1>{tr.t("staff-login-title")}</h1>
+        {error_summary(tr, vm.failure.clone(), None)}
+        <form method="post" action="/staff/login" novalidate>
+            <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+            <div class="field">
+                <label for="email">{tr.t("staff-email")}</label>
+                <input id="email" name="email" type="text" inputmode="email" autocomplete="username" required value=vm.email.clone()/>
+            </div>
+            <div class="field">
+                <label for="password">{tr.t("staff-password")}</label>
+                <input id="password" name="password" type="password" autocomplete="current-password" required/>
+            </div>
+            <button type="submit" class="button">{tr.t("staff-sign-in")}</button>
+        </form>
+    };
+    document_portal(&meta, tr.t("staff-login-title"), body.into_any())
+}
+
+pub fn mfa(meta: PageMeta, vm: StaffMfaVm) -> String {
+    let tr = Tr::new(meta.lang);
+    let body = view! {
+        <h1>{tr.t("staff-mfa-title")}</h1>
+        <p class="lead">{tr.t("staff-mfa-lead")}</p>
+        {error_summary(tr, vm.failure.clone(), None)}
+        <form method="post" action="/staff/mfa" novalidate>
+            <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+            <div class="field">
+                <label for="code">{tr.t("staff-code")}</label>
+                <input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" size="14" required/>
+            </div>
+            <button type="submit" class="button">{tr.t("staff-verify")}</button>
+        </form>
+    };
+    document_portal(&meta, tr.t("staff-mfa-title"), body.into_any())
+}
+
+pub fn enrol_invalid(meta: PageMeta) -> String {
+    let tr = Tr::new(meta.lang);
+    let body = view! {
+        <h1>{tr.t("staff-enrol-title")}</h1>
+        <p class="lead">{tr.t("staff-enrol-invalid")}</p>
+    };
+    document_portal(&meta, tr.t("staff-enrol-title"), body.into_any())
+}
+
+pub fn enrol(meta: PageMeta, vm: StaffEnrolVm) -> String {
+    let tr = Tr::new(meta.lang);
+    let err = vm.field_error.clone();
+    let body = view! {
+        <h1>{tr.t("staff-enrol-title")}</h1>
+        <p class="lead">{tr.t("staff-enrol-lead")}</p>
+        {error_summary(tr, vm.failure.clone(), vm.field_error.clone())}
+        <form method="post" action="/staff/enrol" novalidate>
+            <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+            <div class="field">
+                <label for="password">{tr.t("staff-password")}</label>
+                <p class="hint" id="password-hint">{tr.t("staff-password-hint")}</p>
+                {field_message(tr, "password", &err)}
+                <input id="password" name="password" type="password" autocomplete="new-password" required aria-describedby="password-hint"/>
+            </div>
+            <div class="field">
+                <label for="password-confirm">{tr.t("staff-password-confirm")}</label>
+                <input id="password-confirm" name="password_confirm" type="password" autocomplete="new-password" required/>
+            </div>
+            <figure class="qr">
+                <div class="qr-code" inner_html=vm.qr_svg.clone()></div>
+                <figcaption>{tr.t("staff-qr-label")}</figcaption>
+            </figure>
+            <p>{tr.t("staff-secret-label")} " " <code class="secret">{vm.secret_base32.clone()}</code></p>
+            <div class="field">
+                <label for="code">{tr.t("staff-code")}</label>
+                {field_message(tr, "code", &err)}
+                <input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" size="8" required/>
+            </div>
+            <button type="submit" class="button">{tr.t("staff-enrol-submit")}</button>
+        </form>
+    };
+    document_portal(&meta, tr.t("staff-enrol-title"), body.into_any())
+}
+
+pub fn recovery_codes(meta: PageMeta, vm: StaffRecoveryVm) -> String {
+    let tr = Tr::new(meta.lang);
+    let items = vm
+        .codes
+        .iter()
+        .map(|c| view! { <li><code>{c.clone()}</code></li> })
+        .collect::<Vec<_>>();
+    let body = view! {
+        <h1>{tr.t("staff-recovery-title")}</h1>
+        <p class="lead">{tr.t("staff-recovery-lead")}</p>
+        <ol class="recovery-codes">{items}</ol>
+        <p><a class="button" href="/staff/login">{tr.t("staff-recovery-continue")}</a></p>
+    };
+    document_portal(&meta, tr.t("staff-recovery-title"), body.into_any())
+}
+
+pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
+    let tr = Tr::new(meta.lang);
+    let roles = vm
+        .roles
+        .iter()
+        .map(|r| view! { <li>{r.clone()}</li> })
+        .collect::<Vec<_>>();
+    let results = vm.results.clone().map(|rows| {
+        if rows.is_empty() {
+            view! { <p role="status">{tr.t("staff-search-none")}</p> }.into_any()
+        } else {
+            let items = rows
+                .into_iter()
+                .map(|r| view! { <li>{r.name} " — " {r.practice}</li> })
+                .collect::<Vec<_>>();
+            view! {
+                <h3>{tr.t("staff-search-results")}</h3>
+                <ul class="results" role="status">{items}</ul>
+            }
+            .into_any()
+        }
+    });
+    let search = if vm.can_search {
+        view! {
+            <section aria-labelledby="search-heading">
+                <h2 id="search-heading">{tr.t("staff-search-title")}</h2>
+                <form method="post" action="/staff/search" novalidate>
+                    <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+                    <div class="field">
+                        <label for="last-name">{tr.t("staff-search-last-name")}</label>
+                        <input id="last-name" name="last_name" type="text" autocomplete="off"/>
+                    </div>
+                    <div class="field">
+                        <label for="dob">{tr.t("staff-search-dob")}</label>
+                        <input id="dob" name="dob" type="text" autocomplete="off"/>
+                    </div>
+                    <div class="field">
+                        <label for="account">{tr.t("staff-search-account")}</label>
+                        <input id="account" name="account" type="text" autocomplete="off"/>
+                    </div>
+                    <button type="submit" class="button">{tr.t("staff-search-button")}</button>
+                </form>
+                {results}
+            </section>
+        }
+        .into_any()
+    } else {
+        view! { <p>{tr.t("staff-search-denied")}</p> }.into_any()
+    };
+    let body = view! {
+        <h1>{tr.t("staff-home-title")}</h1>
+        <p class="lead">{tr.ta("staff-signed-in-as", &[("email", &vm.email)])}</p>
+        {vm.notice.clone().map(|n| view! { <p class="notice" role="status">{n}</p> })}
+        <h2>{tr.t("staff-your-roles")}</h2>
+        <ul>{roles}</ul>
+        {search}
+        <form method="post" action="/staff/signout-everywhere">
+            <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+            <button type="submit" class="link-button dark">{tr.t("staff-sign-out-everywhere")}</button>
+        </form>
+    };
+    document_portal(&meta, tr.t("staff-home-title"), body.into_any())
+}

@@ -1,0 +1,53 @@
+-- Staff accounts (local identity provider), their grants, enrolment and sign-in throttling.
+-- Keep in step with ../postgres/0002_accounts.sql.
+
+-- Secrets that belong to no practice (staff TOTP seeds) are encrypted under this pseudo-tenant's keys.
+INSERT INTO tenants (id, name, support_phone, created_at)
+VALUES ('ten_00000000000000000000000000000000', 'PatriotPay platform', '', 0);
+
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    password_hash TEXT,
+    totp_secret_ct BLOB,
+    totp_confirmed BIGINT NOT NULL DEFAULT 0,
+    totp_last_step BIGINT NOT NULL DEFAULT 0,
+    must_reset BIGINT NOT NULL DEFAULT 0,
+    disabled_at BIGINT,
+    sessions_revoked_before BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE user_grants (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    role TEXT NOT NULL,
+    tenant_id TEXT REFERENCES tenants(id),
+    expires_at BIGINT,
+    reason TEXT,
+    granted_by TEXT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX user_grants_user ON user_grants(user_id);
+
+CREATE TABLE enrolment_tokens (
+    token_hash BLOB PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
+);
+
+CREATE TABLE recovery_codes (
+    code_hash BLOB PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    used_at BIGINT
+);
+
+CREATE TABLE login_failures (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at BIGINT NOT NULL,
+    email TEXT NOT NULL,
+    address TEXT NOT NULL
+);
+CREATE INDEX login_failures_email ON login_failures(email, at);
+CREATE INDEX login_failures_address ON login_failures(address, at);

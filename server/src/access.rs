@@ -1,0 +1,475 @@
+//! Access control: the roles, the actions, and the one policy function that decides every access.
+
+use crate::ids::{PatientId, TenantId};
+use std::collections::BTreeSet;
+
+/// Who someone is to the portal. Staff roles are scoped to practices by `Grant`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Patient,
+    Guarantor,
+    SupportAgent,
+    PracticeAdmin,
+    SecurityOfficer,
+    PlatformAdmin,
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 7] = [
+        Role::Patient,
+        Role::Guarantor,
+        Role::SupportAgent,
+        Role::PracticeAdmin,
+        Role::SecurityOfficer,
+        Role::PlatformAdmin,
+        Role::Auditor,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Patient => "patient",
+            Role::Guarantor => "guarantor",
+            Role::SupportAgent => "support-agent",
+            Role::PracticeAdmin => "practice-admin",
+            Role::SecurityOfficer => "security-officer",
+            Role::PlatformAdmin => "platform-admin",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Staff roles must sign in with a second factor.
+    pub fn is_staff(self) -> bool {
+        !matches!(self, Role::Patient | Role::Guarantor)
+    }
+}
+
+/// Everything the portal lets anyone do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// Balance and practice of a statement.
+    ViewBalance,
+    /// Line items, including service descriptions.
+    ViewItemisedStatement,
+    /// Amounts of line items without clinical descriptions (guarantor billing scope).
+    ViewStatementAmounts,
+    MakePayment,
+    ViewReceipt,
+    /// "Who viewed my record".
+    ViewOwnAccessLog,
+    InviteGuarantor,
+    RevokeGuarantor,
+    SearchPatients,
+    /// Support's read-only view-as, with reason and ticket.
+    ViewAsPatient,
+    ResendPayLink,
+    ImportStatements,
+    ManageStaff,
+    ManageSmsSettings,
+    IssueRefund,
+    ExportReports,
+    ViewAuditLog,
+    VerifyAuditChain,
+    RunIncidentConsole,
+    GrantBreakGlass,
+    ManagePractices,
+}
+
+impl Action {
+    pub const ALL: [Action; 21] = [
+        Action::ViewBalance,
+        Action::ViewItemisedStatement,
+        Action::ViewStatementAmounts,
+        Action::MakePayment,
+        Action::ViewReceipt,
+        Action::ViewOwnAccessLog,
+        Action::InviteGuarantor,
+        Action::RevokeGuarantor,
+        Action::SearchPatients,
+        Action::ViewAsPatient,
+        Action::ResendPayLink,
+        Action::ImportStatements,
+        Action::ManageStaff,
+        Action::ManageSmsSettings,
+        Action::IssueRefund,
+        Action::ExportReports,
+        Action::ViewAuditLog,
+        Action::VerifyAuditChain,
+        Action::RunIncidentConsole,
+        Action::GrantBreakGlass,
+        Action::ManagePractices,
+    ];
+}
+
+/// A role held in one practice (staff), or over named patients (patients and guarantors).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub role: Role,
+    /// The practice this grant is for. Platform admins hold grants with `None`: every practice.
+    pub tenant: Option<TenantId>,
+    /// For patients: themselves; for guarantors: the dependants they were invited for.
+    pub patients: BTreeSet<PatientId>,
+    /// Break-glass grants end on their own (unix seconds).
+    pub expires_at: Option<i64>,
+}
+
+/// The person acting, as far as the policy needs to know.
+#[derive(Clone, Debug, Default)]
+pub struct Principal {
+    pub user: String,
+    pub grants: Vec<Grant>,
+    /// Staff signed in with their second factor this session.
+    pub mfa: bool,
+    /// Support staff viewing as a patient: everything is read-only.
+    pub impersonating: bool,
+}
+
+/// What is being acted on.
+#[derive(Clone, Debug)]
+pub struct Resource<'a> {
+    pub tenant: &'a TenantId,
+    /// The patient concerned, when there is one.
+    pub patient: Option<&'a PatientId>,
+    /// A line flagged confidential, or a dependant who is now an adult: billing scope only.
+    pub clinical_restricted: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny(&'static str),
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        *self == Decision::Allow
+    }
+}
+
+/// What each role may do in its own scope. Everything not listed is denied.
+fn role_allows(role: Role, action: Action) -> bool {
+    use Action::*;
+    match role {
+        Role::Patient => matches!(
+            action,
+            ViewBalance
+                | ViewItemisedStatement
+                | ViewStatementAmounts
+                | MakePayment
+                | ViewReceipt
+                | ViewOwnAccessLog
+                | InviteGuarantor
+                | RevokeGuarantor
+        ),
+        Role::Guarantor => matches!(
+            action,
+            ViewBalance | ViewStatementAmounts | ViewItemisedStatement | MakePayment | ViewReceipt
+        ),
+        Role::SupportAgent => matches!(
+            action,
+            SearchPatients
+                | ViewAsPatient
+                | ResendPayLink
+                | ViewBalance
+                | ViewItemisedStatement
+                | ViewStatementAmounts
+                | ViewReceipt
+        ),
+        Role::PracticeAdmin => matches!(
+            action,
+            SearchPatients
+                | ViewAsPatient
+                | ResendPayLink
+                | ViewBalance
+                | ViewItemisedStatement
+                | ViewStatementAmounts
+                | ViewReceipt
+                | ImportStatements
+                | ManageStaff
+                | ManageSmsSettings
+                | IssueRefund
+                | ExportReports
+                | RevokeGuarantor
+        ),
+        Role::SecurityOfficer => matches!(
+            action,
+            ViewAuditLog | VerifyAuditChain | RunIncidentConsole | GrantBreakGlass
+        ),
+        Role::PlatformAdmin => matches!(action, ManagePractices | ManageStaff),
+        Role::Auditor => matches!(action, ViewAuditLog | VerifyAuditChain),
+    }
+}
+
+/// Actions that change something; refused while viewing as a patient.
+fn is_write(action: Action) -> bool {
+    use Action::*;
+    matches!(
+        action,
+        MakePayment
+            | InviteGuarantor
+            | RevokeGuarantor
+            | ResendPayLink
+            | ImportStatements
+            | ManageStaff
+            | ManageSmsSettings
+            | IssueRefund
+            | GrantBreakGlass
+            | ManagePractices
+            | RunIncidentConsole
+    )
+}
+
+/// The one policy function. Every handler asks it; nothing else decides access.
+pub fn decide(who: &Principal, action: Action, on: &Resource<'_>, now: i64) -> Decision {
+    if who.impersonating && is_write(action) {
+        return Decision::Deny("view-as is read-only");
+    }
+    let mut reason = "no grant for this action";
+    for g in &who.grants {
+        if g.expires_at.is_some_and(|t| now >= t) {
+            reason = "grant expired";
+            continue;
+        }
+        if !role_allows(g.role, action) {
+            continue;
+        }
+        if g.role.is_staff() && !who.mfa {
+            reason = "second factor required";
+            continue;
+        }
+        match &g.tenant {
+            Some(t) if t != on.tenant => {
+                reason = "another practice";
+                continue;
+            }
+            None if g.role != Role::PlatformAdmin => continue,
+            _ => {}
+        }
+        if matches!(g.role, Role::Patient | Role::Guarantor) {
+            let Some(p) = on.patient else {
+                reason = "no patient named";
+                continue;
+            };
+            if !g.patients.contains(p) {
+                reason = "another patient";
+                continue;
+            }
+            if g.role == Role::Guarantor
+                && action == Action::ViewItemisedStatement
+                && on.clinical_restricted
+            {
+                reason = "clinical detail hidden from guarantors";
+                continue;
+            }
+        }
+        return Decision::Allow;
+    }
+    Decision::Deny(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Action::*;
+
+    struct World {
+        home: TenantId,
+        other: TenantId,
+        me: PatientId,
+        dependant: PatientId,
+        stranger: PatientId,
+    }
+
+    fn world() -> World {
+        World {
+            home: TenantId::generate(),
+            other: TenantId::generate(),
+            me: PatientId::generate(),
+            dependant: PatientId::generate(),
+            stranger: PatientId::generate(),
+        }
+    }
+
+    fn principal(w: &World, role: Role) -> Principal {
+        let patients = match role {
+            Role::Patient => [w.me.clone()].into(),
+            Role::Guarantor => [w.dependant.clone()].into(),
+            _ => BTreeSet::new(),
+        };
+        let tenant = (role != Role::PlatformAdmin).then(|| w.home.clone());
+        Principal {
+            user: format!("u-{}", role.as_str()),
+            grants: vec![Grant {
+                role,
+                tenant,
+                patients,
+                expires_at: None,
+            }],
+            mfa: role.is_staff(),
+            impersonating: false,
+        }
+    }
+
+    /// The whole matrix: every role × every action, on the role's own patient in its own
+    /// practice. `Y` allowed, `.` denied. Changing a permission means changing this table.
+    const MATRIX: &[(Role, &str)] = &[
+        //                     VB VI SA MP VR OL IG RG SP VP RL IS MS SM RF EX AL VC IC BG PR
+        (
+            Role::Patient,
+            "Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .",
+        ),
+        (
+            Role::Guarantor,
+            "Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .",
+        ),
+        (
+            Role::SupportAgent,
+            "Y  Y  Y  .  Y  .  .  .  Y  Y  Y  .  .  .  .  .  .  .  .  .  .",
+        ),
+        (
+            Role::PracticeAdmin,
+            "Y  Y  Y  .  Y  .  .  Y  Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .",
+        ),
+        (
+            Role::SecurityOfficer,
+            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .",
+        ),
+        (
+            Role::PlatformAdmin,
+            ".  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  .  .  .  Y",
+        ),
+        (
+            Role::Auditor,
+            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  .",
+        ),
+    ];
+
+    fn subject(w: &World, role: Role) -> &PatientId {
+        if role == Role::Guarantor {
+            &w.dependant
+        } else {
+            &w.me
+        }
+    }
+
+    #[test]
+    fn every_role_against_every_action() {
+        let w = world();
+        assert_eq!(MATRIX.len(), Role::ALL.len());
+        for (role, row) in MATRIX {
+            let cells: Vec<&str> = row.split_whitespace().collect();
+            assert_eq!(cells.len(), Action::ALL.len(), "row for {role:?}");
+            let who = principal(&w, *role);
+            for (action, cell) in Action::ALL.iter().zip(cells) {
+                let on = Resource {
+                    tenant: &w.home,
+                    patient: Some(subject(&w, *role)),
+                    clinical_restricted: false,
+                };
+                let got = decide(&who, *action, &on, 0).allowed();
+                assert_eq!(got, cell == "Y", "{role:?} {action:?}");
+                // Tenant isolation: nothing at all in another practice (platform admins excepted).
+                let elsewhere = Resource {
+                    tenant: &w.other,
+                    patient: Some(subject(&w, *role)),
+                    clinical_restricted: false,
+                };
+                let expected = cell == "Y" && *role == Role::PlatformAdmin;
+                assert_eq!(
+                    decide(&who, *action, &elsewhere, 0).allowed(),
+                    expected,
+                    "{role:?} {action:?} cross-tenant"
+                );
+                // Patients and guarantors: nothing about anyone else.
+                if matches!(role, Role::Patient | Role::Guarantor) {
+                    let stranger = Resource {
+                        tenant: &w.home,
+                        patient: Some(&w.stranger),
+                        clinical_restricted: false,
+                    };
+                    assert!(
+                        !decide(&who, *action, &stranger, 0).allowed(),
+                        "{role:?} {action:?} cross-patient"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn staff_need_their_second_factor() {
+        let w = world();
+        for role in Role::ALL.into_iter().filter(|r| r.is_staff()) {
+            let mut who = principal(&w, role);
+            who.mfa = false;
+            let on = Resource {
+                tenant: &w.home,
+                patient: Some(&w.me),
+                clinical_restricted: false,
+            };
+            for action in Action::ALL {
+                assert!(
+                    !decide(&who, action, &on, 0).allowed(),
+                    "{role:?} {action:?} without MFA"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn view_as_is_read_only_and_break_glass_expires() {
+        let w = world();
+        let mut agent = principal(&w, Role::SupportAgent);
+        agent.impersonating = true;
+        let on = Resource {
+            tenant: &w.home,
+            patient: Some(&w.me),
+            clinical_restricted: false,
+        };
+        assert!(decide(&agent, ViewItemisedStatement, &on, 0).allowed());
+        assert_eq!(
+            decide(&agent, ResendPayLink, &on, 0),
+            Decision::Deny("view-as is read-only")
+        );
+
+        let mut officer = principal(&w, Role::SecurityOfficer);
+        officer.grants.push(Grant {
+            role: Role::PracticeAdmin,
+            tenant: Some(w.home.clone()),
+            patients: BTreeSet::new(),
+            expires_at: Some(100),
+        });
+        assert!(decide(&officer, IssueRefund, &on, 99).allowed());
+        assert_eq!(
+            decide(&officer, IssueRefund, &on, 100),
+            Decision::Deny("grant expired")
+        );
+    }
+
+    #[test]
+    fn guarantors_see_amounts_not_restricted_clinical_detail() {
+        let w = world();
+        let g = principal(&w, Role::Guarantor);
+        let restricted = Resource {
+            tenant: &w.home,
+            patient: Some(&w.dependant),
+            clinical_restricted: true,
+        };
+        assert!(decide(&g, ViewStatementAmounts, &restricted, 0).allowed());
+        assert!(!decide(&g, ViewItemisedStatement, &restricted, 0).allowed());
+        let p = principal(&w, Role::Patient);
+        let own = Resource {
+            tenant: &w.home,
+            patient: Some(&w.me),
+            clinical_restricted: true,
+        };
+        assert!(
+            decide(&p, ViewItemisedStatement, &own, 0).allowed(),
+            "patients always see their own"
+        );
+    }
+}

@@ -1,0 +1,657 @@
+//! Staff pages: sign-in with password then TOTP, enrolment from a one-time link, staff home with
+//! patient search (policy-checked and audited), sign-out and sign-out everywhere.
+
+use super::error::AppError;
+use super::session::{self as sess, Flash};
+use super::{AppState, RequestContext};
+use crate::access::{self, Action, Resource};
+use crate::accounts::{self, Account, AccountError};
+use crate::audit::{self, Outcome};
+use crate::crypto::{token_hash, FieldAad};
+use crate::ids::{PatientId, TenantId, UserId};
+use crate::phi::Phi;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use patriotpay_app::staff as pages;
+use patriotpay_app::vm::*;
+use patriotpay_app::Tr;
+use tower_sessions::Session;
+
+type Result<T> = std::result::Result<T, AppError>;
+
+fn see_other(path: &str) -> Response {
+    Redirect::to(path).into_response()
+}
+
+fn tr() -> Tr {
+    Tr::default()
+}
+
+impl From<AccountError> for AppError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Db(d) => d.into(),
+            AccountError::Crypto(c) => c.into(),
+            AccountError::Throttled { retry_after_secs } => {
+                AppError::TooManyRequests { retry_after_secs }
+            }
+            AccountError::Invalid | AccountError::WeakPassword | AccountError::Bad(_) => {
+                AppError::BadRequest
+            }
+            AccountError::Hash(h) => AppError::Internal(anyhow::anyhow!("password hashing: {h}")),
+        }
+    }
+}
+
+fn meta() -> PageMeta {
+    PageMeta::default()
+}
+
+async fn audit_user(
+    state: &AppState,
+    ctx: &RequestContext,
+    user: Option<&UserId>,
+    action: &'static str,
+    outcome: Outcome,
+) -> Result<()> {
+    let actor = ctx.actor(
+        user.map(|u| format!("user:{u}"))
+            .unwrap_or_else(|| "anonymous".into()),
+    );
+    audit::record(
+        state.db.pool(),
+        audit::Event {
+            actor: &actor,
+            tenant: None,
+            patient: None,
+            action,
+            resource: user.map(|u| u.as_str()),
+            outcome,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The signed-in staff member, or a redirect to sign-in. Checks, on every request, that the
+/// account is enabled and that its sessions were not revoked after this one signed in.
+async fn signed_in(
+    state: &AppState,
+    session: &Session,
+) -> Result<std::result::Result<Account, Response>> {
+    let Some(id) = session.get::<String>(sess::KEY_USER).await? else {
+        return Ok(Err(see_other("/staff/login")));
+    };
+    let auth_at: i64 = session.get(sess::KEY_AUTH_AT).await?.unwrap_or(0);
+    let account = accounts::load(&state.db, &UserId::from_db(id), state.clock.now()).await?;
+    match account {
+        Some(mut a) if !a.disabled && auth_at > a.sessions_revoked_before => {
+            a.principal.mfa = true;
+            Ok(Ok(a))
+        }
+        _ => {
+            session.flush().await?;
+            Ok(Err(see_other("/staff/login")))
+        }
+    }
+}
+
+pub async fn login_form(session: Session) -> Result<Response> {
+    let failure = sess::take_flash(&session).await?.map(|f| tr().t(&f.key));
+    let vm = StaffLoginVm {
+        csrf: sess::csrf_token(&session).await?,
+        email: String::new(),
+        failure,
+    };
+    Ok(Html(pages::login(meta(), vm)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn login_submit(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    session: Session,
+    Form(form): Form<LoginForm>,
+) -> Result<Response> {
+    if !sess::csrf_ok(&session, &form.csrf).await? {
+        return Err(AppError::Forbidden);
+    }
+    let now = state.clock.now();
+    match accounts::check_password(
+        &state.db,
+        &form.email,
+        Phi::new(form.password),
+        &ctx.address,
+        now,
+    )
+    .await
+    {
+        Ok(user) => {
+            // New session id before anything is granted: a planted id is worth nothing.
+            sess::restart(&session, now).await?;
+            session
+                .insert(sess::KEY_PENDING_USER, user.as_str())
+                .await?;
+            Ok(see_other("/staff/mfa"))
+        }
+        Err(AccountError::Invalid) => {
+            audit_user(&state, &ctx, None, "staff.signin.password", Outcome::Denied).await?;
+            sess::set_flash(
+                &session,
+                Flash {
+                    key: "staff-login-failed".into(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            Ok(see_other("/staff/login"))
+        }
+        Err(AccountError::Throttled { retry_after_secs }) => {
+            let minutes = retry_after_secs.div_ceil(60).to_string();
+            let vm = StaffLoginVm {
+                csrf: sess::csrf_token(&session).await?,
+                email: String::new(),
+                failure: Some(tr().ta("staff-throttled", &[("minutes", &minutes)])),
+            };
+            let mut res = (
+                StatusCode::TOO_MANY_REQUESTS,
+                Html(pages::login(meta(), vm)),
+            )
+                .into_response();
+            if let Ok(v) = retry_after_secs.to_string().parse() {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            Ok(res)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn mfa_form(session: Session) -> Result<Response> {
+    if session
+        .get::<String>(sess::KEY_PENDING_USER)
+        .await?
+        .is_none()
+    {
+        return Ok(see_other("/staff/login"));
+    }
+    let failure = sess::take_flash(&session).await?.map(|f| tr().t(&f.key));
+    let vm = StaffMfaVm {
+        csrf: sess::csrf_token(&session).await?,
+        failure,
+    };
+    Ok(Html(pages::mfa(meta(), vm)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    code: String,
+}
+
+pub async fn mfa_submit(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    session: Session,
+    Form(form): Form<CodeForm>,
+) -> Result<Response> {
+    if !sess::csrf_ok(&session, &form.csrf).await? {
+        return Err(AppError::Forbidden);
+    }
+    let Some(pending) = session.get::<String>(sess::KEY_PENDING_USER).await? else {
+        return Ok(see_other("/staff/login"));
+    };
+    let user = UserId::from_db(pending);
+    let now = state.clock.now();
+    let email = accounts::load(&state.db, &user, now)
+        .await?
+        .map(|a| a.email)
+        .unwrap_or_default();
+    if accounts::throttle(&state.db, &email, &ctx.address, now)
+        .await?
+        .is_some()
+    {
+        // Too many wrong codes: this half-signed-in session ends; sign-in answers 429 for a while.
+        session.flush().await?;
+        return Ok(see_other("/staff/login"));
+    }
+    let ok = accounts::check_totp(&state.db, &state.crypto, &user, &form.code, now).await?
+        || accounts::use_recovery_code(&state.db, &user, &form.code, now).await?;
+    if !ok {
+        // Wrong codes count toward the same limit as wrong passwords.
+        accounts::record_login_failure(&state.db, &email, &ctx.address, now).await?;
+        audit_user(
+            &state,
+            &ctx,
+            Some(&user),
+            "staff.signin.mfa",
+            Outcome::Denied,
+        )
+        .await?;
+        sess::set_flash(
+            &session,
+            Flash {
+                key: "staff-mfa-failed".into(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        return Ok(see_other("/staff/mfa"));
+    }
+    session.remove::<String>(sess::KEY_PENDING_USER).await?;
+    session.cycle_id().await?;
+    session.insert(sess::KEY_USER, user.as_str()).await?;
+    session.insert(sess::KEY_AUTH_AT, now).await?;
+    audit_user(&state, &ctx, Some(&user), "staff.signin", Outcome::Success).await?;
+    Ok(see_other("/staff"))
+}
+
+/// Swaps the enrolment token in the link for a session, like a pay link.
+pub async fn open_enrolment(
+    State(state): State<AppState>,
+    session: Session,
+    Path(token): Path<String>,
+) -> Result<Response> {
+    sess::restart(&session, state.clock.now()).await?;
+    session
+        .insert(sess::KEY_ENROL, hex::encode(token_hash(&token)))
+        .await?;
+    Ok(see_other("/staff/enrol"))
+}
+
+async fn enrolment(state: &AppState, session: &Session) -> Result<Option<(Vec<u8>, UserId)>> {
+    let Some(h) = session.get::<String>(sess::KEY_ENROL).await? else {
+        return Ok(None);
+    };
+    let Ok(hash) = hex::decode(h) else {
+        return Ok(None);
+    };
+    let user = accounts::enrolment_user(&state.db, &hash, state.clock.now()).await?;
+    Ok(user.map(|u| (hash, u)))
+}
+
+fn qr_svg(url: &str) -> Result<String> {
+    let code = qrcode::QrCode::new(url.as_bytes())
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("qr: {e}")))?;
+    Ok(code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build())
+}
+
+async fn render_enrol(
+    state: &AppState,
+    session: &Session,
+    user: &UserId,
+    failure: Option<String>,
+    field_error: Option<FieldError>,
+) -> Result<Response> {
+    let setup = accounts::totp_setup(&state.db, &state.crypto, user).await?;
+    let vm = StaffEnrolVm {
+        csrf: sess::csrf_token(session).await?,
+        qr_svg: qr_svg(&setup.otpauth_url)?,
+        secret_base32: setup.secret_base32,
+        failure,
+        field_error: field_error.clone(),
+    };
+    let status = if field_error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Html(pages::enrol(meta(), vm))).into_response())
+}
+
+pub async fn enrol_form(State(state): State<AppState>, session: Session) -> Result<Response> {
+    match enrolment(&state, &session).await? {
+        Some((_, user)) => render_enrol(&state, &session, &user, None, None).await,
+        None => Ok((StatusCode::NOT_FOUND, Html(pages::enrol_invalid(meta()))).into_response()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct EnrolForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_confirm: String,
+    #[serde(default)]
+    code: String,
+}
+
+pub async fn enrol_submit(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    session: Session,
+    Form(form): Form<EnrolForm>,
+) -> Result<Response> {
+    if !sess::csrf_ok(&session, &form.csrf).await? {
+        return Err(AppError::Forbidden);
+    }
+    let Some((hash, user)) = enrolment(&state, &session).await? else {
+        return Ok((StatusCode::NOT_FOUND, Html(pages::enrol_invalid(meta()))).into_response());
+    };
+    let field = |field: &'static str, key: &str| {
+        Some(FieldError {
+            field,
+            message: tr().t(key),
+        })
+    };
+    if form.password != form.password_confirm {
+        return render_enrol(
+            &state,
+            &session,
+            &user,
+            None,
+            field("password", "staff-password-mismatch"),
+        )
+        .await;
+    }
+    // Rendered directly rather than redirected: a form with a password is never re-shown from a flash.
+    match accounts::complete_enrolment(
+        &state.db,
+        &state.crypto,
+        &hash,
+        Phi::new(form.password),
+        &form.code,
+        state.clock.now(),
+    )
+    .await
+    {
+        Ok((user, codes)) => {
+            session.flush().await?;
+            audit_user(&state, &ctx, Some(&user), "staff.enrol", Outcome::Success).await?;
+            Ok(Html(pages::recovery_codes(meta(), StaffRecoveryVm { codes })).into_response())
+        }
+        Err(AccountError::WeakPassword) => {
+            render_enrol(
+                &state,
+                &session,
+                &user,
+                None,
+                field("password", "staff-password-weak"),
+            )
+            .await
+        }
+        Err(AccountError::Invalid) => {
+            render_enrol(
+                &state,
+                &session,
+                &user,
+                None,
+                field("code", "staff-enrol-code-failed"),
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn role_label(role: access::Role) -> &'static str {
+    match role {
+        access::Role::Patient => "Patient",
+        access::Role::Guarantor => "Guarantor",
+        access::Role::SupportAgent => "Support agent",
+        access::Role::PracticeAdmin => "Practice admin",
+        access::Role::SecurityOfficer => "Security officer",
+        access::Role::PlatformAdmin => "Platform admin",
+        access::Role::Auditor => "Auditor",
+    }
+}
+
+/// Practices where this account may search patients, by the policy.
+async fn searchable_tenants(
+    state: &AppState,
+    account: &Account,
+) -> Result<Vec<crate::billing::Tenant>> {
+    let mut out = vec![];
+    for g in &account.principal.grants {
+        let Some(t) = &g.tenant else { continue };
+        let on = Resource {
+            tenant: t,
+            patient: None,
+            clinical_restricted: false,
+        };
+        if access::decide(
+            &account.principal,
+            Action::SearchPatients,
+            &on,
+            state.clock.now(),
+        )
+        .allowed()
+        {
+            if let Some(tenant) = crate::billing::tenant(&state.db, t).await? {
+                if !out
+                    .iter()
+                    .any(|x: &crate::billing::Tenant| x.id == tenant.id)
+                {
+                    out.push(tenant);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn home_vm(state: &AppState, session: &Session, account: &Account) -> Result<StaffHomeVm> {
+    let mut roles = vec![];
+    for g in &account.principal.grants {
+        let practice = match &g.tenant {
+            Some(t) => crate::billing::tenant(&state.db, t)
+                .await?
+                .map(|t| t.name)
+                .unwrap_or_else(|| t.to_string()),
+            None => "all practices".to_owned(),
+        };
+        roles.push(tr().ta(
+            "staff-role-line",
+            &[("role", role_label(g.role)), ("practice", &practice)],
+        ));
+    }
+    Ok(StaffHomeVm {
+        csrf: sess::csrf_token(session).await?,
+        email: account.email.clone(),
+        roles,
+        can_search: !searchable_tenants(state, account).await?.is_empty(),
+        results: None,
+        notice: None,
+    })
+}
+
+pub async fn home(State(state): State<AppState>, session: Session) -> Result<Response> {
+    let account = match signed_in(&state, &session).await? {
+        Ok(a) => a,
+        Err(r) => return Ok(r),
+    };
+    let vm = home_vm(&state, &session, &account).await?;
+    Ok(Html(pages::home(meta(), vm)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct SearchForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    last_name: String,
+    #[serde(default)]
+    dob: String,
+    #[serde(default)]
+    account: String,
+}
+
+/// Patient search by blind index. A POST, so no PHI ever sits in a URL; every match shown is an
+/// audited view.
+pub async fn search(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    session: Session,
+    Form(form): Form<SearchForm>,
+) -> Result<Response> {
+    if !sess::csrf_ok(&session, &form.csrf).await? {
+        return Err(AppError::Forbidden);
+    }
+    let account = match signed_in(&state, &session).await? {
+        Ok(a) => a,
+        Err(r) => return Ok(r),
+    };
+    let actor = ctx.actor(format!("user:{}", account.id));
+    let tenants = searchable_tenants(&state, &account).await?;
+    if tenants.is_empty() {
+        audit::record(
+            state.db.pool(),
+            audit::Event {
+                actor: &actor,
+                tenant: None,
+                patient: None,
+                action: "patient.search",
+                resource: None,
+                outcome: Outcome::Denied,
+            },
+        )
+        .await?;
+        return Err(AppError::Forbidden);
+    }
+    let mut rows = vec![];
+    for t in &tenants {
+        let found: Vec<PatientId> = if !form.account.trim().is_empty() {
+            crate::billing::find_by_account(&state.db, &state.crypto, &t.id, &form.account).await?
+        } else if let Some(dob) = parse_iso(&form.dob) {
+            crate::billing::find_by_name_dob(&state.db, &state.crypto, &t.id, &form.last_name, &dob)
+                .await?
+        } else {
+            vec![]
+        };
+        audit::record(
+            state.db.pool(),
+            audit::Event {
+                actor: &actor,
+                tenant: Some(&t.id),
+                patient: None,
+                action: "patient.search",
+                resource: None,
+                outcome: Outcome::Success,
+            },
+        )
+        .await?;
+        for p in found {
+            let name = patient_name(&state, &t.id, &p).await?;
+            audit::record(
+                state.db.pool(),
+                audit::Event {
+                    actor: &actor,
+                    tenant: Some(&t.id),
+                    patient: Some(&p),
+                    action: "patient.search.result.view",
+                    resource: Some(p.as_str()),
+                    outcome: Outcome::Success,
+                },
+            )
+            .await?;
+            rows.push(StaffPatientRow {
+                name: name.into_inner(),
+                practice: t.name.clone(),
+            });
+        }
+    }
+    let mut vm = home_vm(&state, &session, &account).await?;
+    vm.results = Some(rows);
+    Ok(Html(pages::home(meta(), vm)).into_response())
+}
+
+fn parse_iso(s: &str) -> Option<String> {
+    time::Date::parse(s.trim(), crate::links::ISO_DATE)
+        .ok()
+        .and_then(|d| d.format(crate::links::ISO_DATE).ok())
+}
+
+async fn patient_name(state: &AppState, tenant: &TenantId, p: &PatientId) -> Result<Phi<String>> {
+    let (first, last): (Vec<u8>, Vec<u8>) = sqlx::query_as(
+        "SELECT first_name_ct, last_name_ct FROM patients WHERE id = $1 AND tenant_id = $2",
+    )
+    .bind(p.as_str())
+    .bind(tenant.as_str())
+    .fetch_one(state.db.pool())
+    .await?;
+    let aad = |column| FieldAad {
+        tenant,
+        table: "patients",
+        column,
+        row: p.as_str(),
+    };
+    let first = state.crypto.decrypt_str(aad("first_name"), &first).await?;
+    let last = state.crypto.decrypt_str(aad("last_name"), &last).await?;
+    Ok(Phi::new(format!("{} {}", first.expose(), last.expose())))
+}
+
+#[derive(serde::Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn signout(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    session: Session,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response> {
+    if !sess::csrf_ok(&session, &form.csrf).await? {
+        return Err(AppError::Forbidden);
+    }
+    let user = session
+        .get::<String>(sess::KEY_USER)
+        .await?
+        .map(UserId::from_db);
+    session.flush().await?;
+    audit_user(
+        &state,
+        &ctx,
+        user.as_ref(),
+        "staff.signout",
+        Outcome::Success,
+    )
+    .await?;
+    Ok(see_other("/staff/login"))
+}
+
+pub async fn signout_everywhere(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    session: Session,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response> {
+    if !sess::csrf_ok(&session, &form.csrf).await? {
+        return Err(AppError::Forbidden);
+    }
+    let account = match signed_in(&state, &session).await? {
+        Ok(a) => a,
+        Err(r) => return Ok(r),
+    };
+    accounts::revoke_sessions(&state.db, &account.id, state.clock.now()).await?;
+    session.flush().await?;
+    audit_user(
+        &state,
+        &ctx,
+        Some(&account.id),
+        "staff.signout.everywhere",
+        Outcome::Success,
+    )
+    .await?;
+    Ok(see_other("/staff/login"))
+}
