@@ -287,7 +287,7 @@ impl OwnMoto {
             .local_addr()
             .expect("addr")
             .port();
-        let child = std::process::Command::new(bin)
+        let mut child = std::process::Command::new(bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -300,6 +300,8 @@ impl OwnMoto {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("moto_server did not start on {url}");
     }
 
