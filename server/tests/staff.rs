@@ -1,0 +1,489 @@
+//! Staff sign-in over HTTP on both databases: enrolment, password + TOTP, recovery codes,
+//! throttling, fixation, idle/absolute timeouts on the test clock, revocation, and a
+//! policy-checked, audited patient search.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use common::{csrf_in, h1, location, Backend, Browser, TestApp};
+use patriotpay::access::Role;
+use patriotpay::ids::UserId;
+use reqwest::StatusCode;
+
+both_backends!(
+    enrol_then_sign_in_with_totp,
+    wrong_answers_look_alike_and_are_throttled,
+    timeouts_follow_the_clock,
+    revocation_and_disable_end_sessions,
+    search_is_policy_checked_and_audited,
+);
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Creates an account and completes enrolment over HTTP; returns its id and recovery codes.
+async fn enrolled(app: &TestApp, email: &str, role: Role) -> (UserId, Vec<String>) {
+    let tenant = (role != Role::PlatformAdmin).then_some(&app.tenant);
+    let now = app.state().clock.now();
+    let (user, token) = patriotpay::accounts::add_user(app.db(), email, role, tenant, now)
+        .await
+        .expect("add user");
+    let b = Browser::new(app);
+    let r = b.get(&format!("/staff/enrol/{token}")).await;
+    assert_eq!(location(&r), "/staff/enrol", "token swapped for a session");
+    let page = b.page("/staff/enrol").await;
+    assert!(page.contains("<svg"), "QR code rendered server-side");
+    assert_eq!(
+        page,
+        b.page("/staff/enrol").await,
+        "reload shows the same secret"
+    );
+    let code = patriotpay::accounts::current_totp(app.db(), &app.state().crypto, &user, now)
+        .await
+        .expect("code");
+    let csrf = csrf_in(&page);
+    // Mismatched and short passwords are refused with the error on the field.
+    let r = b
+        .post(
+            "/staff/enrol",
+            &[
+                ("csrf", &csrf),
+                ("password", PASSWORD),
+                ("password_confirm", "x"),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = b
+        .post(
+            "/staff/enrol",
+            &[
+                ("csrf", &csrf),
+                ("password", "short"),
+                ("password_confirm", "short"),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("Use 8 to 128 characters."));
+    let r = b
+        .post(
+            "/staff/enrol",
+            &[
+                ("csrf", &csrf),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.text().await.expect("body");
+    assert_eq!(h1(&body), "Save your recovery codes");
+    let codes: Vec<String> = body
+        .split("<li><code>")
+        .skip(1)
+        .filter_map(|s| s.split("</code>").next().map(str::to_owned))
+        .collect();
+    assert_eq!(codes.len(), 10);
+    // The link is spent.
+    let again = Browser::new(app);
+    let _ = again.get(&format!("/staff/enrol/{token}")).await;
+    assert_eq!(
+        again.get("/staff/enrol").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    (user, codes)
+}
+
+/// Signs in; advances the test clock one TOTP step first so the code is fresh.
+async fn sign_in(app: &TestApp, b: &Browser, email: &str, user: &UserId) {
+    let csrf = b.csrf("/staff/login").await;
+    let r = b
+        .post(
+            "/staff/login",
+            &[("csrf", &csrf), ("email", email), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(location(&r), "/staff/mfa");
+    app.state().clock.advance(30);
+    let code = patriotpay::accounts::current_totp(
+        app.db(),
+        &app.state().crypto,
+        user,
+        app.state().clock.now(),
+    )
+    .await
+    .expect("code");
+    let csrf = b.csrf("/staff/mfa").await;
+    let r = b
+        .post("/staff/mfa", &[("csrf", &csrf), ("code", &code)])
+        .await;
+    assert_eq!(location(&r), "/staff");
+}
+
+fn session_cookie(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("pp_session="))
+        .map(|c| c.split(';').next().unwrap_or("").to_owned())
+}
+
+async fn enrol_then_sign_in_with_totp(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (user, codes) = enrolled(&app, "Agent@Example.org", Role::SupportAgent).await;
+    let b = Browser::new(&app);
+    assert_eq!(location(&b.get("/staff").await), "/staff/login");
+    let csrf = b.csrf("/staff/login").await;
+    let r = b
+        .post(
+            "/staff/login",
+            &[
+                ("csrf", &csrf),
+                ("email", " agent@example.org "),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(location(&r), "/staff/mfa");
+    let after_password = session_cookie(&r).expect("cycled on password");
+    assert_eq!(
+        location(&b.get("/staff").await),
+        "/staff/login",
+        "a password alone is not a sign-in"
+    );
+    // A wrong code, then the right one; the same code cannot be used twice.
+    app.state().clock.advance(30);
+    let now = app.state().clock.now();
+    let code = patriotpay::accounts::current_totp(app.db(), &app.state().crypto, &user, now)
+        .await
+        .expect("code");
+    let csrf = b.csrf("/staff/mfa").await;
+    let r = b
+        .post("/staff/mfa", &[("csrf", &csrf), ("code", "000000")])
+        .await;
+    assert_eq!(location(&r), "/staff/mfa");
+    assert!(b
+        .page("/staff/mfa")
+        .await
+        .contains("That code was not accepted"));
+    let r = b
+        .post("/staff/mfa", &[("csrf", &csrf), ("code", &code)])
+        .await;
+    assert_eq!(location(&r), "/staff");
+    let signed_in = session_cookie(&r).expect("cycled on second factor");
+    assert_ne!(after_password, signed_in);
+    let home = b.page("/staff").await;
+    assert!(
+        home.contains("agent@example.org")
+            && home.contains("Support agent at Riverside Family Medicine")
+    );
+    // The half-signed-in session id is dead.
+    let stale = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = stale
+        .get(format!("{}/staff", app.url))
+        .header("Cookie", after_password)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(location(&r), "/staff/login");
+    // Sign out, then a replayed code fails; a recovery code works once.
+    let csrf = b.csrf("/staff").await;
+    assert_eq!(
+        location(&b.post("/staff/signout", &[("csrf", &csrf)]).await),
+        "/staff/login"
+    );
+    let r = stale
+        .get(format!("{}/staff", app.url))
+        .header("Cookie", signed_in)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        location(&r),
+        "/staff/login",
+        "sign-out removed the server-side session"
+    );
+    let csrf = b.csrf("/staff/login").await;
+    let _ = b
+        .post(
+            "/staff/login",
+            &[
+                ("csrf", &csrf),
+                ("email", "agent@example.org"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    let csrf = b.csrf("/staff/mfa").await;
+    assert_eq!(
+        location(
+            &b.post("/staff/mfa", &[("csrf", &csrf), ("code", &code)])
+                .await
+        ),
+        "/staff/mfa",
+        "replayed TOTP"
+    );
+    assert_eq!(
+        location(
+            &b.post("/staff/mfa", &[("csrf", &csrf), ("code", &codes[0])])
+                .await
+        ),
+        "/staff"
+    );
+    let csrf = b.csrf("/staff").await;
+    let _ = b.post("/staff/signout", &[("csrf", &csrf)]).await;
+    let csrf = b.csrf("/staff/login").await;
+    let _ = b
+        .post(
+            "/staff/login",
+            &[
+                ("csrf", &csrf),
+                ("email", "agent@example.org"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    let csrf = b.csrf("/staff/mfa").await;
+    assert_eq!(
+        location(
+            &b.post("/staff/mfa", &[("csrf", &csrf), ("code", &codes[0])])
+                .await
+        ),
+        "/staff/mfa",
+        "spent recovery code"
+    );
+    app.finish().await;
+}
+
+async fn wrong_answers_look_alike_and_are_throttled(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (user, _) = enrolled(&app, "admin@example.org", Role::PracticeAdmin).await;
+    let b = Browser::new(&app);
+    let attempt = |email: &'static str, password: &'static str| {
+        let b = &b;
+        async move {
+            let csrf = b.csrf("/staff/login").await;
+            b.post(
+                "/staff/login",
+                &[("csrf", &csrf), ("email", email), ("password", password)],
+            )
+            .await
+        }
+    };
+    // Unknown account and wrong password: the same answer.
+    let r1 = attempt("nobody@example.org", PASSWORD).await;
+    let p1 = b.page("/staff/login").await;
+    let r2 = attempt("admin@example.org", "wrong password!").await;
+    let p2 = b.page("/staff/login").await;
+    assert_eq!((r1.status(), location(&r1)), (r2.status(), location(&r2)));
+    assert_eq!(p1.replace(&csrf_in(&p1), ""), p2.replace(&csrf_in(&p2), ""));
+    for _ in 0..4 {
+        let _ = attempt("admin@example.org", "wrong password!").await;
+    }
+    // Five failures: even the right password now gets 429 with Retry-After.
+    let r = attempt("admin@example.org", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!(retry > 0 && retry <= 15 * 60);
+    assert!(r.text().await.expect("body").contains("Too many attempts"));
+    // After the window, the right password works again.
+    app.state().clock.advance(15 * 60 + 1);
+    sign_in(&app, &b, "admin@example.org", &user).await;
+    app.finish().await;
+}
+
+async fn timeouts_follow_the_clock(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (user, _) = enrolled(&app, "agent@example.org", Role::SupportAgent).await;
+    let clock = app.state().clock.clone();
+    // Staff: 14 minutes idle is fine, 15+ is not.
+    let b = Browser::new(&app);
+    sign_in(&app, &b, "agent@example.org", &user).await;
+    clock.advance(14 * 60);
+    assert_eq!(b.get("/staff").await.status(), StatusCode::OK);
+    clock.advance(15 * 60 + 1);
+    assert_eq!(location(&b.get("/staff").await), "/staff/login");
+    // Patients: 29 minutes idle is fine, 31 is not.
+    let p = Browser::new(&app);
+    p.verified_patient1(&app).await;
+    clock.advance(29 * 60);
+    assert_eq!(p.get("/summary").await.status(), StatusCode::OK);
+    clock.advance(31 * 60);
+    assert_eq!(location(&p.get("/summary").await), "/expired");
+    // Absolute: active every 7 minutes, still ended after 12 hours (steps of 7 keep clear of
+    // the exact boundary, so the seconds the test itself takes don't matter).
+    let p = Browser::new(&app);
+    p.verified_patient1(&app).await;
+    let mut ended_after = None;
+    for i in 1..=120 {
+        clock.advance(7 * 60);
+        if p.get("/summary").await.status() != StatusCode::OK {
+            ended_after = Some(i * 7);
+            break;
+        }
+    }
+    assert_eq!(ended_after, Some(721), "minutes until the absolute timeout");
+    app.finish().await;
+}
+
+async fn revocation_and_disable_end_sessions(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (user, _) = enrolled(&app, "agent@example.org", Role::SupportAgent).await;
+    let laptop = Browser::new(&app);
+    let phone = Browser::new(&app);
+    sign_in(&app, &laptop, "agent@example.org", &user).await;
+    sign_in(&app, &phone, "agent@example.org", &user).await;
+    app.state().clock.advance(1);
+    let csrf = laptop.csrf("/staff").await;
+    assert_eq!(
+        location(
+            &laptop
+                .post("/staff/signout-everywhere", &[("csrf", &csrf)])
+                .await
+        ),
+        "/staff/login"
+    );
+    assert_eq!(
+        location(&phone.get("/staff").await),
+        "/staff/login",
+        "the other device is signed out"
+    );
+    // Signing in again afterwards works.
+    app.state().clock.advance(1);
+    sign_in(&app, &phone, "agent@example.org", &user).await;
+    assert_eq!(phone.get("/staff").await.status(), StatusCode::OK);
+    // Disabling the account ends its session and stops sign-in.
+    assert!(
+        patriotpay::accounts::disable(app.db(), "agent@example.org", app.state().clock.now())
+            .await
+            .expect("disable")
+    );
+    assert_eq!(location(&phone.get("/staff").await), "/staff/login");
+    let csrf = phone.csrf("/staff/login").await;
+    let r = phone
+        .post(
+            "/staff/login",
+            &[
+                ("csrf", &csrf),
+                ("email", "agent@example.org"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(location(&r), "/staff/login");
+    app.finish().await;
+}
+
+async fn search_is_policy_checked_and_audited(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (agent, _) = enrolled(&app, "agent@example.org", Role::SupportAgent).await;
+    let (officer, _) = enrolled(&app, "officer@example.org", Role::SecurityOfficer).await;
+    let b = Browser::new(&app);
+    sign_in(&app, &b, "agent@example.org", &agent).await;
+    let csrf = b.csrf("/staff").await;
+    let r = b
+        .post(
+            "/staff/search",
+            &[
+                ("csrf", &csrf),
+                ("last_name", "QUINTERO"),
+                ("dob", "1984-03-14"),
+                ("account", ""),
+            ],
+        )
+        .await;
+    let page = r.text().await.expect("body");
+    assert!(
+        page.contains("Avery Quintero — Riverside Family Medicine"),
+        "found by last name and date of birth"
+    );
+    let r = b
+        .post(
+            "/staff/search",
+            &[
+                ("csrf", &csrf),
+                ("last_name", ""),
+                ("dob", ""),
+                ("account", "rfm 100877"),
+            ],
+        )
+        .await;
+    assert!(
+        r.text().await.expect("body").contains("Jordan Whitlock"),
+        "found by account number"
+    );
+    let r = b
+        .post(
+            "/staff/search",
+            &[
+                ("csrf", &csrf),
+                ("last_name", "Quintero"),
+                ("dob", "1984-03-15"),
+                ("account", ""),
+            ],
+        )
+        .await;
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("No patient matches."));
+    let views: i64 = app
+        .count("SELECT COUNT(*) FROM audit_events WHERE action = 'patient.search.result.view'")
+        .await;
+    assert_eq!(views, 2, "each patient shown is an audited view");
+    let searches: i64 = app.count("SELECT COUNT(*) FROM audit_events WHERE action = 'patient.search' AND outcome = 'success'").await;
+    assert_eq!(searches, 3);
+    // A security officer's role has no patient search: refused, and the refusal audited.
+    let o = Browser::new(&app);
+    sign_in(&app, &o, "officer@example.org", &officer).await;
+    assert!(o
+        .page("/staff")
+        .await
+        .contains("Your role does not include patient search."));
+    let csrf = o.csrf("/staff").await;
+    let r = o
+        .post(
+            "/staff/search",
+            &[
+                ("csrf", &csrf),
+                ("last_name", "Quintero"),
+                ("dob", "1984-03-14"),
+                ("account", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(!r.text().await.expect("body").contains("Quintero"));
+    let denied: i64 = app.count("SELECT COUNT(*) FROM audit_events WHERE action = 'patient.search' AND outcome = 'denied'").await;
+    assert_eq!(denied, 1);
+    // Without a session: nothing.
+    let anon = Browser::new(&app);
+    let r = anon
+        .post(
+            "/staff/search",
+            &[
+                ("csrf", "x"),
+                ("last_name", "Quintero"),
+                ("dob", "1984-03-14"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    app.finish().await;
+}
