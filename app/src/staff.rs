@@ -153,13 +153,53 @@ pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
     } else {
         view! { <p>{tr.t("staff-search-denied")}</p> }.into_any()
     };
+    let emergency = vm
+        .emergency
+        .iter()
+        .map(|e| view! { <p class="banner" role="status">{e.clone()}</p> })
+        .collect::<Vec<_>>();
+    let break_glass = vm.break_glass.clone().map(|bg| {
+        let options = bg.practices.into_iter().map(|(id, name)| view! { <option value=id>{name}</option> }).collect::<Vec<_>>();
+        view! {
+            <section aria-labelledby="bg-heading">
+                <h2 id="bg-heading">{tr.t("staff-bg-title")}</h2>
+                <p>{tr.t("staff-bg-lead")}</p>
+                {error_summary(tr, bg.error.clone(), None)}
+                <form method="post" action="/staff/break-glass" novalidate>
+                    <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+                    <div class="field">
+                        <label for="bg-practice">{tr.t("staff-bg-practice")}</label>
+                        <select id="bg-practice" name="practice">{options}</select>
+                    </div>
+                    <div class="field">
+                        <label for="bg-role">{tr.t("staff-bg-role")}</label>
+                        <select id="bg-role" name="role">
+                            <option value="support-agent">"Support agent"</option>
+                            <option value="practice-admin">"Practice admin"</option>
+                        </select>
+                    </div>
+                    <div class="field">
+                        <label for="bg-minutes">{tr.t("staff-bg-minutes")}</label>
+                        <input id="bg-minutes" name="minutes" type="text" inputmode="numeric" size="4" value="60"/>
+                    </div>
+                    <div class="field">
+                        <label for="bg-reason">{tr.t("staff-bg-reason")}</label>
+                        <textarea id="bg-reason" name="reason" rows="3" cols="50"></textarea>
+                    </div>
+                    <button type="submit" class="button">{tr.t("staff-bg-submit")}</button>
+                </form>
+            </section>
+        }
+    });
     let body = view! {
         <h1>{tr.t("staff-home-title")}</h1>
+        {emergency}
         <p class="lead">{tr.ta("staff-signed-in-as", &[("email", &vm.email)])}</p>
         {vm.notice.clone().map(|n| view! { <p class="notice" role="status">{n}</p> })}
         <h2>{tr.t("staff-your-roles")}</h2>
         <ul>{roles}</ul>
         {search}
+        {break_glass}
         <form method="post" action="/staff/signout-everywhere">
             <input type="hidden" name="csrf" value=vm.csrf.clone()/>
             <button type="submit" class="link-button dark">{tr.t("staff-sign-out-everywhere")}</button>

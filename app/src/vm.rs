@@ -194,4 +194,15 @@ pub struct StaffHomeVm {
     /// `None` before a search; `Some(empty)` when nothing matched.
     pub results: Option<Vec<StaffPatientRow>>,
     pub notice: Option<String>,
+    /// Active emergency grants, already worded.
+    pub emergency: Vec<String>,
+    /// The emergency-access form, for those who may grant it.
+    pub break_glass: Option<BreakGlassVm>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct BreakGlassVm {
+    /// (tenant id, practice name)
+    pub practices: Vec<(String, String)>,
+    pub error: Option<String>,
 }

@@ -51,3 +51,12 @@ CREATE TABLE login_failures (
 );
 CREATE INDEX login_failures_email ON login_failures(email, at);
 CREATE INDEX login_failures_address ON login_failures(address, at);
+
+-- Security alerts (break-glass use, and later anomalies), also sent to the alert webhook.
+CREATE TABLE alerts (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    delivered_at BIGINT
+);

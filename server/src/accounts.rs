@@ -558,6 +558,46 @@ pub async fn list(db: &Db) -> Result<Vec<UserRow>, AccountError> {
     Ok(out)
 }
 
+/// Longest emergency grant a security officer may give.
+pub const BREAK_GLASS_MAX_MINUTES: i64 = 240;
+
+/// Gives `user` a time-boxed extra role in a practice, with the written reason on record.
+pub async fn grant_break_glass(
+    db: &Db,
+    user: &UserId,
+    role: Role,
+    tenant: &TenantId,
+    minutes: i64,
+    reason: &str,
+    now: i64,
+) -> Result<i64, AccountError> {
+    if !(1..=BREAK_GLASS_MAX_MINUTES).contains(&minutes) {
+        return Err(AccountError::Bad("emergency access lasts 1 to 240 minutes"));
+    }
+    if reason.trim().chars().count() < 20 {
+        return Err(AccountError::Bad("give a reason of at least 20 characters"));
+    }
+    if !matches!(role, Role::SupportAgent | Role::PracticeAdmin) {
+        return Err(AccountError::Bad(
+            "emergency access grants support-agent or practice-admin",
+        ));
+    }
+    let expires = now + minutes * 60;
+    sqlx::query(
+        "INSERT INTO user_grants (user_id, role, tenant_id, expires_at, reason, granted_by, created_at)
+         VALUES ($1, $2, $3, $4, $5, $1, $6)",
+    )
+    .bind(user.as_str())
+    .bind(role.as_str())
+    .bind(tenant.as_str())
+    .bind(expires)
+    .bind(reason.trim())
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(expires)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -238,6 +238,9 @@ pub struct Config {
         global = true
     )]
     pub trust_forwarded_for: bool,
+    /// URL that receives security alerts (break-glass use) as JSON POSTs. Optional.
+    #[arg(long, env = "PATRIOTPAY_ALERT_WEBHOOK_URL", global = true)]
+    pub alert_webhook_url: Option<String>,
     /// Log filter, in `tracing` syntax.
     #[arg(
         long,
@@ -306,6 +309,7 @@ impl Config {
             key_cache_max_uses: 100_000,
             link_ttl_days: 30,
             trust_forwarded_for: false,
+            alert_webhook_url: None,
             log: "info".into(),
         }
     }

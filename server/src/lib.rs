@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod alerts;
 pub mod audit;
 pub mod billing;
 pub mod clock;
@@ -115,6 +116,9 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         trust_forwarded_for: cfg.trust_forwarded_for,
         link_ttl_days: cfg.link_ttl_days,
         clock: Arc::new(clock::Clock::default()),
+        alerts: alerts::AlertSink {
+            webhook_url: cfg.alert_webhook_url.clone(),
+        },
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let portal = http::portal_router(state.clone());

@@ -16,6 +16,7 @@ both_backends!(
     timeouts_follow_the_clock,
     revocation_and_disable_end_sessions,
     search_is_policy_checked_and_audited,
+    break_glass_is_time_boxed_and_loud,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -481,6 +482,132 @@ async fn search_is_policy_checked_and_audited(backend: Backend) {
                 ("csrf", "x"),
                 ("last_name", "Quintero"),
                 ("dob", "1984-03-14"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    app.finish().await;
+}
+
+async fn break_glass_is_time_boxed_and_loud(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (officer, _) = enrolled(&app, "officer@example.org", Role::SecurityOfficer).await;
+    let (agent, _) = enrolled(&app, "agent@example.org", Role::SupportAgent).await;
+    let o = Browser::new(&app);
+    sign_in(&app, &o, "officer@example.org", &officer).await;
+    let home = o.page("/staff").await;
+    assert!(
+        home.contains("Emergency access")
+            && home.contains("Your role does not include patient search.")
+    );
+    let csrf = csrf_in(&home);
+    let practice = app.tenant.as_str();
+    // A reason is required; so are sane minutes.
+    for (minutes, reason) in [
+        ("60", "too short"),
+        ("0", "Patient on the phone cannot pay; admin unreachable"),
+        ("241", "Patient on the phone cannot pay; admin unreachable"),
+        ("x", "Patient on the phone cannot pay; admin unreachable"),
+    ] {
+        let r = o
+            .post(
+                "/staff/break-glass",
+                &[
+                    ("csrf", &csrf),
+                    ("practice", practice),
+                    ("role", "practice-admin"),
+                    ("minutes", minutes),
+                    ("reason", reason),
+                ],
+            )
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{minutes} {reason}"
+        );
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM user_grants WHERE expires_at IS NOT NULL")
+            .await,
+        0
+    );
+    let r = o
+        .post(
+            "/staff/break-glass",
+            &[
+                ("csrf", &csrf),
+                ("practice", practice),
+                ("role", "practice-admin"),
+                ("minutes", "30"),
+                (
+                    "reason",
+                    "Patient on the phone cannot pay; admin unreachable",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.expect("body");
+    assert!(
+        page.contains("Emergency access granted")
+            && page.contains("Emergency access: Practice admin at Riverside Family Medicine until")
+    );
+    // Loud: an audit event and an alert naming who, what and why.
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_events WHERE action = 'breakglass.grant' AND outcome = 'success'").await, 1);
+    let detail: String = sqlx::query_scalar("SELECT detail FROM alerts WHERE kind = 'break-glass'")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("alert");
+    assert!(
+        detail.contains("officer@example.org")
+            && detail.contains("practice-admin")
+            && detail.contains("admin unreachable")
+    );
+    // The elevated role works now...
+    let csrf = o.csrf("/staff").await;
+    let r = o
+        .post(
+            "/staff/search",
+            &[
+                ("csrf", &csrf),
+                ("last_name", "Quintero"),
+                ("dob", "1984-03-14"),
+                ("account", ""),
+            ],
+        )
+        .await;
+    assert!(r.text().await.expect("body").contains("Avery Quintero"));
+    // ...and ends by itself.
+    app.state().clock.advance(31 * 60);
+    sign_in(&app, &o, "officer@example.org", &officer).await;
+    let csrf = o.csrf("/staff").await;
+    let r = o
+        .post(
+            "/staff/search",
+            &[
+                ("csrf", &csrf),
+                ("last_name", "Quintero"),
+                ("dob", "1984-03-14"),
+                ("account", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Other roles cannot grant it.
+    let a = Browser::new(&app);
+    sign_in(&app, &a, "agent@example.org", &agent).await;
+    assert!(!a.page("/staff").await.contains("Emergency access"));
+    let csrf = a.csrf("/staff").await;
+    let r = a
+        .post(
+            "/staff/break-glass",
+            &[
+                ("csrf", &csrf),
+                ("practice", practice),
+                ("role", "practice-admin"),
+                ("minutes", "30"),
+                ("reason", "I would like more access than I have, please"),
             ],
         )
         .await;

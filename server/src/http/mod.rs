@@ -37,6 +37,7 @@ pub struct AppState {
     pub trust_forwarded_for: bool,
     pub link_ttl_days: u32,
     pub clock: Arc<crate::clock::Clock>,
+    pub alerts: crate::alerts::AlertSink,
 }
 
 /// Per-request facts set by the outermost middleware.
@@ -109,6 +110,7 @@ pub fn portal_router(state: AppState) -> Router {
             get(staff::enrol_form).post(staff::enrol_submit),
         )
         .route("/staff/search", post(staff::search))
+        .route("/staff/break-glass", post(staff::break_glass))
         .route("/staff/signout", post(staff::signout))
         .route("/staff/signout-everywhere", post(staff::signout_everywhere))
         .fallback(|| async { AppError::NotFound })

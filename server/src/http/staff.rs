@@ -464,6 +464,56 @@ async fn home_vm(state: &AppState, session: &Session, account: &Account) -> Resu
             &[("role", role_label(g.role)), ("practice", &practice)],
         ));
     }
+    let now = state.clock.now();
+    let mut emergency = vec![];
+    for g in account
+        .principal
+        .grants
+        .iter()
+        .filter(|g| g.expires_at.is_some())
+    {
+        let practice = match &g.tenant {
+            Some(t) => crate::billing::tenant(&state.db, t)
+                .await?
+                .map(|t| t.name)
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        let until = g
+            .expires_at
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+            .and_then(|t| {
+                t.format(time::macros::format_description!("[hour]:[minute]"))
+                    .ok()
+            })
+            .unwrap_or_default();
+        emergency.push(tr().ta(
+            "staff-bg-active",
+            &[
+                ("role", role_label(g.role)),
+                ("practice", &practice),
+                ("until", &until),
+            ],
+        ));
+    }
+    // The form shows only to those the policy lets grant emergency access somewhere.
+    let mut practices = vec![];
+    let ids: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, name FROM tenants WHERE id <> $1 ORDER BY name")
+            .bind(accounts::PLATFORM_TENANT)
+            .fetch_all(state.db.pool())
+            .await?;
+    for (id, name) in ids {
+        let t = TenantId::from_db(id.clone());
+        let on = Resource {
+            tenant: &t,
+            patient: None,
+            clinical_restricted: false,
+        };
+        if access::decide(&account.principal, Action::GrantBreakGlass, &on, now).allowed() {
+            practices.push((id, name));
+        }
+    }
     Ok(StaffHomeVm {
         csrf: sess::csrf_token(session).await?,
         email: account.email.clone(),
@@ -471,6 +521,11 @@ async fn home_vm(state: &AppState, session: &Session, account: &Account) -> Resu
         can_search: !searchable_tenants(state, account).await?.is_empty(),
         results: None,
         notice: None,
+        emergency,
+        break_glass: (!practices.is_empty()).then_some(BreakGlassVm {
+            practices,
+            error: None,
+        }),
     })
 }
 
@@ -654,4 +709,123 @@ pub async fn signout_everywhere(
     )
     .await?;
     Ok(see_other("/staff/login"))
+}
+
+#[derive(serde::Deserialize)]
+pub struct BreakGlassForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    practice: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    minutes: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Emergency access: a security officer grants themself a time-boxed role in one practice, with
+/// a written reason. Audited, alerted, and gone by itself when it expires.
+pub async fn break_glass(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    session: Session,
+    Form(form): Form<BreakGlassForm>,
+) -> Result<Response> {
+    if !sess::csrf_ok(&session, &form.csrf).await? {
+        return Err(AppError::Forbidden);
+    }
+    let account = match signed_in(&state, &session).await? {
+        Ok(a) => a,
+        Err(r) => return Ok(r),
+    };
+    let now = state.clock.now();
+    let tenant = TenantId::parse(&form.practice).ok_or(AppError::BadRequest)?;
+    let on = Resource {
+        tenant: &tenant,
+        patient: None,
+        clinical_restricted: false,
+    };
+    let actor = ctx.actor(format!("user:{}", account.id));
+    if !access::decide(&account.principal, Action::GrantBreakGlass, &on, now).allowed() {
+        audit::record(
+            state.db.pool(),
+            audit::Event {
+                actor: &actor,
+                tenant: Some(&tenant),
+                patient: None,
+                action: "breakglass.grant",
+                resource: None,
+                outcome: Outcome::Denied,
+            },
+        )
+        .await?;
+        return Err(AppError::Forbidden);
+    }
+    let role = access::Role::parse(&form.role);
+    let minutes = form.minutes.trim().parse::<i64>().ok();
+    let granted = match (role, minutes) {
+        (Some(role), Some(minutes)) => accounts::grant_break_glass(
+            &state.db,
+            &account.id,
+            role,
+            &tenant,
+            minutes,
+            &form.reason,
+            now,
+        )
+        .await
+        .map(|e| (role, e)),
+        _ => Err(AccountError::Bad("incomplete")),
+    };
+    let mut vm = home_vm(&state, &session, &account).await?;
+    match granted {
+        Ok((role, expires)) => {
+            audit::record(
+                state.db.pool(),
+                audit::Event {
+                    actor: &actor,
+                    tenant: Some(&tenant),
+                    patient: None,
+                    action: "breakglass.grant",
+                    resource: Some(role.as_str()),
+                    outcome: Outcome::Success,
+                },
+            )
+            .await?;
+            let detail = format!(
+                "{} granted themself {} in {} until {} (unix); reason: {}",
+                account.email,
+                role.as_str(),
+                tenant,
+                expires,
+                form.reason.trim()
+            );
+            state
+                .alerts
+                .raise(&state.db, "break-glass", &detail, now)
+                .await?;
+            // Privilege changed: new session id.
+            session.cycle_id().await?;
+            let account = match signed_in(&state, &session).await? {
+                Ok(a) => a,
+                Err(r) => return Ok(r),
+            };
+            vm = home_vm(&state, &session, &account).await?;
+            vm.notice = Some(tr().t("staff-bg-granted"));
+        }
+        Err(AccountError::Bad(_)) => {
+            if let Some(bg) = vm.break_glass.as_mut() {
+                bg.error = Some(tr().t("staff-bg-invalid"));
+            }
+            return Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Html(pages::home(meta(), vm)),
+            )
+                .into_response());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Html(pages::home(meta(), vm)).into_response())
 }
