@@ -770,16 +770,20 @@ async fn headers_and_error_pages(backend: Backend) {
 /// Every 13–19 digit run in `bytes` that passes the Luhn check.
 fn luhn_runs(bytes: &[u8]) -> Vec<String> {
     let mut out = vec![];
-    let mut run = String::new();
-    for &c in bytes.iter().chain(std::iter::once(&b' ')) {
-        if c.is_ascii_digit() {
-            run.push(c as char);
+    // Maximal alphanumeric tokens; long lowercase-hex tokens are our ids and hashes (`pat_<32
+    // hex>`), whose digit runs are chance, not card numbers.
+    for token in bytes.split(|b| !b.is_ascii_alphanumeric()) {
+        let is_hex_id =
+            token.len() >= 32 && token.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if is_hex_id {
             continue;
         }
-        if (13..=19).contains(&run.len()) && patriotpay::payments::sandbox::luhn_valid(&run) {
-            out.push(run.clone());
+        for run in token.split(|b| !b.is_ascii_digit()) {
+            let run = String::from_utf8_lossy(run);
+            if (13..=19).contains(&run.len()) && patriotpay::payments::sandbox::luhn_valid(&run) {
+                out.push(run.into_owned());
+            }
         }
-        run.clear();
     }
     out
 }
@@ -826,4 +830,17 @@ fn luhn_scanner_finds_card_numbers() {
         vec!["4242424242424242".to_owned()]
     );
     assert!(luhn_runs(b"4242424242424241").is_empty());
+    assert_eq!(
+        luhn_runs(b"{\"pan\":\"378282246310005\"}"),
+        vec!["378282246310005".to_owned()]
+    );
+    // A chance Luhn-valid digit run inside one of our hex ids (seen in CI) is not a card number.
+    assert!(patriotpay::payments::sandbox::luhn_valid("1193319284750"));
+    let id = format!("ten_ab1193319284750c{}", "d".repeat(16));
+    assert!(luhn_runs(id.as_bytes()).is_empty());
+    assert_eq!(
+        luhn_runs(b"ab1193319284750c"),
+        vec!["1193319284750".to_owned()],
+        "short tokens are still scanned"
+    );
 }
