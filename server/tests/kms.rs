@@ -119,7 +119,7 @@ async fn rotate_rewrap_reencrypt(backend: Backend) {
     reads_statement(&app).await;
 
     // Rotate: a new version for new writes; old values still read.
-    let rotated = patriotpay::keys::rotate(app.db(), &crypto, None, false)
+    let rotated = patriotpay::keys::rotate(app.db(), &crypto, Some(&app.tenant), false)
         .await
         .expect("rotate");
     assert_eq!(rotated.rotated, vec![(app.tenant.as_str().to_owned(), 2)]);
