@@ -175,3 +175,6 @@ staff-bg-submit = Grant emergency access
 staff-bg-active = Emergency access: { $role } at { $practice } until { $until } UTC
 staff-bg-invalid = Give a practice, a role, 1 to 240 minutes and a reason of at least 20 characters.
 staff-bg-granted = Emergency access granted. A security alert was raised.
+staff-new-password-title = Choose a new password
+staff-new-password-lead = Your account has a temporary password. Choose your own to continue.
+staff-new-password-submit = Set password

@@ -207,3 +207,26 @@ pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
     };
     document_portal(&meta, tr.t("staff-home-title"), body.into_any())
 }
+
+pub fn new_password(meta: PageMeta, vm: StaffMfaVm) -> String {
+    let tr = Tr::new(meta.lang);
+    let body = view! {
+        <h1>{tr.t("staff-new-password-title")}</h1>
+        <p class="lead">{tr.t("staff-new-password-lead")}</p>
+        {error_summary(tr, vm.failure.clone(), None)}
+        <form method="post" action="/staff/new-password" novalidate>
+            <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+            <div class="field">
+                <label for="password">{tr.t("staff-password")}</label>
+                <p class="hint" id="password-hint">{tr.t("staff-password-hint")}</p>
+                <input id="password" name="password" type="password" autocomplete="new-password" required aria-describedby="password-hint"/>
+            </div>
+            <div class="field">
+                <label for="password-confirm">{tr.t("staff-password-confirm")}</label>
+                <input id="password-confirm" name="password_confirm" type="password" autocomplete="new-password" required/>
+            </div>
+            <button type="submit" class="button">{tr.t("staff-new-password-submit")}</button>
+        </form>
+    };
+    document_portal(&meta, tr.t("staff-new-password-title"), body.into_any())
+}

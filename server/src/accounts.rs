@@ -558,6 +558,84 @@ pub async fn list(db: &Db) -> Result<Vec<UserRow>, AccountError> {
     Ok(out)
 }
 
+/// The local record of a Cognito user, created on first sign-in; its Cognito-given grants are
+/// replaced from `cognito:groups` each time (emergency grants are kept). Returns the id, and
+/// whether the account may sign in (not disabled, no pending forced reset).
+pub async fn upsert_external(
+    db: &Db,
+    email: &str,
+    grants: &[(Role, Option<TenantId>)],
+    now: i64,
+) -> Result<(UserId, bool), AccountError> {
+    let email = normalize_email(email);
+    let mut tx = db.begin_write().await?;
+    let row: Option<(String, Option<i64>, i64)> =
+        sqlx::query_as("SELECT id, disabled_at, must_reset FROM users WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (id, usable) = match row {
+        Some((id, disabled, must_reset)) => {
+            (UserId::from_db(id), disabled.is_none() && must_reset == 0)
+        }
+        None => {
+            let id = UserId::generate();
+            sqlx::query("INSERT INTO users (id, email, created_at) VALUES ($1, $2, $3)")
+                .bind(id.as_str())
+                .bind(&email)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            (id, true)
+        }
+    };
+    sqlx::query("DELETE FROM user_grants WHERE user_id = $1 AND granted_by = 'cognito'")
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    for (role, tenant) in grants {
+        sqlx::query("INSERT INTO user_grants (user_id, role, tenant_id, granted_by, created_at) VALUES ($1, $2, $3, 'cognito', $4)")
+            .bind(id.as_str())
+            .bind(role.as_str())
+            .bind(tenant.as_ref().map(|t| t.as_str().to_owned()))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok((id, usable))
+}
+
+/// Marks an account as needing a password reset and ends its sessions. For local accounts
+/// returns a fresh set-up link token (password and TOTP are set again).
+pub async fn force_reset(db: &Db, email: &str, now: i64) -> Result<Option<String>, AccountError> {
+    let email = normalize_email(email);
+    let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(&email)
+        .fetch_optional(db.pool())
+        .await?;
+    let id = id.ok_or(AccountError::Bad("no account with that email"))?;
+    let token = random_token();
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "UPDATE users SET must_reset = 1, totp_confirmed = 0, totp_secret_ct = NULL, sessions_revoked_before = $1 WHERE id = $2",
+    )
+        .bind(now)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO enrolment_tokens (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
+    )
+    .bind(token_hash(&token))
+    .bind(&id)
+    .bind(now + ENROLMENT_TTL_SECS)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(token))
+}
+
 /// Longest emergency grant a security officer may give.
 pub const BREAK_GLASS_MAX_MINUTES: i64 = 240;
 

@@ -90,6 +90,12 @@ pub enum UsersCommand {
     },
     /// List accounts with their roles.
     List,
+    /// Force a password reset: local accounts get a new set-up link; Cognito users are reset
+    /// at Cognito. Either way the portal refuses sign-in until the reset is done.
+    Reset {
+        #[arg(long)]
+        email: String,
+    },
     /// Disable an account and end its sessions.
     Disable {
         #[arg(long)]
@@ -222,6 +228,29 @@ pub struct Config {
         global = true
     )]
     pub key_cache_max_uses: u64,
+    /// Staff identity provider: `local` (accounts in the database) or `cognito`.
+    #[arg(
+        long,
+        env = "PATRIOTPAY_IDENTITY_PROVIDER",
+        default_value = "local",
+        global = true
+    )]
+    pub identity_provider: IdentityProviderKind,
+    /// Cognito user pool id (with `cognito`).
+    #[arg(long, env = "PATRIOTPAY_COGNITO_USER_POOL_ID", global = true)]
+    pub cognito_user_pool_id: Option<String>,
+    /// Cognito app client id (public client, USER_PASSWORD_AUTH enabled).
+    #[arg(long, env = "PATRIOTPAY_COGNITO_CLIENT_ID", global = true)]
+    pub cognito_client_id: Option<String>,
+    /// JWKS URL. Default: `https://cognito-idp.{region}.amazonaws.com/{pool}/.well-known/jwks.json`.
+    #[arg(long, env = "PATRIOTPAY_COGNITO_JWKS_URL", global = true)]
+    pub cognito_jwks_url: Option<String>,
+    /// Expected token issuer. Default: `https://cognito-idp.{region}.amazonaws.com/{pool}`.
+    #[arg(long, env = "PATRIOTPAY_COGNITO_ISSUER", global = true)]
+    pub cognito_issuer: Option<String>,
+    /// Cognito endpoint override (moto in tests).
+    #[arg(long, env = "PATRIOTPAY_COGNITO_ENDPOINT_URL", global = true)]
+    pub cognito_endpoint_url: Option<String>,
     /// Days a new pay link stays valid.
     #[arg(
         long,
@@ -249,6 +278,12 @@ pub struct Config {
         global = true
     )]
     pub log: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdentityProviderKind {
+    Local,
+    Cognito,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -307,11 +342,54 @@ impl Config {
             kms_endpoint_url: None,
             key_cache_max_age_secs: 300,
             key_cache_max_uses: 100_000,
+            identity_provider: IdentityProviderKind::Local,
+            cognito_user_pool_id: None,
+            cognito_client_id: None,
+            cognito_jwks_url: None,
+            cognito_issuer: None,
+            cognito_endpoint_url: None,
             link_ttl_days: 30,
             trust_forwarded_for: false,
             alert_webhook_url: None,
             log: "info".into(),
         }
+    }
+}
+
+impl Config {
+    /// Cognito settings, with the pool's standard JWKS URL and issuer unless overridden.
+    pub fn cognito_settings(&self) -> anyhow::Result<crate::cognito::CognitoSettings> {
+        let pool = self.cognito_user_pool_id.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "PATRIOTPAY_COGNITO_USER_POOL_ID is required with the cognito identity provider"
+            )
+        })?;
+        let client_id = self.cognito_client_id.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "PATRIOTPAY_COGNITO_CLIENT_ID is required with the cognito identity provider"
+            )
+        })?;
+        let region = self
+            .aws_region
+            .clone()
+            .or_else(|| pool.split_once('_').map(|(r, _)| r.to_owned()))
+            .ok_or_else(|| anyhow::anyhow!("set PATRIOTPAY_AWS_REGION for Cognito"))?;
+        let issuer = self
+            .cognito_issuer
+            .clone()
+            .unwrap_or_else(|| format!("https://cognito-idp.{region}.amazonaws.com/{pool}"));
+        let jwks_url = self
+            .cognito_jwks_url
+            .clone()
+            .unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
+        Ok(crate::cognito::CognitoSettings {
+            user_pool_id: pool,
+            client_id,
+            region: Some(region),
+            endpoint_url: self.cognito_endpoint_url.clone(),
+            jwks_url,
+            issuer,
+        })
     }
 }
 

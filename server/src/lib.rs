@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod audit;
 pub mod billing;
 pub mod clock;
+pub mod cognito;
 pub mod config;
 pub mod crypto;
 pub mod db;
@@ -106,6 +107,12 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     // The sandbox calls the portal directly on its bound address, like Stripe calling our endpoint.
     sandbox.set_webhook_url(format!("http://{portal_addr}/webhooks/stripe"));
 
+    let cognito = match cfg.identity_provider {
+        config::IdentityProviderKind::Local => None,
+        config::IdentityProviderKind::Cognito => Some(Arc::new(
+            cognito::CognitoProvider::connect(cfg.cognito_settings()?).await,
+        )),
+    };
     let crypto_for_poll = crypto.clone();
     let state = AppState {
         db: db.clone(),
@@ -119,6 +126,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         alerts: alerts::AlertSink {
             webhook_url: cfg.alert_webhook_url.clone(),
         },
+        cognito,
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let portal = http::portal_router(state.clone());

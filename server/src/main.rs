@@ -202,6 +202,32 @@ async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow
                 println!("{:<40} {:<9} {}", u.email, state, u.roles.join(", "));
             }
         }
+        UsersCommand::Reset { email } => {
+            let token = patriotpay::accounts::force_reset(&db, &email, now).await?;
+            match cfg.identity_provider {
+                patriotpay::config::IdentityProviderKind::Cognito => {
+                    let c = patriotpay::cognito::CognitoProvider::connect(cfg.cognito_settings()?)
+                        .await;
+                    c.reset_password(&patriotpay::accounts::normalize_email(&email))
+                        .await?;
+                    c.global_sign_out(&patriotpay::accounts::normalize_email(&email))
+                        .await?;
+                    println!("Reset at Cognito and signed out everywhere; the portal refuses {email} until the reset is done.");
+                }
+                patriotpay::config::IdentityProviderKind::Local => {
+                    let public = cfg
+                        .public_url
+                        .clone()
+                        .unwrap_or_else(|| format!("http://{}", cfg.addr));
+                    println!("Sessions ended. {email} must set a new password and authenticator with this link (72 hours):");
+                    println!(
+                        "{}/staff/enrol/{}",
+                        public.trim_end_matches('/'),
+                        token.unwrap_or_default()
+                    );
+                }
+            }
+        }
         UsersCommand::Disable { email } => {
             if patriotpay::accounts::disable(&db, &email, now).await? {
                 println!("Disabled {email}; its sessions end at their next request.");

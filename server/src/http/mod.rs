@@ -38,6 +38,8 @@ pub struct AppState {
     pub link_ttl_days: u32,
     pub clock: Arc<crate::clock::Clock>,
     pub alerts: crate::alerts::AlertSink,
+    /// Set when staff sign in with Cognito instead of local accounts.
+    pub cognito: Option<Arc<crate::cognito::CognitoProvider>>,
 }
 
 /// Per-request facts set by the outermost middleware.
@@ -104,6 +106,10 @@ pub fn portal_router(state: AppState) -> Router {
             get(staff::login_form).post(staff::login_submit),
         )
         .route("/staff/mfa", get(staff::mfa_form).post(staff::mfa_submit))
+        .route(
+            "/staff/new-password",
+            get(staff::new_password_form).post(staff::new_password_submit),
+        )
         .route("/staff/enrol/{token}", get(staff::open_enrolment))
         .route(
             "/staff/enrol",

@@ -121,6 +121,9 @@ pub const KEY_USER: &str = "user_id";
 pub const KEY_PENDING_USER: &str = "pending_user";
 pub const KEY_AUTH_AT: &str = "auth_at";
 pub const KEY_ENROL: &str = "enrol_token_hash";
+pub const KEY_MFA: &str = "mfa";
+pub const KEY_CHALLENGE: &str = "cognito_challenge";
+pub const KEY_TOKENS: &str = "cognito_tokens";
 
 /// How far the patient has proved who they are.
 #[derive(
@@ -158,7 +161,11 @@ pub async fn enforce_timeouts(
     };
     let last = session.get::<i64>(KEY_LAST_SEEN).await?.unwrap_or(created);
     let staff = session.get::<String>(KEY_USER).await?.is_some()
-        || session.get::<String>(KEY_PENDING_USER).await?.is_some();
+        || session.get::<String>(KEY_PENDING_USER).await?.is_some()
+        || session
+            .get::<serde_json::Value>(KEY_CHALLENGE)
+            .await?
+            .is_some();
     let idle = if staff {
         STAFF_IDLE_SECS
     } else {

@@ -84,16 +84,115 @@ async fn signed_in(
     let Some(id) = session.get::<String>(sess::KEY_USER).await? else {
         return Ok(Err(see_other("/staff/login")));
     };
+    let now = state.clock.now();
     let auth_at: i64 = session.get(sess::KEY_AUTH_AT).await?.unwrap_or(0);
-    let account = accounts::load(&state.db, &UserId::from_db(id), state.clock.now()).await?;
-    match account {
-        Some(mut a) if !a.disabled && auth_at > a.sessions_revoked_before => {
-            a.principal.mfa = true;
-            Ok(Ok(a))
+    let account = accounts::load(&state.db, &UserId::from_db(id), now).await?;
+    let Some(mut a) = account.filter(|a| !a.disabled && auth_at > a.sessions_revoked_before) else {
+        session.flush().await?;
+        return Ok(Err(see_other("/staff/login")));
+    };
+    // With Cognito, the refresh token is the authority: once it is revoked (global sign-out,
+    // disabled user) the session ends at the next refresh.
+    if let (Some(c), Some(tokens)) = (
+        &state.cognito,
+        session
+            .get::<crate::cognito::Tokens>(sess::KEY_TOKENS)
+            .await?,
+    ) {
+        if now >= tokens.expires_at - 60 {
+            match c.refresh(&tokens, now).await {
+                Ok(fresh) => session.insert(sess::KEY_TOKENS, fresh).await?,
+                Err(crate::cognito::CognitoError::Unavailable(e)) => {
+                    return Err(AppError::Unavailable(e))
+                }
+                Err(_) => {
+                    session.flush().await?;
+                    return Ok(Err(see_other("/staff/login")));
+                }
+            }
         }
-        _ => {
-            session.flush().await?;
-            Ok(Err(see_other("/staff/login")))
+    }
+    a.principal.mfa = session.get::<bool>(sess::KEY_MFA).await?.unwrap_or(false);
+    Ok(Ok(a))
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Challenge {
+    session: String,
+    email: String,
+}
+
+impl From<crate::cognito::CognitoError> for AppError {
+    fn from(e: crate::cognito::CognitoError) -> Self {
+        match e {
+            crate::cognito::CognitoError::Unavailable(m) => AppError::Unavailable(m),
+            e => AppError::Internal(e.into()),
+        }
+    }
+}
+
+/// Where a Cognito sign-in step leads: a challenge page, or signed in.
+async fn cognito_step(
+    state: &AppState,
+    ctx: &RequestContext,
+    session: &Session,
+    email: &str,
+    step: crate::cognito::Step,
+    mfa: bool,
+) -> Result<Response> {
+    use crate::cognito::Step;
+    let now = state.clock.now();
+    match step {
+        Step::NewPasswordRequired { session: s } => {
+            session
+                .insert(
+                    sess::KEY_CHALLENGE,
+                    Challenge {
+                        session: s,
+                        email: email.to_owned(),
+                    },
+                )
+                .await?;
+            Ok(see_other("/staff/new-password"))
+        }
+        Step::TotpRequired { session: s } => {
+            session
+                .insert(
+                    sess::KEY_CHALLENGE,
+                    Challenge {
+                        session: s,
+                        email: email.to_owned(),
+                    },
+                )
+                .await?;
+            Ok(see_other("/staff/mfa"))
+        }
+        Step::Done { tokens, claims } => {
+            let grants = crate::cognito::grants_from_groups(&claims.groups);
+            let who = claims.email.clone().unwrap_or_else(|| email.to_owned());
+            let (user, usable) = accounts::upsert_external(&state.db, &who, &grants, now).await?;
+            if !usable {
+                // Disabled here, or a forced reset not yet done: Cognito's tokens don't override us.
+                accounts::record_login_failure(&state.db, &who, &ctx.address, now).await?;
+                audit_user(
+                    state,
+                    ctx,
+                    Some(&user),
+                    "staff.signin.password",
+                    Outcome::Denied,
+                )
+                .await?;
+                session.flush().await?;
+                return Ok(see_other("/staff/login?reset=1"));
+            }
+            session.remove::<Challenge>(sess::KEY_CHALLENGE).await?;
+            session.cycle_id().await?;
+            session.insert(sess::KEY_USER, user.as_str()).await?;
+            session.insert(sess::KEY_AUTH_AT, now).await?;
+            session.insert(sess::KEY_MFA, mfa).await?;
+            session.insert(sess::KEY_TOKENS, *tokens).await?;
+            audit_user(state, ctx, Some(&user), "staff.signin", Outcome::Success).await?;
+            Ok(see_other("/staff"))
         }
     }
 }
@@ -128,9 +227,34 @@ pub async fn login_submit(
         return Err(AppError::Forbidden);
     }
     let now = state.clock.now();
+    let email = accounts::normalize_email(&form.email);
+    if let Some(c) = state.cognito.clone() {
+        if let Some(retry_after_secs) =
+            accounts::throttle(&state.db, &email, &ctx.address, now).await?
+        {
+            return login_failed(
+                &state,
+                &ctx,
+                &session,
+                Err(AccountError::Throttled { retry_after_secs }),
+            )
+            .await;
+        }
+        return match c.sign_in(&email, &form.password, now).await {
+            Ok(step) => {
+                sess::restart(&session, now).await?;
+                cognito_step(&state, &ctx, &session, &email, step, false).await
+            }
+            Err(crate::cognito::CognitoError::Unavailable(m)) => Err(AppError::Unavailable(m)),
+            Err(_) => {
+                accounts::record_login_failure(&state.db, &email, &ctx.address, now).await?;
+                login_failed(&state, &ctx, &session, Err(AccountError::Invalid)).await
+            }
+        };
+    }
     match accounts::check_password(
         &state.db,
-        &form.email,
+        &email,
         Phi::new(form.password),
         &ctx.address,
         now,
@@ -145,10 +269,23 @@ pub async fn login_submit(
                 .await?;
             Ok(see_other("/staff/mfa"))
         }
+        Err(e) => login_failed(&state, &ctx, &session, Err(e)).await,
+    }
+}
+
+/// The answer to a refused first step: the same for every reason, or 429 when throttled.
+async fn login_failed(
+    state: &AppState,
+    ctx: &RequestContext,
+    session: &Session,
+    result: std::result::Result<(), AccountError>,
+) -> Result<Response> {
+    match result {
+        Ok(()) => Ok(see_other("/staff")),
         Err(AccountError::Invalid) => {
-            audit_user(&state, &ctx, None, "staff.signin.password", Outcome::Denied).await?;
+            audit_user(state, ctx, None, "staff.signin.password", Outcome::Denied).await?;
             sess::set_flash(
-                &session,
+                session,
                 Flash {
                     key: "staff-login-failed".into(),
                     ..Default::default()
@@ -160,7 +297,7 @@ pub async fn login_submit(
         Err(AccountError::Throttled { retry_after_secs }) => {
             let minutes = retry_after_secs.div_ceil(60).to_string();
             let vm = StaffLoginVm {
-                csrf: sess::csrf_token(&session).await?,
+                csrf: sess::csrf_token(session).await?,
                 email: String::new(),
                 failure: Some(tr().ta("staff-throttled", &[("minutes", &minutes)])),
             };
@@ -183,6 +320,10 @@ pub async fn mfa_form(session: Session) -> Result<Response> {
         .get::<String>(sess::KEY_PENDING_USER)
         .await?
         .is_none()
+        && session
+            .get::<Challenge>(sess::KEY_CHALLENGE)
+            .await?
+            .is_none()
     {
         return Ok(see_other("/staff/login"));
     }
@@ -210,6 +351,29 @@ pub async fn mfa_submit(
 ) -> Result<Response> {
     if !sess::csrf_ok(&session, &form.csrf).await? {
         return Err(AppError::Forbidden);
+    }
+    if let (Some(c), Some(ch)) = (
+        state.cognito.clone(),
+        session.get::<Challenge>(sess::KEY_CHALLENGE).await?,
+    ) {
+        let now = state.clock.now();
+        if accounts::throttle(&state.db, &ch.email, &ctx.address, now)
+            .await?
+            .is_some()
+        {
+            session.flush().await?;
+            return Ok(see_other("/staff/login"));
+        }
+        return match c.totp(&ch.session, &ch.email, &form.code, now).await {
+            Ok(step) => cognito_step(&state, &ctx, &session, &ch.email, step, true).await,
+            Err(crate::cognito::CognitoError::Unavailable(m)) => Err(AppError::Unavailable(m)),
+            Err(_) => {
+                accounts::record_login_failure(&state.db, &ch.email, &ctx.address, now).await?;
+                // Cognito's challenge session is single-use: start again from the password.
+                session.flush().await?;
+                Ok(see_other("/staff/login"))
+            }
+        };
     }
     let Some(pending) = session.get::<String>(sess::KEY_PENDING_USER).await? else {
         return Ok(see_other("/staff/login"));
@@ -255,6 +419,7 @@ pub async fn mfa_submit(
     session.cycle_id().await?;
     session.insert(sess::KEY_USER, user.as_str()).await?;
     session.insert(sess::KEY_AUTH_AT, now).await?;
+    session.insert(sess::KEY_MFA, true).await?;
     audit_user(&state, &ctx, Some(&user), "staff.signin", Outcome::Success).await?;
     Ok(see_other("/staff"))
 }
@@ -699,6 +864,10 @@ pub async fn signout_everywhere(
         Err(r) => return Ok(r),
     };
     accounts::revoke_sessions(&state.db, &account.id, state.clock.now()).await?;
+    if let Some(c) = &state.cognito {
+        // Revokes the refresh tokens too, so every other session fails its next refresh.
+        c.global_sign_out(&account.email).await?;
+    }
     session.flush().await?;
     audit_user(
         &state,
@@ -828,4 +997,76 @@ pub async fn break_glass(
         Err(e) => return Err(e.into()),
     }
     Ok(Html(pages::home(meta(), vm)).into_response())
+}
+
+pub async fn new_password_form(session: Session) -> Result<Response> {
+    if session
+        .get::<Challenge>(sess::KEY_CHALLENGE)
+        .await?
+        .is_none()
+    {
+        return Ok(see_other("/staff/login"));
+    }
+    let failure = sess::take_flash(&session).await?.map(|f| tr().t(&f.key));
+    let vm = StaffMfaVm {
+        csrf: sess::csrf_token(&session).await?,
+        failure,
+    };
+    Ok(Html(pages::new_password(meta(), vm)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct NewPasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_confirm: String,
+}
+
+/// Cognito's NEW_PASSWORD_REQUIRED challenge (first sign-in with a temporary password).
+pub async fn new_password_submit(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    session: Session,
+    Form(form): Form<NewPasswordForm>,
+) -> Result<Response> {
+    if !sess::csrf_ok(&session, &form.csrf).await? {
+        return Err(AppError::Forbidden);
+    }
+    let (Some(c), Some(ch)) = (
+        state.cognito.clone(),
+        session.get::<Challenge>(sess::KEY_CHALLENGE).await?,
+    ) else {
+        return Ok(see_other("/staff/login"));
+    };
+    let n = form.password.chars().count();
+    if form.password != form.password_confirm || !(8..=128).contains(&n) {
+        let key = if form.password != form.password_confirm {
+            "staff-password-mismatch"
+        } else {
+            "staff-password-weak"
+        };
+        sess::set_flash(
+            &session,
+            Flash {
+                key: key.into(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        return Ok(see_other("/staff/new-password"));
+    }
+    match c
+        .new_password(&ch.session, &ch.email, &form.password, state.clock.now())
+        .await
+    {
+        Ok(step) => cognito_step(&state, &ctx, &session, &ch.email, step, false).await,
+        Err(crate::cognito::CognitoError::Unavailable(m)) => Err(AppError::Unavailable(m)),
+        Err(_) => {
+            session.flush().await?;
+            Ok(see_other("/staff/login"))
+        }
+    }
 }

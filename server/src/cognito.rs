@@ -1,0 +1,492 @@
+//! AWS Cognito as the staff identity provider: password sign-in and its challenges through
+//! `InitiateAuth`/`RespondToAuthChallenge`, tokens verified against the pool's JWKS (RS256
+//! only; issuer, token use, audience or client id, expiry), refresh on the server, and the
+//! admin calls the incident plan needs. Tokens never leave the server.
+
+use aws_sdk_cognitoidentityprovider::types::{AuthFlowType, ChallengeNameType};
+use aws_sdk_cognitoidentityprovider::Client;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::sync::RwLock;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CognitoError {
+    #[error("sign-in refused")]
+    Refused,
+    #[error("token rejected: {0}")]
+    Token(&'static str),
+    #[error("Cognito unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Settings for the Cognito provider. The JWKS URL and the expected issuer are separate, so a
+/// test endpoint can serve keys while tokens still carry the real issuer form.
+#[derive(Clone, Debug)]
+pub struct CognitoSettings {
+    pub user_pool_id: String,
+    pub client_id: String,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub jwks_url: String,
+    pub issuer: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenUse {
+    Id,
+    Access,
+}
+
+/// The claims we use from a verified token.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub token_use: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(rename = "cognito:username", default)]
+    pub cognito_username: Option<String>,
+    #[serde(rename = "cognito:groups", default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    pub exp: i64,
+    #[serde(default)]
+    pub iat: Option<i64>,
+}
+
+/// Verifies Cognito JWTs against a JWKS fetched from a URL, cached, and refetched (at most once
+/// a minute) when a token names an unknown key id.
+pub struct JwtVerifier {
+    jwks_url: String,
+    issuer: String,
+    client_id: String,
+    http: reqwest::Client,
+    keys: RwLock<(Option<JwkSet>, Option<Instant>)>,
+    refetch_every: Duration,
+}
+
+/// Refetching the JWKS for an unknown key id happens at most this often, so forged tokens with
+/// random key ids cannot make us hammer the JWKS endpoint.
+pub const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(30);
+
+impl JwtVerifier {
+    pub fn new(jwks_url: String, issuer: String, client_id: String) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        Self {
+            jwks_url,
+            issuer,
+            client_id,
+            http,
+            keys: RwLock::new((None, None)),
+            refetch_every: REFETCH_AT_MOST_EVERY,
+        }
+    }
+
+    /// The same, with another minimum interval between JWKS refetches (tests use zero).
+    pub fn with_refetch_interval(mut self, every: Duration) -> Self {
+        self.refetch_every = every;
+        self
+    }
+
+    async fn fetch(&self) -> Result<(), CognitoError> {
+        let set: JwkSet = self
+            .http
+            .get(&self.jwks_url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| CognitoError::Unavailable(format!("JWKS: {e}")))?
+            .json()
+            .await
+            .map_err(|e| CognitoError::Unavailable(format!("JWKS body: {e}")))?;
+        *self.keys.write().await = (Some(set), Some(Instant::now()));
+        Ok(())
+    }
+
+    async fn key(&self, kid: &str) -> Result<DecodingKey, CognitoError> {
+        for attempt in 0..2 {
+            {
+                let keys = self.keys.read().await;
+                if let Some(jwk) = keys.0.as_ref().and_then(|s| s.find(kid)) {
+                    return DecodingKey::from_jwk(jwk)
+                        .map_err(|_| CognitoError::Token("unusable key"));
+                }
+                let recently = keys.1.is_some_and(|t| t.elapsed() < self.refetch_every);
+                if attempt == 1 || (keys.0.is_some() && recently) {
+                    return Err(CognitoError::Token("unknown key id"));
+                }
+            }
+            self.fetch().await?;
+        }
+        Err(CognitoError::Token("unknown key id"))
+    }
+
+    /// Checks signature (RS256 only), issuer, expiry, token use, and audience (ID token) or
+    /// client id (access token).
+    pub async fn verify(&self, token: &str, expected: TokenUse) -> Result<Claims, CognitoError> {
+        let header = decode_header(token).map_err(|_| CognitoError::Token("malformed"))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(CognitoError::Token("algorithm not allowed"));
+        }
+        let kid = header.kid.ok_or(CognitoError::Token("no key id"))?;
+        let key = self.key(&kid).await?;
+        let mut v = Validation::new(Algorithm::RS256);
+        v.set_issuer(&[&self.issuer]);
+        v.set_required_spec_claims(&["exp", "iss", "sub"]);
+        v.leeway = 30;
+        match expected {
+            TokenUse::Id => {
+                v.set_audience(&[&self.client_id]);
+                v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+            }
+            // Access tokens carry no `aud`; their `client_id` is checked below.
+            TokenUse::Access => v.validate_aud = false,
+        }
+        let data = decode::<Claims>(token, &key, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind::*;
+            CognitoError::Token(match e.kind() {
+                ExpiredSignature => "expired",
+                InvalidIssuer => "wrong issuer",
+                InvalidAudience => "wrong audience",
+                MissingRequiredClaim(c) if c == "aud" => "wrong audience",
+                InvalidAlgorithm => "algorithm not allowed",
+                InvalidSignature => "bad signature",
+                _ => "invalid",
+            })
+        })?;
+        let c = data.claims;
+        match expected {
+            TokenUse::Id if c.token_use != "id" => Err(CognitoError::Token("not an ID token")),
+            TokenUse::Access if c.token_use != "access" => {
+                Err(CognitoError::Token("not an access token"))
+            }
+            TokenUse::Access if c.client_id.as_deref() != Some(self.client_id.as_str()) => {
+                Err(CognitoError::Token("wrong client"))
+            }
+            _ => Ok(c),
+        }
+    }
+}
+
+/// Tokens kept in the server-side session only.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Tokens {
+    pub id_token: String,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    /// Unix time the access token expires.
+    pub expires_at: i64,
+}
+
+/// Where a sign-in stands after one call.
+#[derive(Debug)]
+pub enum Step {
+    Done {
+        tokens: Box<Tokens>,
+        claims: Box<Claims>,
+    },
+    NewPasswordRequired {
+        session: String,
+    },
+    TotpRequired {
+        session: String,
+    },
+}
+
+pub struct CognitoProvider {
+    client: Client,
+    settings: CognitoSettings,
+    pub verifier: JwtVerifier,
+}
+
+fn unavailable<E: std::fmt::Display>(e: E) -> CognitoError {
+    CognitoError::Unavailable(e.to_string())
+}
+
+impl CognitoProvider {
+    pub async fn connect(settings: CognitoSettings) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .operation_timeout(Duration::from_secs(8))
+                    .build(),
+            );
+        if let Some(r) = &settings.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        if let Some(u) = &settings.endpoint_url {
+            loader = loader.endpoint_url(u.clone());
+        }
+        let conf = loader.load().await;
+        let verifier = JwtVerifier::new(
+            settings.jwks_url.clone(),
+            settings.issuer.clone(),
+            settings.client_id.clone(),
+        );
+        CognitoProvider {
+            client: Client::new(&conf),
+            settings,
+            verifier,
+        }
+    }
+
+    async fn finish(
+        &self,
+        result: &aws_sdk_cognitoidentityprovider::types::AuthenticationResultType,
+        now: i64,
+        refresh: Option<String>,
+    ) -> Result<Step, CognitoError> {
+        let id = result.id_token().ok_or(CognitoError::Refused)?.to_owned();
+        let access = result
+            .access_token()
+            .ok_or(CognitoError::Refused)?
+            .to_owned();
+        let claims = self.verifier.verify(&id, TokenUse::Id).await?;
+        self.verifier.verify(&access, TokenUse::Access).await?;
+        let tokens = Tokens {
+            id_token: id,
+            access_token: access,
+            refresh_token: result.refresh_token().map(str::to_owned).or(refresh),
+            expires_at: now + i64::from(result.expires_in()),
+        };
+        Ok(Step::Done {
+            tokens: Box::new(tokens),
+            claims: Box::new(claims),
+        })
+    }
+
+    fn step_from_challenge(
+        name: Option<&ChallengeNameType>,
+        session: Option<&str>,
+    ) -> Result<Step, CognitoError> {
+        let session = session.ok_or(CognitoError::Refused)?.to_owned();
+        match name {
+            Some(ChallengeNameType::NewPasswordRequired) => {
+                Ok(Step::NewPasswordRequired { session })
+            }
+            Some(ChallengeNameType::SoftwareTokenMfa) => Ok(Step::TotpRequired { session }),
+            _ => Err(CognitoError::Refused),
+        }
+    }
+
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        now: i64,
+    ) -> Result<Step, CognitoError> {
+        let out = self
+            .client
+            .initiate_auth()
+            .client_id(&self.settings.client_id)
+            .auth_flow(AuthFlowType::UserPasswordAuth)
+            .auth_parameters("USERNAME", email)
+            .auth_parameters("PASSWORD", password)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(se)
+                    if se.is_not_authorized_exception()
+                        || se.is_user_not_found_exception()
+                        || se.is_password_reset_required_exception() =>
+                {
+                    CognitoError::Refused
+                }
+                _ => unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
+                    e,
+                )),
+            })?;
+        match out.authentication_result() {
+            Some(r) => self.finish(r, now, None).await,
+            None => Self::step_from_challenge(out.challenge_name(), out.session()),
+        }
+    }
+
+    async fn respond(
+        &self,
+        challenge: ChallengeNameType,
+        session: &str,
+        responses: HashMap<String, String>,
+        now: i64,
+    ) -> Result<Step, CognitoError> {
+        let out = self
+            .client
+            .respond_to_auth_challenge()
+            .client_id(&self.settings.client_id)
+            .challenge_name(challenge)
+            .session(session)
+            .set_challenge_responses(Some(responses))
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(se)
+                    if se.is_not_authorized_exception()
+                        || se.is_code_mismatch_exception()
+                        || se.is_invalid_password_exception() =>
+                {
+                    CognitoError::Refused
+                }
+                _ => unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
+                    e,
+                )),
+            })?;
+        match out.authentication_result() {
+            Some(r) => self.finish(r, now, None).await,
+            None => Self::step_from_challenge(out.challenge_name(), out.session()),
+        }
+    }
+
+    pub async fn new_password(
+        &self,
+        session: &str,
+        email: &str,
+        password: &str,
+        now: i64,
+    ) -> Result<Step, CognitoError> {
+        let r = [
+            ("USERNAME".to_owned(), email.to_owned()),
+            ("NEW_PASSWORD".to_owned(), password.to_owned()),
+        ]
+        .into();
+        self.respond(ChallengeNameType::NewPasswordRequired, session, r, now)
+            .await
+    }
+
+    pub async fn totp(
+        &self,
+        session: &str,
+        email: &str,
+        code: &str,
+        now: i64,
+    ) -> Result<Step, CognitoError> {
+        let r = [
+            ("USERNAME".to_owned(), email.to_owned()),
+            ("SOFTWARE_TOKEN_MFA_CODE".to_owned(), code.trim().to_owned()),
+        ]
+        .into();
+        self.respond(ChallengeNameType::SoftwareTokenMfa, session, r, now)
+            .await
+    }
+
+    /// New access and ID tokens from the refresh token; fails once the user is signed out
+    /// globally or disabled.
+    pub async fn refresh(&self, tokens: &Tokens, now: i64) -> Result<Tokens, CognitoError> {
+        let refresh = tokens.refresh_token.clone().ok_or(CognitoError::Refused)?;
+        let out = self
+            .client
+            .initiate_auth()
+            .client_id(&self.settings.client_id)
+            .auth_flow(AuthFlowType::RefreshTokenAuth)
+            .auth_parameters("REFRESH_TOKEN", &refresh)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(se)
+                    if se.is_not_authorized_exception() || se.is_user_not_found_exception() =>
+                {
+                    CognitoError::Refused
+                }
+                _ => unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
+                    e,
+                )),
+            })?;
+        match self
+            .finish(
+                out.authentication_result().ok_or(CognitoError::Refused)?,
+                now,
+                Some(refresh),
+            )
+            .await?
+        {
+            Step::Done { tokens, .. } => Ok(*tokens),
+            _ => Err(CognitoError::Refused),
+        }
+    }
+
+    /// Revokes every refresh token of the user (incident response, "sign out everywhere").
+    pub async fn global_sign_out(&self, username: &str) -> Result<(), CognitoError> {
+        self.client
+            .admin_user_global_sign_out()
+            .user_pool_id(&self.settings.user_pool_id)
+            .username(username)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
+                    e,
+                ))
+            })
+    }
+
+    /// Forces a password reset at Cognito. The portal also sets its own must-reset flag,
+    /// because some Cognito stand-ins keep issuing tokens after this call.
+    pub async fn reset_password(&self, username: &str) -> Result<(), CognitoError> {
+        self.client
+            .admin_reset_user_password()
+            .user_pool_id(&self.settings.user_pool_id)
+            .username(username)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
+                    e,
+                ))
+            })
+    }
+}
+
+/// Maps `cognito:groups` to grants: `support-agent@ten_…` is a role in one practice;
+/// `platform-admin` stands alone. Unknown or malformed groups are ignored.
+pub fn grants_from_groups(
+    groups: &[String],
+) -> Vec<(crate::access::Role, Option<crate::ids::TenantId>)> {
+    groups
+        .iter()
+        .filter_map(|g| {
+            let (role, tenant) = match g.split_once('@') {
+                Some((r, t)) => (r, Some(crate::ids::TenantId::parse(t)?)),
+                None => (g.as_str(), None),
+            };
+            let role = crate::access::Role::parse(role).filter(|r| r.is_staff())?;
+            match (role, &tenant) {
+                (crate::access::Role::PlatformAdmin, None) => Some((role, None)),
+                (crate::access::Role::PlatformAdmin, Some(_)) | (_, None) => None,
+                _ => Some((role, tenant)),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::Role;
+
+    #[test]
+    fn groups_map_to_scoped_roles() {
+        let t = crate::ids::TenantId::generate();
+        let groups = vec![
+            format!("support-agent@{t}"),
+            "platform-admin".to_owned(),
+            "practice-admin".to_owned(), // staff role without a practice: ignored
+            format!("patient@{t}"),      // not a staff role: ignored
+            "support-agent@ten_nothex".into(), // malformed practice: ignored
+            format!("platform-admin@{t}"), // platform role scoped to a practice: ignored
+        ];
+        assert_eq!(
+            grants_from_groups(&groups),
+            vec![(Role::SupportAgent, Some(t)), (Role::PlatformAdmin, None)]
+        );
+    }
+}
