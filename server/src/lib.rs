@@ -53,7 +53,15 @@ impl Running {
 
 /// Opens the database (running migrations) and the key provider.
 pub async fn open_storage(cfg: &Config) -> anyhow::Result<(Db, Arc<FieldCrypto>)> {
-    std::fs::create_dir_all(&cfg.data_dir)?;
+    // The data directory holds the key file, secrets and the database: owner only.
+    let mut dir = std::fs::DirBuilder::new();
+    dir.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        dir.mode(0o700);
+    }
+    dir.create(&cfg.data_dir)?;
     let db = Db::connect(&cfg.database_url()).await?;
     db.migrate().await?;
     let provider: Arc<dyn KeyProvider> = match cfg.key_provider {
