@@ -223,8 +223,24 @@ fn is_write(action: Action) -> bool {
     )
 }
 
+tokio::task_local! {
+    /// Policy decisions made while serving the current request (see `http::policy_guard`).
+    static DECISIONS: std::cell::Cell<u32>;
+}
+
+/// Runs `f` counting the policy decisions it makes.
+pub async fn counting_decisions<F: std::future::Future>(f: F) -> (F::Output, u32) {
+    DECISIONS
+        .scope(std::cell::Cell::new(0), async move {
+            let out = f.await;
+            (out, DECISIONS.with(|c| c.get()))
+        })
+        .await
+}
+
 /// The one policy function. Every handler asks it; nothing else decides access.
 pub fn decide(who: &Principal, action: Action, on: &Resource<'_>, now: i64) -> Decision {
+    let _ = DECISIONS.try_with(|c| c.set(c.get() + 1));
     if who.impersonating && is_write(action) {
         return Decision::Deny("view-as is read-only");
     }

@@ -120,6 +120,7 @@ pub fn portal_router(state: AppState) -> Router {
         .route("/staff/signout", post(staff::signout))
         .route("/staff/signout-everywhere", post(staff::signout_everywhere))
         .fallback(|| async { AppError::NotFound })
+        .layer(middleware::from_fn(policy_guard))
         .layer(middleware::from_fn_with_state(state.clone(), session_guard))
         .layer(sessions)
         .layer(middleware::from_fn_with_state(state.clone(), check_origin));
@@ -300,6 +301,37 @@ fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
     }
 }
 
+/// Routes whose successful answers carry protected data: each must have asked the policy.
+/// (`/staff` itself shows only the signed-in account's own email and roles.)
+pub const POLICY_ROUTES: &[&str] = &[
+    "/summary",
+    "/statement",
+    "/pay/return/{checkout}",
+    "/pay/cancelled/{checkout}",
+    "/receipt/{payment}",
+    "/staff/search",
+    "/staff/break-glass",
+];
+
+/// Fails closed when a handler on a protected route answers without one policy decision: the
+/// page is replaced by a 500, so a forgotten check is a visible bug, never a leak.
+pub async fn policy_guard(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let (res, decisions) = crate::access::counting_decisions(next.run(req)).await;
+    let protected = route.as_deref().is_some_and(|r| POLICY_ROUTES.contains(&r));
+    if protected && res.status().is_success() && decisions == 0 {
+        tracing::error!(
+            route = route.as_deref().unwrap_or(""),
+            "handler answered without a policy decision"
+        );
+        return AppError::Internal(anyhow::anyhow!("no policy decision")).into_response();
+    }
+    res
+}
+
 /// Enforces idle and absolute session timeouts before any handler sees the session.
 async fn session_guard(
     axum::extract::State(state): axum::extract::State<AppState>,
@@ -316,6 +348,50 @@ async fn session_guard(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_handler_that_skips_the_policy_is_refused() {
+        use tower::ServiceExt;
+        let tenant = crate::ids::TenantId::generate();
+        let asks = move || {
+            let tenant = tenant.clone();
+            async move {
+                let on = crate::access::Resource {
+                    tenant: &tenant,
+                    patient: None,
+                    clinical_restricted: false,
+                };
+                let _ = crate::access::decide(
+                    &Default::default(),
+                    crate::access::Action::ViewAuditLog,
+                    &on,
+                    0,
+                );
+                "checked"
+            }
+        };
+        let app = Router::new()
+            .route("/summary", get(|| async { "forgot to ask" }))
+            .route("/statement", get(asks))
+            .route("/healthz", get(|| async { "public" }))
+            .layer(middleware::from_fn(policy_guard));
+        let call = |path: &'static str| {
+            let app = app.clone();
+            async move {
+                let req = axum::http::Request::get(path)
+                    .body(axum::body::Body::empty())
+                    .expect("request");
+                app.oneshot(req).await.expect("response").status()
+            }
+        };
+        assert_eq!(call("/summary").await, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(call("/statement").await, StatusCode::OK);
+        assert_eq!(
+            call("/healthz").await,
+            StatusCode::OK,
+            "unprotected routes need no decision"
+        );
+    }
 
     #[test]
     fn origin_rules() {

@@ -4,6 +4,7 @@
 use super::error::AppError;
 use super::session::{self as sess, Flash, Stage};
 use super::{AppState, RequestContext};
+use crate::access::{self, Action, Decision, Grant, Principal, Resource, Role};
 use crate::audit::{self, Outcome};
 use crate::billing;
 use crate::ids::{CheckoutId, LinkId, PaymentId};
@@ -78,6 +79,30 @@ async fn require(
         Some(s) if s >= needed => Ok(Ok(link)),
         Some(_) => Ok(Err(see_other("/verify/zip"))),
         None => Ok(Err(see_other("/verify"))),
+    }
+}
+
+/// Asks the policy on behalf of the patient holding this link.
+fn allowed(state: &AppState, link: &PayLink, action: Action) -> Result<()> {
+    let who = Principal {
+        user: format!("link:{}", link.id),
+        grants: vec![Grant {
+            role: Role::Patient,
+            tenant: Some(link.tenant_id.clone()),
+            patients: [link.patient_id.clone()].into(),
+            expires_at: None,
+        }],
+        mfa: false,
+        impersonating: false,
+    };
+    let on = Resource {
+        tenant: &link.tenant_id,
+        patient: Some(&link.patient_id),
+        clinical_restricted: false,
+    };
+    match access::decide(&who, action, &on, state.clock.now()) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(_) => Err(AppError::NotFound),
     }
 }
 
@@ -493,6 +518,7 @@ pub async fn summary(
         Ok(l) => l,
         Err(r) => return Ok(r),
     };
+    allowed(&state, &link, Action::ViewBalance)?;
     let header = billing::statement_header(&state.db, &link.statement_id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -533,6 +559,7 @@ pub async fn statement(
         Ok(l) => l,
         Err(r) => return Ok(r),
     };
+    allowed(&state, &link, Action::ViewItemisedStatement)?;
     let header = billing::statement_header(&state.db, &link.statement_id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -619,6 +646,7 @@ pub async fn pay(
         Ok(l) => l,
         Err(r) => return Ok(r),
     };
+    allowed(&state, &link, Action::MakePayment)?;
     let back = if form.from == "statement" {
         "/statement"
     } else {
@@ -710,6 +738,7 @@ pub async fn pay_return(
         Ok(l) => l,
         Err(r) => return Ok(r),
     };
+    allowed(&state, &link, Action::MakePayment)?;
     let checkout = own_checkout(&state, &link, &raw).await?;
     if checkout.processor_session_id.as_deref() != Some(q.session_id.as_str()) {
         return Err(AppError::NotFound);
@@ -745,6 +774,7 @@ pub async fn pay_cancelled(
         Ok(l) => l,
         Err(r) => return Ok(r),
     };
+    allowed(&state, &link, Action::MakePayment)?;
     let checkout = own_checkout(&state, &link, &raw).await?;
     if let Some(payment) = payments::payment_for_checkout(&state.db, &checkout.id).await? {
         return Ok(see_other(&format!("/receipt/{payment}")));
@@ -803,6 +833,7 @@ pub async fn receipt(
         Ok(l) => l,
         Err(r) => return Ok(r),
     };
+    allowed(&state, &link, Action::ViewReceipt)?;
     let id = PaymentId::parse(&raw).ok_or(AppError::NotFound)?;
     let r = payments::receipt(&state.db, &id)
         .await?
