@@ -174,8 +174,8 @@ pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
                     <div class="field">
                         <label for="bg-role">{tr.t("staff-bg-role")}</label>
                         <select id="bg-role" name="role">
-                            <option value="support-agent">"Support agent"</option>
-                            <option value="practice-admin">"Practice admin"</option>
+                            <option value="support-agent">{tr.t("role-support-agent")}</option>
+                            <option value="practice-admin">{tr.t("role-practice-admin")}</option>
                         </select>
                     </div>
                     <div class="field">

@@ -77,7 +77,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "No demo data loaded; start with --demo for a demo practice and pay link."
                 );
             }
-            tokio::signal::ctrl_c().await?;
+            wait_for_shutdown(&running.state.crypto).await?;
             println!("Shutting down.");
             running.stop().await;
         }
@@ -237,4 +237,30 @@ async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow
         }
     }
     Ok(())
+}
+
+/// Waits for Ctrl-C or SIGTERM. SIGUSR1 empties the plaintext key cache at once (incident
+/// response on this host; `keys flush-cache` reaches every host within seconds).
+async fn wait_for_shutdown(crypto: &patriotpay::crypto::FieldCrypto) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut usr1 = signal(SignalKind::user_defined1())?;
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => return Ok(r?),
+                _ = term.recv() => return Ok(()),
+                _ = usr1.recv() => {
+                    crypto.flush_cache();
+                    tracing::warn!("plaintext key cache flushed (SIGUSR1)");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    }
 }

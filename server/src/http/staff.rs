@@ -568,16 +568,8 @@ pub async fn enrol_submit(
     }
 }
 
-fn role_label(role: access::Role) -> &'static str {
-    match role {
-        access::Role::Patient => "Patient",
-        access::Role::Guarantor => "Guarantor",
-        access::Role::SupportAgent => "Support agent",
-        access::Role::PracticeAdmin => "Practice admin",
-        access::Role::SecurityOfficer => "Security officer",
-        access::Role::PlatformAdmin => "Platform admin",
-        access::Role::Auditor => "Auditor",
-    }
+fn role_label(role: access::Role) -> String {
+    tr().t(&format!("role-{}", role.as_str()))
 }
 
 /// Practices where this account may search patients, by the policy.
@@ -622,11 +614,11 @@ async fn home_vm(state: &AppState, session: &Session, account: &Account) -> Resu
                 .await?
                 .map(|t| t.name)
                 .unwrap_or_else(|| t.to_string()),
-            None => "all practices".to_owned(),
+            None => tr().t("staff-all-practices"),
         };
         roles.push(tr().ta(
             "staff-role-line",
-            &[("role", role_label(g.role)), ("practice", &practice)],
+            &[("role", &role_label(g.role)), ("practice", &practice)],
         ));
     }
     let now = state.clock.now();
@@ -655,7 +647,7 @@ async fn home_vm(state: &AppState, session: &Session, account: &Account) -> Resu
         emergency.push(tr().ta(
             "staff-bg-active",
             &[
-                ("role", role_label(g.role)),
+                ("role", &role_label(g.role)),
                 ("practice", &practice),
                 ("until", &until),
             ],

@@ -416,7 +416,7 @@ fn render(sandbox: &Sandbox, s: &SbSession, error: Option<FieldError>) -> Respon
 }
 
 fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, "No such checkout session").into_response()
+    (StatusCode::NOT_FOUND, Tr::default().t("sandbox-not-found")).into_response()
 }
 
 async fn card_page(State(sb): State<Arc<Sandbox>>, Path(id): Path<String>) -> Response {
@@ -449,7 +449,11 @@ async fn pay(
     }
     use subtle::ConstantTimeEq;
     if !bool::from(form.csrf.as_bytes().ct_eq(session.csrf.as_bytes())) {
-        return (StatusCode::FORBIDDEN, "Form expired; reload the page").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            Tr::default().t("sandbox-form-expired"),
+        )
+            .into_response();
     }
     let tr = Tr::default();
     let number: Zeroizing<String> = Zeroizing::new(
@@ -490,7 +494,11 @@ async fn pay(
     };
     let (redirect, event) = {
         let Ok(mut store) = sb.store.lock() else {
-            return (StatusCode::SERVICE_UNAVAILABLE, "Sandbox unavailable").into_response();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Tr::default().t("sandbox-unavailable"),
+            )
+                .into_response();
         };
         let pi_id = session
             .payment_intent
