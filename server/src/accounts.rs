@@ -163,8 +163,19 @@ pub async fn enrolment_user(
     Ok(id.map(UserId::from_db))
 }
 
-fn platform() -> TenantId {
-    TenantId::from_db(PLATFORM_TENANT.to_owned())
+fn platform() -> &'static TenantId {
+    static PLATFORM: OnceLock<TenantId> = OnceLock::new();
+    PLATFORM.get_or_init(|| TenantId::from_db(PLATFORM_TENANT.to_owned()))
+}
+
+/// Where a staff member's TOTP secret is bound: the platform's keys, the user's row.
+fn totp_aad(user: &UserId) -> FieldAad<'_> {
+    FieldAad {
+        tenant: platform(),
+        table: "users",
+        column: "totp_secret",
+        row: user.as_str(),
+    }
 }
 
 fn totp_for(secret: &[u8], email: &str) -> Result<totp_rs::TOTP, AccountError> {
@@ -198,13 +209,7 @@ pub async fn totp_setup(
             .bind(user.as_str())
             .fetch_one(db.pool())
             .await?;
-    let tenant = platform();
-    let aad = FieldAad {
-        tenant: &tenant,
-        table: "users",
-        column: "totp_secret",
-        row: user.as_str(),
-    };
+    let aad = totp_aad(user);
     if let (Some(ct), 0) = (existing, confirmed) {
         let secret = crypto.decrypt(aad, &ct).await?;
         let totp = totp_for(&secret, &email)?;
@@ -245,13 +250,7 @@ pub async fn check_totp(
     let Some((email, Some(ct), last_step)) = row else {
         return Ok(false);
     };
-    let tenant = platform();
-    let aad = FieldAad {
-        tenant: &tenant,
-        table: "users",
-        column: "totp_secret",
-        row: user.as_str(),
-    };
+    let aad = totp_aad(user);
     let secret = crypto.decrypt(aad, &ct).await?;
     let totp = totp_for(&secret, &email)?;
     let code = code.trim().replace(' ', "");
@@ -288,13 +287,7 @@ pub async fn current_totp(
             .bind(user.as_str())
             .fetch_one(db.pool())
             .await?;
-    let tenant = platform();
-    let aad = FieldAad {
-        tenant: &tenant,
-        table: "users",
-        column: "totp_secret",
-        row: user.as_str(),
-    };
+    let aad = totp_aad(user);
     let secret = crypto.decrypt(aad, &ct).await?;
     Ok(totp_for(&secret, &email)?.generate(at as u64))
 }
