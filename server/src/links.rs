@@ -144,73 +144,115 @@ pub async fn revoke(db: &Db, id: &LinkId) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Records a wrong answer from `address` (about `link`, when the link is real). Returns true
-/// when this answer locked the link.
-pub async fn record_failure(
+/// The outcome of reserving an identity attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Go ahead and compare; settle the attempt afterwards.
+    Granted { attempt: i64 },
+    /// The link is locked (or this attempt would pass the limit).
+    Locked,
+    /// Too many failures from this address or about this patient.
+    Throttled,
+}
+
+/// Reserves one identity attempt *before* the answer is compared: the failure is written first
+/// and given back only if the answer is right, so parallel guesses cannot outrun the lock or
+/// the limits. `link` is `None` for an expired, revoked or unknown link.
+pub async fn claim_attempt(
     db: &Db,
     link: Option<&PayLink>,
     address: &str,
-) -> Result<bool, sqlx::Error> {
-    let now = crate::clock::now_unix();
+    now: i64,
+) -> Result<Claim, sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    sqlx::query("INSERT INTO verify_failures (at, address, patient_id) VALUES ($1, $2, $3)")
-        .bind(now)
-        .bind(address)
-        .bind(link.map(|l| l.patient_id.as_str().to_owned()))
-        .execute(&mut *tx)
-        .await?;
-    let mut locked = false;
     if let Some(link) = link {
-        let attempts: i64 = sqlx::query_scalar(
-            "UPDATE pay_links SET failed_attempts = failed_attempts + 1 WHERE id = $1 RETURNING failed_attempts",
+        // The row lock (PostgreSQL) or the write lock (SQLite) orders concurrent claims; at
+        // most MAX_FAILED_ATTEMPTS can be outstanding.
+        let claimed: Option<i64> = sqlx::query_scalar(
+            "UPDATE pay_links SET failed_attempts = failed_attempts + 1
+             WHERE id = $1 AND locked_at IS NULL AND failed_attempts < $2 RETURNING failed_attempts",
         )
         .bind(link.id.as_str())
-        .fetch_one(&mut *tx)
+        .bind(MAX_FAILED_ATTEMPTS)
+        .fetch_optional(&mut *tx)
         .await?;
-        if attempts >= MAX_FAILED_ATTEMPTS {
-            let n = sqlx::query(
-                "UPDATE pay_links SET locked_at = $1 WHERE id = $2 AND locked_at IS NULL",
-            )
-            .bind(now)
-            .bind(link.id.as_str())
-            .execute(&mut *tx)
-            .await?;
-            locked = n.rows_affected() == 1;
+        if claimed.is_none() {
+            tx.rollback().await?;
+            return Ok(Claim::Locked);
         }
     }
-    tx.commit().await?;
-    Ok(locked)
-}
-
-/// True when this address, or this patient, has failed too often recently.
-pub async fn throttled(
-    db: &Db,
-    address: &str,
-    patient: Option<&PatientId>,
-) -> Result<bool, sqlx::Error> {
-    let now = crate::clock::now_unix();
+    let attempt: i64 = sqlx::query_scalar(
+        "INSERT INTO verify_failures (at, address, patient_id) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(now)
+    .bind(address)
+    .bind(link.map(|l| l.patient_id.as_str().to_owned()))
+    .fetch_one(&mut *tx)
+    .await?;
+    // Counting this attempt and every other one not yet settled.
     let by_address: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM verify_failures WHERE address = $1 AND at > $2")
             .bind(address)
             .bind(now - 3600)
-            .fetch_one(db.pool())
+            .fetch_one(&mut *tx)
             .await?;
-    if by_address >= MAX_FAILURES_PER_ADDRESS_PER_HOUR {
-        return Ok(true);
-    }
-    if let Some(p) = patient {
+    let mut over = by_address > MAX_FAILURES_PER_ADDRESS_PER_HOUR;
+    if let Some(link) = link {
         let by_patient: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM verify_failures WHERE patient_id = $1 AND at > $2",
         )
-        .bind(p.as_str())
+        .bind(link.patient_id.as_str())
         .bind(now - 86_400)
-        .fetch_one(db.pool())
+        .fetch_one(&mut *tx)
         .await?;
-        if by_patient >= MAX_FAILURES_PER_PATIENT_PER_DAY {
-            return Ok(true);
+        over |= by_patient > MAX_FAILURES_PER_PATIENT_PER_DAY;
+    }
+    if over {
+        tx.rollback().await?;
+        return Ok(Claim::Throttled);
+    }
+    tx.commit().await?;
+    Ok(Claim::Granted { attempt })
+}
+
+/// Settles a claimed attempt. A right answer, or a malformed one that was never compared,
+/// gives the attempt back; a wrong one stays counted and locks the link at the limit.
+/// Returns true when this attempt locked the link.
+pub async fn settle_attempt(
+    db: &Db,
+    link: Option<&PayLink>,
+    attempt: i64,
+    counts: bool,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    let mut locked = false;
+    if counts {
+        if let Some(link) = link {
+            let n = sqlx::query(
+                "UPDATE pay_links SET locked_at = $1 WHERE id = $2 AND locked_at IS NULL AND failed_attempts >= $3",
+            )
+            .bind(now)
+            .bind(link.id.as_str())
+            .bind(MAX_FAILED_ATTEMPTS)
+            .execute(&mut *tx)
+            .await?;
+            locked = n.rows_affected() == 1;
+        }
+    } else {
+        sqlx::query("DELETE FROM verify_failures WHERE id = $1")
+            .bind(attempt)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(link) = link {
+            sqlx::query("UPDATE pay_links SET failed_attempts = failed_attempts - 1 WHERE id = $1 AND failed_attempts > 0")
+                .bind(link.id.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
     }
-    Ok(false)
+    tx.commit().await?;
+    Ok(locked)
 }
 
 /// Parses a typed date of birth (month, day, year) into ISO form; `None` if it is no real date.

@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 both_backends!(
     full_journey_pays_once_and_audits,
     five_wrong_birth_dates_lock_the_link,
+    parallel_guesses_cannot_outrun_the_lock,
     dead_and_unknown_links_look_like_a_wrong_answer,
     bad_amounts_are_refused_before_any_checkout,
     declined_card_says_so_and_allows_retry,
@@ -194,6 +195,55 @@ async fn five_wrong_birth_dates_lock_the_link(backend: Backend) {
 /// The page with HTML's escapes of apostrophes undone, to compare against catalog text.
 fn text(html: &str) -> String {
     html.replace("&#39;", "'").replace("&#x27;", "'")
+}
+
+async fn parallel_guesses_cannot_outrun_the_lock(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let b = Browser::new(&app);
+    b.open_link(&app.link(2).await).await;
+    let csrf = b.csrf("/verify").await;
+    // 40 different wrong dates at once, on one session.
+    let mut guesses = vec![];
+    for day in 1..=40u32 {
+        let (client, url, csrf) = (
+            b.client.clone(),
+            format!("{}/verify", app.url),
+            csrf.clone(),
+        );
+        guesses.push(tokio::spawn(async move {
+            let d = format!("{}", (day % 28) + 1);
+            let y = format!("{}", 1950 + day);
+            client
+                .post(url)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("dob_month", "01"),
+                    ("dob_day", d.as_str()),
+                    ("dob_year", y.as_str()),
+                ])
+                .send()
+                .await
+                .expect("post")
+                .status()
+        }));
+    }
+    for g in guesses {
+        assert_eq!(g.await.expect("join"), StatusCode::SEE_OTHER);
+    }
+    let compared = app
+        .count("SELECT COUNT(*) FROM audit_events WHERE action = 'identity.dob'")
+        .await;
+    assert!(
+        compared <= 5,
+        "{compared} answers were compared; the lock allows 5"
+    );
+    assert_eq!(
+        app.count("SELECT MAX(failed_attempts) FROM pay_links")
+            .await,
+        5
+    );
+    assert_eq!(h1(&b.page("/verify").await), "This link is locked");
+    app.finish().await;
 }
 
 /// Strips the per-session token so two pages can be compared.

@@ -255,7 +255,7 @@ pub async fn verify_submit(
     let Some(v) = visitor(&state, &session).await? else {
         return Ok(see_other("/expired"));
     };
-    let now = crate::clock::now_unix();
+    let now = state.clock.now();
     let link = v.link.filter(|l| l.state(now) != LinkState::Dead);
     if link
         .as_ref()
@@ -263,23 +263,7 @@ pub async fn verify_submit(
     {
         return Ok(see_other("/verify"));
     }
-    if links::throttled(
-        &state.db,
-        &ctx.address,
-        link.as_ref().map(|l| &l.patient_id),
-    )
-    .await?
-    {
-        sess::set_flash(
-            &session,
-            Flash {
-                key: "verify-rate-limited".into(),
-                ..Default::default()
-            },
-        )
-        .await?;
-        return Ok(see_other("/verify"));
-    }
+    // A date that doesn't exist is a typo, not a wrong answer: refused before anything counts.
     let Some(given) = links::parse_dob(&form.dob_month, &form.dob_day, &form.dob_year) else {
         let flash = Flash {
             key: "verify-invalid-date".into(),
@@ -289,21 +273,43 @@ pub async fn verify_submit(
         sess::set_flash(&session, flash).await?;
         return Ok(see_other("/verify"));
     };
+    let attempt = match links::claim_attempt(&state.db, link.as_ref(), &ctx.address, now).await? {
+        links::Claim::Granted { attempt } => attempt,
+        links::Claim::Locked => return Ok(see_other("/verify")),
+        links::Claim::Throttled => {
+            sess::set_flash(
+                &session,
+                Flash {
+                    key: "verify-rate-limited".into(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            return Ok(see_other("/verify"));
+        }
+    };
     let matched = match &link {
         Some(link) => {
-            let (dob, _) = billing::identity_answers(
+            let answers = billing::identity_answers(
                 &state.db,
                 &state.crypto,
                 &link.tenant_id,
                 &link.patient_id,
             )
-            .await?;
-            links::answers_match(&given, dob.expose())
+            .await;
+            match answers {
+                Ok((dob, _)) => links::answers_match(&given, dob.expose()),
+                Err(e) => {
+                    // Not the patient's fault (e.g. the key provider is down): give the attempt back.
+                    links::settle_attempt(&state.db, Some(link), attempt, false, now).await?;
+                    return Err(e.into());
+                }
+            }
         }
         None => false,
     };
+    let locked = links::settle_attempt(&state.db, link.as_ref(), attempt, !matched, now).await?;
     if !matched {
-        let locked = links::record_failure(&state.db, link.as_ref(), &ctx.address).await?;
         if let Some(link) = &link {
             audit_view(
                 &state,
@@ -406,17 +412,6 @@ pub async fn zip_submit(
         Ok(l) => l,
         Err(r) => return Ok(r),
     };
-    if links::throttled(&state.db, &ctx.address, Some(&link.patient_id)).await? {
-        sess::set_flash(
-            &session,
-            Flash {
-                key: "verify-rate-limited".into(),
-                ..Default::default()
-            },
-        )
-        .await?;
-        return Ok(see_other("/verify/zip"));
-    }
     let Some(given) = links::normalize_zip(&form.zip) else {
         let flash = Flash {
             key: "zip-invalid".into(),
@@ -426,12 +421,39 @@ pub async fn zip_submit(
         sess::set_flash(&session, flash).await?;
         return Ok(see_other("/verify/zip"));
     };
-    let (_, zip) =
-        billing::identity_answers(&state.db, &state.crypto, &link.tenant_id, &link.patient_id)
+    let now = state.clock.now();
+    let attempt = match links::claim_attempt(&state.db, Some(&link), &ctx.address, now).await? {
+        links::Claim::Granted { attempt } => attempt,
+        links::Claim::Locked => return Ok(see_other("/verify")),
+        links::Claim::Throttled => {
+            sess::set_flash(
+                &session,
+                Flash {
+                    key: "verify-rate-limited".into(),
+                    ..Default::default()
+                },
+            )
             .await?;
-    let on_file = links::normalize_zip(zip.expose()).unwrap_or_default();
-    if !links::answers_match(&given, &on_file) {
-        let locked = links::record_failure(&state.db, Some(&link), &ctx.address).await?;
+            return Ok(see_other("/verify/zip"));
+        }
+    };
+    let on_file = match billing::identity_answers(
+        &state.db,
+        &state.crypto,
+        &link.tenant_id,
+        &link.patient_id,
+    )
+    .await
+    {
+        Ok((_, zip)) => links::normalize_zip(zip.expose()).unwrap_or_default(),
+        Err(e) => {
+            links::settle_attempt(&state.db, Some(&link), attempt, false, now).await?;
+            return Err(e.into());
+        }
+    };
+    let matched = links::answers_match(&given, &on_file);
+    let locked = links::settle_attempt(&state.db, Some(&link), attempt, !matched, now).await?;
+    if !matched {
         audit_view(
             &state,
             &ctx,

@@ -955,13 +955,14 @@ pub async fn break_glass(
                 },
             )
             .await?;
+            // The written reason may name a patient: it stays in the grant row and the audit trail,
+            // never in the log or the alert webhook.
             let detail = format!(
-                "{} granted themself {} in {} until {} (unix); reason: {}",
+                "{} granted themself {} in {} until {} (unix); reason recorded with the grant",
                 account.email,
                 role.as_str(),
                 tenant,
-                expires,
-                form.reason.trim()
+                expires
             );
             state
                 .alerts

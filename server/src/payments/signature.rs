@@ -54,7 +54,7 @@ pub fn verify(secrets: &[&str], header: &str, body: &[u8], now: i64) -> Result<(
     if candidates.is_empty() {
         return Err(SignatureError::Malformed);
     }
-    if (now - t).abs() > TOLERANCE_SECS {
+    if now.abs_diff(t) > TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     for secret in secrets {
@@ -141,6 +141,12 @@ mod tests {
         assert_eq!(
             verify(&["whsec_test_secret"], &shifted, BODY, 1_700_000_000),
             Err(SignatureError::Mismatch)
+        );
+        // An extreme timestamp must not overflow the tolerance arithmetic.
+        let extreme = format!("t={},v1={EXPECTED}", i64::MIN);
+        assert_eq!(
+            verify(&["whsec_test_secret"], &extreme, BODY, 1_700_000_000),
+            Err(SignatureError::Stale)
         );
         for bad in [
             "",
