@@ -8,6 +8,9 @@ VALUES ('ten_00000000000000000000000000000000', 'PatriotPay platform', '', 0);
 CREATE TABLE users (
     id TEXT PRIMARY KEY,
     email TEXT NOT NULL UNIQUE,
+    -- For accounts from an external identity provider (Cognito): its stable subject id. Accounts
+    -- are matched on this, never on the email a user may edit.
+    external_subject TEXT UNIQUE,
     password_hash TEXT,
     totp_secret_ct BYTEA,
     totp_confirmed BIGINT NOT NULL DEFAULT 0,

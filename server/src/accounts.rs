@@ -407,6 +407,66 @@ pub async fn record_login_failure(
     Ok(())
 }
 
+/// Reserves one sign-in attempt (password or code) *before* it is checked, so parallel guesses
+/// cannot outrun the limits: `Ok(attempt)` to go ahead, `Err(retry_after)` when over the limit.
+/// A successful check gives the attempt back with `release_attempt`.
+pub async fn claim_attempt(
+    db: &Db,
+    email: &str,
+    address: &str,
+    now: i64,
+) -> Result<Result<i64, u64>, AccountError> {
+    let email = normalize_email(email);
+    let mut tx = db.begin_write().await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO login_failures (at, email, address) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(now)
+    .bind(&email)
+    .bind(address)
+    .fetch_one(&mut *tx)
+    .await?;
+    let since = now - FAILURE_WINDOW_SECS;
+    let (by_email, oldest_e): (i64, Option<i64>) =
+        sqlx::query_as("SELECT COUNT(*), MIN(at) FROM login_failures WHERE email = $1 AND at > $2")
+            .bind(&email)
+            .bind(since)
+            .fetch_one(&mut *tx)
+            .await?;
+    let (by_addr, oldest_a): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT COUNT(*), MIN(at) FROM login_failures WHERE address = $1 AND at > $2",
+    )
+    .bind(address)
+    .bind(since)
+    .fetch_one(&mut *tx)
+    .await?;
+    let wait =
+        |oldest: Option<i64>| (oldest.unwrap_or(now) + FAILURE_WINDOW_SECS - now).max(1) as u64;
+    // This attempt is counted too, hence `>`.
+    let over = if by_email > MAX_FAILURES_PER_ACCOUNT {
+        Some(wait(oldest_e))
+    } else if by_addr > MAX_FAILURES_PER_ADDRESS {
+        Some(wait(oldest_a))
+    } else {
+        None
+    };
+    if let Some(retry) = over {
+        // Refused attempts don't extend the lockout.
+        tx.rollback().await?;
+        return Ok(Err(retry));
+    }
+    tx.commit().await?;
+    Ok(Ok(id))
+}
+
+pub async fn release_attempt(db: &Db, attempt: i64) -> Result<(), AccountError> {
+    sqlx::query("DELETE FROM login_failures WHERE id = $1")
+        .bind(attempt)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
 /// First factor. Unknown account, wrong password, disabled, not enrolled or must reset: all
 /// the same `Invalid`, after the same work.
 pub async fn check_password(
@@ -417,9 +477,10 @@ pub async fn check_password(
     now: i64,
 ) -> Result<UserId, AccountError> {
     let email = normalize_email(email);
-    if let Some(retry_after_secs) = throttle(db, &email, address, now).await? {
-        return Err(AccountError::Throttled { retry_after_secs });
-    }
+    let attempt = match claim_attempt(db, &email, address, now).await? {
+        Ok(a) => a,
+        Err(retry_after_secs) => return Err(AccountError::Throttled { retry_after_secs }),
+    };
     // id, password hash, disabled at, TOTP confirmed, must reset.
     type LoginRow = (String, Option<String>, Option<i64>, i64, i64);
     let row: Option<LoginRow> = sqlx::query_as(
@@ -434,11 +495,11 @@ pub async fn check_password(
     };
     let ok = verify_password(hash, password).await;
     match row {
-        Some((id, ..)) if ok && usable => Ok(UserId::from_db(id)),
-        _ => {
-            record_login_failure(db, &email, address, now).await?;
-            Err(AccountError::Invalid)
+        Some((id, ..)) if ok && usable => {
+            release_attempt(db, attempt).await?;
+            Ok(UserId::from_db(id))
         }
+        _ => Err(AccountError::Invalid),
     }
 }
 
@@ -449,17 +510,18 @@ pub struct Account {
     pub email: String,
     pub principal: Principal,
     pub disabled: bool,
+    pub must_reset: bool,
     pub sessions_revoked_before: i64,
 }
 
 pub async fn load(db: &Db, user: &UserId, now: i64) -> Result<Option<Account>, AccountError> {
-    let row: Option<(String, Option<i64>, i64)> = sqlx::query_as(
-        "SELECT email, disabled_at, sessions_revoked_before FROM users WHERE id = $1",
+    let row: Option<(String, Option<i64>, i64, i64)> = sqlx::query_as(
+        "SELECT email, disabled_at, sessions_revoked_before, must_reset FROM users WHERE id = $1",
     )
     .bind(user.as_str())
     .fetch_optional(db.pool())
     .await?;
-    let Some((email, disabled_at, revoked)) = row else {
+    let Some((email, disabled_at, revoked, must_reset)) = row else {
         return Ok(None);
     };
     let grants: Vec<(String, Option<String>, Option<i64>)> = sqlx::query_as(
@@ -490,6 +552,7 @@ pub async fn load(db: &Db, user: &UserId, now: i64) -> Result<Option<Account>, A
             impersonating: false,
         },
         disabled: disabled_at.is_some(),
+        must_reset: must_reset == 1,
         sessions_revoked_before: revoked,
     }))
 }
@@ -551,11 +614,14 @@ pub async fn list(db: &Db) -> Result<Vec<UserRow>, AccountError> {
     Ok(out)
 }
 
-/// The local record of a Cognito user, created on first sign-in; its Cognito-given grants are
-/// replaced from `cognito:groups` each time (emergency grants are kept). Returns the id, and
-/// whether the account may sign in (not disabled, no pending forced reset).
+/// The local record of a Cognito user, keyed by the token's `sub` (never by the email, which a
+/// user may be able to change), created on first sign-in; its Cognito-given grants are replaced
+/// from `cognito:groups` each time (emergency grants are kept). Returns the id and whether the
+/// account may sign in (not disabled, no pending forced reset). An email already used by a
+/// different account refuses the sign-in rather than merging the two.
 pub async fn upsert_external(
     db: &Db,
+    subject: &str,
     email: &str,
     grants: &[(Role, Option<TenantId>)],
     now: i64,
@@ -563,8 +629,8 @@ pub async fn upsert_external(
     let email = normalize_email(email);
     let mut tx = db.begin_write().await?;
     let row: Option<(String, Option<i64>, i64)> =
-        sqlx::query_as("SELECT id, disabled_at, must_reset FROM users WHERE email = $1")
-            .bind(&email)
+        sqlx::query_as("SELECT id, disabled_at, must_reset FROM users WHERE external_subject = $1")
+            .bind(subject)
             .fetch_optional(&mut *tx)
             .await?;
     let (id, usable) = match row {
@@ -572,10 +638,20 @@ pub async fn upsert_external(
             (UserId::from_db(id), disabled.is_none() && must_reset == 0)
         }
         None => {
+            let taken: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+                .bind(&email)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if taken.is_some() {
+                return Err(AccountError::Bad(
+                    "email already belongs to another account",
+                ));
+            }
             let id = UserId::generate();
-            sqlx::query("INSERT INTO users (id, email, created_at) VALUES ($1, $2, $3)")
+            sqlx::query("INSERT INTO users (id, email, external_subject, created_at) VALUES ($1, $2, $3, $4)")
                 .bind(id.as_str())
                 .bind(&email)
+                .bind(subject)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;

@@ -51,6 +51,7 @@ async fn pool(url: &str) -> Pool {
         .client_name("portal")
         .explicit_auth_flows(ExplicitAuthFlowsType::AllowUserPasswordAuth)
         .explicit_auth_flows(ExplicitAuthFlowsType::AllowRefreshTokenAuth)
+        .read_attributes("email")
         .send()
         .await
         .expect("CreateUserPoolClient");
@@ -314,5 +315,54 @@ async fn cognito_sign_in_mfa_refresh_and_reset() {
     }
     assert_ne!(loc, "/staff", "must-reset flag refuses the sign-in");
     assert_eq!(location(&b.get("/staff").await), "/staff/login");
+
+    // Accounts are matched on `sub`, not on an email a user could change: another Cognito
+    // user claiming this email is refused, not merged into this account.
+    user(
+        &p,
+        "other@example.org",
+        &format!("support-agent@{}", app.tenant),
+    )
+    .await;
+    p.idp
+        .admin_update_user_attributes()
+        .user_pool_id(&p.id)
+        .username("other@example.org")
+        .user_attributes(
+            AttributeType::builder()
+                .name("email")
+                .value(email)
+                .build()
+                .expect("attr"),
+        )
+        .send()
+        .await
+        .expect("AdminUpdateUserAttributes");
+    let b = Browser::new(&app);
+    assert_eq!(
+        location(&login(&b, "other@example.org", "Temp#Pass1234").await),
+        "/staff/new-password"
+    );
+    let csrf = b.csrf("/staff/new-password").await;
+    let r = b
+        .post(
+            "/staff/new-password",
+            &[
+                ("csrf", &csrf),
+                ("password", "Perm#Pass12345"),
+                ("password_confirm", "Perm#Pass12345"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        location(&r),
+        "/staff/login",
+        "refused, not signed in as the other account"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM users WHERE external_subject IS NOT NULL")
+            .await,
+        1
+    );
     app.finish().await;
 }

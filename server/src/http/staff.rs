@@ -87,7 +87,9 @@ async fn signed_in(
     let now = state.clock.now();
     let auth_at: i64 = session.get(sess::KEY_AUTH_AT).await?.unwrap_or(0);
     let account = accounts::load(&state.db, &UserId::from_db(id), now).await?;
-    let Some(mut a) = account.filter(|a| !a.disabled && auth_at > a.sessions_revoked_before) else {
+    let Some(mut a) =
+        account.filter(|a| !a.disabled && !a.must_reset && auth_at > a.sessions_revoked_before)
+    else {
         session.flush().await?;
         return Ok(Err(see_other("/staff/login")));
     };
@@ -170,7 +172,16 @@ async fn cognito_step(
         Step::Done { tokens, claims } => {
             let grants = crate::cognito::grants_from_groups(&claims.groups);
             let who = claims.email.clone().unwrap_or_else(|| email.to_owned());
-            let (user, usable) = accounts::upsert_external(&state.db, &who, &grants, now).await?;
+            let (user, usable) =
+                match accounts::upsert_external(&state.db, &claims.sub, &who, &grants, now).await {
+                    Ok(u) => u,
+                    Err(AccountError::Bad(why)) => {
+                        tracing::warn!(why, "Cognito sign-in refused");
+                        session.flush().await?;
+                        return Ok(see_other("/staff/login"));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
             if !usable {
                 // Disabled here, or a forced reset not yet done: Cognito's tokens don't override us.
                 accounts::record_login_failure(&state.db, &who, &ctx.address, now).await?;
@@ -229,27 +240,29 @@ pub async fn login_submit(
     let now = state.clock.now();
     let email = accounts::normalize_email(&form.email);
     if let Some(c) = state.cognito.clone() {
-        if let Some(retry_after_secs) =
-            accounts::throttle(&state.db, &email, &ctx.address, now).await?
-        {
-            return login_failed(
-                &state,
-                &ctx,
-                &session,
-                Err(AccountError::Throttled { retry_after_secs }),
-            )
-            .await;
-        }
+        let attempt = match accounts::claim_attempt(&state.db, &email, &ctx.address, now).await? {
+            Ok(a) => a,
+            Err(retry_after_secs) => {
+                return login_failed(
+                    &state,
+                    &ctx,
+                    &session,
+                    Err(AccountError::Throttled { retry_after_secs }),
+                )
+                .await
+            }
+        };
         return match c.sign_in(&email, &form.password, now).await {
             Ok(step) => {
+                accounts::release_attempt(&state.db, attempt).await?;
                 sess::restart(&session, now).await?;
                 cognito_step(&state, &ctx, &session, &email, step, false).await
             }
-            Err(crate::cognito::CognitoError::Unavailable(m)) => Err(AppError::Unavailable(m)),
-            Err(_) => {
-                accounts::record_login_failure(&state.db, &email, &ctx.address, now).await?;
-                login_failed(&state, &ctx, &session, Err(AccountError::Invalid)).await
+            Err(crate::cognito::CognitoError::Unavailable(m)) => {
+                accounts::release_attempt(&state.db, attempt).await?;
+                Err(AppError::Unavailable(m))
             }
+            Err(_) => login_failed(&state, &ctx, &session, Err(AccountError::Invalid)).await,
         };
     }
     match accounts::check_password(
@@ -357,18 +370,21 @@ pub async fn mfa_submit(
         session.get::<Challenge>(sess::KEY_CHALLENGE).await?,
     ) {
         let now = state.clock.now();
-        if accounts::throttle(&state.db, &ch.email, &ctx.address, now)
-            .await?
-            .is_some()
-        {
+        let Ok(attempt) = accounts::claim_attempt(&state.db, &ch.email, &ctx.address, now).await?
+        else {
             session.flush().await?;
             return Ok(see_other("/staff/login"));
-        }
+        };
         return match c.totp(&ch.session, &ch.email, &form.code, now).await {
-            Ok(step) => cognito_step(&state, &ctx, &session, &ch.email, step, true).await,
-            Err(crate::cognito::CognitoError::Unavailable(m)) => Err(AppError::Unavailable(m)),
+            Ok(step) => {
+                accounts::release_attempt(&state.db, attempt).await?;
+                cognito_step(&state, &ctx, &session, &ch.email, step, true).await
+            }
+            Err(crate::cognito::CognitoError::Unavailable(m)) => {
+                accounts::release_attempt(&state.db, attempt).await?;
+                Err(AppError::Unavailable(m))
+            }
             Err(_) => {
-                accounts::record_login_failure(&state.db, &ch.email, &ctx.address, now).await?;
                 // Cognito's challenge session is single-use: start again from the password.
                 session.flush().await?;
                 Ok(see_other("/staff/login"))
@@ -380,23 +396,24 @@ pub async fn mfa_submit(
     };
     let user = UserId::from_db(pending);
     let now = state.clock.now();
-    let email = accounts::load(&state.db, &user, now)
+    // The account may have been disabled or reset since the password step.
+    let Some(account) = accounts::load(&state.db, &user, now)
         .await?
-        .map(|a| a.email)
-        .unwrap_or_default();
-    if accounts::throttle(&state.db, &email, &ctx.address, now)
-        .await?
-        .is_some()
-    {
+        .filter(|a| !a.disabled && !a.must_reset)
+    else {
+        session.flush().await?;
+        return Ok(see_other("/staff/login"));
+    };
+    // Claimed before the code is checked; wrong codes count toward the same limit as passwords.
+    let Ok(attempt) = accounts::claim_attempt(&state.db, &account.email, &ctx.address, now).await?
+    else {
         // Too many wrong codes: this half-signed-in session ends; sign-in answers 429 for a while.
         session.flush().await?;
         return Ok(see_other("/staff/login"));
-    }
+    };
     let ok = accounts::check_totp(&state.db, &state.crypto, &user, &form.code, now).await?
         || accounts::use_recovery_code(&state.db, &user, &form.code, now).await?;
     if !ok {
-        // Wrong codes count toward the same limit as wrong passwords.
-        accounts::record_login_failure(&state.db, &email, &ctx.address, now).await?;
         audit_user(
             &state,
             &ctx,
@@ -415,6 +432,7 @@ pub async fn mfa_submit(
         .await?;
         return Ok(see_other("/staff/mfa"));
     }
+    accounts::release_attempt(&state.db, attempt).await?;
     session.remove::<String>(sess::KEY_PENDING_USER).await?;
     session.cycle_id().await?;
     session.insert(sess::KEY_USER, user.as_str()).await?;
