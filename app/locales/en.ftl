@@ -189,3 +189,4 @@ staff-all-practices = all practices
 sandbox-not-found = No such checkout session.
 sandbox-form-expired = This form has expired. Reload the page and try again.
 sandbox-unavailable = The sandbox is unavailable. Try again.
+pay-err-pending = A payment for this statement is being confirmed. Refresh this page in a minute before paying again.

@@ -108,6 +108,8 @@ CREATE TABLE checkouts (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX checkouts_statement ON checkouts(statement_id, status);
+-- At most one live checkout per statement: two tabs cannot both take the balance.
+CREATE UNIQUE INDEX checkouts_one_live ON checkouts(statement_id) WHERE status IN ('creating', 'open');
 
 CREATE TABLE payments (
     id TEXT PRIMARY KEY,

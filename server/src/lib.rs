@@ -174,6 +174,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
+            poller.evict_expired();
             match poller.poll_flush_epoch().await {
                 Ok(true) => tracing::warn!("plaintext key cache flushed on request"),
                 Ok(false) => {}

@@ -265,6 +265,15 @@ impl FieldCrypto {
         }
     }
 
+    /// Drops cached keys past their age or use bound now, rather than at their next lookup.
+    pub fn evict_expired(&self) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.retain(|_, e| {
+                e.loaded.elapsed() <= self.limits.max_age && e.uses < self.limits.max_uses
+            });
+        }
+    }
+
     /// Asks every running server to flush: bumps the epoch they poll.
     pub async fn request_flush_everywhere(db: &Db) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar(

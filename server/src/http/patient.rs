@@ -10,7 +10,7 @@ use crate::billing;
 use crate::ids::{CheckoutId, LinkId, PaymentId};
 use crate::links::{self, LinkState, PayLink};
 use crate::money::{AmountError, Money};
-use crate::payments::{self, CheckoutStatus, DeclineReason};
+use crate::payments::{self, DeclineReason};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -721,6 +721,16 @@ pub async fn pay(
             sess::set_flash(&session, flash).await?;
             Ok(see_other(back))
         }
+        Err(payments::PaymentError::Pending) => {
+            let flash = Flash {
+                key: "pay-err-pending".into(),
+                field: Some("amount".into()),
+                value: Some(amount.plain()),
+                arg: None,
+            };
+            sess::set_flash(&session, flash).await?;
+            Ok(see_other(back))
+        }
         Err(e) => Err(AppError::Internal(e.into())),
     }
 }
@@ -819,15 +829,6 @@ pub async fn pay_cancelled(
                 Some(DeclineReason::Generic) => DeclineKind::Declined,
                 None => DeclineKind::Cancelled,
             };
-        }
-        // Close the abandoned checkout so it can't be paid later from another tab.
-        if pc.status == CheckoutStatus::Open && state.processor.expire_checkout(sid).await.is_ok() {
-            sqlx::query(
-                "UPDATE checkouts SET status = 'expired' WHERE id = $1 AND status = 'open'",
-            )
-            .bind(checkout.id.as_str())
-            .execute(state.db.pool())
-            .await?;
         }
     }
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;

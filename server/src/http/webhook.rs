@@ -44,6 +44,9 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
             tracing::warn!(why, "webhook: event does not match our records");
             (StatusCode::BAD_REQUEST, "event refused").into_response()
         }
+        Err(PaymentError::Pending) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "retry later").into_response()
+        }
         Err(PaymentError::Db(e)) => {
             tracing::error!(error = %e, "webhook: database error");
             (StatusCode::INTERNAL_SERVER_ERROR, "retry later").into_response()

@@ -29,6 +29,10 @@ pub enum PaymentError {
     Db(#[from] sqlx::Error),
     #[error("the payment event was malformed: {0}")]
     BadEvent(&'static str),
+    /// An earlier checkout for this statement was paid and its confirmation hasn't arrived, or
+    /// another checkout is being started right now: a second one could take the balance twice.
+    #[error("a payment for this statement is being confirmed")]
+    Pending,
 }
 
 /// What we ask the processor for. Only opaque ids and neutral text: the processor is not a
@@ -158,8 +162,15 @@ pub async fn start_checkout(
     public_url: &str,
     actor: &Actor,
 ) -> Result<String, PaymentError> {
-    // Only one open checkout per statement: older ones are expired first (best effort), so
-    // two tabs can't both take the full balance.
+    // One live checkout per statement (a unique index backs this up). Older open ones are
+    // expired at the processor first; one that can't be, because it was paid, means the payment
+    // is on its way: refuse rather than let the balance be taken twice.
+    let now = crate::clock::now_unix();
+    sqlx::query("UPDATE checkouts SET status = 'failed' WHERE statement_id = $1 AND status = 'creating' AND created_at < $2")
+        .bind(link.statement_id.as_str())
+        .bind(now - 600)
+        .execute(db.pool())
+        .await?;
     let open: Vec<(String,)> = sqlx::query_as(
         "SELECT processor_session_id FROM checkouts
          WHERE statement_id = $1 AND status = 'open' AND processor_session_id IS NOT NULL",
@@ -168,11 +179,15 @@ pub async fn start_checkout(
     .fetch_all(db.pool())
     .await?;
     for (sid,) in open {
-        if processor.expire_checkout(&sid).await.is_ok() {
-            sqlx::query("UPDATE checkouts SET status = 'expired' WHERE processor_session_id = $1 AND status = 'open'")
-                .bind(&sid)
-                .execute(db.pool())
-                .await?;
+        match processor.expire_checkout(&sid).await {
+            Ok(()) => {
+                sqlx::query("UPDATE checkouts SET status = 'expired' WHERE processor_session_id = $1 AND status = 'open'")
+                    .bind(&sid)
+                    .execute(db.pool())
+                    .await?;
+            }
+            Err(ProcessorError::Rejected(_)) => return Err(PaymentError::Pending),
+            Err(e) => return Err(e.into()),
         }
     }
 
@@ -188,9 +203,14 @@ pub async fn start_checkout(
     .bind(link.id.as_str())
     .bind(amount.cents())
     .bind(&idem)
-    .bind(crate::clock::now_unix())
+    .bind(now)
     .execute(db.pool())
-    .await?;
+    .await
+    .map_err(|e| match &e {
+        // Another request holds the statement's one live checkout.
+        sqlx::Error::Database(d) if d.is_unique_violation() => PaymentError::Pending,
+        _ => PaymentError::Db(e),
+    })?;
 
     let req = CheckoutRequest {
         amount,
@@ -345,7 +365,27 @@ async fn record_from_session(
     session: &ProcessorCheckout,
     payment: Option<&ProcessorPayment>,
 ) -> Result<EventOutcome, PaymentError> {
-    let checkout = find_checkout_by_session(db, &session.id).await?;
+    // By the processor's id; failing that (a crash between creating the session and saving its
+    // id), by our own id, which travels as `client_reference_id`.
+    let mut checkout = find_checkout_by_session(db, &session.id).await?;
+    if checkout.is_none() {
+        if let Some(ours) = session
+            .client_reference_id
+            .as_deref()
+            .and_then(CheckoutId::parse)
+        {
+            checkout = find_checkout(db, &ours)
+                .await?
+                .filter(|c| c.processor_session_id.is_none());
+            if checkout.is_some() {
+                sqlx::query("UPDATE checkouts SET processor_session_id = $1 WHERE id = $2 AND processor_session_id IS NULL")
+                    .bind(&session.id)
+                    .bind(ours.as_str())
+                    .execute(db.pool())
+                    .await?;
+            }
+        }
+    }
     let mut tx = db.begin_write().await?;
     if !insert_event(&mut tx, ev).await? {
         return Ok(EventOutcome::Duplicate);
