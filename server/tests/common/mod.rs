@@ -326,6 +326,57 @@ pub async fn dump_database(app: &TestApp) -> Vec<u8> {
     }
 }
 
+/// Every value of every column of every table, for both backends: text as text, blobs as their
+/// raw bytes, one value per line. Scanners that look for shapes (card numbers) use this rather
+/// than file bytes, where record headers glue random letters and digits onto values.
+pub async fn dump_columns(app: &TestApp) -> Vec<u8> {
+    let cols: Vec<(String, String, String)> = match app.backend {
+        Backend::Sqlite => sqlx::query_as(
+            "SELECT m.name, p.name, lower(p.type) FROM sqlite_master m JOIN pragma_table_info(m.name) p
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx_%'",
+        )
+        .fetch_all(app.db().pool())
+        .await
+        .expect("sqlite columns"),
+        Backend::Postgres => sqlx::query_as(
+            "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx_%'",
+        )
+        .fetch_all(app.db().pool())
+        .await
+        .expect("postgres columns"),
+    };
+    let mut out = vec![];
+    for (t, c, ty) in cols {
+        if ty == "bytea" || ty == "blob" {
+            let rows: Vec<Option<Vec<u8>>> = sqlx::query_scalar(&format!("SELECT {c} FROM {t}"))
+                .fetch_all(app.db().pool())
+                .await
+                .expect("dump");
+            for r in rows.into_iter().flatten() {
+                out.extend(r);
+                out.push(b'\n');
+            }
+        } else {
+            let rows: Vec<Option<String>> =
+                sqlx::query_scalar(&format!("SELECT CAST({c} AS TEXT) FROM {t}"))
+                    .fetch_all(app.db().pool())
+                    .await
+                    .expect("dump");
+            for r in rows.into_iter().flatten() {
+                out.extend(r.into_bytes());
+                out.push(b'\n');
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("Riverside Family Medicine") && text.contains("pat_"),
+        "the dump covers the data"
+    );
+    out
+}
+
 pub fn location(r: &Response) -> String {
     r.headers()
         .get("location")
