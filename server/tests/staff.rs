@@ -17,6 +17,7 @@ both_backends!(
     revocation_and_disable_end_sessions,
     search_is_policy_checked_and_audited,
     break_glass_is_time_boxed_and_loud,
+    role_matrix_over_http,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -24,6 +25,15 @@ const PASSWORD: &str = "correct horse battery staple";
 /// Creates an account and completes enrolment over HTTP; returns its id and recovery codes.
 async fn enrolled(app: &TestApp, email: &str, role: Role) -> (UserId, Vec<String>) {
     let tenant = (role != Role::PlatformAdmin).then_some(&app.tenant);
+    enrolled_in(app, email, role, tenant).await
+}
+
+async fn enrolled_in(
+    app: &TestApp,
+    email: &str,
+    role: Role,
+    tenant: Option<&patriotpay::ids::TenantId>,
+) -> (UserId, Vec<String>) {
     let now = app.state().clock.now();
     let (user, token) = patriotpay::accounts::add_user(app.db(), email, role, tenant, now)
         .await
@@ -619,5 +629,97 @@ async fn break_glass_is_time_boxed_and_loud(backend: Backend) {
         )
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    app.finish().await;
+}
+
+/// The policy matrix as staff meet it over HTTP: every staff role against patient search and
+/// emergency access, and a support agent of another practice who must see only their own.
+async fn role_matrix_over_http(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    // A second practice with a patient of the same name and birth date.
+    let (db, crypto) = (app.db().clone(), app.state().crypto.clone());
+    let other = patriotpay::billing::create_tenant(&db, "Lakeside Pediatrics", "(555) 010-9900")
+        .await
+        .expect("tenant");
+    let phi = |s: &str| patriotpay::phi::Phi::new(s.to_owned());
+    patriotpay::billing::import_patient(
+        &db,
+        &crypto,
+        &other,
+        &patriotpay::billing::NewPatient {
+            first_name: phi("Casey"),
+            last_name: phi("Quintero"),
+            dob: phi("1984-03-14"),
+            zip: phi("10001"),
+            phone: phi("+15550109999"),
+            account_number: phi("LP-1"),
+        },
+    )
+    .await
+    .expect("patient");
+    // (role, practice, may search, may grant emergency access)
+    let cases: Vec<(Role, Option<&patriotpay::ids::TenantId>, bool, bool)> = vec![
+        (Role::SupportAgent, Some(&app.tenant), true, false),
+        (Role::PracticeAdmin, Some(&app.tenant), true, false),
+        (Role::SecurityOfficer, Some(&app.tenant), false, true),
+        (Role::Auditor, Some(&app.tenant), false, false),
+        (Role::PlatformAdmin, None, false, false),
+        (Role::SupportAgent, Some(&other), true, false),
+    ];
+    for (i, (role, tenant, search, glass)) in cases.into_iter().enumerate() {
+        let email = format!("staff{i}@example.org");
+        let (user, _) = enrolled_in(&app, &email, role, tenant).await;
+        let b = Browser::new(&app);
+        sign_in(&app, &b, &email, &user).await;
+        let csrf = b.csrf("/staff").await;
+        let r = b
+            .post(
+                "/staff/search",
+                &[
+                    ("csrf", &csrf),
+                    ("last_name", "Quintero"),
+                    ("dob", "1984-03-14"),
+                    ("account", ""),
+                ],
+            )
+            .await;
+        let status = r.status();
+        let page = r.text().await.expect("body");
+        assert_eq!(status == StatusCode::OK, search, "{role:?} search");
+        if search {
+            let home_practice = tenant == Some(&app.tenant);
+            assert_eq!(
+                page.contains("Avery Quintero — Riverside Family Medicine"),
+                home_practice,
+                "{role:?} sees its own practice only"
+            );
+            assert_eq!(
+                page.contains("Casey Quintero — Lakeside Pediatrics"),
+                !home_practice,
+                "{role:?} sees its own practice only"
+            );
+        } else {
+            assert!(!page.contains("Quintero"), "{role:?} learned nothing");
+        }
+        let r = b
+            .post(
+                "/staff/break-glass",
+                &[
+                    ("csrf", &csrf),
+                    ("practice", app.tenant.as_str()),
+                    ("role", "support-agent"),
+                    ("minutes", "15"),
+                    ("reason", "Matrix test: checking who may grant this"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status() == StatusCode::OK, glass, "{role:?} break-glass");
+        // A patient's pages are not staff pages: a staff session has no statement.
+        assert_eq!(
+            location(&b.get("/statement").await),
+            "/expired",
+            "{role:?} statement"
+        );
+    }
     app.finish().await;
 }
