@@ -163,7 +163,8 @@ pub async fn enrolment_user(
     Ok(id.map(UserId::from_db))
 }
 
-fn platform() -> &'static TenantId {
+/// The pseudo-practice whose keys encrypt what belongs to no practice.
+pub fn platform() -> &'static TenantId {
     static PLATFORM: OnceLock<TenantId> = OnceLock::new();
     PLATFORM.get_or_init(|| TenantId::from_db(PLATFORM_TENANT.to_owned()))
 }

@@ -251,6 +251,19 @@ async fn cognito_sign_in_mfa_refresh_and_reset() {
         body.contains("Avery Quintero"),
         "with MFA the support role can search"
     );
+    // Tokens stay on the server, encrypted: no JWT or refresh token in the sessions table.
+    let sessions: Vec<String> = sqlx::query_scalar("SELECT data FROM sessions")
+        .fetch_all(app.db().pool())
+        .await
+        .expect("sessions");
+    assert!(
+        sessions.iter().any(|d| d.contains("cognito_tokens")),
+        "tokens are kept in the session"
+    );
+    assert!(
+        sessions.iter().all(|d| !d.contains("eyJ")),
+        "no token in plain text at rest"
+    );
 
     // Refresh happens on the server as the access token nears expiry; it keeps working...
     let clock = app.state().clock.clone();

@@ -95,15 +95,10 @@ async fn signed_in(
     };
     // With Cognito, the refresh token is the authority: once it is revoked (global sign-out,
     // disabled user) the session ends at the next refresh.
-    if let (Some(c), Some(tokens)) = (
-        &state.cognito,
-        session
-            .get::<crate::cognito::Tokens>(sess::KEY_TOKENS)
-            .await?,
-    ) {
+    if let (Some(c), Some(tokens)) = (&state.cognito, load_tokens(state, session, &a.id).await?) {
         if now >= tokens.expires_at - 60 {
             match c.refresh(&tokens, now).await {
-                Ok(fresh) => session.insert(sess::KEY_TOKENS, fresh).await?,
+                Ok(fresh) => store_tokens(state, session, &a.id, &fresh).await?,
                 Err(crate::cognito::CognitoError::Unavailable(e)) => {
                     return Err(AppError::Unavailable(e))
                 }
@@ -116,6 +111,56 @@ async fn signed_in(
     }
     a.principal.mfa = session.get::<bool>(sess::KEY_MFA).await?.unwrap_or(false);
     Ok(Ok(a))
+}
+
+/// Cognito tokens live in the server-side session, encrypted under the platform's keys and
+/// bound to the account, so a copy of the sessions table holds no usable refresh token.
+async fn store_tokens(
+    state: &AppState,
+    session: &Session,
+    user: &UserId,
+    tokens: &crate::cognito::Tokens,
+) -> Result<()> {
+    use base64::Engine;
+    let json = serde_json::to_vec(tokens).map_err(|e| AppError::Internal(e.into()))?;
+    let aad = FieldAad {
+        tenant: accounts::platform(),
+        table: "sessions",
+        column: "cognito_tokens",
+        row: user.as_str(),
+    };
+    let ct = state.crypto.encrypt(aad, &json).await?;
+    session
+        .insert(
+            sess::KEY_TOKENS,
+            base64::engine::general_purpose::STANDARD.encode(ct),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn load_tokens(
+    state: &AppState,
+    session: &Session,
+    user: &UserId,
+) -> Result<Option<crate::cognito::Tokens>> {
+    use base64::Engine;
+    let Some(b64) = session.get::<String>(sess::KEY_TOKENS).await? else {
+        return Ok(None);
+    };
+    let ct = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let aad = FieldAad {
+        tenant: accounts::platform(),
+        table: "sessions",
+        column: "cognito_tokens",
+        row: user.as_str(),
+    };
+    let json = state.crypto.decrypt(aad, &ct).await?;
+    Ok(Some(
+        serde_json::from_slice(&json).map_err(|e| AppError::Internal(e.into()))?,
+    ))
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -201,7 +246,7 @@ async fn cognito_step(
             session.insert(sess::KEY_USER, user.as_str()).await?;
             session.insert(sess::KEY_AUTH_AT, now).await?;
             session.insert(sess::KEY_MFA, mfa).await?;
-            session.insert(sess::KEY_TOKENS, *tokens).await?;
+            store_tokens(state, session, &user, &tokens).await?;
             audit_user(state, ctx, Some(&user), "staff.signin", Outcome::Success).await?;
             Ok(see_other("/staff"))
         }
