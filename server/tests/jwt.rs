@@ -1,7 +1,7 @@
 //! Cognito token verification against a local JWKS endpoint: valid tokens pass; `alg: none`,
 //! HS256 signed with the public key, unknown key ids, wrong issuer, wrong audience or client,
-//! swapped token use, expired and tampered tokens are refused. Test keys are made with the
-//! `openssl` command at run time, so no private key lives in the repository.
+//! swapped token use, expired and tampered tokens are refused. Test keys are generated at run
+//! time, so no private key lives in the repository.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use axum::routing::get;
@@ -20,40 +20,26 @@ struct TestKey {
     jwk: serde_json::Value,
 }
 
-fn openssl(args: &[&str]) -> Vec<u8> {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn make_key(dir: &std::path::Path, kid: &str) -> TestKey {
-    let path = dir.join(format!("{kid}.pem"));
-    let p = path.to_str().expect("path");
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        p,
-    ]);
-    let modulus =
-        String::from_utf8(openssl(&["rsa", "-in", p, "-noout", "-modulus"])).expect("utf8");
-    let hex_n = modulus.trim().trim_start_matches("Modulus=");
-    let n =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hex::decode(hex_n).expect("hex"));
+fn make_key(kid: &str) -> TestKey {
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    use rsa::traits::PublicKeyParts;
+    let private = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).expect("rsa key");
+    let public = private.to_public_key();
+    let b64 = |b: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
     TestKey {
-        private_pem: std::fs::read(&path).expect("read"),
-        public_pem: openssl(&["rsa", "-in", p, "-pubout"]),
-        jwk: serde_json::json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": n, "e": "AQAB"}),
+        private_pem: private
+            .to_pkcs8_pem(LineEnding::LF)
+            .expect("pem")
+            .as_bytes()
+            .to_vec(),
+        public_pem: public
+            .to_public_key_pem(LineEnding::LF)
+            .expect("pem")
+            .into_bytes(),
+        jwk: serde_json::json!({
+            "kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid,
+            "n": b64(public.n().to_bytes_be()), "e": b64(public.e().to_bytes_be()),
+        }),
     }
 }
 
@@ -104,9 +90,8 @@ async fn jwks_server(doc: Arc<Mutex<serde_json::Value>>, hits: Arc<Mutex<u32>>) 
 
 #[tokio::test]
 async fn tokens_are_verified_strictly() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = make_key(dir.path(), "test-a");
-    let b = make_key(dir.path(), "test-b");
+    let a = make_key("test-a");
+    let b = make_key("test-b");
     let doc = Arc::new(Mutex::new(serde_json::json!({"keys": [a.jwk.clone()]})));
     let hits = Arc::new(Mutex::new(0));
     let url = jwks_server(doc.clone(), hits.clone()).await;
@@ -222,8 +207,7 @@ async fn tokens_are_verified_strictly() {
 
 #[tokio::test]
 async fn unknown_key_ids_cannot_force_a_refetch_storm() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = make_key(dir.path(), "test-a");
+    let a = make_key("test-a");
     let doc = Arc::new(Mutex::new(serde_json::json!({"keys": [a.jwk.clone()]})));
     let hits = Arc::new(Mutex::new(0));
     let url = jwks_server(doc, hits.clone()).await;
