@@ -360,39 +360,6 @@ pub async fn use_recovery_code(
     Ok(r.rows_affected() == 1)
 }
 
-/// Seconds to wait, if this account or address has failed too often in the window.
-pub async fn throttle(
-    db: &Db,
-    email: &str,
-    address: &str,
-    now: i64,
-) -> Result<Option<u64>, AccountError> {
-    let email = &normalize_email(email);
-    let since = now - FAILURE_WINDOW_SECS;
-    let (by_email, oldest_e): (i64, Option<i64>) =
-        sqlx::query_as("SELECT COUNT(*), MIN(at) FROM login_failures WHERE email = $1 AND at > $2")
-            .bind(email)
-            .bind(since)
-            .fetch_one(db.pool())
-            .await?;
-    let (by_addr, oldest_a): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT COUNT(*), MIN(at) FROM login_failures WHERE address = $1 AND at > $2",
-    )
-    .bind(address)
-    .bind(since)
-    .fetch_one(db.pool())
-    .await?;
-    let wait =
-        |oldest: Option<i64>| (oldest.unwrap_or(now) + FAILURE_WINDOW_SECS - now).max(1) as u64;
-    if by_email >= MAX_FAILURES_PER_ACCOUNT {
-        return Ok(Some(wait(oldest_e)));
-    }
-    if by_addr >= MAX_FAILURES_PER_ADDRESS {
-        return Ok(Some(wait(oldest_a)));
-    }
-    Ok(None)
-}
-
 pub async fn record_login_failure(
     db: &Db,
     email: &str,

@@ -264,6 +264,20 @@ impl CognitoProvider {
         })
     }
 
+    /// Tokens when Cognito returned them, else the challenge it asked for.
+    async fn step(
+        &self,
+        result: Option<&aws_sdk_cognitoidentityprovider::types::AuthenticationResultType>,
+        challenge: Option<&ChallengeNameType>,
+        session: Option<&str>,
+        now: i64,
+    ) -> Result<Step, CognitoError> {
+        match result {
+            Some(r) => self.finish(r, now, None).await,
+            None => Self::step_from_challenge(challenge, session),
+        }
+    }
+
     fn step_from_challenge(
         name: Option<&ChallengeNameType>,
         session: Option<&str>,
@@ -305,10 +319,13 @@ impl CognitoProvider {
                     e,
                 )),
             })?;
-        match out.authentication_result() {
-            Some(r) => self.finish(r, now, None).await,
-            None => Self::step_from_challenge(out.challenge_name(), out.session()),
-        }
+        self.step(
+            out.authentication_result(),
+            out.challenge_name(),
+            out.session(),
+            now,
+        )
+        .await
     }
 
     async fn respond(
@@ -339,10 +356,13 @@ impl CognitoProvider {
                     e,
                 )),
             })?;
-        match out.authentication_result() {
-            Some(r) => self.finish(r, now, None).await,
-            None => Self::step_from_challenge(out.challenge_name(), out.session()),
-        }
+        self.step(
+            out.authentication_result(),
+            out.challenge_name(),
+            out.session(),
+            now,
+        )
+        .await
     }
 
     pub async fn new_password(

@@ -243,6 +243,33 @@ pub async fn verify_form(State(state): State<AppState>, session: Session) -> Res
         .into_response())
 }
 
+/// Reserves an identity attempt, or answers for a locked link (the locked page) or a throttled
+/// visitor (back to `back` with the message).
+async fn claim(
+    state: &AppState,
+    session: &Session,
+    link: Option<&PayLink>,
+    address: &str,
+    now: i64,
+    back: &str,
+) -> Result<std::result::Result<i64, Response>> {
+    match links::claim_attempt(&state.db, link, address, now).await? {
+        links::Claim::Granted { attempt } => Ok(Ok(attempt)),
+        links::Claim::Locked => Ok(Err(see_other("/verify"))),
+        links::Claim::Throttled => {
+            sess::set_flash(
+                session,
+                Flash {
+                    key: "verify-rate-limited".into(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            Ok(Err(see_other(back)))
+        }
+    }
+}
+
 pub async fn verify_submit(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -273,20 +300,18 @@ pub async fn verify_submit(
         sess::set_flash(&session, flash).await?;
         return Ok(see_other("/verify"));
     };
-    let attempt = match links::claim_attempt(&state.db, link.as_ref(), &ctx.address, now).await? {
-        links::Claim::Granted { attempt } => attempt,
-        links::Claim::Locked => return Ok(see_other("/verify")),
-        links::Claim::Throttled => {
-            sess::set_flash(
-                &session,
-                Flash {
-                    key: "verify-rate-limited".into(),
-                    ..Default::default()
-                },
-            )
-            .await?;
-            return Ok(see_other("/verify"));
-        }
+    let attempt = match claim(
+        &state,
+        &session,
+        link.as_ref(),
+        &ctx.address,
+        now,
+        "/verify",
+    )
+    .await?
+    {
+        Ok(a) => a,
+        Err(r) => return Ok(r),
     };
     let matched = match &link {
         Some(link) => {
@@ -422,20 +447,18 @@ pub async fn zip_submit(
         return Ok(see_other("/verify/zip"));
     };
     let now = state.clock.now();
-    let attempt = match links::claim_attempt(&state.db, Some(&link), &ctx.address, now).await? {
-        links::Claim::Granted { attempt } => attempt,
-        links::Claim::Locked => return Ok(see_other("/verify")),
-        links::Claim::Throttled => {
-            sess::set_flash(
-                &session,
-                Flash {
-                    key: "verify-rate-limited".into(),
-                    ..Default::default()
-                },
-            )
-            .await?;
-            return Ok(see_other("/verify/zip"));
-        }
+    let attempt = match claim(
+        &state,
+        &session,
+        Some(&link),
+        &ctx.address,
+        now,
+        "/verify/zip",
+    )
+    .await?
+    {
+        Ok(a) => a,
+        Err(r) => return Ok(r),
     };
     let on_file = match billing::identity_answers(
         &state.db,

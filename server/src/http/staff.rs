@@ -163,6 +163,18 @@ async fn load_tokens(
     ))
 }
 
+/// A signed-in staff member's form post: the synchronizer token, then the session.
+async fn staff_post(
+    state: &AppState,
+    session: &Session,
+    csrf: &str,
+) -> Result<std::result::Result<Account, Response>> {
+    if !sess::csrf_ok(session, csrf).await? {
+        return Err(AppError::Forbidden);
+    }
+    signed_in(state, session).await
+}
+
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Challenge {
     session: String,
@@ -778,10 +790,7 @@ pub async fn search(
     session: Session,
     Form(form): Form<SearchForm>,
 ) -> Result<Response> {
-    if !sess::csrf_ok(&session, &form.csrf).await? {
-        return Err(AppError::Forbidden);
-    }
-    let account = match signed_in(&state, &session).await? {
+    let account = match staff_post(&state, &session, &form.csrf).await? {
         Ok(a) => a,
         Err(r) => return Ok(r),
     };
@@ -911,10 +920,7 @@ pub async fn signout_everywhere(
     session: Session,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response> {
-    if !sess::csrf_ok(&session, &form.csrf).await? {
-        return Err(AppError::Forbidden);
-    }
-    let account = match signed_in(&state, &session).await? {
+    let account = match staff_post(&state, &session, &form.csrf).await? {
         Ok(a) => a,
         Err(r) => return Ok(r),
     };
@@ -957,10 +963,7 @@ pub async fn break_glass(
     session: Session,
     Form(form): Form<BreakGlassForm>,
 ) -> Result<Response> {
-    if !sess::csrf_ok(&session, &form.csrf).await? {
-        return Err(AppError::Forbidden);
-    }
-    let account = match signed_in(&state, &session).await? {
+    let account = match staff_post(&state, &session, &form.csrf).await? {
         Ok(a) => a,
         Err(r) => return Ok(r),
     };
