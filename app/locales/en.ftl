@@ -190,3 +190,99 @@ sandbox-not-found = No such checkout session.
 sandbox-form-expired = This form has expired. Reload the page and try again.
 sandbox-unavailable = The sandbox is unavailable. Try again.
 pay-err-pending = A payment for this statement is being confirmed. Refresh this page in a minute before paying again.
+
+# Patient and guarantor accounts
+home-signin = Sign in to your account
+receipt-account-title = Pay faster next time
+receipt-account-lead = Create an account to see your statements and pay next time without a text message link.
+receipt-account-button = Create an account
+
+account-create-title = Create your account
+account-create-lead = Sign in next time to see your statements and pay without a text message link.
+account-email = Email address
+account-password = Password
+account-password-hint = 8 to 128 characters. A passphrase of several words is best.
+account-password-confirm = Confirm password
+account-create-submit = Create account
+account-created = Your account is ready and you are signed in.
+account-email-invalid = Enter an email address, for example name@example.com.
+account-email-taken = That email address can't be used for a new account. If you already have an account, sign in instead.
+
+signin-title = Sign in
+signin-submit = Sign in
+signin-link-note = Got a text message from your practice? Open its link to pay without an account.
+signin-failed = That email and password did not match an account.
+
+account-title = Your account
+account-signed-in-as = Signed in as { $email }
+account-own-statements = Your statements
+account-dependant-statements = { $name }'s statements
+account-statement-legend = Statement of { $date } from { $practice }
+account-statement-balance = Balance due { $balance }
+account-pay-statement = Pay statement of { $date } from { $practice }
+account-amount-label = Amount to pay
+account-view-statement = View statement
+account-view-statement-label = View statement of { $date } from { $practice }
+account-paid-in-full = Paid in full
+account-nothing-due = Nothing is due.
+account-total-due = Total due
+account-pay-selected = Pay selected
+account-pay-none = Select at least one statement to pay.
+account-pay-check = Check the statements you selected and their amounts, then try again.
+account-pay-one-practice = Statements from different practices are paid separately. Select statements from one practice at a time.
+account-pay-too-many = That is too many statements for one payment. Select fewer and pay the rest separately.
+account-pay-declined = The card processor declined the card. No money was taken. You can try again with the same or a different card.
+account-pay-insufficient = The card was declined for insufficient funds. No money was taken. You can try again with a different card or a smaller amount.
+account-pay-cancelled = You left the payment page before paying. No money was taken.
+account-back = Back to your account
+
+invite-link-title = Invitation link (shown once)
+invite-link-body = Send this link to the person you are inviting. It works once, for 14 days, and they must also answer the patient's identity questions.
+account-guarantors-title = Guarantors
+account-guarantors-lead = A guarantor (a parent, a spouse, a carer) can see and pay statements. They never see your password, and you can revoke their access at any time.
+account-guarantors-current = People who can pay
+account-guarantor-line = { $email } may pay for { $patient } since { $since }
+account-guarantor-revoke = Revoke access
+account-guarantor-revoke-label = Revoke access for { $email } to { $patient }'s statements
+account-guarantor-revoked = Access revoked. They can no longer see or pay these statements.
+account-invitations-title = Pending invitations
+account-invitation-line = Invitation for { $patient }, expires { $expires }
+account-invitation-cancel = Cancel invitation
+account-invitation-cancel-label = Cancel invitation for { $patient }, expiring { $expires }
+account-invitation-revoked = Invitation cancelled. Its link no longer works.
+account-invite-title = Invite a guarantor
+account-invite-patient = Whose statements they may pay
+account-invite-submit = Create invitation link
+
+account-statement-title = Statement for { $patient }
+account-hidden-detail = Details hidden for privacy
+account-hidden-note = Some service descriptions are hidden because they are confidential or the patient is an adult. Amounts are shown in full.
+
+account-receipt-thanks = Thank you. Your payment has been received.
+account-receipt-caption = Statements this payment was applied to
+account-col-patient = Patient
+account-col-practice = Practice
+account-col-statement-date = Statement date
+account-col-applied = Amount applied
+
+invite-verify-title = Confirm who you are paying for
+invite-verify-lead = Enter the date of birth and ZIP code of the patient who invited you (or whom the practice invited you for).
+invite-verify-failed = We couldn't confirm those details. Check the date of birth and ZIP code and try again.
+invite-locked-title = This invitation is locked
+invite-locked-body = This invitation is locked after too many attempts. Ask for a new one, or call { $practice } at { $phone }.
+invite-locked-body-generic = This invitation is locked after too many attempts. Ask for a new one.
+invite-accept-title = Accept the invitation
+invite-accept-lead = You will be able to see and pay { $patient }'s statements from { $practice }.
+invite-accept-existing = Add to my account
+invite-have-account = Already have an account?
+invite-signin-link = Sign in
+invite-signin-kept = We keep this invitation while you sign in.
+invite-accepted = Invitation accepted. Their statements are now on your account.
+
+staff-guarantor-line = { $email } may pay since { $since }
+staff-guarantor-revoke = Revoke
+staff-guarantor-revoke-label = Revoke { $email }'s access to { $patient }'s statements
+staff-guarantor-revoked = Guarantor access revoked.
+staff-guarantor-invite = Invite a guarantor
+staff-guarantor-invite-label = Invite a guarantor for { $patient }
+staff-invite-created = Invitation link created. It is shown below, once.

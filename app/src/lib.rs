@@ -1,6 +1,7 @@
 //! PatriotPay's user interface: server-rendered Leptos pages that take plain view models.
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod i18n;
 pub mod pages;
 pub mod staff;

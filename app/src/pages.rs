@@ -96,15 +96,32 @@ pub(crate) fn error_summary(
     failure: Option<String>,
     field: Option<FieldError>,
 ) -> Option<AnyView> {
-    if failure.is_none() && field.is_none() {
+    error_summary_links(
+        tr,
+        failure,
+        field
+            .map(|e| (e.field.to_owned(), e.message))
+            .into_iter()
+            .collect(),
+    )
+}
+
+/// The error summary for forms whose field ids are built at run time (one amount per
+/// statement): `links` are (input id, message) pairs, each linked to its input.
+pub(crate) fn error_summary_links(
+    tr: Tr,
+    failure: Option<String>,
+    links: Vec<(String, String)>,
+) -> Option<AnyView> {
+    if failure.is_none() && links.is_empty() {
         return None;
     }
     let items = failure
         .map(|f| view! { <li>{f}</li> }.into_any())
         .into_iter()
-        .chain(field.map(|e| {
-            let href = format!("#{}", e.field);
-            view! { <li><a href=href>{e.message}</a></li> }.into_any()
+        .chain(links.into_iter().map(|(field, message)| {
+            let href = format!("#{field}");
+            view! { <li><a href=href>{message}</a></li> }.into_any()
         }))
         .collect::<Vec<_>>();
     Some(
@@ -138,7 +155,11 @@ pub(crate) fn field_message(
     )
 }
 
-fn described_by(field: &'static str, hint: bool, error: &Option<FieldError>) -> Option<String> {
+pub(crate) fn described_by(
+    field: &'static str,
+    hint: bool,
+    error: &Option<FieldError>,
+) -> Option<String> {
     let mut ids = vec![];
     if hint {
         ids.push(format!("{field}-hint"));
@@ -149,11 +170,11 @@ fn described_by(field: &'static str, hint: bool, error: &Option<FieldError>) -> 
     (!ids.is_empty()).then(|| ids.join(" "))
 }
 
-fn invalid(field: &'static str, error: &Option<FieldError>) -> Option<&'static str> {
+pub(crate) fn invalid(field: &'static str, error: &Option<FieldError>) -> Option<&'static str> {
     error.as_ref().filter(|e| e.field == field).map(|_| "true")
 }
 
-fn csrf_input(csrf: String) -> impl IntoView {
+pub(crate) fn csrf_input(csrf: String) -> impl IntoView {
     view! { <input type="hidden" name="csrf" value=csrf/> }
 }
 
@@ -163,6 +184,7 @@ pub fn home(meta: PageMeta) -> String {
         <h1>{tr.t("home-title")}</h1>
         <p class="lead">{tr.t("home-lead")}</p>
         <p>{tr.t("home-scam")}</p>
+        <p><a href="/signin">{tr.t("home-signin")}</a></p>
     };
     document(
         &meta,
@@ -173,6 +195,60 @@ pub fn home(meta: PageMeta) -> String {
     )
 }
 
+/// The patient's date of birth as three text inputs in one group (GOV.UK date pattern).
+/// A field error on "dob-month" marks the whole group.
+pub(crate) fn dob_fieldset(tr: Tr, err: &Option<FieldError>) -> AnyView {
+    let group_error = field_message(tr, "dob-month", err);
+    let fieldset_desc = {
+        let mut ids = vec!["dob-hint".to_string()];
+        if group_error.is_some() {
+            ids.push("dob-month-error".into());
+        }
+        ids.join(" ")
+    };
+    let inv = invalid("dob-month", err);
+    view! {
+        <fieldset class="date-input" aria-describedby=fieldset_desc role="group">
+            <legend><h2 class="legend-heading">{tr.t("verify-dob-legend")}</h2></legend>
+            <p class="hint" id="dob-hint">{tr.t("verify-dob-hint")}</p>
+            {group_error}
+            <div class="date-parts">
+                <div class="date-part">
+                    <label for="dob-month">{tr.t("verify-month")}</label>
+                    <input id="dob-month" name="dob_month" type="text" inputmode="numeric"
+                        maxlength="2" size="2" autocomplete="off" required aria-invalid=inv/>
+                </div>
+                <div class="date-part">
+                    <label for="dob-day">{tr.t("verify-day")}</label>
+                    <input id="dob-day" name="dob_day" type="text" inputmode="numeric"
+                        maxlength="2" size="2" autocomplete="off" required aria-invalid=inv/>
+                </div>
+                <div class="date-part">
+                    <label for="dob-year">{tr.t("verify-year")}</label>
+                    <input id="dob-year" name="dob_year" type="text" inputmode="numeric"
+                        maxlength="4" size="4" autocomplete="off" required aria-invalid=inv/>
+                </div>
+            </div>
+        </fieldset>
+    }
+    .into_any()
+}
+
+/// The ZIP code of the patient's address on file (input id "zip").
+pub(crate) fn zip_field(tr: Tr, err: &Option<FieldError>) -> AnyView {
+    view! {
+        <div class="field">
+            <label for="zip">{tr.t("zip-label")}</label>
+            <p class="hint" id="zip-hint">{tr.t("zip-hint")}</p>
+            {field_message(tr, "zip", err)}
+            <input id="zip" name="zip" type="text" inputmode="numeric" maxlength="10" size="10"
+                autocomplete="postal-code" required aria-describedby=described_by("zip", true, err)
+                aria-invalid=invalid("zip", err)/>
+        </div>
+    }
+    .into_any()
+}
+
 pub fn verify_dob(meta: PageMeta, vm: VerifyDobVm) -> String {
     let tr = Tr::new(meta.lang);
     let lead = match &vm.practice_name {
@@ -180,43 +256,13 @@ pub fn verify_dob(meta: PageMeta, vm: VerifyDobVm) -> String {
         None => tr.t("verify-lead-generic"),
     };
     let err = vm.field_error.clone();
-    let group_error = field_message(tr, "dob-month", &err);
-    let fieldset_desc = {
-        let mut ids = vec!["dob-hint".to_string()];
-        if err.is_some() {
-            ids.push("dob-month-error".into());
-        }
-        ids.join(" ")
-    };
-    let inv = invalid("dob-month", &err);
     let body = view! {
         <h1>{tr.t("verify-title")}</h1>
         <p class="lead">{lead}</p>
         {error_summary(tr, vm.failure.clone(), vm.field_error.clone())}
         <form method="post" action="/verify" novalidate>
             {csrf_input(vm.csrf.clone())}
-            <fieldset class="date-input" aria-describedby=fieldset_desc role="group">
-                <legend><h2 class="legend-heading">{tr.t("verify-dob-legend")}</h2></legend>
-                <p class="hint" id="dob-hint">{tr.t("verify-dob-hint")}</p>
-                {group_error}
-                <div class="date-parts">
-                    <div class="date-part">
-                        <label for="dob-month">{tr.t("verify-month")}</label>
-                        <input id="dob-month" name="dob_month" type="text" inputmode="numeric"
-                            maxlength="2" size="2" autocomplete="off" required aria-invalid=inv/>
-                    </div>
-                    <div class="date-part">
-                        <label for="dob-day">{tr.t("verify-day")}</label>
-                        <input id="dob-day" name="dob_day" type="text" inputmode="numeric"
-                            maxlength="2" size="2" autocomplete="off" required aria-invalid=inv/>
-                    </div>
-                    <div class="date-part">
-                        <label for="dob-year">{tr.t("verify-year")}</label>
-                        <input id="dob-year" name="dob_year" type="text" inputmode="numeric"
-                            maxlength="4" size="4" autocomplete="off" required aria-invalid=inv/>
-                    </div>
-                </div>
-            </fieldset>
+            {dob_fieldset(tr, &err)}
             <button type="submit" class="button">{tr.t("verify-continue")}</button>
         </form>
     };
@@ -258,14 +304,7 @@ pub fn verify_zip(meta: PageMeta, vm: VerifyZipVm) -> String {
         {error_summary(tr, vm.failure.clone(), vm.field_error.clone())}
         <form method="post" action="/verify/zip" novalidate>
             {csrf_input(vm.csrf.clone())}
-            <div class="field">
-                <label for="zip">{tr.t("zip-label")}</label>
-                <p class="hint" id="zip-hint">{tr.t("zip-hint")}</p>
-                {field_message(tr, "zip", &err)}
-                <input id="zip" name="zip" type="text" inputmode="numeric" maxlength="10" size="10"
-                    autocomplete="postal-code" required aria-describedby=described_by("zip", true, &err)
-                    aria-invalid=invalid("zip", &err)/>
-            </div>
+            {zip_field(tr, &err)}
             <button type="submit" class="button">{tr.t("zip-continue")}</button>
         </form>
         <p><a href="/summary">{tr.t("statement-back")}</a></p>
@@ -349,53 +388,30 @@ pub fn summary(meta: PageMeta, vm: SummaryVm) -> String {
     )
 }
 
-pub fn statement(meta: PageMeta, vm: StatementVm) -> String {
-    let tr = Tr::new(meta.lang);
-    let rows = vm
-        .lines
-        .iter()
-        .map(|l| {
-            view! {
-                <tr>
-                    <td>{l.service_date.clone()}</td>
-                    <th scope="row">{l.description.clone()}</th>
-                    <td class="num">{l.charge.clone()}</td>
-                    <td class="num">{l.insurance_paid.clone()}</td>
-                    <td class="num">{l.adjustment.clone()}</td>
-                    <td class="num">{l.responsibility.clone()}</td>
-                </tr>
-            }
-        })
-        .collect::<Vec<_>>();
-    let payments = if vm.payments.is_empty() {
-        view! { <p>{tr.t("statement-no-payments")}</p> }.into_any()
-    } else {
-        let items = vm
-            .payments
-            .iter()
-            .map(|p| {
-                let text = tr.ta(
-                    "statement-payment-line",
-                    &[
-                        ("date", &p.date),
-                        ("amount", &p.amount),
-                        ("brand", &p.brand),
-                        ("last4", &p.last4),
-                    ],
-                );
-                view! { <li>{text}</li> }
-            })
-            .collect::<Vec<_>>();
-        view! { <ul class="payments">{items}</ul> }.into_any()
-    };
-    let t = vm.totals.clone();
-    let body = view! {
-        <h1>{tr.t("statement-title")}</h1>
-        <p class="lead">{tr.ta("summary-from", &[("practice", &vm.practice_name)])}</p>
-        <p>
-            {tr.ta("summary-dated", &[("date", &vm.statement_date)])} " · "
-            {tr.ta("summary-due", &[("date", &vm.due_date)])}
-        </p>
+/// One row of an itemised statement table; the description is a view so callers can show a
+/// placeholder for a hidden one.
+pub(crate) fn statement_row(
+    service_date: String,
+    description: AnyView,
+    [charge, insurance_paid, adjustment, responsibility]: [String; 4],
+) -> AnyView {
+    view! {
+        <tr>
+            <td>{service_date}</td>
+            <th scope="row">{description}</th>
+            <td class="num">{charge}</td>
+            <td class="num">{insurance_paid}</td>
+            <td class="num">{adjustment}</td>
+            <td class="num">{responsibility}</td>
+        </tr>
+    }
+    .into_any()
+}
+
+/// The itemised statement table: its caption, column headings, rows and totals.
+pub(crate) fn statement_table(tr: Tr, rows: Vec<AnyView>, totals: LineVm) -> AnyView {
+    let t = totals;
+    view! {
         <div class="table-wrap">
             <table class="statement">
                 <caption>{tr.t("statement-caption")}</caption>
@@ -422,8 +438,61 @@ pub fn statement(meta: PageMeta, vm: StatementVm) -> String {
                 </tfoot>
             </table>
         </div>
+    }
+    .into_any()
+}
+
+/// The payments received on a statement, or a line saying there are none.
+pub(crate) fn payments_list(tr: Tr, payments: &[PaymentVm]) -> AnyView {
+    if payments.is_empty() {
+        return view! { <p>{tr.t("statement-no-payments")}</p> }.into_any();
+    }
+    let items = payments
+        .iter()
+        .map(|p| {
+            let text = tr.ta(
+                "statement-payment-line",
+                &[
+                    ("date", &p.date),
+                    ("amount", &p.amount),
+                    ("brand", &p.brand),
+                    ("last4", &p.last4),
+                ],
+            );
+            view! { <li>{text}</li> }
+        })
+        .collect::<Vec<_>>();
+    view! { <ul class="payments">{items}</ul> }.into_any()
+}
+
+pub fn statement(meta: PageMeta, vm: StatementVm) -> String {
+    let tr = Tr::new(meta.lang);
+    let rows = vm
+        .lines
+        .iter()
+        .map(|l| {
+            statement_row(
+                l.service_date.clone(),
+                view! { {l.description.clone()} }.into_any(),
+                [
+                    l.charge.clone(),
+                    l.insurance_paid.clone(),
+                    l.adjustment.clone(),
+                    l.responsibility.clone(),
+                ],
+            )
+        })
+        .collect::<Vec<_>>();
+    let body = view! {
+        <h1>{tr.t("statement-title")}</h1>
+        <p class="lead">{tr.ta("summary-from", &[("practice", &vm.practice_name)])}</p>
+        <p>
+            {tr.ta("summary-dated", &[("date", &vm.statement_date)])} " · "
+            {tr.ta("summary-due", &[("date", &vm.due_date)])}
+        </p>
+        {statement_table(tr, rows, vm.totals.clone())}
         <h2>{tr.t("statement-payments")}</h2>
-        {payments}
+        {payments_list(tr, &vm.payments)}
         <div class="balance-card">
             <p class="balance-label">{tr.t("summary-balance")}</p>
             <p class="balance-amount">{vm.balance.clone()}</p>
@@ -490,6 +559,13 @@ pub fn receipt(meta: PageMeta, vm: ReceiptVm) -> String {
             <dt>{tr.t("receipt-new-balance")}</dt><dd class="receipt-balance">{vm.new_balance.clone()}</dd>
         </dl>
         <p><a href="/summary">{tr.t("receipt-back")}</a></p>
+        {vm.offer_account.then(|| view! {
+            <section class="account-offer" aria-labelledby="account-offer-heading">
+                <h2 id="account-offer-heading">{tr.t("receipt-account-title")}</h2>
+                <p>{tr.t("receipt-account-lead")}</p>
+                <p><a class="button" href="/account/create">{tr.t("receipt-account-button")}</a></p>
+            </section>
+        })}
     };
     document(
         &meta,

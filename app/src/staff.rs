@@ -1,5 +1,6 @@
 //! Staff pages: sign-in, second factor, enrolment, recovery codes, and the staff home.
 
+use crate::account::invite_link_box;
 use crate::i18n::Tr;
 use crate::pages::{document_portal, error_summary, field_message};
 use crate::vm::*;
@@ -104,6 +105,61 @@ pub fn recovery_codes(meta: PageMeta, vm: StaffRecoveryVm) -> String {
     document_portal(&meta, tr.t("staff-recovery-title"), body.into_any())
 }
 
+/// One search result: the patient, their guarantors (each revocable when the viewer may), and
+/// the invite form when the viewer may invite a guarantor for them.
+fn patient_row(tr: Tr, csrf: &str, r: StaffPatientRow) -> AnyView {
+    let guarantors = (!r.guarantors.is_empty()).then(|| {
+        let items = r
+            .guarantors
+            .iter()
+            .map(|g| {
+                let revoke = r.can_revoke.then(|| {
+                    let label = tr.ta(
+                        "staff-guarantor-revoke-label",
+                        &[("email", &g.email), ("patient", &r.name)],
+                    );
+                    view! {
+                        <form method="post" action="/staff/guarantors/revoke" class="inline-form" novalidate>
+                            <input type="hidden" name="csrf" value=csrf.to_owned()/>
+                            <input type="hidden" name="grant" value=g.grant_id.clone()/>
+                            <button type="submit" class="button secondary" aria-label=label>
+                                {tr.t("staff-guarantor-revoke")}
+                            </button>
+                        </form>
+                    }
+                });
+                view! {
+                    <li>
+                        <span>{tr.ta("staff-guarantor-line", &[("email", &g.email), ("since", &g.since)])}</span>
+                        {revoke}
+                    </li>
+                }
+            })
+            .collect::<Vec<_>>();
+        view! { <ul class="grants">{items}</ul> }
+    });
+    let invite = r.can_invite.then(|| {
+        let label = tr.ta("staff-guarantor-invite-label", &[("patient", &r.name)]);
+        view! {
+            <form method="post" action="/staff/guarantors/invite" class="inline-form" novalidate>
+                <input type="hidden" name="csrf" value=csrf.to_owned()/>
+                <input type="hidden" name="patient" value=r.patient_id.clone()/>
+                <button type="submit" class="button secondary" aria-label=label>
+                    {tr.t("staff-guarantor-invite")}
+                </button>
+            </form>
+        }
+    });
+    view! {
+        <li>
+            {r.name.clone()} " — " {r.practice.clone()}
+            {guarantors}
+            {invite}
+        </li>
+    }
+    .into_any()
+}
+
 pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
     let tr = Tr::new(meta.lang);
     let roles = vm
@@ -117,7 +173,7 @@ pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
         } else {
             let items = rows
                 .into_iter()
-                .map(|r| view! { <li>{r.name} " — " {r.practice}</li> })
+                .map(|r| patient_row(tr, &vm.csrf, r))
                 .collect::<Vec<_>>();
             view! {
                 <h3>{tr.t("staff-search-results")}</h3>
@@ -196,6 +252,7 @@ pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
         {emergency}
         <p class="lead">{tr.ta("staff-signed-in-as", &[("email", &vm.email)])}</p>
         {vm.notice.clone().map(|n| view! { <p class="notice" role="status">{n}</p> })}
+        {vm.invite_link.clone().map(|link| invite_link_box(tr, link))}
         <h2>{tr.t("staff-your-roles")}</h2>
         <ul>{roles}</ul>
         {search}

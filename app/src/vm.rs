@@ -125,6 +125,8 @@ pub struct ReceiptVm {
     pub last4: String,
     pub reference: String,
     pub new_balance: String,
+    /// Offer to create an account (the visitor paid from a link and has none yet).
+    pub offer_account: bool,
 }
 
 /// Informational pages: signed out, session expired.
@@ -182,6 +184,13 @@ pub struct StaffRecoveryVm {
 pub struct StaffPatientRow {
     pub name: String,
     pub practice: String,
+    /// Opaque patient id, for the invite form.
+    pub patient_id: String,
+    /// The viewer may invite a guarantor for this patient.
+    pub can_invite: bool,
+    /// The viewer may revoke this patient's guarantors.
+    pub can_revoke: bool,
+    pub guarantors: Vec<GuarantorVm>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -198,6 +207,8 @@ pub struct StaffHomeVm {
     pub emergency: Vec<String>,
     /// The emergency-access form, for those who may grant it.
     pub break_glass: Option<BreakGlassVm>,
+    /// A guarantor invitation link just created, shown once.
+    pub invite_link: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -205,4 +216,165 @@ pub struct BreakGlassVm {
     /// (tenant id, practice name)
     pub practices: Vec<(String, String)>,
     pub error: Option<String>,
+}
+
+// ---- Patient and guarantor accounts -------------------------------------------------------
+
+/// Email + password form for a new patient or guarantor account.
+#[derive(Clone, Debug, Default)]
+pub struct AccountFormVm {
+    pub csrf: String,
+    /// Where the form posts: "/account/create" or "/guarantor/accept".
+    pub action: &'static str,
+    /// What the visitor typed, shown again after an error (never the password).
+    pub email: String,
+    pub failure: Option<String>,
+    /// Input ids: "email", "password", "password-confirm".
+    pub field_error: Option<FieldError>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SignInVm {
+    pub csrf: String,
+    pub email: String,
+    pub failure: Option<String>,
+}
+
+/// One open (or just-paid) statement on the account page, with its pay checkbox and amount.
+#[derive(Clone, Debug, Default)]
+pub struct OpenStatementVm {
+    /// Opaque statement id: forms use `pay_<id>` (checkbox) and `amount_<id>` (amount).
+    pub id: String,
+    pub practice_name: String,
+    pub statement_date: String,
+    pub due_date: String,
+    pub balance: String,
+    /// Pre-filled amount ("182.40"), or what was typed before an error.
+    pub amount: String,
+    /// Checked before an error if it was checked when submitted.
+    pub checked: bool,
+    pub paid_in_full: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Relation {
+    /// The account holder's own record.
+    #[default]
+    Own,
+    /// A dependant the account holder is guarantor for.
+    Dependant,
+}
+
+/// One person's statements on the account page.
+#[derive(Clone, Debug, Default)]
+pub struct HouseholdGroupVm {
+    /// First name only.
+    pub patient_name: String,
+    pub relation: Relation,
+    pub statements: Vec<OpenStatementVm>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct GuarantorVm {
+    /// Opaque grant id, for the revoke form (`grant`).
+    pub grant_id: String,
+    pub email: String,
+    /// First name of the patient they may pay for.
+    pub patient_name: String,
+    pub since: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct InvitationVm {
+    /// Opaque invitation id, for the revoke form (`invitation`).
+    pub id: String,
+    pub patient_name: String,
+    pub expires: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AccountHomeVm {
+    pub csrf: String,
+    pub email: String,
+    /// A confirmation or outcome ("Access revoked", "The payment was declined").
+    pub notice: Option<String>,
+    /// A pay-form error not tied to one statement ("Select at least one statement").
+    pub pay_error: Option<String>,
+    /// Own record first, then dependants.
+    pub groups: Vec<HouseholdGroupVm>,
+    /// Sum of the balances shown.
+    pub total_due: String,
+    /// An invitation link just created, shown once.
+    pub invite_link: Option<String>,
+    /// (patient id, first name) the holder may invite a guarantor for.
+    pub can_invite: Vec<(String, String)>,
+    pub guarantors: Vec<GuarantorVm>,
+    pub invitations: Vec<InvitationVm>,
+}
+
+/// A statement line as an account holder sees it: `description` is `None` when it is hidden
+/// from a guarantor (confidential line, or a dependant who is now an adult).
+#[derive(Clone, Debug, Default)]
+pub struct AccountLineVm {
+    pub service_date: String,
+    pub description: Option<String>,
+    pub charge: String,
+    pub insurance_paid: String,
+    pub adjustment: String,
+    pub responsibility: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AccountStatementVm {
+    pub csrf: String,
+    pub practice_name: String,
+    pub patient_name: String,
+    pub statement: OpenStatementVm,
+    pub lines: Vec<AccountLineVm>,
+    pub totals: LineVm,
+    pub payments: Vec<PaymentVm>,
+    /// Some descriptions are hidden: say why.
+    pub some_hidden: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ReceiptItemVm {
+    pub patient_name: String,
+    pub practice_name: String,
+    pub statement_date: String,
+    pub amount: String,
+    pub new_balance: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AccountReceiptVm {
+    pub amount: String,
+    pub date: String,
+    pub brand: String,
+    pub last4: String,
+    pub reference: String,
+    pub items: Vec<ReceiptItemVm>,
+}
+
+/// The invitee answers the dependant's identity questions (date of birth and ZIP together).
+#[derive(Clone, Debug, Default)]
+pub struct InviteVerifyVm {
+    pub csrf: String,
+    pub practice_name: Option<String>,
+    pub failure: Option<String>,
+    /// Input ids: "dob-month", "zip".
+    pub field_error: Option<FieldError>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct InviteAcceptVm {
+    pub csrf: String,
+    pub practice_name: String,
+    /// First name of the dependant.
+    pub patient_name: String,
+    /// Signed in already: accept onto this account with one button (`mode=existing`).
+    pub signed_in_email: Option<String>,
+    /// Otherwise: create an account (`mode=create`), or sign in first at /signin.
+    pub form: AccountFormVm,
 }

@@ -193,6 +193,7 @@ fn role_allows(role: Role, action: Action) -> bool {
                 | ManageSmsSettings
                 | IssueRefund
                 | ExportReports
+                | InviteGuarantor
                 | RevokeGuarantor
         ),
         Role::SecurityOfficer => matches!(
@@ -348,7 +349,7 @@ mod tests {
         ),
         (
             Role::PracticeAdmin,
-            "Y  Y  Y  .  Y  .  .  Y  Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .",
+            "Y  Y  Y  .  Y  .  Y  Y  Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .",
         ),
         (
             Role::SecurityOfficer,

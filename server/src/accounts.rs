@@ -1,10 +1,11 @@
-//! Local staff accounts: argon2id passwords, TOTP second factor with recovery codes, enrolment
-//! links, sign-in throttling, grants, and per-user session revocation.
+//! Local accounts: staff (argon2id password + TOTP second factor, recovery codes, enrolment
+//! links) and members (patients and guarantors: password, grants over named patients);
+//! sign-in throttling, grants, and per-user session revocation.
 
 use crate::access::{Grant, Principal, Role};
 use crate::crypto::{random_token, token_hash, FieldAad, FieldCrypto};
 use crate::db::Db;
-use crate::ids::{TenantId, UserId};
+use crate::ids::{PatientId, TenantId, UserId};
 use crate::phi::Phi;
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
@@ -38,6 +39,23 @@ pub enum AccountError {
     Db(#[from] sqlx::Error),
     #[error("hashing: {0}")]
     Hash(String),
+}
+
+/// Staff sign in with a second factor; members (patients, guarantors) with a password only and
+/// never hold staff grants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Staff,
+    Member,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Staff => "staff",
+            Kind::Member => "member",
+        }
+    }
 }
 
 fn argon() -> Result<Argon2<'static>, AccountError> {
@@ -106,7 +124,7 @@ pub async fn add_user(
     now: i64,
 ) -> Result<(UserId, String), AccountError> {
     let email = normalize_email(email);
-    if !email.contains('@') || email.len() > 254 {
+    if !valid_email(&email) {
         return Err(AccountError::Bad("not an email address"));
     }
     if role.is_staff() && role != Role::PlatformAdmin && tenant.is_none() {
@@ -435,10 +453,11 @@ pub async fn release_attempt(db: &Db, attempt: i64) -> Result<(), AccountError> 
     Ok(())
 }
 
-/// First factor. Unknown account, wrong password, disabled, not enrolled or must reset: all
-/// the same `Invalid`, after the same work.
+/// First factor (the only one for members). Unknown account, wrong password, disabled, not
+/// enrolled, must reset or the other kind of account: all the same `Invalid`, after the same work.
 pub async fn check_password(
     db: &Db,
+    kind: Kind,
     email: &str,
     password: Phi<String>,
     address: &str,
@@ -452,13 +471,16 @@ pub async fn check_password(
     // id, password hash, disabled at, TOTP confirmed, must reset.
     type LoginRow = (String, Option<String>, Option<i64>, i64, i64);
     let row: Option<LoginRow> = sqlx::query_as(
-        "SELECT id, password_hash, disabled_at, totp_confirmed, must_reset FROM users WHERE email = $1",
+        "SELECT id, password_hash, disabled_at, totp_confirmed, must_reset FROM users
+         WHERE email = $1 AND kind = $2",
     )
     .bind(&email)
+    .bind(kind.as_str())
     .fetch_optional(db.pool())
     .await?;
-    let (hash, usable) = match &row {
-        Some((_, Some(h), None, 1, 0)) => (h.clone(), true),
+    let (hash, usable) = match (&row, kind) {
+        (Some((_, Some(h), None, 1, 0)), Kind::Staff) => (h.clone(), true),
+        (Some((_, Some(h), None, _, 0)), Kind::Member) => (h.clone(), true),
         _ => (dummy_hash().to_owned(), false),
     };
     let ok = verify_password(hash, password).await;
@@ -480,32 +502,36 @@ pub struct Account {
     pub disabled: bool,
     pub must_reset: bool,
     pub sessions_revoked_before: i64,
+    pub kind: Kind,
 }
 
 pub async fn load(db: &Db, user: &UserId, now: i64) -> Result<Option<Account>, AccountError> {
-    let row: Option<(String, Option<i64>, i64, i64)> = sqlx::query_as(
-        "SELECT email, disabled_at, sessions_revoked_before, must_reset FROM users WHERE id = $1",
+    let row: Option<(String, Option<i64>, i64, i64, String)> = sqlx::query_as(
+        "SELECT email, disabled_at, sessions_revoked_before, must_reset, kind FROM users WHERE id = $1",
     )
     .bind(user.as_str())
     .fetch_optional(db.pool())
     .await?;
-    let Some((email, disabled_at, revoked, must_reset)) = row else {
+    let Some((email, disabled_at, revoked, must_reset, kind)) = row else {
         return Ok(None);
     };
-    let grants: Vec<(String, Option<String>, Option<i64>)> = sqlx::query_as(
-        "SELECT role, tenant_id, expires_at FROM user_grants WHERE user_id = $1 ORDER BY id",
+    // role, practice, expiry, patient
+    type GrantRow = (String, Option<String>, Option<i64>, Option<String>);
+    let grants: Vec<GrantRow> = sqlx::query_as(
+        "SELECT role, tenant_id, expires_at, patient_id FROM user_grants
+         WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id",
     )
     .bind(user.as_str())
     .fetch_all(db.pool())
     .await?;
     let grants = grants
         .into_iter()
-        .filter(|(_, _, exp)| exp.is_none_or(|e| e > now))
-        .filter_map(|(role, tenant, exp)| {
+        .filter(|(_, _, exp, _)| exp.is_none_or(|e| e > now))
+        .filter_map(|(role, tenant, exp, patient)| {
             Some(Grant {
                 role: Role::parse(&role)?,
                 tenant: tenant.map(TenantId::from_db),
-                patients: Default::default(),
+                patients: patient.map(PatientId::from_db).into_iter().collect(),
                 expires_at: exp,
             })
         })
@@ -522,6 +548,11 @@ pub async fn load(db: &Db, user: &UserId, now: i64) -> Result<Option<Account>, A
         disabled: disabled_at.is_some(),
         must_reset: must_reset == 1,
         sessions_revoked_before: revoked,
+        kind: if kind == "member" {
+            Kind::Member
+        } else {
+            Kind::Staff
+        },
     }))
 }
 
@@ -671,6 +702,94 @@ pub async fn force_reset(db: &Db, email: &str, now: i64) -> Result<Option<String
     .await?;
     tx.commit().await?;
     Ok(Some(token))
+}
+
+/// Creates a member account (patient or guarantor) with a password; grants are added by the
+/// caller in the same transaction. An email already in use is refused.
+pub async fn create_member(
+    tx: &mut sqlx::AnyConnection,
+    email: &str,
+    password_hash: &str,
+    now: i64,
+) -> Result<UserId, AccountError> {
+    let email = normalize_email(email);
+    if !valid_email(&email) {
+        return Err(AccountError::Bad("not an email address"));
+    }
+    let taken: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(&email)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if taken.is_some() {
+        return Err(AccountError::Bad("an account with that email exists"));
+    }
+    let id = UserId::generate();
+    sqlx::query(
+        "INSERT INTO users (id, email, password_hash, kind, created_at) VALUES ($1, $2, $3, 'member', $4)",
+    )
+    .bind(id.as_str())
+    .bind(&email)
+    .bind(password_hash)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(id)
+}
+
+/// A plausible email address: one `@`, something either side, a dot in the domain, no spaces.
+pub fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Gives a member account the patient or guarantor role over one patient. Idempotent: an
+/// active grant of the same role for the same patient is not repeated.
+pub async fn grant_over_patient(
+    tx: &mut sqlx::AnyConnection,
+    user: &UserId,
+    role: Role,
+    tenant: &TenantId,
+    patient: &PatientId,
+    granted_by: &str,
+    now: i64,
+) -> Result<(), AccountError> {
+    if !matches!(role, Role::Patient | Role::Guarantor) {
+        return Err(AccountError::Bad(
+            "only patient and guarantor grants name a patient",
+        ));
+    }
+    let existing: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM user_grants WHERE user_id = $1 AND role = $2 AND patient_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(user.as_str())
+    .bind(role.as_str())
+    .bind(patient.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if existing.is_some() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO user_grants (user_id, role, tenant_id, patient_id, granted_by, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(user.as_str())
+    .bind(role.as_str())
+    .bind(tenant.as_str())
+    .bind(patient.as_str())
+    .bind(granted_by)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Longest emergency grant a security officer may give.

@@ -44,6 +44,9 @@ pub struct NewLine {
     pub insurance_paid: Money,
     pub adjustment: Money,
     pub patient_responsibility: Money,
+    /// The practice marks this line confidential: a guarantor sees its amounts, never its
+    /// description.
+    pub confidential: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -70,6 +73,7 @@ pub struct Line {
     pub insurance_paid: Money,
     pub adjustment: Money,
     pub patient_responsibility: Money,
+    pub confidential: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -367,8 +371,9 @@ pub async fn import_statement(
     for (n, (line_id, sd, desc, line)) in encrypted.into_iter().enumerate() {
         sqlx::query(
             "INSERT INTO statement_lines (id, tenant_id, statement_id, line_no, service_date_ct,
-                 description_ct, charge_cents, insurance_paid_cents, adjustment_cents, patient_cents)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 description_ct, charge_cents, insurance_paid_cents, adjustment_cents, patient_cents,
+                 confidential)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(line_id.as_str())
         .bind(tenant.as_str())
@@ -380,6 +385,7 @@ pub async fn import_statement(
         .bind(line.insurance_paid.cents())
         .bind(line.adjustment.cents())
         .bind(line.patient_responsibility.cents())
+        .bind(i64::from(line.confidential))
         .execute(&mut *tx)
         .await?;
         if line.patient_responsibility.is_positive() {
@@ -440,10 +446,10 @@ pub async fn lines(
     crypto: &FieldCrypto,
     header: &StatementHeader,
 ) -> Result<Vec<Line>, BillingError> {
-    type Row = (String, Vec<u8>, Vec<u8>, i64, i64, i64, i64);
+    type Row = (String, Vec<u8>, Vec<u8>, i64, i64, i64, i64, i64);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, service_date_ct, description_ct, charge_cents, insurance_paid_cents,
-                adjustment_cents, patient_cents
+                adjustment_cents, patient_cents, confidential
          FROM statement_lines WHERE statement_id = $1 AND tenant_id = $2 ORDER BY line_no",
     )
     .bind(header.id.as_str())
@@ -451,7 +457,7 @@ pub async fn lines(
     .fetch_all(db.pool())
     .await?;
     let mut out = Vec::with_capacity(rows.len());
-    for (id, sd, desc, charge, ins, adj, pat) in rows {
+    for (id, sd, desc, charge, ins, adj, pat, confidential) in rows {
         let tenant = &header.tenant_id;
         out.push(Line {
             service_date: crypto
@@ -480,6 +486,7 @@ pub async fn lines(
             insurance_paid: Money::from_cents(ins),
             adjustment: Money::from_cents(adj),
             patient_responsibility: Money::from_cents(pat),
+            confidential: confidential != 0,
         });
     }
     Ok(out)
@@ -490,8 +497,9 @@ pub async fn payments(
     statement: &StatementId,
 ) -> Result<Vec<PaymentRecord>, BillingError> {
     let rows: Vec<(String, i64, String, String, i64)> = sqlx::query_as(
-        "SELECT id, amount_cents, card_brand, card_last4, paid_at FROM payments
-         WHERE statement_id = $1 ORDER BY paid_at, id",
+        "SELECT p.id, a.amount_cents, p.card_brand, p.card_last4, p.paid_at
+         FROM payment_allocations a JOIN payments p ON p.id = a.payment_id
+         WHERE a.statement_id = $1 ORDER BY p.paid_at, p.id",
     )
     .bind(statement.as_str())
     .fetch_all(db.pool())
@@ -508,6 +516,56 @@ pub async fn payments(
             },
         )
         .collect())
+}
+
+/// A patient's first name, for pages that address them or their guarantor.
+pub async fn first_name(
+    db: &Db,
+    crypto: &FieldCrypto,
+    tenant: &TenantId,
+    patient: &PatientId,
+) -> Result<Phi<String>, BillingError> {
+    let ct: Vec<u8> =
+        sqlx::query_scalar("SELECT first_name_ct FROM patients WHERE id = $1 AND tenant_id = $2")
+            .bind(patient.as_str())
+            .bind(tenant.as_str())
+            .fetch_one(db.pool())
+            .await?;
+    Ok(crypto
+        .decrypt_str(patient_aad(tenant, patient.as_str(), "first_name"), &ct)
+        .await?)
+}
+
+/// Every statement of a patient with its balance, newest first.
+pub async fn statements_of(
+    db: &Db,
+    tenant: &TenantId,
+    patient: &PatientId,
+) -> Result<Vec<(StatementHeader, Money)>, BillingError> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT id, statement_date, due_date FROM statements
+         WHERE patient_id = $1 AND tenant_id = $2 ORDER BY statement_date DESC, id",
+    )
+    .bind(patient.as_str())
+    .bind(tenant.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, sd, dd) in rows {
+        let id = StatementId::from_db(id);
+        let balance = balance(db.pool(), &id).await?;
+        out.push((
+            StatementHeader {
+                id,
+                tenant_id: tenant.clone(),
+                patient_id: patient.clone(),
+                statement_date: sd,
+                due_date: dd,
+            },
+            balance,
+        ));
+    }
+    Ok(out)
 }
 
 /// The identity answers on file for a patient: date of birth (ISO) and ZIP.

@@ -19,10 +19,11 @@ pub struct DemoPatient {
     pub zip: &'static str,
     pub phone: &'static str,
     pub account: &'static str,
-    pub lines: &'static [(&'static str, &'static str, i64, i64, i64)],
+    /// (service date, description, charge, insurance paid, adjustment, confidential)
+    pub lines: &'static [(&'static str, &'static str, i64, i64, i64, bool)],
 }
 
-pub const PATIENTS: [DemoPatient; 3] = [
+pub const PATIENTS: [DemoPatient; 5] = [
     DemoPatient {
         first_name: "Avery",
         last_name: "Quintero",
@@ -37,6 +38,7 @@ pub const PATIENTS: [DemoPatient; 3] = [
                 18_500,
                 12_000,
                 1_500,
+                false,
             ),
             (
                 "2026-09-02",
@@ -44,8 +46,9 @@ pub const PATIENTS: [DemoPatient; 3] = [
                 9_800,
                 6_200,
                 1_100,
+                false,
             ),
-            ("2026-09-16", "Follow-up visit", 14_000, 9_500, 800),
+            ("2026-09-16", "Follow-up visit", 14_000, 9_500, 800, false),
         ],
     },
     DemoPatient {
@@ -56,8 +59,8 @@ pub const PATIENTS: [DemoPatient; 3] = [
         phone: "+15550100002",
         account: "RFM-100877",
         lines: &[
-            ("2026-10-07", "Annual physical", 25_000, 25_000, 0),
-            ("2026-10-07", "Lipid panel", 6_400, 3_800, 600),
+            ("2026-10-07", "Annual physical", 25_000, 25_000, 0, false),
+            ("2026-10-07", "Lipid panel", 6_400, 3_800, 600, false),
         ],
     },
     DemoPatient {
@@ -68,11 +71,55 @@ pub const PATIENTS: [DemoPatient; 3] = [
         phone: "+15550100003",
         account: "RFM-101402",
         lines: &[
-            ("2026-08-19", "Sports physical", 9_000, 0, 1_500),
-            ("2026-08-19", "Vision screening", 3_500, 0, 500),
-            ("2026-10-28", "Sick visit", 16_000, 11_200, 1_300),
-            ("2026-10-28", "Rapid strep test", 4_200, 2_900, 300),
+            ("2026-08-19", "Sports physical", 9_000, 0, 1_500, false),
+            ("2026-08-19", "Vision screening", 3_500, 0, 500, false),
+            ("2026-10-28", "Sick visit", 16_000, 11_200, 1_300, false),
+            ("2026-10-28", "Rapid strep test", 4_200, 2_900, 300, false),
         ],
+    },
+    // Patients 4 and 5 are siblings of patient 3: the household a guarantor pays for. Patient 5
+    // is an adult, so a guarantor sees amounts but no service descriptions.
+    DemoPatient {
+        first_name: "Sam",
+        last_name: "Okonkwo-Hart",
+        dob: "2015-02-09",
+        zip: "60622",
+        phone: "+15550100004",
+        account: "RFM-101403",
+        lines: &[
+            (
+                "2026-10-12",
+                "Well-child visit",
+                15_000,
+                12_000,
+                1_000,
+                false,
+            ),
+            (
+                "2026-10-12",
+                "Behavioral health screening",
+                4_000,
+                2_500,
+                0,
+                true,
+            ),
+        ],
+    },
+    DemoPatient {
+        first_name: "Morgan",
+        last_name: "Okonkwo-Hart",
+        dob: "2006-05-30",
+        zip: "60622",
+        phone: "+15550100005",
+        account: "RFM-101404",
+        lines: &[(
+            "2026-10-20",
+            "Urgent care visit",
+            21_000,
+            16_000,
+            1_500,
+            false,
+        )],
     },
 ];
 
@@ -104,13 +151,14 @@ pub async fn ensure(db: &Db, crypto: &FieldCrypto) -> anyhow::Result<TenantId> {
         let lines = p
             .lines
             .iter()
-            .map(|(date, desc, charge, ins, adj)| NewLine {
+            .map(|(date, desc, charge, ins, adj, confidential)| NewLine {
                 service_date: Phi::new((*date).into()),
                 description: Phi::new((*desc).into()),
                 charge: Money::from_cents(*charge),
                 insurance_paid: Money::from_cents(*ins),
                 adjustment: Money::from_cents(*adj),
                 patient_responsibility: Money::from_cents(charge - ins - adj),
+                confidential: *confidential,
             })
             .collect();
         billing::import_statement(
@@ -187,4 +235,31 @@ pub async fn link_text(
         p.zip
     );
     Ok((help, format!("{public_url}/p/{token}")))
+}
+
+/// A fresh guarantor invitation for the n-th demo patient, made as the practice makes one, and
+/// the lines to print for it.
+pub async fn invite_text(
+    db: &Db,
+    crypto: &FieldCrypto,
+    tenant: &TenantId,
+    n: usize,
+    public_url: &str,
+) -> anyhow::Result<(String, String)> {
+    let statement = statement_of(db, crypto, tenant, n).await?;
+    let header = billing::statement_header(db, &statement)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("demo statement vanished"))?;
+    let now = crate::clock::now_unix();
+    let (_, token) =
+        crate::guarantors::invite(db, tenant, &header.patient_id, "cli:demo-invite", now).await?;
+    let p = &PATIENTS[n - 1];
+    let (y, rest) = p.dob.split_at(4);
+    let (m, d) = (&rest[1..3], &rest[4..6]);
+    let help = format!(
+        "Guarantor invitation for demo patient {n} ({} {}, fictional), valid 14 days, usable once.\n\
+         The invitee confirms: date of birth month {m}, day {d}, year {y}, and ZIP {}.",
+        p.first_name, p.last_name, p.zip
+    );
+    Ok((help, format!("{public_url}/g/{token}")))
 }

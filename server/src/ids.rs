@@ -51,6 +51,7 @@ id_type!(LinkId, "lnk");
 id_type!(CheckoutId, "chk");
 id_type!(PaymentId, "pay");
 id_type!(UserId, "usr");
+id_type!(InvitationId, "inv");
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod demo;
+pub mod guarantors;
 pub mod http;
 pub mod ids;
 pub mod keys;

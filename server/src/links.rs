@@ -101,14 +101,17 @@ fn from_row(r: LinkRow) -> PayLink {
     }
 }
 
-/// Looks a link up by the token a visitor presented. Tokens of the wrong shape are not queried.
-pub async fn find_by_token(db: &Db, token: &str) -> Result<Option<PayLink>, sqlx::Error> {
-    if token.len() < 22
-        || token.len() > 64
-        || !token
+/// Tokens we issue are 22–64 URL-safe characters; anything else is not worth a query.
+pub fn token_shape_ok(token: &str) -> bool {
+    (22..=64).contains(&token.len())
+        && token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+}
+
+/// Looks a link up by the token a visitor presented. Tokens of the wrong shape are not queried.
+pub async fn find_by_token(db: &Db, token: &str) -> Result<Option<PayLink>, sqlx::Error> {
+    if !token_shape_ok(token) {
         return Ok(None);
     }
     let row: Option<LinkRow> = sqlx::query_as(&format!("{SELECT_LINK} WHERE l.token_hash = $1"))
@@ -155,6 +158,49 @@ pub enum Claim {
     Throttled,
 }
 
+/// What an identity attempt is made against: a pay link or a guarantor invitation. Both count
+/// failures the same way and lock at `MAX_FAILED_ATTEMPTS`; both share the per-address and
+/// per-patient limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    kind: SubjectKind,
+    id: &'a str,
+    patient: &'a PatientId,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum SubjectKind {
+    PayLink,
+    Invitation,
+}
+
+impl SubjectKind {
+    fn table(self) -> &'static str {
+        match self {
+            SubjectKind::PayLink => "pay_links",
+            SubjectKind::Invitation => "guarantor_invitations",
+        }
+    }
+}
+
+impl<'a> Subject<'a> {
+    pub fn link(link: &'a PayLink) -> Self {
+        Subject {
+            kind: SubjectKind::PayLink,
+            id: link.id.as_str(),
+            patient: &link.patient_id,
+        }
+    }
+
+    pub fn invitation(id: &'a str, patient: &'a PatientId) -> Self {
+        Subject {
+            kind: SubjectKind::Invitation,
+            id,
+            patient,
+        }
+    }
+}
+
 /// Reserves one identity attempt *before* the answer is compared: the failure is written first
 /// and given back only if the answer is right, so parallel guesses cannot outrun the lock or
 /// the limits. `link` is `None` for an expired, revoked or unknown link.
@@ -164,15 +210,26 @@ pub async fn claim_attempt(
     address: &str,
     now: i64,
 ) -> Result<Claim, sqlx::Error> {
+    claim(db, link.map(Subject::link), address, now).await
+}
+
+/// `claim_attempt` for any subject (`None`: nothing valid was presented).
+pub async fn claim(
+    db: &Db,
+    subject: Option<Subject<'_>>,
+    address: &str,
+    now: i64,
+) -> Result<Claim, sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    if let Some(link) = link {
+    if let Some(sub) = subject {
         // The row lock (PostgreSQL) or the write lock (SQLite) orders concurrent claims; at
         // most MAX_FAILED_ATTEMPTS can be outstanding.
-        let claimed: Option<i64> = sqlx::query_scalar(
-            "UPDATE pay_links SET failed_attempts = failed_attempts + 1
+        let claimed: Option<i64> = sqlx::query_scalar(&format!(
+            "UPDATE {} SET failed_attempts = failed_attempts + 1
              WHERE id = $1 AND locked_at IS NULL AND failed_attempts < $2 RETURNING failed_attempts",
-        )
-        .bind(link.id.as_str())
+            sub.kind.table()
+        ))
+        .bind(sub.id)
         .bind(MAX_FAILED_ATTEMPTS)
         .fetch_optional(&mut *tx)
         .await?;
@@ -186,7 +243,7 @@ pub async fn claim_attempt(
     )
     .bind(now)
     .bind(address)
-    .bind(link.map(|l| l.patient_id.as_str().to_owned()))
+    .bind(subject.map(|s| s.patient.as_str().to_owned()))
     .fetch_one(&mut *tx)
     .await?;
     // Counting this attempt and every other one not yet settled.
@@ -197,11 +254,11 @@ pub async fn claim_attempt(
             .fetch_one(&mut *tx)
             .await?;
     let mut over = by_address > MAX_FAILURES_PER_ADDRESS_PER_HOUR;
-    if let Some(link) = link {
+    if let Some(sub) = subject {
         let by_patient: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM verify_failures WHERE patient_id = $1 AND at > $2",
         )
-        .bind(link.patient_id.as_str())
+        .bind(sub.patient.as_str())
         .bind(now - 86_400)
         .fetch_one(&mut *tx)
         .await?;
@@ -225,15 +282,27 @@ pub async fn settle_attempt(
     counts: bool,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
+    settle(db, link.map(Subject::link), attempt, counts, now).await
+}
+
+/// `settle_attempt` for any subject.
+pub async fn settle(
+    db: &Db,
+    subject: Option<Subject<'_>>,
+    attempt: i64,
+    counts: bool,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin_write().await?;
     let mut locked = false;
     if counts {
-        if let Some(link) = link {
-            let n = sqlx::query(
-                "UPDATE pay_links SET locked_at = $1 WHERE id = $2 AND locked_at IS NULL AND failed_attempts >= $3",
-            )
+        if let Some(sub) = subject {
+            let n = sqlx::query(&format!(
+                "UPDATE {} SET locked_at = $1 WHERE id = $2 AND locked_at IS NULL AND failed_attempts >= $3",
+                sub.kind.table()
+            ))
             .bind(now)
-            .bind(link.id.as_str())
+            .bind(sub.id)
             .bind(MAX_FAILED_ATTEMPTS)
             .execute(&mut *tx)
             .await?;
@@ -244,11 +313,14 @@ pub async fn settle_attempt(
             .bind(attempt)
             .execute(&mut *tx)
             .await?;
-        if let Some(link) = link {
-            sqlx::query("UPDATE pay_links SET failed_attempts = failed_attempts - 1 WHERE id = $1 AND failed_attempts > 0")
-                .bind(link.id.as_str())
-                .execute(&mut *tx)
-                .await?;
+        if let Some(sub) = subject {
+            sqlx::query(&format!(
+                "UPDATE {} SET failed_attempts = failed_attempts - 1 WHERE id = $1 AND failed_attempts > 0",
+                sub.kind.table()
+            ))
+            .bind(sub.id)
+            .execute(&mut *tx)
+            .await?;
         }
     }
     tx.commit().await?;

@@ -53,6 +53,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{help}");
             println!("{url}");
         }
+        Command::DemoInvite { patient } => {
+            let (db, crypto) = patriotpay::open_storage(&cfg).await?;
+            let tenant = patriotpay::demo::ensure(&db, &crypto).await?;
+            let public = cfg
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", cfg.addr));
+            let (help, url) = patriotpay::demo::invite_text(
+                &db,
+                &crypto,
+                &tenant,
+                patient,
+                public.trim_end_matches('/'),
+            )
+            .await?;
+            println!("{help}");
+            println!("{url}");
+        }
         Command::Serve { demo } => {
             let running = patriotpay::start(&cfg).await?;
             println!("PatriotPay portal:        {}", running.public_url);
@@ -70,6 +88,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
                 .await?;
                 println!("{help}");
+                println!("Guarantor invitations for the household of patients 3 to 5: `cargo run -- demo-invite --patient 4`.");
                 println!("Open this demo pay link in a browser (more: `cargo run -- demo-link --patient 2`):");
                 println!("{url}");
             } else {

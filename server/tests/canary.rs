@@ -166,6 +166,7 @@ async fn canary_never_leaks(backend: Backend) {
                 insurance_paid: Money::from_cents(20_000),
                 adjustment: Money::from_cents(2_500),
                 patient_responsibility: Money::from_cents(7_500),
+                confidential: false,
             }],
         },
     )

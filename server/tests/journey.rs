@@ -465,6 +465,10 @@ async fn no_second_checkout_while_a_paid_one_is_unconfirmed(backend: Backend) {
         .execute(app.db().pool())
         .await
         .expect("reopen");
+    sqlx::query("UPDATE checkout_items SET live = 1")
+        .execute(app.db().pool())
+        .await
+        .expect("reopen items");
     let r = b.pay("92.00").await;
     assert_eq!(location(&r), "/summary", "no second checkout");
     assert!(

@@ -1,6 +1,7 @@
 //! HTTP wiring: state, routes, and the middleware every response passes through (request ids,
 //! security headers, origin checks, sessions, error pages, request logs).
 
+pub mod account;
 pub mod assets;
 pub mod error;
 pub mod patient;
@@ -100,7 +101,44 @@ pub fn portal_router(state: AppState) -> Router {
         .route("/signout", post(patient::signout))
         .route("/signed-out", get(patient::signed_out))
         .route("/expired", get(patient::expired))
+        .route(
+            "/account/create",
+            get(account::create_form).post(account::create_submit),
+        )
+        .route(
+            "/signin",
+            get(account::signin_form).post(account::signin_submit),
+        )
+        .route("/account", get(account::home))
+        .route("/account/statements/{statement}", get(account::statement))
+        .route("/account/pay", post(account::pay))
+        .route("/account/pay/return/{checkout}", get(account::pay_return))
+        .route(
+            "/account/pay/cancelled/{checkout}",
+            get(account::pay_cancelled),
+        )
+        .route("/account/receipt/{payment}", get(account::receipt))
+        .route("/account/guarantors/invite", post(account::invite))
+        .route(
+            "/account/guarantors/revoke",
+            post(account::revoke_guarantor),
+        )
+        .route(
+            "/account/invitations/revoke",
+            post(account::revoke_invitation),
+        )
+        .route("/g/{token}", get(account::open_invitation))
+        .route(
+            "/guarantor/verify",
+            get(account::invite_verify_form).post(account::invite_verify_submit),
+        )
+        .route(
+            "/guarantor/accept",
+            get(account::accept_form).post(account::accept_submit),
+        )
         .route("/staff", get(staff::home))
+        .route("/staff/guarantors/invite", post(staff::invite_guarantor))
+        .route("/staff/guarantors/revoke", post(staff::revoke_guarantor))
         .route(
             "/staff/login",
             get(staff::login_form).post(staff::login_submit),
@@ -302,7 +340,8 @@ fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
 }
 
 /// Routes whose successful answers carry protected data: each must have asked the policy.
-/// (`/staff` itself shows only the signed-in account's own email and roles.)
+/// (`/staff` itself shows only the signed-in account's own email and roles; `/account` shows
+/// only what per-person decisions allowed, and an account with no one on it asks nothing.)
 pub const POLICY_ROUTES: &[&str] = &[
     "/summary",
     "/statement",
@@ -311,6 +350,11 @@ pub const POLICY_ROUTES: &[&str] = &[
     "/receipt/{payment}",
     "/staff/search",
     "/staff/break-glass",
+    "/staff/guarantors/invite",
+    "/account/statements/{statement}",
+    "/account/pay/return/{checkout}",
+    "/account/receipt/{payment}",
+    "/account/guarantors/invite",
 ];
 
 /// Fails closed when a handler on a protected route answers without one policy decision: the

@@ -60,7 +60,7 @@ async fn visitor(state: &AppState, session: &Session) -> Result<Option<Visitor>>
 }
 
 /// A verified patient on a live link, or the response that sends them where they belong.
-async fn require(
+pub(super) async fn require(
     state: &AppState,
     session: &Session,
     needed: Stage,
@@ -510,6 +510,7 @@ pub async fn zip_submit(
     }
     session.cycle_id().await?;
     session.insert(sess::KEY_STAGE, Stage::Full).await?;
+    let next: Option<String> = session.remove(sess::KEY_NEXT).await?;
     audit_view(
         &state,
         &ctx,
@@ -519,7 +520,12 @@ pub async fn zip_submit(
         Outcome::Success,
     )
     .await?;
-    Ok(see_other("/statement"))
+    // Only our own one known destination; never a path from the request.
+    let to = match next.as_deref() {
+        Some("/account/create") => "/account/create",
+        _ => "/statement",
+    };
+    Ok(see_other(to))
 }
 
 /// The payment form's view model, with any error carried over from a refused POST.
@@ -722,11 +728,18 @@ pub async fn pay(
         }
     };
     let actor = ctx.actor(format!("link:{}", link.id));
+    let plan = payments::CheckoutPlan {
+        tenant: link.tenant_id.clone(),
+        items: vec![(link.statement_id.clone(), amount)],
+        patients: vec![link.patient_id.clone()],
+        link: Some(link.id.clone()),
+        user: None,
+        return_prefix: "/pay",
+    };
     match payments::start_checkout(
         &state.db,
         state.processor.as_ref(),
-        &link,
-        amount,
+        &plan,
         &state.public_url,
         &actor,
     )
@@ -769,7 +782,10 @@ async fn own_checkout(
     let row = payments::find_checkout(&state.db, &id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if row.statement_id != link.statement_id || row.tenant_id != link.tenant_id {
+    if row.link_id.as_ref() != Some(&link.id)
+        || row.statement_id.as_ref() != Some(&link.statement_id)
+        || row.tenant_id != link.tenant_id
+    {
         return Err(AppError::NotFound);
     }
     Ok(row)
@@ -834,26 +850,14 @@ pub async fn pay_cancelled(
     if let Some(payment) = payments::payment_for_checkout(&state.db, &checkout.id).await? {
         return Ok(see_other(&format!("/receipt/{payment}")));
     }
-    let mut kind = DeclineKind::Cancelled;
-    if let Some(sid) = &checkout.processor_session_id {
-        let pc = state
-            .processor
-            .retrieve_checkout(sid)
-            .await
-            .map_err(|e| AppError::Unavailable(e.to_string()))?;
-        if let Some(pi) = &pc.payment_intent {
-            let p = state
-                .processor
-                .retrieve_payment(pi)
-                .await
-                .map_err(|e| AppError::Unavailable(e.to_string()))?;
-            kind = match p.last_error {
-                Some(DeclineReason::InsufficientFunds) => DeclineKind::InsufficientFunds,
-                Some(DeclineReason::Generic) => DeclineKind::Declined,
-                None => DeclineKind::Cancelled,
-            };
-        }
-    }
+    let kind = match payments::decline_reason(state.processor.as_ref(), &checkout)
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?
+    {
+        Some(DeclineReason::InsufficientFunds) => DeclineKind::InsufficientFunds,
+        Some(DeclineReason::Generic) => DeclineKind::Declined,
+        None => DeclineKind::Cancelled,
+    };
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
     let practice = practice_of(&state, &link).await?;
     let flash = sess::take_flash(&session).await?;
@@ -884,7 +888,7 @@ pub async fn receipt(
     let r = payments::receipt(&state.db, &id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if r.statement_id != link.statement_id {
+    if !r.covers(&link.statement_id) {
         return Err(AppError::NotFound);
     }
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
@@ -906,6 +910,7 @@ pub async fn receipt(
         last4: r.card_last4,
         reference: id.to_string(),
         new_balance: balance.to_string(),
+        offer_account: session.get::<String>(sess::KEY_MEMBER).await?.is_none(),
     };
     Ok(Html(pages::receipt(
         meta(&session, Some(practice.name)).await?,

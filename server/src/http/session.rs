@@ -124,6 +124,15 @@ pub const KEY_ENROL: &str = "enrol_token_hash";
 pub const KEY_MFA: &str = "mfa";
 pub const KEY_CHALLENGE: &str = "cognito_challenge";
 pub const KEY_TOKENS: &str = "cognito_tokens";
+/// A signed-in patient or guarantor account (members never use `KEY_USER`, which is staff's).
+pub const KEY_MEMBER: &str = "member_id";
+pub const KEY_INVITE: &str = "invitation_id";
+pub const KEY_INVITE_DEAD: &str = "dead_invitation";
+pub const KEY_INVITE_VERIFIED: &str = "invitation_verified";
+/// The account pay form's errors and typed amounts, carried across the redirect.
+pub const KEY_PAY_ERRORS: &str = "pay_errors";
+/// Where to go once the second identity answer is given.
+pub const KEY_NEXT: &str = "next";
 
 /// How far the patient has proved who they are.
 #[derive(

@@ -87,9 +87,12 @@ async fn signed_in(
     let now = state.clock.now();
     let auth_at: i64 = session.get(sess::KEY_AUTH_AT).await?.unwrap_or(0);
     let account = accounts::load(&state.db, &UserId::from_db(id), now).await?;
-    let Some(mut a) =
-        account.filter(|a| !a.disabled && !a.must_reset && auth_at > a.sessions_revoked_before)
-    else {
+    let Some(mut a) = account.filter(|a| {
+        a.kind == accounts::Kind::Staff
+            && !a.disabled
+            && !a.must_reset
+            && auth_at > a.sessions_revoked_before
+    }) else {
         session.flush().await?;
         return Ok(Err(see_other("/staff/login")));
     };
@@ -324,6 +327,7 @@ pub async fn login_submit(
     }
     match accounts::check_password(
         &state.db,
+        accounts::Kind::Staff,
         &email,
         Phi::new(form.password),
         &ctx.address,
@@ -758,6 +762,7 @@ async fn home_vm(state: &AppState, session: &Session, account: &Account) -> Resu
             practices,
             error: None,
         }),
+        invite_link: None,
     })
 }
 
@@ -847,14 +852,171 @@ pub async fn search(
                 },
             )
             .await?;
-            rows.push(StaffPatientRow {
-                name: name.into_inner(),
-                practice: t.name.clone(),
-            });
+            rows.push(patient_row(&state, &account, t, &p, name).await?);
         }
     }
     let mut vm = home_vm(&state, &session, &account).await?;
     vm.results = Some(rows);
+    Ok(Html(pages::home(meta(), vm)).into_response())
+}
+
+/// One search result, with the guarantor actions the viewer's role allows on it.
+async fn patient_row(
+    state: &AppState,
+    account: &Account,
+    t: &crate::billing::Tenant,
+    p: &PatientId,
+    name: Phi<String>,
+) -> Result<StaffPatientRow> {
+    let now = state.clock.now();
+    let on = Resource {
+        tenant: &t.id,
+        patient: Some(p),
+        clinical_restricted: false,
+    };
+    let can_invite =
+        access::decide(&account.principal, Action::InviteGuarantor, &on, now).allowed();
+    let can_revoke =
+        access::decide(&account.principal, Action::RevokeGuarantor, &on, now).allowed();
+    let mut guarantors = vec![];
+    if can_invite || can_revoke {
+        for g in crate::guarantors::guarantors_of(&state.db, p).await? {
+            guarantors.push(GuarantorVm {
+                grant_id: g.grant_id.to_string(),
+                email: g.email,
+                patient_name: String::new(),
+                since: crate::clock::display_date_unix(g.since),
+            });
+        }
+    }
+    Ok(StaffPatientRow {
+        name: name.into_inner(),
+        practice: t.name.clone(),
+        patient_id: p.to_string(),
+        can_invite,
+        can_revoke,
+        guarantors,
+    })
+}
+
+#[derive(serde::Deserialize)]
+pub struct GuarantorForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    patient: String,
+    #[serde(default)]
+    grant: String,
+}
+
+/// The practice invites a guarantor for a patient; the link is shown in this response only.
+pub async fn invite_guarantor(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    session: Session,
+    Form(form): Form<GuarantorForm>,
+) -> Result<Response> {
+    let account = match staff_post(&state, &session, &form.csrf).await? {
+        Ok(a) => a,
+        Err(r) => return Ok(r),
+    };
+    let patient = PatientId::parse(&form.patient).ok_or(AppError::NotFound)?;
+    let tenant: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM patients WHERE id = $1")
+        .bind(patient.as_str())
+        .fetch_optional(state.db.pool())
+        .await?;
+    let tenant = TenantId::from_db(tenant.ok_or(AppError::NotFound)?);
+    let now = state.clock.now();
+    let on = Resource {
+        tenant: &tenant,
+        patient: Some(&patient),
+        clinical_restricted: false,
+    };
+    let actor = ctx.actor(format!("user:{}", account.id));
+    let allowed = access::decide(&account.principal, Action::InviteGuarantor, &on, now).allowed();
+    if !allowed {
+        audit::record(
+            state.db.pool(),
+            audit::Event {
+                actor: &actor,
+                tenant: Some(&tenant),
+                patient: Some(&patient),
+                action: "guarantor.invite",
+                resource: None,
+                outcome: Outcome::Denied,
+            },
+        )
+        .await?;
+        // Another practice's patient looks like no patient at all.
+        return Err(AppError::NotFound);
+    }
+    let (id, token) = crate::guarantors::invite(
+        &state.db,
+        &tenant,
+        &patient,
+        &format!("user:{}", account.id),
+        now,
+    )
+    .await?;
+    audit::record(
+        state.db.pool(),
+        audit::Event {
+            actor: &actor,
+            tenant: Some(&tenant),
+            patient: Some(&patient),
+            action: "guarantor.invite",
+            resource: Some(id.as_str()),
+            outcome: Outcome::Success,
+        },
+    )
+    .await?;
+    let mut vm = home_vm(&state, &session, &account).await?;
+    vm.invite_link = Some(format!("{}/g/{token}", state.public_url));
+    vm.notice = Some(tr().t("staff-invite-created"));
+    Ok(Html(pages::home(meta(), vm)).into_response())
+}
+
+/// The practice revokes a guarantor's access to one patient.
+pub async fn revoke_guarantor(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    session: Session,
+    Form(form): Form<GuarantorForm>,
+) -> Result<Response> {
+    let account = match staff_post(&state, &session, &form.csrf).await? {
+        Ok(a) => a,
+        Err(r) => return Ok(r),
+    };
+    let (grant, tenant, patient) = super::account::guarantor_grant(&state, &form.grant).await?;
+    let now = state.clock.now();
+    let on = Resource {
+        tenant: &tenant,
+        patient: Some(&patient),
+        clinical_restricted: false,
+    };
+    if !access::decide(&account.principal, Action::RevokeGuarantor, &on, now).allowed() {
+        return Err(AppError::NotFound);
+    }
+    let by = format!("user:{}", account.id);
+    if crate::guarantors::revoke_grant(&state.db, grant, &patient, &by, now)
+        .await?
+        .is_some()
+    {
+        audit::record(
+            state.db.pool(),
+            audit::Event {
+                actor: &ctx.actor(by.clone()),
+                tenant: Some(&tenant),
+                patient: Some(&patient),
+                action: "guarantor.revoke",
+                resource: Some(&grant.to_string()),
+                outcome: Outcome::Success,
+            },
+        )
+        .await?;
+    }
+    let mut vm = home_vm(&state, &session, &account).await?;
+    vm.notice = Some(tr().t("staff-guarantor-revoked"));
     Ok(Html(pages::home(meta(), vm)).into_response())
 }
 

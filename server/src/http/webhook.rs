@@ -44,7 +44,7 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
             tracing::warn!(why, "webhook: event does not match our records");
             (StatusCode::BAD_REQUEST, "event refused").into_response()
         }
-        Err(PaymentError::Pending) => {
+        Err(PaymentError::Pending | PaymentError::Invalid(_)) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "retry later").into_response()
         }
         Err(PaymentError::Db(e)) => {

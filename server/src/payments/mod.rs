@@ -6,8 +6,7 @@ pub mod signature;
 
 use crate::audit::{self, Actor, Outcome};
 use crate::db::Db;
-use crate::ids::{CheckoutId, PaymentId, StatementId, TenantId};
-use crate::links::PayLink;
+use crate::ids::{CheckoutId, LinkId, PatientId, PaymentId, StatementId, TenantId, UserId};
 use crate::money::Money;
 use async_trait::async_trait;
 
@@ -33,6 +32,9 @@ pub enum PaymentError {
     /// another checkout is being started right now: a second one could take the balance twice.
     #[error("a payment for this statement is being confirmed")]
     Pending,
+    /// The request itself was wrong (no statements, too many).
+    #[error("{0}")]
+    Invalid(&'static str),
 }
 
 /// What we ask the processor for. Only opaque ids and neutral text: the processor is not a
@@ -42,8 +44,8 @@ pub struct CheckoutRequest {
     pub amount: Money,
     /// Our checkout id, sent as `client_reference_id` and in the payment's metadata.
     pub checkout_ref: CheckoutId,
-    /// Our statement id, in `payment_intent_data.metadata`.
-    pub statement_ref: StatementId,
+    /// Our statement ids (comma-separated), in `payment_intent_data.metadata`.
+    pub statement_ref: String,
     /// Neutral line-item text, e.g. "Statement balance".
     pub description: &'static str,
     /// Must contain `{CHECKOUT_SESSION_ID}`.
@@ -108,27 +110,84 @@ pub trait PaymentProcessor: Send + Sync {
 pub struct CheckoutRow {
     pub id: CheckoutId,
     pub tenant_id: TenantId,
-    pub statement_id: StatementId,
+    /// Set when the checkout covers exactly one statement (pay-link checkouts always do).
+    pub statement_id: Option<StatementId>,
+    /// Who started it: a pay link, or a signed-in account.
+    pub link_id: Option<LinkId>,
+    pub user_id: Option<UserId>,
     pub amount: Money,
     pub processor_session_id: Option<String>,
     pub status: String,
 }
 
-type CheckoutTuple = (String, String, String, i64, Option<String>, String);
+type CheckoutTuple = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<String>,
+    String,
+);
 
 fn checkout_from(r: CheckoutTuple) -> CheckoutRow {
     CheckoutRow {
         id: CheckoutId::from_db(r.0),
         tenant_id: TenantId::from_db(r.1),
-        statement_id: StatementId::from_db(r.2),
-        amount: Money::from_cents(r.3),
-        processor_session_id: r.4,
-        status: r.5,
+        statement_id: r.2.map(StatementId::from_db),
+        link_id: r.3.map(LinkId::from_db),
+        user_id: r.4.map(UserId::from_db),
+        amount: Money::from_cents(r.5),
+        processor_session_id: r.6,
+        status: r.7,
     }
 }
 
-const SELECT_CHECKOUT: &str =
-    "SELECT id, tenant_id, statement_id, amount_cents, processor_session_id, status FROM checkouts";
+const SELECT_CHECKOUT: &str = "SELECT id, tenant_id, statement_id, link_id, user_id, amount_cents,
+        processor_session_id, status FROM checkouts";
+
+/// The most statements one payment may settle (the processor's metadata holds their ids).
+pub const MAX_ITEMS: usize = 10;
+
+/// What a checkout is for: one or several statements of one practice, and who started it.
+#[derive(Clone, Debug)]
+pub struct CheckoutPlan {
+    pub tenant: TenantId,
+    /// Each statement once, with the amount to put on it (already checked against its balance).
+    pub items: Vec<(StatementId, Money)>,
+    /// The patients concerned, for the audit trail.
+    pub patients: Vec<PatientId>,
+    pub link: Option<LinkId>,
+    pub user: Option<UserId>,
+    /// Path prefix the processor sends the payer back to: "/pay" or "/account/pay".
+    pub return_prefix: &'static str,
+}
+
+/// Marks a checkout finished (complete, expired or failed): its statements are free for a new
+/// checkout. `from` lists the statuses it may leave, so a complete checkout never goes back.
+async fn close_checkout(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    to: &str,
+    from: &[&str],
+) -> Result<bool, sqlx::Error> {
+    let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 3)).collect();
+    let sql = format!(
+        "UPDATE checkouts SET status = $1 WHERE id = $2 AND status IN ({})",
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(to).bind(id);
+    for f in from {
+        q = q.bind(*f);
+    }
+    let changed = q.execute(&mut *conn).await?.rows_affected() == 1;
+    sqlx::query("UPDATE checkout_items SET live = NULL WHERE checkout_id = $1 AND live = 1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(changed)
+}
 
 pub async fn find_checkout(db: &Db, id: &CheckoutId) -> Result<Option<CheckoutRow>, sqlx::Error> {
     let r: Option<CheckoutTuple> = sqlx::query_as(&format!("{SELECT_CHECKOUT} WHERE id = $1"))
@@ -151,87 +210,128 @@ async fn find_checkout_by_session(
     Ok(r.map(checkout_from))
 }
 
-/// Starts a hosted checkout for `amount` on the link's statement and returns the URL to send the
-/// patient to. The idempotency key is saved before the processor is called, so a retry after a
-/// crash can't create a second session.
+/// Starts one hosted checkout for the plan's statements and returns the URL to send the payer
+/// to. The idempotency key is saved before the processor is called, so a retry after a crash
+/// can't create a second session.
 pub async fn start_checkout(
     db: &Db,
     processor: &dyn PaymentProcessor,
-    link: &PayLink,
-    amount: Money,
+    plan: &CheckoutPlan,
     public_url: &str,
     actor: &Actor,
 ) -> Result<String, PaymentError> {
+    if plan.items.is_empty() || plan.items.len() > MAX_ITEMS {
+        return Err(PaymentError::Invalid(
+            "a checkout covers 1 to 10 statements",
+        ));
+    }
+    let total = plan
+        .items
+        .iter()
+        .try_fold(Money::from_cents(0), |acc, (_, m)| acc.checked_add(*m))
+        .ok_or(PaymentError::Invalid("amount overflow"))?;
     // One live checkout per statement (a unique index backs this up). Older open ones are
     // expired at the processor first; one that can't be, because it was paid, means the payment
     // is on its way: refuse rather than let the balance be taken twice.
     let now = crate::clock::now_unix();
-    sqlx::query("UPDATE checkouts SET status = 'failed' WHERE statement_id = $1 AND status = 'creating' AND created_at < $2")
-        .bind(link.statement_id.as_str())
+    let mut conn = db.pool().acquire().await?;
+    for (statement, _) in &plan.items {
+        let stale: Vec<(String,)> = sqlx::query_as(
+            "SELECT c.id FROM checkouts c JOIN checkout_items i ON i.checkout_id = c.id
+             WHERE i.statement_id = $1 AND i.live = 1 AND c.status = 'creating' AND c.created_at < $2",
+        )
+        .bind(statement.as_str())
         .bind(now - 600)
-        .execute(db.pool())
+        .fetch_all(&mut *conn)
         .await?;
-    let open: Vec<(String,)> = sqlx::query_as(
-        "SELECT processor_session_id FROM checkouts
-         WHERE statement_id = $1 AND status = 'open' AND processor_session_id IS NOT NULL",
-    )
-    .bind(link.statement_id.as_str())
-    .fetch_all(db.pool())
-    .await?;
-    for (sid,) in open {
-        match processor.expire_checkout(&sid).await {
-            Ok(()) => {
-                sqlx::query("UPDATE checkouts SET status = 'expired' WHERE processor_session_id = $1 AND status = 'open'")
-                    .bind(&sid)
-                    .execute(db.pool())
-                    .await?;
+        for (id,) in stale {
+            close_checkout(&mut conn, &id, "failed", &["creating"]).await?;
+        }
+        let open: Vec<(String, String)> = sqlx::query_as(
+            "SELECT c.id, c.processor_session_id FROM checkouts c
+             JOIN checkout_items i ON i.checkout_id = c.id
+             WHERE i.statement_id = $1 AND i.live = 1 AND c.status = 'open'
+               AND c.processor_session_id IS NOT NULL",
+        )
+        .bind(statement.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+        for (id, sid) in open {
+            match processor.expire_checkout(&sid).await {
+                Ok(()) => {
+                    close_checkout(&mut conn, &id, "expired", &["open"]).await?;
+                }
+                Err(ProcessorError::Rejected(_)) => return Err(PaymentError::Pending),
+                Err(e) => return Err(e.into()),
             }
-            Err(ProcessorError::Rejected(_)) => return Err(PaymentError::Pending),
-            Err(e) => return Err(e.into()),
         }
     }
+    drop(conn);
 
     let id = CheckoutId::generate();
     let idem = format!("checkout-{}", id.as_str());
-    sqlx::query(
-        "INSERT INTO checkouts (id, tenant_id, statement_id, link_id, amount_cents, idempotency_key, status, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, 'creating', $7)",
-    )
-    .bind(id.as_str())
-    .bind(link.tenant_id.as_str())
-    .bind(link.statement_id.as_str())
-    .bind(link.id.as_str())
-    .bind(amount.cents())
-    .bind(&idem)
-    .bind(now)
-    .execute(db.pool())
-    .await
-    .map_err(|e| match &e {
-        // Another request holds the statement's one live checkout.
+    let single = (plan.items.len() == 1).then(|| plan.items[0].0.as_str().to_owned());
+    let pending = |e: sqlx::Error| match &e {
+        // Another request holds one of these statements' live checkout.
         sqlx::Error::Database(d) if d.is_unique_violation() => PaymentError::Pending,
         _ => PaymentError::Db(e),
-    })?;
+    };
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO checkouts (id, tenant_id, statement_id, link_id, user_id, amount_cents,
+             idempotency_key, status, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'creating', $8)",
+    )
+    .bind(id.as_str())
+    .bind(plan.tenant.as_str())
+    .bind(single)
+    .bind(plan.link.as_ref().map(|l| l.as_str().to_owned()))
+    .bind(plan.user.as_ref().map(|u| u.as_str().to_owned()))
+    .bind(total.cents())
+    .bind(&idem)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    for (statement, amount) in &plan.items {
+        sqlx::query(
+            "INSERT INTO checkout_items (checkout_id, statement_id, amount_cents, live)
+             VALUES ($1, $2, $3, 1)",
+        )
+        .bind(id.as_str())
+        .bind(statement.as_str())
+        .bind(amount.cents())
+        .execute(&mut *tx)
+        .await
+        .map_err(pending)?;
+    }
+    tx.commit().await?;
 
     let req = CheckoutRequest {
-        amount,
+        amount: total,
         checkout_ref: id.clone(),
-        statement_ref: link.statement_id.clone(),
+        statement_ref: plan
+            .items
+            .iter()
+            .map(|(s, _)| s.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
         description: NEUTRAL_DESCRIPTION,
         success_url: format!(
-            "{public_url}/pay/return/{}?session_id={{CHECKOUT_SESSION_ID}}",
+            "{public_url}{}/return/{}?session_id={{CHECKOUT_SESSION_ID}}",
+            plan.return_prefix,
             id.as_str()
         ),
-        cancel_url: format!("{public_url}/pay/cancelled/{}", id.as_str()),
+        cancel_url: format!(
+            "{public_url}{}/cancelled/{}",
+            plan.return_prefix,
+            id.as_str()
+        ),
     };
     let created = match processor.create_checkout(&req, &idem).await {
         Ok(c) => c,
         Err(e) => {
-            sqlx::query(
-                "UPDATE checkouts SET status = 'failed' WHERE id = $1 AND status = 'creating'",
-            )
-            .bind(id.as_str())
-            .execute(db.pool())
-            .await?;
+            let mut conn = db.pool().acquire().await?;
+            close_checkout(&mut conn, id.as_str(), "failed", &["creating"]).await?;
             return Err(e.into());
         }
     };
@@ -244,18 +344,20 @@ pub async fn start_checkout(
     .bind(id.as_str())
     .execute(db.pool())
     .await?;
-    audit::record(
-        db.pool(),
-        audit::Event {
-            actor,
-            tenant: Some(&link.tenant_id),
-            patient: Some(&link.patient_id),
-            action: "payment.checkout.start",
-            resource: Some(id.as_str()),
-            outcome: Outcome::Success,
-        },
-    )
-    .await?;
+    for patient in &plan.patients {
+        audit::record(
+            db.pool(),
+            audit::Event {
+                actor,
+                tenant: Some(&plan.tenant),
+                patient: Some(patient),
+                action: "payment.checkout.start",
+                resource: Some(id.as_str()),
+                outcome: Outcome::Success,
+            },
+        )
+        .await?;
+    }
     Ok(created.url)
 }
 
@@ -319,10 +421,14 @@ pub async fn handle_event(
                 return Ok(EventOutcome::Duplicate);
             }
             if session.status == CheckoutStatus::Expired {
-                sqlx::query("UPDATE checkouts SET status = 'expired' WHERE processor_session_id = $1 AND status IN ('creating', 'open')")
-                    .bind(&session.id)
-                    .execute(&mut *tx)
-                    .await?;
+                let ours: Option<String> =
+                    sqlx::query_scalar("SELECT id FROM checkouts WHERE processor_session_id = $1")
+                        .bind(&session.id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if let Some(id) = ours {
+                    close_checkout(&mut tx, &id, "expired", &["creating", "open"]).await?;
+                }
             }
             tx.commit().await?;
             Ok(EventOutcome::NoChange)
@@ -404,6 +510,32 @@ async fn record_from_session(
         tx.commit().await?;
         return Ok(EventOutcome::NoChange);
     }
+    // How the money splits across the checkout's statements, as asked for when it started.
+    let items: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT statement_id, amount_cents FROM checkout_items WHERE checkout_id = $1 ORDER BY statement_id",
+    )
+    .bind(checkout.id.as_str())
+    .fetch_all(&mut *tx)
+    .await?;
+    let allocations: Vec<(StatementId, Money)> = match items.as_slice() {
+        // One statement: it gets whatever was received (as before several were possible).
+        [(statement, _)] => vec![(
+            StatementId::from_db(statement.clone()),
+            payment.amount_received,
+        )],
+        many if !many.is_empty()
+            && many.iter().map(|(_, c)| *c).sum::<i64>() == payment.amount_received.cents() =>
+        {
+            many.iter()
+                .map(|(s, c)| (StatementId::from_db(s.clone()), Money::from_cents(*c)))
+                .collect()
+        }
+        _ => {
+            return Err(PaymentError::BadEvent(
+                "amount received does not match the checkout's statements",
+            ))
+        }
+    };
     let payment_id = PaymentId::generate();
     let now = crate::clock::now_unix();
     let inserted = sqlx::query(
@@ -414,7 +546,7 @@ async fn record_from_session(
     )
     .bind(payment_id.as_str())
     .bind(checkout.tenant_id.as_str())
-    .bind(checkout.statement_id.as_str())
+    .bind(checkout.statement_id.as_ref().map(|s| s.as_str().to_owned()))
     .bind(checkout.id.as_str())
     .bind(&payment.id)
     .bind(payment.amount_received.cents())
@@ -425,60 +557,75 @@ async fn record_from_session(
     .execute(&mut *tx)
     .await?;
     // Forward only: a completed checkout never goes back to open or expired.
-    sqlx::query("UPDATE checkouts SET status = 'complete' WHERE id = $1 AND status <> 'complete'")
-        .bind(checkout.id.as_str())
-        .execute(&mut *tx)
-        .await?;
+    close_checkout(
+        &mut tx,
+        checkout.id.as_str(),
+        "complete",
+        &["creating", "open", "expired", "failed"],
+    )
+    .await?;
     if inserted.rows_affected() == 0 {
         tx.commit().await?;
         return Ok(EventOutcome::NoChange);
     }
-    sqlx::query(
-        "INSERT INTO ledger_entries (tenant_id, statement_id, kind, amount_cents, payment_id, created_at)
-         VALUES ($1, $2, 'payment', $3, $4, $5)",
-    )
-    .bind(checkout.tenant_id.as_str())
-    .bind(checkout.statement_id.as_str())
-    .bind(payment.amount_received.cents())
-    .bind(payment_id.as_str())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    let balance = crate::billing::balance(&mut *tx, &checkout.statement_id).await?;
-    let patient: String = sqlx::query_scalar("SELECT patient_id FROM statements WHERE id = $1")
-        .bind(checkout.statement_id.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-    let patient = crate::ids::PatientId::from_db(patient);
     let actor = Actor::system("system:processor-webhook");
-    audit::record(
-        &mut *tx,
-        audit::Event {
-            actor: &actor,
-            tenant: Some(&checkout.tenant_id),
-            patient: Some(&patient),
-            action: "payment.recorded",
-            resource: Some(payment_id.as_str()),
-            outcome: Outcome::Success,
-        },
-    )
-    .await?;
-    if balance.cents() < 0 {
-        // Paid more than was due (two checkouts raced). The money is recorded as taken; the
-        // credit is flagged for the practice to refund.
+    for (statement, amount) in &allocations {
+        sqlx::query(
+            "INSERT INTO payment_allocations (payment_id, statement_id, tenant_id, amount_cents)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(payment_id.as_str())
+        .bind(statement.as_str())
+        .bind(checkout.tenant_id.as_str())
+        .bind(amount.cents())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO ledger_entries (tenant_id, statement_id, kind, amount_cents, payment_id, created_at)
+             VALUES ($1, $2, 'payment', $3, $4, $5)",
+        )
+        .bind(checkout.tenant_id.as_str())
+        .bind(statement.as_str())
+        .bind(amount.cents())
+        .bind(payment_id.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let balance = crate::billing::balance(&mut *tx, statement).await?;
+        let patient: String = sqlx::query_scalar("SELECT patient_id FROM statements WHERE id = $1")
+            .bind(statement.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        let patient = PatientId::from_db(patient);
         audit::record(
             &mut *tx,
             audit::Event {
                 actor: &actor,
                 tenant: Some(&checkout.tenant_id),
                 patient: Some(&patient),
-                action: "payment.overpaid",
-                resource: Some(checkout.statement_id.as_str()),
-                outcome: Outcome::Failure,
+                action: "payment.recorded",
+                resource: Some(payment_id.as_str()),
+                outcome: Outcome::Success,
             },
         )
         .await?;
-        tracing::warn!(statement = %checkout.statement_id, "statement overpaid; credit needs a refund");
+        if balance.cents() < 0 {
+            // Paid more than was due (two checkouts raced). The money is recorded as taken; the
+            // credit is flagged for the practice to refund.
+            audit::record(
+                &mut *tx,
+                audit::Event {
+                    actor: &actor,
+                    tenant: Some(&checkout.tenant_id),
+                    patient: Some(&patient),
+                    action: "payment.overpaid",
+                    resource: Some(statement.as_str()),
+                    outcome: Outcome::Failure,
+                },
+            )
+            .await?;
+            tracing::warn!(statement = %statement, "statement overpaid; credit needs a refund");
+        }
     }
     tx.commit().await?;
     Ok(EventOutcome::Recorded)
@@ -496,27 +643,94 @@ pub async fn payment_for_checkout(
     Ok(id.map(PaymentId::from_db))
 }
 
-/// A recorded payment with its statement, for the receipt.
+/// The statements a checkout asked for, with the amount on each.
+pub async fn checkout_items(
+    db: &Db,
+    checkout: &CheckoutId,
+) -> Result<Vec<(StatementId, Money)>, sqlx::Error> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT statement_id, amount_cents FROM checkout_items WHERE checkout_id = $1 ORDER BY statement_id",
+    )
+    .bind(checkout.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(s, c)| (StatementId::from_db(s), Money::from_cents(c)))
+        .collect())
+}
+
+/// Why an unpaid checkout ended, as far as the processor says: a decline reason, or `None`
+/// when the payer simply went back.
+pub async fn decline_reason(
+    processor: &dyn PaymentProcessor,
+    checkout: &CheckoutRow,
+) -> Result<Option<DeclineReason>, ProcessorError> {
+    let Some(sid) = &checkout.processor_session_id else {
+        return Ok(None);
+    };
+    let pc = processor.retrieve_checkout(sid).await?;
+    match &pc.payment_intent {
+        Some(pi) => Ok(processor.retrieve_payment(pi).await?.last_error),
+        None => Ok(None),
+    }
+}
+
+/// How much of a payment went to one statement.
+#[derive(Clone, Debug)]
+pub struct Allocation {
+    pub statement_id: StatementId,
+    pub amount: Money,
+}
+
+/// A recorded payment and how it split, for the receipt.
 #[derive(Clone, Debug)]
 pub struct Receipt {
     pub payment_id: PaymentId,
-    pub statement_id: StatementId,
+    pub tenant_id: TenantId,
+    pub checkout_id: CheckoutId,
+    pub allocations: Vec<Allocation>,
     pub amount: Money,
     pub card_brand: String,
     pub card_last4: String,
     pub paid_at: i64,
 }
 
+impl Receipt {
+    pub fn covers(&self, statement: &StatementId) -> bool {
+        self.allocations
+            .iter()
+            .any(|a| &a.statement_id == statement)
+    }
+}
+
 pub async fn receipt(db: &Db, id: &PaymentId) -> Result<Option<Receipt>, sqlx::Error> {
-    let r: Option<(String, i64, String, String, i64)> = sqlx::query_as(
-        "SELECT statement_id, amount_cents, card_brand, card_last4, paid_at FROM payments WHERE id = $1",
+    let r: Option<(String, String, i64, String, String, i64)> = sqlx::query_as(
+        "SELECT tenant_id, checkout_id, amount_cents, card_brand, card_last4, paid_at FROM payments WHERE id = $1",
     )
     .bind(id.as_str())
     .fetch_optional(db.pool())
     .await?;
-    Ok(r.map(|(s, a, b, l, p)| Receipt {
+    let Some((t, c, a, b, l, p)) = r else {
+        return Ok(None);
+    };
+    let allocations: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT statement_id, amount_cents FROM payment_allocations WHERE payment_id = $1 ORDER BY statement_id",
+    )
+    .bind(id.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    Ok(Some(Receipt {
         payment_id: id.clone(),
-        statement_id: StatementId::from_db(s),
+        tenant_id: TenantId::from_db(t),
+        checkout_id: CheckoutId::from_db(c),
+        allocations: allocations
+            .into_iter()
+            .map(|(s, a)| Allocation {
+                statement_id: StatementId::from_db(s),
+                amount: Money::from_cents(a),
+            })
+            .collect(),
         amount: Money::from_cents(a),
         card_brand: b,
         card_last4: l,

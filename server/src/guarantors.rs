@@ -1,0 +1,335 @@
+//! Guarantors: single-use invitations checked against the dependant's identity answers, the
+//! billing-only grants they lead to, and revocation by the patient or the practice.
+
+use crate::access::Role;
+use crate::accounts::{self, AccountError};
+use crate::crypto::{random_token, token_hash};
+use crate::db::Db;
+use crate::ids::{InvitationId, PatientId, TenantId, UserId};
+use crate::links::LinkState;
+
+/// How long an invitation link works.
+pub const INVITATION_TTL_SECS: i64 = 14 * 86_400;
+
+#[derive(Clone, Debug)]
+pub struct Invitation {
+    pub id: InvitationId,
+    pub tenant_id: TenantId,
+    pub patient_id: PatientId,
+    pub expires_at: i64,
+    pub locked_at: Option<i64>,
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl Invitation {
+    /// Used, revoked and expired invitations are dead: to the visitor, like one that never was.
+    pub fn state(&self, now: i64) -> LinkState {
+        if self.used_at.is_some() || self.revoked_at.is_some() || now >= self.expires_at {
+            LinkState::Dead
+        } else if self.locked_at.is_some() {
+            LinkState::Locked
+        } else {
+            LinkState::Usable
+        }
+    }
+
+    pub fn subject(&self) -> crate::links::Subject<'_> {
+        crate::links::Subject::invitation(self.id.as_str(), &self.patient_id)
+    }
+}
+
+/// Creates an invitation for a guarantor of `patient`; returns its id and the token (shown
+/// once, never stored). `invited_by` is the audit actor id of the patient or staff member.
+pub async fn invite(
+    db: &Db,
+    tenant: &TenantId,
+    patient: &PatientId,
+    invited_by: &str,
+    now: i64,
+) -> Result<(InvitationId, String), sqlx::Error> {
+    let id = InvitationId::generate();
+    let token = random_token();
+    sqlx::query(
+        "INSERT INTO guarantor_invitations (id, tenant_id, patient_id, token_hash, invited_by, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id.as_str())
+    .bind(tenant.as_str())
+    .bind(patient.as_str())
+    .bind(token_hash(&token))
+    .bind(invited_by)
+    .bind(now)
+    .bind(now + INVITATION_TTL_SECS)
+    .execute(db.pool())
+    .await?;
+    Ok((id, token))
+}
+
+const SELECT_INVITATION: &str =
+    "SELECT id, tenant_id, patient_id, expires_at, locked_at, used_at, revoked_at
+    FROM guarantor_invitations";
+
+type InvitationRow = (
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn from_row(r: InvitationRow) -> Invitation {
+    Invitation {
+        id: InvitationId::from_db(r.0),
+        tenant_id: TenantId::from_db(r.1),
+        patient_id: PatientId::from_db(r.2),
+        expires_at: r.3,
+        locked_at: r.4,
+        used_at: r.5,
+        revoked_at: r.6,
+    }
+}
+
+/// Looks an invitation up by the token a visitor presented. Tokens of the wrong shape are not
+/// queried.
+pub async fn find_by_token(db: &Db, token: &str) -> Result<Option<Invitation>, sqlx::Error> {
+    if !crate::links::token_shape_ok(token) {
+        return Ok(None);
+    }
+    let row: Option<InvitationRow> =
+        sqlx::query_as(&format!("{SELECT_INVITATION} WHERE token_hash = $1"))
+            .bind(token_hash(token))
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(row.map(from_row))
+}
+
+pub async fn find(db: &Db, id: &InvitationId) -> Result<Option<Invitation>, sqlx::Error> {
+    let row: Option<InvitationRow> = sqlx::query_as(&format!("{SELECT_INVITATION} WHERE id = $1"))
+        .bind(id.as_str())
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.map(from_row))
+}
+
+/// Spends the invitation on `user`: the guarantor grant and the used mark in one transaction,
+/// so an invitation gives at most one grant however many tabs race.
+async fn spend(
+    conn: &mut sqlx::AnyConnection,
+    inv: &Invitation,
+    user: &UserId,
+    now: i64,
+) -> Result<(), AccountError> {
+    let spent = sqlx::query(
+        "UPDATE guarantor_invitations SET used_at = $1, used_by = $2
+         WHERE id = $3 AND used_at IS NULL AND revoked_at IS NULL AND locked_at IS NULL AND expires_at > $1",
+    )
+    .bind(now)
+    .bind(user.as_str())
+    .bind(inv.id.as_str())
+    .execute(&mut *conn)
+    .await?;
+    if spent.rows_affected() != 1 {
+        return Err(AccountError::Bad("this invitation can no longer be used"));
+    }
+    accounts::grant_over_patient(
+        conn,
+        user,
+        Role::Guarantor,
+        &inv.tenant_id,
+        &inv.patient_id,
+        inv.id.as_str(),
+        now,
+    )
+    .await
+}
+
+/// Accepts onto an existing member account.
+pub async fn accept_existing(
+    db: &Db,
+    inv: &Invitation,
+    user: &UserId,
+    now: i64,
+) -> Result<(), AccountError> {
+    let mut tx = db.begin_write().await?;
+    spend(&mut tx, inv, user, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Creates a member account and accepts onto it, atomically.
+pub async fn accept_new(
+    db: &Db,
+    inv: &Invitation,
+    email: &str,
+    password_hash: &str,
+    now: i64,
+) -> Result<UserId, AccountError> {
+    let mut tx = db.begin_write().await?;
+    let user = accounts::create_member(&mut tx, email, password_hash, now).await?;
+    spend(&mut tx, inv, &user, now).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Revokes a pending invitation of `patient` (the id alone is not enough).
+pub async fn revoke_invitation(
+    db: &Db,
+    id: &InvitationId,
+    patient: &PatientId,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE guarantor_invitations SET revoked_at = $1
+         WHERE id = $2 AND patient_id = $3 AND revoked_at IS NULL AND used_at IS NULL",
+    )
+    .bind(now)
+    .bind(id.as_str())
+    .bind(patient.as_str())
+    .execute(db.pool())
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// A guarantor's active grant over one patient.
+#[derive(Clone, Debug)]
+pub struct GuarantorGrant {
+    pub grant_id: i64,
+    pub user_id: UserId,
+    pub email: String,
+    pub tenant_id: TenantId,
+    pub patient_id: PatientId,
+    pub since: i64,
+}
+
+/// The active guarantors of a patient.
+pub async fn guarantors_of(
+    db: &Db,
+    patient: &PatientId,
+) -> Result<Vec<GuarantorGrant>, sqlx::Error> {
+    let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
+        "SELECT g.id, u.id, u.email, g.tenant_id, g.created_at FROM user_grants g
+         JOIN users u ON u.id = g.user_id
+         WHERE g.patient_id = $1 AND g.role = 'guarantor' AND g.revoked_at IS NULL
+         ORDER BY g.id",
+    )
+    .bind(patient.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(g, u, e, t, at)| GuarantorGrant {
+            grant_id: g,
+            user_id: UserId::from_db(u),
+            email: e,
+            tenant_id: TenantId::from_db(t),
+            patient_id: patient.clone(),
+            since: at,
+        })
+        .collect())
+}
+
+/// Pending (unused, unrevoked, unexpired) invitations for a patient: (id, expires at).
+pub async fn pending_invitations(
+    db: &Db,
+    patient: &PatientId,
+    now: i64,
+) -> Result<Vec<(InvitationId, i64)>, sqlx::Error> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT id, expires_at FROM guarantor_invitations
+         WHERE patient_id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2
+         ORDER BY created_at",
+    )
+    .bind(patient.as_str())
+    .bind(now)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, exp)| (InvitationId::from_db(id), exp))
+        .collect())
+}
+
+/// Revokes one guarantor grant over `patient`. The guarantor loses access at their next request
+/// (grants are re-read on every request). Returns the guarantor's account when something changed.
+pub async fn revoke_grant(
+    db: &Db,
+    grant_id: i64,
+    patient: &PatientId,
+    by: &str,
+    now: i64,
+) -> Result<Option<UserId>, sqlx::Error> {
+    let user: Option<String> = sqlx::query_scalar(
+        "UPDATE user_grants SET revoked_at = $1, revoked_by = $2
+         WHERE id = $3 AND patient_id = $4 AND role = 'guarantor' AND revoked_at IS NULL
+         RETURNING user_id",
+    )
+    .bind(now)
+    .bind(by)
+    .bind(grant_id)
+    .bind(patient.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(user.map(UserId::from_db))
+}
+
+/// True when someone born on `dob_iso` is 18 or older on the day `now` falls in (UTC).
+pub fn is_adult(dob_iso: &str, now: i64) -> bool {
+    let Ok(dob) = time::Date::parse(dob_iso, crate::links::ISO_DATE) else {
+        // An unreadable birth date hides clinical detail: the safe side.
+        return true;
+    };
+    let Ok(today) = time::OffsetDateTime::from_unix_timestamp(now).map(|t| t.date()) else {
+        return true;
+    };
+    let mut age = today.year() - dob.year();
+    if (today.month() as u8, today.day()) < (dob.month() as u8, dob.day()) {
+        age -= 1;
+    }
+    age >= 18
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(date: &str) -> i64 {
+        time::Date::parse(date, crate::links::ISO_DATE)
+            .expect("date")
+            .midnight()
+            .assume_utc()
+            .unix_timestamp()
+    }
+
+    #[test]
+    fn turning_eighteen() {
+        assert!(!is_adult("2008-11-26", at("2026-11-25")));
+        assert!(is_adult("2008-11-25", at("2026-11-25")));
+        assert!(is_adult("2008-11-24", at("2026-11-25")));
+        // Born on 29 February: adult on 1 March in a common year.
+        assert!(!is_adult("2008-02-29", at("2026-02-28")));
+        assert!(is_adult("2008-02-29", at("2026-03-01")));
+        assert!(is_adult("not a date", 0), "unreadable dates hide detail");
+    }
+
+    #[test]
+    fn invitation_states() {
+        let mut i = Invitation {
+            id: InvitationId::generate(),
+            tenant_id: TenantId::generate(),
+            patient_id: PatientId::generate(),
+            expires_at: 100,
+            locked_at: None,
+            used_at: None,
+            revoked_at: None,
+        };
+        assert_eq!(i.state(99), LinkState::Usable);
+        assert_eq!(i.state(100), LinkState::Dead);
+        i.locked_at = Some(1);
+        assert_eq!(i.state(99), LinkState::Locked);
+        i.used_at = Some(1);
+        assert_eq!(i.state(99), LinkState::Dead);
+    }
+}
