@@ -143,6 +143,7 @@ fn amount_field(
 /// One statement on the account page: its pay checkbox, amount and link, or "Paid in full".
 fn open_statement(tr: Tr, s: OpenStatementVm) -> AnyView {
     let which = [
+        ("name", s.patient_name.as_str()),
         ("date", s.statement_date.as_str()),
         ("practice", s.practice_name.as_str()),
     ];

@@ -245,6 +245,8 @@ pub struct SignInVm {
 pub struct OpenStatementVm {
     /// Opaque statement id: forms use `pay_<id>` (checkbox) and `amount_<id>` (amount).
     pub id: String,
+    /// First name of the patient the statement is for: labels say whose it is.
+    pub patient_name: String,
     pub practice_name: String,
     pub statement_date: String,
     pub due_date: String,

@@ -29,6 +29,11 @@ const TEST_TIMEOUT_MS = 120_000;
 // patient 3 owes $75.00 + $30.00 + $35.00 + $10.00 = $150.00 before test 2 pays $10.00 of it.
 const PATIENT_1 = { month: '03', day: '14', year: '1984', zip: '60614' };
 const PATIENT_3 = { month: '06', day: '21', year: '2012', zip: '60622', balance: '$150.00' };
+// Patients 4 and 5 are Riley's siblings: the household a guarantor pays for. Sam (4) owes
+// $20.00 + $15.00 (the screening line is confidential); Morgan (5) is an adult and owes $35.00.
+const PATIENT_4 = { month: '02', day: '09', year: '2015', zip: '60622', name: 'Sam', balance: '$35.00' };
+const PATIENT_5 = { month: '05', day: '30', year: '2006', zip: '60622', name: 'Morgan', balance: '$35.00' };
+const GUARANTOR = { email: 'guardian.e2e@example.test', password: 'correct horse battery staple' };
 const CARD_OK = '4242 4242 4242 4242';
 const CARD_DECLINED = '4000 0000 0000 0002';
 
@@ -122,6 +127,21 @@ async function demoLink(n) {
   const last = out.stdout.trim().split('\n').at(-1).trim();
   assert.match(last, /^https?:\/\/\S+\/p\/\S+$/, `demo-link's last line is not a pay link:\n${out.stdout}`);
   assert.ok(last.startsWith(server.portalUrl + '/'), `demo-link URL ${last} is not on the running portal ${server.portalUrl}`);
+  return last;
+}
+
+/** A practice's guarantor invitation for demo patient `n`, from `patriotpay demo-invite`. */
+async function demoInvite(n) {
+  const env = { ...server.env, PATRIOTPAY_PUBLIC_URL: server.portalUrl };
+  let out;
+  try {
+    out = await execFileP(BIN, ['demo-invite', '--patient', String(n)], { env, timeout: 60_000 });
+  } catch (e) {
+    throw new Error(`demo-invite --patient ${n} failed: ${e.message}\n--- stdout ---\n${e.stdout}\n--- stderr ---\n${e.stderr}`);
+  }
+  const last = out.stdout.trim().split('\n').at(-1).trim();
+  assert.match(last, /^https?:\/\/\S+\/g\/\S+$/, `demo-invite's last line is not an invitation link:\n${out.stdout}`);
+  assert.ok(last.startsWith(server.portalUrl + '/'), `demo-invite URL ${last} is not on the running portal ${server.portalUrl}`);
   return last;
 }
 
@@ -365,7 +385,96 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       await visible(page.getByRole('alert').getByRole('link', { name: /can't be more than the balance/ }));
     });
   });
+
+  it('guarantor signs in, sees two dependants, pays both in one payment', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const forSam = await demoInvite(4);
+    const forMorgan = await demoInvite(5);
+    await inBrowser('guarantor household', async (page) => {
+      // First invitation: answer Sam's questions and create the account.
+      await answerInvitation(page, forSam, PATIENT_4);
+      await page.getByLabel('Email address', { exact: true }).fill(GUARANTOR.email);
+      await page.getByLabel('Password', { exact: true }).fill(GUARANTOR.password);
+      await page.getByLabel('Confirm password', { exact: true }).fill(GUARANTOR.password);
+      await page.getByRole('button', { name: 'Create account', exact: true }).click();
+      await atPortal(page, '/account');
+      await heading(page, 'Your account');
+
+      // Second invitation: answer Morgan's questions, sign in to the same account, accept.
+      await answerInvitation(page, forMorgan, PATIENT_5);
+      await page.getByRole('link', { name: 'Sign in', exact: true }).click();
+      await atPortal(page, '/signin');
+      await signIn(page, GUARANTOR);
+      await atPortal(page, '/guarantor/accept');
+      await page.getByRole('button', { name: 'Add to my account', exact: true }).click();
+      await atPortal(page, '/account');
+
+      // Sign out, then sign in as a returning guarantor would.
+      await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+      await page.goto(`${server.portalUrl}/signin`);
+      await signIn(page, GUARANTOR);
+      await atPortal(page, '/account');
+      await heading(page, 'Your account');
+      for (const p of [PATIENT_4, PATIENT_5]) {
+        const group = page.getByRole('region', { name: `${p.name}'s statements`, exact: true });
+        await visible(group);
+        await visible(group.getByText(`Balance due ${p.balance}`, { exact: false }));
+      }
+      await visible(page.getByText('$70.00', { exact: true }).first());
+
+      // Morgan is an adult: amounts, but no service descriptions.
+      await page.getByRole('link', { name: /^View Morgan's statement/ }).click();
+      await heading(page, "Statement for Morgan");
+      await visible(page.getByText('Details hidden for privacy', { exact: true }).first());
+      assert.equal(await page.getByText('Urgent care visit').count(), 0, 'an adult dependant\'s description is hidden');
+      await page.getByRole('link', { name: 'Back to your account', exact: true }).click();
+      await atPortal(page, '/account');
+
+      // Both statements, one payment.
+      await page.getByLabel(/^Pay Sam's statement/).check();
+      await page.getByLabel(/^Pay Morgan's statement/).check();
+      await page.getByRole('button', { name: 'Pay selected', exact: true }).click();
+      await page.waitForURL((u) => u.origin === server.sandboxUrl);
+      await visible(page.getByText('$70.00', { exact: true }).first());
+      await payOnSandbox(page, { number: CARD_OK, exp: '12/34', cvc: '123' });
+      await page.getByRole('heading', { level: 1, name: 'Payment received', exact: true }).waitFor({ timeout: 30_000 });
+      assert.equal((await receiptValue(page, 'Amount paid').innerText()).trim(), '$70.00');
+      const rows = page.locator('table tbody tr');
+      assert.equal(await rows.count(), 2, 'the receipt lists both statements');
+      for (const p of [PATIENT_4, PATIENT_5]) {
+        const row = rows.filter({ hasText: p.name });
+        await visible(row.getByText(p.balance, { exact: true }));
+        await visible(row.getByText('$0.00', { exact: true }));
+      }
+
+      await page.getByRole('link', { name: 'Back to your account', exact: true }).click();
+      await atPortal(page, '/account');
+      await visible(page.getByText('Nothing is due.', { exact: true }).first());
+    });
+  });
 });
+
+/** Opens an invitation and answers the dependant's identity questions. */
+async function answerInvitation(page, link, patient) {
+  await page.goto(link);
+  await atPortal(page, '/guarantor/verify');
+  const token = new URL(link).pathname.split('/').at(-1);
+  assert.ok(!page.url().includes(token), `the invitation token is still in the URL: ${page.url()}`);
+  await heading(page, 'Confirm who you are paying for');
+  await page.getByLabel('Month', { exact: true }).fill(patient.month);
+  await page.getByLabel('Day', { exact: true }).fill(patient.day);
+  await page.getByLabel('Year', { exact: true }).fill(patient.year);
+  await page.getByLabel('ZIP code', { exact: true }).fill(patient.zip);
+  await page.getByRole('button', { name: 'Continue', exact: true }).click();
+  await atPortal(page, '/guarantor/accept');
+  await heading(page, 'Accept the invitation');
+  await visible(page.getByText(`${patient.name}'s statements`, { exact: false }).first());
+}
+
+async function signIn(page, { email, password }) {
+  await page.getByLabel('Email address', { exact: true }).fill(email);
+  await page.getByLabel('Password', { exact: true }).fill(password);
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+}
 
 function cents(dollarText) {
   const m = dollarText.replace(/,/g, '').match(/^\$(\d+)\.(\d{2})$/);

@@ -459,6 +459,7 @@ struct PayErrors {
 
 fn open_statement_vm(
     h: &billing::StatementHeader,
+    name: &str,
     practice: &str,
     balance: Money,
     carried: Option<&(Option<String>, String, bool)>,
@@ -472,6 +473,7 @@ fn open_statement_vm(
     });
     OpenStatementVm {
         id: h.id.to_string(),
+        patient_name: name.to_owned(),
         practice_name: practice.to_owned(),
         statement_date: iso(&h.statement_date),
         due_date: iso(&h.due_date),
@@ -542,6 +544,7 @@ async fn home_vm(
             total = total.checked_add(balance).unwrap_or(total);
             statements.push(open_statement_vm(
                 &h,
+                name.expose(),
                 &practice,
                 balance,
                 errors.items.get(h.id.as_str()),
@@ -706,8 +709,14 @@ pub async fn statement(
     let vm = AccountStatementVm {
         csrf: sess::csrf_token(&session).await?,
         practice_name: practice.clone(),
-        patient_name: name.into_inner(),
-        statement: open_statement_vm(&h, &practice, balance, errors.items.get(h.id.as_str())),
+        patient_name: name.expose().clone(),
+        statement: open_statement_vm(
+            &h,
+            name.expose(),
+            &practice,
+            balance,
+            errors.items.get(h.id.as_str()),
+        ),
         lines: line_vms,
         totals: LineVm {
             charge: sum(|l| l.charge).to_string(),
