@@ -212,6 +212,14 @@ signin-title = Sign in
 signin-submit = Sign in
 signin-link-note = Got a text message from your practice? Open its link to pay without an account.
 signin-failed = That email and password did not match an account.
+account-created-signin = Your account is ready. Sign in to continue.
+account-confirmed = Your email address is confirmed. Sign in to continue.
+account-confirm-title = Check your email
+account-confirm-lead = We sent a code to { $email }. Enter it to finish creating your account.
+account-confirm-code = Code from the email
+account-confirm-submit = Confirm
+account-confirm-failed = That code was not accepted. Check the latest email and try again.
+account-password-policy = That password does not meet the password rules. Use a longer one, mixing letters, numbers and symbols.
 
 account-title = Your account
 account-signed-in-as = Signed in as { $email }

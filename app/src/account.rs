@@ -75,6 +75,7 @@ pub fn signin(meta: PageMeta, vm: SignInVm) -> String {
     let tr = Tr::new(meta.lang);
     let body = view! {
         <h1>{tr.t("signin-title")}</h1>
+        {vm.notice.clone().map(|n| view! { <p class="notice" role="status">{n}</p> })}
         {error_summary(tr, vm.failure.clone(), None)}
         <form method="post" action="/signin" novalidate>
             {csrf_input(vm.csrf.clone())}
@@ -93,6 +94,26 @@ pub fn signin(meta: PageMeta, vm: SignInVm) -> String {
         <p>{tr.t("signin-link-note")}</p>
     };
     document_portal(&meta, tr.t("signin-title"), body.into_any())
+}
+
+/// Cognito emailed a code at sign-up: enter it to finish.
+pub fn confirm_code(meta: PageMeta, vm: ConfirmCodeVm) -> String {
+    let tr = Tr::new(meta.lang);
+    let body = view! {
+        <h1>{tr.t("account-confirm-title")}</h1>
+        <p class="lead">{tr.ta("account-confirm-lead", &[("email", &vm.email)])}</p>
+        {error_summary(tr, vm.failure.clone(), None)}
+        <form method="post" action="/account/confirm" novalidate>
+            {csrf_input(vm.csrf.clone())}
+            <div class="field">
+                <label for="code">{tr.t("account-confirm-code")}</label>
+                <input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code"
+                    size="10" required/>
+            </div>
+            <button type="submit" class="button">{tr.t("account-confirm-submit")}</button>
+        </form>
+    };
+    document_portal(&meta, tr.t("account-confirm-title"), body.into_any())
 }
 
 /// The amount input of one statement (`amount-<id>` / `amount_<id>`), with its own error.
@@ -857,6 +878,10 @@ mod tests {
             "signin-failed",
             "staff-guarantor-revoked",
             "staff-invite-created",
+            "account-created-signin",
+            "account-confirmed",
+            "account-confirm-failed",
+            "account-password-policy",
         ] {
             assert!(tr.has(key), "{key} is missing from en.ftl");
         }

@@ -238,6 +238,17 @@ pub struct SignInVm {
     pub csrf: String,
     pub email: String,
     pub failure: Option<String>,
+    /// An outcome to confirm ("Your account is ready: sign in").
+    pub notice: Option<String>,
+}
+
+/// The code Cognito emailed at sign-up.
+#[derive(Clone, Debug, Default)]
+pub struct ConfirmCodeVm {
+    pub csrf: String,
+    /// Where the code went.
+    pub email: String,
+    pub failure: Option<String>,
 }
 
 /// One open (or just-paid) statement on the account page, with its pay checkbox and amount.

@@ -627,13 +627,20 @@ pub async fn upsert_external(
 ) -> Result<(UserId, bool), AccountError> {
     let email = normalize_email(email);
     let mut tx = db.begin_write().await?;
-    let row: Option<(String, Option<i64>, i64)> =
-        sqlx::query_as("SELECT id, disabled_at, must_reset FROM users WHERE external_subject = $1")
-            .bind(subject)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let row: Option<(String, Option<i64>, i64, String)> = sqlx::query_as(
+        "SELECT id, disabled_at, must_reset, kind FROM users WHERE external_subject = $1",
+    )
+    .bind(subject)
+    .fetch_optional(&mut *tx)
+    .await?;
     let (id, usable) = match row {
-        Some((id, disabled, must_reset)) => {
+        // A patient's or guarantor's Cognito user never becomes staff, whatever its groups say.
+        Some((_, _, _, kind)) if kind != Kind::Staff.as_str() => {
+            return Err(AccountError::Bad(
+                "a member account cannot sign in as staff",
+            ));
+        }
+        Some((id, disabled, must_reset, _)) => {
             (UserId::from_db(id), disabled.is_none() && must_reset == 0)
         }
         None => {
@@ -704,12 +711,40 @@ pub async fn force_reset(db: &Db, email: &str, now: i64) -> Result<Option<String
     Ok(Some(token))
 }
 
-/// Creates a member account (patient or guarantor) with a password; grants are added by the
-/// caller in the same transaction. An email already in use is refused.
+/// How a new member account will sign in.
+#[derive(Clone, Debug)]
+pub enum NewCredentials {
+    /// Local accounts: an argon2id hash made with `hash_password`.
+    Local { password_hash: String },
+    /// Cognito accounts: the user's `sub`; Cognito holds the password.
+    External { subject: String },
+}
+
+/// True when an account already uses this email (checked before calling out to Cognito).
+pub async fn email_taken(db: &Db, email: &str) -> Result<bool, AccountError> {
+    let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(normalize_email(email))
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(id.is_some())
+}
+
+/// The member account of a Cognito subject (staff accounts never match).
+pub async fn member_by_subject(db: &Db, subject: &str) -> Result<Option<UserId>, AccountError> {
+    let id: Option<String> =
+        sqlx::query_scalar("SELECT id FROM users WHERE external_subject = $1 AND kind = 'member'")
+            .bind(subject)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(id.map(UserId::from_db))
+}
+
+/// Creates a member account (patient or guarantor); grants are added by the caller in the same
+/// transaction. An email already in use is refused.
 pub async fn create_member(
     tx: &mut sqlx::AnyConnection,
     email: &str,
-    password_hash: &str,
+    credentials: &NewCredentials,
     now: i64,
 ) -> Result<UserId, AccountError> {
     let email = normalize_email(email);
@@ -724,12 +759,18 @@ pub async fn create_member(
         return Err(AccountError::Bad("an account with that email exists"));
     }
     let id = UserId::generate();
+    let (hash, subject) = match credentials {
+        NewCredentials::Local { password_hash } => (Some(password_hash.clone()), None),
+        NewCredentials::External { subject } => (None, Some(subject.clone())),
+    };
     sqlx::query(
-        "INSERT INTO users (id, email, password_hash, kind, created_at) VALUES ($1, $2, $3, 'member', $4)",
+        "INSERT INTO users (id, email, password_hash, external_subject, kind, created_at)
+         VALUES ($1, $2, $3, $4, 'member', $5)",
     )
     .bind(id.as_str())
     .bind(&email)
-    .bind(password_hash)
+    .bind(hash)
+    .bind(subject)
     .bind(now)
     .execute(&mut *tx)
     .await?;

@@ -1,7 +1,8 @@
-//! AWS Cognito as the staff identity provider: password sign-in and its challenges through
-//! `InitiateAuth`/`RespondToAuthChallenge`, tokens verified against the pool's JWKS (RS256
-//! only; issuer, token use, audience or client id, expiry), refresh on the server, and the
-//! admin calls the incident plan needs. Tokens never leave the server.
+//! AWS Cognito as the identity provider: password sign-in and its challenges through
+//! `InitiateAuth`/`RespondToAuthChallenge`, self sign-up with an emailed code for patients and
+//! guarantors, tokens verified against the pool's JWKS (RS256 only; issuer, token use, audience
+//! or client id, expiry), refresh on the server, and the admin calls the incident plan needs.
+//! Tokens never leave the server.
 
 use aws_sdk_cognitoidentityprovider::types::{AuthFlowType, ChallengeNameType};
 use aws_sdk_cognitoidentityprovider::Client;
@@ -19,6 +20,33 @@ pub enum CognitoError {
     Token(&'static str),
     #[error("Cognito unavailable: {0}")]
     Unavailable(String),
+    /// Sign-up refused: the username exists, or the password breaks the pool's policy.
+    #[error("sign-up refused: {0}")]
+    SignUpRefused(SignUpRefusal),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignUpRefusal {
+    UsernameExists,
+    PasswordPolicy,
+    BadCode,
+}
+
+impl std::fmt::Display for SignUpRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SignUpRefusal::UsernameExists => "username exists",
+            SignUpRefusal::PasswordPolicy => "password policy",
+            SignUpRefusal::BadCode => "wrong or expired code",
+        })
+    }
+}
+
+/// A new Cognito user: its subject, and whether it still has to confirm the emailed code.
+#[derive(Clone, Debug)]
+pub struct SignedUp {
+    pub sub: String,
+    pub confirmed: bool,
 }
 
 /// Settings for the Cognito provider. The JWKS URL and the expected issuer are separate, so a
@@ -311,6 +339,7 @@ impl CognitoProvider {
                 Some(se)
                     if se.is_not_authorized_exception()
                         || se.is_user_not_found_exception()
+                        || se.is_user_not_confirmed_exception()
                         || se.is_password_reset_required_exception() =>
                 {
                     CognitoError::Refused
@@ -430,6 +459,65 @@ impl CognitoProvider {
             Step::Done { tokens, .. } => Ok(*tokens),
             _ => Err(CognitoError::Refused),
         }
+    }
+
+    /// Self sign-up of a patient or guarantor (username = email). Cognito emails a code unless
+    /// the pool confirms users by itself.
+    pub async fn sign_up(&self, email: &str, password: &str) -> Result<SignedUp, CognitoError> {
+        let email_attr = aws_sdk_cognitoidentityprovider::types::AttributeType::builder()
+            .name("email")
+            .value(email)
+            .build()
+            .map_err(unavailable)?;
+        let out = self
+            .client
+            .sign_up()
+            .client_id(&self.settings.client_id)
+            .username(email)
+            .password(password)
+            .user_attributes(email_attr)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(se) if se.is_username_exists_exception() => {
+                    CognitoError::SignUpRefused(SignUpRefusal::UsernameExists)
+                }
+                Some(se) if se.is_invalid_password_exception() => {
+                    CognitoError::SignUpRefused(SignUpRefusal::PasswordPolicy)
+                }
+                _ => unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
+                    e,
+                )),
+            })?;
+        Ok(SignedUp {
+            sub: out.user_sub().to_owned(),
+            confirmed: out.user_confirmed(),
+        })
+    }
+
+    /// Confirms a sign-up with the code Cognito emailed.
+    pub async fn confirm_sign_up(&self, email: &str, code: &str) -> Result<(), CognitoError> {
+        self.client
+            .confirm_sign_up()
+            .client_id(&self.settings.client_id)
+            .username(email)
+            .confirmation_code(code.trim())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match e.as_service_error() {
+                Some(se)
+                    if se.is_code_mismatch_exception()
+                        || se.is_expired_code_exception()
+                        || se.is_user_not_found_exception()
+                        || se.is_not_authorized_exception() =>
+                {
+                    CognitoError::SignUpRefused(SignUpRefusal::BadCode)
+                }
+                _ => unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
+                    e,
+                )),
+            })
     }
 
     /// Revokes every refresh token of the user (incident response, "sign out everywhere").

@@ -164,11 +164,11 @@ pub async fn accept_new(
     db: &Db,
     inv: &Invitation,
     email: &str,
-    password_hash: &str,
+    credentials: &accounts::NewCredentials,
     now: i64,
 ) -> Result<UserId, AccountError> {
     let mut tx = db.begin_write().await?;
-    let user = accounts::create_member(&mut tx, email, password_hash, now).await?;
+    let user = accounts::create_member(&mut tx, email, credentials, now).await?;
     spend(&mut tx, inv, &user, now).await?;
     tx.commit().await?;
     Ok(user)

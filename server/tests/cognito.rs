@@ -379,3 +379,131 @@ async fn cognito_sign_in_mfa_refresh_and_reset() {
     );
     app.finish().await;
 }
+
+/// A patient who paid from a link signs up with Cognito: the portal calls SignUp, asks for the
+/// emailed code (ConfirmSignUp), refuses sign-in before that, then signs in through Cognito
+/// into the member account tied to the patient; no JWT is stored in the clear.
+#[tokio::test]
+#[ignore = "needs moto: see .ci/run"]
+async fn cognito_patient_sign_up_confirm_and_sign_in() {
+    let url = moto_url();
+    let p = pool(&url).await;
+    let app = app(&url, &p, Backend::Sqlite).await;
+    let email = "avery.patient@example.org";
+    let password = "Patient#Pass12345";
+
+    let b = Browser::new(&app);
+    b.verified_patient1(&app).await;
+    let checkout = location(&b.pay("10.00").await);
+    let back = location(&b.card(&checkout, "4242424242424242").await);
+    let receipt = location(&b.get(&back).await);
+    assert!(receipt.starts_with("/receipt/pay_"), "{receipt}");
+    let csrf = b.csrf("/account/create").await;
+    let r = b
+        .post(
+            "/account/create",
+            &[
+                ("csrf", &csrf),
+                ("email", email),
+                ("password", password),
+                ("password_confirm", password),
+            ],
+        )
+        .await;
+    assert_eq!(
+        location(&r),
+        "/account/confirm",
+        "Cognito wants the emailed code"
+    );
+    let users = p
+        .idp
+        .list_users()
+        .user_pool_id(&p.id)
+        .send()
+        .await
+        .expect("ListUsers");
+    assert_eq!(users.users().len(), 1, "one Cognito user made by SignUp");
+    let page = b.page("/account/confirm").await;
+    assert!(page.contains(email), "the page says where the code went");
+
+    // Not confirmed yet: sign-in is refused like a wrong password.
+    let other = Browser::new(&app);
+    let csrf = other.csrf("/signin").await;
+    let r = other
+        .post(
+            "/signin",
+            &[("csrf", &csrf), ("email", email), ("password", password)],
+        )
+        .await;
+    assert_eq!(
+        location(&r),
+        "/signin",
+        "unconfirmed sign-up cannot sign in"
+    );
+
+    // moto accepts any code; the portal passes the one typed.
+    let csrf = b.csrf("/account/confirm").await;
+    let r = b
+        .post("/account/confirm", &[("csrf", &csrf), ("code", "123456")])
+        .await;
+    assert_eq!(location(&r), "/signin");
+    assert!(b
+        .page("/signin")
+        .await
+        .contains("Your email address is confirmed"));
+    let csrf = b.csrf("/signin").await;
+    let r = b
+        .post(
+            "/signin",
+            &[("csrf", &csrf), ("email", email), ("password", password)],
+        )
+        .await;
+    assert_eq!(location(&r), "/account");
+    let home = b.page("/account").await;
+    assert!(home.contains("Your statements"), "the patient's own record");
+    assert!(
+        home.contains("$102.00"),
+        "the balance after paying $10.00: {home}"
+    );
+    // Wrong password through Cognito: the same answer as an unknown account.
+    let c = Browser::new(&app);
+    for (who, pw) in [(email, "Wrong#Pass12345"), ("nobody@example.org", password)] {
+        let csrf = c.csrf("/signin").await;
+        let r = c
+            .post(
+                "/signin",
+                &[("csrf", &csrf), ("email", who), ("password", pw)],
+            )
+            .await;
+        assert_eq!(location(&r), "/signin", "{who}");
+        assert!(c.page("/signin").await.contains("did not match an account"));
+    }
+    // The member account is keyed by Cognito's subject and holds no password of ours.
+    let (hash, subject): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT password_hash, external_subject FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_one(app.db().pool())
+            .await
+            .expect("member row");
+    assert!(hash.is_none(), "Cognito holds the password");
+    assert!(subject.is_some_and(|s| !s.is_empty()));
+    let sessions: Vec<(String,)> = sqlx::query_as("SELECT data FROM sessions")
+        .fetch_all(app.db().pool())
+        .await
+        .expect("sessions");
+    for (data,) in sessions {
+        assert!(
+            !data.contains("eyJ"),
+            "a JWT sits in a session record in the clear"
+        );
+    }
+    // A staff sign-in page does not accept the member.
+    let s = Browser::new(&app);
+    assert_eq!(
+        location(&login(&s, email, password).await),
+        "/staff/login",
+        "a member's Cognito user is refused at staff sign-in"
+    );
+    assert_eq!(location(&s.get("/staff").await), "/staff/login");
+    app.finish().await;
+}

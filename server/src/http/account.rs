@@ -10,6 +10,7 @@ use crate::access::{self, Action, Decision, Resource, Role};
 use crate::accounts::{self, Account, AccountError, Kind};
 use crate::audit::{self, Outcome};
 use crate::billing;
+use crate::cognito::{CognitoError, SignUpRefusal, Step};
 use crate::guarantors::{self, Invitation};
 use crate::ids::{CheckoutId, InvitationId, PatientId, PaymentId, StatementId, TenantId, UserId};
 use crate::links::{self, LinkState};
@@ -81,16 +82,194 @@ async fn member(
     let now = state.clock.now();
     let auth_at: i64 = session.get(sess::KEY_AUTH_AT).await?.unwrap_or(0);
     let account = accounts::load(&state.db, &UserId::from_db(id), now).await?;
-    match account.filter(|a| {
+    let account = account.filter(|a| {
         a.kind == Kind::Member
             && !a.disabled
             && !a.must_reset
             && auth_at > a.sessions_revoked_before
-    }) {
-        Some(a) => Ok(Ok(a)),
-        None => {
+    });
+    match account {
+        // With Cognito, its refresh token stays the authority, as for staff.
+        Some(a) if super::staff::cognito_still_valid(state, session, &a.id).await? => Ok(Ok(a)),
+        _ => {
             session.flush().await?;
             Ok(Err(see_other("/signin")))
+        }
+    }
+}
+
+/// The credentials a new member account gets: a local password hash, or (with Cognito) a
+/// Cognito user made by self sign-up. `Ok(Err(key))` is a message for the form. The flag says
+/// whether Cognito still wants the code it emailed.
+async fn new_credentials(
+    state: &AppState,
+    email: &str,
+    password: String,
+) -> Result<std::result::Result<(accounts::NewCredentials, bool), &'static str>> {
+    let Some(c) = &state.cognito else {
+        let password_hash = accounts::hash_password(Phi::new(password)).await?;
+        return Ok(Ok((
+            accounts::NewCredentials::Local { password_hash },
+            false,
+        )));
+    };
+    // Checked here first, so a refused email leaves no Cognito user behind.
+    if accounts::email_taken(&state.db, email).await? {
+        return Ok(Err("account-email-taken"));
+    }
+    match c
+        .sign_up(&accounts::normalize_email(email), &password)
+        .await
+    {
+        Ok(u) => Ok(Ok((
+            accounts::NewCredentials::External { subject: u.sub },
+            !u.confirmed,
+        ))),
+        Err(CognitoError::SignUpRefused(SignUpRefusal::UsernameExists)) => {
+            Ok(Err("account-email-taken"))
+        }
+        Err(CognitoError::SignUpRefused(_)) => Ok(Err("account-password-policy")),
+        Err(CognitoError::Unavailable(m)) => Err(AppError::Unavailable(m)),
+        Err(e) => Err(AppError::Internal(e.into())),
+    }
+}
+
+/// After a member account is made: signed in at once (local), or on to the emailed code
+/// (Cognito, unconfirmed), or to sign-in (Cognito, confirmed by the pool).
+async fn after_creation(
+    state: &AppState,
+    session: &Session,
+    user: &UserId,
+    email: &str,
+    credentials: &accounts::NewCredentials,
+    needs_code: bool,
+) -> Result<Response> {
+    if let accounts::NewCredentials::Local { .. } = credentials {
+        start_member_session(state, session, user).await?;
+        sess::set_flash(
+            session,
+            Flash {
+                key: "account-created".into(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        return Ok(see_other("/account"));
+    }
+    sess::restart(session, state.clock.now()).await?;
+    let email = accounts::normalize_email(email);
+    if needs_code {
+        session.insert(sess::KEY_CONFIRM_EMAIL, email).await?;
+        return Ok(see_other("/account/confirm"));
+    }
+    sess::set_flash(
+        session,
+        Flash {
+            key: "account-created-signin".into(),
+            value: Some(email),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(see_other("/signin"))
+}
+
+/// Sends a new-account form back with a problem found after validation (email in use, or a
+/// password Cognito's policy refused).
+async fn flash_email_problem(
+    session: &Session,
+    key: &str,
+    email: &str,
+    back: &str,
+) -> Result<Response> {
+    let field = if key == "account-email-taken" {
+        "email"
+    } else {
+        "password"
+    };
+    sess::set_flash(
+        session,
+        Flash {
+            key: key.into(),
+            field: Some(field.into()),
+            value: Some(accounts::normalize_email(email).chars().take(254).collect()),
+            arg: None,
+        },
+    )
+    .await?;
+    Ok(see_other(back))
+}
+
+pub async fn confirm_form(session: Session) -> Result<Response> {
+    let Some(email) = session.get::<String>(sess::KEY_CONFIRM_EMAIL).await? else {
+        return Ok(see_other("/signin"));
+    };
+    let vm = ConfirmCodeVm {
+        csrf: sess::csrf_token(&session).await?,
+        email,
+        failure: sess::take_flash(&session).await?.map(|f| tr().t(&f.key)),
+    };
+    Ok(Html(pages::confirm_code(PageMeta::default(), vm)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct ConfirmForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// The code Cognito emailed at sign-up. Attempts count against the same limits as sign-in.
+pub async fn confirm_submit(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    session: Session,
+    Form(form): Form<ConfirmForm>,
+) -> Result<Response> {
+    if !sess::csrf_ok(&session, &form.csrf).await? {
+        return Err(AppError::Forbidden);
+    }
+    let (Some(email), Some(c)) = (
+        session.get::<String>(sess::KEY_CONFIRM_EMAIL).await?,
+        state.cognito.clone(),
+    ) else {
+        return Ok(see_other("/signin"));
+    };
+    let now = state.clock.now();
+    let attempt = match accounts::claim_attempt(&state.db, &email, &ctx.address, now).await? {
+        Ok(a) => a,
+        Err(retry_after_secs) => return Err(AppError::TooManyRequests { retry_after_secs }),
+    };
+    match c.confirm_sign_up(&email, &form.code).await {
+        Ok(()) => {
+            accounts::release_attempt(&state.db, attempt).await?;
+            session.remove::<String>(sess::KEY_CONFIRM_EMAIL).await?;
+            sess::set_flash(
+                &session,
+                Flash {
+                    key: "account-confirmed".into(),
+                    value: Some(email),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            Ok(see_other("/signin"))
+        }
+        Err(CognitoError::Unavailable(m)) => {
+            accounts::release_attempt(&state.db, attempt).await?;
+            Err(AppError::Unavailable(m))
+        }
+        Err(_) => {
+            sess::set_flash(
+                &session,
+                Flash {
+                    key: "account-confirm-failed".into(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            Ok(see_other("/account/confirm"))
         }
     }
 }
@@ -304,10 +483,16 @@ pub async fn create_submit(
     if !new_account_ok(&session, &form).await? {
         return Ok(see_other("/account/create"));
     }
-    let hash = accounts::hash_password(Phi::new(form.password)).await?;
+    let (credentials, needs_code) =
+        match new_credentials(&state, &form.email, form.password).await? {
+            Ok(c) => c,
+            Err(key) => {
+                return flash_email_problem(&session, key, &form.email, "/account/create").await
+            }
+        };
     let now = state.clock.now();
     let mut tx = state.db.begin_write().await?;
-    let user = match accounts::create_member(&mut tx, &form.email, &hash, now).await {
+    let user = match accounts::create_member(&mut tx, &form.email, &credentials, now).await {
         Ok(u) => u,
         Err(AccountError::Bad(_)) => {
             sess::set_flash(
@@ -345,16 +530,15 @@ pub async fn create_submit(
         Outcome::Success,
     )
     .await?;
-    start_member_session(&state, &session, &user).await?;
-    sess::set_flash(
+    after_creation(
+        &state,
         &session,
-        Flash {
-            key: "account-created".into(),
-            ..Default::default()
-        },
+        &user,
+        &form.email,
+        &credentials,
+        needs_code,
     )
-    .await?;
-    Ok(see_other("/account"))
+    .await
 }
 
 pub async fn signin_form(session: Session) -> Result<Response> {
@@ -364,7 +548,11 @@ pub async fn signin_form(session: Session) -> Result<Response> {
     };
     if let Some(f) = sess::take_flash(&session).await? {
         vm.email = f.value.unwrap_or_default();
-        vm.failure = Some(tr().t(&f.key));
+        let message = tr().t(&f.key);
+        match f.key.as_str() {
+            "account-created-signin" | "account-confirmed" => vm.notice = Some(message),
+            _ => vm.failure = Some(message),
+        }
     }
     Ok(Html(pages::signin(PageMeta::default(), vm)).into_response())
 }
@@ -389,18 +577,25 @@ pub async fn signin_submit(
         return Err(AppError::Forbidden);
     }
     let now = state.clock.now();
-    match accounts::check_password(
-        &state.db,
-        Kind::Member,
-        &form.email,
-        Phi::new(form.password),
-        &ctx.address,
-        now,
-    )
-    .await
-    {
-        Ok(user) => {
+    let outcome = match &state.cognito {
+        Some(_) => cognito_sign_in(&state, &ctx, &form.email, &form.password).await?,
+        None => accounts::check_password(
+            &state.db,
+            Kind::Member,
+            &form.email,
+            Phi::new(form.password),
+            &ctx.address,
+            now,
+        )
+        .await
+        .map(|u| (u, None)),
+    };
+    match outcome {
+        Ok((user, tokens)) => {
             start_member_session(&state, &session, &user).await?;
+            if let Some(t) = tokens {
+                super::staff::store_tokens(&state, &session, &user, &t).await?;
+            }
             audit_event(
                 &state,
                 &ctx,
@@ -447,6 +642,42 @@ pub async fn signin_submit(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Member sign-in through Cognito: the password goes to Cognito, the verified token's `sub`
+/// picks the member account; the caller keeps the tokens, encrypted, in the new session. Throttled like local
+/// sign-in; anything but plain tokens (challenges are for staff) is a refusal.
+async fn cognito_sign_in(
+    state: &AppState,
+    ctx: &RequestContext,
+    email: &str,
+    password: &str,
+) -> Result<std::result::Result<(UserId, Option<Box<crate::cognito::Tokens>>), AccountError>> {
+    let Some(c) = &state.cognito else {
+        return Ok(Err(AccountError::Invalid));
+    };
+    let now = state.clock.now();
+    let email = accounts::normalize_email(email);
+    let attempt = match accounts::claim_attempt(&state.db, &email, &ctx.address, now).await? {
+        Ok(a) => a,
+        Err(retry_after_secs) => return Ok(Err(AccountError::Throttled { retry_after_secs })),
+    };
+    let (tokens, claims) = match c.sign_in(&email, password, now).await {
+        Ok(Step::Done { tokens, claims }) => (tokens, claims),
+        Ok(_) | Err(CognitoError::Refused) | Err(CognitoError::Token(_)) => {
+            return Ok(Err(AccountError::Invalid))
+        }
+        Err(CognitoError::Unavailable(m)) => {
+            accounts::release_attempt(&state.db, attempt).await?;
+            return Err(AppError::Unavailable(m));
+        }
+        Err(e) => return Err(AppError::Internal(e.into())),
+    };
+    let Some(user) = accounts::member_by_subject(&state.db, &claims.sub).await? else {
+        return Ok(Err(AccountError::Invalid));
+    };
+    accounts::release_attempt(&state.db, attempt).await?;
+    Ok(Ok((user, Some(tokens))))
 }
 
 /// Per-statement pay-form state carried across a refused POST.
@@ -1539,26 +1770,51 @@ pub async fn accept_submit(
         if !new_account_ok(&session, &form).await? {
             return Ok(see_other("/guarantor/accept"));
         }
-        let hash = accounts::hash_password(Phi::new(form.password)).await?;
-        let user = match guarantors::accept_new(&state.db, &inv, &form.email, &hash, now).await {
-            Ok(u) => u,
-            Err(AccountError::Bad(_)) => {
-                sess::set_flash(
-                    &session,
-                    Flash {
-                        key: "account-email-taken".into(),
-                        field: Some("email".into()),
-                        value: Some(accounts::normalize_email(&form.email)),
-                        arg: None,
-                    },
-                )
-                .await?;
-                return Ok(see_other("/guarantor/accept"));
+        let (credentials, needs_code) = match new_credentials(&state, &form.email, form.password)
+            .await?
+        {
+            Ok(c) => c,
+            Err(key) => {
+                return flash_email_problem(&session, key, &form.email, "/guarantor/accept").await
             }
-            Err(e) => return Err(e.into()),
         };
-        start_member_session(&state, &session, &user).await?;
-        user
+        let user =
+            match guarantors::accept_new(&state.db, &inv, &form.email, &credentials, now).await {
+                Ok(u) => u,
+                Err(AccountError::Bad(_)) => {
+                    sess::set_flash(
+                        &session,
+                        Flash {
+                            key: "account-email-taken".into(),
+                            field: Some("email".into()),
+                            value: Some(accounts::normalize_email(&form.email)),
+                            arg: None,
+                        },
+                    )
+                    .await?;
+                    return Ok(see_other("/guarantor/accept"));
+                }
+                Err(e) => return Err(e.into()),
+            };
+        audit_event(
+            &state,
+            &ctx,
+            actor_id(&user),
+            (Some(&inv.tenant_id), Some(&inv.patient_id)),
+            "guarantor.accept",
+            Some(inv.id.as_str()),
+            Outcome::Success,
+        )
+        .await?;
+        return after_creation(
+            &state,
+            &session,
+            &user,
+            &form.email,
+            &credentials,
+            needs_code,
+        )
+        .await;
     };
     session.remove::<String>(sess::KEY_INVITE).await?;
     session.remove::<bool>(sess::KEY_INVITE_VERIFIED).await?;

@@ -106,6 +106,10 @@ pub fn portal_router(state: AppState) -> Router {
             get(account::create_form).post(account::create_submit),
         )
         .route(
+            "/account/confirm",
+            get(account::confirm_form).post(account::confirm_submit),
+        )
+        .route(
             "/signin",
             get(account::signin_form).post(account::signin_submit),
         )

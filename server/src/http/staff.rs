@@ -98,27 +98,39 @@ async fn signed_in(
     };
     // With Cognito, the refresh token is the authority: once it is revoked (global sign-out,
     // disabled user) the session ends at the next refresh.
-    if let (Some(c), Some(tokens)) = (&state.cognito, load_tokens(state, session, &a.id).await?) {
-        if now >= tokens.expires_at - 60 {
-            match c.refresh(&tokens, now).await {
-                Ok(fresh) => store_tokens(state, session, &a.id, &fresh).await?,
-                Err(crate::cognito::CognitoError::Unavailable(e)) => {
-                    return Err(AppError::Unavailable(e))
-                }
-                Err(_) => {
-                    session.flush().await?;
-                    return Ok(Err(see_other("/staff/login")));
-                }
-            }
-        }
+    if !cognito_still_valid(state, session, &a.id).await? {
+        session.flush().await?;
+        return Ok(Err(see_other("/staff/login")));
     }
     a.principal.mfa = session.get::<bool>(sess::KEY_MFA).await?.unwrap_or(false);
     Ok(Ok(a))
 }
 
+/// With Cognito, refreshes the session's tokens when they are due; false once Cognito refuses
+/// (global sign-out, disabled user): the caller ends the session.
+pub(super) async fn cognito_still_valid(
+    state: &AppState,
+    session: &Session,
+    user: &UserId,
+) -> Result<bool> {
+    let now = state.clock.now();
+    if let (Some(c), Some(tokens)) = (&state.cognito, load_tokens(state, session, user).await?) {
+        if now >= tokens.expires_at - 60 {
+            match c.refresh(&tokens, now).await {
+                Ok(fresh) => store_tokens(state, session, user, &fresh).await?,
+                Err(crate::cognito::CognitoError::Unavailable(e)) => {
+                    return Err(AppError::Unavailable(e))
+                }
+                Err(_) => return Ok(false),
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// Cognito tokens live in the server-side session, encrypted under the platform's keys and
 /// bound to the account, so a copy of the sessions table holds no usable refresh token.
-async fn store_tokens(
+pub(super) async fn store_tokens(
     state: &AppState,
     session: &Session,
     user: &UserId,
