@@ -10,6 +10,7 @@ pub fn login(meta: PageMeta, vm: StaffLoginVm) -> String {
     let tr = Tr::new(meta.lang);
     let body = view! {
         <h1>{tr.t("staff-login-title")}</h1>
+        {vm.notice.clone().map(|n| view! { <p class="notice" role="status">{n}</p> })}
         {error_summary(tr, vm.failure.clone(), None)}
         <form method="post" action="/staff/login" novalidate>
             <input type="hidden" name="csrf" value=vm.csrf.clone()/>
@@ -23,8 +24,56 @@ pub fn login(meta: PageMeta, vm: StaffLoginVm) -> String {
             </div>
             <button type="submit" class="button">{tr.t("staff-sign-in")}</button>
         </form>
+        {vm.can_reset.then(|| view! { <p><a href="/staff/forgot">{tr.t("staff-forgot-link")}</a></p> })}
     };
     document_portal(&meta, tr.t("staff-login-title"), body.into_any())
+}
+
+/// Cognito password reset, step 1: the account's email.
+pub fn forgot(meta: PageMeta, vm: StaffResetVm) -> String {
+    let tr = Tr::new(meta.lang);
+    let body = view! {
+        <h1>{tr.t("staff-forgot-title")}</h1>
+        <p class="lead">{tr.t("staff-forgot-lead")}</p>
+        {error_summary(tr, vm.failure.clone(), None)}
+        <form method="post" action="/staff/forgot" novalidate>
+            <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+            <div class="field">
+                <label for="email">{tr.t("staff-email")}</label>
+                <input id="email" name="email" type="text" inputmode="email" autocomplete="username" required/>
+            </div>
+            <button type="submit" class="button">{tr.t("staff-forgot-submit")}</button>
+        </form>
+    };
+    document_portal(&meta, tr.t("staff-forgot-title"), body.into_any())
+}
+
+/// Cognito password reset, step 2: the emailed code and a new password.
+pub fn reset(meta: PageMeta, vm: StaffResetVm) -> String {
+    let tr = Tr::new(meta.lang);
+    let body = view! {
+        <h1>{tr.t("staff-reset-title")}</h1>
+        <p class="lead">{tr.ta("staff-reset-lead", &[("email", &vm.email)])}</p>
+        {error_summary(tr, vm.failure.clone(), None)}
+        <form method="post" action="/staff/reset" novalidate>
+            <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+            <div class="field">
+                <label for="code">{tr.t("staff-reset-code")}</label>
+                <input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" size="10" required/>
+            </div>
+            <div class="field">
+                <label for="password">{tr.t("staff-password")}</label>
+                <p class="hint" id="password-hint">{tr.t("staff-password-hint")}</p>
+                <input id="password" name="password" type="password" autocomplete="new-password" required aria-describedby="password-hint"/>
+            </div>
+            <div class="field">
+                <label for="password-confirm">{tr.t("staff-password-confirm")}</label>
+                <input id="password-confirm" name="password_confirm" type="password" autocomplete="new-password" required/>
+            </div>
+            <button type="submit" class="button">{tr.t("staff-reset-submit")}</button>
+        </form>
+    };
+    document_portal(&meta, tr.t("staff-reset-title"), body.into_any())
 }
 
 pub fn mfa(meta: PageMeta, vm: StaffMfaVm) -> String {

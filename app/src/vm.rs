@@ -157,6 +157,18 @@ pub struct StaffLoginVm {
     pub csrf: String,
     pub email: String,
     pub failure: Option<String>,
+    pub notice: Option<String>,
+    /// Offer "Forgot your password?" (Cognito accounts reset by emailed code).
+    pub can_reset: bool,
+}
+
+/// Cognito staff password reset: ask for the email, then the emailed code and a new password.
+#[derive(Clone, Debug, Default)]
+pub struct StaffResetVm {
+    pub csrf: String,
+    /// Empty on the first step; the address the code went to on the second.
+    pub email: String,
+    pub failure: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]

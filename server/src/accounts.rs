@@ -833,6 +833,18 @@ pub async fn grant_over_patient(
     Ok(())
 }
 
+/// Clears the portal's must-reset flag of a Cognito staff account once its password was reset
+/// at Cognito with the emailed code. Returns whether an account was cleared.
+pub async fn clear_must_reset(db: &Db, subject: &str) -> Result<bool, AccountError> {
+    let r = sqlx::query(
+        "UPDATE users SET must_reset = 0 WHERE external_subject = $1 AND kind = 'staff' AND must_reset = 1",
+    )
+    .bind(subject)
+    .execute(db.pool())
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Longest emergency grant a security officer may give.
 pub const BREAK_GLASS_MAX_MINUTES: i64 = 240;
 

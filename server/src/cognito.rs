@@ -520,6 +520,93 @@ impl CognitoProvider {
             })
     }
 
+    /// Starts Cognito's forgot-password flow (a code by email). An unknown user is not an error
+    /// here, so the page cannot be used to learn who has an account.
+    pub async fn forgot_password(&self, email: &str) -> Result<(), CognitoError> {
+        match self
+            .client
+            .forgot_password()
+            .client_id(&self.settings.client_id)
+            .username(email)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(se)
+                    if se.is_user_not_found_exception() || se.is_not_authorized_exception() =>
+                {
+                    Ok(())
+                }
+                _ => Err(unavailable(
+                    aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(e),
+                )),
+            },
+        }
+    }
+
+    /// Sets a new password with the emailed code.
+    pub async fn confirm_forgot_password(
+        &self,
+        email: &str,
+        code: &str,
+        password: &str,
+    ) -> Result<(), CognitoError> {
+        self.client
+            .confirm_forgot_password()
+            .client_id(&self.settings.client_id)
+            .username(email)
+            .confirmation_code(code.trim())
+            .password(password)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match e.as_service_error() {
+                Some(se) if se.is_invalid_password_exception() => {
+                    CognitoError::SignUpRefused(SignUpRefusal::PasswordPolicy)
+                }
+                Some(se)
+                    if se.is_code_mismatch_exception()
+                        || se.is_expired_code_exception()
+                        || se.is_user_not_found_exception()
+                        || se.is_not_authorized_exception() =>
+                {
+                    CognitoError::SignUpRefused(SignUpRefusal::BadCode)
+                }
+                _ => unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
+                    e,
+                )),
+            })
+    }
+
+    /// The stable subject (`sub`) of a user, from the pool itself.
+    pub async fn subject_of(&self, username: &str) -> Result<Option<String>, CognitoError> {
+        match self
+            .client
+            .admin_get_user()
+            .user_pool_id(&self.settings.user_pool_id)
+            .username(username)
+            .send()
+            .await
+        {
+            Ok(u) => Ok(u
+                .user_attributes()
+                .iter()
+                .find(|a| a.name() == "sub")
+                .and_then(|a| a.value())
+                .map(str::to_owned)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_user_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(unavailable(
+                aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(e),
+            )),
+        }
+    }
+
     /// Revokes every refresh token of the user (incident response, "sign out everywhere").
     pub async fn global_sign_out(&self, username: &str) -> Result<(), CognitoError> {
         self.client

@@ -329,6 +329,67 @@ async fn cognito_sign_in_mfa_refresh_and_reset() {
     assert_ne!(loc, "/staff", "must-reset flag refuses the sign-in");
     assert_eq!(location(&b.get("/staff").await), "/staff/login");
 
+    // The way back: Cognito's forgot-password flow (emailed code, new password) also clears
+    // the portal's flag, found by the user's `sub`.
+    let b = Browser::new(&app);
+    assert!(b
+        .page("/staff/login")
+        .await
+        .contains("Forgot your password?"));
+    let csrf = b.csrf("/staff/forgot").await;
+    assert_eq!(
+        location(
+            &b.post("/staff/forgot", &[("csrf", &csrf), ("email", email)])
+                .await
+        ),
+        "/staff/reset"
+    );
+    let csrf = b.csrf("/staff/reset").await;
+    let r = b
+        .post(
+            "/staff/reset",
+            &[
+                ("csrf", &csrf),
+                ("code", "123456"),
+                ("password", "Newer#Pass12345"),
+                ("password_confirm", "Newer#Pass12345"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&r), "/staff/login");
+    assert!(b
+        .page("/staff/login")
+        .await
+        .contains("Your password was changed"));
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM users WHERE must_reset = 1")
+            .await,
+        0,
+        "the reset cleared the portal's flag"
+    );
+    let mut loc = location(&login(&b, email, "Newer#Pass12345").await);
+    if loc == "/staff/mfa" {
+        let csrf = b.csrf("/staff/mfa").await;
+        loc = location(
+            &b.post("/staff/mfa", &[("csrf", &csrf), ("code", "123456")])
+                .await,
+        );
+    }
+    assert_eq!(loc, "/staff", "signed in again after the reset");
+    // An unknown email gets the same next step (no account enumeration).
+    let u = Browser::new(&app);
+    let csrf = u.csrf("/staff/forgot").await;
+    assert_eq!(
+        location(
+            &u.post(
+                "/staff/forgot",
+                &[("csrf", &csrf), ("email", "nobody@example.org")]
+            )
+            .await
+        ),
+        "/staff/reset"
+    );
+
     // Accounts are matched on `sub`, not on an email a user could change: another Cognito
     // user claiming this email is refused, not merged into this account.
     user(

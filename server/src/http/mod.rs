@@ -149,6 +149,14 @@ pub fn portal_router(state: AppState) -> Router {
         )
         .route("/staff/mfa", get(staff::mfa_form).post(staff::mfa_submit))
         .route(
+            "/staff/forgot",
+            get(staff::forgot_form).post(staff::forgot_submit),
+        )
+        .route(
+            "/staff/reset",
+            get(staff::reset_form).post(staff::reset_submit),
+        )
+        .route(
             "/staff/new-password",
             get(staff::new_password_form).post(staff::new_password_submit),
         )

@@ -131,6 +131,8 @@ pub const KEY_INVITE_DEAD: &str = "dead_invitation";
 pub const KEY_INVITE_VERIFIED: &str = "invitation_verified";
 /// The account pay form's errors and typed amounts, carried across the redirect.
 pub const KEY_PAY_ERRORS: &str = "pay_errors";
+/// A Cognito staff password reset waiting for its emailed code.
+pub const KEY_RESET_EMAIL: &str = "reset_email";
 /// A Cognito sign-up waiting for its emailed code.
 pub const KEY_CONFIRM_EMAIL: &str = "confirm_email";
 /// Where to go once the second identity answer is given.

@@ -280,14 +280,179 @@ async fn cognito_step(
     }
 }
 
-pub async fn login_form(session: Session) -> Result<Response> {
-    let failure = sess::take_flash(&session).await?.map(|f| tr().t(&f.key));
-    let vm = StaffLoginVm {
+pub async fn login_form(State(state): State<AppState>, session: Session) -> Result<Response> {
+    let mut vm = StaffLoginVm {
         csrf: sess::csrf_token(&session).await?,
-        email: String::new(),
-        failure,
+        can_reset: state.cognito.is_some(),
+        ..Default::default()
     };
+    if let Some(f) = sess::take_flash(&session).await? {
+        match f.key.as_str() {
+            "staff-reset-done" => vm.notice = Some(tr().t(&f.key)),
+            _ => vm.failure = Some(tr().t(&f.key)),
+        }
+    }
     Ok(Html(pages::login(meta(), vm)).into_response())
+}
+
+/// Cognito only: local staff are reset by an administrator (`users reset`, a new set-up link).
+fn reset_provider(state: &AppState) -> Result<std::sync::Arc<crate::cognito::CognitoProvider>> {
+    state.cognito.clone().ok_or(AppError::NotFound)
+}
+
+pub async fn forgot_form(State(state): State<AppState>, session: Session) -> Result<Response> {
+    reset_provider(&state)?;
+    let vm = StaffResetVm {
+        csrf: sess::csrf_token(&session).await?,
+        ..Default::default()
+    };
+    Ok(Html(pages::forgot(meta(), vm)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct ForgotForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+}
+
+/// Asks Cognito to email a reset code. The answer is the same whether or not the account
+/// exists; requests count against the sign-in limits so this cannot be used to flood inboxes.
+pub async fn forgot_submit(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    session: Session,
+    Form(form): Form<ForgotForm>,
+) -> Result<Response> {
+    let c = reset_provider(&state)?;
+    if !sess::csrf_ok(&session, &form.csrf).await? {
+        return Err(AppError::Forbidden);
+    }
+    let email = accounts::normalize_email(&form.email);
+    if !accounts::valid_email(&email) {
+        return Ok(see_other("/staff/forgot"));
+    }
+    let now = state.clock.now();
+    if let Err(retry_after_secs) =
+        accounts::claim_attempt(&state.db, &email, &ctx.address, now).await?
+    {
+        return Err(AppError::TooManyRequests { retry_after_secs });
+    }
+    c.forgot_password(&email).await?;
+    audit_user(
+        &state,
+        &ctx,
+        None,
+        "staff.password.forgot",
+        Outcome::Success,
+    )
+    .await?;
+    sess::restart(&session, now).await?;
+    session.insert(sess::KEY_RESET_EMAIL, email).await?;
+    Ok(see_other("/staff/reset"))
+}
+
+pub async fn reset_form(State(state): State<AppState>, session: Session) -> Result<Response> {
+    reset_provider(&state)?;
+    let Some(email) = session.get::<String>(sess::KEY_RESET_EMAIL).await? else {
+        return Ok(see_other("/staff/forgot"));
+    };
+    let vm = StaffResetVm {
+        csrf: sess::csrf_token(&session).await?,
+        email,
+        failure: sess::take_flash(&session).await?.map(|f| tr().t(&f.key)),
+    };
+    Ok(Html(pages::reset(meta(), vm)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct ResetForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_confirm: String,
+}
+
+/// Sets the new password at Cognito with the emailed code; that proof also clears the portal's
+/// own must-reset flag (set by `users reset`), found by the user's `sub`, never by email.
+pub async fn reset_submit(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    session: Session,
+    Form(form): Form<ResetForm>,
+) -> Result<Response> {
+    let c = reset_provider(&state)?;
+    if !sess::csrf_ok(&session, &form.csrf).await? {
+        return Err(AppError::Forbidden);
+    }
+    let Some(email) = session.get::<String>(sess::KEY_RESET_EMAIL).await? else {
+        return Ok(see_other("/staff/forgot"));
+    };
+    let n = form.password.chars().count();
+    let problem = if !(8..=128).contains(&n) {
+        Some("staff-password-weak")
+    } else if form.password != form.password_confirm {
+        Some("staff-password-mismatch")
+    } else {
+        None
+    };
+    if let Some(key) = problem {
+        sess::set_flash(
+            &session,
+            Flash {
+                key: key.into(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        return Ok(see_other("/staff/reset"));
+    }
+    let now = state.clock.now();
+    let attempt = match accounts::claim_attempt(&state.db, &email, &ctx.address, now).await? {
+        Ok(a) => a,
+        Err(retry_after_secs) => return Err(AppError::TooManyRequests { retry_after_secs }),
+    };
+    match c
+        .confirm_forgot_password(&email, &form.code, &form.password)
+        .await
+    {
+        Ok(()) => {}
+        Err(crate::cognito::CognitoError::Unavailable(m)) => {
+            accounts::release_attempt(&state.db, attempt).await?;
+            return Err(AppError::Unavailable(m));
+        }
+        Err(_) => {
+            sess::set_flash(
+                &session,
+                Flash {
+                    key: "staff-reset-failed".into(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            return Ok(see_other("/staff/reset"));
+        }
+    }
+    accounts::release_attempt(&state.db, attempt).await?;
+    if let Some(sub) = c.subject_of(&email).await? {
+        accounts::clear_must_reset(&state.db, &sub).await?;
+    }
+    audit_user(&state, &ctx, None, "staff.password.reset", Outcome::Success).await?;
+    sess::restart(&session, now).await?;
+    sess::set_flash(
+        &session,
+        Flash {
+            key: "staff-reset-done".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(see_other("/staff/login"))
 }
 
 #[derive(serde::Deserialize)]
@@ -384,8 +549,8 @@ async fn login_failed(
             let minutes = retry_after_secs.div_ceil(60).to_string();
             let vm = StaffLoginVm {
                 csrf: sess::csrf_token(session).await?,
-                email: String::new(),
                 failure: Some(tr().ta("staff-throttled", &[("minutes", &minutes)])),
+                ..Default::default()
             };
             let mut res = (
                 StatusCode::TOO_MANY_REQUESTS,
