@@ -295,6 +295,7 @@ invite-accept-existing = Add to my account
 invite-have-account = Already have an account?
 invite-signin-link = Sign in
 invite-signin-kept = We keep this invitation while you sign in.
+invite-gone = This invitation has already been used or withdrawn. Ask for a new one.
 invite-accepted = Invitation accepted. Their statements are now on your account.
 
 staff-guarantor-line = { $email } may pay since { $since }

@@ -874,6 +874,7 @@ mod tests {
             "account-pay-one-practice",
             "account-pay-too-many",
             "invite-accepted",
+            "invite-gone",
             "invite-verify-failed",
             "signin-failed",
             "staff-guarantor-revoked",

@@ -33,6 +33,12 @@ pub enum AccountError {
     WeakPassword,
     #[error("{0}")]
     Bad(&'static str),
+    /// The email belongs to another account.
+    #[error("an account with that email exists")]
+    EmailTaken,
+    /// A single-use token (invitation) was spent, withdrawn, locked or expired meanwhile.
+    #[error("no longer usable")]
+    Gone,
     #[error(transparent)]
     Crypto(#[from] crate::crypto::CryptoError),
     #[error("database: {0}")]
@@ -756,7 +762,7 @@ pub async fn create_member(
         .fetch_optional(&mut *tx)
         .await?;
     if taken.is_some() {
-        return Err(AccountError::Bad("an account with that email exists"));
+        return Err(AccountError::EmailTaken);
     }
     let id = UserId::generate();
     let (hash, subject) = match credentials {

@@ -607,6 +607,22 @@ impl CognitoProvider {
         }
     }
 
+    /// Deletes a user (an orphaned sign-up).
+    pub async fn delete_user(&self, username: &str) -> Result<(), CognitoError> {
+        self.client
+            .admin_delete_user()
+            .user_pool_id(&self.settings.user_pool_id)
+            .username(username)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
+                    e,
+                ))
+            })
+    }
+
     /// Revokes every refresh token of the user (incident response, "sign out everywhere").
     pub async fn global_sign_out(&self, username: &str) -> Result<(), CognitoError> {
         self.client

@@ -132,7 +132,7 @@ async fn spend(
     .execute(&mut *conn)
     .await?;
     if spent.rows_affected() != 1 {
-        return Err(AccountError::Bad("this invitation can no longer be used"));
+        return Err(AccountError::Gone);
     }
     accounts::grant_over_patient(
         conn,

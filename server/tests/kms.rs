@@ -130,11 +130,14 @@ async fn rotate_rewrap_reencrypt(backend: Backend) {
         .iter()
         .find(|k| k.purpose == PURPOSE_FIELD && k.version == 1)
         .expect("v1");
-    assert_eq!(
-        v1.values,
-        3 * 6 + 9 * 2,
-        "18 patient fields and 18 line fields under v1"
-    );
+    // Six encrypted fields per demo patient, two per statement line.
+    let patients = patriotpay::demo::PATIENTS.len() as u64;
+    let lines: u64 = patriotpay::demo::PATIENTS
+        .iter()
+        .map(|p| p.lines.len() as u64)
+        .sum();
+    let values = patients * 6 + lines * 2;
+    assert_eq!(v1.values, values, "every patient and line field under v1");
     assert_eq!(v1.key_id, key1);
 
     // Re-encrypt: a dry run changes nothing; the real run moves every value to v2; a re-run
@@ -142,7 +145,7 @@ async fn rotate_rewrap_reencrypt(backend: Backend) {
     let dry = patriotpay::keys::reencrypt(app.db(), &crypto, None, 4, true)
         .await
         .expect("dry run");
-    assert_eq!(dry.values_reencrypted, 36);
+    assert_eq!(dry.values_reencrypted, values);
     assert_eq!(
         patriotpay::keys::status(app.db()).await.expect("status"),
         before
@@ -150,11 +153,17 @@ async fn rotate_rewrap_reencrypt(backend: Backend) {
     let real = patriotpay::keys::reencrypt(app.db(), &crypto, None, 4, false)
         .await
         .expect("reencrypt");
-    assert_eq!((real.values_reencrypted, real.rows), (36, 12));
+    assert_eq!(
+        (real.values_reencrypted, real.rows),
+        (values, patients + lines)
+    );
     let again = patriotpay::keys::reencrypt(app.db(), &crypto, None, 4, false)
         .await
         .expect("re-run");
-    assert_eq!((again.values_reencrypted, again.values_current), (0, 36));
+    assert_eq!(
+        (again.values_reencrypted, again.values_current),
+        (0, values)
+    );
     let after = patriotpay::keys::status(app.db()).await.expect("status");
     let count = |v: u32| {
         after
@@ -162,7 +171,7 @@ async fn rotate_rewrap_reencrypt(backend: Backend) {
             .find(|k| k.purpose == PURPOSE_FIELD && k.version == v)
             .map(|k| k.values)
     };
-    assert_eq!((count(1), count(2)), (Some(0), Some(36)));
+    assert_eq!((count(1), count(2)), (Some(0), Some(values)));
     crypto.flush_cache();
     reads_statement(&app).await;
 

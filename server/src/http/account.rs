@@ -143,13 +143,14 @@ async fn after_creation(
     email: &str,
     credentials: &accounts::NewCredentials,
     needs_code: bool,
+    notice: &str,
 ) -> Result<Response> {
     if let accounts::NewCredentials::Local { .. } = credentials {
         start_member_session(state, session, user).await?;
         sess::set_flash(
             session,
             Flash {
-                key: "account-created".into(),
+                key: notice.into(),
                 ..Default::default()
             },
         )
@@ -494,7 +495,9 @@ pub async fn create_submit(
     let mut tx = state.db.begin_write().await?;
     let user = match accounts::create_member(&mut tx, &form.email, &credentials, now).await {
         Ok(u) => u,
-        Err(AccountError::Bad(_)) => {
+        Err(AccountError::EmailTaken) => {
+            drop(tx);
+            undo_sign_up(&state, &form.email, &credentials).await;
             sess::set_flash(
                 &session,
                 Flash {
@@ -537,8 +540,33 @@ pub async fn create_submit(
         &form.email,
         &credentials,
         needs_code,
+        "account-created",
     )
     .await
+}
+
+/// A Cognito user made by sign-up whose local account could not be made (lost a race): removed
+/// again, so the email is not stuck as "taken" at Cognito. Best effort; a failure is logged.
+async fn undo_sign_up(state: &AppState, email: &str, credentials: &accounts::NewCredentials) {
+    if let (Some(c), accounts::NewCredentials::External { .. }) = (&state.cognito, credentials) {
+        if let Err(e) = c.delete_user(&accounts::normalize_email(email)).await {
+            tracing::warn!(error = %e, "could not remove an orphaned Cognito sign-up");
+        }
+    }
+}
+
+/// The invitation was spent or withdrawn while the visitor filled in the form.
+async fn invitation_gone(session: &Session) -> Result<Response> {
+    session.remove::<bool>(sess::KEY_INVITE_VERIFIED).await?;
+    sess::set_flash(
+        session,
+        Flash {
+            key: "invite-gone".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(see_other("/guarantor/verify"))
 }
 
 pub async fn signin_form(session: Session) -> Result<Response> {
@@ -791,7 +819,10 @@ async fn home_vm(
             Outcome::Success,
         )
         .await?;
-        if role == Role::Patient {
+        // Guarantors are managed by adult patients (and the practice); a minor's are the
+        // practice's to change.
+        let grown = role == Role::Patient && adult(state, &tenant, &patient).await?;
+        if grown {
             if decide(
                 state,
                 who,
@@ -801,7 +832,6 @@ async fn home_vm(
                 false,
             )
             .allowed()
-                && adult(state, &tenant, &patient).await?
             {
                 vm.can_invite
                     .push((patient.to_string(), name.expose().clone()));
@@ -1400,6 +1430,9 @@ pub async fn revoke_guarantor(
     {
         return Err(AppError::NotFound);
     }
+    if !adult(&state, &tenant, &patient).await? {
+        return Err(AppError::Forbidden);
+    }
     let now = state.clock.now();
     if guarantors::revoke_grant(&state.db, grant, &patient, &actor_id(&who.id), now)
         .await?
@@ -1452,6 +1485,9 @@ pub async fn revoke_invitation(
     .allowed()
     {
         return Err(AppError::NotFound);
+    }
+    if !adult(&state, &inv.tenant_id, &inv.patient_id).await? {
+        return Err(AppError::Forbidden);
     }
     if guarantors::revoke_invitation(&state.db, &id, &inv.patient_id, state.clock.now()).await? {
         audit_event(
@@ -1579,7 +1615,11 @@ pub async fn invite_verify_form(
             status = axum::http::StatusCode::TOO_MANY_REQUESTS;
         }
     }
-    Ok((status, Html(pages::invite_verify(PageMeta::default(), vm))).into_response())
+    let meta = PageMeta {
+        practice_name: vm.practice_name.clone(),
+        ..Default::default()
+    };
+    Ok((status, Html(pages::invite_verify(meta, vm))).into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -1763,7 +1803,11 @@ pub async fn accept_submit(
             Ok(a) => a,
             Err(r) => return Ok(r),
         };
-        guarantors::accept_existing(&state.db, &inv, &who.id, now).await?;
+        match guarantors::accept_existing(&state.db, &inv, &who.id, now).await {
+            Ok(()) => {}
+            Err(AccountError::Gone) => return invitation_gone(&session).await,
+            Err(e) => return Err(e.into()),
+        }
         session.cycle_id().await?;
         who.id
     } else {
@@ -1781,7 +1825,11 @@ pub async fn accept_submit(
         let user =
             match guarantors::accept_new(&state.db, &inv, &form.email, &credentials, now).await {
                 Ok(u) => u,
-                Err(AccountError::Bad(_)) => {
+                Err(e @ (AccountError::Gone | AccountError::EmailTaken)) => {
+                    undo_sign_up(&state, &form.email, &credentials).await;
+                    if matches!(e, AccountError::Gone) {
+                        return invitation_gone(&session).await;
+                    }
                     sess::set_flash(
                         &session,
                         Flash {
@@ -1806,6 +1854,8 @@ pub async fn accept_submit(
             Outcome::Success,
         )
         .await?;
+        session.remove::<String>(sess::KEY_INVITE).await?;
+        session.remove::<bool>(sess::KEY_INVITE_VERIFIED).await?;
         return after_creation(
             &state,
             &session,
@@ -1813,6 +1863,7 @@ pub async fn accept_submit(
             &form.email,
             &credentials,
             needs_code,
+            "invite-accepted",
         )
         .await;
     };

@@ -37,9 +37,11 @@ impl From<AccountError> for AppError {
             AccountError::Throttled { retry_after_secs } => {
                 AppError::TooManyRequests { retry_after_secs }
             }
-            AccountError::Invalid | AccountError::WeakPassword | AccountError::Bad(_) => {
-                AppError::BadRequest
-            }
+            AccountError::Invalid
+            | AccountError::WeakPassword
+            | AccountError::Bad(_)
+            | AccountError::EmailTaken
+            | AccountError::Gone => AppError::BadRequest,
             AccountError::Hash(h) => AppError::Internal(anyhow::anyhow!("password hashing: {h}")),
         }
     }

@@ -425,3 +425,43 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// The `pp_session=…` pair a response sets, if it sets one.
+pub fn session_cookie(r: &Response) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("pp_session="))
+        .map(|c| c.split(';').next().unwrap_or("").to_owned())
+}
+
+/// A GET carrying only `cookie` (no jar, no redirects): what a replayed session cookie gets.
+pub async fn get_with_cookie(app: &TestApp, path: &str, cookie: &str) -> Response {
+    Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .expect("client")
+        .get(format!("{}{path}", app.url))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .expect("GET")
+}
+
+/// Posts a processor event to the webhook endpoint, signed with the test secret as the processor
+/// would sign it (for replays).
+pub async fn post_webhook(app: &TestApp, body: &str) -> Response {
+    let sig = patriotpay::payments::signature::sign(
+        WEBHOOK_SECRET,
+        patriotpay::clock::now_unix(),
+        body.as_bytes(),
+    );
+    Client::new()
+        .post(format!("{}/webhooks/stripe", app.url))
+        .header("Stripe-Signature", sig)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("webhook POST")
+}
