@@ -228,6 +228,9 @@ account-confirm-title = Check your email
 account-confirm-lead = We sent a code to { $email }. Enter it to finish creating your account.
 account-confirm-code = Code from the email
 account-confirm-submit = Confirm
+account-confirm-resend = Send a new code
+account-code-resent = A new code is on its way. Codes expire after 24 hours.
+account-patient-exists = This patient already has an account. Sign in to it, or call the practice if you need help.
 account-confirm-failed = That code was not accepted. Check the latest email and try again.
 account-password-policy = That password does not meet the password rules. Use a longer one, mixing letters, numbers and symbols.
 
@@ -304,4 +307,7 @@ staff-guarantor-revoke-label = Revoke { $email }'s access to { $patient }'s stat
 staff-guarantor-revoked = Guarantor access revoked.
 staff-guarantor-invite = Invite a guarantor
 staff-guarantor-invite-label = Invite a guarantor for { $patient }
+staff-patient-account-line = Patient's own account: { $email }, since { $since }
+staff-patient-account-revoke = Remove account access
+staff-patient-account-revoke-label = Remove account access for { $email }
 staff-invite-created = Invitation link created. It is shown below, once.

@@ -102,6 +102,7 @@ pub fn confirm_code(meta: PageMeta, vm: ConfirmCodeVm) -> String {
     let body = view! {
         <h1>{tr.t("account-confirm-title")}</h1>
         <p class="lead">{tr.ta("account-confirm-lead", &[("email", &vm.email)])}</p>
+        {vm.notice.clone().map(|n| view! { <p class="notice" role="status">{n}</p> })}
         {error_summary(tr, vm.failure.clone(), None)}
         <form method="post" action="/account/confirm" novalidate>
             {csrf_input(vm.csrf.clone())}
@@ -111,6 +112,10 @@ pub fn confirm_code(meta: PageMeta, vm: ConfirmCodeVm) -> String {
                     size="10" required/>
             </div>
             <button type="submit" class="button">{tr.t("account-confirm-submit")}</button>
+        </form>
+        <form method="post" action="/account/confirm/resend" class="inline-form">
+            {csrf_input(vm.csrf.clone())}
+            <button type="submit" class="link-button dark">{tr.t("account-confirm-resend")}</button>
         </form>
     };
     document_portal(&meta, tr.t("account-confirm-title"), body.into_any())
@@ -883,6 +888,8 @@ mod tests {
             "account-confirmed",
             "account-confirm-failed",
             "account-password-policy",
+            "account-code-resent",
+            "account-patient-exists",
         ] {
             assert!(tr.has(key), "{key} is missing from en.ftl");
         }

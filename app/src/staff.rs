@@ -187,6 +187,21 @@ fn patient_row(tr: Tr, csrf: &str, r: StaffPatientRow) -> AnyView {
             .collect::<Vec<_>>();
         view! { <ul class="grants">{items}</ul> }
     });
+    let own_account = r.patient_account.as_ref().map(|g| {
+        let label = tr.ta("staff-patient-account-revoke-label", &[("email", &g.email)]);
+        view! {
+            <div class="grants">
+                <span>{tr.ta("staff-patient-account-line", &[("email", &g.email), ("since", &g.since)])}</span>
+                <form method="post" action="/staff/guarantors/revoke" class="inline-form" novalidate>
+                    <input type="hidden" name="csrf" value=csrf.to_owned()/>
+                    <input type="hidden" name="grant" value=g.grant_id.clone()/>
+                    <button type="submit" class="button secondary" aria-label=label>
+                        {tr.t("staff-patient-account-revoke")}
+                    </button>
+                </form>
+            </div>
+        }
+    });
     let invite = r.can_invite.then(|| {
         let label = tr.ta("staff-guarantor-invite-label", &[("patient", &r.name)]);
         view! {
@@ -202,6 +217,7 @@ fn patient_row(tr: Tr, csrf: &str, r: StaffPatientRow) -> AnyView {
     view! {
         <li>
             {r.name.clone()} " — " {r.practice.clone()}
+            {own_account}
             {guarantors}
             {invite}
         </li>

@@ -203,6 +203,8 @@ pub struct StaffPatientRow {
     /// The viewer may revoke this patient's guarantors.
     pub can_revoke: bool,
     pub guarantors: Vec<GuarantorVm>,
+    /// The patient's own account (shown to those who may revoke it).
+    pub patient_account: Option<GuarantorVm>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -261,6 +263,8 @@ pub struct ConfirmCodeVm {
     /// Where the code went.
     pub email: String,
     pub failure: Option<String>,
+    /// "A new code is on its way".
+    pub notice: Option<String>,
 }
 
 /// One open (or just-paid) statement on the account page, with its pay checkbox and amount.

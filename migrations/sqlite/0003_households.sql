@@ -10,6 +10,9 @@ ALTER TABLE user_grants ADD COLUMN patient_id TEXT REFERENCES patients(id);
 ALTER TABLE user_grants ADD COLUMN revoked_at BIGINT;
 ALTER TABLE user_grants ADD COLUMN revoked_by TEXT;
 CREATE INDEX user_grants_patient ON user_grants(patient_id);
+-- A patient has at most one account of their own (guarantors are separate grants).
+CREATE UNIQUE INDEX user_grants_one_patient_account ON user_grants(patient_id)
+    WHERE role = 'patient' AND revoked_at IS NULL;
 
 -- A line the practice marks confidential shows its amounts but never its description to a
 -- guarantor.

@@ -33,6 +33,12 @@ pub enum AccountError {
     WeakPassword,
     #[error("{0}")]
     Bad(&'static str),
+    /// Cognito has the account but its sign-up code was never entered.
+    #[error("sign-up not confirmed")]
+    Unconfirmed,
+    /// The patient already has an account of their own.
+    #[error("this patient already has an account")]
+    PatientHasAccount,
     /// The email belongs to another account.
     #[error("an account with that email exists")]
     EmailTaken,
@@ -779,7 +785,12 @@ pub async fn create_member(
     .bind(subject)
     .bind(now)
     .execute(&mut *tx)
-    .await?;
+    .await
+    .map_err(|e| match &e {
+        // A concurrent sign-up with the same email won the race.
+        sqlx::Error::Database(d) if d.is_unique_violation() => AccountError::EmailTaken,
+        _ => e.into(),
+    })?;
     Ok(id)
 }
 
@@ -835,7 +846,12 @@ pub async fn grant_over_patient(
     .bind(granted_by)
     .bind(now)
     .execute(&mut *tx)
-    .await?;
+    .await
+    .map_err(|e| match &e {
+        // One account per patient (a unique index): someone made theirs first.
+        sqlx::Error::Database(d) if d.is_unique_violation() => AccountError::PatientHasAccount,
+        _ => e.into(),
+    })?;
     Ok(())
 }
 
@@ -849,6 +865,20 @@ pub async fn clear_must_reset(db: &Db, subject: &str) -> Result<bool, AccountErr
     .execute(db.pool())
     .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// Ends every session of the account with this Cognito subject (after a password reset).
+pub async fn revoke_sessions_by_subject(
+    db: &Db,
+    subject: &str,
+    now: i64,
+) -> Result<(), AccountError> {
+    sqlx::query("UPDATE users SET sessions_revoked_before = $1 WHERE external_subject = $2")
+        .bind(now)
+        .bind(subject)
+        .execute(db.pool())
+        .await?;
+    Ok(())
 }
 
 /// Longest emergency grant a security officer may give.

@@ -20,6 +20,9 @@ pub enum CognitoError {
     Token(&'static str),
     #[error("Cognito unavailable: {0}")]
     Unavailable(String),
+    /// The password was right but the sign-up code was never entered.
+    #[error("sign-up not confirmed")]
+    NotConfirmed,
     /// Sign-up refused: the username exists, or the password breaks the pool's policy.
     #[error("sign-up refused: {0}")]
     SignUpRefused(SignUpRefusal),
@@ -336,10 +339,10 @@ impl CognitoProvider {
             .send()
             .await
             .map_err(|e| match e.as_service_error() {
+                Some(se) if se.is_user_not_confirmed_exception() => CognitoError::NotConfirmed,
                 Some(se)
                     if se.is_not_authorized_exception()
                         || se.is_user_not_found_exception()
-                        || se.is_user_not_confirmed_exception()
                         || se.is_password_reset_required_exception() =>
                 {
                     CognitoError::Refused
@@ -495,6 +498,28 @@ impl CognitoProvider {
         })
     }
 
+    /// Emails a new sign-up code.
+    pub async fn resend_code(&self, email: &str) -> Result<(), CognitoError> {
+        match self
+            .client
+            .resend_confirmation_code()
+            .client_id(&self.settings.client_id)
+            .username(email)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Nothing to say to the visitor beyond "sent"; the reason goes to the log.
+            Err(e) if e.as_service_error().is_some() => {
+                tracing::warn!(error = %aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(&e), "resend code refused");
+                Ok(())
+            }
+            Err(e) => Err(unavailable(
+                aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(e),
+            )),
+        }
+    }
+
     /// Confirms a sign-up with the code Cognito emailed.
     pub async fn confirm_sign_up(&self, email: &str, code: &str) -> Result<(), CognitoError> {
         self.client
@@ -533,9 +558,16 @@ impl CognitoProvider {
         {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
+                // Throttling is an outage to report; any other refusal (no such user, no
+                // verified email, ...) looks the same as success, so the page tells nothing.
                 Some(se)
-                    if se.is_user_not_found_exception() || se.is_not_authorized_exception() =>
+                    if !se.is_limit_exceeded_exception()
+                        && !se.is_too_many_requests_exception() =>
                 {
+                    tracing::info!(
+                        error = %aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(&e),
+                        "forgot-password refused"
+                    );
                     Ok(())
                 }
                 _ => Err(unavailable(

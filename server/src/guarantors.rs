@@ -209,13 +209,33 @@ pub async fn guarantors_of(
     db: &Db,
     patient: &PatientId,
 ) -> Result<Vec<GuarantorGrant>, sqlx::Error> {
+    grants_of(db, patient, Role::Guarantor).await
+}
+
+/// The patient's own account, if they made one.
+pub async fn patient_account(
+    db: &Db,
+    patient: &PatientId,
+) -> Result<Option<GuarantorGrant>, sqlx::Error> {
+    Ok(grants_of(db, patient, Role::Patient)
+        .await?
+        .into_iter()
+        .next())
+}
+
+async fn grants_of(
+    db: &Db,
+    patient: &PatientId,
+    role: Role,
+) -> Result<Vec<GuarantorGrant>, sqlx::Error> {
     let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
         "SELECT g.id, u.id, u.email, g.tenant_id, g.created_at FROM user_grants g
          JOIN users u ON u.id = g.user_id
-         WHERE g.patient_id = $1 AND g.role = 'guarantor' AND g.revoked_at IS NULL
+         WHERE g.patient_id = $1 AND g.role = $2 AND g.revoked_at IS NULL
          ORDER BY g.id",
     )
     .bind(patient.as_str())
+    .bind(role.as_str())
     .fetch_all(db.pool())
     .await?;
     Ok(rows
@@ -252,24 +272,28 @@ pub async fn pending_invitations(
         .collect())
 }
 
-/// Revokes one guarantor grant over `patient`. The guarantor loses access at their next request
-/// (grants are re-read on every request). Returns the guarantor's account when something changed.
+/// Revokes one guarantor grant over `patient` (or, for the practice, the patient's own account
+/// grant). The holder loses access at their next request (grants are re-read on every request).
+/// Returns the holder's account when something changed.
 pub async fn revoke_grant(
     db: &Db,
     grant_id: i64,
     patient: &PatientId,
+    include_patient_account: bool,
     by: &str,
     now: i64,
 ) -> Result<Option<UserId>, sqlx::Error> {
     let user: Option<String> = sqlx::query_scalar(
         "UPDATE user_grants SET revoked_at = $1, revoked_by = $2
-         WHERE id = $3 AND patient_id = $4 AND role = 'guarantor' AND revoked_at IS NULL
+         WHERE id = $3 AND patient_id = $4 AND revoked_at IS NULL
+           AND (role = 'guarantor' OR ($5 = 1 AND role = 'patient'))
          RETURNING user_id",
     )
     .bind(now)
     .bind(by)
     .bind(grant_id)
     .bind(patient.as_str())
+    .bind(i64::from(include_patient_account))
     .fetch_optional(db.pool())
     .await?;
     Ok(user.map(UserId::from_db))

@@ -25,7 +25,8 @@ both_backends!(
     one_payment_settles_two_statements_exactly_once,
     refused_household_payments_start_no_checkout,
     patient_invites_then_revokes_a_guarantor,
-    minor_patient_account_cannot_invite,
+    minors_get_no_account_and_cannot_invite,
+    one_account_per_patient_and_the_practice_can_remove_it,
     practice_admin_revokes_a_guarantor_but_support_agent_cannot,
     member_and_staff_sessions_never_stand_in_for_each_other,
     guarantor_cannot_invite_or_revoke_and_receipts_stay_private,
@@ -1541,15 +1542,56 @@ async fn patient_invites_then_revokes_a_guarantor(backend: Backend) {
     app.finish().await;
 }
 
-async fn minor_patient_account_cannot_invite(backend: Backend) {
+/// An account of one's own is for adult patients: for a minor, whoever holds the phone is a
+/// parent, who is offered no account (a guarantor invitation is the way in). And should a
+/// minor's record ever sit on an account, it still cannot invite guarantors.
+async fn minors_get_no_account_and_cannot_invite(backend: Backend) {
     let app = TestApp::start(backend).await;
-    let p = patient_account(&app, 3, "riley@example.org").await;
+    let minor = Browser::new(&app);
+    pay_five_dollars_by_link(&app, &minor, 3).await;
+    let (_, _, _, zip) = answers(3);
+    let _ = minor.submit_zip(&zip).await;
+    assert_eq!(
+        minor.get("/account/create").await.status(),
+        StatusCode::NOT_FOUND,
+        "no account form for a minor's link"
+    );
+    let csrf = minor.csrf("/statement").await;
+    let r = minor
+        .post(
+            "/account/create",
+            &[
+                ("csrf", &csrf),
+                ("email", "parent@example.org"),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "a forged sign-up too");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM users WHERE kind = 'member'")
+            .await,
+        0
+    );
+
+    // An adult's account that (somehow) also holds the minor's record: no invite for the minor.
+    let p = patient_account(&app, 1, "avery@example.org").await;
+    let riley = patient_of(&app, 3).await;
+    sqlx::query(
+        "INSERT INTO user_grants (user_id, role, tenant_id, patient_id, granted_by, created_at)
+         SELECT id, 'patient', $1, $2, 'test', 0 FROM users WHERE email = 'avery@example.org'",
+    )
+    .bind(app.tenant.as_str())
+    .bind(riley.as_str())
+    .execute(app.db().pool())
+    .await
+    .expect("grant");
     let home = p.page("/account").await;
     assert!(
-        !home.contains("/account/guarantors/invite"),
-        "a minor is not offered the invite form"
+        !home.contains(&format!("value=\"{riley}\"")),
+        "the minor is not offered in the invite form"
     );
-    let riley = patient_of(&app, 3).await;
     let r = p
         .post(
             "/account/guarantors/invite",
@@ -1559,7 +1601,7 @@ async fn minor_patient_account_cannot_invite(backend: Backend) {
     assert_eq!(
         r.status(),
         StatusCode::FORBIDDEN,
-        "a forged invite for a minor's own record"
+        "a forged invite for a minor's record"
     );
     assert!(!r.text().await.expect("body").contains("/g/"));
     // Someone else's record is not found at all.
@@ -1568,7 +1610,7 @@ async fn minor_patient_account_cannot_invite(backend: Backend) {
             "/account/guarantors/invite",
             &[
                 ("csrf", &csrf_in(&home)),
-                ("patient", patient_of(&app, 1).await.as_str()),
+                ("patient", patient_of(&app, 2).await.as_str()),
             ],
         )
         .await;
@@ -1585,6 +1627,77 @@ async fn minor_patient_account_cannot_invite(backend: Backend) {
         .await,
         1,
         "the refusal is audited"
+    );
+    app.finish().await;
+}
+
+/// One patient, one account of their own: a second sign-up for the same patient is refused and
+/// leaves no account behind; the practice admin sees the account and can remove its access.
+async fn one_account_per_patient_and_the_practice_can_remove_it(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let first = patient_account(&app, 1, "avery@example.org").await;
+    let b = Browser::new(&app);
+    pay_five_dollars_by_link(&app, &b, 1).await;
+    let (_, _, _, zip) = answers(1);
+    let _ = b.get("/account/create").await;
+    let _ = b.submit_zip(&zip).await;
+    let r = submit_account_form(
+        &b,
+        "/account/create",
+        "second@example.org",
+        PASSWORD,
+        PASSWORD,
+        None,
+    )
+    .await;
+    assert_eq!(location(&r), "/account/create");
+    assert!(
+        b.page("/account/create")
+            .await
+            .contains("already has an account"),
+        "the second sign-up is told why"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM users WHERE kind = 'member'")
+            .await,
+        1,
+        "no second account left behind"
+    );
+    let admin = staff(&app, "admin@example.org", Role::PracticeAdmin).await;
+    let csrf = admin.csrf("/staff").await;
+    let r = admin
+        .post(
+            "/staff/search",
+            &[
+                ("csrf", &csrf),
+                ("last_name", ""),
+                ("dob", ""),
+                ("account", "RFM-100231"),
+            ],
+        )
+        .await;
+    let page = r.text().await.expect("body");
+    assert!(
+        page.contains("avery@example.org"),
+        "the admin sees the patient's account"
+    );
+    let grant: i64 = sqlx::query_scalar(
+        "SELECT id FROM user_grants WHERE role = 'patient' AND revoked_at IS NULL",
+    )
+    .fetch_one(app.db().pool())
+    .await
+    .expect("grant");
+    let r = admin
+        .post(
+            "/staff/guarantors/revoke",
+            &[("csrf", &csrf_in(&page)), ("grant", &grant.to_string())],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = first.get("/account").await;
+    assert!(
+        !text(&r.text().await.expect("body")).contains("Your statements"),
+        "the account no longer reaches the patient's record"
     );
     app.finish().await;
 }

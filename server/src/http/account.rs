@@ -103,6 +103,26 @@ async fn member(
 /// whether Cognito still wants the code it emailed.
 async fn new_credentials(
     state: &AppState,
+    address: &str,
+    email: &str,
+    password: String,
+) -> Result<std::result::Result<(accounts::NewCredentials, bool), &'static str>> {
+    // Each try counts against the sign-in limits (per email, per address) until it succeeds,
+    // so the "email in use" answer cannot be used to sweep for accounts.
+    let attempt =
+        match accounts::claim_attempt(&state.db, email, address, state.clock.now()).await? {
+            Ok(a) => a,
+            Err(retry_after_secs) => return Err(AppError::TooManyRequests { retry_after_secs }),
+        };
+    let made = make_credentials(state, email, password).await?;
+    if made.is_ok() {
+        accounts::release_attempt(&state.db, attempt).await?;
+    }
+    Ok(made)
+}
+
+async fn make_credentials(
+    state: &AppState,
     email: &str,
     password: String,
 ) -> Result<std::result::Result<(accounts::NewCredentials, bool), &'static str>> {
@@ -160,14 +180,13 @@ async fn after_creation(
     sess::restart(session, state.clock.now()).await?;
     let email = accounts::normalize_email(email);
     if needs_code {
-        session.insert(sess::KEY_CONFIRM_EMAIL, email).await?;
+        set_pending_email(state, session, &email).await?;
         return Ok(see_other("/account/confirm"));
     }
     sess::set_flash(
         session,
         Flash {
             key: "account-created-signin".into(),
-            value: Some(email),
             ..Default::default()
         },
     )
@@ -177,12 +196,7 @@ async fn after_creation(
 
 /// Sends a new-account form back with a problem found after validation (email in use, or a
 /// password Cognito's policy refused).
-async fn flash_email_problem(
-    session: &Session,
-    key: &str,
-    email: &str,
-    back: &str,
-) -> Result<Response> {
+async fn flash_email_problem(session: &Session, key: &str, back: &str) -> Result<Response> {
     let field = if key == "account-email-taken" {
         "email"
     } else {
@@ -193,7 +207,7 @@ async fn flash_email_problem(
         Flash {
             key: key.into(),
             field: Some(field.into()),
-            value: Some(accounts::normalize_email(email).chars().take(254).collect()),
+            value: None,
             arg: None,
         },
     )
@@ -201,15 +215,95 @@ async fn flash_email_problem(
     Ok(see_other(back))
 }
 
-pub async fn confirm_form(session: Session) -> Result<Response> {
-    let Some(email) = session.get::<String>(sess::KEY_CONFIRM_EMAIL).await? else {
+/// The email of a sign-up waiting for its code. Session records are plain JSON in the database,
+/// so it is kept sealed under the platform's keys, like Cognito tokens.
+async fn set_pending_email(state: &AppState, session: &Session, email: &str) -> Result<()> {
+    use base64::Engine;
+    let ct = state
+        .crypto
+        .encrypt(pending_aad(), email.as_bytes())
+        .await?;
+    session
+        .insert(
+            sess::KEY_CONFIRM_EMAIL,
+            base64::engine::general_purpose::STANDARD.encode(ct),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn pending_email(state: &AppState, session: &Session) -> Result<Option<String>> {
+    use base64::Engine;
+    let Some(b64) = session.get::<String>(sess::KEY_CONFIRM_EMAIL).await? else {
+        return Ok(None);
+    };
+    let ct = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let plain = state.crypto.decrypt(pending_aad(), &ct).await?;
+    Ok(Some(
+        String::from_utf8(plain.to_vec()).map_err(|e| AppError::Internal(e.into()))?,
+    ))
+}
+
+fn pending_aad() -> crate::crypto::FieldAad<'static> {
+    crate::crypto::FieldAad {
+        tenant: accounts::platform(),
+        table: "sessions",
+        column: "confirm_email",
+        row: "pending-sign-up",
+    }
+}
+
+/// Cognito emails a fresh code (the first may be lost, or the tab closed before it arrived).
+pub async fn confirm_resend(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    session: Session,
+    Form(form): Form<ConfirmForm>,
+) -> Result<Response> {
+    if !sess::csrf_ok(&session, &form.csrf).await? {
+        return Err(AppError::Forbidden);
+    }
+    let (Some(email), Some(c)) = (
+        pending_email(&state, &session).await?,
+        state.cognito.clone(),
+    ) else {
         return Ok(see_other("/signin"));
     };
-    let vm = ConfirmCodeVm {
+    // Each resend counts against the limits, so the page cannot be used to flood an inbox.
+    if let Err(retry_after_secs) =
+        accounts::claim_attempt(&state.db, &email, &ctx.address, state.clock.now()).await?
+    {
+        return Err(AppError::TooManyRequests { retry_after_secs });
+    }
+    c.resend_code(&email).await?;
+    sess::set_flash(
+        &session,
+        Flash {
+            key: "account-code-resent".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(see_other("/account/confirm"))
+}
+
+pub async fn confirm_form(State(state): State<AppState>, session: Session) -> Result<Response> {
+    let Some(email) = pending_email(&state, &session).await? else {
+        return Ok(see_other("/signin"));
+    };
+    let mut vm = ConfirmCodeVm {
         csrf: sess::csrf_token(&session).await?,
         email,
-        failure: sess::take_flash(&session).await?.map(|f| tr().t(&f.key)),
+        ..Default::default()
     };
+    if let Some(f) = sess::take_flash(&session).await? {
+        match f.key.as_str() {
+            "account-code-resent" => vm.notice = Some(tr().t(&f.key)),
+            _ => vm.failure = Some(tr().t(&f.key)),
+        }
+    }
     Ok(Html(pages::confirm_code(PageMeta::default(), vm)).into_response())
 }
 
@@ -232,7 +326,7 @@ pub async fn confirm_submit(
         return Err(AppError::Forbidden);
     }
     let (Some(email), Some(c)) = (
-        session.get::<String>(sess::KEY_CONFIRM_EMAIL).await?,
+        pending_email(&state, &session).await?,
         state.cognito.clone(),
     ) else {
         return Ok(see_other("/signin"));
@@ -250,7 +344,6 @@ pub async fn confirm_submit(
                 &session,
                 Flash {
                     key: "account-confirmed".into(),
-                    value: Some(email),
                     ..Default::default()
                 },
             )
@@ -369,7 +462,7 @@ async fn new_account_ok(session: &Session, form: &NewAccountForm) -> Result<bool
             Flash {
                 key: key.into(),
                 field: Some(field.into()),
-                value: Some(email.chars().take(254).collect()),
+                value: None,
                 arg: None,
             },
         )
@@ -453,6 +546,11 @@ async fn paying_visitor(
     if !paid_through_link(state, &link).await? {
         return Ok(Err(see_other("/summary")));
     }
+    // An account of one's own is for adults: for a minor, the person holding the phone is a
+    // parent, who gets billing-only access through a guarantor invitation instead.
+    if !adult(state, &link.tenant_id, &link.patient_id).await? {
+        return Err(AppError::NotFound);
+    }
     if session.get::<Stage>(sess::KEY_STAGE).await? != Some(Stage::Full) {
         session.insert(sess::KEY_NEXT, "/account/create").await?;
         return Ok(Err(see_other("/verify/zip")));
@@ -485,11 +583,9 @@ pub async fn create_submit(
         return Ok(see_other("/account/create"));
     }
     let (credentials, needs_code) =
-        match new_credentials(&state, &form.email, form.password).await? {
+        match new_credentials(&state, &ctx.address, &form.email, form.password).await? {
             Ok(c) => c,
-            Err(key) => {
-                return flash_email_problem(&session, key, &form.email, "/account/create").await
-            }
+            Err(key) => return flash_email_problem(&session, key, "/account/create").await,
         };
     let now = state.clock.now();
     let mut tx = state.db.begin_write().await?;
@@ -503,7 +599,7 @@ pub async fn create_submit(
                 Flash {
                     key: "account-email-taken".into(),
                     field: Some("email".into()),
-                    value: Some(accounts::normalize_email(&form.email)),
+                    value: None,
                     arg: None,
                 },
             )
@@ -512,7 +608,7 @@ pub async fn create_submit(
         }
         Err(e) => return Err(e.into()),
     };
-    accounts::grant_over_patient(
+    match accounts::grant_over_patient(
         &mut tx,
         &user,
         Role::Patient,
@@ -521,7 +617,28 @@ pub async fn create_submit(
         &format!("link:{}", link.id),
         now,
     )
-    .await?;
+    .await
+    {
+        Ok(()) => {}
+        Err(AccountError::PatientHasAccount) => {
+            drop(tx);
+            undo_sign_up(&state, &form.email, &credentials).await;
+            sess::set_flash(
+                &session,
+                Flash {
+                    key: "account-patient-exists".into(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            return Ok(see_other("/account/create"));
+        }
+        Err(e) => {
+            drop(tx);
+            undo_sign_up(&state, &form.email, &credentials).await;
+            return Err(e.into());
+        }
+    }
     tx.commit().await?;
     audit_event(
         &state,
@@ -641,6 +758,12 @@ pub async fn signin_submit(
             };
             Ok(see_other(next))
         }
+        Err(AccountError::Unconfirmed) => {
+            // Cognito says so only once the password was right: finish the sign-up.
+            sess::restart(&session, now).await?;
+            set_pending_email(&state, &session, &accounts::normalize_email(&form.email)).await?;
+            Ok(see_other("/account/confirm"))
+        }
         Err(AccountError::Invalid) => {
             audit_event(
                 &state,
@@ -656,12 +779,7 @@ pub async fn signin_submit(
                 &session,
                 Flash {
                     key: "signin-failed".into(),
-                    value: Some(
-                        accounts::normalize_email(&form.email)
-                            .chars()
-                            .take(254)
-                            .collect(),
-                    ),
+                    value: None,
                     ..Default::default()
                 },
             )
@@ -692,6 +810,10 @@ async fn cognito_sign_in(
     };
     let (tokens, claims) = match c.sign_in(&email, password, now).await {
         Ok(Step::Done { tokens, claims }) => (tokens, claims),
+        Err(CognitoError::NotConfirmed) => {
+            accounts::release_attempt(&state.db, attempt).await?;
+            return Ok(Err(AccountError::Unconfirmed));
+        }
         Ok(_) | Err(CognitoError::Refused) | Err(CognitoError::Token(_)) => {
             return Ok(Err(AccountError::Invalid))
         }
@@ -1043,6 +1165,12 @@ pub async fn pay(
         }
     }
     let mut errors = PayErrors::default();
+    // Counted before any lookup, so an oversized form costs nothing.
+    if chosen.len() > payments::MAX_ITEMS {
+        errors.general = Some("account-pay-too-many".into());
+        session.insert(sess::KEY_PAY_ERRORS, errors).await?;
+        return Ok(see_other(&back));
+    }
     let mut items = vec![];
     let mut patients = vec![];
     let mut tenant: Option<TenantId> = None;
@@ -1252,6 +1380,7 @@ pub async fn receipt(
         .await?
         .ok_or(AppError::NotFound)?;
     let mut items = vec![];
+    let mut viewed = vec![];
     for a in &r.allocations {
         let h = billing::statement_header(&state.db, &a.statement_id)
             .await?
@@ -1268,16 +1397,7 @@ pub async fn receipt(
         {
             return Err(AppError::NotFound);
         }
-        audit_event(
-            &state,
-            &ctx,
-            actor_id(&who.id),
-            (Some(&h.tenant_id), Some(&h.patient_id)),
-            "payment.receipt.view",
-            Some(id.as_str()),
-            Outcome::Success,
-        )
-        .await?;
+        viewed.push((h.tenant_id.clone(), h.patient_id.clone()));
         items.push(ReceiptItemVm {
             patient_name: billing::first_name(
                 &state.db,
@@ -1295,6 +1415,19 @@ pub async fn receipt(
     }
     if items.is_empty() {
         return Err(AppError::NotFound);
+    }
+    // Audited once every allocation passed the policy: a refused receipt logs no views.
+    for (tenant, patient) in &viewed {
+        audit_event(
+            &state,
+            &ctx,
+            actor_id(&who.id),
+            (Some(tenant), Some(patient)),
+            "payment.receipt.view",
+            Some(id.as_str()),
+            Outcome::Success,
+        )
+        .await?;
     }
     let vm = AccountReceiptVm {
         amount: r.amount.to_string(),
@@ -1390,17 +1523,21 @@ pub struct RevokeForm {
     invitation: String,
 }
 
-/// The patient and practice a guarantor grant covers, if it is an active guarantor grant.
+/// The patient and practice an active guarantor grant covers (or, when `include_patient_account`,
+/// also a patient's own account grant).
 pub(super) async fn guarantor_grant(
     state: &AppState,
     raw: &str,
+    include_patient_account: bool,
 ) -> Result<(i64, TenantId, PatientId)> {
     let id: i64 = raw.trim().parse().map_err(|_| AppError::NotFound)?;
     let row: Option<(String, String)> = sqlx::query_as(
         "SELECT tenant_id, patient_id FROM user_grants
-         WHERE id = $1 AND role = 'guarantor' AND revoked_at IS NULL AND patient_id IS NOT NULL",
+         WHERE id = $1 AND revoked_at IS NULL AND patient_id IS NOT NULL
+           AND (role = 'guarantor' OR ($2 = 1 AND role = 'patient'))",
     )
     .bind(id)
+    .bind(i64::from(include_patient_account))
     .fetch_optional(state.db.pool())
     .await?;
     let (t, p) = row.ok_or(AppError::NotFound)?;
@@ -1417,7 +1554,7 @@ pub async fn revoke_guarantor(
         Ok(a) => a,
         Err(r) => return Ok(r),
     };
-    let (grant, tenant, patient) = guarantor_grant(&state, &form.grant).await?;
+    let (grant, tenant, patient) = guarantor_grant(&state, &form.grant, false).await?;
     if !decide(
         &state,
         &who,
@@ -1434,7 +1571,7 @@ pub async fn revoke_guarantor(
         return Err(AppError::Forbidden);
     }
     let now = state.clock.now();
-    if guarantors::revoke_grant(&state.db, grant, &patient, &actor_id(&who.id), now)
+    if guarantors::revoke_grant(&state.db, grant, &patient, false, &actor_id(&who.id), now)
         .await?
         .is_some()
     {
@@ -1755,11 +1892,26 @@ async fn verified_invitation(
     }
 }
 
-pub async fn accept_form(State(state): State<AppState>, session: Session) -> Result<Response> {
+pub async fn accept_form(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    session: Session,
+) -> Result<Response> {
     let inv = match verified_invitation(&state, &session).await? {
         Ok(i) => i,
         Err(r) => return Ok(r),
     };
+    // The page names the dependant: a view of their record.
+    audit_event(
+        &state,
+        &ctx,
+        format!("invitation:{}", inv.id),
+        (Some(&inv.tenant_id), Some(&inv.patient_id)),
+        "guarantor.invitation.view",
+        Some(inv.id.as_str()),
+        Outcome::Success,
+    )
+    .await?;
     let signed_in = match session.get::<String>(sess::KEY_MEMBER).await? {
         Some(_) => match member(&state, &session).await? {
             Ok(a) => Some(a.email),
@@ -1814,14 +1966,11 @@ pub async fn accept_submit(
         if !new_account_ok(&session, &form).await? {
             return Ok(see_other("/guarantor/accept"));
         }
-        let (credentials, needs_code) = match new_credentials(&state, &form.email, form.password)
-            .await?
-        {
-            Ok(c) => c,
-            Err(key) => {
-                return flash_email_problem(&session, key, &form.email, "/guarantor/accept").await
-            }
-        };
+        let (credentials, needs_code) =
+            match new_credentials(&state, &ctx.address, &form.email, form.password).await? {
+                Ok(c) => c,
+                Err(key) => return flash_email_problem(&session, key, "/guarantor/accept").await,
+            };
         let user =
             match guarantors::accept_new(&state.db, &inv, &form.email, &credentials, now).await {
                 Ok(u) => u,
@@ -1835,7 +1984,7 @@ pub async fn accept_submit(
                         Flash {
                             key: "account-email-taken".into(),
                             field: Some("email".into()),
-                            value: Some(accounts::normalize_email(&form.email)),
+                            value: None,
                             arg: None,
                         },
                     )

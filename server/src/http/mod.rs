@@ -109,6 +109,7 @@ pub fn portal_router(state: AppState) -> Router {
             "/account/confirm",
             get(account::confirm_form).post(account::confirm_submit),
         )
+        .route("/account/confirm/resend", post(account::confirm_resend))
         .route(
             "/signin",
             get(account::signin_form).post(account::signin_submit),

@@ -902,6 +902,13 @@ pub async fn receipt(
         Outcome::Success,
     )
     .await?;
+    // Accounts are offered to adult patients without one signed in (see http/account.rs).
+    let offer_account = session.get::<String>(sess::KEY_MEMBER).await?.is_none() && {
+        let (dob, _) =
+            billing::identity_answers(&state.db, &state.crypto, &link.tenant_id, &link.patient_id)
+                .await?;
+        crate::guarantors::is_adult(dob.expose(), state.clock.now())
+    };
     let vm = ReceiptVm {
         practice_name: practice.name.clone(),
         amount: r.amount.to_string(),
@@ -910,7 +917,7 @@ pub async fn receipt(
         last4: r.card_last4,
         reference: id.to_string(),
         new_balance: balance.to_string(),
-        offer_account: session.get::<String>(sess::KEY_MEMBER).await?.is_none(),
+        offer_account,
     };
     Ok(Html(pages::receipt(
         meta(&session, Some(practice.name)).await?,

@@ -41,6 +41,8 @@ impl From<AccountError> for AppError {
             | AccountError::WeakPassword
             | AccountError::Bad(_)
             | AccountError::EmailTaken
+            | AccountError::PatientHasAccount
+            | AccountError::Unconfirmed
             | AccountError::Gone => AppError::BadRequest,
             AccountError::Hash(h) => AppError::Internal(anyhow::anyhow!("password hashing: {h}")),
         }
@@ -443,6 +445,10 @@ pub async fn reset_submit(
     accounts::release_attempt(&state.db, attempt).await?;
     if let Some(sub) = c.subject_of(&email).await? {
         accounts::clear_must_reset(&state.db, &sub).await?;
+        // Whoever knew the old password is out: the portal's sessions and Cognito's refresh
+        // tokens from before the reset stop working.
+        accounts::revoke_sessions_by_subject(&state.db, &sub, now).await?;
+        c.global_sign_out(&email).await?;
     }
     audit_user(&state, &ctx, None, "staff.password.reset", Outcome::Success).await?;
     sess::restart(&session, now).await?;
@@ -1058,6 +1064,17 @@ async fn patient_row(
     let can_revoke =
         access::decide(&account.principal, Action::RevokeGuarantor, &on, now).allowed();
     let mut guarantors = vec![];
+    let mut patient_account = None;
+    if can_revoke {
+        patient_account = crate::guarantors::patient_account(&state.db, p)
+            .await?
+            .map(|g| GuarantorVm {
+                grant_id: g.grant_id.to_string(),
+                email: g.email,
+                patient_name: String::new(),
+                since: crate::clock::display_date_unix(g.since),
+            });
+    }
     if can_invite || can_revoke {
         for g in crate::guarantors::guarantors_of(&state.db, p).await? {
             guarantors.push(GuarantorVm {
@@ -1075,6 +1092,7 @@ async fn patient_row(
         can_invite,
         can_revoke,
         guarantors,
+        patient_account,
     })
 }
 
@@ -1166,7 +1184,8 @@ pub async fn revoke_guarantor(
         Ok(a) => a,
         Err(r) => return Ok(r),
     };
-    let (grant, tenant, patient) = super::account::guarantor_grant(&state, &form.grant).await?;
+    let (grant, tenant, patient) =
+        super::account::guarantor_grant(&state, &form.grant, true).await?;
     let now = state.clock.now();
     let on = Resource {
         tenant: &tenant,
@@ -1177,7 +1196,7 @@ pub async fn revoke_guarantor(
         return Err(AppError::NotFound);
     }
     let by = format!("user:{}", account.id);
-    if crate::guarantors::revoke_grant(&state.db, grant, &patient, &by, now)
+    if crate::guarantors::revoke_grant(&state.db, grant, &patient, true, &by, now)
         .await?
         .is_some()
     {

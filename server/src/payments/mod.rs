@@ -182,10 +182,13 @@ async fn close_checkout(
         q = q.bind(*f);
     }
     let changed = q.execute(&mut *conn).await?.rows_affected() == 1;
-    sqlx::query("UPDATE checkout_items SET live = NULL WHERE checkout_id = $1 AND live = 1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    // Only when the status really moved: a checkout that became open meanwhile keeps its lock.
+    if changed {
+        sqlx::query("UPDATE checkout_items SET live = NULL WHERE checkout_id = $1 AND live = 1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(changed)
 }
 
