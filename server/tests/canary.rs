@@ -242,7 +242,7 @@ async fn canary_never_leaks(backend: Backend) {
         )
         .await;
     seen.check(&cancel, b.get(&cancel).await, false).await;
-    let (_, checkout, _) = seen.check("POST /pay", b.pay("75.00").await, false).await;
+    let (_, checkout, _) = seen.check("POST /pay", b.pay("70.00").await, false).await;
     let (_, back, _) = seen
         .check(
             "card ok",
@@ -273,7 +273,111 @@ async fn canary_never_leaks(backend: Backend) {
         .expect("webhook");
     seen.check("webhook", r, false).await;
     seen.check("/nope", b.get("/nope").await, false).await;
-    let csrf = b.csrf("/summary").await;
+
+    // The patient makes an account and invites a guarantor; the guarantor answers the
+    // invitation (once wrong), makes an account, views and pays from the household page.
+    let password = "canary passphrase horse";
+    let csrf = b.csrf("/account/create").await;
+    let r = b
+        .post(
+            "/account/create",
+            &[
+                ("csrf", &csrf),
+                ("email", "canary.member@example.org"),
+                ("password", password),
+                ("password_confirm", password),
+            ],
+        )
+        .await;
+    let (_, loc, _) = seen.check("POST /account/create", r, false).await;
+    assert_eq!(loc, "/account");
+    let (_, _, home) = seen.check("/account", b.get("/account").await, true).await;
+    assert!(home.contains(FIRST), "the account page greets the patient");
+    let page = format!("/account/statements/{statement}");
+    seen.check(&page, b.get(&page).await, true).await;
+    let r = b
+        .post(
+            "/account/guarantors/invite",
+            &[
+                ("csrf", &common::csrf_in(&home)),
+                ("patient", patient.as_str()),
+            ],
+        )
+        .await;
+    let (_, _, invited) = seen.check("POST /account/guarantors/invite", r, true).await;
+    let start = invited.find("/g/").expect("invitation link shown");
+    let token: String = invited[start + 3..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    let g = Browser::new(&app);
+    let inv = format!("{}/g/{token}", app.url);
+    let (_, loc, _) = seen.check(&inv, g.get(&inv).await, false).await;
+    assert_eq!(loc, "/guarantor/verify");
+    seen.check("/guarantor/verify", g.get("/guarantor/verify").await, false)
+        .await;
+    for (m, d, y, z) in [("01", "01", "1970", "10001"), ("07", "07", "1977", ZIP)] {
+        let csrf = g.csrf("/guarantor/verify").await;
+        let r = g
+            .post(
+                "/guarantor/verify",
+                &[
+                    ("csrf", &csrf),
+                    ("dob_month", m),
+                    ("dob_day", d),
+                    ("dob_year", y),
+                    ("zip", z),
+                ],
+            )
+            .await;
+        seen.check("POST /guarantor/verify", r, false).await;
+    }
+    seen.check("/guarantor/accept", g.get("/guarantor/accept").await, true)
+        .await;
+    let csrf = g.csrf("/guarantor/accept").await;
+    let r = g
+        .post(
+            "/guarantor/accept",
+            &[
+                ("csrf", &csrf),
+                ("mode", "create"),
+                ("email", "canary.guarantor@example.org"),
+                ("password", password),
+                ("password_confirm", password),
+            ],
+        )
+        .await;
+    let (_, loc, _) = seen.check("POST /guarantor/accept", r, false).await;
+    assert_eq!(loc, "/account");
+    let (_, _, ghome) = seen.check("/account", g.get("/account").await, true).await;
+    let (_, _, gst) = seen.check(&page, g.get(&page).await, true).await;
+    assert!(
+        !gst.contains(DESCRIPTION),
+        "an adult's service descriptions are hidden from the guarantor"
+    );
+    let r = g
+        .post(
+            "/account/pay",
+            &[
+                ("csrf", &common::csrf_in(&ghome)),
+                (&format!("pay_{statement}"), "1"),
+                (&format!("amount_{statement}"), "5.00"),
+            ],
+        )
+        .await;
+    let (_, checkout, _) = seen.check("POST /account/pay", r, false).await;
+    let (_, back, _) = seen
+        .check(
+            "card ok (household)",
+            g.card(&checkout, "4242424242424242").await,
+            false,
+        )
+        .await;
+    let (_, receipt, _) = seen.check(&back, g.get(&back).await, false).await;
+    assert!(receipt.starts_with("/account/receipt/"), "{receipt}");
+    seen.check(&receipt, g.get(&receipt).await, true).await;
+
+    let csrf = b.csrf("/account").await;
     seen.check(
         "POST /signout",
         b.post("/signout", &[("csrf", &csrf)]).await,
