@@ -34,43 +34,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys { action } => keys(&cfg, action).await?,
         Command::Users { action } => users(&cfg, action).await?,
-        Command::DemoLink { patient } => {
-            let (db, crypto) = patriotpay::open_storage(&cfg).await?;
-            let tenant = patriotpay::demo::ensure(&db, &crypto).await?;
-            let public = cfg
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", cfg.addr));
-            let (help, url) = patriotpay::demo::link_text(
-                &db,
-                &crypto,
-                &tenant,
-                patient,
-                public.trim_end_matches('/'),
-                cfg.link_ttl_days,
-            )
-            .await?;
-            println!("{help}");
-            println!("{url}");
-        }
-        Command::DemoInvite { patient } => {
-            let (db, crypto) = patriotpay::open_storage(&cfg).await?;
-            let tenant = patriotpay::demo::ensure(&db, &crypto).await?;
-            let public = cfg
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", cfg.addr));
-            let (help, url) = patriotpay::demo::invite_text(
-                &db,
-                &crypto,
-                &tenant,
-                patient,
-                public.trim_end_matches('/'),
-            )
-            .await?;
-            println!("{help}");
-            println!("{url}");
-        }
+        Command::DemoLink { patient } => demo_print(&cfg, patient, false).await?,
+        Command::DemoInvite { patient } => demo_print(&cfg, patient, true).await?,
         Command::Serve { demo } => {
             let running = patriotpay::start(&cfg).await?;
             println!("PatriotPay portal:        {}", running.public_url);
@@ -101,6 +66,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             running.stop().await;
         }
     }
+    Ok(())
+}
+
+/// Prints a demo pay link (or, with `invite`, a guarantor invitation) for demo patient `n`;
+/// the URL alone is the last line, for scripts.
+async fn demo_print(
+    cfg: &patriotpay::config::Config,
+    n: usize,
+    invite: bool,
+) -> anyhow::Result<()> {
+    let (db, crypto) = patriotpay::open_storage(cfg).await?;
+    let tenant = patriotpay::demo::ensure(&db, &crypto).await?;
+    let public = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", cfg.addr));
+    let public = public.trim_end_matches('/');
+    let (help, url) = if invite {
+        patriotpay::demo::invite_text(&db, &crypto, &tenant, n, public).await?
+    } else {
+        patriotpay::demo::link_text(&db, &crypto, &tenant, n, public, cfg.link_ttl_days).await?
+    };
+    println!("{help}");
+    println!("{url}");
     Ok(())
 }
 

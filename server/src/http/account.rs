@@ -76,26 +76,7 @@ async fn member(
     state: &AppState,
     session: &Session,
 ) -> Result<std::result::Result<Account, Response>> {
-    let Some(id) = session.get::<String>(sess::KEY_MEMBER).await? else {
-        return Ok(Err(see_other("/signin")));
-    };
-    let now = state.clock.now();
-    let auth_at: i64 = session.get(sess::KEY_AUTH_AT).await?.unwrap_or(0);
-    let account = accounts::load(&state.db, &UserId::from_db(id), now).await?;
-    let account = account.filter(|a| {
-        a.kind == Kind::Member
-            && !a.disabled
-            && !a.must_reset
-            && auth_at > a.sessions_revoked_before
-    });
-    match account {
-        // With Cognito, its refresh token stays the authority, as for staff.
-        Some(a) if super::staff::cognito_still_valid(state, session, &a.id).await? => Ok(Ok(a)),
-        _ => {
-            session.flush().await?;
-            Ok(Err(see_other("/signin")))
-        }
-    }
+    super::staff::signed_in_as(state, session, sess::KEY_MEMBER, Kind::Member, "/signin").await
 }
 
 /// The credentials a new member account gets: a local password hash, or (with Cognito) a
@@ -183,14 +164,7 @@ async fn after_creation(
         set_pending_email(state, session, &email).await?;
         return Ok(see_other("/account/confirm"));
     }
-    sess::set_flash(
-        session,
-        Flash {
-            key: "account-created-signin".into(),
-            ..Default::default()
-        },
-    )
-    .await?;
+    sess::notice(session, "account-created-signin").await?;
     Ok(see_other("/signin"))
 }
 
@@ -278,14 +252,7 @@ pub async fn confirm_resend(
         return Err(AppError::TooManyRequests { retry_after_secs });
     }
     c.resend_code(&email).await?;
-    sess::set_flash(
-        &session,
-        Flash {
-            key: "account-code-resent".into(),
-            ..Default::default()
-        },
-    )
-    .await?;
+    sess::notice(&session, "account-code-resent").await?;
     Ok(see_other("/account/confirm"))
 }
 
@@ -340,14 +307,7 @@ pub async fn confirm_submit(
         Ok(()) => {
             accounts::release_attempt(&state.db, attempt).await?;
             session.remove::<String>(sess::KEY_CONFIRM_EMAIL).await?;
-            sess::set_flash(
-                &session,
-                Flash {
-                    key: "account-confirmed".into(),
-                    ..Default::default()
-                },
-            )
-            .await?;
+            sess::notice(&session, "account-confirmed").await?;
             Ok(see_other("/signin"))
         }
         Err(CognitoError::Unavailable(m)) => {
@@ -355,14 +315,7 @@ pub async fn confirm_submit(
             Err(AppError::Unavailable(m))
         }
         Err(_) => {
-            sess::set_flash(
-                &session,
-                Flash {
-                    key: "account-confirm-failed".into(),
-                    ..Default::default()
-                },
-            )
-            .await?;
+            sess::notice(&session, "account-confirm-failed").await?;
             Ok(see_other("/account/confirm"))
         }
     }
@@ -479,29 +432,9 @@ async fn account_form(session: &Session, action: &'static str) -> Result<Account
         ..Default::default()
     };
     if let Some(f) = sess::take_flash(session).await? {
-        vm.email = f.value.unwrap_or_default();
-        let message = tr().t(&f.key);
-        match f.field.as_deref() {
-            Some("email") => {
-                vm.field_error = Some(FieldError {
-                    field: "email",
-                    message,
-                })
-            }
-            Some("password") => {
-                vm.field_error = Some(FieldError {
-                    field: "password",
-                    message,
-                })
-            }
-            Some("password-confirm") => {
-                vm.field_error = Some(FieldError {
-                    field: "password-confirm",
-                    message,
-                })
-            }
-            _ => vm.failure = Some(message),
-        }
+        vm.email = f.value.clone().unwrap_or_default();
+        (vm.field_error, vm.failure) =
+            f.placed(&["email", "password", "password-confirm"], tr().t(&f.key));
     }
     Ok(vm)
 }
@@ -623,14 +556,7 @@ pub async fn create_submit(
         Err(AccountError::PatientHasAccount) => {
             drop(tx);
             undo_sign_up(&state, &form.email, &credentials).await;
-            sess::set_flash(
-                &session,
-                Flash {
-                    key: "account-patient-exists".into(),
-                    ..Default::default()
-                },
-            )
-            .await?;
+            sess::notice(&session, "account-patient-exists").await?;
             return Ok(see_other("/account/create"));
         }
         Err(e) => {
@@ -675,14 +601,7 @@ async fn undo_sign_up(state: &AppState, email: &str, credentials: &accounts::New
 /// The invitation was spent or withdrawn while the visitor filled in the form.
 async fn invitation_gone(session: &Session) -> Result<Response> {
     session.remove::<bool>(sess::KEY_INVITE_VERIFIED).await?;
-    sess::set_flash(
-        session,
-        Flash {
-            key: "invite-gone".into(),
-            ..Default::default()
-        },
-    )
-    .await?;
+    sess::notice(session, "invite-gone").await?;
     Ok(see_other("/guarantor/verify"))
 }
 
@@ -1307,30 +1226,8 @@ pub async fn pay_return(
         Err(r) => return Ok(r),
     };
     let checkout = own_checkout(&state, &who, &raw).await?;
-    if checkout.processor_session_id.as_deref() != Some(q.session_id.as_str()) {
-        return Err(AppError::NotFound);
-    }
-    if let Some(payment) = payments::payment_for_checkout(&state.db, &checkout.id).await? {
-        return Ok(see_other(&format!("/account/receipt/{payment}")));
-    }
-    let pc = state
-        .processor
-        .retrieve_checkout(&q.session_id)
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?;
-    if !pc.paid {
-        return Ok(see_other(&format!(
-            "/account/pay/cancelled/{}",
-            checkout.id
-        )));
-    }
-    let vm = ConfirmingVm {
-        refresh_path: format!(
-            "/account/pay/return/{}?session_id={}",
-            checkout.id, q.session_id
-        ),
-    };
-    Ok(Html(patriotpay_app::pages::confirming(meta(&session).await?, vm)).into_response())
+    let meta = meta(&session).await?;
+    super::patient::back_from_processor(&state, &checkout, &q.session_id, "/account", meta).await
 }
 
 pub async fn pay_cancelled(
@@ -1586,14 +1483,7 @@ pub async fn revoke_guarantor(
         )
         .await?;
     }
-    sess::set_flash(
-        &session,
-        Flash {
-            key: "account-guarantor-revoked".into(),
-            ..Default::default()
-        },
-    )
-    .await?;
+    sess::notice(&session, "account-guarantor-revoked").await?;
     Ok(see_other("/account"))
 }
 
@@ -1638,14 +1528,7 @@ pub async fn revoke_invitation(
         )
         .await?;
     }
-    sess::set_flash(
-        &session,
-        Flash {
-            key: "account-invitation-revoked".into(),
-            ..Default::default()
-        },
-    )
-    .await?;
+    sess::notice(&session, "account-invitation-revoked").await?;
     Ok(see_other("/account"))
 }
 
@@ -1732,22 +1615,7 @@ pub async fn invite_verify_form(
     };
     let mut status = axum::http::StatusCode::OK;
     if let Some(f) = sess::take_flash(&session).await? {
-        let message = tr().t(&f.key);
-        match f.field.as_deref() {
-            Some("dob-month") => {
-                vm.field_error = Some(FieldError {
-                    field: "dob-month",
-                    message,
-                })
-            }
-            Some("zip") => {
-                vm.field_error = Some(FieldError {
-                    field: "zip",
-                    message,
-                })
-            }
-            _ => vm.failure = Some(message),
-        }
+        (vm.field_error, vm.failure) = f.placed(&["dob-month", "zip"], tr().t(&f.key));
         if f.key == "verify-rate-limited" {
             status = axum::http::StatusCode::TOO_MANY_REQUESTS;
         }
@@ -2029,13 +1897,6 @@ pub async fn accept_submit(
     )
     .await?;
     // The notice names no one: flash messages live in the session record, which is not encrypted.
-    sess::set_flash(
-        &session,
-        Flash {
-            key: "invite-accepted".into(),
-            ..Default::default()
-        },
-    )
-    .await?;
+    sess::notice(&session, "invite-accepted").await?;
     Ok(see_other("/account"))
 }

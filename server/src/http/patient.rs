@@ -223,15 +223,7 @@ pub async fn verify_form(State(state): State<AppState>, session: Session) -> Res
     };
     let mut status = StatusCode::OK;
     if let Some(f) = flash {
-        match f.field.as_deref() {
-            Some("dob-month") => {
-                vm.field_error = Some(FieldError {
-                    field: "dob-month",
-                    message: tr.t(&f.key),
-                })
-            }
-            _ => vm.failure = Some(tr.t(&f.key)),
-        }
+        (vm.field_error, vm.failure) = f.placed(&["dob-month"], tr.t(&f.key));
         if f.key == "verify-rate-limited" {
             status = StatusCode::TOO_MANY_REQUESTS;
         }
@@ -407,15 +399,7 @@ pub async fn zip_form(State(state): State<AppState>, session: Session) -> Result
         ..Default::default()
     };
     if let Some(f) = sess::take_flash(&session).await? {
-        match f.field.as_deref() {
-            Some("zip") => {
-                vm.field_error = Some(FieldError {
-                    field: "zip",
-                    message: tr().t(&f.key),
-                })
-            }
-            _ => vm.failure = Some(tr().t(&f.key)),
-        }
+        (vm.field_error, vm.failure) = f.placed(&["zip"], tr().t(&f.key));
     }
     Ok(Html(pages::verify_zip(
         meta(&session, Some(practice.name)).await?,
@@ -811,29 +795,45 @@ pub async fn pay_return(
     };
     allowed(&state, &link, Action::MakePayment)?;
     let checkout = own_checkout(&state, &link, &raw).await?;
-    if checkout.processor_session_id.as_deref() != Some(q.session_id.as_str()) {
+    let practice = practice_of(&state, &link).await?;
+    let meta = meta(&session, Some(practice.name)).await?;
+    back_from_processor(&state, &checkout, &q.session_id, "", meta).await
+}
+
+/// The return from the processor's page, for a checkout the visitor owns: the receipt once the
+/// webhook recorded the payment, the cancelled page if nothing was paid, else a page that
+/// refreshes until the webhook arrives. `prefix` is "" (pay links) or "/account".
+pub(super) async fn back_from_processor(
+    state: &AppState,
+    checkout: &payments::CheckoutRow,
+    session_id: &str,
+    prefix: &str,
+    meta: PageMeta,
+) -> Result<Response> {
+    if checkout.processor_session_id.as_deref() != Some(session_id) {
         return Err(AppError::NotFound);
     }
     if let Some(payment) = payments::payment_for_checkout(&state.db, &checkout.id).await? {
-        return Ok(see_other(&format!("/receipt/{payment}")));
+        return Ok(see_other(&format!("{prefix}/receipt/{payment}")));
     }
     let processor_checkout = state
         .processor
-        .retrieve_checkout(&q.session_id)
+        .retrieve_checkout(session_id)
         .await
         .map_err(|e| AppError::Unavailable(e.to_string()))?;
     if !processor_checkout.paid {
-        return Ok(see_other(&format!("/pay/cancelled/{}", checkout.id)));
+        return Ok(see_other(&format!(
+            "{prefix}/pay/cancelled/{}",
+            checkout.id
+        )));
     }
-    let practice = practice_of(&state, &link).await?;
     let vm = ConfirmingVm {
-        refresh_path: format!("/pay/return/{}?session_id={}", checkout.id, q.session_id),
+        refresh_path: format!(
+            "{prefix}/pay/return/{}?session_id={session_id}",
+            checkout.id
+        ),
     };
-    Ok(Html(pages::confirming(
-        meta(&session, Some(practice.name)).await?,
-        vm,
-    ))
-    .into_response())
+    Ok(Html(pages::confirming(meta, vm)).into_response())
 }
 
 pub async fn pay_cancelled(

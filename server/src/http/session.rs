@@ -227,6 +227,36 @@ pub struct Flash {
     pub arg: Option<String>,
 }
 
+impl Flash {
+    /// The message as an error on one of `fields` (input ids) when it names one of them, else
+    /// as a failure for the whole page: `(field error, page failure)`.
+    pub fn placed(
+        &self,
+        fields: &[&'static str],
+        message: String,
+    ) -> (Option<patriotpay_app::vm::FieldError>, Option<String>) {
+        match fields.iter().find(|f| self.field.as_deref() == Some(**f)) {
+            Some(field) => (
+                Some(patriotpay_app::vm::FieldError { field, message }),
+                None,
+            ),
+            None => (None, Some(message)),
+        }
+    }
+}
+
+/// A one-line message (no field, nothing typed) for the next page.
+pub async fn notice(session: &Session, key: &str) -> Result<(), tower_sessions::session::Error> {
+    set_flash(
+        session,
+        Flash {
+            key: key.into(),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 pub async fn set_flash(
     session: &Session,
     flash: Flash,

@@ -85,29 +85,50 @@ async fn signed_in(
     state: &AppState,
     session: &Session,
 ) -> Result<std::result::Result<Account, Response>> {
-    let Some(id) = session.get::<String>(sess::KEY_USER).await? else {
-        return Ok(Err(see_other("/staff/login")));
+    let mut a = match signed_in_as(
+        state,
+        session,
+        sess::KEY_USER,
+        accounts::Kind::Staff,
+        "/staff/login",
+    )
+    .await?
+    {
+        Ok(a) => a,
+        Err(r) => return Ok(Err(r)),
+    };
+    a.principal.mfa = session.get::<bool>(sess::KEY_MFA).await?.unwrap_or(false);
+    Ok(Ok(a))
+}
+
+/// The account signed in on this session under `key` (staff: `KEY_USER`, members:
+/// `KEY_MEMBER`), or a redirect to `login` after ending the session. Checked on every request:
+/// the account exists, is of `kind`, is enabled, needs no reset, its sessions were not revoked
+/// after this sign-in, and (with Cognito) its refresh token is still honoured.
+pub(super) async fn signed_in_as(
+    state: &AppState,
+    session: &Session,
+    key: &str,
+    kind: accounts::Kind,
+    login: &str,
+) -> Result<std::result::Result<Account, Response>> {
+    let Some(id) = session.get::<String>(key).await? else {
+        return Ok(Err(see_other(login)));
     };
     let now = state.clock.now();
     let auth_at: i64 = session.get(sess::KEY_AUTH_AT).await?.unwrap_or(0);
-    let account = accounts::load(&state.db, &UserId::from_db(id), now).await?;
-    let Some(mut a) = account.filter(|a| {
-        a.kind == accounts::Kind::Staff
-            && !a.disabled
-            && !a.must_reset
-            && auth_at > a.sessions_revoked_before
-    }) else {
-        session.flush().await?;
-        return Ok(Err(see_other("/staff/login")));
-    };
-    // With Cognito, the refresh token is the authority: once it is revoked (global sign-out,
-    // disabled user) the session ends at the next refresh.
-    if !cognito_still_valid(state, session, &a.id).await? {
-        session.flush().await?;
-        return Ok(Err(see_other("/staff/login")));
+    let account = accounts::load(&state.db, &UserId::from_db(id), now)
+        .await?
+        .filter(|a| {
+            a.kind == kind && !a.disabled && !a.must_reset && auth_at > a.sessions_revoked_before
+        });
+    match account {
+        Some(a) if cognito_still_valid(state, session, &a.id).await? => Ok(Ok(a)),
+        _ => {
+            session.flush().await?;
+            Ok(Err(see_other(login)))
+        }
     }
-    a.principal.mfa = session.get::<bool>(sess::KEY_MFA).await?.unwrap_or(false);
-    Ok(Ok(a))
 }
 
 /// With Cognito, refreshes the session's tokens when they are due; false once Cognito refuses
@@ -431,14 +452,7 @@ pub async fn reset_submit(
             return Err(AppError::Unavailable(m));
         }
         Err(_) => {
-            sess::set_flash(
-                &session,
-                Flash {
-                    key: "staff-reset-failed".into(),
-                    ..Default::default()
-                },
-            )
-            .await?;
+            sess::notice(&session, "staff-reset-failed").await?;
             return Ok(see_other("/staff/reset"));
         }
     }
@@ -452,14 +466,7 @@ pub async fn reset_submit(
     }
     audit_user(&state, &ctx, None, "staff.password.reset", Outcome::Success).await?;
     sess::restart(&session, now).await?;
-    sess::set_flash(
-        &session,
-        Flash {
-            key: "staff-reset-done".into(),
-            ..Default::default()
-        },
-    )
-    .await?;
+    sess::notice(&session, "staff-reset-done").await?;
     Ok(see_other("/staff/login"))
 }
 
@@ -543,14 +550,7 @@ async fn login_failed(
         Ok(()) => Ok(see_other("/staff")),
         Err(AccountError::Invalid) => {
             audit_user(state, ctx, None, "staff.signin.password", Outcome::Denied).await?;
-            sess::set_flash(
-                session,
-                Flash {
-                    key: "staff-login-failed".into(),
-                    ..Default::default()
-                },
-            )
-            .await?;
+            sess::notice(session, "staff-login-failed").await?;
             Ok(see_other("/staff/login"))
         }
         Err(AccountError::Throttled { retry_after_secs }) => {
@@ -668,14 +668,7 @@ pub async fn mfa_submit(
             Outcome::Denied,
         )
         .await?;
-        sess::set_flash(
-            &session,
-            Flash {
-                key: "staff-mfa-failed".into(),
-                ..Default::default()
-            },
-        )
-        .await?;
+        sess::notice(&session, "staff-mfa-failed").await?;
         return Ok(see_other("/staff/mfa"));
     }
     accounts::release_attempt(&state.db, attempt).await?;
