@@ -1,8 +1,9 @@
-//! Patient and guarantor accounts: creating one after paying from a link, password sign-in, the
-//! household page, statements with clinical detail hidden where the policy says, paying several
-//! statements in one payment, and guarantor invitations (open, verify, accept, revoke).
+//! Patient and guarantor accounts: creating one after paying from a link (local, or Cognito with
+//! its emailed code), password sign-in, and a patient's own guarantor invitations and
+//! revocations; the checks and helpers the household and invitation pages share.
 
 use super::error::AppError;
+use super::household::home_vm;
 use super::patient::require;
 use super::session::{self as sess, Flash, Stage};
 use super::{AppState, RequestContext};
@@ -11,42 +12,39 @@ use crate::accounts::{self, Account, AccountError, Kind};
 use crate::audit::{self, Outcome};
 use crate::billing;
 use crate::cognito::{CognitoError, SignUpRefusal, Step};
-use crate::guarantors::{self, Invitation};
-use crate::ids::{CheckoutId, InvitationId, PatientId, PaymentId, StatementId, TenantId, UserId};
-use crate::links::{self, LinkState};
-use crate::money::{AmountError, Money};
-use crate::payments::{self, DeclineReason};
+use crate::guarantors::{self};
+use crate::ids::{InvitationId, PatientId, TenantId, UserId};
+use crate::links::{self};
 use crate::phi::Phi;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use patriotpay_app::vm::*;
 use patriotpay_app::{account as pages, Tr};
-use std::collections::BTreeMap;
 use tower_sessions::Session;
 
-type Result<T> = std::result::Result<T, AppError>;
+pub(super) type Result<T> = std::result::Result<T, AppError>;
 
-fn see_other(path: &str) -> Response {
+pub(super) fn see_other(path: &str) -> Response {
     Redirect::to(path).into_response()
 }
 
-fn tr() -> Tr {
+pub(super) fn tr() -> Tr {
     Tr::default()
 }
 
-async fn meta(session: &Session) -> Result<PageMeta> {
+pub(super) async fn meta(session: &Session) -> Result<PageMeta> {
     Ok(PageMeta {
         signout_csrf: Some(sess::csrf_token(session).await?),
         ..Default::default()
     })
 }
 
-fn actor_id(user: &UserId) -> String {
+pub(super) fn actor_id(user: &UserId) -> String {
     format!("user:{user}")
 }
 
-async fn audit_event(
+pub(super) async fn audit_event(
     state: &AppState,
     ctx: &RequestContext,
     actor: String,
@@ -72,7 +70,7 @@ async fn audit_event(
 
 /// The signed-in member (patient or guarantor), or a redirect to sign-in. Checked on every
 /// request: the account is enabled, of the member kind, and its sessions were not revoked.
-async fn member(
+pub(super) async fn member(
     state: &AppState,
     session: &Session,
 ) -> Result<std::result::Result<Account, Response>> {
@@ -82,7 +80,7 @@ async fn member(
 /// The credentials a new member account gets: a local password hash, or (with Cognito) a
 /// Cognito user made by self sign-up. `Ok(Err(key))` is a message for the form. The flag says
 /// whether Cognito still wants the code it emailed.
-async fn new_credentials(
+pub(super) async fn new_credentials(
     state: &AppState,
     address: &str,
     email: &str,
@@ -137,7 +135,7 @@ async fn make_credentials(
 
 /// After a member account is made: signed in at once (local), or on to the emailed code
 /// (Cognito, unconfirmed), or to sign-in (Cognito, confirmed by the pool).
-async fn after_creation(
+pub(super) async fn after_creation(
     state: &AppState,
     session: &Session,
     user: &UserId,
@@ -170,7 +168,11 @@ async fn after_creation(
 
 /// Sends a new-account form back with a problem found after validation (email in use, or a
 /// password Cognito's policy refused).
-async fn flash_email_problem(session: &Session, key: &str, back: &str) -> Result<Response> {
+pub(super) async fn flash_email_problem(
+    session: &Session,
+    key: &str,
+    back: &str,
+) -> Result<Response> {
     let field = if key == "account-email-taken" {
         "email"
     } else {
@@ -321,7 +323,7 @@ pub async fn confirm_submit(
     }
 }
 
-async fn member_post(
+pub(super) async fn member_post(
     state: &AppState,
     session: &Session,
     csrf: &str,
@@ -332,7 +334,7 @@ async fn member_post(
     member(state, session).await
 }
 
-fn decide(
+pub(super) fn decide(
     state: &AppState,
     who: &Account,
     action: Action,
@@ -349,7 +351,7 @@ fn decide(
 }
 
 /// The patients an account may act for, each once, own records first: (role, practice, patient).
-fn people(who: &Account) -> Vec<(Role, TenantId, PatientId)> {
+pub(super) fn people(who: &Account) -> Vec<(Role, TenantId, PatientId)> {
     let mut out: Vec<(Role, TenantId, PatientId)> = vec![];
     for role in [Role::Patient, Role::Guarantor] {
         for g in who.principal.grants.iter().filter(|g| g.role == role) {
@@ -364,13 +366,17 @@ fn people(who: &Account) -> Vec<(Role, TenantId, PatientId)> {
     out
 }
 
-fn iso(d: &str) -> String {
+pub(super) fn iso(d: &str) -> String {
     crate::clock::display_iso_date(d)
 }
 
 /// Whether a statement's clinical descriptions are hidden from a guarantor: the dependant is an
 /// adult now. (Confidential lines are decided line by line.)
-async fn adult(state: &AppState, tenant: &TenantId, patient: &PatientId) -> Result<bool> {
+pub(super) async fn adult(
+    state: &AppState,
+    tenant: &TenantId,
+    patient: &PatientId,
+) -> Result<bool> {
     let (dob, _) = billing::identity_answers(&state.db, &state.crypto, tenant, patient).await?;
     Ok(guarantors::is_adult(dob.expose(), state.clock.now()))
 }
@@ -389,20 +395,20 @@ fn password_errors(password: &str, confirm: &str) -> Option<(&'static str, &'sta
 #[derive(serde::Deserialize)]
 pub struct NewAccountForm {
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
     #[serde(default)]
-    email: String,
+    pub(super) email: String,
     #[serde(default)]
-    password: String,
+    pub(super) password: String,
     #[serde(default)]
-    password_confirm: String,
+    pub(super) password_confirm: String,
     /// On the invitation page: "create" (new account) or "existing" (signed in already).
     #[serde(default)]
-    mode: String,
+    pub(super) mode: String,
 }
 
 /// Checks a new-account form; on a problem, sets the flash and returns false.
-async fn new_account_ok(session: &Session, form: &NewAccountForm) -> Result<bool> {
+pub(super) async fn new_account_ok(session: &Session, form: &NewAccountForm) -> Result<bool> {
     let email = accounts::normalize_email(&form.email);
     let problem = if !accounts::valid_email(&email) {
         Some(("email", "account-email-invalid"))
@@ -425,7 +431,7 @@ async fn new_account_ok(session: &Session, form: &NewAccountForm) -> Result<bool
     Ok(true)
 }
 
-async fn account_form(session: &Session, action: &'static str) -> Result<AccountFormVm> {
+pub(super) async fn account_form(session: &Session, action: &'static str) -> Result<AccountFormVm> {
     let mut vm = AccountFormVm {
         csrf: sess::csrf_token(session).await?,
         action,
@@ -441,7 +447,11 @@ async fn account_form(session: &Session, action: &'static str) -> Result<Account
 
 /// Signs a member in on this session: a new id, nothing of the link session kept (a pending,
 /// verified invitation excepted).
-async fn start_member_session(state: &AppState, session: &Session, user: &UserId) -> Result<()> {
+pub(super) async fn start_member_session(
+    state: &AppState,
+    session: &Session,
+    user: &UserId,
+) -> Result<()> {
     let invite: Option<String> = session.get(sess::KEY_INVITE).await?;
     let verified: Option<bool> = session.get(sess::KEY_INVITE_VERIFIED).await?;
     let now = state.clock.now();
@@ -590,19 +600,16 @@ pub async fn create_submit(
 
 /// A Cognito user made by sign-up whose local account could not be made (lost a race): removed
 /// again, so the email is not stuck as "taken" at Cognito. Best effort; a failure is logged.
-async fn undo_sign_up(state: &AppState, email: &str, credentials: &accounts::NewCredentials) {
+pub(super) async fn undo_sign_up(
+    state: &AppState,
+    email: &str,
+    credentials: &accounts::NewCredentials,
+) {
     if let (Some(c), accounts::NewCredentials::External { .. }) = (&state.cognito, credentials) {
         if let Err(e) = c.delete_user(&accounts::normalize_email(email)).await {
             tracing::warn!(error = %e, "could not remove an orphaned Cognito sign-up");
         }
     }
-}
-
-/// The invitation was spent or withdrawn while the visitor filled in the form.
-async fn invitation_gone(session: &Session) -> Result<Response> {
-    session.remove::<bool>(sess::KEY_INVITE_VERIFIED).await?;
-    sess::notice(session, "invite-gone").await?;
-    Ok(see_other("/guarantor/verify"))
 }
 
 pub async fn signin_form(session: Session) -> Result<Response> {
@@ -750,591 +757,11 @@ async fn cognito_sign_in(
 }
 
 /// Per-statement pay-form state carried across a refused POST.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-struct PayErrors {
-    general: Option<String>,
-    /// statement id → (error key, typed amount, checked)
-    items: BTreeMap<String, (Option<String>, String, bool)>,
-}
-
-fn open_statement_vm(
-    h: &billing::StatementHeader,
-    name: &str,
-    practice: &str,
-    balance: Money,
-    carried: Option<&(Option<String>, String, bool)>,
-) -> OpenStatementVm {
-    let error = carried.and_then(|(k, _, _)| k.as_ref()).map(|k| {
-        if k == "pay-err-over" {
-            tr().ta(k, &[("balance", &balance.to_string())])
-        } else {
-            tr().t(k)
-        }
-    });
-    OpenStatementVm {
-        id: h.id.to_string(),
-        patient_name: name.to_owned(),
-        practice_name: practice.to_owned(),
-        statement_date: iso(&h.statement_date),
-        due_date: iso(&h.due_date),
-        balance: balance.to_string(),
-        amount: carried
-            .map(|(_, v, _)| v.clone())
-            .unwrap_or_else(|| balance.plain()),
-        checked: carried.is_some_and(|(_, _, c)| *c),
-        paid_in_full: !balance.is_positive(),
-        error,
-    }
-}
-
-async fn practice_name(state: &AppState, tenant: &TenantId) -> Result<String> {
+pub(super) async fn practice_name(state: &AppState, tenant: &TenantId) -> Result<String> {
     Ok(billing::tenant(&state.db, tenant)
         .await?
         .map(|t| t.name)
         .unwrap_or_default())
-}
-
-pub async fn home(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
-) -> Result<Response> {
-    let who = match member(&state, &session).await? {
-        Ok(a) => a,
-        Err(r) => return Ok(r),
-    };
-    let vm = home_vm(&state, &ctx, &session, &who).await?;
-    Ok(Html(pages::home(meta(&session).await?, vm)).into_response())
-}
-
-/// Everything on the account page: each person's open statements (as far as the policy lets
-/// this account see them), and the guarantors and invitations on the holder's own records.
-async fn home_vm(
-    state: &AppState,
-    ctx: &RequestContext,
-    session: &Session,
-    who: &Account,
-) -> Result<AccountHomeVm> {
-    let now = state.clock.now();
-    let errors: PayErrors = session
-        .remove(sess::KEY_PAY_ERRORS)
-        .await?
-        .unwrap_or_default();
-    let mut vm = AccountHomeVm {
-        csrf: sess::csrf_token(session).await?,
-        email: who.email.clone(),
-        pay_error: errors.general.as_deref().map(|k| tr().t(k)),
-        ..Default::default()
-    };
-    if let Some(f) = sess::take_flash(session).await? {
-        vm.notice = Some(tr().t(&f.key));
-    }
-    let mut total = Money::from_cents(0);
-    for (role, tenant, patient) in people(who) {
-        if !decide(state, who, Action::ViewBalance, &tenant, &patient, false).allowed() {
-            continue;
-        }
-        let name = billing::first_name(&state.db, &state.crypto, &tenant, &patient).await?;
-        let practice = practice_name(state, &tenant).await?;
-        let mut statements = vec![];
-        for (h, balance) in billing::statements_of(&state.db, &tenant, &patient).await? {
-            if !balance.is_positive() {
-                continue;
-            }
-            total = total.checked_add(balance).unwrap_or(total);
-            statements.push(open_statement_vm(
-                &h,
-                name.expose(),
-                &practice,
-                balance,
-                errors.items.get(h.id.as_str()),
-            ));
-        }
-        audit_event(
-            state,
-            ctx,
-            actor_id(&who.id),
-            (Some(&tenant), Some(&patient)),
-            "household.view",
-            None,
-            Outcome::Success,
-        )
-        .await?;
-        // Guarantors are managed by adult patients (and the practice); a minor's are the
-        // practice's to change.
-        let grown = role == Role::Patient && adult(state, &tenant, &patient).await?;
-        if grown {
-            if decide(
-                state,
-                who,
-                Action::InviteGuarantor,
-                &tenant,
-                &patient,
-                false,
-            )
-            .allowed()
-            {
-                vm.can_invite
-                    .push((patient.to_string(), name.expose().clone()));
-            }
-            if decide(
-                state,
-                who,
-                Action::RevokeGuarantor,
-                &tenant,
-                &patient,
-                false,
-            )
-            .allowed()
-            {
-                for g in guarantors::guarantors_of(&state.db, &patient).await? {
-                    vm.guarantors.push(GuarantorVm {
-                        grant_id: g.grant_id.to_string(),
-                        email: g.email,
-                        patient_name: name.expose().clone(),
-                        since: crate::clock::display_date_unix(g.since),
-                    });
-                }
-                for (id, expires) in
-                    guarantors::pending_invitations(&state.db, &patient, now).await?
-                {
-                    vm.invitations.push(InvitationVm {
-                        id: id.to_string(),
-                        patient_name: name.expose().clone(),
-                        expires: crate::clock::display_date_unix(expires),
-                    });
-                }
-            }
-        }
-        vm.groups.push(HouseholdGroupVm {
-            patient_name: name.into_inner(),
-            relation: if role == Role::Patient {
-                Relation::Own
-            } else {
-                Relation::Dependant
-            },
-            statements,
-        });
-    }
-    vm.total_due = total.to_string();
-    Ok(vm)
-}
-
-/// The statement, if the member may see its amounts; 404 otherwise (a statement of someone
-/// else looks exactly like one that does not exist).
-async fn visible_statement(
-    state: &AppState,
-    who: &Account,
-    raw: &str,
-) -> Result<billing::StatementHeader> {
-    let id = StatementId::parse(raw).ok_or(AppError::NotFound)?;
-    let h = billing::statement_header(&state.db, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if !decide(
-        state,
-        who,
-        Action::ViewStatementAmounts,
-        &h.tenant_id,
-        &h.patient_id,
-        false,
-    )
-    .allowed()
-    {
-        return Err(AppError::NotFound);
-    }
-    Ok(h)
-}
-
-pub async fn statement(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
-    Path(raw): Path<String>,
-) -> Result<Response> {
-    let who = match member(&state, &session).await? {
-        Ok(a) => a,
-        Err(r) => return Ok(r),
-    };
-    let h = visible_statement(&state, &who, &raw).await?;
-    let grown_up = adult(&state, &h.tenant_id, &h.patient_id).await?;
-    let lines = billing::lines(&state.db, &state.crypto, &h).await?;
-    let paid = billing::payments(&state.db, &h.id).await?;
-    let balance = billing::balance(state.db.pool(), &h.id).await?;
-    let practice = practice_name(&state, &h.tenant_id).await?;
-    let name = billing::first_name(&state.db, &state.crypto, &h.tenant_id, &h.patient_id).await?;
-    let errors: PayErrors = session
-        .remove(sess::KEY_PAY_ERRORS)
-        .await?
-        .unwrap_or_default();
-    let mut some_hidden = false;
-    let mut line_vms = Vec::with_capacity(lines.len());
-    for l in &lines {
-        let restricted = l.confidential || grown_up;
-        let shown = decide(
-            &state,
-            &who,
-            Action::ViewItemisedStatement,
-            &h.tenant_id,
-            &h.patient_id,
-            restricted,
-        )
-        .allowed();
-        some_hidden |= !shown;
-        line_vms.push(AccountLineVm {
-            service_date: iso(l.service_date.expose()),
-            description: shown.then(|| l.description.expose().clone()),
-            charge: l.charge.to_string(),
-            insurance_paid: l.insurance_paid.to_string(),
-            adjustment: l.adjustment.to_string(),
-            responsibility: l.patient_responsibility.to_string(),
-        });
-    }
-    let action = if some_hidden {
-        "statement.amounts.view"
-    } else {
-        "statement.itemised.view"
-    };
-    audit_event(
-        &state,
-        &ctx,
-        actor_id(&who.id),
-        (Some(&h.tenant_id), Some(&h.patient_id)),
-        action,
-        Some(h.id.as_str()),
-        Outcome::Success,
-    )
-    .await?;
-    let sum = |f: fn(&billing::Line) -> Money| {
-        Money::from_cents(lines.iter().map(|l| f(l).cents()).sum())
-    };
-    let vm = AccountStatementVm {
-        csrf: sess::csrf_token(&session).await?,
-        practice_name: practice.clone(),
-        patient_name: name.expose().clone(),
-        statement: open_statement_vm(
-            &h,
-            name.expose(),
-            &practice,
-            balance,
-            errors.items.get(h.id.as_str()),
-        ),
-        lines: line_vms,
-        totals: LineVm {
-            charge: sum(|l| l.charge).to_string(),
-            insurance_paid: sum(|l| l.insurance_paid).to_string(),
-            adjustment: sum(|l| l.adjustment).to_string(),
-            responsibility: sum(|l| l.patient_responsibility).to_string(),
-            ..Default::default()
-        },
-        payments: paid
-            .iter()
-            .map(|p| PaymentVm {
-                date: crate::clock::display_date_unix(p.paid_at),
-                amount: p.amount.to_string(),
-                brand: p.card_brand.clone(),
-                last4: p.card_last4.clone(),
-            })
-            .collect(),
-        some_hidden,
-    };
-    Ok(Html(pages::statement(meta(&session).await?, vm)).into_response())
-}
-
-fn amount_error_key(e: AmountError) -> &'static str {
-    match e {
-        AmountError::Empty => "pay-err-empty",
-        AmountError::Format => "pay-err-format",
-        AmountError::Negative => "pay-err-negative",
-        AmountError::Zero => "pay-err-zero",
-        AmountError::OverBalance => "pay-err-over",
-        AmountError::NothingDue => "pay-err-nothing-due",
-    }
-}
-
-/// Pays one or several statements in one card payment. The form sends `pay_<statement>=1` for
-/// each statement chosen and `amount_<statement>` for its amount. Every statement is checked
-/// by the policy and against its balance; any problem sends the whole form back, nothing started.
-pub async fn pay(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Result<Response> {
-    let field = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let who = match member_post(&state, &session, field("csrf").unwrap_or("")).await? {
-        Ok(a) => a,
-        Err(r) => return Ok(r),
-    };
-    let back = match field("from").and_then(StatementId::parse) {
-        Some(s) => format!("/account/statements/{s}"),
-        None => "/account".to_owned(),
-    };
-    let mut chosen: Vec<StatementId> = vec![];
-    for (k, v) in &pairs {
-        if let Some(id) = k.strip_prefix("pay_").and_then(StatementId::parse) {
-            if v == "1" && !chosen.contains(&id) {
-                chosen.push(id);
-            }
-        }
-    }
-    let mut errors = PayErrors::default();
-    // Counted before any lookup, so an oversized form costs nothing.
-    if chosen.len() > payments::MAX_ITEMS {
-        errors.general = Some("account-pay-too-many".into());
-        session.insert(sess::KEY_PAY_ERRORS, errors).await?;
-        return Ok(see_other(&back));
-    }
-    let mut items = vec![];
-    let mut patients = vec![];
-    let mut tenant: Option<TenantId> = None;
-    for id in &chosen {
-        let h = billing::statement_header(&state.db, id)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        if !decide(
-            &state,
-            &who,
-            Action::MakePayment,
-            &h.tenant_id,
-            &h.patient_id,
-            false,
-        )
-        .allowed()
-        {
-            return Err(AppError::NotFound);
-        }
-        let typed = field(&format!("amount_{id}")).unwrap_or("");
-        let balance = billing::balance(state.db.pool(), id).await?;
-        let kept: String = typed.chars().take(32).collect();
-        match Money::parse_payment(typed, balance) {
-            Ok(m) => {
-                items.push((id.clone(), m));
-                errors.items.insert(id.to_string(), (None, kept, true));
-            }
-            Err(e) => {
-                errors.items.insert(
-                    id.to_string(),
-                    (Some(amount_error_key(e).into()), kept, true),
-                );
-            }
-        }
-        if !patients.contains(&h.patient_id) {
-            patients.push(h.patient_id.clone());
-        }
-        match &tenant {
-            None => tenant = Some(h.tenant_id.clone()),
-            Some(t) if *t != h.tenant_id => {
-                errors.general = Some("account-pay-one-practice".into());
-            }
-            Some(_) => {}
-        }
-    }
-    if chosen.is_empty() {
-        errors.general = Some("account-pay-none".into());
-    } else if chosen.len() > payments::MAX_ITEMS {
-        errors.general = Some("account-pay-too-many".into());
-    }
-    let refused = errors.general.is_some() || errors.items.values().any(|(k, _, _)| k.is_some());
-    let (Some(tenant), false) = (tenant, refused) else {
-        if errors.general.is_none() {
-            errors.general = Some("account-pay-check".into());
-        }
-        session.insert(sess::KEY_PAY_ERRORS, errors).await?;
-        return Ok(see_other(&back));
-    };
-    let plan = payments::CheckoutPlan {
-        tenant,
-        items,
-        patients,
-        link: None,
-        user: Some(who.id.clone()),
-        return_prefix: "/account/pay",
-    };
-    let actor = ctx.actor(actor_id(&who.id));
-    let general = match payments::start_checkout(
-        &state.db,
-        state.processor.as_ref(),
-        &plan,
-        &state.public_url,
-        &actor,
-    )
-    .await
-    {
-        Ok(url) => return Ok(see_other(&url)),
-        Err(payments::PaymentError::Processor(e)) => {
-            tracing::warn!(error = %e, "checkout could not be created");
-            "pay-err-processor"
-        }
-        Err(payments::PaymentError::Pending) => "pay-err-pending",
-        Err(e) => return Err(AppError::Internal(e.into())),
-    };
-    errors.general = Some(general.into());
-    session.insert(sess::KEY_PAY_ERRORS, errors).await?;
-    Ok(see_other(&back))
-}
-
-/// A checkout this member started, every statement of which they may still pay; 404 otherwise.
-async fn own_checkout(state: &AppState, who: &Account, raw: &str) -> Result<payments::CheckoutRow> {
-    let id = CheckoutId::parse(raw).ok_or(AppError::NotFound)?;
-    let row = payments::find_checkout(&state.db, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if row.user_id.as_ref() != Some(&who.id) {
-        return Err(AppError::NotFound);
-    }
-    for (statement, _) in payments::checkout_items(&state.db, &row.id).await? {
-        let h = billing::statement_header(&state.db, &statement)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        if !decide(
-            state,
-            who,
-            Action::MakePayment,
-            &h.tenant_id,
-            &h.patient_id,
-            false,
-        )
-        .allowed()
-        {
-            return Err(AppError::NotFound);
-        }
-    }
-    Ok(row)
-}
-
-#[derive(serde::Deserialize)]
-pub struct ReturnQuery {
-    #[serde(default)]
-    session_id: String,
-}
-
-/// Where the processor sends the member after paying; the webhook records the payment.
-pub async fn pay_return(
-    State(state): State<AppState>,
-    session: Session,
-    Path(raw): Path<String>,
-    Query(q): Query<ReturnQuery>,
-) -> Result<Response> {
-    let who = match member(&state, &session).await? {
-        Ok(a) => a,
-        Err(r) => return Ok(r),
-    };
-    let checkout = own_checkout(&state, &who, &raw).await?;
-    let meta = meta(&session).await?;
-    super::patient::back_from_processor(&state, &checkout, &q.session_id, "/account", meta).await
-}
-
-pub async fn pay_cancelled(
-    State(state): State<AppState>,
-    session: Session,
-    Path(raw): Path<String>,
-) -> Result<Response> {
-    let who = match member(&state, &session).await? {
-        Ok(a) => a,
-        Err(r) => return Ok(r),
-    };
-    let checkout = own_checkout(&state, &who, &raw).await?;
-    if let Some(payment) = payments::payment_for_checkout(&state.db, &checkout.id).await? {
-        return Ok(see_other(&format!("/account/receipt/{payment}")));
-    }
-    let key = match payments::decline_reason(state.processor.as_ref(), &checkout)
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?
-    {
-        Some(DeclineReason::InsufficientFunds) => "account-pay-insufficient",
-        Some(DeclineReason::Generic) => "account-pay-declined",
-        None => "account-pay-cancelled",
-    };
-    sess::set_flash(
-        &session,
-        Flash {
-            key: key.into(),
-            ..Default::default()
-        },
-    )
-    .await?;
-    Ok(see_other("/account"))
-}
-
-pub async fn receipt(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
-    Path(raw): Path<String>,
-) -> Result<Response> {
-    let who = match member(&state, &session).await? {
-        Ok(a) => a,
-        Err(r) => return Ok(r),
-    };
-    let id = PaymentId::parse(&raw).ok_or(AppError::NotFound)?;
-    let r = payments::receipt(&state.db, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let mut items = vec![];
-    let mut viewed = vec![];
-    for a in &r.allocations {
-        let h = billing::statement_header(&state.db, &a.statement_id)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        if !decide(
-            &state,
-            &who,
-            Action::ViewReceipt,
-            &h.tenant_id,
-            &h.patient_id,
-            false,
-        )
-        .allowed()
-        {
-            return Err(AppError::NotFound);
-        }
-        viewed.push((h.tenant_id.clone(), h.patient_id.clone()));
-        items.push(ReceiptItemVm {
-            patient_name: billing::first_name(
-                &state.db,
-                &state.crypto,
-                &h.tenant_id,
-                &h.patient_id,
-            )
-            .await?
-            .into_inner(),
-            practice_name: practice_name(&state, &h.tenant_id).await?,
-            statement_date: iso(&h.statement_date),
-            amount: a.amount.to_string(),
-            new_balance: billing::balance(state.db.pool(), &h.id).await?.to_string(),
-        });
-    }
-    if items.is_empty() {
-        return Err(AppError::NotFound);
-    }
-    // Audited once every allocation passed the policy: a refused receipt logs no views.
-    for (tenant, patient) in &viewed {
-        audit_event(
-            &state,
-            &ctx,
-            actor_id(&who.id),
-            (Some(tenant), Some(patient)),
-            "payment.receipt.view",
-            Some(id.as_str()),
-            Outcome::Success,
-        )
-        .await?;
-    }
-    let vm = AccountReceiptVm {
-        amount: r.amount.to_string(),
-        date: crate::clock::display_date_unix(r.paid_at),
-        brand: r.card_brand,
-        last4: r.card_last4,
-        reference: id.to_string(),
-        items,
-    };
-    Ok(Html(pages::receipt(meta(&session).await?, vm)).into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -1529,374 +956,5 @@ pub async fn revoke_invitation(
         .await?;
     }
     sess::notice(&session, "account-invitation-revoked").await?;
-    Ok(see_other("/account"))
-}
-
-// ---- Accepting an invitation ------------------------------------------------------------
-
-/// The visitor's invitation, re-read each request, and whether they answered its questions.
-async fn invitation(
-    state: &AppState,
-    session: &Session,
-) -> Result<Option<(Option<Invitation>, bool)>> {
-    let id: Option<String> = session.get(sess::KEY_INVITE).await?;
-    let dead: Option<bool> = session.get(sess::KEY_INVITE_DEAD).await?;
-    let inv = match id {
-        Some(id) => guarantors::find(&state.db, &InvitationId::from_db(id)).await?,
-        None if dead == Some(true) => None,
-        None => return Ok(None),
-    };
-    let verified = session.get::<bool>(sess::KEY_INVITE_VERIFIED).await? == Some(true);
-    Ok(Some((inv, verified)))
-}
-
-/// Swaps the invitation token for a fresh session and redirects to a URL without it.
-pub async fn open_invitation(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
-    Path(token): Path<String>,
-) -> Result<Response> {
-    sess::restart(&session, state.clock.now()).await?;
-    match guarantors::find_by_token(&state.db, &token).await? {
-        Some(inv) => {
-            session.insert(sess::KEY_INVITE, inv.id.as_str()).await?;
-            let outcome = if inv.state(state.clock.now()) == LinkState::Usable {
-                Outcome::Success
-            } else {
-                Outcome::Denied
-            };
-            audit_event(
-                &state,
-                &ctx,
-                format!("invitation:{}", inv.id),
-                (Some(&inv.tenant_id), Some(&inv.patient_id)),
-                "guarantor.invitation.open",
-                Some(inv.id.as_str()),
-                outcome,
-            )
-            .await?;
-        }
-        None => session.insert(sess::KEY_INVITE_DEAD, true).await?,
-    }
-    Ok(see_other("/guarantor/verify"))
-}
-
-pub async fn invite_verify_form(
-    State(state): State<AppState>,
-    session: Session,
-) -> Result<Response> {
-    let Some((inv, verified)) = invitation(&state, &session).await? else {
-        return Ok(see_other("/expired"));
-    };
-    let now = state.clock.now();
-    let live = inv.filter(|i| i.state(now) != LinkState::Dead);
-    if let Some(i) = &live {
-        if i.state(now) == LinkState::Locked {
-            let t = billing::tenant(&state.db, &i.tenant_id).await?;
-            return Ok(Html(pages::invite_locked(
-                PageMeta::default(),
-                t.as_ref().map(|t| t.name.clone()),
-                t.map(|t| t.support_phone),
-            ))
-            .into_response());
-        }
-        if verified {
-            return Ok(see_other("/guarantor/accept"));
-        }
-    }
-    let mut vm = InviteVerifyVm {
-        csrf: sess::csrf_token(&session).await?,
-        practice_name: match &live {
-            Some(i) => Some(practice_name(&state, &i.tenant_id).await?),
-            None => None,
-        },
-        ..Default::default()
-    };
-    let mut status = axum::http::StatusCode::OK;
-    if let Some(f) = sess::take_flash(&session).await? {
-        (vm.field_error, vm.failure) = f.placed(&["dob-month", "zip"], tr().t(&f.key));
-        if f.key == "verify-rate-limited" {
-            status = axum::http::StatusCode::TOO_MANY_REQUESTS;
-        }
-    }
-    let meta = PageMeta {
-        practice_name: vm.practice_name.clone(),
-        ..Default::default()
-    };
-    Ok((status, Html(pages::invite_verify(meta, vm))).into_response())
-}
-
-#[derive(serde::Deserialize)]
-pub struct InviteVerifyForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    dob_month: String,
-    #[serde(default)]
-    dob_day: String,
-    #[serde(default)]
-    dob_year: String,
-    #[serde(default)]
-    zip: String,
-}
-
-async fn verify_flash(session: &Session, key: &str, field: Option<&str>) -> Result<Response> {
-    sess::set_flash(
-        session,
-        Flash {
-            key: key.into(),
-            field: field.map(Into::into),
-            ..Default::default()
-        },
-    )
-    .await?;
-    Ok(see_other("/guarantor/verify"))
-}
-
-/// The invitee answers the dependant's date of birth and ZIP. Attempts are claimed before they
-/// are compared, exactly as on pay links, and five wrong answers lock the invitation.
-pub async fn invite_verify_submit(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
-    Form(form): Form<InviteVerifyForm>,
-) -> Result<Response> {
-    if !sess::csrf_ok(&session, &form.csrf).await? {
-        return Err(AppError::Forbidden);
-    }
-    let Some((inv, _)) = invitation(&state, &session).await? else {
-        return Ok(see_other("/expired"));
-    };
-    let now = state.clock.now();
-    let inv = inv.filter(|i| i.state(now) != LinkState::Dead);
-    if inv
-        .as_ref()
-        .is_some_and(|i| i.state(now) == LinkState::Locked)
-    {
-        return Ok(see_other("/guarantor/verify"));
-    }
-    let Some(dob) = links::parse_dob(&form.dob_month, &form.dob_day, &form.dob_year) else {
-        return verify_flash(&session, "verify-invalid-date", Some("dob-month")).await;
-    };
-    let Some(zip) = links::normalize_zip(&form.zip) else {
-        return verify_flash(&session, "zip-invalid", Some("zip")).await;
-    };
-    let subject = inv.as_ref().map(Invitation::subject);
-    let attempt = match links::claim(&state.db, subject, &ctx.address, now).await? {
-        links::Claim::Granted { attempt } => attempt,
-        links::Claim::Locked => return Ok(see_other("/guarantor/verify")),
-        links::Claim::Throttled => {
-            return verify_flash(&session, "verify-rate-limited", None).await;
-        }
-    };
-    let matched = match &inv {
-        Some(i) => {
-            match billing::identity_answers(&state.db, &state.crypto, &i.tenant_id, &i.patient_id)
-                .await
-            {
-                Ok((dob_on_file, zip_on_file)) => {
-                    let zip_on_file =
-                        links::normalize_zip(zip_on_file.expose()).unwrap_or_default();
-                    // Both compared, always, so timing doesn't say which was wrong.
-                    let a = links::answers_match(&dob, dob_on_file.expose());
-                    let b = links::answers_match(&zip, &zip_on_file);
-                    a & b
-                }
-                Err(e) => {
-                    links::settle(&state.db, subject, attempt, false, now).await?;
-                    return Err(e.into());
-                }
-            }
-        }
-        None => false,
-    };
-    let locked = links::settle(&state.db, subject, attempt, !matched, now).await?;
-    if let Some(i) = &inv {
-        audit_event(
-            &state,
-            &ctx,
-            format!("invitation:{}", i.id),
-            (Some(&i.tenant_id), Some(&i.patient_id)),
-            "guarantor.invitation.verify",
-            Some(i.id.as_str()),
-            if matched {
-                Outcome::Success
-            } else {
-                Outcome::Denied
-            },
-        )
-        .await?;
-        if locked {
-            audit_event(
-                &state,
-                &ctx,
-                format!("invitation:{}", i.id),
-                (Some(&i.tenant_id), Some(&i.patient_id)),
-                "guarantor.invitation.locked",
-                Some(i.id.as_str()),
-                Outcome::Denied,
-            )
-            .await?;
-        }
-    }
-    if !matched {
-        return verify_flash(&session, "invite-verify-failed", None).await;
-    }
-    session.cycle_id().await?;
-    session.insert(sess::KEY_INVITE_VERIFIED, true).await?;
-    Ok(see_other("/guarantor/accept"))
-}
-
-/// A verified, still usable invitation, or where to send the visitor.
-async fn verified_invitation(
-    state: &AppState,
-    session: &Session,
-) -> Result<std::result::Result<Invitation, Response>> {
-    match invitation(state, session).await? {
-        Some((Some(inv), true)) if inv.state(state.clock.now()) == LinkState::Usable => Ok(Ok(inv)),
-        Some(_) => Ok(Err(see_other("/guarantor/verify"))),
-        None => Ok(Err(see_other("/expired"))),
-    }
-}
-
-pub async fn accept_form(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
-) -> Result<Response> {
-    let inv = match verified_invitation(&state, &session).await? {
-        Ok(i) => i,
-        Err(r) => return Ok(r),
-    };
-    // The page names the dependant: a view of their record.
-    audit_event(
-        &state,
-        &ctx,
-        format!("invitation:{}", inv.id),
-        (Some(&inv.tenant_id), Some(&inv.patient_id)),
-        "guarantor.invitation.view",
-        Some(inv.id.as_str()),
-        Outcome::Success,
-    )
-    .await?;
-    let signed_in = match session.get::<String>(sess::KEY_MEMBER).await? {
-        Some(_) => match member(&state, &session).await? {
-            Ok(a) => Some(a.email),
-            Err(r) => return Ok(r),
-        },
-        None => None,
-    };
-    let vm = InviteAcceptVm {
-        csrf: sess::csrf_token(&session).await?,
-        practice_name: practice_name(&state, &inv.tenant_id).await?,
-        patient_name: billing::first_name(
-            &state.db,
-            &state.crypto,
-            &inv.tenant_id,
-            &inv.patient_id,
-        )
-        .await?
-        .into_inner(),
-        signed_in_email: signed_in,
-        form: account_form(&session, "/guarantor/accept").await?,
-    };
-    Ok(Html(pages::invite_accept(meta(&session).await?, vm)).into_response())
-}
-
-pub async fn accept_submit(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
-    Form(form): Form<NewAccountForm>,
-) -> Result<Response> {
-    if !sess::csrf_ok(&session, &form.csrf).await? {
-        return Err(AppError::Forbidden);
-    }
-    let inv = match verified_invitation(&state, &session).await? {
-        Ok(i) => i,
-        Err(r) => return Ok(r),
-    };
-    let now = state.clock.now();
-    let user = if form.mode == "existing" {
-        let who = match member(&state, &session).await? {
-            Ok(a) => a,
-            Err(r) => return Ok(r),
-        };
-        match guarantors::accept_existing(&state.db, &inv, &who.id, now).await {
-            Ok(()) => {}
-            Err(AccountError::Gone) => return invitation_gone(&session).await,
-            Err(e) => return Err(e.into()),
-        }
-        session.cycle_id().await?;
-        who.id
-    } else {
-        if !new_account_ok(&session, &form).await? {
-            return Ok(see_other("/guarantor/accept"));
-        }
-        let (credentials, needs_code) =
-            match new_credentials(&state, &ctx.address, &form.email, form.password).await? {
-                Ok(c) => c,
-                Err(key) => return flash_email_problem(&session, key, "/guarantor/accept").await,
-            };
-        let user =
-            match guarantors::accept_new(&state.db, &inv, &form.email, &credentials, now).await {
-                Ok(u) => u,
-                Err(e @ (AccountError::Gone | AccountError::EmailTaken)) => {
-                    undo_sign_up(&state, &form.email, &credentials).await;
-                    if matches!(e, AccountError::Gone) {
-                        return invitation_gone(&session).await;
-                    }
-                    sess::set_flash(
-                        &session,
-                        Flash {
-                            key: "account-email-taken".into(),
-                            field: Some("email".into()),
-                            value: None,
-                            arg: None,
-                        },
-                    )
-                    .await?;
-                    return Ok(see_other("/guarantor/accept"));
-                }
-                Err(e) => return Err(e.into()),
-            };
-        audit_event(
-            &state,
-            &ctx,
-            actor_id(&user),
-            (Some(&inv.tenant_id), Some(&inv.patient_id)),
-            "guarantor.accept",
-            Some(inv.id.as_str()),
-            Outcome::Success,
-        )
-        .await?;
-        session.remove::<String>(sess::KEY_INVITE).await?;
-        session.remove::<bool>(sess::KEY_INVITE_VERIFIED).await?;
-        return after_creation(
-            &state,
-            &session,
-            &user,
-            &form.email,
-            &credentials,
-            needs_code,
-            "invite-accepted",
-        )
-        .await;
-    };
-    session.remove::<String>(sess::KEY_INVITE).await?;
-    session.remove::<bool>(sess::KEY_INVITE_VERIFIED).await?;
-    audit_event(
-        &state,
-        &ctx,
-        actor_id(&user),
-        (Some(&inv.tenant_id), Some(&inv.patient_id)),
-        "guarantor.accept",
-        Some(inv.id.as_str()),
-        Outcome::Success,
-    )
-    .await?;
-    // The notice names no one: flash messages live in the session record, which is not encrypted.
-    sess::notice(&session, "invite-accepted").await?;
     Ok(see_other("/account"))
 }

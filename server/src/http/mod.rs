@@ -4,6 +4,8 @@
 pub mod account;
 pub mod assets;
 pub mod error;
+pub mod household;
+pub mod invitation;
 pub mod patient;
 pub mod session;
 pub mod staff;
@@ -114,15 +116,15 @@ pub fn portal_router(state: AppState) -> Router {
             "/signin",
             get(account::signin_form).post(account::signin_submit),
         )
-        .route("/account", get(account::home))
-        .route("/account/statements/{statement}", get(account::statement))
-        .route("/account/pay", post(account::pay))
-        .route("/account/pay/return/{checkout}", get(account::pay_return))
+        .route("/account", get(household::home))
+        .route("/account/statements/{statement}", get(household::statement))
+        .route("/account/pay", post(household::pay))
+        .route("/account/pay/return/{checkout}", get(household::pay_return))
         .route(
             "/account/pay/cancelled/{checkout}",
-            get(account::pay_cancelled),
+            get(household::pay_cancelled),
         )
-        .route("/account/receipt/{payment}", get(account::receipt))
+        .route("/account/receipt/{payment}", get(household::receipt))
         .route("/account/guarantors/invite", post(account::invite))
         .route(
             "/account/guarantors/revoke",
@@ -132,14 +134,14 @@ pub fn portal_router(state: AppState) -> Router {
             "/account/invitations/revoke",
             post(account::revoke_invitation),
         )
-        .route("/g/{token}", get(account::open_invitation))
+        .route("/g/{token}", get(invitation::open_invitation))
         .route(
             "/guarantor/verify",
-            get(account::invite_verify_form).post(account::invite_verify_submit),
+            get(invitation::invite_verify_form).post(invitation::invite_verify_submit),
         )
         .route(
             "/guarantor/accept",
-            get(account::accept_form).post(account::accept_submit),
+            get(invitation::accept_form).post(invitation::accept_submit),
         )
         .route("/staff", get(staff::home))
         .route("/staff/guarantors/invite", post(staff::invite_guarantor))
