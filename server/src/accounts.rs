@@ -465,8 +465,8 @@ pub async fn release_attempt(db: &Db, attempt: i64) -> Result<(), AccountError> 
     Ok(())
 }
 
-/// First factor (the only one for members). Unknown account, wrong password, disabled, not
-/// enrolled, must reset or the other kind of account: all the same `Invalid`, after the same work.
+/// First factor with the sign-in limits: the attempt is claimed before the password is checked
+/// and given back only when it was right. See `verify_credentials`.
 pub async fn check_password(
     db: &Db,
     kind: Kind,
@@ -475,11 +475,25 @@ pub async fn check_password(
     address: &str,
     now: i64,
 ) -> Result<UserId, AccountError> {
-    let email = normalize_email(email);
-    let attempt = match claim_attempt(db, &email, address, now).await? {
+    let attempt = match claim_attempt(db, email, address, now).await? {
         Ok(a) => a,
         Err(retry_after_secs) => return Err(AccountError::Throttled { retry_after_secs }),
     };
+    let user = verify_credentials(db, kind, email, password).await?;
+    release_attempt(db, attempt).await?;
+    Ok(user)
+}
+
+/// The local password check (the only factor for members). Unknown account, wrong password,
+/// disabled, not enrolled, must reset or the other kind of account: all the same `Invalid`,
+/// after the same work. No throttling here: callers claim an attempt first.
+pub async fn verify_credentials(
+    db: &Db,
+    kind: Kind,
+    email: &str,
+    password: Phi<String>,
+) -> Result<UserId, AccountError> {
+    let email = normalize_email(email);
     // id, password hash, disabled at, TOTP confirmed, must reset.
     type LoginRow = (String, Option<String>, Option<i64>, i64, i64);
     let row: Option<LoginRow> = sqlx::query_as(
@@ -497,10 +511,7 @@ pub async fn check_password(
     };
     let ok = verify_password(hash, password).await;
     match row {
-        Some((id, ..)) if ok && usable => {
-            release_attempt(db, attempt).await?;
-            Ok(UserId::from_db(id))
-        }
+        Some((id, ..)) if ok && usable => Ok(UserId::from_db(id)),
         _ => Err(AccountError::Invalid),
     }
 }

@@ -14,6 +14,7 @@ pub mod db;
 pub mod demo;
 pub mod guarantors;
 pub mod http;
+pub mod identity;
 pub mod ids;
 pub mod keys;
 pub mod links;
@@ -99,6 +100,23 @@ fn base_url(configured: &Option<String>, bound: SocketAddr) -> String {
         .to_owned()
 }
 
+/// The identity provider the settings choose.
+pub async fn identity_provider(
+    cfg: &Config,
+    db: &db::Db,
+    crypto: &Arc<crypto::FieldCrypto>,
+) -> anyhow::Result<Arc<dyn identity::IdentityProvider>> {
+    Ok(match cfg.identity_provider {
+        config::IdentityProviderKind::Local => {
+            Arc::new(identity::LocalIdentity::new(db.clone(), crypto.clone()))
+        }
+        config::IdentityProviderKind::Cognito => Arc::new(identity::CognitoIdentity::new(
+            db.clone(),
+            cognito::CognitoProvider::connect(cfg.cognito_settings()?).await,
+        )),
+    })
+}
+
 /// Binds both listeners and serves until `stop` (or the process ends).
 pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     let (db, crypto) = open_storage(cfg).await?;
@@ -116,12 +134,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     // The sandbox calls the portal directly on its bound address, like Stripe calling our endpoint.
     sandbox.set_webhook_url(format!("http://{portal_addr}/webhooks/stripe"));
 
-    let cognito = match cfg.identity_provider {
-        config::IdentityProviderKind::Local => None,
-        config::IdentityProviderKind::Cognito => Some(Arc::new(
-            cognito::CognitoProvider::connect(cfg.cognito_settings()?).await,
-        )),
-    };
+    let identity = identity_provider(cfg, &db, &crypto).await?;
     let crypto_for_poll = crypto.clone();
     let state = AppState {
         db: db.clone(),
@@ -135,7 +148,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         alerts: alerts::AlertSink {
             webhook_url: cfg.alert_webhook_url.clone(),
         },
-        cognito,
+        identity,
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let portal = http::portal_router(state.clone());

@@ -168,7 +168,7 @@ async fn keys(cfg: &patriotpay::config::Config, action: KeysCommand) -> anyhow::
 
 async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow::Result<()> {
     use patriotpay::access::Role;
-    let (db, _) = patriotpay::open_storage(cfg).await?;
+    let (db, crypto) = patriotpay::open_storage(cfg).await?;
     let now = patriotpay::clock::now_unix();
     match action {
         UsersCommand::Add {
@@ -211,29 +211,19 @@ async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow
             }
         }
         UsersCommand::Reset { email } => {
-            let token = patriotpay::accounts::force_reset(&db, &email, now).await?;
-            match cfg.identity_provider {
-                patriotpay::config::IdentityProviderKind::Cognito => {
-                    let c = patriotpay::cognito::CognitoProvider::connect(cfg.cognito_settings()?)
-                        .await;
-                    c.reset_password(&patriotpay::accounts::normalize_email(&email))
-                        .await?;
-                    c.global_sign_out(&patriotpay::accounts::normalize_email(&email))
-                        .await?;
-                    println!("Reset at Cognito and signed out everywhere; the portal refuses {email} until the reset is done.");
-                }
-                patriotpay::config::IdentityProviderKind::Local => {
+            let identity = patriotpay::identity_provider(cfg, &db, &crypto).await?;
+            match identity.force_reset(&email, now).await? {
+                Some(token) => {
                     let public = cfg
                         .public_url
                         .clone()
                         .unwrap_or_else(|| format!("http://{}", cfg.addr));
                     println!("Sessions ended. {email} must set a new password and authenticator with this link (72 hours):");
-                    println!(
-                        "{}/staff/enrol/{}",
-                        public.trim_end_matches('/'),
-                        token.unwrap_or_default()
-                    );
+                    println!("{}/staff/enrol/{token}", public.trim_end_matches('/'));
                 }
+                None => println!(
+                    "Reset at the identity provider and signed out everywhere; the portal refuses {email} until the reset is done."
+                ),
             }
         }
         UsersCommand::Disable { email } => {

@@ -11,8 +11,8 @@ use crate::access::{self, Action, Decision, Resource, Role};
 use crate::accounts::{self, Account, AccountError, Kind};
 use crate::audit::{self, Outcome};
 use crate::billing;
-use crate::cognito::{CognitoError, SignUpRefusal, Step};
 use crate::guarantors::{self};
+use crate::identity::{IdentityError, Step};
 use crate::ids::{InvitationId, PatientId, TenantId, UserId};
 use crate::links::{self};
 use crate::phi::Phi;
@@ -105,31 +105,11 @@ async fn make_credentials(
     email: &str,
     password: String,
 ) -> Result<std::result::Result<(accounts::NewCredentials, bool), &'static str>> {
-    let Some(c) = &state.cognito else {
-        let password_hash = accounts::hash_password(Phi::new(password)).await?;
-        return Ok(Ok((
-            accounts::NewCredentials::Local { password_hash },
-            false,
-        )));
-    };
-    // Checked here first, so a refused email leaves no Cognito user behind.
-    if accounts::email_taken(&state.db, email).await? {
-        return Ok(Err("account-email-taken"));
-    }
-    match c
-        .sign_up(&accounts::normalize_email(email), &password)
-        .await
-    {
-        Ok(u) => Ok(Ok((
-            accounts::NewCredentials::External { subject: u.sub },
-            !u.confirmed,
-        ))),
-        Err(CognitoError::SignUpRefused(SignUpRefusal::UsernameExists)) => {
-            Ok(Err("account-email-taken"))
-        }
-        Err(CognitoError::SignUpRefused(_)) => Ok(Err("account-password-policy")),
-        Err(CognitoError::Unavailable(m)) => Err(AppError::Unavailable(m)),
-        Err(e) => Err(AppError::Internal(e.into())),
+    match state.identity.new_member(email, Phi::new(password)).await {
+        Ok(made) => Ok(Ok(made)),
+        Err(IdentityError::EmailTaken) => Ok(Err("account-email-taken")),
+        Err(IdentityError::PasswordPolicy) => Ok(Err("account-password-policy")),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -241,10 +221,7 @@ pub async fn confirm_resend(
     if !sess::csrf_ok(&session, &form.csrf).await? {
         return Err(AppError::Forbidden);
     }
-    let (Some(email), Some(c)) = (
-        pending_email(&state, &session).await?,
-        state.cognito.clone(),
-    ) else {
+    let Some(email) = pending_email(&state, &session).await? else {
         return Ok(see_other("/signin"));
     };
     // Each resend counts against the limits, so the page cannot be used to flood an inbox.
@@ -253,7 +230,7 @@ pub async fn confirm_resend(
     {
         return Err(AppError::TooManyRequests { retry_after_secs });
     }
-    c.resend_code(&email).await?;
+    state.identity.resend_member_code(&email).await?;
     sess::notice(&session, "account-code-resent").await?;
     Ok(see_other("/account/confirm"))
 }
@@ -294,10 +271,7 @@ pub async fn confirm_submit(
     if !sess::csrf_ok(&session, &form.csrf).await? {
         return Err(AppError::Forbidden);
     }
-    let (Some(email), Some(c)) = (
-        pending_email(&state, &session).await?,
-        state.cognito.clone(),
-    ) else {
+    let Some(email) = pending_email(&state, &session).await? else {
         return Ok(see_other("/signin"));
     };
     let now = state.clock.now();
@@ -305,17 +279,18 @@ pub async fn confirm_submit(
         Ok(a) => a,
         Err(retry_after_secs) => return Err(AppError::TooManyRequests { retry_after_secs }),
     };
-    match c.confirm_sign_up(&email, &form.code).await {
+    match state.identity.confirm_member(&email, &form.code).await {
         Ok(()) => {
             accounts::release_attempt(&state.db, attempt).await?;
             session.remove::<String>(sess::KEY_CONFIRM_EMAIL).await?;
             sess::notice(&session, "account-confirmed").await?;
             Ok(see_other("/signin"))
         }
-        Err(CognitoError::Unavailable(m)) => {
+        Err(IdentityError::Unavailable(m)) => {
             accounts::release_attempt(&state.db, attempt).await?;
             Err(AppError::Unavailable(m))
         }
+        Err(IdentityError::Unsupported) => Err(AppError::NotFound),
         Err(_) => {
             sess::notice(&session, "account-confirm-failed").await?;
             Ok(see_other("/account/confirm"))
@@ -598,18 +573,14 @@ pub async fn create_submit(
     .await
 }
 
-/// A Cognito user made by sign-up whose local account could not be made (lost a race): removed
-/// again, so the email is not stuck as "taken" at Cognito. Best effort; a failure is logged.
+/// Credentials made at the provider whose local account could not be saved (a lost race) are
+/// removed again, so the email is not stuck as "taken" there. Best effort; failures are logged.
 pub(super) async fn undo_sign_up(
     state: &AppState,
     email: &str,
     credentials: &accounts::NewCredentials,
 ) {
-    if let (Some(c), accounts::NewCredentials::External { .. }) = (&state.cognito, credentials) {
-        if let Err(e) = c.delete_user(&accounts::normalize_email(email)).await {
-            tracing::warn!(error = %e, "could not remove an orphaned Cognito sign-up");
-        }
-    }
+    state.identity.undo_new_member(email, credentials).await;
 }
 
 pub async fn signin_form(session: Session) -> Result<Response> {
@@ -648,19 +619,28 @@ pub async fn signin_submit(
         return Err(AppError::Forbidden);
     }
     let now = state.clock.now();
-    let outcome = match &state.cognito {
-        Some(_) => cognito_sign_in(&state, &ctx, &form.email, &form.password).await?,
-        None => accounts::check_password(
-            &state.db,
-            Kind::Member,
-            &form.email,
-            Phi::new(form.password),
-            &ctx.address,
-            now,
-        )
-        .await
-        .map(|u| (u, None)),
+    let email = accounts::normalize_email(&form.email);
+    // Claimed before the password is checked, given back only when it was right.
+    let attempt = match accounts::claim_attempt(&state.db, &email, &ctx.address, now).await? {
+        Ok(a) => a,
+        Err(retry_after_secs) => return Err(AppError::TooManyRequests { retry_after_secs }),
     };
+    let outcome = match state
+        .identity
+        .sign_in(Kind::Member, &email, Phi::new(form.password), now)
+        .await
+    {
+        Ok(Step::Done { user, tokens, .. }) => Ok((user, tokens)),
+        // Members have no challenges; a provider asking for one is a refusal.
+        Ok(_) => Err(IdentityError::Refused),
+        Err(e) => Err(e),
+    };
+    if matches!(
+        outcome,
+        Ok(_) | Err(IdentityError::Unconfirmed | IdentityError::Unavailable(_))
+    ) {
+        accounts::release_attempt(&state.db, attempt).await?;
+    }
     match outcome {
         Ok((user, tokens)) => {
             start_member_session(&state, &session, &user).await?;
@@ -684,13 +664,15 @@ pub async fn signin_submit(
             };
             Ok(see_other(next))
         }
-        Err(AccountError::Unconfirmed) => {
-            // Cognito says so only once the password was right: finish the sign-up.
+        Err(IdentityError::Unconfirmed) => {
+            // Said only once the password was right: finish the sign-up.
             sess::restart(&session, now).await?;
             set_pending_email(&state, &session, &accounts::normalize_email(&form.email)).await?;
             Ok(see_other("/account/confirm"))
         }
-        Err(AccountError::Invalid) => {
+        Err(IdentityError::Unavailable(m)) => Err(AppError::Unavailable(m)),
+        Err(IdentityError::Account(e)) => Err(e.into()),
+        Err(_) => {
             audit_event(
                 &state,
                 &ctx,
@@ -712,51 +694,10 @@ pub async fn signin_submit(
             .await?;
             Ok(see_other("/signin"))
         }
-        Err(e) => Err(e.into()),
     }
 }
 
-/// Member sign-in through Cognito: the password goes to Cognito, the verified token's `sub`
-/// picks the member account; the caller keeps the tokens, encrypted, in the new session. Throttled like local
-/// sign-in; anything but plain tokens (challenges are for staff) is a refusal.
-async fn cognito_sign_in(
-    state: &AppState,
-    ctx: &RequestContext,
-    email: &str,
-    password: &str,
-) -> Result<std::result::Result<(UserId, Option<Box<crate::cognito::Tokens>>), AccountError>> {
-    let Some(c) = &state.cognito else {
-        return Ok(Err(AccountError::Invalid));
-    };
-    let now = state.clock.now();
-    let email = accounts::normalize_email(email);
-    let attempt = match accounts::claim_attempt(&state.db, &email, &ctx.address, now).await? {
-        Ok(a) => a,
-        Err(retry_after_secs) => return Ok(Err(AccountError::Throttled { retry_after_secs })),
-    };
-    let (tokens, claims) = match c.sign_in(&email, password, now).await {
-        Ok(Step::Done { tokens, claims }) => (tokens, claims),
-        Err(CognitoError::NotConfirmed) => {
-            accounts::release_attempt(&state.db, attempt).await?;
-            return Ok(Err(AccountError::Unconfirmed));
-        }
-        Ok(_) | Err(CognitoError::Refused) | Err(CognitoError::Token(_)) => {
-            return Ok(Err(AccountError::Invalid))
-        }
-        Err(CognitoError::Unavailable(m)) => {
-            accounts::release_attempt(&state.db, attempt).await?;
-            return Err(AppError::Unavailable(m));
-        }
-        Err(e) => return Err(AppError::Internal(e.into())),
-    };
-    let Some(user) = accounts::member_by_subject(&state.db, &claims.sub).await? else {
-        return Ok(Err(AccountError::Invalid));
-    };
-    accounts::release_attempt(&state.db, attempt).await?;
-    Ok(Ok((user, Some(tokens))))
-}
-
-/// Per-statement pay-form state carried across a refused POST.
+/// The practice's display name ("" if it vanished, which the foreign keys prevent).
 pub(super) async fn practice_name(state: &AppState, tenant: &TenantId) -> Result<String> {
     Ok(billing::tenant(&state.db, tenant)
         .await?

@@ -41,8 +41,8 @@ pub struct AppState {
     pub link_ttl_days: u32,
     pub clock: Arc<crate::clock::Clock>,
     pub alerts: crate::alerts::AlertSink,
-    /// Set when staff sign in with Cognito instead of local accounts.
-    pub cognito: Option<Arc<crate::cognito::CognitoProvider>>,
+    /// Who checks passwords and second factors: local accounts or Cognito.
+    pub identity: Arc<dyn crate::identity::IdentityProvider>,
 }
 
 /// Per-request facts set by the outermost middleware.

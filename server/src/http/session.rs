@@ -118,11 +118,12 @@ pub const KEY_STAGE: &str = "stage";
 pub const KEY_FLASH: &str = "flash";
 pub const KEY_LAST_SEEN: &str = "last_seen";
 pub const KEY_USER: &str = "user_id";
-pub const KEY_PENDING_USER: &str = "pending_user";
 pub const KEY_AUTH_AT: &str = "auth_at";
 pub const KEY_ENROL: &str = "enrol_token_hash";
 pub const KEY_MFA: &str = "mfa";
-pub const KEY_CHALLENGE: &str = "cognito_challenge";
+/// A staff sign-in half done (`identity::Pending`): password right, second factor or new
+/// password still to come.
+pub const KEY_CHALLENGE: &str = "pending_sign_in";
 pub const KEY_TOKENS: &str = "cognito_tokens";
 /// A signed-in patient or guarantor account (members never use `KEY_USER`, which is staff's).
 pub const KEY_MEMBER: &str = "member_id";
@@ -174,7 +175,6 @@ pub async fn enforce_timeouts(
     };
     let last = session.get::<i64>(KEY_LAST_SEEN).await?.unwrap_or(created);
     let staff = session.get::<String>(KEY_USER).await?.is_some()
-        || session.get::<String>(KEY_PENDING_USER).await?.is_some()
         || session
             .get::<serde_json::Value>(KEY_CHALLENGE)
             .await?

@@ -8,6 +8,7 @@ use crate::access::{self, Action, Resource};
 use crate::accounts::{self, Account, AccountError};
 use crate::audit::{self, Outcome};
 use crate::crypto::{token_hash, FieldAad};
+use crate::identity::{IdentityError, Pending, Step};
 use crate::ids::{PatientId, TenantId, UserId};
 use crate::phi::Phi;
 use axum::extract::{Path, State};
@@ -123,7 +124,7 @@ pub(super) async fn signed_in_as(
             a.kind == kind && !a.disabled && !a.must_reset && auth_at > a.sessions_revoked_before
         });
     match account {
-        Some(a) if cognito_still_valid(state, session, &a.id).await? => Ok(Ok(a)),
+        Some(a) if tokens_still_valid(state, session, &a.id).await? => Ok(Ok(a)),
         _ => {
             session.flush().await?;
             Ok(Err(see_other(login)))
@@ -131,21 +132,19 @@ pub(super) async fn signed_in_as(
     }
 }
 
-/// With Cognito, refreshes the session's tokens when they are due; false once Cognito refuses
-/// (global sign-out, disabled user): the caller ends the session.
-pub(super) async fn cognito_still_valid(
+/// With a provider that issues tokens (Cognito), refreshes them when due; false once the provider
+/// refuses (global sign-out, disabled user): the caller ends the session.
+pub(super) async fn tokens_still_valid(
     state: &AppState,
     session: &Session,
     user: &UserId,
 ) -> Result<bool> {
     let now = state.clock.now();
-    if let (Some(c), Some(tokens)) = (&state.cognito, load_tokens(state, session, user).await?) {
+    if let Some(tokens) = load_tokens(state, session, user).await? {
         if now >= tokens.expires_at - 60 {
-            match c.refresh(&tokens, now).await {
+            match state.identity.refresh(&tokens, now).await {
                 Ok(fresh) => store_tokens(state, session, user, &fresh).await?,
-                Err(crate::cognito::CognitoError::Unavailable(e)) => {
-                    return Err(AppError::Unavailable(e))
-                }
+                Err(IdentityError::Unavailable(e)) => return Err(AppError::Unavailable(e)),
                 Err(_) => return Ok(false),
             }
         }
@@ -215,100 +214,71 @@ async fn staff_post(
     signed_in(state, session).await
 }
 
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-struct Challenge {
-    session: String,
-    email: String,
-}
-
-impl From<crate::cognito::CognitoError> for AppError {
-    fn from(e: crate::cognito::CognitoError) -> Self {
+impl From<IdentityError> for AppError {
+    fn from(e: IdentityError) -> Self {
         match e {
-            crate::cognito::CognitoError::Unavailable(m) => AppError::Unavailable(m),
+            IdentityError::Unavailable(m) => AppError::Unavailable(m),
+            IdentityError::Account(a) => a.into(),
+            IdentityError::Unsupported => AppError::NotFound,
             e => AppError::Internal(e.into()),
         }
     }
 }
 
-/// Where a Cognito sign-in step leads: a challenge page, or signed in.
-async fn cognito_step(
+/// Where a staff sign-in step leads: the next step's page, or signed in.
+async fn staff_step(
     state: &AppState,
     ctx: &RequestContext,
     session: &Session,
-    email: &str,
-    step: crate::cognito::Step,
-    mfa: bool,
+    step: Step,
 ) -> Result<Response> {
-    use crate::cognito::Step;
     let now = state.clock.now();
     match step {
-        Step::NewPasswordRequired { session: s } => {
-            session
-                .insert(
-                    sess::KEY_CHALLENGE,
-                    Challenge {
-                        session: s,
-                        email: email.to_owned(),
-                    },
-                )
-                .await?;
-            Ok(see_other("/staff/new-password"))
-        }
-        Step::TotpRequired { session: s } => {
-            session
-                .insert(
-                    sess::KEY_CHALLENGE,
-                    Challenge {
-                        session: s,
-                        email: email.to_owned(),
-                    },
-                )
-                .await?;
+        Step::SecondFactor(p) => {
+            session.insert(sess::KEY_CHALLENGE, p).await?;
             Ok(see_other("/staff/mfa"))
         }
-        Step::Done { tokens, claims } => {
-            let grants = crate::cognito::grants_from_groups(&claims.groups);
-            let who = claims.email.clone().unwrap_or_else(|| email.to_owned());
-            let (user, usable) =
-                match accounts::upsert_external(&state.db, &claims.sub, &who, &grants, now).await {
-                    Ok(u) => u,
-                    Err(AccountError::Bad(why)) => {
-                        tracing::warn!(why, "Cognito sign-in refused");
-                        session.flush().await?;
-                        return Ok(see_other("/staff/login"));
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-            if !usable {
-                // Disabled here, or a forced reset not yet done: Cognito's tokens don't override us.
-                accounts::record_login_failure(&state.db, &who, &ctx.address, now).await?;
-                audit_user(
-                    state,
-                    ctx,
-                    Some(&user),
-                    "staff.signin.password",
-                    Outcome::Denied,
-                )
-                .await?;
-                session.flush().await?;
-                return Ok(see_other("/staff/login?reset=1"));
-            }
-            session.remove::<Challenge>(sess::KEY_CHALLENGE).await?;
+        Step::NewPassword(p) => {
+            session.insert(sess::KEY_CHALLENGE, p).await?;
+            Ok(see_other("/staff/new-password"))
+        }
+        Step::Done { user, mfa, tokens } => {
+            session.remove::<Pending>(sess::KEY_CHALLENGE).await?;
+            // Privilege changes: new session id.
             session.cycle_id().await?;
             session.insert(sess::KEY_USER, user.as_str()).await?;
             session.insert(sess::KEY_AUTH_AT, now).await?;
             session.insert(sess::KEY_MFA, mfa).await?;
-            store_tokens(state, session, &user, &tokens).await?;
+            if let Some(t) = tokens {
+                store_tokens(state, session, &user, &t).await?;
+            }
             audit_user(state, ctx, Some(&user), "staff.signin", Outcome::Success).await?;
             Ok(see_other("/staff"))
         }
     }
 }
 
+/// A sign-in that must start again from the password (account disabled or reset meanwhile,
+/// a spent provider challenge, a forced reset pending).
+async fn start_again(
+    state: &AppState,
+    ctx: &RequestContext,
+    session: &Session,
+    reset: bool,
+) -> Result<Response> {
+    audit_user(state, ctx, None, "staff.signin", Outcome::Denied).await?;
+    session.flush().await?;
+    Ok(see_other(if reset {
+        "/staff/login?reset=1"
+    } else {
+        "/staff/login"
+    }))
+}
+
 pub async fn login_form(State(state): State<AppState>, session: Session) -> Result<Response> {
     let mut vm = StaffLoginVm {
         csrf: sess::csrf_token(&session).await?,
-        can_reset: state.cognito.is_some(),
+        can_reset: state.identity.offers_reset(),
         ..Default::default()
     };
     if let Some(f) = sess::take_flash(&session).await? {
@@ -320,13 +290,18 @@ pub async fn login_form(State(state): State<AppState>, session: Session) -> Resu
     Ok(Html(pages::login(meta(), vm)).into_response())
 }
 
-/// Cognito only: local staff are reset by an administrator (`users reset`, a new set-up link).
-fn reset_provider(state: &AppState) -> Result<std::sync::Arc<crate::cognito::CognitoProvider>> {
-    state.cognito.clone().ok_or(AppError::NotFound)
+/// Only where the provider mails reset codes (Cognito); local staff are reset by an
+/// administrator (`users reset`, a new set-up link).
+fn resets_offered(state: &AppState) -> Result<()> {
+    if state.identity.offers_reset() {
+        Ok(())
+    } else {
+        Err(AppError::NotFound)
+    }
 }
 
 pub async fn forgot_form(State(state): State<AppState>, session: Session) -> Result<Response> {
-    reset_provider(&state)?;
+    resets_offered(&state)?;
     let vm = StaffResetVm {
         csrf: sess::csrf_token(&session).await?,
         ..Default::default()
@@ -350,7 +325,7 @@ pub async fn forgot_submit(
     session: Session,
     Form(form): Form<ForgotForm>,
 ) -> Result<Response> {
-    let c = reset_provider(&state)?;
+    resets_offered(&state)?;
     if !sess::csrf_ok(&session, &form.csrf).await? {
         return Err(AppError::Forbidden);
     }
@@ -364,7 +339,7 @@ pub async fn forgot_submit(
     {
         return Err(AppError::TooManyRequests { retry_after_secs });
     }
-    c.forgot_password(&email).await?;
+    state.identity.forgot_password(&email).await?;
     audit_user(
         &state,
         &ctx,
@@ -379,7 +354,7 @@ pub async fn forgot_submit(
 }
 
 pub async fn reset_form(State(state): State<AppState>, session: Session) -> Result<Response> {
-    reset_provider(&state)?;
+    resets_offered(&state)?;
     let Some(email) = session.get::<String>(sess::KEY_RESET_EMAIL).await? else {
         return Ok(see_other("/staff/forgot"));
     };
@@ -411,7 +386,7 @@ pub async fn reset_submit(
     session: Session,
     Form(form): Form<ResetForm>,
 ) -> Result<Response> {
-    let c = reset_provider(&state)?;
+    resets_offered(&state)?;
     if !sess::csrf_ok(&session, &form.csrf).await? {
         return Err(AppError::Forbidden);
     }
@@ -442,12 +417,13 @@ pub async fn reset_submit(
         Ok(a) => a,
         Err(retry_after_secs) => return Err(AppError::TooManyRequests { retry_after_secs }),
     };
-    match c
-        .confirm_forgot_password(&email, &form.code, &form.password)
+    match state
+        .identity
+        .reset_password(&email, &form.code, &form.password, now)
         .await
     {
         Ok(()) => {}
-        Err(crate::cognito::CognitoError::Unavailable(m)) => {
+        Err(IdentityError::Unavailable(m)) => {
             accounts::release_attempt(&state.db, attempt).await?;
             return Err(AppError::Unavailable(m));
         }
@@ -457,13 +433,6 @@ pub async fn reset_submit(
         }
     }
     accounts::release_attempt(&state.db, attempt).await?;
-    if let Some(sub) = c.subject_of(&email).await? {
-        accounts::clear_must_reset(&state.db, &sub).await?;
-        // Whoever knew the old password is out: the portal's sessions and Cognito's refresh
-        // tokens from before the reset stop working.
-        accounts::revoke_sessions_by_subject(&state.db, &sub, now).await?;
-        c.global_sign_out(&email).await?;
-    }
     audit_user(&state, &ctx, None, "staff.password.reset", Outcome::Success).await?;
     sess::restart(&session, now).await?;
     sess::notice(&session, "staff-reset-done").await?;
@@ -491,51 +460,38 @@ pub async fn login_submit(
     }
     let now = state.clock.now();
     let email = accounts::normalize_email(&form.email);
-    if let Some(c) = state.cognito.clone() {
-        let attempt = match accounts::claim_attempt(&state.db, &email, &ctx.address, now).await? {
-            Ok(a) => a,
-            Err(retry_after_secs) => {
-                return login_failed(
-                    &state,
-                    &ctx,
-                    &session,
-                    Err(AccountError::Throttled { retry_after_secs }),
-                )
-                .await
-            }
-        };
-        return match c.sign_in(&email, &form.password, now).await {
-            Ok(step) => {
-                accounts::release_attempt(&state.db, attempt).await?;
-                sess::restart(&session, now).await?;
-                cognito_step(&state, &ctx, &session, &email, step, false).await
-            }
-            Err(crate::cognito::CognitoError::Unavailable(m)) => {
-                accounts::release_attempt(&state.db, attempt).await?;
-                Err(AppError::Unavailable(m))
-            }
-            Err(_) => login_failed(&state, &ctx, &session, Err(AccountError::Invalid)).await,
-        };
-    }
-    match accounts::check_password(
-        &state.db,
-        accounts::Kind::Staff,
-        &email,
-        Phi::new(form.password),
-        &ctx.address,
-        now,
-    )
-    .await
+    // Claimed before the password is checked, given back only when it was right.
+    let attempt = match accounts::claim_attempt(&state.db, &email, &ctx.address, now).await? {
+        Ok(a) => a,
+        Err(retry_after_secs) => {
+            return login_failed(
+                &state,
+                &ctx,
+                &session,
+                Err(AccountError::Throttled { retry_after_secs }),
+            )
+            .await
+        }
+    };
+    match state
+        .identity
+        .sign_in(accounts::Kind::Staff, &email, Phi::new(form.password), now)
+        .await
     {
-        Ok(user) => {
+        Ok(step) => {
+            accounts::release_attempt(&state.db, attempt).await?;
             // New session id before anything is granted: a planted id is worth nothing.
             sess::restart(&session, now).await?;
-            session
-                .insert(sess::KEY_PENDING_USER, user.as_str())
-                .await?;
-            Ok(see_other("/staff/mfa"))
+            staff_step(&state, &ctx, &session, step).await
         }
-        Err(e) => login_failed(&state, &ctx, &session, Err(e)).await,
+        Err(IdentityError::Unavailable(m)) => {
+            accounts::release_attempt(&state.db, attempt).await?;
+            Err(AppError::Unavailable(m))
+        }
+        // The password was right but the portal wants a reset first (the attempt still counts).
+        Err(IdentityError::ResetRequired) => start_again(&state, &ctx, &session, true).await,
+        Err(IdentityError::Account(e)) => Err(e.into()),
+        Err(_) => login_failed(&state, &ctx, &session, Err(AccountError::Invalid)).await,
     }
 }
 
@@ -575,15 +531,7 @@ async fn login_failed(
 }
 
 pub async fn mfa_form(session: Session) -> Result<Response> {
-    if session
-        .get::<String>(sess::KEY_PENDING_USER)
-        .await?
-        .is_none()
-        && session
-            .get::<Challenge>(sess::KEY_CHALLENGE)
-            .await?
-            .is_none()
-    {
+    if session.get::<Pending>(sess::KEY_CHALLENGE).await?.is_none() {
         return Ok(see_other("/staff/login"));
     }
     let failure = sess::take_flash(&session).await?.map(|f| tr().t(&f.key));
@@ -611,74 +559,47 @@ pub async fn mfa_submit(
     if !sess::csrf_ok(&session, &form.csrf).await? {
         return Err(AppError::Forbidden);
     }
-    if let (Some(c), Some(ch)) = (
-        state.cognito.clone(),
-        session.get::<Challenge>(sess::KEY_CHALLENGE).await?,
-    ) {
-        let now = state.clock.now();
-        let Ok(attempt) = accounts::claim_attempt(&state.db, &ch.email, &ctx.address, now).await?
-        else {
-            session.flush().await?;
-            return Ok(see_other("/staff/login"));
-        };
-        return match c.totp(&ch.session, &ch.email, &form.code, now).await {
-            Ok(step) => {
-                accounts::release_attempt(&state.db, attempt).await?;
-                cognito_step(&state, &ctx, &session, &ch.email, step, true).await
-            }
-            Err(crate::cognito::CognitoError::Unavailable(m)) => {
-                accounts::release_attempt(&state.db, attempt).await?;
-                Err(AppError::Unavailable(m))
-            }
-            Err(_) => {
-                // Cognito's challenge session is single-use: start again from the password.
-                session.flush().await?;
-                Ok(see_other("/staff/login"))
-            }
-        };
-    }
-    let Some(pending) = session.get::<String>(sess::KEY_PENDING_USER).await? else {
+    let Some(pending) = session.get::<Pending>(sess::KEY_CHALLENGE).await? else {
         return Ok(see_other("/staff/login"));
     };
-    let user = UserId::from_db(pending);
     let now = state.clock.now();
-    // The account may have been disabled or reset since the password step.
-    let Some(account) = accounts::load(&state.db, &user, now)
-        .await?
-        .filter(|a| !a.disabled && !a.must_reset)
-    else {
-        session.flush().await?;
-        return Ok(see_other("/staff/login"));
-    };
     // Claimed before the code is checked; wrong codes count toward the same limit as passwords.
-    let Ok(attempt) = accounts::claim_attempt(&state.db, &account.email, &ctx.address, now).await?
+    let Ok(attempt) = accounts::claim_attempt(&state.db, &pending.email, &ctx.address, now).await?
     else {
         // Too many wrong codes: this half-signed-in session ends; sign-in answers 429 for a while.
         session.flush().await?;
         return Ok(see_other("/staff/login"));
     };
-    let ok = accounts::check_totp(&state.db, &state.crypto, &user, &form.code, now).await?
-        || accounts::use_recovery_code(&state.db, &user, &form.code, now).await?;
-    if !ok {
-        audit_user(
-            &state,
-            &ctx,
-            Some(&user),
-            "staff.signin.mfa",
-            Outcome::Denied,
-        )
-        .await?;
-        sess::notice(&session, "staff-mfa-failed").await?;
-        return Ok(see_other("/staff/mfa"));
+    match state
+        .identity
+        .second_factor(&pending, &form.code, now)
+        .await
+    {
+        Ok(step) => {
+            accounts::release_attempt(&state.db, attempt).await?;
+            staff_step(&state, &ctx, &session, step).await
+        }
+        Err(IdentityError::Unavailable(m)) => {
+            accounts::release_attempt(&state.db, attempt).await?;
+            Err(AppError::Unavailable(m))
+        }
+        Err(IdentityError::Refused) if pending.retry => {
+            let user = pending.user.clone().map(UserId::from_db);
+            audit_user(
+                &state,
+                &ctx,
+                user.as_ref(),
+                "staff.signin.mfa",
+                Outcome::Denied,
+            )
+            .await?;
+            sess::notice(&session, "staff-mfa-failed").await?;
+            Ok(see_other("/staff/mfa"))
+        }
+        Err(IdentityError::ResetRequired) => start_again(&state, &ctx, &session, true).await,
+        Err(IdentityError::Account(e)) => Err(e.into()),
+        Err(_) => start_again(&state, &ctx, &session, false).await,
     }
-    accounts::release_attempt(&state.db, attempt).await?;
-    session.remove::<String>(sess::KEY_PENDING_USER).await?;
-    session.cycle_id().await?;
-    session.insert(sess::KEY_USER, user.as_str()).await?;
-    session.insert(sess::KEY_AUTH_AT, now).await?;
-    session.insert(sess::KEY_MFA, true).await?;
-    audit_user(&state, &ctx, Some(&user), "staff.signin", Outcome::Success).await?;
-    Ok(see_other("/staff"))
 }
 
 /// Swaps the enrolment token in the link for a session, like a pay link.
@@ -1278,10 +1199,8 @@ pub async fn signout_everywhere(
         Err(r) => return Ok(r),
     };
     accounts::revoke_sessions(&state.db, &account.id, state.clock.now()).await?;
-    if let Some(c) = &state.cognito {
-        // Revokes the refresh tokens too, so every other session fails its next refresh.
-        c.global_sign_out(&account.email).await?;
-    }
+    // Revokes the provider's refresh tokens too, so every other session fails its next refresh.
+    state.identity.sign_out_everywhere(&account.email).await?;
     session.flush().await?;
     audit_user(
         &state,
@@ -1412,11 +1331,7 @@ pub async fn break_glass(
 }
 
 pub async fn new_password_form(session: Session) -> Result<Response> {
-    if session
-        .get::<Challenge>(sess::KEY_CHALLENGE)
-        .await?
-        .is_none()
-    {
+    if session.get::<Pending>(sess::KEY_CHALLENGE).await?.is_none() {
         return Ok(see_other("/staff/login"));
     }
     let failure = sess::take_flash(&session).await?.map(|f| tr().t(&f.key));
@@ -1447,10 +1362,7 @@ pub async fn new_password_submit(
     if !sess::csrf_ok(&session, &form.csrf).await? {
         return Err(AppError::Forbidden);
     }
-    let (Some(c), Some(ch)) = (
-        state.cognito.clone(),
-        session.get::<Challenge>(sess::KEY_CHALLENGE).await?,
-    ) else {
+    let Some(pending) = session.get::<Pending>(sess::KEY_CHALLENGE).await? else {
         return Ok(see_other("/staff/login"));
     };
     let n = form.password.chars().count();
@@ -1470,15 +1382,14 @@ pub async fn new_password_submit(
         .await?;
         return Ok(see_other("/staff/new-password"));
     }
-    match c
-        .new_password(&ch.session, &ch.email, &form.password, state.clock.now())
+    match state
+        .identity
+        .new_password(&pending, &form.password, state.clock.now())
         .await
     {
-        Ok(step) => cognito_step(&state, &ctx, &session, &ch.email, step, false).await,
-        Err(crate::cognito::CognitoError::Unavailable(m)) => Err(AppError::Unavailable(m)),
-        Err(_) => {
-            session.flush().await?;
-            Ok(see_other("/staff/login"))
-        }
+        Ok(step) => staff_step(&state, &ctx, &session, step).await,
+        Err(IdentityError::Unavailable(m)) => Err(AppError::Unavailable(m)),
+        Err(IdentityError::ResetRequired) => start_again(&state, &ctx, &session, true).await,
+        Err(_) => start_again(&state, &ctx, &session, false).await,
     }
 }
