@@ -37,25 +37,30 @@ async fn main() -> anyhow::Result<()> {
     let (db, crypto) = (running.state.db.clone(), running.state.crypto.clone());
     let tenant = patriotpay::demo::ensure(&db, &crypto).await?;
     let now = patriotpay::clock::now_unix();
-    let (user, token) = patriotpay::accounts::add_user(
-        &db,
-        "bench@example.org",
-        Role::SupportAgent,
-        Some(&tenant),
-        now,
-    )
-    .await?;
-    patriotpay::accounts::totp_setup(&db, &crypto, &user).await?;
-    let code = patriotpay::accounts::current_totp(&db, &crypto, &user, now).await?;
-    patriotpay::accounts::complete_enrolment(
-        &db,
-        &crypto,
-        &token_hash(&token),
-        Phi::new("correct horse battery".into()),
-        &code,
-        now,
-    )
-    .await?;
+    // One account per client, as when many people sign in at once. (One account hammered by
+    // every client would meet the per-account limit: attempts are claimed before the password
+    // is checked, so more than five in flight on one account answer 429 by design.)
+    for i in 0..clients {
+        let (user, token) = patriotpay::accounts::add_user(
+            &db,
+            &format!("bench{i}@example.org"),
+            Role::SupportAgent,
+            Some(&tenant),
+            now,
+        )
+        .await?;
+        patriotpay::accounts::totp_setup(&db, &crypto, &user).await?;
+        let code = patriotpay::accounts::current_totp(&db, &crypto, &user, now).await?;
+        patriotpay::accounts::complete_enrolment(
+            &db,
+            &crypto,
+            &token_hash(&token),
+            Phi::new("correct horse battery".into()),
+            &code,
+            now,
+        )
+        .await?;
+    }
     let url = running.public_url.clone();
     println!(
         "{clients} clients signing in for {secs} s against {url} ({} cores)",
@@ -66,8 +71,9 @@ async fn main() -> anyhow::Result<()> {
     let failed = Arc::new(AtomicU64::new(0));
     let until = Instant::now() + Duration::from_secs(secs);
     let mut tasks = vec![];
-    for _ in 0..clients {
+    for i in 0..clients {
         let (url, done, failed) = (url.clone(), done.clone(), failed.clone());
+        let email = format!("bench{i}@example.org");
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::builder()
                 .cookie_store(true)
@@ -87,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
                     .post(format!("{url}/staff/login"))
                     .form(&[
                         ("csrf", csrf_in(&page).as_str()),
-                        ("email", "bench@example.org"),
+                        ("email", email.as_str()),
                         ("password", "correct horse battery"),
                     ])
                     .send()
