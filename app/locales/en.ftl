@@ -55,6 +55,7 @@ statement-col-responsibility = You owe
 statement-totals = Totals
 statement-payments = Payments received
 statement-payment-line = { $date }: { $amount } ({ $brand } ending { $last4 })
+statement-payment-line-plain = { $date }: { $amount }
 statement-no-payments = No payments yet.
 statement-back = Back to summary
 

@@ -450,15 +450,24 @@ pub(crate) fn payments_list(tr: Tr, payments: &[PaymentVm]) -> AnyView {
     let items = payments
         .iter()
         .map(|p| {
-            let text = tr.ta(
-                "statement-payment-line",
-                &[
-                    ("date", &p.date),
-                    ("amount", &p.amount),
-                    ("brand", &p.brand),
-                    ("last4", &p.last4),
-                ],
-            );
+            // No card details when the viewer may not see them (a guarantor, for the patient's
+            // own payments).
+            let text = if p.last4.is_empty() {
+                tr.ta(
+                    "statement-payment-line-plain",
+                    &[("date", &p.date), ("amount", &p.amount)],
+                )
+            } else {
+                tr.ta(
+                    "statement-payment-line",
+                    &[
+                        ("date", &p.date),
+                        ("amount", &p.amount),
+                        ("brand", &p.brand),
+                        ("last4", &p.last4),
+                    ],
+                )
+            };
             view! { <li>{text}</li> }
         })
         .collect::<Vec<_>>();

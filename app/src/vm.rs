@@ -79,6 +79,7 @@ pub struct LineVm {
 pub struct PaymentVm {
     pub date: String,
     pub amount: String,
+    /// Empty (with `last4`) when the viewer may not see the card.
     pub brand: String,
     pub last4: String,
 }

@@ -77,10 +77,12 @@ pub enum Action {
     RunIncidentConsole,
     GrantBreakGlass,
     ManagePractices,
+    /// Card brand and last four digits of a patient's payments (not a guarantor's to see).
+    ViewCardDetails,
 }
 
 impl Action {
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 22] = [
         Action::ViewBalance,
         Action::ViewItemisedStatement,
         Action::ViewStatementAmounts,
@@ -102,6 +104,7 @@ impl Action {
         Action::RunIncidentConsole,
         Action::GrantBreakGlass,
         Action::ManagePractices,
+        Action::ViewCardDetails,
     ];
 }
 
@@ -164,6 +167,7 @@ fn role_allows(role: Role, action: Action) -> bool {
                 | ViewOwnAccessLog
                 | InviteGuarantor
                 | RevokeGuarantor
+                | ViewCardDetails
         ),
         Role::Guarantor => matches!(
             action,
@@ -178,6 +182,7 @@ fn role_allows(role: Role, action: Action) -> bool {
                 | ViewItemisedStatement
                 | ViewStatementAmounts
                 | ViewReceipt
+                | ViewCardDetails
         ),
         Role::PracticeAdmin => matches!(
             action,
@@ -195,6 +200,7 @@ fn role_allows(role: Role, action: Action) -> bool {
                 | ExportReports
                 | InviteGuarantor
                 | RevokeGuarantor
+                | ViewCardDetails
         ),
         Role::SecurityOfficer => matches!(
             action,
@@ -334,34 +340,34 @@ mod tests {
     /// The whole matrix: every role × every action, on the role's own patient in its own
     /// practice. `Y` allowed, `.` denied. Changing a permission means changing this table.
     const MATRIX: &[(Role, &str)] = &[
-        //                     VB VI SA MP VR OL IG RG SP VP RL IS MS SM RF EX AL VC IC BG PR
+        //                     VB VI SA MP VR OL IG RG SP VP RL IS MS SM RF EX AL VC IC BG PR CD
         (
             Role::Patient,
-            "Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .",
+            "Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .  Y",
         ),
         (
             Role::Guarantor,
-            "Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .",
+            "Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .",
         ),
         (
             Role::SupportAgent,
-            "Y  Y  Y  .  Y  .  .  .  Y  Y  Y  .  .  .  .  .  .  .  .  .  .",
+            "Y  Y  Y  .  Y  .  .  .  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y",
         ),
         (
             Role::PracticeAdmin,
-            "Y  Y  Y  .  Y  .  Y  Y  Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .",
+            "Y  Y  Y  .  Y  .  Y  Y  Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .  Y",
         ),
         (
             Role::SecurityOfficer,
-            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .",
+            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .",
         ),
         (
             Role::PlatformAdmin,
-            ".  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  .  .  .  Y",
+            ".  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  .  .  .  Y  .",
         ),
         (
             Role::Auditor,
-            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  .",
+            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  .  .",
         ),
     ];
 

@@ -79,6 +79,8 @@ pub struct Line {
 #[derive(Clone, Debug)]
 pub struct PaymentRecord {
     pub id: String,
+    /// The account that started the checkout (`None` for pay-link payments).
+    pub paid_by: Option<crate::ids::UserId>,
     pub amount: Money,
     pub card_brand: String,
     pub card_last4: String,
@@ -496,9 +498,11 @@ pub async fn payments(
     db: &Db,
     statement: &StatementId,
 ) -> Result<Vec<PaymentRecord>, BillingError> {
-    let rows: Vec<(String, i64, String, String, i64)> = sqlx::query_as(
-        "SELECT p.id, a.amount_cents, p.card_brand, p.card_last4, p.paid_at
+    type Row = (String, Option<String>, i64, String, String, i64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT p.id, c.user_id, a.amount_cents, p.card_brand, p.card_last4, p.paid_at
          FROM payment_allocations a JOIN payments p ON p.id = a.payment_id
+         JOIN checkouts c ON c.id = p.checkout_id
          WHERE a.statement_id = $1 ORDER BY p.paid_at, p.id",
     )
     .bind(statement.as_str())
@@ -507,8 +511,9 @@ pub async fn payments(
     Ok(rows
         .into_iter()
         .map(
-            |(id, amount, card_brand, card_last4, paid_at)| PaymentRecord {
+            |(id, paid_by, amount, card_brand, card_last4, paid_at)| PaymentRecord {
                 id,
+                paid_by: paid_by.map(crate::ids::UserId::from_db),
                 amount: Money::from_cents(amount),
                 card_brand,
                 card_last4,

@@ -22,6 +22,7 @@ both_backends!(
     racing_loser_is_told_the_invitation_is_gone,
     invitation_expires_after_fourteen_days,
     guarantor_sees_amounts_but_not_clinical_detail,
+    guarantor_sees_the_patients_payments_without_their_card,
     one_payment_settles_two_statements_exactly_once,
     refused_household_payments_start_no_checkout,
     patient_invites_then_revokes_a_guarantor,
@@ -1123,6 +1124,42 @@ async fn guarantor_sees_amounts_but_not_clinical_detail(backend: Backend) {
 }
 
 // ---- 4. One payment, several statements ----------------------------------------------------
+
+/// The patient's own card (brand, last four) is theirs: a guarantor sees the payment's date and
+/// amount only, but their own card on the payments they made.
+async fn guarantor_sees_the_patients_payments_without_their_card(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let patient = Browser::new(&app);
+    pay_five_dollars_by_link(&app, &patient, 5).await;
+    let g = guarantor_of_4_and_5(&app, "guardian@example.org").await;
+    let s5 = app.statement_of(5).await;
+    let page = text(&g.page(&format!("/account/statements/{s5}")).await);
+    assert!(page.contains("$5.00"), "the patient's payment is listed");
+    assert!(
+        !page.contains("4242"),
+        "the patient's card is not shown to the guarantor: {page}"
+    );
+    let csrf = g.csrf("/account").await;
+    let r = g
+        .post(
+            "/account/pay",
+            &[
+                ("csrf", &csrf),
+                (&format!("pay_{s5}"), "1"),
+                (&format!("amount_{s5}"), "1.00"),
+            ],
+        )
+        .await;
+    let back = location(&g.card(&location(&r), "5555 5555 5555 4444").await);
+    let _ = g.get(&back).await;
+    let page = text(&g.page(&format!("/account/statements/{s5}")).await);
+    assert!(
+        page.contains("ending 4444"),
+        "the guarantor's own card is shown: {page}"
+    );
+    assert!(!page.contains("4242"));
+    app.finish().await;
+}
 
 async fn one_payment_settles_two_statements_exactly_once(backend: Backend) {
     let app = TestApp::start(backend).await;

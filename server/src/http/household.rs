@@ -223,6 +223,15 @@ pub async fn statement(
     };
     let h = visible_statement(&state, &who, &raw).await?;
     let grown_up = adult(&state, &h.tenant_id, &h.patient_id).await?;
+    let own = decide(
+        &state,
+        &who,
+        Action::ViewCardDetails,
+        &h.tenant_id,
+        &h.patient_id,
+        false,
+    )
+    .allowed();
     let lines = billing::lines(&state.db, &state.crypto, &h).await?;
     let paid = billing::payments(&state.db, &h.id).await?;
     let balance = billing::balance(state.db.pool(), &h.id).await?;
@@ -294,11 +303,24 @@ pub async fn statement(
         },
         payments: paid
             .iter()
-            .map(|p| PaymentVm {
-                date: crate::clock::display_date_unix(p.paid_at),
-                amount: p.amount.to_string(),
-                brand: p.card_brand.clone(),
-                last4: p.card_last4.clone(),
+            .map(|p| {
+                // The card is shown to the patient and to whoever paid with it, not to a
+                // guarantor looking at the patient's own payments.
+                let card = own || p.paid_by.as_ref() == Some(&who.id);
+                PaymentVm {
+                    date: crate::clock::display_date_unix(p.paid_at),
+                    amount: p.amount.to_string(),
+                    brand: if card {
+                        p.card_brand.clone()
+                    } else {
+                        String::new()
+                    },
+                    last4: if card {
+                        p.card_last4.clone()
+                    } else {
+                        String::new()
+                    },
+                }
             })
             .collect(),
         some_hidden,
