@@ -222,6 +222,7 @@ account-email-taken = That email address can't be used for a new account. If you
 signin-title = Sign in
 signin-submit = Sign in
 signin-link-note = Got a text message from your practice? Open its link to pay without an account.
+signin-forgot-note = Forgot your password? Call your practice: they can close your account's access, and you can make a new account after your next payment by text-message link.
 signin-failed = That email and password did not match an account.
 account-created-signin = Your account is ready. Sign in to continue.
 account-confirmed = Your email address is confirmed. Sign in to continue.

@@ -92,6 +92,7 @@ pub fn signin(meta: PageMeta, vm: SignInVm) -> String {
             <button type="submit" class="button">{tr.t("signin-submit")}</button>
         </form>
         <p>{tr.t("signin-link-note")}</p>
+        <p>{tr.t("signin-forgot-note")}</p>
     };
     document_portal(&meta, tr.t("signin-title"), body.into_any())
 }
