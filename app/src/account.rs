@@ -97,6 +97,38 @@ pub fn signin(meta: PageMeta, vm: SignInVm) -> String {
     document_portal(&meta, tr.t("signin-title"), body.into_any())
 }
 
+/// A new password for the patient's own account (identity proven on the pay link).
+pub fn reset_password(meta: PageMeta, vm: ResetPasswordVm) -> String {
+    let tr = Tr::new(meta.lang);
+    let err = vm.field_error.clone();
+    let body = view! {
+        <h1>{tr.t("account-reset-title")}</h1>
+        <p class="lead">{tr.ta("account-reset-lead", &[("email", &vm.email_hint)])}</p>
+        {error_summary(tr, vm.failure.clone(), vm.field_error.clone())}
+        <form method="post" action="/account/reset-password" novalidate>
+            {csrf_input(vm.csrf.clone())}
+            <div class="field">
+                <label for="password">{tr.t("account-password")}</label>
+                <p class="hint" id="password-hint">{tr.t("account-password-hint")}</p>
+                {field_message(tr, "password", &err)}
+                <input id="password" name="password" type="password" autocomplete="new-password"
+                    size="30" required aria-describedby=described_by("password", true, &err)
+                    aria-invalid=invalid("password", &err)/>
+            </div>
+            <div class="field">
+                <label for="password-confirm">{tr.t("account-password-confirm")}</label>
+                {field_message(tr, "password-confirm", &err)}
+                <input id="password-confirm" name="password_confirm" type="password"
+                    autocomplete="new-password" size="30" required
+                    aria-describedby=described_by("password-confirm", false, &err)
+                    aria-invalid=invalid("password-confirm", &err)/>
+            </div>
+            <button type="submit" class="button">{tr.t("account-reset-submit")}</button>
+        </form>
+    };
+    document_portal(&meta, tr.t("account-reset-title"), body.into_any())
+}
+
 /// Cognito emailed a code at sign-up: enter it to finish.
 pub fn confirm_code(meta: PageMeta, vm: ConfirmCodeVm) -> String {
     let tr = Tr::new(meta.lang);
@@ -891,6 +923,7 @@ mod tests {
             "account-password-policy",
             "account-code-resent",
             "account-patient-exists",
+            "account-password-reset",
         ] {
             assert!(tr.has(key), "{key} is missing from en.ftl");
         }

@@ -507,6 +507,9 @@ pub fn statement(meta: PageMeta, vm: StatementVm) -> String {
             <p class="balance-amount">{vm.balance.clone()}</p>
         </div>
         {pay_or_paid(tr, vm.paid_in_full, vm.pay.clone())}
+        {vm.offer_password_reset.then(|| view! {
+            <p><a href="/account/reset-password">{tr.t("statement-reset-password")}</a></p>
+        })}
         <p><a href="/summary">{tr.t("statement-back")}</a></p>
     };
     document(

@@ -95,6 +95,8 @@ pub struct StatementVm {
     pub balance: String,
     pub paid_in_full: bool,
     pub pay: PayFormVm,
+    /// The patient has an account: offer to set a new password for it (identity just proven).
+    pub offer_password_reset: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -255,6 +257,17 @@ pub struct SignInVm {
     pub failure: Option<String>,
     /// An outcome to confirm ("Your account is ready: sign in").
     pub notice: Option<String>,
+}
+
+/// A new password for the patient's own account, after both identity answers on a pay link.
+#[derive(Clone, Debug, Default)]
+pub struct ResetPasswordVm {
+    pub csrf: String,
+    /// The account's email, masked ("a•••@example.org").
+    pub email_hint: String,
+    pub failure: Option<String>,
+    /// Input ids: "password", "password-confirm".
+    pub field_error: Option<FieldError>,
 }
 
 /// The code Cognito emailed at sign-up.

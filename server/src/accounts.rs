@@ -805,6 +805,16 @@ pub async fn create_member(
     Ok(id)
 }
 
+/// Replaces a member account's local password hash.
+pub async fn set_member_password(db: &Db, user: &UserId, hash: &str) -> Result<(), AccountError> {
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND kind = 'member'")
+        .bind(hash)
+        .bind(user.as_str())
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
 /// A plausible email address: one `@`, something either side, a dot in the domain, no spaces.
 pub fn valid_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {

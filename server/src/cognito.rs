@@ -639,6 +639,31 @@ impl CognitoProvider {
         }
     }
 
+    /// Sets a user's password, permanent (a member who proved who they are on a pay link).
+    pub async fn admin_set_password(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<(), CognitoError> {
+        self.client
+            .admin_set_user_password()
+            .user_pool_id(&self.settings.user_pool_id)
+            .username(email)
+            .password(password)
+            .permanent(true)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match e.as_service_error() {
+                Some(se) if se.is_invalid_password_exception() => {
+                    CognitoError::SignUpRefused(SignUpRefusal::PasswordPolicy)
+                }
+                _ => unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
+                    e,
+                )),
+            })
+    }
+
     /// Deletes a user (an orphaned sign-up).
     pub async fn delete_user(&self, username: &str) -> Result<(), CognitoError> {
         self.client

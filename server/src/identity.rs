@@ -117,6 +117,14 @@ pub trait IdentityProvider: Send + Sync {
     ) -> Result<(NewCredentials, bool), IdentityError>;
     async fn confirm_member(&self, email: &str, code: &str) -> Result<(), IdentityError>;
     async fn resend_member_code(&self, email: &str) -> Result<(), IdentityError>;
+    /// Sets a member's password after they proved who they are on a pay link (the way back
+    /// from a forgotten password).
+    async fn set_member_password(
+        &self,
+        user: &UserId,
+        email: &str,
+        password: Phi<String>,
+    ) -> Result<(), IdentityError>;
     /// Removes credentials made by `new_member` whose local account could not be saved.
     async fn undo_new_member(&self, email: &str, credentials: &NewCredentials);
     /// Fresh tokens when these are due; `Refused` once the provider ended the session.
@@ -230,6 +238,16 @@ impl IdentityProvider for LocalIdentity {
 
     async fn resend_member_code(&self, _: &str) -> Result<(), IdentityError> {
         Err(IdentityError::Unsupported)
+    }
+
+    async fn set_member_password(
+        &self,
+        user: &UserId,
+        _email: &str,
+        password: Phi<String>,
+    ) -> Result<(), IdentityError> {
+        let hash = accounts::hash_password(password).await?;
+        Ok(accounts::set_member_password(&self.db, user, &hash).await?)
     }
 
     async fn undo_new_member(&self, _: &str, _: &NewCredentials) {}
@@ -410,6 +428,18 @@ impl IdentityProvider for CognitoIdentity {
 
     async fn resend_member_code(&self, email: &str) -> Result<(), IdentityError> {
         Ok(self.cognito.resend_code(email).await?)
+    }
+
+    async fn set_member_password(
+        &self,
+        _user: &UserId,
+        email: &str,
+        password: Phi<String>,
+    ) -> Result<(), IdentityError> {
+        Ok(self
+            .cognito
+            .admin_set_password(&accounts::normalize_email(email), password.expose())
+            .await?)
     }
 
     async fn undo_new_member(&self, email: &str, credentials: &NewCredentials) {

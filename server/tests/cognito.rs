@@ -597,10 +597,42 @@ async fn cognito_patient_sign_up_confirm_and_sign_in() {
             "a JWT sits in a session record in the clear"
         );
     }
+    // Forgotten password: both answers on a new link, then a new password, set at Cognito.
+    let r = Browser::new(&app);
+    r.open_link(&app.link(1).await).await;
+    let _ = r.submit_dob("03", "14", "1984").await;
+    let _ = r.submit_zip("60614").await;
+    let csrf = r.csrf("/account/reset-password").await;
+    let newer = "Patient#Newer12345";
+    let res = r
+        .post(
+            "/account/reset-password",
+            &[
+                ("csrf", &csrf),
+                ("password", newer),
+                ("password_confirm", newer),
+            ],
+        )
+        .await;
+    assert_eq!(location(&res), "/account");
+    let after = Browser::new(&app);
+    let csrf = after.csrf("/signin").await;
+    let res = after
+        .post(
+            "/signin",
+            &[("csrf", &csrf), ("email", email), ("password", newer)],
+        )
+        .await;
+    assert_eq!(
+        location(&res),
+        "/account",
+        "the new password works at Cognito"
+    );
+
     // A staff sign-in page does not accept the member.
     let s = Browser::new(&app);
     assert_eq!(
-        location(&login(&s, email, password).await),
+        location(&login(&s, email, newer).await),
         "/staff/login",
         "a member's Cognito user is refused at staff sign-in"
     );

@@ -28,6 +28,7 @@ both_backends!(
     patient_invites_then_revokes_a_guarantor,
     minors_get_no_account_and_cannot_invite,
     one_account_per_patient_and_the_practice_can_remove_it,
+    forgotten_password_is_reset_by_proving_identity_on_a_link,
     practice_admin_revokes_a_guarantor_but_support_agent_cannot,
     member_and_staff_sessions_never_stand_in_for_each_other,
     guarantor_cannot_invite_or_revoke_and_receipts_stay_private,
@@ -1678,18 +1679,27 @@ async fn one_account_per_patient_and_the_practice_can_remove_it(backend: Backend
     let (_, _, _, zip) = answers(1);
     let _ = b.get("/account/create").await;
     let _ = b.submit_zip(&zip).await;
-    let r = submit_account_form(
-        &b,
-        "/account/create",
-        "second@example.org",
-        PASSWORD,
-        PASSWORD,
-        None,
-    )
-    .await;
+    assert_eq!(
+        location(&b.get("/account/create").await),
+        "/account/reset-password",
+        "with an account already, the way in is a new password for it"
+    );
+    // A sign-up posted anyway is refused and says why.
+    let csrf = csrf_in(&b.page("/statement").await);
+    let r = b
+        .post(
+            "/account/create",
+            &[
+                ("csrf", &csrf),
+                ("email", "second@example.org"),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
+        .await;
     assert_eq!(location(&r), "/account/create");
     assert!(
-        b.page("/account/create")
+        b.page("/account/reset-password")
             .await
             .contains("already has an account"),
         "the second sign-up is told why"
@@ -1735,6 +1745,94 @@ async fn one_account_per_patient_and_the_practice_can_remove_it(backend: Backend
     assert!(
         !text(&r.text().await.expect("body")).contains("Your statements"),
         "the account no longer reaches the patient's record"
+    );
+    app.finish().await;
+}
+
+/// A patient who forgot their password proves who they are on a new pay link (both answers)
+/// and sets a new one: old sessions end, the old password stops working, the new one works.
+/// A visitor with only the date of birth is sent for the ZIP first.
+async fn forgotten_password_is_reset_by_proving_identity_on_a_link(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let old_session = patient_account(&app, 1, "avery@example.org").await;
+    assert_eq!(old_session.get("/account").await.status(), StatusCode::OK);
+
+    let b = Browser::new(&app);
+    b.open_link(&app.link(1).await).await;
+    let _ = b.submit_dob("03", "14", "1984").await;
+    assert_eq!(
+        location(&b.get("/account/reset-password").await),
+        "/verify/zip",
+        "both answers first"
+    );
+    assert_eq!(
+        location(&b.submit_zip("60614").await),
+        "/account/reset-password"
+    );
+    let page = b.page("/account/reset-password").await;
+    assert!(
+        page.contains("a•••@example.org"),
+        "the account, masked: {page}"
+    );
+    assert!(!page.contains("avery@example.org"));
+    assert!(
+        b.page("/statement")
+            .await
+            .contains("/account/reset-password"),
+        "the statement offers it"
+    );
+    // Too short, then mismatched: refused, nothing changed.
+    for (pw, confirm) in [("short", "short"), (PASSWORD, "something else entirely")] {
+        let csrf = csrf_in(&b.page("/account/reset-password").await);
+        let r = b
+            .post(
+                "/account/reset-password",
+                &[
+                    ("csrf", &csrf),
+                    ("password", pw),
+                    ("password_confirm", confirm),
+                ],
+            )
+            .await;
+        assert_eq!(location(&r), "/account/reset-password");
+    }
+    let new_password = "a brand new passphrase";
+    let csrf = csrf_in(&b.page("/account/reset-password").await);
+    let r = b
+        .post(
+            "/account/reset-password",
+            &[
+                ("csrf", &csrf),
+                ("password", new_password),
+                ("password_confirm", new_password),
+            ],
+        )
+        .await;
+    assert_eq!(location(&r), "/account");
+    assert_eq!(
+        b.get("/account").await.status(),
+        StatusCode::OK,
+        "signed in here"
+    );
+    assert_eq!(
+        location(&old_session.get("/account").await),
+        "/signin",
+        "the session from before the reset ended"
+    );
+    let c = Browser::new(&app);
+    assert_eq!(
+        location(&sign_in(&c, "avery@example.org", PASSWORD).await),
+        "/signin",
+        "the old password no longer works"
+    );
+    assert_eq!(
+        location(&sign_in(&c, "avery@example.org", new_password).await),
+        "/account"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_events WHERE action = 'account.password.reset'")
+            .await,
+        1
     );
     app.finish().await;
 }

@@ -464,21 +464,154 @@ async fn paying_visitor(
     if !paid_through_link(state, &link).await? {
         return Ok(Err(see_other("/summary")));
     }
-    // An account of one's own is for adults: for a minor, the person holding the phone is a
-    // parent, who gets billing-only access through a guarantor invitation instead.
+    verified_adult(state, session, link, "/account/create").await
+}
+
+/// An adult patient who gave both identity answers on their pay link (else where to go first).
+/// An account of one's own is for adults: for a minor, the person holding the phone is a
+/// parent, who gets billing-only access through a guarantor invitation instead.
+async fn verified_adult(
+    state: &AppState,
+    session: &Session,
+    link: links::PayLink,
+    next: &'static str,
+) -> Result<std::result::Result<links::PayLink, Response>> {
     if !adult(state, &link.tenant_id, &link.patient_id).await? {
         return Err(AppError::NotFound);
     }
     if session.get::<Stage>(sess::KEY_STAGE).await? != Some(Stage::Full) {
-        session.insert(sess::KEY_NEXT, "/account/create").await?;
+        session.insert(sess::KEY_NEXT, next).await?;
         return Ok(Err(see_other("/verify/zip")));
     }
     Ok(Ok(link))
 }
 
+/// "a•••@example.org": enough to recognise one's own account, not to learn someone's address.
+fn email_hint(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}•••@{domain}")
+        }
+        None => "•••".into(),
+    }
+}
+
+/// The patient's own account, for a visitor who proved who they are on the link.
+async fn own_account_of_link(
+    state: &AppState,
+    session: &Session,
+) -> Result<std::result::Result<(links::PayLink, guarantors::GuarantorGrant), Response>> {
+    let link = match require(state, session, Stage::Dob).await? {
+        Ok(l) => l,
+        Err(r) => return Ok(Err(r)),
+    };
+    let link = match verified_adult(state, session, link, "/account/reset-password").await? {
+        Ok(l) => l,
+        Err(r) => return Ok(Err(r)),
+    };
+    match guarantors::patient_account(&state.db, &link.patient_id).await? {
+        Some(g) => Ok(Ok((link, g))),
+        None => Ok(Err(see_other("/statement"))),
+    }
+}
+
+pub async fn reset_password_form(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response> {
+    let (_, account) = match own_account_of_link(&state, &session).await? {
+        Ok(a) => a,
+        Err(r) => return Ok(r),
+    };
+    let form = account_form(&session, "/account/reset-password").await?;
+    let vm = ResetPasswordVm {
+        csrf: form.csrf,
+        email_hint: email_hint(&account.email),
+        failure: form.failure,
+        field_error: form.field_error,
+    };
+    Ok(Html(pages::reset_password(meta(&session).await?, vm)).into_response())
+}
+
+/// Sets a new password for the patient's own account after both identity answers on a pay link
+/// (the same proof that made the account), ends every session of it, and signs in here.
+pub async fn reset_password_submit(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    session: Session,
+    Form(form): Form<NewAccountForm>,
+) -> Result<Response> {
+    if !sess::csrf_ok(&session, &form.csrf).await? {
+        return Err(AppError::Forbidden);
+    }
+    let (link, account) = match own_account_of_link(&state, &session).await? {
+        Ok(a) => a,
+        Err(r) => return Ok(r),
+    };
+    if let Some((field, key)) = password_errors(&form.password, &form.password_confirm) {
+        sess::set_flash(
+            &session,
+            Flash {
+                key: key.into(),
+                field: Some(field.into()),
+                ..Default::default()
+            },
+        )
+        .await?;
+        return Ok(see_other("/account/reset-password"));
+    }
+    let now = state.clock.now();
+    match state
+        .identity
+        .set_member_password(&account.user_id, &account.email, Phi::new(form.password))
+        .await
+    {
+        Ok(()) => {}
+        Err(IdentityError::PasswordPolicy) => {
+            sess::set_flash(
+                &session,
+                Flash {
+                    key: "account-password-policy".into(),
+                    field: Some("password".into()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            return Ok(see_other("/account/reset-password"));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    accounts::revoke_sessions(&state.db, &account.user_id, now).await?;
+    state.identity.sign_out_everywhere(&account.email).await?;
+    audit_event(
+        &state,
+        &ctx,
+        format!("link:{}", link.id),
+        (Some(&link.tenant_id), Some(&link.patient_id)),
+        "account.password.reset",
+        Some(account.user_id.as_str()),
+        Outcome::Success,
+    )
+    .await?;
+    start_member_session(&state, &session, &account.user_id).await?;
+    // Every session signed in up to `now` was just revoked; this one counts as after it.
+    session.insert(sess::KEY_AUTH_AT, now + 1).await?;
+    sess::notice(&session, "account-password-reset").await?;
+    Ok(see_other("/account"))
+}
+
 pub async fn create_form(State(state): State<AppState>, session: Session) -> Result<Response> {
-    if let Err(r) = paying_visitor(&state, &session).await? {
-        return Ok(r);
+    let link = match paying_visitor(&state, &session).await? {
+        Ok(l) => l,
+        Err(r) => return Ok(r),
+    };
+    // One account per patient: if there is one, the way in is a new password for it.
+    if guarantors::patient_account(&state.db, &link.patient_id)
+        .await?
+        .is_some()
+    {
+        return Ok(see_other("/account/reset-password"));
     }
     let vm = account_form(&session, "/account/create").await?;
     Ok(Html(pages::create(meta(&session).await?, vm)).into_response())

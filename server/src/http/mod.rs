@@ -113,6 +113,10 @@ pub fn portal_router(state: AppState) -> Router {
         )
         .route("/account/confirm/resend", post(account::confirm_resend))
         .route(
+            "/account/reset-password",
+            get(account::reset_password_form).post(account::reset_password_submit),
+        )
+        .route(
             "/signin",
             get(account::signin_form).post(account::signin_submit),
         )

@@ -507,6 +507,7 @@ pub async fn zip_submit(
     // Only our own one known destination; never a path from the request.
     let to = match next.as_deref() {
         Some("/account/create") => "/account/create",
+        Some("/account/reset-password") => "/account/reset-password",
         _ => "/statement",
     };
     Ok(see_other(to))
@@ -622,7 +623,12 @@ pub async fn statement(
         ..Default::default()
     };
     let flash = sess::take_flash(&session).await?;
+    // The way back from a forgotten password: both answers were just given on this link.
+    let offer_password_reset = crate::guarantors::patient_account(&state.db, &link.patient_id)
+        .await?
+        .is_some();
     let vm = StatementVm {
+        offer_password_reset,
         practice_name: practice.name.clone(),
         statement_date: iso(&header.statement_date),
         due_date: iso(&header.due_date),
