@@ -22,6 +22,29 @@ pub(crate) fn invite_link_box(tr: Tr, link: String) -> AnyView {
     .into_any()
 }
 
+/// A new password and its confirmation (ids `password`, `password-confirm`), each with its error.
+fn new_password_fields(tr: Tr, err: &Option<FieldError>) -> AnyView {
+    view! {
+        <div class="field">
+            <label for="password">{tr.t("account-password")}</label>
+            <p class="hint" id="password-hint">{tr.t("account-password-hint")}</p>
+            {field_message(tr, "password", err)}
+            <input id="password" name="password" type="password" autocomplete="new-password"
+                size="30" required aria-describedby=described_by("password", true, err)
+                aria-invalid=invalid("password", err)/>
+        </div>
+        <div class="field">
+            <label for="password-confirm">{tr.t("account-password-confirm")}</label>
+            {field_message(tr, "password-confirm", err)}
+            <input id="password-confirm" name="password_confirm" type="password"
+                autocomplete="new-password" size="30" required
+                aria-describedby=described_by("password-confirm", false, err)
+                aria-invalid=invalid("password-confirm", err)/>
+        </div>
+    }
+    .into_any()
+}
+
 /// Email, password and confirmation for a new account. `mode` is the hidden `mode` field the
 /// invitation page sends ("create"). The error summary is the caller's, at the top of the page.
 fn account_form(tr: Tr, vm: AccountFormVm, mode: Option<&'static str>) -> AnyView {
@@ -38,22 +61,7 @@ fn account_form(tr: Tr, vm: AccountFormVm, mode: Option<&'static str>) -> AnyVie
                     aria-describedby=described_by("email", false, &err)
                     aria-invalid=invalid("email", &err)/>
             </div>
-            <div class="field">
-                <label for="password">{tr.t("account-password")}</label>
-                <p class="hint" id="password-hint">{tr.t("account-password-hint")}</p>
-                {field_message(tr, "password", &err)}
-                <input id="password" name="password" type="password" autocomplete="new-password"
-                    size="30" required aria-describedby=described_by("password", true, &err)
-                    aria-invalid=invalid("password", &err)/>
-            </div>
-            <div class="field">
-                <label for="password-confirm">{tr.t("account-password-confirm")}</label>
-                {field_message(tr, "password-confirm", &err)}
-                <input id="password-confirm" name="password_confirm" type="password"
-                    autocomplete="new-password" size="30" required
-                    aria-describedby=described_by("password-confirm", false, &err)
-                    aria-invalid=invalid("password-confirm", &err)/>
-            </div>
+            {new_password_fields(tr, &err)}
             <button type="submit" class="button">{tr.t("account-create-submit")}</button>
         </form>
     }
@@ -107,22 +115,7 @@ pub fn reset_password(meta: PageMeta, vm: ResetPasswordVm) -> String {
         {error_summary(tr, vm.failure.clone(), vm.field_error.clone())}
         <form method="post" action="/account/reset-password" novalidate>
             {csrf_input(vm.csrf.clone())}
-            <div class="field">
-                <label for="password">{tr.t("account-password")}</label>
-                <p class="hint" id="password-hint">{tr.t("account-password-hint")}</p>
-                {field_message(tr, "password", &err)}
-                <input id="password" name="password" type="password" autocomplete="new-password"
-                    size="30" required aria-describedby=described_by("password", true, &err)
-                    aria-invalid=invalid("password", &err)/>
-            </div>
-            <div class="field">
-                <label for="password-confirm">{tr.t("account-password-confirm")}</label>
-                {field_message(tr, "password-confirm", &err)}
-                <input id="password-confirm" name="password_confirm" type="password"
-                    autocomplete="new-password" size="30" required
-                    aria-describedby=described_by("password-confirm", false, &err)
-                    aria-invalid=invalid("password-confirm", &err)/>
-            </div>
+            {new_password_fields(tr, &err)}
             <button type="submit" class="button">{tr.t("account-reset-submit")}</button>
         </form>
     };
