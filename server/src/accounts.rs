@@ -465,28 +465,10 @@ pub async fn release_attempt(db: &Db, attempt: i64) -> Result<(), AccountError> 
     Ok(())
 }
 
-/// First factor with the sign-in limits: the attempt is claimed before the password is checked
-/// and given back only when it was right. See `verify_credentials`.
-pub async fn check_password(
-    db: &Db,
-    kind: Kind,
-    email: &str,
-    password: Phi<String>,
-    address: &str,
-    now: i64,
-) -> Result<UserId, AccountError> {
-    let attempt = match claim_attempt(db, email, address, now).await? {
-        Ok(a) => a,
-        Err(retry_after_secs) => return Err(AccountError::Throttled { retry_after_secs }),
-    };
-    let user = verify_credentials(db, kind, email, password).await?;
-    release_attempt(db, attempt).await?;
-    Ok(user)
-}
-
 /// The local password check (the only factor for members). Unknown account, wrong password,
 /// disabled, not enrolled, must reset or the other kind of account: all the same `Invalid`,
-/// after the same work. No throttling here: callers claim an attempt first.
+/// after the same work. No throttling here: callers claim an attempt first (`claim_attempt`)
+/// and give it back (`release_attempt`) when the password was right.
 pub async fn verify_credentials(
     db: &Db,
     kind: Kind,

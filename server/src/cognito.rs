@@ -242,6 +242,14 @@ fn unavailable<E: std::fmt::Display>(e: E) -> CognitoError {
     CognitoError::Unavailable(e.to_string())
 }
 
+/// An SDK failure we don't treat specially: Cognito unreachable or answering oddly. The
+/// error's whole context goes into the message (it names the operation, never a password).
+fn outage<E: std::error::Error + Send + Sync + 'static>(e: E) -> CognitoError {
+    unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
+        e,
+    ))
+}
+
 impl CognitoProvider {
     pub async fn connect(settings: CognitoSettings) -> Self {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -347,9 +355,7 @@ impl CognitoProvider {
                 {
                     CognitoError::Refused
                 }
-                _ => unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
-                    e,
-                )),
+                _ => outage(e),
             })?;
         self.step(
             out.authentication_result(),
@@ -384,9 +390,7 @@ impl CognitoProvider {
                 {
                     CognitoError::Refused
                 }
-                _ => unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
-                    e,
-                )),
+                _ => outage(e),
             })?;
         self.step(
             out.authentication_result(),
@@ -447,9 +451,7 @@ impl CognitoProvider {
                 {
                     CognitoError::Refused
                 }
-                _ => unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
-                    e,
-                )),
+                _ => outage(e),
             })?;
         match self
             .finish(
@@ -488,9 +490,7 @@ impl CognitoProvider {
                 Some(se) if se.is_invalid_password_exception() => {
                     CognitoError::SignUpRefused(SignUpRefusal::PasswordPolicy)
                 }
-                _ => unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
-                    e,
-                )),
+                _ => outage(e),
             })?;
         Ok(SignedUp {
             sub: out.user_sub().to_owned(),
@@ -514,9 +514,7 @@ impl CognitoProvider {
                 tracing::warn!(error = %aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(&e), "resend code refused");
                 Ok(())
             }
-            Err(e) => Err(unavailable(
-                aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(e),
-            )),
+            Err(e) => Err(outage(e)),
         }
     }
 
@@ -539,9 +537,7 @@ impl CognitoProvider {
                 {
                     CognitoError::SignUpRefused(SignUpRefusal::BadCode)
                 }
-                _ => unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
-                    e,
-                )),
+                _ => outage(e),
             })
     }
 
@@ -570,9 +566,7 @@ impl CognitoProvider {
                     );
                     Ok(())
                 }
-                _ => Err(unavailable(
-                    aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(e),
-                )),
+                _ => Err(outage(e)),
             },
         }
     }
@@ -605,9 +599,7 @@ impl CognitoProvider {
                 {
                     CognitoError::SignUpRefused(SignUpRefusal::BadCode)
                 }
-                _ => unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
-                    e,
-                )),
+                _ => outage(e),
             })
     }
 
@@ -633,9 +625,7 @@ impl CognitoProvider {
             {
                 Ok(None)
             }
-            Err(e) => Err(unavailable(
-                aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(e),
-            )),
+            Err(e) => Err(outage(e)),
         }
     }
 
@@ -658,9 +648,7 @@ impl CognitoProvider {
                 Some(se) if se.is_invalid_password_exception() => {
                     CognitoError::SignUpRefused(SignUpRefusal::PasswordPolicy)
                 }
-                _ => unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
-                    e,
-                )),
+                _ => outage(e),
             })
     }
 
@@ -673,11 +661,7 @@ impl CognitoProvider {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
-                    e,
-                ))
-            })
+            .map_err(outage)
     }
 
     /// Revokes every refresh token of the user (incident response, "sign out everywhere").
@@ -689,11 +673,7 @@ impl CognitoProvider {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
-                    e,
-                ))
-            })
+            .map_err(outage)
     }
 
     /// Forces a password reset at Cognito. The portal also sets its own must-reset flag,
@@ -706,11 +686,7 @@ impl CognitoProvider {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                unavailable(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
-                    e,
-                ))
-            })
+            .map_err(outage)
     }
 }
 

@@ -93,24 +93,14 @@ pub(super) async fn new_credentials(
             Ok(a) => a,
             Err(retry_after_secs) => return Err(AppError::TooManyRequests { retry_after_secs }),
         };
-    let made = make_credentials(state, email, password).await?;
-    if made.is_ok() {
-        accounts::release_attempt(&state.db, attempt).await?;
-    }
-    Ok(made)
-}
-
-async fn make_credentials(
-    state: &AppState,
-    email: &str,
-    password: String,
-) -> Result<std::result::Result<(accounts::NewCredentials, bool), &'static str>> {
-    match state.identity.new_member(email, Phi::new(password)).await {
-        Ok(made) => Ok(Ok(made)),
-        Err(IdentityError::EmailTaken) => Ok(Err("account-email-taken")),
-        Err(IdentityError::PasswordPolicy) => Ok(Err("account-password-policy")),
-        Err(e) => Err(e.into()),
-    }
+    let made = match state.identity.new_member(email, Phi::new(password)).await {
+        Ok(made) => made,
+        Err(IdentityError::EmailTaken) => return Ok(Err("account-email-taken")),
+        Err(IdentityError::PasswordPolicy) => return Ok(Err("account-password-policy")),
+        Err(e) => return Err(e.into()),
+    };
+    accounts::release_attempt(&state.db, attempt).await?;
+    Ok(Ok(made))
 }
 
 /// After a member account is made: signed in at once (local), or on to the emailed code
@@ -356,7 +346,10 @@ pub(super) async fn adult(
     Ok(guarantors::is_adult(dob.expose(), state.clock.now()))
 }
 
-fn password_errors(password: &str, confirm: &str) -> Option<(&'static str, &'static str)> {
+pub(super) fn password_errors(
+    password: &str,
+    confirm: &str,
+) -> Option<(&'static str, &'static str)> {
     let n = password.chars().count();
     if !(8..=128).contains(&n) {
         Some(("password", "staff-password-weak"))
@@ -645,17 +638,7 @@ pub async fn create_submit(
         Err(AccountError::EmailTaken) => {
             drop(tx);
             undo_sign_up(&state, &form.email, &credentials).await;
-            sess::set_flash(
-                &session,
-                Flash {
-                    key: "account-email-taken".into(),
-                    field: Some("email".into()),
-                    value: None,
-                    arg: None,
-                },
-            )
-            .await?;
-            return Ok(see_other("/account/create"));
+            return flash_email_problem(&session, "account-email-taken", "/account/create").await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -732,14 +715,15 @@ pub async fn signin_form(session: Session) -> Result<Response> {
     Ok(Html(pages::signin(PageMeta::default(), vm)).into_response())
 }
 
+/// Email and password, as both sign-in pages (members and staff) post them.
 #[derive(serde::Deserialize)]
 pub struct SignInForm {
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
     #[serde(default)]
-    email: String,
+    pub(super) email: String,
     #[serde(default)]
-    password: String,
+    pub(super) password: String,
 }
 
 pub async fn signin_submit(

@@ -331,28 +331,20 @@ pub async fn accept_submit(
                 Ok(c) => c,
                 Err(key) => return flash_email_problem(&session, key, "/guarantor/accept").await,
             };
-        let user =
-            match guarantors::accept_new(&state.db, &inv, &form.email, &credentials, now).await {
-                Ok(u) => u,
-                Err(e @ (AccountError::Gone | AccountError::EmailTaken)) => {
-                    undo_sign_up(&state, &form.email, &credentials).await;
-                    if matches!(e, AccountError::Gone) {
-                        return invitation_gone(&session).await;
-                    }
-                    sess::set_flash(
-                        &session,
-                        Flash {
-                            key: "account-email-taken".into(),
-                            field: Some("email".into()),
-                            value: None,
-                            arg: None,
-                        },
-                    )
-                    .await?;
-                    return Ok(see_other("/guarantor/accept"));
+        let user = match guarantors::accept_new(&state.db, &inv, &form.email, &credentials, now)
+            .await
+        {
+            Ok(u) => u,
+            Err(e @ (AccountError::Gone | AccountError::EmailTaken)) => {
+                undo_sign_up(&state, &form.email, &credentials).await;
+                if matches!(e, AccountError::Gone) {
+                    return invitation_gone(&session).await;
                 }
-                Err(e) => return Err(e.into()),
-            };
+                return flash_email_problem(&session, "account-email-taken", "/guarantor/accept")
+                    .await;
+            }
+            Err(e) => return Err(e.into()),
+        };
         audit_event(
             &state,
             &ctx,

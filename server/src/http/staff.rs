@@ -393,15 +393,8 @@ pub async fn reset_submit(
     let Some(email) = session.get::<String>(sess::KEY_RESET_EMAIL).await? else {
         return Ok(see_other("/staff/forgot"));
     };
-    let n = form.password.chars().count();
-    let problem = if !(8..=128).contains(&n) {
-        Some("staff-password-weak")
-    } else if form.password != form.password_confirm {
-        Some("staff-password-mismatch")
-    } else {
-        None
-    };
-    if let Some(key) = problem {
+    if let Some((_, key)) = super::account::password_errors(&form.password, &form.password_confirm)
+    {
         sess::set_flash(
             &session,
             Flash {
@@ -439,21 +432,11 @@ pub async fn reset_submit(
     Ok(see_other("/staff/login"))
 }
 
-#[derive(serde::Deserialize)]
-pub struct LoginForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    email: String,
-    #[serde(default)]
-    password: String,
-}
-
 pub async fn login_submit(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     session: Session,
-    Form(form): Form<LoginForm>,
+    Form(form): Form<super::account::SignInForm>,
 ) -> Result<Response> {
     if !sess::csrf_ok(&session, &form.csrf).await? {
         return Err(AppError::Forbidden);
@@ -531,15 +514,23 @@ async fn login_failed(
 }
 
 pub async fn mfa_form(session: Session) -> Result<Response> {
+    pending_step_page(&session, pages::mfa).await
+}
+
+/// The page of a half-done sign-in's next step (code, or new password); to sign-in without one.
+async fn pending_step_page(
+    session: &Session,
+    render: fn(PageMeta, StaffMfaVm) -> String,
+) -> Result<Response> {
     if session.get::<Pending>(sess::KEY_CHALLENGE).await?.is_none() {
         return Ok(see_other("/staff/login"));
     }
-    let failure = sess::take_flash(&session).await?.map(|f| tr().t(&f.key));
+    let failure = sess::take_flash(session).await?.map(|f| tr().t(&f.key));
     let vm = StaffMfaVm {
-        csrf: sess::csrf_token(&session).await?,
+        csrf: sess::csrf_token(session).await?,
         failure,
     };
-    Ok(Html(pages::mfa(meta(), vm)).into_response())
+    Ok(Html(render(meta(), vm)).into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -1331,15 +1322,7 @@ pub async fn break_glass(
 }
 
 pub async fn new_password_form(session: Session) -> Result<Response> {
-    if session.get::<Pending>(sess::KEY_CHALLENGE).await?.is_none() {
-        return Ok(see_other("/staff/login"));
-    }
-    let failure = sess::take_flash(&session).await?.map(|f| tr().t(&f.key));
-    let vm = StaffMfaVm {
-        csrf: sess::csrf_token(&session).await?,
-        failure,
-    };
-    Ok(Html(pages::new_password(meta(), vm)).into_response())
+    pending_step_page(&session, pages::new_password).await
 }
 
 #[derive(serde::Deserialize)]
