@@ -1,13 +1,18 @@
 -- Staff accounts (local identity provider), their grants, enrolment and sign-in throttling.
 -- Keep in step with ../postgres/0002_accounts.sql.
 
--- Secrets that belong to no practice (staff TOTP seeds) are encrypted under this pseudo-tenant's keys.
+-- What belongs to no practice (staff TOTP seeds, account emails) is encrypted under this
+-- pseudo-tenant's keys.
 INSERT INTO tenants (id, name, support_phone, created_at)
 VALUES ('ten_00000000000000000000000000000000', 'PatriotPay platform', '', 0);
 
 CREATE TABLE users (
     id TEXT PRIMARY KEY,
-    email TEXT NOT NULL UNIQUE,
+    -- Account emails identify a practice's patients, so they are kept like other PHI: a keyed
+    -- blind index (HMAC under the platform's index key) to find an account by, and the address
+    -- itself encrypted under the platform's field key, bound to this row.
+    email_index BLOB NOT NULL UNIQUE,
+    email_ct BLOB NOT NULL,
     -- For accounts from an external identity provider (Cognito): its stable subject id. Accounts
     -- are matched on this, never on the email a user may edit.
     external_subject TEXT UNIQUE,
@@ -49,10 +54,11 @@ CREATE TABLE recovery_codes (
 CREATE TABLE login_failures (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at BIGINT NOT NULL,
-    email TEXT NOT NULL,
+    -- The account's email blind index (never the email itself).
+    email_index BLOB NOT NULL,
     address TEXT NOT NULL
 );
-CREATE INDEX login_failures_email ON login_failures(email, at);
+CREATE INDEX login_failures_email ON login_failures(email_index, at);
 CREATE INDEX login_failures_address ON login_failures(address, at);
 
 -- Security alerts (break-glass use, and later anomalies), also sent to the alert webhook.

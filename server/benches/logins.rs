@@ -43,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..clients {
         let (user, token) = patriotpay::accounts::add_user(
             &db,
+            &crypto,
             &format!("bench{i}@example.org"),
             Role::SupportAgent,
             Some(&tenant),

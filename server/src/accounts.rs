@@ -127,37 +127,114 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
+/// Blind-index domain for account emails.
+const BIDX_EMAIL: &str = "account-email";
+
+/// The keyed blind index an account is found by: the email itself is never stored in the clear
+/// (a patient's or guarantor's email says who a practice's patients are).
+pub async fn email_index(crypto: &FieldCrypto, email: &str) -> Result<Vec<u8>, AccountError> {
+    Ok(crypto
+        .blind_index(platform(), BIDX_EMAIL, &normalize_email(email))
+        .await?)
+}
+
+/// Where an account's email ciphertext is bound: the platform's keys, the user's row.
+fn email_aad(user: &UserId) -> FieldAad<'_> {
+    FieldAad {
+        tenant: platform(),
+        table: "users",
+        column: "email",
+        row: user.as_str(),
+    }
+}
+
+/// A new account's id with its email sealed for storage. Made before the caller's write
+/// transaction opens, since a first use of the platform's keys writes them.
+pub struct NewAccount {
+    pub id: UserId,
+    email_index: Vec<u8>,
+    email_ct: Vec<u8>,
+}
+
+impl NewAccount {
+    /// Checks and normalises the email, then seals it for a fresh account id.
+    pub async fn prepare(crypto: &FieldCrypto, email: &str) -> Result<Self, AccountError> {
+        let email = normalize_email(email);
+        if !valid_email(&email) {
+            return Err(AccountError::Bad("not an email address"));
+        }
+        let id = UserId::generate();
+        let email_index = email_index(crypto, &email).await?;
+        let email_ct = crypto.encrypt(email_aad(&id), email.as_bytes()).await?;
+        Ok(Self {
+            id,
+            email_index,
+            email_ct,
+        })
+    }
+
+    /// Refuses an email some account already uses.
+    async fn check_free(&self, tx: &mut sqlx::AnyConnection) -> Result<(), AccountError> {
+        let taken: Option<String> =
+            sqlx::query_scalar("SELECT id FROM users WHERE email_index = $1")
+                .bind(&self.email_index)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match taken {
+            Some(_) => Err(AccountError::EmailTaken),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An account's email, decrypted for display (its owner, the practice, the operator's CLI).
+pub async fn open_email(
+    crypto: &FieldCrypto,
+    user: &UserId,
+    email_ct: &[u8],
+) -> Result<Phi<String>, AccountError> {
+    Ok(crypto.decrypt_str(email_aad(user), email_ct).await?)
+}
+
+/// The account using this email, if any.
+async fn by_email(
+    db: &Db,
+    crypto: &FieldCrypto,
+    email: &str,
+) -> Result<Option<UserId>, AccountError> {
+    let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email_index = $1")
+        .bind(email_index(crypto, email).await?)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(id.map(UserId::from_db))
+}
+
 /// Creates a staff account with one grant and returns it with a one-time enrolment token.
 pub async fn add_user(
     db: &Db,
+    crypto: &FieldCrypto,
     email: &str,
     role: Role,
     tenant: Option<&TenantId>,
     now: i64,
 ) -> Result<(UserId, String), AccountError> {
-    let email = normalize_email(email);
-    if !valid_email(&email) {
-        return Err(AccountError::Bad("not an email address"));
-    }
     if role.is_staff() && role != Role::PlatformAdmin && tenant.is_none() {
         return Err(AccountError::Bad("this role needs --practice"));
     }
-    let id = UserId::generate();
+    let account = NewAccount::prepare(crypto, email).await?;
+    let id = account.id.clone();
     let token = random_token();
     let mut tx = db.begin_write().await?;
-    let taken: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
-        .bind(&email)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if taken.is_some() {
-        return Err(AccountError::Bad("an account with that email exists"));
-    }
-    sqlx::query("INSERT INTO users (id, email, created_at) VALUES ($1, $2, $3)")
-        .bind(id.as_str())
-        .bind(&email)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    account.check_free(&mut tx).await?;
+    sqlx::query(
+        "INSERT INTO users (id, email_index, email_ct, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id.as_str())
+    .bind(&account.email_index)
+    .bind(&account.email_ct)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("INSERT INTO user_grants (user_id, role, tenant_id, granted_by, created_at) VALUES ($1, $2, $3, 'cli', $4)")
         .bind(id.as_str())
         .bind(role.as_str())
@@ -235,15 +312,17 @@ pub async fn totp_setup(
     crypto: &FieldCrypto,
     user: &UserId,
 ) -> Result<TotpSetup, AccountError> {
-    let (email, existing, confirmed): (String, Option<Vec<u8>>, i64) =
-        sqlx::query_as("SELECT email, totp_secret_ct, totp_confirmed FROM users WHERE id = $1")
+    let (email_ct, existing, confirmed): (Vec<u8>, Option<Vec<u8>>, i64) =
+        sqlx::query_as("SELECT email_ct, totp_secret_ct, totp_confirmed FROM users WHERE id = $1")
             .bind(user.as_str())
             .fetch_one(db.pool())
             .await?;
+    let email = open_email(crypto, user, &email_ct).await?;
+    let email = email.expose();
     let aad = totp_aad(user);
     if let (Some(ct), 0) = (existing, confirmed) {
         let secret = crypto.decrypt(aad, &ct).await?;
-        let totp = totp_for(&secret, &email)?;
+        let totp = totp_for(&secret, email)?;
         return Ok(TotpSetup {
             otpauth_url: totp.get_url(),
             secret_base32: totp.get_secret_base32(),
@@ -252,7 +331,7 @@ pub async fn totp_setup(
     let secret = totp_rs::Secret::generate_secret()
         .to_bytes()
         .map_err(|_| AccountError::Bad("secret"))?;
-    let totp = totp_for(&secret, &email)?;
+    let totp = totp_for(&secret, email)?;
     let ct = crypto.encrypt(aad, &secret).await?;
     sqlx::query("UPDATE users SET totp_secret_ct = $1, totp_confirmed = 0, totp_last_step = 0 WHERE id = $2 AND totp_confirmed = 0")
         .bind(ct)
@@ -273,17 +352,18 @@ pub async fn check_totp(
     code: &str,
     now: i64,
 ) -> Result<bool, AccountError> {
-    let row: Option<(String, Option<Vec<u8>>, i64)> =
-        sqlx::query_as("SELECT email, totp_secret_ct, totp_last_step FROM users WHERE id = $1")
+    let row: Option<(Option<Vec<u8>>, i64)> =
+        sqlx::query_as("SELECT totp_secret_ct, totp_last_step FROM users WHERE id = $1")
             .bind(user.as_str())
             .fetch_optional(db.pool())
             .await?;
-    let Some((email, Some(ct), last_step)) = row else {
+    let Some((Some(ct), last_step)) = row else {
         return Ok(false);
     };
     let aad = totp_aad(user);
     let secret = crypto.decrypt(aad, &ct).await?;
-    let totp = totp_for(&secret, &email)?;
+    // The label only names the code in the authenticator app; it plays no part in the code.
+    let totp = totp_for(&secret, "staff")?;
     let code = code.trim().replace(' ', "");
     let step = now / TOTP_STEP;
     for s in [step - 1, step, step + 1] {
@@ -313,14 +393,13 @@ pub async fn current_totp(
     user: &UserId,
     at: i64,
 ) -> Result<String, AccountError> {
-    let (email, ct): (String, Vec<u8>) =
-        sqlx::query_as("SELECT email, totp_secret_ct FROM users WHERE id = $1")
-            .bind(user.as_str())
-            .fetch_one(db.pool())
-            .await?;
+    let ct: Vec<u8> = sqlx::query_scalar("SELECT totp_secret_ct FROM users WHERE id = $1")
+        .bind(user.as_str())
+        .fetch_one(db.pool())
+        .await?;
     let aad = totp_aad(user);
     let secret = crypto.decrypt(aad, &ct).await?;
-    Ok(totp_for(&secret, &email)?.generate(at as u64))
+    Ok(totp_for(&secret, "staff")?.generate(at as u64))
 }
 
 /// Finishes enrolment: sets the password, confirms TOTP with a code, spends the token and
@@ -392,13 +471,14 @@ pub async fn use_recovery_code(
 
 pub async fn record_login_failure(
     db: &Db,
+    crypto: &FieldCrypto,
     email: &str,
     address: &str,
     now: i64,
 ) -> Result<(), AccountError> {
-    sqlx::query("INSERT INTO login_failures (at, email, address) VALUES ($1, $2, $3)")
+    sqlx::query("INSERT INTO login_failures (at, email_index, address) VALUES ($1, $2, $3)")
         .bind(now)
-        .bind(normalize_email(email))
+        .bind(email_index(crypto, email).await?)
         .bind(address)
         .execute(db.pool())
         .await?;
@@ -410,14 +490,15 @@ pub async fn record_login_failure(
 /// A successful check gives the attempt back with `release_attempt`.
 pub async fn claim_attempt(
     db: &Db,
+    crypto: &FieldCrypto,
     email: &str,
     address: &str,
     now: i64,
 ) -> Result<Result<i64, u64>, AccountError> {
-    let email = normalize_email(email);
+    let email = email_index(crypto, email).await?;
     let mut tx = db.begin_write().await?;
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO login_failures (at, email, address) VALUES ($1, $2, $3) RETURNING id",
+        "INSERT INTO login_failures (at, email_index, address) VALUES ($1, $2, $3) RETURNING id",
     )
     .bind(now)
     .bind(&email)
@@ -425,12 +506,13 @@ pub async fn claim_attempt(
     .fetch_one(&mut *tx)
     .await?;
     let since = now - FAILURE_WINDOW_SECS;
-    let (by_email, oldest_e): (i64, Option<i64>) =
-        sqlx::query_as("SELECT COUNT(*), MIN(at) FROM login_failures WHERE email = $1 AND at > $2")
-            .bind(&email)
-            .bind(since)
-            .fetch_one(&mut *tx)
-            .await?;
+    let (by_email, oldest_e): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT COUNT(*), MIN(at) FROM login_failures WHERE email_index = $1 AND at > $2",
+    )
+    .bind(&email)
+    .bind(since)
+    .fetch_one(&mut *tx)
+    .await?;
     let (by_addr, oldest_a): (i64, Option<i64>) = sqlx::query_as(
         "SELECT COUNT(*), MIN(at) FROM login_failures WHERE address = $1 AND at > $2",
     )
@@ -471,16 +553,17 @@ pub async fn release_attempt(db: &Db, attempt: i64) -> Result<(), AccountError> 
 /// and give it back (`release_attempt`) when the password was right.
 pub async fn verify_credentials(
     db: &Db,
+    crypto: &FieldCrypto,
     kind: Kind,
     email: &str,
     password: Phi<String>,
 ) -> Result<UserId, AccountError> {
-    let email = normalize_email(email);
+    let email = email_index(crypto, email).await?;
     // id, password hash, disabled at, TOTP confirmed, must reset.
     type LoginRow = (String, Option<String>, Option<i64>, i64, i64);
     let row: Option<LoginRow> = sqlx::query_as(
         "SELECT id, password_hash, disabled_at, totp_confirmed, must_reset FROM users
-         WHERE email = $1 AND kind = $2",
+         WHERE email_index = $1 AND kind = $2",
     )
     .bind(&email)
     .bind(kind.as_str())
@@ -502,7 +585,7 @@ pub async fn verify_credentials(
 #[derive(Clone, Debug)]
 pub struct Account {
     pub id: UserId,
-    pub email: String,
+    pub email: Phi<String>,
     pub principal: Principal,
     pub disabled: bool,
     pub must_reset: bool,
@@ -510,16 +593,24 @@ pub struct Account {
     pub kind: Kind,
 }
 
-pub async fn load(db: &Db, user: &UserId, now: i64) -> Result<Option<Account>, AccountError> {
-    let row: Option<(String, Option<i64>, i64, i64, String)> = sqlx::query_as(
-        "SELECT email, disabled_at, sessions_revoked_before, must_reset, kind FROM users WHERE id = $1",
+pub async fn load(
+    db: &Db,
+    crypto: &FieldCrypto,
+    user: &UserId,
+    now: i64,
+) -> Result<Option<Account>, AccountError> {
+    // email ciphertext, disabled at, sessions revoked before, must reset, kind.
+    type AccountRow = (Vec<u8>, Option<i64>, i64, i64, String);
+    let row: Option<AccountRow> = sqlx::query_as(
+        "SELECT email_ct, disabled_at, sessions_revoked_before, must_reset, kind FROM users WHERE id = $1",
     )
     .bind(user.as_str())
     .fetch_optional(db.pool())
     .await?;
-    let Some((email, disabled_at, revoked, must_reset, kind)) = row else {
+    let Some((email_ct, disabled_at, revoked, must_reset, kind)) = row else {
         return Ok(None);
     };
+    let email = open_email(crypto, user, &email_ct).await?;
     // role, practice, expiry, patient
     type GrantRow = (String, Option<String>, Option<i64>, Option<String>);
     let grants: Vec<GrantRow> = sqlx::query_as(
@@ -571,10 +662,15 @@ pub async fn revoke_sessions(db: &Db, user: &UserId, now: i64) -> Result<(), Acc
     Ok(())
 }
 
-pub async fn disable(db: &Db, email: &str, now: i64) -> Result<bool, AccountError> {
-    let r = sqlx::query("UPDATE users SET disabled_at = $1, sessions_revoked_before = $1 WHERE email = $2 AND disabled_at IS NULL")
+pub async fn disable(
+    db: &Db,
+    crypto: &FieldCrypto,
+    email: &str,
+    now: i64,
+) -> Result<bool, AccountError> {
+    let r = sqlx::query("UPDATE users SET disabled_at = $1, sessions_revoked_before = $1 WHERE email_index = $2 AND disabled_at IS NULL")
         .bind(now)
-        .bind(normalize_email(email))
+        .bind(email_index(crypto, email).await?)
         .execute(db.pool())
         .await?;
     Ok(r.rows_affected() == 1)
@@ -588,13 +684,17 @@ pub struct UserRow {
     pub disabled: bool,
 }
 
-pub async fn list(db: &Db) -> Result<Vec<UserRow>, AccountError> {
-    let users: Vec<(String, String, i64, Option<i64>)> =
-        sqlx::query_as("SELECT id, email, totp_confirmed, disabled_at FROM users ORDER BY email")
+pub async fn list(db: &Db, crypto: &FieldCrypto) -> Result<Vec<UserRow>, AccountError> {
+    let users: Vec<(String, Vec<u8>, i64, Option<i64>)> =
+        sqlx::query_as("SELECT id, email_ct, totp_confirmed, disabled_at FROM users")
             .fetch_all(db.pool())
             .await?;
     let mut out = vec![];
-    for (id, email, enrolled, disabled) in users {
+    for (id, email_ct, enrolled, disabled) in users {
+        let email = open_email(crypto, &UserId::from_db(id.clone()), &email_ct)
+            .await?
+            .expose()
+            .clone();
         let grants: Vec<(String, Option<String>)> = sqlx::query_as(
             "SELECT role, tenant_id FROM user_grants WHERE user_id = $1 ORDER BY id",
         )
@@ -615,6 +715,7 @@ pub async fn list(db: &Db) -> Result<Vec<UserRow>, AccountError> {
             disabled: disabled.is_some(),
         });
     }
+    out.sort_by(|a, b| a.email.cmp(&b.email));
     Ok(out)
 }
 
@@ -625,12 +726,14 @@ pub async fn list(db: &Db) -> Result<Vec<UserRow>, AccountError> {
 /// different account refuses the sign-in rather than merging the two.
 pub async fn upsert_external(
     db: &Db,
+    crypto: &FieldCrypto,
     subject: &str,
     email: &str,
     grants: &[(Role, Option<TenantId>)],
     now: i64,
 ) -> Result<(UserId, bool), AccountError> {
-    let email = normalize_email(email);
+    // Sealed up front (a first use of the platform keys writes them); used only if new.
+    let account = NewAccount::prepare(crypto, email).await;
     let mut tx = db.begin_write().await?;
     let row: Option<(String, Option<i64>, i64, String)> = sqlx::query_as(
         "SELECT id, disabled_at, must_reset, kind FROM users WHERE external_subject = $1",
@@ -649,19 +752,17 @@ pub async fn upsert_external(
             (UserId::from_db(id), disabled.is_none() && must_reset == 0)
         }
         None => {
-            let taken: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
-                .bind(&email)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if taken.is_some() {
+            let account = account?;
+            if account.check_free(&mut tx).await.is_err() {
                 return Err(AccountError::Bad(
                     "email already belongs to another account",
                 ));
             }
-            let id = UserId::generate();
-            sqlx::query("INSERT INTO users (id, email, external_subject, created_at) VALUES ($1, $2, $3, $4)")
+            let id = account.id.clone();
+            sqlx::query("INSERT INTO users (id, email_index, email_ct, external_subject, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(id.as_str())
-                .bind(&email)
+                .bind(&account.email_index)
+                .bind(&account.email_ct)
                 .bind(subject)
                 .bind(now)
                 .execute(&mut *tx)
@@ -688,27 +789,30 @@ pub async fn upsert_external(
 
 /// Marks an account as needing a password reset and ends its sessions. For local accounts
 /// returns a fresh set-up link token (password and TOTP are set again).
-pub async fn force_reset(db: &Db, email: &str, now: i64) -> Result<Option<String>, AccountError> {
-    let email = normalize_email(email);
-    let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
-        .bind(&email)
-        .fetch_optional(db.pool())
-        .await?;
-    let id = id.ok_or(AccountError::Bad("no account with that email"))?;
+pub async fn force_reset(
+    db: &Db,
+    crypto: &FieldCrypto,
+    email: &str,
+    now: i64,
+) -> Result<Option<String>, AccountError> {
+    let id = by_email(db, crypto, email)
+        .await?
+        .ok_or(AccountError::Bad("no account with that email"))?;
+    let id = id.as_str();
     let token = random_token();
     let mut tx = db.begin_write().await?;
     sqlx::query(
         "UPDATE users SET must_reset = 1, totp_confirmed = 0, totp_secret_ct = NULL, sessions_revoked_before = $1 WHERE id = $2",
     )
         .bind(now)
-        .bind(&id)
+        .bind(id)
         .execute(&mut *tx)
         .await?;
     sqlx::query(
         "INSERT INTO enrolment_tokens (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
     )
     .bind(token_hash(&token))
-    .bind(&id)
+    .bind(id)
     .bind(now + ENROLMENT_TTL_SECS)
     .execute(&mut *tx)
     .await?;
@@ -726,12 +830,8 @@ pub enum NewCredentials {
 }
 
 /// True when an account already uses this email (checked before calling out to Cognito).
-pub async fn email_taken(db: &Db, email: &str) -> Result<bool, AccountError> {
-    let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
-        .bind(normalize_email(email))
-        .fetch_optional(db.pool())
-        .await?;
-    Ok(id.is_some())
+pub async fn email_taken(db: &Db, crypto: &FieldCrypto, email: &str) -> Result<bool, AccountError> {
+    Ok(by_email(db, crypto, email).await?.is_some())
 }
 
 /// The member account of a Cognito subject (staff accounts never match).
@@ -744,36 +844,28 @@ pub async fn member_by_subject(db: &Db, subject: &str) -> Result<Option<UserId>,
     Ok(id.map(UserId::from_db))
 }
 
-/// Creates a member account (patient or guarantor); grants are added by the caller in the same
-/// transaction. An email already in use is refused.
+/// Creates a member account (patient or guarantor) from an email sealed with
+/// `NewAccount::prepare`; grants are added by the caller in the same transaction. An email
+/// already in use is refused.
 pub async fn create_member(
     tx: &mut sqlx::AnyConnection,
-    email: &str,
+    account: &NewAccount,
     credentials: &NewCredentials,
     now: i64,
 ) -> Result<UserId, AccountError> {
-    let email = normalize_email(email);
-    if !valid_email(&email) {
-        return Err(AccountError::Bad("not an email address"));
-    }
-    let taken: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
-        .bind(&email)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if taken.is_some() {
-        return Err(AccountError::EmailTaken);
-    }
-    let id = UserId::generate();
+    account.check_free(tx).await?;
+    let id = account.id.clone();
     let (hash, subject) = match credentials {
         NewCredentials::Local { password_hash } => (Some(password_hash.clone()), None),
         NewCredentials::External { subject } => (None, Some(subject.clone())),
     };
     sqlx::query(
-        "INSERT INTO users (id, email, password_hash, external_subject, kind, created_at)
-         VALUES ($1, $2, $3, $4, 'member', $5)",
+        "INSERT INTO users (id, email_index, email_ct, password_hash, external_subject, kind, created_at)
+         VALUES ($1, $2, $3, $4, $5, 'member', $6)",
     )
     .bind(id.as_str())
-    .bind(&email)
+    .bind(&account.email_index)
+    .bind(&account.email_ct)
     .bind(hash)
     .bind(subject)
     .bind(now)

@@ -3,10 +3,11 @@
 
 use crate::access::Role;
 use crate::accounts::{self, AccountError};
-use crate::crypto::{random_token, token_hash};
+use crate::crypto::{random_token, token_hash, FieldCrypto};
 use crate::db::Db;
 use crate::ids::{InvitationId, PatientId, TenantId, UserId};
 use crate::links::LinkState;
+use crate::phi::Phi;
 
 /// How long an invitation link works.
 pub const INVITATION_TTL_SECS: i64 = 14 * 86_400;
@@ -163,12 +164,12 @@ pub async fn accept_existing(
 pub async fn accept_new(
     db: &Db,
     inv: &Invitation,
-    email: &str,
+    account: &accounts::NewAccount,
     credentials: &accounts::NewCredentials,
     now: i64,
 ) -> Result<UserId, AccountError> {
     let mut tx = db.begin_write().await?;
-    let user = accounts::create_member(&mut tx, email, credentials, now).await?;
+    let user = accounts::create_member(&mut tx, account, credentials, now).await?;
     spend(&mut tx, inv, &user, now).await?;
     tx.commit().await?;
     Ok(user)
@@ -198,7 +199,7 @@ pub async fn revoke_invitation(
 pub struct GuarantorGrant {
     pub grant_id: i64,
     pub user_id: UserId,
-    pub email: String,
+    pub email: Phi<String>,
     pub tenant_id: TenantId,
     pub patient_id: PatientId,
     pub since: i64,
@@ -207,17 +208,19 @@ pub struct GuarantorGrant {
 /// The active guarantors of a patient.
 pub async fn guarantors_of(
     db: &Db,
+    crypto: &FieldCrypto,
     patient: &PatientId,
-) -> Result<Vec<GuarantorGrant>, sqlx::Error> {
-    grants_of(db, patient, Role::Guarantor).await
+) -> Result<Vec<GuarantorGrant>, AccountError> {
+    grants_of(db, crypto, patient, Role::Guarantor).await
 }
 
 /// The patient's own account, if they made one.
 pub async fn patient_account(
     db: &Db,
+    crypto: &FieldCrypto,
     patient: &PatientId,
-) -> Result<Option<GuarantorGrant>, sqlx::Error> {
-    Ok(grants_of(db, patient, Role::Patient)
+) -> Result<Option<GuarantorGrant>, AccountError> {
+    Ok(grants_of(db, crypto, patient, Role::Patient)
         .await?
         .into_iter()
         .next())
@@ -225,11 +228,12 @@ pub async fn patient_account(
 
 async fn grants_of(
     db: &Db,
+    crypto: &FieldCrypto,
     patient: &PatientId,
     role: Role,
-) -> Result<Vec<GuarantorGrant>, sqlx::Error> {
-    let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
-        "SELECT g.id, u.id, u.email, g.tenant_id, g.created_at FROM user_grants g
+) -> Result<Vec<GuarantorGrant>, AccountError> {
+    let rows: Vec<(i64, String, Vec<u8>, String, i64)> = sqlx::query_as(
+        "SELECT g.id, u.id, u.email_ct, g.tenant_id, g.created_at FROM user_grants g
          JOIN users u ON u.id = g.user_id
          WHERE g.patient_id = $1 AND g.role = $2 AND g.revoked_at IS NULL
          ORDER BY g.id",
@@ -238,17 +242,19 @@ async fn grants_of(
     .bind(role.as_str())
     .fetch_all(db.pool())
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(g, u, e, t, at)| GuarantorGrant {
+    let mut out = Vec::with_capacity(rows.len());
+    for (g, u, email_ct, t, at) in rows {
+        let user_id = UserId::from_db(u);
+        out.push(GuarantorGrant {
             grant_id: g,
-            user_id: UserId::from_db(u),
-            email: e,
+            email: accounts::open_email(crypto, &user_id, &email_ct).await?,
+            user_id,
             tenant_id: TenantId::from_db(t),
             patient_id: patient.clone(),
             since: at,
-        })
-        .collect())
+        });
+    }
+    Ok(out)
 }
 
 /// Pending (unused, unrevoked, unexpired) invitations for a patient: (id, expires at).

@@ -171,7 +171,9 @@ impl IdentityProvider for LocalIdentity {
         password: Phi<String>,
         _now: i64,
     ) -> Result<Step, IdentityError> {
-        let user = match accounts::verify_credentials(&self.db, kind, email, password).await {
+        let user = match accounts::verify_credentials(&self.db, &self.crypto, kind, email, password)
+            .await
+        {
             Ok(u) => u,
             Err(AccountError::Invalid) => return Err(IdentityError::Refused),
             Err(e) => return Err(e.into()),
@@ -200,7 +202,7 @@ impl IdentityProvider for LocalIdentity {
     ) -> Result<Step, IdentityError> {
         let user = UserId::from_db(pending.user.clone().ok_or(IdentityError::Refused)?);
         // The account may have been disabled or reset since the password step.
-        let usable = accounts::load(&self.db, &user, now)
+        let usable = accounts::load(&self.db, &self.crypto, &user, now)
             .await?
             .is_some_and(|a| a.kind == Kind::Staff && !a.disabled && !a.must_reset);
         if !usable {
@@ -275,19 +277,24 @@ impl IdentityProvider for LocalIdentity {
     }
 
     async fn force_reset(&self, email: &str, now: i64) -> Result<Option<String>, IdentityError> {
-        Ok(accounts::force_reset(&self.db, email, now).await?)
+        Ok(accounts::force_reset(&self.db, &self.crypto, email, now).await?)
     }
 }
 
 /// AWS Cognito: it holds the passwords; the portal keeps a local record per Cognito `sub`.
 pub struct CognitoIdentity {
     db: Db,
+    crypto: Arc<FieldCrypto>,
     cognito: CognitoProvider,
 }
 
 impl CognitoIdentity {
-    pub fn new(db: Db, cognito: CognitoProvider) -> Self {
-        CognitoIdentity { db, cognito }
+    pub fn new(db: Db, crypto: Arc<FieldCrypto>, cognito: CognitoProvider) -> Self {
+        CognitoIdentity {
+            db,
+            crypto,
+            cognito,
+        }
     }
 
     /// Turns Cognito's answer into a step: challenges for staff, or the local account the
@@ -323,6 +330,7 @@ impl CognitoIdentity {
                 let who = claims.email.clone().unwrap_or_else(|| email.to_owned());
                 let (user, usable) = match accounts::upsert_external(
                     &self.db,
+                    &self.crypto,
                     &claims.sub,
                     &who,
                     &grants,
@@ -412,7 +420,7 @@ impl IdentityProvider for CognitoIdentity {
         password: Phi<String>,
     ) -> Result<(NewCredentials, bool), IdentityError> {
         // Checked here first, so a refused email leaves no Cognito user behind.
-        if accounts::email_taken(&self.db, email).await? {
+        if accounts::email_taken(&self.db, &self.crypto, email).await? {
             return Err(IdentityError::EmailTaken);
         }
         let u = self
@@ -491,7 +499,7 @@ impl IdentityProvider for CognitoIdentity {
     }
 
     async fn force_reset(&self, email: &str, now: i64) -> Result<Option<String>, IdentityError> {
-        accounts::force_reset(&self.db, email, now).await?;
+        accounts::force_reset(&self.db, &self.crypto, email, now).await?;
         let email = accounts::normalize_email(email);
         self.cognito.reset_password(&email).await?;
         self.cognito.global_sign_out(&email).await?;

@@ -112,6 +112,7 @@ pub async fn identity_provider(
         }
         config::IdentityProviderKind::Cognito => Arc::new(identity::CognitoIdentity::new(
             db.clone(),
+            crypto.clone(),
             cognito::CognitoProvider::connect(cfg.cognito_settings()?).await,
         )),
     })

@@ -187,7 +187,8 @@ async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow
                 );
             }
             let (_, token) =
-                patriotpay::accounts::add_user(&db, &email, role, practice.as_ref(), now).await?;
+                patriotpay::accounts::add_user(&db, &crypto, &email, role, practice.as_ref(), now)
+                    .await?;
             let public = cfg
                 .public_url
                 .clone()
@@ -199,7 +200,7 @@ async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow
             println!("{}/staff/enrol/{token}", public.trim_end_matches('/'));
         }
         UsersCommand::List => {
-            for u in patriotpay::accounts::list(&db).await? {
+            for u in patriotpay::accounts::list(&db, &crypto).await? {
                 let state = if u.disabled {
                     "disabled"
                 } else if u.enrolled {
@@ -227,7 +228,7 @@ async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow
             }
         }
         UsersCommand::Disable { email } => {
-            if patriotpay::accounts::disable(&db, &email, now).await? {
+            if patriotpay::accounts::disable(&db, &crypto, &email, now).await? {
                 println!("Disabled {email}; its sessions end at their next request.");
             } else {
                 anyhow::bail!("no enabled account with email {email}");

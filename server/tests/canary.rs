@@ -21,6 +21,10 @@ const PHONE: &str = "+15557770123";
 const ACCOUNT: &str = "CANARY-778899";
 const DESCRIPTION: &str = "Canary xylophone procedure";
 const SERVICE_DATE: &str = "2026-07-19";
+/// The accounts the canary and its guarantor make. Their owners see them on their own pages, so
+/// they are checked at rest and in the logs only.
+const MEMBER_EMAIL: &str = "canary.member@example.org";
+const GUARANTOR_EMAIL: &str = "canary.guarantor@example.org";
 
 /// Everything identifying, in the forms it could leak in.
 const NEEDLES: &[&str] = &[
@@ -283,7 +287,7 @@ async fn canary_never_leaks(backend: Backend) {
             "/account/create",
             &[
                 ("csrf", &csrf),
-                ("email", "canary.member@example.org"),
+                ("email", MEMBER_EMAIL),
                 ("password", password),
                 ("password_confirm", password),
             ],
@@ -341,7 +345,7 @@ async fn canary_never_leaks(backend: Backend) {
             &[
                 ("csrf", &csrf),
                 ("mode", "create"),
-                ("email", "canary.guarantor@example.org"),
+                ("email", GUARANTOR_EMAIL),
                 ("password", password),
                 ("password_confirm", password),
             ],
@@ -391,10 +395,16 @@ async fn canary_never_leaks(backend: Backend) {
     for n in NEEDLES {
         assert!(!holds(&dump, n), "database holds canary value {n:?}");
     }
+    for e in [MEMBER_EMAIL, GUARANTOR_EMAIL] {
+        assert!(!holds(&dump, e), "database holds account email {e:?}");
+    }
     app.finish().await;
 
     // And in every log line written while all of that ran.
     let text = String::from_utf8_lossy(&logs.0.lock().expect("logs")).into_owned();
     assert!(text.contains("webhook handled"), "logs were captured");
     assert_clean("logs", &text);
+    for e in [MEMBER_EMAIL, GUARANTOR_EMAIL] {
+        assert!(!text.contains(e), "logs hold account email {e:?}");
+    }
 }

@@ -316,7 +316,7 @@ async fn cognito_sign_in_mfa_refresh_and_reset() {
     );
 
     // Forced reset: moto keeps issuing tokens, the portal's own flag refuses the sign-in.
-    patriotpay::accounts::force_reset(app.db(), email, clock.now())
+    patriotpay::accounts::force_reset(app.db(), &app.state().crypto, email, clock.now())
         .await
         .expect("reset");
     p.idp
@@ -580,8 +580,12 @@ async fn cognito_patient_sign_up_confirm_and_sign_in() {
     }
     // The member account is keyed by Cognito's subject and holds no password of ours.
     let (hash, subject): (Option<String>, Option<String>) =
-        sqlx::query_as("SELECT password_hash, external_subject FROM users WHERE email = $1")
-            .bind(email)
+        sqlx::query_as("SELECT password_hash, external_subject FROM users WHERE email_index = $1")
+            .bind(
+                patriotpay::accounts::email_index(&app.state().crypto, email)
+                    .await
+                    .expect("index"),
+            )
             .fetch_one(app.db().pool())
             .await
             .expect("member row");

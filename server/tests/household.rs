@@ -286,10 +286,16 @@ async fn grant_revoked(app: &TestApp, grant: i64) -> bool {
 /// A staff account of `role` in the demo practice, enrolled and signed in over HTTP.
 async fn staff(app: &TestApp, email: &str, role: Role) -> Browser {
     let now = app.state().clock.now();
-    let (user, token) =
-        patriotpay::accounts::add_user(app.db(), email, role, Some(&app.tenant), now)
-            .await
-            .expect("add user");
+    let (user, token) = patriotpay::accounts::add_user(
+        app.db(),
+        &app.state().crypto,
+        email,
+        role,
+        Some(&app.tenant),
+        now,
+    )
+    .await
+    .expect("add user");
     let e = Browser::new(app);
     assert_eq!(
         location(&e.get(&format!("/staff/enrol/{token}")).await),
@@ -461,6 +467,7 @@ async fn account_creation_needs_a_payment_both_answers_and_a_valid_form(backend:
     // Each bad form: back to the form with the error on the next GET, and no account made.
     patriotpay::accounts::add_user(
         app.db(),
+        &app.state().crypto,
         "taken@example.org",
         Role::SupportAgent,
         Some(&app.tenant),
@@ -560,13 +567,12 @@ async fn account_creation_needs_a_payment_both_answers_and_a_valid_form(backend:
             .await,
         1
     );
-    let granted: Vec<(String, String)> = sqlx::query_as(
-        "SELECT g.role, g.patient_id FROM user_grants g JOIN users u ON u.id = g.user_id
-         WHERE u.email = 'avery@example.org'",
-    )
-    .fetch_all(app.db().pool())
-    .await
-    .expect("grants");
+    let granted: Vec<(String, String)> =
+        sqlx::query_as("SELECT role, patient_id FROM user_grants WHERE user_id = $1")
+            .bind(app.user_id_of("avery@example.org").await)
+            .fetch_all(app.db().pool())
+            .await
+            .expect("grants");
     assert_eq!(
         granted,
         vec![("patient".to_owned(), patient1.to_string())],
@@ -910,10 +916,11 @@ async fn invitation_is_single_use_and_a_second_one_joins_the_same_account(backen
         "one account"
     );
     assert_eq!(
-        app.count(
-            "SELECT COUNT(*) FROM user_grants g JOIN users u ON u.id = g.user_id
-             WHERE u.email = 'guardian@example.org' AND g.role = 'guarantor' AND g.revoked_at IS NULL"
-        )
+        app.count(&format!(
+            "SELECT COUNT(*) FROM user_grants
+             WHERE user_id = '{}' AND role = 'guarantor' AND revoked_at IS NULL",
+            app.user_id_of("guardian@example.org").await
+        ))
         .await,
         2,
         "two guarantor grants on it"
@@ -1618,10 +1625,15 @@ async fn minors_get_no_account_and_cannot_invite(backend: Backend) {
     let riley = patient_of(&app, 3).await;
     sqlx::query(
         "INSERT INTO user_grants (user_id, role, tenant_id, patient_id, granted_by, created_at)
-         SELECT id, 'patient', $1, $2, 'test', 0 FROM users WHERE email = 'avery@example.org'",
+         SELECT id, 'patient', $1, $2, 'test', 0 FROM users WHERE email_index = $3",
     )
     .bind(app.tenant.as_str())
     .bind(riley.as_str())
+    .bind(
+        patriotpay::accounts::email_index(&app.state().crypto, "avery@example.org")
+            .await
+            .expect("index"),
+    )
     .execute(app.db().pool())
     .await
     .expect("grant");

@@ -35,9 +35,10 @@ async fn enrolled_in(
     tenant: Option<&patriotpay::ids::TenantId>,
 ) -> (UserId, Vec<String>) {
     let now = app.state().clock.now();
-    let (user, token) = patriotpay::accounts::add_user(app.db(), email, role, tenant, now)
-        .await
-        .expect("add user");
+    let (user, token) =
+        patriotpay::accounts::add_user(app.db(), &app.state().crypto, email, role, tenant, now)
+            .await
+            .expect("add user");
     let b = Browser::new(app);
     let r = b.get(&format!("/staff/enrol/{token}")).await;
     assert_eq!(location(&r), "/staff/enrol", "token swapped for a session");
@@ -379,11 +380,14 @@ async fn revocation_and_disable_end_sessions(backend: Backend) {
     sign_in(&app, &phone, "agent@example.org", &user).await;
     assert_eq!(phone.get("/staff").await.status(), StatusCode::OK);
     // Disabling the account ends its session and stops sign-in.
-    assert!(
-        patriotpay::accounts::disable(app.db(), "agent@example.org", app.state().clock.now())
-            .await
-            .expect("disable")
-    );
+    assert!(patriotpay::accounts::disable(
+        app.db(),
+        &app.state().crypto,
+        "agent@example.org",
+        app.state().clock.now()
+    )
+    .await
+    .expect("disable"));
     assert_eq!(location(&phone.get("/staff").await), "/staff/login");
     let csrf = phone.csrf("/staff/login").await;
     let r = phone

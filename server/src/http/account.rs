@@ -89,7 +89,9 @@ pub(super) async fn new_credentials(
     // Each try counts against the sign-in limits (per email, per address) until it succeeds,
     // so the "email in use" answer cannot be used to sweep for accounts.
     let attempt =
-        match accounts::claim_attempt(&state.db, email, address, state.clock.now()).await? {
+        match accounts::claim_attempt(&state.db, &state.crypto, email, address, state.clock.now())
+            .await?
+        {
             Ok(a) => a,
             Err(retry_after_secs) => return Err(AppError::TooManyRequests { retry_after_secs }),
         };
@@ -215,8 +217,14 @@ pub async fn confirm_resend(
         return Ok(see_other("/signin"));
     };
     // Each resend counts against the limits, so the page cannot be used to flood an inbox.
-    if let Err(retry_after_secs) =
-        accounts::claim_attempt(&state.db, &email, &ctx.address, state.clock.now()).await?
+    if let Err(retry_after_secs) = accounts::claim_attempt(
+        &state.db,
+        &state.crypto,
+        &email,
+        &ctx.address,
+        state.clock.now(),
+    )
+    .await?
     {
         return Err(AppError::TooManyRequests { retry_after_secs });
     }
@@ -265,10 +273,11 @@ pub async fn confirm_submit(
         return Ok(see_other("/signin"));
     };
     let now = state.clock.now();
-    let attempt = match accounts::claim_attempt(&state.db, &email, &ctx.address, now).await? {
-        Ok(a) => a,
-        Err(retry_after_secs) => return Err(AppError::TooManyRequests { retry_after_secs }),
-    };
+    let attempt =
+        match accounts::claim_attempt(&state.db, &state.crypto, &email, &ctx.address, now).await? {
+            Ok(a) => a,
+            Err(retry_after_secs) => return Err(AppError::TooManyRequests { retry_after_secs }),
+        };
     match state.identity.confirm_member(&email, &form.code).await {
         Ok(()) => {
             accounts::release_attempt(&state.db, attempt).await?;
@@ -503,7 +512,7 @@ async fn own_account_of_link(
         Ok(l) => l,
         Err(r) => return Ok(Err(r)),
     };
-    match guarantors::patient_account(&state.db, &link.patient_id).await? {
+    match guarantors::patient_account(&state.db, &state.crypto, &link.patient_id).await? {
         Some(g) => Ok(Ok((link, g))),
         None => Ok(Err(see_other("/statement"))),
     }
@@ -520,7 +529,7 @@ pub async fn reset_password_form(
     let form = account_form(&session, "/account/reset-password").await?;
     let vm = ResetPasswordVm {
         csrf: form.csrf,
-        email_hint: email_hint(&account.email),
+        email_hint: email_hint(account.email.expose()),
         failure: form.failure,
         field_error: form.field_error,
     };
@@ -557,7 +566,11 @@ pub async fn reset_password_submit(
     let now = state.clock.now();
     match state
         .identity
-        .set_member_password(&account.user_id, &account.email, Phi::new(form.password))
+        .set_member_password(
+            &account.user_id,
+            account.email.expose(),
+            Phi::new(form.password),
+        )
         .await
     {
         Ok(()) => {}
@@ -576,7 +589,10 @@ pub async fn reset_password_submit(
         Err(e) => return Err(e.into()),
     }
     accounts::revoke_sessions(&state.db, &account.user_id, now).await?;
-    state.identity.sign_out_everywhere(&account.email).await?;
+    state
+        .identity
+        .sign_out_everywhere(account.email.expose())
+        .await?;
     audit_event(
         &state,
         &ctx,
@@ -600,7 +616,7 @@ pub async fn create_form(State(state): State<AppState>, session: Session) -> Res
         Err(r) => return Ok(r),
     };
     // One account per patient: if there is one, the way in is a new password for it.
-    if guarantors::patient_account(&state.db, &link.patient_id)
+    if guarantors::patient_account(&state.db, &state.crypto, &link.patient_id)
         .await?
         .is_some()
     {
@@ -626,6 +642,7 @@ pub async fn create_submit(
     if !new_account_ok(&session, &form).await? {
         return Ok(see_other("/account/create"));
     }
+    let new_account = accounts::NewAccount::prepare(&state.crypto, &form.email).await?;
     let (credentials, needs_code) =
         match new_credentials(&state, &ctx.address, &form.email, form.password).await? {
             Ok(c) => c,
@@ -633,7 +650,7 @@ pub async fn create_submit(
         };
     let now = state.clock.now();
     let mut tx = state.db.begin_write().await?;
-    let user = match accounts::create_member(&mut tx, &form.email, &credentials, now).await {
+    let user = match accounts::create_member(&mut tx, &new_account, &credentials, now).await {
         Ok(u) => u,
         Err(AccountError::EmailTaken) => {
             drop(tx);
@@ -738,10 +755,11 @@ pub async fn signin_submit(
     let now = state.clock.now();
     let email = accounts::normalize_email(&form.email);
     // Claimed before the password is checked, given back only when it was right.
-    let attempt = match accounts::claim_attempt(&state.db, &email, &ctx.address, now).await? {
-        Ok(a) => a,
-        Err(retry_after_secs) => return Err(AppError::TooManyRequests { retry_after_secs }),
-    };
+    let attempt =
+        match accounts::claim_attempt(&state.db, &state.crypto, &email, &ctx.address, now).await? {
+            Ok(a) => a,
+            Err(retry_after_secs) => return Err(AppError::TooManyRequests { retry_after_secs }),
+        };
     let outcome = match state
         .identity
         .sign_in(Kind::Member, &email, Phi::new(form.password), now)

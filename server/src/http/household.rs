@@ -87,7 +87,7 @@ pub(super) async fn home_vm(
         .unwrap_or_default();
     let mut vm = AccountHomeVm {
         csrf: sess::csrf_token(session).await?,
-        email: who.email.clone(),
+        email: who.email.expose().clone(),
         pay_error: errors.general.as_deref().map(|k| tr().t(k)),
         ..Default::default()
     };
@@ -152,10 +152,10 @@ pub(super) async fn home_vm(
             )
             .allowed()
             {
-                for g in guarantors::guarantors_of(&state.db, &patient).await? {
+                for g in guarantors::guarantors_of(&state.db, &state.crypto, &patient).await? {
                     vm.guarantors.push(GuarantorVm {
                         grant_id: g.grant_id.to_string(),
-                        email: g.email,
+                        email: g.email.into_inner(),
                         patient_name: name.expose().clone(),
                         since: crate::clock::display_date_unix(g.since),
                     });

@@ -6,7 +6,7 @@ use super::account::*;
 use super::error::AppError;
 use super::session::{self as sess, Flash};
 use super::{AppState, RequestContext};
-use crate::accounts::AccountError;
+use crate::accounts::{self, AccountError};
 use crate::audit::Outcome;
 use crate::billing;
 use crate::guarantors::{self, Invitation};
@@ -274,7 +274,7 @@ pub async fn accept_form(
     .await?;
     let signed_in = match session.get::<String>(sess::KEY_MEMBER).await? {
         Some(_) => match member(&state, &session).await? {
-            Ok(a) => Some(a.email),
+            Ok(a) => Some(a.email.into_inner()),
             Err(r) => return Ok(r),
         },
         None => None,
@@ -326,12 +326,13 @@ pub async fn accept_submit(
         if !new_account_ok(&session, &form).await? {
             return Ok(see_other("/guarantor/accept"));
         }
+        let new_account = accounts::NewAccount::prepare(&state.crypto, &form.email).await?;
         let (credentials, needs_code) =
             match new_credentials(&state, &ctx.address, &form.email, form.password).await? {
                 Ok(c) => c,
                 Err(key) => return flash_email_problem(&session, key, "/guarantor/accept").await,
             };
-        let user = match guarantors::accept_new(&state.db, &inv, &form.email, &credentials, now)
+        let user = match guarantors::accept_new(&state.db, &inv, &new_account, &credentials, now)
             .await
         {
             Ok(u) => u,

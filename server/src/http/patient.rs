@@ -624,9 +624,10 @@ pub async fn statement(
     };
     let flash = sess::take_flash(&session).await?;
     // The way back from a forgotten password: both answers were just given on this link.
-    let offer_password_reset = crate::guarantors::patient_account(&state.db, &link.patient_id)
-        .await?
-        .is_some();
+    let offer_password_reset =
+        crate::guarantors::patient_account(&state.db, &state.crypto, &link.patient_id)
+            .await?
+            .is_some();
     let vm = StatementVm {
         offer_password_reset,
         practice_name: practice.name.clone(),

@@ -118,7 +118,7 @@ pub(super) async fn signed_in_as(
     };
     let now = state.clock.now();
     let auth_at: i64 = session.get(sess::KEY_AUTH_AT).await?.unwrap_or(0);
-    let account = accounts::load(&state.db, &UserId::from_db(id), now)
+    let account = accounts::load(&state.db, &state.crypto, &UserId::from_db(id), now)
         .await?
         .filter(|a| {
             a.kind == kind && !a.disabled && !a.must_reset && auth_at > a.sessions_revoked_before
@@ -335,7 +335,7 @@ pub async fn forgot_submit(
     }
     let now = state.clock.now();
     if let Err(retry_after_secs) =
-        accounts::claim_attempt(&state.db, &email, &ctx.address, now).await?
+        accounts::claim_attempt(&state.db, &state.crypto, &email, &ctx.address, now).await?
     {
         return Err(AppError::TooManyRequests { retry_after_secs });
     }
@@ -406,10 +406,11 @@ pub async fn reset_submit(
         return Ok(see_other("/staff/reset"));
     }
     let now = state.clock.now();
-    let attempt = match accounts::claim_attempt(&state.db, &email, &ctx.address, now).await? {
-        Ok(a) => a,
-        Err(retry_after_secs) => return Err(AppError::TooManyRequests { retry_after_secs }),
-    };
+    let attempt =
+        match accounts::claim_attempt(&state.db, &state.crypto, &email, &ctx.address, now).await? {
+            Ok(a) => a,
+            Err(retry_after_secs) => return Err(AppError::TooManyRequests { retry_after_secs }),
+        };
     match state
         .identity
         .reset_password(&email, &form.code, &form.password, now)
@@ -444,18 +445,19 @@ pub async fn login_submit(
     let now = state.clock.now();
     let email = accounts::normalize_email(&form.email);
     // Claimed before the password is checked, given back only when it was right.
-    let attempt = match accounts::claim_attempt(&state.db, &email, &ctx.address, now).await? {
-        Ok(a) => a,
-        Err(retry_after_secs) => {
-            return login_failed(
-                &state,
-                &ctx,
-                &session,
-                Err(AccountError::Throttled { retry_after_secs }),
-            )
-            .await
-        }
-    };
+    let attempt =
+        match accounts::claim_attempt(&state.db, &state.crypto, &email, &ctx.address, now).await? {
+            Ok(a) => a,
+            Err(retry_after_secs) => {
+                return login_failed(
+                    &state,
+                    &ctx,
+                    &session,
+                    Err(AccountError::Throttled { retry_after_secs }),
+                )
+                .await
+            }
+        };
     match state
         .identity
         .sign_in(accounts::Kind::Staff, &email, Phi::new(form.password), now)
@@ -555,7 +557,9 @@ pub async fn mfa_submit(
     };
     let now = state.clock.now();
     // Claimed before the code is checked; wrong codes count toward the same limit as passwords.
-    let Ok(attempt) = accounts::claim_attempt(&state.db, &pending.email, &ctx.address, now).await?
+    let Ok(attempt) =
+        accounts::claim_attempt(&state.db, &state.crypto, &pending.email, &ctx.address, now)
+            .await?
     else {
         // Too many wrong codes: this half-signed-in session ends; sign-in answers 429 for a while.
         session.flush().await?;
@@ -842,7 +846,7 @@ async fn home_vm(state: &AppState, session: &Session, account: &Account) -> Resu
     }
     Ok(StaffHomeVm {
         csrf: sess::csrf_token(session).await?,
-        email: account.email.clone(),
+        email: account.email.expose().clone(),
         roles,
         can_search: !searchable_tenants(state, account).await?.is_empty(),
         results: None,
@@ -971,20 +975,20 @@ async fn patient_row(
     let mut guarantors = vec![];
     let mut patient_account = None;
     if can_revoke {
-        patient_account = crate::guarantors::patient_account(&state.db, p)
+        patient_account = crate::guarantors::patient_account(&state.db, &state.crypto, p)
             .await?
             .map(|g| GuarantorVm {
                 grant_id: g.grant_id.to_string(),
-                email: g.email,
+                email: g.email.into_inner(),
                 patient_name: String::new(),
                 since: crate::clock::display_date_unix(g.since),
             });
     }
     if can_invite || can_revoke {
-        for g in crate::guarantors::guarantors_of(&state.db, p).await? {
+        for g in crate::guarantors::guarantors_of(&state.db, &state.crypto, p).await? {
             guarantors.push(GuarantorVm {
                 grant_id: g.grant_id.to_string(),
-                email: g.email,
+                email: g.email.into_inner(),
                 patient_name: String::new(),
                 since: crate::clock::display_date_unix(g.since),
             });
@@ -1191,7 +1195,10 @@ pub async fn signout_everywhere(
     };
     accounts::revoke_sessions(&state.db, &account.id, state.clock.now()).await?;
     // Revokes the provider's refresh tokens too, so every other session fails its next refresh.
-    state.identity.sign_out_everywhere(&account.email).await?;
+    state
+        .identity
+        .sign_out_everywhere(account.email.expose())
+        .await?;
     session.flush().await?;
     audit_user(
         &state,
@@ -1288,7 +1295,8 @@ pub async fn break_glass(
             // never in the log or the alert webhook.
             let detail = format!(
                 "{} granted themself {} in {} until {} (unix); reason recorded with the grant",
-                account.email,
+                // A staff member's work address, not a patient's: the alert names who did it.
+                account.email.expose(),
                 role.as_str(),
                 tenant,
                 expires

@@ -109,6 +109,18 @@ impl TestApp {
             .expect("statement")
     }
 
+    /// The id of the account using `email` (found by its blind index, as the server does).
+    pub async fn user_id_of(&self, email: &str) -> String {
+        let index = patriotpay::accounts::email_index(&self.state().crypto, email)
+            .await
+            .expect("email index");
+        sqlx::query_scalar("SELECT id FROM users WHERE email_index = $1")
+            .bind(index)
+            .fetch_one(self.db().pool())
+            .await
+            .expect("account with that email")
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql)
             .fetch_one(self.db().pool())
