@@ -469,22 +469,6 @@ pub async fn use_recovery_code(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn record_login_failure(
-    db: &Db,
-    crypto: &FieldCrypto,
-    email: &str,
-    address: &str,
-    now: i64,
-) -> Result<(), AccountError> {
-    sqlx::query("INSERT INTO login_failures (at, email_index, address) VALUES ($1, $2, $3)")
-        .bind(now)
-        .bind(email_index(crypto, email).await?)
-        .bind(address)
-        .execute(db.pool())
-        .await?;
-    Ok(())
-}
-
 /// Reserves one sign-in attempt (password or code) *before* it is checked, so parallel guesses
 /// cannot outrun the limits: `Ok(attempt)` to go ahead, `Err(retry_after)` when over the limit.
 /// A successful check gives the attempt back with `release_attempt`.
