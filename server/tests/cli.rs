@@ -3,6 +3,8 @@
 //! second time, and the email is nowhere in the database files.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -19,21 +21,6 @@ fn run(dir: &Path, args: &[&str]) -> Output {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn database_bytes(dir: &Path) -> Vec<u8> {
-    let mut all = vec![];
-    for entry in std::fs::read_dir(dir).expect("data dir") {
-        let path = entry.expect("entry").path();
-        if path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("patriotpay.db"))
-        {
-            all.extend(std::fs::read(&path).expect("read db file"));
-        }
-    }
-    all
 }
 
 #[test]
@@ -96,8 +83,7 @@ fn users_add_list_disable() {
     assert!(!twice.status.success(), "already disabled");
 
     // Found by its blind index, shown from its ciphertext: never stored in the clear.
-    let db = database_bytes(dir.path());
-    assert!(db.len() > 10_000, "read the database");
+    let db = common::sqlite_files(dir.path());
     let needle = email.as_bytes();
     assert!(
         !db.windows(needle.len()).any(|w| w == needle),

@@ -269,6 +269,23 @@ impl Browser {
     }
 }
 
+/// The bytes of every SQLite file (database, WAL, shared memory) in a data directory.
+pub fn sqlite_files(dir: &std::path::Path) -> Vec<u8> {
+    let mut all = vec![];
+    for entry in std::fs::read_dir(dir).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("patriotpay.db"))
+        {
+            all.extend(std::fs::read(&path).expect("read db file"));
+        }
+    }
+    assert!(all.len() > 10_000, "read the database files");
+    all
+}
+
 /// Every byte the database holds: the SQLite files (after a checkpoint), or every column of every
 /// PostgreSQL table, text as text and ciphertexts as raw bytes.
 pub async fn dump_database(app: &TestApp) -> Vec<u8> {
@@ -279,19 +296,7 @@ pub async fn dump_database(app: &TestApp) -> Vec<u8> {
                 .execute(app.db().pool())
                 .await
                 .expect("checkpoint");
-            let mut all = vec![];
-            for entry in std::fs::read_dir(app.dir.path()).expect("data dir") {
-                let path = entry.expect("entry").path();
-                if path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("patriotpay.db"))
-                {
-                    all.extend(std::fs::read(&path).expect("read db file"));
-                }
-            }
-            assert!(all.len() > 10_000, "read the database file");
-            all
+            sqlite_files(app.dir.path())
         }
         Backend::Postgres => {
             // Every column of every table: text as text, ciphertexts as their raw bytes (a hex
