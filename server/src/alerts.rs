@@ -1,5 +1,6 @@
-//! Security alerts: recorded, logged loudly, and posted to an optional webhook. Details name
-//! accounts, practices and reasons, never patients.
+//! Alerts for people to act on (emergency access used, a paid event that could not be booked):
+//! recorded, logged loudly, and posted to an optional webhook. Details name accounts,
+//! practices, processor ids and reasons, never patients.
 
 use crate::db::Db;
 
@@ -51,5 +52,26 @@ impl AlertSink {
             });
         }
         Ok(())
+    }
+
+    /// Like `raise`, but only the first time this exact alert is raised (a processor retries an
+    /// event it could not deliver for days; one alert per event is enough).
+    pub async fn raise_once(
+        &self,
+        db: &Db,
+        kind: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        let seen: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM alerts WHERE kind = $1 AND detail = $2")
+                .bind(kind)
+                .bind(detail)
+                .fetch_one(db.pool())
+                .await?;
+        if seen > 0 {
+            return Ok(());
+        }
+        self.raise(db, kind, detail, now).await
     }
 }

@@ -24,6 +24,7 @@ both_backends!(
     guarantor_sees_amounts_but_not_clinical_detail,
     guarantor_sees_the_patients_payments_without_their_card,
     one_payment_settles_two_statements_exactly_once,
+    a_payment_that_cannot_be_booked_raises_one_alert,
     refused_household_payments_start_no_checkout,
     patient_invites_then_revokes_a_guarantor,
     minors_get_no_account_and_cannot_invite,
@@ -1338,6 +1339,55 @@ async fn one_payment_settles_two_statements_exactly_once(backend: Backend) {
     check_ledger("after a second return").await;
     let home = text(&g.page("/account").await);
     assert!(home.contains(&t("account-nothing-due")), "nothing left due");
+    app.finish().await;
+}
+
+/// A signed payment event that does not match the checkout (here the split was altered behind
+/// the portal's back) books nothing, and raises one alert however often the processor retries.
+async fn a_payment_that_cannot_be_booked_raises_one_alert(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let g = guarantor_of_4_and_5(&app, "guardian@example.org").await;
+    let (s4, s5) = (app.statement_of(4).await, app.statement_of(5).await);
+    let csrf = g.csrf("/account").await;
+    let r = g
+        .post(
+            "/account/pay",
+            &[
+                ("csrf", &csrf),
+                (&format!("pay_{s4}"), "1"),
+                (&format!("amount_{s4}"), "35.00"),
+                (&format!("pay_{s5}"), "1"),
+                (&format!("amount_{s5}"), "35.00"),
+            ],
+        )
+        .await;
+    let checkout = location(&r);
+    assert!(checkout.starts_with(&format!("{}/checkout/", app.sandbox_url)));
+    sqlx::query(
+        "UPDATE checkout_items SET amount_cents = 3400 WHERE statement_id = $1 AND live = 1",
+    )
+    .bind(s4.as_str())
+    .execute(app.db().pool())
+    .await
+    .expect("alter the split");
+    g.card(&checkout, "4242 4242 4242 4242").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 0);
+    assert_eq!(
+        (balance(&app, &s4).await, balance(&app, &s5).await),
+        (3500, 3500)
+    );
+    let alerts: Vec<(String, String)> = sqlx::query_as("SELECT kind, detail FROM alerts")
+        .fetch_all(app.db().pool())
+        .await
+        .expect("alerts");
+    assert_eq!(alerts.len(), 1, "one alert for the event: {alerts:?}");
+    let (kind, detail) = &alerts[0];
+    assert_eq!(kind, "payment-not-recorded");
+    assert!(
+        detail.starts_with("processor event evt_")
+            && detail.ends_with("amount received does not match the checkout's statements"),
+        "{detail}"
+    );
     app.finish().await;
 }
 

@@ -42,6 +42,18 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
         }
         Err(PaymentError::BadEvent(why)) => {
             tracing::warn!(why, "webhook: event does not match our records");
+            // A signed event we cannot book may be money taken but on no ledger: someone must
+            // reconcile it by hand.
+            let id: String = event.id.chars().take(80).collect();
+            let detail = format!("processor event {id} was not recorded: {why}");
+            let now = state.clock.now();
+            if let Err(e) = state
+                .alerts
+                .raise_once(&state.db, "payment-not-recorded", &detail, now)
+                .await
+            {
+                tracing::error!(error = %e, "webhook: could not record the alert");
+            }
             (StatusCode::BAD_REQUEST, "event refused").into_response()
         }
         Err(PaymentError::Pending | PaymentError::Invalid(_)) => {
