@@ -1,14 +1,16 @@
 //! Compiles `style/main.scss` into the binary's stylesheet (no Node tool chain needed).
 
 fn main() {
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../style/main.scss");
-    println!("cargo:rerun-if-changed={src}");
-    println!(
-        "cargo:rerun-if-changed={}/../style",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    // Read at run time, not with `env!`: cargo reuses a compiled build script for a checkout at
+    // another path (CI clones afresh against a shared target directory), and a baked-in path
+    // would point at a clone that may be gone.
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    let style = std::path::Path::new(&dir).join("../style");
+    let src = style.join("main.scss");
+    println!("cargo:rerun-if-changed={}", src.display());
+    println!("cargo:rerun-if-changed={}", style.display());
     let css = match grass::from_path(
-        src,
+        &src,
         &grass::Options::default().style(grass::OutputStyle::Compressed),
     ) {
         Ok(css) => css,
