@@ -569,7 +569,8 @@ pub async fn verify_credentials(
 #[derive(Clone, Debug)]
 pub struct Account {
     pub id: UserId,
-    pub email: Phi<String>,
+    /// Sealed: loaded on every request, opened only where a page or a provider call needs it.
+    email_ct: Vec<u8>,
     pub principal: Principal,
     pub disabled: bool,
     pub must_reset: bool,
@@ -577,12 +578,13 @@ pub struct Account {
     pub kind: Kind,
 }
 
-pub async fn load(
-    db: &Db,
-    crypto: &FieldCrypto,
-    user: &UserId,
-    now: i64,
-) -> Result<Option<Account>, AccountError> {
+impl Account {
+    pub async fn email(&self, crypto: &FieldCrypto) -> Result<Phi<String>, AccountError> {
+        open_email(crypto, &self.id, &self.email_ct).await
+    }
+}
+
+pub async fn load(db: &Db, user: &UserId, now: i64) -> Result<Option<Account>, AccountError> {
     // email ciphertext, disabled at, sessions revoked before, must reset, kind.
     type AccountRow = (Vec<u8>, Option<i64>, i64, i64, String);
     let row: Option<AccountRow> = sqlx::query_as(
@@ -594,7 +596,6 @@ pub async fn load(
     let Some((email_ct, disabled_at, revoked, must_reset, kind)) = row else {
         return Ok(None);
     };
-    let email = open_email(crypto, user, &email_ct).await?;
     // role, practice, expiry, patient
     type GrantRow = (String, Option<String>, Option<i64>, Option<String>);
     let grants: Vec<GrantRow> = sqlx::query_as(
@@ -618,7 +619,7 @@ pub async fn load(
         .collect();
     Ok(Some(Account {
         id: user.clone(),
-        email,
+        email_ct,
         principal: Principal {
             user: user.to_string(),
             grants,

@@ -202,7 +202,7 @@ impl IdentityProvider for LocalIdentity {
     ) -> Result<Step, IdentityError> {
         let user = UserId::from_db(pending.user.clone().ok_or(IdentityError::Refused)?);
         // The account may have been disabled or reset since the password step.
-        let usable = accounts::load(&self.db, &self.crypto, &user, now)
+        let usable = accounts::load(&self.db, &user, now)
             .await?
             .is_some_and(|a| a.kind == Kind::Staff && !a.disabled && !a.must_reset);
         if !usable {

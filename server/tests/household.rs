@@ -79,6 +79,21 @@ async fn patient_of(app: &TestApp, n: usize) -> PatientId {
         .patient_id
 }
 
+/// Posts the household page's pay form: each statement ticked with the amount typed.
+async fn pay_statements(
+    g: &Browser,
+    csrf: &str,
+    items: &[(&StatementId, &str)],
+) -> reqwest::Response {
+    let fields: Vec<(String, &str)> = items
+        .iter()
+        .flat_map(|(s, amount)| [(format!("pay_{s}"), "1"), (format!("amount_{s}"), *amount)])
+        .collect();
+    let mut form: Vec<(&str, &str)> = vec![("csrf", csrf)];
+    form.extend(fields.iter().map(|(k, v)| (k.as_str(), *v)));
+    g.post("/account/pay", &form).await
+}
+
 async fn balance(app: &TestApp, s: &StatementId) -> i64 {
     patriotpay::billing::balance(app.db().pool(), s)
         .await
@@ -1149,16 +1164,7 @@ async fn guarantor_sees_the_patients_payments_without_their_card(backend: Backen
         "the patient's card is not shown to the guarantor: {page}"
     );
     let csrf = g.csrf("/account").await;
-    let r = g
-        .post(
-            "/account/pay",
-            &[
-                ("csrf", &csrf),
-                (&format!("pay_{s5}"), "1"),
-                (&format!("amount_{s5}"), "1.00"),
-            ],
-        )
-        .await;
+    let r = pay_statements(&g, &csrf, &[(&s5, "1.00")]).await;
     let back = location(&g.card(&location(&r), "5555 5555 5555 4444").await);
     let _ = g.get(&back).await;
     let page = text(&g.page(&format!("/account/statements/{s5}")).await);
@@ -1175,25 +1181,8 @@ async fn one_payment_settles_two_statements_exactly_once(backend: Backend) {
     let g = guarantor_of_4_and_5(&app, "guardian@example.org").await;
     let (s4, s5) = (app.statement_of(4).await, app.statement_of(5).await);
     let csrf = g.csrf("/account").await;
-    let (p4, a4, p5, a5) = (
-        format!("pay_{s4}"),
-        format!("amount_{s4}"),
-        format!("pay_{s5}"),
-        format!("amount_{s5}"),
-    );
     // A declined card first: back to the account with the reason, nothing recorded.
-    let r = g
-        .post(
-            "/account/pay",
-            &[
-                ("csrf", &csrf),
-                (&p4, "1"),
-                (&a4, "35.00"),
-                (&p5, "1"),
-                (&a5, "35.00"),
-            ],
-        )
-        .await;
+    let r = pay_statements(&g, &csrf, &[(&s4, "35.00"), (&s5, "35.00")]).await;
     let declined = location(&g.card(&location(&r), "4000 0000 0000 0002").await);
     assert!(
         declined.starts_with(&format!("{}/account/pay/cancelled/chk_", app.url)),
@@ -1206,18 +1195,7 @@ async fn one_payment_settles_two_statements_exactly_once(backend: Backend) {
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 0);
     assert_eq!(balance(&app, &s4).await, 3500);
-    let r = g
-        .post(
-            "/account/pay",
-            &[
-                ("csrf", &csrf),
-                (&p4, "1"),
-                (&a4, "35.00"),
-                (&p5, "1"),
-                (&a5, "35.00"),
-            ],
-        )
-        .await;
+    let r = pay_statements(&g, &csrf, &[(&s4, "35.00"), (&s5, "35.00")]).await;
     assert_eq!(r.status(), SEE_OTHER);
     let checkout = location(&r);
     assert!(
@@ -1349,18 +1327,7 @@ async fn a_payment_that_cannot_be_booked_raises_one_alert(backend: Backend) {
     let g = guarantor_of_4_and_5(&app, "guardian@example.org").await;
     let (s4, s5) = (app.statement_of(4).await, app.statement_of(5).await);
     let csrf = g.csrf("/account").await;
-    let r = g
-        .post(
-            "/account/pay",
-            &[
-                ("csrf", &csrf),
-                (&format!("pay_{s4}"), "1"),
-                (&format!("amount_{s4}"), "35.00"),
-                (&format!("pay_{s5}"), "1"),
-                (&format!("amount_{s5}"), "35.00"),
-            ],
-        )
-        .await;
+    let r = pay_statements(&g, &csrf, &[(&s4, "35.00"), (&s5, "35.00")]).await;
     let checkout = location(&r);
     assert!(checkout.starts_with(&format!("{}/checkout/", app.sandbox_url)));
     sqlx::query(

@@ -87,7 +87,7 @@ pub(super) async fn home_vm(
         .unwrap_or_default();
     let mut vm = AccountHomeVm {
         csrf: sess::csrf_token(session).await?,
-        email: who.email.expose().clone(),
+        email: who.email(&state.crypto).await?.into_inner(),
         pay_error: errors.general.as_deref().map(|k| tr().t(k)),
         ..Default::default()
     };

@@ -274,7 +274,7 @@ pub async fn accept_form(
     .await?;
     let signed_in = match session.get::<String>(sess::KEY_MEMBER).await? {
         Some(_) => match member(&state, &session).await? {
-            Ok(a) => Some(a.email.into_inner()),
+            Ok(a) => Some(a.email(&state.crypto).await?.into_inner()),
             Err(r) => return Ok(r),
         },
         None => None,

@@ -118,7 +118,7 @@ pub(super) async fn signed_in_as(
     };
     let now = state.clock.now();
     let auth_at: i64 = session.get(sess::KEY_AUTH_AT).await?.unwrap_or(0);
-    let account = accounts::load(&state.db, &state.crypto, &UserId::from_db(id), now)
+    let account = accounts::load(&state.db, &UserId::from_db(id), now)
         .await?
         .filter(|a| {
             a.kind == kind && !a.disabled && !a.must_reset && auth_at > a.sessions_revoked_before
@@ -846,7 +846,7 @@ async fn home_vm(state: &AppState, session: &Session, account: &Account) -> Resu
     }
     Ok(StaffHomeVm {
         csrf: sess::csrf_token(session).await?,
-        email: account.email.expose().clone(),
+        email: account.email(&state.crypto).await?.into_inner(),
         roles,
         can_search: !searchable_tenants(state, account).await?.is_empty(),
         results: None,
@@ -1197,7 +1197,7 @@ pub async fn signout_everywhere(
     // Revokes the provider's refresh tokens too, so every other session fails its next refresh.
     state
         .identity
-        .sign_out_everywhere(account.email.expose())
+        .sign_out_everywhere(account.email(&state.crypto).await?.expose())
         .await?;
     session.flush().await?;
     audit_user(
@@ -1293,10 +1293,11 @@ pub async fn break_glass(
             .await?;
             // The written reason may name a patient: it stays in the grant row and the audit trail,
             // never in the log or the alert webhook.
+            // A staff member's work address, not a patient's: the alert names who did it.
+            let who = account.email(&state.crypto).await?;
             let detail = format!(
                 "{} granted themself {} in {} until {} (unix); reason recorded with the grant",
-                // A staff member's work address, not a patient's: the alert names who did it.
-                account.email.expose(),
+                who.expose(),
                 role.as_str(),
                 tenant,
                 expires
