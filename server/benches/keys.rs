@@ -122,13 +122,41 @@ async fn main() -> anyhow::Result<()> {
     let header = patriotpay::billing::statement_header(&db, &stmt)
         .await?
         .expect("statement");
-    patriotpay::billing::lines(&db, &crypto, &header).await?;
+    // The benchmark asks the policy like a page would (one permit, one audit event).
+    let who = patriotpay::access::Principal::patient_of(
+        "bench".into(),
+        &header.tenant_id,
+        &header.patient_id,
+    );
+    let permit = patriotpay::access::permit(
+        db.pool(),
+        patriotpay::access::Ask {
+            who: &who,
+            actor: &patriotpay::audit::Actor::system("bench"),
+            action: patriotpay::access::Action::ViewItemisedStatement,
+            on: patriotpay::access::Resource {
+                tenant: &header.tenant_id,
+                patient: Some(&header.patient_id),
+                clinical_restricted: false,
+            },
+            event: "bench.statement.view",
+            resource: None,
+            now: patriotpay::clock::now_unix(),
+        },
+    )
+    .await?;
+    let answers = patriotpay::billing::Answers {
+        dob: Some("2000-01-01"),
+        zip: Some("00000"),
+    };
+    patriotpay::billing::lines(&db, &crypto, &header, &permit).await?;
     let calls = crypto.provider_calls();
     let iters = 2000;
     let started = Instant::now();
     for _ in 0..iters {
-        patriotpay::billing::lines(&db, &crypto, &header).await?;
-        patriotpay::billing::identity_answers(&db, &crypto, &demo, &header.patient_id).await?;
+        patriotpay::billing::lines(&db, &crypto, &header, &permit).await?;
+        patriotpay::billing::answers_match(&db, &crypto, &demo, &header.patient_id, answers)
+            .await?;
     }
     let per = started.elapsed().as_secs_f64() / f64::from(iters);
     println!(

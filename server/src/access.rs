@@ -131,6 +131,24 @@ pub struct Principal {
     pub impersonating: bool,
 }
 
+impl Principal {
+    /// A patient acting on their own record only: a pay-link visitor, or a reader off the
+    /// request path (benchmarks, tests) that must still ask the policy.
+    pub fn patient_of(user: String, tenant: &TenantId, patient: &PatientId) -> Principal {
+        Principal {
+            user,
+            grants: vec![Grant {
+                role: Role::Patient,
+                tenant: Some(tenant.clone()),
+                patients: [patient.clone()].into(),
+                expires_at: None,
+            }],
+            mfa: false,
+            impersonating: false,
+        }
+    }
+}
+
 /// What is being acted on.
 #[derive(Clone, Debug)]
 pub struct Resource<'a> {
@@ -292,6 +310,98 @@ pub fn decide(who: &Principal, action: Action, on: &Resource<'_>, now: i64) -> D
         return Decision::Allow;
     }
     Decision::Deny(reason)
+}
+
+/// Proof that the policy allowed one action on one practice's data (and, where named, one
+/// patient's), and that the audit event for it was written. Functions that read PHI take one;
+/// only `permit` makes them, so a handler that does not ask the policy cannot read PHI.
+#[derive(Debug)]
+#[must_use]
+pub struct Permit {
+    action: Action,
+    tenant: TenantId,
+    patient: Option<PatientId>,
+}
+
+impl Permit {
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    pub fn patient(&self) -> Option<&PatientId> {
+        self.patient.as_ref()
+    }
+
+    /// True when this permit is for `tenant` and (if it names one) for `patient`: readers check
+    /// this before they decrypt, so a permit for one patient never opens another's record.
+    pub fn covers(&self, tenant: &TenantId, patient: &PatientId) -> bool {
+        &self.tenant == tenant && self.patient.as_ref().is_none_or(|p| p == patient)
+    }
+
+    /// True when the permit is for exactly this patient of this practice.
+    pub fn covers_patient(&self, tenant: &TenantId, patient: &PatientId) -> bool {
+        &self.tenant == tenant && self.patient.as_ref() == Some(patient)
+    }
+}
+
+/// One question to the policy, with what the audit trail records about it.
+#[derive(Clone, Debug)]
+pub struct Ask<'a> {
+    pub who: &'a Principal,
+    pub actor: &'a crate::audit::Actor,
+    pub action: Action,
+    pub on: Resource<'a>,
+    /// The audit event's stable dotted name (`statement.itemised.view`).
+    pub event: &'static str,
+    /// The opaque id of what is viewed or changed (never PHI).
+    pub resource: Option<&'a str>,
+    pub now: i64,
+}
+
+/// Why no permit was given.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("denied: {0}")]
+    Denied(&'static str),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Asks the policy and writes the audit event, allowed or denied, in one call: on the pool or
+/// inside the caller's transaction (so the event commits with the change it records).
+pub async fn permit<'e, E>(exec: E, ask: Ask<'_>) -> Result<Permit, Refused>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let decision = decide(ask.who, ask.action, &ask.on, ask.now);
+    let outcome = match decision {
+        Decision::Allow => crate::audit::Outcome::Success,
+        Decision::Deny(_) => crate::audit::Outcome::Denied,
+    };
+    crate::audit::record(
+        exec,
+        crate::audit::Event {
+            actor: ask.actor,
+            tenant: Some(ask.on.tenant),
+            patient: ask.on.patient,
+            action: ask.event,
+            resource: ask.resource,
+            outcome,
+        },
+    )
+    .await?;
+    match decision {
+        Decision::Allow => Ok(Permit {
+            action: ask.action,
+            tenant: ask.on.tenant.clone(),
+            patient: ask.on.patient.cloned(),
+        }),
+        Decision::Deny(why) => Err(Refused::Denied(why)),
+    }
 }
 
 #[cfg(test)]

@@ -469,16 +469,34 @@ pub async fn use_recovery_code(
     Ok(r.rows_affected() == 1)
 }
 
+/// One claimed sign-in attempt, counted as a failure unless released: a right password or code
+/// releases it; dropping it leaves it counted.
+#[derive(Debug)]
+#[must_use = "release the attempt when the check passed"]
+pub struct LoginAttempt {
+    id: i64,
+}
+
+impl LoginAttempt {
+    /// The check passed (or never ran through no fault of the caller): not a failure.
+    pub async fn release(self, db: &Db) -> Result<(), AccountError> {
+        sqlx::query("DELETE FROM login_failures WHERE id = $1")
+            .bind(self.id)
+            .execute(db.pool())
+            .await?;
+        Ok(())
+    }
+}
+
 /// Reserves one sign-in attempt (password or code) *before* it is checked, so parallel guesses
-/// cannot outrun the limits: `Ok(attempt)` to go ahead, `Err(retry_after)` when over the limit.
-/// A successful check gives the attempt back with `release_attempt`.
+/// cannot outrun the limits; `AccountError::Throttled` when over the limit.
 pub async fn claim_attempt(
     db: &Db,
     crypto: &FieldCrypto,
     email: &str,
     address: &str,
     now: i64,
-) -> Result<Result<i64, u64>, AccountError> {
+) -> Result<LoginAttempt, AccountError> {
     let email = email_index(crypto, email).await?;
     let mut tx = db.begin_write().await?;
     let id: i64 = sqlx::query_scalar(
@@ -517,24 +535,18 @@ pub async fn claim_attempt(
     if let Some(retry) = over {
         // Refused attempts don't extend the lockout.
         tx.rollback().await?;
-        return Ok(Err(retry));
+        return Err(AccountError::Throttled {
+            retry_after_secs: retry,
+        });
     }
     tx.commit().await?;
-    Ok(Ok(id))
-}
-
-pub async fn release_attempt(db: &Db, attempt: i64) -> Result<(), AccountError> {
-    sqlx::query("DELETE FROM login_failures WHERE id = $1")
-        .bind(attempt)
-        .execute(db.pool())
-        .await?;
-    Ok(())
+    Ok(LoginAttempt { id })
 }
 
 /// The local password check (the only factor for members). Unknown account, wrong password,
 /// disabled, not enrolled, must reset or the other kind of account: all the same `Invalid`,
 /// after the same work. No throttling here: callers claim an attempt first (`claim_attempt`)
-/// and give it back (`release_attempt`) when the password was right.
+/// and release it when the password was right.
 pub async fn verify_credentials(
     db: &Db,
     crypto: &FieldCrypto,

@@ -29,6 +29,8 @@ pub struct Actor {
     pub on_behalf_of: Option<String>,
     pub request_id: Option<String>,
     pub address: Option<String>,
+    /// The request's time on the server's injectable clock (unix seconds); `None` off requests.
+    pub at: Option<i64>,
 }
 
 impl Actor {
@@ -63,7 +65,7 @@ where
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(uuid::Uuid::new_v4().to_string())
-    .bind(crate::clock::now_unix())
+    .bind(ev.actor.at.unwrap_or_else(crate::clock::now_unix))
     .bind(&ev.actor.id)
     .bind(ev.actor.on_behalf_of.as_deref())
     .bind(ev.tenant.map(|t| t.as_str().to_owned()))

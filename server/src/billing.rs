@@ -1,6 +1,7 @@
 //! Billing: practices, patients and itemised statements, imported encrypted; balances derived
 //! from the ledger.
 
+use crate::access::{Action, Permit};
 use crate::crypto::{CryptoError, FieldAad, FieldCrypto};
 use crate::db::Db;
 use crate::ids::{LineId, PatientId, StatementId, TenantId};
@@ -15,7 +16,39 @@ pub enum BillingError {
     Db(#[from] sqlx::Error),
     #[error("invalid import: {0}")]
     Invalid(&'static str),
+    /// A reader was handed a permit for another record or action: a bug, refused before any
+    /// decryption.
+    #[error("permit does not cover this read")]
+    NotPermitted,
 }
+
+/// The permit must be for this patient of this practice and one of `actions`.
+fn check(
+    permit: &Permit,
+    tenant: &TenantId,
+    patient: &PatientId,
+    actions: &[Action],
+) -> Result<(), BillingError> {
+    if permit.covers_patient(tenant, patient) && actions.contains(&permit.action()) {
+        Ok(())
+    } else {
+        Err(BillingError::NotPermitted)
+    }
+}
+
+/// Actions under which a statement's lines may be read (descriptions are then shown or hidden
+/// line by line by the policy).
+const LINE_READERS: &[Action] = &[Action::ViewItemisedStatement, Action::ViewStatementAmounts];
+/// Actions under which a patient's name may be read.
+const NAME_READERS: &[Action] = &[
+    Action::ViewBalance,
+    Action::ViewItemisedStatement,
+    Action::ViewStatementAmounts,
+    Action::ViewReceipt,
+    Action::SearchPatients,
+    Action::InviteGuarantor,
+    Action::RevokeGuarantor,
+];
 
 #[derive(Clone, Debug)]
 pub struct Tenant {
@@ -442,12 +475,31 @@ where
     Ok(Money::from_cents(cents))
 }
 
-/// The decrypted lines of a statement, in order.
+/// Which lines of a statement the practice marked confidential, in line order (nothing is
+/// decrypted: the policy decides from these which descriptions a guarantor may see).
+pub async fn confidential_flags(
+    db: &Db,
+    header: &StatementHeader,
+) -> Result<Vec<bool>, BillingError> {
+    let rows: Vec<i64> = sqlx::query_scalar(
+        "SELECT confidential FROM statement_lines WHERE statement_id = $1 AND tenant_id = $2
+         ORDER BY line_no",
+    )
+    .bind(header.id.as_str())
+    .bind(header.tenant_id.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.into_iter().map(|c| c != 0).collect())
+}
+
+/// The decrypted lines of a statement, in order, under a permit to read them.
 pub async fn lines(
     db: &Db,
     crypto: &FieldCrypto,
     header: &StatementHeader,
+    permit: &Permit,
 ) -> Result<Vec<Line>, BillingError> {
+    check(permit, &header.tenant_id, &header.patient_id, LINE_READERS)?;
     type Row = (String, Vec<u8>, Vec<u8>, i64, i64, i64, i64, i64);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, service_date_ct, description_ct, charge_cents, insurance_paid_cents,
@@ -494,18 +546,26 @@ pub async fn lines(
     Ok(out)
 }
 
+/// The payments booked to a statement, under a permit for its patient (the permit's practice
+/// and patient are part of the query, so another patient's statement reads as empty).
 pub async fn payments(
     db: &Db,
     statement: &StatementId,
+    permit: &Permit,
 ) -> Result<Vec<PaymentRecord>, BillingError> {
+    let patient = permit.patient().ok_or(BillingError::NotPermitted)?;
     type Row = (String, Option<String>, i64, String, String, i64);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT p.id, c.user_id, a.amount_cents, p.card_brand, p.card_last4, p.paid_at
          FROM payment_allocations a JOIN payments p ON p.id = a.payment_id
          JOIN checkouts c ON c.id = p.checkout_id
-         WHERE a.statement_id = $1 ORDER BY p.paid_at, p.id",
+         JOIN statements s ON s.id = a.statement_id
+         WHERE a.statement_id = $1 AND s.tenant_id = $2 AND s.patient_id = $3
+         ORDER BY p.paid_at, p.id",
     )
     .bind(statement.as_str())
+    .bind(permit.tenant().as_str())
+    .bind(patient.as_str())
     .fetch_all(db.pool())
     .await?;
     Ok(rows
@@ -523,13 +583,16 @@ pub async fn payments(
         .collect())
 }
 
-/// A patient's first name, for pages that address them or their guarantor.
+/// A patient's first name, for pages that address them or their guarantor: the patient the
+/// permit names.
 pub async fn first_name(
     db: &Db,
     crypto: &FieldCrypto,
-    tenant: &TenantId,
-    patient: &PatientId,
+    permit: &Permit,
 ) -> Result<Phi<String>, BillingError> {
+    let tenant = permit.tenant();
+    let patient = permit.patient().ok_or(BillingError::NotPermitted)?;
+    check(permit, tenant, patient, NAME_READERS)?;
     let ct: Vec<u8> =
         sqlx::query_scalar("SELECT first_name_ct FROM patients WHERE id = $1 AND tenant_id = $2")
             .bind(patient.as_str())
@@ -573,8 +636,35 @@ pub async fn statements_of(
     Ok(out)
 }
 
-/// The identity answers on file for a patient: date of birth (ISO) and ZIP.
-pub async fn identity_answers(
+/// A patient's full name (staff search results): the patient the permit names.
+pub async fn full_name(
+    db: &Db,
+    crypto: &FieldCrypto,
+    permit: &Permit,
+) -> Result<Phi<String>, BillingError> {
+    let tenant = permit.tenant();
+    let patient = permit.patient().ok_or(BillingError::NotPermitted)?;
+    check(permit, tenant, patient, NAME_READERS)?;
+    let (first, last): (Vec<u8>, Vec<u8>) = sqlx::query_as(
+        "SELECT first_name_ct, last_name_ct FROM patients WHERE id = $1 AND tenant_id = $2",
+    )
+    .bind(patient.as_str())
+    .bind(tenant.as_str())
+    .fetch_one(db.pool())
+    .await?;
+    let row = patient.as_str();
+    let first = crypto
+        .decrypt_str(patient_aad(tenant, row, "first_name"), &first)
+        .await?;
+    let last = crypto
+        .decrypt_str(patient_aad(tenant, row, "last_name"), &last)
+        .await?;
+    Ok(Phi::new(format!("{} {}", first.expose(), last.expose())))
+}
+
+/// The identity answers on file (date of birth, ZIP). Private: callers compare answers or ask
+/// whether someone is an adult; no one outside billing reads them.
+async fn identity_answers(
     db: &Db,
     crypto: &FieldCrypto,
     tenant: &TenantId,
@@ -595,6 +685,47 @@ pub async fn identity_answers(
             .decrypt_str(patient_aad(tenant, row, "zip"), &zip)
             .await?,
     ))
+}
+
+/// Answers given to an identity question, already parsed (`links::parse_dob`,
+/// `links::normalize_zip`).
+#[derive(Clone, Copy, Debug)]
+pub struct Answers<'a> {
+    pub dob: Option<&'a str>,
+    pub zip: Option<&'a str>,
+}
+
+/// Whether the given answers match the patient's on file. Every answer given is compared (in
+/// constant time), so timing doesn't say which one was wrong; the values never leave here.
+pub async fn answers_match(
+    db: &Db,
+    crypto: &FieldCrypto,
+    tenant: &TenantId,
+    patient: &PatientId,
+    given: Answers<'_>,
+) -> Result<bool, BillingError> {
+    let (dob, zip) = identity_answers(db, crypto, tenant, patient).await?;
+    let zip_on_file = crate::links::normalize_zip(zip.expose()).unwrap_or_default();
+    let mut ok = given.dob.is_some() || given.zip.is_some();
+    if let Some(d) = given.dob {
+        ok &= crate::links::answers_match(d, dob.expose());
+    }
+    if let Some(z) = given.zip {
+        ok &= crate::links::answers_match(z, &zip_on_file);
+    }
+    Ok(ok)
+}
+
+/// True when the patient is 18 or older on the day `now` falls in (UTC).
+pub async fn is_adult(
+    db: &Db,
+    crypto: &FieldCrypto,
+    tenant: &TenantId,
+    patient: &PatientId,
+    now: i64,
+) -> Result<bool, BillingError> {
+    let (dob, _) = identity_answers(db, crypto, tenant, patient).await?;
+    Ok(crate::guarantors::is_adult(dob.expose(), now))
 }
 
 #[cfg(test)]

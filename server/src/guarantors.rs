@@ -1,7 +1,7 @@
 //! Guarantors: single-use invitations checked against the dependant's identity answers, the
 //! billing-only grants they lead to, and revocation by the patient or the practice.
 
-use crate::access::Role;
+use crate::access::{Action, Permit, Role};
 use crate::accounts::{self, AccountError};
 use crate::crypto::{random_token, token_hash, FieldCrypto};
 use crate::db::Db;
@@ -205,41 +205,63 @@ pub struct GuarantorGrant {
     pub since: i64,
 }
 
-/// The active guarantors of a patient.
+/// The active guarantors of the patient the permit names (their emails are opened).
 pub async fn guarantors_of(
     db: &Db,
     crypto: &FieldCrypto,
-    patient: &PatientId,
+    permit: &Permit,
 ) -> Result<Vec<GuarantorGrant>, AccountError> {
-    grants_of(db, crypto, patient, Role::Guarantor).await
+    grants_of(db, crypto, permit, Role::Guarantor).await
 }
 
-/// The patient's own account, if they made one.
+/// The own account of the patient the permit names, if they made one (its email is opened).
 pub async fn patient_account(
     db: &Db,
     crypto: &FieldCrypto,
-    patient: &PatientId,
+    permit: &Permit,
 ) -> Result<Option<GuarantorGrant>, AccountError> {
-    Ok(grants_of(db, crypto, patient, Role::Patient)
+    Ok(grants_of(db, crypto, permit, Role::Patient)
         .await?
         .into_iter()
         .next())
 }
 
+/// Whether the patient made an account of their own (nothing about it is read).
+pub async fn has_account(db: &Db, patient: &PatientId) -> Result<bool, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM user_grants
+         WHERE patient_id = $1 AND role = 'patient' AND revoked_at IS NULL",
+    )
+    .bind(patient.as_str())
+    .fetch_one(db.pool())
+    .await?;
+    Ok(n > 0)
+}
+
 async fn grants_of(
     db: &Db,
     crypto: &FieldCrypto,
-    patient: &PatientId,
+    permit: &Permit,
     role: Role,
 ) -> Result<Vec<GuarantorGrant>, AccountError> {
+    let patient = permit
+        .patient()
+        .ok_or(AccountError::Bad("permit names no patient"))?;
+    if !matches!(
+        permit.action(),
+        Action::InviteGuarantor | Action::RevokeGuarantor | Action::ViewItemisedStatement
+    ) {
+        return Err(AccountError::Bad("permit does not cover guarantors"));
+    }
     let rows: Vec<(i64, String, Vec<u8>, String, i64)> = sqlx::query_as(
         "SELECT g.id, u.id, u.email_ct, g.tenant_id, g.created_at FROM user_grants g
          JOIN users u ON u.id = g.user_id
-         WHERE g.patient_id = $1 AND g.role = $2 AND g.revoked_at IS NULL
+         WHERE g.patient_id = $1 AND g.role = $2 AND g.revoked_at IS NULL AND g.tenant_id = $3
          ORDER BY g.id",
     )
     .bind(patient.as_str())
     .bind(role.as_str())
+    .bind(permit.tenant().as_str())
     .fetch_all(db.pool())
     .await?;
     let mut out = Vec::with_capacity(rows.len());
@@ -303,6 +325,25 @@ pub async fn revoke_grant(
     .fetch_optional(db.pool())
     .await?;
     Ok(user.map(UserId::from_db))
+}
+
+/// The practice and patient an active guarantor grant covers (with `include_patient_account`,
+/// a patient's own account grant too); `None` for an unknown, revoked or other grant.
+pub async fn grant_subject(
+    db: &Db,
+    grant: i64,
+    include_patient_account: bool,
+) -> Result<Option<(TenantId, PatientId)>, sqlx::Error> {
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT tenant_id, patient_id FROM user_grants
+         WHERE id = $1 AND revoked_at IS NULL AND patient_id IS NOT NULL
+           AND (role = 'guarantor' OR ($2 = 1 AND role = 'patient'))",
+    )
+    .bind(grant)
+    .bind(i64::from(include_patient_account))
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.map(|(t, p)| (TenantId::from_db(t), PatientId::from_db(p))))
 }
 
 /// True when someone born on `dob_iso` is 18 or older on the day `now` falls in (UTC).

@@ -129,18 +129,18 @@ pub async fn find(db: &Db, id: &LinkId) -> Result<Option<PayLink>, sqlx::Error> 
     Ok(row.map(from_row))
 }
 
-pub async fn mark_used(db: &Db, id: &LinkId) -> Result<(), sqlx::Error> {
+pub async fn mark_used(db: &Db, id: &LinkId, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE pay_links SET first_used_at = $1 WHERE id = $2 AND first_used_at IS NULL")
-        .bind(crate::clock::now_unix())
+        .bind(now)
         .bind(id.as_str())
         .execute(db.pool())
         .await?;
     Ok(())
 }
 
-pub async fn revoke(db: &Db, id: &LinkId) -> Result<(), sqlx::Error> {
+pub async fn revoke(db: &Db, id: &LinkId, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE pay_links SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-        .bind(crate::clock::now_unix())
+        .bind(now)
         .bind(id.as_str())
         .execute(db.pool())
         .await?;
@@ -148,10 +148,11 @@ pub async fn revoke(db: &Db, id: &LinkId) -> Result<(), sqlx::Error> {
 }
 
 /// The outcome of reserving an identity attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
+#[must_use]
 pub enum Claim {
     /// Go ahead and compare; settle the attempt afterwards.
-    Granted { attempt: i64 },
+    Granted(Attempt),
     /// The link is locked (or this attempt would pass the limit).
     Locked,
     /// Too many failures from this address or about this patient.
@@ -166,6 +167,46 @@ pub struct Subject<'a> {
     kind: SubjectKind,
     id: &'a str,
     patient: &'a PatientId,
+}
+
+/// One claimed identity attempt, counted as a failure until settled. Dropping it unsettled
+/// leaves it counted (the safe side), and says so in the log.
+#[derive(Debug)]
+#[must_use = "settle the attempt: a right answer gives it back"]
+pub struct Attempt {
+    id: i64,
+    subject: Option<(SubjectKind, String, PatientId)>,
+    settled: bool,
+}
+
+impl Attempt {
+    fn subject(&self) -> Option<Subject<'_>> {
+        self.subject.as_ref().map(|(kind, id, patient)| Subject {
+            kind: *kind,
+            id,
+            patient,
+        })
+    }
+
+    /// Settles the attempt: a wrong answer stays counted and locks the subject at the limit
+    /// (returns true when this attempt locked it); a right one is given back.
+    pub async fn settle(mut self, db: &Db, wrong: bool, now: i64) -> Result<bool, sqlx::Error> {
+        self.settled = true;
+        settle(db, self.subject(), self.id, wrong, now).await
+    }
+
+    /// Gives the attempt back: the answer was never compared (our fault, e.g. keys unavailable).
+    pub async fn give_back(self, db: &Db, now: i64) -> Result<(), sqlx::Error> {
+        self.settle(db, false, now).await.map(|_| ())
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.settled {
+            tracing::warn!("identity attempt dropped unsettled; it stays counted");
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -203,17 +244,8 @@ impl<'a> Subject<'a> {
 
 /// Reserves one identity attempt *before* the answer is compared: the failure is written first
 /// and given back only if the answer is right, so parallel guesses cannot outrun the lock or
-/// the limits. `link` is `None` for an expired, revoked or unknown link.
-pub async fn claim_attempt(
-    db: &Db,
-    link: Option<&PayLink>,
-    address: &str,
-    now: i64,
-) -> Result<Claim, sqlx::Error> {
-    claim(db, link.map(Subject::link), address, now).await
-}
-
-/// `claim_attempt` for any subject (`None`: nothing valid was presented).
+/// the limits. `subject` is `None` when nothing valid was presented (an expired, revoked or
+/// unknown link or invitation).
 pub async fn claim(
     db: &Db,
     subject: Option<Subject<'_>>,
@@ -269,24 +301,17 @@ pub async fn claim(
         return Ok(Claim::Throttled);
     }
     tx.commit().await?;
-    Ok(Claim::Granted { attempt })
+    Ok(Claim::Granted(Attempt {
+        id: attempt,
+        subject: subject.map(|s| (s.kind, s.id.to_owned(), s.patient.clone())),
+        settled: false,
+    }))
 }
 
 /// Settles a claimed attempt. A right answer, or a malformed one that was never compared,
-/// gives the attempt back; a wrong one stays counted and locks the link at the limit.
-/// Returns true when this attempt locked the link.
-pub async fn settle_attempt(
-    db: &Db,
-    link: Option<&PayLink>,
-    attempt: i64,
-    counts: bool,
-    now: i64,
-) -> Result<bool, sqlx::Error> {
-    settle(db, link.map(Subject::link), attempt, counts, now).await
-}
-
-/// `settle_attempt` for any subject.
-pub async fn settle(
+/// gives the attempt back; a wrong one stays counted and locks the subject at the limit.
+/// Returns true when this attempt locked it.
+async fn settle(
     db: &Db,
     subject: Option<Subject<'_>>,
     attempt: i64,

@@ -272,7 +272,7 @@ async fn dead_and_unknown_links_look_like_a_wrong_answer(backend: Backend) {
     )
     .await
     .expect("link");
-    patriotpay::links::revoke(app.db(), &revoked_id)
+    patriotpay::links::revoke(app.db(), &revoked_id, patriotpay::clock::now_unix())
         .await
         .expect("revoke");
     let unknown_token = patriotpay::crypto::random_token();

@@ -266,12 +266,13 @@ async fn warm_cache_makes_no_kms_calls_and_expires() {
         .await
         .expect("q")
         .expect("statement");
-    patriotpay::billing::lines(app.db(), &cold, &header)
+    let permit = common::statement_permit(app.db(), &header).await;
+    patriotpay::billing::lines(app.db(), &cold, &header, &permit)
         .await
         .expect("decrypt");
     let first = cold.provider_calls();
     std::thread::sleep(std::time::Duration::from_millis(5));
-    patriotpay::billing::lines(app.db(), &cold, &header)
+    patriotpay::billing::lines(app.db(), &cold, &header, &permit)
         .await
         .expect("decrypt");
     assert!(

@@ -1,7 +1,12 @@
 //! The HTTP layer's error type: a status and a short code for the user, details only in the log.
 
+use crate::accounts::AccountError;
+use crate::identity::IdentityError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+
+/// What every handler and HTTP helper returns.
+pub type Result<T> = std::result::Result<T, AppError>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -93,5 +98,47 @@ impl From<crate::billing::BillingError> for AppError {
 impl From<tower_sessions::session::Error> for AppError {
     fn from(e: tower_sessions::session::Error) -> Self {
         AppError::Internal(e.into())
+    }
+}
+
+impl From<AccountError> for AppError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Db(d) => d.into(),
+            AccountError::Crypto(c) => c.into(),
+            AccountError::Throttled { retry_after_secs } => {
+                AppError::TooManyRequests { retry_after_secs }
+            }
+            AccountError::Invalid
+            | AccountError::WeakPassword
+            | AccountError::Bad(_)
+            | AccountError::EmailTaken
+            | AccountError::PatientHasAccount
+            | AccountError::Unconfirmed
+            | AccountError::Gone => AppError::BadRequest,
+            AccountError::Hash(h) => AppError::Internal(anyhow::anyhow!("password hashing: {h}")),
+        }
+    }
+}
+
+impl From<IdentityError> for AppError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::Unavailable(m) => AppError::Unavailable(m),
+            IdentityError::Account(a) => a.into(),
+            IdentityError::Unsupported => AppError::NotFound,
+            e => AppError::Internal(e.into()),
+        }
+    }
+}
+
+/// A refused permit looks like a record that does not exist (another practice's or patient's
+/// record must not be told apart from none); a handler that should say 403 maps it itself.
+impl From<crate::access::Refused> for AppError {
+    fn from(e: crate::access::Refused) -> Self {
+        match e {
+            crate::access::Refused::Denied(_) => AppError::NotFound,
+            crate::access::Refused::Db(d) => d.into(),
+        }
     }
 }

@@ -1,42 +1,41 @@
 //! The account page: each person's open statements (own and dependants'), a statement with
-//! clinical detail hidden where the policy says, one payment across several statements, the
-//! return from the processor, and the receipt of how a payment split.
+//! clinical detail hidden where the policy says, and the receipt of how a payment split.
 
-use super::account::*;
-use super::error::AppError;
-use super::session::{self as sess, Flash};
-use super::{AppState, RequestContext};
+use super::error::{AppError, Result};
+use super::extract::Member;
+use super::member::*;
+use super::session::{PayErrors, PayItemError, Sess};
+use super::{tr, AppState, RequestContext, Routes};
 use crate::access::{Action, Role};
 use crate::accounts::Account;
-use crate::audit::Outcome;
 use crate::billing;
-use crate::guarantors::{self};
-use crate::ids::{CheckoutId, PaymentId, StatementId, TenantId};
-use crate::money::{AmountError, Money};
-use crate::payments::{self, DeclineReason};
-use axum::extract::{Path, Query, State};
+use crate::guarantors;
+use crate::ids::{PaymentId, StatementId};
+use crate::money::Money;
+use crate::payments;
+use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Response};
-use axum::{Extension, Form};
 use patriotpay_app::account as pages;
 use patriotpay_app::vm::*;
-use std::collections::BTreeMap;
-use tower_sessions::Session;
 
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-struct PayErrors {
-    general: Option<String>,
-    /// statement id → (error key, typed amount, checked)
-    items: BTreeMap<String, (Option<String>, String, bool)>,
+/// The account page, a statement, a receipt; paying is in `household_pay`.
+pub fn router(state: &AppState) -> Routes {
+    // `/account` is a plain page to the guard: an account with no one on it asks the policy
+    // nothing. Each person shown on it is still read under a permit.
+    Routes::new(state)
+        .page("/account", home)
+        .phi_page("/account/statements/{statement}", statement)
+        .phi_page("/account/receipt/{payment}", receipt)
 }
 
-fn open_statement_vm(
+pub(super) fn open_statement_vm(
     h: &billing::StatementHeader,
     name: &str,
     practice: &str,
     balance: Money,
-    carried: Option<&(Option<String>, String, bool)>,
+    carried: Option<&PayItemError>,
 ) -> OpenStatementVm {
-    let error = carried.and_then(|(k, _, _)| k.as_ref()).map(|k| {
+    let error = carried.and_then(|c| c.key.as_ref()).map(|k| {
         if k == "pay-err-over" {
             tr().ta(k, &[("balance", &balance.to_string())])
         } else {
@@ -51,9 +50,9 @@ fn open_statement_vm(
         due_date: iso(&h.due_date),
         balance: balance.to_string(),
         amount: carried
-            .map(|(_, v, _)| v.clone())
+            .map(|c| c.typed.clone())
             .unwrap_or_else(|| balance.plain()),
-        checked: carried.is_some_and(|(_, _, c)| *c),
+        checked: carried.is_some_and(|c| c.checked),
         paid_in_full: !balance.is_positive(),
         error,
     }
@@ -61,15 +60,23 @@ fn open_statement_vm(
 
 pub async fn home(
     State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
+    ctx: RequestContext,
+    session: Sess,
+    Member(who): Member,
 ) -> Result<Response> {
-    let who = match member(&state, &session).await? {
-        Ok(a) => a,
-        Err(r) => return Ok(r),
-    };
     let vm = home_vm(&state, &ctx, &session, &who).await?;
     Ok(Html(pages::home(meta(&session).await?, vm)).into_response())
+}
+
+/// The pay form's errors carried over from a refused payment, taken once.
+async fn take_pay_errors(session: &Sess) -> Result<PayErrors> {
+    if session.data().await?.pay_errors.is_none() {
+        return Ok(PayErrors::default());
+    }
+    Ok(session
+        .update(|d| d.pay_errors.take())
+        .await?
+        .unwrap_or_default())
 }
 
 /// Everything on the account page: each person's open statements (as far as the policy lets
@@ -77,29 +84,40 @@ pub async fn home(
 pub(super) async fn home_vm(
     state: &AppState,
     ctx: &RequestContext,
-    session: &Session,
+    session: &Sess,
     who: &Account,
 ) -> Result<AccountHomeVm> {
-    let now = state.clock.now();
-    let errors: PayErrors = session
-        .remove(sess::KEY_PAY_ERRORS)
-        .await?
-        .unwrap_or_default();
+    let now = ctx.now;
+    let errors = take_pay_errors(session).await?;
     let mut vm = AccountHomeVm {
-        csrf: sess::csrf_token(session).await?,
+        csrf: session.csrf_token().await?,
         email: who.email(&state.crypto).await?.into_inner(),
         pay_error: errors.general.as_deref().map(|k| tr().t(k)),
         ..Default::default()
     };
-    if let Some(f) = sess::take_flash(session).await? {
+    if let Some(f) = session.take_flash().await? {
         vm.notice = Some(tr().t(&f.key));
     }
     let mut total = Money::from_cents(0);
     for (role, tenant, patient) in people(who) {
-        if !decide(state, who, Action::ViewBalance, &tenant, &patient, false).allowed() {
+        // Someone the account no longer may see is left out, not refused.
+        if !decide(who, Action::ViewBalance, &tenant, &patient, false, now).allowed() {
             continue;
         }
-        let name = billing::first_name(&state.db, &state.crypto, &tenant, &patient).await?;
+        let permit = member_permit(
+            state,
+            ctx,
+            who,
+            MemberAsk {
+                action: Action::ViewBalance,
+                tenant: &tenant,
+                patient: &patient,
+                event: "household.view",
+                resource: None,
+            },
+        )
+        .await?;
+        let name = billing::first_name(&state.db, &state.crypto, &permit).await?;
         let practice = practice_name(state, &tenant).await?;
         let mut statements = vec![];
         for (h, balance) in billing::statements_of(&state.db, &tenant, &patient).await? {
@@ -115,44 +133,29 @@ pub(super) async fn home_vm(
                 errors.items.get(h.id.as_str()),
             ));
         }
-        audit_event(
-            state,
-            ctx,
-            actor_id(&who.id),
-            (Some(&tenant), Some(&patient)),
-            "household.view",
-            None,
-            Outcome::Success,
-        )
-        .await?;
         // Guarantors are managed by adult patients (and the practice); a minor's are the
         // practice's to change.
-        let grown = role == Role::Patient && adult(state, &tenant, &patient).await?;
+        let grown = role == Role::Patient && adult(state, &tenant, &patient, now).await?;
         if grown {
-            if decide(
-                state,
-                who,
-                Action::InviteGuarantor,
-                &tenant,
-                &patient,
-                false,
-            )
-            .allowed()
-            {
+            if decide(who, Action::InviteGuarantor, &tenant, &patient, false, now).allowed() {
                 vm.can_invite
                     .push((patient.to_string(), name.expose().clone()));
             }
-            if decide(
-                state,
-                who,
-                Action::RevokeGuarantor,
-                &tenant,
-                &patient,
-                false,
-            )
-            .allowed()
-            {
-                for g in guarantors::guarantors_of(&state.db, &state.crypto, &patient).await? {
+            if decide(who, Action::RevokeGuarantor, &tenant, &patient, false, now).allowed() {
+                let sharing = member_permit(
+                    state,
+                    ctx,
+                    who,
+                    MemberAsk {
+                        action: Action::RevokeGuarantor,
+                        tenant: &tenant,
+                        patient: &patient,
+                        event: "household.guarantors.view",
+                        resource: None,
+                    },
+                )
+                .await?;
+                for g in guarantors::guarantors_of(&state.db, &state.crypto, &sharing).await? {
                     vm.guarantors.push(GuarantorVm {
                         grant_id: g.grant_id.to_string(),
                         email: g.email.into_inner(),
@@ -185,105 +188,99 @@ pub(super) async fn home_vm(
     Ok(vm)
 }
 
-/// The statement, if the member may see its amounts; 404 otherwise (a statement of someone
-/// else looks exactly like one that does not exist).
-async fn visible_statement(
-    state: &AppState,
-    who: &Account,
-    raw: &str,
-) -> Result<billing::StatementHeader> {
-    let id = StatementId::parse(raw).ok_or(AppError::NotFound)?;
+pub async fn statement(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    Member(who): Member,
+    Path(raw): Path<String>,
+) -> Result<Response> {
+    let now = ctx.now;
+    let id = StatementId::parse(&raw).ok_or(AppError::NotFound)?;
     let h = billing::statement_header(&state.db, &id)
         .await?
         .ok_or(AppError::NotFound)?;
+    // A statement of someone else looks exactly like one that does not exist.
     if !decide(
-        state,
-        who,
+        &who,
         Action::ViewStatementAmounts,
         &h.tenant_id,
         &h.patient_id,
         false,
+        now,
     )
     .allowed()
     {
         return Err(AppError::NotFound);
     }
-    Ok(h)
-}
-
-pub async fn statement(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
-    Path(raw): Path<String>,
-) -> Result<Response> {
-    let who = match member(&state, &session).await? {
-        Ok(a) => a,
-        Err(r) => return Ok(r),
+    let grown_up = adult(&state, &h.tenant_id, &h.patient_id, now).await?;
+    // Which descriptions this account may read: one policy decision per line.
+    let shown: Vec<bool> = billing::confidential_flags(&state.db, &h)
+        .await?
+        .into_iter()
+        .map(|confidential| {
+            decide(
+                &who,
+                Action::ViewItemisedStatement,
+                &h.tenant_id,
+                &h.patient_id,
+                confidential || grown_up,
+                now,
+            )
+            .allowed()
+        })
+        .collect();
+    let some_hidden = shown.iter().any(|s| !s);
+    let (action, event) = if some_hidden {
+        (Action::ViewStatementAmounts, "statement.amounts.view")
+    } else {
+        (Action::ViewItemisedStatement, "statement.itemised.view")
     };
-    let h = visible_statement(&state, &who, &raw).await?;
-    let grown_up = adult(&state, &h.tenant_id, &h.patient_id).await?;
-    let own = decide(
+    let permit = member_permit(
         &state,
+        &ctx,
+        &who,
+        MemberAsk {
+            action,
+            tenant: &h.tenant_id,
+            patient: &h.patient_id,
+            event,
+            resource: Some(h.id.as_str()),
+        },
+    )
+    .await?;
+    let own = decide(
         &who,
         Action::ViewCardDetails,
         &h.tenant_id,
         &h.patient_id,
         false,
+        now,
     )
     .allowed();
-    let lines = billing::lines(&state.db, &state.crypto, &h).await?;
-    let paid = billing::payments(&state.db, &h.id).await?;
+    let lines = billing::lines(&state.db, &state.crypto, &h, &permit).await?;
+    let paid = billing::payments(&state.db, &h.id, &permit).await?;
     let balance = billing::balance(state.db.pool(), &h.id).await?;
     let practice = practice_name(&state, &h.tenant_id).await?;
-    let name = billing::first_name(&state.db, &state.crypto, &h.tenant_id, &h.patient_id).await?;
-    let errors: PayErrors = session
-        .remove(sess::KEY_PAY_ERRORS)
-        .await?
-        .unwrap_or_default();
-    let mut some_hidden = false;
-    let mut line_vms = Vec::with_capacity(lines.len());
-    for l in &lines {
-        let restricted = l.confidential || grown_up;
-        let shown = decide(
-            &state,
-            &who,
-            Action::ViewItemisedStatement,
-            &h.tenant_id,
-            &h.patient_id,
-            restricted,
-        )
-        .allowed();
-        some_hidden |= !shown;
-        line_vms.push(AccountLineVm {
+    let name = billing::first_name(&state.db, &state.crypto, &permit).await?;
+    let errors = take_pay_errors(&session).await?;
+    let line_vms = lines
+        .iter()
+        .zip(shown.iter().chain(std::iter::repeat(&false)))
+        .map(|(l, shown)| AccountLineVm {
             service_date: iso(l.service_date.expose()),
             description: shown.then(|| l.description.expose().clone()),
             charge: l.charge.to_string(),
             insurance_paid: l.insurance_paid.to_string(),
             adjustment: l.adjustment.to_string(),
             responsibility: l.patient_responsibility.to_string(),
-        });
-    }
-    let action = if some_hidden {
-        "statement.amounts.view"
-    } else {
-        "statement.itemised.view"
-    };
-    audit_event(
-        &state,
-        &ctx,
-        actor_id(&who.id),
-        (Some(&h.tenant_id), Some(&h.patient_id)),
-        action,
-        Some(h.id.as_str()),
-        Outcome::Success,
-    )
-    .await?;
+        })
+        .collect();
     let sum = |f: fn(&billing::Line) -> Money| {
         Money::from_cents(lines.iter().map(|l| f(l).cents()).sum())
     };
     let vm = AccountStatementVm {
-        csrf: sess::csrf_token(&session).await?,
+        csrf: session.csrf_token().await?,
         practice_name: practice.clone(),
         patient_name: name.expose().clone(),
         statement: open_statement_vm(
@@ -328,290 +325,64 @@ pub async fn statement(
     Ok(Html(pages::statement(meta(&session).await?, vm)).into_response())
 }
 
-fn amount_error_key(e: AmountError) -> &'static str {
-    match e {
-        AmountError::Empty => "pay-err-empty",
-        AmountError::Format => "pay-err-format",
-        AmountError::Negative => "pay-err-negative",
-        AmountError::Zero => "pay-err-zero",
-        AmountError::OverBalance => "pay-err-over",
-        AmountError::NothingDue => "pay-err-nothing-due",
-    }
-}
-
-/// Pays one or several statements in one card payment. The form sends `pay_<statement>=1` for
-/// each statement chosen and `amount_<statement>` for its amount. Every statement is checked
-/// by the policy and against its balance; any problem sends the whole form back, nothing started.
-pub async fn pay(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Result<Response> {
-    let field = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let who = match member_post(&state, &session, field("csrf").unwrap_or("")).await? {
-        Ok(a) => a,
-        Err(r) => return Ok(r),
-    };
-    let back = match field("from").and_then(StatementId::parse) {
-        Some(s) => format!("/account/statements/{s}"),
-        None => "/account".to_owned(),
-    };
-    let mut chosen: Vec<StatementId> = vec![];
-    for (k, v) in &pairs {
-        if let Some(id) = k.strip_prefix("pay_").and_then(StatementId::parse) {
-            if v == "1" && !chosen.contains(&id) {
-                chosen.push(id);
-            }
-        }
-    }
-    let mut errors = PayErrors::default();
-    // Counted before any lookup, so an oversized form costs nothing.
-    if chosen.len() > payments::MAX_ITEMS {
-        errors.general = Some("account-pay-too-many".into());
-        session.insert(sess::KEY_PAY_ERRORS, errors).await?;
-        return Ok(see_other(&back));
-    }
-    let mut items = vec![];
-    let mut patients = vec![];
-    let mut tenant: Option<TenantId> = None;
-    for id in &chosen {
-        let h = billing::statement_header(&state.db, id)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        if !decide(
-            &state,
-            &who,
-            Action::MakePayment,
-            &h.tenant_id,
-            &h.patient_id,
-            false,
-        )
-        .allowed()
-        {
-            return Err(AppError::NotFound);
-        }
-        let typed = field(&format!("amount_{id}")).unwrap_or("");
-        let balance = billing::balance(state.db.pool(), id).await?;
-        let kept: String = typed.chars().take(32).collect();
-        match Money::parse_payment(typed, balance) {
-            Ok(m) => {
-                items.push((id.clone(), m));
-                errors.items.insert(id.to_string(), (None, kept, true));
-            }
-            Err(e) => {
-                errors.items.insert(
-                    id.to_string(),
-                    (Some(amount_error_key(e).into()), kept, true),
-                );
-            }
-        }
-        if !patients.contains(&h.patient_id) {
-            patients.push(h.patient_id.clone());
-        }
-        match &tenant {
-            None => tenant = Some(h.tenant_id.clone()),
-            Some(t) if *t != h.tenant_id => {
-                errors.general = Some("account-pay-one-practice".into());
-            }
-            Some(_) => {}
-        }
-    }
-    if chosen.is_empty() {
-        errors.general = Some("account-pay-none".into());
-    } else if chosen.len() > payments::MAX_ITEMS {
-        errors.general = Some("account-pay-too-many".into());
-    }
-    let refused = errors.general.is_some() || errors.items.values().any(|(k, _, _)| k.is_some());
-    let (Some(tenant), false) = (tenant, refused) else {
-        if errors.general.is_none() {
-            errors.general = Some("account-pay-check".into());
-        }
-        session.insert(sess::KEY_PAY_ERRORS, errors).await?;
-        return Ok(see_other(&back));
-    };
-    let plan = payments::CheckoutPlan {
-        tenant,
-        items,
-        patients,
-        link: None,
-        user: Some(who.id.clone()),
-        return_prefix: "/account/pay",
-    };
-    let actor = ctx.actor(actor_id(&who.id));
-    let general = match payments::start_checkout(
-        &state.db,
-        state.processor.as_ref(),
-        &plan,
-        &state.public_url,
-        &actor,
-    )
-    .await
-    {
-        Ok(url) => return Ok(see_other(&url)),
-        Err(payments::PaymentError::Processor(e)) => {
-            tracing::warn!(error = %e, "checkout could not be created");
-            "pay-err-processor"
-        }
-        Err(payments::PaymentError::Pending) => "pay-err-pending",
-        Err(e) => return Err(AppError::Internal(e.into())),
-    };
-    errors.general = Some(general.into());
-    session.insert(sess::KEY_PAY_ERRORS, errors).await?;
-    Ok(see_other(&back))
-}
-
-/// A checkout this member started, every statement of which they may still pay; 404 otherwise.
-async fn own_checkout(state: &AppState, who: &Account, raw: &str) -> Result<payments::CheckoutRow> {
-    let id = CheckoutId::parse(raw).ok_or(AppError::NotFound)?;
-    let row = payments::find_checkout(&state.db, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if row.user_id.as_ref() != Some(&who.id) {
-        return Err(AppError::NotFound);
-    }
-    for (statement, _) in payments::checkout_items(&state.db, &row.id).await? {
-        let h = billing::statement_header(&state.db, &statement)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        if !decide(
-            state,
-            who,
-            Action::MakePayment,
-            &h.tenant_id,
-            &h.patient_id,
-            false,
-        )
-        .allowed()
-        {
-            return Err(AppError::NotFound);
-        }
-    }
-    Ok(row)
-}
-
-#[derive(serde::Deserialize)]
-pub struct ReturnQuery {
-    #[serde(default)]
-    session_id: String,
-}
-
-/// Where the processor sends the member after paying; the webhook records the payment.
-pub async fn pay_return(
-    State(state): State<AppState>,
-    session: Session,
-    Path(raw): Path<String>,
-    Query(q): Query<ReturnQuery>,
-) -> Result<Response> {
-    let who = match member(&state, &session).await? {
-        Ok(a) => a,
-        Err(r) => return Ok(r),
-    };
-    let checkout = own_checkout(&state, &who, &raw).await?;
-    let meta = meta(&session).await?;
-    super::patient::back_from_processor(&state, &checkout, &q.session_id, "/account", meta).await
-}
-
-pub async fn pay_cancelled(
-    State(state): State<AppState>,
-    session: Session,
-    Path(raw): Path<String>,
-) -> Result<Response> {
-    let who = match member(&state, &session).await? {
-        Ok(a) => a,
-        Err(r) => return Ok(r),
-    };
-    let checkout = own_checkout(&state, &who, &raw).await?;
-    if let Some(payment) = payments::payment_for_checkout(&state.db, &checkout.id).await? {
-        return Ok(see_other(&format!("/account/receipt/{payment}")));
-    }
-    let key = match payments::decline_reason(state.processor.as_ref(), &checkout)
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?
-    {
-        Some(DeclineReason::InsufficientFunds) => "account-pay-insufficient",
-        Some(DeclineReason::Generic) => "account-pay-declined",
-        None => "account-pay-cancelled",
-    };
-    sess::set_flash(
-        &session,
-        Flash {
-            key: key.into(),
-            ..Default::default()
-        },
-    )
-    .await?;
-    Ok(see_other("/account"))
-}
-
 pub async fn receipt(
     State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
+    ctx: RequestContext,
+    session: Sess,
+    Member(who): Member,
     Path(raw): Path<String>,
 ) -> Result<Response> {
-    let who = match member(&state, &session).await? {
-        Ok(a) => a,
-        Err(r) => return Ok(r),
-    };
     let id = PaymentId::parse(&raw).ok_or(AppError::NotFound)?;
     let r = payments::receipt(&state.db, &id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let mut items = vec![];
-    let mut viewed = vec![];
+    let mut headers = vec![];
     for a in &r.allocations {
         let h = billing::statement_header(&state.db, &a.statement_id)
             .await?
             .ok_or(AppError::NotFound)?;
+        // Every allocation is checked before any view is recorded: a refused receipt logs none.
         if !decide(
-            &state,
             &who,
             Action::ViewReceipt,
             &h.tenant_id,
             &h.patient_id,
             false,
+            ctx.now,
         )
         .allowed()
         {
             return Err(AppError::NotFound);
         }
-        viewed.push((h.tenant_id.clone(), h.patient_id.clone()));
+        headers.push((a, h));
+    }
+    if headers.is_empty() {
+        return Err(AppError::NotFound);
+    }
+    let mut items = vec![];
+    for (a, h) in headers {
+        let permit = member_permit(
+            &state,
+            &ctx,
+            &who,
+            MemberAsk {
+                action: Action::ViewReceipt,
+                tenant: &h.tenant_id,
+                patient: &h.patient_id,
+                event: "payment.receipt.view",
+                resource: Some(id.as_str()),
+            },
+        )
+        .await?;
         items.push(ReceiptItemVm {
-            patient_name: billing::first_name(
-                &state.db,
-                &state.crypto,
-                &h.tenant_id,
-                &h.patient_id,
-            )
-            .await?
-            .into_inner(),
+            patient_name: billing::first_name(&state.db, &state.crypto, &permit)
+                .await?
+                .into_inner(),
             practice_name: practice_name(&state, &h.tenant_id).await?,
             statement_date: iso(&h.statement_date),
             amount: a.amount.to_string(),
             new_balance: billing::balance(state.db.pool(), &h.id).await?.to_string(),
         });
-    }
-    if items.is_empty() {
-        return Err(AppError::NotFound);
-    }
-    // Audited once every allocation passed the policy: a refused receipt logs no views.
-    for (tenant, patient) in &viewed {
-        audit_event(
-            &state,
-            &ctx,
-            actor_id(&who.id),
-            (Some(tenant), Some(patient)),
-            "payment.receipt.view",
-            Some(id.as_str()),
-            Outcome::Success,
-        )
-        .await?;
     }
     let vm = AccountReceiptVm {
         amount: r.amount.to_string(),

@@ -4,10 +4,16 @@
 pub mod account;
 pub mod assets;
 pub mod error;
+pub mod extract;
+pub mod forms;
 pub mod household;
+pub mod household_pay;
 pub mod invitation;
+pub mod member;
 pub mod patient;
+pub mod sealed;
 pub mod session;
+pub mod sharing;
 pub mod staff;
 pub mod webhook;
 
@@ -16,17 +22,22 @@ use crate::crypto::FieldCrypto;
 use crate::db::Db;
 use crate::payments::PaymentProcessor;
 use axum::extract::{ConnectInfo, MatchedPath, Request};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::handler::Handler;
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use error::{AppError, ErrorPage};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
+
+/// Largest request body accepted (forms and webhooks).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Everything a handler may use.
 #[derive(Clone)]
@@ -45,11 +56,14 @@ pub struct AppState {
     pub identity: Arc<dyn crate::identity::IdentityProvider>,
 }
 
-/// Per-request facts set by the outermost middleware.
+/// Per-request facts set by the outermost middleware; an extractor (`http::extract`).
 #[derive(Clone, Debug)]
 pub struct RequestContext {
     pub request_id: String,
     pub address: String,
+    /// The request's time on the server's injectable clock: the one reading every check and
+    /// record of this request uses.
+    pub now: i64,
 }
 
 impl RequestContext {
@@ -59,8 +73,196 @@ impl RequestContext {
             on_behalf_of: None,
             request_id: Some(self.request_id.clone()),
             address: Some(self.address.clone()),
+            at: Some(self.now),
         }
     }
+}
+
+/// A redirect after a form post, or to where a visitor belongs (303 See Other).
+pub fn see_other(path: &str) -> Response {
+    Redirect::to(path).into_response()
+}
+
+/// The message catalog pages are rendered with.
+pub fn tr() -> patriotpay_app::Tr {
+    patriotpay_app::Tr::default()
+}
+
+/// What a route is, as the tests and the guards see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteKind {
+    /// A GET page.
+    Page,
+    /// A GET page whose successful answer carries protected data: it must have asked the policy.
+    PhiPage,
+    /// A form POST: the CSRF layer checks origin and token before anything else runs.
+    Form,
+    /// A form POST whose successful answer carries protected data.
+    PhiForm,
+    /// Machine endpoints (webhooks, health, assets): no session, no CSRF.
+    Machine,
+}
+
+impl RouteKind {
+    pub fn is_form(self) -> bool {
+        matches!(self, RouteKind::Form | RouteKind::PhiForm)
+    }
+
+    pub fn is_phi(self) -> bool {
+        matches!(self, RouteKind::PhiPage | RouteKind::PhiForm)
+    }
+}
+
+/// One entry of the route table.
+#[derive(Clone, Debug)]
+pub struct RouteInfo {
+    pub method: Method,
+    pub path: &'static str,
+    pub kind: RouteKind,
+}
+
+/// Routes are registered through this builder, which records each in a table: the CSRF layer
+/// goes on every form route by construction, and tests walk the table instead of a hand list.
+pub struct Routes {
+    state: AppState,
+    router: Router<AppState>,
+    table: Vec<RouteInfo>,
+}
+
+impl Routes {
+    pub fn new(state: &AppState) -> Self {
+        Routes {
+            state: state.clone(),
+            router: Router::new(),
+            table: vec![],
+        }
+    }
+
+    fn note(&mut self, method: Method, path: &'static str, kind: RouteKind) {
+        self.table.push(RouteInfo { method, path, kind });
+    }
+
+    fn get_route<H, T>(mut self, path: &'static str, handler: H, kind: RouteKind) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.note(Method::GET, path, kind);
+        self.router = self.router.route(path, get(handler));
+        self
+    }
+
+    fn form_route<H, T>(mut self, path: &'static str, handler: H, kind: RouteKind) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.note(Method::POST, path, kind);
+        let checked = post(handler).layer(middleware::from_fn_with_state(
+            self.state.clone(),
+            extract::require_csrf,
+        ));
+        self.router = self.router.route(path, checked);
+        self
+    }
+
+    /// A page that shows nothing protected.
+    pub fn page<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.get_route(path, handler, RouteKind::Page)
+    }
+
+    /// A page that shows protected data (PHI, a patient's payments).
+    pub fn phi_page<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.get_route(path, handler, RouteKind::PhiPage)
+    }
+
+    /// A form post (CSRF-checked).
+    pub fn form<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.form_route(path, handler, RouteKind::Form)
+    }
+
+    /// A form post (CSRF-checked) whose answer shows protected data.
+    pub fn phi_form<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.form_route(path, handler, RouteKind::PhiForm)
+    }
+
+    /// A machine endpoint: no CSRF token (webhooks prove themselves by signature).
+    pub fn machine_get<H, T>(mut self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.note(Method::GET, path, RouteKind::Machine);
+        self.router = self.router.route(path, get(handler));
+        self
+    }
+
+    /// A machine POST endpoint: no CSRF token (webhooks prove themselves by signature).
+    pub fn machine_post<H, T>(mut self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.note(Method::POST, path, RouteKind::Machine);
+        self.router = self.router.route(path, post(handler));
+        self
+    }
+
+    pub fn merge(mut self, other: Routes) -> Self {
+        self.router = self.router.merge(other.router);
+        self.table.extend(other.table);
+        self
+    }
+
+    pub fn table(&self) -> &[RouteInfo] {
+        &self.table
+    }
+}
+
+/// Every page and form of the portal, area by area.
+fn pages(state: &AppState) -> Routes {
+    Routes::new(state)
+        .merge(patient::router(state))
+        .merge(account::router(state))
+        .merge(household::router(state))
+        .merge(household_pay::router(state))
+        .merge(sharing::router(state))
+        .merge(invitation::router(state))
+        .merge(staff::router(state))
+}
+
+/// Machine endpoints: webhooks, health, static files.
+fn machine(state: &AppState) -> Routes {
+    Routes::new(state)
+        .machine_post("/webhooks/stripe", webhook::stripe)
+        .machine_get("/healthz", || async { "ok" })
+        .machine_get("/readyz", readyz)
+        .machine_get("/assets/style.css", assets::style)
+        .machine_get("/favicon.svg", assets::favicon)
+        .machine_get("/robots.txt", assets::robots)
+}
+
+/// The route table of the portal as `portal_router` serves it (tests walk it).
+pub fn route_table(state: &AppState) -> Vec<RouteInfo> {
+    let mut t = machine(state).table;
+    t.extend(pages(state).table);
+    t
 }
 
 pub fn portal_router(state: AppState) -> Router {
@@ -83,101 +285,21 @@ pub fn portal_router(state: AppState) -> Router {
         // Save on every request so the idle timeout counts from the last request, not the last change.
         .with_always_save(true);
 
-    let pages = Router::new()
-        .route("/", get(patient::home))
-        .route("/p/{token}", get(patient::open_link))
-        .route(
-            "/verify",
-            get(patient::verify_form).post(patient::verify_submit),
-        )
-        .route(
-            "/verify/zip",
-            get(patient::zip_form).post(patient::zip_submit),
-        )
-        .route("/summary", get(patient::summary))
-        .route("/statement", get(patient::statement))
-        .route("/pay", post(patient::pay))
-        .route("/pay/return/{checkout}", get(patient::pay_return))
-        .route("/pay/cancelled/{checkout}", get(patient::pay_cancelled))
-        .route("/receipt/{payment}", get(patient::receipt))
-        .route("/signout", post(patient::signout))
-        .route("/signed-out", get(patient::signed_out))
-        .route("/expired", get(patient::expired))
-        .route(
-            "/account/create",
-            get(account::create_form).post(account::create_submit),
-        )
-        .route(
-            "/account/confirm",
-            get(account::confirm_form).post(account::confirm_submit),
-        )
-        .route("/account/confirm/resend", post(account::confirm_resend))
-        .route(
-            "/account/reset-password",
-            get(account::reset_password_form).post(account::reset_password_submit),
-        )
-        .route(
-            "/signin",
-            get(account::signin_form).post(account::signin_submit),
-        )
-        .route("/account", get(household::home))
-        .route("/account/statements/{statement}", get(household::statement))
-        .route("/account/pay", post(household::pay))
-        .route("/account/pay/return/{checkout}", get(household::pay_return))
-        .route(
-            "/account/pay/cancelled/{checkout}",
-            get(household::pay_cancelled),
-        )
-        .route("/account/receipt/{payment}", get(household::receipt))
-        .route("/account/guarantors/invite", post(account::invite))
-        .route(
-            "/account/guarantors/revoke",
-            post(account::revoke_guarantor),
-        )
-        .route(
-            "/account/invitations/revoke",
-            post(account::revoke_invitation),
-        )
-        .route("/g/{token}", get(invitation::open_invitation))
-        .route(
-            "/guarantor/verify",
-            get(invitation::invite_verify_form).post(invitation::invite_verify_submit),
-        )
-        .route(
-            "/guarantor/accept",
-            get(invitation::accept_form).post(invitation::accept_submit),
-        )
-        .route("/staff", get(staff::home))
-        .route("/staff/guarantors/invite", post(staff::invite_guarantor))
-        .route("/staff/guarantors/revoke", post(staff::revoke_guarantor))
-        .route(
-            "/staff/login",
-            get(staff::login_form).post(staff::login_submit),
-        )
-        .route("/staff/mfa", get(staff::mfa_form).post(staff::mfa_submit))
-        .route(
-            "/staff/forgot",
-            get(staff::forgot_form).post(staff::forgot_submit),
-        )
-        .route(
-            "/staff/reset",
-            get(staff::reset_form).post(staff::reset_submit),
-        )
-        .route(
-            "/staff/new-password",
-            get(staff::new_password_form).post(staff::new_password_submit),
-        )
-        .route("/staff/enrol/{token}", get(staff::open_enrolment))
-        .route(
-            "/staff/enrol",
-            get(staff::enrol_form).post(staff::enrol_submit),
-        )
-        .route("/staff/search", post(staff::search))
-        .route("/staff/break-glass", post(staff::break_glass))
-        .route("/staff/signout", post(staff::signout))
-        .route("/staff/signout-everywhere", post(staff::signout_everywhere))
+    let pages = pages(&state);
+    let protected: Arc<BTreeSet<&'static str>> = Arc::new(
+        pages
+            .table
+            .iter()
+            .filter(|r| r.kind.is_phi())
+            .map(|r| r.path)
+            .collect(),
+    );
+    let pages = pages
+        .router
         .fallback(|| async { AppError::NotFound })
-        .layer(middleware::from_fn(policy_guard))
+        .layer(middleware::from_fn(move |req, next| {
+            policy_guard(protected.clone(), req, next)
+        }))
         .layer(middleware::from_fn_with_state(state.clone(), session_guard))
         .layer(sessions)
         .layer(middleware::from_fn_with_state(state.clone(), check_origin));
@@ -187,16 +309,13 @@ pub fn portal_router(state: AppState) -> Router {
         "default-src 'none'; script-src 'none'; style-src 'self'; img-src 'self'; \
          form-action 'self' {checkout_origin}; frame-ancestors 'none'; base-uri 'none'"
     ));
-    Router::new()
-        .route("/webhooks/stripe", post(webhook::stripe))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/assets/style.css", get(assets::style))
-        .route("/favicon.svg", get(assets::favicon))
-        .route("/robots.txt", get(assets::robots))
+    machine(&state)
+        .router
         .merge(pages)
         .with_state(state.clone())
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
         .layer(middleware::from_fn(move |req, next| {
             security_headers(csp.clone(), req, next)
         }))
@@ -254,6 +373,7 @@ async fn request_context(
     req.extensions_mut().insert(RequestContext {
         request_id: request_id.clone(),
         address,
+        now: state.clock.now(),
     });
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
@@ -339,7 +459,7 @@ async fn check_origin(
 ) -> Response {
     if req.method() != Method::GET
         && req.method() != Method::HEAD
-        && !same_origin(req.headers(), &state.public_url)
+        && !extract::same_origin(req.headers(), &state.public_url)
     {
         tracing::warn!("cross-origin form post refused");
         return AppError::Forbidden.into_response();
@@ -347,44 +467,19 @@ async fn check_origin(
     next.run(req).await
 }
 
-fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        return matches!(site, "same-origin" | "none");
-    }
-    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        Some(origin) => origin == public_url,
-        // Neither header (old browsers, tools): the synchronizer token decides.
-        None => true,
-    }
-}
-
-/// Routes whose successful answers carry protected data: each must have asked the policy.
-/// (`/staff` itself shows only the signed-in account's own email and roles; `/account` shows
-/// only what per-person decisions allowed, and an account with no one on it asks nothing.)
-pub const POLICY_ROUTES: &[&str] = &[
-    "/summary",
-    "/statement",
-    "/pay/return/{checkout}",
-    "/pay/cancelled/{checkout}",
-    "/receipt/{payment}",
-    "/staff/search",
-    "/staff/break-glass",
-    "/staff/guarantors/invite",
-    "/account/statements/{statement}",
-    "/account/pay/return/{checkout}",
-    "/account/receipt/{payment}",
-    "/account/guarantors/invite",
-];
-
 /// Fails closed when a handler on a protected route answers without one policy decision: the
 /// page is replaced by a 500, so a forgotten check is a visible bug, never a leak.
-pub async fn policy_guard(req: Request, next: Next) -> Response {
+pub async fn policy_guard(
+    protected: Arc<BTreeSet<&'static str>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
     let (res, decisions) = crate::access::counting_decisions(next.run(req)).await;
-    let protected = route.as_deref().is_some_and(|r| POLICY_ROUTES.contains(&r));
+    let protected = route.as_deref().is_some_and(|r| protected.contains(r));
     if protected && res.status().is_success() && decisions == 0 {
         tracing::error!(
             route = route.as_deref().unwrap_or(""),
@@ -398,11 +493,11 @@ pub async fn policy_guard(req: Request, next: Next) -> Response {
 /// Enforces idle and absolute session timeouts before any handler sees the session.
 async fn session_guard(
     axum::extract::State(state): axum::extract::State<AppState>,
-    session: tower_sessions::Session,
+    session: session::Sess,
     req: Request,
     next: Next,
 ) -> Response {
-    match session::enforce_timeouts(&session, state.clock.now()).await {
+    match session.enforce_timeouts(state.clock.now()).await {
         Ok(_) => next.run(req).await,
         Err(e) => AppError::from(e).into_response(),
     }
@@ -437,7 +532,9 @@ mod tests {
             .route("/summary", get(|| async { "forgot to ask" }))
             .route("/statement", get(asks))
             .route("/healthz", get(|| async { "public" }))
-            .layer(middleware::from_fn(policy_guard));
+            .layer(middleware::from_fn(move |req, next| {
+                policy_guard(Arc::new(["/summary", "/statement"].into()), req, next)
+            }));
         let call = |path: &'static str| {
             let app = app.clone();
             async move {
@@ -454,27 +551,5 @@ mod tests {
             StatusCode::OK,
             "unprotected routes need no decision"
         );
-    }
-
-    #[test]
-    fn origin_rules() {
-        let mut h = HeaderMap::new();
-        assert!(same_origin(&h, "https://pay.example"));
-        h.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://evil.example"),
-        );
-        assert!(!same_origin(&h, "https://pay.example"));
-        h.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://pay.example"),
-        );
-        assert!(same_origin(&h, "https://pay.example"));
-        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(!same_origin(&h, "https://pay.example"));
-        h.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
-        assert!(!same_origin(&h, "https://pay.example"));
-        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
-        assert!(same_origin(&h, "https://pay.example"));
     }
 }

@@ -1,127 +1,105 @@
 //! The patient's pages: pay link → identity check → summary → itemised statement → pay →
-//! receipt. Every form posts and redirects; every view of PHI is audited.
+//! receipt. Every form posts and redirects; every view of PHI goes through a permit, which
+//! writes its audit event.
 
-use super::error::AppError;
-use super::session::{self as sess, Flash, Stage};
-use super::{AppState, RequestContext};
-use crate::access::{self, Action, Decision, Grant, Principal, Resource, Role};
+use super::error::{AppError, Result};
+use super::extract::{CsrfForm, LinkArrival, LinkVisitor, VerifiedVisitor};
+use super::forms::Empty;
+use super::session::{AfterZip, Flash, LinkVisit, Sess, Stage};
+use super::{see_other, tr, AppState, RequestContext, Routes};
+use crate::access::{self, Action, Permit, Principal, Resource};
 use crate::audit::{self, Outcome};
-use crate::billing;
-use crate::ids::{CheckoutId, LinkId, PaymentId};
-use crate::links::{self, LinkState, PayLink};
+use crate::billing::{self, Answers};
+use crate::ids::{CheckoutId, PaymentId};
+use crate::links::{self, Claim, LinkState, PayLink, Subject};
 use crate::money::{AmountError, Money};
 use crate::payments::{self, DeclineReason};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
+use axum::response::{Html, IntoResponse, Response};
 use patriotpay_app::pages;
 use patriotpay_app::vm::*;
-use patriotpay_app::Tr;
-use tower_sessions::Session;
 
-type Result<T> = std::result::Result<T, AppError>;
-
-fn see_other(path: &str) -> Response {
-    Redirect::to(path).into_response()
+/// The pay-link pages.
+pub fn router(state: &AppState) -> Routes {
+    Routes::new(state)
+        .page("/", home)
+        .page("/p/{token}", open_link)
+        .page("/verify", verify_form)
+        .form("/verify", verify_submit)
+        .page("/verify/zip", zip_form)
+        .form("/verify/zip", zip_submit)
+        .phi_page("/summary", summary)
+        .phi_page("/statement", statement)
+        .form("/pay", pay)
+        .phi_page("/pay/return/{checkout}", pay_return)
+        .phi_page("/pay/cancelled/{checkout}", pay_cancelled)
+        .phi_page("/receipt/{payment}", receipt)
+        .form("/signout", signout)
+        .page("/signed-out", signed_out)
+        .page("/expired", expired)
 }
 
-fn tr() -> Tr {
-    Tr::default()
-}
-
-async fn meta(session: &Session, practice: Option<String>) -> Result<PageMeta> {
+async fn meta(session: &Sess, practice: Option<String>) -> Result<PageMeta> {
     Ok(PageMeta {
         practice_name: practice,
-        signout_csrf: Some(sess::csrf_token(session).await?),
+        signout_csrf: Some(session.csrf_token().await?),
         ..Default::default()
     })
 }
 
-/// The visitor's link and how far they have verified, re-read from the database each request
-/// so a revoked or expired link stops working at once.
-struct Visitor {
-    link: Option<PayLink>,
-    stage: Option<Stage>,
+/// The actor id of whoever holds this link.
+pub(super) fn link_actor(link: &PayLink) -> String {
+    format!("link:{}", link.id)
 }
 
-async fn visitor(state: &AppState, session: &Session) -> Result<Option<Visitor>> {
-    let link_id: Option<String> = session.get(sess::KEY_LINK).await?;
-    let dead: Option<bool> = session.get(sess::KEY_DEAD_LINK).await?;
-    let link = match link_id {
-        Some(id) => links::find(&state.db, &LinkId::from_db(id)).await?,
-        None if dead == Some(true) => None,
-        None => return Ok(None),
-    };
-    Ok(Some(Visitor {
-        link,
-        stage: session.get(sess::KEY_STAGE).await?,
-    }))
-}
-
-/// A verified patient on a live link, or the response that sends them where they belong.
-pub(super) async fn require(
+/// Asks the policy on behalf of the patient holding this link; the permit writes the audit
+/// event (allowed or denied). A refusal reads as "not found".
+pub(super) async fn permit(
     state: &AppState,
-    session: &Session,
-    needed: Stage,
-) -> Result<std::result::Result<PayLink, Response>> {
-    let Some(v) = visitor(state, session).await? else {
-        return Ok(Err(see_other("/expired")));
-    };
-    let Some(link) = v.link else {
-        return Ok(Err(see_other("/verify")));
-    };
-    match link.state(crate::clock::now_unix()) {
-        LinkState::Usable => {}
-        LinkState::Locked | LinkState::Dead => return Ok(Err(see_other("/verify"))),
-    }
-    match v.stage {
-        Some(s) if s >= needed => Ok(Ok(link)),
-        Some(_) => Ok(Err(see_other("/verify/zip"))),
-        None => Ok(Err(see_other("/verify"))),
-    }
+    ctx: &RequestContext,
+    link: &PayLink,
+    action: Action,
+    event: &'static str,
+    resource: &str,
+) -> Result<Permit> {
+    let who = Principal::patient_of(link_actor(link), &link.tenant_id, &link.patient_id);
+    let p = access::permit(
+        state.db.pool(),
+        access::Ask {
+            who: &who,
+            actor: &ctx.actor(link_actor(link)),
+            action,
+            on: Resource {
+                tenant: &link.tenant_id,
+                patient: Some(&link.patient_id),
+                clinical_restricted: false,
+            },
+            event,
+            resource: Some(resource),
+            now: ctx.now,
+        },
+    )
+    .await?;
+    Ok(p)
 }
 
-/// Asks the policy on behalf of the patient holding this link.
-fn allowed(state: &AppState, link: &PayLink, action: Action) -> Result<()> {
-    let who = Principal {
-        user: format!("link:{}", link.id),
-        grants: vec![Grant {
-            role: Role::Patient,
-            tenant: Some(link.tenant_id.clone()),
-            patients: [link.patient_id.clone()].into(),
-            expires_at: None,
-        }],
-        mfa: false,
-        impersonating: false,
-    };
-    let on = Resource {
-        tenant: &link.tenant_id,
-        patient: Some(&link.patient_id),
-        clinical_restricted: false,
-    };
-    match access::decide(&who, action, &on, state.clock.now()) {
-        Decision::Allow => Ok(()),
-        Decision::Deny(_) => Err(AppError::NotFound),
-    }
-}
-
-async fn audit_view(
+/// An event about the link itself (opened, answered, locked): no PHI is read.
+async fn audit_link(
     state: &AppState,
     ctx: &RequestContext,
     link: &PayLink,
     action: &'static str,
-    resource: &str,
     outcome: Outcome,
 ) -> Result<()> {
     audit::record(
         state.db.pool(),
         audit::Event {
-            actor: &ctx.actor(format!("link:{}", link.id)),
+            actor: &ctx.actor(link_actor(link)),
             tenant: Some(&link.tenant_id),
             patient: Some(&link.patient_id),
             action,
-            resource: Some(resource),
+            resource: Some(link.id.as_str()),
             outcome,
         },
     )
@@ -136,42 +114,37 @@ pub async fn home() -> Html<String> {
 /// Swaps the token in the link for a fresh session and redirects to a URL without it.
 pub async fn open_link(
     State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
+    ctx: RequestContext,
+    session: Sess,
     Path(token): Path<String>,
 ) -> Result<Response> {
-    sess::restart(&session, state.clock.now()).await?;
-    match links::find_by_token(&state.db, &token).await? {
-        Some(link) => {
-            session.insert(sess::KEY_LINK, link.id.as_str()).await?;
-            let usable = link.state(crate::clock::now_unix()) == LinkState::Usable;
-            if usable {
-                links::mark_used(&state.db, &link.id).await?;
-            }
-            let outcome = if usable {
-                Outcome::Success
-            } else {
-                Outcome::Denied
-            };
-            audit_view(
-                &state,
-                &ctx,
-                &link,
-                "paylink.open",
-                link.id.as_str(),
-                outcome,
-            )
-            .await?;
+    session.restart(ctx.now).await?;
+    let link = links::find_by_token(&state.db, &token).await?;
+    session
+        .update(|d| {
+            d.link = Some(LinkVisit {
+                link_id: link.as_ref().map(|l| l.id.as_str().to_owned()),
+                ..Default::default()
+            })
+        })
+        .await?;
+    if let Some(link) = link {
+        let usable = link.state(ctx.now) == LinkState::Usable;
+        if usable {
+            links::mark_used(&state.db, &link.id, ctx.now).await?;
         }
-        None => session.insert(sess::KEY_DEAD_LINK, true).await?,
+        let outcome = if usable {
+            Outcome::Success
+        } else {
+            Outcome::Denied
+        };
+        audit_link(&state, &ctx, &link, "paylink.open", outcome).await?;
     }
     Ok(see_other("/verify"))
 }
 
 #[derive(serde::Deserialize)]
 pub struct DobForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     dob_month: String,
     #[serde(default)]
@@ -186,7 +159,7 @@ async fn practice_of(state: &AppState, link: &PayLink) -> Result<billing::Tenant
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("link's practice is missing")))
 }
 
-async fn render_locked(state: &AppState, session: &Session, link: &PayLink) -> Result<Response> {
+async fn render_locked(state: &AppState, session: &Sess, link: &PayLink) -> Result<Response> {
     let t = practice_of(state, link).await?;
     let vm = LockedVm {
         practice_name: Some(t.name.clone()),
@@ -195,17 +168,21 @@ async fn render_locked(state: &AppState, session: &Session, link: &PayLink) -> R
     Ok(Html(pages::locked(meta(session, Some(t.name)).await?, vm)).into_response())
 }
 
-pub async fn verify_form(State(state): State<AppState>, session: Session) -> Result<Response> {
-    let Some(v) = visitor(&state, &session).await? else {
-        return Ok(see_other("/expired"));
-    };
-    let now = crate::clock::now_unix();
-    let live = v.link.as_ref().filter(|l| l.state(now) != LinkState::Dead);
+pub async fn verify_form(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    visit: LinkArrival,
+) -> Result<Response> {
+    let live = visit
+        .link
+        .as_ref()
+        .filter(|l| l.state(ctx.now) != LinkState::Dead);
     if let Some(link) = live {
-        if link.state(now) == LinkState::Locked {
+        if link.state(ctx.now) == LinkState::Locked {
             return render_locked(&state, &session, link).await;
         }
-        if v.stage.is_some() {
+        if visit.stage.is_some() {
             return Ok(see_other("/summary"));
         }
     }
@@ -214,16 +191,14 @@ pub async fn verify_form(State(state): State<AppState>, session: Session) -> Res
         Some(link) => Some(practice_of(&state, link).await?.name),
         None => None,
     };
-    let flash = sess::take_flash(&session).await?;
-    let tr = tr();
     let mut vm = VerifyDobVm {
         practice_name: practice.clone(),
-        csrf: sess::csrf_token(&session).await?,
+        csrf: session.csrf_token().await?,
         ..Default::default()
     };
     let mut status = StatusCode::OK;
-    if let Some(f) = flash {
-        (vm.field_error, vm.failure) = f.placed(&["dob-month"], tr.t(&f.key));
+    if let Some(f) = session.take_flash().await? {
+        (vm.field_error, vm.failure) = f.placed(&["dob-month"], tr().t(&f.key));
         if f.key == "verify-rate-limited" {
             status = StatusCode::TOO_MANY_REQUESTS;
         }
@@ -235,47 +210,15 @@ pub async fn verify_form(State(state): State<AppState>, session: Session) -> Res
         .into_response())
 }
 
-/// Reserves an identity attempt, or answers for a locked link (the locked page) or a throttled
-/// visitor (back to `back` with the message).
-async fn claim(
-    state: &AppState,
-    session: &Session,
-    link: Option<&PayLink>,
-    address: &str,
-    now: i64,
-    back: &str,
-) -> Result<std::result::Result<i64, Response>> {
-    match links::claim_attempt(&state.db, link, address, now).await? {
-        links::Claim::Granted { attempt } => Ok(Ok(attempt)),
-        links::Claim::Locked => Ok(Err(see_other("/verify"))),
-        links::Claim::Throttled => {
-            sess::set_flash(
-                session,
-                Flash {
-                    key: "verify-rate-limited".into(),
-                    ..Default::default()
-                },
-            )
-            .await?;
-            Ok(Err(see_other(back)))
-        }
-    }
-}
-
 pub async fn verify_submit(
     State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
-    Form(form): Form<DobForm>,
+    ctx: RequestContext,
+    session: Sess,
+    visit: LinkArrival,
+    CsrfForm(form): CsrfForm<DobForm>,
 ) -> Result<Response> {
-    if !sess::csrf_ok(&session, &form.csrf).await? {
-        return Err(AppError::Forbidden);
-    }
-    let Some(v) = visitor(&state, &session).await? else {
-        return Ok(see_other("/expired"));
-    };
-    let now = state.clock.now();
-    let link = v.link.filter(|l| l.state(now) != LinkState::Dead);
+    let now = ctx.now;
+    let link = visit.link.filter(|l| l.state(now) != LinkState::Dead);
     if link
         .as_ref()
         .is_some_and(|l| l.state(now) == LinkState::Locked)
@@ -284,121 +227,95 @@ pub async fn verify_submit(
     }
     // A date that doesn't exist is a typo, not a wrong answer: refused before anything counts.
     let Some(given) = links::parse_dob(&form.dob_month, &form.dob_day, &form.dob_year) else {
-        let flash = Flash {
-            key: "verify-invalid-date".into(),
-            field: Some("dob-month".into()),
-            ..Default::default()
-        };
-        sess::set_flash(&session, flash).await?;
+        session
+            .set_flash(Flash::on("dob-month", "verify-invalid-date"))
+            .await?;
         return Ok(see_other("/verify"));
     };
-    let attempt = match claim(
-        &state,
-        &session,
-        link.as_ref(),
+    let attempt = match links::claim(
+        &state.db,
+        link.as_ref().map(Subject::link),
         &ctx.address,
         now,
-        "/verify",
     )
     .await?
     {
-        Ok(a) => a,
-        Err(r) => return Ok(r),
+        Claim::Granted(a) => a,
+        Claim::Locked => return Ok(see_other("/verify")),
+        Claim::Throttled => {
+            session.notice("verify-rate-limited").await?;
+            return Ok(see_other("/verify"));
+        }
     };
     let matched = match &link {
         Some(link) => {
-            let answers = billing::identity_answers(
+            let answers = Answers {
+                dob: Some(&given),
+                zip: None,
+            };
+            match billing::answers_match(
                 &state.db,
                 &state.crypto,
                 &link.tenant_id,
                 &link.patient_id,
+                answers,
             )
-            .await;
-            match answers {
-                Ok((dob, _)) => links::answers_match(&given, dob.expose()),
+            .await
+            {
+                Ok(m) => m,
                 Err(e) => {
-                    // Not the patient's fault (e.g. the key provider is down): give the attempt back.
-                    links::settle_attempt(&state.db, Some(link), attempt, false, now).await?;
+                    // Not the patient's fault (e.g. the key provider is down): give it back.
+                    attempt.give_back(&state.db, now).await?;
                     return Err(e.into());
                 }
             }
         }
         None => false,
     };
-    let locked = links::settle_attempt(&state.db, link.as_ref(), attempt, !matched, now).await?;
-    if !matched {
+    let locked = attempt.settle(&state.db, !matched, now).await?;
+    let Some(link) = link.as_ref().filter(|_| matched) else {
         if let Some(link) = &link {
-            audit_view(
-                &state,
-                &ctx,
-                link,
-                "identity.dob",
-                link.id.as_str(),
-                Outcome::Denied,
-            )
-            .await?;
+            audit_link(&state, &ctx, link, "identity.dob", Outcome::Denied).await?;
             if locked {
-                audit_view(
-                    &state,
-                    &ctx,
-                    link,
-                    "paylink.locked",
-                    link.id.as_str(),
-                    Outcome::Denied,
-                )
-                .await?;
+                audit_link(&state, &ctx, link, "paylink.locked", Outcome::Denied).await?;
             }
         }
-        sess::set_flash(
-            &session,
-            Flash {
-                key: "verify-failed".into(),
-                ..Default::default()
-            },
-        )
-        .await?;
-        return Ok(see_other("/verify"));
-    }
-    let Some(link) = link else {
+        session.notice("verify-failed").await?;
         return Ok(see_other("/verify"));
     };
     // Privilege changes: new session id.
     session.cycle_id().await?;
-    session.insert(sess::KEY_STAGE, Stage::Dob).await?;
-    audit_view(
-        &state,
-        &ctx,
-        &link,
-        "identity.dob",
-        link.id.as_str(),
-        Outcome::Success,
-    )
-    .await?;
+    session
+        .update(|d| {
+            if let Some(v) = d.link.as_mut() {
+                v.stage = Some(Stage::Dob);
+            }
+        })
+        .await?;
+    audit_link(&state, &ctx, link, "identity.dob", Outcome::Success).await?;
     Ok(see_other("/summary"))
 }
 
 #[derive(serde::Deserialize)]
 pub struct ZipForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     zip: String,
 }
 
-pub async fn zip_form(State(state): State<AppState>, session: Session) -> Result<Response> {
-    let link = match require(&state, &session, Stage::Dob).await? {
-        Ok(l) => l,
-        Err(r) => return Ok(r),
-    };
-    if session.get::<Stage>(sess::KEY_STAGE).await? == Some(Stage::Full) {
+pub async fn zip_form(
+    State(state): State<AppState>,
+    session: Sess,
+    visitor: LinkVisitor,
+) -> Result<Response> {
+    if visitor.stage == Stage::Full {
         return Ok(see_other("/statement"));
     }
-    let practice = practice_of(&state, &link).await?;
+    let practice = practice_of(&state, &visitor.link).await?;
     let mut vm = VerifyZipVm {
-        csrf: sess::csrf_token(&session).await?,
+        csrf: session.csrf_token().await?,
         ..Default::default()
     };
-    if let Some(f) = sess::take_flash(&session).await? {
+    if let Some(f) = session.take_flash().await? {
         (vm.field_error, vm.failure) = f.placed(&["zip"], tr().t(&f.key));
     }
     Ok(Html(pages::verify_zip(
@@ -410,124 +327,82 @@ pub async fn zip_form(State(state): State<AppState>, session: Session) -> Result
 
 pub async fn zip_submit(
     State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
-    Form(form): Form<ZipForm>,
+    ctx: RequestContext,
+    session: Sess,
+    LinkVisitor { link, .. }: LinkVisitor,
+    CsrfForm(form): CsrfForm<ZipForm>,
 ) -> Result<Response> {
-    if !sess::csrf_ok(&session, &form.csrf).await? {
-        return Err(AppError::Forbidden);
-    }
-    let link = match require(&state, &session, Stage::Dob).await? {
-        Ok(l) => l,
-        Err(r) => return Ok(r),
-    };
     let Some(given) = links::normalize_zip(&form.zip) else {
-        let flash = Flash {
-            key: "zip-invalid".into(),
-            field: Some("zip".into()),
-            ..Default::default()
-        };
-        sess::set_flash(&session, flash).await?;
+        session.set_flash(Flash::on("zip", "zip-invalid")).await?;
         return Ok(see_other("/verify/zip"));
     };
-    let now = state.clock.now();
-    let attempt = match claim(
-        &state,
-        &session,
-        Some(&link),
-        &ctx.address,
-        now,
-        "/verify/zip",
-    )
-    .await?
-    {
-        Ok(a) => a,
-        Err(r) => return Ok(r),
+    let now = ctx.now;
+    let attempt =
+        match links::claim(&state.db, Some(Subject::link(&link)), &ctx.address, now).await? {
+            Claim::Granted(a) => a,
+            Claim::Locked => return Ok(see_other("/verify")),
+            Claim::Throttled => {
+                session.notice("verify-rate-limited").await?;
+                return Ok(see_other("/verify/zip"));
+            }
+        };
+    let answers = Answers {
+        dob: None,
+        zip: Some(&given),
     };
-    let on_file = match billing::identity_answers(
+    let matched = match billing::answers_match(
         &state.db,
         &state.crypto,
         &link.tenant_id,
         &link.patient_id,
+        answers,
     )
     .await
     {
-        Ok((_, zip)) => links::normalize_zip(zip.expose()).unwrap_or_default(),
+        Ok(m) => m,
         Err(e) => {
-            links::settle_attempt(&state.db, Some(&link), attempt, false, now).await?;
+            attempt.give_back(&state.db, now).await?;
             return Err(e.into());
         }
     };
-    let matched = links::answers_match(&given, &on_file);
-    let locked = links::settle_attempt(&state.db, Some(&link), attempt, !matched, now).await?;
+    let locked = attempt.settle(&state.db, !matched, now).await?;
     if !matched {
-        audit_view(
-            &state,
-            &ctx,
-            &link,
-            "identity.zip",
-            link.id.as_str(),
-            Outcome::Denied,
-        )
-        .await?;
+        audit_link(&state, &ctx, &link, "identity.zip", Outcome::Denied).await?;
         if locked {
-            audit_view(
-                &state,
-                &ctx,
-                &link,
-                "paylink.locked",
-                link.id.as_str(),
-                Outcome::Denied,
-            )
-            .await?;
+            audit_link(&state, &ctx, &link, "paylink.locked", Outcome::Denied).await?;
             return Ok(see_other("/verify"));
         }
-        sess::set_flash(
-            &session,
-            Flash {
-                key: "zip-failed".into(),
-                ..Default::default()
-            },
-        )
-        .await?;
+        session.notice("zip-failed").await?;
         return Ok(see_other("/verify/zip"));
     }
     session.cycle_id().await?;
-    session.insert(sess::KEY_STAGE, Stage::Full).await?;
-    let next: Option<String> = session.remove(sess::KEY_NEXT).await?;
-    audit_view(
-        &state,
-        &ctx,
-        &link,
-        "identity.zip",
-        link.id.as_str(),
-        Outcome::Success,
-    )
-    .await?;
-    // Only our own one known destination; never a path from the request.
-    let to = match next.as_deref() {
-        Some("/account/create") => "/account/create",
-        Some("/account/reset-password") => "/account/reset-password",
-        _ => "/statement",
+    let next = session
+        .update(|d| {
+            let v = d.link.get_or_insert_with(Default::default);
+            v.stage = Some(Stage::Full);
+            v.after_zip.take()
+        })
+        .await?;
+    audit_link(&state, &ctx, &link, "identity.zip", Outcome::Success).await?;
+    // Only our own known destinations; never a path from the request.
+    let to = match next {
+        Some(AfterZip::CreateAccount) => "/account/create",
+        Some(AfterZip::ResetPassword) => "/account/reset-password",
+        None => "/statement",
     };
     Ok(see_other(to))
 }
 
 /// The payment form's view model, with any error carried over from a refused POST.
-async fn pay_form(
-    session: &Session,
-    balance: Money,
-    from: &'static str,
-    flash: Option<Flash>,
-) -> Result<PayFormVm> {
+async fn pay_form(session: &Sess, balance: Money, from: &'static str) -> Result<PayFormVm> {
     let mut vm = PayFormVm {
-        csrf: sess::csrf_token(session).await?,
+        csrf: session.csrf_token().await?,
         balance: balance.to_string(),
         amount: balance.plain(),
         error: None,
         from,
     };
-    if let Some(f) = flash {
+    if let Some(f) = session.take_flash().await? {
         let message = match &f.arg {
             Some(arg) => tr().ta(&f.key, &[("balance", arg)]),
             None => tr().t(&f.key),
@@ -547,37 +422,32 @@ fn iso(d: &str) -> String {
 
 pub async fn summary(
     State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
+    ctx: RequestContext,
+    session: Sess,
+    LinkVisitor { link, stage }: LinkVisitor,
 ) -> Result<Response> {
-    let link = match require(&state, &session, Stage::Dob).await? {
-        Ok(l) => l,
-        Err(r) => return Ok(r),
-    };
-    allowed(&state, &link, Action::ViewBalance)?;
+    let _permit = permit(
+        &state,
+        &ctx,
+        &link,
+        Action::ViewBalance,
+        "statement.summary.view",
+        link.statement_id.as_str(),
+    )
+    .await?;
     let header = billing::statement_header(&state.db, &link.statement_id)
         .await?
         .ok_or(AppError::NotFound)?;
     let practice = practice_of(&state, &link).await?;
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
-    audit_view(
-        &state,
-        &ctx,
-        &link,
-        "statement.summary.view",
-        link.statement_id.as_str(),
-        Outcome::Success,
-    )
-    .await?;
-    let flash = sess::take_flash(&session).await?;
     let vm = SummaryVm {
         practice_name: practice.name.clone(),
         statement_date: iso(&header.statement_date),
         due_date: iso(&header.due_date),
         balance: balance.to_string(),
         paid_in_full: !balance.is_positive(),
-        itemised_unlocked: session.get::<Stage>(sess::KEY_STAGE).await? == Some(Stage::Full),
-        pay: pay_form(&session, balance, "summary", flash).await?,
+        itemised_unlocked: stage == Stage::Full,
+        pay: pay_form(&session, balance, "summary").await?,
     };
     Ok(Html(pages::summary(
         meta(&session, Some(practice.name)).await?,
@@ -588,30 +458,26 @@ pub async fn summary(
 
 pub async fn statement(
     State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
+    ctx: RequestContext,
+    session: Sess,
+    VerifiedVisitor(link): VerifiedVisitor,
 ) -> Result<Response> {
-    let link = match require(&state, &session, Stage::Full).await? {
-        Ok(l) => l,
-        Err(r) => return Ok(r),
-    };
-    allowed(&state, &link, Action::ViewItemisedStatement)?;
+    let permit = permit(
+        &state,
+        &ctx,
+        &link,
+        Action::ViewItemisedStatement,
+        "statement.itemised.view",
+        link.statement_id.as_str(),
+    )
+    .await?;
     let header = billing::statement_header(&state.db, &link.statement_id)
         .await?
         .ok_or(AppError::NotFound)?;
     let practice = practice_of(&state, &link).await?;
-    let lines = billing::lines(&state.db, &state.crypto, &header).await?;
-    let paid = billing::payments(&state.db, &link.statement_id).await?;
+    let lines = billing::lines(&state.db, &state.crypto, &header, &permit).await?;
+    let paid = billing::payments(&state.db, &link.statement_id, &permit).await?;
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
-    audit_view(
-        &state,
-        &ctx,
-        &link,
-        "statement.itemised.view",
-        link.statement_id.as_str(),
-        Outcome::Success,
-    )
-    .await?;
     let sum = |f: fn(&billing::Line) -> Money| {
         Money::from_cents(lines.iter().map(|l| f(l).cents()).sum())
     };
@@ -622,12 +488,8 @@ pub async fn statement(
         responsibility: sum(|l| l.patient_responsibility).to_string(),
         ..Default::default()
     };
-    let flash = sess::take_flash(&session).await?;
     // The way back from a forgotten password: both answers were just given on this link.
-    let offer_password_reset =
-        crate::guarantors::patient_account(&state.db, &state.crypto, &link.patient_id)
-            .await?
-            .is_some();
+    let offer_password_reset = crate::guarantors::has_account(&state.db, &link.patient_id).await?;
     let vm = StatementVm {
         offer_password_reset,
         practice_name: practice.name.clone(),
@@ -656,7 +518,7 @@ pub async fn statement(
             .collect(),
         balance: balance.to_string(),
         paid_in_full: !balance.is_positive(),
-        pay: pay_form(&session, balance, "statement", flash).await?,
+        pay: pay_form(&session, balance, "statement").await?,
     };
     Ok(Html(pages::statement(
         meta(&session, Some(practice.name)).await?,
@@ -668,27 +530,39 @@ pub async fn statement(
 #[derive(serde::Deserialize)]
 pub struct PayForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     amount: String,
     #[serde(default)]
     from: String,
 }
 
+/// The catalog key (and argument) for an amount the payment form refuses.
+pub(super) fn amount_error(e: AmountError, balance: Money) -> (&'static str, Option<String>) {
+    match e {
+        AmountError::Empty => ("pay-err-empty", None),
+        AmountError::Format => ("pay-err-format", None),
+        AmountError::Negative => ("pay-err-negative", None),
+        AmountError::Zero => ("pay-err-zero", None),
+        AmountError::OverBalance => ("pay-err-over", Some(balance.to_string())),
+        AmountError::NothingDue => ("pay-err-nothing-due", None),
+    }
+}
+
 pub async fn pay(
     State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
-    Form(form): Form<PayForm>,
+    ctx: RequestContext,
+    session: Sess,
+    LinkVisitor { link, .. }: LinkVisitor,
+    CsrfForm(form): CsrfForm<PayForm>,
 ) -> Result<Response> {
-    if !sess::csrf_ok(&session, &form.csrf).await? {
-        return Err(AppError::Forbidden);
-    }
-    let link = match require(&state, &session, Stage::Dob).await? {
-        Ok(l) => l,
-        Err(r) => return Ok(r),
-    };
-    allowed(&state, &link, Action::MakePayment)?;
+    let _allowed = permit(
+        &state,
+        &ctx,
+        &link,
+        Action::MakePayment,
+        "payment.checkout.ask",
+        link.statement_id.as_str(),
+    )
+    .await?;
     let back = if form.from == "statement" {
         "/statement"
     } else {
@@ -698,14 +572,7 @@ pub async fn pay(
     let amount = match Money::parse_payment(&form.amount, balance) {
         Ok(a) => a,
         Err(e) => {
-            let (key, arg) = match e {
-                AmountError::Empty => ("pay-err-empty", None),
-                AmountError::Format => ("pay-err-format", None),
-                AmountError::Negative => ("pay-err-negative", None),
-                AmountError::Zero => ("pay-err-zero", None),
-                AmountError::OverBalance => ("pay-err-over", Some(balance.to_string())),
-                AmountError::NothingDue => ("pay-err-nothing-due", None),
-            };
+            let (key, arg) = amount_error(e, balance);
             // Only the amount typed is kept (trimmed to a sane length): never PHI.
             let value: String = form.amount.chars().take(32).collect();
             let flash = Flash {
@@ -714,11 +581,11 @@ pub async fn pay(
                 value: Some(value),
                 arg,
             };
-            sess::set_flash(&session, flash).await?;
+            session.set_flash(flash).await?;
             return Ok(see_other(back));
         }
     };
-    let actor = ctx.actor(format!("link:{}", link.id));
+    let actor = ctx.actor(link_actor(&link));
     let plan = payments::CheckoutPlan {
         tenant: link.tenant_id.clone(),
         items: vec![(link.statement_id.clone(), amount)],
@@ -727,7 +594,7 @@ pub async fn pay(
         user: None,
         return_prefix: "/pay",
     };
-    match payments::start_checkout(
+    let key = match payments::start_checkout(
         &state.db,
         state.processor.as_ref(),
         &plan,
@@ -736,30 +603,22 @@ pub async fn pay(
     )
     .await
     {
-        Ok(url) => Ok(see_other(&url)),
+        Ok(url) => return Ok(see_other(&url)),
         Err(payments::PaymentError::Processor(e)) => {
             tracing::warn!(error = %e, "checkout could not be created");
-            let flash = Flash {
-                key: "pay-err-processor".into(),
-                field: Some("amount".into()),
-                value: Some(amount.plain()),
-                arg: None,
-            };
-            sess::set_flash(&session, flash).await?;
-            Ok(see_other(back))
+            "pay-err-processor"
         }
-        Err(payments::PaymentError::Pending) => {
-            let flash = Flash {
-                key: "pay-err-pending".into(),
-                field: Some("amount".into()),
-                value: Some(amount.plain()),
-                arg: None,
-            };
-            sess::set_flash(&session, flash).await?;
-            Ok(see_other(back))
-        }
-        Err(e) => Err(AppError::Internal(e.into())),
-    }
+        Err(payments::PaymentError::Pending) => "pay-err-pending",
+        Err(e) => return Err(AppError::Internal(e.into())),
+    };
+    let flash = Flash {
+        key: key.into(),
+        field: Some("amount".into()),
+        value: Some(amount.plain()),
+        arg: None,
+    };
+    session.set_flash(flash).await?;
+    Ok(see_other(back))
 }
 
 /// Our checkout, if it belongs to the visitor's statement; 404 otherwise (another patient's
@@ -785,23 +644,29 @@ async fn own_checkout(
 #[derive(serde::Deserialize)]
 pub struct ReturnQuery {
     #[serde(default)]
-    session_id: String,
+    pub(super) session_id: String,
 }
 
 /// Where the processor sends the patient after paying. The payment itself is recorded by the
 /// webhook; this page only waits for it.
 pub async fn pay_return(
     State(state): State<AppState>,
-    session: Session,
+    ctx: RequestContext,
+    session: Sess,
+    LinkVisitor { link, .. }: LinkVisitor,
     Path(raw): Path<String>,
     Query(q): Query<ReturnQuery>,
 ) -> Result<Response> {
-    let link = match require(&state, &session, Stage::Dob).await? {
-        Ok(l) => l,
-        Err(r) => return Ok(r),
-    };
-    allowed(&state, &link, Action::MakePayment)?;
     let checkout = own_checkout(&state, &link, &raw).await?;
+    let _allowed = permit(
+        &state,
+        &ctx,
+        &link,
+        Action::MakePayment,
+        "payment.return.view",
+        checkout.id.as_str(),
+    )
+    .await?;
     let practice = practice_of(&state, &link).await?;
     let meta = meta(&session, Some(practice.name)).await?;
     back_from_processor(&state, &checkout, &q.session_id, "", meta).await
@@ -843,34 +708,49 @@ pub(super) async fn back_from_processor(
     Ok(Html(pages::confirming(meta, vm)).into_response())
 }
 
+/// Why a checkout ended without a payment, as the declined page says it.
+pub(super) async fn decline_kind(
+    state: &AppState,
+    checkout: &payments::CheckoutRow,
+) -> Result<DeclineKind> {
+    Ok(
+        match payments::decline_reason(state.processor.as_ref(), checkout)
+            .await
+            .map_err(|e| AppError::Unavailable(e.to_string()))?
+        {
+            Some(DeclineReason::InsufficientFunds) => DeclineKind::InsufficientFunds,
+            Some(DeclineReason::Generic) => DeclineKind::Declined,
+            None => DeclineKind::Cancelled,
+        },
+    )
+}
+
 pub async fn pay_cancelled(
     State(state): State<AppState>,
-    session: Session,
+    ctx: RequestContext,
+    session: Sess,
+    LinkVisitor { link, .. }: LinkVisitor,
     Path(raw): Path<String>,
 ) -> Result<Response> {
-    let link = match require(&state, &session, Stage::Dob).await? {
-        Ok(l) => l,
-        Err(r) => return Ok(r),
-    };
-    allowed(&state, &link, Action::MakePayment)?;
     let checkout = own_checkout(&state, &link, &raw).await?;
+    let _allowed = permit(
+        &state,
+        &ctx,
+        &link,
+        Action::MakePayment,
+        "payment.cancelled.view",
+        checkout.id.as_str(),
+    )
+    .await?;
     if let Some(payment) = payments::payment_for_checkout(&state.db, &checkout.id).await? {
         return Ok(see_other(&format!("/receipt/{payment}")));
     }
-    let kind = match payments::decline_reason(state.processor.as_ref(), &checkout)
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?
-    {
-        Some(DeclineReason::InsufficientFunds) => DeclineKind::InsufficientFunds,
-        Some(DeclineReason::Generic) => DeclineKind::Declined,
-        None => DeclineKind::Cancelled,
-    };
+    let kind = decline_kind(&state, &checkout).await?;
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
     let practice = practice_of(&state, &link).await?;
-    let flash = sess::take_flash(&session).await?;
     let vm = DeclinedVm {
         kind,
-        pay: pay_form(&session, balance, "summary", flash).await?,
+        pay: pay_form(&session, balance, "summary").await?,
         paid_in_full: !balance.is_positive(),
     };
     Ok(Html(pages::declined(
@@ -882,15 +762,11 @@ pub async fn pay_cancelled(
 
 pub async fn receipt(
     State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    session: Session,
+    ctx: RequestContext,
+    session: Sess,
+    LinkVisitor { link, .. }: LinkVisitor,
     Path(raw): Path<String>,
 ) -> Result<Response> {
-    let link = match require(&state, &session, Stage::Dob).await? {
-        Ok(l) => l,
-        Err(r) => return Ok(r),
-    };
-    allowed(&state, &link, Action::ViewReceipt)?;
     let id = PaymentId::parse(&raw).ok_or(AppError::NotFound)?;
     let r = payments::receipt(&state.db, &id)
         .await?
@@ -898,24 +774,27 @@ pub async fn receipt(
     if !r.covers(&link.statement_id) {
         return Err(AppError::NotFound);
     }
-    let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
-    let practice = practice_of(&state, &link).await?;
-    audit_view(
+    let _allowed = permit(
         &state,
         &ctx,
         &link,
+        Action::ViewReceipt,
         "payment.receipt.view",
         id.as_str(),
-        Outcome::Success,
     )
     .await?;
+    let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
+    let practice = practice_of(&state, &link).await?;
     // Accounts are offered to adult patients without one signed in (see http/account.rs).
-    let offer_account = session.get::<String>(sess::KEY_MEMBER).await?.is_none() && {
-        let (dob, _) =
-            billing::identity_answers(&state.db, &state.crypto, &link.tenant_id, &link.patient_id)
-                .await?;
-        crate::guarantors::is_adult(dob.expose(), state.clock.now())
-    };
+    let offer_account = session.data().await?.member.is_none()
+        && billing::is_adult(
+            &state.db,
+            &state.crypto,
+            &link.tenant_id,
+            &link.patient_id,
+            ctx.now,
+        )
+        .await?;
     let vm = ReceiptVm {
         practice_name: practice.name.clone(),
         amount: r.amount.to_string(),
@@ -933,18 +812,9 @@ pub async fn receipt(
     .into_response())
 }
 
-#[derive(serde::Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
-pub async fn signout(session: Session, Form(form): Form<CsrfOnly>) -> Result<Response> {
-    if !sess::csrf_ok(&session, &form.csrf).await? {
-        return Err(AppError::Forbidden);
-    }
+pub async fn signout(session: Sess, CsrfForm(_): CsrfForm<Empty>) -> Result<Response> {
     // Removes the server-side record, not just the cookie.
-    session.flush().await?;
+    session.end().await?;
     Ok(see_other("/signed-out"))
 }
 

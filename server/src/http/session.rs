@@ -1,12 +1,15 @@
-//! Server-side sessions in the database (SQLite or PostgreSQL), their timeouts, CSRF tokens,
-//! and the patient's place in the identity check.
+//! Server-side sessions: the database store (SQLite or PostgreSQL), the one typed record every
+//! handler reads and writes through `Sess` (no string keys elsewhere), timeouts and CSRF tokens.
 
+use super::error::AppError;
+use super::AppState;
 use crate::db::Db;
 use async_trait::async_trait;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
-use tower_sessions::Session;
 
 /// Idle timeout for patients; the record's expiry is pushed forward on every request.
 pub const PATIENT_IDLE_MINUTES: i64 = 30;
@@ -18,6 +21,10 @@ pub const ABSOLUTE_SECS: i64 = 12 * 3600;
 /// A tower-sessions store over our own pool, so one store serves both backends. Written by hand
 /// because tower-sessions-sqlx-store has one store per backend and none for `sqlx::Any`.
 #[derive(Clone, Debug)]
+///
+/// Record expiry is stamped by tower-sessions from the wall clock, so the store compares it with
+/// the wall clock too; the timeouts that matter (idle, absolute) are judged by `Sess` on the
+/// server's injectable clock.
 pub struct DbSessionStore {
     db: Db,
 }
@@ -110,34 +117,8 @@ impl SessionStore for DbSessionStore {
     }
 }
 
-pub const KEY_CREATED: &str = "created_at";
-pub const KEY_CSRF: &str = "csrf";
-pub const KEY_LINK: &str = "link_id";
-pub const KEY_DEAD_LINK: &str = "dead_link";
-pub const KEY_STAGE: &str = "stage";
-pub const KEY_FLASH: &str = "flash";
-pub const KEY_LAST_SEEN: &str = "last_seen";
-pub const KEY_USER: &str = "user_id";
-pub const KEY_AUTH_AT: &str = "auth_at";
-pub const KEY_ENROL: &str = "enrol_token_hash";
-pub const KEY_MFA: &str = "mfa";
-/// A staff sign-in half done (`identity::Pending`): password right, second factor or new
-/// password still to come.
-pub const KEY_CHALLENGE: &str = "pending_sign_in";
-pub const KEY_TOKENS: &str = "cognito_tokens";
-/// A signed-in patient or guarantor account (members never use `KEY_USER`, which is staff's).
-pub const KEY_MEMBER: &str = "member_id";
-pub const KEY_INVITE: &str = "invitation_id";
-pub const KEY_INVITE_DEAD: &str = "dead_invitation";
-pub const KEY_INVITE_VERIFIED: &str = "invitation_verified";
-/// The account pay form's errors and typed amounts, carried across the redirect.
-pub const KEY_PAY_ERRORS: &str = "pay_errors";
-/// A Cognito staff password reset waiting for its emailed code.
-pub const KEY_RESET_EMAIL: &str = "reset_email";
-/// A Cognito sign-up waiting for its emailed code.
-pub const KEY_CONFIRM_EMAIL: &str = "confirm_email";
-/// Where to go once the second identity answer is given.
-pub const KEY_NEXT: &str = "next";
+/// The one key the typed record lives under.
+const RECORD: &str = "s";
 
 /// How far the patient has proved who they are.
 #[derive(
@@ -150,68 +131,226 @@ pub enum Stage {
     Full = 2,
 }
 
-/// Starts a fresh session (new id, nothing carried over): a visitor arriving by link, or a
-/// staff member starting to sign in.
-pub async fn restart(session: &Session, now: i64) -> Result<(), tower_sessions::session::Error> {
-    session.clear().await;
-    session.cycle_id().await?;
-    session.insert(KEY_CREATED, now).await?;
-    session.insert(KEY_LAST_SEEN, now).await?;
-    session
-        .insert(KEY_CSRF, crate::crypto::random_token())
-        .await?;
-    Ok(())
+/// Where to go once the second identity answer is given: only our own known destinations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AfterZip {
+    CreateAccount,
+    ResetPassword,
 }
 
-/// Idle (staff 15 min, patients 30 min) and absolute (12 h) timeouts, checked on every request
-/// against the server's clock. Returns true if the session was ended. Sessions that were never
-/// started (anonymous visitors) are left alone, so no record is made for them.
-pub async fn enforce_timeouts(
-    session: &Session,
-    now: i64,
-) -> Result<bool, tower_sessions::session::Error> {
-    let Some(created) = session.get::<i64>(KEY_CREATED).await? else {
-        return Ok(false);
-    };
-    let last = session.get::<i64>(KEY_LAST_SEEN).await?.unwrap_or(created);
-    let staff = session.get::<String>(KEY_USER).await?.is_some()
-        || session
-            .get::<serde_json::Value>(KEY_CHALLENGE)
-            .await?
-            .is_some();
-    let idle = if staff {
-        STAFF_IDLE_SECS
-    } else {
-        PATIENT_IDLE_MINUTES * 60
-    };
-    if now - created > ABSOLUTE_SECS || now - last > idle {
-        session.flush().await?;
-        return Ok(true);
+/// A visitor who arrived by pay link.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct LinkVisit {
+    /// `None`: the link presented was unknown (answered exactly like a wrong date of birth).
+    pub link_id: Option<String>,
+    pub stage: Option<Stage>,
+    pub after_zip: Option<AfterZip>,
+}
+
+/// A visitor who arrived by guarantor invitation.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct InviteVisit {
+    /// `None`: the invitation presented was unknown.
+    pub invitation_id: Option<String>,
+    /// Both of the dependant's identity answers were given.
+    pub verified: bool,
+}
+
+/// A signed-in account: staff or member (patient, guarantor).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SignedIn {
+    pub user_id: String,
+    /// When this session signed in (checked against the account's revoked-before time).
+    pub auth_at: i64,
+    /// Staff only: the second factor was given.
+    pub mfa: bool,
+}
+
+/// One amount typed on the account pay form, carried back with its error.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct PayItemError {
+    /// Catalog key of the problem, if this item had one.
+    pub key: Option<String>,
+    /// What was typed (an amount, trimmed: never PHI).
+    pub typed: String,
+    pub checked: bool,
+}
+
+/// The account pay form's errors, carried across the redirect.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct PayErrors {
+    pub general: Option<String>,
+    /// Statement id → what was typed and what was wrong.
+    pub items: std::collections::BTreeMap<String, PayItemError>,
+}
+
+/// Everything a session remembers, with named fields. Session records are plain JSON in the
+/// database: anything sensitive in here (Cognito tokens, a pending sign-up's email) is sealed.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct SessionData {
+    pub created_at: i64,
+    pub last_seen: i64,
+    pub csrf: String,
+    pub flash: Option<Flash>,
+    pub link: Option<LinkVisit>,
+    pub invitation: Option<InviteVisit>,
+    pub staff: Option<SignedIn>,
+    pub member: Option<SignedIn>,
+    /// A staff sign-in half done: password right, second factor or new password still to come.
+    pub pending_sign_in: Option<crate::identity::Pending>,
+    /// Cognito tokens, sealed and bound to the signed-in account.
+    pub sealed_tokens: Option<String>,
+    /// A staff enrolment link's hash, while the person sets their password and TOTP.
+    pub enrol_token_hash: Option<String>,
+    /// A Cognito staff password reset waiting for its emailed code (a staff work address).
+    pub reset_email: Option<String>,
+    /// A Cognito sign-up waiting for its emailed code, sealed.
+    pub sealed_confirm_email: Option<String>,
+    pub pay_errors: Option<PayErrors>,
+}
+
+impl SessionData {
+    /// Whether the staff idle timeout applies.
+    fn is_staff(&self) -> bool {
+        self.staff.is_some() || self.pending_sign_in.is_some()
     }
-    session.insert(KEY_LAST_SEEN, now).await?;
-    Ok(false)
 }
 
-/// The session's synchronizer token, created if missing.
-pub async fn csrf_token(session: &Session) -> Result<String, tower_sessions::session::Error> {
-    if let Some(t) = session.get::<String>(KEY_CSRF).await? {
-        return Ok(t);
+/// The typed session: the only way handlers touch session state. Each read takes the current
+/// record, each write replaces it, so two extractors of one request never see stale copies.
+#[derive(Clone, Debug)]
+pub struct Sess {
+    inner: tower_sessions::Session,
+}
+
+impl FromRequestParts<AppState> for Sess {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let inner = tower_sessions::Session::from_request_parts(parts, state)
+            .await
+            .map_err(|(_, m)| AppError::Internal(anyhow::anyhow!("session layer missing: {m}")))?;
+        Ok(Sess { inner })
     }
-    let t = crate::crypto::random_token();
-    session.insert(KEY_CSRF, &t).await?;
-    Ok(t)
 }
 
-/// True when the submitted token matches the session's (constant time).
-pub async fn csrf_ok(
-    session: &Session,
-    given: &str,
-) -> Result<bool, tower_sessions::session::Error> {
-    use subtle::ConstantTimeEq;
-    let Some(expected) = session.get::<String>(KEY_CSRF).await? else {
-        return Ok(false);
-    };
-    Ok(!given.is_empty() && bool::from(expected.as_bytes().ct_eq(given.as_bytes())))
+type SessResult<T> = Result<T, tower_sessions::session::Error>;
+
+impl Sess {
+    pub fn new(inner: tower_sessions::Session) -> Self {
+        Sess { inner }
+    }
+
+    /// The record, or an empty one for a visitor with no session.
+    pub async fn data(&self) -> SessResult<SessionData> {
+        Ok(self.inner.get(RECORD).await?.unwrap_or_default())
+    }
+
+    /// Changes the record. A visitor without a session gets one (with its CSRF token).
+    pub async fn update<R>(&self, f: impl FnOnce(&mut SessionData) -> R) -> SessResult<R> {
+        let mut d = self.data().await?;
+        if d.csrf.is_empty() {
+            d.csrf = crate::crypto::random_token();
+        }
+        let out = f(&mut d);
+        self.inner.insert(RECORD, d).await?;
+        Ok(out)
+    }
+
+    /// Starts a fresh session (new id, nothing carried over): a visitor arriving by link, a
+    /// staff member starting to sign in, a member signing in.
+    pub async fn restart(&self, now: i64) -> SessResult<()> {
+        self.inner.clear().await;
+        self.inner.cycle_id().await?;
+        self.inner
+            .insert(
+                RECORD,
+                SessionData {
+                    created_at: now,
+                    last_seen: now,
+                    csrf: crate::crypto::random_token(),
+                    ..Default::default()
+                },
+            )
+            .await
+    }
+
+    /// A new id for the same record: at each identity step and privilege change.
+    pub async fn cycle_id(&self) -> SessResult<()> {
+        self.inner.cycle_id().await
+    }
+
+    /// Ends the session: the server-side record is deleted, not just the cookie.
+    pub async fn end(&self) -> SessResult<()> {
+        self.inner.flush().await
+    }
+
+    /// The synchronizer token for this session's forms, made if missing.
+    pub async fn csrf_token(&self) -> SessResult<String> {
+        let d = self.data().await?;
+        if !d.csrf.is_empty() {
+            return Ok(d.csrf);
+        }
+        self.update(|d| d.csrf.clone()).await
+    }
+
+    /// True when `given` is this session's synchronizer token (constant time). Called only by
+    /// the CSRF check in `http::extract`.
+    pub(super) async fn csrf_ok(&self, given: &str) -> SessResult<bool> {
+        use subtle::ConstantTimeEq;
+        let expected = self.data().await?.csrf;
+        Ok(!given.is_empty()
+            && !expected.is_empty()
+            && bool::from(expected.as_bytes().ct_eq(given.as_bytes())))
+    }
+
+    pub async fn set_flash(&self, flash: Flash) -> SessResult<()> {
+        self.update(|d| d.flash = Some(flash)).await
+    }
+
+    /// A one-line message (no field, nothing typed) for the next page.
+    pub async fn notice(&self, key: &str) -> SessResult<()> {
+        self.set_flash(Flash::key(key)).await
+    }
+
+    /// The message carried over from the last POST, removed as it is read.
+    pub async fn take_flash(&self) -> SessResult<Option<Flash>> {
+        let d = self.data().await?;
+        if d.flash.is_none() {
+            return Ok(None);
+        }
+        self.update(|d| d.flash.take()).await
+    }
+
+    /// Idle (staff 15 min, patients 30 min) and absolute (12 h) timeouts, checked on every
+    /// request against the server's clock. Returns true if the session was ended. Sessions that
+    /// were never started (anonymous visitors) are left alone, so no record is made for them.
+    pub async fn enforce_timeouts(&self, now: i64) -> SessResult<bool> {
+        let Some(mut d) = self.inner.get::<SessionData>(RECORD).await? else {
+            return Ok(false);
+        };
+        // Only a form's CSRF token so far: an anonymous visitor, not a started session.
+        if d.created_at == 0 {
+            return Ok(false);
+        }
+        let last = if d.last_seen == 0 {
+            d.created_at
+        } else {
+            d.last_seen
+        };
+        let idle = if d.is_staff() {
+            STAFF_IDLE_SECS
+        } else {
+            PATIENT_IDLE_MINUTES * 60
+        };
+        if now - d.created_at > ABSOLUTE_SECS || now - last > idle {
+            self.inner.flush().await?;
+            return Ok(true);
+        }
+        d.last_seen = now;
+        self.inner.insert(RECORD, d).await?;
+        Ok(false)
+    }
 }
 
 /// A one-shot message carried across a post-redirect-get.
@@ -228,6 +367,23 @@ pub struct Flash {
 }
 
 impl Flash {
+    /// A message with nothing else.
+    pub fn key(key: &str) -> Flash {
+        Flash {
+            key: key.into(),
+            ..Default::default()
+        }
+    }
+
+    /// A message about one field.
+    pub fn on(field: &str, key: &str) -> Flash {
+        Flash {
+            key: key.into(),
+            field: Some(field.into()),
+            ..Default::default()
+        }
+    }
+
     /// The message as an error on one of `fields` (input ids) when it names one of them, else
     /// as a failure for the whole page: `(field error, page failure)`.
     pub fn placed(
@@ -243,29 +399,4 @@ impl Flash {
             None => (None, Some(message)),
         }
     }
-}
-
-/// A one-line message (no field, nothing typed) for the next page.
-pub async fn notice(session: &Session, key: &str) -> Result<(), tower_sessions::session::Error> {
-    set_flash(
-        session,
-        Flash {
-            key: key.into(),
-            ..Default::default()
-        },
-    )
-    .await
-}
-
-pub async fn set_flash(
-    session: &Session,
-    flash: Flash,
-) -> Result<(), tower_sessions::session::Error> {
-    session.insert(KEY_FLASH, flash).await
-}
-
-pub async fn take_flash(
-    session: &Session,
-) -> Result<Option<Flash>, tower_sessions::session::Error> {
-    session.remove(KEY_FLASH).await
 }

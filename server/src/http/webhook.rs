@@ -17,6 +17,8 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
         return (StatusCode::BAD_REQUEST, "missing signature").into_response();
     };
     let secrets: Vec<&str> = state.webhook_secrets.iter().map(|s| s.expose()).collect();
+    // The tolerance compares the processor's timestamp with real time, not the injectable clock
+    // (which tests move forward): both ends of a signature live on wall clocks.
     if let Err(e) = signature::verify(&secrets, header, &body, crate::clock::now_unix()) {
         tracing::warn!(reason = %e, "webhook signature refused");
         return (StatusCode::BAD_REQUEST, "invalid signature").into_response();

@@ -236,7 +236,7 @@ pub async fn start_checkout(
     // One live checkout per statement (a unique index backs this up). Older open ones are
     // expired at the processor first; one that can't be, because it was paid, means the payment
     // is on its way: refuse rather than let the balance be taken twice.
-    let now = crate::clock::now_unix();
+    let now = actor.at.unwrap_or_else(crate::clock::now_unix);
     let mut conn = db.pool().acquire().await?;
     for (statement, _) in &plan.items {
         let stale: Vec<(String,)> = sqlx::query_as(

@@ -482,3 +482,34 @@ pub async fn post_webhook(app: &TestApp, body: &str) -> Response {
         .await
         .expect("webhook POST")
 }
+
+/// A permit to read a statement's lines, asked of the policy as its patient (the audit event is
+/// written like a page view's), for tests that call the billing readers directly.
+pub async fn statement_permit(
+    db: &patriotpay::db::Db,
+    header: &patriotpay::billing::StatementHeader,
+) -> patriotpay::access::Permit {
+    let who = patriotpay::access::Principal::patient_of(
+        "test".into(),
+        &header.tenant_id,
+        &header.patient_id,
+    );
+    patriotpay::access::permit(
+        db.pool(),
+        patriotpay::access::Ask {
+            who: &who,
+            actor: &patriotpay::audit::Actor::system("test"),
+            action: patriotpay::access::Action::ViewItemisedStatement,
+            on: patriotpay::access::Resource {
+                tenant: &header.tenant_id,
+                patient: Some(&header.patient_id),
+                clinical_restricted: false,
+            },
+            event: "test.statement.view",
+            resource: None,
+            now: patriotpay::clock::now_unix(),
+        },
+    )
+    .await
+    .expect("permit")
+}

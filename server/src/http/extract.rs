@@ -1,0 +1,540 @@
+//! Who is calling, checked in the handler's signature: the request context, the CSRF-checked
+//! form, pay-link and invitation visitors by stage, signed-in members and staff. Each rejection
+//! is the response the caller should get (a redirect to the right step, 403, 404).
+
+use super::error::{AppError, Result};
+use super::session::{Sess, SessionData, SignedIn, Stage};
+use super::{see_other, AppState, RequestContext};
+use crate::accounts::{self, Account, Kind};
+use crate::guarantors::{self, Invitation};
+use crate::ids::{InvitationId, LinkId, UserId};
+use crate::links::{self, LinkState, PayLink};
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+impl FromRequestParts<AppState> for RequestContext {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self> {
+        parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("request context missing")))
+    }
+}
+
+/// Set on a request whose CSRF check passed.
+#[derive(Clone, Copy, Debug)]
+struct CsrfChecked;
+
+/// The field every form carries its synchronizer token in.
+pub const CSRF_FIELD: &str = "csrf";
+
+/// True when the request's origin headers don't say it came from another site.
+pub(super) fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return matches!(site, "same-origin" | "none");
+    }
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(origin) => origin == public_url,
+        // Neither header (old browsers, tools): the synchronizer token decides.
+        None => true,
+    }
+}
+
+/// Both lines of the CSRF defence on a form body: the origin headers and the synchronizer token.
+async fn check_form(state: &AppState, parts: &mut Parts, body: &[u8]) -> Result<()> {
+    if !same_origin(&parts.headers, &state.public_url) {
+        tracing::warn!("cross-origin form post refused");
+        return Err(AppError::Forbidden);
+    }
+    let fields: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(body).map_err(|_| AppError::BadRequest)?;
+    let given = fields
+        .into_iter()
+        .find(|(k, _)| k == CSRF_FIELD)
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let session = Sess::from_request_parts(parts, state).await?;
+    if !session.csrf_ok(&given).await? {
+        return Err(AppError::Forbidden);
+    }
+    Ok(())
+}
+
+/// Route layer on every form route (see `Routes::form`): checks the origin and the token before
+/// any extractor or handler runs, so a signed-out caller or a wrong stage cannot hide a missing
+/// token, then hands the body on unchanged.
+pub async fn require_csrf(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, super::MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => return AppError::BadRequest.into_response(),
+    };
+    if let Err(e) = check_form(&state, &mut parts, &bytes).await {
+        return e.into_response();
+    }
+    parts.extensions.insert(CsrfChecked);
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// A form body whose CSRF token was checked before it was deserialised. Fails closed: on a route
+/// registered without the layer it does the check itself.
+pub struct CsrfForm<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self> {
+        let (mut parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, super::MAX_BODY_BYTES)
+            .await
+            .map_err(|_| AppError::BadRequest)?;
+        if parts.extensions.get::<CsrfChecked>().is_none() {
+            check_form(state, &mut parts, &bytes).await?;
+        }
+        let value = serde_urlencoded::from_bytes(&bytes).map_err(|_| AppError::BadRequest)?;
+        Ok(CsrfForm(value))
+    }
+}
+
+/// A pay-link visitor as far as they got: the link (re-read each request, so a revoked or
+/// expired link stops at once; `None` when the link presented was unknown) and the stage.
+/// Rejected (to "session expired") when the session never came from a link.
+pub struct LinkArrival {
+    pub link: Option<PayLink>,
+    pub stage: Option<Stage>,
+}
+
+impl FromRequestParts<AppState> for LinkArrival {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> std::result::Result<Self, Response> {
+        let session = Sess::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        arrival(state, &session).await.map_err(|e| match e {
+            Refusal::Redirect(to) => see_other(to),
+            Refusal::Error(e) => e.into_response(),
+        })
+    }
+}
+
+/// Why a caller extractor refused: a redirect to where the caller belongs, or an error.
+enum Refusal {
+    Redirect(&'static str),
+    Error(AppError),
+}
+
+impl From<AppError> for Refusal {
+    fn from(e: AppError) -> Self {
+        Refusal::Error(e)
+    }
+}
+
+impl From<sqlx::Error> for Refusal {
+    fn from(e: sqlx::Error) -> Self {
+        Refusal::Error(e.into())
+    }
+}
+
+impl From<tower_sessions::session::Error> for Refusal {
+    fn from(e: tower_sessions::session::Error) -> Self {
+        Refusal::Error(e.into())
+    }
+}
+
+impl From<accounts::AccountError> for Refusal {
+    fn from(e: accounts::AccountError) -> Self {
+        Refusal::Error(e.into())
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Redirect(to) => see_other(to),
+            Refusal::Error(e) => e.into_response(),
+        }
+    }
+}
+
+async fn arrival(state: &AppState, session: &Sess) -> std::result::Result<LinkArrival, Refusal> {
+    let Some(visit) = session.data().await?.link else {
+        return Err(Refusal::Redirect("/expired"));
+    };
+    let link = match visit.link_id {
+        Some(id) => links::find(&state.db, &LinkId::from_db(id)).await?,
+        None => None,
+    };
+    Ok(LinkArrival {
+        link,
+        stage: visit.stage,
+    })
+}
+
+/// A pay-link visitor who gave their date of birth, on a live link: balance, practice, payment.
+pub struct LinkVisitor {
+    pub link: PayLink,
+    pub stage: Stage,
+}
+
+/// A pay-link visitor who gave both answers: the itemised statement.
+pub struct VerifiedVisitor(pub PayLink);
+
+async fn visitor(
+    parts: &mut Parts,
+    state: &AppState,
+    needed: Stage,
+) -> std::result::Result<LinkVisitor, Refusal> {
+    let session = Sess::from_request_parts(parts, state).await?;
+    let now = state.clock.now();
+    let a = arrival(state, &session).await?;
+    let Some(link) = a.link else {
+        return Err(Refusal::Redirect("/verify"));
+    };
+    if link.state(now) != LinkState::Usable {
+        return Err(Refusal::Redirect("/verify"));
+    }
+    match a.stage {
+        Some(s) if s >= needed => Ok(LinkVisitor { link, stage: s }),
+        Some(_) => Err(Refusal::Redirect("/verify/zip")),
+        None => Err(Refusal::Redirect("/verify")),
+    }
+}
+
+impl FromRequestParts<AppState> for LinkVisitor {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> std::result::Result<Self, Response> {
+        visitor(parts, state, Stage::Dob)
+            .await
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+impl FromRequestParts<AppState> for VerifiedVisitor {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> std::result::Result<Self, Response> {
+        visitor(parts, state, Stage::Full)
+            .await
+            .map(|v| VerifiedVisitor(v.link))
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+/// A guarantor-invitation visitor as far as they got (the invitation re-read each request;
+/// `None` when the one presented was unknown). Rejected to "session expired" otherwise.
+pub struct InviteArrival {
+    pub invitation: Option<Invitation>,
+    pub verified: bool,
+}
+
+async fn invite_arrival(
+    state: &AppState,
+    session: &Sess,
+) -> std::result::Result<InviteArrival, Refusal> {
+    let Some(visit) = session.data().await?.invitation else {
+        return Err(Refusal::Redirect("/expired"));
+    };
+    let invitation = match visit.invitation_id {
+        Some(id) => guarantors::find(&state.db, &InvitationId::from_db(id)).await?,
+        None => None,
+    };
+    Ok(InviteArrival {
+        invitation,
+        verified: visit.verified,
+    })
+}
+
+impl FromRequestParts<AppState> for InviteArrival {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> std::result::Result<Self, Response> {
+        let session = Sess::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        invite_arrival(state, &session)
+            .await
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+/// An invitation whose identity questions were answered and which can still be accepted.
+pub struct VerifiedInvitation(pub Invitation);
+
+impl FromRequestParts<AppState> for VerifiedInvitation {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> std::result::Result<Self, Response> {
+        let session = Sess::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        match invite_arrival(state, &session).await {
+            Ok(InviteArrival {
+                invitation: Some(inv),
+                verified: true,
+            }) if inv.state(state.clock.now()) == LinkState::Usable => Ok(VerifiedInvitation(inv)),
+            Ok(_) => Err(see_other("/guarantor/verify")),
+            Err(r) => Err(r.into_response()),
+        }
+    }
+}
+
+/// Which kind of sign-in a session holds.
+#[derive(Clone, Copy)]
+enum Seat {
+    Staff,
+    Member,
+}
+
+impl Seat {
+    fn kind(self) -> Kind {
+        match self {
+            Seat::Staff => Kind::Staff,
+            Seat::Member => Kind::Member,
+        }
+    }
+
+    fn login(self) -> &'static str {
+        match self {
+            Seat::Staff => "/staff/login",
+            Seat::Member => "/signin",
+        }
+    }
+
+    fn of(self, d: &SessionData) -> Option<&SignedIn> {
+        match self {
+            Seat::Staff => d.staff.as_ref(),
+            Seat::Member => d.member.as_ref(),
+        }
+    }
+}
+
+/// The account signed in on this session in `seat`, checked on every request: it exists, is
+/// of that kind, is enabled, needs no reset, its sessions were not revoked after this sign-in,
+/// and (with Cognito) its refresh token is still honoured. Otherwise the session ends.
+async fn signed_in(
+    state: &AppState,
+    session: &Sess,
+    seat: Seat,
+) -> std::result::Result<Account, Refusal> {
+    let d = session.data().await?;
+    let Some(s) = seat.of(&d) else {
+        return Err(Refusal::Redirect(seat.login()));
+    };
+    let now = state.clock.now();
+    let account = accounts::load(&state.db, &UserId::from_db(s.user_id.clone()), now)
+        .await?
+        .filter(|a| {
+            a.kind == seat.kind()
+                && !a.disabled
+                && !a.must_reset
+                && s.auth_at > a.sessions_revoked_before
+        });
+    match account {
+        Some(mut a) if super::sealed::tokens_still_valid(state, session, &a.id).await? => {
+            a.principal.mfa = s.mfa;
+            Ok(a)
+        }
+        _ => {
+            session.end().await?;
+            Err(Refusal::Redirect(seat.login()))
+        }
+    }
+}
+
+/// A signed-in patient or guarantor. Rejected to the sign-in page.
+pub struct Member(pub Account);
+
+impl FromRequestParts<AppState> for Member {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> std::result::Result<Self, Response> {
+        let session = Sess::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        signed_in(state, &session, Seat::Member)
+            .await
+            .map(Member)
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+/// A signed-in member if the session has one (a session with none is not refused; one whose
+/// member sign-in no longer holds is ended and sent to sign in).
+pub struct MaybeMember(pub Option<Account>);
+
+impl FromRequestParts<AppState> for MaybeMember {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> std::result::Result<Self, Response> {
+        let session = Sess::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let has = session
+            .data()
+            .await
+            .map_err(|e| AppError::from(e).into_response())?
+            .member
+            .is_some();
+        if !has {
+            return Ok(MaybeMember(None));
+        }
+        signed_in(state, &session, Seat::Member)
+            .await
+            .map(|a| MaybeMember(Some(a)))
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+/// A signed-in staff member (password and, for local accounts, TOTP done). Rejected to staff
+/// sign-in. Whether the second factor was given is in `principal.mfa`; the policy requires it
+/// for every staff role's actions.
+pub struct StaffSession(pub Account);
+
+impl FromRequestParts<AppState> for StaffSession {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> std::result::Result<Self, Response> {
+        let session = Sess::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        signed_in(state, &session, Seat::Staff)
+            .await
+            .map(StaffSession)
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+/// A signed-in staff member who gave their second factor this session: what every staff action
+/// on practice data needs. Rejected to sign-in, or 403 without the second factor.
+pub struct Staff(pub Account);
+
+impl FromRequestParts<AppState> for Staff {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> std::result::Result<Self, Response> {
+        let StaffSession(a) = StaffSession::from_request_parts(parts, state).await?;
+        if !a.principal.mfa {
+            return Err(AppError::Forbidden.into_response());
+        }
+        Ok(Staff(a))
+    }
+}
+
+/// Staff holding one of a set of roles in at least one practice (the practice itself is
+/// checked by the permit for the record acted on). Layered on `Staff`.
+pub struct StaffWith<R: RoleSet>(pub Account, pub std::marker::PhantomData<R>);
+
+/// A set of staff roles a route is for.
+pub trait RoleSet: Send + Sync + 'static {
+    const ROLES: &'static [crate::access::Role];
+}
+
+impl<R: RoleSet> FromRequestParts<AppState> for StaffWith<R> {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> std::result::Result<Self, Response> {
+        let Staff(a) = Staff::from_request_parts(parts, state).await?;
+        let holds = a
+            .principal
+            .grants
+            .iter()
+            .any(|g| R::ROLES.contains(&g.role));
+        if !holds {
+            return Err(AppError::Forbidden.into_response());
+        }
+        Ok(StaffWith(a, std::marker::PhantomData))
+    }
+}
+
+/// Roles that work on a practice's patients: support agents and practice admins.
+pub struct PracticeStaff;
+
+impl RoleSet for PracticeStaff {
+    const ROLES: &'static [crate::access::Role] = &[
+        crate::access::Role::SupportAgent,
+        crate::access::Role::PracticeAdmin,
+    ];
+}
+
+/// Security officers.
+pub struct SecurityStaff;
+
+impl RoleSet for SecurityStaff {
+    const ROLES: &'static [crate::access::Role] = &[crate::access::Role::SecurityOfficer];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn origin_rules() {
+        let mut h = HeaderMap::new();
+        assert!(same_origin(&h, "https://pay.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(!same_origin(&h, "https://pay.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://pay.example"),
+        );
+        assert!(same_origin(&h, "https://pay.example"));
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&h, "https://pay.example"));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
+        assert!(!same_origin(&h, "https://pay.example"));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&h, "https://pay.example"));
+    }
+}

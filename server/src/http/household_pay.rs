@@ -1,0 +1,226 @@
+//! A member pays one or several statements of one practice in one card payment: the form, the
+//! return from the processor and the cancelled or declined answer.
+
+use super::error::{AppError, Result};
+use super::extract::{CsrfForm, Member};
+use super::member::*;
+use super::patient::{amount_error, back_from_processor, ReturnQuery};
+use super::session::{Flash, PayErrors, PayItemError, Sess};
+use super::{see_other, AppState, RequestContext, Routes};
+use crate::access::Action;
+use crate::accounts::Account;
+use crate::billing;
+use crate::ids::{CheckoutId, StatementId, TenantId};
+use crate::money::Money;
+use crate::payments::{self, DeclineReason};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+
+pub fn router(state: &AppState) -> Routes {
+    Routes::new(state)
+        .form("/account/pay", pay)
+        .phi_page("/account/pay/return/{checkout}", pay_return)
+        .phi_page("/account/pay/cancelled/{checkout}", pay_cancelled)
+}
+
+async fn send_back(session: &Sess, errors: PayErrors, back: &str) -> Result<Response> {
+    session.update(|d| d.pay_errors = Some(errors)).await?;
+    Ok(see_other(back))
+}
+
+/// Pays one or several statements in one card payment. The form sends `pay_<statement>=1` for
+/// each statement chosen and `amount_<statement>` for its amount. Every statement is checked
+/// by the policy and against its balance; any problem sends the whole form back, nothing started.
+pub async fn pay(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    Member(who): Member,
+    CsrfForm(pairs): CsrfForm<Vec<(String, String)>>,
+) -> Result<Response> {
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let back = match field("from").and_then(StatementId::parse) {
+        Some(s) => format!("/account/statements/{s}"),
+        None => "/account".to_owned(),
+    };
+    let mut chosen: Vec<StatementId> = vec![];
+    for (k, v) in &pairs {
+        if let Some(id) = k.strip_prefix("pay_").and_then(StatementId::parse) {
+            if v == "1" && !chosen.contains(&id) {
+                chosen.push(id);
+            }
+        }
+    }
+    let mut errors = PayErrors::default();
+    // Counted before any lookup, so an oversized form costs nothing.
+    if chosen.len() > payments::MAX_ITEMS {
+        errors.general = Some("account-pay-too-many".into());
+        return send_back(&session, errors, &back).await;
+    }
+    let mut items = vec![];
+    let mut patients = vec![];
+    let mut tenant: Option<TenantId> = None;
+    for id in &chosen {
+        let h = billing::statement_header(&state.db, id)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        let _allowed = member_permit(
+            &state,
+            &ctx,
+            &who,
+            MemberAsk {
+                action: Action::MakePayment,
+                tenant: &h.tenant_id,
+                patient: &h.patient_id,
+                event: "payment.checkout.ask",
+                resource: Some(id.as_str()),
+            },
+        )
+        .await?;
+        let typed = field(&format!("amount_{id}")).unwrap_or("");
+        let balance = billing::balance(state.db.pool(), id).await?;
+        let kept: String = typed.chars().take(32).collect();
+        let key = match Money::parse_payment(typed, balance) {
+            Ok(m) => {
+                items.push((id.clone(), m));
+                None
+            }
+            Err(e) => Some(amount_error(e, balance).0.to_owned()),
+        };
+        errors.items.insert(
+            id.to_string(),
+            PayItemError {
+                key,
+                typed: kept,
+                checked: true,
+            },
+        );
+        if !patients.contains(&h.patient_id) {
+            patients.push(h.patient_id.clone());
+        }
+        match &tenant {
+            None => tenant = Some(h.tenant_id.clone()),
+            Some(t) if *t != h.tenant_id => {
+                errors.general = Some("account-pay-one-practice".into());
+            }
+            Some(_) => {}
+        }
+    }
+    if chosen.is_empty() {
+        errors.general = Some("account-pay-none".into());
+    }
+    let refused = errors.general.is_some() || errors.items.values().any(|i| i.key.is_some());
+    let (Some(tenant), false) = (tenant, refused) else {
+        if errors.general.is_none() {
+            errors.general = Some("account-pay-check".into());
+        }
+        return send_back(&session, errors, &back).await;
+    };
+    let plan = payments::CheckoutPlan {
+        tenant,
+        items,
+        patients,
+        link: None,
+        user: Some(who.id.clone()),
+        return_prefix: "/account/pay",
+    };
+    let actor = ctx.actor(actor_id(&who.id));
+    let general = match payments::start_checkout(
+        &state.db,
+        state.processor.as_ref(),
+        &plan,
+        &state.public_url,
+        &actor,
+    )
+    .await
+    {
+        Ok(url) => return Ok(see_other(&url)),
+        Err(payments::PaymentError::Processor(e)) => {
+            tracing::warn!(error = %e, "checkout could not be created");
+            "pay-err-processor"
+        }
+        Err(payments::PaymentError::Pending) => "pay-err-pending",
+        Err(e) => return Err(AppError::Internal(e.into())),
+    };
+    errors.general = Some(general.into());
+    send_back(&session, errors, &back).await
+}
+
+/// A checkout this member started, every statement of which they may still pay (each asked of
+/// the policy, with its audit event); 404 otherwise.
+async fn own_checkout(
+    state: &AppState,
+    ctx: &RequestContext,
+    who: &Account,
+    raw: &str,
+    event: &'static str,
+) -> Result<payments::CheckoutRow> {
+    let id = CheckoutId::parse(raw).ok_or(AppError::NotFound)?;
+    let row = payments::find_checkout(&state.db, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if row.user_id.as_ref() != Some(&who.id) {
+        return Err(AppError::NotFound);
+    }
+    for (statement, _) in payments::checkout_items(&state.db, &row.id).await? {
+        let h = billing::statement_header(&state.db, &statement)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        let _allowed = member_permit(
+            state,
+            ctx,
+            who,
+            MemberAsk {
+                action: Action::MakePayment,
+                tenant: &h.tenant_id,
+                patient: &h.patient_id,
+                event,
+                resource: Some(row.id.as_str()),
+            },
+        )
+        .await?;
+    }
+    Ok(row)
+}
+
+/// Where the processor sends the member after paying; the webhook records the payment.
+pub async fn pay_return(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    Member(who): Member,
+    Path(raw): Path<String>,
+    Query(q): Query<ReturnQuery>,
+) -> Result<Response> {
+    let checkout = own_checkout(&state, &ctx, &who, &raw, "payment.return.view").await?;
+    let meta = meta(&session).await?;
+    back_from_processor(&state, &checkout, &q.session_id, "/account", meta).await
+}
+
+pub async fn pay_cancelled(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    Member(who): Member,
+    Path(raw): Path<String>,
+) -> Result<Response> {
+    let checkout = own_checkout(&state, &ctx, &who, &raw, "payment.cancelled.view").await?;
+    if let Some(payment) = payments::payment_for_checkout(&state.db, &checkout.id).await? {
+        return Ok(see_other(&format!("/account/receipt/{payment}")));
+    }
+    let key = match payments::decline_reason(state.processor.as_ref(), &checkout)
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?
+    {
+        Some(DeclineReason::InsufficientFunds) => "account-pay-insufficient",
+        Some(DeclineReason::Generic) => "account-pay-declined",
+        None => "account-pay-cancelled",
+    };
+    session.set_flash(Flash::key(key)).await?;
+    Ok(see_other("/account"))
+}

@@ -1,0 +1,304 @@
+//! What the member areas share (accounts, household, invitations): asking the policy for a
+//! signed-in member, the people an account acts for, and making a member account and its
+//! session. No handlers live here.
+
+use super::error::{AppError, Result};
+use super::forms::password_errors;
+use super::session::{Flash, InviteVisit, Sess, SignedIn};
+use super::{sealed, see_other, tr, AppState, RequestContext};
+use crate::access::{self, Action, Decision, Permit, Resource, Role};
+use crate::accounts::{self, Account, LoginAttempt};
+use crate::audit::{self, Outcome};
+use crate::billing;
+use crate::identity::IdentityError;
+use crate::ids::{PatientId, TenantId, UserId};
+use crate::phi::Phi;
+use axum::response::Response;
+use patriotpay_app::vm::{AccountFormVm, PageMeta};
+
+/// The page frame for a member page (the sign-out form needs the token).
+pub async fn meta(session: &Sess) -> Result<PageMeta> {
+    Ok(PageMeta {
+        signout_csrf: Some(session.csrf_token().await?),
+        ..Default::default()
+    })
+}
+
+pub fn actor_id(user: &UserId) -> String {
+    format!("user:{user}")
+}
+
+/// An audit event about a member's account (sign-in, creation) rather than a view of PHI.
+pub async fn audit_event(
+    state: &AppState,
+    ctx: &RequestContext,
+    actor: String,
+    (tenant, patient): (Option<&TenantId>, Option<&PatientId>),
+    action: &'static str,
+    resource: Option<&str>,
+    outcome: Outcome,
+) -> Result<()> {
+    audit::record(
+        state.db.pool(),
+        audit::Event {
+            actor: &ctx.actor(actor),
+            tenant,
+            patient,
+            action,
+            resource,
+            outcome,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The policy's answer for a member, without reading anything (which buttons to show, which
+/// descriptions to hide).
+pub fn decide(
+    who: &Account,
+    action: Action,
+    tenant: &TenantId,
+    patient: &PatientId,
+    clinical_restricted: bool,
+    now: i64,
+) -> Decision {
+    let on = Resource {
+        tenant,
+        patient: Some(patient),
+        clinical_restricted,
+    };
+    access::decide(&who.principal, action, &on, now)
+}
+
+/// One question to the policy about a member, on a patient's record.
+pub struct MemberAsk<'a> {
+    pub action: Action,
+    pub tenant: &'a TenantId,
+    pub patient: &'a PatientId,
+    pub event: &'static str,
+    pub resource: Option<&'a str>,
+}
+
+/// A permit for a member (the audit event is written, allowed or denied); a refusal reads as
+/// "not found".
+pub async fn member_permit(
+    state: &AppState,
+    ctx: &RequestContext,
+    who: &Account,
+    ask: MemberAsk<'_>,
+) -> Result<Permit> {
+    Ok(access::permit(
+        state.db.pool(),
+        access::Ask {
+            who: &who.principal,
+            actor: &ctx.actor(actor_id(&who.id)),
+            action: ask.action,
+            on: Resource {
+                tenant: ask.tenant,
+                patient: Some(ask.patient),
+                clinical_restricted: false,
+            },
+            event: ask.event,
+            resource: ask.resource,
+            now: ctx.now,
+        },
+    )
+    .await?)
+}
+
+/// The patients an account may act for, each once, own records first: (role, practice, patient).
+pub fn people(who: &Account) -> Vec<(Role, TenantId, PatientId)> {
+    let mut out: Vec<(Role, TenantId, PatientId)> = vec![];
+    for role in [Role::Patient, Role::Guarantor] {
+        for g in who.principal.grants.iter().filter(|g| g.role == role) {
+            let Some(t) = &g.tenant else { continue };
+            for p in &g.patients {
+                if !out.iter().any(|(_, _, q)| q == p) {
+                    out.push((role, t.clone(), p.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn iso(d: &str) -> String {
+    crate::clock::display_iso_date(d)
+}
+
+/// The practice's display name ("" if it vanished, which the foreign keys prevent).
+pub async fn practice_name(state: &AppState, tenant: &TenantId) -> Result<String> {
+    Ok(billing::tenant(&state.db, tenant)
+        .await?
+        .map(|t| t.name)
+        .unwrap_or_default())
+}
+
+/// Whether the patient is an adult now: a guarantor then sees amounts without clinical detail,
+/// and only an adult patient manages their own account and guarantors.
+pub async fn adult(
+    state: &AppState,
+    tenant: &TenantId,
+    patient: &PatientId,
+    now: i64,
+) -> Result<bool> {
+    Ok(billing::is_adult(&state.db, &state.crypto, tenant, patient, now).await?)
+}
+
+/// A new member account's form.
+#[derive(serde::Deserialize)]
+pub struct NewAccountForm {
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub password_confirm: String,
+    /// On the invitation page: "create" (new account) or "existing" (signed in already).
+    #[serde(default)]
+    pub mode: String,
+}
+
+/// Checks a new-account form; on a problem, sets the flash and returns false.
+pub async fn new_account_ok(session: &Sess, form: &NewAccountForm) -> Result<bool> {
+    let email = accounts::normalize_email(&form.email);
+    let problem = if !accounts::valid_email(&email) {
+        Some(("email", "account-email-invalid"))
+    } else {
+        password_errors(&form.password, &form.password_confirm)
+    };
+    if let Some((field, key)) = problem {
+        session.set_flash(Flash::on(field, key)).await?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// The new-account form's view model, with any problem carried over.
+pub async fn account_form(session: &Sess, action: &'static str) -> Result<AccountFormVm> {
+    let mut vm = AccountFormVm {
+        csrf: session.csrf_token().await?,
+        action,
+        ..Default::default()
+    };
+    if let Some(f) = session.take_flash().await? {
+        vm.email = f.value.clone().unwrap_or_default();
+        (vm.field_error, vm.failure) =
+            f.placed(&["email", "password", "password-confirm"], tr().t(&f.key));
+    }
+    Ok(vm)
+}
+
+/// The credentials a new member account gets.
+pub struct Credentials {
+    pub made: accounts::NewCredentials,
+    /// Cognito still wants the code it emailed.
+    pub needs_code: bool,
+}
+
+/// Why new credentials were not made: a message for the form, or an error.
+pub enum NotMade {
+    /// Catalog key: the email is taken, or the provider's password policy refused.
+    Form(&'static str),
+    Error(AppError),
+}
+
+impl<E: Into<AppError>> From<E> for NotMade {
+    fn from(e: E) -> Self {
+        NotMade::Error(e.into())
+    }
+}
+
+/// Makes the credentials for a new member account: a local password hash, or (with Cognito)
+/// a Cognito user made by self sign-up. Each try counts against the sign-in limits (per email,
+/// per address) until it succeeds, so the "email in use" answer cannot sweep for accounts.
+pub async fn new_credentials(
+    state: &AppState,
+    ctx: &RequestContext,
+    email: &str,
+    password: String,
+) -> std::result::Result<Credentials, NotMade> {
+    let attempt: LoginAttempt =
+        accounts::claim_attempt(&state.db, &state.crypto, email, &ctx.address, ctx.now).await?;
+    let (made, needs_code) = match state.identity.new_member(email, Phi::new(password)).await {
+        Ok(made) => made,
+        Err(IdentityError::EmailTaken) => return Err(NotMade::Form("account-email-taken")),
+        Err(IdentityError::PasswordPolicy) => return Err(NotMade::Form("account-password-policy")),
+        Err(e) => return Err(e.into()),
+    };
+    attempt.release(&state.db).await?;
+    Ok(Credentials { made, needs_code })
+}
+
+/// Credentials made at the provider whose local account could not be saved (a lost race) are
+/// removed again, so the email is not stuck as "taken" there. Best effort; failures are logged.
+pub async fn undo_sign_up(state: &AppState, email: &str, credentials: &Credentials) {
+    state
+        .identity
+        .undo_new_member(email, &credentials.made)
+        .await;
+}
+
+/// Sends a new-account form back with a problem found after validation (email in use, or a
+/// password the provider's policy refused).
+pub async fn flash_email_problem(session: &Sess, key: &str, back: &str) -> Result<Response> {
+    let field = if key == "account-email-taken" {
+        "email"
+    } else {
+        "password"
+    };
+    session.set_flash(Flash::on(field, key)).await?;
+    Ok(see_other(back))
+}
+
+/// Signs a member in on this session: a new id, nothing of the link session kept (a pending,
+/// verified invitation excepted).
+pub async fn start_member_session(session: &Sess, user: &UserId, now: i64) -> Result<()> {
+    let invitation = session
+        .data()
+        .await?
+        .invitation
+        .filter(|i| i.verified && i.invitation_id.is_some());
+    session.restart(now).await?;
+    session
+        .update(|d| {
+            d.invitation = invitation.map(|i| InviteVisit {
+                invitation_id: i.invitation_id,
+                verified: true,
+            });
+            d.member = Some(SignedIn {
+                user_id: user.as_str().to_owned(),
+                auth_at: now,
+                mfa: false,
+            });
+        })
+        .await?;
+    Ok(())
+}
+
+/// After a member account is made: signed in at once (local), or on to the emailed code
+/// (Cognito, unconfirmed), or to sign-in (Cognito, confirmed by the pool).
+pub async fn after_creation(
+    state: &AppState,
+    session: &Sess,
+    user: &UserId,
+    email: &str,
+    credentials: &Credentials,
+    notice: &str,
+    now: i64,
+) -> Result<Response> {
+    if let accounts::NewCredentials::Local { .. } = credentials.made {
+        start_member_session(session, user, now).await?;
+        session.notice(notice).await?;
+        return Ok(see_other("/account"));
+    }
+    session.restart(now).await?;
+    let email = accounts::normalize_email(email);
+    if credentials.needs_code {
+        sealed::set_pending_email(state, session, &email).await?;
+        return Ok(see_other("/account/confirm"));
+    }
+    session.notice("account-created-signin").await?;
+    Ok(see_other("/signin"))
+}

@@ -1,0 +1,147 @@
+//! Emergency access: a security officer grants themself a time-boxed role in one practice with
+//! a written reason. Audited, alerted, and gone by itself when it expires.
+
+use super::home::{home_vm, render};
+use super::{ask, forbidden};
+use crate::access::{self, Action, Resource, Role};
+use crate::accounts::{self, Account, AccountError};
+use crate::http::error::{AppError, Result};
+use crate::http::extract::{CsrfForm, StaffSession};
+use crate::http::session::Sess;
+use crate::http::{see_other, tr, AppState, RequestContext};
+use crate::ids::TenantId;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+#[derive(serde::Deserialize)]
+pub struct BreakGlassForm {
+    #[serde(default)]
+    practice: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    minutes: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// The role and minutes asked for, when the form is complete and within the rules
+/// `accounts::grant_break_glass` enforces. Checked here too so that a form that would grant
+/// nothing is answered before the permit records a grant.
+fn requested(form: &BreakGlassForm) -> Option<(Role, i64)> {
+    let role = Role::parse(&form.role)
+        .filter(|r| matches!(r, Role::SupportAgent | Role::PracticeAdmin))?;
+    let minutes = form
+        .minutes
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|m| (1..=accounts::BREAK_GLASS_MAX_MINUTES).contains(m))?;
+    (form.reason.trim().chars().count() >= 20).then_some((role, minutes))
+}
+
+/// The home page again with the form's error (422): nothing was granted or recorded.
+async fn incomplete(
+    state: &AppState,
+    ctx: &RequestContext,
+    session: &Sess,
+    account: &Account,
+) -> Result<Response> {
+    let mut vm = home_vm(state, ctx, session, account).await?;
+    if let Some(bg) = vm.break_glass.as_mut() {
+        bg.error = Some(tr().t("staff-bg-invalid"));
+    }
+    Ok(render(StatusCode::UNPROCESSABLE_ENTITY, vm))
+}
+
+/// Any signed-in staff member may post it: the permit refuses everyone but a security officer
+/// of that practice with their second factor, and records the refusal.
+pub async fn break_glass(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    StaffSession(account): StaffSession,
+    CsrfForm(form): CsrfForm<BreakGlassForm>,
+) -> Result<Response> {
+    let tenant = TenantId::parse(&form.practice).ok_or(AppError::BadRequest)?;
+    let on = || Resource {
+        tenant: &tenant,
+        patient: None,
+        clinical_restricted: false,
+    };
+    let event = "breakglass.grant";
+    let Some((role, minutes)) = requested(&form) else {
+        // Whoever the page offers the form gets it back with its error; anyone else is refused
+        // whatever they typed, and the permit records that refusal.
+        if access::decide(&account.principal, Action::GrantBreakGlass, &on(), ctx.now).allowed() {
+            return incomplete(&state, &ctx, &session, &account).await;
+        }
+        let asked = ask(
+            &state,
+            &ctx,
+            &account,
+            Action::GrantBreakGlass,
+            on(),
+            event,
+            None,
+        );
+        return Err(match asked.await {
+            Err(refused) => forbidden(refused),
+            // The same question was just refused; nothing is granted either way.
+            Ok(_) => AppError::Forbidden,
+        });
+    };
+    let permit = ask(
+        &state,
+        &ctx,
+        &account,
+        Action::GrantBreakGlass,
+        on(),
+        event,
+        Some(role.as_str()),
+    )
+    .await
+    .map_err(forbidden)?;
+    let expires = match accounts::grant_break_glass(
+        &state.db,
+        &account.id,
+        role,
+        permit.tenant(),
+        minutes,
+        &form.reason,
+        ctx.now,
+    )
+    .await
+    {
+        Ok(expires) => expires,
+        Err(AccountError::Bad(_)) => return incomplete(&state, &ctx, &session, &account).await,
+        Err(e) => return Err(e.into()),
+    };
+    // The written reason may name a patient: it stays in the grant row and the audit trail,
+    // never in the log or the alert. A staff member's work address is no patient's: the alert
+    // names who did it.
+    let who = account.email(&state.crypto).await?;
+    let detail = format!(
+        "{} granted themself {} in {} until {} (unix); reason recorded with the grant",
+        who.expose(),
+        role.as_str(),
+        tenant,
+        expires
+    );
+    state
+        .alerts
+        .raise(&state.db, "break-glass", &detail, ctx.now)
+        .await?;
+    // Privilege changed: new session id, and the page shows the account as it now is.
+    session.cycle_id().await?;
+    let mfa = account.principal.mfa;
+    let Some(mut account) = accounts::load(&state.db, &account.id, ctx.now).await? else {
+        session.end().await?;
+        return Ok(see_other("/staff/login"));
+    };
+    account.principal.mfa = mfa;
+    let mut vm = home_vm(&state, &ctx, &session, &account).await?;
+    vm.notice = Some(tr().t("staff-bg-granted"));
+    Ok(render(StatusCode::OK, vm))
+}

@@ -1,0 +1,152 @@
+//! Staff enrolment from a one-time set-up link: the link is swapped for a session, then the
+//! person sets a password, confirms TOTP and is shown ten recovery codes once.
+
+use super::{audit_user, meta};
+use crate::accounts::{self, AccountError};
+use crate::audit::Outcome;
+use crate::crypto::token_hash;
+use crate::http::error::{AppError, Result};
+use crate::http::extract::CsrfForm;
+use crate::http::session::Sess;
+use crate::http::{see_other, tr, AppState, RequestContext};
+use crate::ids::UserId;
+use crate::phi::Phi;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use patriotpay_app::staff as pages;
+use patriotpay_app::vm::{FieldError, StaffEnrolVm, StaffRecoveryVm};
+
+/// Swaps the enrolment token in the link for a session, like a pay link.
+pub async fn open_enrolment(
+    ctx: RequestContext,
+    session: Sess,
+    Path(token): Path<String>,
+) -> Result<Response> {
+    session.restart(ctx.now).await?;
+    session
+        .update(|d| d.enrol_token_hash = Some(hex::encode(token_hash(&token))))
+        .await?;
+    Ok(see_other("/staff/enrol"))
+}
+
+/// The token hash this session holds and its account, while the token is unused and unexpired.
+async fn enrolment(
+    state: &AppState,
+    session: &Sess,
+    now: i64,
+) -> Result<Option<(Vec<u8>, UserId)>> {
+    let Some(h) = session.data().await?.enrol_token_hash else {
+        return Ok(None);
+    };
+    let Ok(hash) = hex::decode(h) else {
+        return Ok(None);
+    };
+    let user = accounts::enrolment_user(&state.db, &hash, now).await?;
+    Ok(user.map(|u| (hash, u)))
+}
+
+fn invalid_link() -> Response {
+    (StatusCode::NOT_FOUND, Html(pages::enrol_invalid(meta()))).into_response()
+}
+
+fn qr_svg(url: &str) -> Result<String> {
+    let code = qrcode::QrCode::new(url.as_bytes())
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("qr: {e}")))?;
+    Ok(code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build())
+}
+
+/// The set-up page; with a field error it answers 422 (a form with a password is rendered
+/// again directly, never carried in a flash).
+async fn render_enrol(
+    state: &AppState,
+    session: &Sess,
+    user: &UserId,
+    field_error: Option<FieldError>,
+) -> Result<Response> {
+    let setup = accounts::totp_setup(&state.db, &state.crypto, user).await?;
+    let status = if field_error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let vm = StaffEnrolVm {
+        csrf: session.csrf_token().await?,
+        qr_svg: qr_svg(&setup.otpauth_url)?,
+        secret_base32: setup.secret_base32,
+        failure: None,
+        field_error,
+    };
+    Ok((status, Html(pages::enrol(meta(), vm))).into_response())
+}
+
+pub async fn enrol_form(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+) -> Result<Response> {
+    match enrolment(&state, &session, ctx.now).await? {
+        Some((_, user)) => render_enrol(&state, &session, &user, None).await,
+        None => Ok(invalid_link()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct EnrolForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_confirm: String,
+    #[serde(default)]
+    code: String,
+}
+
+pub async fn enrol_submit(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    CsrfForm(form): CsrfForm<EnrolForm>,
+) -> Result<Response> {
+    let Some((hash, user)) = enrolment(&state, &session, ctx.now).await? else {
+        return Ok(invalid_link());
+    };
+    let field = |field: &'static str, key: &str| {
+        Some(FieldError {
+            field,
+            message: tr().t(key),
+        })
+    };
+    if form.password != form.password_confirm {
+        let error = field("password", "staff-password-mismatch");
+        return render_enrol(&state, &session, &user, error).await;
+    }
+    match accounts::complete_enrolment(
+        &state.db,
+        &state.crypto,
+        &hash,
+        Phi::new(form.password),
+        &form.code,
+        ctx.now,
+    )
+    .await
+    {
+        Ok((user, codes)) => {
+            session.end().await?;
+            audit_user(&state, &ctx, Some(&user), "staff.enrol", Outcome::Success).await?;
+            Ok(Html(pages::recovery_codes(meta(), StaffRecoveryVm { codes })).into_response())
+        }
+        Err(AccountError::WeakPassword) => {
+            let error = field("password", "staff-password-weak");
+            render_enrol(&state, &session, &user, error).await
+        }
+        Err(AccountError::Invalid) => {
+            let error = field("code", "staff-enrol-code-failed");
+            render_enrol(&state, &session, &user, error).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,125 @@
+//! The practice's side of guarantors: inviting one for a patient (the link is shown once) and
+//! revoking a guarantor's, or the patient's own account's, access to the patient.
+
+use super::home::{home_vm, render};
+use super::{actor_id, ask, GuarantorAdmins};
+use crate::access::{Action, Permit, Resource};
+use crate::guarantors;
+use crate::http::error::{AppError, Result};
+use crate::http::extract::{CsrfForm, StaffSession, StaffWith};
+use crate::http::session::Sess;
+use crate::http::{tr, AppState, RequestContext};
+use crate::ids::{PatientId, TenantId};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+#[derive(serde::Deserialize)]
+pub struct InviteForm {
+    #[serde(default)]
+    patient: String,
+}
+
+/// The practice a patient belongs to, looked up by opaque id (nothing about them is read).
+async fn practice_of(state: &AppState, patient: &PatientId) -> Result<Option<TenantId>> {
+    let tenant: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM patients WHERE id = $1")
+        .bind(patient.as_str())
+        .fetch_optional(state.db.pool())
+        .await?;
+    Ok(tenant.map(TenantId::from_db))
+}
+
+/// The practice invites a guarantor for a patient; the link is shown in this response only.
+/// Any signed-in staff member may post it: the permit refuses (and records the refusal), and
+/// another practice's patient looks like no patient at all.
+pub async fn invite(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    StaffSession(account): StaffSession,
+    CsrfForm(form): CsrfForm<InviteForm>,
+) -> Result<Response> {
+    let patient = PatientId::parse(&form.patient).ok_or(AppError::NotFound)?;
+    let tenant = practice_of(&state, &patient)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let on = Resource {
+        tenant: &tenant,
+        patient: Some(&patient),
+        clinical_restricted: false,
+    };
+    let permit = ask(
+        &state,
+        &ctx,
+        &account,
+        Action::InviteGuarantor,
+        on,
+        "guarantor.invite",
+        None,
+    )
+    .await?;
+    // The token is never stored, not even in the session.
+    let (_, token) = guarantors::invite(
+        &state.db,
+        permit.tenant(),
+        &patient,
+        &actor_id(&account.id),
+        ctx.now,
+    )
+    .await?;
+    let mut vm = home_vm(&state, &ctx, &session, &account).await?;
+    vm.invite_link = Some(format!("{}/g/{token}", state.public_url));
+    vm.notice = Some(tr().t("staff-invite-created"));
+    Ok(render(StatusCode::OK, vm))
+}
+
+#[derive(serde::Deserialize)]
+pub struct RevokeForm {
+    #[serde(default)]
+    grant: String,
+}
+
+/// The practice revokes a guarantor's access to one patient, or the patient's own account's.
+/// Only practice admins get as far as asking (a refusal by role was never an audited event);
+/// a grant in another practice, or none, is not found.
+pub async fn revoke(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    StaffWith(account, ..): StaffWith<GuarantorAdmins>,
+    CsrfForm(form): CsrfForm<RevokeForm>,
+) -> Result<Response> {
+    let grant: i64 = form.grant.trim().parse().map_err(|_| AppError::NotFound)?;
+    let (tenant, patient) = guarantors::grant_subject(&state.db, grant, true)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let on = Resource {
+        tenant: &tenant,
+        patient: Some(&patient),
+        clinical_restricted: false,
+    };
+    let grant_ref = grant.to_string();
+    // Asked (and recorded) before the change; a grant revoked meanwhile changes nothing.
+    let _allowed: Permit = ask(
+        &state,
+        &ctx,
+        &account,
+        Action::RevokeGuarantor,
+        on,
+        "guarantor.revoke",
+        Some(&grant_ref),
+    )
+    .await?;
+    guarantors::revoke_grant(
+        &state.db,
+        grant,
+        &patient,
+        true,
+        &actor_id(&account.id),
+        ctx.now,
+    )
+    .await?;
+    let mut vm = home_vm(&state, &ctx, &session, &account).await?;
+    vm.notice = Some(tr().t("staff-guarantor-revoked"));
+    Ok(render(StatusCode::OK, vm))
+}

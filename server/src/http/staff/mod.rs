@@ -1,0 +1,127 @@
+//! Staff area: its routes, and what its pages share (the staff audit actor, staff events that
+//! name no practice, asking the policy as a staff member, role wording).
+
+mod break_glass;
+mod enrol;
+mod guarantors;
+mod home;
+mod search;
+mod signin;
+
+use super::error::{AppError, Result};
+use super::extract::RoleSet;
+use super::{tr, AppState, RequestContext, Routes};
+use crate::access::{self, Action, Permit, Refused, Resource, Role};
+use crate::accounts::Account;
+use crate::audit::{self, Outcome};
+use crate::ids::UserId;
+use patriotpay_app::vm::PageMeta;
+
+/// The staff pages and forms.
+pub fn router(state: &AppState) -> Routes {
+    Routes::new(state)
+        .page("/staff", home::home)
+        .page("/staff/login", signin::login_form)
+        .form("/staff/login", signin::login_submit)
+        .page("/staff/mfa", signin::mfa_form)
+        .form("/staff/mfa", signin::mfa_submit)
+        .page("/staff/new-password", signin::new_password_form)
+        .form("/staff/new-password", signin::new_password_submit)
+        .page("/staff/forgot", signin::forgot_form)
+        .form("/staff/forgot", signin::forgot_submit)
+        .page("/staff/reset", signin::reset_form)
+        .form("/staff/reset", signin::reset_submit)
+        .form("/staff/signout", signin::signout)
+        .form("/staff/signout-everywhere", signin::signout_everywhere)
+        .page("/staff/enrol/{token}", enrol::open_enrolment)
+        .page("/staff/enrol", enrol::enrol_form)
+        .form("/staff/enrol", enrol::enrol_submit)
+        .phi_form("/staff/search", search::search)
+        .phi_form("/staff/guarantors/invite", guarantors::invite)
+        // Its page shows no patient data, but it changes a patient's record and answers 2xx
+        // only after a permit: guarded like the others.
+        .phi_form("/staff/guarantors/revoke", guarantors::revoke)
+        .phi_form("/staff/break-glass", break_glass::break_glass)
+}
+
+/// Staff pages name no practice in the header and carry no sign-out form there.
+fn meta() -> PageMeta {
+    PageMeta::default()
+}
+
+/// The audit actor id of a staff member.
+fn actor_id(user: &UserId) -> String {
+    format!("user:{user}")
+}
+
+/// "Practice admin", "Support agent"… as the catalog words them.
+fn role_label(role: Role) -> String {
+    tr().t(&format!("role-{}", role.as_str()))
+}
+
+/// Staff who manage a patient's guarantors: the only staff role the policy lets invite or
+/// revoke. Checked in the signature where a refusal was never audited (revocation).
+struct GuarantorAdmins;
+
+impl RoleSet for GuarantorAdmins {
+    const ROLES: &'static [Role] = &[Role::PracticeAdmin];
+}
+
+/// An event about a staff account itself (sign-in steps, sign-out, enrolment): no practice or
+/// patient data is involved, so no permit; `None` when no account is known yet.
+async fn audit_user(
+    state: &AppState,
+    ctx: &RequestContext,
+    user: Option<&UserId>,
+    action: &'static str,
+    outcome: Outcome,
+) -> Result<()> {
+    let actor = ctx.actor(user.map(actor_id).unwrap_or_else(|| "anonymous".into()));
+    audit::record(
+        state.db.pool(),
+        audit::Event {
+            actor: &actor,
+            tenant: None,
+            patient: None,
+            action,
+            resource: user.map(|u| u.as_str()),
+            outcome,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Asks the policy on behalf of a staff member; the permit writes the audit event, allowed or
+/// denied. The caller decides how a refusal reads (not found, or forbidden).
+async fn ask(
+    state: &AppState,
+    ctx: &RequestContext,
+    account: &Account,
+    action: Action,
+    on: Resource<'_>,
+    event: &'static str,
+    resource: Option<&str>,
+) -> std::result::Result<Permit, Refused> {
+    access::permit(
+        state.db.pool(),
+        access::Ask {
+            who: &account.principal,
+            actor: &ctx.actor(actor_id(&account.id)),
+            action,
+            on,
+            event,
+            resource,
+            now: ctx.now,
+        },
+    )
+    .await
+}
+
+/// A refusal that should say 403 rather than "not found" (the practice is not secret).
+fn forbidden(e: Refused) -> AppError {
+    match e {
+        Refused::Denied(_) => AppError::Forbidden,
+        e => e.into(),
+    }
+}

@@ -1,0 +1,439 @@
+//! Staff sign-in: password, then the second factor or the provider's new-password challenge;
+//! forgotten passwords (Cognito's emailed code); sign-out here and on every device.
+
+use super::{audit_user, meta};
+use crate::accounts::{self, AccountError};
+use crate::audit::Outcome;
+use crate::http::error::{AppError, Result};
+use crate::http::extract::{CsrfForm, StaffSession};
+use crate::http::forms::{password_errors, Empty, NewPasswordForm, SignInForm};
+use crate::http::sealed::store_tokens;
+use crate::http::session::{Flash, Sess, SignedIn};
+use crate::http::{see_other, tr, AppState, RequestContext};
+use crate::identity::{IdentityError, Step};
+use crate::ids::UserId;
+use crate::phi::Phi;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use patriotpay_app::staff as pages;
+use patriotpay_app::vm::{PageMeta, StaffLoginVm, StaffMfaVm, StaffResetVm};
+
+/// Where a sign-in step leads: the next step's page, or signed in.
+async fn staff_step(
+    state: &AppState,
+    ctx: &RequestContext,
+    session: &Sess,
+    step: Step,
+) -> Result<Response> {
+    match step {
+        Step::SecondFactor(p) => {
+            session.update(|d| d.pending_sign_in = Some(p)).await?;
+            Ok(see_other("/staff/mfa"))
+        }
+        Step::NewPassword(p) => {
+            session.update(|d| d.pending_sign_in = Some(p)).await?;
+            Ok(see_other("/staff/new-password"))
+        }
+        Step::Done { user, mfa, tokens } => {
+            // Privilege changes: new session id.
+            session.cycle_id().await?;
+            session
+                .update(|d| {
+                    d.pending_sign_in = None;
+                    d.staff = Some(SignedIn {
+                        user_id: user.as_str().to_owned(),
+                        auth_at: ctx.now,
+                        mfa,
+                    });
+                })
+                .await?;
+            if let Some(t) = tokens {
+                store_tokens(state, session, &user, &t).await?;
+            }
+            audit_user(state, ctx, Some(&user), "staff.signin", Outcome::Success).await?;
+            Ok(see_other("/staff"))
+        }
+    }
+}
+
+/// A sign-in that must start again from the password (account disabled or reset meanwhile,
+/// a spent provider challenge, a forced reset pending).
+async fn start_again(
+    state: &AppState,
+    ctx: &RequestContext,
+    session: &Sess,
+    reset: bool,
+) -> Result<Response> {
+    audit_user(state, ctx, None, "staff.signin", Outcome::Denied).await?;
+    session.end().await?;
+    Ok(see_other(if reset {
+        "/staff/login?reset=1"
+    } else {
+        "/staff/login"
+    }))
+}
+
+pub async fn login_form(State(state): State<AppState>, session: Sess) -> Result<Response> {
+    let mut vm = StaffLoginVm {
+        csrf: session.csrf_token().await?,
+        can_reset: state.identity.offers_reset(),
+        ..Default::default()
+    };
+    if let Some(f) = session.take_flash().await? {
+        match f.key.as_str() {
+            "staff-reset-done" => vm.notice = Some(tr().t(&f.key)),
+            _ => vm.failure = Some(tr().t(&f.key)),
+        }
+    }
+    Ok(Html(pages::login(meta(), vm)).into_response())
+}
+
+pub async fn login_submit(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    CsrfForm(form): CsrfForm<SignInForm>,
+) -> Result<Response> {
+    let now = ctx.now;
+    let email = accounts::normalize_email(&form.email);
+    // Claimed before the password is checked, released only when it was right.
+    let attempt =
+        match accounts::claim_attempt(&state.db, &state.crypto, &email, &ctx.address, now).await {
+            Ok(a) => a,
+            Err(AccountError::Throttled { retry_after_secs }) => {
+                return throttled(&session, retry_after_secs).await
+            }
+            Err(e) => return Err(e.into()),
+        };
+    match state
+        .identity
+        .sign_in(accounts::Kind::Staff, &email, Phi::new(form.password), now)
+        .await
+    {
+        Ok(step) => {
+            attempt.release(&state.db).await?;
+            // New session id before anything is granted: a planted id is worth nothing.
+            session.restart(now).await?;
+            staff_step(&state, &ctx, &session, step).await
+        }
+        Err(IdentityError::Unavailable(m)) => {
+            attempt.release(&state.db).await?;
+            Err(AppError::Unavailable(m))
+        }
+        // The password was right but the portal wants a reset first (the attempt still counts).
+        Err(IdentityError::ResetRequired) => start_again(&state, &ctx, &session, true).await,
+        Err(IdentityError::Account(e)) => Err(e.into()),
+        // Unknown account, wrong password, unusable account: one answer for all.
+        Err(_) => {
+            audit_user(&state, &ctx, None, "staff.signin.password", Outcome::Denied).await?;
+            session.notice("staff-login-failed").await?;
+            Ok(see_other("/staff/login"))
+        }
+    }
+}
+
+/// Over the sign-in limits: the sign-in page itself, with 429 and `Retry-After`.
+async fn throttled(session: &Sess, retry_after_secs: u64) -> Result<Response> {
+    let minutes = retry_after_secs.div_ceil(60).to_string();
+    let vm = StaffLoginVm {
+        csrf: session.csrf_token().await?,
+        failure: Some(tr().ta("staff-throttled", &[("minutes", &minutes)])),
+        ..Default::default()
+    };
+    let mut res = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Html(pages::login(meta(), vm)),
+    )
+        .into_response();
+    if let Ok(v) = retry_after_secs.to_string().parse() {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Ok(res)
+}
+
+/// The page of a half-done sign-in's next step (code, or new password); to sign-in without one.
+async fn pending_step_page(
+    session: &Sess,
+    render: fn(PageMeta, StaffMfaVm) -> String,
+) -> Result<Response> {
+    if session.data().await?.pending_sign_in.is_none() {
+        return Ok(see_other("/staff/login"));
+    }
+    let failure = session.take_flash().await?.map(|f| tr().t(&f.key));
+    let vm = StaffMfaVm {
+        csrf: session.csrf_token().await?,
+        failure,
+    };
+    Ok(Html(render(meta(), vm)).into_response())
+}
+
+pub async fn mfa_form(session: Sess) -> Result<Response> {
+    pending_step_page(&session, pages::mfa).await
+}
+
+#[derive(serde::Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    code: String,
+}
+
+pub async fn mfa_submit(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> Result<Response> {
+    let Some(pending) = session.data().await?.pending_sign_in else {
+        return Ok(see_other("/staff/login"));
+    };
+    let now = ctx.now;
+    // Claimed before the code is checked; wrong codes count toward the same limit as passwords.
+    let attempt =
+        match accounts::claim_attempt(&state.db, &state.crypto, &pending.email, &ctx.address, now)
+            .await
+        {
+            Ok(a) => a,
+            Err(AccountError::Throttled { .. }) => {
+                // Too many wrong codes: this half-signed-in session ends; sign-in answers 429 a while.
+                session.end().await?;
+                return Ok(see_other("/staff/login"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+    match state
+        .identity
+        .second_factor(&pending, &form.code, now)
+        .await
+    {
+        Ok(step) => {
+            attempt.release(&state.db).await?;
+            staff_step(&state, &ctx, &session, step).await
+        }
+        Err(IdentityError::Unavailable(m)) => {
+            attempt.release(&state.db).await?;
+            Err(AppError::Unavailable(m))
+        }
+        Err(IdentityError::Refused) if pending.retry => {
+            let user = pending.user.clone().map(UserId::from_db);
+            audit_user(
+                &state,
+                &ctx,
+                user.as_ref(),
+                "staff.signin.mfa",
+                Outcome::Denied,
+            )
+            .await?;
+            session.notice("staff-mfa-failed").await?;
+            Ok(see_other("/staff/mfa"))
+        }
+        Err(IdentityError::ResetRequired) => start_again(&state, &ctx, &session, true).await,
+        Err(IdentityError::Account(e)) => Err(e.into()),
+        Err(_) => start_again(&state, &ctx, &session, false).await,
+    }
+}
+
+pub async fn new_password_form(session: Sess) -> Result<Response> {
+    pending_step_page(&session, pages::new_password).await
+}
+
+/// Cognito's NEW_PASSWORD_REQUIRED challenge (first sign-in with a temporary password).
+pub async fn new_password_submit(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    CsrfForm(form): CsrfForm<NewPasswordForm>,
+) -> Result<Response> {
+    let Some(pending) = session.data().await?.pending_sign_in else {
+        return Ok(see_other("/staff/login"));
+    };
+    // This page has always named a mismatch before a weak password.
+    let problem = if form.password != form.password_confirm {
+        Some("staff-password-mismatch")
+    } else {
+        password_errors(&form.password, &form.password_confirm).map(|(_, key)| key)
+    };
+    if let Some(key) = problem {
+        session.set_flash(Flash::key(key)).await?;
+        return Ok(see_other("/staff/new-password"));
+    }
+    match state
+        .identity
+        .new_password(&pending, &form.password, ctx.now)
+        .await
+    {
+        Ok(step) => staff_step(&state, &ctx, &session, step).await,
+        Err(IdentityError::Unavailable(m)) => Err(AppError::Unavailable(m)),
+        Err(IdentityError::ResetRequired) => start_again(&state, &ctx, &session, true).await,
+        Err(_) => start_again(&state, &ctx, &session, false).await,
+    }
+}
+
+/// Only where the provider mails reset codes (Cognito); local staff are reset by an
+/// administrator (`users reset`, a new set-up link).
+fn resets_offered(state: &AppState) -> Result<()> {
+    if state.identity.offers_reset() {
+        Ok(())
+    } else {
+        Err(AppError::NotFound)
+    }
+}
+
+pub async fn forgot_form(State(state): State<AppState>, session: Sess) -> Result<Response> {
+    resets_offered(&state)?;
+    let vm = StaffResetVm {
+        csrf: session.csrf_token().await?,
+        ..Default::default()
+    };
+    Ok(Html(pages::forgot(meta(), vm)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct ForgotForm {
+    #[serde(default)]
+    email: String,
+}
+
+/// Asks Cognito to email a reset code. The answer is the same whether or not the account
+/// exists; requests count against the sign-in limits so this cannot be used to flood inboxes.
+pub async fn forgot_submit(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    CsrfForm(form): CsrfForm<ForgotForm>,
+) -> Result<Response> {
+    resets_offered(&state)?;
+    let email = accounts::normalize_email(&form.email);
+    if !accounts::valid_email(&email) {
+        return Ok(see_other("/staff/forgot"));
+    }
+    let counted =
+        accounts::claim_attempt(&state.db, &state.crypto, &email, &ctx.address, ctx.now).await?;
+    // Never released: every request counts, whatever comes of it.
+    drop(counted);
+    state.identity.forgot_password(&email).await?;
+    audit_user(
+        &state,
+        &ctx,
+        None,
+        "staff.password.forgot",
+        Outcome::Success,
+    )
+    .await?;
+    session.restart(ctx.now).await?;
+    session.update(|d| d.reset_email = Some(email)).await?;
+    Ok(see_other("/staff/reset"))
+}
+
+pub async fn reset_form(State(state): State<AppState>, session: Sess) -> Result<Response> {
+    resets_offered(&state)?;
+    let Some(email) = session.data().await?.reset_email else {
+        return Ok(see_other("/staff/forgot"));
+    };
+    let vm = StaffResetVm {
+        csrf: session.csrf_token().await?,
+        email,
+        failure: session.take_flash().await?.map(|f| tr().t(&f.key)),
+    };
+    Ok(Html(pages::reset(meta(), vm)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct ResetForm {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_confirm: String,
+}
+
+/// Sets the new password at Cognito with the emailed code; that proof also clears the portal's
+/// own must-reset flag (set by `users reset`), found by the user's `sub`, never by email.
+pub async fn reset_submit(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    CsrfForm(form): CsrfForm<ResetForm>,
+) -> Result<Response> {
+    resets_offered(&state)?;
+    let Some(email) = session.data().await?.reset_email else {
+        return Ok(see_other("/staff/forgot"));
+    };
+    if let Some((_, key)) = password_errors(&form.password, &form.password_confirm) {
+        session.set_flash(Flash::key(key)).await?;
+        return Ok(see_other("/staff/reset"));
+    }
+    let now = ctx.now;
+    let attempt =
+        accounts::claim_attempt(&state.db, &state.crypto, &email, &ctx.address, now).await?;
+    match state
+        .identity
+        .reset_password(&email, &form.code, &form.password, now)
+        .await
+    {
+        Ok(()) => attempt.release(&state.db).await?,
+        Err(IdentityError::Unavailable(m)) => {
+            attempt.release(&state.db).await?;
+            return Err(AppError::Unavailable(m));
+        }
+        // A wrong or spent code: the attempt stays counted.
+        Err(_) => {
+            session.notice("staff-reset-failed").await?;
+            return Ok(see_other("/staff/reset"));
+        }
+    }
+    audit_user(&state, &ctx, None, "staff.password.reset", Outcome::Success).await?;
+    session.restart(now).await?;
+    session.notice("staff-reset-done").await?;
+    Ok(see_other("/staff/login"))
+}
+
+/// Signs this session out, signed in or not (nothing to check but the form's token).
+pub async fn signout(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response> {
+    let user = session
+        .data()
+        .await?
+        .staff
+        .map(|s| UserId::from_db(s.user_id));
+    session.end().await?;
+    audit_user(
+        &state,
+        &ctx,
+        user.as_ref(),
+        "staff.signout",
+        Outcome::Success,
+    )
+    .await?;
+    Ok(see_other("/staff/login"))
+}
+
+pub async fn signout_everywhere(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    StaffSession(account): StaffSession,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response> {
+    accounts::revoke_sessions(&state.db, &account.id, ctx.now).await?;
+    // Revokes the provider's refresh tokens too, so every other session fails its next refresh.
+    state
+        .identity
+        .sign_out_everywhere(account.email(&state.crypto).await?.expose())
+        .await?;
+    session.end().await?;
+    audit_user(
+        &state,
+        &ctx,
+        Some(&account.id),
+        "staff.signout.everywhere",
+        Outcome::Success,
+    )
+    .await?;
+    Ok(see_other("/staff/login"))
+}
