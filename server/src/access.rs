@@ -404,6 +404,24 @@ where
     }
 }
 
+/// `permit` for a change: the event is written inside a new write transaction, which comes back
+/// with the permit so the change commits with it (dropped, both roll back: nothing happened).
+/// A refusal's event is committed at once.
+pub async fn permit_in(
+    db: &crate::db::Db,
+    ask: Ask<'_>,
+) -> Result<(Permit, sqlx::Transaction<'static, sqlx::Any>), Refused> {
+    let mut tx = db.begin_write().await?;
+    match permit(&mut *tx, ask).await {
+        Ok(p) => Ok((p, tx)),
+        Err(Refused::Denied(why)) => {
+            tx.commit().await?;
+            Err(Refused::Denied(why))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -251,8 +251,14 @@ pub async fn invite_text(
         .await?
         .ok_or_else(|| anyhow::anyhow!("demo statement vanished"))?;
     let now = crate::clock::now_unix();
-    let (_, token) =
-        crate::guarantors::invite(db, tenant, &header.patient_id, "cli:demo-invite", now).await?;
+    let (_, token) = crate::guarantors::invite(
+        db.pool(),
+        tenant,
+        &header.patient_id,
+        "cli:demo-invite",
+        now,
+    )
+    .await?;
     let p = &PATIENTS[n - 1];
     let (y, rest) = p.dob.split_at(4);
     let (m, d) = (&rest[1..3], &rest[4..6]);

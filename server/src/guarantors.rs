@@ -42,13 +42,16 @@ impl Invitation {
 
 /// Creates an invitation for a guarantor of `patient`; returns its id and the token (shown
 /// once, never stored). `invited_by` is the audit actor id of the patient or staff member.
-pub async fn invite(
-    db: &Db,
+pub async fn invite<'e, E>(
+    exec: E,
     tenant: &TenantId,
     patient: &PatientId,
     invited_by: &str,
     now: i64,
-) -> Result<(InvitationId, String), sqlx::Error> {
+) -> Result<(InvitationId, String), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let id = InvitationId::generate();
     let token = random_token();
     sqlx::query(
@@ -62,7 +65,7 @@ pub async fn invite(
     .bind(invited_by)
     .bind(now)
     .bind(now + INVITATION_TTL_SECS)
-    .execute(db.pool())
+    .execute(exec)
     .await?;
     Ok((id, token))
 }
@@ -176,12 +179,15 @@ pub async fn accept_new(
 }
 
 /// Revokes a pending invitation of `patient` (the id alone is not enough).
-pub async fn revoke_invitation(
-    db: &Db,
+pub async fn revoke_invitation<'e, E>(
+    exec: E,
     id: &InvitationId,
     patient: &PatientId,
     now: i64,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let r = sqlx::query(
         "UPDATE guarantor_invitations SET revoked_at = $1
          WHERE id = $2 AND patient_id = $3 AND revoked_at IS NULL AND used_at IS NULL",
@@ -189,7 +195,7 @@ pub async fn revoke_invitation(
     .bind(now)
     .bind(id.as_str())
     .bind(patient.as_str())
-    .execute(db.pool())
+    .execute(exec)
     .await?;
     Ok(r.rows_affected() == 1)
 }
@@ -303,14 +309,17 @@ pub async fn pending_invitations(
 /// Revokes one guarantor grant over `patient` (or, for the practice, the patient's own account
 /// grant). The holder loses access at their next request (grants are re-read on every request).
 /// Returns the holder's account when something changed.
-pub async fn revoke_grant(
-    db: &Db,
+pub async fn revoke_grant<'e, E>(
+    exec: E,
     grant_id: i64,
     patient: &PatientId,
     include_patient_account: bool,
     by: &str,
     now: i64,
-) -> Result<Option<UserId>, sqlx::Error> {
+) -> Result<Option<UserId>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let user: Option<String> = sqlx::query_scalar(
         "UPDATE user_grants SET revoked_at = $1, revoked_by = $2
          WHERE id = $3 AND patient_id = $4 AND revoked_at IS NULL
@@ -322,7 +331,7 @@ pub async fn revoke_grant(
     .bind(grant_id)
     .bind(patient.as_str())
     .bind(i64::from(include_patient_account))
-    .fetch_optional(db.pool())
+    .fetch_optional(exec)
     .await?;
     Ok(user.map(UserId::from_db))
 }

@@ -1369,7 +1369,7 @@ async fn refused_household_payments_start_no_checkout(backend: Backend) {
     // A second practice's patient, whose guarantor this account also becomes.
     let (other, casey, sx) = second_practice(&app).await;
     let (_, token) = patriotpay::guarantors::invite(
-        app.db(),
+        app.db().pool(),
         &other,
         &casey,
         "test:lakeside",
@@ -1990,7 +1990,7 @@ async fn practice_admin_revokes_a_guarantor_but_support_agent_cannot(backend: Ba
     // Another practice's patient and guarantor are out of the admin's reach.
     let (other, casey, _) = second_practice(&app).await;
     let (_, token) = patriotpay::guarantors::invite(
-        app.db(),
+        app.db().pool(),
         &other,
         &casey,
         "test:lakeside",

@@ -107,6 +107,33 @@ pub async fn member_permit(
     .await?)
 }
 
+/// `member_permit` for a change: the permit and the transaction its event was written in, for
+/// the change to commit with (a refusal's event is committed at once; it reads "not found").
+pub async fn member_permit_in(
+    state: &AppState,
+    ctx: &RequestContext,
+    who: &Account,
+    ask: MemberAsk<'_>,
+) -> Result<(Permit, sqlx::Transaction<'static, sqlx::Any>)> {
+    Ok(access::permit_in(
+        &state.db,
+        access::Ask {
+            who: &who.principal,
+            actor: &ctx.actor(actor_id(&who.id)),
+            action: ask.action,
+            on: Resource {
+                tenant: ask.tenant,
+                patient: Some(ask.patient),
+                clinical_restricted: false,
+            },
+            event: ask.event,
+            resource: ask.resource,
+            now: ctx.now,
+        },
+    )
+    .await?)
+}
+
 /// The patients an account may act for, each once, own records first: (role, practice, patient).
 pub fn people(who: &Account) -> Vec<(Role, TenantId, PatientId)> {
     let mut out: Vec<(Role, TenantId, PatientId)> = vec![];

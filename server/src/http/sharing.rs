@@ -7,9 +7,9 @@ use super::household::home_vm;
 use super::member::*;
 use super::session::Sess;
 use super::{see_other, AppState, RequestContext, Routes};
-use crate::access::{Action, Refused, Role};
+use crate::access::{Action, Role};
 use crate::accounts::Account;
-use crate::audit::Outcome;
+use crate::audit::{self, Outcome};
 use crate::guarantors;
 use crate::ids::{InvitationId, PatientId, TenantId};
 use axum::extract::State;
@@ -58,7 +58,7 @@ pub async fn invite(
         .await?;
         return Err(AppError::Forbidden);
     }
-    let asked = member_permit(
+    let (_allowed, mut tx) = match member_permit_in(
         &state,
         &ctx,
         &who,
@@ -70,24 +70,15 @@ pub async fn invite(
             resource: None,
         },
     )
-    .await;
-    match asked {
-        Ok(_) => {}
+    .await
+    {
+        Ok(p) => p,
         Err(AppError::NotFound) => return Err(AppError::Forbidden),
         Err(e) => return Err(e),
-    }
-    let (id, token) =
-        guarantors::invite(&state.db, &tenant, &patient, &actor_id(&who.id), ctx.now).await?;
-    audit_event(
-        &state,
-        &ctx,
-        actor_id(&who.id),
-        (Some(&tenant), Some(&patient)),
-        "guarantor.invitation.create",
-        Some(id.as_str()),
-        Outcome::Success,
-    )
-    .await?;
+    };
+    let (_, token) =
+        guarantors::invite(&mut *tx, &tenant, &patient, &actor_id(&who.id), ctx.now).await?;
+    tx.commit().await?;
     // Shown in this response only: the token is never stored, not even in the session.
     let mut vm = home_vm(&state, &ctx, &session, &who).await?;
     vm.invite_link = Some(format!("{}/g/{token}", state.public_url));
@@ -102,8 +93,9 @@ pub struct RevokeForm {
     invitation: String,
 }
 
-/// The member may manage the guarantors of this (adult) patient: the permit for it, or 404
-/// (not theirs) / 403 (a minor's, the practice's to change).
+/// The member may manage the guarantors of this (adult) patient: the transaction the permit's
+/// event was written in, for the change to commit with; 404 when not theirs, 403 for a minor's
+/// (the practice's to change; the refusal is recorded).
 async fn may_manage(
     state: &AppState,
     ctx: &RequestContext,
@@ -112,33 +104,25 @@ async fn may_manage(
     patient: &PatientId,
     event: &'static str,
     resource: &str,
-) -> Result<()> {
-    let asked = crate::access::permit(
-        state.db.pool(),
-        crate::access::Ask {
-            who: &who.principal,
-            actor: &ctx.actor(actor_id(&who.id)),
+) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    let (_allowed, tx) = member_permit_in(
+        state,
+        ctx,
+        who,
+        MemberAsk {
             action: Action::RevokeGuarantor,
-            on: crate::access::Resource {
-                tenant,
-                patient: Some(patient),
-                clinical_restricted: false,
-            },
+            tenant,
+            patient,
             event,
             resource: Some(resource),
-            now: ctx.now,
         },
     )
-    .await;
-    match asked {
-        Ok(_) => {}
-        Err(Refused::Denied(_)) => return Err(AppError::NotFound),
-        Err(e) => return Err(e.into()),
-    }
+    .await?;
     if !adult(state, tenant, patient, ctx.now).await? {
+        tx.commit().await?;
         return Err(AppError::Forbidden);
     }
-    Ok(())
+    Ok(tx)
 }
 
 pub async fn revoke_guarantor(
@@ -153,7 +137,7 @@ pub async fn revoke_guarantor(
         .await?
         .ok_or(AppError::NotFound)?;
     let grant_ref = grant.to_string();
-    may_manage(
+    let mut tx = may_manage(
         &state,
         &ctx,
         &who,
@@ -163,30 +147,48 @@ pub async fn revoke_guarantor(
         &grant_ref,
     )
     .await?;
-    if guarantors::revoke_grant(
-        &state.db,
-        grant,
-        &patient,
-        false,
-        &actor_id(&who.id),
-        ctx.now,
-    )
-    .await?
-    .is_some()
+    let by = actor_id(&who.id);
+    if guarantors::revoke_grant(&mut *tx, grant, &patient, false, &by, ctx.now)
+        .await?
+        .is_some()
     {
-        audit_event(
-            &state,
+        record_change(
+            &mut tx,
             &ctx,
-            actor_id(&who.id),
-            (Some(&tenant), Some(&patient)),
+            &by,
+            (&tenant, &patient),
             "guarantor.revoke",
-            Some(&grant_ref),
-            Outcome::Success,
+            &grant_ref,
         )
         .await?;
     }
+    tx.commit().await?;
     session.notice("account-guarantor-revoked").await?;
     Ok(see_other("/account"))
+}
+
+/// The event of a change that happened, in the change's transaction.
+async fn record_change(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ctx: &RequestContext,
+    by: &str,
+    (tenant, patient): (&TenantId, &PatientId),
+    action: &'static str,
+    resource: &str,
+) -> Result<()> {
+    audit::record(
+        &mut **tx,
+        audit::Event {
+            actor: &ctx.actor(by.to_owned()),
+            tenant: Some(tenant),
+            patient: Some(patient),
+            action,
+            resource: Some(resource),
+            outcome: Outcome::Success,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn revoke_invitation(
@@ -200,7 +202,7 @@ pub async fn revoke_invitation(
     let inv = guarantors::find(&state.db, &id)
         .await?
         .ok_or(AppError::NotFound)?;
-    may_manage(
+    let mut tx = may_manage(
         &state,
         &ctx,
         &who,
@@ -210,18 +212,18 @@ pub async fn revoke_invitation(
         id.as_str(),
     )
     .await?;
-    if guarantors::revoke_invitation(&state.db, &id, &inv.patient_id, ctx.now).await? {
-        audit_event(
-            &state,
+    if guarantors::revoke_invitation(&mut *tx, &id, &inv.patient_id, ctx.now).await? {
+        record_change(
+            &mut tx,
             &ctx,
-            actor_id(&who.id),
-            (Some(&inv.tenant_id), Some(&inv.patient_id)),
+            &actor_id(&who.id),
+            (&inv.tenant_id, &inv.patient_id),
             "guarantor.invitation.revoke",
-            Some(id.as_str()),
-            Outcome::Success,
+            id.as_str(),
         )
         .await?;
     }
+    tx.commit().await?;
     session.notice("account-invitation-revoked").await?;
     Ok(see_other("/account"))
 }

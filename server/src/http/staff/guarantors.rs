@@ -2,8 +2,8 @@
 //! revoking a guarantor's, or the patient's own account's, access to the patient.
 
 use super::home::{home_vm, render};
-use super::{actor_id, ask, GuarantorAdmins};
-use crate::access::{Action, Permit, Resource};
+use super::{actor_id, ask_in, GuarantorAdmins};
+use crate::access::{Action, Resource};
 use crate::guarantors;
 use crate::http::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, StaffSession, StaffWith};
@@ -48,7 +48,7 @@ pub async fn invite(
         patient: Some(&patient),
         clinical_restricted: false,
     };
-    let permit = ask(
+    let (permit, mut tx) = ask_in(
         &state,
         &ctx,
         &account,
@@ -60,13 +60,14 @@ pub async fn invite(
     .await?;
     // The token is never stored, not even in the session.
     let (_, token) = guarantors::invite(
-        &state.db,
+        &mut *tx,
         permit.tenant(),
         &patient,
         &actor_id(&account.id),
         ctx.now,
     )
     .await?;
+    tx.commit().await?;
     let mut vm = home_vm(&state, &ctx, &session, &account).await?;
     vm.invite_link = Some(format!("{}/g/{token}", state.public_url));
     vm.notice = Some(tr().t("staff-invite-created"));
@@ -99,8 +100,8 @@ pub async fn revoke(
         clinical_restricted: false,
     };
     let grant_ref = grant.to_string();
-    // Asked (and recorded) before the change; a grant revoked meanwhile changes nothing.
-    let _allowed: Permit = ask(
+    // The event commits with the change; a grant revoked meanwhile changes nothing.
+    let (_allowed, mut tx) = ask_in(
         &state,
         &ctx,
         &account,
@@ -111,7 +112,7 @@ pub async fn revoke(
     )
     .await?;
     guarantors::revoke_grant(
-        &state.db,
+        &mut *tx,
         grant,
         &patient,
         true,
@@ -119,6 +120,7 @@ pub async fn revoke(
         ctx.now,
     )
     .await?;
+    tx.commit().await?;
     let mut vm = home_vm(&state, &ctx, &session, &account).await?;
     vm.notice = Some(tr().t("staff-guarantor-revoked"));
     Ok(render(StatusCode::OK, vm))

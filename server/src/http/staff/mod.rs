@@ -118,6 +118,32 @@ async fn ask(
     .await
 }
 
+/// `ask` for a change: the permit comes with the transaction its event was written in, for the
+/// change to commit with (a refusal's event is committed at once).
+async fn ask_in(
+    state: &AppState,
+    ctx: &RequestContext,
+    account: &Account,
+    action: Action,
+    on: Resource<'_>,
+    event: &'static str,
+    resource: Option<&str>,
+) -> std::result::Result<(Permit, sqlx::Transaction<'static, sqlx::Any>), Refused> {
+    access::permit_in(
+        &state.db,
+        access::Ask {
+            who: &account.principal,
+            actor: &ctx.actor(actor_id(&account.id)),
+            action,
+            on,
+            event,
+            resource,
+            now: ctx.now,
+        },
+    )
+    .await
+}
+
 /// A refusal that should say 403 rather than "not found" (the practice is not secret).
 fn forbidden(e: Refused) -> AppError {
     match e {
