@@ -15,6 +15,7 @@ pub mod sealed;
 pub mod session;
 pub mod sharing;
 pub mod staff;
+pub mod verify;
 pub mod webhook;
 
 use crate::config::Secret;
@@ -239,6 +240,7 @@ impl Routes {
 fn pages(state: &AppState) -> Routes {
     Routes::new(state)
         .merge(patient::router(state))
+        .merge(verify::router(state))
         .merge(account::router(state))
         .merge(household::router(state))
         .merge(household_pay::router(state))

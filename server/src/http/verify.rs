@@ -1,0 +1,325 @@
+//! The identity check on a pay link: the link is swapped for a session, then the date of birth
+//! and the ZIP, each attempt claimed before it is compared, locking after five wrong answers.
+
+use super::error::Result;
+use super::extract::{CsrfForm, LinkArrival, LinkVisitor};
+use super::patient::{link_actor, meta, practice_of};
+use super::session::{AfterZip, Flash, LinkVisit, Sess, Stage};
+use super::{see_other, tr, AppState, RequestContext, Routes};
+use crate::audit::{self, Outcome};
+use crate::billing::{self, Answers};
+use crate::links::{self, Claim, LinkState, PayLink, Subject};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use patriotpay_app::pages;
+use patriotpay_app::vm::*;
+
+/// The link and the two questions.
+pub fn router(state: &AppState) -> Routes {
+    Routes::new(state)
+        .page("/p/{token}", open_link)
+        .page("/verify", verify_form)
+        .form("/verify", verify_submit)
+        .page("/verify/zip", zip_form)
+        .form("/verify/zip", zip_submit)
+}
+
+/// An event about the link itself (opened, answered, locked): no PHI is read.
+async fn audit_link(
+    state: &AppState,
+    ctx: &RequestContext,
+    link: &PayLink,
+    action: &'static str,
+    outcome: Outcome,
+) -> Result<()> {
+    audit::record(
+        state.db.pool(),
+        audit::Event {
+            actor: &ctx.actor(link_actor(link)),
+            tenant: Some(&link.tenant_id),
+            patient: Some(&link.patient_id),
+            action,
+            resource: Some(link.id.as_str()),
+            outcome,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Swaps the token in the link for a fresh session and redirects to a URL without it.
+pub async fn open_link(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    Path(token): Path<String>,
+) -> Result<Response> {
+    session.restart(ctx.now).await?;
+    let link = links::find_by_token(&state.db, &token).await?;
+    session
+        .update(|d| {
+            d.link = Some(LinkVisit {
+                link_id: link.as_ref().map(|l| l.id.as_str().to_owned()),
+                ..Default::default()
+            })
+        })
+        .await?;
+    if let Some(link) = link {
+        let usable = link.state(ctx.now) == LinkState::Usable;
+        if usable {
+            links::mark_used(&state.db, &link.id, ctx.now).await?;
+        }
+        let outcome = if usable {
+            Outcome::Success
+        } else {
+            Outcome::Denied
+        };
+        audit_link(&state, &ctx, &link, "paylink.open", outcome).await?;
+    }
+    Ok(see_other("/verify"))
+}
+
+#[derive(serde::Deserialize)]
+pub struct DobForm {
+    #[serde(default)]
+    dob_month: String,
+    #[serde(default)]
+    dob_day: String,
+    #[serde(default)]
+    dob_year: String,
+}
+
+async fn render_locked(state: &AppState, session: &Sess, link: &PayLink) -> Result<Response> {
+    let t = practice_of(state, link).await?;
+    let vm = LockedVm {
+        practice_name: Some(t.name.clone()),
+        practice_phone: Some(t.support_phone),
+    };
+    Ok(Html(pages::locked(meta(session, Some(t.name)).await?, vm)).into_response())
+}
+
+pub async fn verify_form(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    visit: LinkArrival,
+) -> Result<Response> {
+    let live = visit
+        .link
+        .as_ref()
+        .filter(|l| l.state(ctx.now) != LinkState::Dead);
+    if let Some(link) = live {
+        if link.state(ctx.now) == LinkState::Locked {
+            return render_locked(&state, &session, link).await;
+        }
+        if visit.stage.is_some() {
+            return Ok(see_other("/summary"));
+        }
+    }
+    // An expired, revoked or unknown link gets the same page as a live one, minus the practice.
+    let practice = match live {
+        Some(link) => Some(practice_of(&state, link).await?.name),
+        None => None,
+    };
+    let mut vm = VerifyDobVm {
+        practice_name: practice.clone(),
+        csrf: session.csrf_token().await?,
+        ..Default::default()
+    };
+    let mut status = StatusCode::OK;
+    if let Some(f) = session.take_flash().await? {
+        (vm.field_error, vm.failure) = f.placed(&["dob-month"], tr().t(&f.key));
+        if f.key == "verify-rate-limited" {
+            status = StatusCode::TOO_MANY_REQUESTS;
+        }
+    }
+    Ok((
+        status,
+        Html(pages::verify_dob(meta(&session, practice).await?, vm)),
+    )
+        .into_response())
+}
+
+pub async fn verify_submit(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    visit: LinkArrival,
+    CsrfForm(form): CsrfForm<DobForm>,
+) -> Result<Response> {
+    let now = ctx.now;
+    let link = visit.link.filter(|l| l.state(now) != LinkState::Dead);
+    if link
+        .as_ref()
+        .is_some_and(|l| l.state(now) == LinkState::Locked)
+    {
+        return Ok(see_other("/verify"));
+    }
+    // A date that doesn't exist is a typo, not a wrong answer: refused before anything counts.
+    let Some(given) = links::parse_dob(&form.dob_month, &form.dob_day, &form.dob_year) else {
+        session
+            .set_flash(Flash::on("dob-month", "verify-invalid-date"))
+            .await?;
+        return Ok(see_other("/verify"));
+    };
+    let attempt = match links::claim(
+        &state.db,
+        link.as_ref().map(Subject::link),
+        &ctx.address,
+        now,
+    )
+    .await?
+    {
+        Claim::Granted(a) => a,
+        Claim::Locked => return Ok(see_other("/verify")),
+        Claim::Throttled => {
+            session.notice("verify-rate-limited").await?;
+            return Ok(see_other("/verify"));
+        }
+    };
+    let matched = match &link {
+        Some(link) => {
+            let answers = Answers {
+                dob: Some(&given),
+                zip: None,
+            };
+            match billing::answers_match(
+                &state.db,
+                &state.crypto,
+                &link.tenant_id,
+                &link.patient_id,
+                answers,
+            )
+            .await
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    // Not the patient's fault (e.g. the key provider is down): give it back.
+                    attempt.give_back(&state.db, now).await?;
+                    return Err(e.into());
+                }
+            }
+        }
+        None => false,
+    };
+    let locked = attempt.settle(&state.db, !matched, now).await?;
+    let Some(link) = link.as_ref().filter(|_| matched) else {
+        if let Some(link) = &link {
+            audit_link(&state, &ctx, link, "identity.dob", Outcome::Denied).await?;
+            if locked {
+                audit_link(&state, &ctx, link, "paylink.locked", Outcome::Denied).await?;
+            }
+        }
+        session.notice("verify-failed").await?;
+        return Ok(see_other("/verify"));
+    };
+    // Privilege changes: new session id.
+    session.cycle_id().await?;
+    session
+        .update(|d| {
+            if let Some(v) = d.link.as_mut() {
+                v.stage = Some(Stage::Dob);
+            }
+        })
+        .await?;
+    audit_link(&state, &ctx, link, "identity.dob", Outcome::Success).await?;
+    Ok(see_other("/summary"))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ZipForm {
+    #[serde(default)]
+    zip: String,
+}
+
+pub async fn zip_form(
+    State(state): State<AppState>,
+    session: Sess,
+    visitor: LinkVisitor,
+) -> Result<Response> {
+    if visitor.stage == Stage::Full {
+        return Ok(see_other("/statement"));
+    }
+    let practice = practice_of(&state, &visitor.link).await?;
+    let mut vm = VerifyZipVm {
+        csrf: session.csrf_token().await?,
+        ..Default::default()
+    };
+    if let Some(f) = session.take_flash().await? {
+        (vm.field_error, vm.failure) = f.placed(&["zip"], tr().t(&f.key));
+    }
+    Ok(Html(pages::verify_zip(
+        meta(&session, Some(practice.name)).await?,
+        vm,
+    ))
+    .into_response())
+}
+
+pub async fn zip_submit(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    LinkVisitor { link, .. }: LinkVisitor,
+    CsrfForm(form): CsrfForm<ZipForm>,
+) -> Result<Response> {
+    let Some(given) = links::normalize_zip(&form.zip) else {
+        session.set_flash(Flash::on("zip", "zip-invalid")).await?;
+        return Ok(see_other("/verify/zip"));
+    };
+    let now = ctx.now;
+    let attempt =
+        match links::claim(&state.db, Some(Subject::link(&link)), &ctx.address, now).await? {
+            Claim::Granted(a) => a,
+            Claim::Locked => return Ok(see_other("/verify")),
+            Claim::Throttled => {
+                session.notice("verify-rate-limited").await?;
+                return Ok(see_other("/verify/zip"));
+            }
+        };
+    let answers = Answers {
+        dob: None,
+        zip: Some(&given),
+    };
+    let matched = match billing::answers_match(
+        &state.db,
+        &state.crypto,
+        &link.tenant_id,
+        &link.patient_id,
+        answers,
+    )
+    .await
+    {
+        Ok(m) => m,
+        Err(e) => {
+            attempt.give_back(&state.db, now).await?;
+            return Err(e.into());
+        }
+    };
+    let locked = attempt.settle(&state.db, !matched, now).await?;
+    if !matched {
+        audit_link(&state, &ctx, &link, "identity.zip", Outcome::Denied).await?;
+        if locked {
+            audit_link(&state, &ctx, &link, "paylink.locked", Outcome::Denied).await?;
+            return Ok(see_other("/verify"));
+        }
+        session.notice("zip-failed").await?;
+        return Ok(see_other("/verify/zip"));
+    }
+    session.cycle_id().await?;
+    let next = session
+        .update(|d| {
+            let v = d.link.get_or_insert_with(Default::default);
+            v.stage = Some(Stage::Full);
+            v.after_zip.take()
+        })
+        .await?;
+    audit_link(&state, &ctx, &link, "identity.zip", Outcome::Success).await?;
+    // Only our own known destinations; never a path from the request.
+    let to = match next {
+        Some(AfterZip::CreateAccount) => "/account/create",
+        Some(AfterZip::ResetPassword) => "/account/reset-password",
+        None => "/statement",
+    };
+    Ok(see_other(to))
+}
