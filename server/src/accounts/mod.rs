@@ -1,0 +1,194 @@
+//! Local accounts: staff (argon2id password + TOTP second factor, recovery codes, enrolment
+//! links) and members (patients and guarantors: password, grants over named patients);
+//! sign-in throttling, grants, and per-user session revocation.
+//!
+//! This file owns what every concern shares: `Kind`, `AccountError`, the platform
+//! pseudo-practice, `Account` with `load`, per-user session revocation, and the re-exports that
+//! keep every item at `crate::accounts::X`. Each concern lives in its own file:
+//! `password` (argon2id, the password check), `totp` (second factor, enrolment completion),
+//! `recovery` (recovery codes), `throttle` (sign-in limits), `email` (sealed emails, blind
+//! index, new accounts), `staff` (staff accounts and the operator's commands) and `members`
+//! (patient and guarantor accounts, grants over patients).
+
+mod email;
+mod members;
+mod password;
+mod recovery;
+mod staff;
+mod throttle;
+mod totp;
+
+pub use email::{email_index, email_taken, normalize_email, open_email, valid_email, NewAccount};
+pub use members::{
+    create_member, grant_over_patient, member_by_subject, set_member_password, NewCredentials,
+};
+pub use password::{hash_password, verify_credentials, verify_password};
+pub use recovery::use_recovery_code;
+pub use staff::{
+    add_user, clear_must_reset, disable, enrolment_user, force_reset, grant_break_glass, list,
+    upsert_external, UserRow, BREAK_GLASS_MAX_MINUTES, ENROLMENT_TTL_SECS,
+};
+pub use throttle::{
+    claim_attempt, LoginAttempt, FAILURE_WINDOW_SECS, MAX_FAILURES_PER_ACCOUNT,
+    MAX_FAILURES_PER_ADDRESS,
+};
+pub use totp::{check_totp, complete_enrolment, current_totp, totp_setup, TotpSetup};
+
+use crate::access::{Grant, Principal, Role};
+use crate::crypto::FieldCrypto;
+use crate::db::Db;
+use crate::ids::{PatientId, TenantId, UserId};
+use crate::phi::Phi;
+use std::sync::OnceLock;
+
+/// The pseudo-practice whose keys encrypt secrets that belong to no practice.
+pub const PLATFORM_TENANT: &str = "ten_00000000000000000000000000000000";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("email, password or code not accepted")]
+    Invalid,
+    #[error("too many attempts")]
+    Throttled { retry_after_secs: u64 },
+    #[error("password must be 8 to 128 characters")]
+    WeakPassword,
+    #[error("{0}")]
+    Bad(&'static str),
+    /// Cognito has the account but its sign-up code was never entered.
+    #[error("sign-up not confirmed")]
+    Unconfirmed,
+    /// The patient already has an account of their own.
+    #[error("this patient already has an account")]
+    PatientHasAccount,
+    /// The email belongs to another account.
+    #[error("an account with that email exists")]
+    EmailTaken,
+    /// A single-use token (invitation) was spent, withdrawn, locked or expired meanwhile.
+    #[error("no longer usable")]
+    Gone,
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::CryptoError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("hashing: {0}")]
+    Hash(String),
+}
+
+/// Staff sign in with a second factor; members (patients, guarantors) with a password only and
+/// never hold staff grants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Staff,
+    Member,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Staff => "staff",
+            Kind::Member => "member",
+        }
+    }
+}
+
+/// The pseudo-practice whose keys encrypt what belongs to no practice.
+pub fn platform() -> &'static TenantId {
+    static PLATFORM: OnceLock<TenantId> = OnceLock::new();
+    PLATFORM.get_or_init(|| TenantId::from_db(PLATFORM_TENANT.to_owned()))
+}
+
+/// A signed-in account as the policy sees it, with the facts sessions are checked against.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub id: UserId,
+    /// Sealed: loaded on every request, opened only where a page or a provider call needs it.
+    email_ct: Vec<u8>,
+    pub principal: Principal,
+    pub disabled: bool,
+    pub must_reset: bool,
+    pub sessions_revoked_before: i64,
+    pub kind: Kind,
+}
+
+impl Account {
+    pub async fn email(&self, crypto: &FieldCrypto) -> Result<Phi<String>, AccountError> {
+        open_email(crypto, &self.id, &self.email_ct).await
+    }
+}
+
+pub async fn load(db: &Db, user: &UserId, now: i64) -> Result<Option<Account>, AccountError> {
+    // email ciphertext, disabled at, sessions revoked before, must reset, kind.
+    type AccountRow = (Vec<u8>, Option<i64>, i64, i64, String);
+    let row: Option<AccountRow> = sqlx::query_as(
+        "SELECT email_ct, disabled_at, sessions_revoked_before, must_reset, kind FROM users WHERE id = $1",
+    )
+    .bind(user.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    let Some((email_ct, disabled_at, revoked, must_reset, kind)) = row else {
+        return Ok(None);
+    };
+    // role, practice, expiry, patient
+    type GrantRow = (String, Option<String>, Option<i64>, Option<String>);
+    let grants: Vec<GrantRow> = sqlx::query_as(
+        "SELECT role, tenant_id, expires_at, patient_id FROM user_grants
+         WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id",
+    )
+    .bind(user.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    let grants = grants
+        .into_iter()
+        .filter(|(_, _, exp, _)| exp.is_none_or(|e| e > now))
+        .filter_map(|(role, tenant, exp, patient)| {
+            Some(Grant {
+                role: Role::parse(&role)?,
+                tenant: tenant.map(TenantId::from_db),
+                patients: patient.map(PatientId::from_db).into_iter().collect(),
+                expires_at: exp,
+            })
+        })
+        .collect();
+    Ok(Some(Account {
+        id: user.clone(),
+        email_ct,
+        principal: Principal {
+            user: user.to_string(),
+            grants,
+            mfa: false,
+            impersonating: false,
+        },
+        disabled: disabled_at.is_some(),
+        must_reset: must_reset == 1,
+        sessions_revoked_before: revoked,
+        kind: if kind == "member" {
+            Kind::Member
+        } else {
+            Kind::Staff
+        },
+    }))
+}
+
+/// Every session of this account signed in before `now` stops working at its next request.
+pub async fn revoke_sessions(db: &Db, user: &UserId, now: i64) -> Result<(), AccountError> {
+    sqlx::query("UPDATE users SET sessions_revoked_before = $1 WHERE id = $2")
+        .bind(now)
+        .bind(user.as_str())
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Ends every session of the account with this Cognito subject (after a password reset).
+pub async fn revoke_sessions_by_subject(
+    db: &Db,
+    subject: &str,
+    now: i64,
+) -> Result<(), AccountError> {
+    sqlx::query("UPDATE users SET sessions_revoked_before = $1 WHERE external_subject = $2")
+        .bind(now)
+        .bind(subject)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}

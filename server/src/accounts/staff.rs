@@ -1,0 +1,282 @@
+//! Staff accounts: creation with an enrolment link, the operator's list/disable/force-reset,
+//! Cognito staff records (`upsert_external`, `clear_must_reset`) and break-glass grants.
+
+use super::email::by_email;
+use super::{email_index, open_email, AccountError, Kind, NewAccount};
+use crate::access::Role;
+use crate::crypto::{random_token, token_hash, FieldCrypto};
+use crate::db::Db;
+use crate::ids::{TenantId, UserId};
+
+pub const ENROLMENT_TTL_SECS: i64 = 72 * 3600;
+
+/// Creates a staff account with one grant and returns it with a one-time enrolment token.
+pub async fn add_user(
+    db: &Db,
+    crypto: &FieldCrypto,
+    email: &str,
+    role: Role,
+    tenant: Option<&TenantId>,
+    now: i64,
+) -> Result<(UserId, String), AccountError> {
+    if role.is_staff() && role != Role::PlatformAdmin && tenant.is_none() {
+        return Err(AccountError::Bad("this role needs --practice"));
+    }
+    let account = NewAccount::prepare(crypto, email).await?;
+    let id = account.id.clone();
+    let token = random_token();
+    let mut tx = db.begin_write().await?;
+    account.check_free(&mut tx).await?;
+    sqlx::query(
+        "INSERT INTO users (id, email_index, email_ct, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id.as_str())
+    .bind(&account.email_index)
+    .bind(&account.email_ct)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO user_grants (user_id, role, tenant_id, granted_by, created_at) VALUES ($1, $2, $3, 'cli', $4)")
+        .bind(id.as_str())
+        .bind(role.as_str())
+        .bind(tenant.map(|t| t.as_str().to_owned()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO enrolment_tokens (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
+    )
+    .bind(token_hash(&token))
+    .bind(id.as_str())
+    .bind(now + ENROLMENT_TTL_SECS)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((id, token))
+}
+
+/// The account an unused, unexpired enrolment token belongs to.
+pub async fn enrolment_user(
+    db: &Db,
+    token_hash: &[u8],
+    now: i64,
+) -> Result<Option<UserId>, AccountError> {
+    let id: Option<String> = sqlx::query_scalar(
+        "SELECT user_id FROM enrolment_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+    )
+    .bind(token_hash)
+    .bind(now)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(id.map(UserId::from_db))
+}
+
+pub async fn disable(
+    db: &Db,
+    crypto: &FieldCrypto,
+    email: &str,
+    now: i64,
+) -> Result<bool, AccountError> {
+    let r = sqlx::query("UPDATE users SET disabled_at = $1, sessions_revoked_before = $1 WHERE email_index = $2 AND disabled_at IS NULL")
+        .bind(now)
+        .bind(email_index(crypto, email).await?)
+        .execute(db.pool())
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+#[derive(Clone, Debug)]
+pub struct UserRow {
+    pub email: String,
+    pub roles: Vec<String>,
+    pub enrolled: bool,
+    pub disabled: bool,
+}
+
+pub async fn list(db: &Db, crypto: &FieldCrypto) -> Result<Vec<UserRow>, AccountError> {
+    let users: Vec<(String, Vec<u8>, i64, Option<i64>)> =
+        sqlx::query_as("SELECT id, email_ct, totp_confirmed, disabled_at FROM users")
+            .fetch_all(db.pool())
+            .await?;
+    let mut out = vec![];
+    for (id, email_ct, enrolled, disabled) in users {
+        let email = open_email(crypto, &UserId::from_db(id.clone()), &email_ct)
+            .await?
+            .expose()
+            .clone();
+        let grants: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT role, tenant_id FROM user_grants WHERE user_id = $1 ORDER BY id",
+        )
+        .bind(&id)
+        .fetch_all(db.pool())
+        .await?;
+        let roles = grants
+            .into_iter()
+            .map(|(r, t)| match t {
+                Some(t) => format!("{r}@{t}"),
+                None => r,
+            })
+            .collect();
+        out.push(UserRow {
+            email,
+            roles,
+            enrolled: enrolled == 1,
+            disabled: disabled.is_some(),
+        });
+    }
+    out.sort_by(|a, b| a.email.cmp(&b.email));
+    Ok(out)
+}
+
+/// The local record of a Cognito user, keyed by the token's `sub` (never by the email, which a
+/// user may be able to change), created on first sign-in; its Cognito-given grants are replaced
+/// from `cognito:groups` each time (emergency grants are kept). Returns the id and whether the
+/// account may sign in (not disabled, no pending forced reset). An email already used by a
+/// different account refuses the sign-in rather than merging the two.
+pub async fn upsert_external(
+    db: &Db,
+    crypto: &FieldCrypto,
+    subject: &str,
+    email: &str,
+    grants: &[(Role, Option<TenantId>)],
+    now: i64,
+) -> Result<(UserId, bool), AccountError> {
+    // Sealed up front (a first use of the platform keys writes them); used only if new.
+    let account = NewAccount::prepare(crypto, email).await;
+    let mut tx = db.begin_write().await?;
+    let row: Option<(String, Option<i64>, i64, String)> = sqlx::query_as(
+        "SELECT id, disabled_at, must_reset, kind FROM users WHERE external_subject = $1",
+    )
+    .bind(subject)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (id, usable) = match row {
+        // A patient's or guarantor's Cognito user never becomes staff, whatever its groups say.
+        Some((_, _, _, kind)) if kind != Kind::Staff.as_str() => {
+            return Err(AccountError::Bad(
+                "a member account cannot sign in as staff",
+            ));
+        }
+        Some((id, disabled, must_reset, _)) => {
+            (UserId::from_db(id), disabled.is_none() && must_reset == 0)
+        }
+        None => {
+            let account = account?;
+            if account.check_free(&mut tx).await.is_err() {
+                return Err(AccountError::Bad(
+                    "email already belongs to another account",
+                ));
+            }
+            let id = account.id.clone();
+            sqlx::query("INSERT INTO users (id, email_index, email_ct, external_subject, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(id.as_str())
+                .bind(&account.email_index)
+                .bind(&account.email_ct)
+                .bind(subject)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            (id, true)
+        }
+    };
+    sqlx::query("DELETE FROM user_grants WHERE user_id = $1 AND granted_by = 'cognito'")
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    for (role, tenant) in grants {
+        sqlx::query("INSERT INTO user_grants (user_id, role, tenant_id, granted_by, created_at) VALUES ($1, $2, $3, 'cognito', $4)")
+            .bind(id.as_str())
+            .bind(role.as_str())
+            .bind(tenant.as_ref().map(|t| t.as_str().to_owned()))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok((id, usable))
+}
+
+/// Marks an account as needing a password reset and ends its sessions. For local accounts
+/// returns a fresh set-up link token (password and TOTP are set again).
+pub async fn force_reset(
+    db: &Db,
+    crypto: &FieldCrypto,
+    email: &str,
+    now: i64,
+) -> Result<Option<String>, AccountError> {
+    let id = by_email(db, crypto, email)
+        .await?
+        .ok_or(AccountError::Bad("no account with that email"))?;
+    let id = id.as_str();
+    let token = random_token();
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "UPDATE users SET must_reset = 1, totp_confirmed = 0, totp_secret_ct = NULL, sessions_revoked_before = $1 WHERE id = $2",
+    )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO enrolment_tokens (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
+    )
+    .bind(token_hash(&token))
+    .bind(id)
+    .bind(now + ENROLMENT_TTL_SECS)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(token))
+}
+
+/// Clears the portal's must-reset flag of a Cognito staff account once its password was reset
+/// at Cognito with the emailed code. Returns whether an account was cleared.
+pub async fn clear_must_reset(db: &Db, subject: &str) -> Result<bool, AccountError> {
+    let r = sqlx::query(
+        "UPDATE users SET must_reset = 0 WHERE external_subject = $1 AND kind = 'staff' AND must_reset = 1",
+    )
+    .bind(subject)
+    .execute(db.pool())
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Longest emergency grant a security officer may give.
+pub const BREAK_GLASS_MAX_MINUTES: i64 = 240;
+
+/// Gives `user` a time-boxed extra role in a practice, with the written reason on record.
+pub async fn grant_break_glass(
+    db: &Db,
+    user: &UserId,
+    role: Role,
+    tenant: &TenantId,
+    minutes: i64,
+    reason: &str,
+    now: i64,
+) -> Result<i64, AccountError> {
+    if !(1..=BREAK_GLASS_MAX_MINUTES).contains(&minutes) {
+        return Err(AccountError::Bad("emergency access lasts 1 to 240 minutes"));
+    }
+    if reason.trim().chars().count() < 20 {
+        return Err(AccountError::Bad("give a reason of at least 20 characters"));
+    }
+    if !matches!(role, Role::SupportAgent | Role::PracticeAdmin) {
+        return Err(AccountError::Bad(
+            "emergency access grants support-agent or practice-admin",
+        ));
+    }
+    let expires = now + minutes * 60;
+    sqlx::query(
+        "INSERT INTO user_grants (user_id, role, tenant_id, expires_at, reason, granted_by, created_at)
+         VALUES ($1, $2, $3, $4, $5, $1, $6)",
+    )
+    .bind(user.as_str())
+    .bind(role.as_str())
+    .bind(tenant.as_str())
+    .bind(expires)
+    .bind(reason.trim())
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(expires)
+}
