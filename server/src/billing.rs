@@ -50,7 +50,7 @@ const NAME_READERS: &[Action] = &[
     Action::RevokeGuarantor,
 ];
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Tenant {
     pub id: TenantId,
     pub name: String,
@@ -89,7 +89,7 @@ pub struct NewStatement {
     pub lines: Vec<NewLine>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct StatementHeader {
     pub id: StatementId,
     pub tenant_id: TenantId,
@@ -109,11 +109,12 @@ pub struct Line {
     pub confidential: bool,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct PaymentRecord {
     pub id: String,
     /// The account that started the checkout (`None` for pay-link payments).
     pub paid_by: Option<crate::ids::UserId>,
+    #[sqlx(rename = "amount_cents")]
     pub amount: Money,
     pub card_brand: String,
     pub card_last4: String,
@@ -151,16 +152,12 @@ pub async fn create_tenant(
 }
 
 pub async fn tenant(db: &Db, id: &TenantId) -> Result<Option<Tenant>, BillingError> {
-    let row: Option<(String, String, String)> =
+    Ok(
         sqlx::query_as("SELECT id, name, support_phone FROM tenants WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(db.pool())
-            .await?;
-    Ok(row.map(|(id, name, support_phone)| Tenant {
-        id: TenantId::from_db(id),
-        name,
-        support_phone,
-    }))
+            .await?,
+    )
 }
 
 /// Stores a patient with every identifying field encrypted under the tenant's data key.
@@ -445,19 +442,12 @@ pub async fn statement_header(
     db: &Db,
     id: &StatementId,
 ) -> Result<Option<StatementHeader>, BillingError> {
-    let row: Option<(String, String, String, String)> = sqlx::query_as(
-        "SELECT tenant_id, patient_id, statement_date, due_date FROM statements WHERE id = $1",
+    Ok(sqlx::query_as(
+        "SELECT id, tenant_id, patient_id, statement_date, due_date FROM statements WHERE id = $1",
     )
     .bind(id.as_str())
     .fetch_optional(db.pool())
-    .await?;
-    Ok(row.map(|(t, p, sd, dd)| StatementHeader {
-        id: id.clone(),
-        tenant_id: TenantId::from_db(t),
-        patient_id: PatientId::from_db(p),
-        statement_date: sd,
-        due_date: dd,
-    }))
+    .await?)
 }
 
 /// Balance due: charges minus payments, from the ledger.
@@ -554,9 +544,8 @@ pub async fn payments(
     permit: &Permit,
 ) -> Result<Vec<PaymentRecord>, BillingError> {
     let patient = permit.patient().ok_or(BillingError::NotPermitted)?;
-    type Row = (String, Option<String>, i64, String, String, i64);
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT p.id, c.user_id, a.amount_cents, p.card_brand, p.card_last4, p.paid_at
+    Ok(sqlx::query_as(
+        "SELECT p.id, c.user_id AS paid_by, a.amount_cents, p.card_brand, p.card_last4, p.paid_at
          FROM payment_allocations a JOIN payments p ON p.id = a.payment_id
          JOIN checkouts c ON c.id = p.checkout_id
          JOIN statements s ON s.id = a.statement_id
@@ -567,20 +556,7 @@ pub async fn payments(
     .bind(permit.tenant().as_str())
     .bind(patient.as_str())
     .fetch_all(db.pool())
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, paid_by, amount, card_brand, card_last4, paid_at)| PaymentRecord {
-                id,
-                paid_by: paid_by.map(crate::ids::UserId::from_db),
-                amount: Money::from_cents(amount),
-                card_brand,
-                card_last4,
-                paid_at,
-            },
-        )
-        .collect())
+    .await?)
 }
 
 /// A patient's first name, for pages that address them or their guarantor: the patient the

@@ -12,7 +12,7 @@ use crate::phi::Phi;
 /// How long an invitation link works.
 pub const INVITATION_TTL_SECS: i64 = 14 * 86_400;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Invitation {
     pub id: InvitationId,
     pub tenant_id: TenantId,
@@ -74,48 +74,23 @@ const SELECT_INVITATION: &str =
     "SELECT id, tenant_id, patient_id, expires_at, locked_at, used_at, revoked_at
     FROM guarantor_invitations";
 
-type InvitationRow = (
-    String,
-    String,
-    String,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-);
-
-fn from_row(r: InvitationRow) -> Invitation {
-    Invitation {
-        id: InvitationId::from_db(r.0),
-        tenant_id: TenantId::from_db(r.1),
-        patient_id: PatientId::from_db(r.2),
-        expires_at: r.3,
-        locked_at: r.4,
-        used_at: r.5,
-        revoked_at: r.6,
-    }
-}
-
 /// Looks an invitation up by the token a visitor presented. Tokens of the wrong shape are not
 /// queried.
 pub async fn find_by_token(db: &Db, token: &str) -> Result<Option<Invitation>, sqlx::Error> {
     if !crate::links::token_shape_ok(token) {
         return Ok(None);
     }
-    let row: Option<InvitationRow> =
-        sqlx::query_as(&format!("{SELECT_INVITATION} WHERE token_hash = $1"))
-            .bind(token_hash(token))
-            .fetch_optional(db.pool())
-            .await?;
-    Ok(row.map(from_row))
+    sqlx::query_as(&format!("{SELECT_INVITATION} WHERE token_hash = $1"))
+        .bind(token_hash(token))
+        .fetch_optional(db.pool())
+        .await
 }
 
 pub async fn find(db: &Db, id: &InvitationId) -> Result<Option<Invitation>, sqlx::Error> {
-    let row: Option<InvitationRow> = sqlx::query_as(&format!("{SELECT_INVITATION} WHERE id = $1"))
+    sqlx::query_as(&format!("{SELECT_INVITATION} WHERE id = $1"))
         .bind(id.as_str())
         .fetch_optional(db.pool())
-        .await?;
-    Ok(row.map(from_row))
+        .await
 }
 
 /// Spends the invitation on `user`: the guarantor grant and the used mark in one transaction,

@@ -17,7 +17,7 @@ pub const MAX_FAILURES_PER_ADDRESS_PER_HOUR: i64 = 20;
 /// Failed answers about one patient (any of their links, so any phone they were sent to) per day.
 pub const MAX_FAILURES_PER_PATIENT_PER_DAY: i64 = 10;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct PayLink {
     pub id: LinkId,
     pub tenant_id: TenantId,
@@ -77,30 +77,6 @@ const SELECT_LINK: &str = "SELECT l.id, l.tenant_id, l.statement_id, s.patient_i
         l.revoked_at, l.locked_at, l.failed_attempts
     FROM pay_links l JOIN statements s ON s.id = l.statement_id";
 
-type LinkRow = (
-    String,
-    String,
-    String,
-    String,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    i64,
-);
-
-fn from_row(r: LinkRow) -> PayLink {
-    PayLink {
-        id: LinkId::from_db(r.0),
-        tenant_id: TenantId::from_db(r.1),
-        statement_id: StatementId::from_db(r.2),
-        patient_id: PatientId::from_db(r.3),
-        expires_at: r.4,
-        revoked_at: r.5,
-        locked_at: r.6,
-        failed_attempts: r.7,
-    }
-}
-
 /// Tokens we issue are 22–64 URL-safe characters; anything else is not worth a query.
 pub fn token_shape_ok(token: &str) -> bool {
     (22..=64).contains(&token.len())
@@ -114,19 +90,17 @@ pub async fn find_by_token(db: &Db, token: &str) -> Result<Option<PayLink>, sqlx
     if !token_shape_ok(token) {
         return Ok(None);
     }
-    let row: Option<LinkRow> = sqlx::query_as(&format!("{SELECT_LINK} WHERE l.token_hash = $1"))
+    sqlx::query_as(&format!("{SELECT_LINK} WHERE l.token_hash = $1"))
         .bind(token_hash(token))
         .fetch_optional(db.pool())
-        .await?;
-    Ok(row.map(from_row))
+        .await
 }
 
 pub async fn find(db: &Db, id: &LinkId) -> Result<Option<PayLink>, sqlx::Error> {
-    let row: Option<LinkRow> = sqlx::query_as(&format!("{SELECT_LINK} WHERE l.id = $1"))
+    sqlx::query_as(&format!("{SELECT_LINK} WHERE l.id = $1"))
         .bind(id.as_str())
         .fetch_optional(db.pool())
-        .await?;
-    Ok(row.map(from_row))
+        .await
 }
 
 pub async fn mark_used(db: &Db, id: &LinkId, now: i64) -> Result<(), sqlx::Error> {

@@ -128,6 +128,23 @@ fn parse_grouped(s: &str) -> Option<i64> {
     digits.parse().ok()
 }
 
+// Amounts are stored as integer cents; rows decode them straight into `Money`.
+impl sqlx::Type<sqlx::Any> for Money {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <i64 as sqlx::Type<sqlx::Any>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+        <i64 as sqlx::Type<sqlx::Any>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Any> for Money {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(Money::from_cents(<i64 as sqlx::Decode<'r, sqlx::Any>>::decode(value)?))
+    }
+}
+
 impl fmt::Display for Money {
     /// `$1,025.50`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

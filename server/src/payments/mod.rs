@@ -105,8 +105,52 @@ pub trait PaymentProcessor: Send + Sync {
     async fn expire_checkout(&self, id: &str) -> Result<(), ProcessorError>;
 }
 
+/// Where one of our checkouts stands, as recorded. It only moves forward: creating → open →
+/// complete, or to expired / failed (from which only a late payment completes it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckoutState {
+    /// Saved with its idempotency key, the processor not yet answered.
+    Creating,
+    Open,
+    Complete,
+    Expired,
+    Failed,
+}
+
+impl CheckoutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckoutState::Creating => "creating",
+            CheckoutState::Open => "open",
+            CheckoutState::Complete => "complete",
+            CheckoutState::Expired => "expired",
+            CheckoutState::Failed => "failed",
+        }
+    }
+}
+
+/// A status the database holds that this version does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown checkout status {0:?}")]
+pub struct UnknownState(String);
+
+impl TryFrom<String> for CheckoutState {
+    type Error = UnknownState;
+
+    fn try_from(s: String) -> Result<Self, UnknownState> {
+        Ok(match s.as_str() {
+            "creating" => CheckoutState::Creating,
+            "open" => CheckoutState::Open,
+            "complete" => CheckoutState::Complete,
+            "expired" => CheckoutState::Expired,
+            "failed" => CheckoutState::Failed,
+            _ => return Err(UnknownState(s)),
+        })
+    }
+}
+
 /// A checkout as we recorded it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct CheckoutRow {
     pub id: CheckoutId,
     pub tenant_id: TenantId,
@@ -115,33 +159,11 @@ pub struct CheckoutRow {
     /// Who started it: a pay link, or a signed-in account.
     pub link_id: Option<LinkId>,
     pub user_id: Option<UserId>,
+    #[sqlx(rename = "amount_cents")]
     pub amount: Money,
     pub processor_session_id: Option<String>,
-    pub status: String,
-}
-
-type CheckoutTuple = (
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i64,
-    Option<String>,
-    String,
-);
-
-fn checkout_from(r: CheckoutTuple) -> CheckoutRow {
-    CheckoutRow {
-        id: CheckoutId::from_db(r.0),
-        tenant_id: TenantId::from_db(r.1),
-        statement_id: r.2.map(StatementId::from_db),
-        link_id: r.3.map(LinkId::from_db),
-        user_id: r.4.map(UserId::from_db),
-        amount: Money::from_cents(r.5),
-        processor_session_id: r.6,
-        status: r.7,
-    }
+    #[sqlx(rename = "status", try_from = "String")]
+    pub state: CheckoutState,
 }
 
 const SELECT_CHECKOUT: &str = "SELECT id, tenant_id, statement_id, link_id, user_id, amount_cents,
@@ -169,17 +191,17 @@ pub struct CheckoutPlan {
 async fn close_checkout(
     conn: &mut sqlx::AnyConnection,
     id: &str,
-    to: &str,
-    from: &[&str],
+    to: CheckoutState,
+    from: &[CheckoutState],
 ) -> Result<bool, sqlx::Error> {
     let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 3)).collect();
     let sql = format!(
         "UPDATE checkouts SET status = $1 WHERE id = $2 AND status IN ({})",
         placeholders.join(", ")
     );
-    let mut q = sqlx::query(&sql).bind(to).bind(id);
+    let mut q = sqlx::query(&sql).bind(to.as_str()).bind(id);
     for f in from {
-        q = q.bind(*f);
+        q = q.bind(f.as_str());
     }
     let changed = q.execute(&mut *conn).await?.rows_affected() == 1;
     // Only when the status really moved: a checkout that became open meanwhile keeps its lock.
@@ -193,24 +215,22 @@ async fn close_checkout(
 }
 
 pub async fn find_checkout(db: &Db, id: &CheckoutId) -> Result<Option<CheckoutRow>, sqlx::Error> {
-    let r: Option<CheckoutTuple> = sqlx::query_as(&format!("{SELECT_CHECKOUT} WHERE id = $1"))
+    sqlx::query_as(&format!("{SELECT_CHECKOUT} WHERE id = $1"))
         .bind(id.as_str())
         .fetch_optional(db.pool())
-        .await?;
-    Ok(r.map(checkout_from))
+        .await
 }
 
 async fn find_checkout_by_session(
     db: &Db,
     session_id: &str,
 ) -> Result<Option<CheckoutRow>, sqlx::Error> {
-    let r: Option<CheckoutTuple> = sqlx::query_as(&format!(
+    sqlx::query_as(&format!(
         "{SELECT_CHECKOUT} WHERE processor_session_id = $1"
     ))
     .bind(session_id)
     .fetch_optional(db.pool())
-    .await?;
-    Ok(r.map(checkout_from))
+    .await
 }
 
 /// Starts one hosted checkout for the plan's statements and returns the URL to send the payer
@@ -248,7 +268,7 @@ pub async fn start_checkout(
         .fetch_all(&mut *conn)
         .await?;
         for (id,) in stale {
-            close_checkout(&mut conn, &id, "failed", &["creating"]).await?;
+            close_checkout(&mut conn, &id, CheckoutState::Failed, &[CheckoutState::Creating]).await?;
         }
         let open: Vec<(String, String)> = sqlx::query_as(
             "SELECT c.id, c.processor_session_id FROM checkouts c
@@ -262,7 +282,7 @@ pub async fn start_checkout(
         for (id, sid) in open {
             match processor.expire_checkout(&sid).await {
                 Ok(()) => {
-                    close_checkout(&mut conn, &id, "expired", &["open"]).await?;
+                    close_checkout(&mut conn, &id, CheckoutState::Expired, &[CheckoutState::Open]).await?;
                 }
                 Err(ProcessorError::Rejected(_)) => return Err(PaymentError::Pending),
                 Err(e) => return Err(e.into()),
@@ -334,7 +354,7 @@ pub async fn start_checkout(
         Ok(c) => c,
         Err(e) => {
             let mut conn = db.pool().acquire().await?;
-            close_checkout(&mut conn, id.as_str(), "failed", &["creating"]).await?;
+            close_checkout(&mut conn, id.as_str(), CheckoutState::Failed, &[CheckoutState::Creating]).await?;
             return Err(e.into());
         }
     };
@@ -430,7 +450,7 @@ pub async fn handle_event(
                         .fetch_optional(&mut *tx)
                         .await?;
                 if let Some(id) = ours {
-                    close_checkout(&mut tx, &id, "expired", &["creating", "open"]).await?;
+                    close_checkout(&mut tx, &id, CheckoutState::Expired, &[CheckoutState::Creating, CheckoutState::Open]).await?;
                 }
             }
             tx.commit().await?;
@@ -563,8 +583,13 @@ async fn record_from_session(
     close_checkout(
         &mut tx,
         checkout.id.as_str(),
-        "complete",
-        &["creating", "open", "expired", "failed"],
+        CheckoutState::Complete,
+        &[
+            CheckoutState::Creating,
+            CheckoutState::Open,
+            CheckoutState::Expired,
+            CheckoutState::Failed,
+        ],
     )
     .await?;
     if inserted.rows_affected() == 0 {
