@@ -2,11 +2,16 @@
 //! (every statement the holder may pay, paid together in one form), a statement, the receipt,
 //! and the guarantor invitation steps (verify, locked, accept).
 
+use crate::forms::{
+    household_pay, ConfirmForm, InviteForm, InviteVerifyForm, NewAccountForm, RevokeGrantForm,
+    RevokeInvitationForm, SignInForm,
+};
 use crate::i18n::Tr;
 use crate::pages::{
     csrf_input, described_by, dob_fieldset, document_portal, error_summary, error_summary_links,
     field_message, invalid, payments_list, statement_row, statement_table, zip_field,
 };
+use crate::urls::Url;
 use crate::vm::*;
 use leptos::prelude::*;
 
@@ -24,19 +29,22 @@ pub(crate) fn invite_link_box(tr: Tr, link: String) -> AnyView {
 
 /// A new password and its confirmation (ids `password`, `password-confirm`), each with its error.
 fn new_password_fields(tr: Tr, err: &Option<FieldError>) -> AnyView {
+    // The password input's id is its field name.
+    let password = NewAccountForm::PASSWORD;
+    let hint_id = format!("{password}-hint");
     view! {
         <div class="field">
-            <label for="password">{tr.t("account-password")}</label>
-            <p class="hint" id="password-hint">{tr.t("account-password-hint")}</p>
-            {field_message(tr, "password", err)}
-            <input id="password" name="password" type="password" autocomplete="new-password"
-                size="30" required aria-describedby=described_by("password", true, err)
-                aria-invalid=invalid("password", err)/>
+            <label for=password>{tr.t("account-password")}</label>
+            <p class="hint" id=hint_id>{tr.t("account-password-hint")}</p>
+            {field_message(tr, password, err)}
+            <input id=password name=password type="password" autocomplete="new-password"
+                size="30" required aria-describedby=described_by(password, true, err)
+                aria-invalid=invalid(password, err)/>
         </div>
         <div class="field">
             <label for="password-confirm">{tr.t("account-password-confirm")}</label>
             {field_message(tr, "password-confirm", err)}
-            <input id="password-confirm" name="password_confirm" type="password"
+            <input id="password-confirm" name=NewAccountForm::PASSWORD_CONFIRM type="password"
                 autocomplete="new-password" size="30" required
                 aria-describedby=described_by("password-confirm", false, err)
                 aria-invalid=invalid("password-confirm", err)/>
@@ -46,20 +54,23 @@ fn new_password_fields(tr: Tr, err: &Option<FieldError>) -> AnyView {
 }
 
 /// Email, password and confirmation for a new account. `mode` is the hidden `mode` field the
-/// invitation page sends ("create"). The error summary is the caller's, at the top of the page.
+/// invitation page sends (`NewAccountForm::MODE_CREATE`). The error summary is the caller's, at
+/// the top of the page.
 fn account_form(tr: Tr, vm: AccountFormVm, mode: Option<&'static str>) -> AnyView {
     let err = vm.field_error.clone();
+    // The email input's id is its field name.
+    let email = NewAccountForm::EMAIL;
     view! {
-        <form method="post" action=vm.action novalidate>
+        <form method="post" action=vm.action.path() novalidate>
             {csrf_input(vm.csrf.clone())}
-            {mode.map(|m| view! { <input type="hidden" name="mode" value=m/> })}
+            {mode.map(|m| view! { <input type="hidden" name=NewAccountForm::MODE value=m/> })}
             <div class="field">
-                <label for="email">{tr.t("account-email")}</label>
-                {field_message(tr, "email", &err)}
-                <input id="email" name="email" type="email" autocomplete="username" spellcheck="false"
+                <label for=email>{tr.t("account-email")}</label>
+                {field_message(tr, email, &err)}
+                <input id=email name=email type="email" autocomplete="username" spellcheck="false"
                     size="30" required value=vm.email.clone()
-                    aria-describedby=described_by("email", false, &err)
-                    aria-invalid=invalid("email", &err)/>
+                    aria-describedby=described_by(email, false, &err)
+                    aria-invalid=invalid(email, &err)/>
             </div>
             {new_password_fields(tr, &err)}
             <button type="submit" class="button">{tr.t("account-create-submit")}</button>
@@ -85,16 +96,16 @@ pub fn signin(meta: PageMeta, vm: SignInVm) -> String {
         <h1>{tr.t("signin-title")}</h1>
         {vm.notice.clone().map(|n| view! { <p class="notice" role="status">{n}</p> })}
         {error_summary(tr, vm.failure.clone(), None)}
-        <form method="post" action="/signin" novalidate>
+        <form method="post" action=Url::SignIn.path() novalidate>
             {csrf_input(vm.csrf.clone())}
             <div class="field">
-                <label for="email">{tr.t("account-email")}</label>
-                <input id="email" name="email" type="email" autocomplete="username" spellcheck="false"
+                <label for=SignInForm::EMAIL>{tr.t("account-email")}</label>
+                <input id=SignInForm::EMAIL name=SignInForm::EMAIL type="email" autocomplete="username" spellcheck="false"
                     size="30" required value=vm.email.clone()/>
             </div>
             <div class="field">
-                <label for="password">{tr.t("account-password")}</label>
-                <input id="password" name="password" type="password" autocomplete="current-password"
+                <label for=SignInForm::PASSWORD>{tr.t("account-password")}</label>
+                <input id=SignInForm::PASSWORD name=SignInForm::PASSWORD type="password" autocomplete="current-password"
                     size="30" required/>
             </div>
             <button type="submit" class="button">{tr.t("signin-submit")}</button>
@@ -113,7 +124,7 @@ pub fn reset_password(meta: PageMeta, vm: ResetPasswordVm) -> String {
         <h1>{tr.t("account-reset-title")}</h1>
         <p class="lead">{tr.ta("account-reset-lead", &[("email", &vm.email_hint)])}</p>
         {error_summary(tr, vm.failure.clone(), vm.field_error.clone())}
-        <form method="post" action="/account/reset-password" novalidate>
+        <form method="post" action=Url::AccountResetPassword.path() novalidate>
             {csrf_input(vm.csrf.clone())}
             {new_password_fields(tr, &err)}
             <button type="submit" class="button">{tr.t("account-reset-submit")}</button>
@@ -130,16 +141,16 @@ pub fn confirm_code(meta: PageMeta, vm: ConfirmCodeVm) -> String {
         <p class="lead">{tr.ta("account-confirm-lead", &[("email", &vm.email)])}</p>
         {vm.notice.clone().map(|n| view! { <p class="notice" role="status">{n}</p> })}
         {error_summary(tr, vm.failure.clone(), None)}
-        <form method="post" action="/account/confirm" novalidate>
+        <form method="post" action=Url::AccountConfirm.path() novalidate>
             {csrf_input(vm.csrf.clone())}
             <div class="field">
-                <label for="code">{tr.t("account-confirm-code")}</label>
-                <input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code"
+                <label for=ConfirmForm::CODE>{tr.t("account-confirm-code")}</label>
+                <input id=ConfirmForm::CODE name=ConfirmForm::CODE type="text" inputmode="numeric" autocomplete="one-time-code"
                     size="10" required/>
             </div>
             <button type="submit" class="button">{tr.t("account-confirm-submit")}</button>
         </form>
-        <form method="post" action="/account/confirm/resend" class="inline-form">
+        <form method="post" action=Url::AccountConfirmResend.path() class="inline-form">
             {csrf_input(vm.csrf.clone())}
             <button type="submit" class="link-button dark">{tr.t("account-confirm-resend")}</button>
         </form>
@@ -157,7 +168,7 @@ fn amount_field(
     also_described_by: Option<String>,
 ) -> AnyView {
     let input_id = format!("amount-{}", s.id);
-    let name = format!("amount_{}", s.id);
+    let name = household_pay::amount_field(&s.id);
     let hint_id = format!("amount-{}-hint", s.id);
     let error_id = format!("amount-{}-error", s.id);
     let ids = also_described_by
@@ -203,7 +214,7 @@ fn open_statement(tr: Tr, s: OpenStatementVm) -> AnyView {
     let pay_label = tr.ta("account-pay-statement", &which);
     let view_label = tr.ta("account-view-statement-label", &which);
     let balance_id = format!("balance-{}", s.id);
-    let href = format!("/account/statements/{}", s.id);
+    let href = Url::AccountStatement(&s.id).path();
     let balance_line = view! {
         <p class="statement-row-balance" id=balance_id.clone()>
             {tr.ta("account-statement-balance", &[("balance", &s.balance)])} " · "
@@ -214,10 +225,10 @@ fn open_statement(tr: Tr, s: OpenStatementVm) -> AnyView {
         view! { <p class="paid">{tr.t("account-paid-in-full")}</p> }.into_any()
     } else {
         let pay_id = format!("pay-{}", s.id);
-        let pay_name = format!("pay_{}", s.id);
+        let pay_name = household_pay::pay_field(&s.id);
         view! {
             <div class="checkbox">
-                <input type="checkbox" id=pay_id.clone() name=pay_name value="1" checked=s.checked/>
+                <input type="checkbox" id=pay_id.clone() name=pay_name value=household_pay::CHECKED checked=s.checked/>
                 <label for=pay_id>{pay_label}</label>
             </div>
             {amount_field(tr, &s, tr.t("account-amount-label"), None, Some(balance_id))}
@@ -279,9 +290,9 @@ fn guarantors_section(tr: Tr, vm: &AccountHomeVm) -> Option<AnyView> {
                 view! {
                     <li>
                         <span>{tr.ta("account-guarantor-line", &who)}</span>
-                        <form method="post" action="/account/guarantors/revoke" class="inline-form" novalidate>
+                        <form method="post" action=Url::AccountGuarantorRevoke.path() class="inline-form" novalidate>
                             {csrf_input(vm.csrf.clone())}
-                            <input type="hidden" name="grant" value=g.grant_id.clone()/>
+                            <input type="hidden" name=RevokeGrantForm::GRANT value=g.grant_id.clone()/>
                             <button type="submit" class="button secondary"
                                 aria-label=tr.ta("account-guarantor-revoke-label", &who)>
                                 {tr.t("account-guarantor-revoke")}
@@ -308,9 +319,9 @@ fn guarantors_section(tr: Tr, vm: &AccountHomeVm) -> Option<AnyView> {
                 view! {
                     <li>
                         <span>{tr.ta("account-invitation-line", &which)}</span>
-                        <form method="post" action="/account/invitations/revoke" class="inline-form" novalidate>
+                        <form method="post" action=Url::AccountInvitationRevoke.path() class="inline-form" novalidate>
                             {csrf_input(vm.csrf.clone())}
-                            <input type="hidden" name="invitation" value=i.id.clone()/>
+                            <input type="hidden" name=RevokeInvitationForm::INVITATION value=i.id.clone()/>
                             <button type="submit" class="button secondary"
                                 aria-label=tr.ta("account-invitation-cancel-label", &which)>
                                 {tr.t("account-invitation-cancel")}
@@ -333,11 +344,11 @@ fn guarantors_section(tr: Tr, vm: &AccountHomeVm) -> Option<AnyView> {
             .collect::<Vec<_>>();
         view! {
             <h3>{tr.t("account-invite-title")}</h3>
-            <form method="post" action="/account/guarantors/invite" novalidate>
+            <form method="post" action=Url::AccountGuarantorInvite.path() novalidate>
                 {csrf_input(vm.csrf.clone())}
                 <div class="field">
                     <label for="invite-patient">{tr.t("account-invite-patient")}</label>
-                    <select id="invite-patient" name="patient">{options}</select>
+                    <select id="invite-patient" name=InviteForm::PATIENT>{options}</select>
                 </div>
                 <button type="submit" class="button">{tr.t("account-invite-submit")}</button>
             </form>
@@ -379,7 +390,7 @@ pub fn home(meta: PageMeta, vm: AccountHomeVm) -> String {
     };
     let pay = if payable {
         view! {
-            <form method="post" action="/account/pay" novalidate>
+            <form method="post" action=Url::AccountPay.path() novalidate>
                 {csrf_input(vm.csrf.clone())}
                 {summary}
                 {groups}
@@ -451,10 +462,10 @@ pub fn statement(meta: PageMeta, vm: AccountStatementVm) -> String {
             {error_summary_links(tr, None, links)}
             <section class="pay" aria-labelledby="pay-heading">
                 <h2 id="pay-heading">{tr.t("pay-title")}</h2>
-                <form method="post" action="/account/pay" novalidate>
+                <form method="post" action=Url::AccountPay.path() novalidate>
                     {csrf_input(vm.csrf.clone())}
-                    <input type="hidden" name="from" value=s.id.clone()/>
-                    <input type="hidden" name=format!("pay_{}", s.id) value="1"/>
+                    <input type="hidden" name=household_pay::FROM value=s.id.clone()/>
+                    <input type="hidden" name=household_pay::pay_field(&s.id) value=household_pay::CHECKED/>
                     {amount_field(tr, &s, tr.t("pay-amount-label"), Some(hint), None)}
                     <p class="hint">{tr.t("pay-redirect-note")}</p>
                     <button type="submit" class="button">{tr.t("pay-button")}</button>
@@ -479,7 +490,7 @@ pub fn statement(meta: PageMeta, vm: AccountStatementVm) -> String {
             <p class="balance-amount">{s.balance.clone()}</p>
         </div>
         {pay}
-        <p><a href="/account">{tr.t("account-back")}</a></p>
+        <p><a href=Url::Account.path()>{tr.t("account-back")}</a></p>
     };
     document_portal(&meta, title, body.into_any())
 }
@@ -529,7 +540,7 @@ pub fn receipt(meta: PageMeta, vm: AccountReceiptVm) -> String {
                 <tbody>{rows}</tbody>
             </table>
         </div>
-        <p><a href="/account">{tr.t("account-back")}</a></p>
+        <p><a href=Url::Account.path()>{tr.t("account-back")}</a></p>
     };
     document_portal(&meta, tr.t("receipt-title"), body.into_any())
 }
@@ -541,10 +552,14 @@ pub fn invite_verify(meta: PageMeta, vm: InviteVerifyVm) -> String {
         <h1>{tr.t("invite-verify-title")}</h1>
         <p class="lead">{tr.t("invite-verify-lead")}</p>
         {error_summary(tr, vm.failure.clone(), vm.field_error.clone())}
-        <form method="post" action="/guarantor/verify" novalidate>
+        <form method="post" action=Url::GuarantorVerify.path() novalidate>
             {csrf_input(vm.csrf.clone())}
-            {dob_fieldset(tr, &err)}
-            {zip_field(tr, &err)}
+            {dob_fieldset(tr, &err, [
+                InviteVerifyForm::DOB_MONTH,
+                InviteVerifyForm::DOB_DAY,
+                InviteVerifyForm::DOB_YEAR,
+            ])}
+            {zip_field(tr, &err, InviteVerifyForm::ZIP)}
             <button type="submit" class="button">{tr.t("verify-continue")}</button>
         </form>
     };
@@ -580,9 +595,9 @@ pub fn invite_accept(meta: PageMeta, vm: InviteAcceptVm) -> String {
     let action = match vm.signed_in_email.clone() {
         Some(email) => view! {
             <p>{tr.ta("account-signed-in-as", &[("email", &email)])}</p>
-            <form method="post" action="/guarantor/accept" novalidate>
+            <form method="post" action=Url::GuarantorAccept.path() novalidate>
                 {csrf_input(vm.csrf.clone())}
-                <input type="hidden" name="mode" value="existing"/>
+                <input type="hidden" name=NewAccountForm::MODE value=NewAccountForm::MODE_EXISTING/>
                 <button type="submit" class="button">{tr.t("invite-accept-existing")}</button>
             </form>
         }
@@ -592,10 +607,10 @@ pub fn invite_accept(meta: PageMeta, vm: InviteAcceptVm) -> String {
             view! {
                 {error_summary(tr, form.failure.clone(), form.field_error.clone())}
                 <h2>{tr.t("account-create-title")}</h2>
-                {account_form(tr, form, Some("create"))}
+                {account_form(tr, form, Some(NewAccountForm::MODE_CREATE))}
                 <p>
                     {tr.t("invite-have-account")} " "
-                    <a href="/signin">{tr.t("invite-signin-link")}</a>
+                    <a href=Url::SignIn.path()>{tr.t("invite-signin-link")}</a>
                 </p>
                 <p class="hint">{tr.t("invite-signin-kept")}</p>
             }
@@ -683,13 +698,14 @@ mod tests {
                 html.contains(&format!("id=\"amount-{id}\" name=\"amount_{id}\"")),
                 "{html}"
             );
-            assert!(html.contains(&format!("href=\"/account/statements/{id}\"")));
+            let statement = Url::AccountStatement(id);
+            assert!(html.contains(&format!("href=\"{statement}\"")));
         }
         // Only the first statement was checked.
         assert_eq!(html.matches(" checked").count(), 1, "{html}");
         assert!(html.contains("Your statements"), "{html}");
         assert!(html.contains("Sam's statements"), "{html}");
-        assert!(html.contains("action=\"/account/pay\""));
+        assert!(html.contains(&format!("action=\"{}\"", Url::AccountPay)));
         assert_eq!(html.matches("<h1").count(), 1);
         // The amount error is tied to its input and linked from the summary.
         assert!(html.contains("href=\"#amount-st0002\""), "{html}");
@@ -728,7 +744,10 @@ mod tests {
         let html = home(PageMeta::default(), AccountHomeVm::default());
         assert!(html.contains("Nothing is due."), "{html}");
         assert!(!html.contains("Pay selected"), "{html}");
-        assert!(!html.contains("action=\"/account/pay\""), "{html}");
+        assert!(
+            !html.contains(&format!("action=\"{}\"", Url::AccountPay)),
+            "{html}"
+        );
         assert!(!html.contains("Guarantors"), "{html}");
     }
 
@@ -776,7 +795,7 @@ mod tests {
             PageMeta::default(),
             InviteAcceptVm {
                 form: AccountFormVm {
-                    action: "/guarantor/accept",
+                    action: Url::GuarantorAccept,
                     field_error: Some(FieldError {
                         field: "password-confirm",
                         message: "The passwords do not match.".into(),
@@ -787,8 +806,8 @@ mod tests {
             },
         );
         assert!(create_mode.contains("name=\"mode\" value=\"create\""));
-        assert!(create_mode.contains("action=\"/guarantor/accept\""));
-        assert!(create_mode.contains("href=\"/signin\""));
+        assert!(create_mode.contains(&format!("action=\"{}\"", Url::GuarantorAccept)));
+        assert!(create_mode.contains(&format!("href=\"{}\"", Url::SignIn)));
         assert!(
             create_mode.contains("aria-describedby=\"password-confirm-error\""),
             "{create_mode}"

@@ -2,9 +2,12 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod forms;
 pub mod i18n;
 pub mod pages;
 pub mod staff;
+pub mod urls;
 pub mod vm;
 
 pub use i18n::{Lang, Tr};
+pub use urls::Url;

@@ -1,6 +1,8 @@
 //! Page components: each takes a view model and renders a whole HTML document server-side.
 
+use crate::forms::{DobForm, PayForm, ZipForm, CSRF_FIELD};
 use crate::i18n::Tr;
+use crate::urls::Url;
 use crate::vm::*;
 use leptos::prelude::*;
 
@@ -32,15 +34,15 @@ fn document(
                 .map(|p| tr.ta("practice-header", &[("practice", p)]));
             let signout = meta.signout_csrf.clone().map(|csrf| {
                 view! {
-                    <form method="post" action="/signout" class="signout">
-                        <input type="hidden" name="csrf" value=csrf/>
+                    <form method="post" action=Url::SignOut.path() class="signout">
+                        {csrf_input(csrf)}
                         <button type="submit" class="link-button">{tr.t("sign-out")}</button>
                     </form>
                 }
             });
             view! {
                 <header class="site-header">
-                    <a class="brand" href="/">{brand.clone()}</a>
+                    <a class="brand" href=Url::Home.path()>{brand.clone()}</a>
                     {practice.map(|p| view! { <span class="practice">{p}</span> })}
                     {signout}
                 </header>
@@ -68,8 +70,8 @@ fn document(
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <title>{full_title}</title>
-                <link rel="stylesheet" href="/assets/style.css"/>
-                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <link rel="stylesheet" href=Url::Stylesheet.path()/>
+                <link rel="icon" href=Url::Favicon.path() type="image/svg+xml"/>
                 {refresh.map(|r| view! { <meta http-equiv="refresh" content=r/> })}
             </head>
             <body>
@@ -175,7 +177,7 @@ pub(crate) fn invalid(field: &'static str, error: &Option<FieldError>) -> Option
 }
 
 pub(crate) fn csrf_input(csrf: String) -> impl IntoView {
-    view! { <input type="hidden" name="csrf" value=csrf/> }
+    view! { <input type="hidden" name=CSRF_FIELD value=csrf/> }
 }
 
 pub fn home(meta: PageMeta) -> String {
@@ -184,7 +186,7 @@ pub fn home(meta: PageMeta) -> String {
         <h1>{tr.t("home-title")}</h1>
         <p class="lead">{tr.t("home-lead")}</p>
         <p>{tr.t("home-scam")}</p>
-        <p><a href="/signin">{tr.t("home-signin")}</a></p>
+        <p><a href=Url::SignIn.path()>{tr.t("home-signin")}</a></p>
     };
     document(
         &meta,
@@ -195,9 +197,16 @@ pub fn home(meta: PageMeta) -> String {
     )
 }
 
-/// The patient's date of birth as three text inputs in one group (GOV.UK date pattern).
-/// A field error on "dob-month" marks the whole group.
-pub(crate) fn dob_fieldset(tr: Tr, err: &Option<FieldError>) -> AnyView {
+/// The field names of a date of birth in three parts: month, day, year.
+pub(crate) type DobNames = [&'static str; 3];
+
+/// The date-of-birth names of the pay link's identity check.
+pub(crate) const DOB_NAMES: DobNames = [DobForm::DOB_MONTH, DobForm::DOB_DAY, DobForm::DOB_YEAR];
+
+/// The patient's date of birth as three text inputs in one group (GOV.UK date pattern), named
+/// as the form posting it names them. A field error on "dob-month" marks the whole group.
+pub(crate) fn dob_fieldset(tr: Tr, err: &Option<FieldError>, names: DobNames) -> AnyView {
+    let [month, day, year] = names;
     let group_error = field_message(tr, "dob-month", err);
     let fieldset_desc = {
         let mut ids = vec!["dob-hint".to_string()];
@@ -215,17 +224,17 @@ pub(crate) fn dob_fieldset(tr: Tr, err: &Option<FieldError>) -> AnyView {
             <div class="date-parts">
                 <div class="date-part">
                     <label for="dob-month">{tr.t("verify-month")}</label>
-                    <input id="dob-month" name="dob_month" type="text" inputmode="numeric"
+                    <input id="dob-month" name=month type="text" inputmode="numeric"
                         maxlength="2" size="2" autocomplete="off" required aria-invalid=inv/>
                 </div>
                 <div class="date-part">
                     <label for="dob-day">{tr.t("verify-day")}</label>
-                    <input id="dob-day" name="dob_day" type="text" inputmode="numeric"
+                    <input id="dob-day" name=day type="text" inputmode="numeric"
                         maxlength="2" size="2" autocomplete="off" required aria-invalid=inv/>
                 </div>
                 <div class="date-part">
                     <label for="dob-year">{tr.t("verify-year")}</label>
-                    <input id="dob-year" name="dob_year" type="text" inputmode="numeric"
+                    <input id="dob-year" name=year type="text" inputmode="numeric"
                         maxlength="4" size="4" autocomplete="off" required aria-invalid=inv/>
                 </div>
             </div>
@@ -234,16 +243,18 @@ pub(crate) fn dob_fieldset(tr: Tr, err: &Option<FieldError>) -> AnyView {
     .into_any()
 }
 
-/// The ZIP code of the patient's address on file (input id "zip").
-pub(crate) fn zip_field(tr: Tr, err: &Option<FieldError>) -> AnyView {
+/// The ZIP code of the patient's address on file; `name` is the posting form's field name,
+/// which is also the input's id.
+pub(crate) fn zip_field(tr: Tr, err: &Option<FieldError>, name: &'static str) -> AnyView {
+    let hint_id = format!("{name}-hint");
     view! {
         <div class="field">
-            <label for="zip">{tr.t("zip-label")}</label>
-            <p class="hint" id="zip-hint">{tr.t("zip-hint")}</p>
-            {field_message(tr, "zip", err)}
-            <input id="zip" name="zip" type="text" inputmode="numeric" maxlength="10" size="10"
-                autocomplete="postal-code" required aria-describedby=described_by("zip", true, err)
-                aria-invalid=invalid("zip", err)/>
+            <label for=name>{tr.t("zip-label")}</label>
+            <p class="hint" id=hint_id>{tr.t("zip-hint")}</p>
+            {field_message(tr, name, err)}
+            <input id=name name=name type="text" inputmode="numeric" maxlength="10" size="10"
+                autocomplete="postal-code" required aria-describedby=described_by(name, true, err)
+                aria-invalid=invalid(name, err)/>
         </div>
     }
     .into_any()
@@ -260,9 +271,9 @@ pub fn verify_dob(meta: PageMeta, vm: VerifyDobVm) -> String {
         <h1>{tr.t("verify-title")}</h1>
         <p class="lead">{lead}</p>
         {error_summary(tr, vm.failure.clone(), vm.field_error.clone())}
-        <form method="post" action="/verify" novalidate>
+        <form method="post" action=Url::Verify.path() novalidate>
             {csrf_input(vm.csrf.clone())}
-            {dob_fieldset(tr, &err)}
+            {dob_fieldset(tr, &err, DOB_NAMES)}
             <button type="submit" class="button">{tr.t("verify-continue")}</button>
         </form>
     };
@@ -302,12 +313,12 @@ pub fn verify_zip(meta: PageMeta, vm: VerifyZipVm) -> String {
         <h1>{tr.t("zip-title")}</h1>
         <p class="lead">{tr.t("zip-lead")}</p>
         {error_summary(tr, vm.failure.clone(), vm.field_error.clone())}
-        <form method="post" action="/verify/zip" novalidate>
+        <form method="post" action=Url::VerifyZip.path() novalidate>
             {csrf_input(vm.csrf.clone())}
-            {zip_field(tr, &err)}
+            {zip_field(tr, &err, ZipForm::ZIP)}
             <button type="submit" class="button">{tr.t("zip-continue")}</button>
         </form>
-        <p><a href="/summary">{tr.t("statement-back")}</a></p>
+        <p><a href=Url::Summary.path()>{tr.t("statement-back")}</a></p>
     };
     document(
         &meta,
@@ -321,22 +332,25 @@ pub fn verify_zip(meta: PageMeta, vm: VerifyZipVm) -> String {
 fn pay_form(tr: Tr, vm: PayFormVm) -> AnyView {
     let err = vm.error.clone();
     let hint = tr.ta("pay-amount-hint", &[("balance", &vm.balance)]);
+    // The amount input's id is its field name.
+    let amount = PayForm::AMOUNT;
+    let hint_id = format!("{amount}-hint");
     view! {
         <section class="pay" aria-labelledby="pay-heading">
             <h2 id="pay-heading">{tr.t("pay-title")}</h2>
-            <form method="post" action="/pay" novalidate>
+            <form method="post" action=Url::Pay.path() novalidate>
                 {csrf_input(vm.csrf.clone())}
-                <input type="hidden" name="from" value=vm.from/>
+                <input type="hidden" name=PayForm::FROM value=vm.from/>
                 <div class="field">
-                    <label for="amount">{tr.t("pay-amount-label")}</label>
-                    <p class="hint" id="amount-hint">{hint}</p>
-                    {field_message(tr, "amount", &err)}
+                    <label for=amount>{tr.t("pay-amount-label")}</label>
+                    <p class="hint" id=hint_id>{hint}</p>
+                    {field_message(tr, amount, &err)}
                     <div class="currency-input">
                         <span class="currency" aria-hidden="true">"$"</span>
-                        <input id="amount" name="amount" type="text" inputmode="decimal" size="10"
+                        <input id=amount name=amount type="text" inputmode="decimal" size="10"
                             autocomplete="off" required value=vm.amount.clone()
-                            aria-describedby=described_by("amount", true, &err)
-                            aria-invalid=invalid("amount", &err)/>
+                            aria-describedby=described_by(amount, true, &err)
+                            aria-invalid=invalid(amount, &err)/>
                     </div>
                 </div>
                 <p class="hint">{tr.t("pay-redirect-note")}</p>
@@ -363,9 +377,9 @@ fn pay_or_paid(tr: Tr, paid_in_full: bool, pay: PayFormVm) -> AnyView {
 pub fn summary(meta: PageMeta, vm: SummaryVm) -> String {
     let tr = Tr::new(meta.lang);
     let itemised_href = if vm.itemised_unlocked {
-        "/statement"
+        Url::Statement
     } else {
-        "/verify/zip"
+        Url::VerifyZip
     };
     let body = view! {
         <h1>{tr.t("summary-title")}</h1>
@@ -376,7 +390,7 @@ pub fn summary(meta: PageMeta, vm: SummaryVm) -> String {
             <p>{tr.ta("summary-due", &[("date", &vm.due_date)])}</p>
             <p class="hint">{tr.ta("summary-dated", &[("date", &vm.statement_date)])}</p>
         </div>
-        <p><a href=itemised_href>{tr.t("summary-itemised-link")}</a></p>
+        <p><a href=itemised_href.path()>{tr.t("summary-itemised-link")}</a></p>
         {pay_or_paid(tr, vm.paid_in_full, vm.pay.clone())}
     };
     document(
@@ -508,9 +522,9 @@ pub fn statement(meta: PageMeta, vm: StatementVm) -> String {
         </div>
         {pay_or_paid(tr, vm.paid_in_full, vm.pay.clone())}
         {vm.offer_password_reset.then(|| view! {
-            <p><a href="/account/reset-password">{tr.t("statement-reset-password")}</a></p>
+            <p><a href=Url::AccountResetPassword.path()>{tr.t("statement-reset-password")}</a></p>
         })}
-        <p><a href="/summary">{tr.t("statement-back")}</a></p>
+        <p><a href=Url::Summary.path()>{tr.t("statement-back")}</a></p>
     };
     document(
         &meta,
@@ -532,7 +546,7 @@ pub fn declined(meta: PageMeta, vm: DeclinedVm) -> String {
         <h1>{title.clone()}</h1>
         <p class="lead" role="status">{text}</p>
         {pay_or_paid(tr, vm.paid_in_full, vm.pay.clone())}
-        <p><a href="/summary">{tr.t("statement-back")}</a></p>
+        <p><a href=Url::Summary.path()>{tr.t("statement-back")}</a></p>
     };
     document(&meta, Chrome::Portal, title, None, body.into_any())
 }
@@ -570,12 +584,12 @@ pub fn receipt(meta: PageMeta, vm: ReceiptVm) -> String {
             <dt>{tr.t("receipt-reference")}</dt><dd><code>{vm.reference.clone()}</code></dd>
             <dt>{tr.t("receipt-new-balance")}</dt><dd class="receipt-balance">{vm.new_balance.clone()}</dd>
         </dl>
-        <p><a href="/summary">{tr.t("receipt-back")}</a></p>
+        <p><a href=Url::Summary.path()>{tr.t("receipt-back")}</a></p>
         {vm.offer_account.then(|| view! {
             <section class="account-offer" aria-labelledby="account-offer-heading">
                 <h2 id="account-offer-heading">{tr.t("receipt-account-title")}</h2>
                 <p>{tr.t("receipt-account-lead")}</p>
-                <p><a class="button" href="/account/create">{tr.t("receipt-account-button")}</a></p>
+                <p><a class="button" href=Url::AccountCreate.path()>{tr.t("receipt-account-button")}</a></p>
             </section>
         })}
     };
@@ -611,7 +625,7 @@ pub fn error(meta: PageMeta, vm: ErrorVm) -> String {
     let body = view! {
         <h1>{title.clone()}</h1>
         <p>{tr.t("error-body")} " " <code class="request-id">{vm.request_id.clone()}</code></p>
-        <p><a href="/">{tr.t("error-home")}</a></p>
+        <p><a href=Url::Home.path()>{tr.t("error-home")}</a></p>
     };
     document(&meta, Chrome::Portal, title, None, body.into_any())
 }

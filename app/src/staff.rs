@@ -1,8 +1,13 @@
 //! Staff pages: sign-in, second factor, enrolment, recovery codes, and the staff home.
 
 use crate::account::invite_link_box;
+use crate::forms::{
+    BreakGlassForm, CodeForm, EnrolForm, ForgotForm, InviteForm, NewPasswordForm, ResetForm,
+    RevokeGrantForm, SearchForm, SignInForm,
+};
 use crate::i18n::Tr;
-use crate::pages::{document_portal, error_summary, field_message};
+use crate::pages::{csrf_input, document_portal, error_summary, field_message};
+use crate::urls::Url;
 use crate::vm::*;
 use leptos::prelude::*;
 
@@ -12,19 +17,19 @@ pub fn login(meta: PageMeta, vm: StaffLoginVm) -> String {
         <h1>{tr.t("staff-login-title")}</h1>
         {vm.notice.clone().map(|n| view! { <p class="notice" role="status">{n}</p> })}
         {error_summary(tr, vm.failure.clone(), None)}
-        <form method="post" action="/staff/login" novalidate>
-            <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+        <form method="post" action=Url::StaffLogin.path() novalidate>
+            {csrf_input(vm.csrf.clone())}
             <div class="field">
-                <label for="email">{tr.t("staff-email")}</label>
-                <input id="email" name="email" type="text" inputmode="email" autocomplete="username" required value=vm.email.clone()/>
+                <label for=SignInForm::EMAIL>{tr.t("staff-email")}</label>
+                <input id=SignInForm::EMAIL name=SignInForm::EMAIL type="text" inputmode="email" autocomplete="username" required value=vm.email.clone()/>
             </div>
             <div class="field">
-                <label for="password">{tr.t("staff-password")}</label>
-                <input id="password" name="password" type="password" autocomplete="current-password" required/>
+                <label for=SignInForm::PASSWORD>{tr.t("staff-password")}</label>
+                <input id=SignInForm::PASSWORD name=SignInForm::PASSWORD type="password" autocomplete="current-password" required/>
             </div>
             <button type="submit" class="button">{tr.t("staff-sign-in")}</button>
         </form>
-        {vm.can_reset.then(|| view! { <p><a href="/staff/forgot">{tr.t("staff-forgot-link")}</a></p> })}
+        {vm.can_reset.then(|| view! { <p><a href=Url::StaffForgot.path()>{tr.t("staff-forgot-link")}</a></p> })}
     };
     document_portal(&meta, tr.t("staff-login-title"), body.into_any())
 }
@@ -36,11 +41,11 @@ pub fn forgot(meta: PageMeta, vm: StaffResetVm) -> String {
         <h1>{tr.t("staff-forgot-title")}</h1>
         <p class="lead">{tr.t("staff-forgot-lead")}</p>
         {error_summary(tr, vm.failure.clone(), None)}
-        <form method="post" action="/staff/forgot" novalidate>
-            <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+        <form method="post" action=Url::StaffForgot.path() novalidate>
+            {csrf_input(vm.csrf.clone())}
             <div class="field">
-                <label for="email">{tr.t("staff-email")}</label>
-                <input id="email" name="email" type="text" inputmode="email" autocomplete="username" required/>
+                <label for=ForgotForm::EMAIL>{tr.t("staff-email")}</label>
+                <input id=ForgotForm::EMAIL name=ForgotForm::EMAIL type="text" inputmode="email" autocomplete="username" required/>
             </div>
             <button type="submit" class="button">{tr.t("staff-forgot-submit")}</button>
         </form>
@@ -55,20 +60,20 @@ pub fn reset(meta: PageMeta, vm: StaffResetVm) -> String {
         <h1>{tr.t("staff-reset-title")}</h1>
         <p class="lead">{tr.ta("staff-reset-lead", &[("email", &vm.email)])}</p>
         {error_summary(tr, vm.failure.clone(), None)}
-        <form method="post" action="/staff/reset" novalidate>
-            <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+        <form method="post" action=Url::StaffReset.path() novalidate>
+            {csrf_input(vm.csrf.clone())}
             <div class="field">
-                <label for="code">{tr.t("staff-reset-code")}</label>
-                <input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" size="10" required/>
+                <label for=ResetForm::CODE>{tr.t("staff-reset-code")}</label>
+                <input id=ResetForm::CODE name=ResetForm::CODE type="text" inputmode="numeric" autocomplete="one-time-code" size="10" required/>
             </div>
             <div class="field">
-                <label for="password">{tr.t("staff-password")}</label>
+                <label for=ResetForm::PASSWORD>{tr.t("staff-password")}</label>
                 <p class="hint" id="password-hint">{tr.t("staff-password-hint")}</p>
-                <input id="password" name="password" type="password" autocomplete="new-password" required aria-describedby="password-hint"/>
+                <input id=ResetForm::PASSWORD name=ResetForm::PASSWORD type="password" autocomplete="new-password" required aria-describedby="password-hint"/>
             </div>
             <div class="field">
                 <label for="password-confirm">{tr.t("staff-password-confirm")}</label>
-                <input id="password-confirm" name="password_confirm" type="password" autocomplete="new-password" required/>
+                <input id="password-confirm" name=ResetForm::PASSWORD_CONFIRM type="password" autocomplete="new-password" required/>
             </div>
             <button type="submit" class="button">{tr.t("staff-reset-submit")}</button>
         </form>
@@ -82,11 +87,11 @@ pub fn mfa(meta: PageMeta, vm: StaffMfaVm) -> String {
         <h1>{tr.t("staff-mfa-title")}</h1>
         <p class="lead">{tr.t("staff-mfa-lead")}</p>
         {error_summary(tr, vm.failure.clone(), None)}
-        <form method="post" action="/staff/mfa" novalidate>
-            <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+        <form method="post" action=Url::StaffMfa.path() novalidate>
+            {csrf_input(vm.csrf.clone())}
             <div class="field">
-                <label for="code">{tr.t("staff-code")}</label>
-                <input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" size="14" required/>
+                <label for=CodeForm::CODE>{tr.t("staff-code")}</label>
+                <input id=CodeForm::CODE name=CodeForm::CODE type="text" inputmode="numeric" autocomplete="one-time-code" size="14" required/>
             </div>
             <button type="submit" class="button">{tr.t("staff-verify")}</button>
         </form>
@@ -110,17 +115,17 @@ pub fn enrol(meta: PageMeta, vm: StaffEnrolVm) -> String {
         <h1>{tr.t("staff-enrol-title")}</h1>
         <p class="lead">{tr.t("staff-enrol-lead")}</p>
         {error_summary(tr, vm.failure.clone(), vm.field_error.clone())}
-        <form method="post" action="/staff/enrol" novalidate>
-            <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+        <form method="post" action=Url::StaffEnrol.path() novalidate>
+            {csrf_input(vm.csrf.clone())}
             <div class="field">
-                <label for="password">{tr.t("staff-password")}</label>
+                <label for=EnrolForm::PASSWORD>{tr.t("staff-password")}</label>
                 <p class="hint" id="password-hint">{tr.t("staff-password-hint")}</p>
-                {field_message(tr, "password", &err)}
-                <input id="password" name="password" type="password" autocomplete="new-password" required aria-describedby="password-hint"/>
+                {field_message(tr, EnrolForm::PASSWORD, &err)}
+                <input id=EnrolForm::PASSWORD name=EnrolForm::PASSWORD type="password" autocomplete="new-password" required aria-describedby="password-hint"/>
             </div>
             <div class="field">
                 <label for="password-confirm">{tr.t("staff-password-confirm")}</label>
-                <input id="password-confirm" name="password_confirm" type="password" autocomplete="new-password" required/>
+                <input id="password-confirm" name=EnrolForm::PASSWORD_CONFIRM type="password" autocomplete="new-password" required/>
             </div>
             <figure class="qr">
                 <div class="qr-code" inner_html=vm.qr_svg.clone()></div>
@@ -128,9 +133,9 @@ pub fn enrol(meta: PageMeta, vm: StaffEnrolVm) -> String {
             </figure>
             <p>{tr.t("staff-secret-label")} " " <code class="secret">{vm.secret_base32.clone()}</code></p>
             <div class="field">
-                <label for="code">{tr.t("staff-code")}</label>
-                {field_message(tr, "code", &err)}
-                <input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" size="8" required/>
+                <label for=EnrolForm::CODE>{tr.t("staff-code")}</label>
+                {field_message(tr, EnrolForm::CODE, &err)}
+                <input id=EnrolForm::CODE name=EnrolForm::CODE type="text" inputmode="numeric" autocomplete="one-time-code" size="8" required/>
             </div>
             <button type="submit" class="button">{tr.t("staff-enrol-submit")}</button>
         </form>
@@ -149,7 +154,7 @@ pub fn recovery_codes(meta: PageMeta, vm: StaffRecoveryVm) -> String {
         <h1>{tr.t("staff-recovery-title")}</h1>
         <p class="lead">{tr.t("staff-recovery-lead")}</p>
         <ol class="recovery-codes">{items}</ol>
-        <p><a class="button" href="/staff/login">{tr.t("staff-recovery-continue")}</a></p>
+        <p><a class="button" href=Url::StaffLogin.path()>{tr.t("staff-recovery-continue")}</a></p>
     };
     document_portal(&meta, tr.t("staff-recovery-title"), body.into_any())
 }
@@ -168,9 +173,9 @@ fn patient_row(tr: Tr, csrf: &str, r: StaffPatientRow) -> AnyView {
                         &[("email", &g.email), ("patient", &r.name)],
                     );
                     view! {
-                        <form method="post" action="/staff/guarantors/revoke" class="inline-form" novalidate>
-                            <input type="hidden" name="csrf" value=csrf.to_owned()/>
-                            <input type="hidden" name="grant" value=g.grant_id.clone()/>
+                        <form method="post" action=Url::StaffGuarantorRevoke.path() class="inline-form" novalidate>
+                            {csrf_input(csrf.to_owned())}
+                            <input type="hidden" name=RevokeGrantForm::GRANT value=g.grant_id.clone()/>
                             <button type="submit" class="button secondary" aria-label=label>
                                 {tr.t("staff-guarantor-revoke")}
                             </button>
@@ -192,9 +197,9 @@ fn patient_row(tr: Tr, csrf: &str, r: StaffPatientRow) -> AnyView {
         view! {
             <div class="grants">
                 <span>{tr.ta("staff-patient-account-line", &[("email", &g.email), ("since", &g.since)])}</span>
-                <form method="post" action="/staff/guarantors/revoke" class="inline-form" novalidate>
-                    <input type="hidden" name="csrf" value=csrf.to_owned()/>
-                    <input type="hidden" name="grant" value=g.grant_id.clone()/>
+                <form method="post" action=Url::StaffGuarantorRevoke.path() class="inline-form" novalidate>
+                    {csrf_input(csrf.to_owned())}
+                    <input type="hidden" name=RevokeGrantForm::GRANT value=g.grant_id.clone()/>
                     <button type="submit" class="button secondary" aria-label=label>
                         {tr.t("staff-patient-account-revoke")}
                     </button>
@@ -205,9 +210,9 @@ fn patient_row(tr: Tr, csrf: &str, r: StaffPatientRow) -> AnyView {
     let invite = r.can_invite.then(|| {
         let label = tr.ta("staff-guarantor-invite-label", &[("patient", &r.name)]);
         view! {
-            <form method="post" action="/staff/guarantors/invite" class="inline-form" novalidate>
-                <input type="hidden" name="csrf" value=csrf.to_owned()/>
-                <input type="hidden" name="patient" value=r.patient_id.clone()/>
+            <form method="post" action=Url::StaffGuarantorInvite.path() class="inline-form" novalidate>
+                {csrf_input(csrf.to_owned())}
+                <input type="hidden" name=InviteForm::PATIENT value=r.patient_id.clone()/>
                 <button type="submit" class="button secondary" aria-label=label>
                     {tr.t("staff-guarantor-invite")}
                 </button>
@@ -251,19 +256,19 @@ pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
         view! {
             <section aria-labelledby="search-heading">
                 <h2 id="search-heading">{tr.t("staff-search-title")}</h2>
-                <form method="post" action="/staff/search" novalidate>
-                    <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+                <form method="post" action=Url::StaffSearch.path() novalidate>
+                    {csrf_input(vm.csrf.clone())}
                     <div class="field">
                         <label for="last-name">{tr.t("staff-search-last-name")}</label>
-                        <input id="last-name" name="last_name" type="text" autocomplete="off"/>
+                        <input id="last-name" name=SearchForm::LAST_NAME type="text" autocomplete="off"/>
                     </div>
                     <div class="field">
-                        <label for="dob">{tr.t("staff-search-dob")}</label>
-                        <input id="dob" name="dob" type="text" autocomplete="off"/>
+                        <label for=SearchForm::DOB>{tr.t("staff-search-dob")}</label>
+                        <input id=SearchForm::DOB name=SearchForm::DOB type="text" autocomplete="off"/>
                     </div>
                     <div class="field">
-                        <label for="account">{tr.t("staff-search-account")}</label>
-                        <input id="account" name="account" type="text" autocomplete="off"/>
+                        <label for=SearchForm::ACCOUNT>{tr.t("staff-search-account")}</label>
+                        <input id=SearchForm::ACCOUNT name=SearchForm::ACCOUNT type="text" autocomplete="off"/>
                     </div>
                     <button type="submit" class="button">{tr.t("staff-search-button")}</button>
                 </form>
@@ -286,26 +291,26 @@ pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
                 <h2 id="bg-heading">{tr.t("staff-bg-title")}</h2>
                 <p>{tr.t("staff-bg-lead")}</p>
                 {error_summary(tr, bg.error.clone(), None)}
-                <form method="post" action="/staff/break-glass" novalidate>
-                    <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+                <form method="post" action=Url::StaffBreakGlass.path() novalidate>
+                    {csrf_input(vm.csrf.clone())}
                     <div class="field">
                         <label for="bg-practice">{tr.t("staff-bg-practice")}</label>
-                        <select id="bg-practice" name="practice">{options}</select>
+                        <select id="bg-practice" name=BreakGlassForm::PRACTICE>{options}</select>
                     </div>
                     <div class="field">
                         <label for="bg-role">{tr.t("staff-bg-role")}</label>
-                        <select id="bg-role" name="role">
+                        <select id="bg-role" name=BreakGlassForm::ROLE>
                             <option value="support-agent">{tr.t("role-support-agent")}</option>
                             <option value="practice-admin">{tr.t("role-practice-admin")}</option>
                         </select>
                     </div>
                     <div class="field">
                         <label for="bg-minutes">{tr.t("staff-bg-minutes")}</label>
-                        <input id="bg-minutes" name="minutes" type="text" inputmode="numeric" size="4" value="60"/>
+                        <input id="bg-minutes" name=BreakGlassForm::MINUTES type="text" inputmode="numeric" size="4" value="60"/>
                     </div>
                     <div class="field">
                         <label for="bg-reason">{tr.t("staff-bg-reason")}</label>
-                        <textarea id="bg-reason" name="reason" rows="3" cols="50"></textarea>
+                        <textarea id="bg-reason" name=BreakGlassForm::REASON rows="3" cols="50"></textarea>
                     </div>
                     <button type="submit" class="button">{tr.t("staff-bg-submit")}</button>
                 </form>
@@ -322,8 +327,8 @@ pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
         <ul>{roles}</ul>
         {search}
         {break_glass}
-        <form method="post" action="/staff/signout-everywhere">
-            <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+        <form method="post" action=Url::StaffSignOutEverywhere.path()>
+            {csrf_input(vm.csrf.clone())}
             <button type="submit" class="link-button dark">{tr.t("staff-sign-out-everywhere")}</button>
         </form>
     };
@@ -336,16 +341,16 @@ pub fn new_password(meta: PageMeta, vm: StaffMfaVm) -> String {
         <h1>{tr.t("staff-new-password-title")}</h1>
         <p class="lead">{tr.t("staff-new-password-lead")}</p>
         {error_summary(tr, vm.failure.clone(), None)}
-        <form method="post" action="/staff/new-password" novalidate>
-            <input type="hidden" name="csrf" value=vm.csrf.clone()/>
+        <form method="post" action=Url::StaffNewPassword.path() novalidate>
+            {csrf_input(vm.csrf.clone())}
             <div class="field">
-                <label for="password">{tr.t("staff-password")}</label>
+                <label for=NewPasswordForm::PASSWORD>{tr.t("staff-password")}</label>
                 <p class="hint" id="password-hint">{tr.t("staff-password-hint")}</p>
-                <input id="password" name="password" type="password" autocomplete="new-password" required aria-describedby="password-hint"/>
+                <input id=NewPasswordForm::PASSWORD name=NewPasswordForm::PASSWORD type="password" autocomplete="new-password" required aria-describedby="password-hint"/>
             </div>
             <div class="field">
                 <label for="password-confirm">{tr.t("staff-password-confirm")}</label>
-                <input id="password-confirm" name="password_confirm" type="password" autocomplete="new-password" required/>
+                <input id="password-confirm" name=NewPasswordForm::PASSWORD_CONFIRM type="password" autocomplete="new-password" required/>
             </div>
             <button type="submit" class="button">{tr.t("staff-new-password-submit")}</button>
         </form>

@@ -1,6 +1,36 @@
 //! View models: the plain, already-formatted data each page renders. No domain types, no SQL.
+//! Those that carry PHI (names, service dates and descriptions, emails, invite links) or
+//! credentials redact those fields in `Debug`.
 
 use crate::i18n::Lang;
+use crate::urls::Url;
+use std::fmt;
+
+/// Stands in for a redacted field's value in `Debug`.
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// `Debug` that prints the struct's name and fields, with `[redacted]` for those after
+/// `redacted:`. Every field must be named (the struct is destructured without `..`), so a field
+/// added later has to be sorted into one list or the other.
+macro_rules! debug_redacted {
+    ($ty:ident { $($plain:ident),* ; redacted: $($secret:ident),+ $(,)? }) => {
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let $ty { $($plain,)* $($secret: _,)* } = self;
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($plain), $plain))*
+                    $(.field(stringify!($secret), &Redacted))*
+                    .finish()
+            }
+        }
+    };
+}
 
 /// What every page needs besides its own content.
 #[derive(Clone, Debug, Default)]
@@ -65,7 +95,7 @@ pub struct SummaryVm {
     pub pay: PayFormVm,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct LineVm {
     pub service_date: String,
     pub description: String,
@@ -74,6 +104,8 @@ pub struct LineVm {
     pub adjustment: String,
     pub responsibility: String,
 }
+
+debug_redacted!(LineVm { charge, insurance_paid, adjustment, responsibility; redacted: service_date, description });
 
 #[derive(Clone, Debug, Default)]
 pub struct PaymentVm {
@@ -155,7 +187,7 @@ pub struct SandboxCheckoutVm {
     pub open: bool,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct StaffLoginVm {
     pub csrf: String,
     pub email: String,
@@ -165,8 +197,10 @@ pub struct StaffLoginVm {
     pub can_reset: bool,
 }
 
+debug_redacted!(StaffLoginVm { csrf, failure, notice, can_reset; redacted: email });
+
 /// Cognito staff password reset: ask for the email, then the emailed code and a new password.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct StaffResetVm {
     pub csrf: String,
     /// Empty on the first step; the address the code went to on the second.
@@ -174,13 +208,15 @@ pub struct StaffResetVm {
     pub failure: Option<String>,
 }
 
+debug_redacted!(StaffResetVm { csrf, failure; redacted: email });
+
 #[derive(Clone, Debug, Default)]
 pub struct StaffMfaVm {
     pub csrf: String,
     pub failure: Option<String>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct StaffEnrolVm {
     pub csrf: String,
     /// Server-rendered SVG of the otpauth QR code (our own markup, not user input).
@@ -190,12 +226,16 @@ pub struct StaffEnrolVm {
     pub field_error: Option<FieldError>,
 }
 
-#[derive(Clone, Debug, Default)]
+debug_redacted!(StaffEnrolVm { csrf, failure, field_error; redacted: qr_svg, secret_base32 });
+
+#[derive(Clone, Default)]
 pub struct StaffRecoveryVm {
     pub codes: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default)]
+debug_redacted!(StaffRecoveryVm { ; redacted: codes });
+
+#[derive(Clone, Default)]
 pub struct StaffPatientRow {
     pub name: String,
     pub practice: String,
@@ -210,7 +250,9 @@ pub struct StaffPatientRow {
     pub patient_account: Option<GuarantorVm>,
 }
 
-#[derive(Clone, Debug, Default)]
+debug_redacted!(StaffPatientRow { practice, patient_id, can_invite, can_revoke, guarantors, patient_account; redacted: name });
+
+#[derive(Clone, Default)]
 pub struct StaffHomeVm {
     pub csrf: String,
     pub email: String,
@@ -228,6 +270,8 @@ pub struct StaffHomeVm {
     pub invite_link: Option<String>,
 }
 
+debug_redacted!(StaffHomeVm { csrf, roles, can_search, results, notice, emergency, break_glass; redacted: email, invite_link });
+
 #[derive(Clone, Debug, Default)]
 pub struct BreakGlassVm {
     /// (tenant id, practice name)
@@ -238,11 +282,12 @@ pub struct BreakGlassVm {
 // ---- Patient and guarantor accounts -------------------------------------------------------
 
 /// Email + password form for a new patient or guarantor account.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct AccountFormVm {
     pub csrf: String,
-    /// Where the form posts: "/account/create" or "/guarantor/accept".
-    pub action: &'static str,
+    /// Where the form posts: `Url::AccountCreate`, `Url::AccountResetPassword` or
+    /// `Url::GuarantorAccept`.
+    pub action: Url<'static>,
     /// What the visitor typed, shown again after an error (never the password).
     pub email: String,
     pub failure: Option<String>,
@@ -250,7 +295,9 @@ pub struct AccountFormVm {
     pub field_error: Option<FieldError>,
 }
 
-#[derive(Clone, Debug, Default)]
+debug_redacted!(AccountFormVm { csrf, action, failure, field_error; redacted: email });
+
+#[derive(Clone, Default)]
 pub struct SignInVm {
     pub csrf: String,
     pub email: String,
@@ -259,8 +306,10 @@ pub struct SignInVm {
     pub notice: Option<String>,
 }
 
+debug_redacted!(SignInVm { csrf, failure, notice; redacted: email });
+
 /// A new password for the patient's own account, after both identity answers on a pay link.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ResetPasswordVm {
     pub csrf: String,
     /// The account's email, masked ("a•••@example.org").
@@ -270,8 +319,10 @@ pub struct ResetPasswordVm {
     pub field_error: Option<FieldError>,
 }
 
+debug_redacted!(ResetPasswordVm { csrf, failure, field_error; redacted: email_hint });
+
 /// The code Cognito emailed at sign-up.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ConfirmCodeVm {
     pub csrf: String,
     /// Where the code went.
@@ -281,8 +332,10 @@ pub struct ConfirmCodeVm {
     pub notice: Option<String>,
 }
 
+debug_redacted!(ConfirmCodeVm { csrf, failure, notice; redacted: email });
+
 /// One open (or just-paid) statement on the account page, with its pay checkbox and amount.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct OpenStatementVm {
     /// Opaque statement id: forms use `pay_<id>` (checkbox) and `amount_<id>` (amount).
     pub id: String,
@@ -300,6 +353,8 @@ pub struct OpenStatementVm {
     pub error: Option<String>,
 }
 
+debug_redacted!(OpenStatementVm { id, practice_name, statement_date, due_date, balance, amount, checked, paid_in_full, error; redacted: patient_name });
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Relation {
     /// The account holder's own record.
@@ -310,7 +365,7 @@ pub enum Relation {
 }
 
 /// One person's statements on the account page.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct HouseholdGroupVm {
     /// First name only.
     pub patient_name: String,
@@ -318,7 +373,9 @@ pub struct HouseholdGroupVm {
     pub statements: Vec<OpenStatementVm>,
 }
 
-#[derive(Clone, Debug, Default)]
+debug_redacted!(HouseholdGroupVm { relation, statements; redacted: patient_name });
+
+#[derive(Clone, Default)]
 pub struct GuarantorVm {
     /// Opaque grant id, for the revoke form (`grant`).
     pub grant_id: String,
@@ -328,7 +385,9 @@ pub struct GuarantorVm {
     pub since: String,
 }
 
-#[derive(Clone, Debug, Default)]
+debug_redacted!(GuarantorVm { grant_id, since; redacted: email, patient_name });
+
+#[derive(Clone, Default)]
 pub struct InvitationVm {
     /// Opaque invitation id, for the revoke form (`invitation`).
     pub id: String,
@@ -336,7 +395,9 @@ pub struct InvitationVm {
     pub expires: String,
 }
 
-#[derive(Clone, Debug, Default)]
+debug_redacted!(InvitationVm { id, expires; redacted: patient_name });
+
+#[derive(Clone, Default)]
 pub struct AccountHomeVm {
     pub csrf: String,
     pub email: String,
@@ -356,9 +417,11 @@ pub struct AccountHomeVm {
     pub invitations: Vec<InvitationVm>,
 }
 
+debug_redacted!(AccountHomeVm { csrf, notice, pay_error, groups, total_due, guarantors, invitations; redacted: email, invite_link, can_invite });
+
 /// A statement line as an account holder sees it: `description` is `None` when it is hidden
 /// from a guarantor (confidential line, or a dependant who is now an adult).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct AccountLineVm {
     pub service_date: String,
     pub description: Option<String>,
@@ -368,7 +431,9 @@ pub struct AccountLineVm {
     pub responsibility: String,
 }
 
-#[derive(Clone, Debug, Default)]
+debug_redacted!(AccountLineVm { charge, insurance_paid, adjustment, responsibility; redacted: service_date, description });
+
+#[derive(Clone, Default)]
 pub struct AccountStatementVm {
     pub csrf: String,
     pub practice_name: String,
@@ -381,7 +446,9 @@ pub struct AccountStatementVm {
     pub some_hidden: bool,
 }
 
-#[derive(Clone, Debug, Default)]
+debug_redacted!(AccountStatementVm { csrf, practice_name, statement, lines, totals, payments, some_hidden; redacted: patient_name });
+
+#[derive(Clone, Default)]
 pub struct ReceiptItemVm {
     pub patient_name: String,
     pub practice_name: String,
@@ -389,6 +456,8 @@ pub struct ReceiptItemVm {
     pub amount: String,
     pub new_balance: String,
 }
+
+debug_redacted!(ReceiptItemVm { practice_name, statement_date, amount, new_balance; redacted: patient_name });
 
 #[derive(Clone, Debug, Default)]
 pub struct AccountReceiptVm {
@@ -410,7 +479,7 @@ pub struct InviteVerifyVm {
     pub field_error: Option<FieldError>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct InviteAcceptVm {
     pub csrf: String,
     pub practice_name: String,
@@ -420,4 +489,67 @@ pub struct InviteAcceptVm {
     pub signed_in_email: Option<String>,
     /// Otherwise: create an account (`mode=create`), or sign in first at /signin.
     pub form: AccountFormVm,
+}
+
+debug_redacted!(InviteAcceptVm { csrf, practice_name, form; redacted: patient_name, signed_in_email });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phi_is_redacted_in_debug() {
+        let vm = AccountHomeVm {
+            email: "dana@example.org".into(),
+            invite_link: Some("https://pay.example/g/tok".into()),
+            can_invite: vec![("pt_1".into(), "Dana".into())],
+            groups: vec![HouseholdGroupVm {
+                patient_name: "Dana".into(),
+                statements: vec![OpenStatementVm {
+                    id: "st_1".into(),
+                    patient_name: "Dana".into(),
+                    balance: "$10.00".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            guarantors: vec![GuarantorVm {
+                grant_id: "7".into(),
+                email: "gus@example.org".into(),
+                patient_name: "Dana".into(),
+                since: "Jan 2, 2026".into(),
+            }],
+            ..Default::default()
+        };
+        let shown = format!("{vm:?}");
+        for phi in [
+            "dana@example.org",
+            "Dana",
+            "gus@example.org",
+            "pay.example/g/tok",
+        ] {
+            assert!(!shown.contains(phi), "{phi} in {shown}");
+        }
+        assert!(shown.starts_with("AccountHomeVm {"), "{shown}");
+        assert!(shown.contains("email: [redacted]"), "{shown}");
+        // What is not PHI still helps debugging.
+        assert!(
+            shown.contains("\"st_1\"") && shown.contains("$10.00"),
+            "{shown}"
+        );
+        let line = format!(
+            "{:?}",
+            LineVm {
+                service_date: "2026-01-05".into(),
+                description: "Office visit".into(),
+                charge: "$1.00".into(),
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            line,
+            "LineVm { charge: \"$1.00\", insurance_paid: \"\", adjustment: \"\", \
+             responsibility: \"\", service_date: [redacted], description: [redacted] }"
+        );
+    }
 }

@@ -141,7 +141,9 @@ impl sqlx::Type<sqlx::Any> for Money {
 
 impl<'r> sqlx::Decode<'r, sqlx::Any> for Money {
     fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        Ok(Money::from_cents(<i64 as sqlx::Decode<'r, sqlx::Any>>::decode(value)?))
+        Ok(Money::from_cents(
+            <i64 as sqlx::Decode<'r, sqlx::Any>>::decode(value)?,
+        ))
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::error::{AppError, Result};
 use super::extract::{CsrfForm, LinkVisitor};
-use super::forms::{password_errors, SignInForm};
+use super::forms::password_errors;
 use super::member::*;
 use super::session::{AfterZip, Flash, Sess, Stage};
 use super::{sealed, see_other, tr, AppState, RequestContext, Routes};
@@ -18,20 +18,22 @@ use crate::phi::Phi;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use patriotpay_app::account as pages;
+use patriotpay_app::forms::{ConfirmForm, NewAccountForm, SignInForm};
 use patriotpay_app::vm::*;
+use patriotpay_app::Url;
 
 /// Member account pages.
 pub fn router(state: &AppState) -> Routes {
     Routes::new(state)
-        .page("/account/create", create_form)
-        .form("/account/create", create_submit)
-        .page("/account/confirm", confirm_form)
-        .form("/account/confirm", confirm_submit)
-        .form("/account/confirm/resend", confirm_resend)
-        .page("/account/reset-password", reset_password_form)
-        .form("/account/reset-password", reset_password_submit)
-        .page("/signin", signin_form)
-        .form("/signin", signin_submit)
+        .page(Url::AccountCreate, create_form)
+        .form(Url::AccountCreate, create_submit)
+        .page(Url::AccountConfirm, confirm_form)
+        .form(Url::AccountConfirm, confirm_submit)
+        .form(Url::AccountConfirmResend, confirm_resend)
+        .page(Url::AccountResetPassword, reset_password_form)
+        .form(Url::AccountResetPassword, reset_password_submit)
+        .page(Url::SignIn, signin_form)
+        .form(Url::SignIn, signin_submit)
 }
 
 /// Cognito emails a fresh code (the first may be lost, or the tab closed before it arrived).
@@ -42,19 +44,19 @@ pub async fn confirm_resend(
     CsrfForm(_): CsrfForm<ConfirmForm>,
 ) -> Result<Response> {
     let Some(email) = sealed::pending_email(&state, &session).await? else {
-        return Ok(see_other("/signin"));
+        return Ok(see_other(Url::SignIn));
     };
     // Each resend counts against the limits, so the page cannot be used to flood an inbox.
     let _counted =
         accounts::claim_attempt(&state.db, &state.crypto, &email, &ctx.address, ctx.now).await?;
     state.identity.resend_member_code(&email).await?;
     session.notice("account-code-resent").await?;
-    Ok(see_other("/account/confirm"))
+    Ok(see_other(Url::AccountConfirm))
 }
 
 pub async fn confirm_form(State(state): State<AppState>, session: Sess) -> Result<Response> {
     let Some(email) = sealed::pending_email(&state, &session).await? else {
-        return Ok(see_other("/signin"));
+        return Ok(see_other(Url::SignIn));
     };
     let mut vm = ConfirmCodeVm {
         csrf: session.csrf_token().await?,
@@ -70,12 +72,6 @@ pub async fn confirm_form(State(state): State<AppState>, session: Sess) -> Resul
     Ok(Html(pages::confirm_code(PageMeta::default(), vm)).into_response())
 }
 
-#[derive(serde::Deserialize)]
-pub struct ConfirmForm {
-    #[serde(default)]
-    code: String,
-}
-
 /// The code Cognito emailed at sign-up. Attempts count against the same limits as sign-in.
 pub async fn confirm_submit(
     State(state): State<AppState>,
@@ -84,7 +80,7 @@ pub async fn confirm_submit(
     CsrfForm(form): CsrfForm<ConfirmForm>,
 ) -> Result<Response> {
     let Some(email) = sealed::pending_email(&state, &session).await? else {
-        return Ok(see_other("/signin"));
+        return Ok(see_other(Url::SignIn));
     };
     let attempt =
         accounts::claim_attempt(&state.db, &state.crypto, &email, &ctx.address, ctx.now).await?;
@@ -93,7 +89,7 @@ pub async fn confirm_submit(
             attempt.release(&state.db).await?;
             session.update(|d| d.sealed_confirm_email = None).await?;
             session.notice("account-confirmed").await?;
-            Ok(see_other("/signin"))
+            Ok(see_other(Url::SignIn))
         }
         Err(IdentityError::Unavailable(m)) => {
             attempt.release(&state.db).await?;
@@ -102,7 +98,7 @@ pub async fn confirm_submit(
         Err(IdentityError::Unsupported) => Err(AppError::NotFound),
         Err(_) => {
             session.notice("account-confirm-failed").await?;
-            Ok(see_other("/account/confirm"))
+            Ok(see_other(Url::AccountConfirm))
         }
     }
 }
@@ -141,7 +137,7 @@ async fn adult_with_both_answers(
                 }
             })
             .await?;
-        return Ok(Some(see_other("/verify/zip")));
+        return Ok(Some(see_other(Url::VerifyZip)));
     }
     Ok(None)
 }
@@ -191,9 +187,9 @@ pub async fn reset_password_form(
     let Some(account) =
         own_account_of_link(&state, &ctx, &visitor.link, "account.reset.view").await?
     else {
-        return Ok(see_other("/statement"));
+        return Ok(see_other(Url::Statement));
     };
-    let form = account_form(&session, "/account/reset-password").await?;
+    let form = account_form(&session, Url::AccountResetPassword).await?;
     let vm = ResetPasswordVm {
         csrf: form.csrf,
         email_hint: email_hint(account.email.expose()),
@@ -220,11 +216,11 @@ pub async fn reset_password_submit(
     let link = visitor.link;
     let Some(account) = own_account_of_link(&state, &ctx, &link, "account.reset.open").await?
     else {
-        return Ok(see_other("/statement"));
+        return Ok(see_other(Url::Statement));
     };
     if let Some((field, key)) = password_errors(&form.password, &form.password_confirm) {
         session.set_flash(Flash::on(field, key)).await?;
-        return Ok(see_other("/account/reset-password"));
+        return Ok(see_other(Url::AccountResetPassword));
     }
     let now = ctx.now;
     match state
@@ -239,9 +235,12 @@ pub async fn reset_password_submit(
         Ok(()) => {}
         Err(IdentityError::PasswordPolicy) => {
             session
-                .set_flash(Flash::on("password", "account-password-policy"))
+                .set_flash(Flash::on(
+                    NewAccountForm::PASSWORD,
+                    "account-password-policy",
+                ))
                 .await?;
-            return Ok(see_other("/account/reset-password"));
+            return Ok(see_other(Url::AccountResetPassword));
         }
         Err(e) => return Err(e.into()),
     }
@@ -263,7 +262,7 @@ pub async fn reset_password_submit(
     // Every session signed in up to `now` was just revoked; this one counts as after it.
     start_member_session(&session, &account.user_id, now + 1).await?;
     session.notice("account-password-reset").await?;
-    Ok(see_other("/account"))
+    Ok(see_other(Url::Account))
 }
 
 /// The visitor may make an account: they paid through this link, are an adult and gave both
@@ -275,7 +274,7 @@ async fn may_sign_up(
     visitor: &LinkVisitor,
 ) -> Result<Option<Response>> {
     if !paid_through_link(state, &visitor.link).await? {
-        return Ok(Some(see_other("/summary")));
+        return Ok(Some(see_other(Url::Summary)));
     }
     adult_with_both_answers(state, ctx, session, visitor, AfterZip::CreateAccount).await
 }
@@ -291,9 +290,9 @@ pub async fn create_form(
     }
     // One account per patient: if there is one, the way in is a new password for it.
     if guarantors::has_account(&state.db, &visitor.link.patient_id).await? {
-        return Ok(see_other("/account/reset-password"));
+        return Ok(see_other(Url::AccountResetPassword));
     }
-    let vm = account_form(&session, "/account/create").await?;
+    let vm = account_form(&session, Url::AccountCreate).await?;
     Ok(Html(pages::create(meta(&session).await?, vm)).into_response())
 }
 
@@ -309,13 +308,13 @@ pub async fn create_submit(
     }
     let link = visitor.link;
     if !new_account_ok(&session, &form).await? {
-        return Ok(see_other("/account/create"));
+        return Ok(see_other(Url::AccountCreate));
     }
     let new_account = accounts::NewAccount::prepare(&state.crypto, &form.email).await?;
     let credentials = match new_credentials(&state, &ctx, &form.email, form.password).await {
         Ok(c) => c,
         Err(NotMade::Form(key)) => {
-            return flash_email_problem(&session, key, "/account/create").await
+            return flash_email_problem(&session, key, Url::AccountCreate).await
         }
         Err(NotMade::Error(e)) => return Err(e),
     };
@@ -326,7 +325,7 @@ pub async fn create_submit(
         Err(AccountError::EmailTaken) => {
             drop(tx);
             undo_sign_up(&state, &form.email, &credentials).await;
-            return flash_email_problem(&session, "account-email-taken", "/account/create").await;
+            return flash_email_problem(&session, "account-email-taken", Url::AccountCreate).await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -346,7 +345,7 @@ pub async fn create_submit(
             drop(tx);
             undo_sign_up(&state, &form.email, &credentials).await;
             session.notice("account-patient-exists").await?;
-            return Ok(see_other("/account/create"));
+            return Ok(see_other(Url::AccountCreate));
         }
         Err(e) => {
             drop(tx);
@@ -438,16 +437,16 @@ pub async fn signin_submit(
             .await?;
             let accepting = session.data().await?.invitation.is_some_and(|i| i.verified);
             Ok(see_other(if accepting {
-                "/guarantor/accept"
+                Url::GuarantorAccept
             } else {
-                "/account"
+                Url::Account
             }))
         }
         Err(IdentityError::Unconfirmed) => {
             // Said only once the password was right: finish the sign-up.
             session.restart(now).await?;
             sealed::set_pending_email(&state, &session, &email).await?;
-            Ok(see_other("/account/confirm"))
+            Ok(see_other(Url::AccountConfirm))
         }
         Err(IdentityError::Unavailable(m)) => Err(AppError::Unavailable(m)),
         Err(IdentityError::Account(e)) => Err(e.into()),
@@ -463,7 +462,7 @@ pub async fn signin_submit(
             )
             .await?;
             session.notice("signin-failed").await?;
-            Ok(see_other("/signin"))
+            Ok(see_other(Url::SignIn))
         }
     }
 }

@@ -15,6 +15,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use patriotpay_app::Url;
 use serde::de::DeserializeOwned;
 
 impl FromRequestParts<AppState> for RequestContext {
@@ -33,8 +34,8 @@ impl FromRequestParts<AppState> for RequestContext {
 #[derive(Clone, Copy, Debug)]
 struct CsrfChecked;
 
-/// The field every form carries its synchronizer token in.
-pub const CSRF_FIELD: &str = "csrf";
+/// The field every form carries its synchronizer token in (named once, with the forms).
+pub const CSRF_FIELD: &str = patriotpay_app::forms::CSRF_FIELD;
 
 /// True when the request's origin headers don't say it came from another site.
 pub(super) fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
@@ -139,7 +140,7 @@ impl FromRequestParts<AppState> for LinkArrival {
 
 /// Why a caller extractor refused: a redirect to where the caller belongs, or an error.
 enum Refusal {
-    Redirect(&'static str),
+    Redirect(Url<'static>),
     Error(AppError),
 }
 
@@ -178,7 +179,7 @@ impl IntoResponse for Refusal {
 
 async fn arrival(state: &AppState, session: &Sess) -> std::result::Result<LinkArrival, Refusal> {
     let Some(visit) = session.data().await?.link else {
-        return Err(Refusal::Redirect("/expired"));
+        return Err(Refusal::Redirect(Url::Expired));
     };
     let link = match visit.link_id {
         Some(id) => links::find(&state.db, &LinkId::from_db(id)).await?,
@@ -208,15 +209,15 @@ async fn visitor(
     let now = state.clock.now();
     let a = arrival(state, &session).await?;
     let Some(link) = a.link else {
-        return Err(Refusal::Redirect("/verify"));
+        return Err(Refusal::Redirect(Url::Verify));
     };
     if link.state(now) != LinkState::Usable {
-        return Err(Refusal::Redirect("/verify"));
+        return Err(Refusal::Redirect(Url::Verify));
     }
     match a.stage {
         Some(s) if s >= needed => Ok(LinkVisitor { link, stage: s }),
-        Some(_) => Err(Refusal::Redirect("/verify/zip")),
-        None => Err(Refusal::Redirect("/verify")),
+        Some(_) => Err(Refusal::Redirect(Url::VerifyZip)),
+        None => Err(Refusal::Redirect(Url::Verify)),
     }
 }
 
@@ -259,7 +260,7 @@ async fn invite_arrival(
     session: &Sess,
 ) -> std::result::Result<InviteArrival, Refusal> {
     let Some(visit) = session.data().await?.invitation else {
-        return Err(Refusal::Redirect("/expired"));
+        return Err(Refusal::Redirect(Url::Expired));
     };
     let invitation = match visit.invitation_id {
         Some(id) => guarantors::find(&state.db, &InvitationId::from_db(id)).await?,
@@ -305,7 +306,7 @@ impl FromRequestParts<AppState> for VerifiedInvitation {
                 invitation: Some(inv),
                 verified: true,
             }) if inv.state(state.clock.now()) == LinkState::Usable => Ok(VerifiedInvitation(inv)),
-            Ok(_) => Err(see_other("/guarantor/verify")),
+            Ok(_) => Err(see_other(Url::GuarantorVerify)),
             Err(r) => Err(r.into_response()),
         }
     }
@@ -326,10 +327,10 @@ impl Seat {
         }
     }
 
-    fn login(self) -> &'static str {
+    fn login(self) -> Url<'static> {
         match self {
-            Seat::Staff => "/staff/login",
-            Seat::Member => "/signin",
+            Seat::Staff => Url::StaffLogin,
+            Seat::Member => Url::SignIn,
         }
     }
 

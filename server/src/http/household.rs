@@ -16,6 +16,7 @@ use crate::payments;
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Response};
 use patriotpay_app::account as pages;
+use patriotpay_app::urls::{Url, ANY};
 use patriotpay_app::vm::*;
 
 /// The account page, a statement, a receipt; paying is in `household_pay`.
@@ -23,9 +24,9 @@ pub fn router(state: &AppState) -> Routes {
     // `/account` is a plain page to the guard: an account with no one on it asks the policy
     // nothing. Each person shown on it is still read under a permit.
     Routes::new(state)
-        .page("/account", home)
-        .phi_page("/account/statements/{statement}", statement)
-        .phi_page("/account/receipt/{payment}", receipt)
+        .page(Url::Account, home)
+        .phi_page(Url::AccountStatement(ANY), statement)
+        .phi_page(Url::AccountReceipt(ANY), receipt)
 }
 
 pub(super) fn open_statement_vm(

@@ -4,9 +4,9 @@
 use super::error::{AppError, Result};
 use super::extract::{CsrfForm, Member};
 use super::member::*;
-use super::patient::{amount_error, back_from_processor, ReturnQuery};
+use super::patient::{amount_error, back_from_processor, Payer};
 use super::session::{Flash, PayErrors, PayItemError, Sess};
-use super::{see_other, AppState, RequestContext, Routes};
+use super::{see_other, to_processor_checkout, AppState, RequestContext, Routes};
 use crate::access::Action;
 use crate::accounts::Account;
 use crate::billing;
@@ -15,15 +15,17 @@ use crate::money::Money;
 use crate::payments::{self, DeclineReason};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use patriotpay_app::forms::{household_pay as fields, ReturnQuery};
+use patriotpay_app::urls::{Url, ANY};
 
 pub fn router(state: &AppState) -> Routes {
     Routes::new(state)
-        .form("/account/pay", pay)
-        .phi_page("/account/pay/return/{checkout}", pay_return)
-        .phi_page("/account/pay/cancelled/{checkout}", pay_cancelled)
+        .form(Url::AccountPay, pay)
+        .phi_page(Url::AccountPayReturn(ANY), pay_return)
+        .phi_page(Url::AccountPayCancelled(ANY), pay_cancelled)
 }
 
-async fn send_back(session: &Sess, errors: PayErrors, back: &str) -> Result<Response> {
+async fn send_back(session: &Sess, errors: PayErrors, back: Url<'_>) -> Result<Response> {
     session.update(|d| d.pay_errors = Some(errors)).await?;
     Ok(see_other(back))
 }
@@ -44,14 +46,15 @@ pub async fn pay(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let back = match field("from").and_then(StatementId::parse) {
-        Some(s) => format!("/account/statements/{s}"),
-        None => "/account".to_owned(),
+    let from = field(fields::FROM).and_then(StatementId::parse);
+    let back = match &from {
+        Some(s) => Url::AccountStatement(s.as_str()),
+        None => Url::Account,
     };
     let mut chosen: Vec<StatementId> = vec![];
     for (k, v) in &pairs {
-        if let Some(id) = k.strip_prefix("pay_").and_then(StatementId::parse) {
-            if v == "1" && !chosen.contains(&id) {
+        if let Some(id) = fields::chosen_statement(k).and_then(StatementId::parse) {
+            if v == fields::CHECKED && !chosen.contains(&id) {
                 chosen.push(id);
             }
         }
@@ -60,7 +63,7 @@ pub async fn pay(
     // Counted before any lookup, so an oversized form costs nothing.
     if chosen.len() > payments::MAX_ITEMS {
         errors.general = Some("account-pay-too-many".into());
-        return send_back(&session, errors, &back).await;
+        return send_back(&session, errors, back).await;
     }
     let mut items = vec![];
     let mut patients = vec![];
@@ -82,7 +85,7 @@ pub async fn pay(
             },
         )
         .await?;
-        let typed = field(&format!("amount_{id}")).unwrap_or("");
+        let typed = field(&fields::amount_field(id.as_str())).unwrap_or("");
         let balance = billing::balance(state.db.pool(), id).await?;
         let kept: String = typed.chars().take(32).collect();
         let key = match Money::parse_payment(typed, balance) {
@@ -119,7 +122,7 @@ pub async fn pay(
         if errors.general.is_none() {
             errors.general = Some("account-pay-check".into());
         }
-        return send_back(&session, errors, &back).await;
+        return send_back(&session, errors, back).await;
     };
     let plan = payments::CheckoutPlan {
         tenant,
@@ -127,7 +130,8 @@ pub async fn pay(
         patients,
         link: None,
         user: Some(who.id.clone()),
-        return_prefix: "/account/pay",
+        // The processor comes back to `Url::AccountPayReturn`/`…Cancelled`, under this prefix.
+        return_prefix: Url::AccountPay.template(),
     };
     let actor = ctx.actor(actor_id(&who.id));
     let general = match payments::start_checkout(
@@ -139,7 +143,7 @@ pub async fn pay(
     )
     .await
     {
-        Ok(url) => return Ok(see_other(&url)),
+        Ok(url) => return Ok(to_processor_checkout(&url)),
         Err(payments::PaymentError::Processor(e)) => {
             tracing::warn!(error = %e, "checkout could not be created");
             "pay-err-processor"
@@ -148,7 +152,7 @@ pub async fn pay(
         Err(e) => return Err(AppError::Internal(e.into())),
     };
     errors.general = Some(general.into());
-    send_back(&session, errors, &back).await
+    send_back(&session, errors, back).await
 }
 
 /// A checkout this member started, every statement of which they may still pay (each asked of
@@ -199,7 +203,7 @@ pub async fn pay_return(
 ) -> Result<Response> {
     let checkout = own_checkout(&state, &ctx, &who, &raw, "payment.return.view").await?;
     let meta = meta(&session).await?;
-    back_from_processor(&state, &checkout, &q.session_id, "/account", meta).await
+    back_from_processor(&state, &checkout, &q.session_id, Payer::Member, meta).await
 }
 
 pub async fn pay_cancelled(
@@ -211,7 +215,7 @@ pub async fn pay_cancelled(
 ) -> Result<Response> {
     let checkout = own_checkout(&state, &ctx, &who, &raw, "payment.cancelled.view").await?;
     if let Some(payment) = payments::payment_for_checkout(&state.db, &checkout.id).await? {
-        return Ok(see_other(&format!("/account/receipt/{payment}")));
+        return Ok(see_other(Url::AccountReceipt(payment.as_str())));
     }
     let key = match payments::decline_reason(state.processor.as_ref(), &checkout)
         .await
@@ -222,5 +226,5 @@ pub async fn pay_cancelled(
         None => "account-pay-cancelled",
     };
     session.set_flash(Flash::key(key)).await?;
-    Ok(see_other("/account"))
+    Ok(see_other(Url::Account))
 }

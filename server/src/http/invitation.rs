@@ -16,15 +16,17 @@ use crate::links::{self, Claim, LinkState};
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Response};
 use patriotpay_app::account as pages;
+use patriotpay_app::forms::{InviteVerifyForm, NewAccountForm};
+use patriotpay_app::urls::{Url, ANY};
 use patriotpay_app::vm::*;
 
 pub fn router(state: &AppState) -> Routes {
     Routes::new(state)
-        .page("/g/{token}", open_invitation)
-        .page("/guarantor/verify", invite_verify_form)
-        .form("/guarantor/verify", invite_verify_submit)
-        .phi_page("/guarantor/accept", accept_form)
-        .form("/guarantor/accept", accept_submit)
+        .page(Url::Invitation(ANY), open_invitation)
+        .page(Url::GuarantorVerify, invite_verify_form)
+        .form(Url::GuarantorVerify, invite_verify_submit)
+        .phi_page(Url::GuarantorAccept, accept_form)
+        .form(Url::GuarantorAccept, accept_submit)
 }
 
 fn invitation_actor(inv: &Invitation) -> String {
@@ -60,7 +62,7 @@ async fn invitation_gone(session: &Sess) -> Result<Response> {
         })
         .await?;
     session.notice("invite-gone").await?;
-    Ok(see_other("/guarantor/verify"))
+    Ok(see_other(Url::GuarantorVerify))
 }
 
 /// Swaps the invitation token for a fresh session and redirects to a URL without it.
@@ -88,7 +90,7 @@ pub async fn open_invitation(
         };
         audit_invitation(&state, &ctx, &inv, "guarantor.invitation.open", outcome).await?;
     }
-    Ok(see_other("/guarantor/verify"))
+    Ok(see_other(Url::GuarantorVerify))
 }
 
 pub async fn invite_verify_form(
@@ -111,7 +113,7 @@ pub async fn invite_verify_form(
             .into_response());
         }
         if visit.verified {
-            return Ok(see_other("/guarantor/accept"));
+            return Ok(see_other(Url::GuarantorAccept));
         }
     }
     let mut vm = InviteVerifyVm {
@@ -124,7 +126,8 @@ pub async fn invite_verify_form(
     };
     let mut status = axum::http::StatusCode::OK;
     if let Some(f) = session.take_flash().await? {
-        (vm.field_error, vm.failure) = f.placed(&["dob-month", "zip"], tr().t(&f.key));
+        (vm.field_error, vm.failure) =
+            f.placed(&["dob-month", InviteVerifyForm::ZIP], tr().t(&f.key));
         if f.key == "verify-rate-limited" {
             status = axum::http::StatusCode::TOO_MANY_REQUESTS;
         }
@@ -136,21 +139,9 @@ pub async fn invite_verify_form(
     Ok((status, Html(pages::invite_verify(meta, vm))).into_response())
 }
 
-#[derive(serde::Deserialize)]
-pub struct InviteVerifyForm {
-    #[serde(default)]
-    dob_month: String,
-    #[serde(default)]
-    dob_day: String,
-    #[serde(default)]
-    dob_year: String,
-    #[serde(default)]
-    zip: String,
-}
-
 async fn verify_flash(session: &Sess, flash: Flash) -> Result<Response> {
     session.set_flash(flash).await?;
-    Ok(see_other("/guarantor/verify"))
+    Ok(see_other(Url::GuarantorVerify))
 }
 
 /// The invitee answers the dependant's date of birth and ZIP. Attempts are claimed before they
@@ -168,18 +159,18 @@ pub async fn invite_verify_submit(
         .as_ref()
         .is_some_and(|i| i.state(now) == LinkState::Locked)
     {
-        return Ok(see_other("/guarantor/verify"));
+        return Ok(see_other(Url::GuarantorVerify));
     }
     let Some(dob) = links::parse_dob(&form.dob_month, &form.dob_day, &form.dob_year) else {
         return verify_flash(&session, Flash::on("dob-month", "verify-invalid-date")).await;
     };
     let Some(zip) = links::normalize_zip(&form.zip) else {
-        return verify_flash(&session, Flash::on("zip", "zip-invalid")).await;
+        return verify_flash(&session, Flash::on(InviteVerifyForm::ZIP, "zip-invalid")).await;
     };
     let subject = inv.as_ref().map(Invitation::subject);
     let attempt = match links::claim(&state.db, subject, &ctx.address, now).await? {
         Claim::Granted(a) => a,
-        Claim::Locked => return Ok(see_other("/guarantor/verify")),
+        Claim::Locked => return Ok(see_other(Url::GuarantorVerify)),
         Claim::Throttled => {
             return verify_flash(&session, Flash::key("verify-rate-limited")).await;
         }
@@ -238,7 +229,7 @@ pub async fn invite_verify_submit(
             }
         })
         .await?;
-    Ok(see_other("/guarantor/accept"))
+    Ok(see_other(Url::GuarantorAccept))
 }
 
 /// The page names the dependant: a view of their record, by whoever holds the verified
@@ -297,7 +288,7 @@ pub async fn accept_form(
             .await?
             .into_inner(),
         signed_in_email: signed_in,
-        form: account_form(&session, "/guarantor/accept").await?,
+        form: account_form(&session, Url::GuarantorAccept).await?,
     };
     Ok(Html(pages::invite_accept(meta(&session).await?, vm)).into_response())
 }
@@ -316,9 +307,9 @@ pub async fn accept_submit(
     CsrfForm(form): CsrfForm<NewAccountForm>,
 ) -> Result<Response> {
     let now = ctx.now;
-    if form.mode == "existing" {
+    if form.mode == NewAccountForm::MODE_EXISTING {
         let Some(who) = member else {
-            return Ok(see_other("/signin"));
+            return Ok(see_other(Url::SignIn));
         };
         match guarantors::accept_existing(&state.db, &inv, &who.id, now).await {
             Ok(()) => {}
@@ -339,32 +330,32 @@ pub async fn accept_submit(
         .await?;
         // The notice names no one: flash messages live in the session record, not encrypted.
         session.notice("invite-accepted").await?;
-        return Ok(see_other("/account"));
+        return Ok(see_other(Url::Account));
     }
     if !new_account_ok(&session, &form).await? {
-        return Ok(see_other("/guarantor/accept"));
+        return Ok(see_other(Url::GuarantorAccept));
     }
     let new_account = accounts::NewAccount::prepare(&state.crypto, &form.email).await?;
     let credentials = match new_credentials(&state, &ctx, &form.email, form.password).await {
         Ok(c) => c,
         Err(NotMade::Form(key)) => {
-            return flash_email_problem(&session, key, "/guarantor/accept").await
+            return flash_email_problem(&session, key, Url::GuarantorAccept).await
         }
         Err(NotMade::Error(e)) => return Err(e),
     };
-    let user = match guarantors::accept_new(&state.db, &inv, &new_account, &credentials.made, now)
-        .await
-    {
-        Ok(u) => u,
-        Err(e @ (AccountError::Gone | AccountError::EmailTaken)) => {
-            undo_sign_up(&state, &form.email, &credentials).await;
-            if matches!(e, AccountError::Gone) {
-                return invitation_gone(&session).await;
+    let user =
+        match guarantors::accept_new(&state.db, &inv, &new_account, &credentials.made, now).await {
+            Ok(u) => u,
+            Err(e @ (AccountError::Gone | AccountError::EmailTaken)) => {
+                undo_sign_up(&state, &form.email, &credentials).await;
+                if matches!(e, AccountError::Gone) {
+                    return invitation_gone(&session).await;
+                }
+                return flash_email_problem(&session, "account-email-taken", Url::GuarantorAccept)
+                    .await;
             }
-            return flash_email_problem(&session, "account-email-taken", "/guarantor/accept").await;
-        }
-        Err(e) => return Err(e.into()),
-    };
+            Err(e) => return Err(e.into()),
+        };
     audit_event(
         &state,
         &ctx,

@@ -14,7 +14,9 @@ use crate::identity::IdentityError;
 use crate::ids::{PatientId, TenantId, UserId};
 use crate::phi::Phi;
 use axum::response::Response;
+use patriotpay_app::forms::NewAccountForm;
 use patriotpay_app::vm::{AccountFormVm, PageMeta};
+use patriotpay_app::Url;
 
 /// The page frame for a member page (the sign-out form needs the token).
 pub async fn meta(session: &Sess) -> Result<PageMeta> {
@@ -173,25 +175,11 @@ pub async fn adult(
     Ok(billing::is_adult(&state.db, &state.crypto, tenant, patient, now).await?)
 }
 
-/// A new member account's form.
-#[derive(serde::Deserialize)]
-pub struct NewAccountForm {
-    #[serde(default)]
-    pub email: String,
-    #[serde(default)]
-    pub password: String,
-    #[serde(default)]
-    pub password_confirm: String,
-    /// On the invitation page: "create" (new account) or "existing" (signed in already).
-    #[serde(default)]
-    pub mode: String,
-}
-
 /// Checks a new-account form; on a problem, sets the flash and returns false.
 pub async fn new_account_ok(session: &Sess, form: &NewAccountForm) -> Result<bool> {
     let email = accounts::normalize_email(&form.email);
     let problem = if !accounts::valid_email(&email) {
-        Some(("email", "account-email-invalid"))
+        Some((NewAccountForm::EMAIL, "account-email-invalid"))
     } else {
         password_errors(&form.password, &form.password_confirm)
     };
@@ -203,7 +191,7 @@ pub async fn new_account_ok(session: &Sess, form: &NewAccountForm) -> Result<boo
 }
 
 /// The new-account form's view model, with any problem carried over.
-pub async fn account_form(session: &Sess, action: &'static str) -> Result<AccountFormVm> {
+pub async fn account_form(session: &Sess, action: Url<'static>) -> Result<AccountFormVm> {
     let mut vm = AccountFormVm {
         csrf: session.csrf_token().await?,
         action,
@@ -211,8 +199,14 @@ pub async fn account_form(session: &Sess, action: &'static str) -> Result<Accoun
     };
     if let Some(f) = session.take_flash().await? {
         vm.email = f.value.clone().unwrap_or_default();
-        (vm.field_error, vm.failure) =
-            f.placed(&["email", "password", "password-confirm"], tr().t(&f.key));
+        (vm.field_error, vm.failure) = f.placed(
+            &[
+                NewAccountForm::EMAIL,
+                NewAccountForm::PASSWORD,
+                "password-confirm",
+            ],
+            tr().t(&f.key),
+        );
     }
     Ok(vm)
 }
@@ -269,11 +263,11 @@ pub async fn undo_sign_up(state: &AppState, email: &str, credentials: &Credentia
 
 /// Sends a new-account form back with a problem found after validation (email in use, or a
 /// password the provider's policy refused).
-pub async fn flash_email_problem(session: &Sess, key: &str, back: &str) -> Result<Response> {
+pub async fn flash_email_problem(session: &Sess, key: &str, back: Url<'_>) -> Result<Response> {
     let field = if key == "account-email-taken" {
-        "email"
+        NewAccountForm::EMAIL
     } else {
-        "password"
+        NewAccountForm::PASSWORD
     };
     session.set_flash(Flash::on(field, key)).await?;
     Ok(see_other(back))
@@ -318,14 +312,14 @@ pub async fn after_creation(
     if let accounts::NewCredentials::Local { .. } = credentials.made {
         start_member_session(session, user, now).await?;
         session.notice(notice).await?;
-        return Ok(see_other("/account"));
+        return Ok(see_other(Url::Account));
     }
     session.restart(now).await?;
     let email = accounts::normalize_email(email);
     if credentials.needs_code {
         sealed::set_pending_email(state, session, &email).await?;
-        return Ok(see_other("/account/confirm"));
+        return Ok(see_other(Url::AccountConfirm));
     }
     session.notice("account-created-signin").await?;
-    Ok(see_other("/signin"))
+    Ok(see_other(Url::SignIn))
 }

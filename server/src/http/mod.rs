@@ -30,6 +30,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use error::{AppError, ErrorPage};
+use patriotpay_app::Url;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -80,8 +81,19 @@ impl RequestContext {
 }
 
 /// A redirect after a form post, or to where a visitor belongs (303 See Other).
-pub fn see_other(path: &str) -> Response {
-    Redirect::to(path).into_response()
+pub fn see_other(to: Url<'_>) -> Response {
+    Redirect::to(&to.path()).into_response()
+}
+
+/// `see_other` with one query parameter.
+pub fn see_other_query(to: Url<'_>, key: &str, value: &str) -> Response {
+    Redirect::to(&to.with_query(key, value)).into_response()
+}
+
+/// A redirect to the card processor's hosted checkout page: the one redirect that leaves the
+/// portal, to a URL the processor gave us (the CSP's `form-action` names its origin).
+pub fn to_processor_checkout(checkout_url: &str) -> Response {
+    Redirect::to(checkout_url).into_response()
 }
 
 /// The message catalog pages are rendered with.
@@ -143,21 +155,23 @@ impl Routes {
         self.table.push(RouteInfo { method, path, kind });
     }
 
-    fn get_route<H, T>(mut self, path: &'static str, handler: H, kind: RouteKind) -> Self
+    fn get_route<H, T>(mut self, url: Url<'static>, handler: H, kind: RouteKind) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
+        let path = url.template();
         self.note(Method::GET, path, kind);
         self.router = self.router.route(path, get(handler));
         self
     }
 
-    fn form_route<H, T>(mut self, path: &'static str, handler: H, kind: RouteKind) -> Self
+    fn form_route<H, T>(mut self, url: Url<'static>, handler: H, kind: RouteKind) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
+        let path = url.template();
         self.note(Method::POST, path, kind);
         let checked = post(handler).layer(middleware::from_fn_with_state(
             self.state.clone(),
@@ -168,58 +182,60 @@ impl Routes {
     }
 
     /// A page that shows nothing protected.
-    pub fn page<H, T>(self, path: &'static str, handler: H) -> Self
+    pub fn page<H, T>(self, url: Url<'static>, handler: H) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
-        self.get_route(path, handler, RouteKind::Page)
+        self.get_route(url, handler, RouteKind::Page)
     }
 
     /// A page that shows protected data (PHI, a patient's payments).
-    pub fn phi_page<H, T>(self, path: &'static str, handler: H) -> Self
+    pub fn phi_page<H, T>(self, url: Url<'static>, handler: H) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
-        self.get_route(path, handler, RouteKind::PhiPage)
+        self.get_route(url, handler, RouteKind::PhiPage)
     }
 
     /// A form post (CSRF-checked).
-    pub fn form<H, T>(self, path: &'static str, handler: H) -> Self
+    pub fn form<H, T>(self, url: Url<'static>, handler: H) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
-        self.form_route(path, handler, RouteKind::Form)
+        self.form_route(url, handler, RouteKind::Form)
     }
 
     /// A form post (CSRF-checked) whose answer shows protected data.
-    pub fn phi_form<H, T>(self, path: &'static str, handler: H) -> Self
+    pub fn phi_form<H, T>(self, url: Url<'static>, handler: H) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
-        self.form_route(path, handler, RouteKind::PhiForm)
+        self.form_route(url, handler, RouteKind::PhiForm)
     }
 
     /// A machine endpoint: no CSRF token (webhooks prove themselves by signature).
-    pub fn machine_get<H, T>(mut self, path: &'static str, handler: H) -> Self
+    pub fn machine_get<H, T>(mut self, url: Url<'static>, handler: H) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
+        let path = url.template();
         self.note(Method::GET, path, RouteKind::Machine);
         self.router = self.router.route(path, get(handler));
         self
     }
 
     /// A machine POST endpoint: no CSRF token (webhooks prove themselves by signature).
-    pub fn machine_post<H, T>(mut self, path: &'static str, handler: H) -> Self
+    pub fn machine_post<H, T>(mut self, url: Url<'static>, handler: H) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
+        let path = url.template();
         self.note(Method::POST, path, RouteKind::Machine);
         self.router = self.router.route(path, post(handler));
         self
@@ -252,12 +268,12 @@ fn pages(state: &AppState) -> Routes {
 /// Machine endpoints: webhooks, health, static files.
 fn machine(state: &AppState) -> Routes {
     Routes::new(state)
-        .machine_post("/webhooks/stripe", webhook::stripe)
-        .machine_get("/healthz", || async { "ok" })
-        .machine_get("/readyz", readyz)
-        .machine_get("/assets/style.css", assets::style)
-        .machine_get("/favicon.svg", assets::favicon)
-        .machine_get("/robots.txt", assets::robots)
+        .machine_post(Url::StripeWebhook, webhook::stripe)
+        .machine_get(Url::Healthz, || async { "ok" })
+        .machine_get(Url::Readyz, readyz)
+        .machine_get(Url::Stylesheet, assets::style)
+        .machine_get(Url::Favicon, assets::favicon)
+        .machine_get(Url::Robots, assets::robots)
 }
 
 /// The route table of the portal as `portal_router` serves it (tests walk it).
@@ -371,7 +387,10 @@ async fn request_context(
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let is_webhook = req.uri().path().starts_with("/webhooks/");
+    let is_webhook = req
+        .uri()
+        .path()
+        .starts_with(patriotpay_app::urls::WEBHOOK_PREFIX);
     req.extensions_mut().insert(RequestContext {
         request_id: request_id.clone(),
         address,
@@ -530,12 +549,17 @@ mod tests {
                 "checked"
             }
         };
+        let (summary, statement, healthz) = (
+            Url::Summary.template(),
+            Url::Statement.template(),
+            Url::Healthz.template(),
+        );
         let app = Router::new()
-            .route("/summary", get(|| async { "forgot to ask" }))
-            .route("/statement", get(asks))
-            .route("/healthz", get(|| async { "public" }))
+            .route(summary, get(|| async { "forgot to ask" }))
+            .route(statement, get(asks))
+            .route(healthz, get(|| async { "public" }))
             .layer(middleware::from_fn(move |req, next| {
-                policy_guard(Arc::new(["/summary", "/statement"].into()), req, next)
+                policy_guard(Arc::new([summary, statement].into()), req, next)
             }));
         let call = |path: &'static str| {
             let app = app.clone();
@@ -546,10 +570,10 @@ mod tests {
                 app.oneshot(req).await.expect("response").status()
             }
         };
-        assert_eq!(call("/summary").await, StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(call("/statement").await, StatusCode::OK);
+        assert_eq!(call(summary).await, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(call(statement).await, StatusCode::OK);
         assert_eq!(
-            call("/healthz").await,
+            call(healthz).await,
             StatusCode::OK,
             "unprotected routes need no decision"
         );

@@ -4,9 +4,8 @@
 
 use super::error::{AppError, Result};
 use super::extract::{CsrfForm, LinkVisitor, VerifiedVisitor};
-use super::forms::Empty;
 use super::session::{Flash, Sess, Stage};
-use super::{see_other, tr, AppState, RequestContext, Routes};
+use super::{see_other, to_processor_checkout, tr, AppState, RequestContext, Routes};
 use crate::access::{self, Action, Permit, Principal, Resource};
 use crate::billing;
 use crate::ids::{CheckoutId, PaymentId};
@@ -15,22 +14,24 @@ use crate::money::{AmountError, Money};
 use crate::payments::{self, DeclineReason};
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Response};
+use patriotpay_app::forms::{Empty, PayForm, ReturnQuery};
 use patriotpay_app::pages;
+use patriotpay_app::urls::{Url, ANY};
 use patriotpay_app::vm::*;
 
 /// The pay-link pages.
 pub fn router(state: &AppState) -> Routes {
     Routes::new(state)
-        .page("/", home)
-        .phi_page("/summary", summary)
-        .phi_page("/statement", statement)
-        .form("/pay", pay)
-        .phi_page("/pay/return/{checkout}", pay_return)
-        .phi_page("/pay/cancelled/{checkout}", pay_cancelled)
-        .phi_page("/receipt/{payment}", receipt)
-        .form("/signout", signout)
-        .page("/signed-out", signed_out)
-        .page("/expired", expired)
+        .page(Url::Home, home)
+        .phi_page(Url::Summary, summary)
+        .phi_page(Url::Statement, statement)
+        .form(Url::Pay, pay)
+        .phi_page(Url::PayReturn(ANY), pay_return)
+        .phi_page(Url::PayCancelled(ANY), pay_cancelled)
+        .phi_page(Url::Receipt(ANY), receipt)
+        .form(Url::SignOut, signout)
+        .page(Url::SignedOut, signed_out)
+        .page(Url::Expired, expired)
 }
 
 pub(super) async fn meta(session: &Sess, practice: Option<String>) -> Result<PageMeta> {
@@ -103,7 +104,7 @@ async fn pay_form(session: &Sess, balance: Money, from: &'static str) -> Result<
         };
         vm.amount = f.value.unwrap_or_default();
         vm.error = Some(FieldError {
-            field: "amount",
+            field: PayForm::AMOUNT,
             message,
         });
     }
@@ -221,14 +222,6 @@ pub async fn statement(
     .into_response())
 }
 
-#[derive(serde::Deserialize)]
-pub struct PayForm {
-    #[serde(default)]
-    amount: String,
-    #[serde(default)]
-    from: String,
-}
-
 /// The catalog key (and argument) for an amount the payment form refuses.
 pub(super) fn amount_error(e: AmountError, balance: Money) -> (&'static str, Option<String>) {
     match e {
@@ -258,9 +251,9 @@ pub async fn pay(
     )
     .await?;
     let back = if form.from == "statement" {
-        "/statement"
+        Url::Statement
     } else {
-        "/summary"
+        Url::Summary
     };
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
     let amount = match Money::parse_payment(&form.amount, balance) {
@@ -271,7 +264,7 @@ pub async fn pay(
             let value: String = form.amount.chars().take(32).collect();
             let flash = Flash {
                 key: key.into(),
-                field: Some("amount".into()),
+                field: Some(PayForm::AMOUNT.into()),
                 value: Some(value),
                 arg,
             };
@@ -286,7 +279,8 @@ pub async fn pay(
         patients: vec![link.patient_id.clone()],
         link: Some(link.id.clone()),
         user: None,
-        return_prefix: "/pay",
+        // The processor comes back to `Url::PayReturn`/`Url::PayCancelled`, under this prefix.
+        return_prefix: Url::Pay.template(),
     };
     let key = match payments::start_checkout(
         &state.db,
@@ -297,7 +291,7 @@ pub async fn pay(
     )
     .await
     {
-        Ok(url) => return Ok(see_other(&url)),
+        Ok(url) => return Ok(to_processor_checkout(&url)),
         Err(payments::PaymentError::Processor(e)) => {
             tracing::warn!(error = %e, "checkout could not be created");
             "pay-err-processor"
@@ -307,7 +301,7 @@ pub async fn pay(
     };
     let flash = Flash {
         key: key.into(),
-        field: Some("amount".into()),
+        field: Some(PayForm::AMOUNT.into()),
         value: Some(amount.plain()),
         arg: None,
     };
@@ -335,12 +329,6 @@ async fn own_checkout(
     Ok(row)
 }
 
-#[derive(serde::Deserialize)]
-pub struct ReturnQuery {
-    #[serde(default)]
-    pub(super) session_id: String,
-}
-
 /// Where the processor sends the patient after paying. The payment itself is recorded by the
 /// webhook; this page only waits for it.
 pub async fn pay_return(
@@ -363,24 +351,54 @@ pub async fn pay_return(
     .await?;
     let practice = practice_of(&state, &link).await?;
     let meta = meta(&session, Some(practice.name)).await?;
-    back_from_processor(&state, &checkout, &q.session_id, "", meta).await
+    back_from_processor(&state, &checkout, &q.session_id, Payer::Link, meta).await
+}
+
+/// Whose pages a return from the processor leads to: the pay link's or the account's.
+#[derive(Clone, Copy)]
+pub(super) enum Payer {
+    Link,
+    Member,
+}
+
+impl Payer {
+    fn receipt(self, payment: &str) -> Url<'_> {
+        match self {
+            Payer::Link => Url::Receipt(payment),
+            Payer::Member => Url::AccountReceipt(payment),
+        }
+    }
+
+    fn cancelled(self, checkout: &str) -> Url<'_> {
+        match self {
+            Payer::Link => Url::PayCancelled(checkout),
+            Payer::Member => Url::AccountPayCancelled(checkout),
+        }
+    }
+
+    fn back(self, checkout: &str) -> Url<'_> {
+        match self {
+            Payer::Link => Url::PayReturn(checkout),
+            Payer::Member => Url::AccountPayReturn(checkout),
+        }
+    }
 }
 
 /// The return from the processor's page, for a checkout the visitor owns: the receipt once the
 /// webhook recorded the payment, the cancelled page if nothing was paid, else a page that
-/// refreshes until the webhook arrives. `prefix` is "" (pay links) or "/account".
+/// refreshes until the webhook arrives.
 pub(super) async fn back_from_processor(
     state: &AppState,
     checkout: &payments::CheckoutRow,
     session_id: &str,
-    prefix: &str,
+    payer: Payer,
     meta: PageMeta,
 ) -> Result<Response> {
     if checkout.processor_session_id.as_deref() != Some(session_id) {
         return Err(AppError::NotFound);
     }
     if let Some(payment) = payments::payment_for_checkout(&state.db, &checkout.id).await? {
-        return Ok(see_other(&format!("{prefix}/receipt/{payment}")));
+        return Ok(see_other(payer.receipt(payment.as_str())));
     }
     let processor_checkout = state
         .processor
@@ -388,16 +406,12 @@ pub(super) async fn back_from_processor(
         .await
         .map_err(|e| AppError::Unavailable(e.to_string()))?;
     if !processor_checkout.paid {
-        return Ok(see_other(&format!(
-            "{prefix}/pay/cancelled/{}",
-            checkout.id
-        )));
+        return Ok(see_other(payer.cancelled(checkout.id.as_str())));
     }
     let vm = ConfirmingVm {
-        refresh_path: format!(
-            "{prefix}/pay/return/{}?session_id={session_id}",
-            checkout.id
-        ),
+        refresh_path: payer
+            .back(checkout.id.as_str())
+            .with_query(ReturnQuery::SESSION_ID, session_id),
     };
     Ok(Html(pages::confirming(meta, vm)).into_response())
 }
@@ -437,7 +451,7 @@ pub async fn pay_cancelled(
     )
     .await?;
     if let Some(payment) = payments::payment_for_checkout(&state.db, &checkout.id).await? {
-        return Ok(see_other(&format!("/receipt/{payment}")));
+        return Ok(see_other(Url::Receipt(payment.as_str())));
     }
     let kind = decline_kind(&state, &checkout).await?;
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
@@ -509,7 +523,7 @@ pub async fn receipt(
 pub async fn signout(session: Sess, CsrfForm(_): CsrfForm<Empty>) -> Result<Response> {
     // Removes the server-side record, not just the cookie.
     session.end().await?;
-    Ok(see_other("/signed-out"))
+    Ok(see_other(Url::SignedOut))
 }
 
 pub async fn signed_out() -> Html<String> {

@@ -15,18 +15,14 @@ use crate::ids::{InvitationId, PatientId, TenantId};
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use patriotpay_app::account as pages;
+use patriotpay_app::forms::{InviteForm, RevokeGrantForm, RevokeInvitationForm};
+use patriotpay_app::Url;
 
 pub fn router(state: &AppState) -> Routes {
     Routes::new(state)
-        .phi_form("/account/guarantors/invite", invite)
-        .form("/account/guarantors/revoke", revoke_guarantor)
-        .form("/account/invitations/revoke", revoke_invitation)
-}
-
-#[derive(serde::Deserialize)]
-pub struct InviteForm {
-    #[serde(default)]
-    patient: String,
+        .phi_form(Url::AccountGuarantorInvite, invite)
+        .form(Url::AccountGuarantorRevoke, revoke_guarantor)
+        .form(Url::AccountInvitationRevoke, revoke_invitation)
 }
 
 /// An adult patient invites a guarantor for their own record; the link is shown once.
@@ -81,16 +77,8 @@ pub async fn invite(
     tx.commit().await?;
     // Shown in this response only: the token is never stored, not even in the session.
     let mut vm = home_vm(&state, &ctx, &session, &who).await?;
-    vm.invite_link = Some(format!("{}/g/{token}", state.public_url));
+    vm.invite_link = Some(format!("{}{}", state.public_url, Url::Invitation(&token)));
     Ok(Html(pages::home(meta(&session).await?, vm)).into_response())
-}
-
-#[derive(serde::Deserialize)]
-pub struct RevokeForm {
-    #[serde(default)]
-    grant: String,
-    #[serde(default)]
-    invitation: String,
 }
 
 /// The member may manage the guarantors of this (adult) patient: the transaction the permit's
@@ -130,7 +118,7 @@ pub async fn revoke_guarantor(
     ctx: RequestContext,
     session: Sess,
     Member(who): Member,
-    CsrfForm(form): CsrfForm<RevokeForm>,
+    CsrfForm(form): CsrfForm<RevokeGrantForm>,
 ) -> Result<Response> {
     let grant: i64 = form.grant.trim().parse().map_err(|_| AppError::NotFound)?;
     let (tenant, patient) = guarantors::grant_subject(&state.db, grant, false)
@@ -164,7 +152,7 @@ pub async fn revoke_guarantor(
     }
     tx.commit().await?;
     session.notice("account-guarantor-revoked").await?;
-    Ok(see_other("/account"))
+    Ok(see_other(Url::Account))
 }
 
 /// The event of a change that happened, in the change's transaction.
@@ -196,7 +184,7 @@ pub async fn revoke_invitation(
     ctx: RequestContext,
     session: Sess,
     Member(who): Member,
-    CsrfForm(form): CsrfForm<RevokeForm>,
+    CsrfForm(form): CsrfForm<RevokeInvitationForm>,
 ) -> Result<Response> {
     let id = InvitationId::parse(&form.invitation).ok_or(AppError::NotFound)?;
     let inv = guarantors::find(&state.db, &id)
@@ -225,5 +213,5 @@ pub async fn revoke_invitation(
     }
     tx.commit().await?;
     session.notice("account-invitation-revoked").await?;
-    Ok(see_other("/account"))
+    Ok(see_other(Url::Account))
 }

@@ -12,17 +12,19 @@ use crate::links::{self, Claim, LinkState, PayLink, Subject};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use patriotpay_app::forms::{DobForm, ZipForm};
 use patriotpay_app::pages;
+use patriotpay_app::urls::{Url, ANY};
 use patriotpay_app::vm::*;
 
 /// The link and the two questions.
 pub fn router(state: &AppState) -> Routes {
     Routes::new(state)
-        .page("/p/{token}", open_link)
-        .page("/verify", verify_form)
-        .form("/verify", verify_submit)
-        .page("/verify/zip", zip_form)
-        .form("/verify/zip", zip_submit)
+        .page(Url::PayLink(ANY), open_link)
+        .page(Url::Verify, verify_form)
+        .form(Url::Verify, verify_submit)
+        .page(Url::VerifyZip, zip_form)
+        .form(Url::VerifyZip, zip_submit)
 }
 
 /// An event about the link itself (opened, answered, locked): no PHI is read.
@@ -77,17 +79,7 @@ pub async fn open_link(
         };
         audit_link(&state, &ctx, &link, "paylink.open", outcome).await?;
     }
-    Ok(see_other("/verify"))
-}
-
-#[derive(serde::Deserialize)]
-pub struct DobForm {
-    #[serde(default)]
-    dob_month: String,
-    #[serde(default)]
-    dob_day: String,
-    #[serde(default)]
-    dob_year: String,
+    Ok(see_other(Url::Verify))
 }
 
 async fn render_locked(state: &AppState, session: &Sess, link: &PayLink) -> Result<Response> {
@@ -114,7 +106,7 @@ pub async fn verify_form(
             return render_locked(&state, &session, link).await;
         }
         if visit.stage.is_some() {
-            return Ok(see_other("/summary"));
+            return Ok(see_other(Url::Summary));
         }
     }
     // An expired, revoked or unknown link gets the same page as a live one, minus the practice.
@@ -154,14 +146,14 @@ pub async fn verify_submit(
         .as_ref()
         .is_some_and(|l| l.state(now) == LinkState::Locked)
     {
-        return Ok(see_other("/verify"));
+        return Ok(see_other(Url::Verify));
     }
     // A date that doesn't exist is a typo, not a wrong answer: refused before anything counts.
     let Some(given) = links::parse_dob(&form.dob_month, &form.dob_day, &form.dob_year) else {
         session
             .set_flash(Flash::on("dob-month", "verify-invalid-date"))
             .await?;
-        return Ok(see_other("/verify"));
+        return Ok(see_other(Url::Verify));
     };
     let attempt = match links::claim(
         &state.db,
@@ -172,10 +164,10 @@ pub async fn verify_submit(
     .await?
     {
         Claim::Granted(a) => a,
-        Claim::Locked => return Ok(see_other("/verify")),
+        Claim::Locked => return Ok(see_other(Url::Verify)),
         Claim::Throttled => {
             session.notice("verify-rate-limited").await?;
-            return Ok(see_other("/verify"));
+            return Ok(see_other(Url::Verify));
         }
     };
     let matched = match &link {
@@ -212,7 +204,7 @@ pub async fn verify_submit(
             }
         }
         session.notice("verify-failed").await?;
-        return Ok(see_other("/verify"));
+        return Ok(see_other(Url::Verify));
     };
     // Privilege changes: new session id.
     session.cycle_id().await?;
@@ -224,13 +216,7 @@ pub async fn verify_submit(
         })
         .await?;
     audit_link(&state, &ctx, link, "identity.dob", Outcome::Success).await?;
-    Ok(see_other("/summary"))
-}
-
-#[derive(serde::Deserialize)]
-pub struct ZipForm {
-    #[serde(default)]
-    zip: String,
+    Ok(see_other(Url::Summary))
 }
 
 pub async fn zip_form(
@@ -239,7 +225,7 @@ pub async fn zip_form(
     visitor: LinkVisitor,
 ) -> Result<Response> {
     if visitor.stage == Stage::Full {
-        return Ok(see_other("/statement"));
+        return Ok(see_other(Url::Statement));
     }
     let practice = practice_of(&state, &visitor.link).await?;
     let mut vm = VerifyZipVm {
@@ -247,7 +233,7 @@ pub async fn zip_form(
         ..Default::default()
     };
     if let Some(f) = session.take_flash().await? {
-        (vm.field_error, vm.failure) = f.placed(&["zip"], tr().t(&f.key));
+        (vm.field_error, vm.failure) = f.placed(&[ZipForm::ZIP], tr().t(&f.key));
     }
     Ok(Html(pages::verify_zip(
         meta(&session, Some(practice.name)).await?,
@@ -264,17 +250,19 @@ pub async fn zip_submit(
     CsrfForm(form): CsrfForm<ZipForm>,
 ) -> Result<Response> {
     let Some(given) = links::normalize_zip(&form.zip) else {
-        session.set_flash(Flash::on("zip", "zip-invalid")).await?;
-        return Ok(see_other("/verify/zip"));
+        session
+            .set_flash(Flash::on(ZipForm::ZIP, "zip-invalid"))
+            .await?;
+        return Ok(see_other(Url::VerifyZip));
     };
     let now = ctx.now;
     let attempt =
         match links::claim(&state.db, Some(Subject::link(&link)), &ctx.address, now).await? {
             Claim::Granted(a) => a,
-            Claim::Locked => return Ok(see_other("/verify")),
+            Claim::Locked => return Ok(see_other(Url::Verify)),
             Claim::Throttled => {
                 session.notice("verify-rate-limited").await?;
-                return Ok(see_other("/verify/zip"));
+                return Ok(see_other(Url::VerifyZip));
             }
         };
     let answers = Answers {
@@ -301,10 +289,10 @@ pub async fn zip_submit(
         audit_link(&state, &ctx, &link, "identity.zip", Outcome::Denied).await?;
         if locked {
             audit_link(&state, &ctx, &link, "paylink.locked", Outcome::Denied).await?;
-            return Ok(see_other("/verify"));
+            return Ok(see_other(Url::Verify));
         }
         session.notice("zip-failed").await?;
-        return Ok(see_other("/verify/zip"));
+        return Ok(see_other(Url::VerifyZip));
     }
     session.cycle_id().await?;
     let next = session
@@ -317,9 +305,9 @@ pub async fn zip_submit(
     audit_link(&state, &ctx, &link, "identity.zip", Outcome::Success).await?;
     // Only our own known destinations; never a path from the request.
     let to = match next {
-        Some(AfterZip::CreateAccount) => "/account/create",
-        Some(AfterZip::ResetPassword) => "/account/reset-password",
-        None => "/statement",
+        Some(AfterZip::CreateAccount) => Url::AccountCreate,
+        Some(AfterZip::ResetPassword) => Url::AccountResetPassword,
+        None => Url::Statement,
     };
     Ok(see_other(to))
 }

@@ -27,7 +27,14 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
         Ok(e) => e,
         Err(_) => return (StatusCode::BAD_REQUEST, "malformed event").into_response(),
     };
-    match payments::handle_event(&state.db, state.processor.as_ref(), &event).await {
+    match payments::handle_event(
+        &state.db,
+        state.processor.as_ref(),
+        &event,
+        state.clock.now(),
+    )
+    .await
+    {
         Ok(outcome) => {
             tracing::info!(event_type = %event.event_type, outcome = ?outcome, "webhook handled");
             let duplicate = outcome == EventOutcome::Duplicate;

@@ -268,7 +268,13 @@ pub async fn start_checkout(
         .fetch_all(&mut *conn)
         .await?;
         for (id,) in stale {
-            close_checkout(&mut conn, &id, CheckoutState::Failed, &[CheckoutState::Creating]).await?;
+            close_checkout(
+                &mut conn,
+                &id,
+                CheckoutState::Failed,
+                &[CheckoutState::Creating],
+            )
+            .await?;
         }
         let open: Vec<(String, String)> = sqlx::query_as(
             "SELECT c.id, c.processor_session_id FROM checkouts c
@@ -282,7 +288,13 @@ pub async fn start_checkout(
         for (id, sid) in open {
             match processor.expire_checkout(&sid).await {
                 Ok(()) => {
-                    close_checkout(&mut conn, &id, CheckoutState::Expired, &[CheckoutState::Open]).await?;
+                    close_checkout(
+                        &mut conn,
+                        &id,
+                        CheckoutState::Expired,
+                        &[CheckoutState::Open],
+                    )
+                    .await?;
                 }
                 Err(ProcessorError::Rejected(_)) => return Err(PaymentError::Pending),
                 Err(e) => return Err(e.into()),
@@ -354,7 +366,13 @@ pub async fn start_checkout(
         Ok(c) => c,
         Err(e) => {
             let mut conn = db.pool().acquire().await?;
-            close_checkout(&mut conn, id.as_str(), CheckoutState::Failed, &[CheckoutState::Creating]).await?;
+            close_checkout(
+                &mut conn,
+                id.as_str(),
+                CheckoutState::Failed,
+                &[CheckoutState::Creating],
+            )
+            .await?;
             return Err(e.into());
         }
     };
@@ -415,10 +433,12 @@ pub enum EventOutcome {
 
 /// Handles one verified processor event. Safe under duplicates, reordering and retries: the
 /// event id is unique, the object is re-fetched, and a payment is keyed by its processor id.
+/// `now` is the request's reading of the server clock; it stamps what is recorded.
 pub async fn handle_event(
     db: &Db,
     processor: &dyn PaymentProcessor,
     ev: &EventEnvelope,
+    now: i64,
 ) -> Result<EventOutcome, PaymentError> {
     let seen: Option<String> =
         sqlx::query_scalar("SELECT event_id FROM processor_events WHERE event_id = $1")
@@ -435,12 +455,12 @@ pub async fn handle_event(
                 (Some(pi), true) => Some(processor.retrieve_payment(pi).await?),
                 _ => None,
             };
-            record_from_session(db, ev, &session, payment.as_ref()).await
+            record_from_session(db, ev, &session, payment.as_ref(), now).await
         }
         "checkout.session.expired" => {
             let session = processor.retrieve_checkout(&ev.data.object.id).await?;
             let mut tx = db.begin_write().await?;
-            if !insert_event(&mut tx, ev).await? {
+            if !insert_event(&mut tx, ev, now).await? {
                 return Ok(EventOutcome::Duplicate);
             }
             if session.status == CheckoutStatus::Expired {
@@ -450,7 +470,13 @@ pub async fn handle_event(
                         .fetch_optional(&mut *tx)
                         .await?;
                 if let Some(id) = ours {
-                    close_checkout(&mut tx, &id, CheckoutState::Expired, &[CheckoutState::Creating, CheckoutState::Open]).await?;
+                    close_checkout(
+                        &mut tx,
+                        &id,
+                        CheckoutState::Expired,
+                        &[CheckoutState::Creating, CheckoutState::Open],
+                    )
+                    .await?;
                 }
             }
             tx.commit().await?;
@@ -458,7 +484,7 @@ pub async fn handle_event(
         }
         _ => {
             let mut tx = db.begin_write().await?;
-            let fresh = insert_event(&mut tx, ev).await?;
+            let fresh = insert_event(&mut tx, ev, now).await?;
             tx.commit().await?;
             Ok(if fresh {
                 EventOutcome::NoChange
@@ -472,6 +498,7 @@ pub async fn handle_event(
 async fn insert_event(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     ev: &EventEnvelope,
+    now: i64,
 ) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
         "INSERT INTO processor_events (event_id, event_type, object_id, received_at) VALUES ($1, $2, $3, $4)
@@ -480,7 +507,7 @@ async fn insert_event(
     .bind(&ev.id)
     .bind(&ev.event_type)
     .bind(&ev.data.object.id)
-    .bind(crate::clock::now_unix())
+    .bind(now)
     .execute(&mut **tx)
     .await?;
     Ok(r.rows_affected() == 1)
@@ -493,6 +520,7 @@ async fn record_from_session(
     ev: &EventEnvelope,
     session: &ProcessorCheckout,
     payment: Option<&ProcessorPayment>,
+    now: i64,
 ) -> Result<EventOutcome, PaymentError> {
     // By the processor's id; failing that (a crash between creating the session and saving its
     // id), by our own id, which travels as `client_reference_id`.
@@ -516,7 +544,7 @@ async fn record_from_session(
         }
     }
     let mut tx = db.begin_write().await?;
-    if !insert_event(&mut tx, ev).await? {
+    if !insert_event(&mut tx, ev, now).await? {
         return Ok(EventOutcome::Duplicate);
     }
     let (Some(checkout), Some(payment)) = (checkout, payment) else {
@@ -560,7 +588,6 @@ async fn record_from_session(
         }
     };
     let payment_id = PaymentId::generate();
-    let now = crate::clock::now_unix();
     let inserted = sqlx::query(
         "INSERT INTO payments (id, tenant_id, statement_id, checkout_id, processor_payment_id, amount_cents,
              card_brand, card_last4, paid_at, recorded_at)

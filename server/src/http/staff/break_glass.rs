@@ -13,18 +13,8 @@ use crate::ids::TenantId;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-
-#[derive(serde::Deserialize)]
-pub struct BreakGlassForm {
-    #[serde(default)]
-    practice: String,
-    #[serde(default)]
-    role: String,
-    #[serde(default)]
-    minutes: String,
-    #[serde(default)]
-    reason: String,
-}
+use patriotpay_app::forms::BreakGlassForm;
+use patriotpay_app::Url;
 
 /// The role and minutes asked for, when the form is complete and within the rules
 /// `accounts::grant_break_glass` enforces. Checked here too so that a form that would grant
@@ -138,7 +128,7 @@ pub async fn break_glass(
     let mfa = account.principal.mfa;
     let Some(mut account) = accounts::load(&state.db, &account.id, ctx.now).await? else {
         session.end().await?;
-        return Ok(see_other("/staff/login"));
+        return Ok(see_other(Url::StaffLogin));
     };
     account.principal.mfa = mfa;
     let mut vm = home_vm(&state, &ctx, &session, &account).await?;

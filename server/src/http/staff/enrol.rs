@@ -14,8 +14,10 @@ use crate::phi::Phi;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use patriotpay_app::forms::EnrolForm;
 use patriotpay_app::staff as pages;
 use patriotpay_app::vm::{FieldError, StaffEnrolVm, StaffRecoveryVm};
+use patriotpay_app::Url;
 
 /// Swaps the enrolment token in the link for a session, like a pay link.
 pub async fn open_enrolment(
@@ -27,7 +29,7 @@ pub async fn open_enrolment(
     session
         .update(|d| d.enrol_token_hash = Some(hex::encode(token_hash(&token))))
         .await?;
-    Ok(see_other("/staff/enrol"))
+    Ok(see_other(Url::StaffEnrol))
 }
 
 /// The token hash this session holds and its account, while the token is unused and unexpired.
@@ -95,16 +97,6 @@ pub async fn enrol_form(
     }
 }
 
-#[derive(serde::Deserialize)]
-pub struct EnrolForm {
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    password_confirm: String,
-    #[serde(default)]
-    code: String,
-}
-
 pub async fn enrol_submit(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -121,7 +113,7 @@ pub async fn enrol_submit(
         })
     };
     if form.password != form.password_confirm {
-        let error = field("password", "staff-password-mismatch");
+        let error = field(EnrolForm::PASSWORD, "staff-password-mismatch");
         return render_enrol(&state, &session, &user, error).await;
     }
     match accounts::complete_enrolment(
@@ -140,11 +132,11 @@ pub async fn enrol_submit(
             Ok(Html(pages::recovery_codes(meta(), StaffRecoveryVm { codes })).into_response())
         }
         Err(AccountError::WeakPassword) => {
-            let error = field("password", "staff-password-weak");
+            let error = field(EnrolForm::PASSWORD, "staff-password-weak");
             render_enrol(&state, &session, &user, error).await
         }
         Err(AccountError::Invalid) => {
-            let error = field("code", "staff-enrol-code-failed");
+            let error = field(EnrolForm::CODE, "staff-enrol-code-failed");
             render_enrol(&state, &session, &user, error).await
         }
         Err(e) => Err(e.into()),

@@ -13,12 +13,8 @@ use crate::ids::{PatientId, TenantId};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-
-#[derive(serde::Deserialize)]
-pub struct InviteForm {
-    #[serde(default)]
-    patient: String,
-}
+use patriotpay_app::forms::{InviteForm, RevokeGrantForm};
+use patriotpay_app::Url;
 
 /// The practice a patient belongs to, looked up by opaque id (nothing about them is read).
 async fn practice_of(state: &AppState, patient: &PatientId) -> Result<Option<TenantId>> {
@@ -69,15 +65,9 @@ pub async fn invite(
     .await?;
     tx.commit().await?;
     let mut vm = home_vm(&state, &ctx, &session, &account).await?;
-    vm.invite_link = Some(format!("{}/g/{token}", state.public_url));
+    vm.invite_link = Some(format!("{}{}", state.public_url, Url::Invitation(&token)));
     vm.notice = Some(tr().t("staff-invite-created"));
     Ok(render(StatusCode::OK, vm))
-}
-
-#[derive(serde::Deserialize)]
-pub struct RevokeForm {
-    #[serde(default)]
-    grant: String,
 }
 
 /// The practice revokes a guarantor's access to one patient, or the patient's own account's.
@@ -88,7 +78,7 @@ pub async fn revoke(
     ctx: RequestContext,
     session: Sess,
     StaffWith(account, ..): StaffWith<GuarantorAdmins>,
-    CsrfForm(form): CsrfForm<RevokeForm>,
+    CsrfForm(form): CsrfForm<RevokeGrantForm>,
 ) -> Result<Response> {
     let grant: i64 = form.grant.trim().parse().map_err(|_| AppError::NotFound)?;
     let (tenant, patient) = guarantors::grant_subject(&state.db, grant, true)

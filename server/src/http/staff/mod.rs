@@ -15,33 +15,34 @@ use crate::access::{self, Action, Permit, Refused, Resource, Role};
 use crate::accounts::Account;
 use crate::audit::{self, Outcome};
 use crate::ids::UserId;
+use patriotpay_app::urls::{Url, ANY};
 use patriotpay_app::vm::PageMeta;
 
 /// The staff pages and forms.
 pub fn router(state: &AppState) -> Routes {
     Routes::new(state)
-        .page("/staff", home::home)
-        .page("/staff/login", signin::login_form)
-        .form("/staff/login", signin::login_submit)
-        .page("/staff/mfa", signin::mfa_form)
-        .form("/staff/mfa", signin::mfa_submit)
-        .page("/staff/new-password", signin::new_password_form)
-        .form("/staff/new-password", signin::new_password_submit)
-        .page("/staff/forgot", signin::forgot_form)
-        .form("/staff/forgot", signin::forgot_submit)
-        .page("/staff/reset", signin::reset_form)
-        .form("/staff/reset", signin::reset_submit)
-        .form("/staff/signout", signin::signout)
-        .form("/staff/signout-everywhere", signin::signout_everywhere)
-        .page("/staff/enrol/{token}", enrol::open_enrolment)
-        .page("/staff/enrol", enrol::enrol_form)
-        .form("/staff/enrol", enrol::enrol_submit)
-        .phi_form("/staff/search", search::search)
-        .phi_form("/staff/guarantors/invite", guarantors::invite)
+        .page(Url::Staff, home::home)
+        .page(Url::StaffLogin, signin::login_form)
+        .form(Url::StaffLogin, signin::login_submit)
+        .page(Url::StaffMfa, signin::mfa_form)
+        .form(Url::StaffMfa, signin::mfa_submit)
+        .page(Url::StaffNewPassword, signin::new_password_form)
+        .form(Url::StaffNewPassword, signin::new_password_submit)
+        .page(Url::StaffForgot, signin::forgot_form)
+        .form(Url::StaffForgot, signin::forgot_submit)
+        .page(Url::StaffReset, signin::reset_form)
+        .form(Url::StaffReset, signin::reset_submit)
+        .form(Url::StaffSignOut, signin::signout)
+        .form(Url::StaffSignOutEverywhere, signin::signout_everywhere)
+        .page(Url::StaffEnrolLink(ANY), enrol::open_enrolment)
+        .page(Url::StaffEnrol, enrol::enrol_form)
+        .form(Url::StaffEnrol, enrol::enrol_submit)
+        .phi_form(Url::StaffSearch, search::search)
+        .phi_form(Url::StaffGuarantorInvite, guarantors::invite)
         // Its page shows no patient data, but it changes a patient's record and answers 2xx
         // only after a permit: guarded like the others.
-        .phi_form("/staff/guarantors/revoke", guarantors::revoke)
-        .phi_form("/staff/break-glass", break_glass::break_glass)
+        .phi_form(Url::StaffGuarantorRevoke, guarantors::revoke)
+        .phi_form(Url::StaffBreakGlass, break_glass::break_glass)
 }
 
 /// Staff pages name no practice in the header and carry no sign-out form there.

@@ -16,17 +16,8 @@ use crate::ids::PatientId;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use patriotpay_app::forms::SearchForm;
 use patriotpay_app::vm::{GuarantorVm, StaffPatientRow};
-
-#[derive(serde::Deserialize)]
-pub struct SearchForm {
-    #[serde(default)]
-    last_name: String,
-    #[serde(default)]
-    dob: String,
-    #[serde(default)]
-    account: String,
-}
 
 fn parse_iso(s: &str) -> Option<String> {
     time::Date::parse(s.trim(), crate::links::ISO_DATE)

@@ -6,18 +6,20 @@ use crate::accounts::{self, AccountError};
 use crate::audit::Outcome;
 use crate::http::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, StaffSession};
-use crate::http::forms::{password_errors, Empty, NewPasswordForm, SignInForm};
+use crate::http::forms::password_errors;
 use crate::http::sealed::store_tokens;
 use crate::http::session::{Flash, Sess, SignedIn};
-use crate::http::{see_other, tr, AppState, RequestContext};
+use crate::http::{see_other, see_other_query, tr, AppState, RequestContext};
 use crate::identity::{IdentityError, Step};
 use crate::ids::UserId;
 use crate::phi::Phi;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use patriotpay_app::forms::{CodeForm, Empty, ForgotForm, NewPasswordForm, ResetForm, SignInForm};
 use patriotpay_app::staff as pages;
 use patriotpay_app::vm::{PageMeta, StaffLoginVm, StaffMfaVm, StaffResetVm};
+use patriotpay_app::Url;
 
 /// Where a sign-in step leads: the next step's page, or signed in.
 async fn staff_step(
@@ -29,11 +31,11 @@ async fn staff_step(
     match step {
         Step::SecondFactor(p) => {
             session.update(|d| d.pending_sign_in = Some(p)).await?;
-            Ok(see_other("/staff/mfa"))
+            Ok(see_other(Url::StaffMfa))
         }
         Step::NewPassword(p) => {
             session.update(|d| d.pending_sign_in = Some(p)).await?;
-            Ok(see_other("/staff/new-password"))
+            Ok(see_other(Url::StaffNewPassword))
         }
         Step::Done { user, mfa, tokens } => {
             // Privilege changes: new session id.
@@ -52,7 +54,7 @@ async fn staff_step(
                 store_tokens(state, session, &user, &t).await?;
             }
             audit_user(state, ctx, Some(&user), "staff.signin", Outcome::Success).await?;
-            Ok(see_other("/staff"))
+            Ok(see_other(Url::Staff))
         }
     }
 }
@@ -67,11 +69,12 @@ async fn start_again(
 ) -> Result<Response> {
     audit_user(state, ctx, None, "staff.signin", Outcome::Denied).await?;
     session.end().await?;
-    Ok(see_other(if reset {
-        "/staff/login?reset=1"
+    // `reset=1` marks a sign-in refused until a password reset (the page does not read it).
+    Ok(if reset {
+        see_other_query(Url::StaffLogin, "reset", "1")
     } else {
-        "/staff/login"
-    }))
+        see_other(Url::StaffLogin)
+    })
 }
 
 pub async fn login_form(State(state): State<AppState>, session: Sess) -> Result<Response> {
@@ -128,7 +131,7 @@ pub async fn login_submit(
         Err(_) => {
             audit_user(&state, &ctx, None, "staff.signin.password", Outcome::Denied).await?;
             session.notice("staff-login-failed").await?;
-            Ok(see_other("/staff/login"))
+            Ok(see_other(Url::StaffLogin))
         }
     }
 }
@@ -158,7 +161,7 @@ async fn pending_step_page(
     render: fn(PageMeta, StaffMfaVm) -> String,
 ) -> Result<Response> {
     if session.data().await?.pending_sign_in.is_none() {
-        return Ok(see_other("/staff/login"));
+        return Ok(see_other(Url::StaffLogin));
     }
     let failure = session.take_flash().await?.map(|f| tr().t(&f.key));
     let vm = StaffMfaVm {
@@ -172,12 +175,6 @@ pub async fn mfa_form(session: Sess) -> Result<Response> {
     pending_step_page(&session, pages::mfa).await
 }
 
-#[derive(serde::Deserialize)]
-pub struct CodeForm {
-    #[serde(default)]
-    code: String,
-}
-
 pub async fn mfa_submit(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -185,7 +182,7 @@ pub async fn mfa_submit(
     CsrfForm(form): CsrfForm<CodeForm>,
 ) -> Result<Response> {
     let Some(pending) = session.data().await?.pending_sign_in else {
-        return Ok(see_other("/staff/login"));
+        return Ok(see_other(Url::StaffLogin));
     };
     let now = ctx.now;
     // Claimed before the code is checked; wrong codes count toward the same limit as passwords.
@@ -197,7 +194,7 @@ pub async fn mfa_submit(
             Err(AccountError::Throttled { .. }) => {
                 // Too many wrong codes: this half-signed-in session ends; sign-in answers 429 a while.
                 session.end().await?;
-                return Ok(see_other("/staff/login"));
+                return Ok(see_other(Url::StaffLogin));
             }
             Err(e) => return Err(e.into()),
         };
@@ -225,7 +222,7 @@ pub async fn mfa_submit(
             )
             .await?;
             session.notice("staff-mfa-failed").await?;
-            Ok(see_other("/staff/mfa"))
+            Ok(see_other(Url::StaffMfa))
         }
         Err(IdentityError::ResetRequired) => start_again(&state, &ctx, &session, true).await,
         Err(IdentityError::Account(e)) => Err(e.into()),
@@ -245,7 +242,7 @@ pub async fn new_password_submit(
     CsrfForm(form): CsrfForm<NewPasswordForm>,
 ) -> Result<Response> {
     let Some(pending) = session.data().await?.pending_sign_in else {
-        return Ok(see_other("/staff/login"));
+        return Ok(see_other(Url::StaffLogin));
     };
     // This page has always named a mismatch before a weak password.
     let problem = if form.password != form.password_confirm {
@@ -255,7 +252,7 @@ pub async fn new_password_submit(
     };
     if let Some(key) = problem {
         session.set_flash(Flash::key(key)).await?;
-        return Ok(see_other("/staff/new-password"));
+        return Ok(see_other(Url::StaffNewPassword));
     }
     match state
         .identity
@@ -288,12 +285,6 @@ pub async fn forgot_form(State(state): State<AppState>, session: Sess) -> Result
     Ok(Html(pages::forgot(meta(), vm)).into_response())
 }
 
-#[derive(serde::Deserialize)]
-pub struct ForgotForm {
-    #[serde(default)]
-    email: String,
-}
-
 /// Asks Cognito to email a reset code. The answer is the same whether or not the account
 /// exists; requests count against the sign-in limits so this cannot be used to flood inboxes.
 pub async fn forgot_submit(
@@ -305,7 +296,7 @@ pub async fn forgot_submit(
     resets_offered(&state)?;
     let email = accounts::normalize_email(&form.email);
     if !accounts::valid_email(&email) {
-        return Ok(see_other("/staff/forgot"));
+        return Ok(see_other(Url::StaffForgot));
     }
     let counted =
         accounts::claim_attempt(&state.db, &state.crypto, &email, &ctx.address, ctx.now).await?;
@@ -322,13 +313,13 @@ pub async fn forgot_submit(
     .await?;
     session.restart(ctx.now).await?;
     session.update(|d| d.reset_email = Some(email)).await?;
-    Ok(see_other("/staff/reset"))
+    Ok(see_other(Url::StaffReset))
 }
 
 pub async fn reset_form(State(state): State<AppState>, session: Sess) -> Result<Response> {
     resets_offered(&state)?;
     let Some(email) = session.data().await?.reset_email else {
-        return Ok(see_other("/staff/forgot"));
+        return Ok(see_other(Url::StaffForgot));
     };
     let vm = StaffResetVm {
         csrf: session.csrf_token().await?,
@@ -336,16 +327,6 @@ pub async fn reset_form(State(state): State<AppState>, session: Sess) -> Result<
         failure: session.take_flash().await?.map(|f| tr().t(&f.key)),
     };
     Ok(Html(pages::reset(meta(), vm)).into_response())
-}
-
-#[derive(serde::Deserialize)]
-pub struct ResetForm {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    password_confirm: String,
 }
 
 /// Sets the new password at Cognito with the emailed code; that proof also clears the portal's
@@ -358,11 +339,11 @@ pub async fn reset_submit(
 ) -> Result<Response> {
     resets_offered(&state)?;
     let Some(email) = session.data().await?.reset_email else {
-        return Ok(see_other("/staff/forgot"));
+        return Ok(see_other(Url::StaffForgot));
     };
     if let Some((_, key)) = password_errors(&form.password, &form.password_confirm) {
         session.set_flash(Flash::key(key)).await?;
-        return Ok(see_other("/staff/reset"));
+        return Ok(see_other(Url::StaffReset));
     }
     let now = ctx.now;
     let attempt =
@@ -380,13 +361,13 @@ pub async fn reset_submit(
         // A wrong or spent code: the attempt stays counted.
         Err(_) => {
             session.notice("staff-reset-failed").await?;
-            return Ok(see_other("/staff/reset"));
+            return Ok(see_other(Url::StaffReset));
         }
     }
     audit_user(&state, &ctx, None, "staff.password.reset", Outcome::Success).await?;
     session.restart(now).await?;
     session.notice("staff-reset-done").await?;
-    Ok(see_other("/staff/login"))
+    Ok(see_other(Url::StaffLogin))
 }
 
 /// Signs this session out, signed in or not (nothing to check but the form's token).
@@ -410,7 +391,7 @@ pub async fn signout(
         Outcome::Success,
     )
     .await?;
-    Ok(see_other("/staff/login"))
+    Ok(see_other(Url::StaffLogin))
 }
 
 pub async fn signout_everywhere(
@@ -435,5 +416,5 @@ pub async fn signout_everywhere(
         Outcome::Success,
     )
     .await?;
-    Ok(see_other("/staff/login"))
+    Ok(see_other(Url::StaffLogin))
 }
