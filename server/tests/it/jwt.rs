@@ -2,7 +2,6 @@
 //! HS256 signed with the public key, unknown key ids, wrong issuer, wrong audience or client,
 //! swapped token use, expired and tampered tokens are refused. Test keys are generated at run
 //! time, so no private key lives in the repository.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use axum::routing::get;
 use base64::Engine;

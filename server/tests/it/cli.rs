@@ -1,9 +1,6 @@
 //! The operator's `users` commands, run as the real binary on a fresh SQLite data directory:
 //! add prints a set-up link, list shows the account (its email decrypted), disable is refused the
 //! second time, and the email is nowhere in the database files.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
-
-mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -83,7 +80,7 @@ fn users_add_list_disable() {
     assert!(!twice.status.success(), "already disabled");
 
     // Found by its blind index, shown from its ciphertext: never stored in the clear.
-    let db = common::sqlite_files(dir.path());
+    let db = crate::common::sqlite_files(dir.path());
     let needle = email.as_bytes();
     assert!(
         !db.windows(needle.len()).any(|w| w == needle),

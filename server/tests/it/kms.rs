@@ -2,29 +2,17 @@
 //! re-wrap, re-encryption, the plaintext-key cache, and failing closed when KMS is down.
 //! Needs `PATRIOTPAY_TEST_MOTO_URL` (a running `moto_server`), `PATRIOTPAY_MOTO_SERVER` (its
 //! binary, for the outage test) and static AWS test credentials in the environment.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
-use common::{location, Backend, Browser, TestApp};
+use crate::common::{location, moto_aws_config, moto_url, Backend, Browser, TestApp};
 use patriotpay::config::KeyProviderKind;
 use patriotpay::crypto::{
     CryptoError, KeyContext, KeyProvider, KmsKeyProvider, KmsSettings, PURPOSE_FIELD,
 };
 use reqwest::StatusCode;
 
-fn moto_url() -> String {
-    std::env::var("PATRIOTPAY_TEST_MOTO_URL")
-        .expect("set PATRIOTPAY_TEST_MOTO_URL to a running moto_server (see .ci/run)")
-}
-
 /// A new symmetric key in moto; keys are unique per test, so tests share one moto.
 async fn create_key(endpoint: &str) -> String {
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .load()
-        .await;
+    let conf = moto_aws_config(endpoint).await;
     let kms = aws_sdk_kms::Client::new(&conf);
     let out = kms
         .create_key()
@@ -266,7 +254,7 @@ async fn warm_cache_makes_no_kms_calls_and_expires() {
         .await
         .expect("q")
         .expect("statement");
-    let permit = common::statement_permit(app.db(), &header).await;
+    let permit = crate::common::statement_permit(app.db(), &header).await;
     patriotpay::billing::lines(app.db(), &cold, &header, &permit)
         .await
         .expect("decrypt");

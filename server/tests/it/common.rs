@@ -1,8 +1,11 @@
 //! Test harness: starts the real server on 127.0.0.1:0 against a fresh SQLite file or a fresh
-//! PostgreSQL database, and talks to it like a browser (cookies on, redirects inspected).
-#![allow(dead_code)]
+//! PostgreSQL database, and talks to it like a browser (cookies on, redirects inspected). Also
+//! the one copy of every helper more than one test module uses: moto, catalog text, patient and
+//! guarantor accounts, invitations, staff sign-in.
 
+use patriotpay::access::Role;
 use patriotpay::config::{Config, Secret};
+use patriotpay::ids::{PatientId, StatementId, TenantId, UserId};
 use reqwest::redirect::Policy;
 use reqwest::{Client, Response, StatusCode};
 use sqlx::Connection;
@@ -21,7 +24,6 @@ pub struct TestApp {
     pub sandbox_url: String,
     pub running: Option<patriotpay::Running>,
     pub dir: tempfile::TempDir,
-    pub database_url: String,
     pg_admin: Option<(String, String)>,
     pub tenant: patriotpay::ids::TenantId,
 }
@@ -63,7 +65,6 @@ impl TestApp {
             cfg.database_url = Some(Secret::new(format!("{base}/{name}")));
             pg_admin = Some((admin, name));
         }
-        let database_url = cfg.database_url();
         let running = patriotpay::start(&cfg).await.expect("server starts");
         let tenant = patriotpay::demo::ensure(&running.state.db, &running.state.crypto)
             .await
@@ -74,7 +75,6 @@ impl TestApp {
             sandbox_url: format!("http://{}", running.sandbox_addr),
             running: Some(running),
             dir,
-            database_url,
             pg_admin,
             tenant,
         }
@@ -419,15 +419,16 @@ pub fn h1(html: &str) -> String {
     html[start..end].to_owned()
 }
 
-/// Defines one test per backend from one async body taking `Backend`.
-#[macro_export]
+/// Defines one test per backend from one async body taking `Backend`: `…::sqlite::name` and
+/// `…::postgres::name`, the latter `#[ignore]`d so the PostgreSQL pass selects it with
+/// `--ignored postgres::`.
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::common::Backend::Sqlite).await
+                    super::$name(crate::common::Backend::Sqlite).await
                 }
             )*
         }
@@ -436,7 +437,7 @@ macro_rules! both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 #[ignore = "needs PostgreSQL: set PATRIOTPAY_TEST_POSTGRES_URL and run with --ignored"]
                 async fn $name() {
-                    super::$name(super::common::Backend::Postgres).await
+                    super::$name(crate::common::Backend::Postgres).await
                 }
             )*
         }
@@ -466,6 +467,18 @@ pub async fn get_with_cookie(app: &TestApp, path: &str, cookie: &str) -> Respons
         .expect("GET")
 }
 
+/// Posts a processor event to the webhook endpoint with the `Stripe-Signature` header `sig`, if
+/// any.
+pub async fn post_event(app: &TestApp, body: &str, sig: Option<String>) -> Response {
+    let mut req = Client::new()
+        .post(format!("{}/webhooks/stripe", app.url))
+        .body(body.to_owned());
+    if let Some(s) = sig {
+        req = req.header("Stripe-Signature", s);
+    }
+    req.send().await.expect("webhook POST")
+}
+
 /// Posts a processor event to the webhook endpoint, signed with the test secret as the processor
 /// would sign it (for replays).
 pub async fn post_webhook(app: &TestApp, body: &str) -> Response {
@@ -474,13 +487,444 @@ pub async fn post_webhook(app: &TestApp, body: &str) -> Response {
         patriotpay::clock::now_unix(),
         body.as_bytes(),
     );
-    Client::new()
-        .post(format!("{}/webhooks/stripe", app.url))
-        .header("Stripe-Signature", sig)
-        .body(body.to_owned())
-        .send()
+    post_event(app, body, Some(sig)).await
+}
+
+// ---- moto (the KMS and Cognito tests) ---------------------------------------------------------
+
+/// The moto server the KMS and Cognito tests use; they are `#[ignore]`d otherwise.
+pub fn moto_url() -> String {
+    std::env::var("PATRIOTPAY_TEST_MOTO_URL")
+        .expect("set PATRIOTPAY_TEST_MOTO_URL to a running moto_server (see .ci/run)")
+}
+
+/// AWS SDK settings pointing at moto in us-east-1 (credentials from the environment).
+pub async fn moto_aws_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .load()
         .await
-        .expect("webhook POST")
+}
+
+// ---- patients, guarantors and staff over HTTP -------------------------------------------------
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const SEE_OTHER: StatusCode = StatusCode::SEE_OTHER;
+
+/// A catalog message, as the pages render it before HTML escaping.
+pub fn t(key: &str) -> String {
+    patriotpay_app::Tr::default().t(key)
+}
+
+pub fn ta(key: &str, args: &[(&str, &str)]) -> String {
+    patriotpay_app::Tr::default().ta(key, args)
+}
+
+/// A page with HTML's escapes undone, to compare against catalog text.
+pub fn text(html: &str) -> String {
+    html.replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
+/// Demo patient `n`'s date of birth as (month, day, year) and ZIP.
+pub fn answers(n: usize) -> (String, String, String, String) {
+    let p = &patriotpay::demo::PATIENTS[n - 1];
+    let (y, rest) = p.dob.split_at(4);
+    (
+        rest[1..3].to_owned(),
+        rest[4..6].to_owned(),
+        y.to_owned(),
+        p.zip.to_owned(),
+    )
+}
+
+pub async fn patient_of(app: &TestApp, n: usize) -> PatientId {
+    let stmt = app.statement_of(n).await;
+    patriotpay::billing::statement_header(app.db(), &stmt)
+        .await
+        .expect("query")
+        .expect("statement")
+        .patient_id
+}
+
+/// Posts the household page's pay form: each statement ticked with the amount typed.
+pub async fn pay_statements(
+    g: &Browser,
+    csrf: &str,
+    items: &[(&StatementId, &str)],
+) -> reqwest::Response {
+    let fields: Vec<(String, &str)> = items
+        .iter()
+        .flat_map(|(s, amount)| [(format!("pay_{s}"), "1"), (format!("amount_{s}"), *amount)])
+        .collect();
+    let mut form: Vec<(&str, &str)> = vec![("csrf", csrf)];
+    form.extend(fields.iter().map(|(k, v)| (k.as_str(), *v)));
+    g.post("/account/pay", &form).await
+}
+
+pub async fn balance(app: &TestApp, s: &StatementId) -> i64 {
+    patriotpay::billing::balance(app.db().pool(), s)
+        .await
+        .expect("balance")
+        .cents()
+}
+
+/// Demo patient `n` opens a fresh pay link, gives the date of birth only, pays $5.00 with the
+/// 4242 test card and sees the receipt.
+pub async fn pay_five_dollars_by_link(app: &TestApp, b: &Browser, n: usize) {
+    let (m, d, y, _) = answers(n);
+    b.open_link(&app.link(n).await).await;
+    assert_eq!(
+        location(&b.submit_dob(&m, &d, &y).await),
+        "/summary",
+        "patient {n}'s date of birth accepted"
+    );
+    let checkout = location(&b.pay("5.00").await);
+    assert!(
+        checkout.starts_with(&app.sandbox_url),
+        "a $5.00 payment goes to the sandbox: {checkout}"
+    );
+    let back = location(&b.card(&checkout, "4242 4242 4242 4242").await);
+    let receipt = location(&b.get(&back).await);
+    assert!(
+        receipt.starts_with("/receipt/pay_"),
+        "link payment ends on its receipt: {receipt}"
+    );
+    b.page(&receipt).await;
+}
+
+/// Posts the email/password form at `path` (create-account or invitation page).
+pub async fn submit_account_form(
+    b: &Browser,
+    path: &str,
+    email: &str,
+    password: &str,
+    confirm: &str,
+    mode: Option<&str>,
+) -> Response {
+    let csrf = b.csrf(path).await;
+    let mut form = vec![
+        ("csrf", csrf.as_str()),
+        ("email", email),
+        ("password", password),
+        ("password_confirm", confirm),
+    ];
+    if let Some(m) = mode {
+        form.push(("mode", m));
+    }
+    b.post(path, &form).await
+}
+
+/// Demo patient `n` pays by link and creates an account with `email`; returns the signed-in
+/// browser.
+pub async fn patient_account(app: &TestApp, n: usize, email: &str) -> Browser {
+    let b = Browser::new(app);
+    pay_five_dollars_by_link(app, &b, n).await;
+    assert_eq!(location(&b.get("/account/create").await), "/verify/zip");
+    let (_, _, _, zip) = answers(n);
+    assert_eq!(location(&b.submit_zip(&zip).await), "/account/create");
+    let r = submit_account_form(&b, "/account/create", email, PASSWORD, PASSWORD, None).await;
+    assert_eq!(
+        (r.status(), location(&r)),
+        (SEE_OTHER, "/account".to_owned()),
+        "account created for patient {n}"
+    );
+    b
+}
+
+pub async fn member_sign_in(b: &Browser, email: &str, password: &str) -> Response {
+    let csrf = b.csrf("/signin").await;
+    b.post(
+        "/signin",
+        &[("csrf", &csrf), ("email", email), ("password", password)],
+    )
+    .await
+}
+
+/// A fresh practice invitation for demo patient `n`: the full `/g/<token>` URL.
+pub async fn invitation_for(app: &TestApp, n: usize) -> String {
+    let (_, url) =
+        patriotpay::demo::invite_text(app.db(), &app.state().crypto, &app.tenant, n, &app.url)
+            .await
+            .expect("invitation");
+    url
+}
+
+pub fn token_of(url: &str) -> String {
+    url.rsplit("/g/").next().expect("token").to_owned()
+}
+
+/// Opens an invitation link: the token is swapped for a session and a token-free redirect.
+pub async fn open_invitation(b: &Browser, url: &str) {
+    let r = b.get(url).await;
+    assert_eq!(r.status(), SEE_OTHER, "opening an invitation redirects");
+    assert_eq!(
+        location(&r),
+        "/guarantor/verify",
+        "the token must not survive the redirect"
+    );
+}
+
+pub async fn answer_invitation(b: &Browser, m: &str, d: &str, y: &str, zip: &str) -> Response {
+    let csrf = b.csrf("/guarantor/verify").await;
+    b.post(
+        "/guarantor/verify",
+        &[
+            ("csrf", &csrf),
+            ("dob_month", m),
+            ("dob_day", d),
+            ("dob_year", y),
+            ("zip", zip),
+        ],
+    )
+    .await
+}
+
+pub async fn answer_for(b: &Browser, n: usize) -> Response {
+    let (m, d, y, zip) = answers(n);
+    answer_invitation(b, &m, &d, &y, &zip).await
+}
+
+/// Opens and answers an invitation, then creates a guarantor account on it.
+pub async fn accept_as_new(b: &Browser, url: &str, n: usize, email: &str) {
+    open_invitation(b, url).await;
+    assert_eq!(location(&answer_for(b, n).await), "/guarantor/accept");
+    let r = submit_account_form(
+        b,
+        "/guarantor/accept",
+        email,
+        PASSWORD,
+        PASSWORD,
+        Some("create"),
+    )
+    .await;
+    assert_eq!(
+        (r.status(), location(&r)),
+        (SEE_OTHER, "/account".to_owned()),
+        "guarantor account created on the invitation"
+    );
+}
+
+/// Opens and answers an invitation with (month, day, year, zip), signs in as `email`, and
+/// accepts onto that account.
+pub async fn accept_onto_existing(
+    b: &Browser,
+    url: &str,
+    a: (&str, &str, &str, &str),
+    email: &str,
+) {
+    open_invitation(b, url).await;
+    assert_eq!(
+        location(&answer_invitation(b, a.0, a.1, a.2, a.3).await),
+        "/guarantor/accept"
+    );
+    assert_eq!(
+        location(&member_sign_in(b, email, PASSWORD).await),
+        "/guarantor/accept",
+        "signing in keeps the verified invitation and returns to it"
+    );
+    let csrf = b.csrf("/guarantor/accept").await;
+    let r = b
+        .post(
+            "/guarantor/accept",
+            &[("csrf", &csrf), ("mode", "existing")],
+        )
+        .await;
+    assert_eq!(
+        (r.status(), location(&r)),
+        (SEE_OTHER, "/account".to_owned()),
+        "invitation accepted onto the signed-in account"
+    );
+}
+
+/// A guarantor account over demo patient 4 only.
+pub async fn guarantor_of_4(app: &TestApp, email: &str) -> Browser {
+    let b = Browser::new(app);
+    accept_as_new(&b, &invitation_for(app, 4).await, 4, email).await;
+    b
+}
+
+/// A guarantor account over demo patients 4 and 5 (two invitations, one account).
+pub async fn guarantor_of_4_and_5(app: &TestApp, email: &str) -> Browser {
+    let b = guarantor_of_4(app, email).await;
+    let (m, d, y, zip) = answers(5);
+    accept_onto_existing(&b, &invitation_for(app, 5).await, (&m, &d, &y, &zip), email).await;
+    b
+}
+
+/// The id of the one active guarantor grant over `patient`.
+pub async fn active_grant(app: &TestApp, patient: &PatientId) -> i64 {
+    sqlx::query_scalar(
+        "SELECT id FROM user_grants WHERE role = 'guarantor' AND patient_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(patient.as_str())
+    .fetch_one(app.db().pool())
+    .await
+    .expect("one active guarantor grant")
+}
+
+pub async fn grant_revoked(app: &TestApp, grant: i64) -> bool {
+    let at: Option<i64> = sqlx::query_scalar("SELECT revoked_at FROM user_grants WHERE id = $1")
+        .bind(grant)
+        .fetch_one(app.db().pool())
+        .await
+        .expect("grant");
+    at.is_some()
+}
+
+/// A staff account of `role` in the demo practice, enrolled and signed in over HTTP.
+pub async fn signed_in_staff(app: &TestApp, email: &str, role: Role) -> Browser {
+    let now = app.state().clock.now();
+    let (user, token) = patriotpay::accounts::add_user(
+        app.db(),
+        &app.state().crypto,
+        email,
+        role,
+        Some(&app.tenant),
+        now,
+    )
+    .await
+    .expect("add user");
+    let e = Browser::new(app);
+    assert_eq!(
+        location(&e.get(&format!("/staff/enrol/{token}")).await),
+        "/staff/enrol"
+    );
+    let csrf = e.csrf("/staff/enrol").await;
+    let code = totp(app, &user).await;
+    let r = e
+        .post(
+            "/staff/enrol",
+            &[
+                ("csrf", &csrf),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{email} enrolled");
+    let b = Browser::new(app);
+    staff_sign_in(app, &b, email, &user).await;
+    b
+}
+
+/// Posts the staff sign-in form (email and password, the first step).
+pub async fn staff_login(b: &Browser, email: &str, password: &str) -> Response {
+    let csrf = b.csrf("/staff/login").await;
+    b.post(
+        "/staff/login",
+        &[("csrf", &csrf), ("email", email), ("password", password)],
+    )
+    .await
+}
+
+/// Signs an enrolled staff account in (password, then a TOTP code); advances the test clock one
+/// TOTP step first so the code is not one used before.
+pub async fn staff_sign_in(app: &TestApp, b: &Browser, email: &str, user: &UserId) {
+    assert_eq!(
+        location(&staff_login(b, email, PASSWORD).await),
+        "/staff/mfa"
+    );
+    app.state().clock.advance(30);
+    let code = totp(app, user).await;
+    let csrf = b.csrf("/staff/mfa").await;
+    let r = b
+        .post("/staff/mfa", &[("csrf", &csrf), ("code", &code)])
+        .await;
+    assert_eq!(location(&r), "/staff", "{email} signed in");
+}
+
+/// The account's current TOTP code at the test clock's time.
+pub async fn totp(app: &TestApp, user: &UserId) -> String {
+    patriotpay::accounts::current_totp(app.db(), &app.state().crypto, user, app.state().clock.now())
+        .await
+        .expect("code")
+}
+
+/// A second practice with one patient (Casey, 2016-04-01, ZIP 60601) owing $15.00.
+pub async fn second_practice(app: &TestApp) -> (TenantId, PatientId, StatementId) {
+    use patriotpay::billing::{self, NewLine, NewPatient, NewStatement};
+    use patriotpay::money::Money;
+    use patriotpay::phi::Phi;
+    let (db, crypto) = (app.db(), &app.state().crypto);
+    let phi = |s: &str| Phi::new(s.to_owned());
+    let tenant = billing::create_tenant(db, "Lakeside Pediatrics", "(555) 010-9900")
+        .await
+        .expect("tenant");
+    let patient = billing::import_patient(
+        db,
+        crypto,
+        &tenant,
+        &NewPatient {
+            first_name: phi("Casey"),
+            last_name: phi("Lindqvist"),
+            dob: phi("2016-04-01"),
+            zip: phi("60601"),
+            phone: phi("+15550109999"),
+            account_number: phi("LP-1"),
+        },
+    )
+    .await
+    .expect("patient");
+    let statement = billing::import_statement(
+        db,
+        crypto,
+        &tenant,
+        &patient,
+        &NewStatement {
+            statement_date: "2026-11-03".into(),
+            due_date: "2026-12-03".into(),
+            lines: vec![NewLine {
+                service_date: phi("2026-10-30"),
+                description: phi("Ear check"),
+                charge: Money::from_cents(10_000),
+                insurance_paid: Money::from_cents(8_000),
+                adjustment: Money::from_cents(500),
+                patient_responsibility: Money::from_cents(1_500),
+                confidential: false,
+            }],
+        },
+    )
+    .await
+    .expect("statement");
+    (tenant, patient, statement)
+}
+
+/// A 404 page with its request id taken out, for comparing two of them.
+pub async fn not_found_body(r: Response, what: &str) -> String {
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "{what}");
+    let rid = r
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    r.text().await.expect("body").replace(&rid, "RID")
+}
+
+/// The invitation link a page shows once.
+pub fn invite_link_in(body: &str) -> String {
+    let marker = "class=\"invite-link\">";
+    let start = body
+        .find(marker)
+        .map(|i| i + marker.len())
+        .expect("the invitation link is shown");
+    body[start..]
+        .split('<')
+        .next()
+        .expect("link text")
+        .to_owned()
+}
+
+pub fn is_refusal(r: &Response) -> bool {
+    matches!(
+        r.status(),
+        StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+    )
 }
 
 /// A permit to read a statement's lines, asked of the policy as its patient (the audit event is

@@ -3,22 +3,14 @@
 //! against the pool's JWKS, refresh on the server failing after a global sign-out, and the
 //! portal's own must-reset flag refusing sign-in although moto still issues tokens.
 //! Needs `PATRIOTPAY_TEST_MOTO_URL` and static AWS test credentials (see .ci/run).
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
+use crate::common::{location, moto_aws_config, moto_url, staff_login, Backend, Browser, TestApp};
 use aws_sdk_cognitoidentityprovider::types::{
     AttributeType, AuthFlowType, ExplicitAuthFlowsType, MessageActionType,
     SoftwareTokenMfaSettingsType,
 };
-use common::{location, Backend, Browser, TestApp};
 use patriotpay::config::IdentityProviderKind;
 use reqwest::StatusCode;
-
-fn moto_url() -> String {
-    std::env::var("PATRIOTPAY_TEST_MOTO_URL")
-        .expect("set PATRIOTPAY_TEST_MOTO_URL to a running moto_server (see .ci/run)")
-}
 
 struct Pool {
     idp: aws_sdk_cognitoidentityprovider::Client,
@@ -27,11 +19,7 @@ struct Pool {
 }
 
 async fn pool(url: &str) -> Pool {
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(url)
-        .load()
-        .await;
+    let conf = moto_aws_config(url).await;
     let c = aws_sdk_cognitoidentityprovider::Client::new(&conf);
     let name = format!("pp-{}", uuid::Uuid::new_v4().simple());
     let p = c
@@ -140,15 +128,6 @@ fn jwt_shape_detector() {
     );
 }
 
-async fn login(b: &Browser, email: &str, password: &str) -> reqwest::Response {
-    let csrf = b.csrf("/staff/login").await;
-    b.post(
-        "/staff/login",
-        &[("csrf", &csrf), ("email", email), ("password", password)],
-    )
-    .await
-}
-
 async fn search_text(b: &Browser) -> (StatusCode, String) {
     let csrf = b.csrf("/staff").await;
     let r = b
@@ -177,7 +156,7 @@ async fn cognito_sign_in_mfa_refresh_and_reset() {
     // Wrong password: the same refusal as local accounts.
     let b = Browser::new(&app);
     assert_eq!(
-        location(&login(&b, email, "wrong password").await),
+        location(&staff_login(&b, email, "wrong password").await),
         "/staff/login"
     );
     assert!(b
@@ -187,7 +166,7 @@ async fn cognito_sign_in_mfa_refresh_and_reset() {
 
     // Temporary password → new-password challenge → signed in, groups mapped to the role.
     assert_eq!(
-        location(&login(&b, email, "Temp#Pass1234").await),
+        location(&staff_login(&b, email, "Temp#Pass1234").await),
         "/staff/new-password"
     );
     let csrf = b.csrf("/staff/new-password").await;
@@ -256,7 +235,7 @@ async fn cognito_sign_in_mfa_refresh_and_reset() {
         .await
         .expect("mfa preference");
     assert_eq!(
-        location(&login(&b, email, "Perm#Pass12345").await),
+        location(&staff_login(&b, email, "Perm#Pass12345").await),
         "/staff/mfa"
     );
     let csrf = b.csrf("/staff/mfa").await;
@@ -336,7 +315,7 @@ async fn cognito_sign_in_mfa_refresh_and_reset() {
         .send()
         .await;
     let b = Browser::new(&app);
-    let r = login(&b, email, "Perm#Pass12345").await;
+    let r = staff_login(&b, email, "Perm#Pass12345").await;
     // moto still answers after the reset (real Cognito would say PasswordResetRequired)...
     assert!(direct.is_ok(), "moto behaviour changed: {:?}", direct.err());
     // ...so it is the portal's own flag that refuses the sign-in.
@@ -389,7 +368,7 @@ async fn cognito_sign_in_mfa_refresh_and_reset() {
         0,
         "the reset cleared the portal's flag"
     );
-    let mut loc = location(&login(&b, email, "Newer#Pass12345").await);
+    let mut loc = location(&staff_login(&b, email, "Newer#Pass12345").await);
     if loc == "/staff/mfa" {
         let csrf = b.csrf("/staff/mfa").await;
         loc = location(
@@ -436,7 +415,7 @@ async fn cognito_sign_in_mfa_refresh_and_reset() {
         .expect("AdminUpdateUserAttributes");
     let b = Browser::new(&app);
     assert_eq!(
-        location(&login(&b, "other@example.org", "Temp#Pass1234").await),
+        location(&staff_login(&b, "other@example.org", "Temp#Pass1234").await),
         "/staff/new-password"
     );
     let csrf = b.csrf("/staff/new-password").await;
@@ -636,7 +615,7 @@ async fn cognito_patient_sign_up_confirm_and_sign_in() {
     // A staff sign-in page does not accept the member.
     let s = Browser::new(&app);
     assert_eq!(
-        location(&login(&s, email, newer).await),
+        location(&staff_login(&s, email, newer).await),
         "/staff/login",
         "a member's Cognito user is refused at staff sign-in"
     );

@@ -1,11 +1,10 @@
 //! Staff sign-in over HTTP on both databases: enrolment, password + TOTP, recovery codes,
 //! throttling, fixation, idle/absolute timeouts on the test clock, revocation, and a
 //! policy-checked, audited patient search.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
-use common::{csrf_in, h1, location, Backend, Browser, TestApp};
+use crate::common::{
+    csrf_in, h1, location, session_cookie, staff_sign_in, Backend, Browser, TestApp, PASSWORD,
+};
 use patriotpay::access::Role;
 use patriotpay::ids::UserId;
 use reqwest::StatusCode;
@@ -19,8 +18,6 @@ both_backends!(
     break_glass_is_time_boxed_and_loud,
     role_matrix_over_http,
 );
-
-const PASSWORD: &str = "correct horse battery staple";
 
 /// Creates an account and completes enrolment over HTTP; returns its id and recovery codes.
 async fn enrolled(app: &TestApp, email: &str, role: Role) -> (UserId, Vec<String>) {
@@ -110,41 +107,6 @@ async fn enrolled_in(
         StatusCode::NOT_FOUND
     );
     (user, codes)
-}
-
-/// Signs in; advances the test clock one TOTP step first so the code is fresh.
-async fn sign_in(app: &TestApp, b: &Browser, email: &str, user: &UserId) {
-    let csrf = b.csrf("/staff/login").await;
-    let r = b
-        .post(
-            "/staff/login",
-            &[("csrf", &csrf), ("email", email), ("password", PASSWORD)],
-        )
-        .await;
-    assert_eq!(location(&r), "/staff/mfa");
-    app.state().clock.advance(30);
-    let code = patriotpay::accounts::current_totp(
-        app.db(),
-        &app.state().crypto,
-        user,
-        app.state().clock.now(),
-    )
-    .await
-    .expect("code");
-    let csrf = b.csrf("/staff/mfa").await;
-    let r = b
-        .post("/staff/mfa", &[("csrf", &csrf), ("code", &code)])
-        .await;
-    assert_eq!(location(&r), "/staff");
-}
-
-fn session_cookie(r: &reqwest::Response) -> Option<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("pp_session="))
-        .map(|c| c.split(';').next().unwrap_or("").to_owned())
 }
 
 async fn enrol_then_sign_in_with_totp(backend: Backend) {
@@ -315,7 +277,7 @@ async fn wrong_answers_look_alike_and_are_throttled(backend: Backend) {
     assert!(r.text().await.expect("body").contains("Too many attempts"));
     // After the window, the right password works again.
     app.state().clock.advance(15 * 60 + 1);
-    sign_in(&app, &b, "admin@example.org", &user).await;
+    staff_sign_in(&app, &b, "admin@example.org", &user).await;
     app.finish().await;
 }
 
@@ -325,7 +287,7 @@ async fn timeouts_follow_the_clock(backend: Backend) {
     let clock = app.state().clock.clone();
     // Staff: 14 minutes idle is fine, 15+ is not.
     let b = Browser::new(&app);
-    sign_in(&app, &b, "agent@example.org", &user).await;
+    staff_sign_in(&app, &b, "agent@example.org", &user).await;
     clock.advance(14 * 60);
     assert_eq!(b.get("/staff").await.status(), StatusCode::OK);
     clock.advance(15 * 60 + 1);
@@ -358,8 +320,8 @@ async fn revocation_and_disable_end_sessions(backend: Backend) {
     let (user, _) = enrolled(&app, "agent@example.org", Role::SupportAgent).await;
     let laptop = Browser::new(&app);
     let phone = Browser::new(&app);
-    sign_in(&app, &laptop, "agent@example.org", &user).await;
-    sign_in(&app, &phone, "agent@example.org", &user).await;
+    staff_sign_in(&app, &laptop, "agent@example.org", &user).await;
+    staff_sign_in(&app, &phone, "agent@example.org", &user).await;
     app.state().clock.advance(1);
     let csrf = laptop.csrf("/staff").await;
     assert_eq!(
@@ -377,7 +339,7 @@ async fn revocation_and_disable_end_sessions(backend: Backend) {
     );
     // Signing in again afterwards works.
     app.state().clock.advance(1);
-    sign_in(&app, &phone, "agent@example.org", &user).await;
+    staff_sign_in(&app, &phone, "agent@example.org", &user).await;
     assert_eq!(phone.get("/staff").await.status(), StatusCode::OK);
     // Disabling the account ends its session and stops sign-in.
     assert!(patriotpay::accounts::disable(
@@ -409,7 +371,7 @@ async fn search_is_policy_checked_and_audited(backend: Backend) {
     let (agent, _) = enrolled(&app, "agent@example.org", Role::SupportAgent).await;
     let (officer, _) = enrolled(&app, "officer@example.org", Role::SecurityOfficer).await;
     let b = Browser::new(&app);
-    sign_in(&app, &b, "agent@example.org", &agent).await;
+    staff_sign_in(&app, &b, "agent@example.org", &agent).await;
     let csrf = b.csrf("/staff").await;
     let r = b
         .post(
@@ -466,7 +428,7 @@ async fn search_is_policy_checked_and_audited(backend: Backend) {
     assert_eq!(searches, 3);
     // A security officer's role has no patient search: refused, and the refusal audited.
     let o = Browser::new(&app);
-    sign_in(&app, &o, "officer@example.org", &officer).await;
+    staff_sign_in(&app, &o, "officer@example.org", &officer).await;
     assert!(o
         .page("/staff")
         .await
@@ -508,7 +470,7 @@ async fn break_glass_is_time_boxed_and_loud(backend: Backend) {
     let (officer, _) = enrolled(&app, "officer@example.org", Role::SecurityOfficer).await;
     let (agent, _) = enrolled(&app, "agent@example.org", Role::SupportAgent).await;
     let o = Browser::new(&app);
-    sign_in(&app, &o, "officer@example.org", &officer).await;
+    staff_sign_in(&app, &o, "officer@example.org", &officer).await;
     let home = o.page("/staff").await;
     assert!(
         home.contains("Emergency access")
@@ -601,7 +563,7 @@ async fn break_glass_is_time_boxed_and_loud(backend: Backend) {
     assert!(r.text().await.expect("body").contains("Avery Quintero"));
     // ...and ends by itself.
     app.state().clock.advance(31 * 60);
-    sign_in(&app, &o, "officer@example.org", &officer).await;
+    staff_sign_in(&app, &o, "officer@example.org", &officer).await;
     let csrf = o.csrf("/staff").await;
     let r = o
         .post(
@@ -617,7 +579,7 @@ async fn break_glass_is_time_boxed_and_loud(backend: Backend) {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     // Other roles cannot grant it.
     let a = Browser::new(&app);
-    sign_in(&app, &a, "agent@example.org", &agent).await;
+    staff_sign_in(&app, &a, "agent@example.org", &agent).await;
     assert!(!a.page("/staff").await.contains("Emergency access"));
     let csrf = a.csrf("/staff").await;
     let r = a
@@ -674,7 +636,7 @@ async fn role_matrix_over_http(backend: Backend) {
         let email = format!("staff{i}@example.org");
         let (user, _) = enrolled_in(&app, &email, role, tenant).await;
         let b = Browser::new(&app);
-        sign_in(&app, &b, &email, &user).await;
+        staff_sign_in(&app, &b, &email, &user).await;
         let csrf = b.csrf("/staff").await;
         let r = b
             .post(

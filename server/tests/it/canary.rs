@@ -1,11 +1,11 @@
 //! A canary patient run through every flow: its PHI must never appear in logs, URLs, redirects,
 //! error pages, the processor's page, or the database at rest (SQLite file bytes; every
 //! PostgreSQL column).
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
-use common::{location, Backend, Browser, TestApp, WEBHOOK_SECRET};
+use crate::common::{
+    answer_invitation, csrf_in, dump_database, invite_link_in, location, pay_statements,
+    post_webhook, submit_account_form, Backend, Browser, TestApp,
+};
 use patriotpay::billing::{NewLine, NewPatient, NewStatement};
 use patriotpay::money::Money;
 use patriotpay::phi::Phi;
@@ -263,36 +263,22 @@ async fn canary_never_leaks(backend: Backend) {
         .expect("event");
     let cs = checkout.rsplit('/').next().expect("cs");
     let body = serde_json::json!({"id": event, "type": "checkout.session.completed", "data": {"object": {"id": cs}}}).to_string();
-    let sig = patriotpay::payments::signature::sign(
-        WEBHOOK_SECRET,
-        patriotpay::clock::now_unix(),
-        body.as_bytes(),
-    );
-    let r = reqwest::Client::new()
-        .post(format!("{}/webhooks/stripe", app.url))
-        .header("Stripe-Signature", sig)
-        .body(body)
-        .send()
-        .await
-        .expect("webhook");
-    seen.check("webhook", r, false).await;
+    seen.check("webhook", post_webhook(&app, &body).await, false)
+        .await;
     seen.check("/nope", b.get("/nope").await, false).await;
 
     // The patient makes an account and invites a guarantor; the guarantor answers the
     // invitation (once wrong), makes an account, views and pays from the household page.
     let password = "canary passphrase horse";
-    let csrf = b.csrf("/account/create").await;
-    let r = b
-        .post(
-            "/account/create",
-            &[
-                ("csrf", &csrf),
-                ("email", MEMBER_EMAIL),
-                ("password", password),
-                ("password_confirm", password),
-            ],
-        )
-        .await;
+    let r = submit_account_form(
+        &b,
+        "/account/create",
+        MEMBER_EMAIL,
+        password,
+        password,
+        None,
+    )
+    .await;
     let (_, loc, _) = seen.check("POST /account/create", r, false).await;
     assert_eq!(loc, "/account");
     let (_, _, home) = seen.check("/account", b.get("/account").await, true).await;
@@ -302,55 +288,31 @@ async fn canary_never_leaks(backend: Backend) {
     let r = b
         .post(
             "/account/guarantors/invite",
-            &[
-                ("csrf", &common::csrf_in(&home)),
-                ("patient", patient.as_str()),
-            ],
+            &[("csrf", &csrf_in(&home)), ("patient", patient.as_str())],
         )
         .await;
     let (_, _, invited) = seen.check("POST /account/guarantors/invite", r, true).await;
-    let start = invited.find("/g/").expect("invitation link shown");
-    let token: String = invited[start + 3..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect();
     let g = Browser::new(&app);
-    let inv = format!("{}/g/{token}", app.url);
+    let inv = invite_link_in(&invited);
     let (_, loc, _) = seen.check(&inv, g.get(&inv).await, false).await;
     assert_eq!(loc, "/guarantor/verify");
     seen.check("/guarantor/verify", g.get("/guarantor/verify").await, false)
         .await;
     for (m, d, y, z) in [("01", "01", "1970", "10001"), ("07", "07", "1977", ZIP)] {
-        let csrf = g.csrf("/guarantor/verify").await;
-        let r = g
-            .post(
-                "/guarantor/verify",
-                &[
-                    ("csrf", &csrf),
-                    ("dob_month", m),
-                    ("dob_day", d),
-                    ("dob_year", y),
-                    ("zip", z),
-                ],
-            )
-            .await;
+        let r = answer_invitation(&g, m, d, y, z).await;
         seen.check("POST /guarantor/verify", r, false).await;
     }
     seen.check("/guarantor/accept", g.get("/guarantor/accept").await, true)
         .await;
-    let csrf = g.csrf("/guarantor/accept").await;
-    let r = g
-        .post(
-            "/guarantor/accept",
-            &[
-                ("csrf", &csrf),
-                ("mode", "create"),
-                ("email", GUARANTOR_EMAIL),
-                ("password", password),
-                ("password_confirm", password),
-            ],
-        )
-        .await;
+    let r = submit_account_form(
+        &g,
+        "/guarantor/accept",
+        GUARANTOR_EMAIL,
+        password,
+        password,
+        Some("create"),
+    )
+    .await;
     let (_, loc, _) = seen.check("POST /guarantor/accept", r, false).await;
     assert_eq!(loc, "/account");
     let (_, _, ghome) = seen.check("/account", g.get("/account").await, true).await;
@@ -359,16 +321,7 @@ async fn canary_never_leaks(backend: Backend) {
         !gst.contains(DESCRIPTION),
         "an adult's service descriptions are hidden from the guarantor"
     );
-    let r = g
-        .post(
-            "/account/pay",
-            &[
-                ("csrf", &common::csrf_in(&ghome)),
-                (&format!("pay_{statement}"), "1"),
-                (&format!("amount_{statement}"), "5.00"),
-            ],
-        )
-        .await;
+    let r = pay_statements(&g, &csrf_in(&ghome), &[(&statement, "5.00")]).await;
     let (_, checkout, _) = seen.check("POST /account/pay", r, false).await;
     let (_, back, _) = seen
         .check(
@@ -391,7 +344,7 @@ async fn canary_never_leaks(backend: Backend) {
     assert_clean("URLs and redirects", &seen.urls.join("\n"));
 
     // At rest.
-    let dump = common::dump_database(&app).await;
+    let dump = dump_database(&app).await;
     for n in NEEDLES {
         assert!(!holds(&dump, n), "database holds canary value {n:?}");
     }

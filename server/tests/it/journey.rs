@@ -1,9 +1,6 @@
 //! The patient journey over HTTP, and every bad input it must refuse, on SQLite and PostgreSQL.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
-use common::{h1, location, Backend, Browser, TestApp, WEBHOOK_SECRET};
+use crate::common::{h1, location, post_event, text, Backend, Browser, TestApp, WEBHOOK_SECRET};
 use patriotpay::payments::signature;
 use reqwest::StatusCode;
 
@@ -175,7 +172,7 @@ async fn five_wrong_birth_dates_lock_the_link(backend: Backend) {
         .post(
             "/verify",
             &[
-                ("csrf", &common::csrf_in(&page)),
+                ("csrf", &crate::common::csrf_in(&page)),
                 ("dob_month", "11"),
                 ("dob_day", "02"),
                 ("dob_year", "1991"),
@@ -191,11 +188,6 @@ async fn five_wrong_birth_dates_lock_the_link(backend: Backend) {
         1
     );
     app.finish().await;
-}
-
-/// The page with HTML's escapes of apostrophes undone, to compare against catalog text.
-fn text(html: &str) -> String {
-    html.replace("&#39;", "'").replace("&#x27;", "'")
 }
 
 async fn parallel_guesses_cannot_outrun_the_lock(backend: Backend) {
@@ -249,7 +241,7 @@ async fn parallel_guesses_cannot_outrun_the_lock(backend: Backend) {
 
 /// Strips the per-session token so two pages can be compared.
 fn normalized(html: &str) -> String {
-    html.replace(&common::csrf_in(html), "TOKEN")
+    html.replace(&crate::common::csrf_in(html), "TOKEN")
 }
 
 async fn dead_and_unknown_links_look_like_a_wrong_answer(backend: Backend) {
@@ -480,16 +472,6 @@ async fn no_second_checkout_while_a_paid_one_is_unconfirmed(backend: Backend) {
 
 fn signed(body: &str, secret: &str, t: i64) -> String {
     signature::sign(secret, t, body.as_bytes())
-}
-
-async fn post_event(app: &TestApp, body: &str, sig: Option<String>) -> reqwest::Response {
-    let mut req = reqwest::Client::new()
-        .post(format!("{}/webhooks/stripe", app.url))
-        .body(body.to_owned());
-    if let Some(s) = sig {
-        req = req.header("Stripe-Signature", s);
-    }
-    req.send().await.expect("webhook POST")
 }
 
 async fn replayed_and_forged_webhooks_change_nothing(backend: Backend) {
@@ -896,7 +878,7 @@ async fn no_plaintext_phi_or_card_numbers_at_rest(backend: Backend) {
         "Comprehensive metabolic panel",
         "2026-09-02",
     ];
-    let dump = common::dump_database(&app).await;
+    let dump = crate::common::dump_database(&app).await;
     for needle in phi {
         assert!(
             !dump.windows(needle.len()).any(|w| w == needle.as_bytes()),
@@ -904,7 +886,7 @@ async fn no_plaintext_phi_or_card_numbers_at_rest(backend: Backend) {
         );
     }
     assert_eq!(
-        luhn_runs(&common::dump_columns(&app).await),
+        luhn_runs(&crate::common::dump_columns(&app).await),
         Vec::<String>::new(),
         "a card number reached the database"
     );

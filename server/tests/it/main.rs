@@ -1,0 +1,18 @@
+//! The integration tests, one binary (one link of the server and its dependencies, not one per
+//! file). Test names are `module::…::sqlite::name` and `module::…::postgres::name` for the HTTP
+//! suite on each database (`both_backends!`); the PostgreSQL variants are `#[ignore]`d and run
+//! with `--ignored postgres::`. The moto tests (`kms::`, `cognito::`) are `#[ignore]`d too and run
+//! with `--ignored kms:: cognito::`; none of their names contains `postgres::`.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+#[macro_use]
+mod common;
+
+mod canary;
+mod cli;
+mod cognito;
+mod household;
+mod journey;
+mod jwt;
+mod kms;
+mod staff;
