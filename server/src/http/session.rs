@@ -118,7 +118,7 @@ impl SessionStore for DbSessionStore {
 }
 
 /// The one key the typed record lives under.
-const RECORD: &str = "s";
+pub const RECORD: &str = "s";
 
 /// How far the patient has proved who they are.
 #[derive(

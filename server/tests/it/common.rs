@@ -957,3 +957,140 @@ pub async fn statement_permit(
     .await
     .expect("permit")
 }
+
+/// Callers made directly in the database and the session store, for tests that are not about
+/// getting in (those drive the real forms instead).
+impl TestApp {
+    /// A browser holding a session made directly in the store with `data`.
+    pub async fn browser_with_session(
+        &self,
+        data: patriotpay::http::session::SessionData,
+    ) -> Browser {
+        use tower_sessions::session::{Id, Record};
+        use tower_sessions::SessionStore;
+        let store = patriotpay::http::session::DbSessionStore::new(self.db().clone());
+        let mut record = Record {
+            id: Id::default(),
+            data: [(
+                patriotpay::http::session::RECORD.to_owned(),
+                serde_json::to_value(data).expect("session json"),
+            )]
+            .into(),
+            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::minutes(30),
+        };
+        store.create(&mut record).await.expect("session row");
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let url: reqwest::Url = self.url.parse().expect("portal url");
+        jar.add_cookie_str(&format!("pp_session={}; Path=/", record.id), &url);
+        Browser {
+            client: Client::builder()
+                .cookie_provider(jar)
+                .redirect(Policy::none())
+                .build()
+                .expect("client"),
+            base: self.url.clone(),
+        }
+    }
+
+    /// A fresh session record as the server starts one (times on the server's clock).
+    fn started_session(&self) -> patriotpay::http::session::SessionData {
+        let now = self.state().clock.now();
+        patriotpay::http::session::SessionData {
+            created_at: now,
+            last_seen: now,
+            csrf: patriotpay::crypto::random_token(),
+            ..Default::default()
+        }
+    }
+
+    /// A visitor on demo patient `n`'s pay link (a new one) who gave both identity answers.
+    pub async fn verified_visitor(&self, n: usize) -> Browser {
+        let url = self.link(n).await;
+        let token = url.rsplit('/').next().expect("token");
+        let link = patriotpay::links::find_by_token(self.db(), token)
+            .await
+            .expect("query")
+            .expect("link");
+        let mut data = self.started_session();
+        data.link = Some(patriotpay::http::session::LinkVisit {
+            link_id: Some(link.id.as_str().to_owned()),
+            stage: Some(patriotpay::http::session::Stage::Full),
+            after_zip: None,
+        });
+        self.browser_with_session(data).await
+    }
+
+    /// Demo patient `n`'s own account with `email` (local password `PASSWORD`), signed in.
+    pub async fn signed_in_member(&self, n: usize, email: &str) -> (Browser, UserId) {
+        use patriotpay::accounts;
+        let crypto = &self.state().crypto;
+        let now = self.state().clock.now();
+        let patient = patient_of(self, n).await;
+        let account = accounts::NewAccount::prepare(crypto, email)
+            .await
+            .expect("email");
+        let credentials = accounts::NewCredentials::Local {
+            password_hash: accounts::hash_password(patriotpay::phi::Phi::new(PASSWORD.into()))
+                .await
+                .expect("hash"),
+        };
+        let mut tx = self.db().begin_write().await.expect("tx");
+        let user = accounts::create_member(&mut tx, &account, &credentials, now)
+            .await
+            .expect("member");
+        accounts::grant_over_patient(
+            &mut tx,
+            &user,
+            Role::Patient,
+            &self.tenant,
+            &patient,
+            "test",
+            now,
+        )
+        .await
+        .expect("grant");
+        tx.commit().await.expect("commit");
+        let mut data = self.started_session();
+        data.member = Some(patriotpay::http::session::SignedIn {
+            user_id: user.as_str().to_owned(),
+            auth_at: now,
+            mfa: false,
+        });
+        (self.browser_with_session(data).await, user)
+    }
+
+    /// A staff member with `role` in the demo practice, enrolled (password `PASSWORD`, TOTP)
+    /// and signed in with the second factor.
+    pub async fn signed_in_staff(&self, email: &str, role: Role) -> (Browser, UserId) {
+        use patriotpay::accounts;
+        let crypto = &self.state().crypto;
+        let now = self.state().clock.now();
+        let (user, token) =
+            accounts::add_user(self.db(), crypto, email, role, Some(&self.tenant), now)
+                .await
+                .expect("add user");
+        accounts::totp_setup(self.db(), crypto, &user)
+            .await
+            .expect("totp");
+        let code = accounts::current_totp(self.db(), crypto, &user, now)
+            .await
+            .expect("code");
+        accounts::complete_enrolment(
+            self.db(),
+            crypto,
+            &patriotpay::crypto::token_hash(&token),
+            patriotpay::phi::Phi::new(PASSWORD.into()),
+            &code,
+            now,
+        )
+        .await
+        .expect("enrolled");
+        let mut data = self.started_session();
+        data.staff = Some(patriotpay::http::session::SignedIn {
+            user_id: user.as_str().to_owned(),
+            auth_at: now,
+            mfa: true,
+        });
+        (self.browser_with_session(data).await, user)
+    }
+}

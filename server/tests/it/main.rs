@@ -15,4 +15,5 @@ mod household;
 mod journey;
 mod jwt;
 mod kms;
+mod routes;
 mod staff;

@@ -1,0 +1,300 @@
+//! Tests driven by the router's own route table (`http::route_table`), not by hand-kept lists:
+//! every form refuses a missing or wrong CSRF token whoever calls it, and every page that shows
+//! PHI wrote an audit event for that very request.
+
+use crate::common::{location, patient_of, Backend, Browser, TestApp};
+use patriotpay::access::Role;
+use patriotpay::http::{RouteInfo, RouteKind};
+use patriotpay_app::urls::Url;
+use reqwest::{Method, StatusCode};
+
+both_backends!(
+    every_form_refuses_a_missing_or_wrong_token,
+    every_page_showing_phi_wrote_an_audit_event,
+);
+
+/// A route template with every `{parameter}` replaced.
+fn fill(template: &str, value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').map_or(rest.len(), |c| open + c + 1);
+        out.push_str(value);
+        rest = &rest[close..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn fill_replaces_parameters() {
+    assert_eq!(fill("/receipt/{payment}", "pay_1"), "/receipt/pay_1");
+    assert_eq!(fill("/verify", "x"), "/verify");
+}
+
+#[tokio::test]
+async fn every_url_is_routed_and_every_route_has_a_url() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let table = patriotpay::http::route_table(app.state());
+    let routed: Vec<&str> = table.iter().map(|r| r.path).collect();
+    for url in Url::ALL {
+        assert!(
+            routed.contains(&url.template()),
+            "{} has no route",
+            url.template()
+        );
+    }
+    for r in &table {
+        assert!(
+            Url::ALL.iter().any(|u| u.template() == r.path),
+            "route {} is not named in Url",
+            r.path
+        );
+    }
+    app.finish().await;
+}
+
+async fn every_form_refuses_a_missing_or_wrong_token(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let table = patriotpay::http::route_table(app.state());
+    let posts: Vec<&RouteInfo> = table.iter().filter(|r| r.method == Method::POST).collect();
+    // The only POST without the token is the processor's webhook, which proves itself by
+    // signature; everything else is a form and carries the CSRF layer.
+    let unchecked: Vec<&str> = posts
+        .iter()
+        .filter(|r| !r.kind.is_form())
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(unchecked, [Url::StripeWebhook.template()]);
+    let forms: Vec<&RouteInfo> = posts.into_iter().filter(|r| r.kind.is_form()).collect();
+    assert!(forms.len() >= 25, "{} forms in the table", forms.len());
+
+    // Callers in every state a form can meet: none at all, a verified pay-link visitor, a
+    // signed-in member, a signed-in staff member with the second factor. The check runs before
+    // any caller extractor, so each gets 403 rather than a redirect to its own next step.
+    let anonymous = Browser::new(&app);
+    let visitor = app.verified_visitor(1).await;
+    let (member, _) = app.signed_in_member(2, "routes.member@example.org").await;
+    let (staff, _) = app
+        .signed_in_staff("routes.staff@example.org", Role::PracticeAdmin)
+        .await;
+    for (who, b) in [
+        ("anonymous", &anonymous),
+        ("visitor", &visitor),
+        ("member", &member),
+        ("staff", &staff),
+    ] {
+        for r in &forms {
+            let path = fill(r.path, "x");
+            let missing = b.post(&path, &[]).await;
+            assert_eq!(
+                missing.status(),
+                StatusCode::FORBIDDEN,
+                "{who}: POST {path} without a token"
+            );
+            let wrong = b.post(&path, &[("csrf", "not-the-token")]).await;
+            assert_eq!(
+                wrong.status(),
+                StatusCode::FORBIDDEN,
+                "{who}: POST {path} with a wrong token"
+            );
+        }
+    }
+    // The right token gets past the check (sign-out is the one form every session may post).
+    let token = visitor.csrf(&Url::Summary.path()).await;
+    let r = visitor
+        .post(&Url::SignOut.path(), &[("csrf", &token)])
+        .await;
+    assert_eq!(location(&r), Url::SignedOut.path());
+    app.finish().await;
+}
+
+/// Every demo patient's name and every service description: what must never be shown without
+/// an audit event naming the request.
+fn phi_values() -> Vec<&'static str> {
+    let mut v = vec![];
+    for p in &patriotpay::demo::PATIENTS {
+        v.push(p.first_name);
+        v.push(p.last_name);
+        for line in p.lines {
+            v.push(line.1);
+        }
+    }
+    v
+}
+
+/// What a crawl of one route saw.
+struct Seen {
+    path: String,
+    status: StatusCode,
+    shows_phi: bool,
+    audited: bool,
+}
+
+async fn crawl(app: &TestApp, b: &Browser, path: &str) -> Seen {
+    let r = b.get(path).await;
+    let status = r.status();
+    let request_id = r
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("request id")
+        .to_owned();
+    let body = r.text().await.expect("body");
+    let shows_phi = phi_values().iter().any(|v| body.contains(v));
+    let audited = app
+        .count(&format!(
+            "SELECT COUNT(*) FROM audit_events WHERE request_id = '{request_id}'"
+        ))
+        .await
+        > 0;
+    Seen {
+        path: path.to_owned(),
+        status,
+        shows_phi,
+        audited,
+    }
+}
+
+async fn every_page_showing_phi_wrote_an_audit_event(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let table = patriotpay::http::route_table(app.state());
+
+    // Patient 1 pays $5 from their link, so a checkout, a payment and a receipt exist.
+    let visitor = Browser::new(&app);
+    visitor.verified_patient1(&app).await;
+    let checkout_url = location(&visitor.pay("5.00").await);
+    let back = location(&visitor.card(&checkout_url, "4242 4242 4242 4242").await);
+    let back_path = back.trim_start_matches(&app.url).to_owned();
+    let (return_path, query) = back_path.split_once('?').expect("session id");
+    let checkout = return_path
+        .rsplit('/')
+        .next()
+        .expect("checkout id")
+        .to_owned();
+    let receipt = location(&visitor.get(&back_path).await);
+    let payment = receipt.rsplit('/').next().expect("payment id").to_owned();
+    let statement = app.statement_of(1).await;
+
+    // A member (patient 1's own account), staff, and a verified guarantor invitation.
+    let (member, _) = app.signed_in_member(1, "routes.avery@example.org").await;
+    let (staff, _) = app
+        .signed_in_staff("routes.admin@example.org", Role::PracticeAdmin)
+        .await;
+    let now = app.state().clock.now();
+    let (invitation, _) = patriotpay::guarantors::invite(
+        app.db().pool(),
+        &app.tenant,
+        &patient_of(&app, 4).await,
+        "test",
+        now,
+    )
+    .await
+    .expect("invitation");
+    let invitee = {
+        let mut data = patriotpay::http::session::SessionData {
+            created_at: now,
+            last_seen: now,
+            csrf: "t".repeat(32),
+            ..Default::default()
+        };
+        data.invitation = Some(patriotpay::http::session::InviteVisit {
+            invitation_id: Some(invitation.as_str().to_owned()),
+            verified: true,
+        });
+        app.browser_with_session(data).await
+    };
+
+    let param = |path: &str| -> String {
+        let p = if path.contains("{checkout}") {
+            fill(path, &checkout)
+        } else if path.contains("{payment}") {
+            fill(path, &payment)
+        } else if path.contains("{statement}") {
+            fill(path, statement.as_str())
+        } else {
+            path.to_owned()
+        };
+        if p.contains("/return/") {
+            format!("{p}?{query}")
+        } else {
+            p
+        }
+    };
+    // Pages that swap a token for a new session are left out: they would end the caller's.
+    let pages: Vec<&RouteInfo> = table
+        .iter()
+        .filter(|r| r.method == Method::GET && r.kind != RouteKind::Machine)
+        .filter(|r| !r.path.contains("{token}"))
+        .collect();
+    let mut seen = vec![];
+    for b in [&visitor, &member, &staff, &invitee] {
+        for r in &pages {
+            let s = crawl(&app, b, &param(r.path)).await;
+            if r.kind == RouteKind::PhiPage && s.status.is_success() {
+                assert!(
+                    s.audited,
+                    "GET {} (a PHI page) answered without an audit event",
+                    s.path
+                );
+            }
+            seen.push(s);
+        }
+    }
+    // The staff search shows patients' names: a PHI form.
+    let csrf = staff.csrf(&Url::Staff.path()).await;
+    let search = staff
+        .client
+        .post(format!("{}{}", app.url, Url::StaffSearch.path()))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("last_name", "Quintero"),
+            ("dob", "1984-03-14"),
+            ("account", ""),
+        ])
+        .send()
+        .await
+        .expect("search");
+    let request_id = search
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("request id")
+        .to_owned();
+    let body = search.text().await.expect("body");
+    assert!(
+        body.contains("Avery Quintero"),
+        "the search found the patient"
+    );
+    assert!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM audit_events WHERE request_id = '{request_id}' AND action = 'patient.search.result.view'"
+        ))
+        .await
+            > 0
+    );
+
+    for s in &seen {
+        assert!(
+            !s.shows_phi || s.audited,
+            "GET {} ({}) shows PHI but wrote no audit event",
+            s.path,
+            s.status
+        );
+    }
+    // The crawl reached the pages that do show PHI (else it proves nothing).
+    for must in [
+        Url::Statement.path(),
+        Url::Account.path(),
+        Url::AccountStatement(statement.as_str()).path(),
+        Url::AccountReceipt(&payment).path(),
+        Url::GuarantorAccept.path(),
+    ] {
+        assert!(
+            seen.iter().any(|s| s.path == must && s.shows_phi),
+            "the crawl saw PHI on {must}"
+        );
+    }
+    app.finish().await;
+}
