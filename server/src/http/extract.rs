@@ -121,22 +121,43 @@ pub struct LinkArrival {
     pub stage: Option<Stage>,
 }
 
-impl FromRequestParts<AppState> for LinkArrival {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> std::result::Result<Self, Response> {
-        let session = Sess::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        arrival(state, &session).await.map_err(|e| match e {
-            Refusal::Redirect(to) => see_other(to),
-            Refusal::Error(e) => e.into_response(),
-        })
-    }
+/// A caller as the session shows it. `caller_extractors!` turns each into an extractor whose
+/// rejection is the refusal's response, so the session is read the same way for all of them.
+trait Caller: Sized {
+    async fn from_session(state: &AppState, session: &Sess) -> std::result::Result<Self, Refusal>;
 }
+
+macro_rules! caller_extractors {
+    ($($caller:ty),* $(,)?) => {$(
+        impl FromRequestParts<AppState> for $caller {
+            type Rejection = Response;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &AppState,
+            ) -> std::result::Result<Self, Response> {
+                let session = Sess::from_request_parts(parts, state)
+                    .await
+                    .map_err(IntoResponse::into_response)?;
+                <$caller as Caller>::from_session(state, &session)
+                    .await
+                    .map_err(IntoResponse::into_response)
+            }
+        }
+    )*};
+}
+
+caller_extractors!(
+    LinkArrival,
+    LinkVisitor,
+    VerifiedVisitor,
+    InviteArrival,
+    VerifiedInvitation,
+    Member,
+    MaybeMember,
+    StaffSession,
+    Staff,
+);
 
 /// Why a caller extractor refused: a redirect to where the caller belongs, or an error.
 enum Refusal {
@@ -144,27 +165,12 @@ enum Refusal {
     Error(AppError),
 }
 
-impl From<AppError> for Refusal {
-    fn from(e: AppError) -> Self {
-        Refusal::Error(e)
-    }
-}
-
-impl From<sqlx::Error> for Refusal {
-    fn from(e: sqlx::Error) -> Self {
-        Refusal::Error(e.into())
-    }
-}
-
-impl From<tower_sessions::session::Error> for Refusal {
-    fn from(e: tower_sessions::session::Error) -> Self {
-        Refusal::Error(e.into())
-    }
-}
-
-impl From<accounts::AccountError> for Refusal {
-    fn from(e: accounts::AccountError) -> Self {
-        Refusal::Error(e.into())
+impl<E> From<E> for Refusal
+where
+    AppError: From<E>,
+{
+    fn from(e: E) -> Self {
+        Refusal::Error(AppError::from(e))
     }
 }
 
@@ -177,18 +183,20 @@ impl IntoResponse for Refusal {
     }
 }
 
-async fn arrival(state: &AppState, session: &Sess) -> std::result::Result<LinkArrival, Refusal> {
-    let Some(visit) = session.data().await?.link else {
-        return Err(Refusal::Redirect(Url::Expired));
-    };
-    let link = match visit.link_id {
-        Some(id) => links::find(&state.db, &LinkId::from_db(id)).await?,
-        None => None,
-    };
-    Ok(LinkArrival {
-        link,
-        stage: visit.stage,
-    })
+impl Caller for LinkArrival {
+    async fn from_session(state: &AppState, session: &Sess) -> std::result::Result<Self, Refusal> {
+        let Some(visit) = session.data().await?.link else {
+            return Err(Refusal::Redirect(Url::Expired));
+        };
+        let link = match visit.link_id {
+            Some(id) => links::find(&state.db, &LinkId::from_db(id)).await?,
+            None => None,
+        };
+        Ok(LinkArrival {
+            link,
+            stage: visit.stage,
+        })
+    }
 }
 
 /// A pay-link visitor who gave their date of birth, on a live link: balance, practice, payment.
@@ -200,18 +208,17 @@ pub struct LinkVisitor {
 /// A pay-link visitor who gave both answers: the itemised statement.
 pub struct VerifiedVisitor(pub PayLink);
 
+/// A visitor on a live link who got at least as far as `needed`.
 async fn visitor(
-    parts: &mut Parts,
     state: &AppState,
+    session: &Sess,
     needed: Stage,
 ) -> std::result::Result<LinkVisitor, Refusal> {
-    let session = Sess::from_request_parts(parts, state).await?;
-    let now = state.clock.now();
-    let a = arrival(state, &session).await?;
+    let a = LinkArrival::from_session(state, session).await?;
     let Some(link) = a.link else {
         return Err(Refusal::Redirect(Url::Verify));
     };
-    if link.state(now) != LinkState::Usable {
+    if link.state(state.clock.now()) != LinkState::Usable {
         return Err(Refusal::Redirect(Url::Verify));
     }
     match a.stage {
@@ -221,30 +228,17 @@ async fn visitor(
     }
 }
 
-impl FromRequestParts<AppState> for LinkVisitor {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> std::result::Result<Self, Response> {
-        visitor(parts, state, Stage::Dob)
-            .await
-            .map_err(IntoResponse::into_response)
+impl Caller for LinkVisitor {
+    async fn from_session(state: &AppState, session: &Sess) -> std::result::Result<Self, Refusal> {
+        visitor(state, session, Stage::Dob).await
     }
 }
 
-impl FromRequestParts<AppState> for VerifiedVisitor {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> std::result::Result<Self, Response> {
-        visitor(parts, state, Stage::Full)
-            .await
-            .map(|v| VerifiedVisitor(v.link))
-            .map_err(IntoResponse::into_response)
+impl Caller for VerifiedVisitor {
+    async fn from_session(state: &AppState, session: &Sess) -> std::result::Result<Self, Refusal> {
+        Ok(VerifiedVisitor(
+            visitor(state, session, Stage::Full).await?.link,
+        ))
     }
 }
 
@@ -255,59 +249,33 @@ pub struct InviteArrival {
     pub verified: bool,
 }
 
-async fn invite_arrival(
-    state: &AppState,
-    session: &Sess,
-) -> std::result::Result<InviteArrival, Refusal> {
-    let Some(visit) = session.data().await?.invitation else {
-        return Err(Refusal::Redirect(Url::Expired));
-    };
-    let invitation = match visit.invitation_id {
-        Some(id) => guarantors::find(&state.db, &InvitationId::from_db(id)).await?,
-        None => None,
-    };
-    Ok(InviteArrival {
-        invitation,
-        verified: visit.verified,
-    })
-}
-
-impl FromRequestParts<AppState> for InviteArrival {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> std::result::Result<Self, Response> {
-        let session = Sess::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        invite_arrival(state, &session)
-            .await
-            .map_err(IntoResponse::into_response)
+impl Caller for InviteArrival {
+    async fn from_session(state: &AppState, session: &Sess) -> std::result::Result<Self, Refusal> {
+        let Some(visit) = session.data().await?.invitation else {
+            return Err(Refusal::Redirect(Url::Expired));
+        };
+        let invitation = match visit.invitation_id {
+            Some(id) => guarantors::find(&state.db, &InvitationId::from_db(id)).await?,
+            None => None,
+        };
+        Ok(InviteArrival {
+            invitation,
+            verified: visit.verified,
+        })
     }
 }
 
 /// An invitation whose identity questions were answered and which can still be accepted.
 pub struct VerifiedInvitation(pub Invitation);
 
-impl FromRequestParts<AppState> for VerifiedInvitation {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> std::result::Result<Self, Response> {
-        let session = Sess::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        match invite_arrival(state, &session).await {
-            Ok(InviteArrival {
+impl Caller for VerifiedInvitation {
+    async fn from_session(state: &AppState, session: &Sess) -> std::result::Result<Self, Refusal> {
+        match InviteArrival::from_session(state, session).await? {
+            InviteArrival {
                 invitation: Some(inv),
                 verified: true,
-            }) if inv.state(state.clock.now()) == LinkState::Usable => Ok(VerifiedInvitation(inv)),
-            Ok(_) => Err(see_other(Url::GuarantorVerify)),
-            Err(r) => Err(r.into_response()),
+            } if inv.state(state.clock.now()) == LinkState::Usable => Ok(VerifiedInvitation(inv)),
+            _ => Err(Refusal::Redirect(Url::GuarantorVerify)),
         }
     }
 }
@@ -378,20 +346,9 @@ async fn signed_in(
 /// A signed-in patient or guarantor. Rejected to the sign-in page.
 pub struct Member(pub Account);
 
-impl FromRequestParts<AppState> for Member {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> std::result::Result<Self, Response> {
-        let session = Sess::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        signed_in(state, &session, Seat::Member)
-            .await
-            .map(Member)
-            .map_err(IntoResponse::into_response)
+impl Caller for Member {
+    async fn from_session(state: &AppState, session: &Sess) -> std::result::Result<Self, Refusal> {
+        Ok(Member(signed_in(state, session, Seat::Member).await?))
     }
 }
 
@@ -399,29 +356,14 @@ impl FromRequestParts<AppState> for Member {
 /// member sign-in no longer holds is ended and sent to sign in).
 pub struct MaybeMember(pub Option<Account>);
 
-impl FromRequestParts<AppState> for MaybeMember {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> std::result::Result<Self, Response> {
-        let session = Sess::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let has = session
-            .data()
-            .await
-            .map_err(|e| AppError::from(e).into_response())?
-            .member
-            .is_some();
-        if !has {
+impl Caller for MaybeMember {
+    async fn from_session(state: &AppState, session: &Sess) -> std::result::Result<Self, Refusal> {
+        if session.data().await?.member.is_none() {
             return Ok(MaybeMember(None));
         }
-        signed_in(state, &session, Seat::Member)
-            .await
-            .map(|a| MaybeMember(Some(a)))
-            .map_err(IntoResponse::into_response)
+        Ok(MaybeMember(Some(
+            signed_in(state, session, Seat::Member).await?,
+        )))
     }
 }
 
@@ -430,20 +372,9 @@ impl FromRequestParts<AppState> for MaybeMember {
 /// for every staff role's actions.
 pub struct StaffSession(pub Account);
 
-impl FromRequestParts<AppState> for StaffSession {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> std::result::Result<Self, Response> {
-        let session = Sess::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        signed_in(state, &session, Seat::Staff)
-            .await
-            .map(StaffSession)
-            .map_err(IntoResponse::into_response)
+impl Caller for StaffSession {
+    async fn from_session(state: &AppState, session: &Sess) -> std::result::Result<Self, Refusal> {
+        Ok(StaffSession(signed_in(state, session, Seat::Staff).await?))
     }
 }
 
@@ -451,16 +382,11 @@ impl FromRequestParts<AppState> for StaffSession {
 /// on practice data needs. Rejected to sign-in, or 403 without the second factor.
 pub struct Staff(pub Account);
 
-impl FromRequestParts<AppState> for Staff {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> std::result::Result<Self, Response> {
-        let StaffSession(a) = StaffSession::from_request_parts(parts, state).await?;
+impl Caller for Staff {
+    async fn from_session(state: &AppState, session: &Sess) -> std::result::Result<Self, Refusal> {
+        let a = signed_in(state, session, Seat::Staff).await?;
         if !a.principal.mfa {
-            return Err(AppError::Forbidden.into_response());
+            return Err(Refusal::Error(AppError::Forbidden));
         }
         Ok(Staff(a))
     }

@@ -4,7 +4,7 @@
 use super::error::{AppError, Result};
 use super::extract::{CsrfForm, Member};
 use super::member::*;
-use super::patient::{amount_error, back_from_processor, Payer};
+use super::patient::{amount_error, back_from_processor, start_checkout, Checkout, Payer};
 use super::session::{Flash, PayErrors, PayItemError, Sess};
 use super::{see_other, to_processor_checkout, AppState, RequestContext, Routes};
 use crate::access::Action;
@@ -134,22 +134,9 @@ pub async fn pay(
         return_prefix: Url::AccountPay.template(),
     };
     let actor = ctx.actor(actor_id(&who.id));
-    let general = match payments::start_checkout(
-        &state.db,
-        state.processor.as_ref(),
-        &plan,
-        &state.public_url,
-        &actor,
-    )
-    .await
-    {
-        Ok(url) => return Ok(to_processor_checkout(&url)),
-        Err(payments::PaymentError::Processor(e)) => {
-            tracing::warn!(error = %e, "checkout could not be created");
-            "pay-err-processor"
-        }
-        Err(payments::PaymentError::Pending) => "pay-err-pending",
-        Err(e) => return Err(AppError::Internal(e.into())),
+    let general = match start_checkout(&state, &plan, &actor).await? {
+        Checkout::Started(url) => return Ok(to_processor_checkout(&url)),
+        Checkout::Problem(key) => key,
     };
     errors.general = Some(general.into());
     send_back(&session, errors, back).await

@@ -175,31 +175,12 @@ pub async fn invite_verify_submit(
             return verify_flash(&session, Flash::key("verify-rate-limited")).await;
         }
     };
-    let matched = match &inv {
-        Some(i) => {
-            let given = Answers {
-                dob: Some(&dob),
-                zip: Some(&zip),
-            };
-            match billing::answers_match(
-                &state.db,
-                &state.crypto,
-                &i.tenant_id,
-                &i.patient_id,
-                given,
-            )
-            .await
-            {
-                Ok(m) => m,
-                Err(e) => {
-                    attempt.give_back(&state.db, now).await?;
-                    return Err(e.into());
-                }
-            }
-        }
-        None => false,
+    let given = Answers {
+        dob: Some(&dob),
+        zip: Some(&zip),
     };
-    let locked = attempt.settle(&state.db, !matched, now).await?;
+    let whose = inv.as_ref().map(|i| (&i.tenant_id, &i.patient_id));
+    let (matched, locked) = super::verify::answer(&state, attempt, whose, given, now).await?;
     if let Some(i) = &inv {
         let outcome = if matched {
             Outcome::Success

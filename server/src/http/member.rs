@@ -82,6 +82,28 @@ pub struct MemberAsk<'a> {
     pub resource: Option<&'a str>,
 }
 
+/// The policy question for a member, acting as `actor`.
+fn member_ask<'a>(
+    ctx: &RequestContext,
+    who: &'a Account,
+    actor: &'a crate::audit::Actor,
+    ask: MemberAsk<'a>,
+) -> access::Ask<'a> {
+    access::Ask {
+        who: &who.principal,
+        actor,
+        action: ask.action,
+        on: Resource {
+            tenant: ask.tenant,
+            patient: Some(ask.patient),
+            clinical_restricted: false,
+        },
+        event: ask.event,
+        resource: ask.resource,
+        now: ctx.now,
+    }
+}
+
 /// A permit for a member (the audit event is written, allowed or denied); a refusal reads as
 /// "not found".
 pub async fn member_permit(
@@ -90,23 +112,8 @@ pub async fn member_permit(
     who: &Account,
     ask: MemberAsk<'_>,
 ) -> Result<Permit> {
-    Ok(access::permit(
-        state.db.pool(),
-        access::Ask {
-            who: &who.principal,
-            actor: &ctx.actor(actor_id(&who.id)),
-            action: ask.action,
-            on: Resource {
-                tenant: ask.tenant,
-                patient: Some(ask.patient),
-                clinical_restricted: false,
-            },
-            event: ask.event,
-            resource: ask.resource,
-            now: ctx.now,
-        },
-    )
-    .await?)
+    let actor = ctx.actor(actor_id(&who.id));
+    Ok(access::permit(state.db.pool(), member_ask(ctx, who, &actor, ask)).await?)
 }
 
 /// `member_permit` for a change: the permit and the transaction its event was written in, for
@@ -117,23 +124,8 @@ pub async fn member_permit_in(
     who: &Account,
     ask: MemberAsk<'_>,
 ) -> Result<(Permit, sqlx::Transaction<'static, sqlx::Any>)> {
-    Ok(access::permit_in(
-        &state.db,
-        access::Ask {
-            who: &who.principal,
-            actor: &ctx.actor(actor_id(&who.id)),
-            action: ask.action,
-            on: Resource {
-                tenant: ask.tenant,
-                patient: Some(ask.patient),
-                clinical_restricted: false,
-            },
-            event: ask.event,
-            resource: ask.resource,
-            now: ctx.now,
-        },
-    )
-    .await?)
+    let actor = ctx.actor(actor_id(&who.id));
+    Ok(access::permit_in(&state.db, member_ask(ctx, who, &actor, ask)).await?)
 }
 
 /// The patients an account may act for, each once, own records first: (role, practice, patient).

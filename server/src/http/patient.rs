@@ -282,22 +282,9 @@ pub async fn pay(
         // The processor comes back to `Url::PayReturn`/`Url::PayCancelled`, under this prefix.
         return_prefix: Url::Pay.template(),
     };
-    let key = match payments::start_checkout(
-        &state.db,
-        state.processor.as_ref(),
-        &plan,
-        &state.public_url,
-        &actor,
-    )
-    .await
-    {
-        Ok(url) => return Ok(to_processor_checkout(&url)),
-        Err(payments::PaymentError::Processor(e)) => {
-            tracing::warn!(error = %e, "checkout could not be created");
-            "pay-err-processor"
-        }
-        Err(payments::PaymentError::Pending) => "pay-err-pending",
-        Err(e) => return Err(AppError::Internal(e.into())),
+    let key = match start_checkout(&state, &plan, &actor).await? {
+        Checkout::Started(url) => return Ok(to_processor_checkout(&url)),
+        Checkout::Problem(key) => key,
     };
     let flash = Flash {
         key: key.into(),
@@ -307,6 +294,39 @@ pub async fn pay(
     };
     session.set_flash(flash).await?;
     Ok(see_other(back))
+}
+
+/// What starting a checkout came to, for the payer.
+pub(super) enum Checkout {
+    /// Send the payer to the processor's page at this URL.
+    Started(String),
+    /// Back to the form with this message (the processor failed, or a payment is on its way).
+    Problem(&'static str),
+}
+
+/// Starts a checkout at the processor for a pay form (link or account).
+pub(super) async fn start_checkout(
+    state: &AppState,
+    plan: &payments::CheckoutPlan,
+    actor: &crate::audit::Actor,
+) -> Result<Checkout> {
+    match payments::start_checkout(
+        &state.db,
+        state.processor.as_ref(),
+        plan,
+        &state.public_url,
+        actor,
+    )
+    .await
+    {
+        Ok(url) => Ok(Checkout::Started(url)),
+        Err(payments::PaymentError::Processor(e)) => {
+            tracing::warn!(error = %e, "checkout could not be created");
+            Ok(Checkout::Problem("pay-err-processor"))
+        }
+        Err(payments::PaymentError::Pending) => Ok(Checkout::Problem("pay-err-pending")),
+        Err(e) => Err(AppError::Internal(e.into())),
+    }
 }
 
 /// Our checkout, if it belongs to the visitor's statement; 404 otherwise (another patient's

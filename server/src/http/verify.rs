@@ -8,7 +8,8 @@ use super::session::{AfterZip, Flash, LinkVisit, Sess, Stage};
 use super::{see_other, tr, AppState, RequestContext, Routes};
 use crate::audit::{self, Outcome};
 use crate::billing::{self, Answers};
-use crate::links::{self, Claim, LinkState, PayLink, Subject};
+use crate::ids::{PatientId, TenantId};
+use crate::links::{self, Attempt, Claim, LinkState, PayLink, Subject};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -170,32 +171,12 @@ pub async fn verify_submit(
             return Ok(see_other(Url::Verify));
         }
     };
-    let matched = match &link {
-        Some(link) => {
-            let answers = Answers {
-                dob: Some(&given),
-                zip: None,
-            };
-            match billing::answers_match(
-                &state.db,
-                &state.crypto,
-                &link.tenant_id,
-                &link.patient_id,
-                answers,
-            )
-            .await
-            {
-                Ok(m) => m,
-                Err(e) => {
-                    // Not the patient's fault (e.g. the key provider is down): give it back.
-                    attempt.give_back(&state.db, now).await?;
-                    return Err(e.into());
-                }
-            }
-        }
-        None => false,
+    let given = Answers {
+        dob: Some(&given),
+        zip: None,
     };
-    let locked = attempt.settle(&state.db, !matched, now).await?;
+    let whose = link.as_ref().map(|l| (&l.tenant_id, &l.patient_id));
+    let (matched, locked) = answer(&state, attempt, whose, given, now).await?;
     let Some(link) = link.as_ref().filter(|_| matched) else {
         if let Some(link) = &link {
             audit_link(&state, &ctx, link, "identity.dob", Outcome::Denied).await?;
@@ -265,26 +246,12 @@ pub async fn zip_submit(
                 return Ok(see_other(Url::VerifyZip));
             }
         };
-    let answers = Answers {
+    let given = Answers {
         dob: None,
         zip: Some(&given),
     };
-    let matched = match billing::answers_match(
-        &state.db,
-        &state.crypto,
-        &link.tenant_id,
-        &link.patient_id,
-        answers,
-    )
-    .await
-    {
-        Ok(m) => m,
-        Err(e) => {
-            attempt.give_back(&state.db, now).await?;
-            return Err(e.into());
-        }
-    };
-    let locked = attempt.settle(&state.db, !matched, now).await?;
+    let whose = Some((&link.tenant_id, &link.patient_id));
+    let (matched, locked) = answer(&state, attempt, whose, given, now).await?;
     if !matched {
         audit_link(&state, &ctx, &link, "identity.zip", Outcome::Denied).await?;
         if locked {
@@ -310,4 +277,30 @@ pub async fn zip_submit(
         None => Url::Statement,
     };
     Ok(see_other(to))
+}
+
+/// Compares the answers given about `whose` record (`None`: nothing valid was presented, so
+/// the answer is wrong) and settles the claimed attempt: `(matched, locked)`. When the record
+/// cannot be read (the key provider is down) the attempt is given back: not the visitor's fault.
+pub(super) async fn answer(
+    state: &AppState,
+    attempt: Attempt,
+    whose: Option<(&TenantId, &PatientId)>,
+    given: Answers<'_>,
+    now: i64,
+) -> Result<(bool, bool)> {
+    let matched = match whose {
+        Some((tenant, patient)) => {
+            match billing::answers_match(&state.db, &state.crypto, tenant, patient, given).await {
+                Ok(m) => m,
+                Err(e) => {
+                    attempt.give_back(&state.db, now).await?;
+                    return Err(e.into());
+                }
+            }
+        }
+        None => false,
+    };
+    let locked = attempt.settle(&state.db, !matched, now).await?;
+    Ok((matched, locked))
 }

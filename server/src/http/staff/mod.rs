@@ -93,6 +93,32 @@ async fn audit_user(
     Ok(())
 }
 
+/// What a staff member asks the policy: the action, on what, and the audit event's name and
+/// resource.
+struct StaffAsk<'a> {
+    action: Action,
+    on: Resource<'a>,
+    event: &'static str,
+    resource: Option<&'a str>,
+}
+
+fn staff_ask<'a>(
+    ctx: &RequestContext,
+    account: &'a Account,
+    actor: &'a audit::Actor,
+    ask: StaffAsk<'a>,
+) -> access::Ask<'a> {
+    access::Ask {
+        who: &account.principal,
+        actor,
+        action: ask.action,
+        on: ask.on,
+        event: ask.event,
+        resource: ask.resource,
+        now: ctx.now,
+    }
+}
+
 /// Asks the policy on behalf of a staff member; the permit writes the audit event, allowed or
 /// denied. The caller decides how a refusal reads (not found, or forbidden).
 async fn ask(
@@ -104,19 +130,14 @@ async fn ask(
     event: &'static str,
     resource: Option<&str>,
 ) -> std::result::Result<Permit, Refused> {
-    access::permit(
-        state.db.pool(),
-        access::Ask {
-            who: &account.principal,
-            actor: &ctx.actor(actor_id(&account.id)),
-            action,
-            on,
-            event,
-            resource,
-            now: ctx.now,
-        },
-    )
-    .await
+    let actor = ctx.actor(actor_id(&account.id));
+    let q = StaffAsk {
+        action,
+        on,
+        event,
+        resource,
+    };
+    access::permit(state.db.pool(), staff_ask(ctx, account, &actor, q)).await
 }
 
 /// `ask` for a change: the permit comes with the transaction its event was written in, for the
@@ -130,19 +151,14 @@ async fn ask_in(
     event: &'static str,
     resource: Option<&str>,
 ) -> std::result::Result<(Permit, sqlx::Transaction<'static, sqlx::Any>), Refused> {
-    access::permit_in(
-        &state.db,
-        access::Ask {
-            who: &account.principal,
-            actor: &ctx.actor(actor_id(&account.id)),
-            action,
-            on,
-            event,
-            resource,
-            now: ctx.now,
-        },
-    )
-    .await
+    let actor = ctx.actor(actor_id(&account.id));
+    let q = StaffAsk {
+        action,
+        on,
+        event,
+        resource,
+    };
+    access::permit_in(&state.db, staff_ask(ctx, account, &actor, q)).await
 }
 
 /// A refusal that should say 403 rather than "not found" (the practice is not secret).
