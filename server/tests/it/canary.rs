@@ -55,7 +55,9 @@ impl std::io::Write for Captured {
     }
 }
 
-/// Every log line of this test binary, at debug level, from every crate.
+/// Every log line of this test binary, at debug level, from every crate: from the canary's first
+/// step on, that includes the other integration tests running beside it, which only adds lines to
+/// check (none of them uses the canary's values).
 fn logs() -> &'static Captured {
     static LOGS: OnceLock<Captured> = OnceLock::new();
     LOGS.get_or_init(|| {
