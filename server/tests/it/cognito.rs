@@ -258,7 +258,7 @@ async fn cognito_sign_in_mfa_refresh_and_reset() {
         .await
         .expect("sessions");
     assert!(
-        sessions.iter().any(|d| d.contains("cognito_tokens")),
+        sessions.iter().any(|d| d.contains("sealed_tokens")),
         "tokens are kept in the session"
     );
     assert!(
