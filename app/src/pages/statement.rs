@@ -1,0 +1,245 @@
+//! The pay link's summary and itemised statement, with the pay form under them; the statement
+//! table and payments list the account pages share.
+
+use super::layout::{document, Chrome};
+use super::{csrf_input, described_by, error_summary, field_message, invalid};
+use crate::forms::PayForm;
+use crate::i18n::Tr;
+use crate::urls::Url;
+use crate::vm::*;
+use leptos::prelude::*;
+
+fn pay_form(tr: Tr, vm: PayFormVm) -> AnyView {
+    let err = vm.error.clone();
+    let hint = tr.ta("pay-amount-hint", &[("balance", &vm.balance)]);
+    // The amount input's id is its field name.
+    let amount = PayForm::AMOUNT;
+    let hint_id = format!("{amount}-hint");
+    view! {
+        <section class="pay" aria-labelledby="pay-heading">
+            <h2 id="pay-heading">{tr.t("pay-title")}</h2>
+            <form method="post" action=Url::Pay.path() novalidate>
+                {csrf_input(vm.csrf.clone())}
+                <input type="hidden" name=PayForm::FROM value=vm.from/>
+                <div class="field">
+                    <label for=amount>{tr.t("pay-amount-label")}</label>
+                    <p class="hint" id=hint_id>{hint}</p>
+                    {field_message(tr, amount, &err)}
+                    <div class="currency-input">
+                        <span class="currency" aria-hidden="true">"$"</span>
+                        <input id=amount name=amount type="text" inputmode="decimal" size="10"
+                            autocomplete="off" required value=vm.amount.clone()
+                            aria-describedby=described_by(amount, true, &err)
+                            aria-invalid=invalid(amount, &err)/>
+                    </div>
+                </div>
+                <p class="hint">{tr.t("pay-redirect-note")}</p>
+                <button type="submit" class="button">{tr.t("pay-button")}</button>
+            </form>
+        </section>
+    }
+    .into_any()
+}
+
+pub(super) fn pay_or_paid(tr: Tr, paid_in_full: bool, pay: PayFormVm) -> AnyView {
+    if paid_in_full {
+        view! { <p class="notice">{tr.t("summary-paid-in-full")}</p> }.into_any()
+    } else {
+        let err = pay.error.clone();
+        view! {
+            {error_summary(tr, None, err)}
+            {pay_form(tr, pay)}
+        }
+        .into_any()
+    }
+}
+
+pub fn summary(meta: PageMeta, vm: SummaryVm) -> String {
+    let tr = Tr::new(meta.lang);
+    let itemised_href = if vm.itemised_unlocked {
+        Url::Statement
+    } else {
+        Url::VerifyZip
+    };
+    let body = view! {
+        <h1>{tr.t("summary-title")}</h1>
+        <p class="lead">{tr.ta("summary-from", &[("practice", &vm.practice_name)])}</p>
+        <div class="balance-card">
+            <p class="balance-label">{tr.t("summary-balance")}</p>
+            <p class="balance-amount">{vm.balance.clone()}</p>
+            <p>{tr.ta("summary-due", &[("date", &vm.due_date)])}</p>
+            <p class="hint">{tr.ta("summary-dated", &[("date", &vm.statement_date)])}</p>
+        </div>
+        <p><a href=itemised_href.path()>{tr.t("summary-itemised-link")}</a></p>
+        {pay_or_paid(tr, vm.paid_in_full, vm.pay.clone())}
+    };
+    document(
+        &meta,
+        Chrome::Portal,
+        tr.t("summary-title"),
+        None,
+        body.into_any(),
+    )
+}
+
+/// One row of an itemised statement table; the description is a view so callers can show a
+/// placeholder for a hidden one.
+pub(crate) fn statement_row(
+    service_date: String,
+    description: AnyView,
+    [charge, insurance_paid, adjustment, responsibility]: [String; 4],
+) -> AnyView {
+    view! {
+        <tr>
+            <td>{service_date}</td>
+            <th scope="row">{description}</th>
+            <td class="num">{charge}</td>
+            <td class="num">{insurance_paid}</td>
+            <td class="num">{adjustment}</td>
+            <td class="num">{responsibility}</td>
+        </tr>
+    }
+    .into_any()
+}
+
+/// The itemised statement table: its caption, column headings, rows and totals.
+pub(crate) fn statement_table(tr: Tr, rows: Vec<AnyView>, totals: LineVm) -> AnyView {
+    let t = totals;
+    view! {
+        <div class="table-wrap">
+            <table class="statement">
+                <caption>{tr.t("statement-caption")}</caption>
+                <thead>
+                    <tr>
+                        <th scope="col">{tr.t("statement-col-date")}</th>
+                        <th scope="col">{tr.t("statement-col-description")}</th>
+                        <th scope="col" class="num">{tr.t("statement-col-charge")}</th>
+                        <th scope="col" class="num">{tr.t("statement-col-insurance")}</th>
+                        <th scope="col" class="num">{tr.t("statement-col-adjustment")}</th>
+                        <th scope="col" class="num">{tr.t("statement-col-responsibility")}</th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+                <tfoot>
+                    <tr>
+                        <td></td>
+                        <th scope="row">{tr.t("statement-totals")}</th>
+                        <td class="num">{t.charge}</td>
+                        <td class="num">{t.insurance_paid}</td>
+                        <td class="num">{t.adjustment}</td>
+                        <td class="num">{t.responsibility}</td>
+                    </tr>
+                </tfoot>
+            </table>
+        </div>
+    }
+    .into_any()
+}
+
+/// The payments received on a statement, or a line saying there are none.
+pub(crate) fn payments_list(tr: Tr, payments: &[PaymentVm]) -> AnyView {
+    if payments.is_empty() {
+        return view! { <p>{tr.t("statement-no-payments")}</p> }.into_any();
+    }
+    let items = payments
+        .iter()
+        .map(|p| {
+            // No card details when the viewer may not see them (a guarantor, for the patient's
+            // own payments).
+            let text = if p.last4.is_empty() {
+                tr.ta(
+                    "statement-payment-line-plain",
+                    &[("date", &p.date), ("amount", &p.amount)],
+                )
+            } else {
+                tr.ta(
+                    "statement-payment-line",
+                    &[
+                        ("date", &p.date),
+                        ("amount", &p.amount),
+                        ("brand", &p.brand),
+                        ("last4", &p.last4),
+                    ],
+                )
+            };
+            view! { <li>{text}</li> }
+        })
+        .collect::<Vec<_>>();
+    view! { <ul class="payments">{items}</ul> }.into_any()
+}
+
+pub fn statement(meta: PageMeta, vm: StatementVm) -> String {
+    let tr = Tr::new(meta.lang);
+    let rows = vm
+        .lines
+        .iter()
+        .map(|l| {
+            statement_row(
+                l.service_date.clone(),
+                view! { {l.description.clone()} }.into_any(),
+                [
+                    l.charge.clone(),
+                    l.insurance_paid.clone(),
+                    l.adjustment.clone(),
+                    l.responsibility.clone(),
+                ],
+            )
+        })
+        .collect::<Vec<_>>();
+    let body = view! {
+        <h1>{tr.t("statement-title")}</h1>
+        <p class="lead">{tr.ta("summary-from", &[("practice", &vm.practice_name)])}</p>
+        <p>
+            {tr.ta("summary-dated", &[("date", &vm.statement_date)])} " · "
+            {tr.ta("summary-due", &[("date", &vm.due_date)])}
+        </p>
+        {statement_table(tr, rows, vm.totals.clone())}
+        <h2>{tr.t("statement-payments")}</h2>
+        {payments_list(tr, &vm.payments)}
+        <div class="balance-card">
+            <p class="balance-label">{tr.t("summary-balance")}</p>
+            <p class="balance-amount">{vm.balance.clone()}</p>
+        </div>
+        {pay_or_paid(tr, vm.paid_in_full, vm.pay.clone())}
+        {vm.offer_password_reset.then(|| view! {
+            <p><a href=Url::AccountResetPassword.path()>{tr.t("statement-reset-password")}</a></p>
+        })}
+        <p><a href=Url::Summary.path()>{tr.t("statement-back")}</a></p>
+    };
+    document(
+        &meta,
+        Chrome::Portal,
+        tr.t("statement-title"),
+        None,
+        body.into_any(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_errors_are_tied_to_their_field() {
+        let html = summary(
+            PageMeta::default(),
+            SummaryVm {
+                pay: PayFormVm {
+                    error: Some(FieldError {
+                        field: "amount",
+                        message: "Too much".into(),
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        assert!(html.contains("id=\"amount-error\""), "{html}");
+        assert!(
+            html.contains("aria-describedby=\"amount-hint amount-error\""),
+            "{html}"
+        );
+        assert!(html.contains("aria-invalid=\"true\""), "{html}");
+        assert!(html.contains("href=\"#amount\""), "{html}");
+    }
+}

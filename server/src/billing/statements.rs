@@ -1,0 +1,156 @@
+//! Statements: headers, the ledger balance, and their lines and payments under a permit.
+
+use super::*;
+
+pub async fn statement_header(
+    db: &Db,
+    id: &StatementId,
+) -> Result<Option<StatementHeader>, BillingError> {
+    Ok(sqlx::query_as(
+        "SELECT id, tenant_id, patient_id, statement_date, due_date FROM statements WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_optional(db.pool())
+    .await?)
+}
+
+/// Balance due: charges minus payments, from the ledger.
+pub async fn balance<'e, E>(exec: E, id: &StatementId) -> Result<Money, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let cents: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(CASE kind WHEN 'charge' THEN amount_cents ELSE -amount_cents END), 0) AS BIGINT)
+         FROM ledger_entries WHERE statement_id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_one(exec)
+    .await?;
+    Ok(Money::from_cents(cents))
+}
+
+/// Which lines of a statement the practice marked confidential, in line order (nothing is
+/// decrypted: the policy decides from these which descriptions a guarantor may see).
+pub async fn confidential_flags(
+    db: &Db,
+    header: &StatementHeader,
+) -> Result<Vec<bool>, BillingError> {
+    let rows: Vec<i64> = sqlx::query_scalar(
+        "SELECT confidential FROM statement_lines WHERE statement_id = $1 AND tenant_id = $2
+         ORDER BY line_no",
+    )
+    .bind(header.id.as_str())
+    .bind(header.tenant_id.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.into_iter().map(|c| c != 0).collect())
+}
+
+/// The decrypted lines of a statement, in order, under a permit to read them.
+pub async fn lines(
+    db: &Db,
+    crypto: &FieldCrypto,
+    header: &StatementHeader,
+    permit: &Permit,
+) -> Result<Vec<Line>, BillingError> {
+    check(permit, &header.tenant_id, &header.patient_id, LINE_READERS)?;
+    type Row = (String, Vec<u8>, Vec<u8>, i64, i64, i64, i64, i64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, service_date_ct, description_ct, charge_cents, insurance_paid_cents,
+                adjustment_cents, patient_cents, confidential
+         FROM statement_lines WHERE statement_id = $1 AND tenant_id = $2 ORDER BY line_no",
+    )
+    .bind(header.id.as_str())
+    .bind(header.tenant_id.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, sd, desc, charge, ins, adj, pat, confidential) in rows {
+        let tenant = &header.tenant_id;
+        out.push(Line {
+            service_date: crypto
+                .decrypt_str(
+                    FieldAad {
+                        tenant,
+                        table: LINES,
+                        column: "service_date",
+                        row: &id,
+                    },
+                    &sd,
+                )
+                .await?,
+            description: crypto
+                .decrypt_str(
+                    FieldAad {
+                        tenant,
+                        table: LINES,
+                        column: "description",
+                        row: &id,
+                    },
+                    &desc,
+                )
+                .await?,
+            charge: Money::from_cents(charge),
+            insurance_paid: Money::from_cents(ins),
+            adjustment: Money::from_cents(adj),
+            patient_responsibility: Money::from_cents(pat),
+            confidential: confidential != 0,
+        });
+    }
+    Ok(out)
+}
+
+/// The payments booked to a statement, under a permit for its patient (the permit's practice
+/// and patient are part of the query, so another patient's statement reads as empty).
+pub async fn payments(
+    db: &Db,
+    statement: &StatementId,
+    permit: &Permit,
+) -> Result<Vec<PaymentRecord>, BillingError> {
+    let patient = permit.patient().ok_or(BillingError::NotPermitted)?;
+    Ok(sqlx::query_as(
+        "SELECT p.id, c.user_id AS paid_by, a.amount_cents, p.card_brand, p.card_last4, p.paid_at
+         FROM payment_allocations a JOIN payments p ON p.id = a.payment_id
+         JOIN checkouts c ON c.id = p.checkout_id
+         JOIN statements s ON s.id = a.statement_id
+         WHERE a.statement_id = $1 AND s.tenant_id = $2 AND s.patient_id = $3
+         ORDER BY p.paid_at, p.id",
+    )
+    .bind(statement.as_str())
+    .bind(permit.tenant().as_str())
+    .bind(patient.as_str())
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// Every statement of a patient with its balance, newest first.
+pub async fn statements_of(
+    db: &Db,
+    tenant: &TenantId,
+    patient: &PatientId,
+) -> Result<Vec<(StatementHeader, Money)>, BillingError> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT id, statement_date, due_date FROM statements
+         WHERE patient_id = $1 AND tenant_id = $2 ORDER BY statement_date DESC, id",
+    )
+    .bind(patient.as_str())
+    .bind(tenant.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, sd, dd) in rows {
+        let id = StatementId::from_db(id);
+        let balance = balance(db.pool(), &id).await?;
+        out.push((
+            StatementHeader {
+                id,
+                tenant_id: tenant.clone(),
+                patient_id: patient.clone(),
+                statement_date: sd,
+                due_date: dd,
+            },
+            balance,
+        ));
+    }
+    Ok(out)
+}
