@@ -274,6 +274,11 @@ pub struct Config {
         global = true
     )]
     pub trust_forwarded_for: bool,
+    /// Acknowledges running with the local master key file behind a public `https://` URL (the
+    /// key then sits beside the data it protects). Must be exactly
+    /// `i-understand-the-key-is-beside-the-data`; use a KMS key provider instead.
+    #[arg(long, env = "PATRIOTPAY_LOCAL_KEY_IN_PRODUCTION", global = true)]
+    pub local_key_in_production: Option<String>,
     /// URL that receives security alerts (break-glass use) as JSON POSTs. Optional.
     #[arg(long, env = "PATRIOTPAY_ALERT_WEBHOOK_URL", global = true)]
     pub alert_webhook_url: Option<String>,
@@ -357,13 +362,38 @@ impl Config {
             cognito_endpoint_url: None,
             link_ttl_days: 30,
             trust_forwarded_for: false,
+            local_key_in_production: None,
             alert_webhook_url: None,
             log: "info".into(),
         }
     }
 }
 
+/// The words that acknowledge a local master key in production.
+pub const LOCAL_KEY_ACK: &str = "i-understand-the-key-is-beside-the-data";
+
 impl Config {
+    /// A public `https://` URL is a production deployment: its master key must not be a file
+    /// beside the database unless the operator says, in so many words, that they mean it.
+    pub fn check_key_placement(&self) -> anyhow::Result<()> {
+        let public = self
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        if public
+            && self.key_provider == KeyProviderKind::Local
+            && self.local_key_in_production.as_deref() != Some(LOCAL_KEY_ACK)
+        {
+            anyhow::bail!(
+                "refusing to start: the public URL is https:// (a production deployment) but the \
+                 master key is the local key file, stored beside the data it protects. Use \
+                 PATRIOTPAY_KEY_PROVIDER=aws-kms with PATRIOTPAY_KMS_KEY_ID, or, if you accept the \
+                 risk, set PATRIOTPAY_LOCAL_KEY_IN_PRODUCTION={LOCAL_KEY_ACK}"
+            );
+        }
+        Ok(())
+    }
+
     /// Cognito settings, with the pool's standard JWKS URL and issuer unless overridden.
     pub fn cognito_settings(&self) -> anyhow::Result<crate::cognito::CognitoSettings> {
         let pool = self.cognito_user_pool_id.clone().ok_or_else(|| {
@@ -427,5 +457,38 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::Migrate)));
         assert_eq!(cli.config.addr.port(), 4000);
         assert_eq!(cli.config.master_key_path(), PathBuf::from("/d/master.key"));
+    }
+
+    #[test]
+    fn a_local_key_behind_https_needs_the_acknowledgement() {
+        let mut c = Config::for_data_dir(PathBuf::from("/d"));
+        assert!(
+            c.check_key_placement().is_ok(),
+            "development: no public URL"
+        );
+        c.public_url = Some("http://127.0.0.1:3000".into());
+        assert!(
+            c.check_key_placement().is_ok(),
+            "plain http is not production"
+        );
+        c.public_url = Some("https://pay.example".into());
+        let e = c.check_key_placement().expect_err("refused");
+        assert!(
+            e.to_string().contains("PATRIOTPAY_KEY_PROVIDER=aws-kms"),
+            "{e}"
+        );
+        c.local_key_in_production = Some("yes".into());
+        assert!(
+            c.check_key_placement().is_err(),
+            "only the exact words acknowledge it"
+        );
+        c.local_key_in_production = Some(LOCAL_KEY_ACK.into());
+        assert!(c.check_key_placement().is_ok());
+        c.local_key_in_production = None;
+        c.key_provider = KeyProviderKind::AwsKms;
+        assert!(
+            c.check_key_placement().is_ok(),
+            "KMS keys are not beside the data"
+        );
     }
 }

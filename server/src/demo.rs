@@ -269,3 +269,23 @@ pub async fn invite_text(
     );
     Ok((help, format!("{public_url}/g/{token}")))
 }
+
+#[cfg(test)]
+mod tests {
+    /// The identity pages' examples must be nobody's answers: not a demo patient's date of birth
+    /// (in the form it is typed) or ZIP.
+    #[test]
+    fn page_examples_are_no_patients_answers() {
+        let catalog = include_str!("../../app/locales/en.ftl");
+        for p in &super::PATIENTS {
+            let (y, rest) = p.dob.split_at(4);
+            let typed = format!("{} {} {y}", &rest[1..3], &rest[4..6]);
+            assert!(!catalog.contains(&typed), "{typed} is a demo patient's");
+            assert!(
+                !catalog.contains(p.zip),
+                "{} is a demo patient's ZIP",
+                p.zip
+            );
+        }
+    }
+}

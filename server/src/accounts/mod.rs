@@ -26,7 +26,8 @@ pub use password::{hash_password, verify_credentials, verify_password};
 pub use recovery::use_recovery_code;
 pub use staff::{
     add_user, clear_must_reset, disable, enrolment_user, force_reset, grant_break_glass, list,
-    upsert_external, UserRow, BREAK_GLASS_MAX_MINUTES, ENROLMENT_TTL_SECS,
+    upsert_external, BreakGlassRequest, UserRow, BREAK_GLASS_MAX_MINUTES,
+    BREAK_GLASS_MAX_REASON_CHARS, ENROLMENT_TTL_SECS,
 };
 pub use throttle::{
     claim_attempt, LoginAttempt, FAILURE_WINDOW_SECS, MAX_FAILURES_PER_ACCOUNT,
@@ -72,6 +73,9 @@ pub enum AccountError {
     Db(#[from] sqlx::Error),
     #[error("hashing: {0}")]
     Hash(String),
+    /// Too many password checks are already waiting: try again shortly.
+    #[error("password checks are busy")]
+    Busy,
 }
 
 /// Staff sign in with a second factor; members (patients, guarantors) with a password only and

@@ -18,21 +18,83 @@ fn argon() -> Result<Argon2<'static>, AccountError> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-/// Hashes on the blocking pool, so a burst of sign-ins cannot stall the async workers.
+/// At most this many argon2id computations run at once (19 MiB of memory each).
+pub const MAX_CONCURRENT_HASHES: usize = 4;
+/// At most this many more wait for a turn; past that a request is refused at once (503 with
+/// Retry-After), so a flood of sign-ins cannot hold memory or queue without end.
+pub const MAX_WAITING_HASHES: usize = 64;
+
+/// A bound on concurrent password hashing: a semaphore for the work, a counter for the queue.
+pub struct HashGate {
+    running: tokio::sync::Semaphore,
+    /// Running and waiting together.
+    queued: std::sync::atomic::AtomicUsize,
+    max_running: usize,
+    max_waiting: usize,
+}
+
+/// Takes a place in the gate's queue for as long as it lives.
+struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl HashGate {
+    pub const fn new(max_running: usize, max_waiting: usize) -> Self {
+        HashGate {
+            running: tokio::sync::Semaphore::const_new(max_running),
+            queued: std::sync::atomic::AtomicUsize::new(0),
+            max_running,
+            max_waiting,
+        }
+    }
+
+    /// Runs `work` on the blocking pool once a place is free; `AccountError::Busy` when the
+    /// queue is full.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AccountError> {
+        let ahead = self
+            .queued
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let _place = Queued(&self.queued);
+        if ahead >= self.max_running + self.max_waiting {
+            return Err(AccountError::Busy);
+        }
+        let _turn = self
+            .running
+            .acquire()
+            .await
+            .map_err(|e| AccountError::Hash(e.to_string()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| AccountError::Hash(e.to_string()))
+    }
+}
+
+/// The gate every password hash and check goes through.
+static HASHING: HashGate = HashGate::new(MAX_CONCURRENT_HASHES, MAX_WAITING_HASHES);
+
+/// Hashes on the blocking pool (through the gate), so a burst of sign-ins cannot stall the
+/// async workers or exhaust memory.
 pub async fn hash_password(password: Phi<String>) -> Result<String, AccountError> {
     let n = password.expose().chars().count();
     if !(8..=128).contains(&n) {
         return Err(AccountError::WeakPassword);
     }
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        argon()?
-            .hash_password(password.expose().as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| AccountError::Hash(e.to_string()))
-    })
-    .await
-    .map_err(|e| AccountError::Hash(e.to_string()))?
+    HASHING
+        .run(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            argon()?
+                .hash_password(password.expose().as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| AccountError::Hash(e.to_string()))
+        })
+        .await?
 }
 
 /// A hash to verify against when the account does not exist, so timing doesn't tell.
@@ -51,18 +113,19 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-pub async fn verify_password(hash: String, password: Phi<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        let Ok(parsed) = PasswordHash::new(&hash) else {
-            return false;
-        };
-        argon().is_ok_and(|a| {
-            a.verify_password(password.expose().as_bytes(), &parsed)
-                .is_ok()
+/// Whether `password` matches `hash`; `AccountError::Busy` when the hashing queue is full.
+pub async fn verify_password(hash: String, password: Phi<String>) -> Result<bool, AccountError> {
+    HASHING
+        .run(move || {
+            let Ok(parsed) = PasswordHash::new(&hash) else {
+                return false;
+            };
+            argon().is_ok_and(|a| {
+                a.verify_password(password.expose().as_bytes(), &parsed)
+                    .is_ok()
+            })
         })
-    })
-    .await
-    .unwrap_or(false)
+        .await
 }
 
 /// The local password check (the only factor for members). Unknown account, wrong password,
@@ -92,7 +155,7 @@ pub async fn verify_credentials(
         (Some((_, Some(h), None, _, 0)), Kind::Member) => (h.clone(), true),
         _ => (dummy_hash().to_owned(), false),
     };
-    let ok = verify_password(hash, password).await;
+    let ok = verify_password(hash, password).await?;
     match row {
         Some((id, ..)) if ok && usable => Ok(UserId::from_db(id)),
         _ => Err(AccountError::Invalid),
@@ -116,10 +179,73 @@ mod tests {
         let long = "ü".repeat(128);
         let h = hash_password(Phi::new(long.clone())).await.expect("hash");
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
-        assert!(verify_password(h.clone(), Phi::new(long.clone())).await);
+        assert!(verify_password(h.clone(), Phi::new(long.clone()))
+            .await
+            .expect("verify"));
         // No truncation: a change in the last character matters.
         let mut other = "ü".repeat(127);
         other.push('u');
-        assert!(!verify_password(h, Phi::new(other)).await);
+        assert!(!verify_password(h, Phi::new(other)).await.expect("verify"));
+    }
+
+    /// A flood of hashing requests: never more than the bound at work at once, the queue
+    /// bounded, and the rest refused at once with `Busy`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_hashing_bound_holds() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        static GATE: HashGate = HashGate::new(2, 3);
+        let busy_now = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (release, hold) = tokio::sync::watch::channel(false);
+        // A safety net against a hang, not a timing assertion.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let stuck = || std::time::Instant::now() > deadline;
+        let mut calls = vec![];
+        for _ in 0..20 {
+            let (busy_now, most, mut hold) = (busy_now.clone(), most.clone(), hold.clone());
+            calls.push(tokio::spawn(async move {
+                GATE.run(move || {
+                    let n = busy_now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(n, Ordering::SeqCst);
+                    // Hold the place until the test lets go, like a slow hash.
+                    let _ = futures_lite_wait(&mut hold);
+                    busy_now.fetch_sub(1, Ordering::SeqCst);
+                })
+                .await
+            }));
+        }
+        // Every call reaches the gate before any work finishes: five hold a place (two at
+        // work, three waiting), fifteen were turned away.
+        while !(GATE.queued.load(Ordering::SeqCst) == 5
+            && calls.iter().filter(|c| c.is_finished()).count() == 15)
+        {
+            assert!(!stuck(), "the calls never reached the gate");
+            tokio::task::yield_now().await;
+        }
+        let _ = release.send(true);
+        let mut done = 0;
+        let mut refused = 0;
+        for c in calls {
+            match c.await.expect("join") {
+                Ok(()) => done += 1,
+                Err(AccountError::Busy) => refused += 1,
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert!(most.load(Ordering::SeqCst) <= 2, "at most two at once");
+        assert_eq!(
+            (done, refused),
+            (5, 15),
+            "two running, three waiting, the rest refused"
+        );
+    }
+
+    /// Blocks the calling (blocking-pool) thread until the watch says go.
+    fn futures_lite_wait(rx: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+        while !*rx.borrow() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        true
     }
 }

@@ -20,6 +20,9 @@ pub enum AppError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
+    /// Our own capacity is spent (password checks queued to their bound): try again shortly.
+    #[error("busy")]
+    Busy { retry_after_secs: u64 },
     #[error("internal: {0:#}")]
     Internal(anyhow::Error),
 }
@@ -35,7 +38,7 @@ impl AppError {
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::BadRequest => StatusCode::BAD_REQUEST,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -52,7 +55,9 @@ impl IntoResponse for AppError {
             _ => {}
         }
         let mut res = status.into_response();
-        if let AppError::TooManyRequests { retry_after_secs } = self {
+        if let AppError::TooManyRequests { retry_after_secs }
+        | AppError::Busy { retry_after_secs } = self
+        {
             if let Ok(v) = retry_after_secs.to_string().parse() {
                 res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
             }
@@ -117,6 +122,9 @@ impl From<AccountError> for AppError {
             | AccountError::Unconfirmed
             | AccountError::Gone => AppError::BadRequest,
             AccountError::Hash(h) => AppError::Internal(anyhow::anyhow!("password hashing: {h}")),
+            AccountError::Busy => AppError::Busy {
+                retry_after_secs: 5,
+            },
         }
     }
 }

@@ -540,9 +540,31 @@ pub async fn receipt(
     .into_response())
 }
 
-pub async fn signout(session: Sess, CsrfForm(_): CsrfForm<Empty>) -> Result<Response> {
+/// Signs a pay-link visitor or a member out; a member's sign-out is on the audit trail like
+/// their sign-in.
+pub async fn signout(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response> {
+    let member = session.data().await?.member;
     // Removes the server-side record, not just the cookie.
     session.end().await?;
+    if let Some(m) = member {
+        crate::audit::record(
+            state.db.pool(),
+            crate::audit::Event {
+                actor: &ctx.actor(format!("user:{}", m.user_id)),
+                tenant: None,
+                patient: None,
+                action: "member.signout",
+                resource: Some(&m.user_id),
+                outcome: crate::audit::Outcome::Success,
+            },
+        )
+        .await?;
+    }
     Ok(see_other(Url::SignedOut))
 }
 

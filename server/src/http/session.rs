@@ -71,19 +71,19 @@ impl SessionStore for DbSessionStore {
         }
     }
 
+    /// Updates an existing record only. A request still in flight when its session was ended
+    /// (another tab, a page that refreshes itself) must not write the deleted row back: its
+    /// save changes nothing and the session stays gone.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO sessions (id, data, expiry_date) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expiry_date = excluded.expiry_date",
-        )
-        .bind(record.id.to_string())
-        .bind(data)
-        .bind(record.expiry_date.unix_timestamp())
-        .execute(self.db.pool())
-        .await
-        .map_err(backend)?;
+        sqlx::query("UPDATE sessions SET data = $1, expiry_date = $2 WHERE id = $3")
+            .bind(data)
+            .bind(record.expiry_date.unix_timestamp())
+            .bind(record.id.to_string())
+            .execute(self.db.pool())
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 
@@ -398,5 +398,35 @@ impl Flash {
             ),
             None => (None, Some(message)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request that loaded its session before the session was ended saves afterwards: the
+    /// deleted row must stay deleted.
+    #[tokio::test]
+    async fn an_ended_session_is_not_written_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .expect("db");
+        db.migrate().await.expect("migrate");
+        let store = DbSessionStore::new(db);
+        let mut record = Record {
+            id: Id::default(),
+            data: Default::default(),
+            expiry_date: OffsetDateTime::now_utc() + time::Duration::hours(1),
+        };
+        store.create(&mut record).await.expect("create");
+        assert!(store.load(&record.id).await.expect("load").is_some());
+        store.delete(&record.id).await.expect("delete");
+        store.save(&record).await.expect("save");
+        assert!(
+            store.load(&record.id).await.expect("load").is_none(),
+            "the ended session came back"
+        );
     }
 }

@@ -3,21 +3,39 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 /// How far a signature's timestamp may be from our clock, either way.
 pub const TOLERANCE_SECS: i64 = 300;
+
+/// The longest header accepted. A real one holds a timestamp and a few 64-hex signatures (more
+/// than one only while a secret is rotated); anything longer is refused before it is parsed.
+pub const MAX_HEADER_BYTES: usize = 1024;
+
+/// The most `v1` candidates accepted: each is compared against every configured secret's MAC.
+pub const MAX_CANDIDATES: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     #[error("missing or malformed Stripe-Signature header")]
     Malformed,
+    #[error("Stripe-Signature header too long or with too many signatures")]
+    TooLarge,
     #[error("timestamp outside the tolerance")]
     Stale,
     #[error("no v1 signature matches")]
     Mismatch,
 }
 
-fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
+#[cfg(test)]
+thread_local! {
+    /// MACs computed over a body on this thread (tests check the work is bounded).
+    static MACS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn mac(secret: &str, timestamp: i64, body: &[u8]) -> [u8; 32] {
+    #[cfg(test)]
+    MACS.with(|m| m.set(m.get() + 1));
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
         Ok(m) => m,
@@ -26,19 +44,34 @@ fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    mac
+    mac.finalize().into_bytes().into()
 }
 
 /// The header value a sender puts on `body` at `timestamp`.
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    let sig = hex::encode(mac(secret, timestamp, body).finalize().into_bytes());
+    let sig = hex::encode(mac(secret, timestamp, body));
     format!("t={timestamp},v1={sig}")
 }
 
-/// Checks a header against the body with any of `secrets` (several during rotation).
+/// A `v1` value: exactly 64 lowercase hex digits (an HMAC-SHA256).
+fn candidate(v: &str) -> Option<[u8; 32]> {
+    if v.len() != 64 || !v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(v, &mut out).ok()?;
+    Some(out)
+}
+
+/// Checks a header against the body with any of `secrets` (several during rotation). The work
+/// is bounded before the body is touched: the header's length and candidate count are capped,
+/// only well-formed candidates are kept, and the MAC is computed once per secret.
 pub fn verify(secrets: &[&str], header: &str, body: &[u8], now: i64) -> Result<(), SignatureError> {
+    if header.len() > MAX_HEADER_BYTES {
+        return Err(SignatureError::TooLarge);
+    }
     let mut timestamp = None;
-    let mut candidates = vec![];
+    let mut candidates: Vec<[u8; 32]> = Vec::with_capacity(2);
     for part in header.split(',') {
         let (k, v) = part
             .trim()
@@ -46,7 +79,12 @@ pub fn verify(secrets: &[&str], header: &str, body: &[u8], now: i64) -> Result<(
             .ok_or(SignatureError::Malformed)?;
         match k {
             "t" => timestamp = Some(v.parse::<i64>().map_err(|_| SignatureError::Malformed)?),
-            "v1" => candidates.push(hex::decode(v).map_err(|_| SignatureError::Malformed)?),
+            "v1" => {
+                if candidates.len() == MAX_CANDIDATES {
+                    return Err(SignatureError::TooLarge);
+                }
+                candidates.push(candidate(v).ok_or(SignatureError::Malformed)?);
+            }
             _ => {} // v0 and future schemes are ignored, as Stripe's libraries do.
         }
     }
@@ -58,11 +96,14 @@ pub fn verify(secrets: &[&str], header: &str, body: &[u8], now: i64) -> Result<(
         return Err(SignatureError::Stale);
     }
     for secret in secrets {
+        let expected = mac(secret, t, body);
+        // Every candidate is compared, in constant time, so timing says nothing about which.
+        let mut matched = subtle::Choice::from(0);
         for c in &candidates {
-            // verify_slice compares in constant time.
-            if mac(secret, t, body).verify_slice(c).is_ok() {
-                return Ok(());
-            }
+            matched |= expected[..].ct_eq(&c[..]);
+        }
+        if bool::from(matched) {
+            return Ok(());
         }
     }
     Err(SignatureError::Mismatch)
@@ -162,5 +203,66 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn candidates_must_be_64_hex() {
+        for bad in ["", "00", &"A".repeat(64), &"0".repeat(63), &"0".repeat(65)] {
+            let header = format!("t=1700000000,v1={bad}");
+            assert_eq!(
+                verify(&["whsec_test_secret"], &header, BODY, 1_700_000_000),
+                Err(SignatureError::Malformed),
+                "{bad:?}"
+            );
+        }
+    }
+
+    /// The header that made the portal compute one MAC over the body per empty candidate.
+    #[test]
+    fn fifty_thousand_candidates_are_refused_before_any_mac() {
+        let header = format!("t=1700000000{}", ",v1=".repeat(50_000));
+        let body = vec![b'x'; 60 * 1024];
+        MACS.with(|m| m.set(0));
+        assert_eq!(
+            verify(&["whsec_test_secret"], &header, &body, 1_700_000_000),
+            Err(SignatureError::TooLarge)
+        );
+        assert_eq!(MACS.with(|m| m.get()), 0, "no MAC computed");
+    }
+
+    #[test]
+    fn candidates_are_capped_and_the_mac_computed_once_per_secret() {
+        let other = "0".repeat(64);
+        let many = format!(
+            "t=1700000000{}",
+            format!(",v1={other}").repeat(MAX_CANDIDATES + 1)
+        );
+        assert!(
+            many.len() <= MAX_HEADER_BYTES,
+            "the cap, not the length, refuses it"
+        );
+        assert_eq!(
+            verify(&["whsec_test_secret"], &many, BODY, 1_700_000_000),
+            Err(SignatureError::TooLarge)
+        );
+        let at_cap = format!(
+            "t=1700000000{},v1={EXPECTED}",
+            format!(",v1={other}").repeat(MAX_CANDIDATES - 1)
+        );
+        MACS.with(|m| m.set(0));
+        assert_eq!(
+            verify(
+                &["whsec_a", "whsec_b", "whsec_test_secret"],
+                &at_cap,
+                BODY,
+                1_700_000_000
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            MACS.with(|m| m.get()),
+            3,
+            "one MAC per secret, not per candidate"
+        );
     }
 }

@@ -16,4 +16,5 @@ mod journey;
 mod jwt;
 mod kms;
 mod routes;
+mod security;
 mod staff;

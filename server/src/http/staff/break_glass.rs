@@ -3,8 +3,8 @@
 
 use super::home::{home_vm, render};
 use super::{ask, forbidden};
-use crate::access::{self, Action, Resource, Role};
-use crate::accounts::{self, Account, AccountError};
+use crate::access::{self, Action, Resource};
+use crate::accounts::{self, Account};
 use crate::http::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, StaffSession};
 use crate::http::session::Sess;
@@ -15,21 +15,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use patriotpay_app::forms::BreakGlassForm;
 use patriotpay_app::Url;
-
-/// The role and minutes asked for, when the form is complete and within the rules
-/// `accounts::grant_break_glass` enforces. Checked here too so that a form that would grant
-/// nothing is answered before the permit records a grant.
-fn requested(form: &BreakGlassForm) -> Option<(Role, i64)> {
-    let role = Role::parse(&form.role)
-        .filter(|r| matches!(r, Role::SupportAgent | Role::PracticeAdmin))?;
-    let minutes = form
-        .minutes
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|m| (1..=accounts::BREAK_GLASS_MAX_MINUTES).contains(m))?;
-    (form.reason.trim().chars().count() >= 20).then_some((role, minutes))
-}
 
 /// The home page again with the form's error (422): nothing was granted or recorded.
 async fn incomplete(
@@ -61,7 +46,8 @@ pub async fn break_glass(
         clinical_restricted: false,
     };
     let event = "breakglass.grant";
-    let Some((role, minutes)) = requested(&form) else {
+    let Ok(request) = accounts::BreakGlassRequest::parse(&form.role, &form.minutes, &form.reason)
+    else {
         // Whoever the page offers the form gets it back with its error; anyone else is refused
         // whatever they typed, and the permit records that refusal.
         if access::decide(&account.principal, Action::GrantBreakGlass, &on(), ctx.now).allowed() {
@@ -89,25 +75,14 @@ pub async fn break_glass(
         Action::GrantBreakGlass,
         on(),
         event,
-        Some(role.as_str()),
+        Some(request.role.as_str()),
     )
     .await
     .map_err(forbidden)?;
-    let expires = match accounts::grant_break_glass(
-        &state.db,
-        &account.id,
-        role,
-        permit.tenant(),
-        minutes,
-        &form.reason,
-        ctx.now,
-    )
-    .await
-    {
-        Ok(expires) => expires,
-        Err(AccountError::Bad(_)) => return incomplete(&state, &ctx, &session, &account).await,
-        Err(e) => return Err(e.into()),
-    };
+    let role = request.role;
+    let expires =
+        accounts::grant_break_glass(&state.db, &account.id, permit.tenant(), &request, ctx.now)
+            .await?;
     // The written reason may name a patient: it stays in the grant row and the audit trail,
     // never in the log or the alert. A staff member's work address is no patient's: the alert
     // names who did it.
