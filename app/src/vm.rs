@@ -156,12 +156,19 @@ pub struct ReceiptVm {
     pub practice_name: String,
     pub amount: String,
     pub date: String,
-    pub brand: String,
-    pub last4: String,
+    /// The card, shown only to whoever paid with it.
+    pub card: Option<CardVm>,
     pub reference: String,
     pub new_balance: String,
     /// Offer to create an account (the visitor paid from a link and has none yet).
     pub offer_account: bool,
+}
+
+/// A card as receipts show it: brand and last four digits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CardVm {
+    pub brand: String,
+    pub last4: String,
 }
 
 /// Informational pages: signed out, session expired.
@@ -463,8 +470,8 @@ debug_redacted!(ReceiptItemVm { practice_name, statement_date, amount, new_balan
 pub struct AccountReceiptVm {
     pub amount: String,
     pub date: String,
-    pub brand: String,
-    pub last4: String,
+    /// The card, shown only to whoever paid with it (or the patient it paid for).
+    pub card: Option<CardVm>,
     pub reference: String,
     pub items: Vec<ReceiptItemVm>,
 }

@@ -87,10 +87,12 @@ pub fn statement(meta: PageMeta, vm: AccountStatementVm) -> String {
 
 pub fn receipt(meta: PageMeta, vm: AccountReceiptVm) -> String {
     let tr = Tr::new(meta.lang);
-    let card = tr.ta(
-        "receipt-card-value",
-        &[("brand", &vm.brand), ("last4", &vm.last4)],
-    );
+    let card = vm.card.as_ref().map(|c| {
+        tr.ta(
+            "receipt-card-value",
+            &[("brand", &c.brand), ("last4", &c.last4)],
+        )
+    });
     let rows = vm
         .items
         .iter()
@@ -112,7 +114,7 @@ pub fn receipt(meta: PageMeta, vm: AccountReceiptVm) -> String {
         <dl class="receipt">
             <dt>{tr.t("receipt-amount")}</dt><dd class="receipt-amount">{vm.amount.clone()}</dd>
             <dt>{tr.t("receipt-date")}</dt><dd>{vm.date.clone()}</dd>
-            <dt>{tr.t("receipt-card")}</dt><dd>{card}</dd>
+            {card.map(|card| view! { <dt>{tr.t("receipt-card")}</dt><dd>{card}</dd> })}
             <dt>{tr.t("receipt-reference")}</dt><dd><code>{vm.reference.clone()}</code></dd>
         </dl>
         <div class="table-wrap">

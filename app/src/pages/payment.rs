@@ -44,17 +44,19 @@ pub fn confirming(meta: PageMeta, vm: ConfirmingVm) -> String {
 
 pub fn receipt(meta: PageMeta, vm: ReceiptVm) -> String {
     let tr = Tr::new(meta.lang);
-    let card = tr.ta(
-        "receipt-card-value",
-        &[("brand", &vm.brand), ("last4", &vm.last4)],
-    );
+    let card = vm.card.as_ref().map(|c| {
+        tr.ta(
+            "receipt-card-value",
+            &[("brand", &c.brand), ("last4", &c.last4)],
+        )
+    });
     let body = view! {
         <h1>{tr.t("receipt-title")}</h1>
         <p class="lead" role="status">{tr.ta("receipt-thanks", &[("practice", &vm.practice_name)])}</p>
         <dl class="receipt">
             <dt>{tr.t("receipt-amount")}</dt><dd class="receipt-amount">{vm.amount.clone()}</dd>
             <dt>{tr.t("receipt-date")}</dt><dd>{vm.date.clone()}</dd>
-            <dt>{tr.t("receipt-card")}</dt><dd>{card}</dd>
+            {card.map(|card| view! { <dt>{tr.t("receipt-card")}</dt><dd>{card}</dd> })}
             <dt>{tr.t("receipt-reference")}</dt><dd><code>{vm.reference.clone()}</code></dd>
             <dt>{tr.t("receipt-new-balance")}</dt><dd class="receipt-balance">{vm.new_balance.clone()}</dd>
         </dl>

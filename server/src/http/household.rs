@@ -360,6 +360,23 @@ pub async fn receipt(
     if headers.is_empty() {
         return Err(AppError::NotFound);
     }
+    // The card is shown to whoever paid with it, or to the patient every share was for; never
+    // to a guarantor looking at the patient's own payment.
+    let paid_by_viewer = payments::find_checkout(&state.db, &r.checkout_id)
+        .await?
+        .is_some_and(|c| c.user_id.as_ref() == Some(&who.id));
+    let own_card = paid_by_viewer
+        || headers.iter().all(|(_, h)| {
+            decide(
+                &who,
+                Action::ViewCardDetails,
+                &h.tenant_id,
+                &h.patient_id,
+                false,
+                ctx.now,
+            )
+            .allowed()
+        });
     let mut items = vec![];
     for (a, h) in headers {
         let permit = member_permit(
@@ -388,8 +405,10 @@ pub async fn receipt(
     let vm = AccountReceiptVm {
         amount: r.amount.to_string(),
         date: crate::clock::display_date_unix(r.paid_at),
-        brand: r.card_brand,
-        last4: r.card_last4,
+        card: own_card.then_some(CardVm {
+            brand: r.card_brand,
+            last4: r.card_last4,
+        }),
         reference: id.to_string(),
         items,
     };

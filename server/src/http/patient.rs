@@ -523,12 +523,24 @@ pub async fn receipt(
             ctx.now,
         )
         .await?;
+    // The link's own statement's share only (a household payment covers others too), and the
+    // card only when the payment was made through this very link.
+    let share = r
+        .allocations
+        .iter()
+        .find(|a| a.statement_id == link.statement_id)
+        .map_or(r.amount, |a| a.amount);
+    let paid_here = payments::find_checkout(&state.db, &r.checkout_id)
+        .await?
+        .is_some_and(|c| c.link_id.as_ref() == Some(&link.id));
     let vm = ReceiptVm {
         practice_name: practice.name.clone(),
-        amount: r.amount.to_string(),
+        amount: share.to_string(),
         date: crate::clock::display_date_unix(r.paid_at),
-        brand: r.card_brand,
-        last4: r.card_last4,
+        card: paid_here.then_some(CardVm {
+            brand: r.card_brand,
+            last4: r.card_last4,
+        }),
         reference: id.to_string(),
         new_balance: balance.to_string(),
         offer_account,

@@ -1,12 +1,17 @@
 //! Fixes from the security review (issue 9), each with the test that failed before it.
 
-use crate::common::{csrf_in, location, post_event, Backend, TestApp, WEBHOOK_SECRET};
+use crate::common::{
+    csrf_in, guarantor_of_4, guarantor_of_4_and_5, location, pay_five_dollars_by_link, pay_statements,
+    post_event, text, Backend, Browser, TestApp, WEBHOOK_SECRET,
+};
 use patriotpay_app::urls::Url;
 use reqwest::StatusCode;
 
 both_backends!(
     member_sign_out_is_audited,
     a_flood_of_webhook_signatures_is_refused,
+    a_pay_link_receipt_shows_its_own_share_and_no_one_elses_card,
+    a_guarantor_does_not_see_the_patients_card_on_a_receipt,
 );
 
 async fn member_sign_out_is_audited(backend: Backend) {
@@ -57,5 +62,44 @@ async fn a_flood_of_webhook_signatures_is_refused(backend: Backend) {
         0,
         "nothing recorded"
     );
+    app.finish().await;
+}
+
+/// A guarantor pays two dependants' statements in one payment; dependant 4's own pay link then
+/// opens that receipt: it shows 4's share only, and not the guarantor's card.
+async fn a_pay_link_receipt_shows_its_own_share_and_no_one_elses_card(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let g = guarantor_of_4_and_5(&app, "receipts.guardian@example.org").await;
+    let (s4, s5) = (app.statement_of(4).await, app.statement_of(5).await);
+    let csrf = g.csrf(&Url::Account.path()).await;
+    let r = pay_statements(&g, &csrf, &[(&s4, "3.00"), (&s5, "4.00")]).await;
+    let back = location(&g.card(&location(&r), "4242 4242 4242 4242").await);
+    let receipt = location(&g.get(&back).await);
+    let payment = receipt.rsplit('/').next().expect("payment id").to_owned();
+    let own = text(&g.page(&receipt).await);
+    assert!(own.contains("$7.00") && own.contains("ending 4242"), "the payer sees it all: {own}");
+
+    let dependant = app.verified_visitor(4).await;
+    let page = text(&dependant.page(&Url::Receipt(&payment).path()).await);
+    assert!(page.contains("$3.00"), "patient 4's share: {page}");
+    assert!(!page.contains("$7.00"), "not the total with another patient's share: {page}");
+    assert!(!page.contains("4242"), "not the guarantor's card: {page}");
+    app.finish().await;
+}
+
+/// Patient 4 pays $5 from their own link; their guarantor's receipt page for that payment
+/// does not show the patient's card (the statement page already did not).
+async fn a_guarantor_does_not_see_the_patients_card_on_a_receipt(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let visitor = Browser::new(&app);
+    pay_five_dollars_by_link(&app, &visitor, 4).await;
+    let payment: String = sqlx::query_scalar("SELECT id FROM payments")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("payment");
+    let g = guarantor_of_4(&app, "receipts.parent@example.org").await;
+    let page = text(&g.page(&Url::AccountReceipt(&payment).path()).await);
+    assert!(page.contains("$5.00"), "the receipt is shown: {page}");
+    assert!(!page.contains("4242"), "but not the patient's card: {page}");
     app.finish().await;
 }
