@@ -9,11 +9,28 @@ use crate::db::Db;
 use crate::ids::TenantId;
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Every encrypted column: table, SQL column, and the column name bound into its ciphertext.
-pub const ENCRYPTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
-    (
-        "patients",
-        &[
+/// Whose keys encrypt a table's values: each row's practice (`tenant_id` column), or the
+/// platform's (accounts belong to no one practice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Practice,
+    Platform,
+}
+
+/// A table with encrypted columns: SQL column and the column name bound into its ciphertext.
+#[derive(Clone, Copy, Debug)]
+pub struct EncryptedTable {
+    pub table: &'static str,
+    pub scope: Scope,
+    pub columns: &'static [(&'static str, &'static str)],
+}
+
+/// Every encrypted column of the database (a test checks the migrations have no other).
+pub const ENCRYPTED: &[EncryptedTable] = &[
+    EncryptedTable {
+        table: "patients",
+        scope: Scope::Practice,
+        columns: &[
             ("first_name_ct", "first_name"),
             ("last_name_ct", "last_name"),
             ("dob_ct", "dob"),
@@ -21,14 +38,20 @@ pub const ENCRYPTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("phone_ct", "phone"),
             ("account_number_ct", "account_number"),
         ],
-    ),
-    (
-        "statement_lines",
-        &[
+    },
+    EncryptedTable {
+        table: "statement_lines",
+        scope: Scope::Practice,
+        columns: &[
             ("service_date_ct", "service_date"),
             ("description_ct", "description"),
         ],
-    ),
+    },
+    EncryptedTable {
+        table: "users",
+        scope: Scope::Platform,
+        columns: &[("email_ct", "email"), ("totp_secret_ct", "totp_secret")],
+    },
 ];
 
 fn progress(len: u64, what: &str) -> ProgressBar {
@@ -42,11 +65,17 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// The practices (or the one asked for) and, unless one practice was asked for, the platform
+/// (whose keys encrypt accounts).
 async fn tenants(db: &Db, only: Option<&TenantId>) -> anyhow::Result<Vec<TenantId>> {
     let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM tenants ORDER BY id")
         .fetch_all(db.pool())
         .await?;
-    let all: Vec<TenantId> = ids.into_iter().map(TenantId::from_db).collect();
+    let mut all: Vec<TenantId> = ids.into_iter().map(TenantId::from_db).collect();
+    // The platform has a row once an account was made; listed once either way.
+    if !all.contains(crate::accounts::platform()) {
+        all.push(crate::accounts::platform().clone());
+    }
     match only {
         Some(t) => {
             anyhow::ensure!(all.contains(t), "no practice with id {t}");
@@ -178,19 +207,33 @@ pub async fn reencrypt(
         let Some(newest) = crypto.newest_version(&tenant, PURPOSE_FIELD).await? else {
             continue;
         };
-        for (table, cols) in ENCRYPTED_COLUMNS {
-            let total: i64 = sqlx::query_scalar(&format!(
-                "SELECT COUNT(*) FROM {table} WHERE tenant_id = $1"
-            ))
-            .bind(tenant.as_str())
-            .fetch_one(db.pool())
-            .await?;
+        let scope = if &tenant == crate::accounts::platform() {
+            Scope::Platform
+        } else {
+            Scope::Practice
+        };
+        for EncryptedTable {
+            table,
+            columns: cols,
+            ..
+        } in ENCRYPTED.iter().filter(|t| t.scope == scope)
+        {
+            // Platform tables have no tenant column: `$1 = $1` keeps the binds the same.
+            let owner = match scope {
+                Scope::Practice => "tenant_id = $1",
+                Scope::Platform => "$1 = $1",
+            };
+            let total: i64 =
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE {owner}"))
+                    .bind(tenant.as_str())
+                    .fetch_one(db.pool())
+                    .await?;
             let pb = progress(total as u64, table);
             let col_list = cols.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ");
             let mut after = String::new();
             loop {
                 let rows = sqlx::query(&format!(
-                    "SELECT id, {col_list} FROM {table} WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+                    "SELECT id, {col_list} FROM {table} WHERE {owner} AND id > $2 ORDER BY id LIMIT $3"
                 ))
                 .bind(tenant.as_str())
                 .bind(&after)
@@ -206,7 +249,10 @@ pub async fn reencrypt(
                     use sqlx::Row;
                     let id: String = row.try_get(0)?;
                     for (i, (sql_col, aad_col)) in cols.iter().enumerate() {
-                        let ct: Vec<u8> = row.try_get(i + 1)?;
+                        // Nullable columns (a TOTP secret before enrolment) hold nothing to do.
+                        let Some(ct) = row.try_get::<Option<Vec<u8>>, _>(i + 1)? else {
+                            continue;
+                        };
                         if ciphertext_version(&ct) == Some(newest) {
                             summary.values_current += 1;
                             continue;
@@ -271,15 +317,21 @@ pub async fn status(db: &Db) -> anyhow::Result<Vec<KeyStatus>> {
     .fetch_all(db.pool())
     .await?;
     let mut counts: std::collections::HashMap<(String, u32), u64> = Default::default();
-    for (table, cols) in ENCRYPTED_COLUMNS {
-        for (col, _) in cols.iter() {
-            let values: Vec<(String, Vec<u8>)> =
-                sqlx::query_as(&format!("SELECT tenant_id, {col} FROM {table}"))
-                    .fetch_all(db.pool())
-                    .await?;
-            for (t, ct) in values {
-                if let Some(v) = ciphertext_version(&ct) {
-                    *counts.entry((t, v)).or_default() += 1;
+    for t in ENCRYPTED {
+        let owner = match t.scope {
+            Scope::Practice => "tenant_id".to_owned(),
+            Scope::Platform => format!("'{}'", crate::accounts::PLATFORM_TENANT),
+        };
+        for (col, _) in t.columns.iter() {
+            let values: Vec<(String, Option<Vec<u8>>)> = sqlx::query_as(&format!(
+                "SELECT {owner}, {col} FROM {table}",
+                table = t.table
+            ))
+            .fetch_all(db.pool())
+            .await?;
+            for (tenant, ct) in values {
+                if let Some(v) = ct.as_deref().and_then(ciphertext_version) {
+                    *counts.entry((tenant, v)).or_default() += 1;
                 }
             }
         }
@@ -303,4 +355,90 @@ pub async fn status(db: &Db) -> anyhow::Result<Vec<KeyStatus>> {
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Every `*_ct` column either migration set creates is one `keys reencrypt` re-encrypts.
+    #[test]
+    fn every_encrypted_column_is_reencrypted() {
+        let known: Vec<&str> = ENCRYPTED
+            .iter()
+            .flat_map(|t| t.columns.iter().map(|(c, _)| *c))
+            .collect();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        let mut seen = 0;
+        for dialect in ["sqlite", "postgres"] {
+            for entry in std::fs::read_dir(root.join(dialect)).expect("migrations") {
+                let sql = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
+                for word in sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if word.len() > 3 && word.ends_with("_ct") {
+                        seen += 1;
+                        assert!(
+                            known.contains(&word),
+                            "{dialect}: {word} is encrypted but not in keys::ENCRYPTED"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(seen >= known.len(), "the migrations were read");
+    }
+
+    /// Account emails and TOTP secrets (the platform's keys) move to a new key version too,
+    /// and still open afterwards.
+    #[tokio::test]
+    async fn accounts_are_rotated_and_reencrypted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .expect("db");
+        db.migrate().await.expect("migrate");
+        let provider =
+            crate::crypto::LocalKeyProvider::load_or_create(&dir.path().join("k")).expect("key");
+        let crypto = FieldCrypto::new(db.clone(), Arc::new(provider));
+        let now = crate::clock::now_unix();
+        let practice = crate::billing::create_tenant(&db, "Test Practice", "(555) 010-0000")
+            .await
+            .expect("practice");
+        let (user, _) = crate::accounts::add_user(
+            &db,
+            &crypto,
+            "officer@example.org",
+            crate::access::Role::SecurityOfficer,
+            Some(&practice),
+            now,
+        )
+        .await
+        .expect("user");
+        crate::accounts::totp_setup(&db, &crypto, &user)
+            .await
+            .expect("totp");
+        let platform = crate::accounts::platform();
+        let rotated = rotate(&db, &crypto, None, false).await.expect("rotate");
+        assert!(rotated.rotated.contains(&(platform.as_str().to_owned(), 2)));
+        let moved = reencrypt(&db, &crypto, None, 10, false)
+            .await
+            .expect("reencrypt");
+        assert_eq!(moved.values_reencrypted, 2, "the email and the TOTP secret");
+        let status = status(&db).await.expect("status");
+        let under = |v: u32| {
+            status
+                .iter()
+                .find(|k| {
+                    k.tenant == platform.as_str() && k.purpose == PURPOSE_FIELD && k.version == v
+                })
+                .map(|k| k.values)
+        };
+        assert_eq!((under(1), under(2)), (Some(0), Some(2)));
+        crypto.flush_cache();
+        let list = crate::accounts::list(&db, &crypto).await.expect("list");
+        assert!(list.iter().any(|u| u.email == "officer@example.org"));
+        crate::accounts::current_totp(&db, &crypto, &user, now)
+            .await
+            .expect("the TOTP secret still opens");
+    }
 }

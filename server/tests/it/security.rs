@@ -1,8 +1,8 @@
 //! Fixes from the security review (issue 9), each with the test that failed before it.
 
 use crate::common::{
-    csrf_in, guarantor_of_4, guarantor_of_4_and_5, location, pay_five_dollars_by_link, pay_statements,
-    post_event, text, Backend, Browser, TestApp, WEBHOOK_SECRET,
+    csrf_in, guarantor_of_4, guarantor_of_4_and_5, location, pay_five_dollars_by_link,
+    pay_statements, post_event, text, Backend, Browser, TestApp, WEBHOOK_SECRET,
 };
 use patriotpay_app::urls::Url;
 use reqwest::StatusCode;
@@ -77,12 +77,18 @@ async fn a_pay_link_receipt_shows_its_own_share_and_no_one_elses_card(backend: B
     let receipt = location(&g.get(&back).await);
     let payment = receipt.rsplit('/').next().expect("payment id").to_owned();
     let own = text(&g.page(&receipt).await);
-    assert!(own.contains("$7.00") && own.contains("ending 4242"), "the payer sees it all: {own}");
+    assert!(
+        own.contains("$7.00") && own.contains("ending 4242"),
+        "the payer sees it all: {own}"
+    );
 
     let dependant = app.verified_visitor(4).await;
     let page = text(&dependant.page(&Url::Receipt(&payment).path()).await);
     assert!(page.contains("$3.00"), "patient 4's share: {page}");
-    assert!(!page.contains("$7.00"), "not the total with another patient's share: {page}");
+    assert!(
+        !page.contains("$7.00"),
+        "not the total with another patient's share: {page}"
+    );
     assert!(!page.contains("4242"), "not the guarantor's card: {page}");
     app.finish().await;
 }
