@@ -95,3 +95,15 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 }
+
+/// A migrated SQLite database in a temporary directory, for unit tests (kept while the
+/// directory lives).
+#[cfg(test)]
+pub async fn temp_sqlite() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .expect("db");
+    db.migrate().await.expect("migrate");
+    (dir, db)
+}

@@ -392,11 +392,7 @@ mod tests {
     /// and still open afterwards.
     #[tokio::test]
     async fn accounts_are_rotated_and_reencrypted() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
-            .await
-            .expect("db");
-        db.migrate().await.expect("migrate");
+        let (dir, db) = crate::db::temp_sqlite().await;
         let provider =
             crate::crypto::LocalKeyProvider::load_or_create(&dir.path().join("k")).expect("key");
         let crypto = FieldCrypto::new(db.clone(), Arc::new(provider));

@@ -409,11 +409,7 @@ mod tests {
     /// deleted row must stay deleted.
     #[tokio::test]
     async fn an_ended_session_is_not_written_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
-            .await
-            .expect("db");
-        db.migrate().await.expect("migrate");
+        let (_dir, db) = crate::db::temp_sqlite().await;
         let store = DbSessionStore::new(db);
         let mut record = Record {
             id: Id::default(),
