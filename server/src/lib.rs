@@ -198,13 +198,20 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             }
         }
     }));
-    // Expired sessions are swept every ten minutes.
-    let store = http::session::DbSessionStore::new(db);
+    // Expired sessions and failure counters past their windows are swept every ten minutes.
+    let store = http::session::DbSessionStore::new(db.clone());
     let mut stop = rx;
     tasks.push(tokio::spawn(async move {
         loop {
             if let Err(e) = store.delete_expired().await {
                 tracing::warn!(error = %e, "session sweep failed");
+            }
+            let now = clock::now_unix();
+            if let Err(e) = links::prune_failures(&db, now).await {
+                tracing::warn!(error = %e, "identity failure sweep failed");
+            }
+            if let Err(e) = accounts::prune_login_failures(&db, now).await {
+                tracing::warn!(error = %e, "sign-in failure sweep failed");
             }
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}

@@ -326,6 +326,16 @@ async fn settle(
     Ok(locked)
 }
 
+/// Deletes identity-attempt rows too old to count against any limit (the longest window is the
+/// per-patient day); run on a schedule so the table does not grow without end.
+pub async fn prune_failures(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM verify_failures WHERE at < $1")
+        .bind(now - 86_400)
+        .execute(db.pool())
+        .await?;
+    Ok(r.rows_affected())
+}
+
 /// Parses a typed date of birth (month, day, year) into ISO form; `None` if it is no real date.
 pub fn parse_dob(month: &str, day: &str, year: &str) -> Option<String> {
     let m: u8 = month.trim().parse().ok()?;

@@ -30,8 +30,8 @@ pub use staff::{
     BREAK_GLASS_MAX_REASON_CHARS, ENROLMENT_TTL_SECS,
 };
 pub use throttle::{
-    claim_attempt, LoginAttempt, FAILURE_WINDOW_SECS, MAX_FAILURES_PER_ACCOUNT,
-    MAX_FAILURES_PER_ADDRESS,
+    claim_attempt, prune_login_failures, LoginAttempt, FAILURE_WINDOW_SECS,
+    MAX_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_ADDRESS,
 };
 pub use totp::{check_totp, complete_enrolment, current_totp, totp_setup, TotpSetup};
 

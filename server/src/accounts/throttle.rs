@@ -83,3 +83,58 @@ pub async fn claim_attempt(
     tx.commit().await?;
     Ok(LoginAttempt { id })
 }
+
+/// Deletes sign-in failure rows older than the window they count in; run on a schedule.
+pub async fn prune_login_failures(db: &Db, now: i64) -> Result<u64, AccountError> {
+    let r = sqlx::query("DELETE FROM login_failures WHERE at < $1")
+        .bind(now - FAILURE_WINDOW_SECS)
+        .execute(db.pool())
+        .await?;
+    Ok(r.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn old_failure_rows_are_pruned() {
+        let (_dir, db) = crate::db::temp_sqlite().await;
+        let now = 1_800_000_000;
+        for (insert, old, fresh) in [
+            (
+                "INSERT INTO login_failures (at, email_index, address) VALUES ($1, $2, 'a')",
+                now - super::FAILURE_WINDOW_SECS - 1,
+                now - 60,
+            ),
+            (
+                "INSERT INTO verify_failures (at, address) VALUES ($1, 'a')",
+                now - 86_401,
+                now - 3_600,
+            ),
+        ] {
+            for at in [old, fresh] {
+                let q = sqlx::query(insert).bind(at);
+                let q = if insert.contains("$2") {
+                    q.bind(vec![0u8; 32])
+                } else {
+                    q
+                };
+                q.execute(db.pool()).await.expect("insert");
+            }
+        }
+        assert_eq!(
+            super::prune_login_failures(&db, now).await.expect("prune"),
+            1
+        );
+        assert_eq!(
+            crate::links::prune_failures(&db, now).await.expect("prune"),
+            1
+        );
+        for table in ["login_failures", "verify_failures"] {
+            let left: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(db.pool())
+                .await
+                .expect("count");
+            assert_eq!(left, 1, "{table} keeps what still counts");
+        }
+    }
+}

@@ -4,6 +4,7 @@ use crate::common::{
     csrf_in, guarantor_of_4, guarantor_of_4_and_5, location, pay_five_dollars_by_link,
     pay_statements, post_event, text, Backend, Browser, TestApp, WEBHOOK_SECRET,
 };
+use patriotpay::access::Role;
 use patriotpay_app::urls::Url;
 use reqwest::StatusCode;
 
@@ -12,6 +13,7 @@ both_backends!(
     a_flood_of_webhook_signatures_is_refused,
     a_pay_link_receipt_shows_its_own_share_and_no_one_elses_card,
     a_guarantor_does_not_see_the_patients_card_on_a_receipt,
+    staff_and_member_sessions_end_after_twelve_hours,
 );
 
 async fn member_sign_out_is_audited(backend: Backend) {
@@ -108,4 +110,62 @@ async fn a_guarantor_does_not_see_the_patients_card_on_a_receipt(backend: Backen
     assert!(page.contains("$5.00"), "the receipt is shown: {page}");
     assert!(!page.contains("4242"), "but not the patient's card: {page}");
     app.finish().await;
+}
+
+/// Active every 7 minutes (inside both idle timeouts), staff and member sessions still end
+/// after 12 hours; steps of 7 keep clear of the exact boundary.
+async fn staff_and_member_sessions_end_after_twelve_hours(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let clock = app.state().clock.clone();
+    let (staff, _) = app
+        .signed_in_staff("absolute.staff@example.org", Role::SupportAgent)
+        .await;
+    let (member, _) = app.signed_in_member(1, "absolute.member@example.org").await;
+    let (mut staff_ended, mut member_ended) = (None, None);
+    for i in 1..=120 {
+        clock.advance(7 * 60);
+        if staff_ended.is_none() && staff.get(&Url::Staff.path()).await.status() != StatusCode::OK {
+            staff_ended = Some(i * 7);
+        }
+        if member_ended.is_none()
+            && member.get(&Url::Account.path()).await.status() != StatusCode::OK
+        {
+            member_ended = Some(i * 7);
+        }
+        if staff_ended.is_some() && member_ended.is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        staff_ended,
+        Some(721),
+        "minutes until the staff session ended"
+    );
+    assert_eq!(
+        member_ended,
+        Some(721),
+        "minutes until the member session ended"
+    );
+    app.finish().await;
+}
+
+/// The audit table's guards on PostgreSQL, TRUNCATE included (SQLite has no TRUNCATE). The
+/// module's name keeps the test in the PostgreSQL pass (`--ignored postgres::`).
+mod only_postgres {
+    use crate::common::{Backend, TestApp};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: set PATRIOTPAY_TEST_POSTGRES_URL and run with --ignored"]
+    async fn the_audit_table_refuses_truncate() {
+        let app = TestApp::start(Backend::Postgres).await;
+        let before = app.count("SELECT COUNT(*) FROM audit_events").await;
+        let _ = app.verified_visitor(1).await.get("/summary").await;
+        assert!(app.count("SELECT COUNT(*) FROM audit_events").await > before);
+        let truncated = sqlx::query("TRUNCATE audit_events")
+            .execute(app.db().pool())
+            .await;
+        assert!(truncated.is_err(), "TRUNCATE must be refused");
+        assert!(app.count("SELECT COUNT(*) FROM audit_events").await > before);
+        app.finish().await;
+    }
 }
