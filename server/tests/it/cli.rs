@@ -87,3 +87,48 @@ fn users_add_list_disable() {
         "the email is not in the database files"
     );
 }
+
+/// `users list` opens every account's email and `keys reencrypt` every value: both leave audit
+/// events (the re-encryption's end with its counts).
+#[tokio::test]
+async fn operator_reads_are_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let added = run(
+        dir.path(),
+        &[
+            "users",
+            "add",
+            "--email",
+            "audited@example.org",
+            "--role",
+            "platform-admin",
+        ],
+    );
+    assert!(added.status.success(), "add: {added:?}");
+    assert!(run(dir.path(), &["users", "list"]).status.success());
+    assert!(run(dir.path(), &["keys", "reencrypt"]).status.success());
+    let db = patriotpay::db::Db::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("patriotpay.db").display()
+    ))
+    .await
+    .expect("db");
+    let actions: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT action, resource FROM audit_events WHERE actor = 'cli' ORDER BY seq",
+    )
+    .fetch_all(db.pool())
+    .await
+    .expect("events");
+    let names: Vec<&str> = actions.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(
+        names,
+        ["users.list", "keys.reencrypt.start", "keys.reencrypt.end"]
+    );
+    assert!(
+        actions[2]
+            .1
+            .as_deref()
+            .is_some_and(|r| r.starts_with("rows=")),
+        "{actions:?}"
+    );
+}
