@@ -26,7 +26,7 @@ verify-rate-limited = Too many attempts. Please wait an hour and try again, or c
 locked-title = This link is locked
 locked-body = There were too many unsuccessful attempts to confirm who you are, so this link has been locked to protect the patient's information.
 locked-next = To pay your bill, call your practice and ask them to send you a new link.
-locked-next-phone = To pay your bill, call { $practice } at { $phone } and ask them to send you a new link.
+locked-next-phone = To pay your bill, call { $phone } and ask for a new link.
 
 zip-title = One more check
 zip-lead = To see the itemised statement, enter the ZIP code of the patient's address on file.
@@ -297,7 +297,7 @@ invite-verify-title = Confirm who you are paying for
 invite-verify-lead = Enter the date of birth and ZIP code of the patient who invited you (or whom the practice invited you for).
 invite-verify-failed = We couldn't confirm those details. Check the date of birth and ZIP code and try again.
 invite-locked-title = This invitation is locked
-invite-locked-body = This invitation is locked after too many attempts. Ask for a new one, or call { $practice } at { $phone }.
+invite-locked-body = This invitation is locked after too many attempts. Ask for a new one, or call { $phone }.
 invite-locked-body-generic = This invitation is locked after too many attempts. Ask for a new one.
 invite-accept-title = Accept the invitation
 invite-accept-lead = You will be able to see and pay { $patient }'s statements from { $practice }.

@@ -30,15 +30,13 @@ pub fn invite_verify(meta: PageMeta, vm: InviteVerifyVm) -> String {
     document_portal(&meta, tr.t("invite-verify-title"), body.into_any())
 }
 
-pub fn invite_locked(
-    meta: PageMeta,
-    practice_name: Option<String>,
-    practice_phone: Option<String>,
-) -> String {
+/// A locked invitation: the practice's phone number, never its name (nobody has proved who
+/// they are on this link).
+pub fn invite_locked(meta: PageMeta, practice_phone: Option<String>) -> String {
     let tr = Tr::new(meta.lang);
-    let text = match (&practice_name, &practice_phone) {
-        (Some(p), Some(phone)) => tr.ta("invite-locked-body", &[("practice", p), ("phone", phone)]),
-        _ => tr.t("invite-locked-body-generic"),
+    let text = match &practice_phone {
+        Some(phone) => tr.ta("invite-locked-body", &[("phone", phone)]),
+        None => tr.t("invite-locked-body-generic"),
     };
     let body = view! {
         <h1>{tr.t("invite-locked-title")}</h1>

@@ -98,8 +98,8 @@ mod tests {
                 },
             ),
             invite_verify(PageMeta::default(), InviteVerifyVm::default()),
-            invite_locked(PageMeta::default(), None, None),
-            invite_locked(PageMeta::default(), Some("P".into()), Some("1".into())),
+            invite_locked(PageMeta::default(), None),
+            invite_locked(PageMeta::default(), Some("1".into())),
             invite_accept(PageMeta::default(), InviteAcceptVm::default()),
             invite_accept(
                 PageMeta::default(),

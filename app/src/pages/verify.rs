@@ -36,9 +36,11 @@ pub fn verify_dob(meta: PageMeta, vm: VerifyDobVm) -> String {
 
 pub fn locked(meta: PageMeta, vm: LockedVm) -> String {
     let tr = Tr::new(meta.lang);
-    let next = match (&vm.practice_name, &vm.practice_phone) {
-        (Some(p), Some(phone)) => tr.ta("locked-next-phone", &[("practice", p), ("phone", phone)]),
-        _ => tr.t("locked-next"),
+    // The phone number the practice chose, never its name: the name can say what kind of
+    // care the patient gets, and whoever holds this link has not proved who they are.
+    let next = match &vm.practice_phone {
+        Some(phone) => tr.ta("locked-next-phone", &[("phone", phone)]),
+        None => tr.t("locked-next"),
     };
     let body = view! {
         <h1>{tr.t("locked-title")}</h1>

@@ -107,7 +107,6 @@ pub async fn invite_verify_form(
             let t = billing::tenant(&state.db, &i.tenant_id).await?;
             return Ok(Html(pages::invite_locked(
                 PageMeta::default(),
-                t.as_ref().map(|t| t.name.clone()),
                 t.map(|t| t.support_phone),
             ))
             .into_response());
@@ -118,10 +117,8 @@ pub async fn invite_verify_form(
     }
     let mut vm = InviteVerifyVm {
         csrf: session.csrf_token().await?,
-        practice_name: match &live {
-            Some(i) => Some(practice_name(&state, &i.tenant_id).await?),
-            None => None,
-        },
+        // Neutral until both answers are given: no practice named (see `verify`).
+        practice_name: None,
         ..Default::default()
     };
     let mut status = axum::http::StatusCode::OK;

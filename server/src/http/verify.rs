@@ -84,12 +84,14 @@ pub async fn open_link(
 }
 
 async fn render_locked(state: &AppState, session: &Sess, link: &PayLink) -> Result<Response> {
+    // Before the identity check the practice is not named (its name can say what kind of care
+    // the patient gets); the number it chose is enough to reach it.
     let t = practice_of(state, link).await?;
     let vm = LockedVm {
-        practice_name: Some(t.name.clone()),
+        practice_name: None,
         practice_phone: Some(t.support_phone),
     };
-    Ok(Html(pages::locked(meta(session, Some(t.name)).await?, vm)).into_response())
+    Ok(Html(pages::locked(meta(session, None).await?, vm)).into_response())
 }
 
 pub async fn verify_form(
@@ -110,11 +112,9 @@ pub async fn verify_form(
             return Ok(see_other(Url::Summary));
         }
     }
-    // An expired, revoked or unknown link gets the same page as a live one, minus the practice.
-    let practice = match live {
-        Some(link) => Some(practice_of(&state, link).await?.name),
-        None => None,
-    };
+    // Neutral until the date of birth is accepted: a live link's page names no practice, so
+    // it looks exactly like an expired, revoked or unknown link's.
+    let practice: Option<String> = None;
     let mut vm = VerifyDobVm {
         practice_name: practice.clone(),
         csrf: session.csrf_token().await?,
