@@ -37,6 +37,26 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
     {
         Ok(outcome) => {
             tracing::info!(event_type = %event.event_type, outcome = ?outcome, "webhook handled");
+            if outcome == EventOutcome::UnknownPaid {
+                // Acknowledged (retries would change nothing) but money was taken that no
+                // checkout of ours explains: one alert per event, for reconciliation by hand.
+                let id: String = event.id.chars().take(80).collect();
+                let detail = format!(
+                    "processor event {id} is a payment for a checkout we have no record of"
+                );
+                if let Err(e) = state
+                    .alerts
+                    .raise_once(
+                        &state.db,
+                        "payment-unknown-checkout",
+                        &detail,
+                        state.clock.now(),
+                    )
+                    .await
+                {
+                    tracing::error!(error = %e, "webhook: could not record the alert");
+                }
+            }
             let duplicate = outcome == EventOutcome::Duplicate;
             (
                 StatusCode::OK,

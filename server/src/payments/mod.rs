@@ -429,6 +429,9 @@ pub enum EventOutcome {
     Recorded,
     /// The event was stored; it moved no money (already recorded, unpaid, expired, ignored type).
     NoChange,
+    /// A paid checkout we have no record of: the event is kept for reconciliation and moved no
+    /// money; someone must look at it.
+    UnknownPaid,
 }
 
 /// Handles one verified processor event. Safe under duplicates, reordering and retries: the
@@ -547,10 +550,17 @@ async fn record_from_session(
     if !insert_event(&mut tx, ev, now).await? {
         return Ok(EventOutcome::Duplicate);
     }
+    let known = checkout.is_some();
     let (Some(checkout), Some(payment)) = (checkout, payment) else {
-        // Unknown to us, or not paid: keep the event, move no money.
+        // Unknown to us, or not paid: keep the event, move no money. Paid yet unknown is money
+        // taken that no ledger shows: the caller raises the reconciliation alert.
         tx.commit().await?;
-        return Ok(EventOutcome::NoChange);
+        let paid = payment.is_some_and(|p| p.succeeded && p.amount_received.is_positive());
+        return Ok(if !known && paid {
+            EventOutcome::UnknownPaid
+        } else {
+            EventOutcome::NoChange
+        });
     };
     if session.client_reference_id.as_deref() != Some(checkout.id.as_str()) {
         return Err(PaymentError::BadEvent(

@@ -14,6 +14,7 @@ both_backends!(
     a_pay_link_receipt_shows_its_own_share_and_no_one_elses_card,
     a_guarantor_does_not_see_the_patients_card_on_a_receipt,
     staff_and_member_sessions_end_after_twelve_hours,
+    a_paid_checkout_we_do_not_know_raises_an_alert,
 );
 
 async fn member_sign_out_is_audited(backend: Backend) {
@@ -168,4 +169,53 @@ mod only_postgres {
         assert!(app.count("SELECT COUNT(*) FROM audit_events").await > before);
         app.finish().await;
     }
+}
+
+/// A signed, paid event for a checkout we have no record of: acknowledged (a retry would
+/// change nothing), kept, no money booked, and one reconciliation alert raised.
+async fn a_paid_checkout_we_do_not_know_raises_an_alert(backend: Backend) {
+    use patriotpay::payments::{CheckoutRequest, NEUTRAL_DESCRIPTION};
+    let app = TestApp::start(backend).await;
+    let stranger = patriotpay::ids::CheckoutId::generate();
+    let made = app
+        .state()
+        .processor
+        .create_checkout(
+            &CheckoutRequest {
+                amount: patriotpay::money::Money::from_cents(1_000),
+                checkout_ref: stranger.clone(),
+                statement_ref: String::new(),
+                description: NEUTRAL_DESCRIPTION,
+                success_url: format!(
+                    "{}/pay/return/{stranger}?session_id={{CHECKOUT_SESSION_ID}}",
+                    app.url
+                ),
+                cancel_url: format!("{}/pay/cancelled/{stranger}", app.url),
+            },
+            "test-unknown-checkout",
+        )
+        .await
+        .expect("checkout at the processor");
+    let b = Browser::new(&app);
+    let r = b.card(&made.url, "4242 4242 4242 4242").await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "the processor took the money"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM payments").await,
+        0,
+        "nothing booked"
+    );
+    assert!(
+        app.count("SELECT COUNT(*) FROM processor_events").await >= 1,
+        "the event is kept for reconciliation"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM alerts WHERE kind = 'payment-unknown-checkout'")
+            .await,
+        1
+    );
+    app.finish().await;
 }
