@@ -1,5 +1,6 @@
-//! HTTP wiring: state, routes, and the middleware every response passes through (request ids,
-//! security headers, origin checks, sessions, error pages, request logs).
+//! HTTP wiring: state, the route table (its form routes carry the CSRF layer), and the
+//! middleware every response passes through (request ids, security headers, sessions, the
+//! policy tripwire, error pages, request logs).
 
 pub mod account;
 pub mod assets;
@@ -319,8 +320,7 @@ pub fn portal_router(state: AppState) -> Router {
             policy_guard(protected.clone(), req, next)
         }))
         .layer(middleware::from_fn_with_state(state.clone(), session_guard))
-        .layer(sessions)
-        .layer(middleware::from_fn_with_state(state.clone(), check_origin));
+        .layer(sessions);
 
     let checkout_origin = state.processor.checkout_origin();
     let csp = Arc::new(format!(
@@ -469,23 +469,6 @@ async fn security_headers(csp: Arc<String>, req: Request, next: Next) -> Respons
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     res
-}
-
-/// CSRF, first line: a state-changing request from another site is refused before any handler
-/// runs. The synchronizer token in each form is the second line.
-async fn check_origin(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if req.method() != Method::GET
-        && req.method() != Method::HEAD
-        && !extract::same_origin(req.headers(), &state.public_url)
-    {
-        tracing::warn!("cross-origin form post refused");
-        return AppError::Forbidden.into_response();
-    }
-    next.run(req).await
 }
 
 /// Fails closed when a handler on a protected route answers without one policy decision: the
