@@ -8,6 +8,7 @@
 #[macro_use]
 mod common;
 
+mod brute_force;
 mod canary;
 mod cli;
 mod cognito;
@@ -15,6 +16,8 @@ mod household;
 mod journey;
 mod jwt;
 mod kms;
+mod money;
+mod rekey;
 mod routes;
 mod security;
 mod staff;

@@ -1,0 +1,1 @@
+//! Money safety: amounts that do not match, processor races and forgotten checkouts (issue 9).
