@@ -227,7 +227,9 @@ statement-reset-password = Set a new password for your account
 account-reset-title = Set a new password
 account-reset-lead = You confirmed who you are. Choose a new password for the account { $email }. Everywhere it is signed in will be signed out.
 account-reset-submit = Set new password
-account-password-reset = Your new password is set and you are signed in.
+account-reset-refused = This account also looks after other people's bills, so its password can't be changed from a payment link. Please call the practice that sent your text and they will help you get back in.
+account-reset-refused-back = Back to your statement
+account-password-reset = Your new password is set. Sign in with your email address and the new password.
 signin-failed = That email and password did not match an account.
 account-created-signin = Your account is ready. Sign in to continue.
 account-confirmed = Your email address is confirmed. Sign in to continue.
@@ -283,7 +285,8 @@ account-invite-patient = Whose statements they may pay
 account-invite-submit = Create invitation link
 
 account-statement-title = Statement for { $patient }
-account-hidden-detail = Details hidden for privacy
+statement-hidden-detail = Details hidden for privacy
+statement-hidden-note = Some service details are hidden because the practice marked them confidential. Amounts are shown in full. The patient can see them by signing in to their own account, or by calling the practice.
 account-hidden-note = Some service descriptions are hidden because they are confidential or the patient is an adult. Amounts are shown in full.
 
 account-receipt-thanks = Thank you. Your payment has been received.
@@ -318,3 +321,12 @@ staff-patient-account-line = Patient's own account: { $email }, since { $since }
 staff-patient-account-revoke = Remove account access
 staff-patient-account-revoke-label = Remove account access for { $email }
 staff-invite-created = Invitation link created. It is shown below, once.
+
+# A link opened while signed in
+switch-title = You are signed in
+switch-body-staff = This browser is signed in to a staff account. To open this link, sign out here first.
+switch-body-member = This browser is signed in to an account. To open this link, sign out here first.
+switch-body-continue = This browser is signed in to an account. You can take this invitation on with that account, or sign out here and open it.
+switch-open = Sign out and open this link
+switch-continue = Continue with the account you are signed in to
+switch-stay = Stay signed in

@@ -62,6 +62,12 @@ forms! {
     /// A form with nothing but its CSRF token (sign-out buttons).
     pub struct Empty {}
 
+    /// A link opened while signed in (`switch_session` page): `keep` is `KEEP` to continue as
+    /// the signed-in account (invitations only), anything else signs out here and opens it.
+    pub struct OpenLinkForm {
+        keep / KEEP,
+    }
+
     /// Date of birth on a pay link (`Url::Verify`).
     pub struct DobForm {
         dob_month / DOB_MONTH,
@@ -209,6 +215,15 @@ pub mod household_pay {
     /// The statement a `pay_<statement>` field names.
     pub fn chosen_statement(field: &str) -> Option<&str> {
         field.strip_prefix(PAY)
+    }
+}
+
+impl OpenLinkForm {
+    /// The value of `keep` on the "continue as this account" button.
+    pub const KEEP_VALUE: &'static str = "1";
+
+    pub fn keeps_session(&self) -> bool {
+        self.keep == Self::KEEP_VALUE
     }
 }
 

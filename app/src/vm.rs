@@ -58,6 +58,24 @@ pub struct VerifyDobVm {
     pub field_error: Option<FieldError>,
 }
 
+/// A link (pay link, invitation, staff set-up) opened in a browser that is signed in: a plain
+/// GET never replaces that session, this page asks first.
+#[derive(Clone, Default)]
+pub struct SwitchSessionVm {
+    pub csrf: String,
+    /// The link's own path: the confirming form posts to it.
+    pub open_path: String,
+    /// Where "stay signed in" goes (the account's or the staff home page).
+    pub stay_path: String,
+    /// Signed in as staff (else as a patient or guarantor account).
+    pub staff: bool,
+    /// The link can be taken on as the signed-in account (a guarantor invitation, for a
+    /// member): offer "continue" as well as "sign out and open".
+    pub can_continue: bool,
+}
+
+debug_redacted!(SwitchSessionVm { csrf, stay_path, staff, can_continue; redacted: open_path });
+
 #[derive(Clone, Debug, Default)]
 pub struct LockedVm {
     pub practice_name: Option<String>,
@@ -95,17 +113,33 @@ pub struct SummaryVm {
     pub pay: PayFormVm,
 }
 
-#[derive(Clone, Default)]
-pub struct LineVm {
-    pub service_date: String,
-    pub description: String,
+/// The four amounts of a statement line (or of the totals row).
+#[derive(Clone, Debug, Default)]
+pub struct AmountsVm {
     pub charge: String,
     pub insurance_paid: String,
     pub adjustment: String,
     pub responsibility: String,
 }
 
-debug_redacted!(LineVm { charge, insurance_paid, adjustment, responsibility; redacted: service_date, description });
+/// What a line says about the care itself: shown together or not at all, because the date of
+/// service alone can disclose a visit.
+#[derive(Clone, Default)]
+pub struct LineDetailVm {
+    pub service_date: String,
+    pub description: String,
+}
+
+debug_redacted!(LineDetailVm { ; redacted: service_date, description });
+
+/// A statement line as its viewer may see it: `detail` is `None` when the policy hides clinical
+/// detail from this viewer (a confidential line seen by a guarantor or by whoever holds a pay
+/// link, or any line of a dependant who is now an adult, seen by a guarantor).
+#[derive(Clone, Debug, Default)]
+pub struct StatementLineVm {
+    pub detail: Option<LineDetailVm>,
+    pub amounts: AmountsVm,
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct PaymentVm {
@@ -121,8 +155,10 @@ pub struct StatementVm {
     pub practice_name: String,
     pub statement_date: String,
     pub due_date: String,
-    pub lines: Vec<LineVm>,
-    pub totals: LineVm,
+    pub lines: Vec<StatementLineVm>,
+    pub totals: AmountsVm,
+    /// Some lines' details are hidden: say why.
+    pub some_hidden: bool,
     pub payments: Vec<PaymentVm>,
     pub balance: String,
     pub paid_in_full: bool,
@@ -426,28 +462,14 @@ pub struct AccountHomeVm {
 
 debug_redacted!(AccountHomeVm { csrf, notice, pay_error, groups, total_due, guarantors, invitations; redacted: email, invite_link, can_invite });
 
-/// A statement line as an account holder sees it: `description` is `None` when it is hidden
-/// from a guarantor (confidential line, or a dependant who is now an adult).
-#[derive(Clone, Default)]
-pub struct AccountLineVm {
-    pub service_date: String,
-    pub description: Option<String>,
-    pub charge: String,
-    pub insurance_paid: String,
-    pub adjustment: String,
-    pub responsibility: String,
-}
-
-debug_redacted!(AccountLineVm { charge, insurance_paid, adjustment, responsibility; redacted: service_date, description });
-
 #[derive(Clone, Default)]
 pub struct AccountStatementVm {
     pub csrf: String,
     pub practice_name: String,
     pub patient_name: String,
     pub statement: OpenStatementVm,
-    pub lines: Vec<AccountLineVm>,
-    pub totals: LineVm,
+    pub lines: Vec<StatementLineVm>,
+    pub totals: AmountsVm,
     pub payments: Vec<PaymentVm>,
     /// Some descriptions are hidden: say why.
     pub some_hidden: bool,
@@ -546,17 +568,22 @@ mod tests {
         );
         let line = format!(
             "{:?}",
-            LineVm {
-                service_date: "2026-01-05".into(),
-                description: "Office visit".into(),
-                charge: "$1.00".into(),
-                ..Default::default()
+            StatementLineVm {
+                detail: Some(LineDetailVm {
+                    service_date: "2026-01-05".into(),
+                    description: "Office visit".into(),
+                }),
+                amounts: AmountsVm {
+                    charge: "$1.00".into(),
+                    ..Default::default()
+                },
             }
         );
         assert_eq!(
             line,
-            "LineVm { charge: \"$1.00\", insurance_paid: \"\", adjustment: \"\", \
-             responsibility: \"\", service_date: [redacted], description: [redacted] }"
+            "StatementLineVm { detail: Some(LineDetailVm { service_date: [redacted], \
+             description: [redacted] }), amounts: AmountsVm { charge: \"$1.00\", \
+             insurance_paid: \"\", adjustment: \"\", responsibility: \"\" } }"
         );
     }
 }

@@ -129,11 +129,15 @@ pub struct Principal {
     pub mfa: bool,
     /// Support staff viewing as a patient: everything is read-only.
     pub impersonating: bool,
+    /// Proven only by holding a pay link and knowing the date of birth and ZIP, which a parent
+    /// or partner may know too: detail restricted from guarantors is restricted here as well.
+    pub link_holder: bool,
 }
 
 impl Principal {
-    /// A patient acting on their own record only: a pay-link visitor, or a reader off the
-    /// request path (benchmarks, tests) that must still ask the policy.
+    /// Whoever holds a patient's pay link and answered its questions: the patient's own record
+    /// only, and no detail the policy restricts (see `link_holder`). Also used by readers off
+    /// the request path (benchmarks, tests) that must still ask the policy.
     pub fn patient_of(user: String, tenant: &TenantId, patient: &PatientId) -> Principal {
         Principal {
             user,
@@ -145,6 +149,7 @@ impl Principal {
             }],
             mfa: false,
             impersonating: false,
+            link_holder: true,
         }
     }
 }
@@ -299,11 +304,11 @@ pub fn decide(who: &Principal, action: Action, on: &Resource<'_>, now: i64) -> D
                 reason = "another patient";
                 continue;
             }
-            if g.role == Role::Guarantor
+            if (g.role == Role::Guarantor || who.link_holder)
                 && action == Action::ViewItemisedStatement
                 && on.clinical_restricted
             {
-                reason = "clinical detail hidden from guarantors";
+                reason = "clinical detail hidden from guarantors and pay-link holders";
                 continue;
             }
         }
@@ -462,6 +467,7 @@ mod tests {
             }],
             mfa: role.is_staff(),
             impersonating: false,
+            link_holder: false,
         }
     }
 
@@ -620,7 +626,19 @@ mod tests {
         };
         assert!(
             decide(&p, ViewItemisedStatement, &own, 0).allowed(),
-            "patients always see their own"
+            "signed-in patients always see their own"
         );
+        let holder = Principal::patient_of("link:l".into(), &w.home, &w.me);
+        assert_eq!(
+            decide(&holder, ViewItemisedStatement, &own, 0),
+            Decision::Deny("clinical detail hidden from guarantors and pay-link holders"),
+            "a pay link may be read by a parent: a confidential line is not shown"
+        );
+        assert!(decide(&holder, ViewStatementAmounts, &own, 0).allowed());
+        let unrestricted = Resource {
+            clinical_restricted: false,
+            ..own
+        };
+        assert!(decide(&holder, ViewItemisedStatement, &unrestricted, 0).allowed());
     }
 }

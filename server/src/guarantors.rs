@@ -219,6 +219,25 @@ pub async fn has_account(db: &Db, patient: &PatientId) -> Result<bool, sqlx::Err
     Ok(n > 0)
 }
 
+/// Whether an account holds any active grant besides being this one patient: a guarantor grant,
+/// or another patient's (nothing about them is read).
+pub async fn holds_grants_beyond(
+    db: &Db,
+    user: &UserId,
+    patient: &PatientId,
+) -> Result<bool, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM user_grants
+         WHERE user_id = $1 AND revoked_at IS NULL
+           AND NOT (role = 'patient' AND COALESCE(patient_id, '') = $2)",
+    )
+    .bind(user.as_str())
+    .bind(patient.as_str())
+    .fetch_one(db.pool())
+    .await?;
+    Ok(n > 0)
+}
+
 async fn grants_of(
     db: &Db,
     crypto: &FieldCrypto,

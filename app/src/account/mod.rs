@@ -12,7 +12,7 @@ mod statement;
 pub use household::home;
 pub use invitation::{invite_accept, invite_locked, invite_verify};
 pub(crate) use sharing::invite_link_box;
-pub use signup::{confirm_code, create, reset_password, signin};
+pub use signup::{confirm_code, create, reset_password, reset_refused, signin};
 pub use statement::{receipt, statement};
 
 #[cfg(test)]
@@ -79,12 +79,13 @@ mod tests {
         let pages = [
             create(PageMeta::default(), AccountFormVm::default()),
             signin(PageMeta::default(), SignInVm::default()),
+            reset_refused(PageMeta::default()),
             home(PageMeta::default(), household()),
             home(PageMeta::default(), AccountHomeVm::default()),
             statement(
                 PageMeta::default(),
                 AccountStatementVm {
-                    lines: vec![AccountLineVm::default()],
+                    lines: vec![StatementLineVm::default()],
                     some_hidden: true,
                     payments: vec![PaymentVm::default()],
                     ..Default::default()

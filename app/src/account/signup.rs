@@ -116,6 +116,18 @@ pub fn reset_password(meta: PageMeta, vm: ResetPasswordVm) -> String {
     document_portal(&meta, tr.t("account-reset-title"), body.into_any())
 }
 
+/// No new password from a pay link for an account that looks after other people's bills: the
+/// link proves who the patient is, not who holds the account.
+pub fn reset_refused(meta: PageMeta) -> String {
+    let tr = Tr::new(meta.lang);
+    let body = view! {
+        <h1>{tr.t("account-reset-title")}</h1>
+        <p class="lead">{tr.t("account-reset-refused")}</p>
+        <p><a href=Url::Statement.path()>{tr.t("account-reset-refused-back")}</a></p>
+    };
+    document_portal(&meta, tr.t("account-reset-title"), body.into_any())
+}
+
 /// Cognito emailed a code at sign-up: enter it to finish.
 pub fn confirm_code(meta: PageMeta, vm: ConfirmCodeVm) -> String {
     let tr = Tr::new(meta.lang);

@@ -5,7 +5,7 @@ use super::household::amount_field;
 use crate::forms::household_pay;
 use crate::i18n::Tr;
 use crate::pages::{
-    csrf_input, document_portal, error_summary_links, payments_list, statement_row, statement_table,
+    csrf_input, document_portal, error_summary_links, payments_list, statement_table,
 };
 use crate::urls::Url;
 use crate::vm::*;
@@ -15,29 +15,6 @@ pub fn statement(meta: PageMeta, vm: AccountStatementVm) -> String {
     let tr = Tr::new(meta.lang);
     let title = tr.ta("account-statement-title", &[("patient", &vm.patient_name)]);
     let s = vm.statement.clone();
-    let rows = vm
-        .lines
-        .iter()
-        .map(|l| {
-            let description = match &l.description {
-                Some(d) => view! { {d.clone()} }.into_any(),
-                None => view! {
-                    <span class="hidden-detail">{tr.t("account-hidden-detail")}</span>
-                }
-                .into_any(),
-            };
-            statement_row(
-                l.service_date.clone(),
-                description,
-                [
-                    l.charge.clone(),
-                    l.insurance_paid.clone(),
-                    l.adjustment.clone(),
-                    l.responsibility.clone(),
-                ],
-            )
-        })
-        .collect::<Vec<_>>();
     let pay = if s.paid_in_full {
         view! { <p class="notice">{tr.t("summary-paid-in-full")}</p> }.into_any()
     } else {
@@ -72,7 +49,7 @@ pub fn statement(meta: PageMeta, vm: AccountStatementVm) -> String {
             {tr.ta("summary-due", &[("date", &s.due_date)])}
         </p>
         {vm.some_hidden.then(|| view! { <p class="privacy-note">{tr.t("account-hidden-note")}</p> })}
-        {statement_table(tr, rows, vm.totals.clone())}
+        {statement_table(tr, &vm.lines, vm.totals.clone())}
         <h2>{tr.t("statement-payments")}</h2>
         {payments_list(tr, &vm.payments)}
         <div class="balance-card">
@@ -150,12 +127,15 @@ mod tests {
                 patient_name: "Sam".into(),
                 statement: open("st0002", "Lakeside Pediatrics"),
                 lines: vec![
-                    AccountLineVm {
-                        description: Some("Office visit".into()),
+                    StatementLineVm {
+                        detail: Some(LineDetailVm {
+                            service_date: "01/05/2026".into(),
+                            description: "Office visit".into(),
+                        }),
                         ..Default::default()
                     },
-                    AccountLineVm {
-                        description: None,
+                    StatementLineVm {
+                        detail: None,
                         ..Default::default()
                     },
                 ],
@@ -165,6 +145,12 @@ mod tests {
         );
         assert!(html.contains("Statement for Sam"), "{html}");
         assert!(html.contains("Office visit"), "{html}");
+        assert!(html.contains("<td>01/05/2026</td>"), "{html}");
+        assert_eq!(
+            html.matches("01/05/2026").count(),
+            1,
+            "the hidden line has no date: {html}"
+        );
         assert!(
             html.contains("<span class=\"hidden-detail\">Details hidden for privacy</span>"),
             "{html}"

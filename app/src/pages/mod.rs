@@ -13,9 +13,9 @@ pub(crate) use components::{
     invalid, zip_field, DOB_NAMES,
 };
 pub(crate) use layout::document_portal;
-pub use notices::{error, home, notice};
+pub use notices::{error, home, notice, switch_session};
 pub use payment::{confirming, declined, receipt, sandbox_checkout};
-pub(crate) use statement::{payments_list, statement_row, statement_table};
+pub(crate) use statement::{payments_list, statement_table};
 pub use statement::{statement, summary};
 pub use verify::{locked, verify_dob, verify_zip};
 
@@ -28,10 +28,33 @@ mod tests {
     fn every_page_renders_only_catalog_keys_that_exist() {
         let pages = [
             home(PageMeta::default()),
+            switch_session(PageMeta::default(), SwitchSessionVm::default()),
+            switch_session(
+                PageMeta::default(),
+                SwitchSessionVm {
+                    staff: true,
+                    ..Default::default()
+                },
+            ),
+            switch_session(
+                PageMeta::default(),
+                SwitchSessionVm {
+                    can_continue: true,
+                    ..Default::default()
+                },
+            ),
             verify_dob(PageMeta::default(), VerifyDobVm::default()),
             verify_zip(PageMeta::default(), VerifyZipVm::default()),
             locked(PageMeta::default(), LockedVm::default()),
             statement(PageMeta::default(), StatementVm::default()),
+            statement(
+                PageMeta::default(),
+                StatementVm {
+                    lines: vec![StatementLineVm::default()],
+                    some_hidden: true,
+                    ..Default::default()
+                },
+            ),
             receipt(PageMeta::default(), ReceiptVm::default()),
             confirming(PageMeta::default(), ConfirmingVm::default()),
             error(

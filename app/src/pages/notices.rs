@@ -1,6 +1,8 @@
 //! Pages with nothing to fill in: the home page, notices (signed out, session expired), errors.
 
+use super::csrf_input;
 use super::layout::{document, Chrome};
+use crate::forms::OpenLinkForm;
 use crate::i18n::Tr;
 use crate::urls::Url;
 use crate::vm::*;
@@ -18,6 +20,43 @@ pub fn home(meta: PageMeta) -> String {
         &meta,
         Chrome::Portal,
         tr.t("home-title"),
+        None,
+        body.into_any(),
+    )
+}
+
+/// A link opened while signed in: stay, or sign out here and open it (a POST, so no other site
+/// can sign anyone out or swap their session by making the browser load a URL).
+pub fn switch_session(meta: PageMeta, vm: SwitchSessionVm) -> String {
+    let tr = Tr::new(meta.lang);
+    let body = view! {
+        <h1>{tr.t("switch-title")}</h1>
+        <p class="lead">
+            {if vm.staff {
+                tr.t("switch-body-staff")
+            } else if vm.can_continue {
+                tr.t("switch-body-continue")
+            } else {
+                tr.t("switch-body-member")
+            }}
+        </p>
+        {vm.can_continue.then(|| view! {
+            <form method="post" action=vm.open_path.clone()>
+                {csrf_input(vm.csrf.clone())}
+                <input type="hidden" name=OpenLinkForm::KEEP value=OpenLinkForm::KEEP_VALUE/>
+                <button type="submit" class="button">{tr.t("switch-continue")}</button>
+            </form>
+        })}
+        <form method="post" action=vm.open_path.clone()>
+            {csrf_input(vm.csrf.clone())}
+            <button type="submit" class="button secondary">{tr.t("switch-open")}</button>
+        </form>
+        <p><a href=vm.stay_path.clone()>{tr.t("switch-stay")}</a></p>
+    };
+    document(
+        &meta,
+        Chrome::Portal,
+        tr.t("switch-title"),
         None,
         body.into_any(),
     )

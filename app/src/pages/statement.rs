@@ -82,28 +82,40 @@ pub fn summary(meta: PageMeta, vm: SummaryVm) -> String {
     )
 }
 
-/// One row of an itemised statement table; the description is a view so callers can show a
-/// placeholder for a hidden one.
-pub(crate) fn statement_row(
-    service_date: String,
-    description: AnyView,
-    [charge, insurance_paid, adjustment, responsibility]: [String; 4],
-) -> AnyView {
+/// One row of an itemised statement table. A line whose detail is hidden shows neither its
+/// date of service nor its description: the date alone can disclose a visit.
+pub(crate) fn statement_row(tr: Tr, line: &StatementLineVm) -> AnyView {
+    let (date, description) = match &line.detail {
+        Some(d) => (
+            d.service_date.clone(),
+            view! { {d.description.clone()} }.into_any(),
+        ),
+        None => (
+            String::new(),
+            view! { <span class="hidden-detail">{tr.t("statement-hidden-detail")}</span> }
+                .into_any(),
+        ),
+    };
+    let a = line.amounts.clone();
     view! {
         <tr>
-            <td>{service_date}</td>
+            <td>{date}</td>
             <th scope="row">{description}</th>
-            <td class="num">{charge}</td>
-            <td class="num">{insurance_paid}</td>
-            <td class="num">{adjustment}</td>
-            <td class="num">{responsibility}</td>
+            <td class="num">{a.charge}</td>
+            <td class="num">{a.insurance_paid}</td>
+            <td class="num">{a.adjustment}</td>
+            <td class="num">{a.responsibility}</td>
         </tr>
     }
     .into_any()
 }
 
 /// The itemised statement table: its caption, column headings, rows and totals.
-pub(crate) fn statement_table(tr: Tr, rows: Vec<AnyView>, totals: LineVm) -> AnyView {
+pub(crate) fn statement_table(tr: Tr, lines: &[StatementLineVm], totals: AmountsVm) -> AnyView {
+    let rows = lines
+        .iter()
+        .map(|l| statement_row(tr, l))
+        .collect::<Vec<_>>();
     let t = totals;
     view! {
         <div class="table-wrap">
@@ -170,22 +182,6 @@ pub(crate) fn payments_list(tr: Tr, payments: &[PaymentVm]) -> AnyView {
 
 pub fn statement(meta: PageMeta, vm: StatementVm) -> String {
     let tr = Tr::new(meta.lang);
-    let rows = vm
-        .lines
-        .iter()
-        .map(|l| {
-            statement_row(
-                l.service_date.clone(),
-                view! { {l.description.clone()} }.into_any(),
-                [
-                    l.charge.clone(),
-                    l.insurance_paid.clone(),
-                    l.adjustment.clone(),
-                    l.responsibility.clone(),
-                ],
-            )
-        })
-        .collect::<Vec<_>>();
     let body = view! {
         <h1>{tr.t("statement-title")}</h1>
         <p class="lead">{tr.ta("summary-from", &[("practice", &vm.practice_name)])}</p>
@@ -193,7 +189,8 @@ pub fn statement(meta: PageMeta, vm: StatementVm) -> String {
             {tr.ta("summary-dated", &[("date", &vm.statement_date)])} " · "
             {tr.ta("summary-due", &[("date", &vm.due_date)])}
         </p>
-        {statement_table(tr, rows, vm.totals.clone())}
+        {statement_table(tr, &vm.lines, vm.totals.clone())}
+        {vm.some_hidden.then(|| view! { <p class="privacy-note">{tr.t("statement-hidden-note")}</p> })}
         <h2>{tr.t("statement-payments")}</h2>
         {payments_list(tr, &vm.payments)}
         <div class="balance-card">

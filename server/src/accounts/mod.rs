@@ -161,6 +161,7 @@ pub async fn load(db: &Db, user: &UserId, now: i64) -> Result<Option<Account>, A
             grants,
             mfa: false,
             impersonating: false,
+            link_holder: false,
         },
         disabled: disabled_at.is_some(),
         must_reset: must_reset == 1,

@@ -173,6 +173,50 @@ async fn own_account_of_link(
     Ok(guarantors::patient_account(&state.db, &state.crypto, &permit).await?)
 }
 
+/// A pay link's answers prove who the patient is, not who holds their account; until recovery
+/// goes through the account's mailbox, an account that looks after anyone else is not reset
+/// from a link. The refusal is audited and raises an alert (no email in either).
+async fn refused_for_shared_account(
+    state: &AppState,
+    ctx: &RequestContext,
+    session: &Sess,
+    link: &PayLink,
+    account: &guarantors::GuarantorGrant,
+) -> Result<Option<Response>> {
+    if !guarantors::holds_grants_beyond(&state.db, &account.user_id, &link.patient_id).await? {
+        return Ok(None);
+    }
+    audit_event(
+        state,
+        ctx,
+        format!("link:{}", link.id),
+        (Some(&link.tenant_id), Some(&link.patient_id)),
+        "account.reset.refused",
+        Some(account.user_id.as_str()),
+        Outcome::Denied,
+    )
+    .await?;
+    state
+        .alerts
+        .raise(
+            &state.db,
+            "account.recovery.refused",
+            &format!(
+                "new password from pay link {} refused: account {} holds grants over others",
+                link.id, account.user_id
+            ),
+            ctx.now,
+        )
+        .await?;
+    Ok(Some(
+        (
+            axum::http::StatusCode::FORBIDDEN,
+            Html(pages::reset_refused(meta(session).await?)),
+        )
+            .into_response(),
+    ))
+}
+
 pub async fn reset_password_form(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -189,6 +233,11 @@ pub async fn reset_password_form(
     else {
         return Ok(see_other(Url::Statement));
     };
+    if let Some(refused) =
+        refused_for_shared_account(&state, &ctx, &session, &visitor.link, &account).await?
+    {
+        return Ok(refused);
+    }
     let form = account_form(&session, Url::AccountResetPassword).await?;
     let vm = ResetPasswordVm {
         csrf: form.csrf,
@@ -200,7 +249,8 @@ pub async fn reset_password_form(
 }
 
 /// Sets a new password for the patient's own account after both identity answers on a pay link
-/// (the same proof that made the account), ends every session of it, and signs in here.
+/// (the same proof that made the account), ends every session of it, and sends the visitor to
+/// sign in with their email.
 pub async fn reset_password_submit(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -218,6 +268,11 @@ pub async fn reset_password_submit(
     else {
         return Ok(see_other(Url::Statement));
     };
+    if let Some(refused) =
+        refused_for_shared_account(&state, &ctx, &session, &link, &account).await?
+    {
+        return Ok(refused);
+    }
     if let Some((field, key)) = password_errors(&form.password, &form.password_confirm) {
         session.set_flash(Flash::on(field, key)).await?;
         return Ok(see_other(Url::AccountResetPassword));
@@ -259,10 +314,10 @@ pub async fn reset_password_submit(
         Outcome::Success,
     )
     .await?;
-    // Every session signed in up to `now` was just revoked; this one counts as after it.
-    start_member_session(&session, &account.user_id, now + 1).await?;
+    // Not signed in here: the account's pages show its full email, which the link's answers
+    // do not entitle anyone to read. Whoever owns the account knows it and signs in.
     session.notice("account-password-reset").await?;
-    Ok(see_other(Url::Account))
+    Ok(see_other(Url::SignIn))
 }
 
 /// The visitor may make an account: they paid through this link, are an adult and gave both
@@ -385,7 +440,9 @@ pub async fn signin_form(session: Sess) -> Result<Response> {
         vm.email = f.value.unwrap_or_default();
         let message = tr().t(&f.key);
         match f.key.as_str() {
-            "account-created-signin" | "account-confirmed" => vm.notice = Some(message),
+            "account-created-signin" | "account-confirmed" | "account-password-reset" => {
+                vm.notice = Some(message)
+            }
             _ => vm.failure = Some(message),
         }
     }

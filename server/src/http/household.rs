@@ -198,9 +198,10 @@ pub async fn statement(
 ) -> Result<Response> {
     let now = ctx.now;
     let id = StatementId::parse(&raw).ok_or(AppError::NotFound)?;
-    let h = billing::statement_header(&state.db, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let not_found = || unseen(&state, &ctx, actor_id(&who.id), "statement.not_found", &raw);
+    let Some(h) = billing::statement_header(&state.db, &id).await? else {
+        return Err(not_found().await);
+    };
     // A statement of someone else looks exactly like one that does not exist.
     if !decide(
         &who,
@@ -212,7 +213,7 @@ pub async fn statement(
     )
     .allowed()
     {
-        return Err(AppError::NotFound);
+        return Err(not_found().await);
     }
     let grown_up = adult(&state, &h.tenant_id, &h.patient_id, now).await?;
     // Which descriptions this account may read: one policy decision per line.
@@ -265,21 +266,6 @@ pub async fn statement(
     let practice = practice_name(&state, &h.tenant_id).await?;
     let name = billing::first_name(&state.db, &state.crypto, &permit).await?;
     let errors = take_pay_errors(&session).await?;
-    let line_vms = lines
-        .iter()
-        .zip(shown.iter().chain(std::iter::repeat(&false)))
-        .map(|(l, shown)| AccountLineVm {
-            service_date: iso(l.service_date.expose()),
-            description: shown.then(|| l.description.expose().clone()),
-            charge: l.charge.to_string(),
-            insurance_paid: l.insurance_paid.to_string(),
-            adjustment: l.adjustment.to_string(),
-            responsibility: l.patient_responsibility.to_string(),
-        })
-        .collect();
-    let sum = |f: fn(&billing::Line) -> Money| {
-        Money::from_cents(lines.iter().map(|l| f(l).cents()).sum())
-    };
     let vm = AccountStatementVm {
         csrf: session.csrf_token().await?,
         practice_name: practice.clone(),
@@ -291,14 +277,8 @@ pub async fn statement(
             balance,
             errors.items.get(h.id.as_str()),
         ),
-        lines: line_vms,
-        totals: LineVm {
-            charge: sum(|l| l.charge).to_string(),
-            insurance_paid: sum(|l| l.insurance_paid).to_string(),
-            adjustment: sum(|l| l.adjustment).to_string(),
-            responsibility: sum(|l| l.patient_responsibility).to_string(),
-            ..Default::default()
-        },
+        lines: super::patient::statement_lines(&lines, &shown),
+        totals: super::patient::totals(&lines),
         payments: paid
             .iter()
             .map(|p| {
@@ -334,9 +314,10 @@ pub async fn receipt(
     Path(raw): Path<String>,
 ) -> Result<Response> {
     let id = PaymentId::parse(&raw).ok_or(AppError::NotFound)?;
-    let r = payments::receipt(&state.db, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let not_found = || unseen(&state, &ctx, actor_id(&who.id), "receipt.not_found", &raw);
+    let Some(r) = payments::receipt(&state.db, &id).await? else {
+        return Err(not_found().await);
+    };
     let mut headers = vec![];
     for a in &r.allocations {
         let h = billing::statement_header(&state.db, &a.statement_id)
@@ -353,12 +334,12 @@ pub async fn receipt(
         )
         .allowed()
         {
-            return Err(AppError::NotFound);
+            return Err(not_found().await);
         }
         headers.push((a, h));
     }
     if headers.is_empty() {
-        return Err(AppError::NotFound);
+        return Err(not_found().await);
     }
     // The card is shown to whoever paid with it, or to the patient every share was for; never
     // to a guarantor looking at the patient's own payment.

@@ -152,12 +152,10 @@ async fn own_checkout(
     event: &'static str,
 ) -> Result<payments::CheckoutRow> {
     let id = CheckoutId::parse(raw).ok_or(AppError::NotFound)?;
-    let row = payments::find_checkout(&state.db, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if row.user_id.as_ref() != Some(&who.id) {
-        return Err(AppError::NotFound);
-    }
+    let row = payments::find_checkout(&state.db, &id).await?;
+    let Some(row) = row.filter(|r| r.user_id.as_ref() == Some(&who.id)) else {
+        return Err(unseen(state, ctx, actor_id(&who.id), "checkout.not_found", raw).await);
+    };
     for (statement, _) in payments::checkout_items(&state.db, &row.id).await? {
         let h = billing::statement_header(&state.db, &statement)
             .await?

@@ -6,7 +6,7 @@ use super::error::Result;
 use super::extract::{CsrfForm, InviteArrival, MaybeMember, VerifiedInvitation};
 use super::member::*;
 use super::session::{Flash, InviteVisit, Sess};
-use super::{see_other, tr, AppState, RequestContext, Routes};
+use super::{see_other, switch, tr, AppState, RequestContext, Routes};
 use crate::access::{self, Action, Grant, Principal, Resource, Role};
 use crate::accounts::{self, AccountError};
 use crate::audit::Outcome;
@@ -16,13 +16,14 @@ use crate::links::{self, Claim, LinkState};
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Response};
 use patriotpay_app::account as pages;
-use patriotpay_app::forms::{InviteVerifyForm, NewAccountForm};
+use patriotpay_app::forms::{InviteVerifyForm, NewAccountForm, OpenLinkForm};
 use patriotpay_app::urls::{Url, ANY};
 use patriotpay_app::vm::*;
 
 pub fn router(state: &AppState) -> Routes {
     Routes::new(state)
         .page(Url::Invitation(ANY), open_invitation)
+        .form(Url::Invitation(ANY), open_invitation_confirmed)
         .page(Url::GuarantorVerify, invite_verify_form)
         .form(Url::GuarantorVerify, invite_verify_submit)
         .phi_page(Url::GuarantorAccept, accept_form)
@@ -65,15 +66,53 @@ async fn invitation_gone(session: &Sess) -> Result<Response> {
     Ok(see_other(Url::GuarantorVerify))
 }
 
-/// Swaps the invitation token for a fresh session and redirects to a URL without it.
+/// Swaps the invitation token for a fresh session and redirects to a URL without it; a
+/// signed-in browser is asked first (`switch`).
 pub async fn open_invitation(
     State(state): State<AppState>,
     ctx: RequestContext,
     session: Sess,
     Path(token): Path<String>,
 ) -> Result<Response> {
-    session.restart(ctx.now).await?;
-    let inv = guarantors::find_by_token(&state.db, &token).await?;
+    if let Some(ask) = switch::ask_before_replacing(&session, Url::Invitation(&token), true).await?
+    {
+        return Ok(ask);
+    }
+    take_invitation(&state, &ctx, &session, &token, false).await
+}
+
+/// From the page `open_invitation` showed a signed-in browser: continue as the signed-in member
+/// (the invitation joins this session), or sign out here and open it.
+pub async fn open_invitation_confirmed(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    Path(token): Path<String>,
+    CsrfForm(form): CsrfForm<OpenLinkForm>,
+) -> Result<Response> {
+    let d = session.data().await?;
+    let keep = form.keeps_session()
+        && d.member.is_some()
+        && d.staff.is_none()
+        && d.pending_sign_in.is_none();
+    take_invitation(&state, &ctx, &session, &token, keep).await
+}
+
+/// Puts the invitation on this session: a fresh one, or (`keep_member`) the signed-in member's
+/// with a new id.
+async fn take_invitation(
+    state: &AppState,
+    ctx: &RequestContext,
+    session: &Sess,
+    token: &str,
+    keep_member: bool,
+) -> Result<Response> {
+    if keep_member {
+        session.cycle_id().await?;
+    } else {
+        session.restart(ctx.now).await?;
+    }
+    let inv = guarantors::find_by_token(&state.db, token).await?;
     session
         .update(|d| {
             d.invitation = Some(InviteVisit {
@@ -88,7 +127,7 @@ pub async fn open_invitation(
         } else {
             Outcome::Denied
         };
-        audit_invitation(&state, &ctx, &inv, "guarantor.invitation.open", outcome).await?;
+        audit_invitation(state, ctx, &inv, "guarantor.invitation.open", outcome).await?;
     }
     Ok(see_other(Url::GuarantorVerify))
 }
@@ -227,6 +266,7 @@ async fn invitation_permit(
         }],
         mfa: false,
         impersonating: false,
+        link_holder: false,
     };
     Ok(access::permit(
         state.db.pool(),

@@ -55,6 +55,31 @@ pub async fn audit_event(
     Ok(())
 }
 
+/// The 404 for an id the caller may not see, someone else's or none at all (the two look the
+/// same), recorded as a denied event so that walking through ids shows in the audit log.
+pub async fn unseen(
+    state: &AppState,
+    ctx: &RequestContext,
+    actor: String,
+    action: &'static str,
+    resource: &str,
+) -> AppError {
+    match audit_event(
+        state,
+        ctx,
+        actor,
+        (None, None),
+        action,
+        Some(resource),
+        Outcome::Denied,
+    )
+    .await
+    {
+        Ok(()) => AppError::NotFound,
+        Err(e) => e,
+    }
+}
+
 /// The policy's answer for a member, without reading anything (which buttons to show, which
 /// descriptions to hide).
 pub fn decide(

@@ -16,6 +16,7 @@ pub mod sealed;
 pub mod session;
 pub mod sharing;
 pub mod staff;
+pub mod switch;
 pub mod verify;
 pub mod webhook;
 

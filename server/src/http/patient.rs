@@ -4,6 +4,7 @@
 
 use super::error::{AppError, Result};
 use super::extract::{CsrfForm, LinkVisitor, VerifiedVisitor};
+use super::member::{iso, unseen};
 use super::session::{Flash, Sess, Stage};
 use super::{see_other, to_processor_checkout, tr, AppState, RequestContext, Routes};
 use crate::access::{self, Action, Permit, Principal, Resource};
@@ -47,6 +48,11 @@ pub(super) fn link_actor(link: &PayLink) -> String {
     format!("link:{}", link.id)
 }
 
+/// Whoever holds this link, as the policy sees them.
+pub(super) fn link_principal(link: &PayLink) -> Principal {
+    Principal::patient_of(link_actor(link), &link.tenant_id, &link.patient_id)
+}
+
 /// Asks the policy on behalf of the patient holding this link; the permit writes the audit
 /// event (allowed or denied). A refusal reads as "not found".
 pub(super) async fn permit(
@@ -57,7 +63,7 @@ pub(super) async fn permit(
     event: &'static str,
     resource: &str,
 ) -> Result<Permit> {
-    let who = Principal::patient_of(link_actor(link), &link.tenant_id, &link.patient_id);
+    let who = link_principal(link);
     let p = access::permit(
         state.db.pool(),
         access::Ask {
@@ -111,10 +117,6 @@ async fn pay_form(session: &Sess, balance: Money, from: &'static str) -> Result<
     Ok(vm)
 }
 
-fn iso(d: &str) -> String {
-    crate::clock::display_iso_date(d)
-}
-
 pub async fn summary(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -157,32 +159,48 @@ pub async fn statement(
     session: Sess,
     VerifiedVisitor(link): VerifiedVisitor,
 ) -> Result<Response> {
+    let header = billing::statement_header(&state.db, &link.statement_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    // Whoever holds the link may be a parent: the policy decides line by line which details a
+    // link holder may read (none of a line the practice marked confidential).
+    let who = link_principal(&link);
+    let shown: Vec<bool> = billing::confidential_flags(&state.db, &header)
+        .await?
+        .into_iter()
+        .map(|confidential| {
+            access::decide(
+                &who,
+                Action::ViewItemisedStatement,
+                &Resource {
+                    tenant: &link.tenant_id,
+                    patient: Some(&link.patient_id),
+                    clinical_restricted: confidential,
+                },
+                ctx.now,
+            )
+            .allowed()
+        })
+        .collect();
+    let some_hidden = shown.iter().any(|s| !s);
+    let (action, event) = if some_hidden {
+        (Action::ViewStatementAmounts, "statement.amounts.view")
+    } else {
+        (Action::ViewItemisedStatement, "statement.itemised.view")
+    };
     let permit = permit(
         &state,
         &ctx,
         &link,
-        Action::ViewItemisedStatement,
-        "statement.itemised.view",
+        action,
+        event,
         link.statement_id.as_str(),
     )
     .await?;
-    let header = billing::statement_header(&state.db, &link.statement_id)
-        .await?
-        .ok_or(AppError::NotFound)?;
     let practice = practice_of(&state, &link).await?;
     let lines = billing::lines(&state.db, &state.crypto, &header, &permit).await?;
     let paid = billing::payments(&state.db, &link.statement_id, &permit).await?;
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
-    let sum = |f: fn(&billing::Line) -> Money| {
-        Money::from_cents(lines.iter().map(|l| f(l).cents()).sum())
-    };
-    let totals = LineVm {
-        charge: sum(|l| l.charge).to_string(),
-        insurance_paid: sum(|l| l.insurance_paid).to_string(),
-        adjustment: sum(|l| l.adjustment).to_string(),
-        responsibility: sum(|l| l.patient_responsibility).to_string(),
-        ..Default::default()
-    };
     // The way back from a forgotten password: both answers were just given on this link.
     let offer_password_reset = crate::guarantors::has_account(&state.db, &link.patient_id).await?;
     let vm = StatementVm {
@@ -190,18 +208,9 @@ pub async fn statement(
         practice_name: practice.name.clone(),
         statement_date: iso(&header.statement_date),
         due_date: iso(&header.due_date),
-        lines: lines
-            .iter()
-            .map(|l| LineVm {
-                service_date: iso(l.service_date.expose()),
-                description: l.description.expose().clone(),
-                charge: l.charge.to_string(),
-                insurance_paid: l.insurance_paid.to_string(),
-                adjustment: l.adjustment.to_string(),
-                responsibility: l.patient_responsibility.to_string(),
-            })
-            .collect(),
-        totals,
+        lines: statement_lines(&lines, &shown),
+        totals: totals(&lines),
+        some_hidden,
         payments: paid
             .iter()
             .map(|p| PaymentVm {
@@ -220,6 +229,45 @@ pub async fn statement(
         vm,
     ))
     .into_response())
+}
+
+/// Statement lines as the viewer may see them: `shown[i]` is the policy's answer for line `i`
+/// (a missing answer hides). A hidden line keeps its amounts and loses its date of service with
+/// its description.
+pub(super) fn statement_lines(lines: &[billing::Line], shown: &[bool]) -> Vec<StatementLineVm> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| StatementLineVm {
+            detail: shown
+                .get(i)
+                .copied()
+                .unwrap_or(false)
+                .then(|| LineDetailVm {
+                    service_date: iso(l.service_date.expose()),
+                    description: l.description.expose().clone(),
+                }),
+            amounts: AmountsVm {
+                charge: l.charge.to_string(),
+                insurance_paid: l.insurance_paid.to_string(),
+                adjustment: l.adjustment.to_string(),
+                responsibility: l.patient_responsibility.to_string(),
+            },
+        })
+        .collect()
+}
+
+/// The totals row of a statement's lines.
+pub(super) fn totals(lines: &[billing::Line]) -> AmountsVm {
+    let sum = |f: fn(&billing::Line) -> Money| {
+        Money::from_cents(lines.iter().map(|l| f(l).cents()).sum()).to_string()
+    };
+    AmountsVm {
+        charge: sum(|l| l.charge),
+        insurance_paid: sum(|l| l.insurance_paid),
+        adjustment: sum(|l| l.adjustment),
+        responsibility: sum(|l| l.patient_responsibility),
+    }
 }
 
 /// The catalog key (and argument) for an amount the payment form refuses.
@@ -333,19 +381,19 @@ pub(super) async fn start_checkout(
 /// checkout id looks exactly like one that does not exist).
 async fn own_checkout(
     state: &AppState,
+    ctx: &RequestContext,
     link: &PayLink,
     raw: &str,
 ) -> Result<payments::CheckoutRow> {
     let id = CheckoutId::parse(raw).ok_or(AppError::NotFound)?;
-    let row = payments::find_checkout(&state.db, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if row.link_id.as_ref() != Some(&link.id)
-        || row.statement_id.as_ref() != Some(&link.statement_id)
-        || row.tenant_id != link.tenant_id
-    {
-        return Err(AppError::NotFound);
-    }
+    let row = payments::find_checkout(&state.db, &id).await?;
+    let Some(row) = row.filter(|row| {
+        row.link_id.as_ref() == Some(&link.id)
+            && row.statement_id.as_ref() == Some(&link.statement_id)
+            && row.tenant_id == link.tenant_id
+    }) else {
+        return Err(unseen(state, ctx, link_actor(link), "checkout.not_found", raw).await);
+    };
     Ok(row)
 }
 
@@ -359,7 +407,7 @@ pub async fn pay_return(
     Path(raw): Path<String>,
     Query(q): Query<ReturnQuery>,
 ) -> Result<Response> {
-    let checkout = own_checkout(&state, &link, &raw).await?;
+    let checkout = own_checkout(&state, &ctx, &link, &raw).await?;
     let _allowed = permit(
         &state,
         &ctx,
@@ -460,7 +508,7 @@ pub async fn pay_cancelled(
     LinkVisitor { link, .. }: LinkVisitor,
     Path(raw): Path<String>,
 ) -> Result<Response> {
-    let checkout = own_checkout(&state, &link, &raw).await?;
+    let checkout = own_checkout(&state, &ctx, &link, &raw).await?;
     let _allowed = permit(
         &state,
         &ctx,
@@ -496,12 +544,10 @@ pub async fn receipt(
     Path(raw): Path<String>,
 ) -> Result<Response> {
     let id = PaymentId::parse(&raw).ok_or(AppError::NotFound)?;
-    let r = payments::receipt(&state.db, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if !r.covers(&link.statement_id) {
-        return Err(AppError::NotFound);
-    }
+    let r = payments::receipt(&state.db, &id).await?;
+    let Some(r) = r.filter(|r| r.covers(&link.statement_id)) else {
+        return Err(unseen(&state, &ctx, link_actor(&link), "receipt.not_found", &raw).await);
+    };
     let _allowed = permit(
         &state,
         &ctx,

@@ -17,6 +17,17 @@ pub const PATIENT_IDLE_MINUTES: i64 = 30;
 pub const STAFF_IDLE_SECS: i64 = 15 * 60;
 /// Absolute lifetime of any session, however active.
 pub const ABSOLUTE_SECS: i64 = 12 * 3600;
+/// Lifetime of an anonymous visitor's record (a form's CSRF token and a message, nothing
+/// else): minutes, so pages anyone may load cannot fill the sessions table.
+pub const ANONYMOUS_IDLE_MINUTES: i64 = 10;
+
+fn anonymous_expiry() -> tower_sessions::Expiry {
+    tower_sessions::Expiry::OnInactivity(time::Duration::minutes(ANONYMOUS_IDLE_MINUTES))
+}
+
+fn started_expiry() -> tower_sessions::Expiry {
+    tower_sessions::Expiry::OnInactivity(time::Duration::minutes(PATIENT_IDLE_MINUTES))
+}
 
 /// A tower-sessions store over our own pool, so one store serves both backends. Written by hand
 /// because tower-sessions-sqlx-store has one store per backend and none for `sqlx::Any`.
@@ -253,6 +264,9 @@ impl Sess {
             d.csrf = crate::crypto::random_token();
         }
         let out = f(&mut d);
+        if d.created_at == 0 {
+            self.inner.set_expiry(Some(anonymous_expiry()));
+        }
         self.inner.insert(RECORD, d).await?;
         Ok(out)
     }
@@ -262,6 +276,7 @@ impl Sess {
     pub async fn restart(&self, now: i64) -> SessResult<()> {
         self.inner.clear().await;
         self.inner.cycle_id().await?;
+        self.inner.set_expiry(Some(started_expiry()));
         self.inner
             .insert(
                 RECORD,
@@ -329,8 +344,10 @@ impl Sess {
         let Some(mut d) = self.inner.get::<SessionData>(RECORD).await? else {
             return Ok(false);
         };
-        // Only a form's CSRF token so far: an anonymous visitor, not a started session.
+        // Only a form's CSRF token so far: an anonymous visitor, not a started session; its
+        // record lives minutes, renewed by each request as the layer saves it.
         if d.created_at == 0 {
+            self.inner.set_expiry(Some(anonymous_expiry()));
             return Ok(false);
         }
         let last = if d.last_seen == 0 {

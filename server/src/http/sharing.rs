@@ -38,7 +38,8 @@ pub async fn invite(
         .into_iter()
         .find(|(role, _, p)| *role == Role::Patient && *p == patient)
     else {
-        return Err(AppError::NotFound);
+        let actor = actor_id(&who.id);
+        return Err(unseen(&state, &ctx, actor, "patient.not_found", &form.patient).await);
     };
     // A minor's guarantors are the practice's to manage: refused (and audited) like a denial.
     if !adult(&state, &tenant, &patient, ctx.now).await? {
@@ -121,9 +122,10 @@ pub async fn revoke_guarantor(
     CsrfForm(form): CsrfForm<RevokeGrantForm>,
 ) -> Result<Response> {
     let grant: i64 = form.grant.trim().parse().map_err(|_| AppError::NotFound)?;
-    let (tenant, patient) = guarantors::grant_subject(&state.db, grant, false)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let Some((tenant, patient)) = guarantors::grant_subject(&state.db, grant, false).await? else {
+        let actor = actor_id(&who.id);
+        return Err(unseen(&state, &ctx, actor, "grant.not_found", &grant.to_string()).await);
+    };
     let grant_ref = grant.to_string();
     let mut tx = may_manage(
         &state,
@@ -187,9 +189,10 @@ pub async fn revoke_invitation(
     CsrfForm(form): CsrfForm<RevokeInvitationForm>,
 ) -> Result<Response> {
     let id = InvitationId::parse(&form.invitation).ok_or(AppError::NotFound)?;
-    let inv = guarantors::find(&state.db, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let Some(inv) = guarantors::find(&state.db, &id).await? else {
+        let actor = actor_id(&who.id);
+        return Err(unseen(&state, &ctx, actor, "invitation.not_found", id.as_str()).await);
+    };
     let mut tx = may_manage(
         &state,
         &ctx,

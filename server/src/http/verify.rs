@@ -5,7 +5,7 @@ use super::error::Result;
 use super::extract::{CsrfForm, LinkArrival, LinkVisitor};
 use super::patient::{link_actor, meta, practice_of};
 use super::session::{AfterZip, Flash, LinkVisit, Sess, Stage};
-use super::{see_other, tr, AppState, RequestContext, Routes};
+use super::{see_other, switch, tr, AppState, RequestContext, Routes};
 use crate::audit::{self, Outcome};
 use crate::billing::{self, Answers};
 use crate::ids::{PatientId, TenantId};
@@ -13,7 +13,7 @@ use crate::links::{self, Attempt, Claim, LinkState, PayLink, Subject};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use patriotpay_app::forms::{DobForm, ZipForm};
+use patriotpay_app::forms::{DobForm, Empty, ZipForm};
 use patriotpay_app::pages;
 use patriotpay_app::urls::{Url, ANY};
 use patriotpay_app::vm::*;
@@ -22,6 +22,7 @@ use patriotpay_app::vm::*;
 pub fn router(state: &AppState) -> Routes {
     Routes::new(state)
         .page(Url::PayLink(ANY), open_link)
+        .form(Url::PayLink(ANY), open_link_confirmed)
         .page(Url::Verify, verify_form)
         .form(Url::Verify, verify_submit)
         .page(Url::VerifyZip, zip_form)
@@ -51,15 +52,39 @@ async fn audit_link(
     Ok(())
 }
 
-/// Swaps the token in the link for a fresh session and redirects to a URL without it.
+/// Swaps the token in the link for a fresh session and redirects to a URL without it; a
+/// signed-in browser is asked first (`switch`).
 pub async fn open_link(
     State(state): State<AppState>,
     ctx: RequestContext,
     session: Sess,
     Path(token): Path<String>,
 ) -> Result<Response> {
+    if let Some(ask) = switch::ask_before_replacing(&session, Url::PayLink(&token), false).await? {
+        return Ok(ask);
+    }
+    take_link(&state, &ctx, &session, &token).await
+}
+
+/// "Sign out and open this link", from the page `open_link` showed a signed-in browser.
+pub async fn open_link_confirmed(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    session: Sess,
+    Path(token): Path<String>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response> {
+    take_link(&state, &ctx, &session, &token).await
+}
+
+async fn take_link(
+    state: &AppState,
+    ctx: &RequestContext,
+    session: &Sess,
+    token: &str,
+) -> Result<Response> {
     session.restart(ctx.now).await?;
-    let link = links::find_by_token(&state.db, &token).await?;
+    let link = links::find_by_token(&state.db, token).await?;
     session
         .update(|d| {
             d.link = Some(LinkVisit {
@@ -78,7 +103,7 @@ pub async fn open_link(
         } else {
             Outcome::Denied
         };
-        audit_link(&state, &ctx, &link, "paylink.open", outcome).await?;
+        audit_link(state, ctx, &link, "paylink.open", outcome).await?;
     }
     Ok(see_other(Url::Verify))
 }

@@ -1,17 +1,65 @@
-//! A canary patient run through every flow: its PHI must never appear in logs, URLs, redirects,
-//! error pages, the processor's page, or the database at rest (SQLite file bytes; every
-//! PostgreSQL column).
+//! A canary patient run through every flow (pay link, account, invitation, household, staff
+//! search and break-glass): its PHI must never appear in logs, URLs, redirects, error pages,
+//! alerts, the processor's page, or the database at rest (SQLite file bytes; every PostgreSQL
+//! column).
 
 use crate::common::{
     answer_invitation, csrf_in, dump_database, invite_link_in, location, pay_statements,
-    post_webhook, submit_account_form, Backend, Browser, TestApp,
+    post_webhook, signed_in_staff, submit_account_form, Backend, Browser, TestApp,
 };
+use patriotpay::access::Role;
 use patriotpay::billing::{NewLine, NewPatient, NewStatement};
 use patriotpay::money::Money;
 use patriotpay::phi::Phi;
 use std::sync::{Arc, Mutex, OnceLock};
 
 both_backends!(canary_never_leaks);
+
+/// The operator's commands, run as the real binary (debug logging) over a data directory that
+/// holds the canary: nothing they print names it.
+#[tokio::test]
+async fn the_cli_never_prints_the_canary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let cfg = patriotpay::config::Config::for_data_dir(dir.path().to_path_buf());
+        let (db, crypto) = patriotpay::open_storage(&cfg).await.expect("storage");
+        let tenant = patriotpay::demo::ensure(&db, &crypto).await.expect("demo");
+        import_canary(&db, &crypto, &tenant).await;
+        db.pool().close().await;
+    }
+    let runs: &[&[&str]] = &[
+        &[
+            "users",
+            "add",
+            "--email",
+            "canary.ops@example.org",
+            "--role",
+            "platform-admin",
+        ],
+        &["users", "list"],
+        &["keys", "reencrypt"],
+        &["demo-link", "--patient", "1"],
+    ];
+    for args in runs {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_patriotpay"))
+            .args(*args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PATRIOTPAY_DATA_DIR", dir.path())
+            .env("RUST_LOG", "debug")
+            .output()
+            .expect("run patriotpay");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        assert_clean(
+            &format!("stdout of {args:?}"),
+            &String::from_utf8_lossy(&out.stdout),
+        );
+        assert_clean(
+            &format!("stderr of {args:?}"),
+            &String::from_utf8_lossy(&out.stderr),
+        );
+    }
+}
 
 const FIRST: &str = "Zebulonette";
 const LAST: &str = "Canarywick";
@@ -43,7 +91,7 @@ const NEEDLES: &[&str] = &[
 ];
 
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -58,7 +106,7 @@ impl std::io::Write for Captured {
 /// Every log line of this test binary, at debug level, from every crate: from the canary's first
 /// step on, that includes the other integration tests running beside it, which only adds lines to
 /// check (none of them uses the canary's values).
-fn logs() -> &'static Captured {
+pub(crate) fn logs() -> &'static Captured {
     static LOGS: OnceLock<Captured> = OnceLock::new();
     LOGS.get_or_init(|| {
         let c = Captured::default();
@@ -74,7 +122,7 @@ fn logs() -> &'static Captured {
 
 /// Whether `hay` holds `needle`. All-digit needles (the ZIP) must stand alone: hex ids and
 /// request ids contain short digit runs by chance, which are not leaks.
-fn holds(hay: &[u8], needle: &str) -> bool {
+pub(crate) fn holds(hay: &[u8], needle: &str) -> bool {
     let n = needle.as_bytes();
     let numeric = n.iter().all(u8::is_ascii_digit);
     hay.windows(n.len()).enumerate().any(|(i, w)| {
@@ -96,6 +144,13 @@ fn assert_clean(what: &str, text: &str) {
             !holds(text.as_bytes(), n),
             "{what} contains canary value {n:?}"
         );
+    }
+}
+
+impl Captured {
+    /// Everything logged so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("logs")).into_owned()
     }
 }
 
@@ -136,16 +191,16 @@ impl Seen {
     }
 }
 
-async fn canary_never_leaks(backend: Backend) {
-    let logs = logs();
-    let app = TestApp::start(backend).await;
-    let (db, crypto) = (app.db().clone(), app.state().crypto.clone());
-    let tenant = app.tenant.clone();
-    // Through the real import path.
+/// The canary patient and one statement, through the real import path.
+async fn import_canary(
+    db: &patriotpay::db::Db,
+    crypto: &patriotpay::crypto::FieldCrypto,
+    tenant: &patriotpay::ids::TenantId,
+) -> (patriotpay::ids::PatientId, patriotpay::ids::StatementId) {
     let patient = patriotpay::billing::import_patient(
-        &db,
-        &crypto,
-        &tenant,
+        db,
+        crypto,
+        tenant,
         &NewPatient {
             first_name: Phi::new(FIRST.into()),
             last_name: Phi::new(LAST.into()),
@@ -158,9 +213,9 @@ async fn canary_never_leaks(backend: Backend) {
     .await
     .expect("import patient");
     let statement = patriotpay::billing::import_statement(
-        &db,
-        &crypto,
-        &tenant,
+        db,
+        crypto,
+        tenant,
         &patient,
         &NewStatement {
             statement_date: "2026-11-01".into(),
@@ -178,6 +233,15 @@ async fn canary_never_leaks(backend: Backend) {
     )
     .await
     .expect("import statement");
+    (patient, statement)
+}
+
+async fn canary_never_leaks(backend: Backend) {
+    let logs = logs();
+    let app = TestApp::start(backend).await;
+    let (db, crypto) = (app.db().clone(), app.state().crypto.clone());
+    let tenant = app.tenant.clone();
+    let (patient, statement) = import_canary(&db, &crypto, &tenant).await;
     let (_, token) = patriotpay::links::create(
         &db,
         &tenant,
@@ -340,6 +404,57 @@ async fn canary_never_leaks(backend: Backend) {
     seen.check(
         "POST /signout",
         b.post("/signout", &[("csrf", &csrf)]).await,
+        false,
+    )
+    .await;
+
+    // Staff: a support agent signs in and finds the canary by last name and date of birth,
+    // then by account number; a security officer grants themself emergency access with a
+    // reason naming the canary (free text about a patient, as staff write it).
+    let agent = signed_in_staff(&app, "canary.agent@example.org", Role::SupportAgent).await;
+    for (last, dob, account) in [(LAST, DOB, ""), ("", "", ACCOUNT)] {
+        let csrf = agent.csrf("/staff").await;
+        let r = agent
+            .post(
+                "/staff/search",
+                &[
+                    ("csrf", &csrf),
+                    ("last_name", last),
+                    ("dob", dob),
+                    ("account", account),
+                ],
+            )
+            .await;
+        let (status, _, found) = seen.check("POST /staff/search", r, true).await;
+        assert_eq!(status, reqwest::StatusCode::OK);
+        assert!(found.contains(LAST), "the agent finds the canary");
+    }
+    let officer = signed_in_staff(&app, "canary.officer@example.org", Role::SecurityOfficer).await;
+    let csrf = officer.csrf("/staff").await;
+    let reason = format!("{FIRST} {LAST} ({DOB}) called about account {ACCOUNT}");
+    let r = officer
+        .post(
+            "/staff/break-glass",
+            &[
+                ("csrf", &csrf),
+                ("practice", tenant.as_str()),
+                ("role", "support-agent"),
+                ("minutes", "30"),
+                ("reason", &reason),
+            ],
+        )
+        .await;
+    let (status, _, _) = seen.check("POST /staff/break-glass", r, false).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "emergency access granted");
+    let alerts: Vec<String> = sqlx::query_scalar("SELECT detail FROM alerts")
+        .fetch_all(db.pool())
+        .await
+        .expect("alerts");
+    assert_clean("alerts", &alerts.join("\n"));
+    let csrf = agent.csrf("/staff").await;
+    seen.check(
+        "POST /staff/signout",
+        agent.post("/staff/signout", &[("csrf", &csrf)]).await,
         false,
     )
     .await;

@@ -119,6 +119,15 @@ fn has_jwt(s: &str) -> bool {
     })
 }
 
+/// No JWT and none of `needles` in `logs`.
+fn no_secrets_logged(logs: &str, needles: &[&str]) {
+    assert!(!logs.is_empty(), "logs were captured");
+    assert!(!has_jwt(logs), "a token was logged");
+    for n in needles {
+        assert!(!crate::canary::holds(logs.as_bytes(), n), "logs hold {n:?}");
+    }
+}
+
 #[test]
 fn jwt_shape_detector() {
     assert!(has_jwt("x eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.sig"));
@@ -147,6 +156,7 @@ async fn search_text(b: &Browser) -> (StatusCode, String) {
 #[tokio::test]
 #[ignore = "needs moto: see .ci/run"]
 async fn cognito_sign_in_mfa_refresh_and_reset() {
+    let logs = crate::canary::logs();
     let url = moto_url();
     let p = pool(&url).await;
     let app = app(&url, &p, Backend::Sqlite).await;
@@ -439,6 +449,9 @@ async fn cognito_sign_in_mfa_refresh_and_reset() {
             .await,
         1
     );
+    // The canary's rule for the Cognito flows: no token, password or account email in any log
+    // line written while they ran.
+    no_secrets_logged(&logs.text(), &[email, "Perm#Pass12345"]);
     app.finish().await;
 }
 
@@ -448,6 +461,7 @@ async fn cognito_sign_in_mfa_refresh_and_reset() {
 #[tokio::test]
 #[ignore = "needs moto: see .ci/run"]
 async fn cognito_patient_sign_up_confirm_and_sign_in() {
+    let logs = crate::canary::logs();
     let url = moto_url();
     let p = pool(&url).await;
     let app = app(&url, &p, Backend::Sqlite).await;
@@ -597,7 +611,7 @@ async fn cognito_patient_sign_up_confirm_and_sign_in() {
             ],
         )
         .await;
-    assert_eq!(location(&res), "/account");
+    assert_eq!(location(&res), "/signin", "signing in takes the email");
     let after = Browser::new(&app);
     let csrf = after.csrf("/signin").await;
     let res = after
@@ -620,5 +634,11 @@ async fn cognito_patient_sign_up_confirm_and_sign_in() {
         "a member's Cognito user is refused at staff sign-in"
     );
     assert_eq!(location(&s.get("/staff").await), "/staff/login");
+    // The canary's rule for the Cognito flows: no token, password, account email or the
+    // patient's details in any log line written while they ran.
+    no_secrets_logged(
+        &logs.text(),
+        &[email, password, newer, "Quintero", "1984-03-14", "60614"],
+    );
     app.finish().await;
 }

@@ -657,9 +657,21 @@ pub fn token_of(url: &str) -> String {
     url.rsplit("/g/").next().expect("token").to_owned()
 }
 
-/// Opens an invitation link: the token is swapped for a session and a token-free redirect.
+/// Opens an invitation link: the token is swapped for a session and a token-free redirect. A
+/// browser signed in to an account is asked first and continues with that account.
 pub async fn open_invitation(b: &Browser, url: &str) {
-    let r = b.get(url).await;
+    let mut r = b.get(url).await;
+    if r.status() == StatusCode::OK {
+        let page = r.text().await.expect("body");
+        assert!(
+            page.contains("name=\"keep\""),
+            "only a member is asked: {page}"
+        );
+        let path = format!("/g/{}", token_of(url));
+        r = b
+            .post(&path, &[("csrf", &csrf_in(&page)), ("keep", "1")])
+            .await;
+    }
     assert_eq!(r.status(), SEE_OTHER, "opening an invitation redirects");
     assert_eq!(
         location(&r),

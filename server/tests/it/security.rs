@@ -1,8 +1,9 @@
 //! Fixes from the security review (issue 9), each with the test that failed before it.
 
 use crate::common::{
-    csrf_in, guarantor_of_4, guarantor_of_4_and_5, location, pay_five_dollars_by_link,
-    pay_statements, post_event, text, Backend, Browser, TestApp, WEBHOOK_SECRET,
+    accept_onto_existing, answers, csrf_in, guarantor_of_4, guarantor_of_4_and_5, invitation_for,
+    location, member_sign_in, patient_account, pay_five_dollars_by_link, pay_statements,
+    post_event, signed_in_staff, t, text, Backend, Browser, TestApp, PASSWORD, WEBHOOK_SECRET,
 };
 use patriotpay::access::Role;
 use patriotpay_app::urls::Url;
@@ -15,6 +16,12 @@ both_backends!(
     a_guarantor_does_not_see_the_patients_card_on_a_receipt,
     staff_and_member_sessions_end_after_twelve_hours,
     a_paid_checkout_we_do_not_know_raises_an_alert,
+    a_pay_link_hides_confidential_lines_and_their_dates,
+    a_pay_link_cannot_reset_an_account_that_looks_after_others,
+    a_plain_get_never_ends_or_swaps_a_signed_in_session,
+    a_member_opening_an_invitation_may_continue_as_themself,
+    anonymous_form_pages_leave_records_that_live_minutes,
+    ids_of_others_are_refused_and_audited,
 );
 
 async fn member_sign_out_is_audited(backend: Backend) {
@@ -221,6 +228,307 @@ async fn a_paid_checkout_we_do_not_know_raises_an_alert(backend: Backend) {
     assert_eq!(
         app.count("SELECT COUNT(*) FROM alerts WHERE kind = 'payment-unknown-checkout'")
             .await,
+        1
+    );
+    app.finish().await;
+}
+
+/// A practice marked a minor's visit confidential; the text goes to the phone on file, usually
+/// a parent's. Whoever holds the link and passes both questions sees the line's amounts, never
+/// its description or its date of service.
+async fn a_pay_link_hides_confidential_lines_and_their_dates(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let b = app.verified_visitor(4).await;
+    let page = text(&b.page(&Url::Statement.path()).await);
+    assert!(
+        page.contains("Well-child visit"),
+        "ordinary line shown: {page}"
+    );
+    assert!(
+        !page.contains("Behavioral health screening"),
+        "confidential line's description hidden: {page}"
+    );
+    assert_eq!(
+        page.matches("Oct 12, 2026").count(),
+        1,
+        "only the ordinary line's date of service: {page}"
+    );
+    assert!(page.contains("$40.00"), "the hidden line keeps its amounts");
+    assert!(page.contains(&t("statement-hidden-note")));
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'statement.amounts.view' \
+             AND outcome = 'success'"
+        )
+        .await,
+        1,
+        "the view is audited as amounts only"
+    );
+    // A statement without a confidential line is itemised in full, as before.
+    let b = app.verified_visitor(3).await;
+    let page = text(&b.page(&Url::Statement.path()).await);
+    assert!(page.contains("Sick visit") && page.contains("Oct 28, 2026"));
+    assert!(!page.contains(&t("statement-hidden-note")));
+    app.finish().await;
+}
+
+/// The attack as it was run: patient 1's account also guarantees patient 4. A second browser
+/// opens a fresh link for patient 1, gives the date of birth and ZIP and asks for a new
+/// password: refused (403) with no email shown, the owner stays signed in with the old
+/// password, an alert is raised, and nothing of patient 4 opens.
+async fn a_pay_link_cannot_reset_an_account_that_looks_after_others(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let email = "avery@example.org";
+    let owner = patient_account(&app, 1, email).await;
+    let g = Browser::new(&app);
+    let (m, d, y, zip) = answers(4);
+    accept_onto_existing(
+        &g,
+        &invitation_for(&app, 4).await,
+        (&m, &d, &y, &zip),
+        email,
+    )
+    .await;
+
+    let attacker = Browser::new(&app);
+    attacker.open_link(&app.link(1).await).await;
+    let (m, d, y, zip) = answers(1);
+    let _ = attacker.submit_dob(&m, &d, &y).await;
+    assert_eq!(
+        location(&attacker.submit_zip(&zip).await),
+        Url::Statement.path()
+    );
+    let r = attacker.get(&Url::AccountResetPassword.path()).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let page = r.text().await.expect("body");
+    assert!(
+        text(&page).contains("can't be changed from a payment link"),
+        "says why: {page}"
+    );
+    assert!(
+        !page.contains("avery") && !page.contains("example.org"),
+        "no email, not even masked"
+    );
+    let csrf = csrf_in(&attacker.page(&Url::Statement.path()).await);
+    let r = attacker
+        .post(
+            &Url::AccountResetPassword.path(),
+            &[
+                ("csrf", &csrf),
+                ("password", "an attacker's passphrase"),
+                ("password_confirm", "an attacker's passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        owner.get(&Url::Account.path()).await.status(),
+        StatusCode::OK,
+        "the owner's session did not end"
+    );
+    assert_eq!(
+        location(&attacker.get(&Url::Account.path()).await),
+        Url::SignIn.path(),
+        "the attacker is signed in to nothing"
+    );
+    let s4 = app.statement_of(4).await;
+    assert_eq!(
+        location(
+            &attacker
+                .get(&Url::AccountStatement(s4.as_str()).path())
+                .await
+        ),
+        Url::SignIn.path()
+    );
+    assert_eq!(
+        location(&member_sign_in(&Browser::new(&app), email, PASSWORD).await),
+        Url::Account.path(),
+        "the password is unchanged"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM alerts WHERE kind = 'account.recovery.refused'")
+            .await,
+        2,
+        "the page and the post each raised an alert"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'account.reset.refused' \
+             AND outcome = 'denied'"
+        )
+        .await,
+        2
+    );
+    let alerts: Vec<String> = sqlx::query_scalar("SELECT detail FROM alerts")
+        .fetch_all(app.db().pool())
+        .await
+        .expect("alerts");
+    assert!(
+        alerts.iter().all(|a| !a.contains("avery")),
+        "no email in alerts"
+    );
+    app.finish().await;
+}
+
+/// `/p/<junk>`, `/g/<token>` and `/staff/enrol/<token>` once replaced whatever session the
+/// browser had on a plain GET: any site could sign a staff member out, or drop them into an
+/// attacker's own enrolment. Now a signed-in browser gets a page that asks; only its POST (with
+/// the session's CSRF token) signs out and opens the link.
+async fn a_plain_get_never_ends_or_swaps_a_signed_in_session(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let staff = signed_in_staff(&app, "agent@example.org", Role::SupportAgent).await;
+    let staff_home = Url::Staff.path();
+    let junk = "/p/not-a-real-token";
+    for path in [
+        junk.to_owned(),
+        app.link(1).await.replace(&app.url, ""),
+        invitation_for(&app, 4).await.replace(&app.url, ""),
+        "/staff/enrol/attackers-own-token".to_owned(),
+    ] {
+        let r = staff.get(&path).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}: a page, not a redirect");
+        let page = text(&r.text().await.expect("body"));
+        assert!(page.contains(&t("switch-body-staff")), "{path}: {page}");
+        assert!(
+            !page.contains("name=\"keep\""),
+            "staff cannot continue: {page}"
+        );
+        assert_eq!(
+            staff.get(&staff_home).await.status(),
+            StatusCode::OK,
+            "{path}: still signed in"
+        );
+    }
+    // Without the session's token (another site's form) the POST is refused.
+    let r = staff.post(junk, &[("csrf", "forged")]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(staff.get(&staff_home).await.status(), StatusCode::OK);
+    // The page's own button signs out and opens the link.
+    let csrf = csrf_in(&staff.page(junk).await);
+    let r = staff.post(junk, &[("csrf", &csrf)]).await;
+    assert_eq!(location(&r), Url::Verify.path());
+    assert_ne!(
+        staff.get(&staff_home).await.status(),
+        StatusCode::OK,
+        "signed out by choice"
+    );
+    // A member is asked too on a pay link, with no "continue" there.
+    let (member, _) = app.signed_in_member(1, "member@example.org").await;
+    let page = member.page(junk).await;
+    assert!(text(&page).contains(&t("switch-body-member")), "{page}");
+    assert!(!page.contains("name=\"keep\""));
+    assert_eq!(
+        member.get(&Url::Account.path()).await.status(),
+        StatusCode::OK
+    );
+    // Nobody signed in: the link is opened at once, as before.
+    let b = Browser::new(&app);
+    assert_eq!(location(&b.get(junk).await), Url::Verify.path());
+    app.finish().await;
+}
+
+/// A guarantor signed in opens a second invitation: "continue" keeps the account signed in and
+/// the invitation joins the session; the verify page follows.
+async fn a_member_opening_an_invitation_may_continue_as_themself(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let g = guarantor_of_4(&app, "guardian@example.org").await;
+    let url = invitation_for(&app, 5).await;
+    let path = url.replace(&app.url, "");
+    let page = g.page(&path).await;
+    assert!(text(&page).contains(&t("switch-body-continue")), "{page}");
+    let r = g
+        .post(&path, &[("csrf", &csrf_in(&page)), ("keep", "1")])
+        .await;
+    assert_eq!(location(&r), Url::GuarantorVerify.path());
+    assert_eq!(
+        g.get(&Url::Account.path()).await.status(),
+        StatusCode::OK,
+        "still signed in"
+    );
+    let (m, d, y, zip) = answers(5);
+    let csrf = g.csrf(&Url::GuarantorVerify.path()).await;
+    let r = g
+        .post(
+            &Url::GuarantorVerify.path(),
+            &[
+                ("csrf", &csrf),
+                ("dob_month", &m),
+                ("dob_day", &d),
+                ("dob_year", &y),
+                ("zip", &zip),
+            ],
+        )
+        .await;
+    assert_eq!(location(&r), Url::GuarantorAccept.path());
+    app.finish().await;
+}
+
+/// Every anonymous GET of a form page made a session record that lived as long as a patient's.
+/// Now such a record (a CSRF token, nothing else) expires within minutes; a started session
+/// gets the usual lifetime.
+async fn anonymous_form_pages_leave_records_that_live_minutes(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let expiries = || async {
+        sqlx::query_scalar::<_, i64>("SELECT expiry_date FROM sessions ORDER BY expiry_date")
+            .fetch_all(app.db().pool())
+            .await
+            .expect("sessions")
+    };
+    let b = Browser::new(&app);
+    let _ = b.page(&Url::SignIn.path()).await;
+    let _ = b.page(&Url::SignIn.path()).await;
+    let _ = Browser::new(&app).page(&Url::StaffLogin.path()).await;
+    let wall = time::OffsetDateTime::now_utc().unix_timestamp();
+    let anonymous = expiries().await;
+    assert_eq!(anonymous.len(), 2, "one record per anonymous visitor");
+    let limit = patriotpay::http::session::ANONYMOUS_IDLE_MINUTES * 60;
+    for e in &anonymous {
+        assert!(
+            *e <= wall + limit,
+            "anonymous record lives minutes: {e} vs {wall}"
+        );
+    }
+    let v = Browser::new(&app);
+    v.open_link(&app.link(1).await).await;
+    let started = *expiries().await.last().expect("a started session");
+    assert!(
+        started > wall + limit,
+        "a started session keeps the patient idle timeout"
+    );
+    app.finish().await;
+}
+
+/// A 404 for an id the caller may not see (someone else's, or none at all) is recorded as a
+/// denied event, so walking through ids shows in the audit log.
+async fn ids_of_others_are_refused_and_audited(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (member, user) = app.signed_in_member(1, "walker@example.org").await;
+    let other = app.statement_of(2).await;
+    for path in [
+        Url::AccountStatement(other.as_str()).path(),
+        Url::AccountStatement("stm_00000000000000000000000000000000").path(),
+    ] {
+        assert_eq!(member.get(&path).await.status(), StatusCode::NOT_FOUND);
+    }
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'statement.not_found' \
+             AND outcome = 'denied' AND actor = 'user:{user}'"
+        ))
+        .await,
+        2
+    );
+    let visitor = app.verified_visitor(1).await;
+    let r = visitor
+        .get(&Url::Receipt("pay_00000000000000000000000000000000").path())
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'receipt.not_found' \
+             AND outcome = 'denied' AND actor LIKE 'link:%'"
+        )
+        .await,
         1
     );
     app.finish().await;

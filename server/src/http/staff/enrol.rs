@@ -8,26 +8,46 @@ use crate::crypto::token_hash;
 use crate::http::error::{AppError, Result};
 use crate::http::extract::CsrfForm;
 use crate::http::session::Sess;
-use crate::http::{see_other, tr, AppState, RequestContext};
+use crate::http::{see_other, switch, tr, AppState, RequestContext};
 use crate::ids::UserId;
 use crate::phi::Phi;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use patriotpay_app::forms::EnrolForm;
+use patriotpay_app::forms::{Empty, EnrolForm};
 use patriotpay_app::staff as pages;
 use patriotpay_app::vm::{FieldError, StaffEnrolVm, StaffRecoveryVm};
 use patriotpay_app::Url;
 
-/// Swaps the enrolment token in the link for a session, like a pay link.
+/// Swaps the enrolment token in the link for a session, like a pay link; a signed-in browser
+/// is asked first (`switch`), so no other site can drop a staff member into its own enrolment.
 pub async fn open_enrolment(
     ctx: RequestContext,
     session: Sess,
     Path(token): Path<String>,
 ) -> Result<Response> {
+    if let Some(ask) =
+        switch::ask_before_replacing(&session, Url::StaffEnrolLink(&token), false).await?
+    {
+        return Ok(ask);
+    }
+    take_enrolment(&ctx, &session, &token).await
+}
+
+/// "Sign out and open this link", from the page `open_enrolment` showed a signed-in browser.
+pub async fn open_enrolment_confirmed(
+    ctx: RequestContext,
+    session: Sess,
+    Path(token): Path<String>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response> {
+    take_enrolment(&ctx, &session, &token).await
+}
+
+async fn take_enrolment(ctx: &RequestContext, session: &Sess, token: &str) -> Result<Response> {
     session.restart(ctx.now).await?;
     session
-        .update(|d| d.enrol_token_hash = Some(hex::encode(token_hash(&token))))
+        .update(|d| d.enrol_token_hash = Some(hex::encode(token_hash(token))))
         .await?;
     Ok(see_other(Url::StaffEnrol))
 }

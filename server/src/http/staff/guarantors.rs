@@ -7,6 +7,7 @@ use crate::access::{Action, Resource};
 use crate::guarantors;
 use crate::http::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, StaffSession, StaffWith};
+use crate::http::member::unseen;
 use crate::http::session::Sess;
 use crate::http::{tr, AppState, RequestContext};
 use crate::ids::{PatientId, TenantId};
@@ -36,9 +37,10 @@ pub async fn invite(
     CsrfForm(form): CsrfForm<InviteForm>,
 ) -> Result<Response> {
     let patient = PatientId::parse(&form.patient).ok_or(AppError::NotFound)?;
-    let tenant = practice_of(&state, &patient)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let Some(tenant) = practice_of(&state, &patient).await? else {
+        let actor = actor_id(&account.id);
+        return Err(unseen(&state, &ctx, actor, "patient.not_found", patient.as_str()).await);
+    };
     let on = Resource {
         tenant: &tenant,
         patient: Some(&patient),
@@ -81,9 +83,10 @@ pub async fn revoke(
     CsrfForm(form): CsrfForm<RevokeGrantForm>,
 ) -> Result<Response> {
     let grant: i64 = form.grant.trim().parse().map_err(|_| AppError::NotFound)?;
-    let (tenant, patient) = guarantors::grant_subject(&state.db, grant, true)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let Some((tenant, patient)) = guarantors::grant_subject(&state.db, grant, true).await? else {
+        let actor = actor_id(&account.id);
+        return Err(unseen(&state, &ctx, actor, "grant.not_found", &grant.to_string()).await);
+    };
     let on = Resource {
         tenant: &tenant,
         patient: Some(&patient),

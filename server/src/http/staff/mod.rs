@@ -14,6 +14,7 @@ use super::{tr, AppState, RequestContext, Routes};
 use crate::access::{self, Action, Permit, Refused, Resource, Role};
 use crate::accounts::Account;
 use crate::audit::{self, Outcome};
+pub(super) use crate::http::member::actor_id;
 use crate::ids::UserId;
 use patriotpay_app::urls::{Url, ANY};
 use patriotpay_app::vm::PageMeta;
@@ -35,6 +36,7 @@ pub fn router(state: &AppState) -> Routes {
         .form(Url::StaffSignOut, signin::signout)
         .form(Url::StaffSignOutEverywhere, signin::signout_everywhere)
         .page(Url::StaffEnrolLink(ANY), enrol::open_enrolment)
+        .form(Url::StaffEnrolLink(ANY), enrol::open_enrolment_confirmed)
         .page(Url::StaffEnrol, enrol::enrol_form)
         .form(Url::StaffEnrol, enrol::enrol_submit)
         .phi_form(Url::StaffSearch, search::search)
@@ -48,11 +50,6 @@ pub fn router(state: &AppState) -> Routes {
 /// Staff pages name no practice in the header and carry no sign-out form there.
 fn meta() -> PageMeta {
     PageMeta::default()
-}
-
-/// The audit actor id of a staff member.
-fn actor_id(user: &UserId) -> String {
-    format!("user:{user}")
 }
 
 /// "Practice admin", "Support agent"… as the catalog words them.

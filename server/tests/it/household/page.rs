@@ -49,7 +49,11 @@ async fn guarantor_sees_amounts_but_not_clinical_detail(backend: Backend) {
         !st5.contains("Urgent care visit"),
         "adult dependant: description hidden"
     );
-    assert!(st5.contains(&t("account-hidden-detail")) && st5.contains(&t("account-hidden-note")));
+    assert!(st5.contains(&t("statement-hidden-detail")) && st5.contains(&t("account-hidden-note")));
+    assert!(
+        !st5.contains("Oct 20, 2026"),
+        "adult dependant: no date of service either (the date alone can disclose a visit)"
+    );
     // Patient 4 is a minor: descriptions shown except the confidential line.
     let st4 = text(&g.page(&format!("/account/statements/{s4}")).await);
     assert!(
@@ -61,8 +65,13 @@ async fn guarantor_sees_amounts_but_not_clinical_detail(backend: Backend) {
         "minor: confidential line hidden"
     );
     assert!(
-        st4.contains("$40.00") && st4.contains(&t("account-hidden-detail")),
+        st4.contains("$40.00") && st4.contains(&t("statement-hidden-detail")),
         "the confidential line keeps its amounts"
+    );
+    assert_eq!(
+        st4.matches("Oct 12, 2026").count(),
+        1,
+        "the ordinary line's date only, not the confidential line's: {st4}"
     );
     assert_eq!(
         app.count("SELECT COUNT(*) FROM audit_events WHERE action = 'statement.amounts.view'")
