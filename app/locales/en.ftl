@@ -144,6 +144,7 @@ staff-reset-failed = That code was not accepted, or the password does not meet t
 staff-reset-done = Your password was changed. Sign in with it.
 staff-login-failed = That email and password did not match an active account.
 staff-throttled = Too many attempts. Try again in { $minutes } minutes.
+staff-throttled-minute = Too many attempts. Try again in a minute.
 staff-mfa-title = Enter your authentication code
 staff-mfa-lead = Open your authenticator app and enter the 6-digit code for PatriotPay, or one of your recovery codes.
 staff-code = Authentication code

@@ -1,4 +1,5 @@
-//! Alerts for people to act on (emergency access used, a paid event that could not be booked):
+//! Alerts for people to act on (emergency access used, a paid event that could not be booked,
+//! a practice's identity-check failure budget spent):
 //! recorded, logged loudly, and posted to an optional webhook. Details name accounts,
 //! practices, processor ids and reasons, never patients.
 

@@ -274,6 +274,15 @@ pub struct Config {
         global = true
     )]
     pub trust_forwarded_for: bool,
+    /// Failed identity answers (date of birth, ZIP) about one practice's patients in an hour
+    /// above which an alert is raised, once per practice per hour. Checks are not refused.
+    #[arg(
+        long,
+        env = "PATRIOTPAY_IDENTITY_FAILURE_BUDGET",
+        default_value_t = crate::links::DEFAULT_PRACTICE_FAILURE_BUDGET_PER_HOUR,
+        global = true
+    )]
+    pub identity_failure_budget: u32,
     /// Acknowledges running with the local master key file behind a public `https://` URL (the
     /// key then sits beside the data it protects). Must be exactly
     /// `i-understand-the-key-is-beside-the-data`; use a KMS key provider instead.
@@ -362,6 +371,7 @@ impl Config {
             cognito_endpoint_url: None,
             link_ttl_days: 30,
             trust_forwarded_for: false,
+            identity_failure_budget: crate::links::DEFAULT_PRACTICE_FAILURE_BUDGET_PER_HOUR,
             local_key_in_production: None,
             alert_webhook_url: None,
             log: "info".into(),

@@ -17,6 +17,7 @@ pub mod http;
 pub mod identity;
 pub mod ids;
 pub mod keys;
+pub mod limits;
 pub mod links;
 pub mod money;
 pub mod payments;
@@ -146,6 +147,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         public_url: public_url.clone(),
         trust_forwarded_for: cfg.trust_forwarded_for,
         link_ttl_days: cfg.link_ttl_days,
+        identity_failure_budget: cfg.identity_failure_budget,
         clock: Arc::new(clock::Clock::default()),
         alerts: alerts::AlertSink {
             webhook_url: cfg.alert_webhook_url.clone(),

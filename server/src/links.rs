@@ -1,5 +1,6 @@
 //! Pay links and the identity check behind them: tokens stored as hashes, expiry, revocation,
-//! lockout after failed answers, and limits per address and per patient.
+//! lockout after failed answers, limits per address (IPv6 by /64) and per patient, and the
+//! hourly failure budget per practice that raises an alert when spent.
 
 use crate::crypto::{random_token, token_hash};
 use crate::db::Db;
@@ -226,6 +227,9 @@ pub async fn claim(
     address: &str,
     now: i64,
 ) -> Result<Claim, sqlx::Error> {
+    // Counted per /64 for IPv6 (one subscriber's block), per address for IPv4.
+    let address = crate::limits::address_key(address);
+    let address = address.as_str();
     let mut tx = db.begin_write().await?;
     if let Some(sub) = subject {
         // The row lock (PostgreSQL) or the write lock (SQLite) orders concurrent claims; at
@@ -244,8 +248,10 @@ pub async fn claim(
             return Ok(Claim::Locked);
         }
     }
+    // The practice is the patient's, for its hourly failure budget.
     let attempt: i64 = sqlx::query_scalar(
-        "INSERT INTO verify_failures (at, address, patient_id) VALUES ($1, $2, $3) RETURNING id",
+        "INSERT INTO verify_failures (at, address, patient_id, tenant_id)
+         VALUES ($1, $2, $3, (SELECT tenant_id FROM patients WHERE id = $3)) RETURNING id",
     )
     .bind(now)
     .bind(address)
@@ -326,11 +332,73 @@ async fn settle(
     Ok(locked)
 }
 
+/// Failed identity answers about one practice's patients in an hour (any link, invitation or
+/// address) above which `spend_practice_budget` raises an alert: the default of
+/// `PATRIOTPAY_IDENTITY_FAILURE_BUDGET`.
+pub const DEFAULT_PRACTICE_FAILURE_BUDGET_PER_HOUR: u32 = 50;
+
+/// The alert kind raised when a practice's hourly failure budget is spent.
+pub const BUDGET_ALERT: &str = "identity.failure-budget";
+
+/// After a wrong identity answer about `tenant`'s patient: when the practice's failures in the
+/// last hour pass `budget`, raises an alert, once per practice per clock hour. Returns whether
+/// this call raised it.
+///
+/// Checks are not refused when the budget is spent: that would let anyone who can guess a few
+/// links deny every patient of the practice their statement. The guesses themselves stay
+/// bounded by the per-link lock and the per-address and per-patient limits; the alert tells
+/// people that someone is spreading guesses over many of them.
+pub async fn spend_practice_budget(
+    db: &Db,
+    alerts: &crate::alerts::AlertSink,
+    tenant: &TenantId,
+    budget: u32,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let failures: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM verify_failures WHERE tenant_id = $1 AND at > $2")
+            .bind(tenant.as_str())
+            .bind(now - 3600)
+            .fetch_one(db.pool())
+            .await?;
+    if failures <= i64::from(budget) {
+        return Ok(false);
+    }
+    // The primary key makes "once per practice per hour" hold under concurrent answers.
+    let first = sqlx::query(
+        "INSERT INTO identity_budget_alerts (tenant_id, hour) VALUES ($1, $2)
+         ON CONFLICT (tenant_id, hour) DO NOTHING",
+    )
+    .bind(tenant.as_str())
+    .bind(now.div_euclid(3600))
+    .execute(db.pool())
+    .await?
+    .rows_affected()
+        == 1;
+    if first {
+        alerts
+            .raise(
+                db,
+                BUDGET_ALERT,
+                &format!(
+                    "practice {tenant}: more than {budget} failed identity answers in the last hour"
+                ),
+                now,
+            )
+            .await?;
+    }
+    Ok(first)
+}
+
 /// Deletes identity-attempt rows too old to count against any limit (the longest window is the
 /// per-patient day); run on a schedule so the table does not grow without end.
 pub async fn prune_failures(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
     let r = sqlx::query("DELETE FROM verify_failures WHERE at < $1")
         .bind(now - 86_400)
+        .execute(db.pool())
+        .await?;
+    sqlx::query("DELETE FROM identity_budget_alerts WHERE hour < $1")
+        .bind(now.div_euclid(3600) - 24)
         .execute(db.pool())
         .await?;
     Ok(r.rows_affected())
@@ -375,6 +443,37 @@ mod tests {
         assert_eq!(parse_dob("13", "1", "1984"), None);
         assert_eq!(parse_dob("x", "1", "1984"), None);
         assert_eq!(parse_dob("1", "1", "84"), None);
+    }
+
+    /// The per-address limit of the identity check counts every address of an IPv6 /64 (and
+    /// an IPv4 address however written) as one.
+    #[tokio::test]
+    async fn identity_limits_key_ipv6_on_the_64() {
+        let (_dir, db) = crate::db::temp_sqlite().await;
+        let now = 1_800_000_000;
+        let wrong = |address: String| {
+            let db = db.clone();
+            async move {
+                match claim(&db, None, &address, now).await.expect("claim") {
+                    Claim::Granted(a) => {
+                        a.settle(&db, true, now).await.expect("settle");
+                        true
+                    }
+                    Claim::Throttled => false,
+                    Claim::Locked => panic!("no link, no lock"),
+                }
+            }
+        };
+        for i in 0..MAX_FAILURES_PER_ADDRESS_PER_HOUR {
+            assert!(wrong(format!("2001:db8:aa:bb:{i:x}:1:2:3")).await);
+        }
+        assert!(!wrong("2001:db8:aa:bb:ffff:ffff:ffff:ffff".into()).await);
+        assert!(wrong("2001:db8:aa:bc::1".into()).await, "the next /64");
+        for _ in 0..MAX_FAILURES_PER_ADDRESS_PER_HOUR {
+            assert!(wrong("::ffff:198.51.100.7".into()).await);
+        }
+        assert!(!wrong("198.51.100.7".into()).await, "IPv4-mapped is IPv4");
+        assert!(wrong("198.51.100.8".into()).await);
     }
 
     #[test]

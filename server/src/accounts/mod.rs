@@ -6,10 +6,12 @@
 //! pseudo-practice, `Account` with `load`, per-user session revocation, and the re-exports that
 //! keep every item at `crate::accounts::X`. Each concern lives in its own file:
 //! `password` (argon2id, the password check), `totp` (second factor, enrolment completion),
-//! `recovery` (recovery codes), `throttle` (sign-in limits), `email` (sealed emails, blind
+//! `recovery` (recovery codes), `throttle` (sign-in limits), `devices` (trusted staff
+//! devices), `email` (sealed emails, blind
 //! index, new accounts), `staff` (staff accounts and the operator's commands) and `members`
 //! (patient and guarantor accounts, grants over patients).
 
+mod devices;
 mod email;
 mod members;
 mod password;
@@ -18,6 +20,10 @@ mod staff;
 mod throttle;
 mod totp;
 
+pub use devices::{
+    prune_trusted_devices, revoke_trusted_devices, trust_device, MAX_TRUSTED_DEVICES_PER_ACCOUNT,
+    TRUSTED_DEVICE_SECS,
+};
 pub use email::{email_index, email_taken, normalize_email, open_email, valid_email, NewAccount};
 pub use members::{
     create_member, grant_over_patient, member_by_subject, set_member_password, NewCredentials,
@@ -30,8 +36,9 @@ pub use staff::{
     BREAK_GLASS_MAX_REASON_CHARS, ENROLMENT_TTL_SECS,
 };
 pub use throttle::{
-    claim_attempt, prune_login_failures, LoginAttempt, FAILURE_WINDOW_SECS,
-    MAX_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_ADDRESS,
+    account_delay, claim_attempt, claim_attempt_from, prune_login_failures, LoginAttempt,
+    ACCOUNT_WINDOW_SECS, ADDRESS_WINDOW_SECS, FAILURE_WINDOW_SECS, FIRST_DELAY_SECS,
+    FREE_FAILURES_PER_ACCOUNT, MAX_DELAY_SECS, MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_DEVICE,
 };
 pub use totp::{check_totp, complete_enrolment, current_totp, totp_setup, TotpSetup};
 
@@ -174,26 +181,118 @@ pub async fn load(db: &Db, user: &UserId, now: i64) -> Result<Option<Account>, A
     }))
 }
 
-/// Every session of this account signed in before `now` stops working at its next request.
+/// Every session of this account signed in before `now` stops working at its next request,
+/// and its trusted devices are forgotten (sign-out everywhere, a password reset).
 pub async fn revoke_sessions(db: &Db, user: &UserId, now: i64) -> Result<(), AccountError> {
+    let mut tx = db.begin_write().await?;
     sqlx::query("UPDATE users SET sessions_revoked_before = $1 WHERE id = $2")
         .bind(now)
         .bind(user.as_str())
-        .execute(db.pool())
+        .execute(&mut *tx)
         .await?;
+    revoke_trusted_devices(&mut *tx, user).await?;
+    tx.commit().await?;
     Ok(())
 }
 
-/// Ends every session of the account with this Cognito subject (after a password reset).
+/// Ends every session of the account with this Cognito subject, and forgets its trusted
+/// devices (after a password reset).
 pub async fn revoke_sessions_by_subject(
     db: &Db,
     subject: &str,
     now: i64,
 ) -> Result<(), AccountError> {
+    let mut tx = db.begin_write().await?;
     sqlx::query("UPDATE users SET sessions_revoked_before = $1 WHERE external_subject = $2")
         .bind(now)
         .bind(subject)
-        .execute(db.pool())
+        .execute(&mut *tx)
         .await?;
+    sqlx::query(
+        "DELETE FROM trusted_devices WHERE user_id IN (SELECT id FROM users WHERE external_subject = $1)",
+    )
+    .bind(subject)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
     Ok(())
+}
+
+/// A staff sign-out: every session of the account signed in up to `now` stops working, so a
+/// request in flight during the sign-out (or a copy of the session) cannot bring that sign-in
+/// back. Trusted devices stay trusted (signing out is not a sign of compromise) and the time
+/// never moves backwards.
+pub async fn end_sessions_at_sign_out(
+    db: &Db,
+    user: &UserId,
+    now: i64,
+) -> Result<(), AccountError> {
+    sqlx::query(
+        "UPDATE users SET sessions_revoked_before = $1 WHERE id = $2 AND sessions_revoked_before < $1",
+    )
+    .bind(now)
+    .bind(user.as_str())
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// The time a sign-in completing at `now` records (`SignedIn::auth_at`): `now`, or just after
+/// the account's revoked-before time when that is `now` too (seconds are coarse: signing in again
+/// the second one signed out must not be refused as revoked).
+pub async fn sign_in_time(db: &Db, user: &UserId, now: i64) -> Result<i64, AccountError> {
+    let revoked: Option<i64> =
+        sqlx::query_scalar("SELECT sessions_revoked_before FROM users WHERE id = $1")
+            .bind(user.as_str())
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(revoked.map_or(now, |r| now.max(r + 1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Sign-out sets the revoked-before time, never moving it back; a sign-in completing the
+    /// same second is still newer than it, so it is not refused as revoked.
+    #[tokio::test]
+    async fn a_sign_in_is_newer_than_a_sign_out_the_same_second() {
+        let (dir, db) = crate::db::temp_sqlite().await;
+        let provider =
+            crate::crypto::LocalKeyProvider::load_or_create(&dir.path().join("k")).expect("key");
+        let crypto = FieldCrypto::new(db.clone(), Arc::new(provider));
+        let now = 1_800_000_000;
+        let (user, _) = add_user(
+            &db,
+            &crypto,
+            "a@example.org",
+            Role::PlatformAdmin,
+            None,
+            now,
+        )
+        .await
+        .expect("user");
+        assert_eq!(sign_in_time(&db, &user, now).await.expect("time"), now);
+        end_sessions_at_sign_out(&db, &user, now)
+            .await
+            .expect("sign out");
+        let revoked = load(&db, &user, now)
+            .await
+            .expect("load")
+            .expect("account")
+            .sessions_revoked_before;
+        assert_eq!(revoked, now);
+        assert_eq!(sign_in_time(&db, &user, now).await.expect("time"), now + 1);
+        assert_eq!(
+            sign_in_time(&db, &user, now + 5).await.expect("time"),
+            now + 5
+        );
+        // An older sign-out does not undo a newer revocation.
+        end_sessions_at_sign_out(&db, &user, now - 60)
+            .await
+            .expect("sign out");
+        let after = load(&db, &user, now).await.expect("load").expect("account");
+        assert_eq!(after.sessions_revoked_before, now);
+    }
 }

@@ -77,11 +77,20 @@ pub async fn disable(
     email: &str,
     now: i64,
 ) -> Result<bool, AccountError> {
+    let index = email_index(crypto, email).await?;
+    let mut tx = db.begin_write().await?;
     let r = sqlx::query("UPDATE users SET disabled_at = $1, sessions_revoked_before = $1 WHERE email_index = $2 AND disabled_at IS NULL")
         .bind(now)
-        .bind(email_index(crypto, email).await?)
-        .execute(db.pool())
+        .bind(&index)
+        .execute(&mut *tx)
         .await?;
+    sqlx::query(
+        "DELETE FROM trusted_devices WHERE user_id IN (SELECT id FROM users WHERE email_index = $1)",
+    )
+    .bind(&index)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
     Ok(r.rows_affected() == 1)
 }
 
@@ -217,6 +226,8 @@ pub async fn force_reset(
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    // Whoever held the old password and second factor no longer skips the sign-in delay.
+    super::revoke_trusted_devices(&mut *tx, &UserId::from_db(id.to_owned())).await?;
     sqlx::query(
         "INSERT INTO enrolment_tokens (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
     )

@@ -438,10 +438,98 @@ impl RoleSet for SecurityStaff {
     const ROLES: &'static [crate::access::Role] = &[crate::access::Role::SecurityOfficer];
 }
 
+/// The trusted-device cookie a staff browser may hold (`accounts::trust_device`): its token when
+/// it has the shape we issue. Whether it is live and whose it is, only the sign-in limits decide
+/// (`accounts::claim_attempt_from`); it grants nothing else.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceCookie(pub Option<String>);
+
+impl FromRequestParts<AppState> for DeviceCookie {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        let name = device_cookie_name(is_https(state));
+        let token = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned())
+            .filter(|t| links::token_shape_ok(t));
+        Ok(DeviceCookie(token))
+    }
+}
+
+fn is_https(state: &AppState) -> bool {
+    state.public_url.starts_with("https://")
+}
+
+/// `__Host-` pins the cookie to our origin, but needs Secure: plain-http development uses an
+/// unprefixed name (as the session cookie does).
+fn device_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-pp_device"
+    } else {
+        "pp_device"
+    }
+}
+
+/// The `Set-Cookie` value that makes this browser a trusted device of the account whose token
+/// it is: long-lived, HttpOnly, Secure behind https, SameSite=Strict (only our own pages' posts
+/// carry it).
+pub fn device_cookie(state: &AppState, token: &str) -> String {
+    device_cookie_value(is_https(state), token, crate::accounts::TRUSTED_DEVICE_SECS)
+}
+
+/// Removes the trusted-device cookie from this browser.
+pub fn device_cookie_removal(state: &AppState) -> String {
+    device_cookie_value(is_https(state), "", 0)
+}
+
+fn device_cookie_value(secure: bool, token: &str, max_age_secs: i64) -> String {
+    use tower_sessions::cookie::{time::Duration, Cookie, SameSite};
+    Cookie::build((device_cookie_name(secure), token.to_owned()))
+        .path("/")
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Strict)
+        .max_age(Duration::seconds(max_age_secs))
+        .build()
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn device_cookie_attributes() {
+        let https = device_cookie_value(true, "tok", crate::accounts::TRUSTED_DEVICE_SECS);
+        for part in [
+            "__Host-pp_device=tok",
+            "HttpOnly",
+            "Secure",
+            "SameSite=Strict",
+            "Path=/",
+            "Max-Age=2592000",
+        ] {
+            assert!(https.contains(part), "{https} lacks {part}");
+        }
+        assert!(
+            !https.contains("Domain"),
+            "a __Host- cookie names no domain"
+        );
+        let http = device_cookie_value(false, "tok", 60);
+        assert!(http.starts_with("pp_device=tok") && !http.contains("Secure"));
+        assert!(http.contains("HttpOnly") && http.contains("SameSite=Strict"));
+    }
 
     #[test]
     fn origin_rules() {

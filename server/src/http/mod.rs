@@ -54,6 +54,8 @@ pub struct AppState {
     pub public_url: String,
     pub trust_forwarded_for: bool,
     pub link_ttl_days: u32,
+    /// Failed identity answers per practice per hour before the alert (`links::spend_practice_budget`).
+    pub identity_failure_budget: u32,
     pub clock: Arc<crate::clock::Clock>,
     pub alerts: crate::alerts::AlertSink,
     /// Who checks passwords and second factors: local accounts or Cognito.

@@ -305,7 +305,8 @@ pub async fn zip_submit(
 }
 
 /// Compares the answers given about `whose` record (`None`: nothing valid was presented, so
-/// the answer is wrong) and settles the claimed attempt: `(matched, locked)`. When the record
+/// the answer is wrong) and settles the claimed attempt: `(matched, locked)`. A wrong answer
+/// about a practice's patient spends from the practice's hourly failure budget. When the record
 /// cannot be read (the key provider is down) the attempt is given back: not the visitor's fault.
 pub(super) async fn answer(
     state: &AppState,
@@ -327,5 +328,16 @@ pub(super) async fn answer(
         None => false,
     };
     let locked = attempt.settle(&state.db, !matched, now).await?;
+    if let Some((tenant, _)) = whose.filter(|_| !matched) {
+        // Alert only: refusing the practice's checks would hand attackers a denial of service.
+        links::spend_practice_budget(
+            &state.db,
+            &state.alerts,
+            tenant,
+            state.identity_failure_budget,
+            now,
+        )
+        .await?;
+    }
     Ok((matched, locked))
 }

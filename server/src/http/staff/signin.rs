@@ -1,11 +1,14 @@
 //! Staff sign-in: password, then the second factor or the provider's new-password challenge;
-//! forgotten passwords (Cognito's emailed code); sign-out here and on every device.
+//! the trusted-device cookie a full sign-in leaves; forgotten passwords (Cognito's emailed
+//! code); sign-out here and on every device.
 
 use super::{audit_user, meta};
 use crate::accounts::{self, AccountError};
 use crate::audit::Outcome;
 use crate::http::error::{AppError, Result};
-use crate::http::extract::{CsrfForm, StaffSession};
+use crate::http::extract::{
+    device_cookie, device_cookie_removal, CsrfForm, DeviceCookie, StaffSession,
+};
 use crate::http::forms::password_errors;
 use crate::http::sealed::store_tokens;
 use crate::http::session::{Flash, Sess, SignedIn};
@@ -14,18 +17,21 @@ use crate::identity::{IdentityError, Step};
 use crate::ids::UserId;
 use crate::phi::Phi;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use patriotpay_app::forms::{CodeForm, Empty, ForgotForm, NewPasswordForm, ResetForm, SignInForm};
 use patriotpay_app::staff as pages;
 use patriotpay_app::vm::{PageMeta, StaffLoginVm, StaffMfaVm, StaffResetVm};
 use patriotpay_app::Url;
 
-/// Where a sign-in step leads: the next step's page, or signed in.
+/// Where a sign-in step leads: the next step's page, or signed in. A full sign-in (second
+/// factor given) makes this browser a trusted device of the account, replacing the cookie it
+/// presented.
 async fn staff_step(
     state: &AppState,
     ctx: &RequestContext,
     session: &Sess,
+    device: &DeviceCookie,
     step: Step,
 ) -> Result<Response> {
     match step {
@@ -38,6 +44,8 @@ async fn staff_step(
             Ok(see_other(Url::StaffNewPassword))
         }
         Step::Done { user, mfa, tokens } => {
+            // Newer than any revocation, even one made this same second (a sign-out just now).
+            let auth_at = accounts::sign_in_time(&state.db, &user, ctx.now).await?;
             // Privilege changes: new session id.
             session.cycle_id().await?;
             session
@@ -45,7 +53,7 @@ async fn staff_step(
                     d.pending_sign_in = None;
                     d.staff = Some(SignedIn {
                         user_id: user.as_str().to_owned(),
-                        auth_at: ctx.now,
+                        auth_at,
                         mfa,
                     });
                 })
@@ -54,7 +62,13 @@ async fn staff_step(
                 store_tokens(state, session, &user, &t).await?;
             }
             audit_user(state, ctx, Some(&user), "staff.signin", Outcome::Success).await?;
-            Ok(see_other(Url::Staff))
+            let mut res = see_other(Url::Staff);
+            if mfa {
+                let token =
+                    accounts::trust_device(&state.db, &user, device.0.as_deref(), ctx.now).await?;
+                set_cookie(&mut res, &device_cookie(state, &token));
+            }
+            Ok(res)
         }
     }
 }
@@ -96,19 +110,29 @@ pub async fn login_submit(
     State(state): State<AppState>,
     ctx: RequestContext,
     session: Sess,
+    device: DeviceCookie,
     CsrfForm(form): CsrfForm<SignInForm>,
 ) -> Result<Response> {
     let now = ctx.now;
     let email = accounts::normalize_email(&form.email);
-    // Claimed before the password is checked, released only when it was right.
-    let attempt =
-        match accounts::claim_attempt(&state.db, &state.crypto, &email, &ctx.address, now).await {
-            Ok(a) => a,
-            Err(AccountError::Throttled { retry_after_secs }) => {
-                return throttled(&session, retry_after_secs).await
-            }
-            Err(e) => return Err(e.into()),
-        };
+    // Claimed before the password is checked, released only when it was right. This account's
+    // trusted device skips its delay (not the per-address limit).
+    let claimed = accounts::claim_attempt_from(
+        &state.db,
+        &state.crypto,
+        &email,
+        &ctx.address,
+        device.0.as_deref(),
+        now,
+    )
+    .await;
+    let attempt = match claimed {
+        Ok(a) => a,
+        Err(AccountError::Throttled { retry_after_secs }) => {
+            return throttled(&session, retry_after_secs, pages::login).await
+        }
+        Err(e) => return Err(e.into()),
+    };
     match state
         .identity
         .sign_in(accounts::Kind::Staff, &email, Phi::new(form.password), now)
@@ -118,7 +142,7 @@ pub async fn login_submit(
             attempt.release(&state.db).await?;
             // New session id before anything is granted: a planted id is worth nothing.
             session.restart(now).await?;
-            staff_step(&state, &ctx, &session, step).await
+            staff_step(&state, &ctx, &session, &device, step).await
         }
         Err(IdentityError::Unavailable(m)) => {
             attempt.release(&state.db).await?;
@@ -136,23 +160,54 @@ pub async fn login_submit(
     }
 }
 
-/// Over the sign-in limits: the sign-in page itself, with 429 and `Retry-After`.
-async fn throttled(session: &Sess, retry_after_secs: u64) -> Result<Response> {
-    let minutes = retry_after_secs.div_ceil(60).to_string();
-    let vm = StaffLoginVm {
-        csrf: session.csrf_token().await?,
-        failure: Some(tr().ta("staff-throttled", &[("minutes", &minutes)])),
-        ..Default::default()
+/// Over the sign-in limits: the step's own page (password or code), with 429 and `Retry-After`.
+async fn throttled<V: ThrottledPage>(
+    session: &Sess,
+    retry_after_secs: u64,
+    render: fn(PageMeta, V) -> String,
+) -> Result<Response> {
+    let minutes = retry_after_secs.div_ceil(60);
+    let failure = if minutes <= 1 {
+        tr().t("staff-throttled-minute")
+    } else {
+        tr().ta("staff-throttled", &[("minutes", &minutes.to_string())])
     };
-    let mut res = (
-        StatusCode::TOO_MANY_REQUESTS,
-        Html(pages::login(meta(), vm)),
-    )
-        .into_response();
+    let vm = V::with(session.csrf_token().await?, failure);
+    let mut res = (StatusCode::TOO_MANY_REQUESTS, Html(render(meta(), vm))).into_response();
     if let Ok(v) = retry_after_secs.to_string().parse() {
         res.headers_mut().insert(header::RETRY_AFTER, v);
     }
     Ok(res)
+}
+
+/// The view models of the pages a refused attempt is answered on.
+trait ThrottledPage {
+    fn with(csrf: String, failure: String) -> Self;
+}
+
+impl ThrottledPage for StaffLoginVm {
+    fn with(csrf: String, failure: String) -> Self {
+        StaffLoginVm {
+            csrf,
+            failure: Some(failure),
+            ..Default::default()
+        }
+    }
+}
+
+impl ThrottledPage for StaffMfaVm {
+    fn with(csrf: String, failure: String) -> Self {
+        StaffMfaVm {
+            csrf,
+            failure: Some(failure),
+        }
+    }
+}
+
+fn set_cookie(res: &mut Response, cookie: &str) {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
 }
 
 /// The page of a half-done sign-in's next step (code, or new password); to sign-in without one.
@@ -179,25 +234,32 @@ pub async fn mfa_submit(
     State(state): State<AppState>,
     ctx: RequestContext,
     session: Sess,
+    device: DeviceCookie,
     CsrfForm(form): CsrfForm<CodeForm>,
 ) -> Result<Response> {
     let Some(pending) = session.data().await?.pending_sign_in else {
         return Ok(see_other(Url::StaffLogin));
     };
     let now = ctx.now;
-    // Claimed before the code is checked; wrong codes count toward the same limit as passwords.
-    let attempt =
-        match accounts::claim_attempt(&state.db, &state.crypto, &pending.email, &ctx.address, now)
-            .await
-        {
-            Ok(a) => a,
-            Err(AccountError::Throttled { .. }) => {
-                // Too many wrong codes: this half-signed-in session ends; sign-in answers 429 a while.
-                session.end().await?;
-                return Ok(see_other(Url::StaffLogin));
-            }
-            Err(e) => return Err(e.into()),
-        };
+    // Claimed before the code is checked; wrong codes count toward the same limits as
+    // passwords, and the account's trusted device skips the same delay.
+    let claimed = accounts::claim_attempt_from(
+        &state.db,
+        &state.crypto,
+        &pending.email,
+        &ctx.address,
+        device.0.as_deref(),
+        now,
+    )
+    .await;
+    let attempt = match claimed {
+        Ok(a) => a,
+        // The delay is bounded, so the half-done sign-in is kept: the code page again, 429.
+        Err(AccountError::Throttled { retry_after_secs }) => {
+            return throttled(&session, retry_after_secs, pages::mfa).await
+        }
+        Err(e) => return Err(e.into()),
+    };
     match state
         .identity
         .second_factor(&pending, &form.code, now)
@@ -205,7 +267,7 @@ pub async fn mfa_submit(
     {
         Ok(step) => {
             attempt.release(&state.db).await?;
-            staff_step(&state, &ctx, &session, step).await
+            staff_step(&state, &ctx, &session, &device, step).await
         }
         Err(IdentityError::Unavailable(m)) => {
             attempt.release(&state.db).await?;
@@ -239,6 +301,7 @@ pub async fn new_password_submit(
     State(state): State<AppState>,
     ctx: RequestContext,
     session: Sess,
+    device: DeviceCookie,
     CsrfForm(form): CsrfForm<NewPasswordForm>,
 ) -> Result<Response> {
     let Some(pending) = session.data().await?.pending_sign_in else {
@@ -259,7 +322,7 @@ pub async fn new_password_submit(
         .new_password(&pending, &form.password, ctx.now)
         .await
     {
-        Ok(step) => staff_step(&state, &ctx, &session, step).await,
+        Ok(step) => staff_step(&state, &ctx, &session, &device, step).await,
         Err(IdentityError::Unavailable(m)) => Err(AppError::Unavailable(m)),
         Err(IdentityError::ResetRequired) => start_again(&state, &ctx, &session, true).await,
         Err(_) => start_again(&state, &ctx, &session, false).await,
@@ -370,7 +433,10 @@ pub async fn reset_submit(
     Ok(see_other(Url::StaffLogin))
 }
 
-/// Signs this session out, signed in or not (nothing to check but the form's token).
+/// Signs this session out, signed in or not (nothing to check but the form's token). A
+/// signed-in staff member's revoked-before time is set too: every session of the account
+/// signed in until now ends, so no copy of this one, and no request in flight that saves it,
+/// brings the sign-in back. The browser stays a trusted device.
 pub async fn signout(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -382,6 +448,9 @@ pub async fn signout(
         .await?
         .staff
         .map(|s| UserId::from_db(s.user_id));
+    if let Some(user) = &user {
+        accounts::end_sessions_at_sign_out(&state.db, user, ctx.now).await?;
+    }
     session.end().await?;
     audit_user(
         &state,
@@ -416,5 +485,8 @@ pub async fn signout_everywhere(
         Outcome::Success,
     )
     .await?;
-    Ok(see_other(Url::StaffLogin))
+    // The account's trusted devices were forgotten with its sessions; this browser's cookie goes.
+    let mut res = see_other(Url::StaffLogin);
+    set_cookie(&mut res, &device_cookie_removal(&state));
+    Ok(res)
 }
