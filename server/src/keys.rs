@@ -375,7 +375,8 @@ pub async fn reencrypt(
                     let mut tx = db.begin_write().await?;
                     for (id, col, old, new) in updates {
                         // Guarded on the old value: a concurrent write wins, and is already current.
-                        let sql = format!("UPDATE {table} SET {col} = $1 WHERE id = $2 AND {col} = $3");
+                        let sql =
+                            format!("UPDATE {table} SET {col} = $1 WHERE id = $2 AND {col} = $3");
                         id.bind(sqlx::query(&sql).bind(new))
                             .bind(old)
                             .execute(&mut *tx)
@@ -464,6 +465,9 @@ pub struct IndexedTable {
     pub source: IndexSource,
 }
 
+/// From a row's decrypted columns, each index column's (domain, normalised input).
+pub type IndexInputs = fn(&[&str]) -> Option<Vec<(&'static str, String)>>;
+
 /// Where a blind-index column's new values come from.
 #[derive(Clone, Copy)]
 pub enum IndexSource {
@@ -472,7 +476,7 @@ pub enum IndexSource {
     /// column's (domain, normalised input), or `None` if the row is not as expected.
     Sealed {
         reads: &'static [(&'static str, &'static str)],
-        inputs: fn(&[&str]) -> Option<Vec<(&'static str, String)>>,
+        inputs: IndexInputs,
     },
     /// A copy of another table's index column (sign-in failures are keyed by the email index an
     /// account has, or would have): re-keyed through that column's old → new values. A copy
@@ -1165,7 +1169,8 @@ async fn catch_up(
                 let mut tx = db.begin_write().await?;
                 for col in t.columns {
                     // Copies naming no account can't be told from new ones now: kept.
-                    let (rekeyed, _) = rekey_copies(&mut tx, r, t, col, src, src_col, false).await?;
+                    let (rekeyed, _) =
+                        rekey_copies(&mut tx, r, t, col, src, src_col, false).await?;
                     summary.copies_rekeyed += rekeyed;
                 }
                 tx.commit().await?;
@@ -1297,7 +1302,11 @@ mod tests {
                                         let kw = t.to_ascii_uppercase();
                                         if !matches!(
                                             kw.as_str(),
-                                            "PRIMARY" | "UNIQUE" | "CHECK" | "FOREIGN" | "CONSTRAINT"
+                                            "PRIMARY"
+                                                | "UNIQUE"
+                                                | "CHECK"
+                                                | "FOREIGN"
+                                                | "CONSTRAINT"
                                         ) {
                                             out.push((table.clone(), t.to_owned()));
                                         }
@@ -1477,7 +1486,9 @@ mod tests {
             max_batches,
         };
 
-        let first = rotate_index(&db, &crypto, &opts(Some(2))).await.expect("run 1");
+        let first = rotate_index(&db, &crypto, &opts(Some(2)))
+            .await
+            .expect("run 1");
         assert!(first.stopped_early);
         // The platform first (its id sorts first): one account's email in one batch; then one
         // patient's three indexes, and the budget is spent.
@@ -1491,9 +1502,11 @@ mod tests {
             1,
             "lookups use the old key while building"
         );
-        assert!(crate::accounts::email_taken(&db, &crypto, "officer@example.org")
-            .await
-            .expect("lookup"));
+        assert!(
+            crate::accounts::email_taken(&db, &crypto, "officer@example.org")
+                .await
+                .expect("lookup")
+        );
         // A patient arrives mid-build: indexed under the old key, as lookups still are.
         let late = crate::billing::import_patient(
             &db,
@@ -1511,8 +1524,13 @@ mod tests {
         .await
         .expect("import");
 
-        let second = rotate_index(&db, &crypto, &opts(None)).await.expect("run 2");
-        assert_eq!(second.resumed, 2, "the practice's and the platform's rotations");
+        let second = rotate_index(&db, &crypto, &opts(None))
+            .await
+            .expect("run 2");
+        assert_eq!(
+            second.resumed, 2,
+            "the practice's and the platform's rotations"
+        );
         assert!(!second.stopped_early);
         assert_eq!(second.retired, 2);
         assert_eq!(second.copies_rekeyed, 1, "the account's failure record");
@@ -1555,16 +1573,18 @@ mod tests {
             crate::billing::find_by_account(&db, &crypto, &practice, "LATE-1")
                 .await
                 .expect("lookup"),
-            [late.clone()]
+            std::slice::from_ref(&late)
         );
-        assert!(crate::accounts::email_taken(&db, &crypto, "officer@example.org")
-            .await
-            .expect("lookup"));
+        assert!(
+            crate::accounts::email_taken(&db, &crypto, "officer@example.org")
+                .await
+                .expect("lookup")
+        );
 
         // A third rotation, driven step by step: a row written under the old key after the
         // switch (a request that read the version just before it) is fixed by the catch-up.
         let mut summary = RotateIndexSummary::default();
-        let mut open = start_rotations(&db, &crypto, &[practice.clone()])
+        let mut open = start_rotations(&db, &crypto, std::slice::from_ref(&practice))
             .await
             .expect("start");
         let r = &mut open[0];
@@ -1572,7 +1592,9 @@ mod tests {
         assert!(!build(&db, &crypto, r, 10, &mut None, &mut summary)
             .await
             .expect("build"));
-        switch(&db, &crypto, r, 10, &mut summary).await.expect("switch");
+        switch(&db, &crypto, r, 10, &mut summary)
+            .await
+            .expect("switch");
         let stale = crypto
             .blind_index_at(&practice, 2, "phone", "+15550100001")
             .await
@@ -1583,14 +1605,16 @@ mod tests {
             .execute(db.pool())
             .await
             .expect("stale write");
-        catch_up(&db, &crypto, r, 10, &mut summary).await.expect("catch up");
+        catch_up(&db, &crypto, r, 10, &mut summary)
+            .await
+            .expect("catch up");
         assert_eq!(summary.caught_up, 1);
         retire(&db, r).await.expect("retire");
         assert_eq!(
             crate::billing::find_by_account(&db, &crypto, &practice, "LATE-1")
                 .await
                 .expect("lookup"),
-            [late.clone()]
+            std::slice::from_ref(&late)
         );
         // The late patient's phone index was recomputed from its own phone, not the stale one.
         assert_eq!(

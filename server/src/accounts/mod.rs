@@ -18,8 +18,8 @@ mod staff;
 mod throttle;
 mod totp;
 
-pub use email::{email_index, email_taken, normalize_email, open_email, valid_email, NewAccount};
 pub(crate) use email::email_index_input;
+pub use email::{email_index, email_taken, normalize_email, open_email, valid_email, NewAccount};
 pub use members::{
     create_member, grant_over_patient, member_by_subject, set_member_password, NewCredentials,
 };
@@ -27,8 +27,8 @@ pub use password::{hash_password, verify_credentials, verify_password};
 pub use recovery::use_recovery_code;
 pub use staff::{
     add_user, clear_must_reset, disable, enrolment_user, force_reset, grant_break_glass, list,
-    reason_aad, seal_legacy_reasons, upsert_external, BreakGlassRequest, UserRow, BREAK_GLASS_MAX_MINUTES,
-    BREAK_GLASS_MAX_REASON_CHARS, ENROLMENT_TTL_SECS,
+    reason_aad, seal_legacy_reasons, upsert_external, BreakGlassRequest, UserRow,
+    BREAK_GLASS_MAX_MINUTES, BREAK_GLASS_MAX_REASON_CHARS, ENROLMENT_TTL_SECS,
 };
 pub use throttle::{
     claim_attempt, prune_login_failures, LoginAttempt, FAILURE_WINDOW_SECS,

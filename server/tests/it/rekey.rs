@@ -162,10 +162,7 @@ async fn rotate_index_keeps_every_lookup_working(backend: Backend) {
         out.contains("Rotated 2 blind-index key(s) (continuing an earlier run)"),
         "{out}"
     );
-    assert!(
-        out.contains("blind-index key version 1 -> 2"),
-        "{out}"
-    );
+    assert!(out.contains("blind-index key version 1 -> 2"), "{out}");
     let after = index_values(&app).await;
     for (col, id, old) in &before {
         match after.iter().find(|(c, i, _)| c == col && i == id) {
@@ -251,7 +248,11 @@ async fn break_glass_reason_is_stored_encrypted(backend: Backend) {
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.text().await.expect("body").contains("Emergency access granted"));
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("Emergency access granted"));
     // The row holds a ciphertext bound to it, and no plaintext; nor does the whole database.
     let (id, plain, sealed): (i64, Option<String>, Option<Vec<u8>>) = sqlx::query_as(
         "SELECT id, reason, reason_ct FROM user_grants WHERE expires_at IS NOT NULL",
@@ -266,13 +267,20 @@ async fn break_glass_reason_is_stored_encrypted(backend: Backend) {
     let aad = patriotpay::accounts::reason_aad(&app.tenant, &row);
     let crypto = &app.state().crypto;
     assert_eq!(
-        crypto.decrypt_str(aad, &sealed).await.expect("opens").expose(),
+        crypto
+            .decrypt_str(aad, &sealed)
+            .await
+            .expect("opens")
+            .expose(),
         REASON
     );
     let moved = (id + 1).to_string();
     assert!(
         crypto
-            .decrypt_str(patriotpay::accounts::reason_aad(&app.tenant, &moved), &sealed)
+            .decrypt_str(
+                patriotpay::accounts::reason_aad(&app.tenant, &moved),
+                &sealed
+            )
             .await
             .is_err(),
         "bound to its row"
@@ -292,12 +300,11 @@ async fn break_glass_reason_is_stored_encrypted(backend: Backend) {
     .await
     .expect("legacy row");
     cli(&app, &["keys", "status"]).await;
-    let legacy: Vec<(i64, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
-        "SELECT id, reason, reason_ct FROM user_grants WHERE expires_at = 1",
-    )
-    .fetch_all(app.db().pool())
-    .await
-    .expect("legacy");
+    let legacy: Vec<(i64, Option<String>, Option<Vec<u8>>)> =
+        sqlx::query_as("SELECT id, reason, reason_ct FROM user_grants WHERE expires_at = 1")
+            .fetch_all(app.db().pool())
+            .await
+            .expect("legacy");
     let [(legacy_id, None, Some(legacy_ct))] = legacy.as_slice() else {
         panic!("sealed: {legacy:?}");
     };
@@ -335,7 +342,11 @@ async fn break_glass_reason_is_stored_encrypted(backend: Backend) {
         .expect("grant");
     crypto.flush_cache();
     assert_eq!(
-        crypto.decrypt_str(aad, &sealed).await.expect("opens").expose(),
+        crypto
+            .decrypt_str(aad, &sealed)
+            .await
+            .expect("opens")
+            .expose(),
         REASON
     );
     app.finish().await;

@@ -80,8 +80,7 @@ pub async fn break_glass(
     .await
     .map_err(forbidden)?;
     let role = request.role;
-    let expires =
-    accounts::grant_break_glass(
+    let expires = accounts::grant_break_glass(
         &state.db,
         &state.crypto,
         &account.id,
