@@ -1,4 +1,4 @@
-//! Benchmark: `keys reencrypt` over many patients, and the decryption cost of a page view with a
+//! Benchmark: `keys reencrypt` and `keys rotate-index` over many patients, and the decryption cost of a page view with a
 //! warm key cache. Not a test; prints figures.
 //!
 //!   cargo bench --bench keys                              # 100,000 patients, local key file
@@ -114,6 +114,30 @@ async fn main() -> anyhow::Result<()> {
         crypto.provider_calls()
     );
     assert_eq!(s.values_reencrypted as usize, n * 6);
+
+    // `keys rotate-index` on the same practice: every patient's three indexes rebuilt from
+    // their decrypted columns under a new key, switched, and the old key destroyed.
+    let started = Instant::now();
+    let r = patriotpay::keys::rotate_index(
+        &db,
+        &crypto,
+        &patriotpay::keys::RotateIndexOptions {
+            only: Some(tenant.clone()),
+            batch: 500,
+            grace: std::time::Duration::ZERO,
+            max_batches: None,
+        },
+    )
+    .await?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "keys rotate-index: {} values built, {} switched in {:.1}s ({:.0} patients/s)",
+        r.values_built,
+        r.values_switched,
+        secs,
+        n as f64 / secs
+    );
+    assert_eq!(r.values_switched as usize, n * 3);
 
     // A page view's decryption with a warm cache: the itemised statement of the demo practice
     // (4 lines: 8 values) plus the identity answers (2 values).

@@ -138,6 +138,24 @@ pub enum KeysCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Rotate the blind-index keys: build every index value under a new key beside the old
+    /// ones (lookups keep working), switch over at once, then destroy the old key; resumable.
+    RotateIndex {
+        /// Only this practice (tenant id); default every practice and the platform.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Rows per transaction while building.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+        /// Seconds to wait after the switch for requests that began before it, before the
+        /// last look for rows written under the old key and its destruction.
+        #[arg(long, default_value_t = 5)]
+        grace_secs: u64,
+        /// Stop after this many build batches (spread a long build over several runs; each
+        /// run continues where the last stopped).
+        #[arg(long)]
+        max_batches: Option<u64>,
+    },
     /// Show data-key versions, which master key wraps each, and how many values use it.
     Status,
     /// Make every running server drop its cached plaintext data keys within seconds.

@@ -90,6 +90,11 @@ pub async fn open_storage(cfg: &Config) -> anyhow::Result<(Db, Arc<FieldCrypto>)
         max_uses: cfg.key_cache_max_uses,
     };
     let crypto = Arc::new(FieldCrypto::with_limits(db.clone(), provider, limits));
+    // Break-glass reasons written in the clear before they were encrypted: sealed now.
+    let sealed = accounts::seal_legacy_reasons(&db, &crypto).await?;
+    if sealed > 0 {
+        tracing::info!(sealed, "break-glass reasons encrypted");
+    }
     Ok((db, crypto))
 }
 

@@ -503,3 +503,81 @@ mod tests {
         assert_eq!(l.state(99), LinkState::Dead);
     }
 }
+
+/// The identity answers and link tokens come from the internet: no input panics, real dates
+/// and ZIPs as people type them are read back exactly, and every token we issue has the shape
+/// we accept while anything with another character does not.
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_answer_is_read_without_panic(m in ".{0,12}", d in ".{0,12}", y in ".{0,12}", zip in ".{0,24}") {
+            if let Some(iso) = parse_dob(&m, &d, &y) {
+                prop_assert!(time::Date::parse(&iso, ISO_DATE).is_ok());
+            }
+            if let Some(z) = normalize_zip(&zip) {
+                prop_assert!(z.len() == 5 && z.bytes().all(|b| b.is_ascii_digit()));
+            }
+            let _ = answers_match(&zip, &m);
+        }
+
+        #[test]
+        fn number_like_dates_are_read_without_panic(m in "[ 0-9+-]{0,6}", d in "[ 0-9+-]{0,6}", y in "[ 0-9+-]{0,8}") {
+            let _ = parse_dob(&m, &d, &y);
+        }
+
+        #[test]
+        fn real_dates_round_trip(days in 0i64..73_049, pad in any::<bool>(), space in any::<bool>()) {
+            // Every day from 1900-01-01 to 2099-12-31.
+            let base = time::Date::from_calendar_date(1900, time::Month::January, 1).expect("date");
+            let date = base + time::Duration::days(days);
+            let (m, d) = (u8::from(date.month()), date.day());
+            let (m, d) = if pad { (format!("{m:02}"), format!("{d:02}")) } else { (m.to_string(), d.to_string()) };
+            let y = if space { format!(" {} ", date.year()) } else { date.year().to_string() };
+            prop_assert_eq!(parse_dob(&m, &d, &y), date.format(ISO_DATE).ok());
+        }
+
+        #[test]
+        fn impossible_dates_are_refused(y in 1900i32..=2100, m in 1u8..=12, d in 29u8..=99) {
+            let real = time::Month::try_from(m)
+                .ok()
+                .and_then(|month| time::Date::from_calendar_date(y, month, d).ok())
+                .is_some();
+            prop_assert_eq!(parse_dob(&m.to_string(), &d.to_string(), &y.to_string()).is_some(), real);
+        }
+
+        #[test]
+        fn zips_as_typed_are_read_back(zip in "[0-9]{5}", plus4 in proptest::option::of("[0-9]{4}"), pad in " {0,3}") {
+            let typed = match &plus4 {
+                Some(p) => format!("{pad}{zip}-{p}{pad}"),
+                None => format!("{pad}{zip}{pad}"),
+            };
+            prop_assert_eq!(normalize_zip(&typed), Some(zip));
+        }
+
+        #[test]
+        fn issued_tokens_have_the_accepted_shape(_n in 0..64u8) {
+            prop_assert!(token_shape_ok(&crate::crypto::random_token()));
+        }
+
+        #[test]
+        fn tokens_with_another_character_are_refused(
+            head in "[A-Za-z0-9_-]{0,40}",
+            bad in "[^A-Za-z0-9_-]",
+            tail in "[A-Za-z0-9_-]{0,40}",
+        ) {
+            let token = format!("{head}{bad}{tail}");
+            prop_assert!(!token_shape_ok(&token));
+        }
+
+        #[test]
+        fn any_token_is_judged_without_panic(token in ".{0,100}") {
+            let ok = token_shape_ok(&token);
+            prop_assert_eq!(ok, (22..=64).contains(&token.len())
+                && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        }
+    }
+}

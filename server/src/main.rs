@@ -156,6 +156,69 @@ async fn keys(cfg: &patriotpay::config::Config, action: KeysCommand) -> anyhow::
                 dry(dry_run)
             );
         }
+        KeysCommand::RotateIndex {
+            tenant,
+            batch,
+            grace_secs,
+            max_batches,
+        } => {
+            anyhow::ensure!(batch > 0, "--batch must be positive");
+            let started = std::time::Instant::now();
+            let only = tenant_arg(tenant)?;
+            // Every indexed value is decrypted to be hashed again: on the audit trail, start
+            // and end.
+            let scope = match &only {
+                Some(t) => format!("practice={t}"),
+                None => "practice=all".to_owned(),
+            };
+            cli_audit(&db, "keys.rotate-index.start", Some(&scope)).await?;
+            let s = patriotpay::keys::rotate_index(
+                &db,
+                &crypto,
+                &patriotpay::keys::RotateIndexOptions {
+                    only,
+                    batch,
+                    grace: std::time::Duration::from_secs(grace_secs),
+                    max_batches,
+                },
+            )
+            .await?;
+            let counts = format!(
+                "rotations={} resumed={} built={} switched={} caught_up={} copies_rekeyed={} copies_dropped={} retired={}{}",
+                s.rotations.len(),
+                s.resumed,
+                s.values_built,
+                s.values_switched,
+                s.caught_up,
+                s.copies_rekeyed,
+                s.copies_dropped,
+                s.retired,
+                if s.stopped_early { " stopped-early" } else { "" }
+            );
+            cli_audit(&db, "keys.rotate-index.end", Some(&counts)).await?;
+            for (t, from, to) in &s.rotations {
+                println!("{t}: blind-index key version {from} -> {to}");
+            }
+            if s.stopped_early {
+                println!(
+                    "Stopped after {} batch(es): {} values built so far; lookups still use the old keys. Run again to continue.",
+                    max_batches.unwrap_or_default(),
+                    s.values_built
+                );
+            } else {
+                println!(
+                    "Rotated {} blind-index key(s){}: {} values built, {} switched, {} caught up after the switch, {} sign-in failure records re-keyed and {} naming no account dropped; old keys destroyed, in {:.1}s.",
+                    s.retired,
+                    if s.resumed > 0 { " (continuing an earlier run)" } else { "" },
+                    s.values_built,
+                    s.values_switched,
+                    s.caught_up,
+                    s.copies_rekeyed,
+                    s.copies_dropped,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
         KeysCommand::Status => {
             println!(
                 "{:<38} {:<12} {:>7} {:<8} {:>10}  key",

@@ -218,3 +218,58 @@ mod tests {
         assert_eq!(Money(18240).plain(), "182.40");
     }
 }
+
+/// What a patient types into the amount box comes from the internet: no input panics, every
+/// amount the portal displays parses back to itself, and what parses is exact cents.
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every amount `parse_dollars` can accept: up to twelve whole-dollar digits.
+    const MAX_CENTS: i64 = 99_999_999_999_999;
+
+    proptest! {
+        #[test]
+        fn any_input_is_answered_without_panic(input in ".{0,64}", balance in any::<i64>()) {
+            let _ = Money::parse_dollars(&input);
+            let _ = Money::parse_payment(&input, Money(balance));
+        }
+
+        #[test]
+        fn numeric_looking_input_is_answered_without_panic(input in "[-$ ]{0,3}[0-9,]{0,20}(\\.[0-9]{0,4})?") {
+            if let Ok(m) = Money::parse_dollars(&input) {
+                prop_assert!(m.cents() >= 0);
+            }
+        }
+
+        #[test]
+        fn display_and_plain_parse_back(cents in 0..=MAX_CENTS) {
+            let m = Money(cents);
+            prop_assert_eq!(Money::parse_dollars(&m.to_string()), Ok(m));
+            prop_assert_eq!(Money::parse_dollars(&m.plain()), Ok(m));
+            prop_assert_eq!(Money::parse_dollars(&format!("  {}  ", m.plain())), Ok(m));
+        }
+
+        #[test]
+        fn negative_amounts_are_refused(cents in 1..=MAX_CENTS) {
+            prop_assert_eq!(
+                Money::parse_dollars(&Money(-cents).to_string()),
+                Err(AmountError::Negative)
+            );
+        }
+
+        #[test]
+        fn a_payment_is_positive_and_within_the_balance(input in ".{0,24}", balance in any::<i64>()) {
+            if let Ok(m) = Money::parse_payment(&input, Money(balance)) {
+                prop_assert!(m.is_positive() && m <= Money(balance));
+            }
+        }
+
+        #[test]
+        fn whole_dollars_and_cents_are_exact(dollars in 0..=999_999_999_999i64, cents in 0..100i64) {
+            let typed = format!("{dollars}.{cents:02}");
+            prop_assert_eq!(Money::parse_dollars(&typed), Ok(Money(dollars * 100 + cents)));
+        }
+    }
+}

@@ -31,9 +31,14 @@ const BIDX_EMAIL: &str = "account-email";
 /// The keyed blind index an account is found by: the email itself is never stored in the clear
 /// (a patient's or guarantor's email says who a practice's patients are).
 pub async fn email_index(crypto: &FieldCrypto, email: &str) -> Result<Vec<u8>, AccountError> {
-    Ok(crypto
-        .blind_index(platform(), BIDX_EMAIL, &normalize_email(email))
-        .await?)
+    let (what, input) = email_index_input(email);
+    Ok(crypto.blind_index(platform(), what, &input).await?)
+}
+
+/// The domain and normalised input of an account's email index (also how `keys rotate-index`
+/// rebuilds it from the decrypted email).
+pub(crate) fn email_index_input(email: &str) -> (&'static str, String) {
+    (BIDX_EMAIL, normalize_email(email))
 }
 
 /// Where an account's email ciphertext is bound: the platform's keys, the user's row.

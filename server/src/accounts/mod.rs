@@ -24,6 +24,7 @@ pub use devices::{
     prune_trusted_devices, revoke_trusted_devices, trust_device, MAX_TRUSTED_DEVICES_PER_ACCOUNT,
     TRUSTED_DEVICE_SECS,
 };
+pub(crate) use email::email_index_input;
 pub use email::{email_index, email_taken, normalize_email, open_email, valid_email, NewAccount};
 pub use members::{
     create_member, grant_over_patient, member_by_subject, set_member_password, NewCredentials,
@@ -32,8 +33,8 @@ pub use password::{hash_password, verify_credentials, verify_password};
 pub use recovery::use_recovery_code;
 pub use staff::{
     add_user, clear_must_reset, disable, enrolment_user, force_reset, grant_break_glass, list,
-    upsert_external, BreakGlassRequest, UserRow, BREAK_GLASS_MAX_MINUTES,
-    BREAK_GLASS_MAX_REASON_CHARS, ENROLMENT_TTL_SECS,
+    reason_aad, seal_legacy_reasons, upsert_external, BreakGlassRequest, UserRow,
+    BREAK_GLASS_MAX_MINUTES, BREAK_GLASS_MAX_REASON_CHARS, ENROLMENT_TTL_SECS,
 };
 pub use throttle::{
     account_delay, claim_attempt, claim_attempt_from, prune_login_failures, LoginAttempt,

@@ -4,9 +4,10 @@
 use super::email::by_email;
 use super::{email_index, open_email, AccountError, Kind, NewAccount};
 use crate::access::Role;
-use crate::crypto::{random_token, token_hash, FieldCrypto};
+use crate::crypto::{random_token, token_hash, FieldAad, FieldCrypto};
 use crate::db::Db;
 use crate::ids::{TenantId, UserId};
+use crate::phi::Phi;
 
 pub const ENROLMENT_TTL_SECS: i64 = 72 * 3600;
 
@@ -255,28 +256,85 @@ pub async fn clear_must_reset(db: &Db, subject: &str) -> Result<bool, AccountErr
 /// Longest emergency grant a security officer may give.
 pub const BREAK_GLASS_MAX_MINUTES: i64 = 240;
 
-/// Gives `user` a time-boxed extra role in a practice, with the written reason on record.
+/// Gives `user` a time-boxed extra role in a practice, with the written reason on record:
+/// encrypted under the practice's field key and bound to the grant's row (whose id the insert
+/// makes), in the same transaction as the grant.
 pub async fn grant_break_glass(
     db: &Db,
+    crypto: &FieldCrypto,
     user: &UserId,
     tenant: &TenantId,
     request: &BreakGlassRequest,
     now: i64,
 ) -> Result<i64, AccountError> {
     let expires = now + request.minutes * 60;
-    sqlx::query(
-        "INSERT INTO user_grants (user_id, role, tenant_id, expires_at, reason, granted_by, created_at)
-         VALUES ($1, $2, $3, $4, $5, $1, $6)",
+    // Readied first: encrypting inside the transaction then needs no key to be created.
+    crypto.ready_field_key(tenant).await?;
+    let mut tx = db.begin_write().await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO user_grants (user_id, role, tenant_id, expires_at, granted_by, created_at)
+         VALUES ($1, $2, $3, $4, $1, $5) RETURNING id",
     )
     .bind(user.as_str())
     .bind(request.role.as_str())
     .bind(tenant.as_str())
     .bind(expires)
-    .bind(&request.reason)
     .bind(now)
-    .execute(db.pool())
+    .fetch_one(&mut *tx)
     .await?;
+    let row = id.to_string();
+    let sealed = crypto
+        .encrypt_str(reason_aad(tenant, &row), &request.reason)
+        .await?;
+    sqlx::query("UPDATE user_grants SET reason_ct = $1 WHERE id = $2")
+        .bind(sealed)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(expires)
+}
+
+/// Where a break-glass reason's ciphertext is bound: the grant's practice and row.
+pub fn reason_aad<'a>(tenant: &'a TenantId, grant_id: &'a str) -> FieldAad<'a> {
+    FieldAad {
+        tenant,
+        table: "user_grants",
+        column: "reason",
+        row: grant_id,
+    }
+}
+
+/// Seals break-glass reasons written in the clear before they were encrypted (migration 0006
+/// added `reason_ct`): each is encrypted into `reason_ct` and its plaintext emptied, guarded on
+/// the plaintext so a concurrent run seals it once. Run whenever the database is opened;
+/// returns how many were sealed.
+pub async fn seal_legacy_reasons(db: &Db, crypto: &FieldCrypto) -> Result<u64, AccountError> {
+    // Only break-glass grants had a reason, and each names its practice.
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT id, tenant_id, reason FROM user_grants
+         WHERE reason IS NOT NULL AND tenant_id IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let mut sealed = 0;
+    for (id, tenant, reason) in rows {
+        let row = id.to_string();
+        let tenant = TenantId::from_db(tenant);
+        let ct = crypto
+            .encrypt_str(reason_aad(&tenant, &row), &Phi::new(reason.clone()))
+            .await?;
+        let r = sqlx::query(
+            "UPDATE user_grants SET reason_ct = $1, reason = NULL WHERE id = $2 AND reason = $3",
+        )
+        .bind(ct)
+        .bind(id)
+        .bind(&reason)
+        .execute(db.pool())
+        .await?;
+        sealed += r.rows_affected();
+    }
+    Ok(sealed)
 }
 
 /// The longest reason accepted for emergency access (it is free text that may name a patient;
@@ -290,7 +348,7 @@ pub const BREAK_GLASS_MAX_REASON_CHARS: usize = 1000;
 pub struct BreakGlassRequest {
     pub role: Role,
     pub minutes: i64,
-    reason: String,
+    reason: Phi<String>,
 }
 
 impl BreakGlassRequest {
@@ -315,7 +373,7 @@ impl BreakGlassRequest {
         Ok(BreakGlassRequest {
             role,
             minutes,
-            reason: reason.to_owned(),
+            reason: Phi::new(reason.to_owned()),
         })
     }
 }

@@ -64,22 +64,18 @@ pub async fn import_patient(
             &p.account_number,
         )
         .await?;
-    let phone_bidx = crypto
-        .blind_index(tenant, BIDX_PHONE, &normalize_phone(p.phone.expose()))
-        .await?;
+    let [phone_in, name_dob_in, account_in] = patient_index_inputs(
+        p.phone.expose(),
+        p.last_name.expose(),
+        p.dob.expose(),
+        p.account_number.expose(),
+    );
+    let phone_bidx = crypto.blind_index(tenant, phone_in.0, &phone_in.1).await?;
     let name_dob_bidx = crypto
-        .blind_index(
-            tenant,
-            BIDX_NAME_DOB,
-            &name_dob_key(p.last_name.expose(), p.dob.expose()),
-        )
+        .blind_index(tenant, name_dob_in.0, &name_dob_in.1)
         .await?;
     let account_bidx = crypto
-        .blind_index(
-            tenant,
-            BIDX_ACCOUNT,
-            &normalize_account(p.account_number.expose()),
-        )
+        .blind_index(tenant, account_in.0, &account_in.1)
         .await?;
     sqlx::query(
         "INSERT INTO patients (id, tenant_id, first_name_ct, last_name_ct, dob_ct, zip_ct, phone_ct,
@@ -101,6 +97,22 @@ pub async fn import_patient(
     .execute(db.pool())
     .await?;
     Ok(id)
+}
+
+/// What a patient's three blind indexes (`phone_bidx`, `name_dob_bidx`, `account_bidx`, in
+/// that order) are computed from: each one's domain and normalised input. The one recipe for
+/// import and for `keys rotate-index`, which rebuilds them from the decrypted columns.
+pub(crate) fn patient_index_inputs(
+    phone: &str,
+    last_name: &str,
+    dob_iso: &str,
+    account: &str,
+) -> [(&'static str, String); 3] {
+    [
+        (BIDX_PHONE, normalize_phone(phone)),
+        (BIDX_NAME_DOB, name_dob_key(last_name, dob_iso)),
+        (BIDX_ACCOUNT, normalize_account(account)),
+    ]
 }
 
 const BIDX_PHONE: &str = "phone";

@@ -510,15 +510,60 @@ impl FieldCrypto {
             .map_err(|_| CryptoError::Malformed)
     }
 
-    /// A blind index: HMAC-SHA256 under the tenant's index key of an already-normalised value,
-    /// domain-separated by what it indexes. Equal inputs give equal outputs; nothing else leaks.
+    /// The blind-index key version lookups and new rows use now: the newest, unless a
+    /// `keys rotate-index` is still building it (then the one before). Read from the database
+    /// on every call, never cached, so the rotation's switch takes effect for every running
+    /// server at the moment it commits (see `keys::rotate_index`).
+    pub async fn active_index_version(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<u32>, CryptoError> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(d.version) FROM data_keys d
+             WHERE d.tenant_id = $1 AND d.purpose = $2
+               AND NOT EXISTS (SELECT 1 FROM blind_index_rotations r
+                   WHERE r.tenant_id = d.tenant_id AND r.to_version = d.version
+                     AND r.state = 'building')",
+        )
+        .bind(tenant.as_str())
+        .bind(PURPOSE_INDEX)
+        .fetch_one(self.db.pool())
+        .await?;
+        v.map(|v| u32::try_from(v).map_err(|_| CryptoError::Malformed))
+            .transpose()
+    }
+
+    /// A blind index: HMAC-SHA256 under the tenant's active index key of an already-normalised
+    /// value, domain-separated by what it indexes. Equal inputs give equal outputs; nothing
+    /// else leaks. The tenant's first index key is made on first use.
     pub async fn blind_index(
         &self,
         tenant: &TenantId,
         what: &'static str,
         normalized: &str,
     ) -> Result<Vec<u8>, CryptoError> {
-        let (_, key) = self.current_key(tenant, PURPOSE_INDEX).await?;
+        let version = match self.active_index_version(tenant).await? {
+            Some(v) => v,
+            None => {
+                self.create_version(tenant, PURPOSE_INDEX).await?;
+                self.active_index_version(tenant)
+                    .await?
+                    .ok_or(CryptoError::Malformed)?
+            }
+        };
+        self.blind_index_at(tenant, version, what, normalized).await
+    }
+
+    /// A blind index under a given index-key version (`keys rotate-index` builds the new
+    /// values with the version it is rotating to).
+    pub(crate) async fn blind_index_at(
+        &self,
+        tenant: &TenantId,
+        version: u32,
+        what: &str,
+        normalized: &str,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let key = self.key(tenant, PURPOSE_INDEX, version).await?;
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.bytes())
             .map_err(|_| CryptoError::Malformed)?;
         mac.update(b"patriotpay-bidx-v1\0");
@@ -526,6 +571,13 @@ impl FieldCrypto {
         mac.update(b"\0");
         mac.update(normalized.as_bytes());
         Ok(mac.finalize().into_bytes().to_vec())
+    }
+
+    /// Makes sure the tenant has a field key and this process holds its newest version, so a
+    /// write transaction that encrypts next (a value bound to a row id the insert returns) does
+    /// not have to create one while it holds the write lock.
+    pub async fn ready_field_key(&self, tenant: &TenantId) -> Result<u32, CryptoError> {
+        Ok(self.current_key(tenant, PURPOSE_FIELD).await?.0)
     }
 }
 

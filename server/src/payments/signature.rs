@@ -266,3 +266,80 @@ mod tests {
         );
     }
 }
+
+/// The header and body come from anyone on the internet: no input panics or costs more than
+/// one MAC per secret, and every signature `sign` makes verifies within the tolerance, for that
+/// body and secret only.
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn macs() -> usize {
+        MACS.with(|m| m.get())
+    }
+
+    /// Headers shaped like real ones, with the parts an attacker would vary.
+    fn header_like() -> impl Strategy<Value = String> {
+        let part = prop_oneof![
+            "t=-?[0-9]{0,20}",
+            "v1=[0-9a-f]{0,70}",
+            "v1=[0-9A-Fa-z]{64}",
+            "v0=[0-9a-f]{64}",
+            "[a-z0-9]{0,4}=?.{0,8}",
+            Just(String::new()),
+        ];
+        proptest::collection::vec(part, 0..12).prop_map(|p| p.join(","))
+    }
+
+    proptest! {
+        #[test]
+        fn any_header_is_answered_within_one_mac_per_secret(
+            header in prop_oneof![".{0,200}", header_like()],
+            body in proptest::collection::vec(any::<u8>(), 0..256),
+            now in any::<i64>(),
+        ) {
+            let before = macs();
+            let _ = verify(&["whsec_a", "whsec_b"], &header, &body, now);
+            prop_assert!(macs() - before <= 2);
+        }
+
+        #[test]
+        fn oversized_headers_are_refused_unparsed(extra in 1..4096usize) {
+            let header = format!("t=1,{}", "v1=,".repeat((MAX_HEADER_BYTES + extra) / 4));
+            let before = macs();
+            prop_assert_eq!(verify(&["whsec_a"], &header, b"{}", 1), Err(SignatureError::TooLarge));
+            prop_assert_eq!(macs(), before);
+        }
+
+        #[test]
+        fn signed_verifies_and_tampered_does_not(
+            secret in "whsec_[A-Za-z0-9]{1,40}",
+            other in "whsec_[A-Za-z0-9]{1,40}",
+            t in -1_000_000_000_000i64..1_000_000_000_000,
+            skew in -TOLERANCE_SECS..=TOLERANCE_SECS,
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            flip in any::<proptest::sample::Index>(),
+        ) {
+            let header = sign(&secret, t, &body);
+            prop_assert_eq!(verify(&[secret.as_str()], &header, &body, t + skew), Ok(()));
+            // Also when it is one of several configured secrets (rotation).
+            prop_assert_eq!(verify(&[other.as_str(), secret.as_str()], &header, &body, t), Ok(()));
+            if other != secret {
+                prop_assert_eq!(verify(&[other.as_str()], &header, &body, t), Err(SignatureError::Mismatch));
+            }
+            let mut tampered = body.clone();
+            if tampered.is_empty() {
+                tampered.push(b'x');
+            } else {
+                let i = flip.index(tampered.len());
+                tampered[i] ^= 0x01;
+            }
+            prop_assert_eq!(verify(&[secret.as_str()], &header, &tampered, t), Err(SignatureError::Mismatch));
+            prop_assert_eq!(
+                verify(&[secret.as_str()], &header, &body, t + TOLERANCE_SECS + 1),
+                Err(SignatureError::Stale)
+            );
+        }
+    }
+}

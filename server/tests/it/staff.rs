@@ -532,12 +532,23 @@ async fn break_glass_is_time_boxed_and_loud(backend: Backend) {
     // Loud: an audit event and an alert naming who and what; the free-text reason (which could
     // name a patient) stays with the grant.
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_events WHERE action = 'breakglass.grant' AND outcome = 'success'").await, 1);
-    let reason: String =
-        sqlx::query_scalar("SELECT reason FROM user_grants WHERE expires_at IS NOT NULL")
+    // (Encrypted, bound to the grant's row: see rekey.rs.)
+    let (grant, sealed): (i64, Vec<u8>) =
+        sqlx::query_as("SELECT id, reason_ct FROM user_grants WHERE expires_at IS NOT NULL")
             .fetch_one(app.db().pool())
             .await
             .expect("grant");
-    assert!(reason.contains("admin unreachable"));
+    let grant = grant.to_string();
+    let reason = app
+        .state()
+        .crypto
+        .decrypt_str(
+            patriotpay::accounts::reason_aad(&app.tenant, &grant),
+            &sealed,
+        )
+        .await
+        .expect("reason opens");
+    assert!(reason.expose().contains("admin unreachable"));
     let detail: String = sqlx::query_scalar("SELECT detail FROM alerts WHERE kind = 'break-glass'")
         .fetch_one(app.db().pool())
         .await

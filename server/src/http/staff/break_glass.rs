@@ -80,11 +80,17 @@ pub async fn break_glass(
     .await
     .map_err(forbidden)?;
     let role = request.role;
-    let expires =
-        accounts::grant_break_glass(&state.db, &account.id, permit.tenant(), &request, ctx.now)
-            .await?;
-    // The written reason may name a patient: it stays in the grant row and the audit trail,
-    // never in the log or the alert. A staff member's work address is no patient's: the alert
+    let expires = accounts::grant_break_glass(
+        &state.db,
+        &state.crypto,
+        &account.id,
+        permit.tenant(),
+        &request,
+        ctx.now,
+    )
+    .await?;
+    // The written reason may name a patient: it stays with the grant, encrypted, never in the
+    // log or the alert. A staff member's work address is no patient's: the alert
     // names who did it.
     let who = account.email(&state.crypto).await?;
     let detail = format!(
