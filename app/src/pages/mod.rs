@@ -34,6 +34,13 @@ mod tests {
             statement(PageMeta::default(), StatementVm::default()),
             receipt(PageMeta::default(), ReceiptVm::default()),
             confirming(PageMeta::default(), ConfirmingVm::default()),
+            confirming(
+                PageMeta::default(),
+                ConfirmingVm {
+                    auto_refresh: true,
+                    ..Default::default()
+                },
+            ),
             error(
                 PageMeta::default(),
                 ErrorVm {
