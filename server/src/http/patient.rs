@@ -455,7 +455,8 @@ pub(super) async fn back_from_processor(
     if truth != payments::Truth::Pending {
         return Ok(see_other(payer.cancelled(checkout.id.as_str())));
     }
-    // A count the visitor could reset only by reloading by hand; anything unreadable is 0.
+    // Only the page's own refreshes raise the count (anything unreadable is 0); someone editing
+    // the URL is reloading by hand, which is no loop.
     let checks = q.checks.parse::<u32>().unwrap_or(0).min(MAX_CONFIRM_CHECKS);
     let next = (checks + 1).min(MAX_CONFIRM_CHECKS).to_string();
     // Paid there, refused here (the webhook closed it for reconciliation): waiting is useless.
