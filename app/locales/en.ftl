@@ -82,6 +82,9 @@ try-again = Try again
 confirming-title = Confirming your payment
 confirming-body = Your card processor has accepted the payment and we are recording it. This page refreshes by itself; you can also reload it.
 confirming-refresh = Check again
+confirming-later-title = Your payment is being confirmed
+confirming-later-body = Your card processor accepted the payment and we are still recording it. It will show on your statement once it is recorded. You can close this page and come back later; there is no need to pay again.
+confirming-later-back = Back to your balance
 
 receipt-title = Payment received
 receipt-thanks = Thank you. { $practice } has received your payment.

@@ -90,6 +90,9 @@ forms! {
     /// The processor's return (`Url::PayReturn`, `Url::AccountPayReturn`): a query, not a body.
     pub struct ReturnQuery {
         session_id / SESSION_ID,
+        /// How many times the confirming page has refreshed itself (absent on the processor's
+        /// redirect); it stops at a cap.
+        checks / CHECKS,
     }
 
     /// Email and password, as both sign-in pages (members and staff) post them.

@@ -158,11 +158,18 @@ impl Url<'_> {
 
     /// The path with one query parameter, both parts percent-encoded.
     pub fn with_query(&self, key: &str, value: &str) -> String {
+        self.with_queries(&[(key, value)])
+    }
+
+    /// The path with query parameters in the order given, every part percent-encoded.
+    pub fn with_queries(&self, pairs: &[(&str, &str)]) -> String {
         let mut out = self.path();
-        out.push('?');
-        encode_into(&mut out, key);
-        out.push('=');
-        encode_into(&mut out, value);
+        for (i, (key, value)) in pairs.iter().enumerate() {
+            out.push(if i == 0 { '?' } else { '&' });
+            encode_into(&mut out, key);
+            out.push('=');
+            encode_into(&mut out, value);
+        }
         out
     }
 }
@@ -343,6 +350,10 @@ mod tests {
         assert_eq!(
             Url::PayReturn("co_1").with_query("session_id", "cs_1&x=/"),
             "/pay/return/co_1?session_id=cs_1%26x%3D%2F"
+        );
+        assert_eq!(
+            Url::PayReturn("co_1").with_queries(&[("session_id", "cs_1&"), ("checks", "3")]),
+            "/pay/return/co_1?session_id=cs_1%26&checks=3"
         );
     }
 

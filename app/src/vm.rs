@@ -185,6 +185,11 @@ pub struct DeclinedVm {
 pub struct ConfirmingVm {
     /// Same-origin path to poll; no token or PHI in it.
     pub refresh_path: String,
+    /// Refresh by itself; false once the page has refreshed enough times, when it says to come
+    /// back later instead.
+    pub auto_refresh: bool,
+    /// Where the payer's balance is shown (the summary, or the account page).
+    pub back_path: String,
 }
 
 #[derive(Clone, Debug, Default)]

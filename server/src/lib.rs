@@ -40,6 +40,8 @@ pub struct Running {
     pub sandbox_addr: SocketAddr,
     pub public_url: String,
     pub state: AppState,
+    /// The built-in processor, for tests that make it misbehave or forget.
+    pub sandbox: Arc<Sandbox>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -161,7 +163,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let portal = http::portal_router(state.clone());
-    let sandbox_router = payments::sandbox::router(sandbox, public_url.clone());
+    let sandbox_router = payments::sandbox::router(sandbox.clone(), public_url.clone());
 
     let mut tasks = vec![];
     let mut stop = rx.clone();
@@ -231,6 +233,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         sandbox_addr,
         public_url,
         state,
+        sandbox,
         shutdown: tx,
         tasks,
     })

@@ -57,6 +57,13 @@ mod tests {
             ),
             receipt(PageMeta::default(), ReceiptVm::default()),
             confirming(PageMeta::default(), ConfirmingVm::default()),
+            confirming(
+                PageMeta::default(),
+                ConfirmingVm {
+                    auto_refresh: true,
+                    ..Default::default()
+                },
+            ),
             error(
                 PageMeta::default(),
                 ErrorVm {

@@ -27,6 +27,22 @@ pub fn declined(meta: PageMeta, vm: DeclinedVm) -> String {
 
 pub fn confirming(meta: PageMeta, vm: ConfirmingVm) -> String {
     let tr = Tr::new(meta.lang);
+    if !vm.auto_refresh {
+        // The last of the refreshes: nothing here reloads the page by itself.
+        let body = view! {
+            <h1>{tr.t("confirming-later-title")}</h1>
+            <p class="lead" role="status">{tr.t("confirming-later-body")}</p>
+            <p><a href=vm.back_path.clone()>{tr.t("confirming-later-back")}</a></p>
+            <p><a href=vm.refresh_path.clone()>{tr.t("confirming-refresh")}</a></p>
+        };
+        return document(
+            &meta,
+            Chrome::Portal,
+            tr.t("confirming-later-title"),
+            None,
+            body.into_any(),
+        );
+    }
     let refresh = format!("3;url={}", vm.refresh_path);
     let body = view! {
         <h1>{tr.t("confirming-title")}</h1>

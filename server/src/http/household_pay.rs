@@ -188,7 +188,7 @@ pub async fn pay_return(
 ) -> Result<Response> {
     let checkout = own_checkout(&state, &ctx, &who, &raw, "payment.return.view").await?;
     let meta = meta(&session).await?;
-    back_from_processor(&state, &checkout, &q.session_id, Payer::Member, meta).await
+    back_from_processor(&state, ctx.now, &checkout, &q, Payer::Member, meta).await
 }
 
 pub async fn pay_cancelled(

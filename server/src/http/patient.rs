@@ -361,6 +361,7 @@ pub(super) async fn start_checkout(
     match payments::start_checkout(
         &state.db,
         state.processor.as_ref(),
+        &state.alerts,
         plan,
         &state.public_url,
         actor,
@@ -419,7 +420,7 @@ pub async fn pay_return(
     .await?;
     let practice = practice_of(&state, &link).await?;
     let meta = meta(&session, Some(practice.name)).await?;
-    back_from_processor(&state, &checkout, &q.session_id, Payer::Link, meta).await
+    back_from_processor(&state, ctx.now, &checkout, &q, Payer::Link, meta).await
 }
 
 /// Whose pages a return from the processor leads to: the pay link's or the account's.
@@ -450,36 +451,74 @@ impl Payer {
             Payer::Member => Url::AccountPayReturn(checkout),
         }
     }
+
+    /// Where the payer's balance shows.
+    fn home(self) -> Url<'static> {
+        match self {
+            Payer::Link => Url::Summary,
+            Payer::Member => Url::Account,
+        }
+    }
 }
 
+/// How many times the confirming page refreshes itself (every 3 s) before it stops and says to
+/// come back later: a page refreshing for hours would hold its session open.
+pub const MAX_CONFIRM_CHECKS: u32 = 20;
+
 /// The return from the processor's page, for a checkout the visitor owns: the receipt once the
-/// webhook recorded the payment, the cancelled page if nothing was paid, else a page that
-/// refreshes until the webhook arrives.
+/// webhook recorded the payment, the cancelled page if nothing was paid (or the processor no
+/// longer knows the checkout, or its payment did not succeed), else a page that refreshes until
+/// the webhook arrives, at most `MAX_CONFIRM_CHECKS` times.
 pub(super) async fn back_from_processor(
     state: &AppState,
+    now: i64,
     checkout: &payments::CheckoutRow,
-    session_id: &str,
+    q: &ReturnQuery,
     payer: Payer,
     meta: PageMeta,
 ) -> Result<Response> {
+    let session_id = q.session_id.as_str();
     if checkout.processor_session_id.as_deref() != Some(session_id) {
         return Err(AppError::NotFound);
     }
     if let Some(payment) = payments::payment_for_checkout(&state.db, &checkout.id).await? {
         return Ok(see_other(payer.receipt(payment.as_str())));
     }
-    let processor_checkout = state
-        .processor
-        .retrieve_checkout(session_id)
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?;
-    if !processor_checkout.paid {
+    // The processor's truth, read again each time: a checkout it forgot, or one it calls
+    // complete with a payment that did not succeed, is closed and never waited for.
+    let truth = payments::reread_checkout(
+        &state.db,
+        state.processor.as_ref(),
+        &state.alerts,
+        &checkout.id,
+        session_id,
+        now,
+    )
+    .await
+    .map_err(|e| match e {
+        payments::PaymentError::Processor(e) => AppError::Unavailable(e.to_string()),
+        payments::PaymentError::Db(e) => e.into(),
+        other => AppError::Internal(other.into()),
+    })?;
+    if truth != payments::Truth::Pending {
         return Ok(see_other(payer.cancelled(checkout.id.as_str())));
     }
+    // Only the page's own refreshes raise the count (anything unreadable is 0); someone editing
+    // the URL is reloading by hand, which is no loop.
+    let checks = q.checks.parse::<u32>().unwrap_or(0).min(MAX_CONFIRM_CHECKS);
+    let next = (checks + 1).min(MAX_CONFIRM_CHECKS).to_string();
+    // Paid there, refused here (the webhook closed it for reconciliation): waiting is useless.
+    let refused = matches!(
+        checkout.state,
+        payments::CheckoutState::Failed | payments::CheckoutState::Expired
+    );
     let vm = ConfirmingVm {
-        refresh_path: payer
-            .back(checkout.id.as_str())
-            .with_query(ReturnQuery::SESSION_ID, session_id),
+        refresh_path: payer.back(checkout.id.as_str()).with_queries(&[
+            (ReturnQuery::SESSION_ID, session_id),
+            (ReturnQuery::CHECKS, &next),
+        ]),
+        auto_refresh: !refused && checks < MAX_CONFIRM_CHECKS,
+        back_path: payer.home().path(),
     };
     Ok(Html(pages::confirming(meta, vm)).into_response())
 }

@@ -37,6 +37,13 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
     {
         Ok(outcome) => {
             tracing::info!(event_type = %event.event_type, outcome = ?outcome, "webhook handled");
+            if let EventOutcome::NotBooked(why) = &outcome {
+                // Acknowledged and kept (a retry would find the same), checkout closed: the
+                // money the processor reports is for a person to reconcile. Once per payment.
+                if let Err(e) = why.raise(&state.db, &state.alerts, state.clock.now()).await {
+                    tracing::error!(error = %e, "webhook: could not record the alert");
+                }
+            }
             if outcome == EventOutcome::UnknownPaid {
                 // Acknowledged (retries would change nothing) but money was taken that no
                 // checkout of ours explains: one alert per event, for reconciliation by hand.

@@ -4,12 +4,15 @@
 pub mod sandbox;
 pub mod signature;
 
+use crate::alerts::AlertSink;
 use crate::audit::{self, Actor, Outcome};
 use crate::db::Db;
 use crate::ids::{CheckoutId, LinkId, PatientId, PaymentId, StatementId, TenantId, UserId};
 use crate::money::Money;
 use async_trait::async_trait;
 
+/// Why a processor call failed. "Not found" is an answer (the processor does not know the
+/// object, or no longer does) and callers act on it; "unavailable" is the absence of one.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessorError {
     #[error("processor unreachable: {0}")]
@@ -55,6 +58,9 @@ pub struct CheckoutRequest {
 
 pub const NEUTRAL_DESCRIPTION: &str = "Statement balance";
 
+/// The one currency the portal charges in (`Money` is US cents), as processors spell it.
+pub const CURRENCY: &str = "usd";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CheckoutStatus {
     Open,
@@ -83,7 +89,10 @@ pub enum DeclineReason {
 pub struct ProcessorPayment {
     pub id: String,
     pub succeeded: bool,
+    /// In the minor unit of `currency`.
     pub amount_received: Money,
+    /// Lower-case ISO 4217 code, as the processor reports it.
+    pub currency: String,
     pub card_brand: String,
     pub card_last4: String,
     pub created: i64,
@@ -100,8 +109,11 @@ pub trait PaymentProcessor: Send + Sync {
         req: &CheckoutRequest,
         idempotency_key: &str,
     ) -> Result<ProcessorCheckout, ProcessorError>;
+    /// `NotFound` when the processor does not know (or no longer knows) the checkout.
     async fn retrieve_checkout(&self, id: &str) -> Result<ProcessorCheckout, ProcessorError>;
+    /// `NotFound` when the processor does not know (or no longer knows) the payment.
     async fn retrieve_payment(&self, id: &str) -> Result<ProcessorPayment, ProcessorError>;
+    /// `Rejected` when the checkout is complete; `NotFound` when it is not known.
     async fn expire_checkout(&self, id: &str) -> Result<(), ProcessorError>;
 }
 
@@ -239,6 +251,7 @@ async fn find_checkout_by_session(
 pub async fn start_checkout(
     db: &Db,
     processor: &dyn PaymentProcessor,
+    alerts: &AlertSink,
     plan: &CheckoutPlan,
     public_url: &str,
     actor: &Actor,
@@ -254,8 +267,9 @@ pub async fn start_checkout(
         .try_fold(Money::from_cents(0), |acc, (_, m)| acc.checked_add(*m))
         .ok_or(PaymentError::Invalid("amount overflow"))?;
     // One live checkout per statement (a unique index backs this up). Older open ones are
-    // expired at the processor first; one that can't be, because it was paid, means the payment
-    // is on its way: refuse rather than let the balance be taken twice.
+    // expired at the processor first. One that can't be is re-read: paid (the payment is on its
+    // way) refuses rather than let the balance be taken twice; unknown to the processor, or
+    // complete without a payment that succeeded, is closed and never blocks the statement.
     let now = actor.at.unwrap_or_else(crate::clock::now_unix);
     let mut conn = db.pool().acquire().await?;
     for (statement, _) in &plan.items {
@@ -296,7 +310,13 @@ pub async fn start_checkout(
                     )
                     .await?;
                 }
-                Err(ProcessorError::Rejected(_)) => return Err(PaymentError::Pending),
+                Err(ProcessorError::Rejected(_) | ProcessorError::NotFound) => {
+                    let ours = CheckoutId::from_db(id);
+                    match reread_checkout(db, processor, alerts, &ours, &sid, now).await? {
+                        Truth::Unpaid | Truth::NotSucceeded => {}
+                        Truth::Open | Truth::Pending => return Err(PaymentError::Pending),
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -421,7 +441,7 @@ pub struct EventObject {
     pub id: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EventOutcome {
     /// Seen before: nothing changed.
     Duplicate,
@@ -432,6 +452,155 @@ pub enum EventOutcome {
     /// A paid checkout we have no record of: the event is kept for reconciliation and moved no
     /// money; someone must look at it.
     UnknownPaid,
+    /// A payment for one of our checkouts that we refused to book (it did not succeed, or its
+    /// amount or currency is not the checkout's): the event is kept, the checkout closed, and
+    /// the caller raises this alert.
+    NotBooked(Unbooked),
+}
+
+/// Money the processor reports that we did not book, for a person to reconcile. Raised once:
+/// the same payment (or checkout) always words its detail the same way, whichever event or
+/// page found it. Details carry processor ids, our ids and amounts, never a patient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unbooked {
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+/// A processor's id or code as it may appear in an alert: bounded, and nothing but letters,
+/// digits and underscores.
+fn ident(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(80)
+        .collect()
+}
+
+impl Unbooked {
+    pub const NOT_SUCCEEDED: &'static str = "payment-not-succeeded";
+    pub const MISMATCH: &'static str = "payment-amount-mismatch";
+
+    fn not_succeeded(checkout: &CheckoutId, session: &str, payment: Option<&str>) -> Unbooked {
+        Unbooked {
+            kind: Self::NOT_SUCCEEDED,
+            detail: format!(
+                "processor checkout {} (our checkout {checkout}) is complete but its payment {} did not succeed; nothing was booked for it",
+                ident(session),
+                payment.map_or_else(|| "(none)".to_owned(), ident),
+            ),
+        }
+    }
+
+    fn mismatch(checkout: &CheckoutRow, expected: Money, payment: &ProcessorPayment) -> Unbooked {
+        Unbooked {
+            kind: Self::MISMATCH,
+            detail: format!(
+                "processor payment {} for our checkout {} was not booked: it received {} {} where the checkout asked for {} {} ({} {CURRENCY} over its statements)",
+                ident(&payment.id),
+                checkout.id,
+                payment.amount_received.cents(),
+                ident(&payment.currency),
+                checkout.amount.cents(),
+                CURRENCY,
+                expected.cents(),
+            ),
+        }
+    }
+
+    /// Records the alert, unless this very one was raised before.
+    pub async fn raise(&self, db: &Db, alerts: &AlertSink, now: i64) -> Result<(), sqlx::Error> {
+        alerts.raise_once(db, self.kind, &self.detail, now).await
+    }
+}
+
+/// One of our checkouts as the processor sees it when asked again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Truth {
+    /// Still open: the payer may yet pay.
+    Open,
+    /// Over with nothing paid: expired there, or unknown to the processor (it never had it or
+    /// forgot it). Our checkout is closed as expired.
+    Unpaid,
+    /// Paid with a payment that succeeded, or a payment still settling: booking it is the
+    /// webhook's work.
+    Pending,
+    /// Complete, but its payment did not succeed: nothing to book. Our checkout is closed as
+    /// failed and the reconciliation alert raised.
+    NotSucceeded,
+}
+
+/// Moves a live (creating or open) checkout of ours to `to`, freeing its statements.
+async fn close_live(db: &Db, id: &CheckoutId, to: CheckoutState) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    close_checkout(
+        &mut tx,
+        id.as_str(),
+        to,
+        &[CheckoutState::Creating, CheckoutState::Open],
+    )
+    .await?;
+    tx.commit().await
+}
+
+/// Asks the processor afresh where our checkout `id` (its session `session_id`) stands, and
+/// acts on the answer: a checkout the processor does not know is treated as expired, and one
+/// it reports complete with a payment that did not succeed is closed as failed with the
+/// reconciliation alert. Neither ever blocks the statement again.
+pub async fn reread_checkout(
+    db: &Db,
+    processor: &dyn PaymentProcessor,
+    alerts: &AlertSink,
+    id: &CheckoutId,
+    session_id: &str,
+    now: i64,
+) -> Result<Truth, PaymentError> {
+    let pc = match processor.retrieve_checkout(session_id).await {
+        Ok(pc) => pc,
+        Err(ProcessorError::NotFound) => {
+            tracing::warn!(checkout = %id, "the processor does not know this checkout; treated as expired");
+            close_live(db, id, CheckoutState::Expired).await?;
+            return Ok(Truth::Unpaid);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !pc.paid {
+        return Ok(match pc.status {
+            CheckoutStatus::Open => Truth::Open,
+            // Complete but unpaid: a payment method that settles later.
+            CheckoutStatus::Complete => Truth::Pending,
+            CheckoutStatus::Expired => {
+                close_live(db, id, CheckoutState::Expired).await?;
+                Truth::Unpaid
+            }
+        });
+    }
+    let payment = match &pc.payment_intent {
+        Some(pi) => payment_if_known(processor, pi).await?,
+        None => None,
+    };
+    if payment
+        .as_ref()
+        .is_some_and(|p| p.succeeded && p.amount_received.is_positive())
+    {
+        return Ok(Truth::Pending);
+    }
+    close_live(db, id, CheckoutState::Failed).await?;
+    Unbooked::not_succeeded(id, &pc.id, pc.payment_intent.as_deref())
+        .raise(db, alerts, now)
+        .await?;
+    Ok(Truth::NotSucceeded)
+}
+
+/// A payment, or `None` when the processor does not know it.
+async fn payment_if_known(
+    processor: &dyn PaymentProcessor,
+    id: &str,
+) -> Result<Option<ProcessorPayment>, ProcessorError> {
+    match processor.retrieve_payment(id).await {
+        Ok(p) => Ok(Some(p)),
+        Err(ProcessorError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Handles one verified processor event. Safe under duplicates, reordering and retries: the
@@ -455,7 +624,7 @@ pub async fn handle_event(
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
             let session = processor.retrieve_checkout(&ev.data.object.id).await?;
             let payment = match (&session.payment_intent, session.paid) {
-                (Some(pi), true) => Some(processor.retrieve_payment(pi).await?),
+                (Some(pi), true) => payment_if_known(processor, pi).await?,
                 _ => None,
             };
             record_from_session(db, ev, &session, payment.as_ref(), now).await
@@ -550,27 +719,35 @@ async fn record_from_session(
     if !insert_event(&mut tx, ev, now).await? {
         return Ok(EventOutcome::Duplicate);
     }
-    let known = checkout.is_some();
-    let (Some(checkout), Some(payment)) = (checkout, payment) else {
-        // Unknown to us, or not paid: keep the event, move no money. Paid yet unknown is money
-        // taken that no ledger shows: the caller raises the reconciliation alert.
+    let Some(checkout) = checkout else {
+        // Unknown to us: keep the event, move no money. Paid yet unknown is money taken that no
+        // ledger shows: the caller raises the reconciliation alert.
         tx.commit().await?;
         let paid = payment.is_some_and(|p| p.succeeded && p.amount_received.is_positive());
-        return Ok(if !known && paid {
+        return Ok(if paid {
             EventOutcome::UnknownPaid
         } else {
             EventOutcome::NoChange
         });
     };
+    if !session.paid {
+        tx.commit().await?;
+        return Ok(EventOutcome::NoChange);
+    }
     if session.client_reference_id.as_deref() != Some(checkout.id.as_str()) {
         return Err(PaymentError::BadEvent(
             "checkout reference does not match our record",
         ));
     }
-    if !payment.succeeded || !payment.amount_received.is_positive() {
-        tx.commit().await?;
-        return Ok(EventOutcome::NoChange);
-    }
+    let payment = match payment {
+        Some(p) if p.succeeded && p.amount_received.is_positive() => p,
+        // The processor says complete and paid, yet its payment did not succeed.
+        other => {
+            let why =
+                Unbooked::not_succeeded(&checkout.id, &session.id, other.map(|p| p.id.as_str()));
+            return refuse(tx, &checkout.id, why).await;
+        }
+    };
     // How the money splits across the checkout's statements, as asked for when it started.
     let items: Vec<(String, i64)> = sqlx::query_as(
         "SELECT statement_id, amount_cents FROM checkout_items WHERE checkout_id = $1 ORDER BY statement_id",
@@ -578,25 +755,21 @@ async fn record_from_session(
     .bind(checkout.id.as_str())
     .fetch_all(&mut *tx)
     .await?;
-    let allocations: Vec<(StatementId, Money)> = match items.as_slice() {
-        // One statement: it gets whatever was received (as before several were possible).
-        [(statement, _)] => vec![(
-            StatementId::from_db(statement.clone()),
-            payment.amount_received,
-        )],
-        many if !many.is_empty()
-            && many.iter().map(|(_, c)| *c).sum::<i64>() == payment.amount_received.cents() =>
-        {
-            many.iter()
-                .map(|(s, c)| (StatementId::from_db(s.clone()), Money::from_cents(*c)))
-                .collect()
-        }
-        _ => {
-            return Err(PaymentError::BadEvent(
-                "amount received does not match the checkout's statements",
-            ))
-        }
-    };
+    let expected = Money::from_cents(items.iter().map(|(_, c)| *c).sum());
+    // Exactly what the checkout asked for, in our currency, or nothing is booked: one statement
+    // or several alike.
+    if items.is_empty()
+        || payment.currency != CURRENCY
+        || payment.amount_received != checkout.amount
+        || expected != checkout.amount
+    {
+        let why = Unbooked::mismatch(&checkout, expected, payment);
+        return refuse(tx, &checkout.id, why).await;
+    }
+    let allocations: Vec<(StatementId, Money)> = items
+        .iter()
+        .map(|(s, c)| (StatementId::from_db(s.clone()), Money::from_cents(*c)))
+        .collect();
     let payment_id = PaymentId::generate();
     let inserted = sqlx::query(
         "INSERT INTO payments (id, tenant_id, statement_id, checkout_id, processor_payment_id, amount_cents,
@@ -696,6 +869,26 @@ async fn record_from_session(
     Ok(EventOutcome::Recorded)
 }
 
+/// Refuses to book a payment: keeps the event (a retry would find the same) and closes the
+/// checkout as failed, so money we did not book never holds the statement; the caller raises
+/// the alert and a person reconciles it.
+async fn refuse(
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    checkout: &CheckoutId,
+    why: Unbooked,
+) -> Result<EventOutcome, PaymentError> {
+    close_checkout(
+        &mut tx,
+        checkout.as_str(),
+        CheckoutState::Failed,
+        &[CheckoutState::Creating, CheckoutState::Open],
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::warn!(checkout = %checkout, kind = why.kind, "payment not booked");
+    Ok(EventOutcome::NotBooked(why))
+}
+
 /// The payment recorded for one of our checkouts, if the webhook has arrived.
 pub async fn payment_for_checkout(
     db: &Db,
@@ -734,9 +927,16 @@ pub async fn decline_reason(
     let Some(sid) = &checkout.processor_session_id else {
         return Ok(None);
     };
-    let pc = processor.retrieve_checkout(sid).await?;
+    // A checkout (or payment) the processor does not know was never paid: the payer went back.
+    let pc = match processor.retrieve_checkout(sid).await {
+        Ok(pc) => pc,
+        Err(ProcessorError::NotFound) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     match &pc.payment_intent {
-        Some(pi) => Ok(processor.retrieve_payment(pi).await?.last_error),
+        Some(pi) => Ok(payment_if_known(processor, pi)
+            .await?
+            .and_then(|p| p.last_error)),
         None => Ok(None),
     }
 }

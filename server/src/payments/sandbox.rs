@@ -4,7 +4,7 @@
 
 use super::{
     signature, CheckoutRequest, CheckoutStatus, DeclineReason, PaymentProcessor, ProcessorCheckout,
-    ProcessorError, ProcessorPayment,
+    ProcessorError, ProcessorPayment, CURRENCY,
 };
 use crate::money::Money;
 use async_trait::async_trait;
@@ -39,6 +39,7 @@ struct SbSession {
 struct SbPayment {
     id: String,
     amount: Money,
+    currency: String,
     succeeded: bool,
     brand: String,
     last4: String,
@@ -51,6 +52,42 @@ struct Store {
     sessions: HashMap<String, SbSession>,
     payments: HashMap<String, SbPayment>,
     idempotency: HashMap<String, String>,
+    /// Misbehaviour asked for by tests, by checkout id.
+    misreports: HashMap<String, Misreport>,
+}
+
+/// How the sandbox misbehaves on one checkout, to test the portal against what a real
+/// processor (or a bug in one) can report. Only tests ask for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Misreport {
+    /// A successful card is charged `amount` in `currency` instead of the checkout's own (a
+    /// processor converting currencies, or one that misreports).
+    Charge { amount: Money, currency: String },
+    /// A successful card completes the checkout but its payment reads as failed: what a lost
+    /// race between two submits once left behind.
+    FailAfterCompleting,
+}
+
+/// One card attempt, as checked before the store is locked.
+struct Attempt {
+    brand: &'static str,
+    last4: String,
+    /// `None` when the card succeeds.
+    decline: Option<DeclineReason>,
+    now: i64,
+}
+
+/// What recording an attempt came to.
+#[derive(Debug)]
+enum Recorded {
+    NotFound,
+    /// The checkout was no longer open (a concurrent submit completed it, or it expired):
+    /// nothing was written.
+    NotOpen(Box<SbSession>),
+    /// Paid: send the payer here and the processor event with this object.
+    Completed(String, serde_json::Value),
+    /// Declined: back to the merchant's cancel URL.
+    Declined(String),
 }
 
 /// Shared by the processor handle the portal uses and the sandbox's own web pages.
@@ -92,6 +129,86 @@ impl Sandbox {
         }
     }
 
+    /// Stops sending events (they are dropped), as when the portal cannot be reached for good.
+    pub fn stop_webhooks(&self) {
+        if let Ok(mut w) = self.webhook_url.write() {
+            *w = None;
+        }
+    }
+
+    /// Forgets every checkout and payment: what a restart does to a processor that keeps them
+    /// in memory (the sandbox does), or a processor that lost an object.
+    pub fn forget_everything(&self) {
+        if let Ok(mut store) = self.store.lock() {
+            *store = Store::default();
+        }
+    }
+
+    /// Makes checkout `id` misbehave as `how` when it is paid; false if there is no such checkout.
+    pub fn misreport(&self, id: &str, how: Misreport) -> bool {
+        let Ok(mut store) = self.store.lock() else {
+            return false;
+        };
+        if !store.sessions.contains_key(id) {
+            return false;
+        }
+        store.misreports.insert(id.to_owned(), how);
+        true
+    }
+
+    /// Records one card attempt on checkout `id`. The checkout is read here, under the store's
+    /// lock, not taken from before the card was checked: a concurrent submit may have completed
+    /// or expired it meanwhile, and a completed checkout and its payment never change again.
+    fn record_attempt(&self, id: &str, attempt: Attempt) -> Result<Recorded, ProcessorError> {
+        let mut store = self.store()?;
+        let misreport = store.misreports.get(id).cloned();
+        let Some(s) = store.sessions.get(id) else {
+            return Ok(Recorded::NotFound);
+        };
+        if s.status != CheckoutStatus::Open {
+            return Ok(Recorded::NotOpen(Box::new(s.clone())));
+        }
+        // One payment per checkout, its attempts recorded on it (as a PaymentIntent's are).
+        let pi_id = s.payment_intent.clone().unwrap_or_else(|| sandbox_id("pi"));
+        let mut payment = SbPayment {
+            id: pi_id.clone(),
+            amount: s.amount,
+            currency: CURRENCY.to_owned(),
+            succeeded: attempt.decline.is_none(),
+            brand: attempt.brand.to_owned(),
+            last4: attempt.last4,
+            created: attempt.now,
+            last_error: attempt.decline,
+        };
+        if payment.succeeded {
+            match misreport {
+                Some(Misreport::Charge { amount, currency }) => {
+                    payment.amount = amount;
+                    payment.currency = currency;
+                }
+                Some(Misreport::FailAfterCompleting) => {
+                    payment.succeeded = false;
+                    payment.last_error = Some(DeclineReason::Generic);
+                }
+                None => {}
+            }
+        }
+        store.payments.insert(pi_id.clone(), payment);
+        let Some(s) = store.sessions.get_mut(id) else {
+            return Ok(Recorded::NotFound);
+        };
+        s.payment_intent = Some(pi_id);
+        if attempt.decline.is_none() {
+            s.status = CheckoutStatus::Complete;
+            s.paid = true;
+            let url = s.success_url.replace("{CHECKOUT_SESSION_ID}", &s.id);
+            let s = s.clone();
+            Ok(Recorded::Completed(url, self.session_json(&s)))
+        } else {
+            Ok(Recorded::Declined(s.cancel_url.clone()))
+        }
+    }
+
     fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>, ProcessorError> {
         self.store
             .lock()
@@ -116,7 +233,7 @@ impl Sandbox {
             "id": s.id,
             "object": "checkout.session",
             "amount_total": s.amount.cents(),
-            "currency": "usd",
+            "currency": CURRENCY,
             "client_reference_id": s.client_reference_id,
             "created": s.created,
             "expires_at": s.expires_at,
@@ -262,6 +379,7 @@ impl PaymentProcessor for Arc<Sandbox> {
             id: p.id.clone(),
             succeeded: p.succeeded,
             amount_received: if p.succeeded { p.amount } else { Money::ZERO },
+            currency: p.currency.clone(),
             card_brand: p.brand.clone(),
             card_last4: p.last4.clone(),
             created: p.created,
@@ -487,52 +605,27 @@ async fn pay(
     }
     let last4 = number[number.len() - 4..].to_owned();
     drop(number);
-    let now = crate::clock::now_unix();
-    let (brand, outcome) = match card {
+    let (brand, decline) = match card {
         TestCard::Succeeds(b) => (b, None),
         TestCard::Declines(b, reason) => (b, Some(reason)),
     };
-    let (redirect, event) = {
-        let Ok(mut store) = sb.store.lock() else {
+    let attempt = Attempt {
+        brand,
+        last4,
+        decline,
+        now: crate::clock::now_unix(),
+    };
+    let (redirect, event) = match sb.record_attempt(&id, attempt) {
+        Ok(Recorded::Completed(url, object)) => (url, Some(object)),
+        Ok(Recorded::Declined(url)) => (url, None),
+        Ok(Recorded::NotOpen(s)) => return render(&sb, &s, None),
+        Ok(Recorded::NotFound) => return not_found(),
+        Err(_) => {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Tr::default().t("sandbox-unavailable"),
             )
-                .into_response();
-        };
-        let pi_id = session
-            .payment_intent
-            .clone()
-            .unwrap_or_else(|| sandbox_id("pi"));
-        store.payments.insert(
-            pi_id.clone(),
-            SbPayment {
-                id: pi_id.clone(),
-                amount: session.amount,
-                succeeded: outcome.is_none(),
-                brand: brand.to_owned(),
-                last4,
-                created: now,
-                last_error: outcome,
-            },
-        );
-        let Some(s) = store.sessions.get_mut(&id) else {
-            return not_found();
-        };
-        // Re-check under the lock: a concurrent submit may have completed or expired it.
-        if s.status != CheckoutStatus::Open {
-            let s = s.clone();
-            drop(store);
-            return render(&sb, &s, None);
-        }
-        s.payment_intent = Some(pi_id);
-        if outcome.is_none() {
-            s.status = CheckoutStatus::Complete;
-            s.paid = true;
-            let url = s.success_url.replace("{CHECKOUT_SESSION_ID}", &s.id);
-            (url, Some(sb.session_json(s)))
-        } else {
-            (s.cancel_url.clone(), None)
+                .into_response()
         }
     };
     if let Some(object) = event {
@@ -576,5 +669,110 @@ mod tests {
         assert_eq!(parse_expiry("10/26", now), None);
         assert_eq!(parse_expiry("13/30", now), None);
         assert_eq!(parse_expiry("1230", now), Some((12, 2030)));
+    }
+
+    /// A checkout at a fresh sandbox, as the portal starts one.
+    async fn open_checkout(sb: &Arc<Sandbox>) -> String {
+        let ours = crate::ids::CheckoutId::generate();
+        let req = CheckoutRequest {
+            amount: Money::from_cents(500),
+            checkout_ref: ours.clone(),
+            statement_ref: String::new(),
+            description: super::super::NEUTRAL_DESCRIPTION,
+            success_url: "http://portal.test/pay/return/x?session_id={CHECKOUT_SESSION_ID}".into(),
+            cancel_url: "http://portal.test/pay/cancelled/x".into(),
+        };
+        sb.create_checkout(&req, ours.as_str())
+            .await
+            .expect("checkout")
+            .id
+    }
+
+    fn attempt(decline: Option<DeclineReason>) -> Attempt {
+        Attempt {
+            brand: "Visa",
+            last4: if decline.is_some() { "0002" } else { "4242" }.into(),
+            decline,
+            now: 1_700_000_000,
+        }
+    }
+
+    /// The race from issue 9, made deterministic: a declined submit whose card was checked while
+    /// the checkout was still open reaches the store only after a good card completed it. It
+    /// must change nothing: not the checkout, not its payment.
+    #[tokio::test]
+    async fn a_decline_that_lands_after_completion_changes_nothing() {
+        let sb = Sandbox::new("http://sandbox.test".into(), "whsec_unit".into());
+        let id = open_checkout(&sb).await;
+        // An earlier decline, so the checkout already has its payment (the one a late decline
+        // used to overwrite).
+        assert!(matches!(
+            sb.record_attempt(&id, attempt(Some(DeclineReason::Generic))),
+            Ok(Recorded::Declined(_))
+        ));
+        assert!(matches!(
+            sb.record_attempt(&id, attempt(None)),
+            Ok(Recorded::Completed(..))
+        ));
+        let late = sb.record_attempt(&id, attempt(Some(DeclineReason::InsufficientFunds)));
+        assert!(matches!(late, Ok(Recorded::NotOpen(_))), "{late:?}");
+
+        let checkout = sb.retrieve_checkout(&id).await.expect("checkout");
+        assert_eq!(checkout.status, CheckoutStatus::Complete);
+        assert!(checkout.paid);
+        let pi = checkout.payment_intent.expect("payment");
+        let payment = sb.retrieve_payment(&pi).await.expect("payment");
+        assert!(
+            payment.succeeded,
+            "the completed payment is never overwritten"
+        );
+        assert_eq!(payment.amount_received, Money::from_cents(500));
+        assert_eq!(payment.card_last4, "4242");
+        assert_eq!(payment.last_error, None);
+        assert_eq!(payment.currency, CURRENCY);
+    }
+
+    /// Many submits at once, a barrier releasing them together: exactly one completes the
+    /// checkout, and its payment is the good card's whatever the interleaving.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_submits_leave_one_succeeded_payment() {
+        let sb = Sandbox::new("http://sandbox.test".into(), "whsec_unit".into());
+        let id = open_checkout(&sb).await;
+        let barrier = Arc::new(tokio::sync::Barrier::new(16));
+        let mut tasks = vec![];
+        for i in 0..16 {
+            let (sb, id, barrier) = (sb.clone(), id.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                let decline = (i % 4 != 0).then_some(DeclineReason::Generic);
+                barrier.wait().await;
+                sb.record_attempt(&id, attempt(decline))
+            }));
+        }
+        let mut completed = 0;
+        for t in tasks {
+            if matches!(t.await.expect("task"), Ok(Recorded::Completed(..))) {
+                completed += 1;
+            }
+        }
+        assert_eq!(completed, 1, "one submit completes the checkout");
+        let checkout = sb.retrieve_checkout(&id).await.expect("checkout");
+        assert_eq!(checkout.status, CheckoutStatus::Complete);
+        let pi = checkout.payment_intent.expect("payment");
+        assert!(sb.retrieve_payment(&pi).await.expect("payment").succeeded);
+    }
+
+    #[tokio::test]
+    async fn a_forgetful_sandbox_says_not_found() {
+        let sb = Sandbox::new("http://sandbox.test".into(), "whsec_unit".into());
+        let id = open_checkout(&sb).await;
+        sb.forget_everything();
+        assert!(matches!(
+            sb.retrieve_checkout(&id).await,
+            Err(ProcessorError::NotFound)
+        ));
+        assert!(matches!(
+            sb.expire_checkout(&id).await,
+            Err(ProcessorError::NotFound)
+        ));
     }
 }

@@ -217,12 +217,15 @@ async fn a_payment_that_cannot_be_booked_raises_one_alert(backend: Backend) {
         .expect("alerts");
     assert_eq!(alerts.len(), 1, "one alert for the event: {alerts:?}");
     let (kind, detail) = &alerts[0];
-    assert_eq!(kind, "payment-not-recorded");
+    // Refused like any payment that is not exactly what the checkout asked for: the event is
+    // kept and acknowledged, the checkout closed (issue 9).
+    assert_eq!(kind, "payment-amount-mismatch");
     assert!(
-        detail.starts_with("processor event evt_")
-            && detail.ends_with("amount received does not match the checkout's statements"),
+        detail.starts_with("processor payment pi_")
+            && detail.ends_with("(6900 usd over its statements)"),
         "{detail}"
     );
+    assert_eq!(app.count("SELECT COUNT(*) FROM processor_events").await, 1);
     app.finish().await;
 }
 
