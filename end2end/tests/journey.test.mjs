@@ -402,12 +402,9 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       await atPortal(page, '/account');
       await heading(page, 'Your account');
 
-      // Second invitation: answer Morgan's questions, sign in to the same account, accept.
-      await answerInvitation(page, forMorgan, PATIENT_5);
-      await page.getByRole('link', { name: 'Sign in', exact: true }).click();
-      await atPortal(page, '/signin');
-      await signIn(page, GUARANTOR);
-      await atPortal(page, '/guarantor/accept');
+      // Second invitation, opened while signed in: the portal asks before touching the session;
+      // continue with this account, answer Morgan's questions, accept.
+      await answerInvitation(page, forMorgan, PATIENT_5, { signedIn: true });
       await page.getByRole('button', { name: 'Add to my account', exact: true }).click();
       await atPortal(page, '/account');
 
@@ -456,9 +453,14 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
   });
 });
 
-/** Opens an invitation and answers the dependant's identity questions. */
-async function answerInvitation(page, link, patient) {
+/** Opens an invitation and answers the dependant's identity questions. A browser signed in to
+ * an account is asked first (a plain GET never swaps a session) and continues with it. */
+async function answerInvitation(page, link, patient, { signedIn = false } = {}) {
   await page.goto(link);
+  if (signedIn) {
+    await heading(page, 'You are signed in');
+    await page.getByRole('button', { name: 'Continue with the account you are signed in to', exact: true }).click();
+  }
   await atPortal(page, '/guarantor/verify');
   const token = new URL(link).pathname.split('/').at(-1);
   assert.ok(!page.url().includes(token), `the invitation token is still in the URL: ${page.url()}`);
