@@ -112,6 +112,8 @@ error-body = If you contact support, quote this reference:
 error-home = Go to the home page
 
 sandbox-title = Sandbox checkout
+test-mode-label = Test mode
+test-mode-banner = Test mode: no real money moves. Cards are not charged and nothing here is a real bill.
 sandbox-banner = Test mode. This is PatriotPay's built-in sandbox card processor; no real money moves.
 sandbox-pay-to = Pay { $merchant }
 sandbox-amount = Amount

@@ -40,6 +40,8 @@ pub struct PageMeta {
     pub practice_name: Option<String>,
     /// Present when the visitor has a session worth signing out of.
     pub signout_csrf: Option<String>,
+    /// No real money moves (the built-in sandbox card processor): every page says so.
+    pub test_mode: bool,
 }
 
 /// A form error tied to one field: `field` is the input's id.

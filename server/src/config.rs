@@ -306,6 +306,11 @@ pub struct Config {
     /// `i-understand-the-key-is-beside-the-data`; use a KMS key provider instead.
     #[arg(long, env = "PATRIOTPAY_LOCAL_KEY_IN_PRODUCTION", global = true)]
     pub local_key_in_production: Option<String>,
+    /// Acknowledges running the built-in sandbox card processor (which books test cards as paid
+    /// and moves no money) behind a public `https://` URL or a non-loopback listen address. Must
+    /// be exactly `i-understand-no-money-moves`; configure Stripe instead.
+    #[arg(long, env = "PATRIOTPAY_SANDBOX_IN_PRODUCTION", global = true)]
+    pub sandbox_in_production: Option<String>,
     /// URL that receives security alerts (break-glass use) as JSON POSTs. Optional.
     #[arg(long, env = "PATRIOTPAY_ALERT_WEBHOOK_URL", global = true)]
     pub alert_webhook_url: Option<String>,
@@ -391,11 +396,15 @@ impl Config {
             trust_forwarded_for: false,
             identity_failure_budget: crate::links::DEFAULT_PRACTICE_FAILURE_BUDGET_PER_HOUR,
             local_key_in_production: None,
+            sandbox_in_production: None,
             alert_webhook_url: None,
             log: "info".into(),
         }
     }
 }
+
+/// The words that acknowledge the sandbox card processor where patients could reach it.
+pub const SANDBOX_ACK: &str = "i-understand-no-money-moves";
 
 /// The words that acknowledge a local master key in production.
 pub const LOCAL_KEY_ACK: &str = "i-understand-the-key-is-beside-the-data";
@@ -417,6 +426,36 @@ impl Config {
                  master key is the local key file, stored beside the data it protects. Use \
                  PATRIOTPAY_KEY_PROVIDER=aws-kms with PATRIOTPAY_KMS_KEY_ID, or, if you accept the \
                  risk, set PATRIOTPAY_LOCAL_KEY_IN_PRODUCTION={LOCAL_KEY_ACK}"
+            );
+        }
+        Ok(())
+    }
+
+    /// The sandbox marks bills paid for Stripe's public test card: behind a public `https://`
+    /// URL, or listening beyond loopback, patients could "pay" for free. Refused unless the
+    /// operator acknowledges it in so many words.
+    pub fn check_processor_placement(&self) -> anyhow::Result<()> {
+        if self.processor != ProcessorKind::Sandbox {
+            return Ok(());
+        }
+        let public = self
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        let reachable = !self.addr.ip().is_loopback();
+        if (public || reachable) && self.sandbox_in_production.as_deref() != Some(SANDBOX_ACK) {
+            let why = if public {
+                "the public URL is https:// (a production deployment)"
+            } else {
+                "the portal listens beyond loopback"
+            };
+            anyhow::bail!(
+                "refusing to start: {why} but the card processor is the built-in sandbox, which \
+                 marks bills paid for test cards and moves no money. Configure Stripe \
+                 (PATRIOTPAY_PROCESSOR=stripe with PATRIOTPAY_STRIPE_SECRET_KEY or \
+                 PATRIOTPAY_STRIPE_SECRET_KEY_FILE, and the webhook signing secret in \
+                 PATRIOTPAY_WEBHOOK_SECRET; see the README), or, for a demo that must be \
+                 reachable, set PATRIOTPAY_SANDBOX_IN_PRODUCTION={SANDBOX_ACK}"
             );
         }
         Ok(())
@@ -518,5 +557,31 @@ mod tests {
             c.check_key_placement().is_ok(),
             "KMS keys are not beside the data"
         );
+    }
+
+    #[test]
+    fn the_sandbox_is_refused_where_patients_could_reach_it() {
+        let mut c = Config::for_data_dir(PathBuf::from("/d"));
+        assert!(
+            c.check_processor_placement().is_ok(),
+            "loopback, no public URL"
+        );
+        c.public_url = Some("http://127.0.0.1:3000".into());
+        assert!(c.check_processor_placement().is_ok());
+        c.public_url = Some("https://pay.example".into());
+        let e = c.check_processor_placement().expect_err("refused");
+        assert!(e.to_string().contains("PATRIOTPAY_PROCESSOR=stripe"), "{e}");
+        assert!(e.to_string().contains("https://"), "{e}");
+        c.public_url = None;
+        c.addr = "0.0.0.0:3000".parse().expect("addr");
+        let e = c.check_processor_placement().expect_err("refused");
+        assert!(e.to_string().contains("beyond loopback"), "{e}");
+        c.sandbox_in_production = Some("yes".into());
+        assert!(
+            c.check_processor_placement().is_err(),
+            "only the exact words acknowledge it"
+        );
+        c.sandbox_in_production = Some(SANDBOX_ACK.into());
+        assert!(c.check_processor_placement().is_ok());
     }
 }

@@ -129,6 +129,7 @@ pub async fn identity_provider(
 /// Binds both listeners and serves until `stop` (or the process ends).
 pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     cfg.check_key_placement()?;
+    cfg.check_processor_placement()?;
     let (db, crypto) = open_storage(cfg).await?;
     let webhook_secret = cfg.resolve_webhook_secret()?;
 

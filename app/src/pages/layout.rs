@@ -40,7 +40,16 @@ pub(super) fn document(
                     </form>
                 }
             });
+            let test_mode = meta.test_mode.then(|| {
+                // An <aside> landmark, so the notice is not content outside every landmark.
+                view! {
+                    <aside class="test-mode-banner" aria-label=tr.t("test-mode-label")>
+                        <p>{tr.t("test-mode-banner")}</p>
+                    </aside>
+                }
+            });
             view! {
+                {test_mode}
                 <header class="site-header">
                     <a class="brand" href=Url::Home.path()>{brand.clone()}</a>
                     {practice.map(|p| view! { <span class="practice">{p}</span> })}

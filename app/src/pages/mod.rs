@@ -25,9 +25,23 @@ mod tests {
     use crate::vm::*;
 
     #[test]
+    fn test_mode_is_said_only_in_test_mode() {
+        let on = PageMeta {
+            test_mode: true,
+            ..Default::default()
+        };
+        assert!(home(on).contains("class=\"test-mode-banner\""));
+        assert!(!home(PageMeta::default()).contains("test-mode-banner"));
+    }
+
+    #[test]
     fn every_page_renders_only_catalog_keys_that_exist() {
         let pages = [
             home(PageMeta::default()),
+            home(PageMeta {
+                test_mode: true,
+                ..Default::default()
+            }),
             switch_session(PageMeta::default(), SwitchSessionVm::default()),
             switch_session(
                 PageMeta::default(),

@@ -69,7 +69,7 @@ pub async fn confirm_form(State(state): State<AppState>, session: Sess) -> Resul
             _ => vm.failure = Some(tr().t(&f.key)),
         }
     }
-    Ok(Html(pages::confirm_code(PageMeta::default(), vm)).into_response())
+    Ok(Html(pages::confirm_code(super::page_meta(), vm)).into_response())
 }
 
 /// The code Cognito emailed at sign-up. Attempts count against the same limits as sign-in.
@@ -446,7 +446,7 @@ pub async fn signin_form(session: Sess) -> Result<Response> {
             _ => vm.failure = Some(message),
         }
     }
-    Ok(Html(pages::signin(PageMeta::default(), vm)).into_response())
+    Ok(Html(pages::signin(super::page_meta(), vm)).into_response())
 }
 
 pub async fn signin_submit(

@@ -145,7 +145,7 @@ pub async fn invite_verify_form(
         if i.state(ctx.now) == LinkState::Locked {
             let t = billing::tenant(&state.db, &i.tenant_id).await?;
             return Ok(Html(pages::invite_locked(
-                PageMeta::default(),
+                super::page_meta(),
                 t.map(|t| t.support_phone),
             ))
             .into_response());
@@ -170,7 +170,7 @@ pub async fn invite_verify_form(
     }
     let meta = PageMeta {
         practice_name: vm.practice_name.clone(),
-        ..Default::default()
+        ..super::page_meta()
     };
     Ok((status, Html(pages::invite_verify(meta, vm))).into_response())
 }

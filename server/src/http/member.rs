@@ -22,7 +22,7 @@ use patriotpay_app::Url;
 pub async fn meta(session: &Sess) -> Result<PageMeta> {
     Ok(PageMeta {
         signout_csrf: Some(session.csrf_token().await?),
-        ..Default::default()
+        ..super::page_meta()
     })
 }
 

@@ -32,6 +32,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use error::{AppError, ErrorPage};
+use patriotpay_app::vm::PageMeta;
 use patriotpay_app::Url;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -98,6 +99,20 @@ pub fn see_other_query(to: Url<'_>, key: &str, value: &str) -> Response {
 /// portal, to a URL the processor gave us (the CSP's `form-action` names its origin).
 pub fn to_processor_checkout(checkout_url: &str) -> Response {
     Redirect::to(checkout_url).into_response()
+}
+
+tokio::task_local! {
+    /// Whether this request is served with a test-mode processor (set by `request_context`).
+    static TEST_MODE: bool;
+}
+
+/// The frame every portal page starts from: `PageMeta::default()` plus what holds for the
+/// whole request (test mode, when no real money moves).
+pub fn page_meta() -> PageMeta {
+    PageMeta {
+        test_mode: TEST_MODE.try_with(|t| *t).unwrap_or(false),
+        ..Default::default()
+    }
 }
 
 /// The message catalog pages are rendered with.
@@ -400,7 +415,13 @@ async fn request_context(
         now: state.clock.now(),
     });
     let span = tracing::info_span!("request", request_id = %request_id);
-    let mut res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let test_mode = state.processor.is_test_mode();
+    let mut res = TEST_MODE
+        .scope(
+            test_mode,
+            tracing::Instrument::instrument(next.run(req), span.clone()),
+        )
+        .await;
     let status = res.status();
     let is_html = res
         .headers()
@@ -411,7 +432,10 @@ async fn request_context(
         && (res.extensions().get::<ErrorPage>().is_some() || (status.as_u16() >= 400 && !is_html))
     {
         let html = patriotpay_app::pages::error(
-            Default::default(),
+            PageMeta {
+                test_mode,
+                ..Default::default()
+            },
             patriotpay_app::vm::ErrorVm {
                 status: status.as_u16(),
                 request_id: request_id.clone(),

@@ -39,7 +39,7 @@ pub(super) async fn meta(session: &Sess, practice: Option<String>) -> Result<Pag
     Ok(PageMeta {
         practice_name: practice,
         signout_csrf: Some(session.csrf_token().await?),
-        ..Default::default()
+        ..super::page_meta()
     })
 }
 
@@ -85,7 +85,7 @@ pub(super) async fn permit(
 }
 
 pub async fn home() -> Html<String> {
-    Html(pages::home(PageMeta::default()))
+    Html(pages::home(super::page_meta()))
 }
 
 pub(super) async fn practice_of(state: &AppState, link: &PayLink) -> Result<billing::Tenant> {
@@ -666,12 +666,12 @@ pub async fn signout(
 }
 
 pub async fn signed_out() -> Html<String> {
-    Html(pages::notice(PageMeta::default(), NoticeKind::SignedOut))
+    Html(pages::notice(super::page_meta(), NoticeKind::SignedOut))
 }
 
 pub async fn expired() -> Html<String> {
     Html(pages::notice(
-        PageMeta::default(),
+        super::page_meta(),
         NoticeKind::SessionExpired,
     ))
 }

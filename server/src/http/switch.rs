@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use patriotpay_app::pages;
 use patriotpay_app::urls::Url;
-use patriotpay_app::vm::{PageMeta, SwitchSessionVm};
+use patriotpay_app::vm::SwitchSessionVm;
 
 /// `Some(page)` asking first when this session is signed in (staff, half-way through a staff
 /// sign-in, or a member); `None` when the link may take the session over at once.
@@ -33,7 +33,7 @@ pub async fn ask_before_replacing(
     Ok(Some(
         (
             StatusCode::OK,
-            Html(pages::switch_session(PageMeta::default(), vm)),
+            Html(pages::switch_session(super::page_meta(), vm)),
         )
             .into_response(),
     ))

@@ -104,6 +104,8 @@ pub struct ProcessorPayment {
 pub trait PaymentProcessor: Send + Sync {
     /// The origin of the hosted card page, for the portal's CSP `form-action`.
     fn checkout_origin(&self) -> String;
+    /// No real money moves (the sandbox; a processor's test keys): every page says "test mode".
+    fn is_test_mode(&self) -> bool;
     async fn create_checkout(
         &self,
         req: &CheckoutRequest,

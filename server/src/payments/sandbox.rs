@@ -316,6 +316,10 @@ impl Sandbox {
 
 #[async_trait]
 impl PaymentProcessor for Arc<Sandbox> {
+    fn is_test_mode(&self) -> bool {
+        true
+    }
+
     fn checkout_origin(&self) -> String {
         self.public_url.clone()
     }

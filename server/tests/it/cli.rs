@@ -132,3 +132,50 @@ async fn operator_reads_are_audited() {
         "{actions:?}"
     );
 }
+
+/// `serve` with the sandbox card processor where patients could reach it (a public `https://`
+/// URL, or listening beyond loopback) refuses to start and says how to configure Stripe; the
+/// exact acknowledgement lets a reachable demo run. Nothing is bound when refused.
+#[test]
+fn serve_refuses_the_sandbox_where_patients_could_reach_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let serve = |extra: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_patriotpay"));
+        c.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PATRIOTPAY_DATA_DIR", dir.path())
+            .env("PATRIOTPAY_SANDBOX_ADDR", "127.0.0.1:0")
+            .env(
+                "PATRIOTPAY_LOCAL_KEY_IN_PRODUCTION",
+                patriotpay::config::LOCAL_KEY_ACK,
+            )
+            .env("RUST_LOG", "warn");
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c.output().expect("run patriotpay")
+    };
+    for extra in [
+        [
+            ("PATRIOTPAY_PUBLIC_URL", "https://pay.example.org"),
+            ("PATRIOTPAY_ADDR", "127.0.0.1:0"),
+        ],
+        [
+            ("PATRIOTPAY_PUBLIC_URL", "http://127.0.0.1:1"),
+            ("PATRIOTPAY_ADDR", "0.0.0.0:0"),
+        ],
+    ] {
+        let out = serve(&extra);
+        assert!(!out.status.success(), "{extra:?}: refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("sandbox") && err.contains("PATRIOTPAY_PROCESSOR=stripe"),
+            "{extra:?}: says why and what to do: {err}"
+        );
+        assert!(
+            err.contains(patriotpay::config::SANDBOX_ACK),
+            "names the acknowledgement: {err}"
+        );
+    }
+}

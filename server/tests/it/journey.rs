@@ -19,6 +19,7 @@ both_backends!(
     signout_and_fixation,
     headers_and_error_pages,
     no_plaintext_phi_or_card_numbers_at_rest,
+    the_sandbox_says_test_mode_on_every_page,
 );
 
 async fn full_journey_pays_once_and_audits(backend: Backend) {
@@ -922,4 +923,32 @@ fn luhn_scanner_finds_card_numbers() {
         vec!["1193319284750".to_owned()],
         "short tokens are still scanned"
     );
+}
+
+/// With the built-in sandbox processor no money moves: every portal page on the way, the
+/// receipt and the error pages say "test mode" (the sandbox's own card page says it too).
+async fn the_sandbox_says_test_mode_on_every_page(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let banner = crate::common::t("test-mode-banner");
+    let b = Browser::new(&app);
+    b.open_link(&app.link(1).await).await;
+    let mut pages = vec![b.page("/verify").await];
+    let _ = b.submit_dob("03", "14", "1984").await;
+    pages.push(b.page("/summary").await);
+    let checkout = location(&b.pay("5.00").await);
+    let card = b.client.get(&checkout).send().await.expect("card page");
+    let card = card.text().await.expect("body");
+    assert!(
+        text(&card).contains(&crate::common::t("sandbox-banner")),
+        "the sandbox's page: {card}"
+    );
+    let back = location(&b.card(&checkout, "4242424242424242").await);
+    let receipt = location(&b.get(&back).await);
+    pages.push(b.page(&receipt).await);
+    pages.push(b.get("/no-such-page").await.text().await.expect("body"));
+    pages.push(Browser::new(&app).page("/").await);
+    for page in &pages {
+        assert!(text(page).contains(&banner), "test mode shown: {page}");
+    }
+    app.finish().await;
 }

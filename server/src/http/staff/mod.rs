@@ -49,7 +49,7 @@ pub fn router(state: &AppState) -> Routes {
 
 /// Staff pages name no practice in the header and carry no sign-out form there.
 fn meta() -> PageMeta {
-    PageMeta::default()
+    crate::http::page_meta()
 }
 
 /// "Practice admin", "Support agent"… as the catalog words them.
