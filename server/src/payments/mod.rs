@@ -3,6 +3,7 @@
 
 pub mod sandbox;
 pub mod signature;
+pub mod stripe;
 
 use crate::alerts::AlertSink;
 use crate::audit::{self, Actor, Outcome};
