@@ -620,8 +620,8 @@ mod tests {
             .map(|s| s.expose().to_owned())
             .collect();
         assert_eq!(all, ["whsec_new", "whsec_old"]);
-        let cli = Cli::try_parse_from(["patriotpay", "--processor", "stripe", "migrate"])
-            .expect("parse");
+        let cli =
+            Cli::try_parse_from(["patriotpay", "--processor", "stripe", "migrate"]).expect("parse");
         assert_eq!(cli.config.processor, ProcessorKind::Stripe);
     }
 

@@ -72,7 +72,11 @@ impl StripeProcessor {
     pub fn new(settings: &StripeSettings) -> anyhow::Result<StripeProcessor> {
         let mut builder = stripe::ClientBuilder::new(settings.secret_key.expose())
             .timeout(REQUEST_TIMEOUT)
-            .app_info("PatriotPay", Some(env!("CARGO_PKG_VERSION").to_owned()), None);
+            .app_info(
+                "PatriotPay",
+                Some(env!("CARGO_PKG_VERSION").to_owned()),
+                None,
+            );
         if let Some(url) = &settings.api_url {
             // The client appends `v1/…` to the base as given.
             let url = if url.ends_with('/') {
@@ -92,7 +96,9 @@ impl StripeProcessor {
 
 /// The session Stripe should create for `req`: one line for the amount, our ids in
 /// `client_reference_id` and metadata, and nothing else about the payer.
-pub fn session_params(req: &CheckoutRequest, now: i64) -> Result<CreateCheckoutSession, ProcessorError> {
+/// The expiry is reckoned from when our checkout was recorded, so the same request always makes
+/// the same parameters (what Stripe checks an idempotency key's retry against).
+pub fn session_params(req: &CheckoutRequest) -> Result<CreateCheckoutSession, ProcessorError> {
     if !req.amount.is_positive() {
         return Err(ProcessorError::Rejected("amount must be positive".into()));
     }
@@ -102,7 +108,10 @@ pub fn session_params(req: &CheckoutRequest, now: i64) -> Result<CreateCheckoutS
         ));
     }
     let metadata: HashMap<String, String> = HashMap::from([
-        (META_CHECKOUT.to_owned(), req.checkout_ref.as_str().to_owned()),
+        (
+            META_CHECKOUT.to_owned(),
+            req.checkout_ref.as_str().to_owned(),
+        ),
         (META_STATEMENTS.to_owned(), req.statement_ref.clone()),
     ]);
     // The currency type is only reachable through this field; it parses our lower-case code.
@@ -132,7 +141,7 @@ pub fn session_params(req: &CheckoutRequest, now: i64) -> Result<CreateCheckoutS
         .payment_intent_data(intent)
         .success_url(req.success_url.as_str())
         .cancel_url(req.cancel_url.as_str())
-        .expires_at(now + CHECKOUT_LIFETIME_SECS))
+        .expires_at(req.created_at + CHECKOUT_LIFETIME_SECS))
 }
 
 /// A processor id or code as it may appear in an error message: bounded, letters, digits and
@@ -165,14 +174,15 @@ pub fn classify(e: StripeError, call: &str) -> ProcessorError {
 
 /// The network layer's own words (e.g. "client error (Connect)"), bounded.
 fn bounded(m: &str) -> String {
-    m.chars()
-        .filter(|c| !c.is_control())
-        .take(120)
-        .collect()
+    m.chars().filter(|c| !c.is_control()).take(120).collect()
 }
 
 fn classify_api(err: &ApiErrors, status: u16, call: &str) -> ProcessorError {
-    let code = err.code.as_ref().map(|c| ident(c.as_str())).unwrap_or_default();
+    let code = err
+        .code
+        .as_ref()
+        .map(|c| ident(c.as_str()))
+        .unwrap_or_default();
     let kind = ident(err.type_.as_str());
     if status == 404 || err.code == Some(ApiErrorsCode::ResourceMissing) {
         return ProcessorError::NotFound;
@@ -227,7 +237,10 @@ fn to_checkout(s: &CheckoutSession) -> Result<ProcessorCheckout, ProcessorError>
         paid: s.payment_status == CheckoutSessionPaymentStatus::Paid,
         amount_total: Money::from_cents(s.amount_total.unwrap_or(0)),
         client_reference_id: s.client_reference_id.clone(),
-        payment_intent: s.payment_intent.as_ref().map(|p| p.id().as_str().to_owned()),
+        payment_intent: s
+            .payment_intent
+            .as_ref()
+            .map(|p| p.id().as_str().to_owned()),
     })
 }
 
@@ -287,7 +300,7 @@ impl PaymentProcessor for StripeProcessor {
         req: &CheckoutRequest,
         idempotency_key: &str,
     ) -> Result<ProcessorCheckout, ProcessorError> {
-        let params = session_params(req, crate::clock::now_unix())?;
+        let params = session_params(req)?;
         // The key was saved with our checkout before this call: a retry after a crash or a lost
         // answer gets the same session back instead of a second one.
         let key = IdempotencyKey::new(idempotency_key)
@@ -387,7 +400,10 @@ mod tests {
             sorted(InvalidRequestError, Some("resource_missing"), 400),
             ProcessorError::NotFound
         ));
-        assert!(matches!(sorted(InvalidRequestError, None, 404), ProcessorError::NotFound));
+        assert!(matches!(
+            sorted(InvalidRequestError, None, 404),
+            ProcessorError::NotFound
+        ));
         for (kind, code, status) in [
             (InvalidRequestError, Some("rate_limit"), 429),
             (InvalidRequestError, None, 429),
@@ -396,7 +412,10 @@ mod tests {
             (InvalidRequestError, None, 502),
         ] {
             let e = sorted(kind.clone(), code, status);
-            assert!(matches!(e, ProcessorError::Unavailable(_)), "{kind:?} {status}: {e:?}");
+            assert!(
+                matches!(e, ProcessorError::Unavailable(_)),
+                "{kind:?} {status}: {e:?}"
+            );
         }
         for (kind, code, status) in [
             (CardError, Some("card_declined"), 402),
@@ -407,7 +426,10 @@ mod tests {
             (InvalidRequestError, None, 403),
         ] {
             let e = sorted(kind.clone(), code, status);
-            assert!(matches!(e, ProcessorError::Rejected(_)), "{kind:?} {status}: {e:?}");
+            assert!(
+                matches!(e, ProcessorError::Rejected(_)),
+                "{kind:?} {status}: {e:?}"
+            );
             assert!(!e.to_string().contains("SECRET"), "{e}");
         }
         let e = sorted(InvalidRequestError, Some("parameter_invalid_integer"), 400);
@@ -416,7 +438,10 @@ mod tests {
             "the parameter's name, reduced to safe characters: {e}"
         );
         for (e, word) in [
-            (StripeError::ClientError("client error (Connect)".into()), "network"),
+            (
+                StripeError::ClientError("client error (Connect)".into()),
+                "network",
+            ),
             (StripeError::Timeout, "timed out"),
             (StripeError::JSONDeserialize("x".into()), "unreadable"),
         ] {
@@ -430,9 +455,17 @@ mod tests {
 
     #[test]
     fn declines_tell_insufficient_funds_apart() {
-        let e = api_error(ApiErrorsType::CardError, Some("card_declined"), Some("insufficient_funds"));
+        let e = api_error(
+            ApiErrorsType::CardError,
+            Some("card_declined"),
+            Some("insufficient_funds"),
+        );
         assert_eq!(decline_reason(&e), DeclineReason::InsufficientFunds);
-        let e = api_error(ApiErrorsType::CardError, Some("card_declined"), Some("do_not_honor"));
+        let e = api_error(
+            ApiErrorsType::CardError,
+            Some("card_declined"),
+            Some("do_not_honor"),
+        );
         assert_eq!(decline_reason(&e), DeclineReason::Generic);
         let e = api_error(ApiErrorsType::CardError, Some("expired_card"), None);
         assert_eq!(decline_reason(&e), DeclineReason::Generic);
@@ -444,6 +477,7 @@ mod tests {
             checkout_ref: CheckoutId::generate(),
             statement_ref: "stm_a,stm_b".into(),
             description: super::super::NEUTRAL_DESCRIPTION,
+            created_at: 1_000,
             success_url: "https://pay.example/pay/return/x?session_id={CHECKOUT_SESSION_ID}".into(),
             cancel_url: "https://pay.example/pay/cancelled/x".into(),
         }
@@ -452,7 +486,7 @@ mod tests {
     #[test]
     fn the_session_asks_for_one_line_and_carries_only_our_ids() {
         let req = request();
-        let built = session_params(&req, 1_000).expect("params").build();
+        let built = session_params(&req).expect("params").build();
         assert_eq!(built.path, "/checkout/sessions");
         let body = built.body.expect("form body");
         let form: HashMap<String, String> =
@@ -464,8 +498,29 @@ mod tests {
         assert_eq!(form["line_items[0][price_data][currency]"], "usd");
         assert_eq!(form["line_items[0][quantity]"], "1");
         assert_eq!(form["client_reference_id"], req.checkout_ref.as_str());
-        assert_eq!(form["payment_intent_data[metadata][checkout]"], req.checkout_ref.as_str());
-        assert_eq!(form["expires_at"], (1_000 + CHECKOUT_LIFETIME_SECS).to_string());
+        assert_eq!(
+            form["payment_intent_data[metadata][checkout]"],
+            req.checkout_ref.as_str()
+        );
+        assert_eq!(
+            form["expires_at"],
+            (1_000 + CHECKOUT_LIFETIME_SECS).to_string()
+        );
+        let again = session_params(&req)
+            .expect("params")
+            .build()
+            .body
+            .expect("body");
+        let pairs = |b: &str| {
+            let mut v = serde_urlencoded::from_str::<Vec<(String, String)>>(b).expect("form");
+            v.sort();
+            v
+        };
+        assert_eq!(
+            pairs(&again),
+            pairs(&body),
+            "the same request, the same parameters"
+        );
         assert!(CHECKOUT_LIFETIME_SECS >= 30 * 60, "Stripe's minimum");
         assert!(
             !form.keys().any(|k| k.contains("email")
@@ -480,10 +535,16 @@ mod tests {
     fn a_session_that_cannot_work_is_refused_before_stripe_is_called() {
         let mut zero = request();
         zero.amount = Money::ZERO;
-        assert!(matches!(session_params(&zero, 0), Err(ProcessorError::Rejected(_))));
+        assert!(matches!(
+            session_params(&zero),
+            Err(ProcessorError::Rejected(_))
+        ));
         let mut no_id = request();
         no_id.success_url = "https://pay.example/pay/return/x".into();
-        assert!(matches!(session_params(&no_id, 0), Err(ProcessorError::Rejected(_))));
+        assert!(matches!(
+            session_params(&no_id),
+            Err(ProcessorError::Rejected(_))
+        ));
     }
 
     #[test]
