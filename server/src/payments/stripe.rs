@@ -40,6 +40,7 @@ pub const DEFAULT_API_URL: &str = "https://api.stripe.com/";
 /// extra minute keeps a request that reaches Stripe a little late (or a clock a little behind)
 /// from being refused for asking for less.
 pub const CHECKOUT_LIFETIME_SECS: i64 = 31 * 60;
+const _: () = assert!(CHECKOUT_LIFETIME_SECS >= 30 * 60, "below Stripe's minimum");
 
 /// No single call may hold a patient's request longer than this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -521,7 +522,6 @@ mod tests {
             pairs(&body),
             "the same request, the same parameters"
         );
-        assert!(CHECKOUT_LIFETIME_SECS >= 30 * 60, "Stripe's minimum");
         assert!(
             !form.keys().any(|k| k.contains("email")
                 || k.contains("customer")
