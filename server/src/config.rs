@@ -189,7 +189,7 @@ pub struct Config {
     /// Default: `http://` and the bound address. An `https://` URL turns on `__Host-` cookies.
     #[arg(long, env = "PATRIOTPAY_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
-    /// Card processor: `sandbox` (built in, no network).
+    /// Card processor: `sandbox` (built in, no network) or `stripe` (Stripe Checkout).
     #[arg(
         long,
         env = "PATRIOTPAY_PROCESSOR",
@@ -216,6 +216,31 @@ pub struct Config {
         global = true
     )]
     pub webhook_secret: Option<Secret>,
+    /// The previous webhook signing secret, accepted beside the current one while a secret is
+    /// rolled (Stripe signs with both until the old one expires). Unset once the roll is over.
+    #[arg(
+        long,
+        env = "PATRIOTPAY_WEBHOOK_SECRET_PREVIOUS",
+        hide_env_values = true,
+        global = true
+    )]
+    pub webhook_secret_previous: Option<Secret>,
+    /// Stripe secret key (`sk_…`) or restricted key (`rk_…`), with `PATRIOTPAY_PROCESSOR=stripe`.
+    /// Set this or `PATRIOTPAY_STRIPE_SECRET_KEY_FILE`, not both.
+    #[arg(
+        long,
+        env = "PATRIOTPAY_STRIPE_SECRET_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub stripe_secret_key: Option<Secret>,
+    /// File holding the Stripe secret or restricted key (surrounding whitespace ignored).
+    #[arg(long, env = "PATRIOTPAY_STRIPE_SECRET_KEY_FILE", global = true)]
+    pub stripe_secret_key_file: Option<PathBuf>,
+    /// Stripe API base URL. Default: Stripe's own (`https://api.stripe.com/`); tests point it at
+    /// a local server.
+    #[arg(long, env = "PATRIOTPAY_STRIPE_API_URL", global = true)]
+    pub stripe_api_url: Option<String>,
     /// Local master key file (AES-256). Default: `master.key` in the data directory, made on
     /// first start with mode 0600.
     #[arg(long, env = "PATRIOTPAY_MASTER_KEY_FILE", global = true)]
@@ -339,6 +364,7 @@ pub enum KeyProviderKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProcessorKind {
     Sandbox,
+    Stripe,
 }
 
 impl Config {
@@ -368,6 +394,66 @@ impl Config {
         Ok(Secret(std::fs::read_to_string(&path)?.trim().to_owned()))
     }
 
+    /// Every webhook signing secret to accept: the current one, then the previous during a roll.
+    pub fn resolve_webhook_secrets(&self) -> anyhow::Result<Vec<Secret>> {
+        let mut all = vec![self.resolve_webhook_secret()?];
+        all.extend(
+            self.webhook_secret_previous
+                .clone()
+                .filter(|s| !s.expose().trim().is_empty()),
+        );
+        Ok(all)
+    }
+
+    /// The Stripe settings, with the key from the environment or its file (one of them, not
+    /// both: two sources that may disagree are refused rather than one silently preferred).
+    pub fn stripe_settings(&self) -> anyhow::Result<crate::payments::stripe::StripeSettings> {
+        let inline = self
+            .stripe_secret_key
+            .as_ref()
+            .map(|s| s.expose().trim().to_owned())
+            .filter(|s| !s.is_empty());
+        let key = match (inline, &self.stripe_secret_key_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "set PATRIOTPAY_STRIPE_SECRET_KEY or PATRIOTPAY_STRIPE_SECRET_KEY_FILE, not both"
+            ),
+            (Some(k), None) => k,
+            (None, Some(path)) => {
+                let k = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read PATRIOTPAY_STRIPE_SECRET_KEY_FILE {}: {e}",
+                        path.display()
+                    )
+                })?;
+                let k = k.trim().to_owned();
+                if k.is_empty() {
+                    anyhow::bail!(
+                        "PATRIOTPAY_STRIPE_SECRET_KEY_FILE {} is empty",
+                        path.display()
+                    );
+                }
+                k
+            }
+            (None, None) => anyhow::bail!(
+                "the stripe processor needs a secret key: set PATRIOTPAY_STRIPE_SECRET_KEY or \
+                 PATRIOTPAY_STRIPE_SECRET_KEY_FILE to a secret key (sk_…) or a restricted key \
+                 (rk_…) with Checkout Sessions write and PaymentIntents read"
+            ),
+        };
+        // A publishable key (pk_…) or a webhook secret pasted by mistake would only fail later,
+        // on a patient's payment; say which kind of key is wanted now (without echoing it).
+        if !(key.starts_with("sk_") || key.starts_with("rk_")) {
+            anyhow::bail!(
+                "the Stripe key must be a secret key (sk_…) or a restricted key (rk_…), not a \
+                 publishable key or a webhook secret"
+            );
+        }
+        Ok(crate::payments::stripe::StripeSettings {
+            secret_key: Secret(key),
+            api_url: self.stripe_api_url.clone(),
+        })
+    }
+
     /// A configuration for tests and tools: embedded defaults, ephemeral ports.
     pub fn for_data_dir(data_dir: PathBuf) -> Config {
         Config {
@@ -379,6 +465,10 @@ impl Config {
             sandbox_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             sandbox_public_url: None,
             webhook_secret: None,
+            webhook_secret_previous: None,
+            stripe_secret_key: None,
+            stripe_secret_key_file: None,
+            stripe_api_url: None,
             master_key_file: None,
             key_provider: KeyProviderKind::Local,
             kms_key_id: None,
@@ -506,8 +596,72 @@ mod tests {
         let mut c = Config::for_data_dir("/tmp/x".into());
         c.database_url = Some(Secret::new("postgres://u:hunter2@db/x"));
         c.webhook_secret = Some(Secret::new("whsec_supersecret"));
+        c.webhook_secret_previous = Some(Secret::new("whsec_oldsecret"));
+        c.stripe_secret_key = Some(Secret::new("sk_live_stripesecret"));
         let s = format!("{c:?}");
-        assert!(!s.contains("hunter2") && !s.contains("supersecret"), "{s}");
+        for secret in ["hunter2", "supersecret", "oldsecret", "stripesecret"] {
+            assert!(!s.contains(secret), "{s}");
+        }
+        let settings = c.stripe_settings().expect("settings");
+        assert!(!format!("{settings:?}").contains("stripesecret"));
+    }
+
+    #[test]
+    fn stripe_key_from_env_or_file_never_both_never_neither() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = Config::for_data_dir(dir.path().to_path_buf());
+        c.processor = ProcessorKind::Stripe;
+        let e = c.stripe_settings().expect_err("no key");
+        assert!(
+            e.to_string().contains("PATRIOTPAY_STRIPE_SECRET_KEY")
+                && e.to_string().contains("PATRIOTPAY_STRIPE_SECRET_KEY_FILE"),
+            "says what to set: {e}"
+        );
+        c.stripe_secret_key = Some(Secret::new("rk_test_restricted123"));
+        let s = c.stripe_settings().expect("restricted key");
+        assert_eq!(s.secret_key.expose(), "rk_test_restricted123");
+        assert_eq!(s.api_url, None);
+        let file = dir.path().join("stripe.key");
+        std::fs::write(&file, "sk_test_fromfile456\n").expect("write");
+        c.stripe_secret_key_file = Some(file.clone());
+        let e = c.stripe_settings().expect_err("both");
+        assert!(e.to_string().contains("not both"), "{e}");
+        assert!(!e.to_string().contains("rk_test_restricted123"), "{e}");
+        c.stripe_secret_key = None;
+        assert_eq!(
+            c.stripe_settings().expect("file").secret_key.expose(),
+            "sk_test_fromfile456",
+            "the file's key, without its newline"
+        );
+        std::fs::write(&file, "pk_test_publishable789").expect("write");
+        let e = c.stripe_settings().expect_err("publishable");
+        assert!(
+            e.to_string().contains("sk_") && !e.to_string().contains("publishable789"),
+            "{e}"
+        );
+        std::fs::write(&file, " \n").expect("write");
+        assert!(c.stripe_settings().is_err(), "an empty file is no key");
+        c.stripe_secret_key_file = Some(dir.path().join("missing"));
+        assert!(c.stripe_settings().is_err());
+    }
+
+    #[test]
+    fn the_previous_webhook_secret_is_accepted_during_a_roll() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = Config::for_data_dir(dir.path().to_path_buf());
+        c.webhook_secret = Some(Secret::new("whsec_new"));
+        assert_eq!(c.resolve_webhook_secrets().expect("one").len(), 1);
+        c.webhook_secret_previous = Some(Secret::new("whsec_old"));
+        let all: Vec<String> = c
+            .resolve_webhook_secrets()
+            .expect("two")
+            .iter()
+            .map(|s| s.expose().to_owned())
+            .collect();
+        assert_eq!(all, ["whsec_new", "whsec_old"]);
+        let cli =
+            Cli::try_parse_from(["patriotpay", "--processor", "stripe", "migrate"]).expect("parse");
+        assert_eq!(cli.config.processor, ProcessorKind::Stripe);
     }
 
     #[test]

@@ -30,6 +30,7 @@ use crypto::{
 use db::Db;
 use http::AppState;
 use payments::sandbox::Sandbox;
+use payments::stripe::StripeProcessor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -37,10 +38,11 @@ use tokio::net::TcpListener;
 /// A started server: its addresses and a handle to stop it.
 pub struct Running {
     pub portal_addr: SocketAddr,
+    /// Where the sandbox's card page listens; with Stripe, the configured address, not bound.
     pub sandbox_addr: SocketAddr,
     pub public_url: String,
     pub state: AppState,
-    /// The built-in processor, for tests that make it misbehave or forget.
+    /// The built-in processor, for tests that make it misbehave or forget (inert with Stripe).
     pub sandbox: Arc<Sandbox>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -131,27 +133,47 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     cfg.check_key_placement()?;
     cfg.check_processor_placement()?;
     let (db, crypto) = open_storage(cfg).await?;
-    let webhook_secret = cfg.resolve_webhook_secret()?;
+    let webhook_secrets = cfg.resolve_webhook_secrets()?;
+    let webhook_secret = webhook_secrets[0].clone();
+    // Stripe's settings are checked before anything listens, so a missing key stops the start.
+    let stripe = match cfg.processor {
+        ProcessorKind::Stripe => Some(StripeProcessor::new(&cfg.stripe_settings()?)?),
+        ProcessorKind::Sandbox => None,
+    };
 
     let portal_listener = TcpListener::bind(cfg.addr).await?;
     let portal_addr = portal_listener.local_addr()?;
     let public_url = base_url(&cfg.public_url, portal_addr);
 
-    let ProcessorKind::Sandbox = cfg.processor;
-    let sandbox_listener = TcpListener::bind(cfg.sandbox_addr).await?;
-    let sandbox_addr = sandbox_listener.local_addr()?;
+    // With Stripe the sandbox's card page is not served at all (it would take the public test
+    // card as payment); the handle stays, inert (no listener, no webhook URL), for `Running`.
+    let sandbox_listener = match stripe {
+        None => Some(TcpListener::bind(cfg.sandbox_addr).await?),
+        Some(_) => None,
+    };
+    let sandbox_addr = match &sandbox_listener {
+        Some(l) => l.local_addr()?,
+        None => cfg.sandbox_addr,
+    };
     let sandbox_url = base_url(&cfg.sandbox_public_url, sandbox_addr);
     let sandbox = Sandbox::new(sandbox_url, webhook_secret.expose().to_owned());
-    // The sandbox calls the portal directly on its bound address, like Stripe calling our endpoint.
-    sandbox.set_webhook_url(format!("http://{portal_addr}/webhooks/stripe"));
+    let processor: Arc<dyn payments::PaymentProcessor> = match stripe {
+        Some(stripe) => Arc::new(stripe),
+        None => {
+            // The sandbox calls the portal directly on its bound address, like Stripe calling
+            // our endpoint.
+            sandbox.set_webhook_url(format!("http://{portal_addr}/webhooks/stripe"));
+            Arc::new(sandbox.clone())
+        }
+    };
 
     let identity = identity_provider(cfg, &db, &crypto).await?;
     let crypto_for_poll = crypto.clone();
     let state = AppState {
         db: db.clone(),
         crypto,
-        processor: Arc::new(sandbox.clone()),
-        webhook_secrets: Arc::new(vec![webhook_secret]),
+        processor,
+        webhook_secrets: Arc::new(webhook_secrets),
         public_url: public_url.clone(),
         trust_forwarded_for: cfg.trust_forwarded_for,
         link_ttl_days: cfg.link_ttl_days,
@@ -179,17 +201,19 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             tracing::error!(error = %e, "portal server stopped");
         }
     }));
-    let mut stop = rx.clone();
-    tasks.push(tokio::spawn(async move {
-        let served = axum::serve(sandbox_listener, sandbox_router)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "sandbox server stopped");
-        }
-    }));
+    if let Some(sandbox_listener) = sandbox_listener {
+        let mut stop = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(sandbox_listener, sandbox_router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "sandbox server stopped");
+            }
+        }));
+    }
     // `keys flush-cache` from any process reaches this one within five seconds.
     let poller = crypto_for_poll;
     let mut stop = rx.clone();

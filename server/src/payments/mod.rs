@@ -3,6 +3,7 @@
 
 pub mod sandbox;
 pub mod signature;
+pub mod stripe;
 
 use crate::alerts::AlertSink;
 use crate::audit::{self, Actor, Outcome};
@@ -51,6 +52,10 @@ pub struct CheckoutRequest {
     pub statement_ref: String,
     /// Neutral line-item text, e.g. "Statement balance".
     pub description: &'static str,
+    /// When our checkout was recorded (unix seconds). A processor reckons the session's expiry
+    /// from it, not from its own clock, so a retry with the same idempotency key sends the same
+    /// parameters (Stripe refuses a key reused with different ones).
+    pub created_at: i64,
     /// Must contain `{CHECKOUT_SESSION_ID}`.
     pub success_url: String,
     pub cancel_url: String,
@@ -373,6 +378,7 @@ pub async fn start_checkout(
             .collect::<Vec<_>>()
             .join(","),
         description: NEUTRAL_DESCRIPTION,
+        created_at: now,
         success_url: format!(
             "{public_url}{}/return/{}?session_id={{CHECKOUT_SESSION_ID}}",
             plan.return_prefix,

@@ -683,6 +683,7 @@ mod tests {
             checkout_ref: ours.clone(),
             statement_ref: String::new(),
             description: super::super::NEUTRAL_DESCRIPTION,
+            created_at: crate::clock::now_unix(),
             success_url: "http://portal.test/pay/return/x?session_id={CHECKOUT_SESSION_ID}".into(),
             cancel_url: "http://portal.test/pay/cancelled/x".into(),
         };

@@ -64,7 +64,7 @@ async fn the_cli_never_prints_the_canary() {
 const FIRST: &str = "Zebulonette";
 const LAST: &str = "Canarywick";
 const DOB: &str = "1977-07-07";
-const ZIP: &str = "73301";
+pub(crate) const ZIP: &str = "73301";
 const PHONE: &str = "+15557770123";
 const ACCOUNT: &str = "CANARY-778899";
 const DESCRIPTION: &str = "Canary xylophone procedure";
@@ -75,7 +75,7 @@ const MEMBER_EMAIL: &str = "canary.member@example.org";
 const GUARANTOR_EMAIL: &str = "canary.guarantor@example.org";
 
 /// Everything identifying, in the forms it could leak in.
-const NEEDLES: &[&str] = &[
+pub(crate) const NEEDLES: &[&str] = &[
     FIRST,
     LAST,
     DOB,
@@ -192,7 +192,7 @@ impl Seen {
 }
 
 /// The canary patient and one statement, through the real import path.
-async fn import_canary(
+pub(crate) async fn import_canary(
     db: &patriotpay::db::Db,
     crypto: &patriotpay::crypto::FieldCrypto,
     tenant: &patriotpay::ids::TenantId,

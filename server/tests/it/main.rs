@@ -21,3 +21,4 @@ mod rekey;
 mod routes;
 mod security;
 mod staff;
+mod stripe;

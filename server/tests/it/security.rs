@@ -199,6 +199,7 @@ async fn a_paid_checkout_we_do_not_know_raises_an_alert(backend: Backend) {
                 checkout_ref: stranger.clone(),
                 statement_ref: String::new(),
                 description: NEUTRAL_DESCRIPTION,
+                created_at: patriotpay::clock::now_unix(),
                 success_url: format!(
                     "{}/pay/return/{stranger}?session_id={{CHECKOUT_SESSION_ID}}",
                     app.url
