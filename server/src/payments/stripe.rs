@@ -60,6 +60,8 @@ pub struct StripeSettings {
 
 pub struct StripeProcessor {
     client: stripe::Client,
+    /// A test-mode key (`sk_test_…`, `rk_test_…`): Stripe moves no money, pages say so.
+    test_mode: bool,
 }
 
 impl std::fmt::Debug for StripeProcessor {
@@ -91,8 +93,16 @@ impl StripeProcessor {
         let client = builder
             .build()
             .map_err(|e| anyhow::anyhow!("cannot set up the Stripe client: {e}"))?;
-        Ok(StripeProcessor { client })
+        Ok(StripeProcessor {
+            client,
+            test_mode: is_test_key(settings.secret_key.expose()),
+        })
     }
+}
+
+/// Stripe's test-mode keys: no money moves with them.
+fn is_test_key(key: &str) -> bool {
+    key.starts_with("sk_test_") || key.starts_with("rk_test_")
 }
 
 /// The session Stripe should create for `req`: one line for the amount, our ids in
@@ -292,6 +302,10 @@ fn to_payment(p: &PaymentIntent) -> ProcessorPayment {
 
 #[async_trait]
 impl PaymentProcessor for StripeProcessor {
+    fn is_test_mode(&self) -> bool {
+        self.test_mode
+    }
+
     fn checkout_origin(&self) -> String {
         CHECKOUT_ORIGIN.to_owned()
     }
@@ -562,5 +576,17 @@ mod tests {
         })
         .expect_err("not a header value");
         assert!(!bad.to_string().contains("newline"), "{bad}");
+    }
+
+    #[test]
+    fn test_keys_are_test_mode_and_live_keys_are_not() {
+        for (key, test) in [
+            ("sk_test_abc", true),
+            ("rk_test_abc", true),
+            ("sk_live_abc", false),
+            ("rk_live_abc", false),
+        ] {
+            assert_eq!(super::is_test_key(key), test, "{key}");
+        }
     }
 }
