@@ -232,12 +232,7 @@ pub async fn statement(
             .allowed()
         })
         .collect();
-    let some_hidden = shown.iter().any(|s| !s);
-    let (action, event) = if some_hidden {
-        (Action::ViewStatementAmounts, "statement.amounts.view")
-    } else {
-        (Action::ViewItemisedStatement, "statement.itemised.view")
-    };
+    let (some_hidden, action, event) = super::patient::statement_view(&shown);
     let permit = member_permit(
         &state,
         &ctx,

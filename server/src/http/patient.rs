@@ -182,12 +182,7 @@ pub async fn statement(
             .allowed()
         })
         .collect();
-    let some_hidden = shown.iter().any(|s| !s);
-    let (action, event) = if some_hidden {
-        (Action::ViewStatementAmounts, "statement.amounts.view")
-    } else {
-        (Action::ViewItemisedStatement, "statement.itemised.view")
-    };
+    let (some_hidden, action, event) = super::patient::statement_view(&shown);
     let permit = permit(
         &state,
         &ctx,
@@ -229,6 +224,20 @@ pub async fn statement(
         vm,
     ))
     .into_response())
+}
+
+/// What a view of a statement with these per-line answers is, for the permit and the page:
+/// whether any line is hidden, and the action and audit event (amounts only, or itemised).
+pub(super) fn statement_view(shown: &[bool]) -> (bool, Action, &'static str) {
+    if shown.iter().any(|s| !s) {
+        (true, Action::ViewStatementAmounts, "statement.amounts.view")
+    } else {
+        (
+            false,
+            Action::ViewItemisedStatement,
+            "statement.itemised.view",
+        )
+    }
 }
 
 /// Statement lines as the viewer may see them: `shown[i]` is the policy's answer for line `i`
