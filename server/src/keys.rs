@@ -874,6 +874,36 @@ async fn fetch_rows(
 }
 
 /// How many rows of `t` in `r`'s tenant `filter` selects (binds: $1 tenant, $2 version).
+/// Records one row's old and new value of one index column beside the live one (a repeat
+/// overwrites: a resumed build may recompute a row).
+async fn put_next(
+    conn: &mut sqlx::AnyConnection,
+    r: &Rotation,
+    t: &IndexedTable,
+    col: &str,
+    id: &str,
+    old: &[u8],
+    new: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO blind_index_next
+             (tenant_id, to_version, table_name, column_name, row_id, old_value, new_value)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (tenant_id, to_version, table_name, column_name, row_id)
+         DO UPDATE SET old_value = excluded.old_value, new_value = excluded.new_value",
+    )
+    .bind(r.tenant.as_str())
+    .bind(i64::from(r.to))
+    .bind(t.table)
+    .bind(col)
+    .bind(id)
+    .bind(old)
+    .bind(new)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 async fn count_where(
     exec: &mut sqlx::AnyConnection,
     r: &Rotation,
@@ -941,22 +971,7 @@ async fn build(
             let mut tx = db.begin_write().await?;
             for (id, values) in &built {
                 for (col, (old, new)) in t.columns.iter().zip(values) {
-                    sqlx::query(
-                        "INSERT INTO blind_index_next
-                             (tenant_id, to_version, table_name, column_name, row_id, old_value, new_value)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)
-                         ON CONFLICT (tenant_id, to_version, table_name, column_name, row_id)
-                         DO UPDATE SET old_value = excluded.old_value, new_value = excluded.new_value",
-                    )
-                    .bind(r.tenant.as_str())
-                    .bind(i64::from(r.to))
-                    .bind(t.table)
-                    .bind(*col)
-                    .bind(id)
-                    .bind(old)
-                    .bind(new)
-                    .execute(&mut *tx)
-                    .await?;
+                    put_next(&mut tx, r, t, col, id, old, new).await?;
                     summary.values_built += 1;
                 }
             }
@@ -1126,22 +1141,7 @@ async fn catch_up(
                     let mut tx = db.begin_write().await?;
                     for (id, values) in &built {
                         for (col, (old, new)) in t.columns.iter().zip(values) {
-                            sqlx::query(
-                                "INSERT INTO blind_index_next
-                                     (tenant_id, to_version, table_name, column_name, row_id, old_value, new_value)
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                                 ON CONFLICT (tenant_id, to_version, table_name, column_name, row_id)
-                                 DO UPDATE SET old_value = excluded.old_value, new_value = excluded.new_value",
-                            )
-                            .bind(r.tenant.as_str())
-                            .bind(i64::from(r.to))
-                            .bind(t.table)
-                            .bind(*col)
-                            .bind(id)
-                            .bind(old)
-                            .bind(new)
-                            .execute(&mut *tx)
-                            .await?;
+                            put_next(&mut tx, r, t, col, id, old, new).await?;
                             if old != new {
                                 let fixed = sqlx::query(&format!(
                                     "UPDATE {table} SET {col} = $1 WHERE id = $2 AND {col} = $3",
