@@ -326,6 +326,16 @@ pub struct Config {
         global = true
     )]
     pub identity_failure_budget: u32,
+    /// How long the webhook endpoint works on a new processor event before it answers anyway
+    /// (milliseconds); the rest is finished by the background worker. Stripe wants an answer
+    /// within seconds.
+    #[arg(
+        long,
+        env = "PATRIOTPAY_WEBHOOK_ACK_MS",
+        default_value_t = 800,
+        global = true
+    )]
+    pub webhook_ack_ms: u64,
     /// Acknowledges running with the local master key file behind a public `https://` URL (the
     /// key then sits beside the data it protects). Must be exactly
     /// `i-understand-the-key-is-beside-the-data`; use a KMS key provider instead.
@@ -485,6 +495,7 @@ impl Config {
             link_ttl_days: 30,
             trust_forwarded_for: false,
             identity_failure_budget: crate::links::DEFAULT_PRACTICE_FAILURE_BUDGET_PER_HOUR,
+            webhook_ack_ms: 800,
             local_key_in_production: None,
             sandbox_in_production: None,
             alert_webhook_url: None,

@@ -72,6 +72,8 @@ id_type!(CheckoutId, "chk");
 id_type!(PaymentId, "pay");
 id_type!(UserId, "usr");
 id_type!(InvitationId, "inv");
+id_type!(RefundId, "rfd");
+id_type!(DisputeId, "dsp");
 
 #[cfg(test)]
 mod tests {

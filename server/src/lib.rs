@@ -178,6 +178,8 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         trust_forwarded_for: cfg.trust_forwarded_for,
         link_ttl_days: cfg.link_ttl_days,
         identity_failure_budget: cfg.identity_failure_budget,
+        jobs: payments::jobs::Nudge::default(),
+        webhook_ack: std::time::Duration::from_millis(cfg.webhook_ack_ms),
         clock: Arc::new(clock::Clock::default()),
         alerts: alerts::AlertSink {
             webhook_url: cfg.alert_webhook_url.clone(),
@@ -229,6 +231,32 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
                 Ok(true) => tracing::warn!("plaintext key cache flushed on request"),
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "key cache flush check failed"),
+            }
+        }
+    }));
+    // Processor events the webhook did not finish, and retries falling due.
+    let worker = state.clone();
+    let mut stop = rx.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            let now = worker.clock.now();
+            match payments::jobs::run_due(
+                &worker.db,
+                worker.processor.as_ref(),
+                &worker.alerts,
+                now,
+                50,
+            )
+            .await
+            {
+                // A full batch: there may be more due at once.
+                Ok(50) => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "processor event worker failed"),
+            }
+            tokio::select! {
+                _ = worker.jobs.wait(std::time::Duration::from_secs(5)) => {}
+                _ = stop.wait_for(|s| *s) => break,
             }
         }
     }));

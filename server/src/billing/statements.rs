@@ -14,13 +14,14 @@ pub async fn statement_header(
     .await?)
 }
 
-/// Balance due: charges minus payments, from the ledger.
+/// Balance due, from the ledger: charges, less payments (a bank debit still settling counts), plus
+/// refunds and reversals (a failed bank debit), which give back what a payment took off.
 pub async fn balance<'e, E>(exec: E, id: &StatementId) -> Result<Money, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let cents: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(CASE kind WHEN 'charge' THEN amount_cents ELSE -amount_cents END), 0) AS BIGINT)
+        "SELECT CAST(COALESCE(SUM(CASE kind WHEN 'payment' THEN -amount_cents ELSE amount_cents END), 0) AS BIGINT)
          FROM ledger_entries WHERE statement_id = $1",
     )
     .bind(id.as_str())

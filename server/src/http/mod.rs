@@ -57,6 +57,10 @@ pub struct AppState {
     pub link_ttl_days: u32,
     /// Failed identity answers per practice per hour before the alert (`links::spend_practice_budget`).
     pub identity_failure_budget: u32,
+    /// Wakes the processor-event worker; the webhook nudges it when it answers before a job is done.
+    pub jobs: crate::payments::jobs::Nudge,
+    /// How long the webhook works on a new event before it answers.
+    pub webhook_ack: std::time::Duration,
     pub clock: Arc<crate::clock::Clock>,
     pub alerts: crate::alerts::AlertSink,
     /// Who checks passwords and second factors: local accounts or Cognito.

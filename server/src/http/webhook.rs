@@ -1,8 +1,8 @@
-//! The processor's webhook endpoint: signature checked on the raw body, then the event handed to
-//! the payments module.
+//! The processor's webhook endpoint: signature checked on the raw body, the event stored as a
+//! job, and an answer within the acknowledgement budget; the job queue does the rest.
 
 use super::AppState;
-use crate::payments::{self, signature, EventOutcome, PaymentError};
+use crate::payments::{jobs, signature, EventEnvelope};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -23,81 +23,51 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
         tracing::warn!(reason = %e, "webhook signature refused");
         return (StatusCode::BAD_REQUEST, "invalid signature").into_response();
     }
-    let event: payments::EventEnvelope = match serde_json::from_slice(&body) {
+    let event: EventEnvelope = match serde_json::from_slice(&body) {
         Ok(e) => e,
         Err(_) => return (StatusCode::BAD_REQUEST, "malformed event").into_response(),
     };
-    match payments::handle_event(
-        &state.db,
-        state.processor.as_ref(),
-        &event,
-        state.clock.now(),
-    )
-    .await
-    {
-        Ok(outcome) => {
-            tracing::info!(event_type = %event.event_type, outcome = ?outcome, "webhook handled");
-            if let EventOutcome::NotBooked(why) = &outcome {
-                // Acknowledged and kept (a retry would find the same), checkout closed: the
-                // money the processor reports is for a person to reconcile. Once per payment.
-                if let Err(e) = why.raise(&state.db, &state.alerts, state.clock.now()).await {
-                    tracing::error!(error = %e, "webhook: could not record the alert");
-                }
-            }
-            if outcome == EventOutcome::UnknownPaid {
-                // Acknowledged (retries would change nothing) but money was taken that no
-                // checkout of ours explains: one alert per event, for reconciliation by hand.
-                let id: String = event.id.chars().take(80).collect();
-                let detail = format!(
-                    "processor event {id} is a payment for a checkout we have no record of"
-                );
-                if let Err(e) = state
-                    .alerts
-                    .raise_once(
-                        &state.db,
-                        "payment-unknown-checkout",
-                        &detail,
-                        state.clock.now(),
+    let now = state.clock.now();
+    let fresh = match jobs::enqueue(&state.db, &event, now).await {
+        Ok(fresh) => fresh,
+        // Not stored: a 5xx makes the processor deliver it again later.
+        Err(e) => {
+            tracing::error!(error = %e, "webhook: could not store the event");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "retry later").into_response();
+        }
+    };
+    if fresh {
+        // Worked at once, in its own task so an answer past the budget never cuts it short;
+        // what is not done by then the worker finishes (the job is leased meanwhile).
+        let worker = state.clone();
+        let id = event.id.clone();
+        let task = tokio::spawn(async move {
+            let now = worker.clock.now();
+            match jobs::claim(&worker.db, &id, now).await {
+                Ok(Some(job)) => {
+                    if let Err(e) = jobs::work(
+                        &worker.db,
+                        worker.processor.as_ref(),
+                        &worker.alerts,
+                        &job,
+                        now,
                     )
                     .await
-                {
-                    tracing::error!(error = %e, "webhook: could not record the alert");
+                    {
+                        tracing::error!(error = %e, "webhook: could not record the event's outcome");
+                    }
                 }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "webhook: could not claim the event"),
             }
-            let duplicate = outcome == EventOutcome::Duplicate;
-            (
-                StatusCode::OK,
-                Json(serde_json::json!({ "received": true, "duplicate": duplicate })),
-            )
-                .into_response()
-        }
-        // 5xx makes the processor retry later; the event was not stored, so the retry does the work.
-        Err(PaymentError::Processor(e)) => {
-            tracing::warn!(error = %e, "webhook: processor unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, "retry later").into_response()
-        }
-        Err(PaymentError::BadEvent(why)) => {
-            tracing::warn!(why, "webhook: event does not match our records");
-            // A signed event we cannot book may be money taken but on no ledger: someone must
-            // reconcile it by hand.
-            let id: String = event.id.chars().take(80).collect();
-            let detail = format!("processor event {id} was not recorded: {why}");
-            let now = state.clock.now();
-            if let Err(e) = state
-                .alerts
-                .raise_once(&state.db, "payment-not-recorded", &detail, now)
-                .await
-            {
-                tracing::error!(error = %e, "webhook: could not record the alert");
-            }
-            (StatusCode::BAD_REQUEST, "event refused").into_response()
-        }
-        Err(PaymentError::Pending | PaymentError::Invalid(_)) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "retry later").into_response()
-        }
-        Err(PaymentError::Db(e)) => {
-            tracing::error!(error = %e, "webhook: database error");
-            (StatusCode::INTERNAL_SERVER_ERROR, "retry later").into_response()
+        });
+        if tokio::time::timeout(state.webhook_ack, task).await.is_err() {
+            state.jobs.wake();
         }
     }
+    (
+        StatusCode::OK,
+        Json(serde_json::json!({ "received": true, "duplicate": !fresh })),
+    )
+        .into_response()
 }

@@ -3,8 +3,9 @@
 //! It keeps nothing of a card but its brand and last four digits.
 
 use super::{
-    signature, CheckoutRequest, CheckoutStatus, DeclineReason, PaymentProcessor, ProcessorCheckout,
-    ProcessorError, ProcessorPayment, CURRENCY,
+    signature, CheckoutRequest, CheckoutStatus, DeclineReason, MethodKind, PaymentProcessor,
+    PaymentStatus, ProcessorCheckout, ProcessorDispute, ProcessorError, ProcessorPayment,
+    ProcessorRefund, RefundRequest, RefundStatus, CURRENCY,
 };
 use crate::money::Money;
 use async_trait::async_trait;
@@ -45,6 +46,8 @@ struct SbPayment {
     last4: String,
     created: i64,
     last_error: Option<DeclineReason>,
+    /// The dispute opened on it, if any.
+    dispute: Option<String>,
 }
 
 #[derive(Default)]
@@ -52,6 +55,10 @@ struct Store {
     sessions: HashMap<String, SbSession>,
     payments: HashMap<String, SbPayment>,
     idempotency: HashMap<String, String>,
+    /// In the order made.
+    refunds: Vec<ProcessorRefund>,
+    refund_keys: HashMap<String, String>,
+    disputes: HashMap<String, ProcessorDispute>,
     /// Misbehaviour asked for by tests, by checkout id.
     misreports: HashMap<String, Misreport>,
 }
@@ -144,6 +151,46 @@ impl Sandbox {
         }
     }
 
+    /// Opens a dispute on payment `payment` for its whole amount, as a card holder's bank would,
+    /// and sends `charge.dispute.created`. Tests and demos only; `None` if there is no such
+    /// succeeded payment or it is disputed already.
+    pub async fn open_dispute(self: &Arc<Self>, payment: &str) -> Option<String> {
+        let (id, object) = {
+            let mut store = self.store.lock().ok()?;
+            let p = store.payments.get_mut(payment)?;
+            if !p.succeeded || p.dispute.is_some() {
+                return None;
+            }
+            let id = sandbox_id("dp");
+            p.dispute = Some(id.clone());
+            let d = ProcessorDispute {
+                id: id.clone(),
+                payment: p.id.clone(),
+                amount: p.amount,
+                currency: p.currency.clone(),
+                status: "needs_response".into(),
+                reason: "fraudulent".into(),
+                created: crate::clock::now_unix(),
+            };
+            let object = serde_json::json!({
+                "id": d.id,
+                "object": "dispute",
+                "payment_intent": d.payment,
+                "charge": d.payment.replacen("pi_", "ch_", 1),
+                "amount": d.amount.cents(),
+                "currency": d.currency,
+                "status": d.status,
+                "reason": d.reason,
+                "created": d.created,
+                "livemode": false,
+            });
+            store.disputes.insert(id.clone(), d);
+            (id, object)
+        };
+        self.deliver("charge.dispute.created", object).await;
+        Some(id)
+    }
+
     /// Makes checkout `id` misbehave as `how` when it is paid; false if there is no such checkout.
     pub fn misreport(&self, id: &str, how: Misreport) -> bool {
         let Ok(mut store) = self.store.lock() else {
@@ -179,6 +226,7 @@ impl Sandbox {
             last4: attempt.last4,
             created: attempt.now,
             last_error: attempt.decline,
+            dispute: None,
         };
         if payment.succeeded {
             match misreport {
@@ -381,8 +429,14 @@ impl PaymentProcessor for Arc<Sandbox> {
         let p = store.payments.get(id).ok_or(ProcessorError::NotFound)?;
         Ok(ProcessorPayment {
             id: p.id.clone(),
-            succeeded: p.succeeded,
+            status: if p.succeeded {
+                PaymentStatus::Succeeded
+            } else {
+                PaymentStatus::Incomplete
+            },
+            amount: p.amount,
             amount_received: if p.succeeded { p.amount } else { Money::ZERO },
+            method: MethodKind::Card,
             currency: p.currency.clone(),
             card_brand: p.brand.clone(),
             card_last4: p.last4.clone(),
@@ -404,6 +458,94 @@ impl PaymentProcessor for Arc<Sandbox> {
                 Err(ProcessorError::Rejected("checkout already complete".into()))
             }
         }
+    }
+
+    async fn create_refund(
+        &self,
+        req: &RefundRequest,
+        idempotency_key: &str,
+    ) -> Result<ProcessorRefund, ProcessorError> {
+        let (refund, object) = {
+            let mut store = self.store()?;
+            if let Some(done) = store
+                .refund_keys
+                .get(idempotency_key)
+                .and_then(|id| store.refunds.iter().find(|r| &r.id == id))
+            {
+                return Ok(done.clone());
+            }
+            let p = store
+                .payments
+                .get(&req.payment)
+                .ok_or(ProcessorError::NotFound)?;
+            if !p.succeeded {
+                return Err(ProcessorError::Rejected(
+                    "the payment did not succeed".into(),
+                ));
+            }
+            if p.dispute.is_some() {
+                return Err(ProcessorError::Rejected("the payment is disputed".into()));
+            }
+            let refunded: i64 = store
+                .refunds
+                .iter()
+                .filter(|r| r.payment == req.payment && r.status != RefundStatus::Failed)
+                .map(|r| r.amount.cents())
+                .sum();
+            if !req.amount.is_positive() || refunded + req.amount.cents() > p.amount.cents() {
+                return Err(ProcessorError::Rejected(
+                    "the refund is more than is left of the payment".into(),
+                ));
+            }
+            let refund = ProcessorRefund {
+                id: sandbox_id("re"),
+                payment: req.payment.clone(),
+                amount: req.amount,
+                currency: p.currency.clone(),
+                status: RefundStatus::Succeeded,
+                refund_ref: Some(req.refund_ref.as_str().to_owned()),
+                created: crate::clock::now_unix(),
+            };
+            let object = serde_json::json!({
+                "id": p.id.replacen("pi_", "ch_", 1),
+                "object": "charge",
+                "payment_intent": p.id,
+                "amount": p.amount.cents(),
+                "amount_refunded": refunded + req.amount.cents(),
+                "currency": p.currency,
+                "refunded": refunded + req.amount.cents() == p.amount.cents(),
+                "livemode": false,
+            });
+            store
+                .refund_keys
+                .insert(idempotency_key.to_owned(), refund.id.clone());
+            store.refunds.push(refund.clone());
+            (refund, object)
+        };
+        self.deliver("charge.refunded", object).await;
+        Ok(refund)
+    }
+
+    async fn list_refunds(&self, payment: &str) -> Result<Vec<ProcessorRefund>, ProcessorError> {
+        let store = self.store()?;
+        if !store.payments.contains_key(payment) {
+            return Err(ProcessorError::NotFound);
+        }
+        Ok(store
+            .refunds
+            .iter()
+            .filter(|r| r.payment == payment)
+            .cloned()
+            .collect())
+    }
+
+    async fn retrieve_dispute(&self, id: &str) -> Result<ProcessorDispute, ProcessorError> {
+        let store = self.store()?;
+        store
+            .disputes
+            .get(id)
+            .cloned()
+            .ok_or(ProcessorError::NotFound)
     }
 }
 
@@ -686,6 +828,7 @@ mod tests {
             created_at: crate::clock::now_unix(),
             success_url: "http://portal.test/pay/return/x?session_id={CHECKOUT_SESSION_ID}".into(),
             cancel_url: "http://portal.test/pay/cancelled/x".into(),
+            bank_debit: false,
         };
         sb.create_checkout(&req, ours.as_str())
             .await
@@ -728,7 +871,7 @@ mod tests {
         let pi = checkout.payment_intent.expect("payment");
         let payment = sb.retrieve_payment(&pi).await.expect("payment");
         assert!(
-            payment.succeeded,
+            payment.succeeded(),
             "the completed payment is never overwritten"
         );
         assert_eq!(payment.amount_received, Money::from_cents(500));
@@ -763,7 +906,7 @@ mod tests {
         let checkout = sb.retrieve_checkout(&id).await.expect("checkout");
         assert_eq!(checkout.status, CheckoutStatus::Complete);
         let pi = checkout.payment_intent.expect("payment");
-        assert!(sb.retrieve_payment(&pi).await.expect("payment").succeeded);
+        assert!(sb.retrieve_payment(&pi).await.expect("payment").succeeded());
     }
 
     #[tokio::test]

@@ -7,8 +7,9 @@
 //! so a restricted key with "Checkout Sessions: write" and "PaymentIntents: read" is enough.
 
 use super::{
-    CheckoutRequest, CheckoutStatus, DeclineReason, PaymentProcessor, ProcessorCheckout,
-    ProcessorError, ProcessorPayment, CURRENCY,
+    CheckoutRequest, CheckoutStatus, DeclineReason, MethodKind, PaymentProcessor, PaymentStatus,
+    ProcessorCheckout, ProcessorDispute, ProcessorError, ProcessorPayment, ProcessorRefund,
+    RefundRequest, CURRENCY,
 };
 use crate::config::Secret;
 use crate::money::Money;
@@ -274,23 +275,35 @@ fn to_payment(p: &PaymentIntent) -> ProcessorPayment {
         .as_ref()
         .and_then(|c| c.as_object())
         .and_then(|c| c.payment_method_details.as_ref());
-    let (brand, last4) = match details {
+    let (brand, last4, method) = match details {
         Some(d) => match (&d.card, &d.us_bank_account) {
             (Some(card), _) => (
                 card.brand.clone().unwrap_or_default(),
                 card.last4.clone().unwrap_or_default(),
+                MethodKind::Card,
             ),
             (None, Some(bank)) => (
-                "bank account".to_owned(),
+                bank.bank_name
+                    .clone()
+                    .unwrap_or_else(|| "bank account".to_owned()),
                 bank.last4.clone().unwrap_or_default(),
+                MethodKind::UsBankAccount,
             ),
-            (None, None) => (ident(&d.type_), String::new()),
+            (None, None) => (ident(&d.type_), String::new(), MethodKind::Card),
         },
-        None => (String::new(), String::new()),
+        None => (String::new(), String::new(), MethodKind::Card),
+    };
+    let status = match p.status {
+        PaymentIntentStatus::Succeeded => PaymentStatus::Succeeded,
+        PaymentIntentStatus::Processing => PaymentStatus::Processing,
+        PaymentIntentStatus::Canceled => PaymentStatus::Canceled,
+        _ => PaymentStatus::Incomplete,
     };
     ProcessorPayment {
         id: p.id.as_str().to_owned(),
-        succeeded: p.status == PaymentIntentStatus::Succeeded,
+        status,
+        amount: Money::from_cents(p.amount),
+        method,
         amount_received: Money::from_cents(p.amount_received),
         currency: p.currency.to_string(),
         card_brand: brand,
@@ -368,6 +381,23 @@ impl PaymentProcessor for StripeProcessor {
                 other => Err(other),
             },
         }
+    }
+
+    // TODO(stripe-refunds): replaced on the stripe-2 branch before this lands.
+    async fn create_refund(
+        &self,
+        _req: &RefundRequest,
+        _idempotency_key: &str,
+    ) -> Result<ProcessorRefund, ProcessorError> {
+        Err(ProcessorError::Rejected("refunds: not yet".into()))
+    }
+
+    async fn list_refunds(&self, _payment: &str) -> Result<Vec<ProcessorRefund>, ProcessorError> {
+        Err(ProcessorError::Rejected("refunds: not yet".into()))
+    }
+
+    async fn retrieve_dispute(&self, _id: &str) -> Result<ProcessorDispute, ProcessorError> {
+        Err(ProcessorError::Rejected("disputes: not yet".into()))
     }
 }
 
@@ -495,6 +525,7 @@ mod tests {
             created_at: 1_000,
             success_url: "https://pay.example/pay/return/x?session_id={CHECKOUT_SESSION_ID}".into(),
             cancel_url: "https://pay.example/pay/cancelled/x".into(),
+            bank_debit: false,
         }
     }
 

@@ -44,6 +44,9 @@ impl TestApp {
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = Config::for_data_dir(dir.path().to_path_buf());
+        // Each event is worked to its end before the webhook answers, so a test reads its
+        // effects at once; the job-queue tests set this to 0 to leave the work to the worker.
+        cfg.webhook_ack_ms = 600_000;
         tweak(&mut cfg);
         cfg.webhook_secret = Some(Secret::new(WEBHOOK_SECRET));
         let mut pg_admin = None;
@@ -86,6 +89,27 @@ impl TestApp {
 
     pub fn db(&self) -> &patriotpay::db::Db {
         &self.state().db
+    }
+
+    /// Works every processor event due now, as the background worker would; how many.
+    pub async fn run_jobs(&self) -> usize {
+        let s = self.state();
+        let mut total = 0;
+        loop {
+            let n = patriotpay::payments::jobs::run_due(
+                &s.db,
+                s.processor.as_ref(),
+                &s.alerts,
+                s.clock.now(),
+                100,
+            )
+            .await
+            .expect("run jobs");
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
     }
 
     /// A fresh pay link (path and query only) for demo patient `n`.

@@ -22,3 +22,4 @@ mod routes;
 mod security;
 mod staff;
 mod stripe;
+mod webhooks;

@@ -205,6 +205,7 @@ async fn a_paid_checkout_we_do_not_know_raises_an_alert(backend: Backend) {
                     app.url
                 ),
                 cancel_url: format!("{}/pay/cancelled/{stranger}", app.url),
+                bank_debit: false,
             },
             "test-unknown-checkout",
         )

@@ -568,6 +568,7 @@ fn request(amount: i64) -> CheckoutRequest {
             id.as_str()
         ),
         cancel_url: format!("https://pay.example/pay/cancelled/{}", id.as_str()),
+        bank_debit: false,
     }
 }
 
@@ -689,7 +690,7 @@ async fn the_client_speaks_stripes_form_encoding_and_headers() {
     assert_eq!((read.status, read.paid), (CheckoutStatus::Complete, true));
     let pi = read.payment_intent.expect("payment intent");
     let payment = p.retrieve_payment(&pi).await.expect("payment");
-    assert!(payment.succeeded);
+    assert!(payment.succeeded());
     assert_eq!(payment.amount_received, Money::from_cents(2_500));
     assert_eq!(payment.currency, "usd");
     assert_eq!(
@@ -721,7 +722,7 @@ async fn the_client_speaks_stripes_form_encoding_and_headers() {
         .retrieve_payment(read.payment_intent.as_deref().expect("pi"))
         .await
         .expect("payment");
-    assert!(!payment.succeeded);
+    assert!(!payment.succeeded());
     assert_eq!(payment.amount_received, Money::ZERO);
     assert_eq!(payment.last_error, Some(DeclineReason::InsufficientFunds));
 

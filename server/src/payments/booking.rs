@@ -1,0 +1,319 @@
+//! Moving money on our books: a payment booked once (as succeeded, or as a bank debit still
+//! processing), a processing debit settled or reversed, a dispute flagged. Every move is
+//! forward only and guarded by the database, so two workers or a repeated event change nothing.
+
+use super::events::{EventOutcome, Unbooked};
+use super::{
+    close_checkout, CheckoutRow, CheckoutState, PaymentStatus, ProcessorDispute, ProcessorPayment,
+};
+use crate::audit::{self, Actor, Outcome};
+use crate::db::Db;
+use crate::ids::{DisputeId, PatientId, PaymentId, StatementId, TenantId};
+use crate::money::Money;
+
+/// The actor every event-driven change is audited under.
+pub(crate) const WEBHOOK_ACTOR: &str = "system:processor-webhook";
+
+pub(crate) enum Booked {
+    New,
+    /// The payment was on our books already (another event, another worker).
+    Already,
+}
+
+/// Whether the processor's payment `id` is on our books.
+pub(crate) async fn is_booked(db: &Db, processor_payment: &str) -> Result<bool, sqlx::Error> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM payments WHERE processor_payment_id = $1")
+            .bind(processor_payment)
+            .fetch_one(db.pool())
+            .await?;
+    Ok(n > 0)
+}
+
+/// Books a checkout's payment with its split over the checkout's statements, in one
+/// transaction: a crash part-way leaves nothing, and the retry does the work again.
+pub(crate) async fn record(
+    db: &Db,
+    checkout: &CheckoutRow,
+    payment: &ProcessorPayment,
+    status: PaymentStatus,
+    amount: Money,
+    items: &[(StatementId, Money)],
+    now: i64,
+) -> Result<Booked, sqlx::Error> {
+    let status_str = match status {
+        PaymentStatus::Processing => "processing",
+        _ => "succeeded",
+    };
+    let mut tx = db.begin_write().await?;
+    let payment_id = PaymentId::generate();
+    let inserted = sqlx::query(
+        "INSERT INTO payments (id, tenant_id, statement_id, checkout_id, processor_payment_id, amount_cents,
+             card_brand, card_last4, paid_at, recorded_at, status, method, settled_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         ON CONFLICT (processor_payment_id) DO NOTHING",
+    )
+    .bind(payment_id.as_str())
+    .bind(checkout.tenant_id.as_str())
+    .bind(checkout.statement_id.as_ref().map(|s| s.as_str().to_owned()))
+    .bind(checkout.id.as_str())
+    .bind(&payment.id)
+    .bind(amount.cents())
+    .bind(&payment.card_brand)
+    .bind(&payment.card_last4)
+    .bind(payment.created)
+    .bind(now)
+    .bind(status_str)
+    .bind(payment.method.as_str())
+    .bind((status == PaymentStatus::Succeeded).then_some(now))
+    .execute(&mut *tx)
+    .await?;
+    // Forward only: a completed checkout never goes back to open or expired.
+    close_checkout(
+        &mut tx,
+        checkout.id.as_str(),
+        CheckoutState::Complete,
+        &[
+            CheckoutState::Creating,
+            CheckoutState::Open,
+            CheckoutState::Expired,
+            CheckoutState::Failed,
+        ],
+    )
+    .await?;
+    if inserted.rows_affected() == 0 {
+        tx.commit().await?;
+        return Ok(Booked::Already);
+    }
+    let action = match status {
+        PaymentStatus::Processing => "payment.processing",
+        _ => "payment.recorded",
+    };
+    for (statement, share) in items {
+        sqlx::query(
+            "INSERT INTO payment_allocations (payment_id, statement_id, tenant_id, amount_cents)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(payment_id.as_str())
+        .bind(statement.as_str())
+        .bind(checkout.tenant_id.as_str())
+        .bind(share.cents())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO ledger_entries (tenant_id, statement_id, kind, amount_cents, payment_id, created_at)
+             VALUES ($1, $2, 'payment', $3, $4, $5)",
+        )
+        .bind(checkout.tenant_id.as_str())
+        .bind(statement.as_str())
+        .bind(share.cents())
+        .bind(payment_id.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let balance = crate::billing::balance(&mut *tx, statement).await?;
+        let patient = patient_of(&mut tx, statement).await?;
+        audit_system(
+            &mut tx,
+            &checkout.tenant_id,
+            &patient,
+            action,
+            payment_id.as_str(),
+            Outcome::Success,
+        )
+        .await?;
+        if balance.cents() < 0 {
+            // Paid more than was due (two checkouts raced). The money is recorded as taken; the
+            // credit is flagged for the practice to refund.
+            audit_system(
+                &mut tx,
+                &checkout.tenant_id,
+                &patient,
+                "payment.overpaid",
+                statement.as_str(),
+                Outcome::Failure,
+            )
+            .await?;
+            tracing::warn!(statement = %statement, "statement overpaid; credit needs a refund");
+        }
+    }
+    tx.commit().await?;
+    Ok(Booked::New)
+}
+
+/// Moves a payment on our books to where the processor says it is: a processing bank debit
+/// that succeeded is settled; one that failed or was cancelled is reversed on the ledger (the
+/// balance is due again). A settled or failed payment never moves again.
+pub(crate) async fn follow(
+    db: &Db,
+    payment: &ProcessorPayment,
+    now: i64,
+) -> Result<EventOutcome, super::PaymentError> {
+    let to = match payment.status {
+        PaymentStatus::Succeeded => "succeeded",
+        PaymentStatus::Incomplete | PaymentStatus::Canceled => "failed",
+        PaymentStatus::Processing => return Ok(EventOutcome::NoChange),
+    };
+    let mut tx = db.begin_write().await?;
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT id, tenant_id FROM payments WHERE processor_payment_id = $1 AND status = 'processing'",
+    )
+    .bind(&payment.id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((id, tenant)) = row else {
+        return Ok(EventOutcome::NoChange);
+    };
+    let moved = sqlx::query(
+        "UPDATE payments SET status = $1, settled_at = $2 WHERE id = $3 AND status = 'processing'",
+    )
+    .bind(to)
+    .bind(now)
+    .bind(&id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        return Ok(EventOutcome::NoChange);
+    }
+    let tenant = TenantId::from_db(tenant);
+    let allocations: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT statement_id, amount_cents FROM payment_allocations WHERE payment_id = $1 ORDER BY statement_id",
+    )
+    .bind(&id)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (statement, cents) in &allocations {
+        let statement = StatementId::from_db(statement.clone());
+        if to == "failed" {
+            sqlx::query(
+                "INSERT INTO ledger_entries (tenant_id, statement_id, kind, amount_cents, payment_id, created_at)
+                 VALUES ($1, $2, 'reversal', $3, $4, $5)",
+            )
+            .bind(tenant.as_str())
+            .bind(statement.as_str())
+            .bind(*cents)
+            .bind(&id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let patient = patient_of(&mut tx, &statement).await?;
+        let (action, outcome) = if to == "failed" {
+            ("payment.failed", Outcome::Failure)
+        } else {
+            ("payment.settled", Outcome::Success)
+        };
+        audit_system(&mut tx, &tenant, &patient, action, &id, outcome).await?;
+    }
+    tx.commit().await?;
+    Ok(if to == "failed" {
+        EventOutcome::Reversed
+    } else {
+        EventOutcome::Settled
+    })
+}
+
+/// Records a dispute on one of our payments (its status kept up to date), and the first time
+/// it is seen, audits it and asks the caller to alert the practice.
+pub(crate) async fn record_dispute(
+    db: &Db,
+    dispute: &ProcessorDispute,
+    now: i64,
+) -> Result<EventOutcome, super::PaymentError> {
+    let mut tx = db.begin_write().await?;
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT id, tenant_id FROM payments WHERE processor_payment_id = $1")
+            .bind(&dispute.payment)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((payment, tenant)) = row else {
+        // A dispute on a payment we never booked: reconciliation's to find.
+        return Ok(EventOutcome::NoChange);
+    };
+    let payment = PaymentId::from_db(payment);
+    let tenant = TenantId::from_db(tenant);
+    let inserted = sqlx::query(
+        "INSERT INTO disputes (id, tenant_id, payment_id, processor_dispute_id, amount_cents, status, reason, opened_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+         ON CONFLICT (processor_dispute_id) DO NOTHING",
+    )
+    .bind(DisputeId::generate().as_str())
+    .bind(tenant.as_str())
+    .bind(payment.as_str())
+    .bind(&dispute.id)
+    .bind(dispute.amount.cents().max(1))
+    .bind(&dispute.status)
+    .bind(&dispute.reason)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        sqlx::query(
+            "UPDATE disputes SET status = $1, updated_at = $2 WHERE processor_dispute_id = $3",
+        )
+        .bind(&dispute.status)
+        .bind(now)
+        .bind(&dispute.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(EventOutcome::NoChange);
+    }
+    let statements: Vec<String> = sqlx::query_scalar(
+        "SELECT statement_id FROM payment_allocations WHERE payment_id = $1 ORDER BY statement_id",
+    )
+    .bind(payment.as_str())
+    .fetch_all(&mut *tx)
+    .await?;
+    for statement in statements {
+        let patient = patient_of(&mut tx, &StatementId::from_db(statement)).await?;
+        audit_system(
+            &mut tx,
+            &tenant,
+            &patient,
+            "payment.disputed",
+            payment.as_str(),
+            Outcome::Failure,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(EventOutcome::Disputed(Unbooked::disputed(
+        dispute, &payment,
+    )))
+}
+
+async fn patient_of(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    statement: &StatementId,
+) -> Result<PatientId, sqlx::Error> {
+    let patient: String = sqlx::query_scalar("SELECT patient_id FROM statements WHERE id = $1")
+        .bind(statement.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(PatientId::from_db(patient))
+}
+
+async fn audit_system(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tenant: &TenantId,
+    patient: &PatientId,
+    action: &'static str,
+    resource: &str,
+    outcome: Outcome,
+) -> Result<(), sqlx::Error> {
+    audit::record(
+        &mut **tx,
+        audit::Event {
+            actor: &Actor::system(WEBHOOK_ACTOR),
+            tenant: Some(tenant),
+            patient: Some(patient),
+            action,
+            resource: Some(resource),
+            outcome,
+        },
+    )
+    .await
+}
