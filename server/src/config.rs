@@ -80,6 +80,35 @@ pub enum Command {
         #[arg(long, default_value_t = 4)]
         patient: usize,
     },
+    /// Payments: reconcile the ledger with the card processor.
+    Payments {
+        #[command(subcommand)]
+        action: PaymentsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum PaymentsCommand {
+    /// Compare the processor's payments and refunds for a window with the ledger: book what is
+    /// missing (audited as a repair), flag what differs, print a report. Exits non-zero when
+    /// something differs that it could not repair.
+    Reconcile {
+        /// First day of the window (UTC), YYYY-MM-DD.
+        #[arg(long, value_parser = parse_day)]
+        since: time::Date,
+        /// Last day of the window (UTC), YYYY-MM-DD; default today.
+        #[arg(long, value_parser = parse_day)]
+        until: Option<time::Date>,
+        /// Report only: change nothing, raise no alert.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `YYYY-MM-DD`, as the reconcile window is given.
+fn parse_day(s: &str) -> Result<time::Date, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, format).map_err(|_| format!("{s:?} is not a date like 2026-11-30"))
 }
 
 #[derive(Subcommand, Debug, Clone)]

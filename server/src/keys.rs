@@ -104,7 +104,8 @@ pub const ENCRYPTED: &[EncryptedTable] = &[
     },
 ];
 
-fn progress(len: u64, what: &str) -> ProgressBar {
+/// A progress bar on stderr for a long command (hidden when stderr is not a terminal).
+pub fn progress(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     if let Ok(style) =
         ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")

@@ -128,6 +128,24 @@ pub async fn identity_provider(
     })
 }
 
+/// The card processor for a command run outside the server (reconciliation): Stripe, or the
+/// sandbox's records.
+pub fn processor_for_cli(cfg: &Config) -> anyhow::Result<Arc<dyn payments::PaymentProcessor>> {
+    Ok(match cfg.processor {
+        ProcessorKind::Stripe => Arc::new(StripeProcessor::new(&cfg.stripe_settings()?)?),
+        ProcessorKind::Sandbox => {
+            let secrets = cfg.resolve_webhook_secrets()?;
+            let url = base_url(&cfg.sandbox_public_url, cfg.sandbox_addr);
+            Arc::new(Sandbox::new(url, secrets[0].expose().to_owned()))
+        }
+    })
+}
+
+/// How often the server reconciles the ledger with the processor, and over how many days.
+const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+const RECONCILE_FIRST_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+const RECONCILE_DAYS: i64 = 3;
+
 /// Binds both listeners and serves until `stop` (or the process ends).
 pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     cfg.check_key_placement()?;
@@ -257,6 +275,43 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             tokio::select! {
                 _ = worker.jobs.wait(std::time::Duration::from_secs(5)) => {}
                 _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+    }));
+    // Daily reconciliation of the last few days, alerting on repairs and differences.
+    let reconciler = state.clone();
+    let mut stop = rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut wait = RECONCILE_FIRST_AFTER;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            wait = RECONCILE_EVERY;
+            let now = reconciler.clock.now();
+            let window = payments::reconcile::Window {
+                since: now - RECONCILE_DAYS * 24 * 3600,
+                until: now + 1,
+            };
+            match payments::reconcile::run_and_alert(
+                &reconciler.db,
+                reconciler.processor.as_ref(),
+                &reconciler.alerts,
+                window,
+                now,
+            )
+            .await
+            {
+                Ok(r) => tracing::info!(
+                    checkouts = r.checkouts_checked,
+                    payments = r.payments_checked,
+                    findings = r.findings.len(),
+                    "daily reconciliation done"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "daily reconciliation failed; next run tomorrow")
+                }
             }
         }
     }));

@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use patriotpay::config::{Cli, Command, KeysCommand, UsersCommand};
+use patriotpay::config::{Cli, Command, KeysCommand, PaymentsCommand, UsersCommand};
 use patriotpay::ids::TenantId;
 use tracing_subscriber::EnvFilter;
 
@@ -36,6 +36,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Users { action } => users(&cfg, action).await?,
         Command::DemoLink { patient } => demo_print(&cfg, patient, false).await?,
         Command::DemoInvite { patient } => demo_print(&cfg, patient, true).await?,
+        Command::Payments { action } => payments(&cfg, action).await?,
         Command::Serve { demo } => {
             let running = patriotpay::start(&cfg).await?;
             println!("PatriotPay portal:        {}", running.public_url);
@@ -90,6 +91,65 @@ async fn demo_print(
     };
     println!("{help}");
     println!("{url}");
+    Ok(())
+}
+
+async fn payments(cfg: &patriotpay::config::Config, action: PaymentsCommand) -> anyhow::Result<()> {
+    let PaymentsCommand::Reconcile {
+        since,
+        until,
+        dry_run,
+    } = action;
+    let (db, _crypto) = patriotpay::open_storage(cfg).await?;
+    let processor = patriotpay::processor_for_cli(cfg)?;
+    let start = since.midnight().assume_utc().unix_timestamp();
+    let end = until
+        .map(|d| {
+            d.next_day()
+                .unwrap_or(d)
+                .midnight()
+                .assume_utc()
+                .unix_timestamp()
+        })
+        .unwrap_or_else(|| patriotpay::clock::now_unix() + 1);
+    anyhow::ensure!(start < end, "--since must be before --until");
+    let bar = patriotpay::keys::progress(0, "reconciling");
+    let report = patriotpay::payments::reconcile::run(
+        &db,
+        processor.as_ref(),
+        patriotpay::payments::reconcile::Window {
+            since: start,
+            until: end,
+        },
+        dry_run,
+        patriotpay::clock::now_unix(),
+        &|done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )
+    .await?;
+    bar.finish_and_clear();
+    println!(
+        "Checked {} checkout(s) without a payment and {} payment(s){}.",
+        report.checkouts_checked,
+        report.payments_checked,
+        if dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    );
+    for f in &report.findings {
+        let mark = if f.repaired { "repaired" } else { "DIFFERS " };
+        println!("{mark} {}: {}", f.kind, f.detail);
+    }
+    let flagged = report.flagged().count();
+    println!(
+        "{} repaired, {flagged} difference(s) for a person to look at.",
+        report.findings.len() - flagged
+    );
+    anyhow::ensure!(flagged == 0, "{flagged} difference(s) need a person");
     Ok(())
 }
 

@@ -11,8 +11,18 @@ use crate::db::Db;
 use crate::ids::{DisputeId, PatientId, PaymentId, StatementId, TenantId};
 use crate::money::Money;
 
-/// The actor every event-driven change is audited under.
+/// The actor event-driven changes are audited under.
 pub(crate) const WEBHOOK_ACTOR: &str = "system:processor-webhook";
+/// The actor reconciliation's repairs are audited under.
+pub(crate) const RECONCILE_ACTOR: &str = "system:reconcile";
+
+/// What a processor's payment brings to one of our checkouts: the money received, or a bank
+/// debit's amount while it is processing.
+pub(crate) struct Take<'a> {
+    pub payment: &'a ProcessorPayment,
+    pub status: PaymentStatus,
+    pub amount: Money,
+}
 
 pub(crate) enum Booked {
     New,
@@ -35,12 +45,16 @@ pub(crate) async fn is_booked(db: &Db, processor_payment: &str) -> Result<bool, 
 pub(crate) async fn record(
     db: &Db,
     checkout: &CheckoutRow,
-    payment: &ProcessorPayment,
-    status: PaymentStatus,
-    amount: Money,
+    take: Take<'_>,
     items: &[(StatementId, Money)],
     now: i64,
+    by: &'static str,
 ) -> Result<Booked, sqlx::Error> {
+    let Take {
+        payment,
+        status,
+        amount,
+    } = take;
     let status_str = match status {
         PaymentStatus::Processing => "processing",
         _ => "succeeded",
@@ -115,6 +129,7 @@ pub(crate) async fn record(
         let patient = patient_of(&mut tx, statement).await?;
         audit_system(
             &mut tx,
+            by,
             &checkout.tenant_id,
             &patient,
             action,
@@ -127,6 +142,7 @@ pub(crate) async fn record(
             // credit is flagged for the practice to refund.
             audit_system(
                 &mut tx,
+                by,
                 &checkout.tenant_id,
                 &patient,
                 "payment.overpaid",
@@ -148,6 +164,7 @@ pub(crate) async fn follow(
     db: &Db,
     payment: &ProcessorPayment,
     now: i64,
+    by: &'static str,
 ) -> Result<EventOutcome, super::PaymentError> {
     let to = match payment.status {
         PaymentStatus::Succeeded => "succeeded",
@@ -204,7 +221,7 @@ pub(crate) async fn follow(
         } else {
             ("payment.settled", Outcome::Success)
         };
-        audit_system(&mut tx, &tenant, &patient, action, &id, outcome).await?;
+        audit_system(&mut tx, by, &tenant, &patient, action, &id, outcome).await?;
     }
     tx.commit().await?;
     Ok(if to == "failed" {
@@ -220,6 +237,7 @@ pub(crate) async fn record_dispute(
     db: &Db,
     dispute: &ProcessorDispute,
     now: i64,
+    by: &'static str,
 ) -> Result<EventOutcome, super::PaymentError> {
     let mut tx = db.begin_write().await?;
     let row: Option<(String, String)> =
@@ -271,6 +289,7 @@ pub(crate) async fn record_dispute(
         let patient = patient_of(&mut tx, &StatementId::from_db(statement)).await?;
         audit_system(
             &mut tx,
+            by,
             &tenant,
             &patient,
             "payment.disputed",
@@ -298,6 +317,7 @@ async fn patient_of(
 
 async fn audit_system(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    by: &'static str,
     tenant: &TenantId,
     patient: &PatientId,
     action: &'static str,
@@ -307,7 +327,7 @@ async fn audit_system(
     audit::record(
         &mut **tx,
         audit::Event {
-            actor: &Actor::system(WEBHOOK_ACTOR),
+            actor: &Actor::system(by),
             tenant: Some(tenant),
             patient: Some(patient),
             action,

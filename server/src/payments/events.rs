@@ -2,7 +2,7 @@
 //! re-fetched from the processor and our records moved forward to match, whatever the order
 //! or number of deliveries.
 
-use super::booking::{self, Booked};
+use super::booking::{self, Booked, Take, WEBHOOK_ACTOR};
 use super::jobs::Job;
 use super::{
     close_checkout, find_checkout, find_checkout_by_session, payment_if_known, CheckoutRow,
@@ -77,7 +77,7 @@ pub struct Unbooked {
 
 /// A processor's id or code as it may appear in an alert: bounded, and nothing but letters,
 /// digits and underscores.
-fn ident(s: &str) -> String {
+pub(crate) fn ident(s: &str) -> String {
     s.chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .take(80)
@@ -168,7 +168,7 @@ pub(crate) async fn handle(
                 Some(pi) => payment_if_known(processor, pi).await?,
                 None => None,
             };
-            apply_session(db, &session, payment.as_ref(), now).await
+            apply_session(db, &session, payment.as_ref(), now, WEBHOOK_ACTOR).await
         }
         "checkout.session.expired" => {
             let session = processor.retrieve_checkout(&job.object_id).await?;
@@ -192,7 +192,7 @@ pub(crate) async fn handle(
         "payment_intent.succeeded"
         | "payment_intent.payment_failed"
         | "payment_intent.canceled" => match payment_if_known(processor, &job.object_id).await? {
-            Some(p) => booking::follow(db, &p, now).await,
+            Some(p) => booking::follow(db, &p, now, WEBHOOK_ACTOR).await,
             None => Ok(EventOutcome::NoChange),
         },
         "charge.refunded" | "charge.refund.updated" | "refund.created" | "refund.updated" => {
@@ -207,18 +207,19 @@ pub(crate) async fn handle(
                 Err(ProcessorError::NotFound) => return Ok(EventOutcome::NoChange),
                 Err(e) => return Err(e.into()),
             };
-            booking::record_dispute(db, &dispute, now).await
+            booking::record_dispute(db, &dispute, now, WEBHOOK_ACTOR).await
         }
         _ => Ok(EventOutcome::NoChange),
     }
 }
 
 /// Brings one of our checkouts in line with its processor session and payment.
-async fn apply_session(
+pub(crate) async fn apply_session(
     db: &Db,
     session: &ProcessorCheckout,
     payment: Option<&ProcessorPayment>,
     now: i64,
+    by: &'static str,
 ) -> Result<EventOutcome, PaymentError> {
     // By the processor's id; failing that (a crash between creating the session and saving its
     // id), by our own id, which travels as `client_reference_id`.
@@ -254,7 +255,7 @@ async fn apply_session(
     // A payment already on our books follows the processor: settles, reverses, or stays.
     if let Some(p) = payment {
         if booking::is_booked(db, &p.id).await? {
-            return booking::follow(db, p, now).await;
+            return booking::follow(db, p, now, by).await;
         }
     }
     if session.status != CheckoutStatus::Complete {
@@ -297,9 +298,14 @@ async fn apply_session(
         let why = Unbooked::mismatch(&checkout, expected, payment, taken);
         return refuse(db, &checkout.id, why).await;
     }
-    match booking::record(db, &checkout, payment, status, taken, &items, now).await? {
+    let take = Take {
+        payment,
+        status,
+        amount: taken,
+    };
+    match booking::record(db, &checkout, take, &items, now, by).await? {
         Booked::New => Ok(EventOutcome::Recorded),
-        Booked::Already => booking::follow(db, payment, now).await,
+        Booked::Already => booking::follow(db, payment, now, by).await,
     }
 }
 

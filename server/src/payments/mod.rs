@@ -6,6 +6,7 @@ mod checkout;
 mod events;
 pub mod jobs;
 mod receipt;
+pub mod reconcile;
 pub mod refunds;
 pub mod sandbox;
 pub mod signature;

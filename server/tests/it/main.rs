@@ -17,6 +17,7 @@ mod journey;
 mod jwt;
 mod kms;
 mod money;
+mod reconcile;
 mod rekey;
 mod routes;
 mod security;

@@ -1,0 +1,154 @@
+//! Reconciliation (issue 10): payments and refunds the processor has and our ledger lacks are
+//! booked (audited as repairs), a dry run changes nothing, and what cannot be repaired is
+//! flagged. The sandbox is the processor, its events switched off to lose them.
+
+use crate::common::{balance, location, Backend, TestApp, SEE_OTHER};
+use patriotpay::ids::RefundId;
+use patriotpay::money::Money;
+use patriotpay::payments::reconcile::{self, Report, Window};
+use patriotpay::payments::{PaymentProcessor, RefundReason, RefundRequest};
+
+both_backends!(
+    a_payment_whose_event_was_lost_is_booked_once,
+    a_refund_whose_event_was_lost_is_booked_once,
+    a_payment_the_processor_does_not_know_is_flagged,
+);
+
+async fn run(app: &TestApp, dry_run: bool) -> Report {
+    let now = app.state().clock.now();
+    reconcile::run(
+        app.db(),
+        app.state().processor.as_ref(),
+        Window {
+            since: now - 24 * 3600,
+            until: now + 1,
+        },
+        dry_run,
+        now,
+        &|_, _| {},
+    )
+    .await
+    .expect("reconcile")
+}
+
+/// Patient 1 pays $5.00 while the processor's events are lost; returns its payment id there.
+async fn pay_unheard(app: &TestApp) -> String {
+    let sandbox = app.running.as_ref().expect("running").sandbox.clone();
+    sandbox.stop_webhooks();
+    let b = app.verified_visitor(1).await;
+    let r = b.pay("5.00").await;
+    assert_eq!(r.status(), SEE_OTHER);
+    let checkout = location(&r);
+    assert_eq!(
+        b.card(&checkout, "4242 4242 4242 4242").await.status(),
+        SEE_OTHER
+    );
+    let session = checkout.rsplit('/').next().expect("id");
+    sandbox
+        .retrieve_checkout(session)
+        .await
+        .expect("checkout")
+        .payment_intent
+        .expect("paid")
+}
+
+async fn a_payment_whose_event_was_lost_is_booked_once(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let statement = app.statement_of(1).await;
+    let before = balance(&app, &statement).await;
+    pay_unheard(&app).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 0);
+
+    let dry = run(&app, true).await;
+    assert_eq!(dry.findings.len(), 1, "{:?}", dry.findings);
+    assert!(dry.findings[0].repaired && dry.findings[0].detail.contains("would be booked"));
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM payments").await,
+        0,
+        "a dry run changes nothing"
+    );
+
+    let report = run(&app, false).await;
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    assert_eq!(report.findings[0].kind, "payment-booked");
+    assert_eq!(report.flagged().count(), 0);
+    assert_eq!(balance(&app, &statement).await, before - 500);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_events WHERE action = 'payment.reconcile.repair' AND actor = 'system:reconcile'").await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_events WHERE action = 'payment.recorded' AND actor = 'system:reconcile'").await,
+        1
+    );
+    // Again: nothing left to do.
+    let again = run(&app, false).await;
+    assert!(again.findings.is_empty(), "{:?}", again.findings);
+    assert_eq!(again.payments_checked, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'payment'")
+            .await,
+        1
+    );
+    app.finish().await;
+}
+
+async fn a_refund_whose_event_was_lost_is_booked_once(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let statement = app.statement_of(1).await;
+    let before = balance(&app, &statement).await;
+    let pi = pay_unheard(&app).await;
+    run(&app, false).await;
+    assert_eq!(balance(&app, &statement).await, before - 500);
+    // A refund made at the processor (its dashboard) whose event is lost too.
+    app.state()
+        .processor
+        .create_refund(
+            &RefundRequest {
+                payment: pi.clone(),
+                amount: Money::from_cents(200),
+                reason: RefundReason::RequestedByCustomer,
+                refund_ref: RefundId::generate(),
+            },
+            "dashboard-refund-1",
+        )
+        .await
+        .expect("refund");
+    let dry = run(&app, true).await;
+    assert_eq!(dry.findings.len(), 1, "{:?}", dry.findings);
+    assert_eq!(dry.findings[0].kind, "refund-booked");
+    assert_eq!(balance(&app, &statement).await, before - 500);
+
+    let report = run(&app, false).await;
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    assert_eq!(balance(&app, &statement).await, before - 300);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM refunds WHERE reason = 'made_at_processor' AND status = 'succeeded'").await,
+        1
+    );
+    assert!(run(&app, false).await.findings.is_empty());
+    assert_eq!(balance(&app, &statement).await, before - 300);
+    app.finish().await;
+}
+
+async fn a_payment_the_processor_does_not_know_is_flagged(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    pay_unheard(&app).await;
+    run(&app, false).await;
+    app.running
+        .as_ref()
+        .expect("running")
+        .sandbox
+        .forget_everything();
+    let report = run(&app, false).await;
+    let flagged: Vec<_> = report.flagged().collect();
+    assert_eq!(flagged.len(), 1, "{:?}", report.findings);
+    assert_eq!(flagged[0].kind, "payment-unknown-to-processor");
+    // The ledger is left alone: a person decides.
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'payment'")
+            .await,
+        1
+    );
+    app.finish().await;
+}
