@@ -233,3 +233,19 @@ impl Nudge {
         let _ = tokio::time::timeout(every, self.0.notified()).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_then_holds_and_spans_about_three_days() {
+        assert_eq!(backoff(1), 10);
+        assert_eq!(backoff(2), 30);
+        assert_eq!(backoff(8), 12 * 3600);
+        assert_eq!(backoff(50), 12 * 3600);
+        assert_eq!(backoff(0), 10);
+        let total: i64 = (1..MAX_ATTEMPTS).map(backoff).sum();
+        assert!((2 * 24 * 3600..4 * 24 * 3600).contains(&total), "{total}");
+    }
+}

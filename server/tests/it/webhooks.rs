@@ -16,6 +16,7 @@ both_backends!(
     a_worker_that_dies_holding_a_job_is_replaced,
     an_event_the_webhook_left_unfinished_is_worked_by_the_queue,
     a_dispute_flags_the_payment_and_alerts_once,
+    an_event_that_contradicts_our_records_is_kept_dead_and_alerted,
 );
 
 fn sandbox(app: &TestApp) -> Arc<Sandbox> {
@@ -278,5 +279,42 @@ async fn a_dispute_flags_the_payment_and_alerts_once(backend: Backend) {
     );
     // Money stays booked: a dispute is not a refund until it is lost.
     assert_eq!(booked(&app).await, (1, 1));
+    app.finish().await;
+}
+
+/// An event retrying cannot help (here a refund event naming no payment): acknowledged, kept
+/// as dead with its reason, one alert, and never worked again.
+async fn an_event_that_contradicts_our_records_is_kept_dead_and_alerted(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let r = post_webhook(
+        &app,
+        &event("evt_bad", "charge.refunded", "ch_test_nothing", None),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "acknowledged: a retry would find the same"
+    );
+    app.run_jobs().await;
+    assert_eq!(
+        job_states(&app).await,
+        vec![("evt_bad".into(), "dead".into())]
+    );
+    let (error,): (String,) =
+        sqlx::query_as("SELECT last_error FROM processor_events WHERE event_id = 'evt_bad'")
+            .fetch_one(app.db().pool())
+            .await
+            .expect("job");
+    assert!(error.contains("names no payment"), "{error}");
+    let alerts: Vec<String> =
+        sqlx::query_scalar("SELECT detail FROM alerts WHERE kind = 'payment-event-not-recorded'")
+            .fetch_all(app.db().pool())
+            .await
+            .expect("alerts");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].contains("evt_bad"), "{}", alerts[0]);
+    app.state().clock.advance(7 * 24 * 3600);
+    assert_eq!(app.run_jobs().await, 0, "a dead job is not worked again");
     app.finish().await;
 }
