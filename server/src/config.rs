@@ -103,6 +103,19 @@ pub enum PaymentsCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// List processor events that are waiting for a retry or were given up (dead), with their
+    /// last error.
+    Events {
+        /// Also list events handled successfully in the last day.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Work a dead (or waiting) processor event again now, from its first attempt: after the
+    /// cause of its alert is fixed.
+    RetryEvent {
+        /// The processor's event id (evt_…).
+        id: String,
+    },
 }
 
 /// `YYYY-MM-DD`, as the reconcile window is given.

@@ -95,12 +95,49 @@ async fn demo_print(
 }
 
 async fn payments(cfg: &patriotpay::config::Config, action: PaymentsCommand) -> anyhow::Result<()> {
-    let PaymentsCommand::Reconcile {
-        since,
-        until,
-        dry_run,
-    } = action;
     let (db, _crypto) = patriotpay::open_storage(cfg).await?;
+    use patriotpay::payments::jobs;
+    let now = patriotpay::clock::now_unix();
+    let (since, until, dry_run) = match action {
+        PaymentsCommand::Reconcile {
+            since,
+            until,
+            dry_run,
+        } => (since, until, dry_run),
+        PaymentsCommand::Events { all } => {
+            let rows = jobs::list(&db, all.then_some(now - 24 * 3600)).await?;
+            for r in &rows {
+                println!(
+                    "{}  {:<44} {:<7} attempts {:>2}  received {}{}{}",
+                    r.event_id,
+                    r.event_type,
+                    r.state,
+                    r.attempts,
+                    patriotpay::clock::display_date_unix(r.received_at),
+                    if r.state == "pending" {
+                        format!("  next try in {} s", (r.run_after - now).max(0))
+                    } else {
+                        String::new()
+                    },
+                    match (&r.last_error, &r.outcome) {
+                        (Some(e), _) => format!("  last error: {e}"),
+                        (None, Some(o)) => format!("  outcome: {o}"),
+                        _ => String::new(),
+                    }
+                );
+            }
+            println!("{} event(s).", rows.len());
+            return Ok(());
+        }
+        PaymentsCommand::RetryEvent { id } => {
+            anyhow::ensure!(
+                jobs::retry(&db, &id, now).await?,
+                "no waiting or dead event {id} (done events are not worked again)"
+            );
+            println!("Event {id} will be worked again by the running server within seconds.");
+            return Ok(());
+        }
+    };
     let processor = patriotpay::processor_for_cli(cfg)?;
     let start = since.midnight().assume_utc().unix_timestamp();
     let end = until

@@ -219,6 +219,47 @@ pub async fn run_due(
     Ok(worked)
 }
 
+/// A stored event as an operator sees it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct EventRow {
+    pub event_id: String,
+    pub event_type: String,
+    pub state: String,
+    pub attempts: i64,
+    pub received_at: i64,
+    pub run_after: i64,
+    pub last_error: Option<String>,
+    pub outcome: Option<String>,
+}
+
+/// Events not done (waiting or dead), oldest first; with `recent_done_since`, also those done
+/// since then.
+pub async fn list(db: &Db, recent_done_since: Option<i64>) -> Result<Vec<EventRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT event_id, event_type, state, attempts, received_at, run_after, last_error, outcome
+         FROM processor_events WHERE state <> 'done' OR (state = 'done' AND done_at >= $1)
+         ORDER BY received_at, event_id",
+    )
+    .bind(recent_done_since.unwrap_or(i64::MAX))
+    .fetch_all(db.pool())
+    .await
+}
+
+/// Puts a dead or waiting event back to work now, its attempts counted afresh. `false` when
+/// there is no such event or it is done.
+pub async fn retry(db: &Db, event_id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE processor_events SET state = 'pending', attempts = 0, run_after = $1, lease_until = NULL, done_at = NULL
+         WHERE event_id = $2 AND state IN ('pending', 'dead')",
+    )
+    .bind(now)
+    .bind(event_id)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
 /// Wakes the background worker when the webhook stored something it could not finish.
 #[derive(Clone, Debug, Default)]
 pub struct Nudge(Arc<tokio::sync::Notify>);
