@@ -17,6 +17,7 @@ mod journey;
 mod jwt;
 mod kms;
 mod money;
+mod refunds;
 mod rekey;
 mod routes;
 mod security;
