@@ -63,12 +63,18 @@ pub fn confirming(meta: PageMeta, vm: ConfirmingVm) -> String {
 pub(crate) fn after_life(tr: Tr, status: PaymentStatusVm, refunds: &[RefundLineVm]) -> AnyView {
     let status = match status {
         PaymentStatusVm::Succeeded => None,
-        PaymentStatusVm::Processing => Some(view! {
-            <p class="notice payment-processing" role="status">{tr.t("payment-processing")}</p>
-        }.into_any()),
-        PaymentStatusVm::Failed => Some(view! {
-            <p class="banner payment-failed" role="alert">{tr.t("payment-failed")}</p>
-        }.into_any()),
+        PaymentStatusVm::Processing => Some(
+            view! {
+                <p class="notice payment-processing" role="status">{tr.t("payment-processing")}</p>
+            }
+            .into_any(),
+        ),
+        PaymentStatusVm::Failed => Some(
+            view! {
+                <p class="banner payment-failed" role="alert">{tr.t("payment-failed")}</p>
+            }
+            .into_any(),
+        ),
     };
     let refunds = (!refunds.is_empty()).then(|| {
         let items = refunds

@@ -10,8 +10,8 @@ use super::{
 use crate::access::{Action, Permit};
 use crate::audit::{self, Actor, Outcome};
 use crate::db::{Backend, Db};
-use crate::money::Money;
 use crate::ids::{PatientId, PaymentId, RefundId, TenantId};
+use crate::money::Money;
 
 /// Brings our refunds of the processor's payment `processor_payment` in line with the
 /// processor's: new ones recorded (those made in its dashboard too), settled ones booked on
@@ -281,9 +281,7 @@ pub async fn issue(
         reason: req.reason,
         refund_ref: id.clone(),
     };
-    let answer = processor
-        .create_refund(&ask, &idempotency_key(&id))
-        .await;
+    let answer = processor.create_refund(&ask, &idempotency_key(&id)).await;
     let result = match answer {
         Ok(refund) => {
             // The processor's event may have adopted our row already (it carries our id).
@@ -296,7 +294,9 @@ pub async fn issue(
             .await?;
             settle(db, &id, &refund, req.now).await?;
             if matches!(refund.status, RefundStatus::Failed | RefundStatus::Canceled) {
-                Err(RefundError::Refused("the processor marked it failed".into()))
+                Err(RefundError::Refused(
+                    "the processor marked it failed".into(),
+                ))
             } else {
                 Ok(id.clone())
             }
@@ -308,7 +308,9 @@ pub async fn issue(
         }
         Err(ProcessorError::NotFound) => {
             mark_failed(db, &id, req.now).await?;
-            Err(RefundError::Refused("the processor does not know the payment".into()))
+            Err(RefundError::Refused(
+                "the processor does not know the payment".into(),
+            ))
         }
     };
     let outcome = if result.is_ok() {

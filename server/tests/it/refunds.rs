@@ -3,8 +3,7 @@
 //! at once, and a refund made in the processor's dashboard booked once. Both databases.
 
 use crate::common::{
-    balance, location, patient_of, post_webhook, t, ta, text, Backend, Browser, TestApp,
-    SEE_OTHER,
+    balance, location, patient_of, post_webhook, t, ta, text, Backend, Browser, TestApp, SEE_OTHER,
 };
 use patriotpay::access::Role;
 use patriotpay::ids::{PatientId, RefundId, StatementId};
@@ -132,7 +131,10 @@ async fn an_admin_refunds_part_then_the_rest(backend: Backend) {
         .text()
         .await
         .expect("body");
-    assert!(found.contains(&payments_path(&p)), "the search links to the payments");
+    assert!(
+        found.contains(&payments_path(&p)),
+        "the search links to the payments"
+    );
     let page = staff.page(&payments_path(&p)).await;
     let shown = text(&page);
     assert!(shown.contains("$5.00"), "{shown}");
@@ -149,9 +151,15 @@ async fn an_admin_refunds_part_then_the_rest(backend: Backend) {
     let r = post_refund(&staff, &p, "2.00", "overpayment").await;
     assert_eq!(r.status(), SEE_OTHER);
     let to = location(&r);
-    assert!(to.starts_with(&format!("{}?refunded=rfd_", payments_path(&p))), "{to}");
+    assert!(
+        to.starts_with(&format!("{}?refunded=rfd_", payments_path(&p))),
+        "{to}"
+    );
     let after = text(&staff.page(&to).await);
-    assert!(after.contains(&ta("staff-refund-issued", &[("amount", "$2.00")])), "{after}");
+    assert!(
+        after.contains(&ta("staff-refund-issued", &[("amount", "$2.00")])),
+        "{after}"
+    );
     assert!(page_left(&after, "$3.00"), "{after}");
     app.run_jobs().await;
     assert_eq!(balance(&app, &p.statement).await, p.before - 300);
@@ -168,7 +176,10 @@ async fn an_admin_refunds_part_then_the_rest(backend: Backend) {
     assert_eq!(processor_refunds(&app, &p).await, 2);
     let page = staff.page(&payments_path(&p)).await;
     assert!(page_left(&text(&page), "$0.00"));
-    assert!(!page.contains("action=\"/staff/refunds\""), "nothing left to refund");
+    assert!(
+        !page.contains("action=\"/staff/refunds\""),
+        "nothing left to refund"
+    );
     let receipt = text(&p.patient.page(&p.receipt).await);
     assert!(receipt.contains("$3.00 refunded") && receipt.contains("$2.00 refunded"));
     // The statement lists the refunds under its payment.
@@ -202,12 +213,18 @@ async fn an_over_refund_is_refused_and_nothing_reaches_the_processor(backend: Ba
     let (staff, _) = app
         .signed_in_staff("refunds.over@example.org", Role::PracticeAdmin)
         .await;
-    assert_eq!(post_refund(&staff, &p, "2.00", "duplicate").await.status(), SEE_OTHER);
+    assert_eq!(
+        post_refund(&staff, &p, "2.00", "duplicate").await.status(),
+        SEE_OTHER
+    );
     let r = post_refund(&staff, &p, "3.01", "duplicate").await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let page = r.text().await.expect("body");
     assert!(
-        text(&page).contains(&ta("staff-refund-error-more-than-left", &[("left", "$3.00")])),
+        text(&page).contains(&ta(
+            "staff-refund-error-more-than-left",
+            &[("left", "$3.00")]
+        )),
         "{page}"
     );
     assert!(page.contains("value=\"3.01\""), "the amount typed is kept");
@@ -215,7 +232,11 @@ async fn an_over_refund_is_refused_and_nothing_reaches_the_processor(backend: Ba
         page.contains("<option value=\"duplicate\" selected"),
         "the reason picked is kept"
     );
-    assert_eq!(processor_refunds(&app, &p).await, 1, "nothing more was asked");
+    assert_eq!(
+        processor_refunds(&app, &p).await,
+        1,
+        "nothing more was asked"
+    );
     assert_eq!(ledger_refunds(&app, &p).await, (1, 200));
     // Zero and nonsense are refused too, before anything is written.
     for amount in ["0", "-1.00", "five"] {
@@ -323,7 +344,10 @@ async fn two_refunds_of_everything_at_once_only_one_succeeds(backend: Backend) {
     let (b, _) = app
         .signed_in_staff("refunds.second@example.org", Role::PracticeAdmin)
         .await;
-    let (ca, cb) = (a.csrf(&payments_path(&p)).await, b.csrf(&payments_path(&p)).await);
+    let (ca, cb) = (
+        a.csrf(&payments_path(&p)).await,
+        b.csrf(&payments_path(&p)).await,
+    );
     let form = |csrf: &str| {
         vec![
             ("csrf".to_owned(), csrf.to_owned()),
@@ -342,6 +366,9 @@ async fn two_refunds_of_everything_at_once_only_one_succeeds(backend: Backend) {
     let mut statuses = vec![ra.expect("a").status(), rb.expect("b").status()];
     statuses.sort();
     assert_eq!(statuses, [SEE_OTHER, StatusCode::UNPROCESSABLE_ENTITY]);
+    // The loser was refused by our own check, before anything was recorded or sent (the
+    // processor would refuse it too, but a refund it refused leaves a failed row behind).
+    assert_eq!(app.count("SELECT COUNT(*) FROM refunds").await, 1);
     app.run_jobs().await;
     assert_eq!(processor_refunds(&app, &p).await, 1);
     assert_eq!(ledger_refunds(&app, &p).await, (1, 500));
@@ -400,7 +427,10 @@ async fn a_dashboard_refund_is_booked_once(backend: Backend) {
         .signed_in_staff("refunds.dash@example.org", Role::PracticeAdmin)
         .await;
     let page = text(&staff.page(&payments_path(&p)).await);
-    assert!(page.contains(&t("staff-refund-reason-made_at_processor")), "{page}");
+    assert!(
+        page.contains(&t("staff-refund-reason-made_at_processor")),
+        "{page}"
+    );
     assert!(page_left(&page, "$3.50"), "{page}");
     app.finish().await;
 }
