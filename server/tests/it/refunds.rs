@@ -20,6 +20,7 @@ both_backends!(
     a_support_agent_cannot_refund,
     two_refunds_of_everything_at_once_only_one_succeeds,
     a_dashboard_refund_is_booked_once,
+    a_bank_payment_processing_or_failed_is_told_and_not_refunded,
 );
 
 fn sandbox(app: &TestApp) -> Arc<Sandbox> {
@@ -74,7 +75,8 @@ fn payments_path(p: &Paid) -> String {
 }
 
 async fn post_refund(staff: &Browser, p: &Paid, amount: &str, reason: &str) -> reqwest::Response {
-    let csrf = staff.csrf(&payments_path(p)).await;
+    // The session's token, from a page that always has a form.
+    let csrf = staff.csrf("/staff").await;
     staff
         .post(
             "/staff/refunds",
@@ -432,5 +434,57 @@ async fn a_dashboard_refund_is_booked_once(backend: Backend) {
         "{page}"
     );
     assert!(page_left(&page, "$3.50"), "{page}");
+    app.finish().await;
+}
+
+/// What a patient and staff are told of a bank debit still processing, then failed. The sandbox
+/// takes cards only, so the payment's status is set as the processor's events would set it
+/// (`payments::booking`); the pages and the refund check read it from there.
+async fn a_bank_payment_processing_or_failed_is_told_and_not_refunded(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let p = paid_five_dollars(&app).await;
+    let set = |status: &'static str| {
+        let app = &app;
+        let id = p.payment.clone();
+        async move {
+            sqlx::query(
+                "UPDATE payments SET status = $1, method = 'us_bank_account' WHERE id = $2",
+            )
+            .bind(status)
+            .bind(id)
+            .execute(app.db().pool())
+            .await
+            .expect("status");
+        }
+    };
+    let (staff, _) = app
+        .signed_in_staff("refunds.bank@example.org", Role::PracticeAdmin)
+        .await;
+
+    set("processing").await;
+    let receipt = text(&p.patient.page(&p.receipt).await);
+    assert!(receipt.contains(&t("payment-processing")), "{receipt}");
+    let statement = text(&p.patient.page("/statement").await);
+    assert!(statement.contains(&t("payment-processing")), "{statement}");
+    let page = text(&staff.page(&payments_path(&p)).await);
+    assert!(
+        page.contains(&t("staff-payment-status-processing")),
+        "{page}"
+    );
+    assert!(page.contains(&t("staff-payment-method-bank")));
+    let r = post_refund(&staff, &p, "1.00", "duplicate").await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&r.text().await.expect("body")).contains(&t("staff-refund-error-processing")));
+
+    set("failed").await;
+    let receipt = text(&p.patient.page(&p.receipt).await);
+    assert!(receipt.contains(&t("payment-failed")), "{receipt}");
+    assert!(!receipt.contains(&t("payment-processing")));
+    let r = post_refund(&staff, &p, "1.00", "duplicate").await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&r.text().await.expect("body")).contains(&t("staff-refund-error-failed")));
+
+    assert_eq!(processor_refunds(&app, &p).await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM refunds").await, 0);
     app.finish().await;
 }
