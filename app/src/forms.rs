@@ -59,6 +59,16 @@ macro_rules! forms {
 }
 
 forms! {
+    /// A refund of one payment (`Url::StaffRefund`), from a patient's payments page.
+    pub struct RefundForm {
+        patient / PATIENT,
+        payment / PAYMENT,
+        /// Dollars as typed.
+        amount / AMOUNT,
+        /// A `RefundReason` string.
+        reason / REASON,
+    }
+
     /// A form with nothing but its CSRF token (sign-out buttons).
     pub struct Empty {}
 

@@ -2,8 +2,8 @@
 
 use crate::account::invite_link_box;
 use crate::forms::{
-    BreakGlassForm, CodeForm, EnrolForm, ForgotForm, InviteForm, NewPasswordForm, ResetForm,
-    RevokeGrantForm, SearchForm, SignInForm,
+    BreakGlassForm, CodeForm, EnrolForm, ForgotForm, InviteForm, NewPasswordForm, RefundForm,
+    ResetForm, RevokeGrantForm, SearchForm, SignInForm,
 };
 use crate::i18n::Tr;
 use crate::pages::{csrf_input, document_portal, error_summary, field_message};
@@ -219,15 +219,139 @@ fn patient_row(tr: Tr, csrf: &str, r: StaffPatientRow) -> AnyView {
             </form>
         }
     });
+    let payments = r.can_refund.then(|| {
+        let label = tr.ta("staff-payments-link-label", &[("patient", &r.name)]);
+        view! {
+            <p><a href=Url::StaffPatientPayments(&r.patient_id).path() aria-label=label>{tr.t("staff-payments-link")}</a></p>
+        }
+    });
     view! {
         <li>
             {r.name.clone()} " — " {r.practice.clone()}
+            {payments}
             {own_account}
             {guarantors}
             {invite}
         </li>
     }
     .into_any()
+}
+
+/// One payment on the staff payments page: what it was, what became of it, and the refund form
+/// when it can still be refunded.
+fn staff_payment(
+    tr: Tr,
+    csrf: &str,
+    patient: &str,
+    reasons: &[(String, String)],
+    p: StaffPaymentVm,
+) -> AnyView {
+    let heading_id = format!("payment-{}", p.id);
+    let amount_id = format!("amount-{}", p.id);
+    let reason_id = format!("reason-{}", p.id);
+    let error_id = format!("error-{}", p.id);
+    let status = tr.t(&format!("staff-payment-status-{}", p.status));
+    let account = (!p.last4.is_empty()).then(|| {
+        tr.ta(
+            "staff-payment-account",
+            &[("brand", &p.brand), ("last4", &p.last4)],
+        )
+    });
+    let refunds = if p.refunds.is_empty() {
+        view! { <dd>{tr.t("staff-payment-no-refunds")}</dd> }.into_any()
+    } else {
+        let items = p
+            .refunds
+            .iter()
+            .map(|r| {
+                view! {
+                    <li>{tr.ta("staff-refund-line", &[("date", &r.date), ("amount", &r.amount), ("reason", &r.reason), ("status", &r.status)])}</li>
+                }
+            })
+            .collect::<Vec<_>>();
+        view! { <dd><ul class="refunds">{items}</ul></dd> }.into_any()
+    };
+    let form = p.refundable.then(|| {
+        let error = p.form.error.clone();
+        let has_error = error.is_some();
+        let options = reasons
+            .iter()
+            .map(|(value, label)| {
+                let selected = *value == p.form.reason;
+                view! { <option value=value.clone() selected=selected>{label.clone()}</option> }
+            })
+            .collect::<Vec<_>>();
+        let label = tr.ta(
+            "staff-refund-submit-label",
+            &[("date", &p.date), ("amount", &p.amount)],
+        );
+        view! {
+            <form method="post" action=Url::StaffRefund.path() class="refund-form" novalidate>
+                {csrf_input(csrf.to_owned())}
+                <input type="hidden" name=RefundForm::PATIENT value=patient.to_owned()/>
+                <input type="hidden" name=RefundForm::PAYMENT value=p.id.clone()/>
+                {error.map(|e| view! {
+                    <p class="error-message" id=error_id.clone() role="alert">
+                        <span class="visually-hidden">{tr.t("error-prefix")} " "</span>{e}
+                    </p>
+                })}
+                <div class="field">
+                    <label for=amount_id.clone()>{tr.t("staff-refund-amount")}</label>
+                    <input id=amount_id.clone() name=RefundForm::AMOUNT type="text" inputmode="decimal" size="10"
+                        value=p.form.amount.clone()
+                        aria-invalid=has_error.then_some("true")
+                        aria-describedby=has_error.then(|| error_id.clone())/>
+                </div>
+                <div class="field">
+                    <label for=reason_id.clone()>{tr.t("staff-refund-reason")}</label>
+                    <select id=reason_id.clone() name=RefundForm::REASON>{options}</select>
+                </div>
+                <button type="submit" class="button" aria-label=label>{tr.t("staff-refund-submit")}</button>
+            </form>
+        }
+    });
+    view! {
+        <section class="payment" aria-labelledby=heading_id.clone()>
+            <h2 id=heading_id.clone()>{tr.ta("staff-payment-heading", &[("date", &p.date), ("amount", &p.amount)])}</h2>
+            {p.disputed.then(|| view! { <p class="banner" role="status">{tr.t("staff-payment-disputed")}</p> })}
+            <dl class="receipt">
+                <dt>{tr.t("staff-payment-method")}</dt>
+                <dd>{p.method.clone()} {account.map(|a| view! { " — " {a} })}</dd>
+                <dt>{tr.t("staff-payment-status")}</dt>
+                <dd class="payment-status">{status}</dd>
+                <dt>{tr.t("staff-payment-refunds")}</dt>
+                {refunds}
+                <dt>{tr.t("staff-payment-left")}</dt>
+                <dd class="payment-left">{p.left.clone()}</dd>
+            </dl>
+            {form}
+        </section>
+    }
+    .into_any()
+}
+
+/// A patient's payments for a practice admin: each with its refunds and, where it can still be
+/// refunded, a form (amount defaulting to what is left).
+pub fn payments(meta: PageMeta, vm: StaffPaymentsVm) -> String {
+    let tr = Tr::new(meta.lang);
+    let list = if vm.payments.is_empty() {
+        view! { <p>{tr.t("staff-payments-none")}</p> }.into_any()
+    } else {
+        vm.payments
+            .clone()
+            .into_iter()
+            .map(|p| staff_payment(tr, &vm.csrf, &vm.patient_id, &vm.reasons, p))
+            .collect::<Vec<_>>()
+            .into_any()
+    };
+    let body = view! {
+        <h1>{tr.t("staff-payments-title")}</h1>
+        <p class="lead">{tr.ta("staff-payments-lead", &[("patient", &vm.patient_name), ("practice", &vm.practice)])}</p>
+        {vm.notice.clone().map(|n| view! { <p class="notice" role="status">{n}</p> })}
+        {list}
+        <p><a href=Url::Staff.path()>{tr.t("staff-payments-back")}</a></p>
+    };
+    document_portal(&meta, tr.t("staff-payments-title"), body.into_any())
 }
 
 pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {

@@ -124,6 +124,9 @@ urls! {
     StaffGuarantorInvite => "/staff/guarantors/invite",
     StaffGuarantorRevoke => "/staff/guarantors/revoke",
     StaffBreakGlass => "/staff/break-glass",
+    /// A patient's payments, with refunds for those who may issue them.
+    StaffPatientPayments(patient) => "/staff/patients/{patient}/payments",
+    StaffRefund => "/staff/refunds",
 
     // ---- Machine endpoints.
     StripeWebhook => "/webhooks/stripe",
@@ -262,6 +265,8 @@ mod tests {
         "/staff/guarantors/invite",
         "/staff/guarantors/revoke",
         "/staff/break-glass",
+        "/staff/patients/{patient}/payments",
+        "/staff/refunds",
         "/webhooks/stripe",
         "/healthz",
         "/readyz",
@@ -283,6 +288,7 @@ mod tests {
             Url::AccountPayCancelled(_) => Url::AccountPayCancelled(p),
             Url::Invitation(_) => Url::Invitation(p),
             Url::StaffEnrolLink(_) => Url::StaffEnrolLink(p),
+            Url::StaffPatientPayments(_) => Url::StaffPatientPayments(p),
             other => Url::ALL
                 .iter()
                 .copied()

@@ -147,6 +147,8 @@ pub struct StatementLineVm {
 pub struct PaymentVm {
     pub date: String,
     pub amount: String,
+    pub status: PaymentStatusVm,
+    pub refunds: Vec<RefundLineVm>,
     /// Empty (with `last4`) when the viewer may not see the card.
     pub brand: String,
     pub last4: String,
@@ -205,6 +207,37 @@ pub struct ReceiptVm {
     pub new_balance: String,
     /// Offer to create an account (the visitor paid from a link and has none yet).
     pub offer_account: bool,
+    pub status: PaymentStatusVm,
+    pub refunds: Vec<RefundLineVm>,
+}
+
+/// Where a payment stands, as a patient is told.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PaymentStatusVm {
+    #[default]
+    Succeeded,
+    /// A bank debit still on its way.
+    Processing,
+    /// A bank debit that did not go through.
+    Failed,
+}
+
+impl PaymentStatusVm {
+    /// From the database's word for it; anything unknown reads as succeeded (the ledger rules).
+    pub fn from_db(s: &str) -> Self {
+        match s {
+            "processing" => PaymentStatusVm::Processing,
+            "failed" => PaymentStatusVm::Failed,
+            _ => PaymentStatusVm::Succeeded,
+        }
+    }
+}
+
+/// A refund on a receipt or a statement's payment: amount and date.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefundLineVm {
+    pub date: String,
+    pub amount: String,
 }
 
 /// A card as receipts show it: brand and last four digits.
@@ -298,9 +331,66 @@ pub struct StaffPatientRow {
     pub guarantors: Vec<GuarantorVm>,
     /// The patient's own account (shown to those who may revoke it).
     pub patient_account: Option<GuarantorVm>,
+    /// The viewer may refund this patient's payments: link to them.
+    pub can_refund: bool,
 }
 
-debug_redacted!(StaffPatientRow { practice, patient_id, can_invite, can_revoke, guarantors, patient_account; redacted: name });
+debug_redacted!(StaffPatientRow { practice, patient_id, can_invite, can_revoke, guarantors, patient_account, can_refund; redacted: name });
+
+/// A patient's payments as a practice admin sees them, each with its refund form.
+#[derive(Clone, Default)]
+pub struct StaffPaymentsVm {
+    pub csrf: String,
+    pub patient_id: String,
+    pub patient_name: String,
+    pub practice: String,
+    pub payments: Vec<StaffPaymentVm>,
+    /// "Refund issued", after a refund went through.
+    pub notice: Option<String>,
+    /// The reasons staff pick from: (value, label).
+    pub reasons: Vec<(String, String)>,
+}
+
+debug_redacted!(StaffPaymentsVm { csrf, patient_id, practice, payments, notice, reasons; redacted: patient_name });
+
+#[derive(Clone, Debug, Default)]
+pub struct StaffPaymentVm {
+    pub id: String,
+    pub date: String,
+    pub amount: String,
+    /// "Card", "Bank account" (already worded).
+    pub method: String,
+    pub brand: String,
+    pub last4: String,
+    /// `processing`, `succeeded` or `failed`.
+    pub status: String,
+    pub refunds: Vec<StaffRefundVm>,
+    pub disputed: bool,
+    /// What is left to refund.
+    pub left: String,
+    /// The form is offered (succeeded, not disputed, something left).
+    pub refundable: bool,
+    /// The refund form as last posted (kept on a refusal) or its defaults.
+    pub form: RefundFormVm,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct StaffRefundVm {
+    pub date: String,
+    pub amount: String,
+    /// Worded: "Refunded", "Pending", "Failed", "Requested".
+    pub status: String,
+    /// Worded reason.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RefundFormVm {
+    pub amount: String,
+    pub reason: String,
+    /// Why the last refund of this payment was refused.
+    pub error: Option<String>,
+}
 
 #[derive(Clone, Default)]
 pub struct StaffHomeVm {
@@ -503,6 +593,8 @@ pub struct AccountReceiptVm {
     pub card: Option<CardVm>,
     pub reference: String,
     pub items: Vec<ReceiptItemVm>,
+    pub status: PaymentStatusVm,
+    pub refunds: Vec<RefundLineVm>,
 }
 
 /// The invitee answers the dependant's identity questions (date of birth and ZIP together).

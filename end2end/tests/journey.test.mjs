@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { createHmac } from 'node:crypto';
 import { chromium } from 'playwright-core';
 
 const execFileP = promisify(execFile);
@@ -451,6 +452,36 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       await visible(page.getByText('Nothing is due.', { exact: true }).first());
     });
   });
+
+  it('an admin refunds a payment', { timeout: TEST_TIMEOUT_MS }, async () => {
+    // Patient 1 paid $112.00 in the first journey. A practice admin is added as an operator
+    // would (`users add`), enrols (password and TOTP), signs in with a recovery code and
+    // refunds part of that payment from the patient's payments page.
+    const admin = await addStaff('admin.e2e@example.test', 'practice-admin');
+    await inBrowser('admin refunds', async (page) => {
+      await enrolAndSignIn(page, admin);
+      await page.getByLabel('Last name', { exact: true }).fill('Quintero');
+      await page.getByLabel('Date of birth (YYYY-MM-DD)', { exact: true }).fill('1984-03-14');
+      await page.getByRole('button', { name: 'Search', exact: true }).click();
+      await page.getByRole('link', { name: 'Payments and refunds for Avery Quintero', exact: true }).click();
+      await heading(page, 'Payments and refunds');
+      assert.match(path(page), /^\/staff\/patients\/pat_[0-9a-f]{32}\/payments$/);
+      const amount = page.getByLabel('Amount to refund (dollars)', { exact: true });
+      assert.equal(await amount.inputValue(), '112.00', 'the amount defaults to what is left');
+      await amount.fill('12.00');
+      await page.getByLabel('Reason', { exact: true }).selectOption('billing_error');
+      await page.getByRole('button', { name: /^Refund this amount of the .* payment of \$112\.00 to the payer now$/ }).click();
+      await page.waitForURL((u) => u.searchParams.has('refunded'));
+      await visible(page.getByText('Refund of $12.00 issued.', { exact: true }));
+      assert.equal((await page.locator('dd.payment-left').innerText()).trim(), '$100.00');
+      await visible(page.getByText(/\$12\.00, billing error \(refunded\)/));
+      // More than is left is refused with the reason, and the amount typed is kept.
+      await amount.fill('100.01');
+      await page.getByRole('button', { name: /^Refund this amount of the .* payment of \$112\.00 to the payer now$/ }).click();
+      await visible(page.getByText('That is more than is left of this payment: at most $100.00 can be refunded.'));
+      assert.equal(await page.getByLabel('Amount to refund (dollars)', { exact: true }).inputValue(), '100.01');
+    });
+  });
 });
 
 /** Opens an invitation and answers the dependant's identity questions. A browser signed in to
@@ -489,4 +520,61 @@ function cents(dollarText) {
 
 function dollars(c) {
   return `$${(Math.trunc(c / 100)).toLocaleString('en-US')}.${String(c % 100).padStart(2, '0')}`;
+}
+
+
+// ---- staff ---------------------------------------------------------------------------------
+
+/** The demo practice's id, from `patriotpay keys status` (every practice has a data key). */
+async function demoPractice() {
+  const out = await execFileP(BIN, ['keys', 'status'], { env: server.env, timeout: 60_000 });
+  const ids = [...new Set(out.stdout.match(/ten_[0-9a-f]{32}/g) ?? [])].filter((t) => !/^ten_0+$/.test(t));
+  assert.equal(ids.length, 1, `one demo practice in keys status:\n${out.stdout}`);
+  return ids[0];
+}
+
+/** A staff account added as an operator adds one; its set-up link on the running portal. */
+async function addStaff(email, role) {
+  const practice = await demoPractice();
+  const env = { ...server.env, PATRIOTPAY_PUBLIC_URL: server.portalUrl };
+  const out = await execFileP(BIN, ['users', 'add', '--email', email, '--role', role, '--practice', practice], { env, timeout: 60_000 });
+  const link = out.stdout.trim().split('\n').at(-1).trim();
+  assert.match(link, /\/staff\/enrol\/\S+$/, `users add printed no set-up link:\n${out.stdout}`);
+  return { email, password: 'a long staff passphrase for e2e', link };
+}
+
+/** RFC 6238 code (SHA-1, 6 digits, 30 s) for a base32 secret, as an authenticator app makes. */
+function totpCode(base32) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const ch of base32.replace(/[\s=]/g, '').toUpperCase()) bits += alphabet.indexOf(ch).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30)));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const o = mac[mac.length - 1] & 0xf;
+  return String((mac.readUInt32BE(o) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+}
+
+/** Opens the set-up link, sets the password and TOTP, then signs in with a recovery code (a
+ *  TOTP code may be used once, and the next one is up to 30 s away). Ends on the staff home. */
+async function enrolAndSignIn(page, staff) {
+  await page.goto(staff.link);
+  await atPortal(page, '/staff/enrol');
+  const secret = (await page.locator('code.secret').innerText()).trim();
+  await page.getByLabel('Password', { exact: true }).fill(staff.password);
+  await page.getByLabel('Confirm password', { exact: true }).fill(staff.password);
+  await page.getByLabel('Authentication code', { exact: true }).fill(totpCode(secret));
+  await page.getByRole('button', { name: 'Finish set-up', exact: true }).click();
+  await heading(page, 'Save your recovery codes');
+  const recovery = (await page.locator('ol.recovery-codes code').first().innerText()).trim();
+  await page.getByRole('link', { name: 'Continue to sign in', exact: true }).click();
+  await atPortal(page, '/staff/login');
+  await page.getByLabel('Email', { exact: true }).fill(staff.email);
+  await page.getByLabel('Password', { exact: true }).fill(staff.password);
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await atPortal(page, '/staff/mfa');
+  await page.getByLabel('Authentication code', { exact: true }).fill(recovery);
+  await page.getByRole('button', { name: 'Verify', exact: true }).click();
+  await atPortal(page, '/staff');
 }

@@ -94,6 +94,7 @@ pub fn receipt(meta: PageMeta, vm: AccountReceiptVm) -> String {
             {card.map(|card| view! { <dt>{tr.t("receipt-card")}</dt><dd>{card}</dd> })}
             <dt>{tr.t("receipt-reference")}</dt><dd><code>{vm.reference.clone()}</code></dd>
         </dl>
+        {crate::pages::after_life(tr, vm.status, &vm.refunds)}
         <div class="table-wrap">
             <table class="statement">
                 <caption>{tr.t("account-receipt-caption")}</caption>

@@ -14,6 +14,7 @@ pub(crate) use components::{
 };
 pub(crate) use layout::document_portal;
 pub use notices::{error, home, notice, switch_session};
+pub(crate) use payment::after_life;
 pub use payment::{confirming, declined, receipt, sandbox_checkout};
 pub(crate) use statement::{payments_list, statement_table};
 pub use statement::{statement, summary};

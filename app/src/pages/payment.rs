@@ -58,6 +58,37 @@ pub fn confirming(meta: PageMeta, vm: ConfirmingVm) -> String {
     )
 }
 
+/// What happened to a payment after it was made: a bank debit still processing or failed, and
+/// the refunds made on it.
+pub(crate) fn after_life(tr: Tr, status: PaymentStatusVm, refunds: &[RefundLineVm]) -> AnyView {
+    let status = match status {
+        PaymentStatusVm::Succeeded => None,
+        PaymentStatusVm::Processing => Some(
+            view! {
+                <p class="notice payment-processing" role="status">{tr.t("payment-processing")}</p>
+            }
+            .into_any(),
+        ),
+        PaymentStatusVm::Failed => Some(
+            view! {
+                <p class="banner payment-failed" role="alert">{tr.t("payment-failed")}</p>
+            }
+            .into_any(),
+        ),
+    };
+    let refunds = (!refunds.is_empty()).then(|| {
+        let items = refunds
+            .iter()
+            .map(|r| view! { <li>{tr.ta("payment-refund-line", &[("date", &r.date), ("amount", &r.amount)])}</li> })
+            .collect::<Vec<_>>();
+        view! {
+            <h2>{tr.t("payment-refunds")}</h2>
+            <ul class="refunds">{items}</ul>
+        }
+    });
+    view! { {status} {refunds} }.into_any()
+}
+
 pub fn receipt(meta: PageMeta, vm: ReceiptVm) -> String {
     let tr = Tr::new(meta.lang);
     let card = vm.card.as_ref().map(|c| {
@@ -76,6 +107,7 @@ pub fn receipt(meta: PageMeta, vm: ReceiptVm) -> String {
             <dt>{tr.t("receipt-reference")}</dt><dd><code>{vm.reference.clone()}</code></dd>
             <dt>{tr.t("receipt-new-balance")}</dt><dd class="receipt-balance">{vm.new_balance.clone()}</dd>
         </dl>
+        {after_life(tr, vm.status, &vm.refunds)}
         <p><a href=Url::Summary.path()>{tr.t("receipt-back")}</a></p>
         {vm.offer_account.then(|| view! {
             <section class="account-offer" aria-labelledby="account-offer-heading">

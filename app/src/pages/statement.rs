@@ -174,7 +174,23 @@ pub(crate) fn payments_list(tr: Tr, payments: &[PaymentVm]) -> AnyView {
                     ],
                 )
             };
-            view! { <li>{text}</li> }
+            let status = match p.status {
+                PaymentStatusVm::Succeeded => None,
+                PaymentStatusVm::Processing => Some(tr.t("payment-processing")),
+                PaymentStatusVm::Failed => Some(tr.t("payment-failed")),
+            };
+            let refunds = p
+                .refunds
+                .iter()
+                .map(|r| view! { <li>{tr.ta("payment-refund-line", &[("date", &r.date), ("amount", &r.amount)])}</li> })
+                .collect::<Vec<_>>();
+            view! {
+                <li>
+                    {text}
+                    {status.map(|s| view! { " — " <span class="payment-status">{s}</span> })}
+                    {(!refunds.is_empty()).then(|| view! { <ul class="refunds">{refunds}</ul> })}
+                </li>
+            }
         })
         .collect::<Vec<_>>();
     view! { <ul class="payments">{items}</ul> }.into_any()

@@ -57,6 +57,7 @@ const NAME_READERS: &[Action] = &[
     Action::SearchPatients,
     Action::InviteGuarantor,
     Action::RevokeGuarantor,
+    Action::IssueRefund,
 ];
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -128,6 +129,8 @@ pub struct PaymentRecord {
     pub card_brand: String,
     pub card_last4: String,
     pub paid_at: i64,
+    /// `processing` (a bank debit settling), `succeeded` or `failed`.
+    pub status: String,
 }
 
 const PATIENTS: &str = "patients";

@@ -110,7 +110,7 @@ pub async fn payments(
 ) -> Result<Vec<PaymentRecord>, BillingError> {
     let patient = permit.patient().ok_or(BillingError::NotPermitted)?;
     Ok(sqlx::query_as(
-        "SELECT p.id, c.user_id AS paid_by, a.amount_cents, p.card_brand, p.card_last4, p.paid_at
+        "SELECT p.id, c.user_id AS paid_by, a.amount_cents, p.card_brand, p.card_last4, p.paid_at, p.status
          FROM payment_allocations a JOIN payments p ON p.id = a.payment_id
          JOIN checkouts c ON c.id = p.checkout_id
          JOIN statements s ON s.id = a.statement_id

@@ -257,6 +257,7 @@ pub async fn statement(
     .allowed();
     let lines = billing::lines(&state.db, &state.crypto, &h, &permit).await?;
     let paid = billing::payments(&state.db, &h.id, &permit).await?;
+    let refunded = super::patient::refunds_by_payment(&state, &paid, &h.id).await?;
     let balance = billing::balance(state.db.pool(), &h.id).await?;
     let practice = practice_name(&state, &h.tenant_id).await?;
     let name = billing::first_name(&state.db, &state.crypto, &permit).await?;
@@ -276,13 +277,16 @@ pub async fn statement(
         totals: super::patient::totals(&lines),
         payments: paid
             .iter()
-            .map(|p| {
+            .zip(refunded)
+            .map(|(p, refunds)| {
                 // The card is shown to the patient and to whoever paid with it, not to a
                 // guarantor looking at the patient's own payments.
                 let card = own || p.paid_by.as_ref() == Some(&who.id);
                 PaymentVm {
                     date: crate::clock::display_date_unix(p.paid_at),
                     amount: p.amount.to_string(),
+                    status: PaymentStatusVm::from_db(&p.status),
+                    refunds,
                     brand: if card {
                         p.card_brand.clone()
                     } else {
@@ -387,6 +391,8 @@ pub async fn receipt(
         }),
         reference: id.to_string(),
         items,
+        status: PaymentStatusVm::from_db(&r.status),
+        refunds: super::patient::refund_lines(&state, &id, None).await?,
     };
     Ok(Html(pages::receipt(meta(&session).await?, vm)).into_response())
 }

@@ -9,7 +9,7 @@ use super::session::{Flash, Sess, Stage};
 use super::{see_other, to_processor_checkout, tr, AppState, RequestContext, Routes};
 use crate::access::{self, Action, Permit, Principal, Resource};
 use crate::billing;
-use crate::ids::{CheckoutId, PaymentId};
+use crate::ids::{CheckoutId, PaymentId, StatementId};
 use crate::links::PayLink;
 use crate::money::{AmountError, Money};
 use crate::payments::{self, DeclineReason};
@@ -195,6 +195,7 @@ pub async fn statement(
     let practice = practice_of(&state, &link).await?;
     let lines = billing::lines(&state.db, &state.crypto, &header, &permit).await?;
     let paid = billing::payments(&state.db, &link.statement_id, &permit).await?;
+    let refunded = refunds_by_payment(&state, &paid, &link.statement_id).await?;
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
     // The way back from a forgotten password: both answers were just given on this link.
     let offer_password_reset = crate::guarantors::has_account(&state.db, &link.patient_id).await?;
@@ -208,9 +209,12 @@ pub async fn statement(
         some_hidden,
         payments: paid
             .iter()
-            .map(|p| PaymentVm {
+            .zip(refunded)
+            .map(|(p, refunds)| PaymentVm {
                 date: crate::clock::display_date_unix(p.paid_at),
                 amount: p.amount.to_string(),
+                status: PaymentStatusVm::from_db(&p.status),
+                refunds,
                 brand: p.card_brand.clone(),
                 last4: p.card_last4.clone(),
             })
@@ -584,6 +588,37 @@ pub async fn pay_cancelled(
     .into_response())
 }
 
+/// The refunds booked on a payment (on one statement of it, or all), as receipts list them.
+pub(super) async fn refund_lines(
+    state: &AppState,
+    payment: &PaymentId,
+    statement: Option<&StatementId>,
+) -> Result<Vec<RefundLineVm>> {
+    Ok(
+        payments::history::booked_refunds(&state.db, payment, statement)
+            .await?
+            .into_iter()
+            .map(|r| RefundLineVm {
+                date: crate::clock::display_date_unix(r.at),
+                amount: r.amount.to_string(),
+            })
+            .collect(),
+    )
+}
+
+/// The refunds booked on one statement from each of its payments, in the payments' order.
+pub(super) async fn refunds_by_payment(
+    state: &AppState,
+    paid: &[billing::PaymentRecord],
+    statement: &StatementId,
+) -> Result<Vec<Vec<RefundLineVm>>> {
+    let mut out = Vec::with_capacity(paid.len());
+    for p in paid {
+        out.push(refund_lines(state, &PaymentId::from_db(p.id.clone()), Some(statement)).await?);
+    }
+    Ok(out)
+}
+
 pub async fn receipt(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -638,6 +673,8 @@ pub async fn receipt(
         reference: id.to_string(),
         new_balance: balance.to_string(),
         offer_account,
+        status: PaymentStatusVm::from_db(&r.status),
+        refunds: refund_lines(&state, &id, Some(&link.statement_id)).await?,
     };
     Ok(Html(pages::receipt(
         meta(&session, Some(practice.name)).await?,

@@ -4,6 +4,7 @@
 mod booking;
 mod checkout;
 mod events;
+pub mod history;
 pub mod jobs;
 mod receipt;
 pub mod reconcile;

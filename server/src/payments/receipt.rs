@@ -34,6 +34,8 @@ pub struct Receipt {
     pub card_brand: String,
     pub card_last4: String,
     pub paid_at: i64,
+    /// `processing` (a bank debit settling), `succeeded` or `failed`.
+    pub status: String,
 }
 
 impl Receipt {
@@ -45,13 +47,13 @@ impl Receipt {
 }
 
 pub async fn receipt(db: &Db, id: &PaymentId) -> Result<Option<Receipt>, sqlx::Error> {
-    let r: Option<(String, String, i64, String, String, i64)> = sqlx::query_as(
-        "SELECT tenant_id, checkout_id, amount_cents, card_brand, card_last4, paid_at FROM payments WHERE id = $1",
+    let r: Option<(String, String, i64, String, String, i64, String)> = sqlx::query_as(
+        "SELECT tenant_id, checkout_id, amount_cents, card_brand, card_last4, paid_at, status FROM payments WHERE id = $1",
     )
     .bind(id.as_str())
     .fetch_optional(db.pool())
     .await?;
-    let Some((t, c, a, b, l, p)) = r else {
+    let Some((t, c, a, b, l, p, status)) = r else {
         return Ok(None);
     };
     let allocations: Vec<(String, i64)> = sqlx::query_as(
@@ -75,5 +77,6 @@ pub async fn receipt(db: &Db, id: &PaymentId) -> Result<Option<Receipt>, sqlx::E
         card_brand: b,
         card_last4: l,
         paid_at: p,
+        status,
     }))
 }

@@ -3,10 +3,15 @@
 
 use super::booking::WEBHOOK_ACTOR;
 use super::events::EventOutcome;
-use super::{PaymentError, PaymentProcessor, ProcessorError, ProcessorRefund, RefundStatus};
+use super::{
+    PaymentError, PaymentProcessor, ProcessorError, ProcessorRefund, RefundReason, RefundRequest,
+    RefundStatus,
+};
+use crate::access::{Action, Permit};
 use crate::audit::{self, Actor, Outcome};
-use crate::db::Db;
+use crate::db::{Backend, Db};
 use crate::ids::{PatientId, PaymentId, RefundId, TenantId};
+use crate::money::Money;
 
 /// Brings our refunds of the processor's payment `processor_payment` in line with the
 /// processor's: new ones recorded (those made in its dashboard too), settled ones booked on
@@ -209,4 +214,250 @@ pub(crate) async fn settle(
     }
     tx.commit().await?;
     Ok(true)
+}
+
+/// A refund a practice admin asks for, under the permit the policy gave them for it.
+pub struct IssueRefund<'a> {
+    /// A permit for `Action::IssueRefund` in the payment's practice.
+    pub permit: &'a Permit,
+    pub payment: PaymentId,
+    pub amount: Money,
+    pub reason: RefundReason,
+    pub now: i64,
+}
+
+/// Why a refund was not issued. Each refusal is its own variant so staff are told exactly
+/// what stands in the way; nothing was sent to the processor for any of the first six.
+#[derive(Debug, thiserror::Error)]
+pub enum RefundError {
+    #[error("no such payment in this practice")]
+    NotFound,
+    #[error("a refund must be more than zero")]
+    NotPositive,
+    #[error("the refund is more than is left of the payment ({left} left)")]
+    MoreThanLeft { left: Money },
+    #[error("the bank payment is still processing")]
+    Processing,
+    #[error("the payment did not go through")]
+    PaymentFailed,
+    #[error("the payment is disputed")]
+    Disputed,
+    /// The processor refused; our refund is marked failed.
+    #[error("the processor refused the refund: {0}")]
+    Refused(String),
+    /// The processor could not be reached. The refund stays requested (its amount reserved):
+    /// the processor may have made it, and its `charge.refunded` event settles it if so.
+    #[error("the processor could not be reached: {0}")]
+    Unavailable(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// Issues a refund: checks it against what is left of the payment, records it as requested
+/// (with its idempotency key) before asking the processor, then saves the processor's answer
+/// and books it when it succeeded. Audited as `payment.refund.issue`, success or failure, for
+/// each patient whose statement the payment paid.
+pub async fn issue(
+    db: &Db,
+    processor: &dyn PaymentProcessor,
+    req: IssueRefund<'_>,
+    actor: &Actor,
+) -> Result<RefundId, RefundError> {
+    let id = RefundId::generate();
+    let reserved = reserve(db, &req, &id, actor).await;
+    let (processor_payment, patients) = match reserved {
+        Ok(v) => v,
+        Err(e) => {
+            if !matches!(e, RefundError::NotFound | RefundError::Db(_)) {
+                let patients = patients_of(db, &req.payment).await?;
+                audit_issue(db, actor, req.permit, &patients, None, Outcome::Failure).await?;
+            }
+            return Err(e);
+        }
+    };
+    let ask = RefundRequest {
+        payment: processor_payment,
+        amount: req.amount,
+        reason: req.reason,
+        refund_ref: id.clone(),
+    };
+    let answer = processor.create_refund(&ask, &idempotency_key(&id)).await;
+    let result = match answer {
+        Ok(refund) => {
+            // The processor's event may have adopted our row already (it carries our id).
+            sqlx::query(
+                "UPDATE refunds SET processor_refund_id = $1 WHERE id = $2 AND processor_refund_id IS NULL",
+            )
+            .bind(&refund.id)
+            .bind(id.as_str())
+            .execute(db.pool())
+            .await?;
+            settle(db, &id, &refund, req.now).await?;
+            if matches!(refund.status, RefundStatus::Failed | RefundStatus::Canceled) {
+                Err(RefundError::Refused(
+                    "the processor marked it failed".into(),
+                ))
+            } else {
+                Ok(id.clone())
+            }
+        }
+        Err(ProcessorError::Unavailable(why)) => Err(RefundError::Unavailable(why)),
+        Err(ProcessorError::Rejected(why)) => {
+            mark_failed(db, &id, req.now).await?;
+            Err(RefundError::Refused(why))
+        }
+        Err(ProcessorError::NotFound) => {
+            mark_failed(db, &id, req.now).await?;
+            Err(RefundError::Refused(
+                "the processor does not know the payment".into(),
+            ))
+        }
+    };
+    let outcome = if result.is_ok() {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    audit_issue(db, actor, req.permit, &patients, Some(&id), outcome).await?;
+    if let Err(e) = &result {
+        tracing::warn!(refund = %id, error = %e, "refund not issued");
+    }
+    result
+}
+
+/// The key the processor dedupes our refund by, saved with the row before the call.
+fn idempotency_key(id: &RefundId) -> String {
+    format!("refund-{id}")
+}
+
+/// Checks the refund and inserts it as requested, in one write transaction holding the payment
+/// row (PostgreSQL: `FOR UPDATE`; SQLite: the database's single writer), so two admins refunding
+/// at once cannot both take what is left. Returns the processor's payment id and the patients.
+async fn reserve(
+    db: &Db,
+    req: &IssueRefund<'_>,
+    id: &RefundId,
+    actor: &Actor,
+) -> Result<(String, Vec<PatientId>), RefundError> {
+    if req.permit.action() != Action::IssueRefund {
+        return Err(RefundError::NotFound);
+    }
+    if !req.amount.is_positive() {
+        return Err(RefundError::NotPositive);
+    }
+    let mut tx = db.begin_write().await?;
+    let lock = match db.backend() {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let row: Option<(String, i64, String)> = sqlx::query_as(&format!(
+        "SELECT processor_payment_id, amount_cents, status FROM payments
+         WHERE id = $1 AND tenant_id = $2{lock}"
+    ))
+    .bind(req.payment.as_str())
+    .bind(req.permit.tenant().as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((processor_payment, amount, status)) = row else {
+        return Err(RefundError::NotFound);
+    };
+    match status.as_str() {
+        "succeeded" => {}
+        "processing" => return Err(RefundError::Processing),
+        _ => return Err(RefundError::PaymentFailed),
+    }
+    let disputed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM disputes WHERE payment_id = $1 AND status <> 'won'",
+    )
+    .bind(req.payment.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    if disputed > 0 {
+        return Err(RefundError::Disputed);
+    }
+    let taken: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM refunds
+         WHERE payment_id = $1 AND status <> 'failed'",
+    )
+    .bind(req.payment.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    let left = Money::from_cents(amount - taken);
+    if req.amount > left {
+        return Err(RefundError::MoreThanLeft { left });
+    }
+    sqlx::query(
+        "INSERT INTO refunds (id, tenant_id, payment_id, amount_cents, reason, idempotency_key,
+             status, requested_by, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'requested', $7, $8)",
+    )
+    .bind(id.as_str())
+    .bind(req.permit.tenant().as_str())
+    .bind(req.payment.as_str())
+    .bind(req.amount.cents())
+    .bind(req.reason.as_str())
+    .bind(idempotency_key(id))
+    .bind(&actor.id)
+    .bind(req.now)
+    .execute(&mut *tx)
+    .await?;
+    let patients = patients_in(&mut tx, &req.payment).await?;
+    tx.commit().await?;
+    Ok((processor_payment, patients))
+}
+
+async fn mark_failed(db: &Db, id: &RefundId, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE refunds SET status = 'failed', settled_at = $1 WHERE id = $2 AND status IN ('requested', 'pending')",
+    )
+    .bind(now)
+    .bind(id.as_str())
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// The patients whose statements a payment paid, each once.
+async fn patients_in(
+    conn: &mut sqlx::AnyConnection,
+    payment: &PaymentId,
+) -> Result<Vec<PatientId>, sqlx::Error> {
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT s.patient_id FROM payment_allocations a
+         JOIN statements s ON s.id = a.statement_id WHERE a.payment_id = $1 ORDER BY s.patient_id",
+    )
+    .bind(payment.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(PatientId::from_db).collect())
+}
+
+async fn patients_of(db: &Db, payment: &PaymentId) -> Result<Vec<PatientId>, sqlx::Error> {
+    let mut conn = db.pool().acquire().await?;
+    patients_in(&mut conn, payment).await
+}
+
+async fn audit_issue(
+    db: &Db,
+    actor: &Actor,
+    permit: &Permit,
+    patients: &[PatientId],
+    refund: Option<&RefundId>,
+    outcome: Outcome,
+) -> Result<(), sqlx::Error> {
+    for p in patients {
+        audit::record(
+            db.pool(),
+            audit::Event {
+                actor,
+                tenant: Some(permit.tenant()),
+                patient: Some(p),
+                action: "payment.refund.issue",
+                resource: refund.map(RefundId::as_str),
+                outcome,
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }

@@ -18,6 +18,7 @@ mod jwt;
 mod kms;
 mod money;
 mod reconcile;
+mod refunds;
 mod rekey;
 mod routes;
 mod security;

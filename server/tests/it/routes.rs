@@ -222,6 +222,7 @@ async fn every_page_showing_phi_wrote_an_audit_event(backend: Backend) {
     let receipt = location(&visitor.get(&back_path).await);
     let payment = receipt.rsplit('/').next().expect("payment id").to_owned();
     let statement = app.statement_of(1).await;
+    let patient = patient_of(&app, 1).await;
 
     // A member (patient 1's own account), staff, and a verified guarantor invitation.
     let (member, _) = app.signed_in_member(1, "routes.avery@example.org").await;
@@ -259,6 +260,8 @@ async fn every_page_showing_phi_wrote_an_audit_event(backend: Backend) {
             fill(path, &payment)
         } else if path.contains("{statement}") {
             fill(path, statement.as_str())
+        } else if path.contains("{patient}") {
+            fill(path, patient.as_str())
         } else {
             path.to_owned()
         };
@@ -336,6 +339,7 @@ async fn every_page_showing_phi_wrote_an_audit_event(backend: Backend) {
         Url::AccountStatement(statement.as_str()).path(),
         Url::AccountReceipt(&payment).path(),
         Url::GuarantorAccept.path(),
+        Url::StaffPatientPayments(patient.as_str()).path(),
     ] {
         assert!(
             seen.iter().any(|s| s.path == must && s.shows_phi),

@@ -18,7 +18,7 @@ use patriotpay_app::forms::{InviteForm, RevokeGrantForm};
 use patriotpay_app::Url;
 
 /// The practice a patient belongs to, looked up by opaque id (nothing about them is read).
-async fn practice_of(state: &AppState, patient: &PatientId) -> Result<Option<TenantId>> {
+pub(super) async fn practice_of(state: &AppState, patient: &PatientId) -> Result<Option<TenantId>> {
     let tenant: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM patients WHERE id = $1")
         .bind(patient.as_str())
         .fetch_optional(state.db.pool())

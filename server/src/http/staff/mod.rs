@@ -5,6 +5,7 @@ mod break_glass;
 mod enrol;
 mod guarantors;
 mod home;
+mod refunds;
 mod search;
 mod signin;
 
@@ -45,6 +46,8 @@ pub fn router(state: &AppState) -> Routes {
         // only after a permit: guarded like the others.
         .phi_form(Url::StaffGuarantorRevoke, guarantors::revoke)
         .phi_form(Url::StaffBreakGlass, break_glass::break_glass)
+        .phi_page(Url::StaffPatientPayments(ANY), refunds::payments_page)
+        .phi_form(Url::StaffRefund, refunds::refund)
 }
 
 /// Staff pages name no practice in the header and carry no sign-out form there.

@@ -114,6 +114,7 @@ async fn patient_row(
     let allows = |action| access::decide(&account.principal, action, &on(), ctx.now).allowed();
     let can_invite = allows(Action::InviteGuarantor);
     let can_revoke = allows(Action::RevokeGuarantor);
+    let can_refund = allows(Action::IssueRefund);
     // One view, one event: the permit is for the most the row shows (a row with guarantor
     // actions also lists the guarantors' and the patient's own account emails).
     let action = if can_revoke {
@@ -159,5 +160,6 @@ async fn patient_row(
         can_revoke,
         guarantors,
         patient_account,
+        can_refund,
     })
 }
