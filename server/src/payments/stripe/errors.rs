@@ -121,11 +121,11 @@ pub fn classify_refund(e: StripeError) -> ProcessorError {
         };
         if let Some(why) = why {
             if (400..500).contains(status) && *status != 429 {
-                let code = err.code.as_ref().map_or("amount", |c| c.as_str());
-                return ProcessorError::Rejected(format!(
-                    "{why} (Stripe {CALL}: {status} {})",
-                    ident(code)
-                ));
+                let code = err
+                    .code
+                    .as_ref()
+                    .map_or_else(|| "param amount".to_owned(), |c| ident(c.as_str()));
+                return ProcessorError::Rejected(format!("{why} (Stripe {CALL}: {status} {code})"));
             }
         }
     }
@@ -277,7 +277,7 @@ mod tests {
         over.param = Some("amount".into());
         let e = classify_refund(StripeError::Stripe(Box::new(over), 400));
         assert!(
-            matches!(&e, ProcessorError::Rejected(m) if m.contains("more than is left")),
+            matches!(&e, ProcessorError::Rejected(m) if m.contains("more than is left") && m.contains("400 param amount")),
             "{e:?}"
         );
         // Anything else keeps the general sorting.
