@@ -1,18 +1,20 @@
-//! The Stripe processor against a local server that plays Stripe's API: complete Checkout Session
-//! and PaymentIntent objects (the latest charge expanded) and Stripe's error bodies, shaped after
-//! Stripe's published API objects. Checks what goes out (form fields with bracketed keys, the
-//! `Authorization`, `Idempotency-Key` and `Stripe-Version` headers), how each failure is sorted,
-//! and, through the portal, that a canary patient's payment sends Stripe nothing identifying and
-//! is booked exactly once from a signed `checkout.session.completed` webhook.
+//! The Stripe processor against a local server that plays Stripe's API (`fake`): complete
+//! Checkout Session, PaymentIntent, refund and dispute objects (`objects`) and Stripe's error
+//! bodies, shaped after Stripe's published API objects. Checks what goes out (form fields with
+//! bracketed keys, the `Authorization`, `Idempotency-Key` and `Stripe-Version` headers), how each
+//! failure is sorted, and, through the portal, that a canary patient's payment and its refund
+//! send Stripe nothing identifying and are booked exactly once from signed webhooks. Refunds,
+//! disputes and bank debits are in `refunds`.
+
+mod fake;
+mod objects;
+mod refunds;
 
 use crate::canary::{holds, import_canary, NEEDLES};
 use crate::common::{balance, location, post_event, post_webhook, Backend, Browser, TestApp};
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::http::{Method, StatusCode};
+use fake::{FakeStripe, Seen};
+use objects::error_body;
 use patriotpay::config::{ProcessorKind, Secret};
 use patriotpay::ids::CheckoutId;
 use patriotpay::money::Money;
@@ -22,8 +24,6 @@ use patriotpay::payments::{
     NEUTRAL_DESCRIPTION,
 };
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
 
 both_backends!(a_canary_payment_through_stripe_sends_no_phi_and_books_once);
 
@@ -33,527 +33,6 @@ const KEY: &str = "rk_test_51PatriotPayRestrictedKeyZ9";
 /// upgrade that changes it must be a decision: the webhook endpoint's version follows).
 const STRIPE_VERSION: &str = "2026-09-30.endive";
 const PREVIOUS_WEBHOOK_SECRET: &str = "whsec_previous_secret_during_a_roll";
-
-/// One request as the fake Stripe received it.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: Method,
-    path: String,
-    query: String,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-impl Seen {
-    fn form(&self) -> HashMap<String, String> {
-        serde_urlencoded::from_str::<Vec<(String, String)>>(&self.body)
-            .expect("form-encoded body")
-            .into_iter()
-            .collect()
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-}
-
-#[derive(Default)]
-struct Fake {
-    sessions: HashMap<String, Value>,
-    intents: HashMap<String, Value>,
-    /// Idempotency key → (request body, session id), as Stripe keeps them.
-    keys: HashMap<String, (String, String)>,
-    seen: Vec<Seen>,
-    /// Answers given instead of the real one, first in first out.
-    scripted: VecDeque<(StatusCode, String)>,
-    counter: u64,
-}
-
-#[derive(Clone)]
-struct FakeStripe {
-    state: Arc<Mutex<Fake>>,
-    url: String,
-}
-
-fn next_id(f: &mut Fake, prefix: &str) -> String {
-    f.counter += 1;
-    format!("{prefix}_test_a1B2c3D4e5F6g7H8{:08}", f.counter)
-}
-
-fn error_body(kind: &str, code: Option<&str>, decline: Option<&str>, message: &str) -> String {
-    json!({
-        "error": {
-            "type": kind,
-            "code": code,
-            "decline_code": decline,
-            "doc_url": code.map(|c| format!("https://stripe.com/docs/error-codes/{c}")),
-            "message": message,
-            "param": null,
-            "request_log_url": "https://dashboard.stripe.com/test/logs/req_test123?t=1764500000",
-        }
-    })
-    .to_string()
-}
-
-fn resource_missing(what: &str, id: &str) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        error_body(
-            "invalid_request_error",
-            Some("resource_missing"),
-            None,
-            &format!("No such {what}: '{id}'"),
-        ),
-    )
-        .into_response()
-}
-
-/// A Checkout Session in payment mode, every field of the object present as Stripe sends it.
-fn session_object(id: &str, form: &HashMap<String, String>, created: i64) -> Value {
-    let amount: i64 = form
-        .get("line_items[0][price_data][unit_amount]")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(0);
-    let metadata: serde_json::Map<String, Value> = form
-        .iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("metadata[")
-                .and_then(|k| k.strip_suffix(']'))
-                .map(|k| (k.to_owned(), Value::String(v.clone())))
-        })
-        .collect();
-    let head = json!({
-        "id": id,
-        "object": "checkout.session",
-        "adaptive_pricing": { "enabled": false },
-        "after_expiration": null,
-        "allow_promotion_codes": null,
-        "amount_subtotal": amount,
-        "amount_total": amount,
-        "automatic_tax": { "enabled": false, "liability": null, "provider": null, "status": null },
-        "billing_address_collection": null,
-        "cancel_url": form.get("cancel_url"),
-        "client_reference_id": form.get("client_reference_id"),
-        "client_secret": null,
-        "collected_information": { "shipping_details": null },
-        "consent": null,
-        "consent_collection": null,
-        "created": created,
-        "currency": form.get("line_items[0][price_data][currency]"),
-        "currency_conversion": null,
-        "custom_fields": [],
-        "custom_text": { "after_submit": null, "shipping_address": null, "submit": null, "terms_of_service_acceptance": null },
-        "customer": null,
-        "customer_creation": "if_required",
-        "customer_details": null,
-        "customer_email": null,
-        "discounts": [],
-    });
-    let rest = json!({
-        "expires_at": form.get("expires_at").and_then(|e| e.parse::<i64>().ok()),
-        "invoice": null,
-        "invoice_creation": { "enabled": false, "invoice_data": { "account_tax_ids": null, "custom_fields": null, "description": null, "footer": null, "issuer": null, "metadata": {}, "rendering_options": null } },
-        "livemode": false,
-        "locale": null,
-        "metadata": metadata,
-        "mode": form.get("mode"),
-        "payment_intent": null,
-        "payment_link": null,
-        "payment_method_collection": "if_required",
-        "payment_method_configuration_details": { "id": "pmc_1PatriotPayConfig", "parent": null },
-        "payment_method_options": { "card": { "request_three_d_secure": "automatic" } },
-        "payment_method_types": ["card", "link"],
-        "payment_status": "unpaid",
-        "phone_number_collection": { "enabled": false },
-        "recovered_from": null,
-        "saved_payment_method_options": null,
-        "setup_intent": null,
-        "shipping_address_collection": null,
-        "shipping_cost": null,
-        "shipping_options": [],
-        "status": "open",
-        "submit_type": null,
-        "subscription": null,
-        "success_url": form.get("success_url"),
-        "total_details": { "amount_discount": 0, "amount_shipping": 0, "amount_tax": 0 },
-        "ui_mode": "hosted",
-        "url": format!("https://checkout.stripe.com/c/pay/{id}#fidkdWxOYHwnPyd1blpxYHZxWjA0"),
-        "wallet_options": null,
-    });
-    merged(head, rest)
-}
-
-/// One object from two halves (`json!` has a recursion limit, Stripe's objects are long).
-fn merged(mut head: Value, rest: Value) -> Value {
-    if let (Some(h), Value::Object(r)) = (head.as_object_mut(), rest) {
-        h.extend(r);
-    }
-    head
-}
-
-/// A charge with its card details, as `latest_charge` expands to.
-fn charge_object(id: &str, pi: &str, amount: i64, created: i64, succeeded: bool) -> Value {
-    let head = json!({
-        "id": id,
-        "object": "charge",
-        "amount": amount,
-        "amount_captured": if succeeded { amount } else { 0 },
-        "amount_refunded": 0,
-        "application": null,
-        "application_fee": null,
-        "application_fee_amount": null,
-        "balance_transaction": if succeeded { Some("txn_test_1PatriotPay") } else { None },
-        "billing_details": {
-            "address": { "city": null, "country": "US", "line1": null, "line2": null, "postal_code": null, "state": null },
-            "email": null, "name": null, "phone": null, "tax_id": null
-        },
-        "calculated_statement_descriptor": "PATRIOTPAY DEMO",
-        "captured": succeeded,
-        "created": created,
-        "currency": "usd",
-        "customer": null,
-        "description": null,
-        "disputed": false,
-        "failure_balance_transaction": null,
-        "failure_code": if succeeded { None } else { Some("card_declined") },
-        "failure_message": if succeeded { None } else { Some("Your card has insufficient funds.") },
-        "fraud_details": {},
-        "livemode": false,
-        "metadata": {},
-        "on_behalf_of": null,
-        "outcome": {
-            "advice_code": null,
-            "network_advice_code": null,
-            "network_decline_code": null,
-            "network_status": if succeeded { "approved_by_network" } else { "declined_by_network" },
-            "reason": if succeeded { None } else { Some("insufficient_funds") },
-            "risk_level": "normal",
-            "risk_score": 32,
-            "seller_message": if succeeded { "Payment complete." } else { "The bank returned the decline code `insufficient_funds`." },
-            "type": if succeeded { "authorized" } else { "issuer_declined" }
-        },
-    });
-    let rest = json!({
-        "paid": succeeded,
-        "payment_intent": pi,
-        "payment_method": "pm_test_1PatriotPayCard",
-        "payment_method_details": {
-            "card": {
-                "amount_authorized": if succeeded { Some(amount) } else { None },
-                "authorization_code": null,
-                "brand": "visa",
-                "checks": { "address_line1_check": null, "address_postal_code_check": null, "cvc_check": "pass" },
-                "country": "US",
-                "exp_month": 12,
-                "exp_year": 2034,
-                "extended_authorization": { "status": "disabled" },
-                "fingerprint": "Xt5EWLLDS7FJjR1c",
-                "funding": "credit",
-                "incremental_authorization": { "status": "unavailable" },
-                "installments": null,
-                "last4": "4242",
-                "mandate": null,
-                "multicapture": { "status": "unavailable" },
-                "network": "visa",
-                "network_token": { "used": false },
-                "network_transaction_id": "104557651805572",
-                "overcapture": { "maximum_amount_capturable": amount, "status": "unavailable" },
-                "regulated_status": "unregulated",
-                "three_d_secure": null,
-                "wallet": null
-            },
-            "type": "card"
-        },
-        "radar_options": {},
-        "receipt_email": null,
-        "receipt_number": null,
-        "receipt_url": format!("https://pay.stripe.com/receipts/payment/{id}"),
-        "refunded": false,
-        "review": null,
-        "shipping": null,
-        "source_transfer": null,
-        "statement_descriptor": null,
-        "statement_descriptor_suffix": null,
-        "status": if succeeded { "succeeded" } else { "failed" },
-        "transfer_data": null,
-        "transfer_group": null
-    });
-    merged(head, rest)
-}
-
-/// A PaymentIntent, `latest_charge` expanded when asked.
-fn intent_object(id: &str, charge: Value, amount: i64, created: i64, succeeded: bool) -> Value {
-    let last_error = (!succeeded).then(|| {
-        json!({
-            "type": "card_error",
-            "code": "card_declined",
-            "decline_code": "insufficient_funds",
-            "doc_url": "https://stripe.com/docs/error-codes/card-declined",
-            "message": "Your card has insufficient funds.",
-            "charge": charge["id"],
-        })
-    });
-    let head = json!({
-        "id": id,
-        "object": "payment_intent",
-        "amount": amount,
-        "amount_capturable": 0,
-        "amount_details": { "tip": {} },
-        "amount_received": if succeeded { amount } else { 0 },
-        "application": null,
-        "application_fee_amount": null,
-        "automatic_payment_methods": null,
-        "canceled_at": null,
-        "cancellation_reason": null,
-        "capture_method": "automatic_async",
-        "client_secret": format!("{id}_secret_Zt7PatriotPay"),
-        "confirmation_method": "automatic",
-        "created": created,
-        "currency": "usd",
-        "customer": null,
-        "description": null,
-        "excluded_payment_method_types": null,
-    });
-    let rest = json!({
-        "last_payment_error": last_error,
-        "latest_charge": charge,
-        "livemode": false,
-        "metadata": {},
-        "next_action": null,
-        "on_behalf_of": null,
-        "payment_method": "pm_test_1PatriotPayCard",
-        "payment_method_configuration_details": { "id": "pmc_1PatriotPayConfig", "parent": null },
-        "payment_method_options": { "card": { "installments": null, "mandate_options": null, "network": null, "request_three_d_secure": "automatic" } },
-        "payment_method_types": ["card"],
-        "processing": null,
-        "receipt_email": null,
-        "review": null,
-        "setup_future_usage": null,
-        "shipping": null,
-        "source": null,
-        "statement_descriptor": null,
-        "statement_descriptor_suffix": null,
-        "status": if succeeded { "succeeded" } else { "requires_payment_method" },
-        "transfer_data": null,
-        "transfer_group": null
-    });
-    merged(head, rest)
-}
-
-async fn record(
-    state: &Arc<Mutex<Fake>>,
-    method: Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Option<Response> {
-    let mut f = state.lock().expect("fake");
-    f.seen.push(Seen {
-        method,
-        path: uri.path().to_owned(),
-        query: uri.query().unwrap_or("").to_owned(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-            .collect(),
-        body: String::from_utf8_lossy(body).into_owned(),
-    });
-    f.scripted
-        .pop_front()
-        .map(|(status, body)| (status, body).into_response())
-}
-
-async fn create_session(
-    State(state): State<Arc<Mutex<Fake>>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Some(r) = record(&state, Method::POST, &uri, &headers, &body).await {
-        return r;
-    }
-    let body = String::from_utf8_lossy(&body).into_owned();
-    let mut f = state.lock().expect("fake");
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if let Some(key) = &key {
-        if let Some((first_body, id)) = f.keys.get(key).cloned() {
-            // Stripe compares the parameters, not their order.
-            let params = |b: &str| {
-                let mut v = serde_urlencoded::from_str::<Vec<(String, String)>>(b).expect("form");
-                v.sort();
-                v
-            };
-            if params(&first_body) != params(&body) {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    error_body(
-                        "idempotency_error",
-                        None,
-                        None,
-                        "Keys for idempotent requests can only be used with the same parameters they were first used with.",
-                    ),
-                )
-                    .into_response();
-            }
-            return Json(f.sessions[&id].clone()).into_response();
-        }
-    }
-    let form: HashMap<String, String> = serde_urlencoded::from_str::<Vec<(String, String)>>(&body)
-        .expect("form")
-        .into_iter()
-        .collect();
-    let id = next_id(&mut f, "cs");
-    let session = session_object(&id, &form, patriotpay::clock::now_unix());
-    f.sessions.insert(id.clone(), session.clone());
-    if let Some(key) = key {
-        f.keys.insert(key, (body, id));
-    }
-    Json(session).into_response()
-}
-
-async fn get_session(
-    State(state): State<Arc<Mutex<Fake>>>,
-    Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = record(&state, Method::GET, &uri, &headers, &Bytes::new()).await {
-        return r;
-    }
-    let f = state.lock().expect("fake");
-    match f.sessions.get(&id) {
-        Some(s) => Json(s.clone()).into_response(),
-        None => resource_missing("checkout.session", &id),
-    }
-}
-
-async fn expire_session(
-    State(state): State<Arc<Mutex<Fake>>>,
-    Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Some(r) = record(&state, Method::POST, &uri, &headers, &body).await {
-        return r;
-    }
-    let mut f = state.lock().expect("fake");
-    let Some(s) = f.sessions.get_mut(&id) else {
-        return resource_missing("checkout.session", &id);
-    };
-    if s["status"] != "open" {
-        return (
-            StatusCode::BAD_REQUEST,
-            error_body(
-                "invalid_request_error",
-                None,
-                None,
-                "Only Checkout Sessions with a status in [\"open\"] can be expired.",
-            ),
-        )
-            .into_response();
-    }
-    s["status"] = json!("expired");
-    s["url"] = Value::Null;
-    Json(s.clone()).into_response()
-}
-
-async fn get_intent(
-    State(state): State<Arc<Mutex<Fake>>>,
-    Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = record(&state, Method::GET, &uri, &headers, &Bytes::new()).await {
-        return r;
-    }
-    let expand: Vec<(String, String)> =
-        serde_urlencoded::from_str(uri.query().unwrap_or("")).expect("query");
-    let expanded = expand
-        .iter()
-        .any(|(k, v)| k.starts_with("expand[") && v == "latest_charge");
-    let f = state.lock().expect("fake");
-    match f.intents.get(&id) {
-        Some(pi) => {
-            let mut pi = pi.clone();
-            if !expanded {
-                pi["latest_charge"] = pi["latest_charge"]["id"].clone();
-            }
-            Json(pi).into_response()
-        }
-        None => resource_missing("payment_intent", &id),
-    }
-}
-
-impl FakeStripe {
-    async fn start() -> FakeStripe {
-        let state = Arc::new(Mutex::new(Fake::default()));
-        let app = Router::new()
-            .route("/v1/checkout/sessions", post(create_session))
-            .route("/v1/checkout/sessions/{id}", get(get_session))
-            .route("/v1/checkout/sessions/{id}/expire", post(expire_session))
-            .route("/v1/payment_intents/{id}", get(get_intent))
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeStripe { state, url }
-    }
-
-    fn processor(&self) -> StripeProcessor {
-        StripeProcessor::new(&StripeSettings {
-            secret_key: Secret::new(KEY),
-            api_url: Some(self.url.clone()),
-        })
-        .expect("client")
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.state.lock().expect("fake").seen.clone()
-    }
-
-    /// The next request gets this answer instead.
-    fn script(&self, status: u16, body: String) {
-        self.state
-            .lock()
-            .expect("fake")
-            .scripted
-            .push_back((StatusCode::from_u16(status).expect("status"), body));
-    }
-
-    /// The payer pays (or is declined) on Stripe's page: the session and its PaymentIntent move
-    /// as Stripe moves them. Returns the session object.
-    fn pay(&self, session: &str, succeed: bool) -> Value {
-        let mut f = self.state.lock().expect("fake");
-        let pi = next_id(&mut f, "pi");
-        let ch = next_id(&mut f, "ch");
-        let now = patriotpay::clock::now_unix();
-        let s = f.sessions.get_mut(session).expect("session");
-        let amount = s["amount_total"].as_i64().expect("amount");
-        s["payment_intent"] = json!(pi);
-        if succeed {
-            s["status"] = json!("complete");
-            s["payment_status"] = json!("paid");
-            s["url"] = Value::Null;
-            s["customer_details"] = json!({
-                "address": { "city": null, "country": "US", "line1": null, "line2": null, "postal_code": null, "state": null },
-                "business_name": null, "email": null, "individual_name": null, "name": null, "phone": null, "tax_exempt": "none", "tax_ids": []
-            });
-        }
-        let s = s.clone();
-        let charge = charge_object(&ch, &pi, amount, now, succeed);
-        f.intents
-            .insert(pi.clone(), intent_object(&pi, charge, amount, now, succeed));
-        s
-    }
-}
 
 fn request(amount: i64) -> CheckoutRequest {
     let id = CheckoutId::generate();
@@ -653,11 +132,13 @@ async fn the_client_speaks_stripes_form_encoding_and_headers() {
         "at least Stripe's minimum of 30 minutes, not much more: {}",
         expires - before
     );
+    expect("allowed_payment_method_types[0]", "card");
     let mut keys: Vec<&str> = form.keys().map(String::as_str).collect();
     keys.sort_unstable();
     assert_eq!(
         keys,
         [
+            "allowed_payment_method_types[0]",
             "cancel_url",
             "client_reference_id",
             "expires_at",
@@ -1099,6 +580,88 @@ async fn a_canary_payment_through_stripe_sends_no_phi_and_books_once(backend: Ba
         .iter()
         .any(|s| s.method == Method::POST
             && s.path == format!("/v1/checkout/sessions/{first}/expire")));
+
+    // A practice admin refunds $20.00 of it (our refund recorded first, as the refund action
+    // does), then Stripe's `charge.refunded` event: the portal lists the payment's refunds from
+    // Stripe, finds ours by the id in its metadata, and books it once.
+    let pi = session["payment_intent"].as_str().expect("pi").to_owned();
+    let (payment, tenant): (String, String) = sqlx::query_as("SELECT id, tenant_id FROM payments")
+        .fetch_one(db.pool())
+        .await
+        .expect("payment");
+    let ours = patriotpay::ids::RefundId::generate();
+    sqlx::query(
+        "INSERT INTO refunds (id, tenant_id, payment_id, amount_cents, reason, idempotency_key, status, requested_by, created_at)
+         VALUES ($1, $2, $3, 2000, 'billing_error', $4, 'requested', 'test:admin', $5)",
+    )
+    .bind(ours.as_str())
+    .bind(&tenant)
+    .bind(&payment)
+    .bind(format!("refund-{ours}"))
+    .bind(patriotpay::clock::now_unix())
+    .execute(db.pool())
+    .await
+    .expect("our refund");
+    let refund = app
+        .state()
+        .processor
+        .create_refund(
+            &patriotpay::payments::RefundRequest {
+                payment: pi.clone(),
+                amount: Money::from_cents(2_000),
+                reason: patriotpay::payments::RefundReason::BillingError,
+                refund_ref: ours.clone(),
+            },
+            &format!("refund-{ours}"),
+        )
+        .await
+        .expect("refunded at Stripe");
+    assert_eq!(refund.refund_ref.as_deref(), Some(ours.as_str()));
+    let charge = fake.state.lock().expect("fake").intents[&pi]["latest_charge"].clone();
+    let refunded = event("evt_test_1PatriotPayRefunded", "charge.refunded", &charge);
+    assert_eq!(post_webhook(&app, &refunded).await.status(), StatusCode::OK);
+    assert_eq!(post_webhook(&app, &refunded).await.status(), StatusCode::OK);
+    app.run_jobs().await;
+    assert_eq!(balance(&app, &statement).await, before - 7_000 + 2_000);
+    let (status, processor_refund): (String, String) =
+        sqlx::query_as("SELECT status, processor_refund_id FROM refunds WHERE id = $1")
+            .bind(ours.as_str())
+            .fetch_one(db.pool())
+            .await
+            .expect("refund row");
+    assert_eq!(
+        (status.as_str(), processor_refund.as_str()),
+        ("succeeded", refund.id.as_str())
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'refund'")
+            .await,
+        1
+    );
+    let seen = fake.seen();
+    let refund_posts: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.method == Method::POST && s.path == "/v1/refunds")
+        .collect();
+    assert_eq!(refund_posts.len(), 1);
+    let mut sent: Vec<String> = refund_posts[0].form().into_keys().collect();
+    sent.sort_unstable();
+    assert_eq!(
+        sent,
+        [
+            "amount",
+            "metadata[reason]",
+            "metadata[refund]",
+            "payment_intent"
+        ],
+        "a refund carries our ids, the amount and our reason code, nothing else"
+    );
+    assert!(
+        seen.iter().any(|s| s.method == Method::GET
+            && s.path == "/v1/refunds"
+            && s.query.contains(&format!("payment_intent={pi}"))),
+        "the portal re-read the refunds from Stripe"
+    );
 
     // Nothing Stripe received names the patient or the care: paths, queries, bodies, headers.
     for s in &seen {

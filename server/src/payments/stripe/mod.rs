@@ -1,34 +1,45 @@
 //! Stripe as the card processor, through async-stripe: Checkout Sessions in payment mode (Stripe's
-//! hosted page shows cards, Apple Pay, Google Pay and whatever else the account enables) and the
-//! PaymentIntents behind them. Only opaque ids, an amount and neutral text are sent: Stripe is not
-//! a business associate, so nothing that identifies a patient or a kind of care goes there.
+//! hosted page; cards, which include Apple Pay and Google Pay, and ACH bank debits where the
+//! practice takes them), the PaymentIntents behind them, refunds and disputes. Only opaque ids,
+//! an amount and neutral text are sent: Stripe is not a business associate, so nothing that
+//! identifies a patient or a kind of care goes there. Failures are sorted in `errors`; refund
+//! and dispute objects are read in `refunds`.
 //!
-//! Four endpoints only (create, retrieve and expire a Checkout Session; retrieve a PaymentIntent),
-//! so a restricted key with "Checkout Sessions: write" and "PaymentIntents: read" is enough.
+//! Seven endpoints only (create, retrieve and expire a Checkout Session; retrieve a
+//! PaymentIntent; create and list refunds; retrieve a dispute), so a restricted key with
+//! "Checkout Sessions: write", "PaymentIntents: read", "Refunds: write" and "Disputes: read" is
+//! enough.
+
+mod errors;
+mod refunds;
+
+pub use errors::{classify, classify_refund};
+pub use refunds::{refund_params, META_REASON, META_REFUND};
 
 use super::{
-    CheckoutRequest, CheckoutStatus, DeclineReason, MethodKind, PaymentProcessor, PaymentStatus,
+    CheckoutRequest, CheckoutStatus, MethodKind, PaymentProcessor, PaymentStatus,
     ProcessorCheckout, ProcessorDispute, ProcessorError, ProcessorPayment, ProcessorRefund,
     RefundRequest, CURRENCY,
 };
 use crate::config::Secret;
 use crate::money::Money;
 use async_trait::async_trait;
+use errors::{decline_reason, ident};
 use std::collections::HashMap;
 use std::time::Duration;
-use stripe::{
-    ApiErrors, ApiErrorsCode, ApiErrorsType, IdempotencyKey, RequestStrategy, StripeError,
-    StripeRequest,
-};
+use stripe::{IdempotencyKey, RequestStrategy, StripeRequest};
 use stripe_checkout::checkout_session::{
-    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
+    CreateCheckoutSession, CreateCheckoutSessionAllowedPaymentMethodTypes,
+    CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
     CreateCheckoutSessionPaymentIntentData, ExpireCheckoutSession, ProductData,
     RetrieveCheckoutSession,
 };
 use stripe_checkout::{
     CheckoutSession, CheckoutSessionMode, CheckoutSessionPaymentStatus, CheckoutSessionStatus,
 };
+use stripe_core::dispute::RetrieveDispute;
 use stripe_core::payment_intent::RetrievePaymentIntent;
+use stripe_core::refund::ListRefund;
 use stripe_core::{PaymentIntent, PaymentIntentStatus};
 
 /// Stripe's hosted Checkout page, for the portal's CSP `form-action`.
@@ -147,6 +158,7 @@ pub fn session_params(req: &CheckoutRequest) -> Result<CreateCheckoutSession, Pr
     intent.metadata = Some(metadata.clone());
     Ok(CreateCheckoutSession::new()
         .mode(CheckoutSessionMode::Payment)
+        .allowed_payment_method_types(allowed_methods(req.bank_debit))
         .line_items(vec![line])
         .client_reference_id(req.checkout_ref.as_str())
         .metadata(metadata)
@@ -156,78 +168,17 @@ pub fn session_params(req: &CheckoutRequest) -> Result<CreateCheckoutSession, Pr
         .expires_at(req.created_at + CHECKOUT_LIFETIME_SECS))
 }
 
-/// A processor id or code as it may appear in an error message: bounded, letters, digits and
-/// underscores only (Stripe's messages themselves can echo request values, so they are not used).
-fn ident(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .take(60)
-        .collect()
-}
-
-/// Sorts a failed call into "not found", "unavailable" (try again later) and "rejected" (this
-/// request will not succeed as it is). Messages name the call, the status and Stripe's codes;
-/// never the key, never a request value.
-pub fn classify(e: StripeError, call: &str) -> ProcessorError {
-    match e {
-        StripeError::Stripe(err, status) => classify_api(&err, status, call),
-        StripeError::ClientError(m) => {
-            ProcessorError::Unavailable(format!("Stripe {call}: network error ({})", bounded(&m)))
-        }
-        StripeError::Timeout => ProcessorError::Unavailable(format!("Stripe {call}: timed out")),
-        StripeError::JSONDeserialize(_) => ProcessorError::Unavailable(format!(
-            "Stripe {call}: unreadable answer (not a Stripe object or error)"
-        )),
-        StripeError::ConfigError(_) => {
-            ProcessorError::Unavailable(format!("Stripe {call}: client misconfigured"))
-        }
+/// The ways to pay a session offers. Stripe's API version removed `payment_method_types` from
+/// Checkout Sessions; `allowed_payment_method_types` filters what the account's payment method
+/// settings enable. Always sent, so a practice without bank debits is never offered one because
+/// the account enabled them for another, and every payment is one the portal knows how to read.
+/// `card` includes Apple Pay and Google Pay (wallets that pay with a card).
+fn allowed_methods(bank_debit: bool) -> Vec<CreateCheckoutSessionAllowedPaymentMethodTypes> {
+    let mut methods = vec![CreateCheckoutSessionAllowedPaymentMethodTypes::Card];
+    if bank_debit {
+        methods.push(CreateCheckoutSessionAllowedPaymentMethodTypes::UsBankAccount);
     }
-}
-
-/// The network layer's own words (e.g. "client error (Connect)"), bounded.
-fn bounded(m: &str) -> String {
-    m.chars().filter(|c| !c.is_control()).take(120).collect()
-}
-
-fn classify_api(err: &ApiErrors, status: u16, call: &str) -> ProcessorError {
-    let code = err
-        .code
-        .as_ref()
-        .map(|c| ident(c.as_str()))
-        .unwrap_or_default();
-    let kind = ident(err.type_.as_str());
-    if status == 404 || err.code == Some(ApiErrorsCode::ResourceMissing) {
-        return ProcessorError::NotFound;
-    }
-    if status == 429 || err.code == Some(ApiErrorsCode::RateLimit) {
-        return ProcessorError::Unavailable(format!(
-            "Stripe {call}: rate limited ({status} {code})"
-        ));
-    }
-    if status >= 500 || err.type_ == ApiErrorsType::ApiError {
-        return ProcessorError::Unavailable(format!(
-            "Stripe {call}: server error ({status} {kind} {code})"
-        ));
-    }
-    match &err.type_ {
-        ApiErrorsType::CardError => {
-            let decline = err.decline_code.as_deref().map(ident).unwrap_or_default();
-            ProcessorError::Rejected(format!(
-                "Stripe {call}: card error ({status} {code} {decline})"
-            ))
-        }
-        ApiErrorsType::IdempotencyError => ProcessorError::Rejected(format!(
-            "Stripe {call}: idempotency conflict ({status} {code}): the key was used for different parameters"
-        )),
-        _ => {
-            // Invalid request, authentication (401) or a restricted key without the permission
-            // (403): the parameter's name helps whoever reads the log, its value is never shown.
-            let param = err.param.as_deref().map(ident).unwrap_or_default();
-            ProcessorError::Rejected(format!(
-                "Stripe {call}: refused ({status} {kind} {code} {param})"
-            ))
-        }
-    }
+    methods
 }
 
 fn to_checkout(s: &CheckoutSession) -> Result<ProcessorCheckout, ProcessorError> {
@@ -254,17 +205,6 @@ fn to_checkout(s: &CheckoutSession) -> Result<ProcessorCheckout, ProcessorError>
             .as_ref()
             .map(|p| p.id().as_str().to_owned()),
     })
-}
-
-/// The decline reason a payer may be told: insufficient funds, or a generic decline.
-fn decline_reason(err: &ApiErrors) -> DeclineReason {
-    let insufficient = err.decline_code.as_deref() == Some("insufficient_funds")
-        || err.code == Some(ApiErrorsCode::BalanceInsufficient);
-    if insufficient {
-        DeclineReason::InsufficientFunds
-    } else {
-        DeclineReason::Generic
-    }
 }
 
 fn to_payment(p: &PaymentIntent) -> ProcessorPayment {
@@ -383,21 +323,61 @@ impl PaymentProcessor for StripeProcessor {
         }
     }
 
-    // TODO(stripe-refunds): replaced on the stripe-2 branch before this lands.
     async fn create_refund(
         &self,
-        _req: &RefundRequest,
-        _idempotency_key: &str,
+        req: &RefundRequest,
+        idempotency_key: &str,
     ) -> Result<ProcessorRefund, ProcessorError> {
-        Err(ProcessorError::Rejected("refunds: not yet".into()))
+        let params = refund_params(req)?;
+        // Saved with our refund before this call, like a checkout's: a retry gets the same
+        // refund back, never a second one.
+        let key = IdempotencyKey::new(idempotency_key)
+            .map_err(|_| ProcessorError::Rejected("idempotency key empty or too long".into()))?;
+        let refund = params
+            .customize()
+            .request_strategy(RequestStrategy::Idempotent(key))
+            .send(&self.client)
+            .await
+            .map_err(classify_refund)?;
+        Ok(refunds::to_refund(&refund, &req.payment))
     }
 
-    async fn list_refunds(&self, _payment: &str) -> Result<Vec<ProcessorRefund>, ProcessorError> {
-        Err(ProcessorError::Rejected("refunds: not yet".into()))
+    async fn list_refunds(&self, payment: &str) -> Result<Vec<ProcessorRefund>, ProcessorError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..refunds::MAX_PAGES {
+            let mut list = ListRefund::new()
+                .payment_intent(payment)
+                .limit(refunds::PAGE_SIZE);
+            if let Some(last) = &after {
+                list = list.starting_after(last.as_str());
+            }
+            let page = list
+                .send(&self.client)
+                .await
+                .map_err(|e| classify(e, "list refunds"))?;
+            out.extend(page.data.iter().map(|r| refunds::to_refund(r, payment)));
+            match page.data.last() {
+                Some(last) if page.has_more => after = Some(last.id.as_str().to_owned()),
+                _ => {
+                    // Stripe lists newest first; the trait promises oldest first.
+                    out.reverse();
+                    return Ok(out);
+                }
+            }
+        }
+        Err(ProcessorError::Unavailable(format!(
+            "Stripe list refunds: more than {} pages",
+            refunds::MAX_PAGES
+        )))
     }
 
-    async fn retrieve_dispute(&self, _id: &str) -> Result<ProcessorDispute, ProcessorError> {
-        Err(ProcessorError::Rejected("disputes: not yet".into()))
+    async fn retrieve_dispute(&self, id: &str) -> Result<ProcessorDispute, ProcessorError> {
+        let dispute = RetrieveDispute::new(id)
+            .send(&self.client)
+            .await
+            .map_err(|e| classify(e, "retrieve dispute"))?;
+        Ok(refunds::to_dispute(&dispute))
     }
 }
 
@@ -405,116 +385,6 @@ impl PaymentProcessor for StripeProcessor {
 mod tests {
     use super::*;
     use crate::ids::CheckoutId;
-
-    fn api_error(kind: ApiErrorsType, code: Option<&str>, decline: Option<&str>) -> ApiErrors {
-        ApiErrors {
-            advice_code: None,
-            charge: None,
-            code: code.map(|c| c.parse().expect("infallible")),
-            decline_code: decline.map(str::to_owned),
-            doc_url: None,
-            // Stripe's messages can echo what was sent, even a (masked) key: never used.
-            message: Some("Invalid API Key provided: sk_live_SECRET".into()),
-            network_advice_code: None,
-            network_decline_code: None,
-            param: Some("line_items[0][price_data][unit_amount]".into()),
-            payment_intent: None,
-            payment_method: None,
-            payment_method_type: None,
-            request_log_url: None,
-            setup_intent: None,
-            source: None,
-            type_: kind,
-        }
-    }
-
-    fn sorted(kind: ApiErrorsType, code: Option<&str>, status: u16) -> ProcessorError {
-        classify(
-            StripeError::Stripe(Box::new(api_error(kind, code, None)), status),
-            "test call",
-        )
-    }
-
-    #[test]
-    fn failures_are_sorted_by_status_type_and_code() {
-        use ApiErrorsType::*;
-        let not_found = sorted(InvalidRequestError, Some("resource_missing"), 404);
-        assert!(matches!(not_found, ProcessorError::NotFound));
-        // resource_missing on another status is still "not found"; a bare 404 too.
-        assert!(matches!(
-            sorted(InvalidRequestError, Some("resource_missing"), 400),
-            ProcessorError::NotFound
-        ));
-        assert!(matches!(
-            sorted(InvalidRequestError, None, 404),
-            ProcessorError::NotFound
-        ));
-        for (kind, code, status) in [
-            (InvalidRequestError, Some("rate_limit"), 429),
-            (InvalidRequestError, None, 429),
-            (ApiError, None, 500),
-            (ApiError, None, 200),
-            (InvalidRequestError, None, 502),
-        ] {
-            let e = sorted(kind.clone(), code, status);
-            assert!(
-                matches!(e, ProcessorError::Unavailable(_)),
-                "{kind:?} {status}: {e:?}"
-            );
-        }
-        for (kind, code, status) in [
-            (CardError, Some("card_declined"), 402),
-            (IdempotencyError, None, 400),
-            (IdempotencyError, Some("idempotency_key_in_use"), 409),
-            (InvalidRequestError, Some("parameter_invalid_integer"), 400),
-            (InvalidRequestError, None, 401),
-            (InvalidRequestError, None, 403),
-        ] {
-            let e = sorted(kind.clone(), code, status);
-            assert!(
-                matches!(e, ProcessorError::Rejected(_)),
-                "{kind:?} {status}: {e:?}"
-            );
-            assert!(!e.to_string().contains("SECRET"), "{e}");
-        }
-        let e = sorted(InvalidRequestError, Some("parameter_invalid_integer"), 400);
-        assert!(
-            e.to_string().contains("line_items0price_dataunit_amount"),
-            "the parameter's name, reduced to safe characters: {e}"
-        );
-        for (e, word) in [
-            (
-                StripeError::ClientError("client error (Connect)".into()),
-                "network",
-            ),
-            (StripeError::Timeout, "timed out"),
-            (StripeError::JSONDeserialize("x".into()), "unreadable"),
-        ] {
-            let e = classify(e, "test call");
-            assert!(
-                matches!(&e, ProcessorError::Unavailable(m) if m.contains(word)),
-                "{e:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn declines_tell_insufficient_funds_apart() {
-        let e = api_error(
-            ApiErrorsType::CardError,
-            Some("card_declined"),
-            Some("insufficient_funds"),
-        );
-        assert_eq!(decline_reason(&e), DeclineReason::InsufficientFunds);
-        let e = api_error(
-            ApiErrorsType::CardError,
-            Some("card_declined"),
-            Some("do_not_honor"),
-        );
-        assert_eq!(decline_reason(&e), DeclineReason::Generic);
-        let e = api_error(ApiErrorsType::CardError, Some("expired_card"), None);
-        assert_eq!(decline_reason(&e), DeclineReason::Generic);
-    }
 
     fn request() -> CheckoutRequest {
         CheckoutRequest {
@@ -573,6 +443,36 @@ mod tests {
                 || k.contains("description")
                 || k.contains("statement_descriptor")),
             "{form:?}"
+        );
+    }
+
+    #[test]
+    fn cards_always_and_bank_debits_where_the_practice_takes_them() {
+        let methods = |bank_debit: bool| {
+            let mut req = request();
+            req.bank_debit = bank_debit;
+            let body = session_params(&req)
+                .expect("params")
+                .build()
+                .body
+                .expect("body");
+            serde_urlencoded::from_str::<Vec<(String, String)>>(&body)
+                .expect("form")
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("allowed_payment_method_types"))
+                .collect::<Vec<_>>()
+        };
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(
+            methods(false),
+            [pair("allowed_payment_method_types[0]", "card")]
+        );
+        assert_eq!(
+            methods(true),
+            [
+                pair("allowed_payment_method_types[0]", "card"),
+                pair("allowed_payment_method_types[1]", "us_bank_account")
+            ]
         );
     }
 
