@@ -259,8 +259,9 @@ pub trait PaymentProcessor: Send + Sync {
     /// `Rejected` when the checkout is complete; `NotFound` when it is not known.
     async fn expire_checkout(&self, id: &str) -> Result<(), ProcessorError>;
     /// Refunds part or all of a payment. The same idempotency key returns the same refund.
-    /// `Rejected` with a short message of ours for staff (never the processor's own text, which can echo request values) when it refuses: more than is left, a disputed
-    /// payment, one that did not succeed.
+    /// `Rejected` with a short message of ours for staff (never the processor's own text, which
+    /// can echo request values) when it refuses: more than is left, a disputed payment, one that
+    /// did not succeed.
     async fn create_refund(
         &self,
         req: &RefundRequest,
