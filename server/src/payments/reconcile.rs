@@ -228,6 +228,20 @@ pub async fn run(
             report.repair("refund-booked", format!("{what}: booked"));
         }
     }
+    // Refunds an admin asked for whose processor call never answered (any window: they are
+    // ours and few).
+    let resumed = super::refunds::resume_requested(db, processor, now, dry_run).await?;
+    if resumed > 0 {
+        let verb = if dry_run {
+            "would be asked for again"
+        } else {
+            "asked for again"
+        };
+        report.repair(
+            "refund-resumed",
+            format!("{resumed} refund(s) left requested without the processor's answer: {verb}"),
+        );
+    }
     Ok(report)
 }
 

@@ -325,6 +325,76 @@ pub async fn issue(
     result
 }
 
+/// How long a refund may stay requested without the processor's answer before it is asked
+/// again (the first call may still be under way before that).
+pub const RESUME_AFTER_SECS: i64 = 300;
+
+/// Refunds recorded as requested whose processor call never answered (unreachable, or a crash
+/// between saving the row and the call), older than `RESUME_AFTER_SECS`: each is looked for at
+/// the processor by our id and, if it is not there, asked for again with its saved idempotency
+/// key and amount, then settled. With `dry_run`, only counts them. Returns how many there were.
+pub async fn resume_requested(
+    db: &Db,
+    processor: &dyn PaymentProcessor,
+    now: i64,
+    dry_run: bool,
+) -> Result<usize, PaymentError> {
+    type Row = (String, String, i64, String, String);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT r.id, p.processor_payment_id, r.amount_cents, r.reason, r.idempotency_key
+         FROM refunds r JOIN payments p ON p.id = r.payment_id
+         WHERE r.status = 'requested' AND r.processor_refund_id IS NULL AND r.created_at < $1
+         ORDER BY r.created_at, r.id",
+    )
+    .bind(now - RESUME_AFTER_SECS)
+    .fetch_all(db.pool())
+    .await?;
+    if dry_run {
+        return Ok(rows.len());
+    }
+    for (id, payment, cents, reason, key) in &rows {
+        let id = RefundId::from_db(id.clone());
+        // Made after all (its event lost): adopted by our id in its metadata, and booked.
+        sync(db, processor, payment, now).await?;
+        let adopted: Option<String> =
+            sqlx::query_scalar("SELECT processor_refund_id FROM refunds WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_one(db.pool())
+                .await?;
+        if adopted.is_some() {
+            continue;
+        }
+        let Some(reason) = RefundReason::parse(reason) else {
+            continue;
+        };
+        let ask = RefundRequest {
+            payment: payment.clone(),
+            amount: Money::from_cents(*cents),
+            reason,
+            refund_ref: id.clone(),
+        };
+        match processor.create_refund(&ask, key).await {
+            Ok(refund) => {
+                sqlx::query(
+                    "UPDATE refunds SET processor_refund_id = $1 WHERE id = $2 AND processor_refund_id IS NULL",
+                )
+                .bind(&refund.id)
+                .bind(id.as_str())
+                .execute(db.pool())
+                .await?;
+                settle(db, &id, &refund, now).await?;
+            }
+            Err(ProcessorError::Rejected(why)) => {
+                tracing::warn!(refund = %id, why = %why, "a resumed refund was refused");
+                mark_failed(db, &id, now).await?;
+            }
+            Err(ProcessorError::NotFound) => mark_failed(db, &id, now).await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(rows.len())
+}
+
 /// The key the processor dedupes our refund by, saved with the row before the call.
 fn idempotency_key(id: &RefundId) -> String {
     format!("refund-{id}")

@@ -12,6 +12,7 @@ both_backends!(
     a_payment_whose_event_was_lost_is_booked_once,
     a_refund_whose_event_was_lost_is_booked_once,
     a_payment_the_processor_does_not_know_is_flagged,
+    a_refund_whose_processor_call_never_happened_is_asked_again_once,
 );
 
 async fn run(app: &TestApp, dry_run: bool) -> Report {
@@ -151,4 +152,70 @@ async fn a_payment_the_processor_does_not_know_is_flagged(backend: Backend) {
         1
     );
     app.finish().await;
+}
+
+/// A crash between recording an admin's refund and calling the processor (or a processor that
+/// never answered): the row waits as requested; reconciliation looks for it at the processor by
+/// our id, finds nothing, asks again with the saved idempotency key, and books it, once.
+async fn a_refund_whose_processor_call_never_happened_is_asked_again_once(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let statement = app.statement_of(1).await;
+    let before = balance(&app, &statement).await;
+    pay_unheard(&app).await;
+    run(&app, false).await;
+    let (payment, tenant): (String, String) = sqlx::query_as("SELECT id, tenant_id FROM payments")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("payment");
+    let refund = RefundId::generate();
+    let now = app.state().clock.now();
+    sqlx::query(
+        "INSERT INTO refunds (id, tenant_id, payment_id, amount_cents, reason, idempotency_key, status, requested_by, created_at)
+         VALUES ($1, $2, $3, 150, 'billing_error', $4, 'requested', 'usr_test', $5)",
+    )
+    .bind(refund.as_str())
+    .bind(&tenant)
+    .bind(&payment)
+    .bind(format!("refund-{refund}"))
+    .bind(now)
+    .execute(app.db().pool())
+    .await
+    .expect("requested refund");
+    // Too fresh: the first call may still be under way.
+    assert!(run(&app, false).await.findings.is_empty());
+    app.state().clock.advance(301);
+    let dry = run(&app, true).await;
+    assert_eq!(dry.findings.len(), 1, "{:?}", dry.findings);
+    assert_eq!(dry.findings[0].kind, "refund-resumed");
+    assert_eq!(balance(&app, &statement).await, before - 500);
+
+    let report = run(&app, false).await;
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    assert_eq!(balance(&app, &statement).await, before - 350);
+    let (status, processor_id): (String, Option<String>) =
+        sqlx::query_as("SELECT status, processor_refund_id FROM refunds WHERE id = $1")
+            .bind(refund.as_str())
+            .fetch_one(app.db().pool())
+            .await
+            .expect("refund");
+    assert_eq!(status, "succeeded");
+    let processor_id = processor_id.expect("the processor's id saved");
+    let at_processor = app
+        .state()
+        .processor
+        .list_refunds(&pay_intent(&app).await)
+        .await
+        .expect("refunds");
+    assert_eq!(at_processor.len(), 1, "asked once");
+    assert_eq!(at_processor[0].id, processor_id);
+    assert!(run(&app, false).await.findings.is_empty());
+    assert_eq!(balance(&app, &statement).await, before - 350);
+    app.finish().await;
+}
+
+async fn pay_intent(app: &TestApp) -> String {
+    sqlx::query_scalar("SELECT processor_payment_id FROM payments")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("payment")
 }
