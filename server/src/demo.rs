@@ -133,6 +133,11 @@ pub async fn ensure(db: &Db, crypto: &FieldCrypto) -> anyhow::Result<TenantId> {
         return Ok(TenantId::from_db(id));
     }
     let tenant = billing::create_tenant(db, PRACTICE_NAME, PRACTICE_PHONE).await?;
+    // The demo practice takes bank debits (ACH) beside cards, so the sandbox shows both.
+    sqlx::query("UPDATE tenants SET bank_debit = 1 WHERE id = $1")
+        .bind(tenant.as_str())
+        .execute(db.pool())
+        .await?;
     for p in &PATIENTS {
         let patient = billing::import_patient(
             db,

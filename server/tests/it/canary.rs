@@ -472,7 +472,10 @@ async fn canary_never_leaks(backend: Backend) {
 
     // And in every log line written while all of that ran.
     let text = String::from_utf8_lossy(&logs.0.lock().expect("logs")).into_owned();
-    assert!(text.contains("processor event handled"), "logs were captured");
+    assert!(
+        text.contains("processor event handled"),
+        "logs were captured"
+    );
     assert_clean("logs", &text);
     for e in [MEMBER_EMAIL, GUARANTOR_EMAIL] {
         assert!(!text.contains(e), "logs hold account email {e:?}");
