@@ -19,6 +19,7 @@ mod kms;
 mod money;
 mod rekey;
 mod routes;
+mod sandbox;
 mod security;
 mod staff;
 mod stripe;
