@@ -4,6 +4,7 @@
 //! loses neither open checkouts nor undelivered events (`outbox`). It keeps nothing of a card
 //! or bank account but its brand (or bank) and last four digits.
 
+mod objects;
 mod outbox;
 mod page;
 mod store;
@@ -19,6 +20,7 @@ use super::{
 use crate::db::Db;
 use crate::money::Money;
 use async_trait::async_trait;
+use objects::{charge_json, dispute_json, payment_json};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use store::{DisputeRow, PaymentRow, RefundRow, SessionRow};
@@ -367,96 +369,6 @@ impl Sandbox {
             payment_intent: s.payment_intent.clone(),
         }
     }
-
-    /// A Stripe-shaped Checkout Session object, as it appears in an event.
-    fn session_json(&self, s: &SessionRow) -> serde_json::Value {
-        let methods: &[&str] = if s.bank_debit() {
-            &["card", "us_bank_account"]
-        } else {
-            &["card"]
-        };
-        serde_json::json!({
-            "id": s.id,
-            "object": "checkout.session",
-            "amount_total": s.amount_cents,
-            "currency": CURRENCY,
-            "client_reference_id": s.client_reference_id,
-            "created": s.created,
-            "expires_at": s.expires_at,
-            "livemode": false,
-            "mode": "payment",
-            "payment_intent": s.payment_intent,
-            "payment_method_types": methods,
-            "payment_status": if s.paid() { "paid" } else { "unpaid" },
-            "status": s.status,
-            "success_url": s.success_url,
-            "cancel_url": s.cancel_url,
-            "metadata": {},
-            "url": (s.status() == CheckoutStatus::Open).then(|| self.checkout_url(&s.id)),
-        })
-    }
-}
-
-/// A Stripe-shaped PaymentIntent object.
-fn payment_json(p: &PaymentRow) -> serde_json::Value {
-    let status = match p.status() {
-        PaymentStatus::Succeeded => "succeeded",
-        PaymentStatus::Processing => "processing",
-        _ => "requires_payment_method",
-    };
-    let received = if p.status() == PaymentStatus::Succeeded {
-        p.amount_cents
-    } else {
-        0
-    };
-    serde_json::json!({
-        "id": p.id,
-        "object": "payment_intent",
-        "amount": p.amount_cents,
-        "amount_received": received,
-        "currency": p.currency,
-        "status": status,
-        "created": p.created,
-        "latest_charge": p.id.replacen("pi_", "ch_", 1),
-        "payment_method_types": [p.method],
-        "last_payment_error": p.last_error.as_ref().map(|code| serde_json::json!({
-            "type": if p.method() == MethodKind::Card { "card_error" } else { "invalid_request_error" },
-            "code": if p.method() == MethodKind::Card { "card_declined" } else { "payment_method_provider_decline" },
-            "decline_code": code,
-        })),
-        "livemode": false,
-        "metadata": {},
-    })
-}
-
-/// A Stripe-shaped Charge object: what `charge.refunded` carries.
-fn charge_json(p: &PaymentRow) -> serde_json::Value {
-    serde_json::json!({
-        "id": p.id.replacen("pi_", "ch_", 1),
-        "object": "charge",
-        "payment_intent": p.id,
-        "amount": p.amount_cents,
-        "amount_refunded": p.amount_refunded,
-        "currency": p.currency,
-        "refunded": p.amount_refunded == p.amount_cents,
-        "livemode": false,
-    })
-}
-
-/// A Stripe-shaped Dispute object.
-fn dispute_json(d: &DisputeRow) -> serde_json::Value {
-    serde_json::json!({
-        "id": d.id,
-        "object": "dispute",
-        "payment_intent": d.payment_id,
-        "charge": d.payment_id.replacen("pi_", "ch_", 1),
-        "amount": d.amount_cents,
-        "currency": d.currency,
-        "status": d.status,
-        "reason": d.reason,
-        "created": d.created,
-        "livemode": false,
-    })
 }
 
 fn to_refund(r: RefundRow) -> ProcessorRefund {
