@@ -235,7 +235,8 @@ pub async fn link_text(
     let help = format!(
         "Demo practice: {PRACTICE_NAME}. Demo patient {n} of {} (fictional).\n\
          Identity check: date of birth month {m}, day {d}, year {y}; then ZIP {} for the itemised statement.\n\
-         Test cards: 4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined; any future expiry, any 3-digit CVC.",
+         Test cards: 4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined; any future expiry, any 3-digit CVC.\n\
+         Test bank account (ACH): routing 110000000, account 000123456789 (000111111116 fails); it settles after PATRIOTPAY_SANDBOX_SETTLE_SECS.",
         PATIENTS.len(),
         p.zip
     );
