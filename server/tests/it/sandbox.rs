@@ -247,7 +247,71 @@ async fn a_failed_bank_debit_is_reversed(backend: Backend) {
     app.finish().await;
 }
 
+/// Sixteen submits of one checkout at once, a barrier releasing them together, one in four
+/// with a good card: the database lets exactly one complete it, its payment is the good
+/// card's, and the portal books it once.
+async fn concurrent_submits_complete_a_checkout_once(backend: Backend) {
+    let app = start(backend).await;
+    let (b, checkout) = five_dollar_checkout(&app).await;
+    let html = b.page(&checkout).await;
+    let csrf = csrf_in(&html);
+    let barrier = Arc::new(tokio::sync::Barrier::new(16));
+    let mut tasks = vec![];
+    for i in 0..16 {
+        let (client, url, csrf, barrier) = (
+            b.client.clone(),
+            checkout.clone(),
+            csrf.clone(),
+            barrier.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let card = if i % 4 == 0 {
+                "4242424242424242"
+            } else {
+                "4000000000000002"
+            };
+            barrier.wait().await;
+            let r = client
+                .post(&url)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("card_number", card),
+                    ("exp", "12 / 34"),
+                    ("cvc", "123"),
+                ])
+                .send()
+                .await
+                .expect("POST");
+            r.headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .is_some_and(|l| l.contains("/pay/return/"))
+        }));
+    }
+    let mut completed = 0;
+    for t in tasks {
+        if t.await.expect("task") {
+            completed += 1;
+        }
+    }
+    assert_eq!(completed, 1, "one submit completes the checkout");
+    app.run_jobs().await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM sandbox_payments WHERE status = 'succeeded'")
+            .await,
+        1
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM sandbox_payments").await, 1);
+    let (status, _, brand, last4) = our_payment(&app).await;
+    assert_eq!(
+        (status.as_str(), brand.as_str(), last4.as_str()),
+        ("succeeded", "Visa", "4242")
+    );
+    app.finish().await;
+}
+
 both_backends!(
+    concurrent_submits_complete_a_checkout_once,
     a_restart_keeps_checkouts_and_redelivers_events,
     a_bank_debit_is_processing_until_it_settles,
     a_failed_bank_debit_is_reversed,
