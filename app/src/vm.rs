@@ -268,6 +268,8 @@ pub struct SandboxCheckoutVm {
     pub cancel_url: String,
     pub error: Option<FieldError>,
     pub open: bool,
+    /// The checkout also takes a US bank account (ACH debit): its form is shown too.
+    pub bank_debit: bool,
 }
 
 #[derive(Clone, Default)]

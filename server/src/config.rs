@@ -250,6 +250,15 @@ pub struct Config {
     /// Public base URL of the sandbox card page. Default: `http://` and its bound address.
     #[arg(long, env = "PATRIOTPAY_SANDBOX_PUBLIC_URL", global = true)]
     pub sandbox_public_url: Option<String>,
+    /// Seconds a sandbox bank debit (ACH), or a refund of one, takes to settle by itself (Stripe's
+    /// take days); tests settle them at once with a hook.
+    #[arg(
+        long,
+        env = "PATRIOTPAY_SANDBOX_SETTLE_SECS",
+        default_value_t = 120,
+        global = true
+    )]
+    pub sandbox_settle_secs: u64,
     /// Webhook signing secret (`whsec_…`). Default: generated into the data directory.
     #[arg(
         long,
@@ -516,6 +525,7 @@ impl Config {
             processor: ProcessorKind::Sandbox,
             sandbox_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             sandbox_public_url: None,
+            sandbox_settle_secs: 120,
             webhook_secret: None,
             webhook_secret_previous: None,
             stripe_secret_key: None,

@@ -133,6 +133,11 @@ pub async fn ensure(db: &Db, crypto: &FieldCrypto) -> anyhow::Result<TenantId> {
         return Ok(TenantId::from_db(id));
     }
     let tenant = billing::create_tenant(db, PRACTICE_NAME, PRACTICE_PHONE).await?;
+    // The demo practice takes bank debits (ACH) beside cards, so the sandbox shows both.
+    sqlx::query("UPDATE tenants SET bank_debit = 1 WHERE id = $1")
+        .bind(tenant.as_str())
+        .execute(db.pool())
+        .await?;
     for p in &PATIENTS {
         let patient = billing::import_patient(
             db,
@@ -230,7 +235,8 @@ pub async fn link_text(
     let help = format!(
         "Demo practice: {PRACTICE_NAME}. Demo patient {n} of {} (fictional).\n\
          Identity check: date of birth month {m}, day {d}, year {y}; then ZIP {} for the itemised statement.\n\
-         Test cards: 4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined; any future expiry, any 3-digit CVC.",
+         Test cards: 4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined; any future expiry, any 3-digit CVC.\n\
+         Test bank account (ACH): routing 110000000, account 000123456789 (000111111116 fails); it settles after PATRIOTPAY_SANDBOX_SETTLE_SECS.",
         PATIENTS.len(),
         p.zip
     );

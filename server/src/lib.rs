@@ -174,7 +174,12 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         None => cfg.sandbox_addr,
     };
     let sandbox_url = base_url(&cfg.sandbox_public_url, sandbox_addr);
-    let sandbox = Sandbox::new(sandbox_url, webhook_secret.expose().to_owned());
+    let sandbox = Sandbox::new(
+        db.clone(),
+        sandbox_url,
+        webhook_secret.expose().to_owned(),
+        cfg.sandbox_settle_secs,
+    );
     let processor: Arc<dyn payments::PaymentProcessor> = match stripe {
         Some(stripe) => Arc::new(stripe),
         None => {
@@ -222,6 +227,8 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         }
     }));
     if let Some(sandbox_listener) = sandbox_listener {
+        // The sandbox's outbox: retries undelivered events, settles bank debits as they fall due.
+        tasks.push(tokio::spawn(sandbox.clone().run(rx.clone())));
         let mut stop = rx.clone();
         tasks.push(tokio::spawn(async move {
             let served = axum::serve(sandbox_listener, sandbox_router)

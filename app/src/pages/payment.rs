@@ -135,8 +135,10 @@ pub fn sandbox_checkout(meta: PageMeta, vm: SandboxCheckoutVm, action: String) -
             <p class="balance-card"><span class="balance-label">{tr.t("sandbox-amount")}</span> " "
                 <strong class="balance-amount">{vm.amount.clone()}</strong></p>
             {error_summary(tr, None, vm.error.clone())}
-            <form method="post" action=action novalidate>
+            {vm.bank_debit.then(|| view! { <h2>{tr.t("sandbox-card-title")}</h2> })}
+            <form method="post" action=action.clone() novalidate>
                 {csrf_input(vm.csrf.clone())}
+                <input type="hidden" name="method" value="card"/>
                 <div class="field">
                     <label for="card-number">{tr.t("sandbox-card-number")}</label>
                     <p class="hint" id="card-number-hint">{tr.t("sandbox-card-hint")}</p>
@@ -162,6 +164,34 @@ pub fn sandbox_checkout(meta: PageMeta, vm: SandboxCheckoutVm, action: String) -
                 </div>
                 <button type="submit" class="button">{tr.t("sandbox-pay")}</button>
             </form>
+            {vm.bank_debit.then(|| view! {
+                <section aria-labelledby="bank-heading">
+                    <h2 id="bank-heading">{tr.t("sandbox-bank-title")}</h2>
+                    <p>{tr.t("sandbox-bank-lead")}</p>
+                    <form method="post" action=action.clone() novalidate>
+                        {csrf_input(vm.csrf.clone())}
+                        <input type="hidden" name="method" value="us_bank_account"/>
+                        <p class="hint" id="routing-number-hint">{tr.t("sandbox-bank-hint")}</p>
+                        <div class="field">
+                            <label for="routing-number">{tr.t("sandbox-routing-number")}</label>
+                            {field_message(tr, "routing-number", &err)}
+                            <input id="routing-number" name="routing_number" type="text" inputmode="numeric"
+                                autocomplete="off" size="11" required
+                                aria-describedby=described_by("routing-number", true, &err)
+                                aria-invalid=invalid("routing-number", &err)/>
+                        </div>
+                        <div class="field">
+                            <label for="account-number">{tr.t("sandbox-account-number")}</label>
+                            {field_message(tr, "account-number", &err)}
+                            <input id="account-number" name="account_number" type="text" inputmode="numeric"
+                                autocomplete="off" size="19" required
+                                aria-describedby=described_by("account-number", false, &err)
+                                aria-invalid=invalid("account-number", &err)/>
+                        </div>
+                        <button type="submit" class="button">{tr.t("sandbox-pay-bank")}</button>
+                    </form>
+                </section>
+            })}
             <p><a href=vm.cancel_url.clone()>{tr.t("sandbox-cancel")}</a></p>
         }
         .into_any()

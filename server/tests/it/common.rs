@@ -26,6 +26,8 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pg_admin: Option<(String, String)>,
     pub tenant: patriotpay::ids::TenantId,
+    /// The settings it started with, for `restart`.
+    cfg: Config,
 }
 
 /// The PostgreSQL server the Postgres pass uses; the tests that need it are `#[ignore]`d
@@ -80,7 +82,22 @@ impl TestApp {
             dir,
             pg_admin,
             tenant,
+            cfg,
         }
+    }
+
+    /// Stops the server and starts it again on the same database, data directory and addresses:
+    /// what the database holds survives, what was only in memory does not.
+    pub async fn restart(&mut self) {
+        let running = self.running.take().expect("running");
+        let mut cfg = self.cfg.clone();
+        cfg.addr = running.portal_addr;
+        cfg.sandbox_addr = running.sandbox_addr;
+        running.stop().await;
+        let running = patriotpay::start(&cfg).await.expect("server restarts");
+        self.url = running.public_url.clone();
+        self.sandbox_url = format!("http://{}", running.sandbox_addr);
+        self.running = Some(running);
     }
 
     pub fn state(&self) -> &patriotpay::http::AppState {

@@ -21,6 +21,7 @@ mod reconcile;
 mod refunds;
 mod rekey;
 mod routes;
+mod sandbox;
 mod security;
 mod staff;
 mod stripe;

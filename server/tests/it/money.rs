@@ -106,13 +106,17 @@ async fn mismatch_is_refused(backend: Backend, amount: i64, currency: &str) {
     let before = balance(&app, &app.statement_of(1).await).await;
     let (b, checkout) = five_dollar_checkout(&app).await;
     let session = session_of(&checkout);
-    assert!(sandbox(&app).misreport(
-        &session,
-        Misreport::Charge {
-            amount: Money::from_cents(amount),
-            currency: currency.into(),
-        }
-    ));
+    assert!(
+        sandbox(&app)
+            .misreport(
+                &session,
+                Misreport::Charge {
+                    amount: Money::from_cents(amount),
+                    currency: currency.into(),
+                }
+            )
+            .await
+    );
     // The sandbox delivers its signed event before it redirects the payer.
     let r = b.card(&checkout, "4242 4242 4242 4242").await;
     assert_eq!(r.status(), SEE_OTHER, "the processor took the money");
@@ -174,13 +178,17 @@ async fn a_household_payment_that_does_not_match_is_not_booked(backend: Backend)
     let r = pay_statements(&g, &csrf, &[(&s4, "35.00"), (&s5, "35.00")]).await;
     let checkout = location(&r);
     let session = session_of(&checkout);
-    assert!(sandbox(&app).misreport(
-        &session,
-        Misreport::Charge {
-            amount: Money::from_cents(7_000),
-            currency: "cad".into(),
-        }
-    ));
+    assert!(
+        sandbox(&app)
+            .misreport(
+                &session,
+                Misreport::Charge {
+                    amount: Money::from_cents(7_000),
+                    currency: "cad".into(),
+                }
+            )
+            .await
+    );
     let r = g.card(&checkout, "4242 4242 4242 4242").await;
     assert_eq!(r.status(), SEE_OTHER);
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 0);
@@ -215,7 +223,11 @@ async fn complete_with_a_failed_payment(app: &TestApp) -> (Browser, String, Stri
     let (b, checkout) = five_dollar_checkout(app).await;
     let session = session_of(&checkout);
     sandbox(app).stop_webhooks();
-    assert!(sandbox(app).misreport(&session, Misreport::FailAfterCompleting));
+    assert!(
+        sandbox(app)
+            .misreport(&session, Misreport::FailAfterCompleting)
+            .await
+    );
     let r = b.card(&checkout, "4242 4242 4242 4242").await;
     assert_eq!(r.status(), SEE_OTHER);
     let back = location(&r);
@@ -279,7 +291,7 @@ async fn a_checkout_the_processor_forgot_never_blocks_the_statement(backend: Bac
     let (b, old) = five_dollar_checkout(&app).await;
     let old_session = session_of(&old);
     let (old_id, _) = our_checkout(&app, &old_session).await;
-    sandbox(&app).forget_everything();
+    sandbox(&app).forget_everything().await;
 
     // The forgotten checkout's return and cancel pages answer, as a payment never made.
     let r = b
@@ -292,7 +304,7 @@ async fn a_checkout_the_processor_forgot_never_blocks_the_statement(backend: Bac
 
     // Forgotten while still open on our side: Pay expires it as well.
     let (_, second) = five_dollar_checkout(&app).await;
-    sandbox(&app).forget_everything();
+    sandbox(&app).forget_everything().await;
     let new = can_pay_again(&app, &b).await;
     assert_eq!(our_checkout(&app, &session_of(&second)).await.1, "expired");
 

@@ -1,0 +1,676 @@
+//! The sandbox's tables (migration 0008): its checkouts, payments, refunds, disputes,
+//! idempotency keys and event outbox, read and written here only. Each change of state is a
+//! guarded UPDATE whose affected rows say whether it happened, so concurrent submits,
+//! settlements and refunds move each object once, on SQLite and PostgreSQL alike.
+
+use super::super::{CheckoutStatus, DeclineReason, MethodKind, PaymentStatus, RefundStatus};
+use crate::money::Money;
+use sqlx::AnyConnection;
+
+/// How a test asked the sandbox to misbehave on one checkout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Misreport {
+    /// A successful card is charged `amount` in `currency` instead of the checkout's own (a
+    /// processor converting currencies, or one that misreports).
+    Charge { amount: Money, currency: String },
+    /// A successful card completes the checkout but its payment reads as failed: what a lost
+    /// race between two submits once left behind.
+    FailAfterCompleting,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(super) struct SessionRow {
+    pub id: String,
+    pub amount_cents: i64,
+    pub client_reference_id: String,
+    pub success_url: String,
+    pub cancel_url: String,
+    pub status: String,
+    pub paid: i64,
+    pub payment_intent: Option<String>,
+    pub csrf: String,
+    pub bank_debit: i64,
+    pub created: i64,
+    pub expires_at: i64,
+    pub misreport: Option<String>,
+    pub misreport_amount_cents: Option<i64>,
+    pub misreport_currency: Option<String>,
+}
+
+impl SessionRow {
+    pub fn amount(&self) -> Money {
+        Money::from_cents(self.amount_cents)
+    }
+
+    pub fn status(&self) -> CheckoutStatus {
+        match self.status.as_str() {
+            "complete" => CheckoutStatus::Complete,
+            "expired" => CheckoutStatus::Expired,
+            _ => CheckoutStatus::Open,
+        }
+    }
+
+    pub fn paid(&self) -> bool {
+        self.paid != 0
+    }
+
+    pub fn bank_debit(&self) -> bool {
+        self.bank_debit != 0
+    }
+
+    pub fn misreport(&self) -> Option<Misreport> {
+        match self.misreport.as_deref()? {
+            "charge" => Some(Misreport::Charge {
+                amount: Money::from_cents(self.misreport_amount_cents?),
+                currency: self.misreport_currency.clone()?,
+            }),
+            "fail_after_completing" => Some(Misreport::FailAfterCompleting),
+            _ => None,
+        }
+    }
+}
+
+const SESSION_COLUMNS: &str = "id, amount_cents, client_reference_id, success_url, cancel_url,
+    status, paid, payment_intent, csrf, bank_debit, created, expires_at, misreport,
+    misreport_amount_cents, misreport_currency";
+
+pub(super) async fn session(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {SESSION_COLUMNS} FROM sandbox_sessions WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub(super) async fn session_for_key(
+    conn: &mut AnyConnection,
+    key: &str,
+) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {SESSION_COLUMNS} FROM sandbox_sessions
+         WHERE id = (SELECT session_id FROM sandbox_idempotency WHERE idempotency_key = $1)"
+    ))
+    .bind(key)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Saves a new open checkout under its idempotency key (a second insert of the key fails).
+pub(super) async fn insert_session(
+    conn: &mut AnyConnection,
+    key: &str,
+    s: &SessionRow,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO sandbox_idempotency (idempotency_key, session_id) VALUES ($1, $2)")
+        .bind(key)
+        .bind(&s.id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO sandbox_sessions (id, amount_cents, client_reference_id, success_url,
+             cancel_url, status, paid, csrf, bank_debit, created, expires_at)
+         VALUES ($1, $2, $3, $4, $5, 'open', 0, $6, $7, $8, $9)",
+    )
+    .bind(&s.id)
+    .bind(s.amount_cents)
+    .bind(&s.client_reference_id)
+    .bind(&s.success_url)
+    .bind(&s.cancel_url)
+    .bind(&s.csrf)
+    .bind(s.bank_debit)
+    .bind(s.created)
+    .bind(s.expires_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives an open checkout its one payment id (`new` unless it has one) and returns it; `None`
+/// when the checkout is not open any more. Takes the checkout's row lock on PostgreSQL, so a
+/// concurrent submit waits here until this one's transaction ends.
+pub(super) async fn claim_payment_id(
+    conn: &mut AnyConnection,
+    session: &str,
+    new: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE sandbox_sessions SET payment_intent = COALESCE(payment_intent, $1)
+         WHERE id = $2 AND status = 'open'",
+    )
+    .bind(new)
+    .bind(session)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if n != 1 {
+        return Ok(None);
+    }
+    sqlx::query_scalar("SELECT payment_intent FROM sandbox_sessions WHERE id = $1")
+        .bind(session)
+        .fetch_one(conn)
+        .await
+}
+
+/// Completes an open checkout; false if it was not open.
+pub(super) async fn complete_session(
+    conn: &mut AnyConnection,
+    id: &str,
+    paid: bool,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE sandbox_sessions SET status = 'complete', paid = $1 WHERE id = $2 AND status = 'open'",
+    )
+    .bind(i64::from(paid))
+    .bind(id)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Expires an open checkout; false if it was not open.
+pub(super) async fn expire_session(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE sandbox_sessions SET status = 'expired' WHERE id = $1 AND status = 'open'",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+pub(super) async fn set_misreport(
+    conn: &mut AnyConnection,
+    id: &str,
+    how: &Misreport,
+) -> Result<bool, sqlx::Error> {
+    let (kind, amount, currency) = match how {
+        Misreport::Charge { amount, currency } => {
+            ("charge", Some(amount.cents()), Some(currency.clone()))
+        }
+        Misreport::FailAfterCompleting => ("fail_after_completing", None, None),
+    };
+    Ok(sqlx::query(
+        "UPDATE sandbox_sessions SET misreport = $1, misreport_amount_cents = $2,
+             misreport_currency = $3 WHERE id = $4",
+    )
+    .bind(kind)
+    .bind(amount)
+    .bind(currency)
+    .bind(id)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(super) struct PaymentRow {
+    pub id: String,
+    pub session_id: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub status: String,
+    pub method: String,
+    pub brand: String,
+    pub last4: String,
+    pub created: i64,
+    pub last_error: Option<String>,
+    pub settles_at: Option<i64>,
+    pub settle_to: Option<String>,
+    pub amount_refunded: i64,
+    pub dispute_id: Option<String>,
+}
+
+impl PaymentRow {
+    pub fn amount(&self) -> Money {
+        Money::from_cents(self.amount_cents)
+    }
+
+    pub fn status(&self) -> PaymentStatus {
+        match self.status.as_str() {
+            "succeeded" => PaymentStatus::Succeeded,
+            "processing" => PaymentStatus::Processing,
+            _ => PaymentStatus::Incomplete,
+        }
+    }
+
+    pub fn method(&self) -> MethodKind {
+        match self.method.as_str() {
+            "us_bank_account" => MethodKind::UsBankAccount,
+            _ => MethodKind::Card,
+        }
+    }
+
+    pub fn last_error(&self) -> Option<DeclineReason> {
+        self.last_error.as_deref().map(|e| match e {
+            "insufficient_funds" => DeclineReason::InsufficientFunds,
+            _ => DeclineReason::Generic,
+        })
+    }
+}
+
+pub(super) fn decline_code(reason: DeclineReason) -> &'static str {
+    match reason {
+        DeclineReason::Generic => "generic",
+        DeclineReason::InsufficientFunds => "insufficient_funds",
+    }
+}
+
+const PAYMENT_COLUMNS: &str = "id, session_id, amount_cents, currency, status, method, brand,
+    last4, created, last_error, settles_at, settle_to, amount_refunded, dispute_id";
+
+pub(super) async fn payment(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<PaymentRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {PAYMENT_COLUMNS} FROM sandbox_payments WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Writes a checkout's payment as its latest attempt left it (a PaymentIntent's attempts are
+/// recorded on the one object). Refunds and disputes only exist on a succeeded payment, which
+/// is never written again, so they are left alone.
+pub(super) async fn upsert_payment(
+    conn: &mut AnyConnection,
+    p: &PaymentRow,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sandbox_payments (id, session_id, amount_cents, currency, status, method,
+             brand, last4, created, last_error, settles_at, settle_to)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (id) DO UPDATE SET amount_cents = excluded.amount_cents,
+             currency = excluded.currency, status = excluded.status, method = excluded.method,
+             brand = excluded.brand, last4 = excluded.last4, created = excluded.created,
+             last_error = excluded.last_error, settles_at = excluded.settles_at,
+             settle_to = excluded.settle_to",
+    )
+    .bind(&p.id)
+    .bind(&p.session_id)
+    .bind(p.amount_cents)
+    .bind(&p.currency)
+    .bind(&p.status)
+    .bind(&p.method)
+    .bind(&p.brand)
+    .bind(&p.last4)
+    .bind(p.created)
+    .bind(&p.last_error)
+    .bind(p.settles_at)
+    .bind(&p.settle_to)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Processing payments due to settle at `now` (all of them when `None`).
+pub(super) async fn settling_payments(
+    conn: &mut AnyConnection,
+    now: Option<i64>,
+) -> Result<Vec<PaymentRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {PAYMENT_COLUMNS} FROM sandbox_payments
+         WHERE status = 'processing' AND ($1 IS NULL OR settles_at <= $1) ORDER BY created, id"
+    ))
+    .bind(now)
+    .fetch_all(conn)
+    .await
+}
+
+/// Moves a processing payment to `to` ("succeeded" or "failed"); false if it was not processing.
+pub(super) async fn settle_payment(
+    conn: &mut AnyConnection,
+    id: &str,
+    to: &str,
+    last_error: Option<DeclineReason>,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE sandbox_payments SET status = $1, last_error = $2, settles_at = NULL
+         WHERE id = $3 AND status = 'processing'",
+    )
+    .bind(to)
+    .bind(last_error.map(decline_code))
+    .bind(id)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+pub(super) async fn mark_session_paid(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sandbox_sessions SET paid = 1 WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks a succeeded, undisputed payment disputed; false otherwise.
+pub(super) async fn set_dispute(
+    conn: &mut AnyConnection,
+    payment: &str,
+    dispute: &str,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE sandbox_payments SET dispute_id = $1
+         WHERE id = $2 AND status = 'succeeded' AND dispute_id IS NULL",
+    )
+    .bind(dispute)
+    .bind(payment)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(super) struct DisputeRow {
+    pub id: String,
+    pub payment_id: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub status: String,
+    pub reason: String,
+    pub created: i64,
+}
+
+pub(super) async fn insert_dispute(
+    conn: &mut AnyConnection,
+    d: &DisputeRow,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sandbox_disputes (id, payment_id, amount_cents, currency, status, reason, created)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&d.id)
+    .bind(&d.payment_id)
+    .bind(d.amount_cents)
+    .bind(&d.currency)
+    .bind(&d.status)
+    .bind(&d.reason)
+    .bind(d.created)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn dispute(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<DisputeRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, payment_id, amount_cents, currency, status, reason, created
+         FROM sandbox_disputes WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(super) struct RefundRow {
+    pub id: String,
+    pub payment_id: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub status: String,
+    pub refund_ref: Option<String>,
+    pub created: i64,
+}
+
+impl RefundRow {
+    pub fn status(&self) -> RefundStatus {
+        match self.status.as_str() {
+            "succeeded" => RefundStatus::Succeeded,
+            _ => RefundStatus::Pending,
+        }
+    }
+}
+
+const REFUND_COLUMNS: &str = "id, payment_id, amount_cents, currency, status, refund_ref, created";
+
+pub(super) async fn refund_for_key(
+    conn: &mut AnyConnection,
+    key: &str,
+) -> Result<Option<RefundRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {REFUND_COLUMNS} FROM sandbox_refunds WHERE idempotency_key = $1"
+    ))
+    .bind(key)
+    .fetch_optional(conn)
+    .await
+}
+
+pub(super) async fn refunds_of(
+    conn: &mut AnyConnection,
+    payment: &str,
+) -> Result<Vec<RefundRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {REFUND_COLUMNS} FROM sandbox_refunds WHERE payment_id = $1 ORDER BY created, id"
+    ))
+    .bind(payment)
+    .fetch_all(conn)
+    .await
+}
+
+/// Takes `amount` from what is left to refund of a succeeded, undisputed payment; false (and
+/// nothing taken) if that is more than is left.
+pub(super) async fn take_refund(
+    conn: &mut AnyConnection,
+    payment: &str,
+    amount: i64,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE sandbox_payments SET amount_refunded = amount_refunded + $1
+         WHERE id = $2 AND status = 'succeeded' AND dispute_id IS NULL
+           AND amount_refunded + $1 <= amount_cents",
+    )
+    .bind(amount)
+    .bind(payment)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+pub(super) async fn insert_refund(
+    conn: &mut AnyConnection,
+    r: &RefundRow,
+    key: &str,
+    settles_at: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sandbox_refunds (id, payment_id, amount_cents, currency, status, refund_ref,
+             idempotency_key, created, settles_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&r.id)
+    .bind(&r.payment_id)
+    .bind(r.amount_cents)
+    .bind(&r.currency)
+    .bind(&r.status)
+    .bind(&r.refund_ref)
+    .bind(key)
+    .bind(r.created)
+    .bind(settles_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Pending refunds due at `now` (all of them when `None`).
+pub(super) async fn pending_refunds(
+    conn: &mut AnyConnection,
+    now: Option<i64>,
+) -> Result<Vec<RefundRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {REFUND_COLUMNS} FROM sandbox_refunds
+         WHERE status = 'pending' AND ($1 IS NULL OR settles_at <= $1) ORDER BY created, id"
+    ))
+    .bind(now)
+    .fetch_all(conn)
+    .await
+}
+
+/// Moves a pending refund to succeeded; false if it was not pending.
+pub(super) async fn settle_refund(conn: &mut AnyConnection, id: &str) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE sandbox_refunds SET status = 'succeeded', settles_at = NULL
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(super) struct EventRow {
+    pub id: String,
+    pub payload: String,
+    pub created: i64,
+    pub attempts: i64,
+}
+
+/// Adds an event to the outbox, first due at `next_attempt_at`.
+pub(super) async fn insert_event(
+    conn: &mut AnyConnection,
+    id: &str,
+    event_type: &str,
+    payload: &str,
+    created: i64,
+    next_attempt_at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sandbox_events (id, type, payload, created, attempts, next_attempt_at)
+         VALUES ($1, $2, $3, $4, 0, $5)",
+    )
+    .bind(id)
+    .bind(event_type)
+    .bind(payload)
+    .bind(created)
+    .bind(next_attempt_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Undelivered events due at `now` (every undelivered one not given up when `None`), oldest
+/// first.
+pub(super) async fn due_events(
+    conn: &mut AnyConnection,
+    now: Option<i64>,
+    limit: i64,
+) -> Result<Vec<EventRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, payload, created, attempts FROM sandbox_events
+         WHERE delivered_at IS NULL AND next_attempt_at IS NOT NULL
+           AND ($1 IS NULL OR next_attempt_at <= $1)
+         ORDER BY created, id LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub(super) async fn event(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<EventRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, payload, created, attempts FROM sandbox_events
+         WHERE id = $1 AND delivered_at IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Takes an undelivered event for one delivery attempt: its next attempt moves to `lease_until`
+/// so no other deliverer takes it meanwhile. False if it was delivered, given up, or (with
+/// `due_by`) not due.
+pub(super) async fn claim_event(
+    conn: &mut AnyConnection,
+    id: &str,
+    due_by: Option<i64>,
+    lease_until: i64,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE sandbox_events SET next_attempt_at = $1
+         WHERE id = $2 AND delivered_at IS NULL AND next_attempt_at IS NOT NULL
+           AND ($3 IS NULL OR next_attempt_at <= $3)",
+    )
+    .bind(lease_until)
+    .bind(id)
+    .bind(due_by)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+pub(super) async fn event_delivered(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sandbox_events SET delivered_at = $1, attempts = attempts + 1, next_attempt_at = NULL
+         WHERE id = $2 AND delivered_at IS NULL",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt; `next` is when to try again, `None` to give up.
+pub(super) async fn event_failed(
+    conn: &mut AnyConnection,
+    id: &str,
+    next: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sandbox_events SET attempts = attempts + 1, next_attempt_at = $1
+         WHERE id = $2 AND delivered_at IS NULL",
+    )
+    .bind(next)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Every sandbox row, gone: a processor that lost its objects.
+pub(super) async fn forget(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    for table in [
+        "sandbox_events",
+        "sandbox_disputes",
+        "sandbox_refunds",
+        "sandbox_payments",
+        "sandbox_idempotency",
+        "sandbox_sessions",
+    ] {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
