@@ -130,13 +130,23 @@ pub async fn identity_provider(
 
 /// The card processor for a command run outside the server (reconciliation): Stripe, or the
 /// sandbox's records.
-pub fn processor_for_cli(cfg: &Config) -> anyhow::Result<Arc<dyn payments::PaymentProcessor>> {
+pub fn processor_for_cli(
+    cfg: &Config,
+    db: &Db,
+) -> anyhow::Result<Arc<dyn payments::PaymentProcessor>> {
     Ok(match cfg.processor {
         ProcessorKind::Stripe => Arc::new(StripeProcessor::new(&cfg.stripe_settings()?)?),
         ProcessorKind::Sandbox => {
             let secrets = cfg.resolve_webhook_secrets()?;
             let url = base_url(&cfg.sandbox_public_url, cfg.sandbox_addr);
-            Arc::new(Sandbox::new(url, secrets[0].expose().to_owned()))
+            // Its records only: nothing listens and nothing is delivered from here (the serving
+            // process's outbox loop delivers what this records).
+            Arc::new(Sandbox::new(
+                db.clone(),
+                url,
+                secrets[0].expose().to_owned(),
+                cfg.sandbox_settle_secs,
+            ))
         }
     })
 }

@@ -138,7 +138,7 @@ async fn payments(cfg: &patriotpay::config::Config, action: PaymentsCommand) -> 
             return Ok(());
         }
     };
-    let processor = patriotpay::processor_for_cli(cfg)?;
+    let processor = patriotpay::processor_for_cli(cfg, &db)?;
     let start = since.midnight().assume_utc().unix_timestamp();
     let end = until
         .map(|d| {

@@ -140,7 +140,8 @@ async fn a_payment_the_processor_does_not_know_is_flagged(backend: Backend) {
         .as_ref()
         .expect("running")
         .sandbox
-        .forget_everything();
+        .forget_everything()
+        .await;
     let report = run(&app, false).await;
     let flagged: Vec<_> = report.flagged().collect();
     assert_eq!(flagged.len(), 1, "{:?}", report.findings);
