@@ -108,6 +108,21 @@ impl TestApp {
         &self.state().db
     }
 
+    /// Runs the `patriotpay` binary on this app's data directory and database, as an operator
+    /// would beside the running server.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_patriotpay"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PATRIOTPAY_DATA_DIR", self.dir.path())
+            .env("DATABASE_URL", self.cfg.database_url())
+            .env("PATRIOTPAY_WEBHOOK_SECRET", WEBHOOK_SECRET)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run patriotpay")
+    }
+
     /// Works every processor event due now, as the background worker would; how many.
     pub async fn run_jobs(&self) -> usize {
         let s = self.state();

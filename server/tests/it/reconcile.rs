@@ -13,6 +13,7 @@ both_backends!(
     a_refund_whose_event_was_lost_is_booked_once,
     a_payment_the_processor_does_not_know_is_flagged,
     a_refund_whose_processor_call_never_happened_is_asked_again_once,
+    the_operator_commands_reconcile_list_and_retry,
 );
 
 async fn run(app: &TestApp, dry_run: bool) -> Report {
@@ -219,4 +220,72 @@ async fn pay_intent(app: &TestApp) -> String {
         .fetch_one(app.db().pool())
         .await
         .expect("payment")
+}
+
+/// `payments reconcile`, `payments events` and `payments retry-event`, as an operator runs them
+/// beside the server: the sandbox's records are in the same database.
+async fn the_operator_commands_reconcile_list_and_retry(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    pay_unheard(&app).await;
+    let out = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    let dry = app.cli(&["payments", "reconcile", "--since", &today, "--dry-run"]);
+    assert!(dry.status.success(), "{}", out(&dry));
+    assert!(out(&dry).contains("would be booked"), "{}", out(&dry));
+    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 0);
+
+    let real = app.cli(&["payments", "reconcile", "--since", &today]);
+    assert!(real.status.success(), "{}", out(&real));
+    assert!(
+        out(&real).contains("1 repaired, 0 difference(s)"),
+        "{}",
+        out(&real)
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
+
+    let bad = app.cli(&["payments", "reconcile", "--since", "30 November"]);
+    assert!(!bad.status.success());
+    assert!(out(&bad).contains("is not a date like"), "{}", out(&bad));
+
+    // A dead event, listed with its reason, then put back to work.
+    let body = serde_json::json!({
+        "id": "evt_cli_dead", "object": "event", "type": "charge.refunded",
+        "data": { "object": { "id": "ch_test_none" } },
+    })
+    .to_string();
+    crate::common::post_webhook(&app, &body).await;
+    app.run_jobs().await;
+    let listed = app.cli(&["payments", "events"]);
+    assert!(listed.status.success(), "{}", out(&listed));
+    let line = out(&listed)
+        .lines()
+        .find(|l| l.contains("evt_cli_dead"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(
+        line.contains("dead") && line.contains("names no payment"),
+        "{}",
+        out(&listed)
+    );
+    let retried = app.cli(&["payments", "retry-event", "evt_cli_dead"]);
+    assert!(retried.status.success(), "{}", out(&retried));
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM processor_events WHERE event_id = 'evt_cli_dead' AND state = 'pending' AND attempts = 0").await,
+        1
+    );
+    let unknown = app.cli(&["payments", "retry-event", "evt_nope"]);
+    assert!(!unknown.status.success());
+    assert!(
+        out(&unknown).contains("no waiting or dead event"),
+        "{}",
+        out(&unknown)
+    );
+    app.finish().await;
 }
