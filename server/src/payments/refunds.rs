@@ -284,15 +284,7 @@ pub async fn issue(
     let answer = processor.create_refund(&ask, &idempotency_key(&id)).await;
     let result = match answer {
         Ok(refund) => {
-            // The processor's event may have adopted our row already (it carries our id).
-            sqlx::query(
-                "UPDATE refunds SET processor_refund_id = $1 WHERE id = $2 AND processor_refund_id IS NULL",
-            )
-            .bind(&refund.id)
-            .bind(id.as_str())
-            .execute(db.pool())
-            .await?;
-            settle(db, &id, &refund, req.now).await?;
+            record_answer(db, &id, &refund, req.now).await?;
             if matches!(refund.status, RefundStatus::Failed | RefundStatus::Canceled) {
                 Err(RefundError::Refused(
                     "the processor marked it failed".into(),
@@ -374,16 +366,7 @@ pub async fn resume_requested(
             refund_ref: id.clone(),
         };
         match processor.create_refund(&ask, key).await {
-            Ok(refund) => {
-                sqlx::query(
-                    "UPDATE refunds SET processor_refund_id = $1 WHERE id = $2 AND processor_refund_id IS NULL",
-                )
-                .bind(&refund.id)
-                .bind(id.as_str())
-                .execute(db.pool())
-                .await?;
-                settle(db, &id, &refund, now).await?;
-            }
+            Ok(refund) => record_answer(db, &id, &refund, now).await?,
             Err(ProcessorError::Rejected(why)) => {
                 tracing::warn!(refund = %id, why = %why, "a resumed refund was refused");
                 mark_failed(db, &id, now).await?;
@@ -393,6 +376,25 @@ pub async fn resume_requested(
         }
     }
     Ok(rows.len())
+}
+
+/// Saves the processor's answer to our refund `id` (its id, unless the processor's event adopted
+/// our row first: it carries our id) and settles it.
+async fn record_answer(
+    db: &Db,
+    id: &RefundId,
+    refund: &ProcessorRefund,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE refunds SET processor_refund_id = $1 WHERE id = $2 AND processor_refund_id IS NULL",
+    )
+    .bind(&refund.id)
+    .bind(id.as_str())
+    .execute(db.pool())
+    .await?;
+    settle(db, id, refund, now).await?;
+    Ok(())
 }
 
 /// The key the processor dedupes our refund by, saved with the row before the call.
