@@ -29,6 +29,7 @@ const TEST_TIMEOUT_MS = 120_000;
 // The demo practice's fictional patients (server/src/demo.rs). Patient 1 owes $112.00;
 // patient 3 owes $75.00 + $30.00 + $35.00 + $10.00 = $150.00 before test 2 pays $10.00 of it.
 const PATIENT_1 = { month: '03', day: '14', year: '1984', zip: '60614' };
+const PATIENT_2 = { month: '11', day: '02', year: '1991', zip: '60657' };
 const PATIENT_3 = { month: '06', day: '21', year: '2012', zip: '60622', balance: '$150.00' };
 // Patients 4 and 5 are Riley's siblings: the household a guarantor pays for. Sam (4) owes
 // $20.00 + $15.00 (the screening line is confidential); Morgan (5) is an adult and owes $35.00.
@@ -387,6 +388,28 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       assert.ok(description.includes(balance), `the error names the balance ${balance}: ${description}`);
       // The error summary links to the field.
       await visible(page.getByRole('alert').getByRole('link', { name: /can't be more than the balance/ }));
+    });
+  });
+
+  it('a bank payment (ACH) shows as processing, and the balance counts it', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const link = await demoLink(2);
+    await inBrowser('bank payment', async (page) => {
+      await openLink(page, link);
+      await verifyDob(page, PATIENT_2);
+      await atPortal(page, '/summary');
+      const before = cents('$' + (await page.getByLabel('Amount to pay (USD)', { exact: true }).inputValue()));
+      await payAmount(page, '5.00');
+      await page.waitForURL((u) => u.origin === server.sandboxUrl && u.pathname.startsWith('/checkout/cs_test_'));
+      // The demo practice takes bank debits: the hosted page offers a bank account too.
+      await visible(page.getByRole('heading', { level: 2, name: 'Pay from a US bank account', exact: true }));
+      await page.getByLabel('Routing number', { exact: true }).fill('110000000');
+      await page.getByLabel('Account number', { exact: true }).fill('000123456789');
+      await page.getByRole('button', { name: 'Pay from bank account', exact: true }).click();
+      await page.waitForURL((u) => u.origin === server.portalUrl);
+      await page.getByRole('heading', { level: 1, name: 'Payment received', exact: true }).waitFor({ timeout: 30_000 });
+      await visible(page.getByRole('status').filter({ hasText: 'Processing — bank payments take a few business days' }));
+      assert.equal((await receiptValue(page, 'Amount paid').innerText()).trim(), '$5.00');
+      assert.equal((await receiptValue(page, 'Remaining balance').innerText()).trim(), dollars(before - 500));
     });
   });
 
