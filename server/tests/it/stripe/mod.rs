@@ -9,6 +9,7 @@
 mod fake;
 mod objects;
 mod refunds;
+mod retries;
 
 use crate::canary::{holds, import_canary, NEEDLES};
 use crate::common::{balance, location, post_event, post_webhook, Backend, Browser, TestApp};
