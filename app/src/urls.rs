@@ -101,6 +101,13 @@ urls! {
     AccountGuarantorInvite => "/account/guarantors/invite",
     AccountGuarantorRevoke => "/account/guarantors/revoke",
     AccountInvitationRevoke => "/account/invitations/revoke",
+    /// The member's saved cards.
+    AccountCards => "/account/cards",
+    /// Starts saving a card on the processor's page (setup mode).
+    AccountCardSave => "/account/cards/save",
+    AccountCardRemove => "/account/cards/remove",
+    /// Where the processor's setup page sends the member back.
+    AccountCardsReturn(setup) => "/account/cards/return/{setup}",
 
     // ---- Guarantor invitations.
     /// An invitation link; the token is swapped for a session at once.

@@ -2,6 +2,7 @@
 //! a checkout lives in `checkout`, booking processor events in `events`, receipts in `receipt`.
 
 mod booking;
+pub mod cards;
 mod checkout;
 mod events;
 pub mod history;
