@@ -28,7 +28,9 @@ CREATE TABLE sandbox_payment_methods (
     exp_month BIGINT NOT NULL,
     exp_year BIGINT NOT NULL,
     detached BIGINT NOT NULL DEFAULT 0,
-    created BIGINT NOT NULL
+    created BIGINT NOT NULL,
+    -- Order of saving (newest first in lists); seconds are too coarse for two saves.
+    seq BIGINT NOT NULL
 );
 CREATE INDEX sandbox_payment_methods_customer ON sandbox_payment_methods(customer_id, detached);
 

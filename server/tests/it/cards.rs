@@ -143,8 +143,12 @@ async fn save_two_remove_one(backend: Backend) {
     );
     app.run_jobs().await;
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM processor_events WHERE event_type = 'checkout.session.completed' AND state = 'done'")
-            .await,
+        app.count(
+            "SELECT COUNT(*) FROM processor_events WHERE event_type = 'checkout.session.completed'
+             AND state = 'done'
+             AND object_id IN (SELECT id FROM sandbox_sessions WHERE mode = 'setup')"
+        )
+        .await,
         2
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM alerts").await, 0);
@@ -234,7 +238,9 @@ async fn another_members_card_is_refused(backend: Backend) {
     assert_eq!(app.count("SELECT COUNT(*) FROM member_customers").await, 2);
     assert_eq!(app.count("SELECT COUNT(*) FROM sandbox_customers").await, 2);
     // Nor can they come back through the owner's setup attempt.
-    let setup: String = sqlx::query_scalar("SELECT id FROM card_setups")
+    let owner_id = app.user_id_of("cards.owner@example.org").await;
+    let setup: String = sqlx::query_scalar("SELECT id FROM card_setups WHERE user_id = $1")
+        .bind(&owner_id)
         .fetch_one(app.db().pool())
         .await
         .unwrap();

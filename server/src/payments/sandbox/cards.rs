@@ -149,7 +149,7 @@ impl Sandbox {
         }
         let rows: Vec<MethodRow> = sqlx::query_as(
             "SELECT id, brand, last4, exp_month, exp_year FROM sandbox_payment_methods
-             WHERE customer_id = $1 AND detached = 0 ORDER BY created DESC, id DESC",
+             WHERE customer_id = $1 AND detached = 0 ORDER BY seq DESC",
         )
         .bind(customer)
         .fetch_all(&mut *conn)
@@ -217,8 +217,9 @@ impl Sandbox {
         }
         sqlx::query(
             "INSERT INTO sandbox_payment_methods (id, customer_id, setup_session_id, brand, last4,
-                 exp_month, exp_year, detached, created)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
+                 exp_month, exp_year, detached, created, seq)
+             SELECT $1, $2, $3, $4, $5, $6, $7, 0, $8, COALESCE(MAX(seq), 0) + 1
+             FROM sandbox_payment_methods",
         )
         .bind(sandbox_id("pm"))
         .bind(&customer)
