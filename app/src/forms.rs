@@ -143,6 +143,12 @@ forms! {
         grant / GRANT,
     }
 
+    /// Removing a saved card (`Url::AccountCardRemove`).
+    pub struct RemoveCardForm {
+        /// The processor's opaque payment-method id.
+        card / CARD,
+    }
+
     /// Cancelling a pending invitation (`Url::AccountInvitationRevoke`).
     pub struct RevokeInvitationForm {
         invitation / INVITATION,

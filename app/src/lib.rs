@@ -8,6 +8,7 @@ pub mod pages;
 pub mod staff;
 pub mod urls;
 pub mod vm;
+pub mod vm_cards;
 
 pub use i18n::{Lang, Tr};
 pub use urls::Url;

@@ -101,6 +101,13 @@ urls! {
     AccountGuarantorInvite => "/account/guarantors/invite",
     AccountGuarantorRevoke => "/account/guarantors/revoke",
     AccountInvitationRevoke => "/account/invitations/revoke",
+    /// The member's saved cards.
+    AccountCards => "/account/cards",
+    /// Starts saving a card on the processor's page (setup mode).
+    AccountCardSave => "/account/cards/save",
+    AccountCardRemove => "/account/cards/remove",
+    /// Where the processor's setup page sends the member back.
+    AccountCardsReturn(setup) => "/account/cards/return/{setup}",
 
     // ---- Guarantor invitations.
     /// An invitation link; the token is swapped for a session at once.
@@ -248,6 +255,10 @@ mod tests {
         "/account/guarantors/invite",
         "/account/guarantors/revoke",
         "/account/invitations/revoke",
+        "/account/cards",
+        "/account/cards/save",
+        "/account/cards/remove",
+        "/account/cards/return/{setup}",
         "/g/{token}",
         "/guarantor/verify",
         "/guarantor/accept",
@@ -286,6 +297,7 @@ mod tests {
             Url::AccountReceipt(_) => Url::AccountReceipt(p),
             Url::AccountPayReturn(_) => Url::AccountPayReturn(p),
             Url::AccountPayCancelled(_) => Url::AccountPayCancelled(p),
+            Url::AccountCardsReturn(_) => Url::AccountCardsReturn(p),
             Url::Invitation(_) => Url::Invitation(p),
             Url::StaffEnrolLink(_) => Url::StaffEnrolLink(p),
             Url::StaffPatientPayments(_) => Url::StaffPatientPayments(p),

@@ -270,6 +270,8 @@ pub struct SandboxCheckoutVm {
     pub open: bool,
     /// The checkout also takes a US bank account (ACH debit): its form is shown too.
     pub bank_debit: bool,
+    /// Setup mode: the card is saved for later, nothing is charged, no amount is shown.
+    pub setup: bool,
 }
 
 #[derive(Clone, Default)]

@@ -74,6 +74,7 @@ id_type!(UserId, "usr");
 id_type!(InvitationId, "inv");
 id_type!(RefundId, "rfd");
 id_type!(DisputeId, "dsp");
+id_type!(CardSetupId, "cst");
 
 #[cfg(test)]
 mod tests {

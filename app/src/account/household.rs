@@ -171,6 +171,7 @@ pub fn home(meta: PageMeta, vm: AccountHomeVm) -> String {
         {vm.notice.clone().map(|n| view! { <p class="notice" role="status">{n}</p> })}
         {vm.invite_link.clone().map(|link| invite_link_box(tr, link))}
         {pay}
+        <p><a href=Url::AccountCards.path()>{tr.t("account-cards-link")}</a></p>
         {guarantors}
     };
     document_portal(&meta, tr.t("account-title"), body.into_any())

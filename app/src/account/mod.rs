@@ -3,12 +3,14 @@
 //! and the guarantor invitation steps (verify, locked, accept). One file per family; this module
 //! re-exports them at `account::*`.
 
+mod cards;
 mod household;
 mod invitation;
 mod sharing;
 mod signup;
 mod statement;
 
+pub use cards::cards;
 pub use household::home;
 pub use invitation::{invite_accept, invite_locked, invite_verify};
 pub(crate) use sharing::invite_link_box;
@@ -188,6 +190,11 @@ mod tests {
             "account-code-resent",
             "account-patient-exists",
             "account-password-reset",
+            "account-card-saved",
+            "account-card-not-saved",
+            "account-card-removed",
+            "account-card-not-yours",
+            "account-cards-unavailable",
         ] {
             assert!(tr.has(key), "{key} is missing from en.ftl");
         }

@@ -94,6 +94,15 @@ mod tests {
                 },
                 "/x".into(),
             ),
+            sandbox_checkout(
+                PageMeta::default(),
+                SandboxCheckoutVm {
+                    open: true,
+                    setup: true,
+                    ..Default::default()
+                },
+                "/x".into(),
+            ),
         ];
         // A missing key renders as the key itself, which always contains a '-' and no space.
         for html in pages {

@@ -131,9 +131,20 @@ pub fn sandbox_checkout(meta: PageMeta, vm: SandboxCheckoutVm, action: String) -
     let body = if vm.open {
         let err = vm.error.clone();
         view! {
-            <h1>{tr.ta("sandbox-pay-to", &[("merchant", &vm.merchant)])}</h1>
-            <p class="balance-card"><span class="balance-label">{tr.t("sandbox-amount")}</span> " "
-                <strong class="balance-amount">{vm.amount.clone()}</strong></p>
+            {if vm.setup {
+                view! {
+                    <h1>{tr.ta("sandbox-save-to", &[("merchant", &vm.merchant)])}</h1>
+                    <p>{tr.t("sandbox-save-lead")}</p>
+                }
+                .into_any()
+            } else {
+                view! {
+                    <h1>{tr.ta("sandbox-pay-to", &[("merchant", &vm.merchant)])}</h1>
+                    <p class="balance-card"><span class="balance-label">{tr.t("sandbox-amount")}</span> " "
+                        <strong class="balance-amount">{vm.amount.clone()}</strong></p>
+                }
+                .into_any()
+            }}
             {error_summary(tr, None, vm.error.clone())}
             {vm.bank_debit.then(|| view! { <h2>{tr.t("sandbox-card-title")}</h2> })}
             <form method="post" action=action.clone() novalidate>
@@ -162,7 +173,9 @@ pub fn sandbox_checkout(meta: PageMeta, vm: SandboxCheckoutVm, action: String) -
                         size="4" required aria-describedby=described_by("cvc", false, &err)
                         aria-invalid=invalid("cvc", &err)/>
                 </div>
-                <button type="submit" class="button">{tr.t("sandbox-pay")}</button>
+                <button type="submit" class="button">
+                    {tr.t(if vm.setup { "sandbox-save" } else { "sandbox-pay" })}
+                </button>
             </form>
             {vm.bank_debit.then(|| view! {
                 <section aria-labelledby="bank-heading">

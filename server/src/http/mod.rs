@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod assets;
+pub mod cards;
 pub mod error;
 pub mod extract;
 pub mod forms;
@@ -284,6 +285,7 @@ fn pages(state: &AppState) -> Routes {
         .merge(household::router(state))
         .merge(household_pay::router(state))
         .merge(sharing::router(state))
+        .merge(cards::router(state))
         .merge(invitation::router(state))
         .merge(staff::router(state))
 }

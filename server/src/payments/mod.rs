@@ -2,6 +2,7 @@
 //! a checkout lives in `checkout`, booking processor events in `events`, receipts in `receipt`.
 
 mod booking;
+pub mod cards;
 mod checkout;
 mod events;
 pub mod history;
@@ -225,6 +226,33 @@ pub struct ProcessorRefund {
     pub created: i64,
 }
 
+/// A card a member saved for later, as the processor holds it: nothing but what a person needs
+/// to recognise it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedCard {
+    /// The processor's payment-method id.
+    pub id: String,
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: u8,
+    pub exp_year: i32,
+}
+
+/// A hosted page in setup mode: the member enters a card, the processor saves it on their
+/// customer; no money moves.
+#[derive(Clone, Debug)]
+pub struct SetupRequest {
+    /// The processor's customer id of the member.
+    pub customer: String,
+    /// Our id for this attempt, as `client_reference_id`.
+    pub setup_ref: String,
+    /// When our attempt was recorded (unix seconds), as `CheckoutRequest::created_at`.
+    pub created_at: i64,
+    /// Must contain `{CHECKOUT_SESSION_ID}`.
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
 /// A dispute (chargeback) as the processor reports it.
 #[derive(Clone, Debug)]
 pub struct ProcessorDispute {
@@ -271,6 +299,23 @@ pub trait PaymentProcessor: Send + Sync {
     async fn list_refunds(&self, payment: &str) -> Result<Vec<ProcessorRefund>, ProcessorError>;
     /// `NotFound` when the processor does not know the dispute.
     async fn retrieve_dispute(&self, id: &str) -> Result<ProcessorDispute, ProcessorError>;
+    /// Creates a customer for one member, carrying only `member_ref` (an opaque id of ours) in
+    /// its metadata: no name, no email. The same idempotency key returns the same customer.
+    async fn create_customer(
+        &self,
+        member_ref: &str,
+        idempotency_key: &str,
+    ) -> Result<String, ProcessorError>;
+    /// Starts a hosted page in setup mode that saves a card on the customer.
+    async fn create_setup_checkout(
+        &self,
+        req: &SetupRequest,
+        idempotency_key: &str,
+    ) -> Result<ProcessorCheckout, ProcessorError>;
+    /// The customer's saved cards, newest first. `NotFound` when the customer is not known.
+    async fn list_cards(&self, customer: &str) -> Result<Vec<SavedCard>, ProcessorError>;
+    /// Removes a saved card from the customer. `NotFound` when the card is not the customer's.
+    async fn remove_card(&self, customer: &str, card: &str) -> Result<(), ProcessorError>;
 }
 
 /// Where one of our checkouts stands, as recorded. It only moves forward: creating → open →

@@ -10,6 +10,7 @@ mod common;
 
 mod brute_force;
 mod canary;
+mod cards;
 mod cli;
 mod cognito;
 mod household;

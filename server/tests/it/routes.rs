@@ -69,6 +69,13 @@ async fn every_form_refuses_a_missing_or_wrong_token(backend: Backend) {
     assert_eq!(unchecked, [Url::StripeWebhook.template()]);
     let forms: Vec<&RouteInfo> = posts.into_iter().filter(|r| r.kind.is_form()).collect();
     assert!(forms.len() >= 25, "{} forms in the table", forms.len());
+    for saved_cards in [Url::AccountCardSave, Url::AccountCardRemove] {
+        assert!(
+            forms.iter().any(|r| r.path == saved_cards.template()),
+            "{} is a CSRF-checked form",
+            saved_cards.template()
+        );
+    }
 
     // Callers in every state a form can meet: none at all, a verified pay-link visitor, a
     // signed-in member, a signed-in staff member with the second factor. The check runs before

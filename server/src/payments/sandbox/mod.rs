@@ -1,9 +1,11 @@
 //! The built-in sandbox processor: a Stripe-Checkout-like hosted page on its own listener and
 //! origin (cards by Stripe's public test numbers, and US bank debits that settle later), and
-//! Stripe-format signed webhooks. Its objects live in its own tables (`store`), so a restart
+//! Stripe-format signed webhooks; in setup mode the page saves a test card on a customer
+//! instead (`cards`). Its objects live in its own tables (`store`), so a restart
 //! loses neither open checkouts nor undelivered events (`outbox`). It keeps nothing of a card
 //! or bank account but its brand (or bank) and last four digits.
 
+mod cards;
 mod objects;
 mod outbox;
 mod page;
@@ -15,7 +17,7 @@ pub use store::Misreport;
 use super::{
     CheckoutRequest, CheckoutStatus, DeclineReason, MethodKind, PaymentProcessor, PaymentStatus,
     ProcessorCheckout, ProcessorDispute, ProcessorError, ProcessorPayment, ProcessorRefund,
-    RefundRequest, CURRENCY,
+    RefundRequest, SavedCard, SetupRequest, CURRENCY,
 };
 use crate::db::Db;
 use crate::money::Money;
@@ -354,6 +356,37 @@ impl Sandbox {
         store::session(&mut conn, id).await
     }
 
+    /// Saves a new open checkout (payment or setup mode) under its idempotency key; the same
+    /// key again answers with the checkout it made.
+    async fn open_session(
+        &self,
+        key: &str,
+        s: &SessionRow,
+    ) -> Result<ProcessorCheckout, ProcessorError> {
+        let mut tx = self.db.begin_write().await.map_err(unavailable)?;
+        if let Some(existing) = store::session_for_key(&mut tx, key)
+            .await
+            .map_err(unavailable)?
+        {
+            return Ok(self.to_checkout(&existing));
+        }
+        match store::insert_session(&mut tx, key, s).await {
+            Ok(()) => {
+                tx.commit().await.map_err(unavailable)?;
+                Ok(self.to_checkout(s))
+            }
+            // The same key from a concurrent call (PostgreSQL): its checkout is the answer.
+            Err(e) => {
+                drop(tx);
+                let mut conn = self.db.pool().acquire().await.map_err(unavailable)?;
+                match store::session_for_key(&mut conn, key).await {
+                    Ok(Some(existing)) => Ok(self.to_checkout(&existing)),
+                    _ => Err(unavailable(e)),
+                }
+            }
+        }
+    }
+
     fn checkout_url(&self, id: &str) -> String {
         format!("{}/checkout/{id}", self.public_url)
     }
@@ -423,29 +456,11 @@ impl PaymentProcessor for Arc<Sandbox> {
             misreport: None,
             misreport_amount_cents: None,
             misreport_currency: None,
+            mode: "payment".into(),
+            customer_id: None,
+            setup_intent: None,
         };
-        let mut tx = self.db.begin_write().await.map_err(unavailable)?;
-        if let Some(existing) = store::session_for_key(&mut tx, idempotency_key)
-            .await
-            .map_err(unavailable)?
-        {
-            return Ok(self.to_checkout(&existing));
-        }
-        match store::insert_session(&mut tx, idempotency_key, &s).await {
-            Ok(()) => {
-                tx.commit().await.map_err(unavailable)?;
-                Ok(self.to_checkout(&s))
-            }
-            // The same key from a concurrent call (PostgreSQL): its checkout is the answer.
-            Err(e) => {
-                drop(tx);
-                let mut conn = self.db.pool().acquire().await.map_err(unavailable)?;
-                match store::session_for_key(&mut conn, idempotency_key).await {
-                    Ok(Some(existing)) => Ok(self.to_checkout(&existing)),
-                    _ => Err(unavailable(e)),
-                }
-            }
-        }
+        self.open_session(idempotency_key, &s).await
     }
 
     async fn retrieve_checkout(&self, id: &str) -> Result<ProcessorCheckout, ProcessorError> {
@@ -607,6 +622,30 @@ impl PaymentProcessor for Arc<Sandbox> {
             reason: d.reason,
             created: d.created,
         })
+    }
+
+    async fn create_customer(
+        &self,
+        member_ref: &str,
+        idempotency_key: &str,
+    ) -> Result<String, ProcessorError> {
+        self.new_customer(member_ref, idempotency_key).await
+    }
+
+    async fn create_setup_checkout(
+        &self,
+        req: &SetupRequest,
+        idempotency_key: &str,
+    ) -> Result<ProcessorCheckout, ProcessorError> {
+        self.new_setup(req, idempotency_key).await
+    }
+
+    async fn list_cards(&self, customer: &str) -> Result<Vec<SavedCard>, ProcessorError> {
+        self.cards_of(customer).await
+    }
+
+    async fn remove_card(&self, customer: &str, card: &str) -> Result<(), ProcessorError> {
+        self.detach(customer, card).await
     }
 }
 

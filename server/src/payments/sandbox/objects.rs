@@ -1,4 +1,4 @@
-//! The sandbox's objects as Stripe shapes them in events: Checkout Session, PaymentIntent,
+//! The sandbox's objects as Stripe shapes them in events: Checkout Session (payment or setup mode), PaymentIntent,
 //! Charge and Dispute, with the fields the portal (or a Stripe library) reads.
 
 use super::store::{DisputeRow, PaymentRow, SessionRow};
@@ -13,19 +13,28 @@ impl Sandbox {
         } else {
             &["card"]
         };
+        let payment_status = if s.is_setup() {
+            "no_payment_required"
+        } else if s.paid() {
+            "paid"
+        } else {
+            "unpaid"
+        };
         serde_json::json!({
             "id": s.id,
             "object": "checkout.session",
-            "amount_total": s.amount_cents,
+            "amount_total": (!s.is_setup()).then_some(s.amount_cents),
             "currency": CURRENCY,
             "client_reference_id": s.client_reference_id,
             "created": s.created,
             "expires_at": s.expires_at,
             "livemode": false,
-            "mode": "payment",
+            "mode": s.mode,
+            "customer": s.customer_id,
+            "setup_intent": s.setup_intent,
             "payment_intent": s.payment_intent,
             "payment_method_types": methods,
-            "payment_status": if s.paid() { "paid" } else { "unpaid" },
+            "payment_status": payment_status,
             "status": s.status,
             "success_url": s.success_url,
             "cancel_url": s.cancel_url,

@@ -1,8 +1,10 @@
 //! The sandbox's hosted payment page on its own origin: the card form (Stripe's public test
 //! numbers only) and, where the checkout offers it, the US bank account form (Stripe's test
 //! routing and account numbers only). Numbers are checked here and dropped: only a brand (or
-//! bank) and the last four digits go further.
+//! bank) and the last four digits go further. A setup-mode checkout takes a card only, charges
+//! nothing, and keeps its brand, last four and expiry on the customer.
 
+use super::cards::CardToSave;
 use super::{Attempt, Outcome, Recorded, Sandbox, TEST_BANK};
 use crate::payments::{CheckoutStatus, DeclineReason, MethodKind};
 use axum::extract::{Path, State};
@@ -155,6 +157,7 @@ fn render(sandbox: &Sandbox, s: &super::SessionRow, error: Option<FieldError>) -
         error,
         open: s.status() == CheckoutStatus::Open,
         bank_debit: s.bank_debit(),
+        setup: s.is_setup(),
     };
     let status = if vm.error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -284,6 +287,9 @@ async fn pay(
         )
             .into_response();
     }
+    if session.is_setup() {
+        return save_card(&sb, &session, form).await;
+    }
     let checked = if form.method == MethodKind::UsBankAccount.as_str() {
         check_bank(&form, session.bank_debit())
     } else {
@@ -310,6 +316,54 @@ async fn pay(
     };
     // Delivered before the redirect so the receipt is usually ready on arrival; the portal
     // copes when it is not, and the outbox keeps what did not go.
+    sb.deliver_now(&events).await;
+    Redirect::to(&redirect).into_response()
+}
+
+/// The setup page's submit: the same test-card rules as a payment; a card that would be
+/// declined is refused on the page and nothing is saved.
+async fn save_card(sb: &Sandbox, session: &super::SessionRow, form: PayForm) -> Response {
+    let checked = if form.method == MethodKind::UsBankAccount.as_str() {
+        check_bank(&form, false)
+    } else {
+        check_card(&form)
+    };
+    let expiry = parse_expiry(&form.exp, time::OffsetDateTime::now_utc());
+    drop(form);
+    let declined = |key: &str| FieldError {
+        field: "card-number",
+        message: Tr::default().t(key),
+    };
+    let card = match (checked, expiry) {
+        (Err(e), _) => return render(sb, session, Some(e)),
+        (Ok((_, _, _, Outcome::Declined(DeclineReason::InsufficientFunds))), _) => {
+            return render(sb, session, Some(declined("sandbox-err-insufficient")))
+        }
+        (Ok((_, _, _, Outcome::Declined(_) | Outcome::Debit { .. })), _) => {
+            return render(sb, session, Some(declined("sandbox-err-declined")))
+        }
+        (Ok((_, brand, last4, Outcome::Paid)), Some((exp_month, exp_year))) => CardToSave {
+            brand,
+            last4,
+            exp_month,
+            exp_year,
+            now: crate::clock::now_unix(),
+        },
+        // check_card read the expiry already; a month turning over in between lands here.
+        (Ok(_), None) => {
+            let e = FieldError {
+                field: "exp",
+                message: Tr::default().t("sandbox-err-exp"),
+            };
+            return render(sb, session, Some(e));
+        }
+    };
+    let (redirect, events) = match sb.record_setup(&session.id, card).await {
+        Ok(Recorded::Completed(url, events)) => (url, events),
+        Ok(Recorded::NotOpen(s)) => return render(sb, &s, None),
+        Ok(Recorded::Declined(_) | Recorded::NotFound) => return not_found(),
+        Err(_) => return unavailable(),
+    };
     sb.deliver_now(&events).await;
     Redirect::to(&redirect).into_response()
 }

@@ -1,4 +1,4 @@
-//! The sandbox's tables (migration 0008): its checkouts, payments, refunds, disputes,
+//! The sandbox's tables (migrations 0008 and 0009): its checkouts, payments, refunds, disputes,
 //! idempotency keys and event outbox, read and written here only. Each change of state is a
 //! guarded UPDATE whose affected rows say whether it happened, so concurrent submits,
 //! settlements and refunds move each object once, on SQLite and PostgreSQL alike.
@@ -35,9 +35,17 @@ pub(super) struct SessionRow {
     pub misreport: Option<String>,
     pub misreport_amount_cents: Option<i64>,
     pub misreport_currency: Option<String>,
+    /// "payment", or "setup" (saves a card on `customer_id`, no amount).
+    pub mode: String,
+    pub customer_id: Option<String>,
+    pub setup_intent: Option<String>,
 }
 
 impl SessionRow {
+    pub fn is_setup(&self) -> bool {
+        self.mode == "setup"
+    }
+
     pub fn amount(&self) -> Money {
         Money::from_cents(self.amount_cents)
     }
@@ -72,7 +80,7 @@ impl SessionRow {
 
 const SESSION_COLUMNS: &str = "id, amount_cents, client_reference_id, success_url, cancel_url,
     status, paid, payment_intent, csrf, bank_debit, created, expires_at, misreport,
-    misreport_amount_cents, misreport_currency";
+    misreport_amount_cents, misreport_currency, mode, customer_id, setup_intent";
 
 pub(super) async fn session(
     conn: &mut AnyConnection,
@@ -112,8 +120,8 @@ pub(super) async fn insert_session(
         .await?;
     sqlx::query(
         "INSERT INTO sandbox_sessions (id, amount_cents, client_reference_id, success_url,
-             cancel_url, status, paid, csrf, bank_debit, created, expires_at)
-         VALUES ($1, $2, $3, $4, $5, 'open', 0, $6, $7, $8, $9)",
+             cancel_url, status, paid, csrf, bank_debit, created, expires_at, mode, customer_id)
+         VALUES ($1, $2, $3, $4, $5, 'open', 0, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&s.id)
     .bind(s.amount_cents)
@@ -124,6 +132,8 @@ pub(super) async fn insert_session(
     .bind(s.bank_debit)
     .bind(s.created)
     .bind(s.expires_at)
+    .bind(&s.mode)
+    .bind(&s.customer_id)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -667,6 +677,8 @@ pub(super) async fn forget(conn: &mut AnyConnection) -> Result<(), sqlx::Error> 
         "sandbox_payments",
         "sandbox_idempotency",
         "sandbox_sessions",
+        "sandbox_payment_methods",
+        "sandbox_customers",
     ] {
         sqlx::query(&format!("DELETE FROM {table}"))
             .execute(&mut *conn)
