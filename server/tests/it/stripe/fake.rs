@@ -167,7 +167,7 @@ async fn create_session(
     let session = if form.get("mode").map(String::as_str) == Some("setup") {
         match super::fake_cards::setup_session(&mut f, &id, &form) {
             Ok(session) => session,
-            Err(refusal) => return refusal,
+            Err(refusal) => return *refusal,
         }
     } else {
         session_object(&id, &form, patriotpay::clock::now_unix())

@@ -79,22 +79,22 @@ pub(super) fn setup_session(
     f: &mut Fake,
     id: &str,
     form: &HashMap<String, String>,
-) -> Result<Value, Response> {
+) -> Result<Value, Box<Response>> {
     let customer = form.get("customer").cloned().unwrap_or_default();
     if !f.customers.contains_key(&customer) {
-        return Err(refused(
+        return Err(Box::new(refused(
             Some("resource_missing"),
             Some("customer"),
             &format!("No such customer: '{customer}'"),
-        ));
+        )));
     }
     let typed = form.keys().any(|k| k.starts_with("payment_method_types"));
     if !typed && !form.contains_key("currency") {
-        return Err(refused(
+        return Err(Box::new(refused(
             Some("parameter_missing"),
             Some("currency"),
             "Missing required param: currency.",
-        ));
+        )));
     }
     let seti = next_id(f, "seti");
     Ok(setup_session_object(
