@@ -6,7 +6,7 @@
 //! and dispute objects are read in `refunds`; saved cards (a Customer per member, setup-mode
 //! sessions, listing and detaching cards) in `cards`.
 //!
-//! Twelve endpoints only (create, retrieve and expire a Checkout Session; retrieve a
+//! Eleven endpoints only (create, retrieve and expire a Checkout Session; retrieve a
 //! PaymentIntent; create and list refunds; retrieve a dispute; create a Customer and list its
 //! cards; retrieve and detach a PaymentMethod), so a restricted key with "Checkout Sessions:
 //! write", "PaymentIntents: read", "Refunds: write", "Disputes: read", "Customers: write" and
