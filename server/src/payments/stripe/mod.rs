@@ -3,15 +3,20 @@
 //! practice takes them), the PaymentIntents behind them, refunds and disputes. Only opaque ids,
 //! an amount and neutral text are sent: Stripe is not a business associate, so nothing that
 //! identifies a patient or a kind of care goes there. Failures are sorted in `errors`; refund
-//! and dispute objects are read in `refunds`.
+//! and dispute objects are read in `refunds`; saved cards (a Customer per member, setup-mode
+//! sessions, listing and detaching cards) in `cards`.
 //!
-//! Seven endpoints only (create, retrieve and expire a Checkout Session; retrieve a
-//! PaymentIntent; create and list refunds; retrieve a dispute), so a restricted key with
-//! "Checkout Sessions: write", "PaymentIntents: read", "Refunds: write" and "Disputes: read" is
-//! enough.
+//! Eleven endpoints only (create, retrieve and expire a Checkout Session; retrieve a
+//! PaymentIntent; create and list refunds; retrieve a dispute; create a Customer and list its
+//! cards; retrieve and detach a PaymentMethod), so a restricted key with "Checkout Sessions:
+//! write", "PaymentIntents: read", "Refunds: write", "Disputes: read", "Customers: write" and
+//! "PaymentMethods: write" is enough.
 
+mod cards;
 mod errors;
 mod refunds;
+
+pub use cards::{customer_params, setup_params, META_MEMBER};
 
 pub use errors::{classify, classify_refund};
 pub use refunds::{refund_params, META_REASON, META_REFUND};
@@ -19,7 +24,7 @@ pub use refunds::{refund_params, META_REASON, META_REFUND};
 use super::{
     CheckoutRequest, CheckoutStatus, MethodKind, PaymentProcessor, PaymentStatus,
     ProcessorCheckout, ProcessorDispute, ProcessorError, ProcessorPayment, ProcessorRefund,
-    RefundRequest, CURRENCY,
+    RefundRequest, SavedCard, SetupRequest, CURRENCY,
 };
 use crate::config::Secret;
 use crate::money::Money;
@@ -41,6 +46,7 @@ use stripe_core::dispute::RetrieveDispute;
 use stripe_core::payment_intent::RetrievePaymentIntent;
 use stripe_core::refund::ListRefund;
 use stripe_core::{PaymentIntent, PaymentIntentStatus};
+use stripe_payment::payment_method::{DetachPaymentMethod, RetrievePaymentMethod};
 
 /// Stripe's hosted Checkout page, for the portal's CSP `form-action`.
 pub const CHECKOUT_ORIGIN: &str = "https://checkout.stripe.com";
@@ -380,29 +386,103 @@ impl PaymentProcessor for StripeProcessor {
         Ok(refunds::to_dispute(&dispute))
     }
 
-    // TODO(saved-cards): replaced on the cards-stripe branch before this lands.
     async fn create_customer(
         &self,
-        _member_ref: &str,
-        _idempotency_key: &str,
+        member_ref: &str,
+        idempotency_key: &str,
     ) -> Result<String, ProcessorError> {
-        Err(ProcessorError::Rejected("saved cards: not yet".into()))
+        let params = customer_params(member_ref)?;
+        // Saved before this call: a retry after a lost answer gets the same customer back, so a
+        // member never ends up with two.
+        let key = IdempotencyKey::new(idempotency_key)
+            .map_err(|_| ProcessorError::Rejected("idempotency key empty or too long".into()))?;
+        let customer = params
+            .customize()
+            .request_strategy(RequestStrategy::Idempotent(key))
+            .send(&self.client)
+            .await
+            .map_err(cards::failed("create customer"))?;
+        Ok(customer.id.as_str().to_owned())
     }
 
     async fn create_setup_checkout(
         &self,
-        _req: &super::SetupRequest,
-        _idempotency_key: &str,
+        req: &SetupRequest,
+        idempotency_key: &str,
     ) -> Result<ProcessorCheckout, ProcessorError> {
-        Err(ProcessorError::Rejected("saved cards: not yet".into()))
+        let params = setup_params(req)?;
+        let key = IdempotencyKey::new(idempotency_key)
+            .map_err(|_| ProcessorError::Rejected("idempotency key empty or too long".into()))?;
+        let session = params
+            .customize()
+            .request_strategy(RequestStrategy::Idempotent(key))
+            .send(&self.client)
+            .await
+            .map_err(cards::failed("create setup session"))?;
+        let out = to_checkout(&session)?;
+        if out.url.is_empty() {
+            return Err(ProcessorError::Unavailable(
+                "Stripe created a setup session without a URL".into(),
+            ));
+        }
+        Ok(out)
     }
 
-    async fn list_cards(&self, _customer: &str) -> Result<Vec<super::SavedCard>, ProcessorError> {
-        Err(ProcessorError::Rejected("saved cards: not yet".into()))
+    async fn list_cards(&self, customer: &str) -> Result<Vec<SavedCard>, ProcessorError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..cards::MAX_PAGES {
+            let page = cards::list_params(customer, after.as_deref())
+                .send(&self.client)
+                .await
+                .map_err(cards::failed("list cards"))?;
+            for pm in &page.data {
+                // Listed under the customer, so theirs; a card another customer holds would
+                // be Stripe's mistake, and is not shown.
+                if cards::owner(pm).is_some_and(|o| o != customer) {
+                    continue;
+                }
+                match cards::to_card(pm) {
+                    Some(card) => out.push((pm.created, card)),
+                    None => tracing::warn!(
+                        payment_method = %ident(pm.id.as_str()),
+                        "Stripe card without readable details; not shown"
+                    ),
+                }
+            }
+            match page.data.last() {
+                Some(last) if page.has_more => after = Some(last.id.as_str().to_owned()),
+                _ => {
+                    // Stripe lists newest first; sorted anyway (stable), as the trait promises.
+                    out.sort_by_key(|(created, _)| std::cmp::Reverse(*created));
+                    return Ok(out.into_iter().map(|(_, card)| card).collect());
+                }
+            }
+        }
+        Err(ProcessorError::Unavailable(format!(
+            "Stripe list cards: more than {} pages",
+            cards::MAX_PAGES
+        )))
     }
 
-    async fn remove_card(&self, _customer: &str, _card: &str) -> Result<(), ProcessorError> {
-        Err(ProcessorError::Rejected("saved cards: not yet".into()))
+    async fn remove_card(&self, customer: &str, card: &str) -> Result<(), ProcessorError> {
+        if customer.is_empty() || card.is_empty() {
+            return Err(ProcessorError::NotFound);
+        }
+        // Detaching needs only the card's id, so whose it is is checked first: a member may
+        // remove their own cards, never another customer's (or one on no customer).
+        let pm = RetrievePaymentMethod::new(card)
+            .send(&self.client)
+            .await
+            .map_err(cards::failed("retrieve payment method"))?;
+        if cards::owner(&pm) != Some(customer) {
+            return Err(ProcessorError::NotFound);
+        }
+        DetachPaymentMethod::new(card)
+            .send(&self.client)
+            .await
+            .map_err(cards::failed("detach payment method"))?;
+        Ok(())
     }
 }
 

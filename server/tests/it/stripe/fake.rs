@@ -1,5 +1,5 @@
 //! A local server playing Stripe's API for the tests: Checkout Sessions, PaymentIntents,
-//! refunds and disputes kept in memory, idempotency keys checked as Stripe checks them, every
+//! refunds, disputes, customers and their cards (`fake_cards`) kept in memory, idempotency keys checked as Stripe checks them, every
 //! request recorded, and scripted answers (errors) served ahead of the real one.
 
 use super::objects::{
@@ -53,9 +53,16 @@ pub(super) struct Fake {
     /// Idempotency key → (request body, refund id).
     pub(super) refund_keys: HashMap<String, (String, String)>,
     pub(super) disputes: HashMap<String, Value>,
+    pub(super) customers: HashMap<String, Value>,
+    /// Idempotency key → (request body, customer id).
+    pub(super) customer_keys: HashMap<String, (String, String)>,
+    /// Every PaymentMethod, oldest first.
+    pub(super) methods: Vec<Value>,
     pub(super) seen: Vec<Seen>,
     /// Answers given instead of the real one, first in first out.
     pub(super) scripted: VecDeque<(StatusCode, String)>,
+    /// Answers given instead of the real one to the next request with this method and path.
+    pub(super) scripted_for: Vec<(Method, String, StatusCode, String)>,
     pub(super) counter: u64,
 }
 
@@ -83,7 +90,7 @@ pub(super) fn resource_missing(what: &str, id: &str) -> Response {
         .into_response()
 }
 
-async fn record(
+pub(super) async fn record(
     state: &Arc<Mutex<Fake>>,
     method: Method,
     uri: &Uri,
@@ -91,6 +98,14 @@ async fn record(
     body: &Bytes,
 ) -> Option<Response> {
     let mut f = state.lock().expect("fake");
+    if let Some(i) = f
+        .scripted_for
+        .iter()
+        .position(|(m, p, _, _)| *m == method && p == uri.path())
+    {
+        let (.., status, answer) = f.scripted_for.remove(i);
+        f.scripted.push_front((status, answer));
+    }
     f.seen.push(Seen {
         method,
         path: uri.path().to_owned(),
@@ -149,7 +164,14 @@ async fn create_session(
         .into_iter()
         .collect();
     let id = next_id(&mut f, "cs");
-    let session = session_object(&id, &form, patriotpay::clock::now_unix());
+    let session = if form.get("mode").map(String::as_str) == Some("setup") {
+        match super::fake_cards::setup_session(&mut f, &id, &form) {
+            Ok(session) => session,
+            Err(refusal) => return *refusal,
+        }
+    } else {
+        session_object(&id, &form, patriotpay::clock::now_unix())
+    };
     f.sessions.insert(id.clone(), session.clone());
     if let Some(key) = key {
         f.keys.insert(key, (body, id));
@@ -232,7 +254,7 @@ async fn get_intent(
 }
 
 /// The form's fields; a repeated key keeps its last value (none is repeated here).
-fn form_of(body: &str) -> HashMap<String, String> {
+pub(super) fn form_of(body: &str) -> HashMap<String, String> {
     serde_urlencoded::from_str::<Vec<(String, String)>>(body)
         .expect("form")
         .into_iter()
@@ -240,7 +262,7 @@ fn form_of(body: &str) -> HashMap<String, String> {
 }
 
 /// The same parameters in any order, as Stripe compares an idempotent retry's.
-fn same_params(a: &str, b: &str) -> bool {
+pub(super) fn same_params(a: &str, b: &str) -> bool {
     let sorted = |s: &str| {
         let mut v = serde_urlencoded::from_str::<Vec<(String, String)>>(s).expect("form");
         v.sort();
@@ -249,7 +271,7 @@ fn same_params(a: &str, b: &str) -> bool {
     sorted(a) == sorted(b)
 }
 
-fn idempotency_mismatch() -> Response {
+pub(super) fn idempotency_mismatch() -> Response {
     (
         StatusCode::BAD_REQUEST,
         error_body(
@@ -262,7 +284,7 @@ fn idempotency_mismatch() -> Response {
         .into_response()
 }
 
-fn refused(code: Option<&str>, param: Option<&str>, message: &str) -> Response {
+pub(super) fn refused(code: Option<&str>, param: Option<&str>, message: &str) -> Response {
     let mut body: Value =
         serde_json::from_str(&error_body("invalid_request_error", code, None, message))
             .expect("error body");
@@ -458,6 +480,7 @@ impl FakeStripe {
             .route("/v1/payment_intents/{id}", get(get_intent))
             .route("/v1/refunds", post(create_refund).get(list_refunds))
             .route("/v1/disputes/{id}", get(get_dispute))
+            .merge(super::fake_cards::routes())
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -4,9 +4,12 @@
 //! bracketed keys, the `Authorization`, `Idempotency-Key` and `Stripe-Version` headers), how each
 //! failure is sorted, and, through the portal, that a canary patient's payment and its refund
 //! send Stripe nothing identifying and are booked exactly once from signed webhooks. Refunds,
-//! disputes and bank debits are in `refunds`.
+//! disputes and bank debits are in `refunds`; saved cards (customers, setup-mode sessions,
+//! listing and removing cards) in `cards`, played by `fake_cards`.
 
+mod cards;
 mod fake;
+mod fake_cards;
 mod objects;
 mod refunds;
 mod retries;

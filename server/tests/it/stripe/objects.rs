@@ -454,3 +454,104 @@ pub(super) fn dispute_object(
         "status": status
     })
 }
+
+/// A Customer as `POST /v1/customers` answers with only metadata given: every field present,
+/// no name, email, phone or address.
+pub(super) fn customer_object(
+    id: &str,
+    metadata: &serde_json::Map<String, Value>,
+    created: i64,
+) -> Value {
+    json!({
+        "id": id,
+        "object": "customer",
+        "address": null,
+        "balance": 0,
+        "business_name": null,
+        "created": created,
+        "currency": null,
+        "customer_account": null,
+        "default_source": null,
+        "delinquent": false,
+        "description": null,
+        "discount": null,
+        "email": null,
+        "individual_name": null,
+        "invoice_prefix": "7D2F1A3B",
+        "invoice_settings": { "custom_fields": null, "default_payment_method": null, "footer": null, "rendering_options": null },
+        "livemode": false,
+        "metadata": metadata,
+        "name": null,
+        "next_invoice_sequence": 1,
+        "phone": null,
+        "preferred_locales": [],
+        "shipping": null,
+        "tax_exempt": "none",
+        "test_clock": null
+    })
+}
+
+/// A card PaymentMethod as Stripe keeps one saved through Checkout (fields as in Stripe's
+/// `fixtures3.json` payment_method), on `customer` or on none.
+pub(super) fn card_method_object(
+    id: &str,
+    customer: Option<&str>,
+    card: (&str, &str, i64, i64),
+    created: i64,
+) -> Value {
+    let (brand, last4, exp_month, exp_year) = card;
+    json!({
+        "id": id,
+        "object": "payment_method",
+        "allow_redisplay": "always",
+        "billing_details": {
+            "address": { "city": null, "country": "US", "line1": null, "line2": null, "postal_code": null, "state": null },
+            "email": null, "name": null, "phone": null, "tax_id": null
+        },
+        "card": {
+            "brand": brand,
+            "checks": { "address_line1_check": null, "address_postal_code_check": null, "cvc_check": "pass" },
+            "country": "US",
+            "display_brand": brand,
+            "exp_month": exp_month,
+            "exp_year": exp_year,
+            "fingerprint": format!("Fp{last4}PatriotPay"),
+            "funding": "credit",
+            "generated_from": null,
+            "last4": last4,
+            "networks": { "available": [brand], "preferred": null },
+            "regulated_status": "unregulated",
+            "three_d_secure_usage": { "supported": true },
+            "wallet": null
+        },
+        "created": created,
+        "customer": customer,
+        "customer_account": null,
+        "livemode": false,
+        "metadata": {},
+        "radar_options": {},
+        "type": "card"
+    })
+}
+
+/// A Checkout Session in setup mode: no amount, nothing to pay, a SetupIntent that will save
+/// the card on the customer.
+pub(super) fn setup_session_object(
+    id: &str,
+    setup_intent: &str,
+    form: &HashMap<String, String>,
+    created: i64,
+) -> Value {
+    let mut s = session_object(id, form, created);
+    s["amount_subtotal"] = Value::Null;
+    s["amount_total"] = Value::Null;
+    s["currency"] = json!(form.get("currency"));
+    s["customer"] = json!(form.get("customer"));
+    s["customer_creation"] = Value::Null;
+    s["invoice_creation"] = Value::Null;
+    s["payment_method_collection"] = json!("always");
+    s["payment_status"] = json!("no_payment_required");
+    s["setup_intent"] = json!(setup_intent);
+    s["total_details"] = Value::Null;
+    s
+}
