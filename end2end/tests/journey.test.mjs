@@ -476,6 +476,31 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
     });
   });
 
+  it('a member saves a card, sees it, and removes it', { timeout: TEST_TIMEOUT_MS }, async () => {
+    await inBrowser('saved cards', async (page) => {
+      // The guarantor's account from the household test.
+      await page.goto(`${server.portalUrl}/signin`);
+      await signIn(page, GUARANTOR);
+      await atPortal(page, '/account');
+      await page.getByRole('link', { name: 'Saved cards', exact: true }).click();
+      await heading(page, 'Saved cards');
+      await visible(page.getByText('You have no saved cards.', { exact: true }));
+      await page.getByRole('button', { name: 'Save a card', exact: true }).click();
+      await page.waitForURL((u) => u.origin === server.sandboxUrl && u.pathname.startsWith('/checkout/cs_test_'));
+      await visible(page.getByText('Your card is saved for later payments. Nothing is charged now.', { exact: true }));
+      await page.getByLabel('Card number', { exact: true }).fill(CARD_OK);
+      await page.getByLabel('Expiry (MM / YY)', { exact: true }).fill('12 / 34');
+      await page.getByLabel('CVC', { exact: true }).fill('123');
+      await page.getByRole('button', { name: 'Save card', exact: true }).click();
+      await page.waitForURL((u) => u.origin === server.portalUrl);
+      await visible(page.getByText('Your card was saved.', { exact: true }));
+      await visible(page.getByText('Visa ending 4242, expires 12/2034', { exact: true }));
+      await page.getByRole('button', { name: 'Remove Visa ending 4242', exact: true }).click();
+      await visible(page.getByText('The card was removed.', { exact: true }));
+      await visible(page.getByText('You have no saved cards.', { exact: true }));
+    });
+  });
+
   it('an admin refunds a payment', { timeout: TEST_TIMEOUT_MS }, async () => {
     // Patient 1 paid $112.00 in the first journey. A practice admin is added as an operator
     // would (`users add`), enrols (password and TOTP), signs in with a recovery code and
