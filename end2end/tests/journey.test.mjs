@@ -400,6 +400,8 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       const before = cents('$' + (await page.getByLabel('Amount to pay (USD)', { exact: true }).inputValue()));
       await payAmount(page, '5.00');
       await page.waitForURL((u) => u.origin === server.sandboxUrl && u.pathname.startsWith('/checkout/cs_test_'));
+      // The processor's page names who is paid: the practice.
+      await visible(page.getByRole('heading', { level: 1, name: /Riverside Family Medicine/ }));
       // The demo practice takes bank debits: the hosted page offers a bank account too.
       await visible(page.getByRole('heading', { level: 2, name: 'Pay from a US bank account', exact: true }));
       await page.getByLabel('Routing number', { exact: true }).fill('110000000');

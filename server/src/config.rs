@@ -80,10 +80,30 @@ pub enum Command {
         #[arg(long, default_value_t = 4)]
         patient: usize,
     },
+    /// Practices: list them, and switch the ways to pay they offer.
+    Practices {
+        #[command(subcommand)]
+        action: PracticesCommand,
+    },
     /// Payments: reconcile the ledger with the card processor.
     Payments {
         #[command(subcommand)]
         action: PaymentsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum PracticesCommand {
+    /// List practices: id, name, and whether they take bank debits.
+    List,
+    /// Offer (`on`) or stop offering (`off`) bank debits (ACH) beside cards in a practice's
+    /// checkouts. With Stripe, US bank account must also be enabled in the Stripe dashboard.
+    BankDebits {
+        /// Practice (tenant id, ten_…).
+        #[arg(long)]
+        practice: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
     },
 }
 

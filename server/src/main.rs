@@ -2,7 +2,9 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use patriotpay::config::{Cli, Command, KeysCommand, PaymentsCommand, UsersCommand};
+use patriotpay::config::{
+    Cli, Command, KeysCommand, PaymentsCommand, PracticesCommand, UsersCommand,
+};
 use patriotpay::ids::TenantId;
 use tracing_subscriber::EnvFilter;
 
@@ -37,6 +39,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DemoLink { patient } => demo_print(&cfg, patient, false).await?,
         Command::DemoInvite { patient } => demo_print(&cfg, patient, true).await?,
         Command::Payments { action } => payments(&cfg, action).await?,
+        Command::Practices { action } => practices(&cfg, action).await?,
         Command::Serve { demo } => {
             let running = patriotpay::start(&cfg).await?;
             println!("PatriotPay portal:        {}", running.public_url);
@@ -187,6 +190,53 @@ async fn payments(cfg: &patriotpay::config::Config, action: PaymentsCommand) -> 
         report.findings.len() - flagged
     );
     anyhow::ensure!(flagged == 0, "{flagged} difference(s) need a person");
+    Ok(())
+}
+
+async fn practices(
+    cfg: &patriotpay::config::Config,
+    action: PracticesCommand,
+) -> anyhow::Result<()> {
+    let (db, _crypto) = patriotpay::open_storage(cfg).await?;
+    match action {
+        PracticesCommand::List => {
+            let rows = patriotpay::billing::practices(&db).await?;
+            for (id, name, bank) in &rows {
+                let ways = if *bank { "cards, bank debits" } else { "cards" };
+                println!("{id}  {name}  ({ways})");
+            }
+            println!("{} practice(s).", rows.len());
+        }
+        PracticesCommand::BankDebits { practice, state } => {
+            let tenant = tenant_arg(Some(practice))?
+                .ok_or_else(|| anyhow::anyhow!("--practice is required"))?;
+            let on = state == "on";
+            anyhow::ensure!(
+                patriotpay::billing::set_bank_debit(&db, &tenant, on).await?,
+                "no practice {tenant}"
+            );
+            patriotpay::audit::record(
+                db.pool(),
+                patriotpay::audit::Event {
+                    actor: &patriotpay::audit::Actor::system("cli"),
+                    tenant: Some(&tenant),
+                    patient: None,
+                    action: if on {
+                        "practice.bank_debits.on"
+                    } else {
+                        "practice.bank_debits.off"
+                    },
+                    resource: Some(tenant.as_str()),
+                    outcome: patriotpay::audit::Outcome::Success,
+                },
+            )
+            .await?;
+            println!(
+                "{tenant}: bank debits {} for new checkouts.",
+                if on { "offered" } else { "no longer offered" }
+            );
+        }
+    }
     Ok(())
 }
 

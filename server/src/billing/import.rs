@@ -30,6 +30,33 @@ pub async fn tenant(db: &Db, id: &TenantId) -> Result<Option<Tenant>, BillingErr
     )
 }
 
+/// Every practice (not the platform's own row, which holds accounts' keys): id, name, and
+/// whether it offers bank debits (ACH) in checkout.
+pub async fn practices(db: &Db) -> Result<Vec<(TenantId, String, bool)>, BillingError> {
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT id, name, bank_debit FROM tenants WHERE id <> $1 ORDER BY name, id")
+            .bind(crate::accounts::PLATFORM_TENANT)
+            .fetch_all(db.pool())
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, bank)| (TenantId::from_db(id), name, bank != 0))
+        .collect())
+}
+
+/// Offers (or stops offering) bank debits in a practice's new checkouts; `false` if there is no
+/// such practice (the platform is none).
+pub async fn set_bank_debit(db: &Db, tenant: &TenantId, on: bool) -> Result<bool, BillingError> {
+    let changed = sqlx::query("UPDATE tenants SET bank_debit = $1 WHERE id = $2 AND id <> $3")
+        .bind(i64::from(on))
+        .bind(tenant.as_str())
+        .bind(crate::accounts::PLATFORM_TENANT)
+        .execute(db.pool())
+        .await?
+        .rows_affected();
+    Ok(changed == 1)
+}
+
 /// Stores a patient with every identifying field encrypted under the tenant's data key.
 pub async fn import_patient(
     db: &Db,

@@ -128,10 +128,11 @@ pub async fn start_checkout(
     }
     tx.commit().await?;
 
-    let bank_debit: i64 = sqlx::query_scalar("SELECT bank_debit FROM tenants WHERE id = $1")
-        .bind(plan.tenant.as_str())
-        .fetch_one(db.pool())
-        .await?;
+    let (merchant_name, bank_debit): (String, i64) =
+        sqlx::query_as("SELECT name, bank_debit FROM tenants WHERE id = $1")
+            .bind(plan.tenant.as_str())
+            .fetch_one(db.pool())
+            .await?;
     let req = CheckoutRequest {
         amount: total,
         checkout_ref: id.clone(),
@@ -154,6 +155,7 @@ pub async fn start_checkout(
             id.as_str()
         ),
         bank_debit: bank_debit != 0,
+        merchant_name,
     };
     let created = match processor.create_checkout(&req, &idem).await {
         Ok(c) => c,

@@ -72,6 +72,9 @@ pub struct CheckoutRequest {
     pub cancel_url: String,
     /// The practice takes bank debits (ACH): offer them beside cards and wallets.
     pub bank_debit: bool,
+    /// The practice's name, shown on the processor's page under the neutral line item: it
+    /// names who is paid, never a patient or a kind of care of theirs.
+    pub merchant_name: String,
 }
 
 pub const NEUTRAL_DESCRIPTION: &str = "Statement balance";

@@ -179,3 +179,62 @@ fn serve_refuses_the_sandbox_where_patients_could_reach_it() {
         );
     }
 }
+
+/// `practices list` shows each practice and the ways it takes payment; `practices bank-debits`
+/// switches bank debits and refuses an unknown practice or a state other than on/off.
+#[test]
+fn practices_list_and_bank_debits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The demo practice (it takes bank debits).
+    assert!(run(dir.path(), &["demo-link", "--patient", "1"])
+        .status
+        .success());
+    let listed = stdout(&run(dir.path(), &["practices", "list"]));
+    let line = listed
+        .lines()
+        .find(|l| l.contains("Riverside Family Medicine"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(line.ends_with("(cards, bank debits)"), "{listed}");
+    let id = line
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(id.starts_with("ten_"), "{line}");
+
+    let off = run(
+        dir.path(),
+        &["practices", "bank-debits", "--practice", &id, "off"],
+    );
+    assert!(off.status.success(), "{off:?}");
+    assert!(stdout(&off).contains("no longer offered"), "{off:?}");
+    let listed = stdout(&run(dir.path(), &["practices", "list"]));
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&id) && l.ends_with("(cards)")),
+        "{listed}"
+    );
+
+    let unknown = run(
+        dir.path(),
+        &[
+            "practices",
+            "bank-debits",
+            "--practice",
+            "ten_00000000000000000000000000000000",
+            "on",
+        ],
+    );
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no practice"),
+        "{unknown:?}"
+    );
+    let bad = run(
+        dir.path(),
+        &["practices", "bank-debits", "--practice", &id, "maybe"],
+    );
+    assert!(!bad.status.success(), "only on or off");
+}

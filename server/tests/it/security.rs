@@ -206,6 +206,7 @@ async fn a_paid_checkout_we_do_not_know_raises_an_alert(backend: Backend) {
                 ),
                 cancel_url: format!("{}/pay/cancelled/{stranger}", app.url),
                 bank_debit: false,
+                merchant_name: "Riverside Family Medicine".into(),
             },
             "test-unknown-checkout",
         )

@@ -134,6 +134,7 @@ impl Sandbox {
             mode: "setup".into(),
             customer_id: Some(req.customer.clone()),
             setup_intent: None,
+            merchant: None,
         };
         self.open_session(key, &s).await
     }

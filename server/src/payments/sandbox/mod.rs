@@ -459,6 +459,7 @@ impl PaymentProcessor for Arc<Sandbox> {
             mode: "payment".into(),
             customer_id: None,
             setup_intent: None,
+            merchant: (!req.merchant_name.is_empty()).then(|| req.merchant_name.clone()),
         };
         self.open_session(idempotency_key, &s).await
     }

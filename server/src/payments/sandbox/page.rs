@@ -150,7 +150,10 @@ pub fn router(sandbox: Arc<Sandbox>, portal_origin: String) -> Router {
 
 fn render(sandbox: &Sandbox, s: &super::SessionRow, error: Option<FieldError>) -> Response {
     let vm = SandboxCheckoutVm {
-        merchant: sandbox.merchant_name.clone(),
+        merchant: s
+            .merchant
+            .clone()
+            .unwrap_or_else(|| sandbox.merchant_name.clone()),
         amount: s.amount().to_string(),
         csrf: s.csrf.clone(),
         cancel_url: s.cancel_url.clone(),

@@ -39,6 +39,8 @@ pub(super) struct SessionRow {
     pub mode: String,
     pub customer_id: Option<String>,
     pub setup_intent: Option<String>,
+    /// The practice's name for the page; `None` shows the sandbox's own.
+    pub merchant: Option<String>,
 }
 
 impl SessionRow {
@@ -80,7 +82,7 @@ impl SessionRow {
 
 const SESSION_COLUMNS: &str = "id, amount_cents, client_reference_id, success_url, cancel_url,
     status, paid, payment_intent, csrf, bank_debit, created, expires_at, misreport,
-    misreport_amount_cents, misreport_currency, mode, customer_id, setup_intent";
+    misreport_amount_cents, misreport_currency, mode, customer_id, setup_intent, merchant";
 
 pub(super) async fn session(
     conn: &mut AnyConnection,
@@ -120,8 +122,9 @@ pub(super) async fn insert_session(
         .await?;
     sqlx::query(
         "INSERT INTO sandbox_sessions (id, amount_cents, client_reference_id, success_url,
-             cancel_url, status, paid, csrf, bank_debit, created, expires_at, mode, customer_id)
-         VALUES ($1, $2, $3, $4, $5, 'open', 0, $6, $7, $8, $9, $10, $11)",
+             cancel_url, status, paid, csrf, bank_debit, created, expires_at, mode, customer_id,
+             merchant)
+         VALUES ($1, $2, $3, $4, $5, 'open', 0, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&s.id)
     .bind(s.amount_cents)
@@ -134,6 +137,7 @@ pub(super) async fn insert_session(
     .bind(s.expires_at)
     .bind(&s.mode)
     .bind(&s.customer_id)
+    .bind(&s.merchant)
     .execute(&mut *conn)
     .await?;
     Ok(())

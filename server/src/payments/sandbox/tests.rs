@@ -23,6 +23,7 @@ async fn open_checkout(sb: &Arc<Sandbox>, bank_debit: bool) -> String {
         success_url: "http://portal.test/pay/return/x?session_id={CHECKOUT_SESSION_ID}".into(),
         cancel_url: "http://portal.test/pay/cancelled/x".into(),
         bank_debit,
+        merchant_name: "Riverside Family Medicine".into(),
     };
     let first = sb
         .create_checkout(&req, ours.as_str())

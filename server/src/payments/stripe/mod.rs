@@ -149,7 +149,10 @@ pub fn session_params(req: &CheckoutRequest) -> Result<CreateCheckoutSession, Pr
             .parse()
             .map_err(|_| ProcessorError::Rejected("unknown currency".into()))?,
         product: None,
-        product_data: Some(ProductData::new(req.description)),
+        product_data: Some(ProductData {
+            description: (!req.merchant_name.is_empty()).then(|| req.merchant_name.clone()),
+            ..ProductData::new(req.description)
+        }),
         recurring: None,
         tax_behavior: None,
         unit_amount: Some(req.amount.cents()),
@@ -259,6 +262,14 @@ fn to_payment(p: &PaymentIntent) -> ProcessorPayment {
     }
 }
 
+/// Sends a request under our idempotency key, saved with our record before the call: a retry
+/// after a crash or a lost answer gets the same object back, never a second one.
+fn idempotent(key: &str) -> Result<RequestStrategy, ProcessorError> {
+    IdempotencyKey::new(key)
+        .map(RequestStrategy::Idempotent)
+        .map_err(|_| ProcessorError::Rejected("idempotency key empty or too long".into()))
+}
+
 #[async_trait]
 impl PaymentProcessor for StripeProcessor {
     fn is_test_mode(&self) -> bool {
@@ -277,11 +288,9 @@ impl PaymentProcessor for StripeProcessor {
         let params = session_params(req)?;
         // The key was saved with our checkout before this call: a retry after a crash or a lost
         // answer gets the same session back instead of a second one.
-        let key = IdempotencyKey::new(idempotency_key)
-            .map_err(|_| ProcessorError::Rejected("idempotency key empty or too long".into()))?;
         let session = params
             .customize()
-            .request_strategy(RequestStrategy::Idempotent(key))
+            .request_strategy(idempotent(idempotency_key)?)
             .send(&self.client)
             .await
             .map_err(|e| classify(e, "create checkout session"))?;
@@ -337,11 +346,9 @@ impl PaymentProcessor for StripeProcessor {
         let params = refund_params(req)?;
         // Saved with our refund before this call, like a checkout's: a retry gets the same
         // refund back, never a second one.
-        let key = IdempotencyKey::new(idempotency_key)
-            .map_err(|_| ProcessorError::Rejected("idempotency key empty or too long".into()))?;
         let refund = params
             .customize()
-            .request_strategy(RequestStrategy::Idempotent(key))
+            .request_strategy(idempotent(idempotency_key)?)
             .send(&self.client)
             .await
             .map_err(classify_refund)?;
@@ -394,11 +401,9 @@ impl PaymentProcessor for StripeProcessor {
         let params = customer_params(member_ref)?;
         // Saved before this call: a retry after a lost answer gets the same customer back, so a
         // member never ends up with two.
-        let key = IdempotencyKey::new(idempotency_key)
-            .map_err(|_| ProcessorError::Rejected("idempotency key empty or too long".into()))?;
         let customer = params
             .customize()
-            .request_strategy(RequestStrategy::Idempotent(key))
+            .request_strategy(idempotent(idempotency_key)?)
             .send(&self.client)
             .await
             .map_err(cards::failed("create customer"))?;
@@ -411,11 +416,9 @@ impl PaymentProcessor for StripeProcessor {
         idempotency_key: &str,
     ) -> Result<ProcessorCheckout, ProcessorError> {
         let params = setup_params(req)?;
-        let key = IdempotencyKey::new(idempotency_key)
-            .map_err(|_| ProcessorError::Rejected("idempotency key empty or too long".into()))?;
         let session = params
             .customize()
-            .request_strategy(RequestStrategy::Idempotent(key))
+            .request_strategy(idempotent(idempotency_key)?)
             .send(&self.client)
             .await
             .map_err(cards::failed("create setup session"))?;
@@ -501,6 +504,7 @@ mod tests {
             success_url: "https://pay.example/pay/return/x?session_id={CHECKOUT_SESSION_ID}".into(),
             cancel_url: "https://pay.example/pay/cancelled/x".into(),
             bank_debit: false,
+            merchant_name: "Riverside Family Medicine".into(),
         }
     }
 
@@ -542,10 +546,16 @@ mod tests {
             pairs(&body),
             "the same request, the same parameters"
         );
+        // The one description is the practice's name: who is paid, nothing about the patient.
+        assert_eq!(
+            form["line_items[0][price_data][product_data][description]"],
+            "Riverside Family Medicine"
+        );
         assert!(
             !form.keys().any(|k| k.contains("email")
                 || k.contains("customer")
-                || k.contains("description")
+                || (k.contains("description")
+                    && k != "line_items[0][price_data][product_data][description]")
                 || k.contains("statement_descriptor")),
             "{form:?}"
         );

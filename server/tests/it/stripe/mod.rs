@@ -52,6 +52,7 @@ fn request(amount: i64) -> CheckoutRequest {
         ),
         cancel_url: format!("https://pay.example/pay/cancelled/{}", id.as_str()),
         bank_debit: false,
+        merchant_name: "Riverside Family Medicine".into(),
     }
 }
 
@@ -116,6 +117,11 @@ async fn the_client_speaks_stripes_form_encoding_and_headers() {
         "line_items[0][price_data][product_data][name]",
         "Statement balance",
     );
+    // Who is paid, and nothing about the patient or the care.
+    expect(
+        "line_items[0][price_data][product_data][description]",
+        "Riverside Family Medicine",
+    );
     expect("line_items[0][quantity]", "1");
     expect("client_reference_id", req.checkout_ref.as_str());
     expect("metadata[checkout]", req.checkout_ref.as_str());
@@ -147,6 +153,7 @@ async fn the_client_speaks_stripes_form_encoding_and_headers() {
             "client_reference_id",
             "expires_at",
             "line_items[0][price_data][currency]",
+            "line_items[0][price_data][product_data][description]",
             "line_items[0][price_data][product_data][name]",
             "line_items[0][price_data][unit_amount]",
             "line_items[0][quantity]",
@@ -157,7 +164,7 @@ async fn the_client_speaks_stripes_form_encoding_and_headers() {
             "payment_intent_data[metadata][statements]",
             "success_url",
         ],
-        "nothing else is sent: no email, no customer, no description"
+        "nothing else is sent: no email, no customer, nothing about the patient"
     );
 
     // The same key again (a retry after a lost answer): the same session, no second one.
