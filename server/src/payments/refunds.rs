@@ -149,21 +149,32 @@ pub(crate) async fn settle(
         tx.commit().await?;
         return Ok(false);
     }
-    let (payment, tenant, amount, requested_by): (String, String, i64, String) = sqlx::query_as(
-        "SELECT payment_id, tenant_id, amount_cents, requested_by FROM refunds WHERE id = $1",
+    let (payment, tenant, amount, requested_by, for_patient): (
+        String,
+        String,
+        i64,
+        String,
+        Option<String>,
+    ) = sqlx::query_as(
+        "SELECT payment_id, tenant_id, amount_cents, requested_by, for_patient FROM refunds
+         WHERE id = $1",
     )
     .bind(id.as_str())
     .fetch_one(&mut *tx)
     .await?;
-    // What each statement received from this payment, less refunds booked before.
+    // What each statement received from this payment, less refunds booked before; the
+    // statements of the patient it was issued for first, then in statement order.
     let shares: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT a.statement_id, a.amount_cents,
                 CAST(COALESCE((SELECT SUM(l.amount_cents) FROM ledger_entries l
                      WHERE l.payment_id = a.payment_id AND l.statement_id = a.statement_id
                        AND l.kind = 'refund'), 0) AS BIGINT)
-         FROM payment_allocations a WHERE a.payment_id = $1 ORDER BY a.statement_id",
+         FROM payment_allocations a JOIN statements s ON s.id = a.statement_id
+         WHERE a.payment_id = $1
+         ORDER BY CASE WHEN s.patient_id = $2 THEN 0 ELSE 1 END, a.statement_id",
     )
     .bind(&payment)
+    .bind(for_patient)
     .fetch_all(&mut *tx)
     .await?;
     let mut left = amount;
@@ -460,8 +471,8 @@ async fn reserve(
     }
     sqlx::query(
         "INSERT INTO refunds (id, tenant_id, payment_id, amount_cents, reason, idempotency_key,
-             status, requested_by, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, 'requested', $7, $8)",
+             status, requested_by, created_at, for_patient)
+         VALUES ($1, $2, $3, $4, $5, $6, 'requested', $7, $8, $9)",
     )
     .bind(id.as_str())
     .bind(req.permit.tenant().as_str())
@@ -471,6 +482,7 @@ async fn reserve(
     .bind(idempotency_key(id))
     .bind(&actor.id)
     .bind(req.now)
+    .bind(req.permit.patient().map(|p| p.as_str().to_owned()))
     .execute(&mut *tx)
     .await?;
     let patients = patients_in(&mut tx, &req.payment).await?;

@@ -21,6 +21,7 @@ both_backends!(
     two_refunds_of_everything_at_once_only_one_succeeds,
     a_dashboard_refund_is_booked_once,
     a_bank_payment_processing_or_failed_is_told_and_not_refunded,
+    a_household_refund_goes_back_on_the_patient_it_was_issued_for,
 );
 
 fn sandbox(app: &TestApp) -> Arc<Sandbox> {
@@ -486,5 +487,55 @@ async fn a_bank_payment_processing_or_failed_is_told_and_not_refunded(backend: B
 
     assert_eq!(processor_refunds(&app, &p).await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM refunds").await, 0);
+    app.finish().await;
+}
+
+/// A guarantor paid two dependants' statements in one payment. A refund issued from the second
+/// dependant's page is given back on that dependant's statement, not on whichever statement
+/// sorts first.
+async fn a_household_refund_goes_back_on_the_patient_it_was_issued_for(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let g = crate::common::guarantor_of_4_and_5(&app, "household.refund@example.org").await;
+    let (s4, s5) = (app.statement_of(4).await, app.statement_of(5).await);
+    let csrf = g.csrf("/account").await;
+    let r = crate::common::pay_statements(&g, &csrf, &[(&s4, "35.00"), (&s5, "35.00")]).await;
+    let r = g.card(&location(&r), "4242 4242 4242 4242").await;
+    assert_eq!(r.status(), SEE_OTHER);
+    app.run_jobs().await;
+    assert_eq!((balance(&app, &s4).await, balance(&app, &s5).await), (0, 0));
+    let payment: String = sqlx::query_scalar("SELECT id FROM payments")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("payment");
+    let (staff, _) = app
+        .signed_in_staff("household.refunds@example.org", Role::PracticeAdmin)
+        .await;
+    // Whichever of the two statements sorts last: a split in statement order would miss it.
+    let (last_patient, last_statement, other) = if s4.as_str() > s5.as_str() {
+        (patient_of(&app, 4).await, s4.clone(), s5.clone())
+    } else {
+        (patient_of(&app, 5).await, s5.clone(), s4.clone())
+    };
+    let csrf = staff.csrf("/staff").await;
+    let r = staff
+        .post(
+            "/staff/refunds",
+            &[
+                ("csrf", csrf.as_str()),
+                ("patient", last_patient.as_str()),
+                ("payment", payment.as_str()),
+                ("amount", "10.00"),
+                ("reason", "billing_error"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        SEE_OTHER,
+        "{}",
+        text(&r.text().await.unwrap_or_default())
+    );
+    assert_eq!(balance(&app, &last_statement).await, 1000);
+    assert_eq!(balance(&app, &other).await, 0);
     app.finish().await;
 }
