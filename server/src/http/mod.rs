@@ -16,6 +16,7 @@ pub mod patient;
 pub mod sealed;
 pub mod session;
 pub mod sharing;
+pub mod signout;
 pub mod staff;
 pub mod switch;
 pub mod verify;

@@ -15,7 +15,7 @@ use crate::money::{AmountError, Money};
 use crate::payments::{self, DeclineReason};
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Response};
-use patriotpay_app::forms::{Empty, PayForm, ReturnQuery};
+use patriotpay_app::forms::{PayForm, ReturnQuery};
 use patriotpay_app::pages;
 use patriotpay_app::urls::{Url, ANY};
 use patriotpay_app::vm::*;
@@ -30,9 +30,9 @@ pub fn router(state: &AppState) -> Routes {
         .phi_page(Url::PayReturn(ANY), pay_return)
         .phi_page(Url::PayCancelled(ANY), pay_cancelled)
         .phi_page(Url::Receipt(ANY), receipt)
-        .form(Url::SignOut, signout)
-        .page(Url::SignedOut, signed_out)
-        .page(Url::Expired, expired)
+        .form(Url::SignOut, super::signout::signout)
+        .page(Url::SignedOut, super::signout::signed_out)
+        .page(Url::Expired, super::signout::expired)
 }
 
 pub(super) async fn meta(session: &Sess, practice: Option<String>) -> Result<PageMeta> {
@@ -681,43 +681,4 @@ pub async fn receipt(
         vm,
     ))
     .into_response())
-}
-
-/// Signs a pay-link visitor or a member out; a member's sign-out is on the audit trail like
-/// their sign-in.
-pub async fn signout(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    session: Sess,
-    CsrfForm(_): CsrfForm<Empty>,
-) -> Result<Response> {
-    let member = session.data().await?.member;
-    // Removes the server-side record, not just the cookie.
-    session.end().await?;
-    if let Some(m) = member {
-        crate::audit::record(
-            state.db.pool(),
-            crate::audit::Event {
-                actor: &ctx.actor(format!("user:{}", m.user_id)),
-                tenant: None,
-                patient: None,
-                action: "member.signout",
-                resource: Some(&m.user_id),
-                outcome: crate::audit::Outcome::Success,
-            },
-        )
-        .await?;
-    }
-    Ok(see_other(Url::SignedOut))
-}
-
-pub async fn signed_out() -> Html<String> {
-    Html(pages::notice(super::page_meta(), NoticeKind::SignedOut))
-}
-
-pub async fn expired() -> Html<String> {
-    Html(pages::notice(
-        super::page_meta(),
-        NoticeKind::SessionExpired,
-    ))
 }

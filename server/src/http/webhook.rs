@@ -43,22 +43,16 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
         let id = event.id.clone();
         let task = tokio::spawn(async move {
             let now = worker.clock.now();
-            match jobs::claim(&worker.db, &id, now).await {
-                Ok(Some(job)) => {
-                    if let Err(e) = jobs::work(
-                        &worker.db,
-                        worker.processor.as_ref(),
-                        &worker.alerts,
-                        &job,
-                        now,
-                    )
-                    .await
-                    {
-                        tracing::error!(error = %e, "webhook: could not record the event's outcome");
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "webhook: could not claim the event"),
+            let worked = jobs::run_one(
+                &worker.db,
+                worker.processor.as_ref(),
+                &worker.alerts,
+                &id,
+                now,
+            )
+            .await;
+            if let Err(e) = worked {
+                tracing::error!(error = %e, "webhook: could not work the event");
             }
         });
         if tokio::time::timeout(state.webhook_ack, task).await.is_err() {

@@ -304,7 +304,7 @@ pub(crate) async fn record_dispute(
     )))
 }
 
-async fn patient_of(
+pub(crate) async fn patient_of(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     statement: &StatementId,
 ) -> Result<PatientId, sqlx::Error> {

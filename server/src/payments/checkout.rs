@@ -214,7 +214,11 @@ pub enum Truth {
 }
 
 /// Moves a live (creating or open) checkout of ours to `to`, freeing its statements.
-async fn close_live(db: &Db, id: &CheckoutId, to: CheckoutState) -> Result<(), sqlx::Error> {
+pub(crate) async fn close_live(
+    db: &Db,
+    id: &CheckoutId,
+    to: CheckoutState,
+) -> Result<(), sqlx::Error> {
     let mut tx = db.begin_write().await?;
     close_checkout(
         &mut tx,

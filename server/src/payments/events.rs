@@ -3,6 +3,7 @@
 //! or number of deliveries.
 
 use super::booking::{self, Booked, Take, WEBHOOK_ACTOR};
+use super::checkout::close_live;
 use super::jobs::Job;
 use super::{
     close_checkout, find_checkout, find_checkout_by_session, payment_if_known, CheckoutRow,
@@ -282,7 +283,7 @@ pub(crate) async fn apply_session(
             return refuse(db, &checkout.id, why).await;
         }
         _ => {
-            close_live_as_failed(db, &checkout.id).await?;
+            close_live(db, &checkout.id, CheckoutState::Failed).await?;
             return Ok(EventOutcome::NoChange);
         }
     };
@@ -309,19 +310,6 @@ pub(crate) async fn apply_session(
     }
 }
 
-/// A checkout whose payment failed before anything was booked: its statements are free again.
-async fn close_live_as_failed(db: &Db, id: &CheckoutId) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin_write().await?;
-    close_checkout(
-        &mut tx,
-        id.as_str(),
-        CheckoutState::Failed,
-        &[CheckoutState::Creating, CheckoutState::Open],
-    )
-    .await?;
-    tx.commit().await
-}
-
 /// Refuses to book a payment: closes the checkout as failed, so money we did not book never
 /// holds the statement; the caller raises the alert and a person reconciles it.
 async fn refuse(
@@ -329,7 +317,7 @@ async fn refuse(
     checkout: &CheckoutId,
     why: Unbooked,
 ) -> Result<EventOutcome, PaymentError> {
-    close_live_as_failed(db, checkout).await?;
+    close_live(db, checkout, CheckoutState::Failed).await?;
     tracing::warn!(checkout = %checkout, kind = why.kind, "payment not booked");
     Ok(EventOutcome::NotBooked(why))
 }

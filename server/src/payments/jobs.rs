@@ -211,12 +211,27 @@ pub async fn run_due(
     .await?;
     let mut worked = 0;
     for id in due {
-        if let Some(job) = claim(db, &id, now).await? {
-            work(db, processor, alerts, &job, now).await?;
+        if run_one(db, processor, alerts, &id, now).await? {
             worked += 1;
         }
     }
     Ok(worked)
+}
+
+/// Claims job `event_id` and works it, if it is due and no other worker holds it; whether it
+/// was worked.
+pub async fn run_one(
+    db: &Db,
+    processor: &dyn PaymentProcessor,
+    alerts: &AlertSink,
+    event_id: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let Some(job) = claim(db, event_id, now).await? else {
+        return Ok(false);
+    };
+    work(db, processor, alerts, &job, now).await?;
+    Ok(true)
 }
 
 /// A stored event as an operator sees it.

@@ -10,7 +10,7 @@ use super::{
 use crate::access::{Action, Permit};
 use crate::audit::{self, Actor, Outcome};
 use crate::db::{Backend, Db};
-use crate::ids::{PatientId, PaymentId, RefundId, TenantId};
+use crate::ids::{PatientId, PaymentId, RefundId, StatementId, TenantId};
 use crate::money::Money;
 
 /// Brings our refunds of the processor's payment `processor_payment` in line with the
@@ -201,16 +201,14 @@ pub(crate) async fn settle(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let patient: String = sqlx::query_scalar("SELECT patient_id FROM statements WHERE id = $1")
-            .bind(&statement)
-            .fetch_one(&mut *tx)
-            .await?;
+        let patient =
+            super::booking::patient_of(&mut tx, &StatementId::from_db(statement.clone())).await?;
         audit::record(
             &mut *tx,
             audit::Event {
                 actor: &actor,
                 tenant: Some(&TenantId::from_db(tenant.clone())),
-                patient: Some(&PatientId::from_db(patient)),
+                patient: Some(&patient),
                 action: "payment.refund.booked",
                 resource: Some(id.as_str()),
                 outcome: Outcome::Success,
