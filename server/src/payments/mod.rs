@@ -156,6 +156,8 @@ pub struct ProcessorPayment {
     pub card_last4: String,
     pub created: i64,
     pub last_error: Option<DeclineReason>,
+    /// Our checkout id from the payment's metadata, when we made it (not a dashboard charge).
+    pub checkout_ref: Option<String>,
 }
 
 impl ProcessorPayment {
@@ -271,6 +273,36 @@ pub struct ProcessorDispute {
     pub created: i64,
 }
 
+/// A charge on a member's saved card while they are away: a payment plan's instalment. Only
+/// opaque ids, as `CheckoutRequest`.
+#[derive(Clone, Debug)]
+pub struct OffSessionCharge {
+    /// The processor's customer id of the member.
+    pub customer: String,
+    /// The processor's payment-method id of the saved card; it must be the customer's.
+    pub card: String,
+    pub amount: Money,
+    /// Our checkout id for this attempt, in the payment's metadata.
+    pub checkout_ref: CheckoutId,
+    /// Our statement ids (comma-separated), in the payment's metadata.
+    pub statement_ref: String,
+}
+
+/// What an off-session charge came to.
+#[derive(Clone, Debug)]
+pub enum ChargeOutcome {
+    /// The processor took (or, rarely for a card, is taking) the money: the payment as it has it.
+    Paid(ProcessorPayment),
+    /// The card's bank wants the member present (3-D Secure): nothing was taken; the member
+    /// pays on the page. `payment` is the processor's payment left waiting, if it made one.
+    AuthenticationRequired { payment: Option<String> },
+    /// Declined: nothing was taken.
+    Declined {
+        payment: Option<String>,
+        reason: DeclineReason,
+    },
+}
+
 /// A card processor with hosted checkout: the built-in sandbox, or Stripe.
 #[async_trait]
 pub trait PaymentProcessor: Send + Sync {
@@ -319,6 +351,33 @@ pub trait PaymentProcessor: Send + Sync {
     async fn list_cards(&self, customer: &str) -> Result<Vec<SavedCard>, ProcessorError>;
     /// Removes a saved card from the customer. `NotFound` when the card is not the customer's.
     async fn remove_card(&self, customer: &str, card: &str) -> Result<(), ProcessorError>;
+    /// Charges a saved card with the member away (confirmed at once, off-session). The same
+    /// idempotency key returns the same outcome and never charges twice. `NotFound` when the
+    /// card is not the customer's.
+    async fn charge_saved_card(
+        &self,
+        req: &OffSessionCharge,
+        idempotency_key: &str,
+    ) -> Result<ChargeOutcome, ProcessorError>;
+    /// Every payment created in `[since, until)` (unix seconds), any status, oldest first, each
+    /// with its `checkout_ref`: reconciliation's view from the processor's side.
+    async fn list_payments(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<ProcessorPayment>, ProcessorError>;
+    /// Every refund created in `[since, until)`, oldest first, of any payment.
+    async fn list_refunds_between(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<ProcessorRefund>, ProcessorError>;
+    /// Every dispute created in `[since, until)`, oldest first.
+    async fn list_disputes(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<ProcessorDispute>, ProcessorError>;
 }
 
 /// Where one of our checkouts stands, as recorded. It only moves forward: creating → open →

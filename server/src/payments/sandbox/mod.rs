@@ -494,6 +494,7 @@ impl PaymentProcessor for Arc<Sandbox> {
             card_brand: p.brand,
             card_last4: p.last4,
             created: p.created,
+            checkout_ref: None, // BASE: the sandbox helper fills this in
         })
     }
 
@@ -647,6 +648,23 @@ impl PaymentProcessor for Arc<Sandbox> {
 
     async fn remove_card(&self, customer: &str, card: &str) -> Result<(), ProcessorError> {
         self.detach(customer, card).await
+    }
+    // BASE: placeholders until the sandbox implementation lands (same session).
+    async fn charge_saved_card(
+        &self,
+        _req: &crate::payments::OffSessionCharge,
+        _idempotency_key: &str,
+    ) -> Result<crate::payments::ChargeOutcome, ProcessorError> {
+        Err(ProcessorError::Unavailable("not yet".into()))
+    }
+    async fn list_payments(&self, _since: i64, _until: i64) -> Result<Vec<ProcessorPayment>, ProcessorError> {
+        Err(ProcessorError::Unavailable("not yet".into()))
+    }
+    async fn list_refunds_between(&self, _since: i64, _until: i64) -> Result<Vec<ProcessorRefund>, ProcessorError> {
+        Err(ProcessorError::Unavailable("not yet".into()))
+    }
+    async fn list_disputes(&self, _since: i64, _until: i64) -> Result<Vec<ProcessorDispute>, ProcessorError> {
+        Err(ProcessorError::Unavailable("not yet".into()))
     }
 }
 

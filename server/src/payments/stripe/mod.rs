@@ -259,6 +259,7 @@ fn to_payment(p: &PaymentIntent) -> ProcessorPayment {
         card_last4: last4,
         created: p.created,
         last_error: p.last_payment_error.as_deref().map(decline_reason),
+        checkout_ref: p.metadata.get(META_CHECKOUT).cloned(),
     }
 }
 
@@ -486,6 +487,23 @@ impl PaymentProcessor for StripeProcessor {
             .await
             .map_err(cards::failed("detach payment method"))?;
         Ok(())
+    }
+    // BASE: placeholders until the Stripe implementation lands (same session).
+    async fn charge_saved_card(
+        &self,
+        _req: &crate::payments::OffSessionCharge,
+        _idempotency_key: &str,
+    ) -> Result<crate::payments::ChargeOutcome, ProcessorError> {
+        Err(ProcessorError::Unavailable("not yet".into()))
+    }
+    async fn list_payments(&self, _since: i64, _until: i64) -> Result<Vec<ProcessorPayment>, ProcessorError> {
+        Err(ProcessorError::Unavailable("not yet".into()))
+    }
+    async fn list_refunds_between(&self, _since: i64, _until: i64) -> Result<Vec<crate::payments::ProcessorRefund>, ProcessorError> {
+        Err(ProcessorError::Unavailable("not yet".into()))
+    }
+    async fn list_disputes(&self, _since: i64, _until: i64) -> Result<Vec<crate::payments::ProcessorDispute>, ProcessorError> {
+        Err(ProcessorError::Unavailable("not yet".into()))
     }
 }
 
