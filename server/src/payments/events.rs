@@ -188,12 +188,20 @@ pub(crate) async fn handle(
             }
             Ok(EventOutcome::NoChange)
         }
-        // A payment we booked as processing settles or fails; one we have not booked yet is
-        // booked by its session's event, which carries the checkout.
+        // A payment we booked as processing settles or fails. One we have not booked yet is
+        // booked when its metadata names one of our checkouts (an off-session charge, or a
+        // hosted checkout whose session event is late); otherwise its session's event books it.
         "payment_intent.succeeded"
         | "payment_intent.payment_failed"
         | "payment_intent.canceled" => match payment_if_known(processor, &job.object_id).await? {
-            Some(p) => booking::follow(db, &p, now, WEBHOOK_ACTOR).await,
+            Some(p) => {
+                if !booking::is_booked(db, &p.id).await? {
+                    if let Some(checkout) = checkout_named_by(db, &p).await? {
+                        return book_payment(db, &checkout, &p, now, WEBHOOK_ACTOR).await;
+                    }
+                }
+                booking::follow(db, &p, now, WEBHOOK_ACTOR).await
+            }
             None => Ok(EventOutcome::NoChange),
         },
         "charge.refunded" | "charge.refund.updated" | "refund.created" | "refund.updated" => {
@@ -211,6 +219,17 @@ pub(crate) async fn handle(
             booking::record_dispute(db, &dispute, now, WEBHOOK_ACTOR).await
         }
         _ => Ok(EventOutcome::NoChange),
+    }
+}
+
+/// The checkout of ours a processor payment's metadata names, if any.
+pub(crate) async fn checkout_named_by(
+    db: &Db,
+    payment: &ProcessorPayment,
+) -> Result<Option<CheckoutRow>, sqlx::Error> {
+    match payment.checkout_ref.as_deref().and_then(CheckoutId::parse) {
+        Some(id) => find_checkout(db, &id).await,
+        None => Ok(None),
     }
 }
 
@@ -270,23 +289,49 @@ pub(crate) async fn apply_session(
     // What is there to book: money received, or a bank debit on its way. A session the
     // processor calls paid whose payment did not succeed is refused; one unpaid and not
     // processing (a bank debit that failed before we saw it) books nothing.
-    let (payment, status, taken) = match payment {
+    match payment {
         Some(p) if p.succeeded() && p.amount_received.is_positive() => {
-            (p, PaymentStatus::Succeeded, p.amount_received)
+            book_payment(db, &checkout, p, now, by).await
         }
         Some(p) if p.status == PaymentStatus::Processing && !session.paid => {
-            (p, PaymentStatus::Processing, p.amount)
+            book_payment(db, &checkout, p, now, by).await
         }
         other if session.paid => {
             let why =
                 Unbooked::not_succeeded(&checkout.id, &session.id, other.map(|p| p.id.as_str()));
-            return refuse(db, &checkout.id, why).await;
+            refuse(db, &checkout.id, why).await
         }
         _ => {
             close_live(db, &checkout.id, CheckoutState::Failed).await?;
-            return Ok(EventOutcome::NoChange);
+            Ok(EventOutcome::NoChange)
         }
+    }
+}
+
+/// Books a processor payment that took money (or a bank debit on its way) for one of our
+/// checkouts: exactly the checkout's amount over its statements, in our currency, or nothing is
+/// booked and the caller raises the alert. A payment already booked follows the processor.
+/// Used for hosted checkouts (after their session is checked), off-session charges and
+/// reconciliation's repairs.
+pub(crate) async fn book_payment(
+    db: &Db,
+    checkout: &CheckoutRow,
+    payment: &ProcessorPayment,
+    now: i64,
+    by: &'static str,
+) -> Result<EventOutcome, PaymentError> {
+    let (status, taken) = if payment.succeeded() && payment.amount_received.is_positive() {
+        (PaymentStatus::Succeeded, payment.amount_received)
+    } else if payment.status == PaymentStatus::Processing {
+        (PaymentStatus::Processing, payment.amount)
+    } else {
+        return Ok(EventOutcome::NoChange);
     };
+    if payment.checkout_ref.as_deref().is_some_and(|r| r != checkout.id.as_str()) {
+        return Err(PaymentError::BadEvent(
+            "payment's checkout reference does not match our record",
+        ));
+    }
     let items = super::checkout_items(db, &checkout.id).await?;
     let expected = Money::from_cents(items.iter().map(|(_, m)| m.cents()).sum());
     // Exactly what the checkout asked for, in our currency, or nothing is booked: one statement
@@ -296,7 +341,7 @@ pub(crate) async fn apply_session(
         || taken != checkout.amount
         || expected != checkout.amount
     {
-        let why = Unbooked::mismatch(&checkout, expected, payment, taken);
+        let why = Unbooked::mismatch(checkout, expected, payment, taken);
         return refuse(db, &checkout.id, why).await;
     }
     let take = Take {
@@ -304,7 +349,7 @@ pub(crate) async fn apply_session(
         status,
         amount: taken,
     };
-    match booking::record(db, &checkout, take, &items, now, by).await? {
+    match booking::record(db, checkout, take, &items, now, by).await? {
         Booked::New => Ok(EventOutcome::Recorded),
         Booked::Already => booking::follow(db, payment, now, by).await,
     }
