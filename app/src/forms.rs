@@ -144,6 +144,23 @@ forms! {
     }
 
     /// Removing a saved card (`Url::AccountCardRemove`).
+    /// One of the member's plans (`Url::AccountPlanCancel`).
+    pub struct PlanForm {
+        plan / PLAN,
+    }
+
+    /// A plan's new autopay cap, in dollars as typed (`Url::AccountPlanCap`).
+    pub struct PlanCapForm {
+        plan / PLAN,
+        cap / CAP,
+    }
+
+    /// An instalment to pay on the processor's page (`Url::AccountPlanPay`).
+    pub struct PlanPayForm {
+        plan / PLAN,
+        seq / SEQ,
+    }
+
     pub struct RemoveCardForm {
         /// The processor's opaque payment-method id.
         card / CARD,
@@ -234,6 +251,30 @@ pub mod household_pay {
     /// The statement a `pay_<statement>` field names.
     pub fn chosen_statement(field: &str) -> Option<&str> {
         field.strip_prefix(PAY)
+    }
+}
+
+/// The plan set-up form (`Url::AccountPlanCreate`) has a checkbox per statement, so it is read
+/// as pairs: `plan_<statement>` (`household_pay::CHECKED`) and the fields below.
+pub mod plan_form {
+    pub const COUNT: &str = "count";
+    pub const EVERY: &str = "every";
+    pub const CARD: &str = "card";
+    /// The most autopay may charge at once, in dollars as typed.
+    pub const CAP: &str = "cap";
+    /// The member agrees to the charges shown (`household_pay::CHECKED`).
+    pub const CONSENT: &str = "consent";
+
+    const STATEMENT: &str = "plan_";
+
+    /// `plan_<statement>`: the statement is in the plan.
+    pub fn statement_field(statement: &str) -> String {
+        format!("{STATEMENT}{statement}")
+    }
+
+    /// The statement a `plan_<statement>` field names.
+    pub fn chosen_statement(field: &str) -> Option<&str> {
+        field.strip_prefix(STATEMENT)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod staff;
 pub mod urls;
 pub mod vm;
 pub mod vm_cards;
+pub mod vm_plans;
 
 pub use i18n::{Lang, Tr};
 pub use urls::Url;

@@ -348,6 +348,12 @@ pub fn payments(meta: PageMeta, vm: StaffPaymentsVm) -> String {
         <h1>{tr.t("staff-payments-title")}</h1>
         <p class="lead">{tr.ta("staff-payments-lead", &[("patient", &vm.patient_name), ("practice", &vm.practice)])}</p>
         {vm.notice.clone().map(|n| view! { <p class="notice" role="status">{n}</p> })}
+        {(!vm.plans.is_empty()).then(|| view! {
+            <h2>{tr.t("staff-plans-heading")}</h2>
+            <ul class="staff-plans">
+                {vm.plans.iter().map(|p| view! { <li>{p.clone()}</li> }).collect::<Vec<_>>()}
+            </ul>
+        })}
         {list}
         <p><a href=Url::Staff.path()>{tr.t("staff-payments-back")}</a></p>
     };

@@ -108,6 +108,13 @@ urls! {
     AccountCardRemove => "/account/cards/remove",
     /// Where the processor's setup page sends the member back.
     AccountCardsReturn(setup) => "/account/cards/return/{setup}",
+    /// The member's payment plans, and the form to set one up.
+    AccountPlans => "/account/plans",
+    AccountPlanCreate => "/account/plans/new",
+    AccountPlanCancel => "/account/plans/cancel",
+    AccountPlanCap => "/account/plans/cap",
+    /// Pays on the processor's page an instalment autopay could not take.
+    AccountPlanPay => "/account/plans/pay",
 
     // ---- Guarantor invitations.
     /// An invitation link; the token is swapped for a session at once.

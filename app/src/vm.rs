@@ -353,9 +353,11 @@ pub struct StaffPaymentsVm {
     pub notice: Option<String>,
     /// The reasons staff pick from: (value, label).
     pub reasons: Vec<(String, String)>,
+    /// The patient's payment plans, one line each (a suspended one says autopay stopped).
+    pub plans: Vec<String>,
 }
 
-debug_redacted!(StaffPaymentsVm { csrf, patient_id, practice, payments, notice, reasons; redacted: patient_name });
+debug_redacted!(StaffPaymentsVm { csrf, patient_id, practice, payments, notice, reasons, plans; redacted: patient_name });
 
 #[derive(Clone, Debug, Default)]
 pub struct StaffPaymentVm {
@@ -559,9 +561,12 @@ pub struct AccountHomeVm {
     pub can_invite: Vec<(String, String)>,
     pub guarantors: Vec<GuarantorVm>,
     pub invitations: Vec<InvitationVm>,
+    /// Payment-plan notices: the next charge of each plan once noticed, and instalments that
+    /// need the member.
+    pub plan_notices: Vec<String>,
 }
 
-debug_redacted!(AccountHomeVm { csrf, notice, pay_error, groups, total_due, guarantors, invitations; redacted: email, invite_link, can_invite });
+debug_redacted!(AccountHomeVm { csrf, notice, pay_error, groups, total_due, guarantors, invitations, plan_notices; redacted: email, invite_link, can_invite });
 
 #[derive(Clone, Default)]
 pub struct AccountStatementVm {

@@ -503,6 +503,49 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
     });
   });
 
+  it('a guarantor sets up a payment plan and its first instalment is paid', { timeout: TEST_TIMEOUT_MS }, async () => {
+    // Riley's $140.00 (test 2 paid $10.00) in two monthly instalments on a saved card: the
+    // first, $70.00, is charged when the plan is set up; the schedule shows the second.
+    const forRiley = await demoInvite(3);
+    await inBrowser('payment plan', async (page) => {
+      await page.goto(`${server.portalUrl}/signin`);
+      await signIn(page, GUARANTOR);
+      await atPortal(page, '/account');
+      await answerInvitation(page, forRiley, PATIENT_3, { signedIn: true });
+      await page.getByRole('button', { name: 'Add to my account', exact: true }).click();
+      await atPortal(page, '/account');
+      await page.getByRole('link', { name: 'Saved cards', exact: true }).click();
+      await page.getByRole('button', { name: 'Save a card', exact: true }).click();
+      await page.waitForURL((u) => u.origin === server.sandboxUrl);
+      await page.getByLabel('Card number', { exact: true }).fill(CARD_OK);
+      await page.getByLabel('Expiry (MM / YY)', { exact: true }).fill('12 / 34');
+      await page.getByLabel('CVC', { exact: true }).fill('123');
+      await page.getByRole('button', { name: 'Save card', exact: true }).click();
+      await page.waitForURL((u) => u.origin === server.portalUrl);
+      await page.getByRole('link', { name: 'Back to your account', exact: true }).click();
+      await page.getByRole('link', { name: 'Payment plans', exact: true }).click();
+      await heading(page, 'Payment plans');
+      await page.getByLabel(/^Riley at .*: \$140\.00$/).check();
+      await page.getByLabel('Number of instalments (the first is charged today)', { exact: true }).selectOption('2');
+      await page.getByLabel('How often', { exact: true }).selectOption('month');
+      await page.getByLabel('Card to charge', { exact: true }).selectOption({ label: 'Visa ending 4242' });
+      await page.getByLabel('Most we may charge at once, in dollars', { exact: true }).fill('70.00');
+      await page.getByLabel(/^I agree to the first instalment being charged today/).check();
+      await page.getByRole('button', { name: 'Set up the plan', exact: true }).click();
+      await atPortal(page, '/account/plans');
+      await visible(page.getByText('Your payment plan is set up and the first instalment was paid.', { exact: true }));
+      const rows = page.locator('table.plan-schedule tbody tr');
+      assert.equal(await rows.count(), 2, 'two instalments');
+      await visible(rows.nth(0).getByText('Paid', { exact: true }));
+      await visible(rows.nth(1).getByText('Scheduled', { exact: true }));
+      for (const i of [0, 1]) await visible(rows.nth(i).getByText('$70.00', { exact: true }));
+      await page.getByRole('link', { name: 'Back to your account', exact: true }).click();
+      await atPortal(page, '/account');
+      const riley = page.getByRole('region', { name: "Riley's statements", exact: true });
+      await visible(riley.getByText('Balance due $70.00', { exact: false }));
+    });
+  });
+
   it('an admin refunds a payment', { timeout: TEST_TIMEOUT_MS }, async () => {
     // Patient 1 paid $112.00 in the first journey. A practice admin is added as an operator
     // would (`users add`), enrols (password and TOTP), signs in with a recovery code and

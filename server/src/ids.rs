@@ -75,6 +75,7 @@ id_type!(InvitationId, "inv");
 id_type!(RefundId, "rfd");
 id_type!(DisputeId, "dsp");
 id_type!(CardSetupId, "cst");
+id_type!(PlanId, "pln");
 
 #[cfg(test)]
 mod tests {

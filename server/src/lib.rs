@@ -295,6 +295,35 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             }
         }
     }));
+    // Autopay: plan instalments noticed and charged as they fall due.
+    if cfg.autopay_every_secs > 0 {
+        let autopay = state.clone();
+        let every = std::time::Duration::from_secs(cfg.autopay_every_secs);
+        let mut stop = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let now = autopay.clock.now();
+                match payments::plans::scheduler::run_due(
+                    &autopay.db,
+                    autopay.processor.as_ref(),
+                    &autopay.alerts,
+                    now,
+                    50,
+                )
+                .await
+                {
+                    // A full batch: there may be more due at once.
+                    Ok(50) => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "autopay failed; next look soon"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        }));
+    }
     // Daily reconciliation of the last few days, alerting on repairs and differences.
     let reconciler = state.clone();
     let mut stop = rx.clone();

@@ -236,6 +236,33 @@ async fn practices(
                 if on { "offered" } else { "no longer offered" }
             );
         }
+        PracticesCommand::PlanMinimum { practice, amount } => {
+            let tenant = tenant_arg(Some(practice))?
+                .ok_or_else(|| anyhow::anyhow!("--practice is required"))?;
+            let min = patriotpay::money::Money::parse_dollars(&amount)
+                .ok()
+                .filter(|m| m.is_positive())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("{amount:?} is not an amount in dollars, e.g. 25.00")
+                })?;
+            anyhow::ensure!(
+                patriotpay::payments::plans::set_minimum_instalment(&db, &tenant, min).await?,
+                "no practice {tenant}"
+            );
+            patriotpay::audit::record(
+                db.pool(),
+                patriotpay::audit::Event {
+                    actor: &patriotpay::audit::Actor::system("cli"),
+                    tenant: Some(&tenant),
+                    patient: None,
+                    action: "practice.plan_minimum.set",
+                    resource: Some(tenant.as_str()),
+                    outcome: patriotpay::audit::Outcome::Success,
+                },
+            )
+            .await?;
+            println!("{tenant}: payment-plan instalments of at least {min} for new plans.");
+        }
     }
     Ok(())
 }

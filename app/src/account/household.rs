@@ -169,9 +169,16 @@ pub fn home(meta: PageMeta, vm: AccountHomeVm) -> String {
         <h1>{tr.t("account-title")}</h1>
         <p class="lead">{tr.ta("account-signed-in-as", &[("email", &vm.email)])}</p>
         {vm.notice.clone().map(|n| view! { <p class="notice" role="status">{n}</p> })}
+        {vm.plan_notices.iter().map(|n| view! {
+            <p class="notice"><a href=Url::AccountPlans.path()>{n.clone()}</a></p>
+        }).collect::<Vec<_>>()}
         {vm.invite_link.clone().map(|link| invite_link_box(tr, link))}
         {pay}
-        <p><a href=Url::AccountCards.path()>{tr.t("account-cards-link")}</a></p>
+        <p>
+            <a href=Url::AccountCards.path()>{tr.t("account-cards-link")}</a>
+            " · "
+            <a href=Url::AccountPlans.path()>{tr.t("plans-link")}</a>
+        </p>
         {guarantors}
     };
     document_portal(&meta, tr.t("account-title"), body.into_any())

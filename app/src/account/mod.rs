@@ -6,6 +6,7 @@
 mod cards;
 mod household;
 mod invitation;
+mod plans;
 mod sharing;
 mod signup;
 mod statement;
@@ -13,6 +14,7 @@ mod statement;
 pub use cards::cards;
 pub use household::home;
 pub use invitation::{invite_accept, invite_locked, invite_verify};
+pub use plans::plans;
 pub(crate) use sharing::invite_link_box;
 pub use signup::{confirm_code, create, reset_password, reset_refused, signin};
 pub use statement::{receipt, statement};

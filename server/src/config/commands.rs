@@ -75,6 +75,13 @@ pub enum PracticesCommand {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
+    /// Set the smallest instalment a practice accepts in payment plans (dollars, e.g. 25.00).
+    PlanMinimum {
+        /// Practice (tenant id, ten_…).
+        #[arg(long)]
+        practice: String,
+        amount: String,
+    },
 }
 
 #[derive(Subcommand, Debug, Clone)]

@@ -220,6 +220,15 @@ pub struct Config {
         global = true
     )]
     pub webhook_ack_ms: u64,
+    /// How often (seconds) the server looks for plan instalments to notice or charge; 0 never
+    /// (tests drive autopay themselves).
+    #[arg(
+        long,
+        env = "PATRIOTPAY_AUTOPAY_EVERY_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub autopay_every_secs: u64,
     /// Acknowledges running with the local master key file behind a public `https://` URL (the
     /// key then sits beside the data it protects). Must be exactly
     /// `i-understand-the-key-is-beside-the-data`; use a KMS key provider instead.
@@ -381,6 +390,7 @@ impl Config {
             trust_forwarded_for: false,
             identity_failure_budget: crate::links::DEFAULT_PRACTICE_FAILURE_BUDGET_PER_HOUR,
             webhook_ack_ms: 800,
+            autopay_every_secs: 60,
             local_key_in_production: None,
             sandbox_in_production: None,
             alert_webhook_url: None,

@@ -186,6 +186,14 @@ pub(super) async fn home_vm(
         });
     }
     vm.total_due = total.to_string();
+    for p in crate::payments::plans::of_member(&state.db, &who.id).await? {
+        if p.needs_action().next().is_some() {
+            vm.plan_notices.push(tr().t("account-plan-action"));
+        }
+        if let Some(n) = super::plans::upcoming_notice(&p) {
+            vm.plan_notices.push(n);
+        }
+    }
     Ok(vm)
 }
 

@@ -132,6 +132,7 @@ pub async fn pay(
         user: Some(who.id.clone()),
         // The processor comes back to `Url::AccountPayReturn`/`…Cancelled`, under this prefix.
         return_prefix: Url::AccountPay.template(),
+        instalment: None,
     };
     let actor = ctx.actor(actor_id(&who.id));
     let general = match start_checkout(&state, &plan, &actor).await? {

@@ -13,6 +13,7 @@ pub mod household_pay;
 pub mod invitation;
 pub mod member;
 pub mod patient;
+mod plans;
 pub mod sealed;
 pub mod session;
 pub mod sharing;
@@ -287,6 +288,7 @@ fn pages(state: &AppState) -> Routes {
         .merge(household_pay::router(state))
         .merge(sharing::router(state))
         .merge(cards::router(state))
+        .merge(plans::router(state))
         .merge(invitation::router(state))
         .merge(staff::router(state))
 }

@@ -342,6 +342,7 @@ pub async fn pay(
         user: None,
         // The processor comes back to `Url::PayReturn`/`Url::PayCancelled`, under this prefix.
         return_prefix: Url::Pay.template(),
+        instalment: None,
     };
     let key = match start_checkout(&state, &plan, &actor).await? {
         Checkout::Started(url) => return Ok(to_processor_checkout(&url)),

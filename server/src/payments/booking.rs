@@ -99,6 +99,8 @@ pub(crate) async fn record(
         tx.commit().await?;
         return Ok(Booked::Already);
     }
+    // The plan instalment this checkout paid, if any, is paid with it.
+    super::plans::mark_paid(&mut tx, checkout.id.as_str(), now).await?;
     let action = match status {
         PaymentStatus::Processing => "payment.processing",
         _ => "payment.recorded",
@@ -154,6 +156,9 @@ pub(crate) async fn record(
         }
     }
     tx.commit().await?;
+    // A plan whose statements this paid off is complete (its instalments or not).
+    let statements: Vec<StatementId> = items.iter().map(|(s, _)| s.clone()).collect();
+    super::plans::complete_paid_off(db, &statements, now).await?;
     Ok(Booked::New)
 }
 

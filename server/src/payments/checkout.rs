@@ -2,14 +2,14 @@
 //! afresh where one stands.
 
 use super::{
-    close_checkout, payment_if_known, CheckoutPlan, CheckoutRequest, CheckoutRow, CheckoutState,
-    CheckoutStatus, DeclineReason, PaymentError, PaymentProcessor, ProcessorError, Unbooked,
-    MAX_ITEMS, NEUTRAL_DESCRIPTION,
+    close_checkout, payment_if_known, plans::InstalmentRef, CheckoutPlan, CheckoutRequest,
+    CheckoutRow, CheckoutState, CheckoutStatus, DeclineReason, PaymentError, PaymentProcessor,
+    ProcessorError, Unbooked, MAX_ITEMS, NEUTRAL_DESCRIPTION,
 };
 use crate::alerts::AlertSink;
 use crate::audit::{self, Actor, Outcome};
 use crate::db::Db;
-use crate::ids::{CheckoutId, StatementId};
+use crate::ids::{CheckoutId, LinkId, StatementId, TenantId, UserId};
 use crate::money::Money;
 
 /// Starts one hosted checkout for the plan's statements and returns the URL to send the payer
@@ -92,41 +92,17 @@ pub async fn start_checkout(
 
     let id = CheckoutId::generate();
     let idem = format!("checkout-{}", id.as_str());
-    let single = (plan.items.len() == 1).then(|| plan.items[0].0.as_str().to_owned());
-    let pending = |e: sqlx::Error| match &e {
-        // Another request holds one of these statements' live checkout.
-        sqlx::Error::Database(d) if d.is_unique_violation() => PaymentError::Pending,
-        _ => PaymentError::Db(e),
+    let new = NewCheckout {
+        id: &id,
+        tenant: &plan.tenant,
+        items: &plan.items,
+        link: plan.link.as_ref(),
+        user: plan.user.as_ref(),
+        amount: total,
+        idempotency_key: &idem,
+        instalment: plan.instalment.as_ref(),
     };
-    let mut tx = db.begin_write().await?;
-    sqlx::query(
-        "INSERT INTO checkouts (id, tenant_id, statement_id, link_id, user_id, amount_cents,
-             idempotency_key, status, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'creating', $8)",
-    )
-    .bind(id.as_str())
-    .bind(plan.tenant.as_str())
-    .bind(single)
-    .bind(plan.link.as_ref().map(|l| l.as_str().to_owned()))
-    .bind(plan.user.as_ref().map(|u| u.as_str().to_owned()))
-    .bind(total.cents())
-    .bind(&idem)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    for (statement, amount) in &plan.items {
-        sqlx::query(
-            "INSERT INTO checkout_items (checkout_id, statement_id, amount_cents, live)
-             VALUES ($1, $2, $3, 1)",
-        )
-        .bind(id.as_str())
-        .bind(statement.as_str())
-        .bind(amount.cents())
-        .execute(&mut *tx)
-        .await
-        .map_err(pending)?;
-    }
-    tx.commit().await?;
+    insert_checkout(db, &new, now).await?;
 
     let (merchant_name, bank_debit): (String, i64) =
         sqlx::query_as("SELECT name, bank_debit FROM tenants WHERE id = $1")
@@ -195,6 +171,72 @@ pub async fn start_checkout(
         .await?;
     }
     Ok(created.url)
+}
+
+/// A checkout to record before the processor is asked.
+pub(crate) struct NewCheckout<'a> {
+    pub id: &'a CheckoutId,
+    pub tenant: &'a TenantId,
+    pub items: &'a [(StatementId, Money)],
+    pub link: Option<&'a LinkId>,
+    pub user: Option<&'a UserId>,
+    pub amount: Money,
+    pub idempotency_key: &'a str,
+    /// The plan instalment this checkout pays, linked in the same transaction.
+    pub instalment: Option<&'a InstalmentRef>,
+}
+
+/// Records a checkout as `creating` with its items live (holding its statements), in one
+/// transaction. `Pending` when another live checkout holds one of the statements.
+pub(crate) async fn insert_checkout(
+    db: &Db,
+    c: &NewCheckout<'_>,
+    now: i64,
+) -> Result<(), PaymentError> {
+    let single = (c.items.len() == 1).then(|| c.items[0].0.as_str().to_owned());
+    let pending = |e: sqlx::Error| match &e {
+        // Another request holds one of these statements' live checkout.
+        sqlx::Error::Database(d) if d.is_unique_violation() => PaymentError::Pending,
+        _ => PaymentError::Db(e),
+    };
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO checkouts (id, tenant_id, statement_id, link_id, user_id, amount_cents,
+             idempotency_key, status, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'creating', $8)",
+    )
+    .bind(c.id.as_str())
+    .bind(c.tenant.as_str())
+    .bind(single)
+    .bind(c.link.map(|l| l.as_str().to_owned()))
+    .bind(c.user.map(|u| u.as_str().to_owned()))
+    .bind(c.amount.cents())
+    .bind(c.idempotency_key)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    for (statement, amount) in c.items {
+        sqlx::query(
+            "INSERT INTO checkout_items (checkout_id, statement_id, amount_cents, live)
+             VALUES ($1, $2, $3, 1)",
+        )
+        .bind(c.id.as_str())
+        .bind(statement.as_str())
+        .bind(amount.cents())
+        .execute(&mut *tx)
+        .await
+        .map_err(pending)?;
+    }
+    if let Some(i) = c.instalment {
+        sqlx::query("UPDATE plan_instalments SET checkout_id = $1 WHERE plan_id = $2 AND seq = $3")
+            .bind(c.id.as_str())
+            .bind(i.plan.as_str())
+            .bind(i.seq)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// One of our checkouts as the processor sees it when asked again.

@@ -7,6 +7,7 @@ mod checkout;
 mod events;
 pub mod history;
 pub mod jobs;
+pub mod plans;
 mod receipt;
 pub mod reconcile;
 pub mod refunds;
@@ -459,6 +460,8 @@ pub struct CheckoutPlan {
     pub user: Option<UserId>,
     /// Path prefix the processor sends the payer back to: "/pay" or "/account/pay".
     pub return_prefix: &'static str,
+    /// The plan instalment this pays, when a member pays one on the page.
+    pub instalment: Option<plans::InstalmentRef>,
 }
 
 /// Marks a checkout finished (complete, expired or failed): its statements are free for a new

@@ -20,7 +20,7 @@ async fn start_save(b: &Browser, app: &TestApp) -> String {
 }
 
 /// Saves `number` through the setup page and follows the return; the cards page after it.
-async fn save_card(b: &Browser, app: &TestApp, number: &str) -> String {
+pub(crate) async fn save_card(b: &Browser, app: &TestApp, number: &str) -> String {
     let page = start_save(b, app).await;
     let setup = b
         .client
@@ -58,7 +58,7 @@ fn card_line(brand: &str, last4: &str, expiry: &str) -> String {
 }
 
 /// The payment-method id on the remove form of the card ending `last4`.
-fn card_id(html: &str, last4: &str) -> String {
+pub(crate) fn card_id(html: &str, last4: &str) -> String {
     let line = html
         .split("<li class=\"saved-card\">")
         .find(|li| li.contains(&format!("ending {last4},")))

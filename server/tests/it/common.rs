@@ -49,6 +49,8 @@ impl TestApp {
         // Each event is worked to its end before the webhook answers, so a test reads its
         // effects at once; the job-queue tests set this to 0 to leave the work to the worker.
         cfg.webhook_ack_ms = 600_000;
+        // Tests drive autopay themselves (`run_autopay`), on the test clock.
+        cfg.autopay_every_secs = 0;
         tweak(&mut cfg);
         cfg.webhook_secret = Some(Secret::new(WEBHOOK_SECRET));
         let mut pg_admin = None;
@@ -124,6 +126,20 @@ impl TestApp {
     }
 
     /// Works every processor event due now, as the background worker would; how many.
+    /// Works every plan instalment due on the test clock, as the server's autopay loop does.
+    pub async fn run_autopay(&self) -> usize {
+        let s = self.state();
+        patriotpay::payments::plans::scheduler::run_due(
+            &s.db,
+            s.processor.as_ref(),
+            &s.alerts,
+            s.clock.now(),
+            100,
+        )
+        .await
+        .expect("run autopay")
+    }
+
     pub async fn run_jobs(&self) -> usize {
         let s = self.state();
         let mut total = 0;

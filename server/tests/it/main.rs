@@ -18,6 +18,7 @@ mod journey;
 mod jwt;
 mod kms;
 mod money;
+mod plans;
 mod reconcile;
 mod refunds;
 mod rekey;

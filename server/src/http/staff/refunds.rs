@@ -14,6 +14,7 @@ use crate::http::{see_other_query, tr, AppState, RequestContext};
 use crate::ids::{PatientId, PaymentId, RefundId};
 use crate::money::Money;
 use crate::payments::history::{self, PaymentHistory};
+use crate::payments::plans;
 use crate::payments::refunds::{self, IssueRefund, RefundError};
 use crate::payments::RefundReason;
 use axum::extract::{Path, Query, State};
@@ -142,7 +143,30 @@ async fn page_vm(
         payments: list.iter().map(payment_vm).collect(),
         notice: None,
         reasons: reasons(),
+        plans: plans::of_patient(&state.db, permit.tenant(), patient)
+            .await?
+            .iter()
+            .map(plan_line)
+            .collect(),
     })
+}
+
+/// One plan as staff read it: amounts, schedule, card, and where it stands.
+fn plan_line(p: &plans::Plan) -> String {
+    let status = match p.status {
+        plans::PlanStatus::Suspended => tr().t("staff-plan-suspended"),
+        s => tr().t(&format!("staff-plan-{}", s.as_str())),
+    };
+    tr().ta(
+        "staff-plan-line",
+        &[
+            ("total", &p.total.to_string()),
+            ("count", &p.instalments.len().to_string()),
+            ("paid", &p.paid().to_string()),
+            ("since", &crate::clock::display_date_unix(p.created_at)),
+            ("status", &status),
+        ],
+    )
 }
 
 fn render(status: StatusCode, vm: StaffPaymentsVm) -> Response {
