@@ -135,7 +135,7 @@ async fn plannable(
             ctx,
             who,
             MemberAsk {
-                action: Action::MakePayment,
+                action: Action::ViewBalance,
                 tenant: &tenant,
                 patient: &patient,
                 event: "plan.setup.view",
