@@ -86,6 +86,7 @@ async fn paid_unheard(running: &patriotpay::Running, n: usize) -> Vec<String> {
             link: Some(link),
             user: None,
             return_prefix: "/pay",
+            instalment: None,
         };
         let checkout = patriotpay::payments::start_checkout(
             &st.db,

@@ -7,7 +7,6 @@ use super::member::*;
 use super::patient::{amount_error, back_from_processor, start_checkout, Checkout, Payer};
 use super::session::{Flash, PayErrors, PayItemError, Sess};
 use super::{see_other, to_processor_checkout, AppState, RequestContext, Routes};
-use crate::access::Action;
 use crate::accounts::Account;
 use crate::billing;
 use crate::ids::{CheckoutId, StatementId, TenantId};
@@ -69,20 +68,13 @@ pub async fn pay(
     let mut patients = vec![];
     let mut tenant: Option<TenantId> = None;
     for id in &chosen {
-        let h = billing::statement_header(&state.db, id)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        let _allowed = member_permit(
+        let h = payable_statement(
             &state,
             &ctx,
             &who,
-            MemberAsk {
-                action: Action::MakePayment,
-                tenant: &h.tenant_id,
-                patient: &h.patient_id,
-                event: "payment.checkout.ask",
-                resource: Some(id.as_str()),
-            },
+            id,
+            "payment.checkout.ask",
+            Some(id.as_str()),
         )
         .await?;
         let typed = field(&fields::amount_field(id.as_str())).unwrap_or("");
@@ -158,22 +150,7 @@ async fn own_checkout(
         return Err(unseen(state, ctx, actor_id(&who.id), "checkout.not_found", raw).await);
     };
     for (statement, _) in payments::checkout_items(&state.db, &row.id).await? {
-        let h = billing::statement_header(&state.db, &statement)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        let _allowed = member_permit(
-            state,
-            ctx,
-            who,
-            MemberAsk {
-                action: Action::MakePayment,
-                tenant: &h.tenant_id,
-                patient: &h.patient_id,
-                event,
-                resource: Some(row.id.as_str()),
-            },
-        )
-        .await?;
+        payable_statement(state, ctx, who, &statement, event, Some(row.id.as_str())).await?;
     }
     Ok(row)
 }

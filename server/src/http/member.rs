@@ -153,6 +153,36 @@ pub async fn member_permit_in(
     Ok(access::permit_in(&state.db, member_ask(ctx, who, &actor, ask)).await?)
 }
 
+/// A statement the member may pay: its header, once the policy said yes to `MakePayment` on
+/// its patient (the event written either way; a refusal reads as "not found", as does a
+/// statement that does not exist).
+pub async fn payable_statement(
+    state: &AppState,
+    ctx: &RequestContext,
+    who: &Account,
+    statement: &crate::ids::StatementId,
+    event: &'static str,
+    resource: Option<&str>,
+) -> Result<billing::StatementHeader> {
+    let h = billing::statement_header(&state.db, statement)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let _allowed = member_permit(
+        state,
+        ctx,
+        who,
+        MemberAsk {
+            action: Action::MakePayment,
+            tenant: &h.tenant_id,
+            patient: &h.patient_id,
+            event,
+            resource,
+        },
+    )
+    .await?;
+    Ok(h)
+}
+
 /// The patients an account may act for, each once, own records first: (role, practice, patient).
 pub fn people(who: &Account) -> Vec<(Role, TenantId, PatientId)> {
     let mut out: Vec<(Role, TenantId, PatientId)> = vec![];

@@ -262,22 +262,7 @@ async fn chosen(
     let mut tenant: Option<TenantId> = None;
     let mut patients = vec![];
     for id in &ids {
-        let h = billing::statement_header(&state.db, id)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        let _allowed = member_permit(
-            state,
-            ctx,
-            who,
-            MemberAsk {
-                action: Action::MakePayment,
-                tenant: &h.tenant_id,
-                patient: &h.patient_id,
-                event: "plan.setup.ask",
-                resource: Some(id.as_str()),
-            },
-        )
-        .await?;
+        let h = payable_statement(state, ctx, who, id, "plan.setup.ask", Some(id.as_str())).await?;
         match &tenant {
             None => tenant = Some(h.tenant_id.clone()),
             Some(t) if *t != h.tenant_id => return Ok(Err("plan-one-practice")),
@@ -462,20 +447,13 @@ pub async fn pay(
     }
     let mut patients = vec![];
     for (statement, _) in &items {
-        let h = billing::statement_header(&state.db, statement)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        let _allowed = member_permit(
+        let h = payable_statement(
             &state,
             &ctx,
             &who,
-            MemberAsk {
-                action: Action::MakePayment,
-                tenant: &h.tenant_id,
-                patient: &h.patient_id,
-                event: "payment.checkout.ask",
-                resource: Some(statement.as_str()),
-            },
+            statement,
+            "payment.checkout.ask",
+            Some(statement.as_str()),
         )
         .await?;
         if !patients.contains(&h.patient_id) {

@@ -99,7 +99,7 @@ async fn set_up_pays_first_then_notices_and_charges_on_time(backend: Backend) {
         html.contains(&format!("name=\"plan_{statement}\"")),
         "{html}"
     );
-    let cap = format!("{}", parts[0].plain());
+    let cap = parts[0].plain();
     let html = page_flash(&b, post_plan(&b, &statement, "3", &card, &cap, true).await).await;
     assert!(html.contains(&t("plan-created")), "{html}");
     assert_eq!(
