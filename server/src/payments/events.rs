@@ -327,7 +327,11 @@ pub(crate) async fn book_payment(
     } else {
         return Ok(EventOutcome::NoChange);
     };
-    if payment.checkout_ref.as_deref().is_some_and(|r| r != checkout.id.as_str()) {
+    if payment
+        .checkout_ref
+        .as_deref()
+        .is_some_and(|r| r != checkout.id.as_str())
+    {
         return Err(PaymentError::BadEvent(
             "payment's checkout reference does not match our record",
         ));

@@ -657,13 +657,25 @@ impl PaymentProcessor for Arc<Sandbox> {
     ) -> Result<crate::payments::ChargeOutcome, ProcessorError> {
         Err(ProcessorError::Unavailable("not yet".into()))
     }
-    async fn list_payments(&self, _since: i64, _until: i64) -> Result<Vec<ProcessorPayment>, ProcessorError> {
+    async fn list_payments(
+        &self,
+        _since: i64,
+        _until: i64,
+    ) -> Result<Vec<ProcessorPayment>, ProcessorError> {
         Err(ProcessorError::Unavailable("not yet".into()))
     }
-    async fn list_refunds_between(&self, _since: i64, _until: i64) -> Result<Vec<ProcessorRefund>, ProcessorError> {
+    async fn list_refunds_between(
+        &self,
+        _since: i64,
+        _until: i64,
+    ) -> Result<Vec<ProcessorRefund>, ProcessorError> {
         Err(ProcessorError::Unavailable("not yet".into()))
     }
-    async fn list_disputes(&self, _since: i64, _until: i64) -> Result<Vec<ProcessorDispute>, ProcessorError> {
+    async fn list_disputes(
+        &self,
+        _since: i64,
+        _until: i64,
+    ) -> Result<Vec<ProcessorDispute>, ProcessorError> {
         Err(ProcessorError::Unavailable("not yet".into()))
     }
 }
