@@ -7,7 +7,7 @@
 //! sessions, listing and detaching cards) in `cards`; off-session charges on a saved card and
 //! the window listings reconciliation reads in `charges`.
 //!
-//! Fifteen endpoints only (create, retrieve and expire a Checkout Session; create, retrieve and
+//! Fourteen endpoints only (create, retrieve and expire a Checkout Session; create, retrieve and
 //! list PaymentIntents; create and list refunds; retrieve and list disputes; create a Customer
 //! and list its cards; retrieve and detach a PaymentMethod), so a restricted key with "Checkout
 //! Sessions: write", "PaymentIntents: write", "Refunds: write", "Disputes: read", "Customers:
@@ -19,7 +19,6 @@ mod errors;
 mod refunds;
 
 pub use cards::{customer_params, setup_params, META_MEMBER};
-pub use charges::{charge_params, disputes_page, payments_page, refunds_page};
 
 pub use errors::{classify, classify_refund};
 pub use refunds::{refund_params, META_REASON, META_REFUND};
@@ -491,6 +490,7 @@ impl PaymentProcessor for StripeProcessor {
             .map_err(cards::failed("detach payment method"))?;
         Ok(())
     }
+
     async fn charge_saved_card(
         &self,
         req: &OffSessionCharge,
