@@ -29,8 +29,8 @@ pub const PAGE_SIZE: i64 = 100;
 /// below it, and a server that kept saying "more" must not hold reconciliation forever.
 pub const MAX_PAGES: usize = 100;
 
-/// The PaymentIntent Stripe should create and confirm for `req`: the amount in dollars' cents,
-/// the member's customer and saved card, off-session, and our ids in metadata (the keys hosted
+/// The PaymentIntent Stripe should create and confirm for `req`: the amount in cents, the
+/// member's customer and saved card, off-session, and our ids in metadata (the keys hosted
 /// checkouts use, so events and reconciliation read both alike). Nothing about the patient: no
 /// description, no receipt email, no customer details. The same request always makes the same
 /// parameters (what Stripe checks an idempotency key's retry against).
@@ -67,8 +67,8 @@ pub fn charge_params(req: &OffSessionCharge) -> Result<CreatePaymentIntent, Proc
         .expand(vec!["latest_charge".to_owned()]))
 }
 
-/// Charges the saved card: the card is first seen to be the customer's (Stripe would charge a
-/// card attached to nobody), then the PaymentIntent is created under our idempotency key, so a
+/// Charges the saved card: the card is first seen to be the customer's (one on no customer, or
+/// on another's, is not this member's to charge, whatever Stripe would allow), then the PaymentIntent is created under our idempotency key, so a
 /// retry after a lost answer gets Stripe's first answer again and never a second charge.
 pub(super) async fn charge_saved_card(
     client: &stripe::Client,
