@@ -68,8 +68,9 @@ pub fn charge_params(req: &OffSessionCharge) -> Result<CreatePaymentIntent, Proc
 }
 
 /// Charges the saved card: the card is first seen to be the customer's (one on no customer, or
-/// on another's, is not this member's to charge, whatever Stripe would allow), then the PaymentIntent is created under our idempotency key, so a
-/// retry after a lost answer gets Stripe's first answer again and never a second charge.
+/// on another's, is not this member's to charge, whatever Stripe would allow), then the
+/// PaymentIntent is created under our idempotency key, so a retry after a lost answer gets
+/// Stripe's first answer again and never a second charge.
 pub(super) async fn charge_saved_card(
     client: &stripe::Client,
     req: &OffSessionCharge,
