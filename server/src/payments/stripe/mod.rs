@@ -4,15 +4,17 @@
 //! an amount and neutral text are sent: Stripe is not a business associate, so nothing that
 //! identifies a patient or a kind of care goes there. Failures are sorted in `errors`; refund
 //! and dispute objects are read in `refunds`; saved cards (a Customer per member, setup-mode
-//! sessions, listing and detaching cards) in `cards`.
+//! sessions, listing and detaching cards) in `cards`; off-session charges on a saved card and
+//! the window listings reconciliation reads in `charges`.
 //!
-//! Eleven endpoints only (create, retrieve and expire a Checkout Session; retrieve a
-//! PaymentIntent; create and list refunds; retrieve a dispute; create a Customer and list its
-//! cards; retrieve and detach a PaymentMethod), so a restricted key with "Checkout Sessions:
-//! write", "PaymentIntents: read", "Refunds: write", "Disputes: read", "Customers: write" and
-//! "PaymentMethods: write" is enough.
+//! Fourteen endpoints only (create, retrieve and expire a Checkout Session; create, retrieve and
+//! list PaymentIntents; create and list refunds; retrieve and list disputes; create a Customer
+//! and list its cards; retrieve and detach a PaymentMethod), so a restricted key with "Checkout
+//! Sessions: write", "PaymentIntents: write", "Refunds: write", "Disputes: read", "Customers:
+//! write" and "PaymentMethods: write" is enough.
 
 mod cards;
+mod charges;
 mod errors;
 mod refunds;
 
@@ -22,9 +24,9 @@ pub use errors::{classify, classify_refund};
 pub use refunds::{refund_params, META_REASON, META_REFUND};
 
 use super::{
-    CheckoutRequest, CheckoutStatus, MethodKind, PaymentProcessor, PaymentStatus,
-    ProcessorCheckout, ProcessorDispute, ProcessorError, ProcessorPayment, ProcessorRefund,
-    RefundRequest, SavedCard, SetupRequest, CURRENCY,
+    ChargeOutcome, CheckoutRequest, CheckoutStatus, MethodKind, OffSessionCharge, PaymentProcessor,
+    PaymentStatus, ProcessorCheckout, ProcessorDispute, ProcessorError, ProcessorPayment,
+    ProcessorRefund, RefundRequest, SavedCard, SetupRequest, CURRENCY,
 };
 use crate::config::Secret;
 use crate::money::Money;
@@ -488,34 +490,37 @@ impl PaymentProcessor for StripeProcessor {
             .map_err(cards::failed("detach payment method"))?;
         Ok(())
     }
-    // BASE: placeholders until the Stripe implementation lands (same session).
+
     async fn charge_saved_card(
         &self,
-        _req: &crate::payments::OffSessionCharge,
-        _idempotency_key: &str,
-    ) -> Result<crate::payments::ChargeOutcome, ProcessorError> {
-        Err(ProcessorError::Unavailable("not yet".into()))
+        req: &OffSessionCharge,
+        idempotency_key: &str,
+    ) -> Result<ChargeOutcome, ProcessorError> {
+        charges::charge_saved_card(&self.client, req, idempotency_key).await
     }
+
     async fn list_payments(
         &self,
-        _since: i64,
-        _until: i64,
+        since: i64,
+        until: i64,
     ) -> Result<Vec<ProcessorPayment>, ProcessorError> {
-        Err(ProcessorError::Unavailable("not yet".into()))
+        charges::list_payments(&self.client, since, until).await
     }
+
     async fn list_refunds_between(
         &self,
-        _since: i64,
-        _until: i64,
-    ) -> Result<Vec<crate::payments::ProcessorRefund>, ProcessorError> {
-        Err(ProcessorError::Unavailable("not yet".into()))
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<ProcessorRefund>, ProcessorError> {
+        charges::list_refunds_between(&self.client, since, until).await
     }
+
     async fn list_disputes(
         &self,
-        _since: i64,
-        _until: i64,
-    ) -> Result<Vec<crate::payments::ProcessorDispute>, ProcessorError> {
-        Err(ProcessorError::Unavailable("not yet".into()))
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<ProcessorDispute>, ProcessorError> {
+        charges::list_disputes(&self.client, since, until).await
     }
 }
 

@@ -1,6 +1,7 @@
 //! A local server playing Stripe's API for the tests: Checkout Sessions, PaymentIntents,
-//! refunds, disputes, customers and their cards (`fake_cards`) kept in memory, idempotency keys checked as Stripe checks them, every
-//! request recorded, and scripted answers (errors) served ahead of the real one.
+//! refunds, disputes, customers and their cards (`fake_cards`), off-session charges and window
+//! listings (`fake_charges`) kept in memory, idempotency keys checked as Stripe checks them,
+//! every request recorded, and scripted answers (errors) served ahead of the real one.
 
 use super::objects::{
     bank_charge_object, bank_intent_object, charge_object, dispute_object, error_body,
@@ -58,6 +59,9 @@ pub(super) struct Fake {
     pub(super) customer_keys: HashMap<String, (String, String)>,
     /// Every PaymentMethod, oldest first.
     pub(super) methods: Vec<Value>,
+    /// Idempotency key → (request body, status, answer) of a PaymentIntent created: Stripe
+    /// replays the first answer, a decline included.
+    pub(super) intent_keys: HashMap<String, (String, StatusCode, Value)>,
     pub(super) seen: Vec<Seen>,
     /// Answers given instead of the real one, first in first out.
     pub(super) scripted: VecDeque<(StatusCode, String)>,
@@ -401,7 +405,8 @@ async fn create_refund(
     Json(refund).into_response()
 }
 
-/// `GET /v1/refunds?payment_intent=…&limit=…&starting_after=…`: newest first, a page at a time.
+/// `GET /v1/refunds?payment_intent=…&limit=…&starting_after=…`: newest first, a page at a time;
+/// without `payment_intent`, every refund in the `created[…]` window (`fake_charges`).
 async fn list_refunds(
     State(state): State<Arc<Mutex<Fake>>>,
     uri: Uri,
@@ -412,7 +417,9 @@ async fn list_refunds(
     }
     let query = form_of(uri.query().unwrap_or(""));
     let f = state.lock().expect("fake");
-    let pi = query.get("payment_intent").cloned().unwrap_or_default();
+    let Some(pi) = query.get("payment_intent").cloned() else {
+        return super::fake_charges::refunds_in_window(&f, &query);
+    };
     if !f.intents.contains_key(&pi) {
         return refused(
             Some("resource_missing"),
@@ -481,6 +488,7 @@ impl FakeStripe {
             .route("/v1/refunds", post(create_refund).get(list_refunds))
             .route("/v1/disputes/{id}", get(get_dispute))
             .merge(super::fake_cards::routes())
+            .merge(super::fake_charges::routes())
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

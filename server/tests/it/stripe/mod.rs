@@ -1,15 +1,15 @@
-//! The Stripe processor against a local server that plays Stripe's API (`fake`): complete
-//! Checkout Session, PaymentIntent, refund and dispute objects (`objects`) and Stripe's error
-//! bodies, shaped after Stripe's published API objects. Checks what goes out (form fields with
-//! bracketed keys, the `Authorization`, `Idempotency-Key` and `Stripe-Version` headers), how each
-//! failure is sorted, and, through the portal, that a canary patient's payment and its refund
-//! send Stripe nothing identifying and are booked exactly once from signed webhooks. Refunds,
-//! disputes and bank debits are in `refunds`; saved cards (customers, setup-mode sessions,
-//! listing and removing cards) in `cards`, played by `fake_cards`.
+//! The Stripe processor against a local server that plays Stripe's API (`fake`, its complete
+//! objects in `objects`): what goes out (bracketed form fields, the `Authorization`,
+//! `Idempotency-Key` and `Stripe-Version` headers), how each failure is sorted, and, through the
+//! portal, that a canary patient's payment and refund send Stripe nothing identifying and are
+//! booked once from signed webhooks. Refunds, disputes and bank debits are in `refunds`; saved
+//! cards in `cards` (`fake_cards`); off-session charges and listings in `charges` (`fake_charges`).
 
 mod cards;
+mod charges;
 mod fake;
 mod fake_cards;
+mod fake_charges;
 mod objects;
 mod refunds;
 mod retries;
