@@ -119,6 +119,7 @@ sandbox-pay-to = Pay { $merchant }
 sandbox-amount = Amount
 sandbox-card-number = Card number
 sandbox-card-hint = Use a test card: 4242 4242 4242 4242 succeeds, 4000 0000 0000 0002 is declined, 4000 0000 0000 9995 has insufficient funds.
+sandbox-save-hint = Use a test card: 4242 4242 4242 4242 is charged later without trouble, 4000 0025 0000 3155 needs you to authenticate when charged later, 4000 0000 0000 0341 is declined when charged, 4000 0000 0000 9995 is declined for insufficient funds when charged; 4000 0000 0000 0002 cannot be saved.
 sandbox-exp = Expiry (MM / YY)
 sandbox-cvc = CVC
 sandbox-pay = Pay

@@ -152,7 +152,7 @@ pub fn sandbox_checkout(meta: PageMeta, vm: SandboxCheckoutVm, action: String) -
                 <input type="hidden" name="method" value="card"/>
                 <div class="field">
                     <label for="card-number">{tr.t("sandbox-card-number")}</label>
-                    <p class="hint" id="card-number-hint">{tr.t("sandbox-card-hint")}</p>
+                    <p class="hint" id="card-number-hint">{tr.t(if vm.setup { "sandbox-save-hint" } else { "sandbox-card-hint" })}</p>
                     {field_message(tr, "card-number", &err)}
                     <input id="card-number" name="card_number" type="text" inputmode="numeric"
                         autocomplete="cc-number" size="24" required

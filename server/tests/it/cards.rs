@@ -284,9 +284,10 @@ async fn declined_card_saves_nothing(backend: Backend) {
     let app = TestApp::start(backend).await;
     let b = patient_account(&app, 1, "cards.declined@example.org").await;
     let page = start_save(&b, &app).await;
+    // (4000000000009995 saves, and is declined when charged later: see sandbox::charges.)
     for (number, message) in [
         ("4000000000000002", "sandbox-err-declined"),
-        ("4000000000009995", "sandbox-err-insufficient"),
+        ("4000000000009987", "sandbox-err-declined"),
     ] {
         let r = b.card(&page, number).await;
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{number}");

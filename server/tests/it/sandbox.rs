@@ -13,6 +13,8 @@ use patriotpay::payments::{ProcessorError, RefundReason, RefundRequest};
 use reqwest::{Response, StatusCode};
 use std::sync::Arc;
 
+pub(crate) mod charges;
+
 const SEE_OTHER: StatusCode = StatusCode::SEE_OTHER;
 
 fn sandbox(app: &TestApp) -> Arc<Sandbox> {

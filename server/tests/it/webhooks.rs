@@ -105,8 +105,8 @@ async fn a_duplicate_event_books_once(backend: Backend) {
 async fn events_in_reverse_order_book_once(backend: Backend) {
     let app = TestApp::start(backend).await;
     let (_b, session, pi) = paid_unheard(&app).await;
-    // The payment's own event first: we have no payment to follow yet, and it carries no
-    // checkout, so it changes nothing; the session's events book it once.
+    // The payment's own event first: its metadata names our checkout, so it books the payment;
+    // the session's events then find it booked and change nothing.
     for (id, kind, object) in [
         ("evt_1", "payment_intent.succeeded", pi.as_str()),
         (
@@ -129,8 +129,8 @@ async fn events_in_reverse_order_book_once(backend: Backend) {
     assert_eq!(
         outcomes,
         vec![
-            ("evt_1".into(), "no-change".into()),
-            ("evt_2".into(), "recorded".into()),
+            ("evt_1".into(), "recorded".into()),
+            ("evt_2".into(), "no-change".into()),
             ("evt_3".into(), "no-change".into()),
         ]
     );

@@ -1,11 +1,43 @@
-//! The sandbox's saved cards (migration 0009): customers whose metadata is the member's opaque
-//! ref and nothing else, setup-mode checkouts (no amount) and the payment methods they save
-//! (brand, last four, expiry; detached when removed, never deleted).
+//! The sandbox's saved cards (migrations 0009, 0013): customers whose metadata is the member's
+//! opaque ref and nothing else, setup-mode checkouts (no amount) and the payment methods they
+//! save (brand, last four, expiry, and how a later charge goes; detached when removed, never
+//! deleted).
 
 use super::store::{self, SessionRow};
 use super::{outbox, sandbox_id, unavailable, Recorded, Sandbox};
-use crate::payments::{ProcessorCheckout, ProcessorError, SavedCard, SetupRequest};
+use crate::payments::{DeclineReason, ProcessorCheckout, ProcessorError, SavedCard, SetupRequest};
 use sqlx::AnyConnection;
+
+/// How a saved card behaves when it is charged later, as Stripe's test cards for saved cards
+/// do: decided by the test number it was saved with, which is not kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Behaviour {
+    Succeeds,
+    /// The card's bank wants the member present (3-D Secure): a charge without them waits.
+    AuthenticationRequired,
+    Declines(DeclineReason),
+}
+
+impl Behaviour {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Behaviour::Succeeds => "succeeds",
+            Behaviour::AuthenticationRequired => "authentication_required",
+            Behaviour::Declines(DeclineReason::Generic) => "declined",
+            Behaviour::Declines(DeclineReason::InsufficientFunds) => "insufficient_funds",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Behaviour> {
+        Some(match s {
+            "succeeds" => Behaviour::Succeeds,
+            "authentication_required" => Behaviour::AuthenticationRequired,
+            "declined" => Behaviour::Declines(DeclineReason::Generic),
+            "insufficient_funds" => Behaviour::Declines(DeclineReason::InsufficientFunds),
+            _ => return None,
+        })
+    }
+}
 
 /// What is kept of a card saved on the setup page.
 pub(super) struct CardToSave {
@@ -13,6 +45,7 @@ pub(super) struct CardToSave {
     pub last4: String,
     pub exp_month: u8,
     pub exp_year: i32,
+    pub behaviour: Behaviour,
     pub now: i64,
 }
 
@@ -218,8 +251,8 @@ impl Sandbox {
         }
         sqlx::query(
             "INSERT INTO sandbox_payment_methods (id, customer_id, setup_session_id, brand, last4,
-                 exp_month, exp_year, detached, created, seq)
-             SELECT $1, $2, $3, $4, $5, $6, $7, 0, $8, COALESCE(MAX(seq), 0) + 1
+                 exp_month, exp_year, detached, created, seq, behaviour)
+             SELECT $1, $2, $3, $4, $5, $6, $7, 0, $8, COALESCE(MAX(seq), 0) + 1, $9
              FROM sandbox_payment_methods",
         )
         .bind(sandbox_id("pm"))
@@ -230,6 +263,7 @@ impl Sandbox {
         .bind(i64::from(card.exp_month))
         .bind(i64::from(card.exp_year))
         .bind(card.now)
+        .bind(card.behaviour.as_str())
         .execute(&mut *tx)
         .await?;
         let Some(done) = store::session(&mut tx, id).await? else {

@@ -1,11 +1,15 @@
 //! The built-in sandbox processor: a Stripe-Checkout-like hosted page on its own listener and
 //! origin (cards by Stripe's public test numbers, and US bank debits that settle later), and
 //! Stripe-format signed webhooks; in setup mode the page saves a test card on a customer
-//! instead (`cards`). Its objects live in its own tables (`store`), so a restart
-//! loses neither open checkouts nor undelivered events (`outbox`). It keeps nothing of a card
-//! or bank account but its brand (or bank) and last four digits.
+//! instead (`cards`), and charges a saved card with the member away (`charges`, which also
+//! lists payments, refunds and disputes over a window). Disputes are opened and closed by test
+//! hooks (`disputes`). Its objects live in its own tables
+//! (`store`), so a restart loses neither open checkouts nor undelivered events (`outbox`). It
+//! keeps nothing of a card or bank account but its brand (or bank) and last four digits.
 
 mod cards;
+mod charges;
+mod disputes;
 mod objects;
 mod outbox;
 mod page;
@@ -15,17 +19,18 @@ pub use page::{luhn_valid, router};
 pub use store::Misreport;
 
 use super::{
-    CheckoutRequest, CheckoutStatus, DeclineReason, MethodKind, PaymentProcessor, PaymentStatus,
-    ProcessorCheckout, ProcessorDispute, ProcessorError, ProcessorPayment, ProcessorRefund,
-    RefundRequest, SavedCard, SetupRequest, CURRENCY,
+    ChargeOutcome, CheckoutRequest, CheckoutStatus, DeclineReason, MethodKind, OffSessionCharge,
+    PaymentProcessor, PaymentStatus, ProcessorCheckout, ProcessorDispute, ProcessorError,
+    ProcessorPayment, ProcessorRefund, RefundRequest, SavedCard, SetupRequest, CURRENCY,
 };
 use crate::db::Db;
 use crate::money::Money;
 use async_trait::async_trait;
-use objects::{charge_json, dispute_json, payment_json};
+use charges::{to_dispute, to_payment};
+use objects::{charge_json, payment_json};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use store::{DisputeRow, PaymentRow, RefundRow, SessionRow};
+use store::{PaymentRow, RefundRow, SessionRow};
 
 /// The bank a sandbox bank debit names, as Stripe's test bank reads.
 pub const TEST_BANK: &str = "STRIPE TEST BANK";
@@ -136,44 +141,6 @@ impl Sandbox {
         }
     }
 
-    /// Opens a dispute on payment `payment` for its whole amount, as a card holder's bank would,
-    /// and sends `charge.dispute.created`. Tests and demos only; `None` if there is no such
-    /// succeeded payment or it is disputed already.
-    pub async fn open_dispute(self: &Arc<Self>, payment: &str) -> Option<String> {
-        let opened = async {
-            let mut tx = self.db.begin_write().await?;
-            let Some(p) = store::payment(&mut tx, payment).await? else {
-                return Ok(None);
-            };
-            let id = sandbox_id("dp");
-            if !store::set_dispute(&mut tx, payment, &id).await? {
-                return Ok(None);
-            }
-            let d = DisputeRow {
-                id: id.clone(),
-                payment_id: p.id.clone(),
-                amount_cents: p.amount_cents,
-                currency: p.currency.clone(),
-                status: "needs_response".into(),
-                reason: "fraudulent".into(),
-                created: crate::clock::now_unix(),
-            };
-            store::insert_dispute(&mut tx, &d).await?;
-            let event = outbox::write(
-                &mut tx,
-                "charge.dispute.created",
-                dispute_json(&d),
-                d.created,
-            )
-            .await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(Some((id, event)))
-        };
-        let (id, event) = opened.await.ok().flatten()?;
-        self.deliver_now(&[event]).await;
-        Some(id)
-    }
-
     /// Makes checkout `id` misbehave as `how` when it is paid; false if there is no such checkout.
     pub async fn misreport(&self, id: &str, how: Misreport) -> bool {
         match self.db.pool().acquire().await {
@@ -224,11 +191,16 @@ impl Sandbox {
             if !store::settle_payment(&mut tx, &p.id, to, error).await? {
                 continue;
             }
-            if !fails {
-                store::mark_session_paid(&mut tx, &p.session_id).await?;
+            // Only a hosted checkout's bank debit is ever processing: its session follows it.
+            if let (false, Some(id)) = (fails, &p.session_id) {
+                store::mark_session_paid(&mut tx, id).await?;
             }
+            let session = match &p.session_id {
+                Some(id) => store::session(&mut tx, id).await?,
+                None => None,
+            };
             let mut events = vec![];
-            if let Some(s) = store::session(&mut tx, &p.session_id).await? {
+            if let Some(s) = session {
                 let kind = if fails {
                     "checkout.session.async_payment_failed"
                 } else {
@@ -281,7 +253,7 @@ impl Sandbox {
         };
         let mut p = PaymentRow {
             id: pi,
-            session_id: s.id.clone(),
+            session_id: Some(s.id.clone()),
             amount_cents: s.amount_cents,
             currency: CURRENCY.to_owned(),
             status: "succeeded".into(),
@@ -294,6 +266,12 @@ impl Sandbox {
             settle_to: None,
             amount_refunded: 0,
             dispute_id: None,
+            // As the metadata of a PaymentIntent made by a Checkout Session carries it.
+            checkout_ref: Some(s.client_reference_id.clone()),
+            statement_ref: None,
+            customer_id: None,
+            payment_method_id: None,
+            idempotency_key: None,
         };
         match a.outcome {
             Outcome::Paid => match s.misreport() {
@@ -478,24 +456,7 @@ impl PaymentProcessor for Arc<Sandbox> {
             .await
             .map_err(unavailable)?
             .ok_or(ProcessorError::NotFound)?;
-        let status = p.status();
-        Ok(ProcessorPayment {
-            status,
-            amount: p.amount(),
-            amount_received: if status == PaymentStatus::Succeeded {
-                p.amount()
-            } else {
-                Money::ZERO
-            },
-            method: p.method(),
-            last_error: p.last_error(),
-            id: p.id,
-            currency: p.currency,
-            card_brand: p.brand,
-            card_last4: p.last4,
-            created: p.created,
-            checkout_ref: None, // BASE: the sandbox helper fills this in
-        })
+        Ok(to_payment(p))
     }
 
     async fn expire_checkout(&self, id: &str) -> Result<(), ProcessorError> {
@@ -615,15 +576,7 @@ impl PaymentProcessor for Arc<Sandbox> {
             .await
             .map_err(unavailable)?
             .ok_or(ProcessorError::NotFound)?;
-        Ok(ProcessorDispute {
-            id: d.id,
-            payment: d.payment_id,
-            amount: Money::from_cents(d.amount_cents),
-            currency: d.currency,
-            status: d.status,
-            reason: d.reason,
-            created: d.created,
-        })
+        Ok(to_dispute(d))
     }
 
     async fn create_customer(
@@ -649,34 +602,37 @@ impl PaymentProcessor for Arc<Sandbox> {
     async fn remove_card(&self, customer: &str, card: &str) -> Result<(), ProcessorError> {
         self.detach(customer, card).await
     }
-    // BASE: placeholders until the sandbox implementation lands (same session).
+
     async fn charge_saved_card(
         &self,
-        _req: &crate::payments::OffSessionCharge,
-        _idempotency_key: &str,
-    ) -> Result<crate::payments::ChargeOutcome, ProcessorError> {
-        Err(ProcessorError::Unavailable("not yet".into()))
+        req: &OffSessionCharge,
+        idempotency_key: &str,
+    ) -> Result<ChargeOutcome, ProcessorError> {
+        self.charge_saved(req, idempotency_key).await
     }
+
     async fn list_payments(
         &self,
-        _since: i64,
-        _until: i64,
+        since: i64,
+        until: i64,
     ) -> Result<Vec<ProcessorPayment>, ProcessorError> {
-        Err(ProcessorError::Unavailable("not yet".into()))
+        self.payments_between(since, until).await
     }
+
     async fn list_refunds_between(
         &self,
-        _since: i64,
-        _until: i64,
+        since: i64,
+        until: i64,
     ) -> Result<Vec<ProcessorRefund>, ProcessorError> {
-        Err(ProcessorError::Unavailable("not yet".into()))
+        self.refunds_between(since, until).await
     }
+
     async fn list_disputes(
         &self,
-        _since: i64,
-        _until: i64,
+        since: i64,
+        until: i64,
     ) -> Result<Vec<ProcessorDispute>, ProcessorError> {
-        Err(ProcessorError::Unavailable("not yet".into()))
+        self.disputes_between(since, until).await
     }
 }
 

@@ -1,5 +1,6 @@
-//! The sandbox's objects as Stripe shapes them in events: Checkout Session (payment or setup mode), PaymentIntent,
-//! Charge and Dispute, with the fields the portal (or a Stripe library) reads.
+//! The sandbox's objects as Stripe shapes them in events: Checkout Session (payment or setup
+//! mode), PaymentIntent (from a checkout or an off-session charge), Charge and Dispute, with the
+//! fields the portal (or a Stripe library) reads.
 
 use super::store::{DisputeRow, PaymentRow, SessionRow};
 use super::Sandbox;
@@ -44,13 +45,22 @@ impl Sandbox {
     }
 }
 
-/// A Stripe-shaped PaymentIntent object.
+/// A Stripe-shaped PaymentIntent object: our ids in its metadata (`checkout`, `statements`, as
+/// the Stripe processor sends them), and for an off-session charge its customer and card.
 pub(super) fn payment_json(p: &PaymentRow) -> serde_json::Value {
     let status = match p.status() {
         PaymentStatus::Succeeded => "succeeded",
         PaymentStatus::Processing => "processing",
+        _ if p.status == "requires_action" => "requires_action",
         _ => "requires_payment_method",
     };
+    let mut metadata = serde_json::Map::new();
+    if let Some(c) = &p.checkout_ref {
+        metadata.insert("checkout".into(), c.clone().into());
+    }
+    if let Some(s) = &p.statement_ref {
+        metadata.insert("statements".into(), s.clone().into());
+    }
     let received = if p.status() == PaymentStatus::Succeeded {
         p.amount_cents
     } else {
@@ -71,8 +81,13 @@ pub(super) fn payment_json(p: &PaymentRow) -> serde_json::Value {
             "code": if p.method() == MethodKind::Card { "card_declined" } else { "payment_method_provider_decline" },
             "decline_code": code,
         })),
+        "next_action": (status == "requires_action").then(|| serde_json::json!({
+            "type": "use_stripe_sdk",
+        })),
+        "customer": p.customer_id,
+        "payment_method": p.payment_method_id,
         "livemode": false,
-        "metadata": {},
+        "metadata": metadata,
     })
 }
 

@@ -1,8 +1,9 @@
 //! The sandbox's event outbox: each event is written in the transaction of the change it
 //! reports, tried at once by whoever made the change, and retried from the table by the
 //! delivery loop with Stripe-like backoff until delivered or a day old. Signed like Stripe's.
+//! Its table, `sandbox_events`, is read and written here only.
 
-use super::{sandbox_id, store, Sandbox};
+use super::{sandbox_id, Sandbox};
 use crate::payments::signature;
 use axum::http::header;
 use sqlx::AnyConnection;
@@ -48,7 +49,7 @@ pub(super) async fn write(
         "data": { "object": object },
     })
     .to_string();
-    store::insert_event(conn, &id, event_type, &body, now, now + LEASE_SECS).await?;
+    insert_event(conn, &id, event_type, &body, now, now + LEASE_SECS).await?;
     Ok(id)
 }
 
@@ -82,7 +83,7 @@ impl Sandbox {
             return Ok(0);
         }
         let mut conn = self.db.pool().acquire().await?;
-        let due = store::due_events(&mut conn, now, 100).await?;
+        let due = due_events(&mut conn, now, 100).await?;
         drop(conn);
         let mut delivered = 0;
         for e in due {
@@ -105,11 +106,11 @@ impl Sandbox {
         let now = crate::clock::now_unix();
         let mut conn = self.db.pool().acquire().await?;
         if let Some(due_by) = due_by {
-            if !store::claim_event(&mut conn, id, due_by, now + LEASE_SECS).await? {
+            if !claim_event(&mut conn, id, due_by, now + LEASE_SECS).await? {
                 return Ok(Attempted::Gone);
             }
         }
-        let Some(event) = store::event(&mut conn, id).await? else {
+        let Some(event) = event(&mut conn, id).await? else {
             return Ok(Attempted::Gone);
         };
         drop(conn);
@@ -120,7 +121,7 @@ impl Sandbox {
         let mut conn = self.db.pool().acquire().await?;
         let now = crate::clock::now_unix();
         if ok {
-            store::event_delivered(&mut conn, id, now).await?;
+            event_delivered(&mut conn, id, now).await?;
             return Ok(Attempted::Delivered);
         }
         if last {
@@ -128,7 +129,7 @@ impl Sandbox {
             if next.is_none() {
                 tracing::error!("sandbox gave up delivering an event after a day");
             }
-            store::event_failed(&mut conn, id, next).await?;
+            event_failed(&mut conn, id, next).await?;
         }
         Ok(Attempted::Failed)
     }
@@ -177,6 +178,118 @@ impl Sandbox {
             }
         }
     }
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+struct EventRow {
+    id: String,
+    payload: String,
+    created: i64,
+    attempts: i64,
+}
+
+/// Adds an event to the outbox, first due at `next_attempt_at`.
+async fn insert_event(
+    conn: &mut AnyConnection,
+    id: &str,
+    event_type: &str,
+    payload: &str,
+    created: i64,
+    next_attempt_at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sandbox_events (id, type, payload, created, attempts, next_attempt_at)
+         VALUES ($1, $2, $3, $4, 0, $5)",
+    )
+    .bind(id)
+    .bind(event_type)
+    .bind(payload)
+    .bind(created)
+    .bind(next_attempt_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Undelivered events due at `now` (every undelivered one not given up when `None`), oldest
+/// first.
+async fn due_events(
+    conn: &mut AnyConnection,
+    now: Option<i64>,
+    limit: i64,
+) -> Result<Vec<EventRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, payload, created, attempts FROM sandbox_events
+         WHERE delivered_at IS NULL AND next_attempt_at IS NOT NULL
+           AND ($1 IS NULL OR next_attempt_at <= $1)
+         ORDER BY created, id LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+async fn event(conn: &mut AnyConnection, id: &str) -> Result<Option<EventRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, payload, created, attempts FROM sandbox_events
+         WHERE id = $1 AND delivered_at IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Takes an undelivered event for one delivery attempt: its next attempt moves to `lease_until`
+/// so no other deliverer takes it meanwhile. False if it was delivered, given up, or (with
+/// `due_by`) not due.
+async fn claim_event(
+    conn: &mut AnyConnection,
+    id: &str,
+    due_by: Option<i64>,
+    lease_until: i64,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE sandbox_events SET next_attempt_at = $1
+         WHERE id = $2 AND delivered_at IS NULL AND next_attempt_at IS NOT NULL
+           AND ($3 IS NULL OR next_attempt_at <= $3)",
+    )
+    .bind(lease_until)
+    .bind(id)
+    .bind(due_by)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+async fn event_delivered(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sandbox_events SET delivered_at = $1, attempts = attempts + 1, next_attempt_at = NULL
+         WHERE id = $2 AND delivered_at IS NULL",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt; `next` is when to try again, `None` to give up.
+async fn event_failed(
+    conn: &mut AnyConnection,
+    id: &str,
+    next: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sandbox_events SET attempts = attempts + 1, next_attempt_at = $1
+         WHERE id = $2 AND delivered_at IS NULL",
+    )
+    .bind(next)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -2,9 +2,10 @@
 //! numbers only) and, where the checkout offers it, the US bank account form (Stripe's test
 //! routing and account numbers only). Numbers are checked here and dropped: only a brand (or
 //! bank) and the last four digits go further. A setup-mode checkout takes a card only, charges
-//! nothing, and keeps its brand, last four and expiry on the customer.
+//! nothing, and keeps its brand, last four, expiry and how its test number says later charges
+//! go on the customer.
 
-use super::cards::CardToSave;
+use super::cards::{Behaviour, CardToSave};
 use super::{Attempt, Outcome, Recorded, Sandbox, TEST_BANK};
 use crate::payments::{CheckoutStatus, DeclineReason, MethodKind};
 use axum::extract::{Path, State};
@@ -17,26 +18,55 @@ use patriotpay_app::Tr;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
-/// What a test card does.
+/// What a test card does: paid with on the page, and, saved in setup mode, when it is charged
+/// later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TestCard {
-    Succeeds(&'static str),
-    Declines(&'static str, DeclineReason),
+struct TestCard {
+    brand: &'static str,
+    /// A payment on the page is declined for this reason; `None`: it succeeds.
+    declines: Option<DeclineReason>,
+    /// Saved in setup mode, later charges go this way; `None`: it cannot be saved.
+    saved: Option<Behaviour>,
+}
+
+const fn pays(brand: &'static str) -> TestCard {
+    TestCard {
+        brand,
+        declines: None,
+        saved: Some(Behaviour::Succeeds),
+    }
 }
 
 /// Stripe's published test numbers. Any other number, however valid, is refused.
 fn test_card(number: &str) -> Option<TestCard> {
+    let declined = |reason, saved| TestCard {
+        brand: "Visa",
+        declines: Some(reason),
+        saved,
+    };
     Some(match number {
-        "4242424242424242" | "4000056655665556" => TestCard::Succeeds("Visa"),
-        "5555555555554444" | "2223003122003222" | "5200828282828210" => {
-            TestCard::Succeeds("Mastercard")
-        }
-        "378282246310005" | "371449635398431" => TestCard::Succeeds("American Express"),
-        "6011111111111117" => TestCard::Succeeds("Discover"),
+        "4242424242424242" | "4000056655665556" => pays("Visa"),
+        "5555555555554444" | "2223003122003222" | "5200828282828210" => pays("Mastercard"),
+        "378282246310005" | "371449635398431" => pays("American Express"),
+        "6011111111111117" => pays("Discover"),
         "4000000000000002" | "4000000000009987" | "4000000000009979" => {
-            TestCard::Declines("Visa", DeclineReason::Generic)
+            declined(DeclineReason::Generic, None)
         }
-        "4000000000009995" => TestCard::Declines("Visa", DeclineReason::InsufficientFunds),
+        // Saved fine; every later charge is declined (on the page, too).
+        "4000000000000341" => declined(
+            DeclineReason::Generic,
+            Some(Behaviour::Declines(DeclineReason::Generic)),
+        ),
+        "4000000000009995" => declined(
+            DeclineReason::InsufficientFunds,
+            Some(Behaviour::Declines(DeclineReason::InsufficientFunds)),
+        ),
+        // Its bank wants the payer to authenticate: on the page they are there to (the sandbox
+        // takes that as done); a later charge without them waits for it.
+        "4000002500003155" => TestCard {
+            saved: Some(Behaviour::AuthenticationRequired),
+            ..pays("Visa")
+        },
         _ => return None,
     })
 }
@@ -202,6 +232,13 @@ fn digits(input: &str) -> Zeroizing<String> {
 
 /// Checks a card; the attempt, or the field to correct and why.
 fn check_card(form: &PayForm) -> Result<(MethodKind, String, String, Outcome), FieldError> {
+    let (last4, card) = check_card_fields(form)?;
+    let outcome = card.declines.map_or(Outcome::Paid, Outcome::Declined);
+    Ok((MethodKind::Card, card.brand.to_owned(), last4, outcome))
+}
+
+/// Checks a card's number, expiry and security code; its last four digits and what it does.
+fn check_card_fields(form: &PayForm) -> Result<(String, TestCard), FieldError> {
     let tr = Tr::default();
     let field = |field: &'static str, key: &str| FieldError {
         field,
@@ -225,12 +262,21 @@ fn check_card(form: &PayForm) -> Result<(MethodKind, String, String, Outcome), F
     if form.cvc.len() != cvc_len || !form.cvc.bytes().all(|b| b.is_ascii_digit()) {
         return Err(field("cvc", "sandbox-err-cvc"));
     }
-    let last4 = number[number.len() - 4..].to_owned();
-    let (brand, outcome) = match card {
-        TestCard::Succeeds(b) => (b, Outcome::Paid),
-        TestCard::Declines(b, reason) => (b, Outcome::Declined(reason)),
-    };
-    Ok((MethodKind::Card, brand.to_owned(), last4, outcome))
+    Ok((number[number.len() - 4..].to_owned(), card))
+}
+
+fn refused_exp() -> FieldError {
+    FieldError {
+        field: "exp",
+        message: Tr::default().t("sandbox-err-exp"),
+    }
+}
+
+fn bank_not_offered() -> FieldError {
+    FieldError {
+        field: "card-number",
+        message: Tr::default().t("sandbox-err-bank-not-offered"),
+    }
 }
 
 /// Checks a US bank account, when the checkout offers bank debits.
@@ -244,7 +290,7 @@ fn check_bank(
         message: tr.t(key),
     };
     if !offered {
-        return Err(field("card-number", "sandbox-err-bank-not-offered"));
+        return Err(bank_not_offered());
     }
     let routing = digits(&form.routing_number);
     if routing.len() != 9 || !routing.bytes().all(|b| b.is_ascii_digit()) {
@@ -323,43 +369,60 @@ async fn pay(
     Redirect::to(&redirect).into_response()
 }
 
-/// The setup page's submit: the same test-card rules as a payment; a card that would be
-/// declined is refused on the page and nothing is saved.
+/// The setup page's submit: the same test-card rules as a payment, but a card saves as its
+/// test number says (some save fine and are declined, or need authentication, when charged
+/// later); one that cannot be saved is refused on the page and nothing is saved.
 async fn save_card(sb: &Sandbox, session: &super::SessionRow, form: PayForm) -> Response {
     let checked = if form.method == MethodKind::UsBankAccount.as_str() {
-        check_bank(&form, false)
+        Err(bank_not_offered())
     } else {
-        check_card(&form)
+        check_card_fields(&form)
     };
     let expiry = parse_expiry(&form.exp, time::OffsetDateTime::now_utc());
     drop(form);
-    let declined = |key: &str| FieldError {
+    let refused = |key: &str| FieldError {
         field: "card-number",
         message: Tr::default().t(key),
     };
     let card = match (checked, expiry) {
         (Err(e), _) => return render(sb, session, Some(e)),
-        (Ok((_, _, _, Outcome::Declined(DeclineReason::InsufficientFunds))), _) => {
-            return render(sb, session, Some(declined("sandbox-err-insufficient")))
+        (
+            Ok((
+                _,
+                TestCard {
+                    saved: None,
+                    declines,
+                    ..
+                },
+            )),
+            _,
+        ) => {
+            let key = match declines {
+                Some(DeclineReason::InsufficientFunds) => "sandbox-err-insufficient",
+                _ => "sandbox-err-declined",
+            };
+            return render(sb, session, Some(refused(key)));
         }
-        (Ok((_, _, _, Outcome::Declined(_) | Outcome::Debit { .. })), _) => {
-            return render(sb, session, Some(declined("sandbox-err-declined")))
-        }
-        (Ok((_, brand, last4, Outcome::Paid)), Some((exp_month, exp_year))) => CardToSave {
-            brand,
+        (
+            Ok((
+                last4,
+                TestCard {
+                    brand,
+                    saved: Some(behaviour),
+                    ..
+                },
+            )),
+            Some((exp_month, exp_year)),
+        ) => CardToSave {
+            brand: brand.to_owned(),
             last4,
             exp_month,
             exp_year,
+            behaviour,
             now: crate::clock::now_unix(),
         },
-        // check_card read the expiry already; a month turning over in between lands here.
-        (Ok(_), None) => {
-            let e = FieldError {
-                field: "exp",
-                message: Tr::default().t("sandbox-err-exp"),
-            };
-            return render(sb, session, Some(e));
-        }
+        // check_card_fields read the expiry already; a month turning over in between lands here.
+        (Ok(_), None) => return render(sb, session, Some(refused_exp())),
     };
     let (redirect, events) = match sb.record_setup(&session.id, card).await {
         Ok(Recorded::Completed(url, events)) => (url, events),
@@ -385,15 +448,44 @@ mod tests {
 
     #[test]
     fn only_test_cards() {
+        assert_eq!(test_card("4242424242424242"), Some(pays("Visa")));
+        let insufficient = test_card("4000000000009995").expect("test card");
         assert_eq!(
-            test_card("4242424242424242"),
-            Some(TestCard::Succeeds("Visa"))
+            insufficient.declines,
+            Some(DeclineReason::InsufficientFunds)
         );
         assert_eq!(
-            test_card("4000000000009995"),
-            Some(TestCard::Declines("Visa", DeclineReason::InsufficientFunds))
+            test_card("4000000000000002").expect("test card").saved,
+            None
         );
         assert_eq!(test_card("4111111111111111"), None);
+    }
+
+    /// Stripe's cards for saved-card testing: each saves, and is charged later as its number says.
+    #[test]
+    fn saved_test_cards_remember_how_they_charge() {
+        let saved = |n: &str| test_card(n).and_then(|c| c.saved);
+        assert_eq!(saved("4242424242424242"), Some(Behaviour::Succeeds));
+        assert_eq!(
+            saved("4000002500003155"),
+            Some(Behaviour::AuthenticationRequired)
+        );
+        assert_eq!(
+            saved("4000000000000341"),
+            Some(Behaviour::Declines(DeclineReason::Generic))
+        );
+        assert_eq!(
+            saved("4000000000009995"),
+            Some(Behaviour::Declines(DeclineReason::InsufficientFunds))
+        );
+        for b in [
+            Behaviour::Succeeds,
+            Behaviour::AuthenticationRequired,
+            Behaviour::Declines(DeclineReason::Generic),
+            Behaviour::Declines(DeclineReason::InsufficientFunds),
+        ] {
+            assert_eq!(Behaviour::parse(b.as_str()), Some(b));
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The sandbox's tables (migrations 0008 and 0009): its checkouts, payments, refunds, disputes,
-//! idempotency keys and event outbox, read and written here only. Each change of state is a
-//! guarded UPDATE whose affected rows say whether it happened, so concurrent submits,
-//! settlements and refunds move each object once, on SQLite and PostgreSQL alike.
+//! The sandbox's tables (migrations 0008, 0009 and 0013): its checkouts, payments, refunds,
+//! disputes and idempotency keys, read and written here only (the event outbox's table is
+//! `outbox`'s; saved cards' and off-session charges' queries are in `cards` and `charges`).
+//! Each change of state is a guarded UPDATE whose affected rows say whether it happened, so
+//! concurrent submits, settlements and refunds move each object once, on SQLite and PostgreSQL
+//! alike.
 
 use super::super::{CheckoutStatus, DeclineReason, MethodKind, PaymentStatus, RefundStatus};
 use crate::money::Money;
@@ -229,7 +231,8 @@ pub(super) async fn set_misreport(
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(super) struct PaymentRow {
     pub id: String,
-    pub session_id: String,
+    /// The hosted checkout that made it; `None` for an off-session charge of a saved card.
+    pub session_id: Option<String>,
     pub amount_cents: i64,
     pub currency: String,
     pub status: String,
@@ -242,6 +245,13 @@ pub(super) struct PaymentRow {
     pub settle_to: Option<String>,
     pub amount_refunded: i64,
     pub dispute_id: Option<String>,
+    /// Our checkout id and statement ids, as the payment's metadata carries them.
+    pub checkout_ref: Option<String>,
+    pub statement_ref: Option<String>,
+    /// An off-session charge's customer, saved card and idempotency key.
+    pub customer_id: Option<String>,
+    pub payment_method_id: Option<String>,
+    pub idempotency_key: Option<String>,
 }
 
 impl PaymentRow {
@@ -253,6 +263,7 @@ impl PaymentRow {
         match self.status.as_str() {
             "succeeded" => PaymentStatus::Succeeded,
             "processing" => PaymentStatus::Processing,
+            // "failed", or "requires_action": waiting for the payer's authentication.
             _ => PaymentStatus::Incomplete,
         }
     }
@@ -279,8 +290,9 @@ pub(super) fn decline_code(reason: DeclineReason) -> &'static str {
     }
 }
 
-const PAYMENT_COLUMNS: &str = "id, session_id, amount_cents, currency, status, method, brand,
-    last4, created, last_error, settles_at, settle_to, amount_refunded, dispute_id";
+pub(super) const PAYMENT_COLUMNS: &str = "id, session_id, amount_cents, currency, status,
+    method, brand, last4, created, last_error, settles_at, settle_to, amount_refunded, dispute_id,
+    checkout_ref, statement_ref, customer_id, payment_method_id, idempotency_key";
 
 pub(super) async fn payment(
     conn: &mut AnyConnection,
@@ -295,16 +307,17 @@ pub(super) async fn payment(
 }
 
 /// Writes a checkout's payment as its latest attempt left it (a PaymentIntent's attempts are
-/// recorded on the one object). Refunds and disputes only exist on a succeeded payment, which
-/// is never written again, so they are left alone.
+/// recorded on the one object), or an off-session charge's, once. Refunds and disputes only
+/// exist on a succeeded payment, which is never written again, so they are left alone.
 pub(super) async fn upsert_payment(
     conn: &mut AnyConnection,
     p: &PaymentRow,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO sandbox_payments (id, session_id, amount_cents, currency, status, method,
-             brand, last4, created, last_error, settles_at, settle_to)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             brand, last4, created, last_error, settles_at, settle_to, checkout_ref,
+             statement_ref, customer_id, payment_method_id, idempotency_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
          ON CONFLICT (id) DO UPDATE SET amount_cents = excluded.amount_cents,
              currency = excluded.currency, status = excluded.status, method = excluded.method,
              brand = excluded.brand, last4 = excluded.last4, created = excluded.created,
@@ -323,6 +336,11 @@ pub(super) async fn upsert_payment(
     .bind(&p.last_error)
     .bind(p.settles_at)
     .bind(&p.settle_to)
+    .bind(&p.checkout_ref)
+    .bind(&p.statement_ref)
+    .bind(&p.customer_id)
+    .bind(&p.payment_method_id)
+    .bind(&p.idempotency_key)
     .execute(conn)
     .await?;
     Ok(())
@@ -422,6 +440,23 @@ pub(super) async fn insert_dispute(
     Ok(())
 }
 
+/// Moves an open dispute to `status` ("won" or "lost"); false if there is none open.
+pub(super) async fn close_dispute(
+    conn: &mut AnyConnection,
+    id: &str,
+    status: &str,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE sandbox_disputes SET status = $1 WHERE id = $2 AND status NOT IN ('won', 'lost')",
+    )
+    .bind(status)
+    .bind(id)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
 pub(super) async fn dispute(
     conn: &mut AnyConnection,
     id: &str,
@@ -455,7 +490,8 @@ impl RefundRow {
     }
 }
 
-const REFUND_COLUMNS: &str = "id, payment_id, amount_cents, currency, status, refund_ref, created";
+pub(super) const REFUND_COLUMNS: &str =
+    "id, payment_id, amount_cents, currency, status, refund_ref, created";
 
 pub(super) async fn refund_for_key(
     conn: &mut AnyConnection,
@@ -551,125 +587,6 @@ pub(super) async fn settle_refund(conn: &mut AnyConnection, id: &str) -> Result<
     .await?
     .rows_affected()
         == 1)
-}
-
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub(super) struct EventRow {
-    pub id: String,
-    pub payload: String,
-    pub created: i64,
-    pub attempts: i64,
-}
-
-/// Adds an event to the outbox, first due at `next_attempt_at`.
-pub(super) async fn insert_event(
-    conn: &mut AnyConnection,
-    id: &str,
-    event_type: &str,
-    payload: &str,
-    created: i64,
-    next_attempt_at: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO sandbox_events (id, type, payload, created, attempts, next_attempt_at)
-         VALUES ($1, $2, $3, $4, 0, $5)",
-    )
-    .bind(id)
-    .bind(event_type)
-    .bind(payload)
-    .bind(created)
-    .bind(next_attempt_at)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Undelivered events due at `now` (every undelivered one not given up when `None`), oldest
-/// first.
-pub(super) async fn due_events(
-    conn: &mut AnyConnection,
-    now: Option<i64>,
-    limit: i64,
-) -> Result<Vec<EventRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, payload, created, attempts FROM sandbox_events
-         WHERE delivered_at IS NULL AND next_attempt_at IS NOT NULL
-           AND ($1 IS NULL OR next_attempt_at <= $1)
-         ORDER BY created, id LIMIT $2",
-    )
-    .bind(now)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
-}
-
-pub(super) async fn event(
-    conn: &mut AnyConnection,
-    id: &str,
-) -> Result<Option<EventRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, payload, created, attempts FROM sandbox_events
-         WHERE id = $1 AND delivered_at IS NULL",
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await
-}
-
-/// Takes an undelivered event for one delivery attempt: its next attempt moves to `lease_until`
-/// so no other deliverer takes it meanwhile. False if it was delivered, given up, or (with
-/// `due_by`) not due.
-pub(super) async fn claim_event(
-    conn: &mut AnyConnection,
-    id: &str,
-    due_by: Option<i64>,
-    lease_until: i64,
-) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query(
-        "UPDATE sandbox_events SET next_attempt_at = $1
-         WHERE id = $2 AND delivered_at IS NULL AND next_attempt_at IS NOT NULL
-           AND ($3 IS NULL OR next_attempt_at <= $3)",
-    )
-    .bind(lease_until)
-    .bind(id)
-    .bind(due_by)
-    .execute(conn)
-    .await?
-    .rows_affected()
-        == 1)
-}
-
-pub(super) async fn event_delivered(
-    conn: &mut AnyConnection,
-    id: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE sandbox_events SET delivered_at = $1, attempts = attempts + 1, next_attempt_at = NULL
-         WHERE id = $2 AND delivered_at IS NULL",
-    )
-    .bind(now)
-    .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Records a failed attempt; `next` is when to try again, `None` to give up.
-pub(super) async fn event_failed(
-    conn: &mut AnyConnection,
-    id: &str,
-    next: Option<i64>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE sandbox_events SET attempts = attempts + 1, next_attempt_at = $1
-         WHERE id = $2 AND delivered_at IS NULL",
-    )
-    .bind(next)
-    .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Every sandbox row, gone: a processor that lost its objects.
