@@ -246,6 +246,7 @@ impl Pass<'_> {
             status_word(p.status)
         );
         if self.dry_run {
+            self.seen.would_book.insert(p.id.clone());
             self.report
                 .repair("payment-booked", format!("{what}: would be booked"));
             return Ok(());

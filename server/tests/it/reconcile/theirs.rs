@@ -16,7 +16,7 @@ use std::sync::Arc;
 both_backends!(
     an_off_session_charge_never_booked_is_booked_once,
     a_dispute_whose_event_was_lost_is_recorded_and_followed,
-    a_dry_run_reports_a_lost_charge_and_disputes_and_changes_nothing,
+    a_dry_run_reports_lost_payments_and_disputes_and_changes_nothing,
     a_refund_of_an_older_payment_is_booked_from_the_listing,
     a_payment_on_no_checkout_of_ours_is_flagged,
 );
@@ -25,12 +25,12 @@ fn sandbox(app: &TestApp) -> Arc<Sandbox> {
     app.running.as_ref().expect("running").sandbox.clone()
 }
 
-/// Patient 1's member saves the 4242 card, then (its events lost) is charged `cents` for a
+/// Patient `n`'s member saves the 4242 card, then (its events lost) is charged `cents` for a
 /// checkout of ours that the portal never booked; that checkout and the processor's payment.
-async fn charge_unheard(app: &TestApp, cents: i64) -> (CheckoutId, String) {
+async fn charge_unheard(app: &TestApp, n: usize, cents: i64) -> (CheckoutId, String) {
     let (_b, saved) =
-        member_with_card(app, 1, "reconcile.charge@example.org", "4242424242424242").await;
-    let checkout = charge_checkout(app, &saved.user, 1, cents).await;
+        member_with_card(app, n, "reconcile.charge@example.org", "4242424242424242").await;
+    let checkout = charge_checkout(app, &saved.user, n, cents).await;
     let sb = sandbox(app);
     sb.stop_webhooks();
     let outcome = sb
@@ -68,7 +68,7 @@ async fn an_off_session_charge_never_booked_is_booked_once(backend: Backend) {
     let app = TestApp::start(backend).await;
     let statement = app.statement_of(1).await;
     let before = balance(&app, &statement).await;
-    let (checkout, pi) = charge_unheard(&app, 1500).await;
+    let (checkout, pi) = charge_unheard(&app, 1, 1500).await;
     app.run_jobs().await;
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 0);
 
@@ -189,28 +189,33 @@ async fn a_dispute_whose_event_was_lost_is_recorded_and_followed(backend: Backen
     app.finish().await;
 }
 
-/// A hosted payment booked, then (events lost) an off-session charge never booked and a dispute
-/// on each: the dry run reports the three repairs a real run makes, and changes nothing.
-async fn a_dry_run_reports_a_lost_charge_and_disputes_and_changes_nothing(backend: Backend) {
+/// A hosted payment booked; then, events lost, a hosted payment and an off-session charge never
+/// booked, and a dispute on each of the three: the dry run reports the five repairs a real run
+/// makes (a dispute on a payment still to be booked included) and changes nothing.
+async fn a_dry_run_reports_lost_payments_and_disputes_and_changes_nothing(backend: Backend) {
     let app = TestApp::start(backend).await;
-    let hosted = pay_unheard(&app).await;
+    let booked = pay_unheard(&app).await;
     run(&app, false).await;
-    let (_, charged) = charge_unheard(&app, 1500).await;
+    let hosted = pay_unheard(&app).await;
+    let (_, charged) = charge_unheard(&app, 2, 1500).await;
     let sb = sandbox(&app);
-    sb.open_dispute(&hosted).await.expect("disputed");
-    sb.open_dispute(&charged).await.expect("disputed");
+    for pi in [&booked, &hosted, &charged] {
+        sb.open_dispute(pi).await.expect("disputed");
+    }
     app.run_jobs().await;
     let before = footprint(&app).await;
+    let expected = [
+        "dispute-recorded",
+        "dispute-recorded",
+        "dispute-recorded",
+        "payment-booked",
+        "payment-booked",
+    ];
 
     let dry = run(&app, true).await;
     let mut kinds: Vec<_> = dry.findings.iter().map(|f| f.kind).collect();
     kinds.sort_unstable();
-    assert_eq!(
-        kinds,
-        ["dispute-recorded", "dispute-recorded", "payment-booked"],
-        "{:?}",
-        dry.findings
-    );
+    assert_eq!(kinds, expected, "{:?}", dry.findings);
     assert!(dry
         .findings
         .iter()
@@ -218,21 +223,16 @@ async fn a_dry_run_reports_a_lost_charge_and_disputes_and_changes_nothing(backen
     assert_eq!(footprint(&app).await, before, "a dry run changes nothing");
     assert_eq!(
         run(&app, true).await.findings.len(),
-        3,
+        5,
         "and so reports the same again"
     );
 
     let real = run(&app, false).await;
     let mut kinds: Vec<_> = real.findings.iter().map(|f| f.kind).collect();
     kinds.sort_unstable();
-    assert_eq!(
-        kinds,
-        ["dispute-recorded", "dispute-recorded", "payment-booked"],
-        "{:?}",
-        real.findings
-    );
-    assert_eq!(app.count("SELECT COUNT(*) FROM disputes").await, 2);
-    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 2);
+    assert_eq!(kinds, expected, "{:?}", real.findings);
+    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 3);
+    assert_eq!(app.count("SELECT COUNT(*) FROM disputes").await, 3);
     assert!(run(&app, false).await.findings.is_empty());
     app.finish().await;
 }
