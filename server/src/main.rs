@@ -154,9 +154,14 @@ async fn payments(cfg: &patriotpay::config::Config, action: PaymentsCommand) -> 
         .unwrap_or_else(|| patriotpay::clock::now_unix() + 1);
     anyhow::ensure!(start < end, "--since must be before --until");
     let bar = patriotpay::keys::progress(0, "reconciling");
+    // A dispute it records alerts the practice, as the webhook would have.
+    let alerts = patriotpay::alerts::AlertSink {
+        webhook_url: cfg.alert_webhook_url.clone(),
+    };
     let report = patriotpay::payments::reconcile::run(
         &db,
         processor.as_ref(),
+        &alerts,
         patriotpay::payments::reconcile::Window {
             since: start,
             until: end,
@@ -171,9 +176,12 @@ async fn payments(cfg: &patriotpay::config::Config, action: PaymentsCommand) -> 
     .await?;
     bar.finish_and_clear();
     println!(
-        "Checked {} checkout(s) without a payment and {} payment(s){}.",
+        "Checked {} checkout(s) without a payment and {} payment(s) of ours, and the processor's {} payment(s), {} refund(s) and {} dispute(s){}.",
         report.checkouts_checked,
         report.payments_checked,
+        report.processor_payments_checked,
+        report.processor_refunds_checked,
+        report.processor_disputes_checked,
         if dry_run {
             " (dry run: nothing changed)"
         } else {

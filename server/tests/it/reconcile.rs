@@ -1,5 +1,7 @@
-//! Reconciliation (issue 10): payments and refunds the processor has and our ledger lacks are
-//! booked (audited as repairs), a dry run changes nothing, and what cannot be repaired is
+//! Reconciliation (issue 10): payments, refunds and disputes the processor has and our ledger
+//! lacks are booked (audited as repairs), found from our records and from the processor's own
+//! listing of the window (an off-session charge whose booking never happened, a refund of an
+//! older payment), each once; a dry run changes nothing, and what cannot be repaired is
 //! flagged. The sandbox is the processor, its events switched off to lose them.
 
 use crate::common::{balance, location, Backend, TestApp, SEE_OTHER};
@@ -7,6 +9,8 @@ use patriotpay::ids::RefundId;
 use patriotpay::money::Money;
 use patriotpay::payments::reconcile::{self, Report, Window};
 use patriotpay::payments::{PaymentProcessor, RefundReason, RefundRequest};
+
+mod theirs;
 
 both_backends!(
     a_payment_whose_event_was_lost_is_booked_once,
@@ -16,11 +20,12 @@ both_backends!(
     the_operator_commands_reconcile_list_and_retry,
 );
 
-async fn run(app: &TestApp, dry_run: bool) -> Report {
+pub(crate) async fn run(app: &TestApp, dry_run: bool) -> Report {
     let now = app.state().clock.now();
     reconcile::run(
         app.db(),
         app.state().processor.as_ref(),
+        &app.state().alerts,
         Window {
             since: now - 24 * 3600,
             until: now + 1,
@@ -34,7 +39,7 @@ async fn run(app: &TestApp, dry_run: bool) -> Report {
 }
 
 /// Patient 1 pays $5.00 while the processor's events are lost; returns its payment id there.
-async fn pay_unheard(app: &TestApp) -> String {
+pub(crate) async fn pay_unheard(app: &TestApp) -> String {
     let sandbox = app.running.as_ref().expect("running").sandbox.clone();
     sandbox.stop_webhooks();
     let b = app.verified_visitor(1).await;
@@ -245,6 +250,11 @@ async fn the_operator_commands_reconcile_list_and_retry(backend: Backend) {
     assert!(real.status.success(), "{}", out(&real));
     assert!(
         out(&real).contains("1 repaired, 0 difference(s)"),
+        "{}",
+        out(&real)
+    );
+    assert!(
+        out(&real).contains("and the processor's 1 payment(s), 0 refund(s) and 0 dispute(s)"),
         "{}",
         out(&real)
     );
