@@ -13,7 +13,7 @@ use patriotpay::payments::plans::{self, scheduler, Every, InstalmentRef, NOTICE_
 use reqwest::StatusCode;
 
 const OK_CARD: &str = "4242424242424242";
-const AUTH_CARD: &str = "4000002500003155";
+const AUTH_CARD: &str = "4000002760003184";
 const DECLINING_CARD: &str = "4000000000000341";
 const DAY: i64 = 86_400;
 
@@ -42,9 +42,11 @@ async fn post_plan(
     b.post("/account/plans/new", &form).await
 }
 
+const EMAIL: &str = "plan@example.com";
+
 /// Member of demo patient 1 with a saved card: (browser, card id).
 async fn member_with_card(app: &TestApp, number: &str) -> (Browser, String) {
-    let (b, _) = app.signed_in_member(1, "plan@example.com").await;
+    let (b, _) = app.signed_in_member(1, EMAIL).await;
     let html = save_card(&b, app, number).await;
     let id = card_id(&html, &number[number.len() - 4..]);
     (b, id)
@@ -72,6 +74,12 @@ async fn due_at(app: &TestApp, seq: i64) -> i64 {
         .fetch_one(app.db().pool())
         .await
         .expect("instalment")
+}
+
+/// The member comes back after the clock moved on (their session has ended meanwhile).
+async fn back_later(b: &Browser) {
+    let r = member_sign_in(b, EMAIL, PASSWORD).await;
+    assert_eq!(r.status(), SEE_OTHER, "signed in again");
 }
 
 /// Moves the test clock to `at` (never back).
@@ -129,6 +137,7 @@ async fn set_up_pays_first_then_notices_and_charges_on_time(backend: Backend) {
     );
     clock_to(&app, due2 - NOTICE_SECS);
     assert_eq!(app.run_autopay().await, 1, "the notice");
+    back_later(&b).await;
     let html = b.page("/account/plans").await;
     let notice = ta(
         "plan-upcoming",
@@ -365,6 +374,7 @@ async fn refused_card_retries_then_suspends_and_alerts(backend: Backend) {
     app.state().clock.advance(60 * DAY);
     app.run_autopay().await;
     assert_eq!(instalment_status(&app, 2).await, "action_required");
+    back_later(&b).await;
     let html = b.page("/account/plans").await;
     assert!(html.contains(&t("plan-status-suspended")), "{html}");
     assert!(html.contains("/account/plans/pay"), "{html}");
@@ -394,7 +404,13 @@ async fn a_stopped_worker_is_taken_over_with_the_same_key(backend: Backend) {
     let s = app.state();
     let at = InstalmentRef { plan, seq: 2 };
     // A worker begins the charge and the processor takes the money; the worker stops before
-    // writing anything.
+    // writing anything, and the processor's event is not delivered either (it would book the
+    // payment: reconciliation and events repair this too, tested elsewhere).
+    app.running
+        .as_ref()
+        .expect("running")
+        .sandbox
+        .stop_webhooks();
     let begun = match scheduler::begin(&s.db, &s.alerts, &at, s.clock.now())
         .await
         .expect("begin")
@@ -449,6 +465,7 @@ async fn cap_and_cancel(backend: Backend) {
     app.run_autopay().await;
     assert_eq!(instalment_status(&app, 2).await, "action_required");
     assert_eq!(balance(&app, &statement).await, after_first);
+    back_later(&b).await;
     assert!(b
         .page("/account/plans")
         .await
@@ -470,6 +487,7 @@ async fn cap_and_cancel(backend: Backend) {
             .await,
         2
     );
+    back_later(&b).await;
     assert!(b
         .page("/account/plans")
         .await

@@ -61,9 +61,10 @@ fn test_card(number: &str) -> Option<TestCard> {
             DeclineReason::InsufficientFunds,
             Some(Behaviour::Declines(DeclineReason::InsufficientFunds)),
         ),
-        // Its bank wants the payer to authenticate: on the page they are there to (the sandbox
-        // takes that as done); a later charge without them waits for it.
-        "4000002500003155" => TestCard {
+        // Its bank wants the payer to authenticate every time (Stripe's 4000 0027 6000 3184):
+        // on the page they are there to (the sandbox takes that as done); a later charge
+        // without them waits for it.
+        "4000002760003184" => TestCard {
             saved: Some(Behaviour::AuthenticationRequired),
             ..pays("Visa")
         },
@@ -467,7 +468,7 @@ mod tests {
         let saved = |n: &str| test_card(n).and_then(|c| c.saved);
         assert_eq!(saved("4242424242424242"), Some(Behaviour::Succeeds));
         assert_eq!(
-            saved("4000002500003155"),
+            saved("4000002760003184"),
             Some(Behaviour::AuthenticationRequired)
         );
         assert_eq!(

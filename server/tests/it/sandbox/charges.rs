@@ -141,7 +141,7 @@ async fn saved_cards_charge_as_their_test_numbers(backend: Backend) {
     let (b, visa) =
         member_with_card(&app, 1, "charges.cards@example.org", "4242424242424242").await;
     let mut cards = vec![visa.card.clone()];
-    for number in ["4000002500003155", "4000000000000341", "4000000000009995"] {
+    for number in ["4000002760003184", "4000000000000341", "4000000000009995"] {
         cards.push(save_card(&app, &b, number).await);
     }
     let kept: Vec<(String, String)> =
@@ -154,7 +154,7 @@ async fn saved_cards_charge_as_their_test_numbers(backend: Backend) {
         kept,
         [
             ("4242", "succeeds"),
-            ("3155", "authentication_required"),
+            ("3184", "authentication_required"),
             ("0341", "declined"),
             ("9995", "insufficient_funds"),
         ]
@@ -278,7 +278,7 @@ async fn saved_cards_charge_as_their_test_numbers(backend: Backend) {
     let dump = dump_database(&app).await;
     for number in [
         "4242424242424242",
-        "4000002500003155",
+        "4000002760003184",
         "4000000000000341",
         "4000000000009995",
     ] {
