@@ -511,7 +511,7 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       await page.goto(`${server.portalUrl}/signin`);
       await signIn(page, GUARANTOR);
       await atPortal(page, '/account');
-      await answerInvitation(page, forRiley, PATIENT_3, { signedIn: true });
+      await answerInvitation(page, forRiley, { ...PATIENT_3, name: 'Riley' }, { signedIn: true });
       await page.getByRole('button', { name: 'Add to my account', exact: true }).click();
       await atPortal(page, '/account');
       await page.getByRole('link', { name: 'Saved cards', exact: true }).click();
