@@ -352,6 +352,9 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
                 Ok(r) => tracing::info!(
                     checkouts = r.checkouts_checked,
                     payments = r.payments_checked,
+                    processor_payments = r.processor_payments_checked,
+                    processor_refunds = r.processor_refunds_checked,
+                    processor_disputes = r.processor_disputes_checked,
                     findings = r.findings.len(),
                     "daily reconciliation done"
                 ),
