@@ -334,6 +334,25 @@ pub async fn create(
         every,
         cap,
     };
+    // The member is here: a checkout they began on these statements and left is expired first,
+    // as paying does; one being paid right now refuses.
+    match payments::free_statements(
+        &state.db,
+        state.processor.as_ref(),
+        &state.alerts,
+        &req.statements,
+        ctx.now,
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(PaymentError::Pending) => return refuse(&session, "plan-busy").await,
+        Err(PaymentError::Processor(e)) => {
+            tracing::warn!(error = %e, "plans: could not free the statements");
+            return refuse(&session, "plan-unavailable-pay").await;
+        }
+        Err(e) => return Err(AppError::Internal(e.into())),
+    }
     let actor = ctx.actor(actor_id(&who.id));
     let plan = match plans::create(&state.db, &req, &actor, ctx.now).await {
         Ok(id) => id,

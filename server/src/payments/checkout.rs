@@ -33,62 +33,9 @@ pub async fn start_checkout(
         .iter()
         .try_fold(Money::from_cents(0), |acc, (_, m)| acc.checked_add(*m))
         .ok_or(PaymentError::Invalid("amount overflow"))?;
-    // One live checkout per statement (a unique index backs this up). Older open ones are
-    // expired at the processor first. One that can't be is re-read: paid (the payment is on its
-    // way) refuses rather than let the balance be taken twice; unknown to the processor, or
-    // complete without a payment that succeeded, is closed and never blocks the statement.
     let now = actor.at.unwrap_or_else(crate::clock::now_unix);
-    let mut conn = db.pool().acquire().await?;
-    for (statement, _) in &plan.items {
-        let stale: Vec<(String,)> = sqlx::query_as(
-            "SELECT c.id FROM checkouts c JOIN checkout_items i ON i.checkout_id = c.id
-             WHERE i.statement_id = $1 AND i.live = 1 AND c.status = 'creating' AND c.created_at < $2",
-        )
-        .bind(statement.as_str())
-        .bind(now - 600)
-        .fetch_all(&mut *conn)
-        .await?;
-        for (id,) in stale {
-            close_checkout(
-                &mut conn,
-                &id,
-                CheckoutState::Failed,
-                &[CheckoutState::Creating],
-            )
-            .await?;
-        }
-        let open: Vec<(String, String)> = sqlx::query_as(
-            "SELECT c.id, c.processor_session_id FROM checkouts c
-             JOIN checkout_items i ON i.checkout_id = c.id
-             WHERE i.statement_id = $1 AND i.live = 1 AND c.status = 'open'
-               AND c.processor_session_id IS NOT NULL",
-        )
-        .bind(statement.as_str())
-        .fetch_all(&mut *conn)
-        .await?;
-        for (id, sid) in open {
-            match processor.expire_checkout(&sid).await {
-                Ok(()) => {
-                    close_checkout(
-                        &mut conn,
-                        &id,
-                        CheckoutState::Expired,
-                        &[CheckoutState::Open],
-                    )
-                    .await?;
-                }
-                Err(ProcessorError::Rejected(_) | ProcessorError::NotFound) => {
-                    let ours = CheckoutId::from_db(id);
-                    match reread_checkout(db, processor, alerts, &ours, &sid, now).await? {
-                        Truth::Unpaid | Truth::NotSucceeded => {}
-                        Truth::Open | Truth::Pending => return Err(PaymentError::Pending),
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    drop(conn);
+    let statements: Vec<StatementId> = plan.items.iter().map(|(s, _)| s.clone()).collect();
+    free_statements(db, processor, alerts, &statements, now).await?;
 
     let id = CheckoutId::generate();
     let idem = format!("checkout-{}", id.as_str());
@@ -171,6 +118,74 @@ pub async fn start_checkout(
         .await?;
     }
     Ok(created.url)
+}
+
+/// Frees statements for a new checkout: a stale `creating` one is closed, an open one expired
+/// at the processor. One that can't be expired is re-read: paid (the payment is on its way)
+/// refuses with `Pending` rather than let the balance be taken twice; unknown to the
+/// processor, or complete without a payment that succeeded, is closed and never blocks.
+pub(crate) async fn free_statements(
+    db: &Db,
+    processor: &dyn PaymentProcessor,
+    alerts: &AlertSink,
+    statements: &[StatementId],
+    now: i64,
+) -> Result<(), PaymentError> {
+    // One live checkout per statement (a unique index backs this up). Older open ones are
+    // expired at the processor first. One that can't be is re-read: paid (the payment is on its
+    // way) refuses rather than let the balance be taken twice; unknown to the processor, or
+    // complete without a payment that succeeded, is closed and never blocks the statement.
+    let mut conn = db.pool().acquire().await?;
+    for statement in statements {
+        let stale: Vec<(String,)> = sqlx::query_as(
+            "SELECT c.id FROM checkouts c JOIN checkout_items i ON i.checkout_id = c.id
+             WHERE i.statement_id = $1 AND i.live = 1 AND c.status = 'creating' AND c.created_at < $2",
+        )
+        .bind(statement.as_str())
+        .bind(now - 600)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (id,) in stale {
+            close_checkout(
+                &mut conn,
+                &id,
+                CheckoutState::Failed,
+                &[CheckoutState::Creating],
+            )
+            .await?;
+        }
+        let open: Vec<(String, String)> = sqlx::query_as(
+            "SELECT c.id, c.processor_session_id FROM checkouts c
+             JOIN checkout_items i ON i.checkout_id = c.id
+             WHERE i.statement_id = $1 AND i.live = 1 AND c.status = 'open'
+               AND c.processor_session_id IS NOT NULL",
+        )
+        .bind(statement.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+        for (id, sid) in open {
+            match processor.expire_checkout(&sid).await {
+                Ok(()) => {
+                    close_checkout(
+                        &mut conn,
+                        &id,
+                        CheckoutState::Expired,
+                        &[CheckoutState::Open],
+                    )
+                    .await?;
+                }
+                Err(ProcessorError::Rejected(_) | ProcessorError::NotFound) => {
+                    let ours = CheckoutId::from_db(id);
+                    match reread_checkout(db, processor, alerts, &ours, &sid, now).await? {
+                        Truth::Unpaid | Truth::NotSucceeded => {}
+                        Truth::Open | Truth::Pending => return Err(PaymentError::Pending),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A checkout to record before the processor is asked.

@@ -15,6 +15,7 @@ pub mod sandbox;
 pub mod signature;
 pub mod stripe;
 
+pub(crate) use checkout::free_statements;
 pub use checkout::{checkout_items, decline_reason, reread_checkout, start_checkout, Truth};
 pub use events::{EventData, EventEnvelope, EventObject, EventOutcome, Unbooked};
 pub use receipt::{payment_for_checkout, receipt, Allocation, Receipt};

@@ -500,7 +500,41 @@ async fn cap_and_cancel(backend: Backend) {
     app.finish().await;
 }
 
+async fn a_checkout_left_open_does_not_block_a_plan(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (b, card) = member_with_card(&app, OK_CARD).await;
+    let statement = app.statement_of(1).await;
+    // The member began paying on the processor's page and came back without paying.
+    let csrf = b.csrf("/account").await;
+    let pay = format!("pay_{statement}");
+    let amount = format!("amount_{statement}");
+    let r = b
+        .post(
+            "/account/pay",
+            &[("csrf", &csrf), (&pay, "1"), (&amount, "5.00")],
+        )
+        .await;
+    assert_eq!(r.status(), SEE_OTHER);
+    assert!(location(&r).starts_with(&app.sandbox_url), "off to pay");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM checkouts WHERE status = 'open'")
+            .await,
+        1
+    );
+    let r = post_plan(&b, &statement, "2", &card, "100000.00", true).await;
+    assert!(page_flash(&b, r).await.contains(&t("plan-created")));
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM checkouts WHERE status = 'expired'")
+            .await,
+        1,
+        "the checkout left open was expired"
+    );
+    assert_eq!(instalment_status(&app, 1).await, "paid");
+    app.finish().await;
+}
+
 both_backends!(
+    a_checkout_left_open_does_not_block_a_plan,
     set_up_pays_first_then_notices_and_charges_on_time,
     refusals_record_nothing,
     authentication_required_is_paid_on_the_page,
