@@ -3,7 +3,8 @@
 //! `Idempotency-Key` and `Stripe-Version` headers), how each failure is sorted, and, through the
 //! portal, that a canary patient's payment and refund send Stripe nothing identifying and are
 //! booked once from signed webhooks. Refunds, disputes and bank debits are in `refunds`; saved
-//! cards in `cards` (`fake_cards`); off-session charges and listings in `charges` (`fake_charges`).
+//! cards in `cards` (`fake_cards`); off-session charges and listings in `charges` (`fake_charges`);
+//! a canary member's payment plan through the portal, Stripe refusing and down, in `plans`.
 
 mod cards;
 mod charges;
@@ -11,6 +12,7 @@ mod fake;
 mod fake_cards;
 mod fake_charges;
 mod objects;
+mod plans;
 mod refunds;
 mod retries;
 
