@@ -382,7 +382,11 @@ pub async fn create(
             "plan-unavailable"
         }
     };
-    // No plan runs on a first instalment that was not taken.
+    // No plan runs on a first instalment that was not taken, nor does an attempt the processor
+    // did not answer keep holding the statements.
+    scheduler::abandon(&state.db, &first)
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
     if let Some(p) = plans::find(&state.db, &plan).await? {
         plans::cancel(&state.db, &p, &actor, ctx.now).await?;
     }

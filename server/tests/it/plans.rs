@@ -18,7 +18,7 @@ const DECLINING_CARD: &str = "4000000000000341";
 const DAY: i64 = 86_400;
 
 /// The set-up form posted for `statement` with `count` monthly instalments.
-async fn post_plan(
+pub(crate) async fn post_plan(
     b: &Browser,
     statement: &StatementId,
     count: &str,
@@ -60,7 +60,7 @@ async fn only_plan(app: &TestApp) -> PlanId {
     PlanId::parse(&id).expect("plan id")
 }
 
-async fn instalment_status(app: &TestApp, seq: i64) -> String {
+pub(crate) async fn instalment_status(app: &TestApp, seq: i64) -> String {
     sqlx::query_scalar("SELECT status FROM plan_instalments WHERE seq = $1")
         .bind(seq)
         .fetch_one(app.db().pool())
@@ -68,7 +68,7 @@ async fn instalment_status(app: &TestApp, seq: i64) -> String {
         .expect("instalment")
 }
 
-async fn due_at(app: &TestApp, seq: i64) -> i64 {
+pub(crate) async fn due_at(app: &TestApp, seq: i64) -> i64 {
     sqlx::query_scalar("SELECT due_at FROM plan_instalments WHERE seq = $1")
         .bind(seq)
         .fetch_one(app.db().pool())
@@ -83,14 +83,14 @@ async fn back_later(b: &Browser) {
 }
 
 /// Moves the test clock to `at` (never back).
-fn clock_to(app: &TestApp, at: i64) {
+pub(crate) fn clock_to(app: &TestApp, at: i64) {
     let now = app.state().clock.now();
     if at > now {
         app.state().clock.advance(at - now);
     }
 }
 
-async fn page_flash(b: &Browser, r: reqwest::Response) -> String {
+pub(crate) async fn page_flash(b: &Browser, r: reqwest::Response) -> String {
     assert_eq!(r.status(), SEE_OTHER, "answered by a redirect");
     assert_eq!(location(&r), "/account/plans");
     b.page("/account/plans").await

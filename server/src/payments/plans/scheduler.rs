@@ -331,6 +331,28 @@ pub async fn finish(
     }
 }
 
+/// Gives up an attempt its caller will not repeat (set-up's own charge of the first instalment,
+/// met by a processor that did not answer, on a plan about to be canceled): its checkout stops
+/// holding the statements, and the instalment no longer reads as being charged. A charge the
+/// processor did make is still booked from its event or by reconciliation, as a failed
+/// checkout's is.
+pub async fn abandon(db: &Db, at: &InstalmentRef) -> Result<(), PaymentError> {
+    let checkout: Option<String> = sqlx::query_scalar(
+        "SELECT checkout_id FROM plan_instalments
+         WHERE plan_id = $1 AND seq = $2 AND status = 'charging'",
+    )
+    .bind(at.plan.as_str())
+    .bind(at.seq)
+    .fetch_optional(db.pool())
+    .await?
+    .flatten();
+    if let Some(c) = checkout {
+        close_live(db, &CheckoutId::from_db(c), CheckoutState::Failed).await?;
+    }
+    set_status(db, at, "canceled", None, None).await?;
+    Ok(())
+}
+
 enum Prepared {
     Checkout(CheckoutId),
     Done(Step),

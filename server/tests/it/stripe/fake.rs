@@ -8,6 +8,7 @@ use super::objects::{
     intent_object, list_object, refund_object, session_object,
 };
 use super::KEY;
+use crate::canary::{holds, NEEDLES};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -67,6 +68,9 @@ pub(super) struct Fake {
     pub(super) scripted: VecDeque<(StatusCode, String)>,
     /// Answers given instead of the real one to the next request with this method and path.
     pub(super) scripted_for: Vec<(Method, String, StatusCode, String)>,
+    /// The next request with this method and path is worked, but its answer is lost on the way
+    /// back: the caller gets this status instead (`fake_charges::lose_answers`).
+    pub(super) lost_for: Vec<(Method, String, StatusCode)>,
     pub(super) counter: u64,
 }
 
@@ -489,7 +493,11 @@ impl FakeStripe {
             .route("/v1/disputes/{id}", get(get_dispute))
             .merge(super::fake_cards::routes())
             .merge(super::fake_charges::routes())
-            .with_state(state.clone());
+            .with_state(state.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                super::fake_charges::lose_answers,
+            ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -510,6 +518,30 @@ impl FakeStripe {
 
     pub(super) fn seen(&self) -> Vec<Seen> {
         self.state.lock().expect("fake").seen.clone()
+    }
+
+    /// Nothing Stripe received so far names the canary patient or the care: paths, queries,
+    /// bodies (raw and decoded: the form encoding escapes spaces and punctuation), headers.
+    pub(super) fn assert_no_canary(&self) {
+        for s in &self.seen() {
+            let all = format!(
+                "{} {}?{} {} {:?}",
+                s.method, s.path, s.query, s.body, s.headers
+            );
+            let decoded: String = serde_urlencoded::from_str::<Vec<(String, String)>>(&s.body)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}\n"))
+                .collect();
+            for needle in NEEDLES {
+                assert!(
+                    !holds(all.as_bytes(), needle) && !holds(decoded.as_bytes(), needle),
+                    "Stripe received canary value {needle:?} in {} {}",
+                    s.method,
+                    s.path
+                );
+            }
+        }
     }
 
     /// The next request gets this answer instead.

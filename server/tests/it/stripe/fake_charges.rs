@@ -3,15 +3,16 @@
 //! the saved card's test number deciding success, a decline or authentication, as Stripe's test
 //! cards do; idempotency keys replay the first answer, errors included, as Stripe's do),
 //! `GET /v1/payment_intents` and `GET /v1/disputes` filtered by `created[…]` newest first a page
-//! at a time, refunds likewise (from `fake::list_refunds` when no payment is named); and objects
-//! placed at a given time for the listings.
+//! at a time, refunds likewise (from `fake::list_refunds` when no payment is named); objects
+//! placed at a given time for the listings; and answers lost on their way back.
 
 use super::fake::FakeStripe;
 use super::fake::{form_of, idempotency_mismatch, next_id, record, refused, same_params, Fake};
 use super::objects::{charge_object, dispute_object, intent_object, list_object, refund_object};
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -144,6 +145,29 @@ async fn list_disputes(State(state): State<Shared>, uri: Uri, headers: HeaderMap
         .cloned()
         .collect();
     page(newest_first(found), &query, "dispute", "/v1/disputes")
+}
+
+/// A request `FakeStripe::lose_answer_for` named is worked as any (its answer kept under its
+/// idempotency key, as Stripe keeps it), but the caller gets a proxy's error instead: Stripe did
+/// the work and the answer never arrived.
+pub(super) async fn lose_answers(
+    State(state): State<Shared>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let lost = {
+        let mut f = state.lock().expect("fake");
+        let at = f
+            .lost_for
+            .iter()
+            .position(|(m, p, _)| m == req.method() && p == req.uri().path());
+        at.map(|i| f.lost_for.remove(i).2)
+    };
+    let answer = next.run(req).await;
+    match lost {
+        Some(status) => (status, "<html>Bad Gateway</html>").into_response(),
+        None => answer,
+    }
 }
 
 fn metadata_of(form: &HashMap<String, String>) -> serde_json::Map<String, Value> {
@@ -319,6 +343,16 @@ fn confirm(
 }
 
 impl FakeStripe {
+    /// The next request to `path` by `method` is worked, and the caller gets `status` instead
+    /// of its answer.
+    pub(super) fn lose_answer_for(&self, method: Method, path: &str, status: u16) {
+        self.state.lock().expect("fake").lost_for.push((
+            method,
+            path.to_owned(),
+            StatusCode::from_u16(status).expect("status"),
+        ));
+    }
+
     /// A PaymentIntent paid by card (or declined) `created` seconds since the epoch, our checkout
     /// id in its metadata when given; its id.
     pub(super) fn payment_at(&self, created: i64, checkout: Option<&str>, paid: bool) -> String {
