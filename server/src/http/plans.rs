@@ -377,16 +377,14 @@ pub async fn create(
             return told(&session, "plan-created").await
         }
         scheduler::Step::ActionRequired(_) => return told(&session, "plan-created-confirm").await,
+        // The processor did not answer (or a payment of the member's holds a statement): the
+        // plan stands and autopay repeats the same request (same key) shortly. Cancelling here
+        // would invite a second set-up, and a second charge if the first had gone through.
+        scheduler::Step::Later => return told(&session, "plan-created-pending").await,
         scheduler::Step::WillRetry | scheduler::Step::Suspended => "plan-first-declined",
-        scheduler::Step::Later | scheduler::Step::Skipped | scheduler::Step::Noticed => {
-            "plan-unavailable"
-        }
+        scheduler::Step::Skipped | scheduler::Step::Noticed => "plan-unavailable",
     };
-    // No plan runs on a first instalment that was not taken, nor does an attempt the processor
-    // did not answer keep holding the statements.
-    scheduler::abandon(&state.db, &first)
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?;
+    // No plan runs on a first instalment that was refused.
     if let Some(p) = plans::find(&state.db, &plan).await? {
         plans::cancel(&state.db, &p, &actor, ctx.now).await?;
     }

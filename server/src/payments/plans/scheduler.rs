@@ -30,6 +30,8 @@ const LEASE_SECS: i64 = 300;
 pub const RETRY_DELAYS: [i64; 2] = [2 * DAY, 4 * DAY];
 /// The processor did not answer: the same request again after this.
 const UNAVAILABLE_SECS: i64 = 600;
+/// A charge unanswered this long raises an alert (it keeps being repeated).
+const STUCK_SECS: i64 = 3600;
 /// The member has a checkout open on one of the statements: try again after this.
 const BUSY_SECS: i64 = 3600;
 
@@ -326,31 +328,30 @@ pub async fn finish(
             .bind(at.seq)
             .execute(db.pool())
             .await?;
+            // Stripe keeps a 500 under its key for a day and answers it again: a charge left
+            // unanswered this long wants a person (the processor may or may not have taken it).
+            let since: i64 = sqlx::query_scalar("SELECT created_at FROM checkouts WHERE id = $1")
+                .bind(checkout.as_str())
+                .fetch_one(db.pool())
+                .await?;
+            if now - since >= STUCK_SECS {
+                alerts
+                    .raise_once(
+                        db,
+                        "payment-plan-charge-unanswered",
+                        &format!(
+                            "payment plan {} instalment {}: the processor has not answered its charge (our checkout {checkout}) for over an hour; the same request is repeated every {} minutes; look for a payment naming that checkout at the processor",
+                            at.plan,
+                            at.seq,
+                            UNAVAILABLE_SECS / 60
+                        ),
+                        now,
+                    )
+                    .await?;
+            }
             Ok(Step::Later)
         }
     }
-}
-
-/// Gives up an attempt its caller will not repeat (set-up's own charge of the first instalment,
-/// met by a processor that did not answer, on a plan about to be canceled): its checkout stops
-/// holding the statements, and the instalment no longer reads as being charged. A charge the
-/// processor did make is still booked from its event or by reconciliation, as a failed
-/// checkout's is.
-pub async fn abandon(db: &Db, at: &InstalmentRef) -> Result<(), PaymentError> {
-    let checkout: Option<String> = sqlx::query_scalar(
-        "SELECT checkout_id FROM plan_instalments
-         WHERE plan_id = $1 AND seq = $2 AND status = 'charging'",
-    )
-    .bind(at.plan.as_str())
-    .bind(at.seq)
-    .fetch_optional(db.pool())
-    .await?
-    .flatten();
-    if let Some(c) = checkout {
-        close_live(db, &CheckoutId::from_db(c), CheckoutState::Failed).await?;
-    }
-    set_status(db, at, "canceled", None, None).await?;
-    Ok(())
 }
 
 enum Prepared {

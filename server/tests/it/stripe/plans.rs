@@ -24,7 +24,7 @@ both_backends!(
     a_canary_plan_through_stripe_sends_no_phi_and_books_each_instalment_once,
     a_card_wanting_authentication_is_left_for_the_member_to_pay_on_stripes_page,
     stripe_down_mid_instalment_is_retried_with_the_same_key_and_booked_once,
-    stripe_down_at_set_up_leaves_no_plan_and_the_statement_free,
+    stripe_down_at_set_up_keeps_the_plan_and_charges_once,
 );
 
 const CHARGES: &str = "/v1/payment_intents";
@@ -534,39 +534,13 @@ async fn stripe_down_mid_instalment_is_retried_with_the_same_key_and_booked_once
     app.finish().await;
 }
 
-/// The status of `plan`'s first instalment and of its attempt's checkout.
-async fn attempt_state(app: &TestApp, plan: &str) -> (String, String) {
-    sqlx::query_as(
-        "SELECT i.status, c.status FROM plan_instalments i JOIN checkouts c ON c.id = i.checkout_id
-         WHERE i.plan_id = $1 AND i.seq = 1",
-    )
-    .bind(plan)
-    .fetch_one(app.db().pool())
-    .await
-    .expect("first instalment's attempt")
-}
-
-/// The one plan not among `known`.
-async fn plan_besides(app: &TestApp, known: &[&str]) -> String {
-    let all: Vec<String> = sqlx::query_scalar("SELECT id FROM payment_plans")
-        .fetch_all(app.db().pool())
-        .await
-        .expect("plans");
-    let new: Vec<String> = all
-        .into_iter()
-        .filter(|p| !known.contains(&p.as_str()))
-        .collect();
-    assert_eq!(new.len(), 1, "one new plan: {new:?}");
-    new[0].clone()
-}
-
-/// Stripe down (a 503) when the first instalment is charged at set-up: no plan runs, nothing is
-/// booked, and the attempt holds neither the statement nor the "being charged" label. Stripe
-/// working the charge but its answer lost: no plan either, and Stripe's event books the payment
-/// once. Once Stripe answers, the member sets a plan up over what is left.
-async fn stripe_down_at_set_up_leaves_no_plan_and_the_statement_free(backend: Backend) {
+/// Stripe down at set-up: the plan stands, its first instalment waits as being charged (the
+/// statement stays in the plan, so a second set-up cannot charge again), and autopay repeats
+/// the same request ten minutes later. A charge Stripe made whose answer was lost is booked
+/// once, from its event or from the repeat.
+async fn stripe_down_at_set_up_keeps_the_plan_and_charges_once(backend: Backend) {
     let (fake, app) = stripe_app(backend).await;
-    let (statement, b, _, card) = canary_with_card(&app, &fake, SUCCEEDS).await;
+    let (statement, b, user, card) = canary_with_card(&app, &fake, SUCCEEDS).await;
     fake.script_for(
         Method::POST,
         CHARGES,
@@ -575,48 +549,23 @@ async fn stripe_down_at_set_up_leaves_no_plan_and_the_statement_free(backend: Ba
     );
     let r = post_plan(&b, &statement, "3", &card, "25.00", true).await;
     let html = page_flash(&b, r).await;
-    assert!(html.contains(&t("plan-unavailable")), "{html}");
-    assert!(!html.contains(&t("plan-inst-charging")), "{html}");
+    assert!(html.contains(&t("plan-created-pending")), "{html}");
+    assert!(html.contains(&t("plan-inst-charging")), "{html}");
     assert!(
-        html.contains(&format!("name=\"plan_{statement}\"")),
-        "offered again: {html}"
+        !html.contains(&format!("name=\"plan_{statement}\"")),
+        "the statement is in the plan: {html}"
     );
-    let down = plan_besides(&app, &[]).await;
-    assert_eq!(
-        attempt_state(&app, &down).await,
-        ("canceled".to_owned(), "failed".to_owned())
-    );
+    assert_eq!(instalment_status(&app, 1).await, "charging");
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 0);
-    assert_eq!(balance(&app, &statement).await, BALANCE);
+    let (_, first_key) = attempt_of(&app, 1).await;
 
-    // Stripe charges the card but the answer is lost: no plan; the event books the payment.
+    // Ten minutes on Stripe works the same request but the answer is lost; its event books it.
+    app.state().clock.advance(600);
     fake.lose_answer_for(Method::POST, CHARGES, 502);
-    let r = post_plan(&b, &statement, "3", &card, "25.00", true).await;
-    let html = page_flash(&b, r).await;
-    assert!(html.contains(&t("plan-unavailable")), "{html}");
-    let lost = plan_besides(&app, &[&down]).await;
-    assert_eq!(
-        attempt_state(&app, &lost).await,
-        ("canceled".to_owned(), "failed".to_owned())
-    );
+    app.run_autopay().await;
+    assert_eq!(instalment_status(&app, 1).await, "charging");
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 0);
-    let (attempt, _): (String, String) = sqlx::query_as(
-        "SELECT c.id, c.idempotency_key FROM plan_instalments i
-         JOIN checkouts c ON c.id = i.checkout_id WHERE i.plan_id = $1 AND i.seq = 1",
-    )
-    .bind(&lost)
-    .fetch_one(app.db().pool())
-    .await
-    .expect("attempt");
-    let pi = {
-        let f = fake.state.lock().expect("fake");
-        let (pi, _) = f
-            .intents
-            .iter()
-            .find(|(_, pi)| pi["metadata"]["checkout"] == attempt.as_str())
-            .expect("Stripe charged for the attempt");
-        pi.clone()
-    };
+    let pi = payment_of_attempt(&fake, &attempt_of(&app, 1).await.0);
     deliver_intent_event(
         &app,
         &fake,
@@ -625,25 +574,31 @@ async fn stripe_down_at_set_up_leaves_no_plan_and_the_statement_free(backend: Ba
         &pi,
     )
     .await;
+    assert_eq!(instalment_status(&app, 1).await, "paid");
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
     assert_eq!(balance(&app, &statement).await, BALANCE - INSTALMENT);
 
-    // Stripe answers again: a plan over the $50.00 left, its first instalment taken.
-    let r = post_plan(&b, &statement, "2", &card, "25.00", true).await;
-    let html = page_flash(&b, r).await;
-    assert!(html.contains(&t("plan-created")), "{html}");
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM payment_plans WHERE status = 'active'")
-            .await,
-        1
-    );
-    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 2);
-    assert_eq!(balance(&app, &statement).await, BALANCE - 2 * INSTALMENT);
+    // Nothing is charged again for it, however long.
+    app.state().clock.advance(3600);
+    app.run_autopay().await;
     let sent = charges(&fake);
-    assert_eq!(sent.len(), 3, "the 503, the lost answer, the plan's first");
-    let mut keys: Vec<String> = sent.iter().map(key).collect();
-    keys.dedup();
-    assert_eq!(keys.len(), 3, "each set-up its own key");
+    assert_eq!(sent.len(), 2, "the 503 and the repeat");
+    for s in &sent {
+        assert_eq!(key(s), first_key, "one attempt, one key");
+    }
+    let html = signed_in(&app, &user).await.page("/account/plans").await;
+    assert!(html.contains(&t("plan-inst-paid")), "{html}");
     fake.assert_no_canary();
     app.finish().await;
+}
+
+/// The id of Stripe's PaymentIntent made for our checkout `attempt`.
+fn payment_of_attempt(fake: &FakeStripe, attempt: &str) -> String {
+    let f = fake.state.lock().expect("fake");
+    let (id, _) = f
+        .intents
+        .iter()
+        .find(|(_, pi)| pi["metadata"]["checkout"] == attempt)
+        .expect("Stripe charged for the attempt");
+    id.clone()
 }
