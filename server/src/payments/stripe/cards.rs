@@ -2,7 +2,7 @@
 //! in setup mode to save a card on it, the customer's cards read as brand, last four and expiry,
 //! and a card removed (detached) only after it is seen to be that customer's.
 
-use super::errors::{classify, ident};
+use super::errors::classify;
 use super::CHECKOUT_LIFETIME_SECS;
 use crate::payments::{ProcessorError, SavedCard, SetupRequest, CURRENCY};
 use std::collections::HashMap;
@@ -97,7 +97,7 @@ pub fn to_card(pm: &PaymentMethod) -> Option<SavedCard> {
     let exp_year = i32::try_from(card.exp_year).ok()?;
     Some(SavedCard {
         id: pm.id.as_str().to_owned(),
-        brand: ident(&card.brand),
+        brand: super::brand_name(&card.brand),
         last4: card
             .last4
             .chars()

@@ -67,7 +67,13 @@ fn setup(customer: &str, created_at: i64) -> SetupRequest {
 fn card(id: &str, (brand, last4, exp_month, exp_year): (&str, &str, i64, i64)) -> SavedCard {
     SavedCard {
         id: id.to_owned(),
-        brand: brand.to_owned(),
+        // Stripe's code as people read it ("visa" is shown "Visa").
+        brand: match brand {
+            "visa" => "Visa",
+            "amex" => "American Express",
+            other => other,
+        }
+        .to_owned(),
         last4: last4.to_owned(),
         exp_month: u8::try_from(exp_month).expect("month"),
         exp_year: i32::try_from(exp_year).expect("year"),
@@ -309,7 +315,7 @@ async fn cards_are_listed_newest_first_across_pages() {
     assert_eq!(ids, expected);
     assert!(listed
         .iter()
-        .all(|c| c.brand == "visa" && c.exp_year == 2030));
+        .all(|c| c.brand == "Visa" && c.exp_year == 2030));
     assert!(listed
         .iter()
         .all(|c| c.last4.len() == 4 && (1..=12).contains(&c.exp_month)));

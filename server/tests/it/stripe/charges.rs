@@ -97,7 +97,7 @@ async fn an_off_session_charge_sends_the_card_and_our_ids_only() {
     assert_eq!(paid.method, MethodKind::Card);
     assert_eq!(
         (paid.card_brand.as_str(), paid.card_last4.as_str()),
-        ("visa", "4242")
+        ("Visa", "4242")
     );
     assert_eq!(
         paid.checkout_ref.as_deref(),
@@ -515,7 +515,7 @@ async fn payments_in_a_window_are_listed_oldest_first_across_pages() {
         assert_eq!(pay.succeeded(), *paid, "{i}");
         assert_eq!(
             (pay.card_brand.as_str(), pay.card_last4.as_str()),
-            ("visa", "4242"),
+            ("Visa", "4242"),
             "the charge was expanded"
         );
     }

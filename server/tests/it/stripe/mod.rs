@@ -189,7 +189,7 @@ async fn the_client_speaks_stripes_form_encoding_and_headers() {
     assert_eq!(payment.currency, "usd");
     assert_eq!(
         (payment.card_brand.as_str(), payment.card_last4.as_str()),
-        ("visa", "4242")
+        ("Visa", "4242")
     );
     assert_eq!(payment.last_error, None);
     let last = fake.seen().pop().expect("request");
@@ -550,7 +550,7 @@ async fn a_canary_payment_through_stripe_sends_no_phi_and_books_once(backend: Ba
             .fetch_one(db.pool())
             .await
             .expect("payment");
-    assert_eq!((brand.as_str(), last4.as_str()), ("visa", "4242"));
+    assert_eq!((brand.as_str(), last4.as_str()), ("Visa", "4242"));
     assert_eq!(
         Some(processor_id.as_str()),
         session["payment_intent"].as_str()

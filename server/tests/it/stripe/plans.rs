@@ -332,7 +332,7 @@ async fn a_canary_plan_through_stripe_sends_no_phi_and_books_each_instalment_onc
                 ("paid", &Money::from_cents(2 * INSTALMENT).to_string()),
                 (
                     "card",
-                    &ta("plan-card", &[("brand", "visa"), ("last4", "4242")])
+                    &ta("plan-card", &[("brand", "Visa"), ("last4", "4242")])
                 ),
                 ("every", &t("plan-every-month")),
             ]
