@@ -156,16 +156,17 @@ fn differences(held: &BTreeMap<String, String>) -> Vec<String> {
 /// this build applied (none failed, none changed, none unknown to it), and the grants `migrate`
 /// gives in place. Refuses, saying what to run, otherwise.
 pub async fn check_ready(db: &Db, migrator: &Migrator, separate_owner: bool) -> anyhow::Result<()> {
-    let (me, has_table): (String, bool) = sqlx::query_as(
+    let (me, has_table, usage): (String, bool, bool) = sqlx::query_as(
         "SELECT current_user::text, EXISTS (SELECT 1 FROM pg_tables
-                  WHERE schemaname = current_schema() AND tablename = $1)",
+                  WHERE schemaname = current_schema() AND tablename = $1),
+                COALESCE(has_schema_privilege(current_schema(), 'USAGE'), FALSE)",
     )
     .bind(MIGRATIONS_TABLE)
     .fetch_one(db.pool())
     .await?;
     // Privileges first: without SELECT on the migrations table its record cannot be read.
     let held = held(db.pool(), None).await?;
-    let missing: Vec<String> = held
+    let mut missing: Vec<String> = held
         .iter()
         .filter(|(table, has)| {
             let has: Vec<&str> = has.split(',').collect();
@@ -176,6 +177,9 @@ pub async fn check_ready(db: &Db, migrator: &Migrator, separate_owner: bool) -> 
         })
         .map(|(table, _)| table.clone())
         .collect();
+    if !usage {
+        missing.insert(0, "the schema".to_owned());
+    }
     if !missing.is_empty() {
         anyhow::bail!(
             "refusing to start: role {me} lacks privileges it needs on {}: run `patriotpay \

@@ -54,8 +54,7 @@ impl TestApp {
         tweak(&mut cfg);
         cfg.webhook_secret = Some(Secret::new(WEBHOOK_SECRET));
         let mut pg_admin = None;
-        // A test that made its own database (with its own roles) names it in `tweak`, and
-        // drops it itself.
+        // A test that made its own database (and roles) names it in `tweak` and drops it.
         if backend == Backend::Postgres && cfg.database_url.is_none() {
             let admin = pg_admin_url();
             let name = format!("pp_test_{}", uuid::Uuid::new_v4().simple());
