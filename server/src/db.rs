@@ -1,5 +1,7 @@
 //! Database access: one pool over SQLite (embedded default) or PostgreSQL, and migrations.
 
+pub mod roles;
+
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 use std::str::FromStr;
@@ -79,6 +81,22 @@ impl Db {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
         }
         Ok(())
+    }
+
+    /// Brings the schema up to date if this connection may change it, else checks that it is.
+    /// SQLite has no roles: it always migrates. On PostgreSQL only the schema's owner migrates,
+    /// and only when no separate owner URL is configured (`separate_owner`); a serving role that
+    /// is not the owner cannot change the schema, so it refuses to go on with migrations pending.
+    pub async fn migrate_or_check(&self, separate_owner: bool) -> anyhow::Result<()> {
+        match self.backend {
+            Backend::Sqlite => self.migrate().await,
+            Backend::Postgres if !separate_owner && roles::owns_schema(self).await? => {
+                self.migrate().await
+            }
+            Backend::Postgres => {
+                roles::check_ready(self, &POSTGRES_MIGRATIONS, separate_owner).await
+            }
+        }
     }
 
     /// A transaction that will write. On SQLite it takes the write lock up front, so two

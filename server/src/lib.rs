@@ -58,9 +58,8 @@ impl Running {
     }
 }
 
-/// Opens the database (running migrations) and the key provider.
-pub async fn open_storage(cfg: &Config) -> anyhow::Result<(Db, Arc<FieldCrypto>)> {
-    // The data directory holds the key file, secrets and the database: owner only.
+/// Makes the data directory, which holds the key file, secrets and the database: owner only.
+fn make_data_dir(cfg: &Config) -> anyhow::Result<()> {
     let mut dir = std::fs::DirBuilder::new();
     dir.recursive(true);
     #[cfg(unix)]
@@ -69,8 +68,40 @@ pub async fn open_storage(cfg: &Config) -> anyhow::Result<(Db, Arc<FieldCrypto>)
         dir.mode(0o700);
     }
     dir.create(&cfg.data_dir)?;
-    let db = Db::connect(&cfg.database_url()).await?;
+    Ok(())
+}
+
+/// `patriotpay migrate`: the schema brought up to date as its owner
+/// (`PATRIOTPAY_MIGRATE_DATABASE_URL`, else `DATABASE_URL`), then, with
+/// `PATRIOTPAY_SERVING_ROLE` (PostgreSQL only), that role granted exactly what serving needs.
+/// It needs no key provider: the owner's credentials need not reach the keys.
+pub async fn migrate(cfg: &Config) -> anyhow::Result<Option<db::roles::Grants>> {
+    make_data_dir(cfg)?;
+    let url = match &cfg.migrate_database_url {
+        Some(u) => u.expose().to_owned(),
+        None => cfg.database_url(),
+    };
+    let db = Db::connect(&url).await?;
+    if cfg.serving_role.is_some() && db.backend() == db::Backend::Sqlite {
+        anyhow::bail!("PATRIOTPAY_SERVING_ROLE is for PostgreSQL; SQLite has no roles");
+    }
     db.migrate().await?;
+    let grants = match &cfg.serving_role {
+        Some(role) => Some(db::roles::grant_serving_role(&db, role).await?),
+        None => None,
+    };
+    db.pool().close().await;
+    Ok(grants)
+}
+
+/// Opens the database and the key provider. The database is migrated first when this
+/// connection owns it (SQLite; PostgreSQL with one URL for both roles), else only checked: a
+/// serving role refuses to start with migrations pending (`db::Db::migrate_or_check`).
+pub async fn open_storage(cfg: &Config) -> anyhow::Result<(Db, Arc<FieldCrypto>)> {
+    make_data_dir(cfg)?;
+    let db = Db::connect(&cfg.database_url()).await?;
+    db.migrate_or_check(cfg.migrate_database_url.is_some())
+        .await?;
     let provider: Arc<dyn KeyProvider> = match cfg.key_provider {
         KeyProviderKind::Local => {
             Arc::new(LocalKeyProvider::load_or_create(&cfg.master_key_path())?)

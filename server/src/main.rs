@@ -31,8 +31,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = cli.config;
     match cli.command.unwrap_or(Command::Serve { demo: false }) {
         Command::Migrate => {
-            patriotpay::open_storage(&cfg).await?;
+            let grants = patriotpay::migrate(&cfg).await?;
             println!("Migrations applied.");
+            if let Some(grants) = grants {
+                print!("{grants}");
+            }
         }
         Command::Keys { action } => keys(&cfg, action).await?,
         Command::Users { action } => users(&cfg, action).await?,

@@ -25,7 +25,8 @@ pub enum Command {
         #[arg(long, env = "PATRIOTPAY_DEMO")]
         demo: bool,
     },
-    /// Apply database migrations and exit.
+    /// Apply database migrations as the schema's owner (PATRIOTPAY_MIGRATE_DATABASE_URL, else
+    /// DATABASE_URL) and exit; with PATRIOTPAY_SERVING_ROLE, grant that role what serving needs.
     Migrate,
     /// Manage encryption keys: rotate, rewrap, reencrypt, status, flush-cache.
     Keys {

@@ -60,6 +60,19 @@ pub struct Config {
     /// Database URL: `sqlite://…` or `postgres://…`. Default: SQLite file in the data directory.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<Secret>,
+    /// PostgreSQL: the schema owner's URL, which `migrate` uses instead of `DATABASE_URL`. When
+    /// set, `serve` never migrates (it refuses to start with migrations pending).
+    #[arg(
+        long,
+        env = "PATRIOTPAY_MIGRATE_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub migrate_database_url: Option<Secret>,
+    /// PostgreSQL: the role `serve` logs in as; `migrate` grants it exactly what serving needs
+    /// (`audit_*` tables: SELECT, INSERT; other tables: SELECT, INSERT, UPDATE, DELETE).
+    #[arg(long, env = "PATRIOTPAY_SERVING_ROLE", global = true)]
+    pub serving_role: Option<String>,
     /// Public base URL of the portal, as patients reach it (links, redirects, cookie security).
     /// Default: `http://` and the bound address. An `https://` URL turns on `__Host-` cookies.
     #[arg(long, env = "PATRIOTPAY_PUBLIC_URL", global = true)]
@@ -363,6 +376,8 @@ impl Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
             database_url: None,
+            migrate_database_url: None,
+            serving_role: None,
             public_url: None,
             processor: ProcessorKind::Sandbox,
             sandbox_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -502,11 +517,18 @@ mod tests {
     fn debug_redacts_secrets() {
         let mut c = Config::for_data_dir("/tmp/x".into());
         c.database_url = Some(Secret::new("postgres://u:hunter2@db/x"));
+        c.migrate_database_url = Some(Secret::new("postgres://o:ownerpw@db/x"));
         c.webhook_secret = Some(Secret::new("whsec_supersecret"));
         c.webhook_secret_previous = Some(Secret::new("whsec_oldsecret"));
         c.stripe_secret_key = Some(Secret::new("sk_live_stripesecret"));
         let s = format!("{c:?}");
-        for secret in ["hunter2", "supersecret", "oldsecret", "stripesecret"] {
+        for secret in [
+            "hunter2",
+            "ownerpw",
+            "supersecret",
+            "oldsecret",
+            "stripesecret",
+        ] {
             assert!(!s.contains(secret), "{s}");
         }
         let settings = c.stripe_settings().expect("settings");

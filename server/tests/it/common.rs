@@ -54,7 +54,8 @@ impl TestApp {
         tweak(&mut cfg);
         cfg.webhook_secret = Some(Secret::new(WEBHOOK_SECRET));
         let mut pg_admin = None;
-        if backend == Backend::Postgres {
+        // A test that made its own database (and roles) names it in `tweak` and drops it.
+        if backend == Backend::Postgres && cfg.database_url.is_none() {
             let admin = pg_admin_url();
             let name = format!("pp_test_{}", uuid::Uuid::new_v4().simple());
             let mut conn = sqlx::PgConnection::connect(&admin)

@@ -22,6 +22,7 @@ mod plans;
 mod reconcile;
 mod refunds;
 mod rekey;
+mod roles;
 mod routes;
 mod sandbox;
 mod security;
