@@ -32,6 +32,7 @@ async fn provider(endpoint: &str, key_id: &str) -> KmsKeyProvider {
         key_id: key_id.to_owned(),
         region: Some("us-east-1".into()),
         endpoint_url: Some(endpoint.to_owned()),
+        mac_key_id: None,
     })
     .await
 }
