@@ -264,14 +264,24 @@ pub async fn seal_pending(
             .bind(head_seq)
             .fetch_all(db.pool())
             .await?;
+        // Seqs below a committed event that have no event (yet), in runs. Every run in sight
+        // starts its grace now, not when the sealer reaches it: gaps one behind another wait
+        // out one grace together, not one each.
+        let mut seen = std::collections::HashMap::new();
+        let mut next = head_seq + 1;
+        for ev in &events {
+            if next < ev.seq {
+                seen.insert(next, gap_seen(db, next, now).await?);
+            }
+            next = ev.seq + 1;
+        }
         let mut batch: Vec<Planned> = Vec::with_capacity(events.len());
         let (mut expected, mut prev) = (head_seq + 1, head_hash);
         let mut waiting = None;
         'events: for ev in &events {
-            // Seqs below a committed event that have no event (yet).
             if expected < ev.seq {
                 // A run of missing seqs shares the grace of its first.
-                let seen = gap_seen(db, expected, now).await?;
+                let seen = seen.get(&expected).copied().unwrap_or(now);
                 if now - seen < opts.grace_secs {
                     waiting = Some(expected);
                     break 'events;
