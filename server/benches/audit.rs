@@ -1,5 +1,6 @@
 //! Benchmark: audit events one server writes per second with the chain's sealer running (each a
-//! single autocommit insert, as a page view writes it), how long until all of them are sealed,
+//! single autocommit insert, as a page view writes it) beside the same writes on a bare database
+//! (no sealer), how long until all of them are sealed,
 //! then, the server stopped and the trail grown to 100,000 events, how fast one `seal_pending`
 //! seals them and `audit verify` time per 100,000 events, on SQLite and, when
 //! `BENCH_POSTGRES_URL` names a server, PostgreSQL. Not a test; prints figures.
@@ -85,21 +86,8 @@ async fn bulk(db: &patriotpay::db::Db, n: usize) {
     }
 }
 
-async fn bench(
-    label: &str,
-    database_url: Option<String>,
-    events: usize,
-    writers: usize,
-    verify_events: usize,
-) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::for_data_dir(dir.path().to_path_buf());
-    cfg.webhook_secret = Some(Secret::new("whsec_bench_secret"));
-    cfg.database_url = database_url.map(Secret::new);
-    let running = patriotpay::start(&cfg).await.unwrap();
-    let db = running.state.db.clone();
-
-    // Writers: page-view events, one autocommit insert each, while the server seals.
+/// `events` page-view events from `writers` tasks, one autocommit insert each; how long it took.
+async fn write_events(db: &patriotpay::db::Db, events: usize, writers: usize) -> Duration {
     let started = Instant::now();
     let mut tasks = vec![];
     for w in 0..writers {
@@ -134,7 +122,37 @@ async fn bench(
     for t in tasks {
         t.await.unwrap();
     }
-    let written = started.elapsed();
+    started.elapsed()
+}
+
+/// The same writes on a bare database, no server and no sealer: the baseline.
+async fn baseline(label: &str, database_url: String, events: usize, writers: usize) {
+    let db = patriotpay::db::Db::connect(&database_url).await.unwrap();
+    db.migrate().await.unwrap();
+    let took = write_events(&db, events, writers).await;
+    println!(
+        "{label}: without a sealer (no server): {:.0} events/s",
+        events as f64 / took.as_secs_f64()
+    );
+}
+
+async fn bench(
+    label: &str,
+    database_url: Option<String>,
+    events: usize,
+    writers: usize,
+    verify_events: usize,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::for_data_dir(dir.path().to_path_buf());
+    cfg.webhook_secret = Some(Secret::new("whsec_bench_secret"));
+    cfg.database_url = database_url.map(Secret::new);
+    let running = patriotpay::start(&cfg).await.unwrap();
+    let db = running.state.db.clone();
+
+    // Writers: page-view events, one autocommit insert each, while the server seals.
+    let started = Instant::now();
+    let written = write_events(&db, events, writers).await;
     let last = max_seq(&db).await;
     sealed_through(&db, last).await;
     let sealed = started.elapsed();
@@ -197,17 +215,28 @@ async fn main() -> anyhow::Result<()> {
         "{} cores; writes are single autocommit inserts through audit::record; the server's sealer seals every second",
         std::thread::available_parallelism()?.get()
     );
+    let base_dir = tempfile::tempdir()?;
+    baseline(
+        "SQLite",
+        format!("sqlite://{}", base_dir.path().join("base.db").display()),
+        events,
+        writers,
+    )
+    .await;
     bench("SQLite", None, events, writers, verify_events).await;
     if let Ok(admin) = std::env::var("BENCH_POSTGRES_URL") {
         let name = format!("pp_bench_{}", std::process::id());
         let mut conn = sqlx::PgConnection::connect(&admin).await?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await?;
+        for db in [&name, &format!("{name}_base")] {
+            sqlx::query(&format!("CREATE DATABASE {db}"))
+                .execute(&mut conn)
+                .await?;
+        }
         let base = admin
             .rsplit_once('/')
             .map(|(b, _)| b.to_owned())
             .expect("a database in the URL");
+        baseline("PostgreSQL", format!("{base}/{name}_base"), events, writers).await;
         bench(
             "PostgreSQL",
             Some(format!("{base}/{name}")),
@@ -216,9 +245,11 @@ async fn main() -> anyhow::Result<()> {
             verify_events,
         )
         .await;
-        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await?;
+        for db in [&name, &format!("{name}_base")] {
+            sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await?;
+        }
     }
     Ok(())
 }
