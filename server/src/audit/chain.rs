@@ -196,6 +196,30 @@ async fn gap_seen(db: &Db, seq: i64, now: i64) -> Result<i64, sqlx::Error> {
         .await
 }
 
+/// Unsealed events whose seqs are scanned for gaps at the start of a call.
+const GAP_LOOKAHEAD: i64 = 100_000;
+
+/// Starts the grace of every gap among the next `GAP_LOOKAHEAD` unsealed events now, not when
+/// a batch reaches it: behind a backlog (a first start on a large trail, a sealer that was
+/// down) gaps then wait out one grace together instead of one each, batch after batch.
+async fn note_gaps_ahead(db: &Db, now: i64) -> Result<(), sqlx::Error> {
+    let (head_seq, _) = head(db).await?;
+    let seqs: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT seq FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT {GAP_LOOKAHEAD}"
+    ))
+    .bind(head_seq)
+    .fetch_all(db.pool())
+    .await?;
+    let mut next = head_seq + 1;
+    for seq in seqs {
+        if next < seq {
+            gap_seen(db, next, now).await?;
+        }
+        next = seq + 1;
+    }
+    Ok(())
+}
+
 struct Planned {
     seq: i64,
     kind: &'static str,
@@ -255,6 +279,7 @@ pub async fn seal_pending(
     opts: &Sealing,
 ) -> anyhow::Result<SealReport> {
     let mut report = SealReport::default();
+    note_gaps_ahead(db, now).await?;
     let select = format!(
         "SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT {BATCH}"
     );
@@ -264,9 +289,8 @@ pub async fn seal_pending(
             .bind(head_seq)
             .fetch_all(db.pool())
             .await?;
-        // Seqs below a committed event that have no event (yet), in runs. Every run in sight
-        // starts its grace now, not when the sealer reaches it: gaps one behind another wait
-        // out one grace together, not one each.
+        // Seqs below a committed event that have no event (yet), in runs, each with its first
+        // sighting (most noted already by `note_gaps_ahead`).
         let mut seen = std::collections::HashMap::new();
         let mut next = head_seq + 1;
         for ev in &events {

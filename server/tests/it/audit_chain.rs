@@ -206,6 +206,7 @@ pub(crate) async fn alerts_of(app: &TestApp, kind: &str) -> i64 {
 both_backends!(
     parallel_writers_and_sealers_leave_one_chain,
     an_event_committed_below_the_head_is_reported_and_alerted_once,
+    gaps_behind_a_backlog_wait_out_one_grace_together,
 );
 
 async fn parallel_writers_and_sealers_leave_one_chain(backend: Backend) {
@@ -413,5 +414,43 @@ async fn an_event_committed_below_the_head_is_reported_and_alerted_once(backend:
     let r = verify(&app).await;
     assert!(r.checkpoints_ok >= 1);
     assert_eq!(r.broken.map(|b| b.problem), Some(Problem::ExtraEvent));
+    app.finish().await;
+}
+
+/// Three gaps more than a batch apart, behind a backlog: the first look notes them all, so one
+/// grace later everything is sealed in one call, not one grace per batch.
+async fn gaps_behind_a_backlog_wait_out_one_grace_together(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let mut gaps = vec![];
+    for g in 0..3 {
+        let mut tx = app.db().begin_write().await.expect("begin");
+        for n in 0..(chain::BATCH + 200) {
+            record_on(&mut *tx, &format!("backlog-{g}"), n).await;
+        }
+        tx.commit().await.expect("commit");
+        gaps.push(make_gap(&app).await);
+    }
+    let now = patriotpay::clock::now_unix();
+    let first = seal(&app, now).await;
+    assert_eq!(first.waiting_on, Some(gaps[0]), "stopped at the first gap");
+    // Each gap's grace started at its first sighting, by this call or the server's loop.
+    let seen: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT at FROM audit_chain_notes WHERE note = 'gap_seen' AND seq IN ({}, {}, {})",
+        gaps[0], gaps[1], gaps[2]
+    ))
+    .fetch_all(app.db().pool())
+    .await
+    .expect("notes");
+    assert_eq!(seen.len(), 3, "all three gaps noted at the first look");
+    let last_seen = seen.into_iter().max().expect("seen");
+    let r = seal(&app, last_seen + chain::GAP_GRACE_SECS).await;
+    assert_eq!(r.waiting_on, None);
+    assert_eq!(
+        r.sealed_gaps, 3,
+        "the three gaps, one grace after the first look"
+    );
+    assert_eq!(r.lag_secs, None, "everything sealed");
+    let ok = assert_ok(&app, "backlog sealed").await;
+    assert_eq!((ok.gaps, ok.unsealed), (3, 0));
     app.finish().await;
 }
