@@ -25,10 +25,10 @@ BEGIN SELECT RAISE(ABORT, 'audit_seals is append-only'); END;
 CREATE TRIGGER audit_seals_no_delete BEFORE DELETE ON audit_seals
 BEGIN SELECT RAISE(ABORT, 'audit_seals is append-only'); END;
 
--- The sealer's own notes, shared by every sealer (each server runs one): when a missing seq was
--- first seen ('gap_seen', starting its grace), and that an event committed at a seq already
--- sealed as a gap was alerted ('late_commit', so the alert is raised once). Not evidence: the
--- chain does not depend on them.
+-- The sealer's own notes, shared by every sealer (each server runs one): when seqs were first
+-- seen missing just below the committed event `seq` ('gap_seen', starting their grace), and that
+-- the event at `seq`, sealed as a gap, was alerted as a late commit ('late_commit', so the alert
+-- is raised once). Not evidence: the chain does not depend on them.
 CREATE TABLE audit_chain_notes (
     seq BIGINT NOT NULL,
     note TEXT NOT NULL CHECK (note IN ('gap_seen', 'late_commit')),

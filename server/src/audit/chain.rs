@@ -180,7 +180,9 @@ pub struct SealReport {
     pub late_commits: Vec<i64>,
 }
 
-/// When `seq` was first seen missing, noting it now if it was not yet.
+/// When seqs were first seen missing just below the committed event `seq`, noting it now if
+/// not yet. Keyed by the event after the run, which stays the same while the run is sealed in
+/// several batches.
 async fn gap_seen(db: &Db, seq: i64, now: i64) -> Result<i64, sqlx::Error> {
     sqlx::query(
         "INSERT INTO audit_chain_notes (seq, note, at) VALUES ($1, 'gap_seen', $2)
@@ -213,7 +215,7 @@ async fn note_gaps_ahead(db: &Db, now: i64) -> Result<(), sqlx::Error> {
     let mut next = head_seq + 1;
     for seq in seqs {
         if next < seq {
-            gap_seen(db, next, now).await?;
+            gap_seen(db, seq, now).await?;
         }
         next = seq + 1;
     }
@@ -295,7 +297,7 @@ pub async fn seal_pending(
         let mut next = head_seq + 1;
         for ev in &events {
             if next < ev.seq {
-                seen.insert(next, gap_seen(db, next, now).await?);
+                seen.insert(ev.seq, gap_seen(db, ev.seq, now).await?);
             }
             next = ev.seq + 1;
         }
@@ -304,8 +306,8 @@ pub async fn seal_pending(
         let mut waiting = None;
         'events: for ev in &events {
             if expected < ev.seq {
-                // A run of missing seqs shares the grace of its first.
-                let seen = seen.get(&expected).copied().unwrap_or(now);
+                // A run of missing seqs shares one grace.
+                let seen = seen.get(&ev.seq).copied().unwrap_or(now);
                 if now - seen < opts.grace_secs {
                     waiting = Some(expected);
                     break 'events;

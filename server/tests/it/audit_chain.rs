@@ -417,8 +417,9 @@ async fn an_event_committed_below_the_head_is_reported_and_alerted_once(backend:
     app.finish().await;
 }
 
-/// Three gaps more than a batch apart, behind a backlog: the first look notes them all, so one
-/// grace later everything is sealed in one call, not one grace per batch.
+/// Three gaps more than a batch apart and a run of missing seqs longer than a batch, behind a
+/// backlog: the first look notes them all, so one grace later everything is sealed in one call,
+/// not one grace per batch.
 async fn gaps_behind_a_backlog_wait_out_one_grace_together(backend: Backend) {
     let app = TestApp::start(backend).await;
     let mut gaps = vec![];
@@ -430,27 +431,60 @@ async fn gaps_behind_a_backlog_wait_out_one_grace_together(backend: Backend) {
         tx.commit().await.expect("commit");
         gaps.push(make_gap(&app).await);
     }
+    // And a run of missing seqs longer than a batch (as a sequence that jumped leaves).
+    let jump = chain::BATCH as i64 + 500;
+    match backend {
+        Backend::Postgres => {
+            exec(
+                &app,
+                &format!(
+                    "SELECT setval(pg_get_serial_sequence('audit_events', 'seq'),
+                                   (SELECT MAX(seq) FROM audit_events) + {jump})"
+                ),
+            )
+            .await
+        }
+        Backend::Sqlite => {
+            exec(
+                &app,
+                &format!(
+                    "UPDATE sqlite_sequence SET seq = seq + {jump} WHERE name = 'audit_events'"
+                ),
+            )
+            .await
+        }
+    }
+    record(app.db(), "after-jump", 0).await;
     let now = patriotpay::clock::now_unix();
     let first = seal(&app, now).await;
     assert_eq!(first.waiting_on, Some(gaps[0]), "stopped at the first gap");
-    // Each gap's grace started at its first sighting, by this call or the server's loop.
+    // Each gap's grace started at its first sighting, by this call or the server's loop (noted
+    // under the event after it).
+    let after_jump: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM audit_events")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("max");
     let seen: Vec<i64> = sqlx::query_scalar(&format!(
-        "SELECT at FROM audit_chain_notes WHERE note = 'gap_seen' AND seq IN ({}, {}, {})",
-        gaps[0], gaps[1], gaps[2]
+        "SELECT at FROM audit_chain_notes WHERE note = 'gap_seen' AND seq IN ({}, {}, {}, {})",
+        gaps[0] + 1,
+        gaps[1] + 1,
+        gaps[2] + 1,
+        after_jump
     ))
     .fetch_all(app.db().pool())
     .await
     .expect("notes");
-    assert_eq!(seen.len(), 3, "all three gaps noted at the first look");
+    assert_eq!(seen.len(), 4, "every gap noted at the first look");
     let last_seen = seen.into_iter().max().expect("seen");
     let r = seal(&app, last_seen + chain::GAP_GRACE_SECS).await;
     assert_eq!(r.waiting_on, None);
     assert_eq!(
-        r.sealed_gaps, 3,
-        "the three gaps, one grace after the first look"
+        r.sealed_gaps,
+        3 + jump as u64,
+        "every gap, one grace after the first look"
     );
     assert_eq!(r.lag_secs, None, "everything sealed");
     let ok = assert_ok(&app, "backlog sealed").await;
-    assert_eq!((ok.gaps, ok.unsealed), (3, 0));
+    assert_eq!((ok.gaps, ok.unsealed), (3 + jump as u64, 0));
     app.finish().await;
 }
