@@ -115,6 +115,7 @@ pub async fn open_storage(cfg: &Config) -> anyhow::Result<(Db, Arc<FieldCrypto>)
                     key_id,
                     region: cfg.aws_region.clone(),
                     endpoint_url: cfg.kms_endpoint_url.clone(),
+                    mac_key_id: cfg.audit_mac_key_id.clone(),
                 })
                 .await,
             )
@@ -300,6 +301,15 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             }
         }
     }));
+    // The audit chain: committed events sealed every second, the head anchored at start and
+    // daily (`audit::chain`).
+    tasks.push(tokio::spawn(audit::chain::run(
+        db.clone(),
+        state.crypto.provider().clone(),
+        state.alerts.clone(),
+        cfg.audit_anchor_path(),
+        rx.clone(),
+    )));
     // Processor events the webhook did not finish, and retries falling due.
     let worker = state.clone();
     let mut stop = rx.clone();

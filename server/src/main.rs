@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use patriotpay::config::{
-    Cli, Command, KeysCommand, PaymentsCommand, PracticesCommand, UsersCommand,
+    AuditCommand, Cli, Command, KeysCommand, PaymentsCommand, PracticesCommand, UsersCommand,
 };
 use patriotpay::ids::TenantId;
 use tracing_subscriber::EnvFilter;
@@ -43,6 +43,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DemoInvite { patient } => demo_print(&cfg, patient, true).await?,
         Command::Payments { action } => payments(&cfg, action).await?,
         Command::Practices { action } => practices(&cfg, action).await?,
+        Command::Audit { action } => audit(&cfg, action).await?,
         Command::Serve { demo } => {
             let running = patriotpay::start(&cfg).await?;
             println!("PatriotPay portal:        {}", running.public_url);
@@ -274,6 +275,129 @@ async fn practices(
             .await?;
             println!("{tenant}: payment-plan instalments of at least {min} for new plans.");
         }
+    }
+    Ok(())
+}
+
+async fn audit(cfg: &patriotpay::config::Config, action: AuditCommand) -> anyhow::Result<()> {
+    use patriotpay::audit::{anchor, chain, export, verify};
+    if let AuditCommand::Verify { file: Some(path) } = &action {
+        // Offline: the export alone, no database and no key.
+        let f = std::fs::File::open(path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        let bar = patriotpay::keys::progress(f.metadata()?.len(), "verifying");
+        let report = verify::verify_export(std::io::BufReader::new(f), &|n| bar.set_position(n))?;
+        bar.finish_and_clear();
+        return print_verify(&report, true);
+    }
+    let (db, crypto) = patriotpay::open_storage(cfg).await?;
+    let provider = crypto.provider().as_ref();
+    match action {
+        AuditCommand::Verify { .. } => {
+            let bar = patriotpay::keys::progress(0, "verifying");
+            let report =
+                verify::verify_db(&db, provider, &cfg.audit_anchor_path(), &|done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                })
+                .await?;
+            bar.finish_and_clear();
+            print_verify(&report, false)?;
+        }
+        AuditCommand::Anchor => {
+            let now = patriotpay::clock::now_unix();
+            let alerts = patriotpay::alerts::AlertSink {
+                webhook_url: cfg.alert_webhook_url.clone(),
+            };
+            // What is committed is sealed first (safe beside a running server's sealer).
+            chain::seal_pending(&db, &alerts, now, &chain::Sealing::default()).await?;
+            let path = cfg.audit_anchor_path();
+            let cp = anchor::append(&db, provider, &path, now).await?;
+            println!(
+                "Anchored seq {} hash {} in {} (key {}).",
+                cp.seq,
+                cp.hash,
+                path.display(),
+                cp.key_id
+            );
+        }
+        AuditCommand::Export { since, until, out } => {
+            let start = since.midnight().assume_utc().unix_timestamp();
+            let end = until
+                .and_then(|d| d.next_day())
+                .map(|d| d.midnight().assume_utc().unix_timestamp())
+                .unwrap_or_else(|| patriotpay::clock::now_unix() + 1);
+            anyhow::ensure!(start < end, "--since must be before --until");
+            // The export carries actor ids and addresses: it is on the trail itself.
+            let window = format!(
+                "since={since} until={}",
+                until.map(|d| d.to_string()).unwrap_or_default()
+            );
+            cli_audit(&db, "audit.export", Some(&window)).await?;
+            let report = match &out {
+                Some(path) => {
+                    let mut opts = std::fs::OpenOptions::new();
+                    opts.write(true).create_new(true);
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::OpenOptionsExt;
+                        opts.mode(0o600);
+                    }
+                    let f = opts
+                        .open(path)
+                        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+                    let mut w = std::io::BufWriter::new(f);
+                    export::export(&db, start, end, &mut w).await?
+                }
+                None => {
+                    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+                    export::export(&db, start, end, &mut w).await?
+                }
+            };
+            eprintln!(
+                "Exported seqs {} to {}: {} event(s), {} gap(s).",
+                report.first_seq, report.last_seq, report.events, report.gaps
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Prints a verification's outcome; an error (non-zero exit) when broken.
+fn print_verify(r: &patriotpay::audit::verify::Report, export: bool) -> anyhow::Result<()> {
+    if let Some(b) = &r.broken {
+        println!("BROKEN at {b}");
+        if r.extra.len() > 1 {
+            println!(
+                "{} events the chain does not cover: seqs {:?}",
+                r.extra.len(),
+                r.extra
+            );
+        }
+        anyhow::bail!("the audit chain does not verify");
+    }
+    println!(
+        "OK: {} events sealed, {} not yet sealed, head seq {} hash {}",
+        r.events_sealed, r.unsealed, r.head_seq, r.head_hash
+    );
+    if export {
+        println!(
+            "{} gap(s); an export of seqs {} to {}: compare its last hash with a checkpoint or the database",
+            r.gaps,
+            r.start_seq + 1,
+            r.head_seq
+        );
+    } else {
+        println!(
+            "{} gap(s); {} checkpoint(s) verified{}",
+            r.gaps,
+            r.checkpoints_ok,
+            if r.no_anchor_file {
+                " (no anchor file: a removal of the newest events could not be seen)"
+            } else {
+                ""
+            }
+        );
     }
     Ok(())
 }

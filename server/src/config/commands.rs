@@ -61,6 +61,37 @@ pub enum Command {
         #[command(subcommand)]
         action: PaymentsCommand,
     },
+    /// The audit log's hash chain: verify it, anchor its head, export a window.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum AuditCommand {
+    /// Walk the chain, recompute every hash and check the anchor file's checkpoints; print OK
+    /// or the first broken seq and why. Exits non-zero when broken.
+    Verify {
+        /// Verify an export (`audit export`) instead, offline: no database, no key.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+    },
+    /// Seal what is committed, then append a signed checkpoint of the chain's head to the anchor
+    /// file (PATRIOTPAY_AUDIT_ANCHOR_FILE).
+    Anchor,
+    /// Write the sealed events of a window, with their chain, as JSON lines.
+    Export {
+        /// First day of the window (UTC), YYYY-MM-DD.
+        #[arg(long, value_parser = parse_day)]
+        since: time::Date,
+        /// Last day of the window (UTC), YYYY-MM-DD; default today.
+        #[arg(long, value_parser = parse_day)]
+        until: Option<time::Date>,
+        /// File to write (made owner-only; never overwritten). Default: standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug, Clone)]

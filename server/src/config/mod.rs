@@ -159,6 +159,15 @@ pub struct Config {
     /// KMS endpoint override (a VPC endpoint; moto in tests). Default: the region's endpoint.
     #[arg(long, env = "PATRIOTPAY_KMS_ENDPOINT_URL", global = true)]
     pub kms_endpoint_url: Option<String>,
+    /// KMS HMAC key (key spec HMAC_256, usage GENERATE_VERIFY_MAC) that signs audit anchors
+    /// (with `aws-kms`; the local provider derives its anchor key from the master key).
+    #[arg(long, env = "PATRIOTPAY_AUDIT_MAC_KEY_ID", global = true)]
+    pub audit_mac_key_id: Option<String>,
+    /// File the signed checkpoints of the audit chain are appended to (`audit anchor`, and the
+    /// server at start and daily). Default: `audit-anchors.jsonl` in the data directory; better
+    /// on storage the database's credentials cannot reach (append-only, object lock).
+    #[arg(long, env = "PATRIOTPAY_AUDIT_ANCHOR_FILE", global = true)]
+    pub audit_anchor_file: Option<PathBuf>,
     /// Seconds a plaintext data key may stay cached.
     #[arg(
         long,
@@ -297,6 +306,13 @@ impl Config {
             .unwrap_or_else(|| crate::crypto::default_master_key_path(&self.data_dir))
     }
 
+    /// Where audit anchors are appended.
+    pub fn audit_anchor_path(&self) -> PathBuf {
+        self.audit_anchor_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit-anchors.jsonl"))
+    }
+
     /// The configured webhook secret, or one generated into the data directory on first start.
     pub fn resolve_webhook_secret(&self) -> anyhow::Result<Secret> {
         if let Some(s) = &self.webhook_secret {
@@ -393,6 +409,8 @@ impl Config {
             kms_key_id: None,
             aws_region: None,
             kms_endpoint_url: None,
+            audit_mac_key_id: None,
+            audit_anchor_file: None,
             key_cache_max_age_secs: 300,
             key_cache_max_uses: 100_000,
             identity_provider: IdentityProviderKind::Local,

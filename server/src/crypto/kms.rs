@@ -1,10 +1,11 @@
 //! AWS KMS key provider: data keys from `GenerateDataKey` (AES_256), unwrapped with `Decrypt`,
-//! re-wrapped with `Encrypt`, always under an encryption context of tenant and purpose.
+//! re-wrapped with `Encrypt`, always under an encryption context of tenant and purpose; audit
+//! anchors MACed with `GenerateMac` / `VerifyMac` (HMAC_SHA_256) under a separate HMAC key.
 
 use super::{CryptoError, DataKey, KeyContext, KeyProvider};
 use async_trait::async_trait;
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::DataKeySpec;
+use aws_sdk_kms::types::{DataKeySpec, MacAlgorithmSpec};
 use aws_sdk_kms::Client;
 use std::time::Duration;
 
@@ -16,11 +17,15 @@ pub struct KmsSettings {
     pub region: Option<String>,
     /// Another endpoint (moto in tests, a VPC endpoint in production).
     pub endpoint_url: Option<String>,
+    /// An HMAC key (key spec HMAC_256, usage GENERATE_VERIFY_MAC) for audit anchors; KMS keys
+    /// have one usage each, so it cannot be the key that wraps data keys.
+    pub mac_key_id: Option<String>,
 }
 
 pub struct KmsKeyProvider {
     client: Client,
     key_id: String,
+    mac_key_id: Option<String>,
 }
 
 /// An SDK error as text, without request payloads (which could hold key material).
@@ -55,6 +60,7 @@ impl KmsKeyProvider {
         KmsKeyProvider {
             client: Client::new(&conf),
             key_id: settings.key_id.clone(),
+            mac_key_id: settings.mac_key_id.clone(),
         }
     }
 
@@ -159,5 +165,50 @@ impl KeyProvider for KmsKeyProvider {
             .await
             .map(|_| ())
             .map_err(|e| unavailable("DescribeKey", e))
+    }
+
+    async fn mac(&self, data: &[u8]) -> Result<(Vec<u8>, String), CryptoError> {
+        let key = self.mac_key_id.as_deref().ok_or_else(|| {
+            CryptoError::Unavailable(
+                "no audit MAC key: set PATRIOTPAY_AUDIT_MAC_KEY_ID to a KMS key with key spec \
+                 HMAC_256 and usage GENERATE_VERIFY_MAC"
+                    .into(),
+            )
+        })?;
+        let out = self
+            .client
+            .generate_mac()
+            .key_id(key)
+            .message(Blob::new(data.to_vec()))
+            .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+            .send()
+            .await
+            .map_err(|e| unavailable("GenerateMac", e))?;
+        let mac = out.mac().ok_or(CryptoError::Malformed)?.as_ref().to_vec();
+        // The id KMS reports (an ARN on AWS), so an alias moving later still verifies.
+        Ok((mac, out.key_id().unwrap_or(key).to_owned()))
+    }
+
+    async fn verify_mac(&self, key_id: &str, data: &[u8], mac: &[u8]) -> Result<bool, CryptoError> {
+        let sent = self
+            .client
+            .verify_mac()
+            .key_id(key_id)
+            .message(Blob::new(data.to_vec()))
+            .mac(Blob::new(mac.to_vec()))
+            .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+            .send()
+            .await;
+        match sent {
+            Ok(out) => Ok(out.mac_valid()),
+            // KMS answers a wrong MAC with this error rather than `MacValid: false`.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_kms_invalid_mac_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("VerifyMac", e)),
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The embedded key provider: one AES-256 master key in a local file (mode 0600), wrapping data
-//! keys with AES-256-GCM in the same envelope the KMS provider uses.
+//! keys with AES-256-GCM in the same envelope the KMS provider uses, and MACs of audit anchors
+//! under a key derived from it (HKDF-SHA256).
 
 use super::{CryptoError, DataKey, KeyContext, KeyProvider};
 use aes_gcm::aead::{Aead, Payload};
@@ -13,7 +14,14 @@ use zeroize::Zeroizing;
 pub struct LocalKeyProvider {
     master: DataKey,
     key_id: String,
+    /// HMAC key for audit anchors: derived, so the master key itself never keys two algorithms.
+    anchor_key: Zeroizing<[u8; 32]>,
 }
+
+/// HKDF `info` naming what the derived key is for; a new use gets a new label.
+const ANCHOR_KEY_INFO: &[u8] = b"patriotpay audit anchor v1";
+
+type HmacSha256 = hmac::Hmac<Sha256>;
 
 impl LocalKeyProvider {
     /// Loads the master key from `path`, creating it (0600) if it does not exist.
@@ -37,9 +45,14 @@ impl LocalKeyProvider {
         };
         // The key id names the key without revealing it: a short fingerprint.
         let fingerprint = hex::encode(&Sha256::digest(bytes.as_ref())[..8]);
+        let mut anchor_key = Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<Sha256>::new(None, bytes.as_ref())
+            .expand(ANCHOR_KEY_INFO, anchor_key.as_mut())
+            .map_err(|_| anyhow::anyhow!("HKDF cannot make a 32-byte key"))?;
         Ok(Self {
             master: DataKey::from_bytes(bytes),
             key_id: format!("local:{fingerprint}"),
+            anchor_key,
         })
     }
 
@@ -122,5 +135,23 @@ impl KeyProvider for LocalKeyProvider {
 
     async fn health(&self) -> Result<(), CryptoError> {
         Ok(())
+    }
+
+    async fn mac(&self, data: &[u8]) -> Result<(Vec<u8>, String), CryptoError> {
+        use hmac::Mac;
+        let mut m = <HmacSha256 as Mac>::new_from_slice(self.anchor_key.as_ref())
+            .map_err(|_| CryptoError::Malformed)?;
+        m.update(data);
+        Ok((m.finalize().into_bytes().to_vec(), self.key_id.clone()))
+    }
+
+    async fn verify_mac(&self, key_id: &str, data: &[u8], mac: &[u8]) -> Result<bool, CryptoError> {
+        use hmac::Mac;
+        self.check_key(key_id)?;
+        let mut m = <HmacSha256 as Mac>::new_from_slice(self.anchor_key.as_ref())
+            .map_err(|_| CryptoError::Malformed)?;
+        m.update(data);
+        // Constant time, though a MAC of public data leaks little.
+        Ok(m.verify_slice(mac).is_ok())
     }
 }

@@ -141,6 +141,12 @@ pub trait KeyProvider: Send + Sync {
     ) -> Result<DataKey, CryptoError>;
     /// Whether the provider answers now (for `/readyz`).
     async fn health(&self) -> Result<(), CryptoError>;
+    /// HMAC-SHA256 of `data` under the provider's audit-anchor key: the MAC and the id of the
+    /// key that made it (`audit anchor`; see `audit::anchor`).
+    async fn mac(&self, data: &[u8]) -> Result<(Vec<u8>, String), CryptoError>;
+    /// Whether `mac` is `data`'s MAC under `key_id`. A key this provider cannot use is an error,
+    /// not `false`: "cannot check" must not read as "forged".
+    async fn verify_mac(&self, key_id: &str, data: &[u8], mac: &[u8]) -> Result<bool, CryptoError>;
 }
 
 /// Writes a secret file readable only by its owner; refuses to overwrite.

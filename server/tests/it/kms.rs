@@ -1,7 +1,8 @@
 //! The AWS KMS key provider against moto server: data keys, encryption context, rotation,
 //! re-wrap, re-encryption, the plaintext-key cache, and failing closed when KMS is down.
 //! Needs `PATRIOTPAY_TEST_MOTO_URL` (a running `moto_server`), `PATRIOTPAY_MOTO_SERVER` (its
-//! binary, for the outage test) and static AWS test credentials in the environment.
+//! binary, for the outage test) and static AWS test credentials in the environment. Also audit
+//! anchors MACed with a KMS HMAC key.
 
 use crate::common::{location, moto_aws_config, moto_url, Backend, Browser, TestApp};
 use patriotpay::config::KeyProviderKind;
@@ -32,6 +33,7 @@ async fn provider(endpoint: &str, key_id: &str) -> KmsKeyProvider {
         key_id: key_id.to_owned(),
         region: Some("us-east-1".into()),
         endpoint_url: Some(endpoint.to_owned()),
+        mac_key_id: None,
     })
     .await
 }
@@ -381,4 +383,123 @@ async fn kms_down_fails_closed() {
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM patients").await, before);
     app.finish().await;
+}
+
+/// A new HMAC key in moto (key spec HMAC_256, usage GENERATE_VERIFY_MAC), as audit anchors need.
+async fn create_hmac_key(endpoint: &str) -> String {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    let kms = aws_sdk_kms::Client::new(&moto_aws_config(endpoint).await);
+    let out = kms
+        .create_key()
+        .description("patriotpay audit anchors")
+        .key_spec(KeySpec::Hmac256)
+        .key_usage(KeyUsageType::GenerateVerifyMac)
+        .send()
+        .await
+        .expect("CreateKey HMAC_256 on moto");
+    out.key_metadata()
+        .expect("metadata")
+        .arn()
+        .expect("arn")
+        .to_owned()
+}
+
+/// Audit anchors signed with `GenerateMac` and checked with `VerifyMac` (HMAC_SHA_256): a MAC
+/// verifies, another message's does not, the data-key key cannot make one, and without a MAC key
+/// anchoring says what to set; then through the server, anchor and verify, and a checkpoint with
+/// another MAC is caught.
+async fn audit_anchor_with_a_kms_hmac_key(backend: Backend) {
+    let url = moto_url();
+    let key = create_key(&url).await;
+    let mac_key = create_hmac_key(&url).await;
+    let with_mac = |mac_key_id: Option<String>| {
+        let (url, key) = (url.clone(), key.clone());
+        async move {
+            KmsKeyProvider::connect(&KmsSettings {
+                key_id: key,
+                region: Some("us-east-1".into()),
+                endpoint_url: Some(url),
+                mac_key_id,
+            })
+            .await
+        }
+    };
+    let p = with_mac(Some(mac_key.clone())).await;
+    let (mac, key_id) = p.mac(b"a checkpoint").await.expect("GenerateMac");
+    assert_eq!(mac.len(), 32, "HMAC-SHA256");
+    assert!(p
+        .verify_mac(&key_id, b"a checkpoint", &mac)
+        .await
+        .expect("VerifyMac"));
+    assert!(!p
+        .verify_mac(&key_id, b"a checkpoinT", &mac)
+        .await
+        .expect("VerifyMac"));
+    let wrong_key = with_mac(Some(key.clone())).await;
+    assert!(
+        matches!(wrong_key.mac(b"x").await, Err(CryptoError::Unavailable(_))),
+        "a symmetric encryption key makes no MAC"
+    );
+    match with_mac(None).await.mac(b"x").await {
+        Err(CryptoError::Unavailable(m)) => {
+            assert!(m.contains("PATRIOTPAY_AUDIT_MAC_KEY_ID"), "{m}")
+        }
+        other => panic!("no MAC key: {other:?}"),
+    }
+
+    let base = kms_config(url.clone(), key.clone());
+    let app = TestApp::start_with(backend, move |cfg| {
+        base(cfg);
+        cfg.audit_mac_key_id = Some(mac_key);
+    })
+    .await;
+    for n in 0..5 {
+        crate::audit_chain::record(app.db(), "kms", n).await;
+    }
+    crate::audit_chain::seal(&app, patriotpay::clock::now_unix()).await;
+    let provider = app.state().crypto.provider().clone();
+    let file = crate::audit_chain::anchor_file(&app);
+    let cp = patriotpay::audit::anchor::append(
+        app.db(),
+        provider.as_ref(),
+        &file,
+        patriotpay::clock::now_unix(),
+    )
+    .await
+    .expect("anchor with KMS");
+    let r = crate::audit_chain::assert_ok(&app, "anchored with KMS").await;
+    assert!(r.checkpoints_ok >= 1);
+    let forged = patriotpay::audit::anchor::Checkpoint {
+        mac: hex::encode([7u8; 32]),
+        ..cp
+    };
+    std::fs::write(
+        &file,
+        format!("{}\n", serde_json::to_string(&forged).expect("json")),
+    )
+    .expect("rewrite the anchor file");
+    let b = crate::audit_chain::verify(&app)
+        .await
+        .broken
+        .expect("caught");
+    assert_eq!(
+        b.problem,
+        patriotpay::audit::verify::Problem::Checkpoint,
+        "{}",
+        b.detail
+    );
+    assert!(b.detail.contains("does not verify"), "{}", b.detail);
+    app.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "needs moto: see .ci/run"]
+async fn audit_anchor_with_a_kms_hmac_key_sqlite() {
+    audit_anchor_with_a_kms_hmac_key(Backend::Sqlite).await
+}
+
+#[tokio::test]
+#[ignore = "needs moto and PostgreSQL: see .ci/run"]
+async fn audit_anchor_with_a_kms_hmac_key_postgres() {
+    audit_anchor_with_a_kms_hmac_key(Backend::Postgres).await
 }

@@ -8,6 +8,7 @@
 #[macro_use]
 mod common;
 
+mod audit_chain;
 mod brute_force;
 mod canary;
 mod cards;

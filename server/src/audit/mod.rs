@@ -1,4 +1,40 @@
-//! The audit trail: one append-only record per view of PHI and per change, written here only.
+//! The audit trail: one append-only record per view of PHI and per change, written here only,
+//! and the hash chain that proves the records were not edited afterwards.
+//!
+//! **How the chain is formed, and why.** Writers are unchanged: `record` inserts one row, inside
+//! the change's own transaction for a change (so the event and the change commit or vanish
+//! together) and as a single autocommit insert for a view (a page view pays for no extra commit
+//! and waits on no one). The row's `seq` (an identity or AUTOINCREMENT column) gives every event
+//! its place in one total order on both databases. Hashing at insert time instead would need the
+//! previous event's hash, that is one writer at a time across every transaction: change events
+//! would hold the chain's lock until their transaction ends, and every view would wait behind
+//! them. So a single logical *sealer* (`chain::seal_pending`, run every second by `serve`) reads
+//! committed events in `seq` order and appends one row per seq to the insert-only `audit_seals`:
+//! `hash = SHA-256(prev_hash || canonical bytes of the event)` (`chain` documents the bytes).
+//!
+//! - *Gaps.* On PostgreSQL a seq can belong to a transaction still open (it commits later) or
+//!   rolled back (it never appears). The sealer stops at the first missing seq; once it has seen
+//!   that seq missing for `chain::GAP_GRACE_SECS` it seals a `gap` for it and goes on. An event
+//!   that commits after its seq was sealed as a gap is outside the chain: `verify` reports it and
+//!   the sealer raises an alert once. SQLite gives a rolled-back insert's seq to the next insert,
+//!   so there a gap only means a row removed before it was sealed; the code is the same.
+//! - *Two sealers* (two servers, or `audit anchor` beside a server) never fork the chain: the
+//!   primary key on `audit_seals.seq` refuses the second seal of a seq, and the loser rolls its
+//!   batch back, reads the new head and continues from it.
+//! - *Seal lag* (how long the oldest unsealed event has waited) is measured on every pass and
+//!   alerted past `chain::LAG_ALERT_SECS`; until sealed, an event is protected only by the
+//!   append-only triggers.
+//! - *What it proves.* The chain has no key: someone holding the database's credentials can drop
+//!   the triggers, rewrite events *and* recompute every later seal. Signed checkpoints of the
+//!   head, kept outside the database (`anchor`), catch that for everything up to the newest
+//!   checkpoint, and catch the newest events being cut off. `verify` walks events and seals
+//!   together and names the first broken seq and why; `export` writes a window of the chain as
+//!   JSON lines that `verify --file` checks offline.
+
+pub mod anchor;
+pub mod chain;
+pub mod export;
+pub mod verify;
 
 use crate::ids::{PatientId, TenantId};
 use sqlx::Any;
