@@ -278,8 +278,8 @@ async fn chosen(
     }
 }
 
-/// Sets a plan up and charges its first instalment now. A card refused for it (or a processor
-/// that does not answer) leaves no plan behind.
+/// Sets a plan up and charges its first instalment now. A card refused for it leaves no plan
+/// behind; one the processor did not answer for is repeated by autopay (same key).
 pub async fn create(
     State(state): State<AppState>,
     ctx: RequestContext,

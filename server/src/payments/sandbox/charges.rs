@@ -187,20 +187,34 @@ impl Sandbox {
         Ok(outcome(p))
     }
 
-    pub(super) async fn payments_between(
+    /// Rows of one sandbox table created in `[since, until)`, oldest first: `select` names the
+    /// columns and the table, the window is added here.
+    async fn created_between<T>(
         &self,
+        select: &str,
         since: i64,
         until: i64,
-    ) -> Result<Vec<ProcessorPayment>, ProcessorError> {
-        let rows: Vec<PaymentRow> = sqlx::query_as(&format!(
-            "SELECT {PAYMENT_COLUMNS} FROM sandbox_payments
-             WHERE created >= $1 AND created < $2 ORDER BY created, id"
+    ) -> Result<Vec<T>, ProcessorError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        sqlx::query_as(&format!(
+            "{select} WHERE created >= $1 AND created < $2 ORDER BY created, id"
         ))
         .bind(since)
         .bind(until)
         .fetch_all(self.db.pool())
         .await
-        .map_err(unavailable)?;
+        .map_err(unavailable)
+    }
+
+    pub(super) async fn payments_between(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<ProcessorPayment>, ProcessorError> {
+        let select = format!("SELECT {PAYMENT_COLUMNS} FROM sandbox_payments");
+        let rows: Vec<PaymentRow> = self.created_between(&select, since, until).await?;
         Ok(rows.into_iter().map(to_payment).collect())
     }
 
@@ -209,15 +223,8 @@ impl Sandbox {
         since: i64,
         until: i64,
     ) -> Result<Vec<ProcessorRefund>, ProcessorError> {
-        let rows: Vec<RefundRow> = sqlx::query_as(&format!(
-            "SELECT {REFUND_COLUMNS} FROM sandbox_refunds
-             WHERE created >= $1 AND created < $2 ORDER BY created, id"
-        ))
-        .bind(since)
-        .bind(until)
-        .fetch_all(self.db.pool())
-        .await
-        .map_err(unavailable)?;
+        let select = format!("SELECT {REFUND_COLUMNS} FROM sandbox_refunds");
+        let rows: Vec<RefundRow> = self.created_between(&select, since, until).await?;
         Ok(rows.into_iter().map(to_refund).collect())
     }
 
@@ -226,15 +233,9 @@ impl Sandbox {
         since: i64,
         until: i64,
     ) -> Result<Vec<ProcessorDispute>, ProcessorError> {
-        let rows: Vec<DisputeRow> = sqlx::query_as(
-            "SELECT id, payment_id, amount_cents, currency, status, reason, created
-             FROM sandbox_disputes WHERE created >= $1 AND created < $2 ORDER BY created, id",
-        )
-        .bind(since)
-        .bind(until)
-        .fetch_all(self.db.pool())
-        .await
-        .map_err(unavailable)?;
+        let select = "SELECT id, payment_id, amount_cents, currency, status, reason, created
+             FROM sandbox_disputes";
+        let rows: Vec<DisputeRow> = self.created_between(select, since, until).await?;
         Ok(rows.into_iter().map(to_dispute).collect())
     }
 }
