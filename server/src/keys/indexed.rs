@@ -1,0 +1,91 @@
+//! The tables with blind-index columns, and how each column's input is read from a row's
+//! decrypted values: what `keys rotate-index` recomputes.
+
+use super::*;
+
+/// A table with blind-index columns and how `keys rotate-index` makes their values again under
+/// a new index key.
+#[derive(Clone, Copy)]
+pub struct IndexedTable {
+    pub table: &'static str,
+    /// Whose index key: the row's practice, or the platform's.
+    pub scope: Scope,
+    /// The blind-index columns (each `Source::Sealed` input function returns one input per
+    /// column, in this order).
+    pub columns: &'static [&'static str],
+    pub source: IndexSource,
+}
+
+/// From a row's decrypted columns, each index column's (domain, normalised input).
+pub type IndexInputs = fn(&[&str]) -> Option<Vec<(&'static str, String)>>;
+
+/// Where a blind-index column's new values come from.
+#[derive(Clone, Copy)]
+pub enum IndexSource {
+    /// Recomputed from the row's own ciphertexts (text ids): the (SQL column, column bound into
+    /// the ciphertext) pairs to open, and from their plaintexts, in that order, each index
+    /// column's (domain, normalised input), or `None` if the row is not as expected.
+    Sealed {
+        reads: &'static [(&'static str, &'static str)],
+        inputs: IndexInputs,
+    },
+    /// A copy of another table's index column (sign-in failures are keyed by the email index an
+    /// account has, or would have): re-keyed through that column's old → new values. A copy
+    /// naming no account cannot be recomputed (no email is kept) and is deleted at the switch.
+    CopyOf {
+        table: &'static str,
+        column: &'static str,
+    },
+}
+
+fn patient_inputs(p: &[&str]) -> Option<Vec<(&'static str, String)>> {
+    match p {
+        [phone, last_name, dob, account] => {
+            Some(crate::billing::patient_index_inputs(phone, last_name, dob, account).to_vec())
+        }
+        _ => None,
+    }
+}
+
+fn email_inputs(p: &[&str]) -> Option<Vec<(&'static str, String)>> {
+    match p {
+        [email] => Some(vec![crate::accounts::email_index_input(email)]),
+        _ => None,
+    }
+}
+
+/// Every blind-index column of the database (a test checks the migrations have no other).
+pub const INDEXED: &[IndexedTable] = &[
+    IndexedTable {
+        table: "patients",
+        scope: Scope::Practice,
+        columns: &["phone_bidx", "name_dob_bidx", "account_bidx"],
+        source: IndexSource::Sealed {
+            reads: &[
+                ("phone_ct", "phone"),
+                ("last_name_ct", "last_name"),
+                ("dob_ct", "dob"),
+                ("account_number_ct", "account_number"),
+            ],
+            inputs: patient_inputs,
+        },
+    },
+    IndexedTable {
+        table: "users",
+        scope: Scope::Platform,
+        columns: &["email_index"],
+        source: IndexSource::Sealed {
+            reads: &[("email_ct", "email")],
+            inputs: email_inputs,
+        },
+    },
+    IndexedTable {
+        table: "login_failures",
+        scope: Scope::Platform,
+        columns: &["email_index"],
+        source: IndexSource::CopyOf {
+            table: "users",
+            column: "email_index",
+        },
+    },
+];
