@@ -23,6 +23,9 @@ both_backends!(
 const DAY1: i64 = 1_583_020_800;
 const DAY: i64 = 86_400;
 
+/// Which seeds a filter should find.
+type Matches = Box<dyn Fn(&Seed) -> bool>;
+
 /// One seeded event; its resource (`key`) names it on the page.
 struct Seed {
     key: String,
@@ -164,7 +167,7 @@ async fn an_officer_filters_their_practice_by_each_filter(backend: Backend) {
     let p1 = patient_of(&app, 1).await;
     let day2 = "2020-03-02";
 
-    let cases: Vec<(String, Box<dyn Fn(&Seed) -> bool>)> = vec![
+    let cases: Vec<(String, Matches)> = vec![
         (
             "actor=user%3Ausr_alpha".into(),
             Box::new(|s: &Seed| s.actor == "user:usr_alpha"),
