@@ -54,11 +54,11 @@ fn parse(q: &AuditParams) -> std::result::Result<Filter, &'static str> {
     let mut f = Filter::default();
     if let Some(a) = given(&q.actor) {
         let ok =
-            a.chars().count() <= 200 && a.chars().all(|c| !c.is_whitespace() && !c.is_control());
-        f.actor = Some(a).filter(|_| ok);
-        if f.actor.is_none() {
+            a.chars().count() <= 200 && !a.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
             return Err("staff-audit-bad-actor");
         }
+        f.actor = Some(a);
     }
     if let Some(p) = given(&q.patient) {
         f.patient = Some(PatientId::parse(&p).ok_or("staff-audit-bad-patient")?);
