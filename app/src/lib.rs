@@ -6,8 +6,10 @@ pub mod forms;
 pub mod i18n;
 pub mod pages;
 pub mod staff;
+pub mod staff_audit;
 pub mod urls;
 pub mod vm;
+pub mod vm_audit;
 pub mod vm_cards;
 pub mod vm_plans;
 

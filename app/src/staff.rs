@@ -456,6 +456,7 @@ pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
         <h2>{tr.t("staff-your-roles")}</h2>
         <ul>{roles}</ul>
         {search}
+        {vm.audit_log.then(|| view! { <p><a href=Url::StaffAudit.path()>{tr.t("staff-audit-link")}</a></p> })}
         {break_glass}
         <form method="post" action=Url::StaffSignOutEverywhere.path()>
             {csrf_input(vm.csrf.clone())}

@@ -141,6 +141,8 @@ urls! {
     /// A patient's payments, with refunds for those who may issue them.
     StaffPatientPayments(patient) => "/staff/patients/{patient}/payments",
     StaffRefund => "/staff/refunds",
+    /// The audit log for security officers and auditors (filters and cursor in the query).
+    StaffAudit => "/staff/audit",
 
     // ---- Machine endpoints.
     StripeWebhook => "/webhooks/stripe",
@@ -290,6 +292,7 @@ mod tests {
         "/staff/break-glass",
         "/staff/patients/{patient}/payments",
         "/staff/refunds",
+        "/staff/audit",
         "/webhooks/stripe",
         "/healthz",
         "/readyz",

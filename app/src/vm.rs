@@ -414,9 +414,11 @@ pub struct StaffHomeVm {
     pub break_glass: Option<BreakGlassVm>,
     /// A guarantor invitation link just created, shown once.
     pub invite_link: Option<String>,
+    /// Link to the audit viewer (security officers and auditors).
+    pub audit_log: bool,
 }
 
-debug_redacted!(StaffHomeVm { csrf, roles, can_search, results, notice, emergency, break_glass; redacted: email, invite_link });
+debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, results, notice, emergency, break_glass; redacted: email, invite_link });
 
 #[derive(Clone, Debug, Default)]
 pub struct BreakGlassVm {

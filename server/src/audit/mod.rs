@@ -35,6 +35,7 @@ pub mod anchor;
 pub mod chain;
 pub mod export;
 pub mod verify;
+pub mod viewer;
 
 use crate::ids::{PatientId, TenantId};
 use sqlx::Any;

@@ -9,6 +9,7 @@
 mod common;
 
 mod audit_chain;
+mod audit_viewer;
 mod brute_force;
 mod canary;
 mod cards;

@@ -145,5 +145,6 @@ pub(super) async fn home_vm(
             error: None,
         }),
         invite_link: None,
+        audit_log: super::audit_log::can_view(account, ctx.now),
     })
 }

@@ -1,6 +1,7 @@
 //! Staff area: its routes, and what its pages share (the staff audit actor, staff events that
 //! name no practice, asking the policy as a staff member, role wording).
 
+mod audit_log;
 mod break_glass;
 mod enrol;
 mod guarantors;
@@ -48,6 +49,8 @@ pub fn router(state: &AppState) -> Routes {
         .phi_form(Url::StaffBreakGlass, break_glass::break_glass)
         .phi_page(Url::StaffPatientPayments(ANY), refunds::payments_page)
         .phi_form(Url::StaffRefund, refunds::refund)
+        // Who viewed which patient's record is itself protected: a permit on every view.
+        .phi_page(Url::StaffAudit, audit_log::audit_page)
 }
 
 /// Staff pages name no practice in the header and carry no sign-out form there.
