@@ -36,6 +36,9 @@ pub struct StaffView {
     pub outcome: String,
     /// `None` for staff accounts made before display names (shown as "a staff member").
     pub staff_name: Option<String>,
+    /// The staff member's practice: the patient's, when they hold (or held) a role there;
+    /// otherwise one they do hold (a refused attempt from another practice says which).
+    pub staff_practice: TenantId,
     pub emergency: Option<Emergency>,
 }
 
@@ -49,7 +52,16 @@ pub enum RecordViewsError {
     Crypto(#[from] CryptoError),
 }
 
-type Row = (i64, i64, String, String, Option<String>, String, Option<i64>);
+type Row = (
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<i64>,
+    String,
+);
 
 /// Up to `PAGE + 1` staff events about the patient with `seq` below `before` (the caller pages
 /// by the last seq shown), newest first. The permit must be for `ViewOwnAccessLog` on exactly
@@ -71,7 +83,13 @@ pub async fn staff_views(
         "SELECT e.seq, e.at, e.action, e.outcome, u.display_name, u.id,
              (SELECT MAX(g.id) FROM user_grants g
               WHERE g.user_id = u.id AND g.tenant_id = e.tenant_id AND g.expires_at IS NOT NULL
-                AND g.created_at <= e.at AND e.at < g.expires_at) AS grant_id
+                AND g.created_at <= e.at AND e.at < g.expires_at) AS grant_id,
+             COALESCE(
+                 (SELECT MIN(h.tenant_id) FROM user_grants h
+                  WHERE h.user_id = u.id AND h.tenant_id = e.tenant_id),
+                 (SELECT MIN(h.tenant_id) FROM user_grants h
+                  WHERE h.user_id = u.id AND h.role NOT IN ('patient', 'guarantor')),
+                 e.tenant_id) AS staff_tenant
          FROM audit_events e JOIN users u ON e.actor = 'user:' || u.id
          WHERE e.patient_id = $1 AND e.tenant_id = $2 AND e.seq < $3
            AND EXISTS (SELECT 1 FROM user_grants s
@@ -86,7 +104,7 @@ pub async fn staff_views(
     .fetch_all(db.pool())
     .await?;
     let mut out = Vec::with_capacity(rows.len());
-    for (seq, at, action, outcome, staff_name, user, grant) in rows {
+    for (seq, at, action, outcome, staff_name, user, grant, staff_tenant) in rows {
         let emergency = match grant {
             Some(g) => Some(emergency(db, crypto, &tenant, patient, &user, g).await?),
             None => None,
@@ -97,6 +115,7 @@ pub async fn staff_views(
             action,
             outcome,
             staff_name,
+            staff_practice: TenantId::from_db(staff_tenant),
             emergency,
         });
     }

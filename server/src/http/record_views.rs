@@ -17,7 +17,8 @@ use super::member::{self, MemberAsk};
 use super::patient::{link_actor, link_principal};
 use super::session::Sess;
 use super::{tr, AppState, RequestContext, Routes};
-use crate::access::{self, Action, Permit, Resource, Role};
+use crate::access::{self, Action, Permit, Resource};
+use crate::accounts;
 use crate::audit::record_views::{self, Emergency, RecordViewsError, StaffView, PAGE};
 use crate::ids::{PatientId, TenantId};
 use axum::extract::{Query, State};
@@ -64,11 +65,26 @@ pub async fn member_page(
     Member(who): Member,
     Query(q): Query<OlderQuery>,
 ) -> Result<Response> {
+    let people = member::people(&who);
+    if people.is_empty() {
+        // An account that acts for no one (every grant revoked) still asks, so the page's
+        // answer, an empty list, comes from the policy like every protected page's.
+        let on = Resource {
+            tenant: accounts::platform(),
+            patient: None,
+            clinical_restricted: false,
+        };
+        let _refused = access::decide(&who.principal, Action::ViewOwnAccessLog, &on, ctx.now);
+    }
     let mut permits = vec![];
-    for (_, tenant, patient) in member::people(&who)
-        .into_iter()
-        .filter(|(role, _, _)| *role == Role::Patient)
-    {
+    for (_, tenant, patient) in people {
+        // A dependant's record is left out, not refused: the policy gives the access log to
+        // the patient alone (see the module's doc).
+        if !member::decide(&who, Action::ViewOwnAccessLog, &tenant, &patient, false, ctx.now)
+            .allowed()
+        {
+            continue;
+        }
         let ask = MemberAsk {
             action: Action::ViewOwnAccessLog,
             tenant: &tenant,
@@ -126,22 +142,23 @@ async fn listing(
     here: Url<'static>,
     back: Url<'static>,
 ) -> Result<RecordViewsVm> {
-    let mut views: Vec<(TenantId, StaffView)> = vec![];
+    let mut views: Vec<StaffView> = vec![];
     for (permit, patient) in permits {
-        let found =
-            record_views::staff_views(&state.db, &state.crypto, permit, patient, before).await?;
-        views.extend(found.into_iter().map(|v| (permit.tenant().clone(), v)));
+        views.extend(
+            record_views::staff_views(&state.db, &state.crypto, permit, patient, before).await?,
+        );
     }
-    views.sort_by(|a, b| b.1.seq.cmp(&a.1.seq));
+    views.sort_by(|a, b| b.seq.cmp(&a.seq));
     let more = views.len() > PAGE;
     views.truncate(PAGE);
     let older = match views.last() {
-        Some((_, last)) if more => Some(here.with_query("before", &last.seq.to_string())),
+        Some(last) if more => Some(here.with_query("before", &last.seq.to_string())),
         _ => None,
     };
     let mut practices: BTreeMap<TenantId, String> = BTreeMap::new();
     let mut out = Vec::with_capacity(views.len());
-    for (tenant, v) in views {
+    for v in views {
+        let tenant = v.staff_practice.clone();
         if !practices.contains_key(&tenant) {
             let name = member::practice_name(state, &tenant).await?;
             practices.insert(tenant.clone(), name);
@@ -226,6 +243,7 @@ mod tests {
             action: action.into(),
             outcome: outcome.into(),
             staff_name: name.map(str::to_owned),
+            staff_practice: TenantId::generate(),
             emergency: None,
         }
     }

@@ -27,7 +27,16 @@ fn users_add_list_disable() {
 
     let added = run(
         dir.path(),
-        &["users", "add", "--email", email, "--role", "platform-admin"],
+        &[
+            "users",
+            "add",
+            "--email",
+            email,
+            "--role",
+            "platform-admin",
+            "--name",
+            "Ops Lead",
+        ],
     );
     assert!(added.status.success(), "add: {added:?}");
     let out = stdout(&added);
@@ -46,6 +55,8 @@ fn users_add_list_disable() {
             "auditor",
             "--practice",
             "ten_00000000000000000000000000000000",
+            "--name",
+            "Ops Lead",
         ],
     );
     assert!(!again.status.success(), "a second account with one email");
@@ -102,6 +113,8 @@ async fn operator_reads_are_audited() {
             "audited@example.org",
             "--role",
             "platform-admin",
+            "--name",
+            "Audited Admin",
         ],
     );
     assert!(added.status.success(), "add: {added:?}");
