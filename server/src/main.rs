@@ -570,9 +570,16 @@ async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow
                     "no practice with id {p}"
                 );
             }
-            let (_, token) =
-                patriotpay::accounts::add_staff(&db, &crypto, &email, role, practice.as_ref(), Some(&name), now)
-                    .await?;
+            let (_, token) = patriotpay::accounts::add_staff(
+                &db,
+                &crypto,
+                &email,
+                role,
+                practice.as_ref(),
+                Some(&name),
+                now,
+            )
+            .await?;
             let public = cfg
                 .public_url
                 .clone()

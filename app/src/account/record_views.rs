@@ -69,7 +69,10 @@ mod tests {
         assert!(html.contains("record-view refused"), "{html}");
         assert!(html.contains("href=\"/record-views?before=12\""), "{html}");
         assert!(html.contains("href=\"/summary\""), "{html}");
-        assert!(!html.contains(">record-views-"), "untranslated key in {html}");
+        assert!(
+            !html.contains(">record-views-"),
+            "untranslated key in {html}"
+        );
         let empty = record_views(PageMeta::default(), RecordViewsVm::default());
         assert!(empty.contains(&Tr::default().t("record-views-none")));
     }

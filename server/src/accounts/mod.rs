@@ -34,8 +34,8 @@ pub use names::{rename, user_by_email, StaffName, MAX_CHARS as MAX_NAME_CHARS};
 pub use password::{hash_password, verify_credentials, verify_password};
 pub use recovery::use_recovery_code;
 pub use staff::{
-    add_staff, add_user, clear_must_reset, disable, enrolment_user, force_reset, grant_break_glass, list,
-    reason_aad, seal_legacy_reasons, upsert_external, BreakGlassRequest, UserRow,
+    add_staff, add_user, clear_must_reset, disable, enrolment_user, force_reset, grant_break_glass,
+    list, reason_aad, seal_legacy_reasons, upsert_external, BreakGlassRequest, UserRow,
     BREAK_GLASS_MAX_MINUTES, BREAK_GLASS_MAX_REASON_CHARS, ENROLMENT_TTL_SECS,
 };
 pub use throttle::{

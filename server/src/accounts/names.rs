@@ -71,7 +71,10 @@ mod tests {
         );
         assert!(StaffName::parse("   ").is_err());
         assert!(StaffName::parse(&"a".repeat(81)).is_err());
-        assert!(StaffName::parse(&"é".repeat(80)).is_ok(), "80 characters, not bytes");
+        assert!(
+            StaffName::parse(&"é".repeat(80)).is_ok(),
+            "80 characters, not bytes"
+        );
         assert!(StaffName::parse("dana@example.org").is_err());
         assert!(StaffName::parse("Dana\u{7}Ruiz").is_err());
     }

@@ -132,12 +132,11 @@ async fn emergency(
     user: &str,
     grant: i64,
 ) -> Result<Emergency, RecordViewsError> {
-    let (from, until, reason_ct): (i64, i64, Option<Vec<u8>>) = sqlx::query_as(
-        "SELECT created_at, expires_at, reason_ct FROM user_grants WHERE id = $1",
-    )
-    .bind(grant)
-    .fetch_one(db.pool())
-    .await?;
+    let (from, until, reason_ct): (i64, i64, Option<Vec<u8>>) =
+        sqlx::query_as("SELECT created_at, expires_at, reason_ct FROM user_grants WHERE id = $1")
+            .bind(grant)
+            .fetch_one(db.pool())
+            .await?;
     let others: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM audit_events
          WHERE actor = $1 AND at >= $2 AND at < $3

@@ -80,8 +80,15 @@ pub async fn member_page(
     for (_, tenant, patient) in people {
         // A dependant's record is left out, not refused: the policy gives the access log to
         // the patient alone (see the module's doc).
-        if !member::decide(&who, Action::ViewOwnAccessLog, &tenant, &patient, false, ctx.now)
-            .allowed()
+        if !member::decide(
+            &who,
+            Action::ViewOwnAccessLog,
+            &tenant,
+            &patient,
+            false,
+            ctx.now,
+        )
+        .allowed()
         {
             continue;
         }
@@ -95,7 +102,14 @@ pub async fn member_page(
         let permit = member::member_permit(&state, &ctx, &who, ask).await?;
         permits.push((permit, patient));
     }
-    let vm = listing(&state, &permits, q.cursor(), Url::AccountRecordViews, Url::Account).await?;
+    let vm = listing(
+        &state,
+        &permits,
+        q.cursor(),
+        Url::AccountRecordViews,
+        Url::Account,
+    )
+    .await?;
     let meta = member::meta(&session).await?;
     Ok(Html(patriotpay_app::account::record_views(meta, vm)).into_response())
 }
@@ -148,7 +162,7 @@ async fn listing(
             record_views::staff_views(&state.db, &state.crypto, permit, patient, before).await?,
         );
     }
-    views.sort_by(|a, b| b.seq.cmp(&a.seq));
+    views.sort_by_key(|v| std::cmp::Reverse(v.seq));
     let more = views.len() > PAGE;
     views.truncate(PAGE);
     let older = match views.last() {
@@ -250,7 +264,10 @@ mod tests {
 
     #[test]
     fn events_read_as_plain_sentences() {
-        let v = worded("Demo Clinic", view("patient.payments.view", "success", Some("Dana Ruiz")));
+        let v = worded(
+            "Demo Clinic",
+            view("patient.payments.view", "success", Some("Dana Ruiz")),
+        );
         assert_eq!(
             v.line,
             "Dana Ruiz of Demo Clinic viewed your payments on Nov 30, 2026 at 21:03 UTC."
@@ -263,9 +280,13 @@ mod tests {
         );
         assert!(v.refused);
         let mut e = view("something.new", "success", Some("Sam"));
-        e.emergency = Some(Emergency::Reason(crate::phi::Phi::new("fraud review".into())));
+        e.emergency = Some(Emergency::Reason(crate::phi::Phi::new(
+            "fraud review".into(),
+        )));
         let v = worded("P", e);
         assert!(v.line.contains("Sam of P opened your record"), "{}", v.line);
-        assert!(v.why.is_some_and(|w| w.ends_with("Reason given: fraud review")));
+        assert!(v
+            .why
+            .is_some_and(|w| w.ends_with("Reason given: fraud review")));
     }
 }

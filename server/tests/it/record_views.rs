@@ -5,7 +5,7 @@
 //! Both databases.
 
 use crate::common::{
-    answers, guarantor_of_4, location, pay_five_dollars_by_link, patient_of, second_practice, t,
+    answers, guarantor_of_4, location, patient_of, pay_five_dollars_by_link, second_practice, t,
     text, Backend, Browser, TestApp, SEE_OTHER,
 };
 use patriotpay::access::Role;
@@ -141,7 +141,10 @@ async fn an_emergency_shows_its_reason_unless_it_covered_others(backend: Backend
     let (member, _) = app.signed_in_member(1, "avery@example.org").await;
     let page = views_page(&member, "/account/record-views").await;
     assert!(
-        page.contains(&format!("Lee Park of {} viewed your payments", practice(&app).await)),
+        page.contains(&format!(
+            "Lee Park of {} viewed your payments",
+            practice(&app).await
+        )),
         "{page}"
     );
     assert!(page.contains(&format!("Reason given: {REASON}")), "{page}");
@@ -160,9 +163,7 @@ async fn an_emergency_shows_its_reason_unless_it_covered_others(backend: Backend
     app.finish().await;
 }
 
-async fn a_verified_visitor_sees_the_list_and_a_dob_only_one_is_sent_for_the_zip(
-    backend: Backend,
-) {
+async fn a_verified_visitor_sees_the_list_and_a_dob_only_one_is_sent_for_the_zip(backend: Backend) {
     let app = TestApp::start(backend).await;
     let p1 = patient_of(&app, 1).await;
     let (admin, _) = named_staff(&app, "dana@example.org", Role::PracticeAdmin, "Dana Ruiz").await;
@@ -174,7 +175,10 @@ async fn a_verified_visitor_sees_the_list_and_a_dob_only_one_is_sent_for_the_zip
     );
 
     let visitor = app.verified_visitor(1).await;
-    assert!(visitor.page("/summary").await.contains("href=\"/record-views\""));
+    assert!(visitor
+        .page("/summary")
+        .await
+        .contains("href=\"/record-views\""));
     let page = views_page(&visitor, "/record-views").await;
     assert!(page.contains(&line), "{page}");
 
@@ -183,7 +187,10 @@ async fn a_verified_visitor_sees_the_list_and_a_dob_only_one_is_sent_for_the_zip
     let (m, d, y, _) = answers(1);
     assert_eq!(location(&dob_only.submit_dob(&m, &d, &y).await), "/summary");
     let r = dob_only.get("/record-views").await;
-    assert_eq!((r.status(), location(&r)), (SEE_OTHER, "/verify/zip".into()));
+    assert_eq!(
+        (r.status(), location(&r)),
+        (SEE_OTHER, "/verify/zip".into())
+    );
     assert!(!r.text().await.expect("body").contains("Dana Ruiz"));
     // Nobody at all: no session from a link.
     let stranger = Browser::new(&app);
@@ -241,12 +248,11 @@ async fn a_guarantor_does_not_see_a_dependants_views(backend: Backend) {
     let page = views_page(&guarantor, "/account/record-views").await;
     assert!(!page.contains("Dana Ruiz"), "{page}");
     assert!(page.contains(&t("record-views-none")), "{page}");
-    let asked: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit_events WHERE action = 'record_views.view'",
-    )
-    .fetch_one(app.db().pool())
-    .await
-    .expect("count");
+    let asked: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = 'record_views.view'")
+            .fetch_one(app.db().pool())
+            .await
+            .expect("count");
     assert_eq!(asked, 0, "no record of the guarantor's own to ask about");
 
     let dependant = app.verified_visitor(4).await;
