@@ -539,3 +539,36 @@ staff-audit-bad-actor = An actor is at most 200 characters, without spaces.
 staff-audit-bad-action = An action is at most 100 characters: lower-case letters, digits, dots, dashes and underscores.
 staff-audit-bad-address = Enter an IP address, for example 203.0.113.7 or 2001:db8::1.
 staff-audit-bad-page = That page link is not valid. Start again from the newest events.
+
+
+# Who viewed my record (a patient's own record: signed in, or a pay link with both answers).
+record-views-link = Who viewed my record
+record-views-title = Who viewed your record
+record-views-lead = Every time a member of staff viewed or changed your billing record, newest first. Your own visits are not listed.
+record-views-none = No staff member has viewed your record.
+record-views-older = Older entries
+record-views-back = Back
+record-views-staff = { $name } of { $practice }
+record-views-staff-unnamed = A staff member of { $practice }
+record-views-done = { $who } { $what } on { $when }.
+record-views-refused = { $who } tried to { $what } on { $when }, and was refused.
+record-views-failed = { $who } tried to { $what } on { $when }; it did not go through.
+record-views-emergency = This was emergency access. Reason given: { $reason }
+record-views-emergency-withheld = This was emergency access that also covered other people's records, so its reason is not shown here. The practice can tell you why.
+# What staff did, after "…of Demo Clinic" (done) and after "tried to" (attempted).
+record-views-did-payments = viewed your payments
+record-views-try-payments = view your payments
+record-views-did-refund = issued a refund
+record-views-try-refund = issue a refund
+record-views-did-search = found your record in a patient search
+record-views-try-search = open your record from a patient search
+record-views-did-guarantor-invite = invited a guarantor to your account
+record-views-try-guarantor-invite = invite a guarantor to your account
+record-views-did-guarantor-revoke = removed a guarantor from your account
+record-views-try-guarantor-revoke = remove a guarantor from your account
+record-views-did-statement = viewed your statement
+record-views-try-statement = view your statement
+record-views-did-receipt = viewed a receipt
+record-views-try-receipt = view a receipt
+record-views-did-other = opened your record
+record-views-try-other = open your record

@@ -12,6 +12,7 @@ pub mod vm;
 pub mod vm_audit;
 pub mod vm_cards;
 pub mod vm_plans;
+pub mod vm_record_views;
 
 pub use i18n::{Lang, Tr};
 pub use urls::Url;

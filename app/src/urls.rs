@@ -80,6 +80,8 @@ urls! {
     PayReturn(checkout) => "/pay/return/{checkout}",
     PayCancelled(checkout) => "/pay/cancelled/{checkout}",
     Receipt(payment) => "/receipt/{payment}",
+    /// "Who viewed my record", for a visitor who gave both answers.
+    RecordViews => "/record-views",
     SignOut => "/signout",
     SignedOut => "/signed-out",
     Expired => "/expired",
@@ -115,6 +117,8 @@ urls! {
     AccountPlanCap => "/account/plans/cap",
     /// Pays on the processor's page an instalment autopay could not take.
     AccountPlanPay => "/account/plans/pay",
+    /// "Who viewed my record", for the member's own records.
+    AccountRecordViews => "/account/record-views",
 
     // ---- Guarantor invitations.
     /// An invitation link; the token is swapped for a session at once.
@@ -247,6 +251,7 @@ mod tests {
         "/pay/return/{checkout}",
         "/pay/cancelled/{checkout}",
         "/receipt/{payment}",
+        "/record-views",
         "/signout",
         "/signed-out",
         "/expired",
@@ -273,6 +278,7 @@ mod tests {
         "/account/plans/cancel",
         "/account/plans/cap",
         "/account/plans/pay",
+        "/account/record-views",
         "/g/{token}",
         "/guarantor/verify",
         "/guarantor/accept",

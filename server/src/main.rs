@@ -557,7 +557,9 @@ async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow
             email,
             role,
             practice,
+            name,
         } => {
+            let name = patriotpay::accounts::StaffName::parse(&name)?;
             let role = Role::parse(&role).filter(|r| r.is_staff()).ok_or_else(|| {
                 anyhow::anyhow!("--role must be one of support-agent, practice-admin, security-officer, platform-admin, auditor")
             })?;
@@ -568,9 +570,16 @@ async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow
                     "no practice with id {p}"
                 );
             }
-            let (_, token) =
-                patriotpay::accounts::add_user(&db, &crypto, &email, role, practice.as_ref(), now)
-                    .await?;
+            let (_, token) = patriotpay::accounts::add_staff(
+                &db,
+                &crypto,
+                &email,
+                role,
+                practice.as_ref(),
+                Some(&name),
+                now,
+            )
+            .await?;
             let public = cfg
                 .public_url
                 .clone()
@@ -594,6 +603,21 @@ async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow
                 };
                 println!("{:<40} {:<9} {}", u.email, state, u.roles.join(", "));
             }
+        }
+        UsersCommand::Rename { user, email, name } => {
+            let name = patriotpay::accounts::StaffName::parse(&name)?;
+            let id = match (user, email) {
+                (Some(u), _) => patriotpay::ids::UserId::parse(&u),
+                (None, Some(e)) => patriotpay::accounts::user_by_email(&db, &crypto, &e).await?,
+                (None, None) => None,
+            };
+            let renamed = match &id {
+                Some(id) => patriotpay::accounts::rename(&db, id, &name).await?,
+                None => false,
+            };
+            anyhow::ensure!(renamed, "no staff account with that id or email");
+            cli_audit(&db, "users.rename", id.as_ref().map(|u| u.as_str())).await?;
+            println!("Renamed: patients now see \"{}\".", name.as_str());
         }
         UsersCommand::Reset { email } => {
             let identity = patriotpay::identity_provider(cfg, &db, &crypto).await?;

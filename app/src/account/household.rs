@@ -178,6 +178,8 @@ pub fn home(meta: PageMeta, vm: AccountHomeVm) -> String {
             <a href=Url::AccountCards.path()>{tr.t("account-cards-link")}</a>
             " · "
             <a href=Url::AccountPlans.path()>{tr.t("plans-link")}</a>
+            " · "
+            <a href=Url::AccountRecordViews.path()>{tr.t("record-views-link")}</a>
         </p>
         {guarantors}
     };

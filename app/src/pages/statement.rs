@@ -72,6 +72,7 @@ pub fn summary(meta: PageMeta, vm: SummaryVm) -> String {
         </div>
         <p><a href=itemised_href.path()>{tr.t("summary-itemised-link")}</a></p>
         {pay_or_paid(tr, vm.paid_in_full, vm.pay.clone())}
+        <p><a href=Url::RecordViews.path()>{tr.t("record-views-link")}</a></p>
     };
     document(
         &meta,

@@ -14,6 +14,7 @@
 mod devices;
 mod email;
 mod members;
+mod names;
 mod password;
 mod recovery;
 mod staff;
@@ -29,11 +30,12 @@ pub use email::{email_index, email_taken, normalize_email, open_email, valid_ema
 pub use members::{
     create_member, grant_over_patient, member_by_subject, set_member_password, NewCredentials,
 };
+pub use names::{rename, user_by_email, StaffName, MAX_CHARS as MAX_NAME_CHARS};
 pub use password::{hash_password, verify_credentials, verify_password};
 pub use recovery::use_recovery_code;
 pub use staff::{
-    add_user, clear_must_reset, disable, enrolment_user, force_reset, grant_break_glass, list,
-    reason_aad, seal_legacy_reasons, upsert_external, BreakGlassRequest, UserRow,
+    add_staff, add_user, clear_must_reset, disable, enrolment_user, force_reset, grant_break_glass,
+    list, reason_aad, seal_legacy_reasons, upsert_external, BreakGlassRequest, UserRow,
     BREAK_GLASS_MAX_MINUTES, BREAK_GLASS_MAX_REASON_CHARS, ENROLMENT_TTL_SECS,
 };
 pub use throttle::{

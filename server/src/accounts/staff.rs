@@ -2,6 +2,7 @@
 //! Cognito staff records (`upsert_external`, `clear_must_reset`) and break-glass grants.
 
 use super::email::by_email;
+use super::names::StaffName;
 use super::{email_index, open_email, AccountError, Kind, NewAccount};
 use crate::access::Role;
 use crate::crypto::{random_token, token_hash, FieldAad, FieldCrypto};
@@ -11,13 +12,28 @@ use crate::phi::Phi;
 
 pub const ENROLMENT_TTL_SECS: i64 = 72 * 3600;
 
-/// Creates a staff account with one grant and returns it with a one-time enrolment token.
+/// Creates a staff account with one grant and no display name (patients then see "a staff
+/// member of <practice>"); see `add_staff`.
 pub async fn add_user(
     db: &Db,
     crypto: &FieldCrypto,
     email: &str,
     role: Role,
     tenant: Option<&TenantId>,
+    now: i64,
+) -> Result<(UserId, String), AccountError> {
+    add_staff(db, crypto, email, role, tenant, None, now).await
+}
+
+/// Creates a staff account with one grant and its display name (what patients see on "who
+/// viewed my record"), and returns it with a one-time enrolment token.
+pub async fn add_staff(
+    db: &Db,
+    crypto: &FieldCrypto,
+    email: &str,
+    role: Role,
+    tenant: Option<&TenantId>,
+    name: Option<&StaffName>,
     now: i64,
 ) -> Result<(UserId, String), AccountError> {
     if role.is_staff() && role != Role::PlatformAdmin && tenant.is_none() {
@@ -29,12 +45,14 @@ pub async fn add_user(
     let mut tx = db.begin_write().await?;
     account.check_free(&mut tx).await?;
     sqlx::query(
-        "INSERT INTO users (id, email_index, email_ct, created_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO users (id, email_index, email_ct, created_at, display_name)
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(id.as_str())
     .bind(&account.email_index)
     .bind(&account.email_ct)
     .bind(now)
+    .bind(name.map(|n| n.as_str().to_owned()))
     .execute(&mut *tx)
     .await?;
     sqlx::query("INSERT INTO user_grants (user_id, role, tenant_id, granted_by, created_at) VALUES ($1, $2, $3, 'cli', $4)")

@@ -34,6 +34,7 @@
 pub mod anchor;
 pub mod chain;
 pub mod export;
+pub mod record_views;
 pub mod verify;
 pub mod viewer;
 

@@ -33,7 +33,7 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysCommand,
     },
-    /// Manage staff accounts: add (prints a one-time enrolment link), list, disable.
+    /// Manage staff accounts: add (prints a one-time enrolment link), list, rename, disable.
     Users {
         #[command(subcommand)]
         action: UsersCommand,
@@ -165,6 +165,22 @@ pub enum UsersCommand {
         /// Practice (tenant id, ten_…) the role applies to; not for platform-admin.
         #[arg(long)]
         practice: Option<String>,
+        /// The staff member's name as patients see it on "who viewed my record" (1 to 80
+        /// characters; their own name, never a patient's).
+        #[arg(long)]
+        name: String,
+    },
+    /// Set a staff account's display name (audited). Accounts made before names existed show
+    /// to patients as "a staff member of <practice>" until renamed.
+    Rename {
+        /// The account's id (usr_…).
+        #[arg(long, required_unless_present = "email", conflicts_with = "email")]
+        user: Option<String>,
+        /// Or its email.
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        name: String,
     },
     /// List accounts with their roles.
     List,

@@ -14,6 +14,7 @@ pub mod invitation;
 pub mod member;
 pub mod patient;
 mod plans;
+pub mod record_views;
 pub mod sealed;
 pub mod session;
 pub mod sharing;
@@ -289,6 +290,7 @@ fn pages(state: &AppState) -> Routes {
         .merge(sharing::router(state))
         .merge(cards::router(state))
         .merge(plans::router(state))
+        .merge(record_views::router(state))
         .merge(invitation::router(state))
         .merge(staff::router(state))
 }

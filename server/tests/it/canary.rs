@@ -35,6 +35,8 @@ async fn the_cli_never_prints_the_canary() {
             "canary.ops@example.org",
             "--role",
             "platform-admin",
+            "--name",
+            "Canary Ops",
         ],
         &["users", "list"],
         &["keys", "reencrypt"],

@@ -27,7 +27,16 @@ fn users_add_list_disable() {
 
     let added = run(
         dir.path(),
-        &["users", "add", "--email", email, "--role", "platform-admin"],
+        &[
+            "users",
+            "add",
+            "--email",
+            email,
+            "--role",
+            "platform-admin",
+            "--name",
+            "Ops Lead",
+        ],
     );
     assert!(added.status.success(), "add: {added:?}");
     let out = stdout(&added);
@@ -46,6 +55,8 @@ fn users_add_list_disable() {
             "auditor",
             "--practice",
             "ten_00000000000000000000000000000000",
+            "--name",
+            "Ops Lead",
         ],
     );
     assert!(!again.status.success(), "a second account with one email");
@@ -102,6 +113,8 @@ async fn operator_reads_are_audited() {
             "audited@example.org",
             "--role",
             "platform-admin",
+            "--name",
+            "Audited Admin",
         ],
     );
     assert!(added.status.success(), "add: {added:?}");
@@ -237,4 +250,73 @@ fn practices_list_and_bank_debits() {
         &["practices", "bank-debits", "--practice", &id, "maybe"],
     );
     assert!(!bad.status.success(), "only on or off");
+}
+
+/// Staff display names (what patients see on "who viewed my record"): `users add` wants one,
+/// refuses an email as one; `users rename` (by email or id) sets it, is audited, and refuses an
+/// account that does not exist.
+#[tokio::test]
+async fn users_add_needs_a_name_and_rename_is_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let add = |name: Option<&str>| {
+        let mut args = vec![
+            "users",
+            "add",
+            "--email",
+            "named@example.org",
+            "--role",
+            "platform-admin",
+        ];
+        if let Some(n) = name {
+            args.extend(["--name", n]);
+        }
+        run(dir.path(), &args)
+    };
+    assert!(!add(None).status.success(), "a name is required");
+    assert!(
+        !add(Some("named@example.org")).status.success(),
+        "an email is no name"
+    );
+    assert!(add(Some("  Dana   Ruiz ")).status.success());
+    let renamed = run(
+        dir.path(),
+        &[
+            "users",
+            "rename",
+            "--email",
+            "named@example.org",
+            "--name",
+            "Dana Ruiz-Ortiz",
+        ],
+    );
+    assert!(renamed.status.success(), "rename: {renamed:?}");
+    let nobody = run(
+        dir.path(),
+        &["users", "rename", "--user", "usr_nobody", "--name", "X"],
+    );
+    assert!(!nobody.status.success(), "no such account");
+    let db = patriotpay::db::Db::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("patriotpay.db").display()
+    ))
+    .await
+    .expect("db");
+    let (id, name): (String, Option<String>) =
+        sqlx::query_as("SELECT id, display_name FROM users WHERE display_name IS NOT NULL")
+            .fetch_one(db.pool())
+            .await
+            .expect("user");
+    assert_eq!(name.as_deref(), Some("Dana Ruiz-Ortiz"));
+    let by_id = run(
+        dir.path(),
+        &["users", "rename", "--user", &id, "--name", "Dana Ruiz"],
+    );
+    assert!(by_id.status.success(), "rename by id: {by_id:?}");
+    let audited: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT resource FROM audit_events WHERE actor = 'cli' AND action = 'users.rename' ORDER BY seq",
+    )
+    .fetch_all(db.pool())
+    .await
+    .expect("events");
+    assert_eq!(audited, [Some(id.clone()), Some(id)]);
 }

@@ -22,6 +22,7 @@ mod kms;
 mod money;
 mod plans;
 mod reconcile;
+mod record_views;
 mod refunds;
 mod rekey;
 mod roles;

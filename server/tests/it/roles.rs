@@ -453,6 +453,8 @@ mod postgres {
             "roles.admin@example.org",
             "--role",
             "platform-admin",
+            "--name",
+            "Roles Admin",
         ]);
         assert!(added.status.success(), "users add: {added:?}");
         let listed = app.cli(&["users", "list"]);
