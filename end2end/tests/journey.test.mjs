@@ -630,7 +630,7 @@ async function demoPractice() {
 async function addStaff(email, role) {
   const practice = await demoPractice();
   const env = { ...server.env, PATRIOTPAY_PUBLIC_URL: server.portalUrl };
-  const out = await execFileP(BIN, ['users', 'add', '--email', email, '--role', role, '--practice', practice], { env, timeout: 60_000 });
+  const out = await execFileP(BIN, ['users', 'add', '--email', email, '--name', 'Dana Ruiz', '--role', role, '--practice', practice], { env, timeout: 60_000 });
   const link = out.stdout.trim().split('\n').at(-1).trim();
   assert.match(link, /\/staff\/enrol\/\S+$/, `users add printed no set-up link:\n${out.stdout}`);
   return { email, password: 'a long staff passphrase for e2e', link };
