@@ -554,6 +554,7 @@ record-views-done = { $who } { $what } on { $when }.
 record-views-refused = { $who } tried to { $what } on { $when }, and was refused.
 record-views-failed = { $who } tried to { $what } on { $when }; it did not go through.
 record-views-emergency = This was emergency access. Reason given: { $reason }
+record-views-emergency-link = This was emergency access. The reason the staff member gave is shown only in your account; the practice can also tell you why.
 record-views-emergency-withheld = This was emergency access that also covered other people's records, so its reason is not shown here. The practice can tell you why.
 # What staff did, after "…of Demo Clinic" (done) and after "tried to" (attempted).
 record-views-did-payments = viewed your payments

@@ -106,8 +106,8 @@ pub async fn member_page(
         &state,
         &permits,
         q.cursor(),
-        Url::AccountRecordViews,
-        Url::Account,
+        (Url::AccountRecordViews, Url::Account),
+        true,
     )
     .await?;
     let meta = member::meta(&session).await?;
@@ -140,7 +140,16 @@ pub async fn visitor_page(
     )
     .await?;
     let permits = [(permit, link.patient_id.clone())];
-    let vm = listing(&state, &permits, q.cursor(), Url::RecordViews, Url::Summary).await?;
+    // An emergency's reason is free text a staff member wrote: it goes to the signed-in
+    // patient only, not to whoever holds the link and its answers (a household member, say).
+    let vm = listing(
+        &state,
+        &permits,
+        q.cursor(),
+        (Url::RecordViews, Url::Summary),
+        false,
+    )
+    .await?;
     let practice = member::practice_name(&state, &link.tenant_id).await?;
     let meta = super::patient::meta(&session, Some(practice)).await?;
     Ok(Html(patriotpay_app::account::record_views(meta, vm)).into_response())
@@ -153,8 +162,8 @@ async fn listing(
     state: &AppState,
     permits: &[(Permit, PatientId)],
     before: Option<i64>,
-    here: Url<'static>,
-    back: Url<'static>,
+    (here, back): (Url<'static>, Url<'static>),
+    reasons: bool,
 ) -> Result<RecordViewsVm> {
     let mut views: Vec<StaffView> = vec![];
     for (permit, patient) in permits {
@@ -178,7 +187,7 @@ async fn listing(
             practices.insert(tenant.clone(), name);
         }
         let practice = practices.get(&tenant).map(String::as_str).unwrap_or("");
-        out.push(worded(practice, v));
+        out.push(worded(practice, v, reasons));
     }
     Ok(RecordViewsVm {
         views: out,
@@ -205,7 +214,7 @@ fn action_key(action: &str) -> &'static str {
 }
 
 /// One event in plain words.
-fn worded(practice: &str, v: StaffView) -> RecordViewVm {
+fn worded(practice: &str, v: StaffView, reasons: bool) -> RecordViewVm {
     let t = tr();
     let who = match &v.staff_name {
         Some(name) => t.ta(
@@ -226,7 +235,10 @@ fn worded(practice: &str, v: StaffView) -> RecordViewVm {
         &[("who", &who), ("what", &t.t(&what)), ("when", &when)],
     );
     let why = v.emergency.map(|e| match e {
-        Emergency::Reason(r) => t.ta("record-views-emergency", &[("reason", r.expose().as_str())]),
+        Emergency::Reason(r) if reasons => {
+            t.ta("record-views-emergency", &[("reason", r.expose().as_str())])
+        }
+        Emergency::Reason(_) => t.t("record-views-emergency-link"),
         Emergency::Withheld => t.t("record-views-emergency-withheld"),
     });
     RecordViewVm {
@@ -267,26 +279,33 @@ mod tests {
         let v = worded(
             "Demo Clinic",
             view("patient.payments.view", "success", Some("Dana Ruiz")),
+            true,
         );
         assert_eq!(
             v.line,
             "Dana Ruiz of Demo Clinic viewed your payments on Nov 30, 2026 at 21:03 UTC."
         );
         assert!(!v.refused && v.why.is_none());
-        let v = worded("Demo Clinic", view("payment.refund", "denied", None));
+        let v = worded("Demo Clinic", view("payment.refund", "denied", None), true);
         assert_eq!(
             v.line,
             "A staff member of Demo Clinic tried to issue a refund on Nov 30, 2026 at 21:03 UTC, and was refused."
         );
         assert!(v.refused);
-        let mut e = view("something.new", "success", Some("Sam"));
-        e.emergency = Some(Emergency::Reason(crate::phi::Phi::new(
-            "fraud review".into(),
-        )));
-        let v = worded("P", e);
+        let emergency = || {
+            let mut e = view("something.new", "success", Some("Sam"));
+            e.emergency = Some(Emergency::Reason(crate::phi::Phi::new(
+                "fraud review".into(),
+            )));
+            e
+        };
+        let v = worded("P", emergency(), true);
         assert!(v.line.contains("Sam of P opened your record"), "{}", v.line);
         assert!(v
             .why
             .is_some_and(|w| w.ends_with("Reason given: fraud review")));
+        // On a pay link, the reason is not shown.
+        let v = worded("P", emergency(), false);
+        assert!(v.why.is_some_and(|w| !w.contains("fraud review")));
     }
 }

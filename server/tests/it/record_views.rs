@@ -148,6 +148,13 @@ async fn an_emergency_shows_its_reason_unless_it_covered_others(backend: Backend
         "{page}"
     );
     assert!(page.contains(&format!("Reason given: {REASON}")), "{page}");
+    // On the pay link the same view is listed without the reason (free text a staff member
+    // wrote, for the signed-in patient only).
+    let visitor = app.verified_visitor(1).await;
+    let page = views_page(&visitor, "/record-views").await;
+    assert!(page.contains("Lee Park of"), "{page}");
+    assert!(!page.contains(REASON), "{page}");
+    assert!(page.contains(&t("record-views-emergency-link")), "{page}");
 
     // The same grant then opens another patient's record: its reason may name them, so patient
     // 1 no longer reads it.
