@@ -97,7 +97,7 @@ pub fn to_card(pm: &PaymentMethod) -> Option<SavedCard> {
     let exp_year = i32::try_from(card.exp_year).ok()?;
     Some(SavedCard {
         id: pm.id.as_str().to_owned(),
-        brand: super::brand_name(&card.brand),
+        brand: brand_name(&card.brand),
         last4: card
             .last4
             .chars()
@@ -119,9 +119,38 @@ pub fn failed(call: &'static str) -> impl Fn(stripe::StripeError) -> ProcessorEr
     move |e| classify(e, call)
 }
 
+/// A card brand as people read it: Stripe sends its code (`visa`, `amex`), the sandbox and our
+/// pages say "Visa", "American Express". An unknown code is shown as sent (letters and digits).
+pub(crate) fn brand_name(code: &str) -> String {
+    match code {
+        "amex" => "American Express",
+        "cartes_bancaires" => "Cartes Bancaires",
+        "diners" => "Diners Club",
+        "discover" => "Discover",
+        "eftpos_au" => "eftpos Australia",
+        "interac" => "Interac",
+        "jcb" => "JCB",
+        "link" => "Link",
+        "mastercard" => "Mastercard",
+        "unionpay" => "UnionPay",
+        "visa" => "Visa",
+        "unknown" | "" => "Card",
+        other => return super::errors::ident(other),
+    }
+    .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn brands_read_as_people_know_them() {
+        assert_eq!(brand_name("visa"), "Visa");
+        assert_eq!(brand_name("amex"), "American Express");
+        assert_eq!(brand_name(""), "Card");
+        assert_eq!(brand_name("new<brand>"), "newbrand");
+    }
     use stripe::StripeRequest;
 
     fn form(body: Option<String>) -> Vec<(String, String)> {

@@ -218,27 +218,6 @@ fn to_checkout(s: &CheckoutSession) -> Result<ProcessorCheckout, ProcessorError>
     })
 }
 
-/// A card brand as people read it: Stripe sends its code (`visa`, `amex`), the sandbox and our
-/// pages say "Visa", "American Express". An unknown code is shown as sent (letters and digits).
-pub(crate) fn brand_name(code: &str) -> String {
-    match code {
-        "amex" => "American Express",
-        "cartes_bancaires" => "Cartes Bancaires",
-        "diners" => "Diners Club",
-        "discover" => "Discover",
-        "eftpos_au" => "eftpos Australia",
-        "interac" => "Interac",
-        "jcb" => "JCB",
-        "link" => "Link",
-        "mastercard" => "Mastercard",
-        "unionpay" => "UnionPay",
-        "visa" => "Visa",
-        "unknown" | "" => "Card",
-        other => return ident(other),
-    }
-    .to_owned()
-}
-
 fn to_payment(p: &PaymentIntent) -> ProcessorPayment {
     // Brand and last four of the card (Apple Pay and Google Pay pay with cards too), or the
     // bank account's last four for ACH; from the latest charge, expanded in the same call.
@@ -250,7 +229,7 @@ fn to_payment(p: &PaymentIntent) -> ProcessorPayment {
     let (brand, last4, method) = match details {
         Some(d) => match (&d.card, &d.us_bank_account) {
             (Some(card), _) => (
-                brand_name(card.brand.as_deref().unwrap_or_default()),
+                cards::brand_name(card.brand.as_deref().unwrap_or_default()),
                 card.last4.clone().unwrap_or_default(),
                 MethodKind::Card,
             ),
@@ -549,13 +528,6 @@ impl PaymentProcessor for StripeProcessor {
 mod tests {
     use super::*;
 
-    #[test]
-    fn brands_read_as_people_know_them() {
-        assert_eq!(brand_name("visa"), "Visa");
-        assert_eq!(brand_name("amex"), "American Express");
-        assert_eq!(brand_name(""), "Card");
-        assert_eq!(brand_name("new<brand>"), "newbrand");
-    }
     use crate::ids::CheckoutId;
 
     fn request() -> CheckoutRequest {
