@@ -236,6 +236,17 @@ pub async fn page(
     Ok(Html(patriotpay_app::account::plans(meta(&session).await?, vm)).into_response())
 }
 
+/// What the set-up form chose: statements of one practice and the patients concerned, or a
+/// refusal (a message key) before anything else is asked.
+enum Chosen {
+    Statements {
+        tenant: TenantId,
+        ids: Vec<StatementId>,
+        patients: Vec<PatientId>,
+    },
+    Refused(&'static str),
+}
+
 /// The statements chosen on the set-up form, each asked of the policy: one practice, the
 /// patients concerned.
 async fn chosen(
@@ -243,7 +254,7 @@ async fn chosen(
     ctx: &RequestContext,
     who: &Account,
     pairs: &[(String, String)],
-) -> Result<std::result::Result<(TenantId, Vec<StatementId>, Vec<PatientId>), &'static str>> {
+) -> Result<Chosen> {
     let mut ids: Vec<StatementId> = vec![];
     for (k, v) in pairs {
         if let Some(id) = plan_form::chosen_statement(k).and_then(StatementId::parse) {
@@ -254,10 +265,10 @@ async fn chosen(
     }
     // Counted before any lookup, so an oversized form costs nothing.
     if ids.len() > plans::MAX_STATEMENTS {
-        return Ok(Err("plan-too-many"));
+        return Ok(Chosen::Refused("plan-too-many"));
     }
     if ids.is_empty() {
-        return Ok(Err("plan-none"));
+        return Ok(Chosen::Refused("plan-none"));
     }
     let mut tenant: Option<TenantId> = None;
     let mut patients = vec![];
@@ -265,7 +276,7 @@ async fn chosen(
         let h = payable_statement(state, ctx, who, id, "plan.setup.ask", Some(id.as_str())).await?;
         match &tenant {
             None => tenant = Some(h.tenant_id.clone()),
-            Some(t) if *t != h.tenant_id => return Ok(Err("plan-one-practice")),
+            Some(t) if *t != h.tenant_id => return Ok(Chosen::Refused("plan-one-practice")),
             Some(_) => {}
         }
         if !patients.contains(&h.patient_id) {
@@ -273,8 +284,12 @@ async fn chosen(
         }
     }
     match tenant {
-        Some(t) => Ok(Ok((t, ids, patients))),
-        None => Ok(Err("plan-none")),
+        Some(tenant) => Ok(Chosen::Statements {
+            tenant,
+            ids,
+            patients,
+        }),
+        None => Ok(Chosen::Refused("plan-none")),
     }
 }
 
@@ -295,8 +310,12 @@ pub async fn create(
             .unwrap_or("")
     };
     let (tenant, statements, patients) = match chosen(&state, &ctx, &who, &pairs).await? {
-        Ok(c) => c,
-        Err(key) => return refuse(&session, key).await,
+        Chosen::Statements {
+            tenant,
+            ids,
+            patients,
+        } => (tenant, ids, patients),
+        Chosen::Refused(key) => return refuse(&session, key).await,
     };
     let Ok(count) = field(plan_form::COUNT).trim().parse::<u32>() else {
         return refuse(&session, "plan-count").await;

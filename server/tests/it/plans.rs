@@ -415,8 +415,8 @@ async fn a_stopped_worker_is_taken_over_with_the_same_key(backend: Backend) {
         .await
         .expect("begin")
     {
-        Ok(b) => b,
-        Err(step) => panic!("nothing to charge: {step:?}"),
+        scheduler::Begin::Ready(b) => b,
+        scheduler::Begin::Done(step) => panic!("nothing to charge: {step:?}"),
     };
     let charged = s
         .processor

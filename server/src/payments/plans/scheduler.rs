@@ -198,8 +198,8 @@ pub async fn charge(
     now: i64,
 ) -> Result<Step, PaymentError> {
     let begun = match begin(db, alerts, at, now).await? {
-        Ok(b) => b,
-        Err(step) => return Ok(step),
+        Begin::Ready(b) => b,
+        Begin::Done(step) => return Ok(step),
     };
     let outcome = processor
         .charge_saved_card(&begun.request, &begun.idempotency_key)
@@ -207,19 +207,26 @@ pub async fn charge(
     finish(db, alerts, begun, outcome, now).await
 }
 
+/// What `begin` came to: an attempt ready for the processor, or a step already taken (nothing
+/// to charge now).
+pub enum Begin {
+    Ready(Box<Begun>),
+    Done(Step),
+}
+
 /// Takes the instalment and records its attempt (a checkout with its key) before the processor
-/// is asked; `Err(step)` when there is nothing to charge now.
+/// is asked.
 pub async fn begin(
     db: &Db,
     alerts: &AlertSink,
     at: &InstalmentRef,
     now: i64,
-) -> Result<Result<Begun, Step>, PaymentError> {
+) -> Result<Begin, PaymentError> {
     if !claim(db, at, now).await? {
-        return Ok(Err(Step::Skipped));
+        return Ok(Begin::Done(Step::Skipped));
     }
     let Some(plan) = find(db, &at.plan).await? else {
-        return Ok(Err(Step::Skipped));
+        return Ok(Begin::Done(Step::Skipped));
     };
     let row: Option<(i64, i64, Option<String>)> = sqlx::query_as(
         "SELECT amount_cents, attempts, checkout_id FROM plan_instalments WHERE plan_id = $1 AND seq = $2",
@@ -229,24 +236,24 @@ pub async fn begin(
     .fetch_optional(db.pool())
     .await?;
     let Some((amount, attempts, checkout)) = row else {
-        return Ok(Err(Step::Skipped));
+        return Ok(Begin::Done(Step::Skipped));
     };
     let checkout = match checkout.map(CheckoutId::from_db) {
         // A stopped worker's attempt: the same checkout, the same key.
         Some(c) => c,
         None => match prepare(db, &plan, at, Money::from_cents(amount), attempts, now).await? {
             Prepared::Checkout(c) => c,
-            Prepared::Done(step) => return Ok(Err(step)),
+            Prepared::Done(step) => return Ok(Begin::Done(step)),
         },
     };
     let Some(row) = find_checkout(db, &checkout).await? else {
-        return Ok(Err(Step::Skipped));
+        return Ok(Begin::Done(Step::Skipped));
     };
     let Some(customer) = crate::payments::cards::customer_of(db, &plan.user).await? else {
         close_live(db, &checkout, CheckoutState::Failed).await?;
         return suspend(db, alerts, &plan, at, attempts, "card_removed", now)
             .await
-            .map(Err);
+            .map(Begin::Done);
     };
     let items = crate::payments::checkout_items(db, &checkout).await?;
     let request = OffSessionCharge {
@@ -260,21 +267,21 @@ pub async fn begin(
             .collect::<Vec<_>>()
             .join(","),
     };
-    Ok(Ok(Begun {
+    Ok(Begin::Ready(Box::new(Begun {
         at: at.clone(),
         request,
         idempotency_key: attempt_key(at, attempts),
         attempts,
         plan,
         checkout: row,
-    }))
+    })))
 }
 
 /// Records what the processor answered for an attempt.
 pub async fn finish(
     db: &Db,
     alerts: &AlertSink,
-    begun: Begun,
+    begun: Box<Begun>,
     outcome: Result<ChargeOutcome, ProcessorError>,
     now: i64,
 ) -> Result<Step, PaymentError> {
@@ -284,7 +291,7 @@ pub async fn finish(
         plan,
         checkout: row,
         ..
-    } = begun;
+    } = *begun;
     let at = &at;
     let checkout = row.id.clone();
     let plan = &plan;
