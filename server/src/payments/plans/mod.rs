@@ -245,12 +245,17 @@ pub async fn create(
     if !(MIN_INSTALMENTS..=MAX_INSTALMENTS).contains(&req.count) {
         return Err(PlanError::Refused("plan-count"));
     }
-    let total = balance_of(db, &req.statements).await?;
+    // Each statement's balance once: every one must have something due, and they sum to the
+    // plan's total.
+    let mut total = 0i64;
     for s in &req.statements {
-        if !crate::billing::balance(db.pool(), s).await?.is_positive() {
+        let due = crate::billing::balance(db.pool(), s).await?;
+        if !due.is_positive() {
             return Err(PlanError::Refused("plan-nothing-due"));
         }
+        total += due.cents();
     }
+    let total = Money::from_cents(total);
     let amounts = split(total, req.count).ok_or(PlanError::Refused("plan-count"))?;
     let smallest = amounts.iter().copied().min().unwrap_or(Money::ZERO);
     let largest = amounts.iter().copied().max().unwrap_or(Money::ZERO);
@@ -406,6 +411,14 @@ async fn load(db: &Db, row: PlanRow) -> Result<Plan, sqlx::Error> {
     })
 }
 
+async fn load_all(db: &Db, rows: Vec<PlanRow>) -> Result<Vec<Plan>, sqlx::Error> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(load(db, r).await?);
+    }
+    Ok(out)
+}
+
 /// A plan, whoever's it is (callers check whose).
 pub async fn find(db: &Db, id: &PlanId) -> Result<Option<Plan>, sqlx::Error> {
     let row: Option<PlanRow> = sqlx::query_as(&format!("{SELECT_PLAN} WHERE id = $1"))
@@ -426,11 +439,7 @@ pub async fn of_member(db: &Db, user: &UserId) -> Result<Vec<Plan>, sqlx::Error>
     .bind(user.as_str())
     .fetch_all(db.pool())
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(load(db, r).await?);
-    }
-    Ok(out)
+    load_all(db, rows).await
 }
 
 /// The plans over a patient's statements (any status), newest first: for staff pages.
@@ -448,11 +457,7 @@ pub async fn of_patient(
     .bind(patient.as_str())
     .fetch_all(db.pool())
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(load(db, r).await?);
-    }
-    Ok(out)
+    load_all(db, rows).await
 }
 
 /// The plan's statements, oldest first: instalments pay them in this order.
