@@ -218,6 +218,24 @@ forms! {
         minutes / MINUTES,
         reason / REASON,
     }
+
+    /// Start viewing as a patient (`Url::StaffViewAs`).
+    pub struct ViewAsForm {
+        /// Patient id.
+        patient / PATIENT,
+        /// Why (free text, may name the patient: stored encrypted).
+        reason / REASON,
+        /// The support ticket's reference.
+        ticket / TICKET,
+    }
+
+    /// Turn "act on behalf" on or off (`Url::StaffActOnBehalf`).
+    pub struct ActOnBehalfForm {
+        /// Practice (tenant) id.
+        practice / PRACTICE,
+        /// "on" or "off".
+        enabled / ENABLED,
+    }
 }
 
 impl NewAccountForm {

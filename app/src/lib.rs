@@ -7,12 +7,15 @@ pub mod i18n;
 pub mod pages;
 pub mod staff;
 pub mod staff_audit;
+pub mod staff_settings;
 pub mod urls;
 pub mod vm;
 pub mod vm_audit;
 pub mod vm_cards;
+pub mod vm_invite;
 pub mod vm_plans;
 pub mod vm_record_views;
+pub mod vm_view_as;
 
 pub use i18n::{Lang, Tr};
 pub use urls::Url;

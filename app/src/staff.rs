@@ -457,6 +457,7 @@ pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
         <ul>{roles}</ul>
         {search}
         {vm.audit_log.then(|| view! { <p><a href=Url::StaffAudit.path()>{tr.t("staff-audit-link")}</a></p> })}
+        {vm.act_on_behalf.then(|| view! { <p><a href=Url::StaffActOnBehalf.path()>{tr.t("act-on-behalf-title")}</a></p> })}
         {break_glass}
         <form method="post" action=Url::StaffSignOutEverywhere.path()>
             {csrf_input(vm.csrf.clone())}

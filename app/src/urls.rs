@@ -147,6 +147,12 @@ urls! {
     StaffRefund => "/staff/refunds",
     /// The audit log for security officers and auditors (filters and cursor in the query).
     StaffAudit => "/staff/audit",
+    /// Starts viewing as a patient (role, reason and ticket); stops; notes verbal consent.
+    StaffViewAs => "/staff/view-as",
+    StaffViewAsStop => "/staff/view-as/stop",
+    StaffViewAsConsent => "/staff/view-as/consent",
+    /// A practice admin turns "act on behalf" on or off for their practice.
+    StaffActOnBehalf => "/staff/act-on-behalf",
 
     // ---- Machine endpoints.
     StripeWebhook => "/webhooks/stripe",
@@ -299,6 +305,10 @@ mod tests {
         "/staff/patients/{patient}/payments",
         "/staff/refunds",
         "/staff/audit",
+        "/staff/view-as",
+        "/staff/view-as/stop",
+        "/staff/view-as/consent",
+        "/staff/act-on-behalf",
         "/webhooks/stripe",
         "/healthz",
         "/readyz",

@@ -6,6 +6,9 @@ use crate::i18n::Lang;
 use crate::urls::Url;
 use std::fmt;
 
+pub use crate::vm_invite::{InviteAcceptVm, InviteVerifyVm};
+pub use crate::vm_view_as::{ActOnBehalfPracticeVm, ActOnBehalfVm, ViewAsBannerVm, ViewAsConsent};
+
 /// Stands in for a redacted field's value in `Debug`.
 struct Redacted;
 
@@ -42,6 +45,8 @@ pub struct PageMeta {
     pub signout_csrf: Option<String>,
     /// No real money moves (the built-in sandbox card processor): every page says so.
     pub test_mode: bool,
+    /// Staff viewing as a patient: every page carries the banner.
+    pub view_as: Option<ViewAsBannerVm>,
 }
 
 /// A form error tied to one field: `field` is the input's id.
@@ -209,6 +214,8 @@ pub struct ReceiptVm {
     pub offer_account: bool,
     pub status: PaymentStatusVm,
     pub refunds: Vec<RefundLineVm>,
+    /// The staff member who took the payment on the patient's behalf, if one did.
+    pub taken_by: Option<String>,
 }
 
 /// Where a payment stands, as a patient is told.
@@ -252,6 +259,10 @@ pub struct CardVm {
 pub enum NoticeKind {
     SignedOut,
     SessionExpired,
+    /// A change refused while staff view as a patient.
+    ViewAsReadOnly,
+    /// A payment under act-on-behalf before the patient's consent was noted.
+    ViewAsConsentNeeded,
 }
 
 #[derive(Clone, Debug)]
@@ -416,9 +427,11 @@ pub struct StaffHomeVm {
     pub invite_link: Option<String>,
     /// Link to the audit viewer (security officers and auditors).
     pub audit_log: bool,
+    /// A practice admin: link to the "act on behalf" setting.
+    pub act_on_behalf: bool,
 }
 
-debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, results, notice, emergency, break_glass; redacted: email, invite_link });
+debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, act_on_behalf, results, notice, emergency, break_glass; redacted: email, invite_link });
 
 #[derive(Clone, Debug, Default)]
 pub struct BreakGlassVm {
@@ -606,31 +619,9 @@ pub struct AccountReceiptVm {
     pub items: Vec<ReceiptItemVm>,
     pub status: PaymentStatusVm,
     pub refunds: Vec<RefundLineVm>,
+    /// The staff member who took the payment on the patient's behalf, if one did.
+    pub taken_by: Option<String>,
 }
-
-/// The invitee answers the dependant's identity questions (date of birth and ZIP together).
-#[derive(Clone, Debug, Default)]
-pub struct InviteVerifyVm {
-    pub csrf: String,
-    pub practice_name: Option<String>,
-    pub failure: Option<String>,
-    /// Input ids: "dob-month", "zip".
-    pub field_error: Option<FieldError>,
-}
-
-#[derive(Clone, Default)]
-pub struct InviteAcceptVm {
-    pub csrf: String,
-    pub practice_name: String,
-    /// First name of the dependant.
-    pub patient_name: String,
-    /// Signed in already: accept onto this account with one button (`mode=existing`).
-    pub signed_in_email: Option<String>,
-    /// Otherwise: create an account (`mode=create`), or sign in first at /signin.
-    pub form: AccountFormVm,
-}
-
-debug_redacted!(InviteAcceptVm { csrf, practice_name, form; redacted: patient_name, signed_in_email });
 
 #[cfg(test)]
 mod tests {

@@ -79,10 +79,12 @@ pub enum Action {
     ManagePractices,
     /// Card brand and last four digits of a patient's payments (not a guarantor's to see).
     ViewCardDetails,
+    /// Let staff viewing as a patient take a payment the patient dictates ("act on behalf").
+    ConfigureActOnBehalf,
 }
 
 impl Action {
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 23] = [
         Action::ViewBalance,
         Action::ViewItemisedStatement,
         Action::ViewStatementAmounts,
@@ -105,6 +107,7 @@ impl Action {
         Action::GrantBreakGlass,
         Action::ManagePractices,
         Action::ViewCardDetails,
+        Action::ConfigureActOnBehalf,
     ];
 }
 
@@ -127,8 +130,11 @@ pub struct Principal {
     pub grants: Vec<Grant>,
     /// Staff signed in with their second factor this session.
     pub mfa: bool,
-    /// Support staff viewing as a patient: everything is read-only.
+    /// Support staff viewing as a patient: everything is read-only…
     pub impersonating: bool,
+    /// …except a payment, where the practice turned "act on behalf" on (the HTTP layer also
+    /// requires the patient's verbal consent to be noted first).
+    pub acting_on_behalf: bool,
     /// Proven only by holding a pay link and knowing the date of birth and ZIP, which a parent
     /// or partner may know too: detail restricted from guarantors is restricted here as well.
     pub link_holder: bool,
@@ -149,6 +155,7 @@ impl Principal {
             }],
             mfa: false,
             impersonating: false,
+            acting_on_behalf: false,
             link_holder: true,
         }
     }
@@ -224,6 +231,7 @@ fn role_allows(role: Role, action: Action) -> bool {
                 | InviteGuarantor
                 | RevokeGuarantor
                 | ViewCardDetails
+                | ConfigureActOnBehalf
         ),
         Role::SecurityOfficer => matches!(
             action,
@@ -250,6 +258,7 @@ fn is_write(action: Action) -> bool {
             | GrantBreakGlass
             | ManagePractices
             | RunIncidentConsole
+            | ConfigureActOnBehalf
     )
 }
 
@@ -271,7 +280,10 @@ pub async fn counting_decisions<F: std::future::Future>(f: F) -> (F::Output, u32
 /// The one policy function. Every handler asks it; nothing else decides access.
 pub fn decide(who: &Principal, action: Action, on: &Resource<'_>, now: i64) -> Decision {
     let _ = DECISIONS.try_with(|c| c.set(c.get() + 1));
-    if who.impersonating && is_write(action) {
+    if who.impersonating
+        && is_write(action)
+        && !(who.acting_on_behalf && action == Action::MakePayment)
+    {
         return Decision::Deny("view-as is read-only");
     }
     let mut reason = "no grant for this action";
@@ -467,6 +479,7 @@ mod tests {
             }],
             mfa: role.is_staff(),
             impersonating: false,
+            acting_on_behalf: false,
             link_holder: false,
         }
     }
@@ -474,34 +487,34 @@ mod tests {
     /// The whole matrix: every role × every action, on the role's own patient in its own
     /// practice. `Y` allowed, `.` denied. Changing a permission means changing this table.
     const MATRIX: &[(Role, &str)] = &[
-        //                     VB VI SA MP VR OL IG RG SP VP RL IS MS SM RF EX AL VC IC BG PR CD
+        //                     VB VI SA MP VR OL IG RG SP VP RL IS MS SM RF EX AL VC IC BG PR CD AB
         (
             Role::Patient,
-            "Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .  Y",
+            "Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .",
         ),
         (
             Role::Guarantor,
-            "Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .",
+            "Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .",
         ),
         (
             Role::SupportAgent,
-            "Y  Y  Y  .  Y  .  .  .  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y",
+            "Y  Y  Y  .  Y  .  .  .  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  .",
         ),
         (
             Role::PracticeAdmin,
-            "Y  Y  Y  .  Y  .  Y  Y  Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .  Y",
+            "Y  Y  Y  .  Y  .  Y  Y  Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .  Y  Y",
         ),
         (
             Role::SecurityOfficer,
-            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .",
+            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .",
         ),
         (
             Role::PlatformAdmin,
-            ".  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  .  .  .  Y  .",
+            ".  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  .  .  .  Y  .  .",
         ),
         (
             Role::Auditor,
-            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  .  .",
+            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  .  .  .",
         ),
     ];
 
@@ -592,6 +605,19 @@ mod tests {
             decide(&agent, ResendPayLink, &on, 0),
             Decision::Deny("view-as is read-only")
         );
+        // Viewing as the patient: their grant, read-only; act on behalf lets a payment only.
+        let mut viewed = principal(&w, Role::Patient);
+        viewed.impersonating = true;
+        assert!(decide(&viewed, ViewBalance, &on, 0).allowed());
+        for write in [MakePayment, InviteGuarantor, RevokeGuarantor] {
+            assert_eq!(
+                decide(&viewed, write, &on, 0),
+                Decision::Deny("view-as is read-only")
+            );
+        }
+        viewed.acting_on_behalf = true;
+        assert!(decide(&viewed, MakePayment, &on, 0).allowed());
+        assert!(!decide(&viewed, InviteGuarantor, &on, 0).allowed());
 
         let mut officer = principal(&w, Role::SecurityOfficer);
         officer.grants.push(Grant {

@@ -22,6 +22,7 @@ pub mod links;
 pub mod money;
 pub mod payments;
 pub mod phi;
+pub mod view_as;
 
 use config::{Config, KeyProviderKind, ProcessorKind};
 use crypto::{

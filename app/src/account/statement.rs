@@ -95,6 +95,9 @@ pub fn receipt(meta: PageMeta, vm: AccountReceiptVm) -> String {
             <dt>{tr.t("receipt-reference")}</dt><dd><code>{vm.reference.clone()}</code></dd>
         </dl>
         {crate::pages::after_life(tr, vm.status, &vm.refunds)}
+        {vm.taken_by.clone().map(|staff| view! {
+            <p class="taken-by">{tr.ta("receipt-taken-by", &[("staff", staff.as_str())])}</p>
+        })}
         <div class="table-wrap">
             <table class="statement">
                 <caption>{tr.t("account-receipt-caption")}</caption>

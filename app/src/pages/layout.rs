@@ -32,14 +32,19 @@ pub(super) fn document(
                 .practice_name
                 .as_ref()
                 .map(|p| tr.ta("practice-header", &[("practice", p)]));
-            let signout = meta.signout_csrf.clone().map(|csrf| {
-                view! {
-                    <form method="post" action=Url::SignOut.path() class="signout">
-                        {csrf_input(csrf)}
-                        <button type="submit" class="link-button">{tr.t("sign-out")}</button>
-                    </form>
-                }
-            });
+            // Under view-as the banner ends the view; the patient's own sign-out is not offered.
+            let signout = meta
+                .signout_csrf
+                .clone()
+                .filter(|_| meta.view_as.is_none())
+                .map(|csrf| {
+                    view! {
+                        <form method="post" action=Url::SignOut.path() class="signout">
+                            {csrf_input(csrf)}
+                            <button type="submit" class="link-button">{tr.t("sign-out")}</button>
+                        </form>
+                    }
+                });
             let test_mode = meta.test_mode.then(|| {
                 // An <aside> landmark, so the notice is not content outside every landmark.
                 view! {
@@ -48,8 +53,10 @@ pub(super) fn document(
                     </aside>
                 }
             });
+            let view_as = meta.view_as.as_ref().map(|b| view_as_banner(&tr, b));
             view! {
                 {test_mode}
+                {view_as}
                 <header class="site-header">
                     <a class="brand" href=Url::Home.path()>{brand.clone()}</a>
                     {practice.map(|p| view! { <span class="practice">{p}</span> })}
@@ -96,7 +103,94 @@ pub(super) fn document(
     format!("<!DOCTYPE html>{}", page.to_html().replace("<!>", ""))
 }
 
+/// The banner on every page while staff view as a patient: who, whom, time left, read-only or
+/// act-on-behalf, and the forms that end the view and note the patient's verbal consent.
+fn view_as_banner(tr: &Tr, b: &crate::vm::ViewAsBannerVm) -> AnyView {
+    use crate::vm::ViewAsConsent;
+    let minutes = b.minutes_left.to_string();
+    let who = tr.ta(
+        "viewas-banner",
+        &[
+            ("staff", b.staff_name.as_str()),
+            ("patient", b.patient_name.as_str()),
+            ("minutes", minutes.as_str()),
+        ],
+    );
+    let mode = match b.consent {
+        None => tr.t("viewas-read-only"),
+        Some(ViewAsConsent::NotNoted) => tr.t("viewas-act-consent-needed"),
+        Some(ViewAsConsent::Noted) => tr.t("viewas-act-consent-noted"),
+    };
+    let consent_form = (b.consent == Some(ViewAsConsent::NotNoted)).then(|| {
+        view! {
+            <form method="post" action=Url::StaffViewAsConsent.path()>
+                {csrf_input(b.csrf.clone())}
+                <button type="submit">{tr.t("viewas-note-consent")}</button>
+            </form>
+        }
+    });
+    view! {
+        <aside class="view-as-banner" aria-label=tr.t("viewas-label") role="status">
+            <p><strong>{who}</strong></p>
+            <p>{mode}</p>
+            {consent_form}
+            <form method="post" action=Url::StaffViewAsStop.path()>
+                {csrf_input(b.csrf.clone())}
+                <button type="submit">{tr.t("viewas-stop")}</button>
+            </form>
+        </aside>
+    }
+    .into_any()
+}
+
 /// A whole page in the portal's frame.
 pub(crate) fn document_portal(meta: &PageMeta, title: String, body: AnyView) -> String {
     document(meta, Chrome::Portal, title, None, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::{ViewAsBannerVm, ViewAsConsent};
+
+    fn page(consent: Option<ViewAsConsent>) -> String {
+        let meta = PageMeta {
+            signout_csrf: Some("tok".into()),
+            view_as: Some(ViewAsBannerVm {
+                staff_name: "Ana Diaz".into(),
+                patient_name: "Avery Quintero".into(),
+                minutes_left: 12,
+                csrf: "tok".into(),
+                consent,
+            }),
+            ..Default::default()
+        };
+        document_portal(&meta, "T".into(), view! { <p>"body"</p> }.into_any())
+    }
+
+    #[test]
+    fn the_view_as_banner_names_both_and_replaces_the_sign_out() {
+        let tr = Tr::default();
+        let html = page(None);
+        assert!(html.contains("Ana Diaz, you are viewing as Avery Quintero. 12 min left."));
+        assert!(html.contains(&tr.t("viewas-read-only")));
+        assert!(html.contains(&format!("action=\"{}\"", Url::StaffViewAsStop)));
+        assert!(!html.contains(&format!("action=\"{}\"", Url::SignOut)));
+        assert!(!html.contains(&format!("action=\"{}\"", Url::StaffViewAsConsent)));
+        let asks = page(Some(ViewAsConsent::NotNoted));
+        assert!(asks.contains(&format!("action=\"{}\"", Url::StaffViewAsConsent)));
+        let noted = page(Some(ViewAsConsent::Noted));
+        assert!(!noted.contains(&format!("action=\"{}\"", Url::StaffViewAsConsent)));
+        assert!(noted.contains("recorded as taken by you"));
+        let plain = document_portal(
+            &PageMeta {
+                signout_csrf: Some("tok".into()),
+                ..Default::default()
+            },
+            "T".into(),
+            view! { <p>"body"</p> }.into_any(),
+        );
+        assert!(!plain.contains("view-as-banner"));
+        assert!(plain.contains(&format!("action=\"{}\"", Url::SignOut)));
+    }
 }

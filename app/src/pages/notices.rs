@@ -67,6 +67,10 @@ pub fn notice(meta: PageMeta, kind: NoticeKind) -> String {
     let (title, text) = match kind {
         NoticeKind::SignedOut => (tr.t("signed-out-title"), tr.t("signed-out-body")),
         NoticeKind::SessionExpired => (tr.t("expired-title"), tr.t("expired-body")),
+        NoticeKind::ViewAsReadOnly => (tr.t("viewas-refused-title"), tr.t("viewas-refused")),
+        NoticeKind::ViewAsConsentNeeded => {
+            (tr.t("viewas-refused-title"), tr.t("viewas-refused-consent"))
+        }
     };
     let body = view! {
         <h1>{title.clone()}</h1>

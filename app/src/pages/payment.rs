@@ -108,6 +108,9 @@ pub fn receipt(meta: PageMeta, vm: ReceiptVm) -> String {
             <dt>{tr.t("receipt-new-balance")}</dt><dd class="receipt-balance">{vm.new_balance.clone()}</dd>
         </dl>
         {after_life(tr, vm.status, &vm.refunds)}
+        {vm.taken_by.clone().map(|staff| view! {
+            <p class="taken-by">{tr.ta("receipt-taken-by", &[("staff", staff.as_str())])}</p>
+        })}
         <p><a href=Url::Summary.path()>{tr.t("receipt-back")}</a></p>
         {vm.offer_account.then(|| view! {
             <section class="account-offer" aria-labelledby="account-offer-heading">

@@ -30,7 +30,7 @@ pub use email::{email_index, email_taken, normalize_email, open_email, valid_ema
 pub use members::{
     create_member, grant_over_patient, member_by_subject, set_member_password, NewCredentials,
 };
-pub use names::{rename, user_by_email, StaffName, MAX_CHARS as MAX_NAME_CHARS};
+pub use names::{display_name, rename, user_by_email, StaffName, MAX_CHARS as MAX_NAME_CHARS};
 pub use password::{hash_password, verify_credentials, verify_password};
 pub use recovery::use_recovery_code;
 pub use staff::{
@@ -171,6 +171,7 @@ pub async fn load(db: &Db, user: &UserId, now: i64) -> Result<Option<Account>, A
             grants,
             mfa: false,
             impersonating: false,
+            acting_on_behalf: false,
             link_holder: false,
         },
         disabled: disabled_at.is_some(),

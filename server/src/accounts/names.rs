@@ -59,6 +59,16 @@ pub async fn user_by_email(
     super::email::by_email(db, crypto, email).await
 }
 
+/// A staff account's display name, if it has one.
+pub async fn display_name(db: &Db, user: &UserId) -> Result<Option<String>, AccountError> {
+    let name: Option<Option<String>> =
+        sqlx::query_scalar("SELECT display_name FROM users WHERE id = $1")
+            .bind(user.as_str())
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(name.flatten())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

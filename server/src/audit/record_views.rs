@@ -1,6 +1,7 @@
 //! "Who viewed my record": the audit events in which a staff member viewed or changed one
 //! patient's data (allowed, refused or failed), newest first, with the staff member's display
-//! name and, for an event during an emergency (break-glass) grant, that grant's reason.
+//! name and, for an event during an emergency (break-glass) grant or a view-as session, its
+//! reason (and the view's ticket).
 //!
 //! Only staff actors are listed: an actor `user:<id>` whose account holds a staff role. The
 //! patient themself (pay link or account), guarantors, the webhook, the CLI and other system
@@ -40,6 +41,8 @@ pub struct StaffView {
     /// otherwise one they do hold (a refused attempt from another practice says which).
     pub staff_practice: TenantId,
     pub emergency: Option<Emergency>,
+    /// The view-as session the event happened in (its reason and ticket), if any.
+    pub view_as: Option<crate::view_as::Recorded>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,8 @@ pub enum RecordViewsError {
     Db(#[from] sqlx::Error),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    ViewAs(#[from] crate::view_as::ViewAsError),
 }
 
 type Row = (
@@ -95,6 +100,7 @@ pub async fn staff_views(
            AND EXISTS (SELECT 1 FROM user_grants s
                        WHERE s.user_id = u.id AND s.role NOT IN ('patient', 'guarantor'))
            AND NOT (e.action = 'payment.refund' AND e.outcome = 'success')
+           AND e.action NOT IN ('viewas.stop', 'viewas.end', 'viewas.expire', 'viewas.consent')
          ORDER BY e.seq DESC LIMIT $4",
     )
     .bind(patient.as_str())
@@ -109,6 +115,7 @@ pub async fn staff_views(
             Some(g) => Some(emergency(db, crypto, &tenant, patient, &user, g).await?),
             None => None,
         };
+        let view_as = crate::view_as::during(db, crypto, &tenant, patient, &user, at).await?;
         out.push(StaffView {
             seq,
             at,
@@ -117,6 +124,7 @@ pub async fn staff_views(
             staff_name,
             staff_practice: TenantId::from_db(staff_tenant),
             emergency,
+            view_as,
         });
     }
     Ok(out)

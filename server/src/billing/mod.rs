@@ -50,6 +50,7 @@ fn check(
 const LINE_READERS: &[Action] = &[Action::ViewItemisedStatement, Action::ViewStatementAmounts];
 /// Actions under which a patient's name may be read.
 const NAME_READERS: &[Action] = &[
+    Action::ViewAsPatient,
     Action::ViewBalance,
     Action::ViewItemisedStatement,
     Action::ViewStatementAmounts,

@@ -4,6 +4,7 @@
 
 use super::error::{AppError, Result};
 use super::session::{Sess, SessionData, SignedIn, Stage};
+use super::view_as::Viewed;
 use super::{see_other, AppState, RequestContext};
 use crate::accounts::{self, Account, Kind};
 use crate::guarantors::{self, Invitation};
@@ -88,6 +89,11 @@ pub async fn require_csrf(
     if let Err(e) = check_form(&state, &mut parts, &bytes).await {
         return e.into_response();
     }
+    match super::view_as::refuse_change(&state, &mut parts).await {
+        Ok(None) => {}
+        Ok(Some(refused)) => return refused,
+        Err(e) => return e.into_response(),
+    }
     parts.extensions.insert(CsrfChecked);
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
@@ -107,6 +113,12 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
             .map_err(|_| AppError::BadRequest)?;
         if parts.extensions.get::<CsrfChecked>().is_none() {
             check_form(state, &mut parts, &bytes).await?;
+            if super::view_as::refuse_change(state, &mut parts)
+                .await?
+                .is_some()
+            {
+                return Err(AppError::Forbidden);
+            }
         }
         let value = serde_urlencoded::from_bytes(&bytes).map_err(|_| AppError::BadRequest)?;
         Ok(CsrfForm(value))
@@ -183,8 +195,30 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// Under view-as, the patient whose pages are shown (`None` otherwise): the staff sign-in is
+/// checked first, as for any staff request.
+async fn viewing(state: &AppState, session: &Sess) -> std::result::Result<Option<Viewed>, Refusal> {
+    let Some(seat) = session.data().await?.view_as else {
+        return Ok(None);
+    };
+    let staff = signed_in(state, session, Seat::Staff).await?;
+    Ok(Some(super::view_as::viewed(state, &seat, &staff).await?))
+}
+
+/// Where a view-as session's pages start.
+fn view_landing(v: &Viewed) -> Url<'static> {
+    match v {
+        Viewed::Member(_) => Url::Account,
+        Viewed::Link(_) => Url::Summary,
+    }
+}
+
 impl Caller for LinkArrival {
     async fn from_session(state: &AppState, session: &Sess) -> std::result::Result<Self, Refusal> {
+        // Staff viewing as a patient never answer the patient's questions.
+        if let Some(v) = viewing(state, session).await? {
+            return Err(Refusal::Redirect(view_landing(&v)));
+        }
         let Some(visit) = session.data().await?.link else {
             return Err(Refusal::Redirect(Url::Expired));
         };
@@ -214,6 +248,18 @@ async fn visitor(
     session: &Sess,
     needed: Stage,
 ) -> std::result::Result<LinkVisitor, Refusal> {
+    // Under view-as the statement is shown whatever state its link is in: staff help patients
+    // whose link ran out, too.
+    match viewing(state, session).await? {
+        Some(Viewed::Link(link)) => {
+            return Ok(LinkVisitor {
+                link,
+                stage: Stage::Full,
+            })
+        }
+        Some(v) => return Err(Refusal::Redirect(view_landing(&v))),
+        None => {}
+    }
     let a = LinkArrival::from_session(state, session).await?;
     let Some(link) = a.link else {
         return Err(Refusal::Redirect(Url::Verify));
@@ -348,6 +394,11 @@ pub struct Member(pub Account);
 
 impl Caller for Member {
     async fn from_session(state: &AppState, session: &Sess) -> std::result::Result<Self, Refusal> {
+        match viewing(state, session).await? {
+            Some(Viewed::Member(a)) => return Ok(Member(a)),
+            Some(v) => return Err(Refusal::Redirect(view_landing(&v))),
+            None => {}
+        }
         Ok(Member(signed_in(state, session, Seat::Member).await?))
     }
 }
@@ -358,6 +409,11 @@ pub struct MaybeMember(pub Option<Account>);
 
 impl Caller for MaybeMember {
     async fn from_session(state: &AppState, session: &Sess) -> std::result::Result<Self, Refusal> {
+        match viewing(state, session).await? {
+            Some(Viewed::Member(a)) => return Ok(MaybeMember(Some(a))),
+            Some(Viewed::Link(_)) => return Ok(MaybeMember(None)),
+            None => {}
+        }
         if session.data().await?.member.is_none() {
             return Ok(MaybeMember(None));
         }

@@ -401,6 +401,7 @@ pub async fn receipt(
         items,
         status: PaymentStatusVm::from_db(&r.status),
         refunds: super::patient::refund_lines(&state, &id, None).await?,
+        taken_by: r.taken_by.map(super::patient::staff_or_unnamed),
     };
     Ok(Html(pages::receipt(meta(&session).await?, vm)).into_response())
 }

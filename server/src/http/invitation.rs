@@ -266,6 +266,7 @@ async fn invitation_permit(
         }],
         mfa: false,
         impersonating: false,
+        acting_on_behalf: false,
         link_holder: false,
     };
     Ok(access::permit(

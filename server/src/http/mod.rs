@@ -22,6 +22,7 @@ pub mod signout;
 pub mod staff;
 pub mod switch;
 pub mod verify;
+pub mod view_as;
 pub mod webhook;
 
 use crate::config::Secret;
@@ -79,13 +80,24 @@ pub struct RequestContext {
     /// The request's time on the server's injectable clock: the one reading every check and
     /// record of this request uses.
     pub now: i64,
+    /// Set (by the session guard) while a staff member views as a patient: the staff member's
+    /// actor id. Every event of the request then names them as the actor.
+    pub viewing_as: Option<String>,
+    /// Under view-as, the practice lets staff take a payment the patient dictates.
+    pub view_as_may_pay: bool,
 }
 
 impl RequestContext {
+    /// The audit actor for `id`. Under view-as, whoever the page acts for (the patient's account
+    /// or pay link) becomes on-behalf-of, and the staff member viewing is the actor.
     pub fn actor(&self, id: String) -> crate::audit::Actor {
+        let (id, on_behalf_of) = match &self.viewing_as {
+            Some(staff) if *staff != id => (staff.clone(), Some(id)),
+            _ => (id, None),
+        };
         crate::audit::Actor {
             id,
-            on_behalf_of: None,
+            on_behalf_of,
             request_id: Some(self.request_id.clone()),
             address: Some(self.address.clone()),
             at: Some(self.now),
@@ -119,6 +131,7 @@ tokio::task_local! {
 pub fn page_meta() -> PageMeta {
     PageMeta {
         test_mode: TEST_MODE.try_with(|t| *t).unwrap_or(false),
+        view_as: view_as::banner(),
         ..Default::default()
     }
 }
@@ -424,6 +437,8 @@ async fn request_context(
         request_id: request_id.clone(),
         address,
         now: state.clock.now(),
+        viewing_as: None,
+        view_as_may_pay: false,
     });
     let span = tracing::info_span!("request", request_id = %request_id);
     let test_mode = state.processor.is_test_mode();
@@ -532,7 +547,8 @@ pub async fn policy_guard(
     res
 }
 
-/// Enforces idle and absolute session timeouts before any handler sees the session.
+/// Enforces idle and absolute session timeouts before any handler sees the session, then a
+/// view-as session's own limits (see `view_as::guard`).
 async fn session_guard(
     axum::extract::State(state): axum::extract::State<AppState>,
     session: session::Sess,
@@ -540,7 +556,7 @@ async fn session_guard(
     next: Next,
 ) -> Response {
     match session.enforce_timeouts(state.clock.now()).await {
-        Ok(_) => next.run(req).await,
+        Ok(_) => view_as::guard(&state, &session, req, next).await,
         Err(e) => AppError::from(e).into_response(),
     }
 }

@@ -48,9 +48,13 @@ pub(super) fn link_actor(link: &PayLink) -> String {
     format!("link:{}", link.id)
 }
 
-/// Whoever holds this link, as the policy sees them.
-pub(super) fn link_principal(link: &PayLink) -> Principal {
-    Principal::patient_of(link_actor(link), &link.tenant_id, &link.patient_id)
+/// Whoever holds this link, as the policy sees them; under view-as, read-only (but for a payment
+/// where the practice allows staff to act on the patient's behalf).
+pub(super) fn link_principal(ctx: &RequestContext, link: &PayLink) -> Principal {
+    let mut who = Principal::patient_of(link_actor(link), &link.tenant_id, &link.patient_id);
+    who.impersonating = ctx.viewing_as.is_some();
+    who.acting_on_behalf = ctx.view_as_may_pay;
+    who
 }
 
 /// Asks the policy on behalf of the patient holding this link; the permit writes the audit
@@ -63,7 +67,7 @@ pub(super) async fn permit(
     event: &'static str,
     resource: &str,
 ) -> Result<Permit> {
-    let who = link_principal(link);
+    let who = link_principal(ctx, link);
     let p = access::permit(
         state.db.pool(),
         access::Ask {
@@ -164,7 +168,7 @@ pub async fn statement(
         .ok_or(AppError::NotFound)?;
     // Whoever holds the link may be a parent: the policy decides line by line which details a
     // link holder may read (none of a line the practice marked confidential).
-    let who = link_principal(&link);
+    let who = link_principal(&ctx, &link);
     let shown: Vec<bool> = billing::confidential_flags(&state.db, &header)
         .await?
         .into_iter()
@@ -620,6 +624,15 @@ pub(super) async fn refunds_by_payment(
     Ok(out)
 }
 
+/// A staff member's display name as a patient reads it ("A staff member" when they have none).
+pub(super) fn staff_or_unnamed(name: String) -> String {
+    if name.is_empty() {
+        tr().t("staff-unnamed")
+    } else {
+        name
+    }
+}
+
 pub async fn receipt(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -645,6 +658,7 @@ pub async fn receipt(
     let practice = practice_of(&state, &link).await?;
     // Accounts are offered to adult patients without one signed in (see http/account.rs).
     let offer_account = session.data().await?.member.is_none()
+        && ctx.viewing_as.is_none()
         && billing::is_adult(
             &state.db,
             &state.crypto,
@@ -676,6 +690,7 @@ pub async fn receipt(
         offer_account,
         status: PaymentStatusVm::from_db(&r.status),
         refunds: refund_lines(&state, &id, Some(&link.statement_id)).await?,
+        taken_by: r.taken_by.map(staff_or_unnamed),
     };
     Ok(Html(pages::receipt(
         meta(&session, Some(practice.name)).await?,

@@ -53,7 +53,9 @@ impl From<RecordViewsError> for AppError {
         match e {
             RecordViewsError::Db(d) => d.into(),
             RecordViewsError::Crypto(c) => c.into(),
-            e @ RecordViewsError::WrongPermit => AppError::Internal(e.into()),
+            e @ (RecordViewsError::WrongPermit | RecordViewsError::ViewAs(_)) => {
+                AppError::Internal(e.into())
+            }
         }
     }
 }
@@ -121,7 +123,7 @@ pub async fn visitor_page(
     VerifiedVisitor(link): VerifiedVisitor,
     Query(q): Query<OlderQuery>,
 ) -> Result<Response> {
-    let who = link_principal(&link);
+    let who = link_principal(&ctx, &link);
     let permit = access::permit(
         state.db.pool(),
         access::Ask {
@@ -209,6 +211,9 @@ fn action_key(action: &str) -> &'static str {
             "statement"
         }
         "payment.receipt.view" => "receipt",
+        "viewas.start" => "view-as",
+        "viewas.change" => "view-as-change",
+        "viewas.act-on-behalf" => "view-as-pay",
         _ => "other",
     }
 }
@@ -234,13 +239,32 @@ fn worded(practice: &str, v: StaffView, reasons: bool) -> RecordViewVm {
         template,
         &[("who", &who), ("what", &t.t(&what)), ("when", &when)],
     );
-    let why = v.emergency.map(|e| match e {
-        Emergency::Reason(r) if reasons => {
-            t.ta("record-views-emergency", &[("reason", r.expose().as_str())])
+    let support = v.view_as.map(|s| {
+        if reasons {
+            t.ta(
+                "record-views-view-as",
+                &[
+                    ("reason", s.reason.expose().as_str()),
+                    ("ticket", s.ticket.as_str()),
+                ],
+            )
+        } else {
+            t.ta(
+                "record-views-view-as-link",
+                &[("ticket", s.ticket.as_str())],
+            )
         }
-        Emergency::Reason(_) => t.t("record-views-emergency-link"),
-        Emergency::Withheld => t.t("record-views-emergency-withheld"),
     });
+    let why = v
+        .emergency
+        .map(|e| match e {
+            Emergency::Reason(r) if reasons => {
+                t.ta("record-views-emergency", &[("reason", r.expose().as_str())])
+            }
+            Emergency::Reason(_) => t.t("record-views-emergency-link"),
+            Emergency::Withheld => t.t("record-views-emergency-withheld"),
+        })
+        .or(support);
     RecordViewVm {
         line,
         why,
@@ -271,6 +295,7 @@ mod tests {
             staff_name: name.map(str::to_owned),
             staff_practice: TenantId::generate(),
             emergency: None,
+            view_as: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Values the session record keeps sealed under the platform's keys (session records are plain
-//! JSON in the database): Cognito tokens bound to their account, a pending sign-up's email.
+//! JSON in the database): Cognito tokens bound to their account, a pending sign-up's email, the
+//! name of the patient a view-as session shows.
 
 use super::error::{AppError, Result};
 use super::session::Sess;
@@ -102,4 +103,24 @@ pub async fn pending_email(state: &AppState, session: &Sess) -> Result<Option<St
     Ok(Some(
         String::from_utf8(plain).map_err(|e| AppError::Internal(e.into()))?,
     ))
+}
+
+fn view_as_name_aad(view: &str) -> FieldAad<'_> {
+    FieldAad {
+        tenant: accounts::platform(),
+        table: "sessions",
+        column: "view_as_patient_name",
+        row: view,
+    }
+}
+
+/// Seals the name of the patient a view-as session shows, for its banner, bound to that view.
+pub async fn seal_view_as_name(state: &AppState, view: &str, name: &str) -> Result<String> {
+    seal(state, view_as_name_aad(view), name.as_bytes()).await
+}
+
+/// The banner's patient name, as sealed by `seal_view_as_name` for the same view.
+pub async fn open_view_as_name(state: &AppState, view: &str, sealed: &str) -> Result<String> {
+    let plain = open(state, view_as_name_aad(view), sealed).await?;
+    String::from_utf8(plain).map_err(|e| AppError::Internal(e.into()))
 }

@@ -218,6 +218,29 @@ pub struct SessionData {
     /// A Cognito sign-up waiting for its emailed code, sealed.
     pub sealed_confirm_email: Option<String>,
     pub pay_errors: Option<PayErrors>,
+    /// A staff member viewing as a patient (only ever beside `staff`).
+    pub view_as: Option<ViewAsSeat>,
+}
+
+/// A view-as session in progress: whose pages, until when, and the banner's words.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ViewAsSeat {
+    /// The `view_as_sessions` row.
+    pub id: String,
+    pub tenant_id: String,
+    pub patient_id: String,
+    /// The staff member viewing (must be the session's signed-in staff member).
+    pub staff_user_id: String,
+    /// The patient's account, when they have one: its pages are shown.
+    pub member_user_id: Option<String>,
+    /// Otherwise the pay link whose statement is shown.
+    pub link_id: Option<String>,
+    pub expires_at: i64,
+    pub staff_name: String,
+    /// The patient's name for the banner, sealed (session records are plain JSON).
+    pub sealed_patient_name: String,
+    /// Act-on-behalf: when the patient's verbal consent was noted (consumed by one payment).
+    pub consent_at: Option<i64>,
 }
 
 impl SessionData {

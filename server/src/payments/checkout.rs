@@ -48,6 +48,12 @@ pub async fn start_checkout(
         amount: total,
         idempotency_key: &idem,
         instalment: plan.instalment.as_ref(),
+        // Started under view-as: the actor is the staff member, acting on the patient's behalf
+        // (the HTTP layer let it through only with act-on-behalf and the patient's consent).
+        taken_by: actor
+            .on_behalf_of
+            .as_ref()
+            .and_then(|_| actor.id.strip_prefix("user:")),
     };
     insert_checkout(db, &new, now).await?;
 
@@ -199,6 +205,8 @@ pub(crate) struct NewCheckout<'a> {
     pub idempotency_key: &'a str,
     /// The plan instalment this checkout pays, linked in the same transaction.
     pub instalment: Option<&'a InstalmentRef>,
+    /// A staff member who took this payment on the patient's behalf (view-as, act on behalf).
+    pub taken_by: Option<&'a str>,
 }
 
 /// Records a checkout as `creating` with its items live (holding its statements), in one
@@ -217,8 +225,8 @@ pub(crate) async fn insert_checkout(
     let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO checkouts (id, tenant_id, statement_id, link_id, user_id, amount_cents,
-             idempotency_key, status, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'creating', $8)",
+             idempotency_key, status, created_at, taken_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'creating', $8, $9)",
     )
     .bind(c.id.as_str())
     .bind(c.tenant.as_str())
@@ -228,6 +236,7 @@ pub(crate) async fn insert_checkout(
     .bind(c.amount.cents())
     .bind(c.idempotency_key)
     .bind(now)
+    .bind(c.taken_by.map(str::to_owned))
     .execute(&mut *tx)
     .await?;
     for (statement, amount) in c.items {

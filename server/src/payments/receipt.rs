@@ -36,6 +36,9 @@ pub struct Receipt {
     pub paid_at: i64,
     /// `processing` (a bank debit settling), `succeeded` or `failed`.
     pub status: String,
+    /// Taken by staff on the patient's behalf (view-as, act on behalf): the staff member's
+    /// display name, `Some("")` when they have none.
+    pub taken_by: Option<String>,
 }
 
 impl Receipt {
@@ -47,13 +50,28 @@ impl Receipt {
 }
 
 pub async fn receipt(db: &Db, id: &PaymentId) -> Result<Option<Receipt>, sqlx::Error> {
-    let r: Option<(String, String, i64, String, String, i64, String)> = sqlx::query_as(
-        "SELECT tenant_id, checkout_id, amount_cents, card_brand, card_last4, paid_at, status FROM payments WHERE id = $1",
+    type Row = (
+        String,
+        String,
+        i64,
+        String,
+        String,
+        i64,
+        String,
+        Option<String>,
+        Option<String>,
+    );
+    let r: Option<Row> = sqlx::query_as(
+        "SELECT p.tenant_id, p.checkout_id, p.amount_cents, p.card_brand, p.card_last4, p.paid_at,
+             p.status, c.taken_by, u.display_name
+         FROM payments p JOIN checkouts c ON c.id = p.checkout_id
+         LEFT JOIN users u ON u.id = c.taken_by
+         WHERE p.id = $1",
     )
     .bind(id.as_str())
     .fetch_optional(db.pool())
     .await?;
-    let Some((t, c, a, b, l, p, status)) = r else {
+    let Some((t, c, a, b, l, p, status, taken_by, staff_name)) = r else {
         return Ok(None);
     };
     let allocations: Vec<(String, i64)> = sqlx::query_as(
@@ -78,5 +96,6 @@ pub async fn receipt(db: &Db, id: &PaymentId) -> Result<Option<Receipt>, sqlx::E
         card_last4: l,
         paid_at: p,
         status,
+        taken_by: taken_by.map(|_| staff_name.unwrap_or_default()),
     }))
 }

@@ -31,4 +31,5 @@ mod sandbox;
 mod security;
 mod staff;
 mod stripe;
+mod view_as;
 mod webhooks;

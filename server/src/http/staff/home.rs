@@ -24,7 +24,11 @@ pub async fn home(
     session: Sess,
     StaffSession(account): StaffSession,
 ) -> Result<Response> {
-    let vm = home_vm(&state, &ctx, &session, &account).await?;
+    let mut vm = home_vm(&state, &ctx, &session, &account).await?;
+    // A message carried over from a form that answers with a redirect here (a view ended).
+    if let Some(f) = session.take_flash().await? {
+        vm.notice = Some(tr().t(&f.key));
+    }
     Ok(render(StatusCode::OK, vm))
 }
 
@@ -146,5 +150,10 @@ pub(super) async fn home_vm(
         }),
         invite_link: None,
         audit_log: super::audit_log::can_view(account, ctx.now),
+        act_on_behalf: account
+            .principal
+            .grants
+            .iter()
+            .any(|g| g.role == crate::access::Role::PracticeAdmin),
     })
 }

@@ -9,6 +9,7 @@ mod home;
 mod refunds;
 mod search;
 mod signin;
+mod view_as;
 
 use super::error::{AppError, Result};
 use super::extract::RoleSet;
@@ -51,6 +52,12 @@ pub fn router(state: &AppState) -> Routes {
         .phi_form(Url::StaffRefund, refunds::refund)
         // Who viewed which patient's record is itself protected: a permit on every view.
         .phi_page(Url::StaffAudit, audit_log::audit_page)
+        // Starting a view reads the patient's name for the banner under its permit.
+        .phi_form(Url::StaffViewAs, view_as::start)
+        .form(Url::StaffViewAsStop, view_as::stop)
+        .form(Url::StaffViewAsConsent, view_as::consent)
+        .page(Url::StaffActOnBehalf, view_as::settings_page)
+        .form(Url::StaffActOnBehalf, view_as::set)
 }
 
 /// Staff pages name no practice in the header and carry no sign-out form there.

@@ -443,11 +443,12 @@ pub async fn signout(
     session: Sess,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response> {
-    let user = session
-        .data()
-        .await?
-        .staff
-        .map(|s| UserId::from_db(s.user_id));
+    let data = session.data().await?;
+    // A view as a patient ends with the staff session that holds it.
+    if let Some(seat) = &data.view_as {
+        crate::http::view_as::end(&state, &ctx, &session, seat, "viewas.end").await?;
+    }
+    let user = data.staff.map(|s| UserId::from_db(s.user_id));
     if let Some(user) = &user {
         accounts::end_sessions_at_sign_out(&state.db, user, ctx.now).await?;
     }

@@ -400,6 +400,7 @@ async fn prepare(
         amount: total,
         idempotency_key: &key,
         instalment: Some(at),
+        taken_by: None,
     };
     match insert_checkout(db, &new, now).await {
         Ok(()) => Ok(Prepared::Checkout(id)),
