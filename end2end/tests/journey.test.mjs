@@ -575,6 +575,52 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       assert.equal(await page.getByLabel('Amount to refund (dollars)', { exact: true }).inputValue(), '100.01');
     });
   });
+
+  it('a support agent views as a patient, is refused a payment, and the patient sees the view', { timeout: TEST_TIMEOUT_MS }, async () => {
+    // Patient 3 still owes money (test 2 paid $10.00 of it) and has no account: the view shows
+    // the statement of their newest pay link.
+    const agent = await addStaff('agent.e2e@example.test', 'support-agent', 'Ana Diaz');
+    await inBrowser('agent views as patient', async (page) => {
+      await enrolAndSignIn(page, agent);
+      await page.getByLabel('Last name', { exact: true }).fill('Okonkwo-Hart');
+      await page.getByLabel('Date of birth (YYYY-MM-DD)', { exact: true }).fill('2012-06-21');
+      await page.getByRole('button', { name: 'Search', exact: true }).click();
+      await page.getByRole('link', { name: CONSOLE_LINK('Riley Okonkwo-Hart'), exact: true }).click();
+      await page.getByLabel('Reason', { exact: true }).fill('Parent called about the balance');
+      await page.getByLabel('Ticket reference', { exact: true }).fill('SUP-2001');
+      await page.getByRole('button', { name: 'View as this patient', exact: true }).click();
+      await atPortal(page, '/summary');
+      const banner = page.getByRole('status').filter({ hasText: 'you are viewing as' });
+      await visible(banner);
+      assert.match(await banner.innerText(), /Ana Diaz, you are viewing as Riley Okonkwo-Hart\. \d+ min left\./);
+      await visible(page.getByText('Read-only: nothing can be changed, paid or sent from here.'));
+      // A payment is refused, and says why; the banner stays.
+      await page.getByRole('button', { name: 'Pay', exact: true }).click();
+      await atPortal(page, '/pay');
+      await heading(page, 'Not allowed while viewing as a patient');
+      await visible(page.getByText('Viewing as a patient is read-only. Nothing was changed.'));
+      await page.getByRole('button', { name: 'End view', exact: true }).click();
+      await page.waitForURL((u) => u.origin === server.portalUrl && u.pathname.startsWith('/staff'));
+      await visible(page.getByText('The view as the patient has ended.'));
+    });
+    // The patient opens their link, answers both questions and reads who viewed their record.
+    const link = await demoLink(3);
+    await inBrowser('patient sees the view', async (page) => {
+      await openLink(page, link);
+      await verifyDob(page, PATIENT_3);
+      await atPortal(page, '/summary');
+      await page.goto(server.portalUrl + '/statement');
+      await atPortal(page, '/verify/zip');
+      await page.getByLabel('ZIP code', { exact: true }).fill(PATIENT_3.zip);
+      await page.getByRole('button', { name: 'Show itemised statement', exact: true }).click();
+      await atPortal(page, '/statement');
+      await page.getByRole('link', { name: 'Who viewed my record', exact: true }).click();
+      await atPortal(page, '/record-views');
+      await visible(page.getByText(/^Ana Diaz of Riverside Family Medicine viewed your pages as you see them, to help you on /).first());
+      await visible(page.getByText(/ticket SUP-2001/).first());
+      assert.equal(await page.getByText('Parent called about the balance').count(), 0, 'the reason is for the signed-in patient only');
+    });
+  });
 });
 
 /** Opens an invitation and answers the dependant's identity questions. A browser signed in to
@@ -627,10 +673,10 @@ async function demoPractice() {
 }
 
 /** A staff account added as an operator adds one; its set-up link on the running portal. */
-async function addStaff(email, role) {
+async function addStaff(email, role, name = 'Dana Ruiz') {
   const practice = await demoPractice();
   const env = { ...server.env, PATRIOTPAY_PUBLIC_URL: server.portalUrl };
-  const out = await execFileP(BIN, ['users', 'add', '--email', email, '--name', 'Dana Ruiz', '--role', role, '--practice', practice], { env, timeout: 60_000 });
+  const out = await execFileP(BIN, ['users', 'add', '--email', email, '--name', name, '--role', role, '--practice', practice], { env, timeout: 60_000 });
   const link = out.stdout.trim().split('\n').at(-1).trim();
   assert.match(link, /\/staff\/enrol\/\S+$/, `users add printed no set-up link:\n${out.stdout}`);
   return { email, password: 'a long staff passphrase for e2e', link };

@@ -4,8 +4,10 @@
 pub mod access;
 pub mod accounts;
 pub mod alerts;
+pub mod apikeys;
 pub mod audit;
 pub mod billing;
+pub mod cli;
 pub mod clock;
 pub mod cognito;
 pub mod config;

@@ -44,6 +44,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Payments { action } => payments(&cfg, action).await?,
         Command::Practices { action } => practices(&cfg, action).await?,
         Command::Audit { action } => audit(&cfg, action).await?,
+        Command::Apikeys { action } => patriotpay::cli::apikeys(&cfg, action).await?,
         Command::Serve { demo } => {
             let running = patriotpay::start(&cfg).await?;
             println!("PatriotPay portal:        {}", running.public_url);

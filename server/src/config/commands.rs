@@ -61,6 +61,11 @@ pub enum Command {
         #[command(subcommand)]
         action: PaymentsCommand,
     },
+    /// Per-practice API keys for statement import.
+    Apikeys {
+        #[command(subcommand)]
+        action: ApikeysCommand,
+    },
     /// The audit log's hash chain: verify it, anchor its head, export a window.
     Audit {
         #[command(subcommand)]
@@ -91,6 +96,31 @@ pub enum AuditCommand {
         /// File to write (made owner-only; never overwritten). Default: standard output.
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum ApikeysCommand {
+    /// Make an API key for a practice's billing system (statement import). Printed once.
+    Create {
+        /// Practice (tenant id, ten_…).
+        #[arg(long)]
+        practice: String,
+        /// What uses the key, e.g. "Nightly export from AcmePM".
+        #[arg(long)]
+        label: String,
+    },
+    /// A practice's keys: id, label, first characters, made, last used, revoked.
+    List {
+        #[arg(long)]
+        practice: String,
+    },
+    /// Revoke a key: requests presenting it are refused from now on.
+    Revoke {
+        #[arg(long)]
+        practice: String,
+        /// The key's id (key_…), as `apikeys list` shows it.
+        id: String,
     },
 }
 

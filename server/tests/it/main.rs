@@ -8,6 +8,7 @@
 #[macro_use]
 mod common;
 
+mod apikeys;
 mod audit_chain;
 mod audit_viewer;
 mod brute_force;
