@@ -7,10 +7,12 @@ pub mod i18n;
 pub mod pages;
 pub mod staff;
 pub mod staff_audit;
+pub mod staff_console;
 pub mod urls;
 pub mod vm;
 pub mod vm_audit;
 pub mod vm_cards;
+pub mod vm_console;
 pub mod vm_plans;
 pub mod vm_record_views;
 

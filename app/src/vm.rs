@@ -407,6 +407,7 @@ pub struct StaffHomeVm {
     pub can_search: bool,
     /// `None` before a search; `Some(empty)` when nothing matched.
     pub results: Option<Vec<StaffPatientRow>>,
+    pub search_error: Option<String>,
     pub notice: Option<String>,
     /// Active emergency grants, already worded.
     pub emergency: Vec<String>,
@@ -418,7 +419,7 @@ pub struct StaffHomeVm {
     pub audit_log: bool,
 }
 
-debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, results, notice, emergency, break_glass; redacted: email, invite_link });
+debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, results, search_error, notice, emergency, break_glass; redacted: email, invite_link });
 
 #[derive(Clone, Debug, Default)]
 pub struct BreakGlassVm {

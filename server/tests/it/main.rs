@@ -15,6 +15,7 @@ mod canary;
 mod cards;
 mod cli;
 mod cognito;
+mod console;
 mod household;
 mod journey;
 mod jwt;
