@@ -70,6 +70,22 @@ fn payments(tr: Tr, vm: &ConsoleVm) -> AnyView {
     view! { {list} {link} }.into_any()
 }
 
+/// Text for inside a `<textarea>`, escaped by hand: tachys renders a textarea's children
+/// unescaped (its `ESCAPE_CHILDREN` is false), so a typed `</textarea>` would end the element and
+/// what follows would be markup. The browser decodes the references back to what was typed.
+fn textarea_text(typed: &str) -> String {
+    let mut out = String::with_capacity(typed.len());
+    for c in typed.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The unlock form of a locked link: the reason is required, and a refused one comes back with
 /// what was typed and the message.
 fn unlock_form(tr: Tr, csrf: &str, l: &ConsoleLinkVm, refused: Option<&UnlockFormVm>) -> AnyView {
@@ -78,7 +94,9 @@ fn unlock_form(tr: Tr, csrf: &str, l: &ConsoleLinkVm, refused: Option<&UnlockFor
     let hint_id = format!("unlock-hint-{}", l.id);
     let error = refused.map(|u| u.error.clone());
     let has_error = error.is_some();
-    let typed = refused.map(|u| u.reason.clone()).unwrap_or_default();
+    let typed = refused
+        .map(|u| textarea_text(&u.reason))
+        .unwrap_or_default();
     let described = if has_error {
         format!("{hint_id} {error_id}")
     } else {
@@ -216,14 +234,17 @@ mod tests {
                 new_link: Some("https://pay.example/p/x".into()),
                 unlock: Some(UnlockFormVm {
                     link: "lnk_locked".into(),
-                    reason: "typed <b>".into(),
+                    reason: "typed <b> & </textarea><p>x".into(),
                     error: "E".into(),
                 }),
                 ..Default::default()
             },
         );
         assert!(!html.contains("staff-"), "{html}");
-        assert!(html.contains("typed &lt;b&gt;"), "the reason typed comes back, escaped");
+        assert!(
+            html.contains(">typed &lt;b&gt; &amp; &lt;/textarea&gt;&lt;p&gt;x</textarea>"),
+            "the reason typed comes back, escaped once: {html}"
+        );
         assert_eq!(html.matches("action=\"/staff/links/unlock\"").count(), 1);
         assert_eq!(html.matches("action=\"/staff/links/revoke\"").count(), 2);
     }

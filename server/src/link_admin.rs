@@ -188,12 +188,13 @@ pub async fn revoke(
     now: i64,
 ) -> Result<bool, LinkAdminError> {
     link_statement(conn, permit, link).await?;
-    let n = sqlx::query("UPDATE pay_links SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(link.as_str())
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+    let n =
+        sqlx::query("UPDATE pay_links SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(link.as_str())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
     Ok(n == 1)
 }
 

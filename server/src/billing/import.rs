@@ -396,7 +396,11 @@ mod tests {
             "1-555-010-2000",
             " 555.010.2000 ",
         ] {
-            assert_eq!(parse_us_phone(typed).as_deref(), Some("+15550102000"), "{typed}");
+            assert_eq!(
+                parse_us_phone(typed).as_deref(),
+                Some("+15550102000"),
+                "{typed}"
+            );
         }
         for bad in [
             "",

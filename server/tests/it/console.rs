@@ -57,8 +57,14 @@ async fn lock(app: &TestApp, url: &str) {
     b.open_link(url).await;
     for _ in 0..patriotpay::links::MAX_FAILED_ATTEMPTS {
         let r = b.submit_dob("01", "01", "1950").await;
-        assert!(r.status().is_success() || r.status() == SEE_OTHER);
+        assert_ne!(location(&r), "/summary", "a wrong date is refused");
     }
+    let token = url.rsplit('/').next().expect("token");
+    let link = patriotpay::links::find_by_token(app.db(), token)
+        .await
+        .expect("query")
+        .expect("link");
+    assert!(link.locked_at.is_some(), "five wrong answers lock the link");
 }
 
 /// Whether the link's identity check lets demo patient `n`'s answers through.
@@ -156,10 +162,7 @@ async fn the_console_shows_each_link_in_its_state(backend: Backend) {
         .await;
     let r = staff.get(&console_path(&avery)).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let rid = r.headers()["x-request-id"]
-        .to_str()
-        .expect("id")
-        .to_owned();
+    let rid = r.headers()["x-request-id"].to_str().expect("id").to_owned();
     let html = text(&r.text().await.expect("body"));
     assert!(html.contains("Avery Quintero"));
     assert!(html.contains("Nov 1, 2026"), "the statement's date");
@@ -189,9 +192,15 @@ async fn the_console_shows_each_link_in_its_state(backend: Backend) {
         );
     }
     let opened = link_section(&html, &active);
-    assert!(!opened.contains(&t("staff-console-never-opened")), "first opened shown");
+    assert!(
+        !opened.contains(&t("staff-console-never-opened")),
+        "first opened shown"
+    );
     assert!(opened.contains(" UTC</dd>"));
-    assert!(link_section(&html, &locked).contains("<dd>5</dd>"), "five wrong answers");
+    assert!(
+        link_section(&html, &locked).contains("<dd>5</dd>"),
+        "five wrong answers"
+    );
     assert!(link_section(&html, &revoked).contains(&t("staff-console-never-opened")));
     // A support agent may not refund: no link to the payments page.
     assert!(!html.contains(&format!("{}/payments", console_path(&avery))));
@@ -243,13 +252,22 @@ async fn a_fresh_link_works_and_the_old_one_is_revoked(backend: Backend) {
     assert!(html.contains(&t("staff-console-resent")));
     let url = new_link_in(&html);
     assert!(url.starts_with(&format!("{}/p/", app.url)), "{url}");
-    assert!(link_row(&app, &old).await.0.is_some(), "the old link revoked");
-    assert!(link_row(&app, &locked).await.0.is_some(), "the locked one too");
+    assert!(
+        link_row(&app, &old).await.0.is_some(),
+        "the old link revoked"
+    );
+    assert!(
+        link_row(&app, &locked).await.0.is_some(),
+        "the locked one too"
+    );
     assert!(link_row(&app, &other).await.0.is_none());
     assert_eq!(events(&app, "paylink.resend", "success").await, 1);
     // The new link takes the patient through; the old one is dead.
     assert!(link_works(&app, &url, 1).await, "the new link works");
-    assert!(!link_works(&app, &old_url, 1).await, "the old link no longer does");
+    assert!(
+        !link_works(&app, &old_url, 1).await,
+        "the old link no longer does"
+    );
     // The token is stored only as its hash.
     let token = url.rsplit('/').next().expect("token");
     let dump = crate::common::dump_database(&app).await;
@@ -280,7 +298,10 @@ async fn a_link_is_revoked(backend: Backend) {
     assert!(link_row(&app, &link).await.0.is_some());
     assert_eq!(events(&app, "paylink.revoke", "success").await, 1);
     let html = text(&staff.page(&console_path(&avery)).await);
-    assert!(html.contains(&t("staff-console-revoked")), "the message follows");
+    assert!(
+        html.contains(&t("staff-console-revoked")),
+        "the message follows"
+    );
     assert!(link_section(&html, &link).contains("link-state-revoked"));
     // A practice admin may refund: the payments page is linked.
     assert!(html.contains(&format!("{}/payments", console_path(&avery))));
@@ -302,7 +323,10 @@ async fn unlocking_needs_a_reason_kept_encrypted_and_audited(backend: Backend) {
     let (url, link) = link_for(&app, 1).await;
     lock(&app, &url).await;
     assert!(link_row(&app, &link).await.1.is_some(), "locked");
-    assert!(!link_works(&app, &url, 1).await, "a locked link takes no answers");
+    assert!(
+        !link_works(&app, &url, 1).await,
+        "a locked link takes no answers"
+    );
     let (staff, user) = app
         .signed_in_staff("console.unlock@example.org", Role::SupportAgent)
         .await;
@@ -336,7 +360,11 @@ async fn unlocking_needs_a_reason_kept_encrypted_and_audited(backend: Backend) {
     .await;
     assert_eq!(r.status(), SEE_OTHER);
     assert_eq!(location(&r), console_path(&avery));
-    assert_eq!(link_row(&app, &link).await, (None, None, 0), "lock and count cleared");
+    assert_eq!(
+        link_row(&app, &link).await,
+        (None, None, 0),
+        "lock and count cleared"
+    );
     let html = text(&staff.page(&console_path(&avery)).await);
     assert!(html.contains(&t("staff-console-unlocked")));
     assert!(link_section(&html, &link).contains("link-state-active"));
@@ -358,7 +386,10 @@ async fn unlocking_needs_a_reason_kept_encrypted_and_audited(backend: Backend) {
         .expect("decrypts under its row");
     assert_eq!(clear.expose(), reason);
     assert!(crypto
-        .decrypt_str(patriotpay::link_admin::reason_aad(&app.tenant, "ulk_other"), &ct)
+        .decrypt_str(
+            patriotpay::link_admin::reason_aad(&app.tenant, "ulk_other"),
+            &ct
+        )
         .await
         .is_err());
     let dump = crate::common::dump_database(&app).await;
@@ -424,14 +455,23 @@ async fn another_practices_patient_and_links_are_not_found(backend: Backend) {
         StatusCode::NOT_FOUND
     );
     let forms: [(&str, Vec<(&str, &str)>); 4] = [
-        ("/staff/links/resend", vec![("statement", statement.as_str())]),
+        (
+            "/staff/links/resend",
+            vec![("statement", statement.as_str())],
+        ),
         ("/staff/links/revoke", vec![("link", theirs.as_str())]),
         (
             "/staff/links/unlock",
-            vec![("link", theirs.as_str()), ("reason", "confirmed on the phone")],
+            vec![
+                ("link", theirs.as_str()),
+                ("reason", "confirmed on the phone"),
+            ],
         ),
         // A refused reason still does not show another practice's patient.
-        ("/staff/links/unlock", vec![("link", theirs.as_str()), ("reason", "")]),
+        (
+            "/staff/links/unlock",
+            vec![("link", theirs.as_str()), ("reason", "")],
+        ),
     ];
     for (path, form) in &forms {
         let r = post_link_form(&staff, path, form).await;
@@ -494,7 +534,10 @@ async fn a_security_officer_is_refused(backend: Backend) {
         StatusCode::FORBIDDEN
     );
     for (path, form) in [
-        ("/staff/links/resend", vec![("statement", statement.as_str())]),
+        (
+            "/staff/links/resend",
+            vec![("statement", statement.as_str())],
+        ),
         ("/staff/links/revoke", vec![("link", link.as_str())]),
         (
             "/staff/links/unlock",

@@ -208,10 +208,24 @@ pub async fn resend(
 ) -> Result<Response> {
     let actor = || actor_id(&account.id);
     let Some(statement) = StatementId::parse(&form.statement) else {
-        return Err(unseen(&state, &ctx, actor(), "statement.not_found", "(malformed id)").await);
+        return Err(unseen(
+            &state,
+            &ctx,
+            actor(),
+            "statement.not_found",
+            "(malformed id)",
+        )
+        .await);
     };
     let Some(header) = billing::statement_header(&state.db, &statement).await? else {
-        return Err(unseen(&state, &ctx, actor(), "statement.not_found", statement.as_str()).await);
+        return Err(unseen(
+            &state,
+            &ctx,
+            actor(),
+            "statement.not_found",
+            statement.as_str(),
+        )
+        .await);
     };
     let (permit, mut tx) = ask_in(
         &state,
@@ -223,14 +237,8 @@ pub async fn resend(
         Some(statement.as_str()),
     )
     .await?;
-    let issued = link_admin::reissue(
-        &mut *tx,
-        &permit,
-        &statement,
-        ctx.now,
-        state.link_ttl_days,
-    )
-    .await?;
+    let issued =
+        link_admin::reissue(&mut tx, &permit, &statement, ctx.now, state.link_ttl_days).await?;
     tx.commit().await?;
     let (_, view) = view_permit(&state, &ctx, &account, header.patient_id.as_str()).await?;
     let mut vm = page_vm(&state, &ctx, &session, &account, &view).await?;
@@ -280,7 +288,7 @@ pub async fn revoke(
         Some(link.id.as_str()),
     )
     .await?;
-    let revoked = link_admin::revoke(&mut *tx, &permit, &link.id, ctx.now).await?;
+    let revoked = link_admin::revoke(&mut tx, &permit, &link.id, ctx.now).await?;
     tx.commit().await?;
     let key = if revoked {
         "staff-console-revoked"
@@ -306,8 +314,7 @@ pub async fn unlock(
         Err(problem) => {
             // Shown again only to whom the page may be shown: the view's permit decides (and
             // records a refusal); nothing is changed.
-            let (_, view) =
-                view_permit(&state, &ctx, &account, link.patient_id.as_str()).await?;
+            let (_, view) = view_permit(&state, &ctx, &account, link.patient_id.as_str()).await?;
             let mut vm = page_vm(&state, &ctx, &session, &account, &view).await?;
             let key = match problem {
                 ReasonProblem::Empty => "staff-console-unlock-empty",
@@ -334,7 +341,7 @@ pub async fn unlock(
     )
     .await?;
     let unlocked = link_admin::unlock(
-        &mut *tx,
+        &mut tx,
         &state.crypto,
         &permit,
         &link.id,
