@@ -102,7 +102,25 @@ async fn events(app: &TestApp, action: &str, outcome: &str) -> i64 {
 
 async fn phone_search_finds_the_patient_in_three_formats(backend: Backend) {
     let app = TestApp::start(backend).await;
-    let (_, other, _) = second_practice(&app).await;
+    let (elsewhere, other, _) = second_practice(&app).await;
+    // The other practice also has a patient with Avery's number: its index is under that
+    // practice's key, and the search looks in the caller's practice only.
+    let phi = |s: &str| patriotpay::phi::Phi::new(s.to_owned());
+    let twin = patriotpay::billing::import_patient(
+        app.db(),
+        &app.state().crypto,
+        &elsewhere,
+        &patriotpay::billing::NewPatient {
+            first_name: phi("Dana"),
+            last_name: phi("Okafor"),
+            dob: phi("1990-02-02"),
+            zip: phi("60601"),
+            phone: phi("+15550100001"),
+            account_number: phi("LP-2"),
+        },
+    )
+    .await
+    .expect("patient");
     let (staff, _) = app
         .signed_in_staff("console.search@example.org", Role::SupportAgent)
         .await;
@@ -117,7 +135,11 @@ async fn phone_search_finds_the_patient_in_three_formats(backend: Backend) {
             body.contains(&console_path(&avery)),
             "{typed}: the result links to the console"
         );
-        for other in ["Jordan", "Riley", "Sam", "Morgan"] {
+        assert!(
+            !body.contains(twin.as_str()),
+            "{typed}: not the other practice's"
+        );
+        for other in ["Jordan", "Riley", "Sam", "Morgan", "Dana", "Okafor"] {
             assert!(!body.contains(other), "{typed} finds no one else");
         }
     }
