@@ -187,7 +187,7 @@ pub fn console(meta: PageMeta, vm: ConsoleVm) -> String {
                 <p>{tr.t("staff-console-new-link-body")}</p>
             </section>
         })}
-        // The view-as start form (issue 11, "view as") goes here: it names this patient.
+        // view-as form goes here (issue 11, "view as": its start form, for this patient).
         <h2>{tr.t("staff-console-statements")}</h2>
         {statements(tr, &vm)}
         <h2>{tr.t("staff-console-payments")}</h2>

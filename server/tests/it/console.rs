@@ -419,6 +419,24 @@ async fn unlocking_needs_a_reason_kept_encrypted_and_audited(backend: Backend) {
         !dump.windows(20).any(|w| w == &reason.as_bytes()[..20]),
         "the reason is nowhere in the clear"
     );
+    // `keys rotate` then `keys reencrypt` carry it to the practice's new key, still readable.
+    patriotpay::keys::rotate(app.db(), crypto, Some(&app.tenant), false)
+        .await
+        .expect("rotate");
+    patriotpay::keys::reencrypt(app.db(), crypto, Some(&app.tenant), 100, false)
+        .await
+        .expect("reencrypt");
+    let moved: Vec<u8> = sqlx::query_scalar("SELECT reason_ct FROM pay_link_unlocks WHERE id = $1")
+        .bind(&id)
+        .fetch_one(app.db().pool())
+        .await
+        .expect("unlock row");
+    assert_ne!(moved, ct, "re-encrypted under the new key");
+    let clear = crypto
+        .decrypt_str(patriotpay::link_admin::reason_aad(&app.tenant, &id), &moved)
+        .await
+        .expect("still decrypts");
+    assert_eq!(clear.expose(), reason);
     // The change's audit event, by this staff member, on this patient and link.
     assert_eq!(
         app.count(&format!(
