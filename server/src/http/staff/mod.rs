@@ -1,5 +1,6 @@
-//! Staff area: its routes (the support console's in `console`), and what its pages share (the staff audit actor, staff events that
-//! name no practice, asking the policy as a staff member, role wording).
+//! Staff area: its routes (the support console's in `console`), and what its pages share (the
+//! staff audit actor, staff events that name no practice, asking the policy as a staff member,
+//! role wording).
 
 mod audit_log;
 mod break_glass;

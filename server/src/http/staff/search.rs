@@ -1,6 +1,7 @@
 //! Patient search by blind index (account number, phone number, or last name and date of
-//! birth), practice by practice: each search and each patient shown is a
-//! permit (and so an audit event); a row offers the guarantor actions the viewer's role allows.
+//! birth), practice by practice: each search and each patient shown is a permit (and so an
+//! audit event); a row links to the patient's console and offers the guarantor actions the
+//! viewer's role allows.
 
 use super::home::{home_vm, render, searchable_tenants};
 use super::{actor_id, ask};
