@@ -203,11 +203,34 @@ forms! {
         code / CODE,
     }
 
-    /// Staff patient search (`Url::StaffSearch`): by account number, or last name and birth date.
+    /// Staff patient search (`Url::StaffSearch`): by account number, phone number, or last name
+    /// and birth date.
     pub struct SearchForm {
         last_name / LAST_NAME,
         dob / DOB,
         account / ACCOUNT,
+        /// A US number as typed (`(555) 010-2000`, `+1 555 010 2000`…).
+        phone / PHONE,
+    }
+
+    /// Support console (`Url::StaffLinkResend`): a fresh pay link for one statement.
+    pub struct LinkResendForm {
+        /// Statement id.
+        statement / STATEMENT,
+    }
+
+    /// Support console (`Url::StaffLinkRevoke`): one pay link to revoke.
+    pub struct LinkRevokeForm {
+        /// Pay-link id.
+        link / LINK,
+    }
+
+    /// Support console (`Url::StaffLinkUnlock`): a locked pay link and why it may be unlocked.
+    pub struct LinkUnlockForm {
+        /// Pay-link id.
+        link / LINK,
+        /// How the caller's identity was confirmed on the phone (may name the patient: PHI).
+        reason / REASON,
     }
 
     /// Emergency access (`Url::StaffBreakGlass`).

@@ -225,9 +225,11 @@ fn patient_row(tr: Tr, csrf: &str, r: StaffPatientRow) -> AnyView {
             <p><a href=Url::StaffPatientPayments(&r.patient_id).path() aria-label=label>{tr.t("staff-payments-link")}</a></p>
         }
     });
+    let console_label = tr.ta("staff-console-link-label", &[("patient", &r.name)]);
     view! {
         <li>
             {r.name.clone()} " — " {r.practice.clone()}
+            <p><a href=Url::StaffPatient(&r.patient_id).path() aria-label=console_label>{tr.t("staff-console-link")}</a></p>
             {payments}
             {own_account}
             {guarantors}
@@ -386,6 +388,7 @@ pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
         view! {
             <section aria-labelledby="search-heading">
                 <h2 id="search-heading">{tr.t("staff-search-title")}</h2>
+                {error_summary(tr, vm.search_error.clone(), None)}
                 <form method="post" action=Url::StaffSearch.path() novalidate>
                     {csrf_input(vm.csrf.clone())}
                     <div class="field">
@@ -399,6 +402,11 @@ pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
                     <div class="field">
                         <label for=SearchForm::ACCOUNT>{tr.t("staff-search-account")}</label>
                         <input id=SearchForm::ACCOUNT name=SearchForm::ACCOUNT type="text" autocomplete="off"/>
+                    </div>
+                    <div class="field">
+                        <label for=SearchForm::PHONE>{tr.t("staff-search-phone")}</label>
+                        <p class="hint" id="phone-hint">{tr.t("staff-search-phone-hint")}</p>
+                        <input id=SearchForm::PHONE name=SearchForm::PHONE type="tel" autocomplete="off" aria-describedby="phone-hint"/>
                     </div>
                     <button type="submit" class="button">{tr.t("staff-search-button")}</button>
                 </form>

@@ -142,8 +142,14 @@ urls! {
     StaffGuarantorInvite => "/staff/guarantors/invite",
     StaffGuarantorRevoke => "/staff/guarantors/revoke",
     StaffBreakGlass => "/staff/break-glass",
+    /// The support console: a patient's statements, payments and pay links.
+    StaffPatient(patient) => "/staff/patients/{patient}",
     /// A patient's payments, with refunds for those who may issue them.
     StaffPatientPayments(patient) => "/staff/patients/{patient}/payments",
+    /// Support console forms: a fresh pay link for a statement, revoking one, unlocking one.
+    StaffLinkResend => "/staff/links/resend",
+    StaffLinkRevoke => "/staff/links/revoke",
+    StaffLinkUnlock => "/staff/links/unlock",
     StaffRefund => "/staff/refunds",
     /// The audit log for security officers and auditors (filters and cursor in the query).
     StaffAudit => "/staff/audit",
@@ -302,7 +308,11 @@ mod tests {
         "/staff/guarantors/invite",
         "/staff/guarantors/revoke",
         "/staff/break-glass",
+        "/staff/patients/{patient}",
         "/staff/patients/{patient}/payments",
+        "/staff/links/resend",
+        "/staff/links/revoke",
+        "/staff/links/unlock",
         "/staff/refunds",
         "/staff/audit",
         "/staff/view-as",
@@ -331,6 +341,7 @@ mod tests {
             Url::AccountCardsReturn(_) => Url::AccountCardsReturn(p),
             Url::Invitation(_) => Url::Invitation(p),
             Url::StaffEnrolLink(_) => Url::StaffEnrolLink(p),
+            Url::StaffPatient(_) => Url::StaffPatient(p),
             Url::StaffPatientPayments(_) => Url::StaffPatientPayments(p),
             other => Url::ALL
                 .iter()

@@ -418,6 +418,7 @@ pub struct StaffHomeVm {
     pub can_search: bool,
     /// `None` before a search; `Some(empty)` when nothing matched.
     pub results: Option<Vec<StaffPatientRow>>,
+    pub search_error: Option<String>,
     pub notice: Option<String>,
     /// Active emergency grants, already worded.
     pub emergency: Vec<String>,
@@ -431,7 +432,7 @@ pub struct StaffHomeVm {
     pub act_on_behalf: bool,
 }
 
-debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, act_on_behalf, results, notice, emergency, break_glass; redacted: email, invite_link });
+debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, act_on_behalf, results, search_error, notice, emergency, break_glass; redacted: email, invite_link });
 
 #[derive(Clone, Debug, Default)]
 pub struct BreakGlassVm {

@@ -76,6 +76,7 @@ id_type!(RefundId, "rfd");
 id_type!(DisputeId, "dsp");
 id_type!(CardSetupId, "cst");
 id_type!(PlanId, "pln");
+id_type!(UnlockId, "ulk");
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,7 @@ pub mod identity;
 pub mod ids;
 pub mod keys;
 pub mod limits;
+pub mod link_admin;
 pub mod links;
 pub mod money;
 pub mod payments;

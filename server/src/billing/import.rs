@@ -155,6 +155,32 @@ pub fn normalize_phone(raw: &str) -> String {
     }
 }
 
+/// A US phone number as staff type it (`(555) 010-2000`, `555-010-2000`, `+1 555 010 2000`,
+/// `555.010.2000`) in the form `normalize_phone` gives it, which is what `phone_bidx` was made
+/// from; `None` for anything else (letters, other characters, a wrong count of digits), so a
+/// typo is refused rather than searched as another number.
+pub fn parse_us_phone(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let rest = raw.strip_prefix('+').unwrap_or(raw);
+    if !rest
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')'))
+    {
+        return None;
+    }
+    let digits: String = rest.chars().filter(char::is_ascii_digit).collect();
+    let national = match digits.len() {
+        10 if !raw.starts_with('+') => digits.as_str(),
+        11 if digits.starts_with('1') => &digits[1..],
+        _ => return None,
+    };
+    // A US area code never starts with 0 or 1.
+    if national.starts_with(['0', '1']) {
+        return None;
+    }
+    Some(normalize_phone(national))
+}
+
 /// A last name for matching: lower case, letters and digits only (`O'Brien-Hart` → `obrienhart`).
 pub fn normalize_last_name(raw: &str) -> String {
     raw.chars()
@@ -358,5 +384,41 @@ mod tests {
         assert_eq!(normalize_last_name(" O'Brien-Hart "), "obrienhart");
         assert_eq!(normalize_last_name("ÁLVAREZ"), "álvarez");
         assert_eq!(normalize_account("rfm-100231 "), "RFM100231");
+    }
+
+    #[test]
+    fn us_phones_as_typed() {
+        for typed in [
+            "(555) 010-2000",
+            "555-010-2000",
+            "+1 555 010 2000",
+            "5550102000",
+            "1-555-010-2000",
+            " 555.010.2000 ",
+        ] {
+            assert_eq!(
+                parse_us_phone(typed).as_deref(),
+                Some("+15550102000"),
+                "{typed}"
+            );
+        }
+        for bad in [
+            "",
+            "555-0102",
+            "555-010-20000",
+            "+44 20 7946 0958",
+            "2-555-010-2000",
+            "555-010-2OOO",
+            "(055) 010-2000",
+            "+5550102000",
+            "555/010/2000",
+        ] {
+            assert_eq!(parse_us_phone(bad), None, "{bad}");
+        }
+        // The form searched is the form the index was built from at import.
+        assert_eq!(
+            parse_us_phone("(555) 010-0001"),
+            Some(normalize_phone("+15550100001"))
+        );
     }
 }

@@ -78,6 +78,13 @@ pub const ENCRYPTED: &[EncryptedTable] = &[
         id: RowId::Integer,
         columns: &[("reason_ct", "reason")],
     },
+    // Why staff unlocked a locked pay link (support console), under the link's practice.
+    EncryptedTable {
+        table: "pay_link_unlocks",
+        scope: Scope::Practice,
+        id: RowId::Text,
+        columns: &[("reason_ct", "reason")],
+    },
 ];
 
 /// A progress bar on stderr for a long command (hidden when stderr is not a terminal).

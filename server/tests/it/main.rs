@@ -16,6 +16,7 @@ mod canary;
 mod cards;
 mod cli;
 mod cognito;
+mod console;
 mod household;
 mod journey;
 mod jwt;

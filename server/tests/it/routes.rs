@@ -347,6 +347,7 @@ async fn every_page_showing_phi_wrote_an_audit_event(backend: Backend) {
         Url::AccountReceipt(&payment).path(),
         Url::GuarantorAccept.path(),
         Url::StaffPatientPayments(patient.as_str()).path(),
+        Url::StaffPatient(patient.as_str()).path(),
     ] {
         assert!(
             seen.iter().any(|s| s.path == must && s.shows_phi),

@@ -142,6 +142,7 @@ pub(super) async fn home_vm(
             .await?
             .is_empty(),
         results: None,
+        search_error: None,
         notice: None,
         emergency,
         break_glass: (!practices.is_empty()).then_some(BreakGlassVm {

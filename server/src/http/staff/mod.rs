@@ -1,8 +1,10 @@
-//! Staff area: its routes, and what its pages share (the staff audit actor, staff events that
-//! name no practice, asking the policy as a staff member, role wording).
+//! Staff area: its routes (the support console's in `console`), and what its pages share (the
+//! staff audit actor, staff events that name no practice, asking the policy as a staff member,
+//! role wording).
 
 mod audit_log;
 mod break_glass;
+mod console;
 mod enrol;
 mod guarantors;
 mod home;
@@ -48,6 +50,11 @@ pub fn router(state: &AppState) -> Routes {
         // only after a permit: guarded like the others.
         .phi_form(Url::StaffGuarantorRevoke, guarantors::revoke)
         .phi_form(Url::StaffBreakGlass, break_glass::break_glass)
+        // The support console: a patient's statements, payments and pay links.
+        .phi_page(Url::StaffPatient(ANY), console::console_page)
+        .phi_form(Url::StaffLinkResend, console::resend)
+        .phi_form(Url::StaffLinkRevoke, console::revoke)
+        .phi_form(Url::StaffLinkUnlock, console::unlock)
         .phi_page(Url::StaffPatientPayments(ANY), refunds::payments_page)
         .phi_form(Url::StaffRefund, refunds::refund)
         // Who viewed which patient's record is itself protected: a permit on every view.

@@ -1,5 +1,7 @@
-//! Patient search by blind index, practice by practice: each search and each patient shown is a
-//! permit (and so an audit event); a row offers the guarantor actions the viewer's role allows.
+//! Patient search by blind index (account number, phone number, or last name and date of
+//! birth), practice by practice: each search and each patient shown is a permit (and so an
+//! audit event); a row links to the patient's console and offers the guarantor actions the
+//! viewer's role allows.
 
 use super::home::{home_vm, render, searchable_tenants};
 use super::{actor_id, ask};
@@ -11,7 +13,7 @@ use crate::guarantors::{self, GuarantorGrant};
 use crate::http::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, StaffSession};
 use crate::http::session::Sess;
-use crate::http::{AppState, RequestContext};
+use crate::http::{tr, AppState, RequestContext};
 use crate::ids::PatientId;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -51,6 +53,18 @@ pub async fn search(
         .await?;
         return Err(AppError::Forbidden);
     }
+    // A phone number that is none is refused before anything is searched, so a typo never
+    // finds the patient some other number belongs to.
+    let phone = form.phone.trim();
+    let phone = if phone.is_empty() || !form.account.trim().is_empty() {
+        None
+    } else if let Some(p) = billing::parse_us_phone(phone) {
+        Some(p)
+    } else {
+        let mut vm = home_vm(&state, &ctx, &session, &account).await?;
+        vm.search_error = Some(tr().t("staff-search-phone-invalid"));
+        return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, vm));
+    };
     let mut rows = vec![];
     for t in &tenants {
         let on = Resource {
@@ -72,6 +86,8 @@ pub async fn search(
         .map_err(super::forbidden)?;
         let found: Vec<PatientId> = if !form.account.trim().is_empty() {
             billing::find_by_account(&state.db, &state.crypto, &t.id, &form.account).await?
+        } else if let Some(phone) = &phone {
+            billing::find_by_phone(&state.db, &state.crypto, &t.id, phone).await?
         } else if let Some(dob) = parse_iso(&form.dob) {
             billing::find_by_name_dob(&state.db, &state.crypto, &t.id, &form.last_name, &dob)
                 .await?
