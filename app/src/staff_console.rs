@@ -1,8 +1,8 @@
 //! The support console page (`Url::StaffPatient`): a patient's statements (each with a form to
 //! send a fresh pay link), payments, and pay links with their state and the revoke and unlock
-//! forms.
+//! forms; the form that starts viewing as the patient.
 
-use crate::forms::{LinkResendForm, LinkRevokeForm, LinkUnlockForm};
+use crate::forms::{LinkResendForm, LinkRevokeForm, LinkUnlockForm, ViewAsForm};
 use crate::i18n::Tr;
 use crate::pages::{csrf_input, document_portal};
 use crate::urls::Url;
@@ -124,6 +124,59 @@ fn unlock_form(tr: Tr, csrf: &str, l: &ConsoleLinkVm, refused: Option<&UnlockFor
     .into_any()
 }
 
+/// Starts viewing as this patient: a reason and the support ticket are required.
+fn view_as_form(tr: Tr, vm: &ConsoleVm) -> AnyView {
+    let err = |field: &'static str| {
+        vm.view_as_error
+            .as_ref()
+            .filter(|e| e.field == field)
+            .map(|e| e.message.clone())
+    };
+    let reason_error = err(ViewAsForm::REASON);
+    let ticket_error = err(ViewAsForm::TICKET);
+    let field = |id: &'static str, label: String, error: Option<String>, input: AnyView| {
+        let error_id = format!("{id}-error");
+        view! {
+            <div class="field">
+                <label for=id>{label}</label>
+                {error.map(|e| view! {
+                    <p class="error-message" id=error_id.clone() role="alert">
+                        <span class="visually-hidden">{tr.t("error-prefix")} " "</span>{e}
+                    </p>
+                })}
+                {input}
+            </div>
+        }
+    };
+    let reason_input = view! {
+        <p class="hint" id="view-as-reason-hint">{tr.t("viewas-reason-hint")}</p>
+        <textarea id="view-as-reason" name=ViewAsForm::REASON rows="2" cols="50" maxlength="500"
+            required aria-invalid=reason_error.is_some().then_some("true")
+            aria-describedby=if reason_error.is_some() { "view-as-reason-hint view-as-reason-error" } else { "view-as-reason-hint" }></textarea>
+    }
+    .into_any();
+    let ticket_input = view! {
+        <input id="view-as-ticket" name=ViewAsForm::TICKET type="text" maxlength="40" required
+            autocomplete="off" value=vm.view_as_ticket.clone()
+            aria-invalid=ticket_error.is_some().then_some("true")
+            aria-describedby=ticket_error.is_some().then_some("view-as-ticket-error")/>
+    }
+    .into_any();
+    view! {
+        <section class="card" aria-labelledby="view-as-heading">
+            <h2 id="view-as-heading">{tr.t("viewas-start")}</h2>
+            <form method="post" action=Url::StaffViewAs.path() novalidate>
+                {csrf_input(vm.csrf.clone())}
+                <input type="hidden" name=ViewAsForm::PATIENT value=vm.patient_id.clone()/>
+                {field("view-as-reason", tr.t("viewas-reason"), reason_error.clone(), reason_input)}
+                {field("view-as-ticket", tr.t("viewas-ticket"), ticket_error.clone(), ticket_input)}
+                <button type="submit" class="button">{tr.t("viewas-start")}</button>
+            </form>
+        </section>
+    }
+    .into_any()
+}
+
 fn links(tr: Tr, vm: &ConsoleVm) -> AnyView {
     if vm.links.is_empty() {
         return view! { <p>{tr.t("staff-console-no-links")}</p> }.into_any();
@@ -187,7 +240,7 @@ pub fn console(meta: PageMeta, vm: ConsoleVm) -> String {
                 <p>{tr.t("staff-console-new-link-body")}</p>
             </section>
         })}
-        // view-as form goes here (issue 11, "view as": its start form, for this patient).
+        {view_as_form(tr, &vm)}
         <h2>{tr.t("staff-console-statements")}</h2>
         {statements(tr, &vm)}
         <h2>{tr.t("staff-console-payments")}</h2>

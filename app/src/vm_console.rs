@@ -86,6 +86,10 @@ pub struct ConsoleVm {
     pub new_link: Option<String>,
     /// A refused unlock, with what was typed.
     pub unlock: Option<UnlockFormVm>,
+    /// The view-as start form: a refused start's error and the ticket as typed (the reason may
+    /// name the patient, so it is not carried back).
+    pub view_as_error: Option<crate::vm::FieldError>,
+    pub view_as_ticket: String,
 }
 
 impl fmt::Debug for ConsoleVm {

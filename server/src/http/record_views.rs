@@ -211,6 +211,10 @@ fn action_key(action: &str) -> &'static str {
             "statement"
         }
         "payment.receipt.view" => "receipt",
+        "patient.console.view" => "console",
+        "paylink.resend" => "link-resend",
+        "paylink.revoke" => "link-revoke",
+        "paylink.unlock" => "link-unlock",
         "viewas.start" => "view-as",
         "viewas.change" => "view-as-change",
         "viewas.act-on-behalf" => "view-as-pay",

@@ -105,10 +105,11 @@ pub async fn end(
 pub async fn guard(state: &AppState, session: &Sess, mut req: Request, next: Next) -> Response {
     match prepare(state, session, &mut req).await {
         Ok(Prepared::Plain) => next.run(req).await,
-        Ok(Prepared::Ended) => {
+        Ok(Prepared::Ended(patient)) => {
+            // A patient page asked for: back to the patient's console, which says why.
             let to_staff = !req.uri().path().starts_with(Url::Staff.template());
             if to_staff {
-                return see_other(Url::Staff);
+                return see_other(Url::StaffPatient(&patient));
             }
             next.run(req).await
         }
@@ -119,7 +120,8 @@ pub async fn guard(state: &AppState, session: &Sess, mut req: Request, next: Nex
 
 enum Prepared {
     Plain,
-    Ended,
+    /// The view ended; the patient it showed.
+    Ended(String),
     Viewing(ViewAsBannerVm),
 }
 
@@ -145,7 +147,7 @@ async fn prepare(state: &AppState, session: &Sess, req: &mut Request) -> Result<
         };
         end(state, &ctx, session, &seat, event).await?;
         session.notice("viewas-expired").await?;
-        return Ok(Prepared::Ended);
+        return Ok(Prepared::Ended(seat.patient_id));
     }
     let staff = actor_id(&UserId::from_db(seat.staff_user_id.clone()));
     let (tenant, _) = ids(&seat);

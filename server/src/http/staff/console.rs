@@ -21,7 +21,7 @@ use crate::payments::history;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use patriotpay_app::forms::{LinkResendForm, LinkRevokeForm, LinkUnlockForm};
+use patriotpay_app::forms::{LinkResendForm, LinkRevokeForm, LinkUnlockForm, ViewAsForm};
 use patriotpay_app::staff_console as pages;
 use patriotpay_app::vm_console::{
     ConsoleLinkVm, ConsolePaymentVm, ConsoleStatementVm, ConsoleVm, UnlockFormVm,
@@ -164,6 +164,8 @@ async fn page_vm(
         notice: None,
         new_link: None,
         unlock: None,
+        view_as_error: None,
+        view_as_ticket: String::new(),
     })
 }
 
@@ -182,9 +184,16 @@ pub async fn console_page(
     let (_, permit) = view_permit(&state, &ctx, &account, &raw).await?;
     let mut vm = page_vm(&state, &ctx, &session, &account, &permit).await?;
     if let Some(f) = session.take_flash().await? {
-        // Only the console's own messages; anything else was meant for another page.
-        if f.key.starts_with("staff-console-") {
-            vm.notice = Some(tr().t(&f.key));
+        // Only the console's own messages and the view-as ones; anything else was meant for
+        // another page. A view-as start refused for one field comes back on that field.
+        if f.key.starts_with("staff-console-") || f.key.starts_with("viewas-") {
+            let fields = [ViewAsForm::REASON, ViewAsForm::TICKET];
+            let (field, notice) = f.placed(&fields, tr().t(&f.key));
+            if field.is_some() {
+                vm.view_as_ticket = f.value.clone().unwrap_or_default();
+            }
+            vm.view_as_error = field;
+            vm.notice = notice;
         }
     }
     Ok(render(StatusCode::OK, vm))

@@ -22,9 +22,9 @@ use patriotpay_app::forms::{ActOnBehalfForm, Empty, ViewAsForm};
 use patriotpay_app::vm::{ActOnBehalfPracticeVm, ActOnBehalfVm};
 use patriotpay_app::Url;
 
-/// Where the staff member goes back to from a view of `patient`.
-fn back(_patient: &str) -> Url<'static> {
-    Url::Staff
+/// Where the staff member goes back to from a view of `patient`: the patient's console.
+fn back(patient: &str) -> Url<'_> {
+    Url::StaffPatient(patient)
 }
 
 /// A refusal that names nothing: an unknown patient, or another practice's.
