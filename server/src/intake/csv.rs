@@ -8,7 +8,33 @@ use super::validate::{self, Bad, MAX_LINES};
 use super::{ExternalId, Field, IntakeError, Location, Malformed, ParsedStatement, Problem};
 use csv::ByteRecord;
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use time::Date;
+
+/// Longest row read, in bytes (32 columns at their longest are well under half of it); a longer
+/// one makes the file malformed, so one endless field cannot grow memory.
+pub const MAX_ROW_BYTES: u64 = 64 * 1024;
+
+/// The input, refusing to hand out more than `MAX_ROW_BYTES` (plus the csv crate's read-ahead)
+/// between two rows; the reader resets `since_row` after each row.
+pub struct Bounded<R> {
+    inner: R,
+    since_row: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.since_row.load(Ordering::Relaxed) > MAX_ROW_BYTES {
+            return Err(std::io::Error::other(format!(
+                "a row is longer than {MAX_ROW_BYTES} bytes"
+            )));
+        }
+        let n = self.inner.read(buf)?;
+        self.since_row.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
 
 const WIDTH: usize = Field::COLUMNS.len();
 
@@ -41,7 +67,8 @@ struct Group {
 
 /// Statements from a CSV file, one at a time.
 pub struct CsvStatements<R: Read> {
-    rows: csv::Reader<R>,
+    rows: csv::Reader<Bounded<R>>,
+    since_row: Arc<AtomicU64>,
     /// Where each of `Field::COLUMNS` is in a record.
     index: [usize; WIDTH],
     today: Date,
@@ -55,10 +82,14 @@ pub struct CsvStatements<R: Read> {
 impl<R: Read> CsvStatements<R> {
     /// Reads and checks the header row.
     pub fn new(reader: R, today: Date) -> Result<Self, Malformed> {
+        let since_row = Arc::new(AtomicU64::new(0));
         let mut rows = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
-            .from_reader(reader);
+            .from_reader(Bounded {
+                inner: reader,
+                since_row: since_row.clone(),
+            });
         let header = rows
             .byte_headers()
             .map_err(|e| Malformed::new(format!("line 1: the header could not be read: {e}")))?
@@ -66,6 +97,7 @@ impl<R: Read> CsvStatements<R> {
         let index = header_index(&header)?;
         Ok(CsvStatements {
             rows,
+            since_row,
             index,
             today,
             record: ByteRecord::new(),
@@ -78,7 +110,7 @@ impl<R: Read> CsvStatements<R> {
     fn read_row(&mut self) -> Result<Option<Row>, Malformed> {
         match self.rows.read_byte_record(&mut self.record) {
             Ok(false) => return Ok(None),
-            Ok(true) => {}
+            Ok(true) => self.since_row.store(0, Ordering::Relaxed),
             Err(e) => return Err(Malformed::new(format!("the file could not be read: {e}"))),
         }
         let line = self.record.position().map_or(0, |p| p.line());

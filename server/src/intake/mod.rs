@@ -13,6 +13,8 @@ pub mod json;
 pub mod validate;
 
 #[cfg(test)]
+mod stream_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::billing::{NewLine, NewPatient, NewStatement};
@@ -234,8 +236,6 @@ pub enum Field {
     Adjustment,
     PatientResponsibility,
     LineConfidential,
-    /// The guarantor as a whole (some of its fields given, not all).
-    Guarantor,
     /// The lines as a whole (none, too many).
     Lines,
     /// The record as a whole (a CSV row of the wrong width, a JSON element of the wrong shape).
@@ -338,9 +338,8 @@ impl Field {
             Field::Adjustment => ("adjustment", "adjustment"),
             Field::PatientResponsibility => ("patient_responsibility", "patient_responsibility"),
             Field::LineConfidential => ("line_confidential", "confidential"),
-            Field::Guarantor => ("guarantor_*", "guarantor"),
             Field::Lines => ("row", "lines"),
-            Field::Record => ("row", "statement"),
+            Field::Record => ("row", ""),
         }
     }
 }
@@ -378,7 +377,10 @@ impl fmt::Display for Problem {
                 if let Some(l) = line {
                     write!(f, ".lines[{l}]")?;
                 }
-                write!(f, ".{}: {}", self.field.json_path(), self.reason)
+                match self.field.json_path() {
+                    "" => write!(f, ": {}", self.reason),
+                    path => write!(f, ".{path}: {}", self.reason),
+                }
             }
         }
     }
@@ -447,7 +449,7 @@ pub enum Format {
 
 /// Either reader, for a caller that picks the format at run time.
 pub enum Statements<R: std::io::Read> {
-    Csv(CsvStatements<R>),
+    Csv(Box<CsvStatements<R>>),
     Json(JsonStatements<R>),
 }
 
@@ -459,7 +461,7 @@ pub fn statements<R: std::io::Read>(
     today: Date,
 ) -> Result<Statements<R>, Malformed> {
     Ok(match format {
-        Format::Csv => Statements::Csv(CsvStatements::new(reader, today)?),
+        Format::Csv => Statements::Csv(Box::new(CsvStatements::new(reader, today)?)),
         Format::Json => Statements::Json(JsonStatements::new(reader, today)?),
     })
 }
