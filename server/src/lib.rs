@@ -18,6 +18,7 @@ pub mod guarantors;
 pub mod http;
 pub mod identity;
 pub mod ids;
+pub mod intake;
 pub mod keys;
 pub mod limits;
 pub mod link_admin;
