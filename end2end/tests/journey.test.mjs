@@ -585,8 +585,8 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       await page.getByLabel('Last name', { exact: true }).fill('Okonkwo-Hart');
       await page.getByLabel('Date of birth (YYYY-MM-DD)', { exact: true }).fill('2012-06-21');
       await page.getByRole('button', { name: 'Search', exact: true }).click();
-      await page.getByRole('link', { name: CONSOLE_LINK('Riley Okonkwo-Hart'), exact: true }).click();
-      await page.getByLabel('Reason', { exact: true }).fill('Parent called about the balance');
+      await page.getByRole('link', { name: 'Statements, payments and pay links of Riley Okonkwo-Hart', exact: true }).click();
+      await page.getByLabel('Reason for viewing', { exact: true }).fill('Parent called about the balance');
       await page.getByLabel('Ticket reference', { exact: true }).fill('SUP-2001');
       await page.getByRole('button', { name: 'View as this patient', exact: true }).click();
       await atPortal(page, '/summary');

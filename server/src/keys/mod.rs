@@ -54,6 +54,10 @@ pub const ENCRYPTED: &[EncryptedTable] = &[
             ("zip_ct", "zip"),
             ("phone_ct", "phone"),
             ("account_number_ct", "account_number"),
+            // From statement import (migration 0020); NULL for patients made before it.
+            ("address_ct", "address"),
+            ("email_ct", "email"),
+            ("guarantor_ct", "guarantor"),
         ],
     },
     EncryptedTable {
@@ -63,6 +67,7 @@ pub const ENCRYPTED: &[EncryptedTable] = &[
         columns: &[
             ("service_date_ct", "service_date"),
             ("description_ct", "description"),
+            ("procedure_code_ct", "procedure_code"),
         ],
     },
     EncryptedTable {
@@ -81,6 +86,13 @@ pub const ENCRYPTED: &[EncryptedTable] = &[
     // Why staff unlocked a locked pay link (support console), under the link's practice.
     EncryptedTable {
         table: "pay_link_unlocks",
+        scope: Scope::Practice,
+        id: RowId::Text,
+        columns: &[("reason_ct", "reason")],
+    },
+    // Why staff viewed as a patient, under the patient's practice.
+    EncryptedTable {
+        table: "view_as_sessions",
         scope: Scope::Practice,
         id: RowId::Text,
         columns: &[("reason_ct", "reason")],

@@ -328,13 +328,14 @@ async fn a_view_ends_after_thirty_minutes_and_with_the_staff_session(backend: Ba
     }
     app.state().clock.advance(3 * 60);
     let r = agent.get("/summary").await;
-    assert_eq!(location(&r), "/staff", "the patient's pages are gone");
-    let home = text(&agent.page("/staff").await);
+    let console = format!("/staff/patients/{p1}");
+    assert_eq!(location(&r), console, "the patient's pages are gone");
+    let page = text(&agent.page(&console).await);
     assert!(
-        home.contains(&t("viewas-expired")),
+        page.contains(&t("viewas-expired")),
         "and the staff member is told"
     );
-    assert!(!home.contains("view-as-banner"));
+    assert!(!page.contains("view-as-banner"));
     assert_eq!(events(&app, "viewas.expire").await.len(), 1);
 
     // A new view ends when the staff member signs out.
