@@ -614,6 +614,7 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       await page.getByLabel('ZIP code', { exact: true }).fill(PATIENT_3.zip);
       await page.getByRole('button', { name: 'Show itemised statement', exact: true }).click();
       await atPortal(page, '/statement');
+      await page.goto(server.portalUrl + '/summary');
       await page.getByRole('link', { name: 'Who viewed my record', exact: true }).click();
       await atPortal(page, '/record-views');
       await visible(page.getByText(/^Ana Diaz of Riverside Family Medicine viewed your pages as you see them, to help you on /).first());
