@@ -1,6 +1,7 @@
 -- Statements in (issue 12): what a practice's billing system sends, matched on its own ids.
--- External ids are the sender's keys (not PHI: opaque ids chosen by the billing system), unique
--- per practice. Each patient and statement keeps a MAC of its imported content (HMAC under the
+-- A statement's external id is the sender's opaque key (not PHI), kept as sent, unique per
+-- practice. A patient's external id is their record number in the billing system (PHI): kept as
+-- a blind index (HMAC under the practice's blind-index key), unique per practice. Each patient and statement keeps a MAC of its imported content (HMAC under the
 -- practice's blind-index key, so it says nothing to a database reader) to tell a re-sent record
 -- that changed from one that did not. New patient details are encrypted like the others.
 -- Keep in step with ../sqlite/0020_statement_import.sql.
@@ -9,7 +10,7 @@
 ALTER TABLE tenants ADD COLUMN external_id TEXT;
 CREATE UNIQUE INDEX tenants_external_id ON tenants(external_id);
 
-ALTER TABLE patients ADD COLUMN external_id TEXT;
+ALTER TABLE patients ADD COLUMN external_bidx BYTEA;
 ALTER TABLE patients ADD COLUMN content_mac BYTEA;
 ALTER TABLE patients ADD COLUMN address_ct BYTEA;
 ALTER TABLE patients ADD COLUMN email_ct BYTEA;
@@ -18,7 +19,7 @@ ALTER TABLE patients ADD COLUMN guarantor_ct BYTEA;
 ALTER TABLE patients ADD COLUMN language TEXT NOT NULL DEFAULT 'en';
 ALTER TABLE patients ADD COLUMN minor BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE patients ADD COLUMN confidential BIGINT NOT NULL DEFAULT 0;
-CREATE UNIQUE INDEX patients_external ON patients(tenant_id, external_id);
+CREATE UNIQUE INDEX patients_external ON patients(tenant_id, external_bidx);
 
 ALTER TABLE statements ADD COLUMN external_id TEXT;
 ALTER TABLE statements ADD COLUMN content_mac BYTEA;

@@ -1,10 +1,12 @@
-//! Subcommands whose work lives in the library (main.rs dispatches to them): API keys. Each
-//! prints for an operator and writes the audit event a staff page would.
+//! Subcommands whose work lives in the library (main.rs dispatches to them): API keys and
+//! statement import. Each prints for an operator and writes the audit event a staff page would.
 
 use crate::apikeys;
 use crate::audit::{self, Actor, Outcome};
-use crate::config::{ApikeysCommand, Config};
+use crate::config::{ApikeysCommand, Command, Config};
 use crate::ids::TenantId;
+use crate::intake::run::{self, Options, Source, Summary};
+use crate::intake::Format;
 
 fn practice(raw: &str) -> anyhow::Result<TenantId> {
     TenantId::parse(raw.trim())
@@ -76,4 +78,130 @@ pub async fn apikeys(cfg: &Config, action: ApikeysCommand) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// Statements were refused: the command ran, and says so by its exit code (2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// The process exit code for a command's error: 2 when statements were refused, else 1.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<Refused>().is_some() {
+        2
+    } else {
+        1
+    }
+}
+
+/// `patriotpay import FILE --practice P [--dry-run] [--partial] [--format csv|json]`.
+pub async fn import(cfg: &Config, command: Command) -> anyhow::Result<()> {
+    let Command::Import {
+        file,
+        practice: p,
+        dry_run,
+        partial,
+        format,
+    } = command
+    else {
+        anyhow::bail!("not an import command");
+    };
+    let tenant = practice(&p)?;
+    let format = match format.as_deref() {
+        Some("csv") => Format::Csv,
+        Some("json") => Format::Json,
+        _ => match file.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("csv") => Format::Csv,
+            Some(e) if e.eq_ignore_ascii_case("json") => Format::Json,
+            _ => anyhow::bail!("say --format csv or --format json: the file name does not tell"),
+        },
+    };
+    let opened = std::fs::File::open(&file)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
+    let size = opened.metadata().map(|m| m.len()).unwrap_or(0);
+    let (db, crypto) = crate::open_storage(cfg).await?;
+    anyhow::ensure!(
+        crate::billing::tenant(&db, &tenant).await?.is_some(),
+        "no practice {tenant}"
+    );
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let reader = Counting {
+        inner: std::io::BufReader::with_capacity(256 * 1024, opened),
+        read: read.clone(),
+    };
+    let pb = crate::keys::progress(size, "statements");
+    let opts = Options {
+        tenant,
+        format,
+        dry_run,
+        partial,
+        source: Source::Cli,
+        actor: "cli".into(),
+        now: crate::clock::now_unix(),
+    };
+    let summary = run::import(&db, crypto, reader, &opts, |n| {
+        if n % 256 == 0 {
+            pb.set_position(read.load(std::sync::atomic::Ordering::Relaxed));
+        }
+    })
+    .await?;
+    pb.set_position(size);
+    pb.finish_and_clear();
+    report(&summary, dry_run)
+}
+
+/// Prints the summary; an error (exit code 2) when statements were refused, 1 when the file
+/// could not be imported at all.
+fn report(s: &Summary, dry_run: bool) -> anyhow::Result<()> {
+    for r in &s.rejections {
+        println!("{r}");
+    }
+    if s.rejected > s.rejections.len() as u64 {
+        println!(
+            "… and {} more refused",
+            s.rejected - s.rejections.len() as u64
+        );
+    }
+    let what = if dry_run { "would be" } else { "were" };
+    println!(
+        "{} statement(s): {} created, {} updated, {} unchanged, {} rejected ({what}; import {}).",
+        s.statements(),
+        s.created,
+        s.updated,
+        s.unchanged,
+        s.rejected,
+        s.import_id
+    );
+    if let Some(fatal) = &s.fatal {
+        anyhow::bail!("nothing imported: {fatal}");
+    }
+    if s.rejected > 0 {
+        let written = if s.committed {
+            "the others were imported"
+        } else if dry_run {
+            "dry run: nothing written"
+        } else {
+            "nothing was written (use --partial to take the good ones)"
+        };
+        return Err(Refused(format!("{} statement(s) refused; {written}", s.rejected)).into());
+    }
+    if dry_run {
+        println!("Dry run: nothing written.");
+    }
+    Ok(())
+}
+
+/// A reader that counts the bytes it hands on (for the progress bar).
+struct Counting<R> {
+    inner: R,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
 }

@@ -22,7 +22,7 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("patriotpay: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(patriotpay::cli::exit_code(&e))
         }
     }
 }
@@ -45,6 +45,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Practices { action } => practices(&cfg, action).await?,
         Command::Audit { action } => audit(&cfg, action).await?,
         Command::Apikeys { action } => patriotpay::cli::apikeys(&cfg, action).await?,
+        c @ Command::Import { .. } => patriotpay::cli::import(&cfg, c).await?,
         Command::Serve { demo } => {
             let running = patriotpay::start(&cfg).await?;
             println!("PatriotPay portal:        {}", running.public_url);

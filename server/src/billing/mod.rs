@@ -137,7 +137,11 @@ pub struct PaymentRecord {
 const PATIENTS: &str = "patients";
 const LINES: &str = "statement_lines";
 
-fn patient_aad<'a>(tenant: &'a TenantId, row: &'a str, column: &'static str) -> FieldAad<'a> {
+pub(crate) fn patient_aad<'a>(
+    tenant: &'a TenantId,
+    row: &'a str,
+    column: &'static str,
+) -> FieldAad<'a> {
     FieldAad {
         tenant,
         table: PATIENTS,

@@ -61,6 +61,25 @@ pub enum Command {
         #[command(subcommand)]
         action: PaymentsCommand,
     },
+    /// Load a practice's statements from a CSV or JSON file (see README, "Statement import
+    /// formats"). All-or-nothing unless --partial. Exit code 0: imported (or a clean dry run);
+    /// 2: statements refused (nothing written without --partial); 1: could not run.
+    Import {
+        /// The statement file (.csv or .json).
+        file: std::path::PathBuf,
+        /// Practice (tenant id, ten_…).
+        #[arg(long)]
+        practice: String,
+        /// Report what would happen; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Take the good statements even if some are refused.
+        #[arg(long)]
+        partial: bool,
+        /// The file's format, when its name does not end in .csv or .json.
+        #[arg(long, value_parser = ["csv", "json"])]
+        format: Option<String>,
+    },
     /// Per-practice API keys for statement import.
     Apikeys {
         #[command(subcommand)]

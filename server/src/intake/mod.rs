@@ -10,6 +10,8 @@
 
 pub mod csv;
 pub mod json;
+pub mod run;
+pub mod store;
 pub mod validate;
 
 #[cfg(test)]

@@ -8,9 +8,6 @@ use crate::common::{
     post_webhook, signed_in_staff, submit_account_form, Backend, Browser, TestApp,
 };
 use patriotpay::access::Role;
-use patriotpay::billing::{NewLine, NewPatient, NewStatement};
-use patriotpay::money::Money;
-use patriotpay::phi::Phi;
 use std::sync::{Arc, Mutex, OnceLock};
 
 both_backends!(canary_never_leaks);
@@ -90,6 +87,16 @@ pub(crate) const NEEDLES: &[&str] = &[
     DESCRIPTION,
     "xylophone",
     SERVICE_DATE,
+    STREET,
+    "Canaryfeather",
+    CITY,
+    EMAIL,
+    GUARANTOR,
+    "Pennywhistle",
+    GUARANTOR_PHONE,
+    "5557770999",
+    RECORD,
+    CODE,
 ];
 
 #[derive(Clone, Default)]
@@ -193,49 +200,89 @@ impl Seen {
     }
 }
 
-/// The canary patient and one statement, through the real import path.
+/// The canary's address, email, guarantor, record number and procedure code: only statement
+/// import carries them.
+const STREET: &str = "12 Canaryfeather Lane";
+const CITY: &str = "Wrenfield";
+const EMAIL: &str = "zebulonette.c@example.org";
+const GUARANTOR: &str = "Pennywhistle Canarywick";
+const GUARANTOR_PHONE: &str = "+15557770999";
+const RECORD: &str = "CANARY-MRN-4242";
+const CODE: &str = "Q9977";
+
+/// The canary patient and one statement, through the real import path (a CSV file as a practice
+/// sends it, every field filled).
 pub(crate) async fn import_canary(
     db: &patriotpay::db::Db,
-    crypto: &patriotpay::crypto::FieldCrypto,
+    crypto: &std::sync::Arc<patriotpay::crypto::FieldCrypto>,
     tenant: &patriotpay::ids::TenantId,
 ) -> (patriotpay::ids::PatientId, patriotpay::ids::StatementId) {
-    let patient = patriotpay::billing::import_patient(
+    use patriotpay::intake::{run, Field, Format};
+    let header: Vec<&str> = Field::COLUMNS.iter().map(|f| f.column()).collect();
+    let row = [
+        "canary-practice",
+        RECORD,
+        FIRST,
+        LAST,
+        DOB,
+        STREET,
+        "",
+        CITY,
+        "TX",
+        ZIP,
+        PHONE,
+        EMAIL,
+        ACCOUNT,
+        "en",
+        "false",
+        "false",
+        GUARANTOR,
+        GUARANTOR_PHONE,
+        "spouse",
+        "CANARY-S-1",
+        "2026-11-01",
+        "2026-12-01",
+        "USD",
+        "75.00",
+        SERVICE_DATE,
+        CODE,
+        DESCRIPTION,
+        "300.00",
+        "200.00",
+        "25.00",
+        "75.00",
+        "false",
+    ];
+    assert_eq!(row.len(), header.len());
+    let text = format!("{}\n{}\n", header.join(","), row.join(","));
+    let opts = run::Options {
+        tenant: tenant.clone(),
+        format: Format::Csv,
+        dry_run: false,
+        partial: false,
+        source: run::Source::Cli,
+        actor: "cli".into(),
+        now: patriotpay::clock::now_unix(),
+    };
+    let summary = run::import(
         db,
-        crypto,
-        tenant,
-        &NewPatient {
-            first_name: Phi::new(FIRST.into()),
-            last_name: Phi::new(LAST.into()),
-            dob: Phi::new(DOB.into()),
-            zip: Phi::new(ZIP.into()),
-            phone: Phi::new(PHONE.into()),
-            account_number: Phi::new(ACCOUNT.into()),
-        },
+        crypto.clone(),
+        std::io::Cursor::new(text),
+        &opts,
+        |_| {},
     )
     .await
-    .expect("import patient");
-    let statement = patriotpay::billing::import_statement(
-        db,
-        crypto,
-        tenant,
-        &patient,
-        &NewStatement {
-            statement_date: "2026-11-01".into(),
-            due_date: "2026-12-01".into(),
-            lines: vec![NewLine {
-                service_date: Phi::new(SERVICE_DATE.into()),
-                description: Phi::new(DESCRIPTION.into()),
-                charge: Money::from_cents(30_000),
-                insurance_paid: Money::from_cents(20_000),
-                adjustment: Money::from_cents(2_500),
-                patient_responsibility: Money::from_cents(7_500),
-                confidential: false,
-            }],
-        },
+    .expect("import");
+    assert_eq!((summary.created, summary.rejected), (1, 0), "{summary:?}");
+    let (statement, patient): (String, String) =
+        sqlx::query_as("SELECT id, patient_id FROM statements WHERE external_id = 'CANARY-S-1'")
+            .fetch_one(db.pool())
+            .await
+            .expect("imported statement");
+    (
+        patriotpay::ids::PatientId::from_db(patient),
+        patriotpay::ids::StatementId::from_db(statement),
     )
-    .await
-    .expect("import statement");
-    (patient, statement)
 }
 
 async fn canary_never_leaks(backend: Backend) {

@@ -18,6 +18,7 @@ mod cli;
 mod cognito;
 mod console;
 mod household;
+mod import;
 mod journey;
 mod jwt;
 mod kms;
