@@ -138,6 +138,9 @@ pub async fn import(cfg: &Config, command: Command) -> anyhow::Result<()> {
         source: Source::Cli,
         actor: "cli".into(),
         now: crate::clock::now_unix(),
+        alerts: crate::alerts::AlertSink {
+            webhook_url: cfg.alert_webhook_url.clone(),
+        },
     };
     let summary = run::import(&db, crypto, reader, &opts, |n| {
         if n % 256 == 0 {

@@ -47,6 +47,8 @@ pub struct Options {
     /// The audit actor id (`cli`, `user:<id>`, `apikey:<id>`).
     pub actor: String,
     pub now: i64,
+    /// Where a credit balance is flagged for staff.
+    pub alerts: crate::alerts::AlertSink,
 }
 
 /// What one statement came to.
@@ -143,6 +145,7 @@ where
     };
     let mut importer = Importer::begin(db, crypto, &opts.tenant, opts.now).await?;
     let mut handled = 0u64;
+    let mut credit: Vec<String> = vec![];
     while let Some(item) = rx.recv().await {
         let fate = match item {
             Ok(s) => match importer.write(&s).await {
@@ -153,6 +156,18 @@ where
                     "statement {} rejected: {why}",
                     s.statement.external_id
                 )),
+                Err(StoreError::CreditBalance(why)) => {
+                    // Raised once the import's transaction is over (on SQLite it holds the
+                    // write lock). The statement id is the sender's opaque key, not PHI.
+                    credit.push(format!(
+                        "statement {} of practice {} re-sent below what was paid: {why}",
+                        s.statement.external_id, opts.tenant
+                    ));
+                    Fate::Rejected(format!(
+                        "statement {} rejected: {why}",
+                        s.statement.external_id
+                    ))
+                }
                 Err(StoreError::WrongPractice(why)) => {
                     summary.fatal = Some(why);
                     break;
@@ -177,6 +192,11 @@ where
         summary.committed = true;
     } else {
         importer.rollback().await?;
+    }
+    for detail in &credit {
+        opts.alerts
+            .raise(db, "import-credit-balance", detail, opts.now)
+            .await?;
     }
     record(db, opts, &summary).await?;
     Ok(summary)

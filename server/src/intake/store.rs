@@ -41,6 +41,10 @@ pub enum StoreError {
     /// its mode says.
     #[error("{0}")]
     Refused(String),
+    /// The statement was re-sent with a total below what was already paid: refused, and staff
+    /// are alerted to the credit balance.
+    #[error("{0}")]
+    CreditBalance(String),
     /// The file is for another practice.
     #[error("{0}")]
     WrongPractice(String),
@@ -465,7 +469,7 @@ impl Importer {
         let balance = crate::billing::balance(&mut *self.tx, id).await?;
         let paid = Money::from_cents(charged - balance.cents());
         if s.statement.total.cents() < paid.cents() {
-            return Err(StoreError::Refused(format!(
+            return Err(StoreError::CreditBalance(format!(
                 "the new total {} is below the {} already paid: a credit balance for staff to \
                  resolve (not imported)",
                 s.statement.total, paid

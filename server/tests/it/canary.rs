@@ -263,6 +263,7 @@ pub(crate) async fn import_canary(
         source: run::Source::Cli,
         actor: "cli".into(),
         now: patriotpay::clock::now_unix(),
+        alerts: Default::default(),
     };
     let summary = run::import(
         db,

@@ -200,6 +200,15 @@ async fn a_changed_statement_is_updated_and_keeps_its_payment(backend: Backend) 
         "{out}"
     );
     assert_eq!(balance(&app, "S-2026-0002").await, 8_000, "nothing changed");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM alerts WHERE kind = 'import-credit-balance'"
+        )
+        .await,
+        1,
+        "staff are alerted to the credit balance"
+    );
     app.finish().await;
 }
 
