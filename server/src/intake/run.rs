@@ -14,7 +14,9 @@ use std::sync::Arc;
 /// Refusals kept word for word in a summary; past this they are counted only.
 pub const MAX_LISTED: usize = 1_000;
 /// Statements in flight between the reader thread and the writer.
-const CHANNEL: usize = 64;
+const CHANNEL: usize = 256;
+/// Statements written together (a few multi-row inserts each; see `store::batch`).
+const BATCH: usize = 256;
 
 /// Where an import came from (the `imports.source` column).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,43 +148,56 @@ where
     let mut importer = Importer::begin(db, crypto, &opts.tenant, opts.now).await?;
     let mut handled = 0u64;
     let mut credit: Vec<String> = vec![];
-    while let Some(item) = rx.recv().await {
-        let fate = match item {
-            Ok(s) => match importer.write(&s).await {
-                Ok(Written::Created(_)) => Fate::Created,
-                Ok(Written::Updated(_)) => Fate::Updated,
-                Ok(Written::Unchanged(_)) => Fate::Unchanged,
-                Err(StoreError::Refused(why)) => Fate::Rejected(format!(
-                    "statement {} rejected: {why}",
-                    s.statement.external_id
-                )),
-                Err(StoreError::CreditBalance(why)) => {
-                    // Raised once the import's transaction is over (on SQLite it holds the
-                    // write lock). The statement id is the sender's opaque key, not PHI.
-                    credit.push(format!(
-                        "statement {} of practice {} re-sent below what was paid: {why}",
-                        s.statement.external_id, opts.tenant
-                    ));
-                    Fate::Rejected(format!(
-                        "statement {} rejected: {why}",
-                        s.statement.external_id
-                    ))
-                }
+    let mut batch: Vec<ParsedStatement> = Vec::with_capacity(BATCH);
+    loop {
+        let item = rx.recv().await;
+        let end = item.is_none();
+        match item {
+            Some(Ok(s)) => batch.push(s),
+            Some(Err(IntakeError::Rejected(r))) => {
+                summary.note(Fate::Rejected(r.to_string()));
+                handled += 1;
+            }
+            Some(Err(IntakeError::Malformed(m))) => {
+                summary.fatal = Some(m.to_string());
+                break;
+            }
+            None => {}
+        }
+        if batch.len() >= BATCH || (end && !batch.is_empty()) {
+            let written = match importer.write_batch(&batch).await {
+                Ok(w) => w,
                 Err(StoreError::WrongPractice(why)) => {
                     summary.fatal = Some(why);
                     break;
                 }
                 Err(e) => return Err(e.into()),
-            },
-            Err(IntakeError::Rejected(r)) => Fate::Rejected(r.to_string()),
-            Err(IntakeError::Malformed(m)) => {
-                summary.fatal = Some(m.to_string());
-                break;
+            };
+            for (s, w) in batch.iter().zip(written) {
+                let id = &s.statement.external_id;
+                summary.note(match w {
+                    Ok(Written::Created(_)) => Fate::Created,
+                    Ok(Written::Updated(_)) => Fate::Updated,
+                    Ok(Written::Unchanged(_)) => Fate::Unchanged,
+                    Err(StoreError::CreditBalance(why)) => {
+                        // Raised once the import's transaction is over (on SQLite it holds
+                        // the write lock). The statement id is the sender's key, not PHI.
+                        credit.push(format!(
+                            "statement {id} of practice {} re-sent below what was paid: {why}",
+                            opts.tenant
+                        ));
+                        Fate::Rejected(format!("statement {id} rejected: {why}"))
+                    }
+                    Err(e) => Fate::Rejected(format!("statement {id} rejected: {e}")),
+                });
             }
-        };
-        summary.note(fate);
-        handled += 1;
-        progress(handled);
+            handled += batch.len() as u64;
+            batch.clear();
+            progress(handled);
+        }
+        if end {
+            break;
+        }
     }
     drop(rx);
     reading.await.map_err(|e| RunError::Reader(e.to_string()))?;

@@ -15,10 +15,12 @@ use super::{ParsedStatement, PatientRecord};
 use crate::billing::{patient_aad, patient_index_inputs};
 use crate::crypto::{CryptoError, FieldAad, FieldCrypto};
 use crate::db::Db;
-use crate::ids::{LineId, LinkId, PatientId, StatementId, TenantId};
+use crate::ids::{LineId, PatientId, StatementId, TenantId};
 use crate::money::Money;
 use crate::phi::Phi;
 use sqlx::{Any, Transaction};
+
+mod batch;
 
 /// How long a pay link made for a new statement lasts.
 pub const NEW_LINK_DAYS: i64 = 30;
@@ -61,6 +63,9 @@ pub struct Importer {
     tx: Transaction<'static, Any>,
     now: i64,
     practice_checked: bool,
+    /// The practice's active blind-index key version, read once per batch (not per value: that
+    /// query was most of the import's time).
+    index_version: u32,
 }
 
 impl Importer {
@@ -73,6 +78,7 @@ impl Importer {
     ) -> Result<Importer, StoreError> {
         crypto.ready_field_key(tenant).await?;
         crypto.blind_index(tenant, BIDX_EXTERNAL, "").await?;
+        let index_version = active_index(&crypto, tenant).await?;
         let tx = db.begin_write().await?;
         Ok(Importer {
             tenant: tenant.clone(),
@@ -80,6 +86,7 @@ impl Importer {
             tx,
             now,
             practice_checked: false,
+            index_version,
         })
     }
 
@@ -91,32 +98,6 @@ impl Importer {
     pub async fn rollback(self) -> Result<(), StoreError> {
         self.tx.rollback().await?;
         Ok(())
-    }
-
-    /// A savepoint around one statement, so a refused one (with `--partial`) leaves nothing
-    /// behind while the import goes on.
-    async fn savepoint(&mut self, sql: &str) -> Result<(), StoreError> {
-        sqlx::query(sql).execute(&mut *self.tx).await?;
-        Ok(())
-    }
-
-    /// Writes one statement (and its patient) inside the import's transaction. A refusal leaves
-    /// nothing of it behind.
-    pub async fn write(&mut self, s: &ParsedStatement) -> Result<Written, StoreError> {
-        self.check_practice(s.practice.as_str()).await?;
-        self.savepoint("SAVEPOINT statement_import").await?;
-        match self.write_inner(s).await {
-            Ok(w) => {
-                self.savepoint("RELEASE SAVEPOINT statement_import").await?;
-                Ok(w)
-            }
-            Err(e) => {
-                self.savepoint("ROLLBACK TO SAVEPOINT statement_import")
-                    .await?;
-                self.savepoint("RELEASE SAVEPOINT statement_import").await?;
-                Err(e)
-            }
-        }
     }
 
     /// The file's practice must be this one's: its billing id is recorded by the first import
@@ -132,9 +113,11 @@ impl Importer {
                 .await?;
         match known {
             None => return Err(StoreError::WrongPractice("no such practice".into())),
-            Some(Some(id)) if id != external => return Err(StoreError::WrongPractice(format!(
+            Some(Some(id)) if id != external => {
+                return Err(StoreError::WrongPractice(format!(
                 "the file is for practice {external:?}, but this practice's billing id is {id:?}"
-            ))),
+            )))
+            }
             Some(Some(_)) => {}
             Some(None) => {
                 let taken: Option<String> =
@@ -158,120 +141,43 @@ impl Importer {
         Ok(())
     }
 
-    async fn write_inner(&mut self, s: &ParsedStatement) -> Result<Written, StoreError> {
-        let patient = self.patient(s).await?;
-        let mac = self.statement_mac(s).await?;
-        let existing: Option<(String, String, Option<Vec<u8>>)> = sqlx::query_as(
-            "SELECT id, patient_id, content_mac FROM statements
-             WHERE tenant_id = $1 AND external_id = $2",
-        )
-        .bind(self.tenant.as_str())
-        .bind(s.statement.external_id.as_str())
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        let Some((id, owner, old_mac)) = existing else {
-            let id = self.insert_statement(s, &patient, &mac).await?;
-            return Ok(Written::Created(id));
-        };
-        let id = StatementId::from_db(id);
-        if owner != patient.as_str() {
-            return Err(StoreError::Refused(
-                "this statement id was sent before for another patient".into(),
-            ));
-        }
-        if old_mac.as_deref() == Some(mac.as_slice()) {
-            return Ok(Written::Unchanged(id));
-        }
-        self.replace_statement(&id, s, &mac).await?;
-        Ok(Written::Updated(id))
-    }
-
-    /// The patient the statement is for: found by their external id (updated if their details
-    /// changed) or made.
-    async fn patient(&mut self, s: &ParsedStatement) -> Result<PatientId, StoreError> {
+    /// A known patient whose details changed: every column written again.
+    async fn update_patient(
+        &mut self,
+        id: &PatientId,
+        s: &ParsedStatement,
+        mac: &[u8],
+    ) -> Result<(), StoreError> {
         let p = &s.patient;
-        let bidx = self
-            .crypto
-            .blind_index(&self.tenant, BIDX_EXTERNAL, p.external_id.expose())
-            .await?;
-        let mac = self.mac(MAC_PATIENT, &patient_canonical(s)).await?;
-        let found: Option<(String, Option<Vec<u8>>)> = sqlx::query_as(
-            "SELECT id, content_mac FROM patients WHERE tenant_id = $1 AND external_bidx = $2",
+        let f = self.patient_fields(id, s).await?;
+        sqlx::query(
+            "UPDATE patients SET first_name_ct = $1, last_name_ct = $2, dob_ct = $3,
+                 zip_ct = $4, phone_ct = $5, account_number_ct = $6, phone_bidx = $7,
+                 name_dob_bidx = $8, account_bidx = $9, address_ct = $10, email_ct = $11,
+                 guarantor_ct = $12, language = $13, minor = $14, confidential = $15,
+                 content_mac = $16
+             WHERE id = $17",
         )
-        .bind(self.tenant.as_str())
-        .bind(&bidx)
-        .fetch_optional(&mut *self.tx)
+        .bind(f.first)
+        .bind(f.last)
+        .bind(f.dob)
+        .bind(f.zip)
+        .bind(f.phone)
+        .bind(f.account)
+        .bind(f.bidx[0].clone())
+        .bind(f.bidx[1].clone())
+        .bind(f.bidx[2].clone())
+        .bind(f.address)
+        .bind(f.email)
+        .bind(f.guarantor)
+        .bind(p.preferred_language.code())
+        .bind(i64::from(p.minor))
+        .bind(i64::from(p.confidential))
+        .bind(mac)
+        .bind(id.as_str())
+        .execute(&mut *self.tx)
         .await?;
-        match found {
-            Some((id, old)) if old.as_deref() == Some(mac.as_slice()) => Ok(PatientId::from_db(id)),
-            Some((id, _)) => {
-                let id = PatientId::from_db(id);
-                let f = self.patient_fields(&id, s).await?;
-                sqlx::query(
-                    "UPDATE patients SET first_name_ct = $1, last_name_ct = $2, dob_ct = $3,
-                         zip_ct = $4, phone_ct = $5, account_number_ct = $6, phone_bidx = $7,
-                         name_dob_bidx = $8, account_bidx = $9, address_ct = $10, email_ct = $11,
-                         guarantor_ct = $12, language = $13, minor = $14, confidential = $15,
-                         content_mac = $16
-                     WHERE id = $17",
-                )
-                .bind(f.first)
-                .bind(f.last)
-                .bind(f.dob)
-                .bind(f.zip)
-                .bind(f.phone)
-                .bind(f.account)
-                .bind(f.bidx[0].clone())
-                .bind(f.bidx[1].clone())
-                .bind(f.bidx[2].clone())
-                .bind(f.address)
-                .bind(f.email)
-                .bind(f.guarantor)
-                .bind(p.preferred_language.code())
-                .bind(i64::from(p.minor))
-                .bind(i64::from(p.confidential))
-                .bind(mac)
-                .bind(id.as_str())
-                .execute(&mut *self.tx)
-                .await?;
-                Ok(id)
-            }
-            None => {
-                let id = PatientId::generate();
-                let f = self.patient_fields(&id, s).await?;
-                sqlx::query(
-                    "INSERT INTO patients (id, tenant_id, first_name_ct, last_name_ct, dob_ct,
-                         zip_ct, phone_ct, account_number_ct, phone_bidx, name_dob_bidx,
-                         account_bidx, created_at, external_bidx, address_ct, email_ct,
-                         guarantor_ct, language, minor, confidential, content_mac)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                         $16, $17, $18, $19, $20)",
-                )
-                .bind(id.as_str())
-                .bind(self.tenant.as_str())
-                .bind(f.first)
-                .bind(f.last)
-                .bind(f.dob)
-                .bind(f.zip)
-                .bind(f.phone)
-                .bind(f.account)
-                .bind(f.bidx[0].clone())
-                .bind(f.bidx[1].clone())
-                .bind(f.bidx[2].clone())
-                .bind(self.now)
-                .bind(bidx)
-                .bind(f.address)
-                .bind(f.email)
-                .bind(f.guarantor)
-                .bind(p.preferred_language.code())
-                .bind(i64::from(p.minor))
-                .bind(i64::from(p.confidential))
-                .bind(mac)
-                .execute(&mut *self.tx)
-                .await?;
-                Ok(id)
-            }
-        }
+        Ok(())
     }
 
     /// Every encrypted column and blind index of a patient row, bound to that row.
@@ -315,7 +221,7 @@ impl Importer {
         );
         let mut bidx = Vec::with_capacity(3);
         for (what, value) in &inputs {
-            bidx.push(c.blind_index(t, what, value).await?);
+            bidx.push(self.bidx(what, value).await?);
         }
         Ok(PatientFields {
             first: enc("first_name", &p.first_name).await?,
@@ -331,57 +237,20 @@ impl Importer {
         })
     }
 
-    async fn mac(&self, what: &'static str, canonical: &str) -> Result<Vec<u8>, StoreError> {
+    /// A blind index (or content MAC) under the batch's index-key version.
+    async fn bidx(&self, what: &str, value: &str) -> Result<Vec<u8>, StoreError> {
         Ok(self
             .crypto
-            .blind_index(&self.tenant, what, canonical)
+            .blind_index_at(&self.tenant, self.index_version, what, value)
             .await?)
+    }
+
+    async fn mac(&self, what: &'static str, canonical: &str) -> Result<Vec<u8>, StoreError> {
+        self.bidx(what, canonical).await
     }
 
     async fn statement_mac(&self, s: &ParsedStatement) -> Result<Vec<u8>, StoreError> {
         self.mac(MAC_STATEMENT, &statement_canonical(s)).await
-    }
-
-    /// A new statement: its row, lines, one ledger charge per line owed, and its pay link.
-    async fn insert_statement(
-        &mut self,
-        s: &ParsedStatement,
-        patient: &PatientId,
-        mac: &[u8],
-    ) -> Result<StatementId, StoreError> {
-        let id = StatementId::generate();
-        sqlx::query(
-            "INSERT INTO statements (id, tenant_id, patient_id, statement_date, due_date,
-                 created_at, external_id, content_mac)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(id.as_str())
-        .bind(self.tenant.as_str())
-        .bind(patient.as_str())
-        .bind(iso(s.statement.statement_date))
-        .bind(iso(s.statement.due_date))
-        .bind(self.now)
-        .bind(s.statement.external_id.as_str())
-        .bind(mac)
-        .execute(&mut *self.tx)
-        .await?;
-        self.insert_lines(&id, s).await?;
-        // The link's token is kept nowhere: it goes out in the statement's text message (once
-        // the message outbox exists); staff can send a fresh link from the support console.
-        let link = LinkId::generate();
-        sqlx::query(
-            "INSERT INTO pay_links (id, tenant_id, statement_id, token_hash, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(link.as_str())
-        .bind(self.tenant.as_str())
-        .bind(id.as_str())
-        .bind(crate::crypto::token_hash(&crate::crypto::random_token()))
-        .bind(self.now)
-        .bind(self.now + NEW_LINK_DAYS * 86_400)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(id)
     }
 
     async fn insert_lines(
@@ -495,6 +364,13 @@ impl Importer {
         .await?;
         self.insert_lines(id, s).await
     }
+}
+
+/// The practice's active blind-index key version (made by `begin`'s first index if missing).
+async fn active_index(c: &FieldCrypto, t: &TenantId) -> Result<u32, StoreError> {
+    c.active_index_version(t)
+        .await?
+        .ok_or_else(|| StoreError::Refused("the practice has no blind-index key".into()))
 }
 
 /// One patient column, encrypted and bound to its row (owned value: the future borrows nothing
