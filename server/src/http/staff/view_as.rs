@@ -59,48 +59,8 @@ pub async fn start(
         clinical_restricted: false,
     };
     let may = access::decide(&account.principal, Action::ViewAsPatient, &on(), ctx.now).allowed();
-    let request = match view_as::Request::parse(&form.reason, &form.ticket) {
-        Ok(r) => r,
-        Err(field) if may => {
-            // Back to the form with its error; what was typed in the ticket comes back (the
-            // reason may name the patient: it is not carried in the session).
-            let (name, key) = match field {
-                view_as::RequestError::Reason => (ViewAsForm::REASON, "viewas-err-reason"),
-                view_as::RequestError::Ticket => (ViewAsForm::TICKET, "viewas-err-ticket"),
-            };
-            let mut flash = Flash::on(name, key);
-            flash.value = Some(form.ticket.chars().take(40).collect());
-            session.set_flash(flash).await?;
-            return Ok(see_other(back(patient.as_str())));
-        }
-        Err(_) => {
-            let refused = ask(
-                &state,
-                &ctx,
-                &account,
-                Action::ViewAsPatient,
-                on(),
-                "viewas.start",
-                None,
-            );
-            return Err(match refused.await {
-                Err(e) => not_found(e),
-                Ok(_) => AppError::NotFound,
-            });
-        }
-    };
-    let target = match view_as::target(&state.db, &tenant, &patient).await {
-        Ok(t) => t,
-        Err(view_as::ViewAsError::StaffAccount) => {
-            return Err(unseen(&state, &ctx, actor, "viewas.start", patient.as_str()).await);
-        }
-        Err(e) => return Err(AppError::Internal(e.into())),
-    };
-    let Some(target) = target.filter(|_| may) else {
-        if may {
-            session.notice("viewas-err-nothing").await?;
-            return Ok(see_other(back(patient.as_str())));
-        }
+    if !may {
+        // Refused whatever was typed; the permit records the refusal.
         let refused = ask(
             &state,
             &ctx,
@@ -114,6 +74,32 @@ pub async fn start(
             Err(e) => not_found(e),
             Ok(_) => AppError::NotFound,
         });
+    }
+    let request = match view_as::Request::parse(&form.reason, &form.ticket) {
+        Ok(r) => r,
+        Err(field) => {
+            // Back to the form with its error; what was typed in the ticket comes back (the
+            // reason may name the patient: it is not carried in the session).
+            let (name, key) = match field {
+                view_as::RequestError::Reason => (ViewAsForm::REASON, "viewas-err-reason"),
+                view_as::RequestError::Ticket => (ViewAsForm::TICKET, "viewas-err-ticket"),
+            };
+            let mut flash = Flash::on(name, key);
+            flash.value = Some(form.ticket.chars().take(40).collect());
+            session.set_flash(flash).await?;
+            return Ok(see_other(back(patient.as_str())));
+        }
+    };
+    let target = match view_as::target(&state.db, &tenant, &patient).await {
+        Ok(t) => t,
+        Err(view_as::ViewAsError::StaffAccount) => {
+            return Err(unseen(&state, &ctx, actor, "viewas.start", patient.as_str()).await);
+        }
+        Err(e) => return Err(AppError::Internal(e.into())),
+    };
+    let Some(target) = target else {
+        session.notice("viewas-err-nothing").await?;
+        return Ok(see_other(back(patient.as_str())));
     };
     // The key is readied first: nothing is created inside the permit's transaction.
     state.crypto.ready_field_key(&tenant).await?;
