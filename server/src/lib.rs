@@ -255,6 +255,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             webhook_url: cfg.alert_webhook_url.clone(),
         },
         identity,
+        data_dir: cfg.data_dir.clone(),
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let portal = http::portal_router(state.clone());

@@ -132,9 +132,11 @@ impl Importer {
                 .await?;
         match known {
             None => return Err(StoreError::WrongPractice("no such practice".into())),
-            Some(Some(id)) if id != external => return Err(StoreError::WrongPractice(format!(
+            Some(Some(id)) if id != external => {
+                return Err(StoreError::WrongPractice(format!(
                 "the file is for practice {external:?}, but this practice's billing id is {id:?}"
-            ))),
+            )))
+            }
             Some(Some(_)) => {}
             Some(None) => {
                 let taken: Option<String> =
@@ -275,8 +277,10 @@ impl Importer {
     }
 
     /// Every encrypted column and blind index of a patient row, bound to that row.
+    // `&mut self` here and below, not `&self`: the transaction is `Send` but not `Sync`, so a
+    // future holding `&Importer` could not run on a multi-threaded server (the staff upload).
     async fn patient_fields(
-        &self,
+        &mut self,
         id: &PatientId,
         s: &ParsedStatement,
     ) -> Result<PatientFields, StoreError> {
@@ -331,14 +335,14 @@ impl Importer {
         })
     }
 
-    async fn mac(&self, what: &'static str, canonical: &str) -> Result<Vec<u8>, StoreError> {
+    async fn mac(&mut self, what: &'static str, canonical: &str) -> Result<Vec<u8>, StoreError> {
         Ok(self
             .crypto
             .blind_index(&self.tenant, what, canonical)
             .await?)
     }
 
-    async fn statement_mac(&self, s: &ParsedStatement) -> Result<Vec<u8>, StoreError> {
+    async fn statement_mac(&mut self, s: &ParsedStatement) -> Result<Vec<u8>, StoreError> {
         self.mac(MAC_STATEMENT, &statement_canonical(s)).await
     }
 
