@@ -307,6 +307,19 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             }
         }
     }));
+    // Statement files uploaded by staff and never confirmed: removed once over an hour old,
+    // checked every five minutes (and at start, for files left by a stopped server).
+    let uploads = http::staff::uploads_dir(&cfg.data_dir);
+    let mut stop = rx.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            http::staff::sweep_uploads(uploads.clone()).await;
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(300)) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+    }));
     // The audit chain: committed events sealed every second, the head anchored at start and
     // daily (`audit::chain`).
     tasks.push(tokio::spawn(audit::chain::run(

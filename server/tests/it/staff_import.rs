@@ -185,6 +185,24 @@ async fn a_practice_admin_checks_then_imports_the_sample_and_sees_the_history(ba
         1
     );
 
+    // A file left over an hour (never confirmed) is swept; a newer one stays.
+    let dir = app.state().data_dir.join("uploads");
+    let stale = dir.join(format!("{}.enc", "0".repeat(32)));
+    let fresh = dir.join(format!("{}.enc", "1".repeat(32)));
+    for f in [&stale, &fresh] {
+        std::fs::write(f, b"sealed").expect("write");
+    }
+    let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3601);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .and_then(|f| f.set_modified(hours_ago))
+        .expect("age the file");
+    admin.page("/staff/import").await;
+    assert!(!stale.exists(), "the stale upload is swept");
+    assert!(fresh.exists(), "a recent upload stays");
+    std::fs::remove_file(&fresh).expect("remove");
+
     // Confirming again imports nothing more: the file is gone.
     let r = confirm(&admin, false).await;
     let words = text(&admin.page(&location(&r)).await);

@@ -10,7 +10,8 @@
 //! works behind several servers sharing the data directory, which an in-memory map would not. It
 //! is claimed (renamed) before it is read, so two confirmations cannot import it twice, and
 //! deleted after confirming; one kept longer than an hour is refused and removed, and `sweep`
-//! (each upload, confirmation and page view) deletes any file left over an hour.
+//! (every five minutes in `serve`, and on each upload, confirmation and page view) deletes any
+//! file left over an hour (a leftover of a confirmation cut short too).
 
 use super::{actor_id, ask, forbidden, meta, GuarantorAdmins};
 use crate::access::{self, Action, Resource};
@@ -44,14 +45,15 @@ pub struct ImportQuery {
     practice: String,
 }
 
-fn uploads_dir(state: &AppState) -> PathBuf {
-    state.data_dir.join("uploads")
+/// Where uploaded files wait for confirmation.
+pub fn uploads_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("uploads")
 }
 
 /// The kept file of `id` (an id we made: 32 hex digits, never a path from the request).
 fn kept_path(state: &AppState, id: &str) -> Option<PathBuf> {
     (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| uploads_dir(state).join(format!("{id}.enc")))
+        .then(|| uploads_dir(&state.data_dir).join(format!("{id}.enc")))
 }
 
 fn aad<'a>(tenant: &'a TenantId, id: &'a str) -> FieldAad<'a> {
@@ -65,7 +67,7 @@ fn aad<'a>(tenant: &'a TenantId, id: &'a str) -> FieldAad<'a> {
 
 /// Deletes kept files older than `KEEP_SECS` (by the file's own time: the wall clock, not the
 /// request clock tests move). Best effort: a file that cannot be read or removed is logged.
-async fn sweep(dir: PathBuf) {
+pub async fn sweep(dir: PathBuf) {
     let swept = tokio::task::spawn_blocking(move || {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return;
@@ -297,7 +299,7 @@ pub async fn upload(
         "statements.import.upload",
     )
     .await?;
-    sweep(uploads_dir(&state)).await;
+    sweep(uploads_dir(&state.data_dir)).await;
     let Some((name, bytes)) = file.filter(|(n, b)| !n.is_empty() && !b.is_empty()) else {
         return back_with(&session, &tenant, "import-err-missing").await;
     };
@@ -339,7 +341,7 @@ pub async fn upload(
     let sealed = state.crypto.encrypt(aad(&tenant, &id), &bytes).await?;
     let path = kept_path(&state, &id)
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("upload id malformed")))?;
-    let dir = uploads_dir(&state);
+    let dir = uploads_dir(&state.data_dir);
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir)?;
         crate::crypto::write_secret_file(&path, &sealed)
@@ -405,7 +407,7 @@ pub async fn confirm(
     StaffWith(account, _): StaffWith<GuarantorAdmins>,
     CsrfForm(form): CsrfForm<ImportUploadForm>,
 ) -> Result<Response> {
-    sweep(uploads_dir(&state)).await;
+    sweep(uploads_dir(&state.data_dir)).await;
     let Some(pending) = session.data().await?.import_pending else {
         session.notice("import-err-expired").await?;
         return Ok(see_other(Url::StaffImport));
@@ -516,7 +518,7 @@ pub async fn page(
     StaffWith(account, _): StaffWith<GuarantorAdmins>,
     Query(q): Query<ImportQuery>,
 ) -> Result<Response> {
-    sweep(uploads_dir(&state)).await;
+    sweep(uploads_dir(&state.data_dir)).await;
     let practices = importable(&state, &ctx, &account).await?;
     let raw = match (q.practice.trim(), practices.first()) {
         ("", Some(p)) => p.id.clone(),

@@ -10,6 +10,8 @@ mod guarantors;
 mod home;
 mod import;
 mod import_report;
+
+pub use import::{sweep as sweep_uploads, uploads_dir};
 mod refunds;
 mod search;
 mod signin;
