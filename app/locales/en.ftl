@@ -681,7 +681,6 @@ import-file = Statement file
 import-upload = Check the file
 import-err-format = Choose a file whose name ends in .csv or .json.
 import-err-missing = Choose a file to upload.
-import-err-too-big = The file is larger than 8 MB. Import it with the command line instead.
 import-err-expired = The checked file is no longer kept (files are kept for one hour). Upload it again.
 import-dry-run-title = Checked: nothing has been imported yet
 import-dry-run-lead = This is what importing the file would do.
