@@ -259,6 +259,17 @@ forms! {
         /// "on" or "off".
         enabled / ENABLED,
     }
+
+    /// The statement upload (multipart: these fields and the file, `ImportUploadForm::FILE`)
+    /// and its confirmation (urlencoded).
+    pub struct ImportUploadForm {
+        /// Practice (tenant) id.
+        practice / PRACTICE,
+        /// The file input (its name gives the format: `.csv` or `.json`).
+        file / FILE,
+        /// "on" when the good statements should be taken even if some are refused.
+        partial / PARTIAL,
+    }
 }
 
 impl NewAccountForm {

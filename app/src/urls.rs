@@ -159,6 +159,11 @@ urls! {
     StaffViewAsConsent => "/staff/view-as/consent",
     /// A practice admin turns "act on behalf" on or off for their practice.
     StaffActOnBehalf => "/staff/act-on-behalf",
+    /// Statement import for practice admins: the page and the upload (a dry run); confirming the
+    /// kept file; the last run's rejections as CSV.
+    StaffImport => "/staff/import",
+    StaffImportConfirm => "/staff/import/confirm",
+    StaffImportReport => "/staff/import/report",
 
     // ---- Machine endpoints.
     StripeWebhook => "/webhooks/stripe",
@@ -319,6 +324,9 @@ mod tests {
         "/staff/view-as/stop",
         "/staff/view-as/consent",
         "/staff/act-on-behalf",
+        "/staff/import",
+        "/staff/import/confirm",
+        "/staff/import/report",
         "/webhooks/stripe",
         "/healthz",
         "/readyz",

@@ -428,7 +428,7 @@ pub struct StaffHomeVm {
     pub invite_link: Option<String>,
     /// Link to the audit viewer (security officers and auditors).
     pub audit_log: bool,
-    /// A practice admin: link to the "act on behalf" setting.
+    /// A practice admin: links to the "act on behalf" setting and the statement import.
     pub act_on_behalf: bool,
 }
 

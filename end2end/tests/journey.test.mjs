@@ -622,6 +622,62 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       assert.equal(await page.getByText('Parent called about the balance').count(), 0, 'the reason is for the signed-in patient only');
     });
   });
+
+  it('a practice admin imports the sample statements and a patient from the file pays', { timeout: TEST_TIMEOUT_MS }, async () => {
+    // The admin uploads samples/statements.csv (the dry run first, then "Confirm import"). The
+    // import makes pay links whose tokens are shown nowhere, so the admin gets one for Jordan
+    // Whitlock's imported statement S-2026-0003 ($20.00) as staff would: from the support
+    // console's "send a new pay link". (The demo has a Jordan Whitlock too: the imported one is
+    // found by the file's phone number.)
+    const sample = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'samples', 'statements.csv');
+    const admin = await addStaff('importer.e2e@example.test', 'practice-admin', 'Lee Park');
+    let link;
+    await inBrowser('admin imports statements', async (page) => {
+      await enrolAndSignIn(page, admin);
+      await page.getByRole('link', { name: 'Import statements', exact: true }).click();
+      await atPortal(page, '/staff/import');
+      await heading(page, 'Import statements');
+      await page.getByLabel('Statement file', { exact: true }).setInputFiles(sample);
+      await page.getByRole('button', { name: 'Check the file', exact: true }).click();
+      await page.waitForURL((u) => u.pathname === '/staff/import' && u.searchParams.has('practice'));
+      await heading(page, 'Import statements');
+      await visible(page.getByRole('heading', { name: 'Checked: nothing has been imported yet', exact: true }));
+      await visible(page.getByText('4 to create, 0 to update, 0 unchanged, 0 rejected.', { exact: true }));
+      await page.getByRole('button', { name: 'Confirm import', exact: true }).click();
+      await page.waitForURL((u) => u.pathname === '/staff/import' && u.searchParams.has('practice'));
+      await visible(page.getByRole('heading', { name: 'Import finished', exact: true }));
+      await visible(page.getByText('4 created, 0 updated, 0 unchanged, 0 rejected.', { exact: true }));
+      // The history names the admin for both runs, the dry run and the import.
+      const runs = page.locator('table.import-history tbody tr');
+      assert.equal(await runs.count(), 2);
+      for (const kind of ['Dry run', 'Import']) {
+        await visible(runs.filter({ hasText: 'Lee Park' }).filter({ has: page.getByRole('cell', { name: kind, exact: true }) }));
+      }
+
+      await page.getByRole('link', { name: 'Back', exact: true }).click();
+      await atPortal(page, '/staff');
+      await page.getByLabel('Or phone number', { exact: true }).fill('(312) 555-0103');
+      await page.getByRole('button', { name: 'Search', exact: true }).click();
+      await page.getByRole('link', { name: 'Statements, payments and pay links of Jordan Whitlock', exact: true }).click();
+      assert.match(path(page), /^\/staff\/patients\/pat_[0-9a-f]{32}$/);
+      await page.getByRole('button', { name: /^Send a new pay link for the statement of / }).click();
+      await visible(page.getByRole('heading', { name: 'New pay link (shown once)', exact: true }));
+      link = (await page.locator('code.pay-link').innerText()).trim();
+      assert.match(link, /\/p\/\S+$/);
+    });
+    await inBrowser('patient from the import pays', async (page) => {
+      await openLink(page, link);
+      await verifyDob(page, { month: '11', day: '02', year: '1991' });
+      await atPortal(page, '/summary');
+      await visible(page.getByText('$20.00', { exact: true }));
+      await payAmount(page, '20.00');
+      await payOnSandbox(page, { number: CARD_OK, exp: '12 / 34', cvc: '123' });
+      const r = await receipt(page);
+      assert.equal(r.amount, '$20.00');
+      assert.equal(r.card, 'Visa ending 4242');
+      assert.equal(r.remaining, '$0.00');
+    });
+  });
 });
 
 /** Opens an invitation and answers the dependant's identity questions. A browser signed in to

@@ -255,6 +255,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             webhook_url: cfg.alert_webhook_url.clone(),
         },
         identity,
+        data_dir: cfg.data_dir.clone(),
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let portal = http::portal_router(state.clone());
@@ -303,6 +304,19 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
                 Ok(true) => tracing::warn!("plaintext key cache flushed on request"),
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "key cache flush check failed"),
+            }
+        }
+    }));
+    // Statement files uploaded by staff and never confirmed: removed once over an hour old,
+    // checked every five minutes (and at start, for files left by a stopped server).
+    let uploads = http::staff::uploads_dir(&cfg.data_dir);
+    let mut stop = rx.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            http::staff::sweep_uploads(uploads.clone()).await;
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(300)) => {}
+                _ = stop.wait_for(|s| *s) => break,
             }
         }
     }));

@@ -50,19 +50,57 @@ pub(super) fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
     }
 }
 
-/// Both lines of the CSRF defence on a form body: the origin headers and the synchronizer token.
-async fn check_form(state: &AppState, parts: &mut Parts, body: &[u8]) -> Result<()> {
+/// Whether a body is `multipart/form-data` (the statement upload; every other form is
+/// urlencoded).
+fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"))
+}
+
+/// The token in a multipart body: the text of its part named `csrf` (empty when there is none).
+/// The body is already in memory (at most `MAX_UPLOAD_BYTES`); parsing it here costs a second
+/// read, and the handler still gets every byte unchanged. A body that is not valid multipart is
+/// a bad request, as a broken urlencoded body is.
+async fn multipart_token(parts: &Parts, body: &axum::body::Bytes) -> Result<String> {
+    use axum::extract::Multipart;
+    let mut req = Request::new(Body::from(body.clone()));
+    if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+        req.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+    }
+    // Carries the route's body limit over to the extractor.
+    *req.extensions_mut() = parts.extensions.clone();
+    let mut form = Multipart::from_request(req, &())
+        .await
+        .map_err(|_| AppError::BadRequest)?;
+    while let Some(field) = form.next_field().await.map_err(|_| AppError::BadRequest)? {
+        if field.name() == Some(CSRF_FIELD) && field.file_name().is_none() {
+            return field.text().await.map_err(|_| AppError::BadRequest);
+        }
+    }
+    Ok(String::new())
+}
+
+/// Both lines of the CSRF defence on a form body: the origin headers and the synchronizer token
+/// (a urlencoded field, or for the one multipart form, its `csrf` part).
+async fn check_form(state: &AppState, parts: &mut Parts, body: &axum::body::Bytes) -> Result<()> {
     if !same_origin(&parts.headers, &state.public_url) {
         tracing::warn!("cross-origin form post refused");
         return Err(AppError::Forbidden);
     }
-    let fields: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(body).map_err(|_| AppError::BadRequest)?;
-    let given = fields
-        .into_iter()
-        .find(|(k, _)| k == CSRF_FIELD)
-        .map(|(_, v)| v)
-        .unwrap_or_default();
+    let given = if is_multipart(&parts.headers) {
+        multipart_token(parts, body).await?
+    } else {
+        let fields: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(body).map_err(|_| AppError::BadRequest)?;
+        fields
+            .into_iter()
+            .find(|(k, _)| k == CSRF_FIELD)
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    };
     let session = Sess::from_request_parts(parts, state).await?;
     if !session.csrf_ok(&given).await? {
         return Err(AppError::Forbidden);
@@ -82,7 +120,14 @@ pub async fn require_csrf(
         return next.run(req).await;
     }
     let (mut parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, super::MAX_BODY_BYTES).await {
+    // A multipart body is read whole too: the token may follow the file. The route's own limit
+    // (`http::body_limit`) has already capped it; only the upload route allows this much.
+    let limit = if is_multipart(&parts.headers) {
+        super::MAX_UPLOAD_BYTES
+    } else {
+        super::MAX_BODY_BYTES
+    };
+    let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => return AppError::BadRequest.into_response(),
     };
@@ -122,6 +167,25 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
         }
         let value = serde_urlencoded::from_bytes(&bytes).map_err(|_| AppError::BadRequest)?;
         Ok(CsrfForm(value))
+    }
+}
+
+/// The statement upload's multipart body, handed over only after the CSRF layer checked its
+/// token (`check_form` reads it from the body's `csrf` part). Fails closed: on a route without
+/// the layer it refuses (the body would have to be read twice to check it here).
+pub struct CsrfMultipart(pub axum::extract::Multipart);
+
+impl FromRequest<AppState> for CsrfMultipart {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self> {
+        if req.extensions().get::<CsrfChecked>().is_none() {
+            return Err(AppError::Forbidden);
+        }
+        axum::extract::Multipart::from_request(req, state)
+            .await
+            .map(CsrfMultipart)
+            .map_err(|_| AppError::BadRequest)
     }
 }
 

@@ -48,6 +48,9 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 
 /// Largest request body accepted (forms and webhooks).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest body of the one file upload (`POST /staff/import`, a statement file and its form);
+/// bigger files go through `patriotpay import`, which streams them.
+pub const MAX_UPLOAD_BYTES: usize = 8 * 1024 * 1024;
 
 /// Everything a handler may use.
 #[derive(Clone)]
@@ -70,6 +73,8 @@ pub struct AppState {
     pub alerts: crate::alerts::AlertSink,
     /// Who checks passwords and second factors: local accounts or Cognito.
     pub identity: Arc<dyn crate::identity::IdentityProvider>,
+    /// The data directory: uploaded statement files wait for confirmation under it, encrypted.
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Per-request facts set by the outermost middleware; an extractor (`http::extract`).
@@ -373,13 +378,37 @@ pub fn portal_router(state: AppState) -> Router {
         .router
         .merge(pages)
         .with_state(state.clone())
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            MAX_BODY_BYTES,
-        ))
+        .layer(middleware::from_fn(body_limit))
+        // Lets the upload's multipart extractor read up to the limit above (axum's own default
+        // is 2 MB); every other body is capped at `MAX_BODY_BYTES` by `body_limit` first.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .layer(middleware::from_fn(move |req, next| {
             security_headers(csp.clone(), req, next)
         }))
         .layer(middleware::from_fn_with_state(state, request_context))
+}
+
+/// Caps every request body: `MAX_BODY_BYTES`, or `MAX_UPLOAD_BYTES` for the statement upload.
+/// A declared length over the cap is refused at once (413); a body that grows past it fails
+/// when read.
+async fn body_limit(req: Request, next: middleware::Next) -> Response {
+    let limit = if req.method() == axum::http::Method::POST
+        && req.uri().path() == Url::StaffImport.template()
+    {
+        MAX_UPLOAD_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    let req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, limit)));
+    next.run(req).await
 }
 
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {

@@ -220,6 +220,38 @@ pub struct SessionData {
     pub pay_errors: Option<PayErrors>,
     /// A staff member viewing as a patient (only ever beside `staff`).
     pub view_as: Option<ViewAsSeat>,
+    /// A statement file checked by a dry run and kept (encrypted) for "Confirm import".
+    pub import_pending: Option<PendingImport>,
+    /// The staff import page's last run: its counts and rejections (no PHI: places, fields and
+    /// reasons), shown on the page and given as the CSV report.
+    pub import_result: Option<ImportOutcome>,
+}
+
+/// An uploaded statement file waiting for confirmation: the random id naming its encrypted
+/// file under the data directory, whose practice, which format, and when it was kept.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PendingImport {
+    pub id: String,
+    pub tenant_id: String,
+    /// "csv" or "json".
+    pub format: String,
+    pub kept_at: i64,
+    /// The dry run's counts and rejections.
+    pub dry_run: ImportOutcome,
+}
+
+/// What an import run from the staff page came to.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ImportOutcome {
+    pub tenant_id: String,
+    pub dry_run: bool,
+    pub committed: bool,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub rejected: u64,
+    pub rejections: Vec<String>,
+    pub fatal: Option<String>,
 }
 
 /// A view-as session in progress: whose pages, until when, and the banner's words.

@@ -182,11 +182,12 @@ impl Importer {
 
     /// Every encrypted column and blind index of a patient row, bound to that row.
     async fn patient_fields(
-        &self,
+        &mut self,
         id: &PatientId,
         s: &ParsedStatement,
     ) -> Result<PatientFields, StoreError> {
         let p = &s.patient;
+        let version = self.index_version;
         let (t, row) = (&self.tenant, id.as_str());
         let c = &self.crypto;
         let dob = Phi::new(iso(*p.date_of_birth.expose()));
@@ -221,7 +222,7 @@ impl Importer {
         );
         let mut bidx = Vec::with_capacity(3);
         for (what, value) in &inputs {
-            bidx.push(self.bidx(what, value).await?);
+            bidx.push(c.blind_index_at(t, version, what, value).await?);
         }
         Ok(PatientFields {
             first: enc("first_name", &p.first_name).await?,
@@ -238,18 +239,20 @@ impl Importer {
     }
 
     /// A blind index (or content MAC) under the batch's index-key version.
-    async fn bidx(&self, what: &str, value: &str) -> Result<Vec<u8>, StoreError> {
+    // `&mut self` here and below, not `&self`: the transaction is `Send` but not `Sync`, so a
+    // future holding `&Importer` could not run on a multi-threaded server (the staff upload).
+    async fn bidx(&mut self, what: &str, value: &str) -> Result<Vec<u8>, StoreError> {
         Ok(self
             .crypto
             .blind_index_at(&self.tenant, self.index_version, what, value)
             .await?)
     }
 
-    async fn mac(&self, what: &'static str, canonical: &str) -> Result<Vec<u8>, StoreError> {
+    async fn mac(&mut self, what: &'static str, canonical: &str) -> Result<Vec<u8>, StoreError> {
         self.bidx(what, canonical).await
     }
 
-    async fn statement_mac(&self, s: &ParsedStatement) -> Result<Vec<u8>, StoreError> {
+    async fn statement_mac(&mut self, s: &ParsedStatement) -> Result<Vec<u8>, StoreError> {
         self.mac(MAC_STATEMENT, &statement_canonical(s)).await
     }
 

@@ -33,6 +33,7 @@ mod routes;
 mod sandbox;
 mod security;
 mod staff;
+mod staff_import;
 mod stripe;
 mod view_as;
 mod webhooks;

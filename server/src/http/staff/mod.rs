@@ -8,6 +8,10 @@ mod console;
 mod enrol;
 mod guarantors;
 mod home;
+mod import;
+mod import_report;
+
+pub use import::{sweep as sweep_uploads, uploads_dir};
 mod refunds;
 mod search;
 mod signin;
@@ -65,6 +69,12 @@ pub fn router(state: &AppState) -> Routes {
         .form(Url::StaffViewAsConsent, view_as::consent)
         .page(Url::StaffActOnBehalf, view_as::settings_page)
         .form(Url::StaffActOnBehalf, view_as::set)
+        // Statement import (practice admins): the page's history view is audited; the upload is
+        // the one multipart form (its token is read from the body by the CSRF layer).
+        .phi_page(Url::StaffImport, import::page)
+        .form(Url::StaffImport, import::upload)
+        .form(Url::StaffImportConfirm, import::confirm)
+        .page(Url::StaffImportReport, import::report)
 }
 
 /// Staff pages name no practice in the header and carry no sign-out form there.

@@ -569,13 +569,23 @@ impl TestApp {
     /// A staff member with `role` in the demo practice, enrolled (password `PASSWORD`, TOTP)
     /// and signed in with the second factor.
     pub async fn signed_in_staff(&self, email: &str, role: Role) -> (Browser, UserId) {
+        let tenant = self.tenant.clone();
+        self.signed_in_staff_of(email, role, &tenant).await
+    }
+
+    /// `signed_in_staff` with the role held in `tenant`.
+    pub async fn signed_in_staff_of(
+        &self,
+        email: &str,
+        role: Role,
+        tenant: &TenantId,
+    ) -> (Browser, UserId) {
         use patriotpay::accounts;
         let crypto = &self.state().crypto;
         let now = self.state().clock.now();
-        let (user, token) =
-            accounts::add_user(self.db(), crypto, email, role, Some(&self.tenant), now)
-                .await
-                .expect("add user");
+        let (user, token) = accounts::add_user(self.db(), crypto, email, role, Some(tenant), now)
+            .await
+            .expect("add user");
         accounts::totp_setup(self.db(), crypto, &user)
             .await
             .expect("totp");
