@@ -61,6 +61,17 @@ pub enum Fate {
     Rejected(String),
 }
 
+/// One statement's outcome in the order read (index from 0), for answers that list every record
+/// (the API). The statement id is the sender's opaque key, when the record had a readable one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub index: usize,
+    pub statement_id: Option<String>,
+    pub fate: Fate,
+    /// For a rejected record, each reason on its own (place and field, never a value).
+    pub reasons: Vec<String>,
+}
+
 /// What an import did (or, in a dry run or after a refusal without `partial`, would have done).
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
@@ -75,10 +86,26 @@ pub struct Summary {
     pub fatal: Option<String>,
     /// The writes were committed.
     pub committed: bool,
+    /// Every statement's outcome, up to `MAX_LISTED` (the API's batch is never larger).
+    pub records: Vec<Record>,
 }
 
 impl Summary {
-    fn note(&mut self, fate: Fate) {
+    fn note(
+        &mut self,
+        index: usize,
+        statement_id: Option<String>,
+        fate: Fate,
+        reasons: Vec<String>,
+    ) {
+        if self.records.len() < MAX_LISTED {
+            self.records.push(Record {
+                index,
+                statement_id,
+                fate: fate.clone(),
+                reasons,
+            });
+        }
         match fate {
             Fate::Created => self.created += 1,
             Fate::Updated => self.updated += 1,
@@ -119,6 +146,22 @@ pub async fn import<R>(
 where
     R: std::io::Read + Send + 'static,
 {
+    import_as(db, crypto, reader, opts, None, progress).await
+}
+
+/// `import`, recorded under `import_id` when given: the id of an `imports` row the caller
+/// inserted first (the API claims an idempotency key that way), which the run then completes.
+pub async fn import_as<R>(
+    db: &Db,
+    crypto: Arc<FieldCrypto>,
+    reader: R,
+    opts: &Options,
+    import_id: Option<String>,
+    progress: impl Fn(u64),
+) -> Result<Summary, RunError>
+where
+    R: std::io::Read + Send + 'static,
+{
     let today = time::OffsetDateTime::from_unix_timestamp(opts.now)
         .map(|t| t.date())
         .unwrap_or(time::Date::MIN);
@@ -140,22 +183,31 @@ where
         }
     });
     let mut summary = Summary {
-        import_id: format!("imp_{}", uuid::Uuid::new_v4().simple()),
+        import_id: import_id.unwrap_or_else(new_import_id),
         ..Default::default()
     };
     let mut importer = Importer::begin(db, crypto, &opts.tenant, opts.now).await?;
     let mut handled = 0u64;
     let mut credit: Vec<String> = vec![];
     while let Some(item) = rx.recv().await {
+        // Each statement of the file is one item, so the count so far is its index.
+        let index = usize::try_from(handled).unwrap_or(usize::MAX);
+        let mut reasons = vec![];
+        let statement_id = match &item {
+            Ok(s) => Some(s.statement.external_id.to_string()),
+            Err(IntakeError::Rejected(r)) => r.statement_id.as_ref().map(ToString::to_string),
+            Err(IntakeError::Malformed(_)) => None,
+        };
         let fate = match item {
             Ok(s) => match importer.write(&s).await {
                 Ok(Written::Created(_)) => Fate::Created,
                 Ok(Written::Updated(_)) => Fate::Updated,
                 Ok(Written::Unchanged(_)) => Fate::Unchanged,
-                Err(StoreError::Refused(why)) => Fate::Rejected(format!(
-                    "statement {} rejected: {why}",
-                    s.statement.external_id
-                )),
+                Err(StoreError::Refused(why)) => {
+                    let line = format!("statement {} rejected: {why}", s.statement.external_id);
+                    reasons.push(why);
+                    Fate::Rejected(line)
+                }
                 Err(StoreError::CreditBalance(why)) => {
                     // Raised once the import's transaction is over (on SQLite it holds the
                     // write lock). The statement id is the sender's opaque key, not PHI.
@@ -163,10 +215,9 @@ where
                         "statement {} of practice {} re-sent below what was paid: {why}",
                         s.statement.external_id, opts.tenant
                     ));
-                    Fate::Rejected(format!(
-                        "statement {} rejected: {why}",
-                        s.statement.external_id
-                    ))
+                    let line = format!("statement {} rejected: {why}", s.statement.external_id);
+                    reasons.push(why);
+                    Fate::Rejected(line)
                 }
                 Err(StoreError::WrongPractice(why)) => {
                     summary.fatal = Some(why);
@@ -174,13 +225,16 @@ where
                 }
                 Err(e) => return Err(e.into()),
             },
-            Err(IntakeError::Rejected(r)) => Fate::Rejected(r.to_string()),
+            Err(IntakeError::Rejected(r)) => {
+                reasons = r.problems.iter().map(ToString::to_string).collect();
+                Fate::Rejected(r.to_string())
+            }
             Err(IntakeError::Malformed(m)) => {
                 summary.fatal = Some(m.to_string());
                 break;
             }
         };
-        summary.note(fate);
+        summary.note(index, statement_id, fate, reasons);
         handled += 1;
         progress(handled);
     }
@@ -202,13 +256,21 @@ where
     Ok(summary)
 }
 
+/// A fresh id for an `imports` row.
+pub fn new_import_id() -> String {
+    format!("imp_{}", uuid::Uuid::new_v4().simple())
+}
+
 /// The run's history row and its audit event (an import that wrote nothing is recorded too).
 async fn record(db: &Db, opts: &Options, s: &Summary) -> Result<(), sqlx::Error> {
     let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     sqlx::query(
         "INSERT INTO imports (id, tenant_id, source, actor, dry_run, created, updated, unchanged,
              rejected, started_at, finished_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (id) DO UPDATE SET dry_run = excluded.dry_run, created = excluded.created,
+             updated = excluded.updated, unchanged = excluded.unchanged,
+             rejected = excluded.rejected, finished_at = excluded.finished_at",
     )
     .bind(&s.import_id)
     .bind(opts.tenant.as_str())

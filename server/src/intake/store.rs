@@ -132,9 +132,11 @@ impl Importer {
                 .await?;
         match known {
             None => return Err(StoreError::WrongPractice("no such practice".into())),
-            Some(Some(id)) if id != external => return Err(StoreError::WrongPractice(format!(
+            Some(Some(id)) if id != external => {
+                return Err(StoreError::WrongPractice(format!(
                 "the file is for practice {external:?}, but this practice's billing id is {id:?}"
-            ))),
+            )))
+            }
             Some(Some(_)) => {}
             Some(None) => {
                 let taken: Option<String> =
