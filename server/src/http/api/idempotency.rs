@@ -85,7 +85,9 @@ pub async fn claim(
     if inserted.rows_affected() == 1 {
         return Ok(Claim::Claimed);
     }
-    let row: Option<(String, Option<Vec<u8>>, Option<String>, i64)> = sqlx::query_as(
+    // id, request hash, stored answer, start of the claim.
+    type Row = (String, Option<Vec<u8>>, Option<String>, i64);
+    let row: Option<Row> = sqlx::query_as(
         "SELECT id, request_hash, response, started_at FROM imports
          WHERE tenant_id = $1 AND idempotency_key = $2",
     )
