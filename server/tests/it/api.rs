@@ -16,6 +16,7 @@ both_backends!(
     missing_wrong_and_revoked_keys_are_refused_and_audited,
     another_practices_key_writes_nothing,
     a_retried_batch_is_answered_once_per_idempotency_key,
+    an_unanswered_claim_is_refused_until_it_is_stale,
     an_oversized_batch_is_refused,
     a_bad_record_refuses_the_batch_unless_partial,
     a_dry_run_writes_nothing,
@@ -330,6 +331,59 @@ async fn a_retried_batch_is_answered_once_per_idempotency_key(backend: Backend) 
     .expect("count");
     assert_eq!(runs, 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM imports").await, 2);
+    app.finish().await;
+}
+
+async fn an_unanswered_claim_is_refused_until_it_is_stale(backend: Backend) {
+    use patriotpay::http::api::{idempotency, ImportQuery};
+    let app = TestApp::start(backend).await;
+    let (_, key) = key_for(&app, &app.tenant).await;
+    let body = sample().to_string().into_bytes();
+    let hash = idempotency::request_hash(&ImportQuery::default(), &body);
+    let now = app.state().clock.now();
+    // A request under the key is running (claimed a minute ago, no answer yet).
+    let claimed = idempotency::claim(
+        app.db(),
+        &app.tenant,
+        "k-1",
+        &hash,
+        "imp_running",
+        "apikey:test",
+        false,
+        now - 60,
+    )
+    .await
+    .expect("claim");
+    assert!(matches!(claimed, idempotency::Claim::Claimed));
+    let idem = [("idempotency-key", "k-1")];
+    let r = post_raw(&app, STATEMENTS, Some(&key), &idem, body.clone()).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.headers().get("retry-after").is_some());
+    assert_eq!(
+        r.json::<Value>().await.expect("JSON")["error"],
+        "idempotency_key_in_use"
+    );
+    assert_eq!(imported(&app).await, 0);
+
+    // Its server died: past the stale time the retry takes the claim over and imports, in the
+    // same history row; the next retry gets that answer.
+    sqlx::query("UPDATE imports SET started_at = $1 WHERE id = 'imp_running'")
+        .bind(now - idempotency::STALE_SECS - 1)
+        .execute(app.db().pool())
+        .await
+        .expect("age the claim");
+    let r = post_raw(&app, STATEMENTS, Some(&key), &idem, body.clone()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let first = r.text().await.expect("body");
+    assert_eq!(
+        serde_json::from_str::<Value>(&first).expect("JSON")["created"],
+        4
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM imports").await, 1);
+    let r = post_raw(&app, STATEMENTS, Some(&key), &idem, body).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.expect("body"), first);
+    assert_eq!(imported(&app).await, 4);
     app.finish().await;
 }
 
