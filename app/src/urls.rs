@@ -10,6 +10,9 @@ pub const ANY: &str = "";
 /// The prefix of every webhook path (their errors are answered plainly, not as pages).
 pub const WEBHOOK_PREFIX: &str = "/webhooks/";
 
+/// The prefix of every API path (their errors are answered as JSON, not as pages).
+pub const API_PREFIX: &str = "/api/";
+
 /// The `&'a str` parameter of a variant (a separate macro, so the table below names each
 /// parameter as its template does).
 macro_rules! param {
@@ -172,6 +175,10 @@ urls! {
     Stylesheet => "/assets/style.css",
     Favicon => "/favicon.svg",
     Robots => "/robots.txt",
+    /// The statement import API (a practice's billing system, by API key).
+    ApiStatements => "/api/v1/statements",
+    /// The API's OpenAPI document.
+    ApiOpenApi => "/api/v1/openapi.json",
 }
 
 impl Url<'_> {
@@ -333,6 +340,8 @@ mod tests {
         "/assets/style.css",
         "/favicon.svg",
         "/robots.txt",
+        "/api/v1/statements",
+        "/api/v1/openapi.json",
     ];
 
     /// The variant with its parameter (if any) set to `p`.
@@ -450,5 +459,12 @@ mod tests {
     #[test]
     fn webhooks_share_the_prefix() {
         assert!(Url::StripeWebhook.template().starts_with(WEBHOOK_PREFIX));
+    }
+
+    #[test]
+    fn api_paths_share_the_prefix() {
+        for u in [Url::ApiStatements, Url::ApiOpenApi] {
+            assert!(u.template().starts_with(API_PREFIX), "{u:?}");
+        }
     }
 }

@@ -11,6 +11,8 @@ ALTER TABLE tenants ADD COLUMN external_id TEXT;
 CREATE UNIQUE INDEX tenants_external_id ON tenants(external_id);
 
 ALTER TABLE patients ADD COLUMN external_bidx BLOB;
+-- The record number itself, encrypted: `keys rotate-index` rebuilds `external_bidx` from it.
+ALTER TABLE patients ADD COLUMN external_id_ct BLOB;
 ALTER TABLE patients ADD COLUMN content_mac BLOB;
 ALTER TABLE patients ADD COLUMN address_ct BLOB;
 ALTER TABLE patients ADD COLUMN email_ct BLOB;

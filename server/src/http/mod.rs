@@ -3,6 +3,7 @@
 //! policy tripwire, error pages, request logs).
 
 pub mod account;
+pub mod api;
 pub mod assets;
 pub mod cards;
 pub mod error;
@@ -297,6 +298,13 @@ impl Routes {
     }
 }
 
+/// The statement API: machine endpoints with their own body limit and JSON errors.
+fn api_routes(state: &AppState) -> Routes {
+    Routes::new(state)
+        .machine_post(Url::ApiStatements, api::statements)
+        .machine_get(Url::ApiOpenApi, api::openapi)
+}
+
 /// Every page and form of the portal, area by area.
 fn pages(state: &AppState) -> Routes {
     Routes::new(state)
@@ -327,6 +335,7 @@ fn machine(state: &AppState) -> Routes {
 /// The route table of the portal as `portal_router` serves it (tests walk it).
 pub fn route_table(state: &AppState) -> Vec<RouteInfo> {
     let mut t = machine(state).table;
+    t.extend(api_routes(state).table);
     t.extend(pages(state).table);
     t
 }
@@ -374,13 +383,20 @@ pub fn portal_router(state: AppState) -> Router {
         "default-src 'none'; script-src 'none'; style-src 'self'; img-src 'self'; \
          form-action 'self' {checkout_origin}; frame-ancestors 'none'; base-uri 'none'"
     ));
+    // A batch of statements is far bigger than a form: the API has its own bound (the handler
+    // reads the body as bytes, so axum's limit is the one that counts).
+    let api = api_routes(&state)
+        .router
+        .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES));
     machine(&state)
         .router
         .merge(pages)
-        .with_state(state.clone())
         .layer(middleware::from_fn(body_limit))
-        // Lets the upload's multipart extractor read up to the limit above (axum's own default
-        // is 2 MB); every other body is capped at `MAX_BODY_BYTES` by `body_limit` first.
+        // The API has its own limit (`api::MAX_BODY_BYTES`, its route's `DefaultBodyLimit`).
+        .merge(api)
+        .with_state(state.clone())
+        // Lets the upload's multipart extractor read up to `MAX_UPLOAD_BYTES` (axum's own
+        // default is 2 MB); every other page body is capped at `MAX_BODY_BYTES` by `body_limit`.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .layer(middleware::from_fn(move |req, next| {
             security_headers(csp.clone(), req, next)
@@ -462,6 +478,10 @@ async fn request_context(
         .uri()
         .path()
         .starts_with(patriotpay_app::urls::WEBHOOK_PREFIX);
+    let is_api = req
+        .uri()
+        .path()
+        .starts_with(patriotpay_app::urls::API_PREFIX);
     req.extensions_mut().insert(RequestContext {
         request_id: request_id.clone(),
         address,
@@ -483,7 +503,9 @@ async fn request_context(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
-    if !is_webhook
+    if is_api {
+        res = api_error_json(res, &request_id);
+    } else if !is_webhook
         && (res.extensions().get::<ErrorPage>().is_some() || (status.as_u16() >= 400 && !is_html))
     {
         let html = patriotpay_app::pages::error(
@@ -518,6 +540,30 @@ async fn request_context(
         "request"
     );
     res
+}
+
+/// An API error the handler did not answer in JSON itself (an unknown path or method, a layer's
+/// refusal) becomes `{"error", "message", "request_id"}` with the same status and headers.
+fn api_error_json(res: Response, request_id: &str) -> Response {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || (is_json && res.extensions().get::<ErrorPage>().is_none()) {
+        return res;
+    }
+    let reason = status.canonical_reason().unwrap_or("error");
+    let code = reason.to_ascii_lowercase().replace([' ', '-'], "_");
+    let (parts, _) = res.into_parts();
+    let mut out = api::error(status, &code, reason, request_id);
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
 }
 
 async fn security_headers(csp: Arc<String>, req: Request, next: Next) -> Response {

@@ -13,11 +13,13 @@ use super::{Field, IntakeError, Location, Malformed, ParsedStatement, Problem, R
 use serde::Deserialize;
 use std::io::{BufRead, BufReader, Read};
 use time::Date;
+use utoipa::ToSchema;
 
 /// A whole import document, as the API takes a batch. Files are read with `JsonStatements`,
 /// which never holds the whole array.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(description = "A batch of statements for one practice (the API takes up to 1,000).")]
 pub struct ImportDocument {
     /// The practice's external id (same rules as every external id).
     pub practice: String,
@@ -26,8 +28,9 @@ pub struct ImportDocument {
 }
 
 /// One element of `statements`, as sent. No `Debug`: it holds PHI in plain strings.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(description = "One statement: its patient, guarantor, header and lines.")]
 pub struct StatementIn {
     pub patient: PatientIn,
     /// The person who pays, if not the patient; `null` or absent for none.
@@ -38,7 +41,7 @@ pub struct StatementIn {
     pub lines: Vec<LineIn>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatientIn {
     /// The practice's id for the patient: 1–64 of `A-Z a-z 0-9 . _ : -`.
@@ -75,7 +78,7 @@ pub struct PatientIn {
     pub confidential: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GuarantorIn {
     /// Full name, 1–100 characters.
@@ -86,7 +89,7 @@ pub struct GuarantorIn {
     pub relationship: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatementHeaderIn {
     /// The practice's id for the statement (re-sending it updates it).
@@ -101,7 +104,7 @@ pub struct StatementHeaderIn {
     pub total: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineIn {
     /// `YYYY-MM-DD`, not after the statement date.

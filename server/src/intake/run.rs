@@ -63,6 +63,17 @@ pub enum Fate {
     Rejected(String),
 }
 
+/// One statement's outcome in the order read (index from 0), for answers that list every record
+/// (the API). The statement id is the sender's opaque key, when the record had a readable one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub index: usize,
+    pub statement_id: Option<String>,
+    pub fate: Fate,
+    /// For a rejected record, each reason on its own (place and field, never a value).
+    pub reasons: Vec<String>,
+}
+
 /// What an import did (or, in a dry run or after a refusal without `partial`, would have done).
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
@@ -77,10 +88,27 @@ pub struct Summary {
     pub fatal: Option<String>,
     /// The writes were committed.
     pub committed: bool,
+    /// Every statement's outcome in file order, up to `MAX_LISTED` (the API's batch is never
+    /// larger).
+    pub records: Vec<Record>,
 }
 
 impl Summary {
-    fn note(&mut self, fate: Fate) {
+    fn note(
+        &mut self,
+        index: usize,
+        statement_id: Option<String>,
+        fate: Fate,
+        reasons: Vec<String>,
+    ) {
+        if index < MAX_LISTED {
+            self.records.push(Record {
+                index,
+                statement_id,
+                fate: fate.clone(),
+                reasons,
+            });
+        }
         match fate {
             Fate::Created => self.created += 1,
             Fate::Updated => self.updated += 1,
@@ -121,6 +149,22 @@ pub async fn import<R>(
 where
     R: std::io::Read + Send + 'static,
 {
+    import_as(db, crypto, reader, opts, None, progress).await
+}
+
+/// `import`, recorded under `import_id` when given: the id of an `imports` row the caller
+/// inserted first (the API claims an idempotency key that way), which the run then completes.
+pub async fn import_as<R>(
+    db: &Db,
+    crypto: Arc<FieldCrypto>,
+    reader: R,
+    opts: &Options,
+    import_id: Option<String>,
+    progress: impl Fn(u64),
+) -> Result<Summary, RunError>
+where
+    R: std::io::Read + Send + 'static,
+{
     let today = time::OffsetDateTime::from_unix_timestamp(opts.now)
         .map(|t| t.date())
         .unwrap_or(time::Date::MIN);
@@ -142,20 +186,30 @@ where
         }
     });
     let mut summary = Summary {
-        import_id: format!("imp_{}", uuid::Uuid::new_v4().simple()),
+        import_id: import_id.unwrap_or_else(new_import_id),
         ..Default::default()
     };
     let mut importer = Importer::begin(db, crypto, &opts.tenant, opts.now).await?;
     let mut handled = 0u64;
     let mut credit: Vec<String> = vec![];
     let mut batch: Vec<ParsedStatement> = Vec::with_capacity(BATCH);
+    // Each statement of the file is one item: its place in the file is its index.
+    let mut indexes: Vec<usize> = Vec::with_capacity(BATCH);
+    let mut read = 0usize;
     loop {
         let item = rx.recv().await;
         let end = item.is_none();
         match item {
-            Some(Ok(s)) => batch.push(s),
+            Some(Ok(s)) => {
+                batch.push(s);
+                indexes.push(read);
+                read += 1;
+            }
             Some(Err(IntakeError::Rejected(r))) => {
-                summary.note(Fate::Rejected(r.to_string()));
+                let id = r.statement_id.as_ref().map(ToString::to_string);
+                let reasons = r.problems.iter().map(ToString::to_string).collect();
+                summary.note(read, id, Fate::Rejected(r.to_string()), reasons);
+                read += 1;
                 handled += 1;
             }
             Some(Err(IntakeError::Malformed(m))) => {
@@ -173,26 +227,31 @@ where
                 }
                 Err(e) => return Err(e.into()),
             };
-            for (s, w) in batch.iter().zip(written) {
+            for ((s, w), index) in batch.iter().zip(written).zip(indexes.iter().copied()) {
                 let id = &s.statement.external_id;
-                summary.note(match w {
+                let mut reasons = vec![];
+                let fate = match w {
                     Ok(Written::Created(_)) => Fate::Created,
                     Ok(Written::Updated(_)) => Fate::Updated,
                     Ok(Written::Unchanged(_)) => Fate::Unchanged,
-                    Err(StoreError::CreditBalance(why)) => {
-                        // Raised once the import's transaction is over (on SQLite it holds
-                        // the write lock). The statement id is the sender's key, not PHI.
-                        credit.push(format!(
-                            "statement {id} of practice {} re-sent below what was paid: {why}",
-                            opts.tenant
-                        ));
-                        Fate::Rejected(format!("statement {id} rejected: {why}"))
+                    Err(e) => {
+                        if let StoreError::CreditBalance(why) = &e {
+                            // Raised once the import's transaction is over (on SQLite it
+                            // holds the write lock). The statement id is the sender's key.
+                            credit.push(format!(
+                                "statement {id} of practice {} re-sent below what was paid: {why}",
+                                opts.tenant
+                            ));
+                        }
+                        reasons.push(e.to_string());
+                        Fate::Rejected(format!("statement {id} rejected: {e}"))
                     }
-                    Err(e) => Fate::Rejected(format!("statement {id} rejected: {e}")),
-                });
+                };
+                summary.note(index, Some(id.to_string()), fate, reasons);
             }
             handled += batch.len() as u64;
             batch.clear();
+            indexes.clear();
             progress(handled);
         }
         if end {
@@ -213,8 +272,14 @@ where
             .raise(db, "import-credit-balance", detail, opts.now)
             .await?;
     }
+    summary.records.sort_by_key(|r| r.index);
     record(db, opts, &summary).await?;
     Ok(summary)
+}
+
+/// A fresh id for an `imports` row.
+pub fn new_import_id() -> String {
+    format!("imp_{}", uuid::Uuid::new_v4().simple())
 }
 
 /// The run's history row and its audit event (an import that wrote nothing is recorded too).
@@ -223,7 +288,10 @@ async fn record(db: &Db, opts: &Options, s: &Summary) -> Result<(), sqlx::Error>
     sqlx::query(
         "INSERT INTO imports (id, tenant_id, source, actor, dry_run, created, updated, unchanged,
              rejected, started_at, finished_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (id) DO UPDATE SET dry_run = excluded.dry_run, created = excluded.created,
+             updated = excluded.updated, unchanged = excluded.unchanged,
+             rejected = excluded.rejected, finished_at = excluded.finished_at",
     )
     .bind(&s.import_id)
     .bind(opts.tenant.as_str())

@@ -22,6 +22,12 @@ use sqlx::{Any, Transaction};
 
 mod batch;
 
+/// What a patient's `external_bidx` is computed from: the one recipe for import and for
+/// `keys rotate-index`, which rebuilds it from `external_id_ct`.
+pub fn external_index_input(external: &str) -> (&'static str, String) {
+    (BIDX_EXTERNAL, external.to_owned())
+}
+
 /// How long a pay link made for a new statement lasts.
 pub const NEW_LINK_DAYS: i64 = 30;
 const BIDX_EXTERNAL: &str = "patient-external-id";
@@ -155,8 +161,8 @@ impl Importer {
                  zip_ct = $4, phone_ct = $5, account_number_ct = $6, phone_bidx = $7,
                  name_dob_bidx = $8, account_bidx = $9, address_ct = $10, email_ct = $11,
                  guarantor_ct = $12, language = $13, minor = $14, confidential = $15,
-                 content_mac = $16
-             WHERE id = $17",
+                 content_mac = $16, external_id_ct = $17
+             WHERE id = $18",
         )
         .bind(f.first)
         .bind(f.last)
@@ -174,6 +180,7 @@ impl Importer {
         .bind(i64::from(p.minor))
         .bind(i64::from(p.confidential))
         .bind(mac)
+        .bind(f.external)
         .bind(id.as_str())
         .execute(&mut *self.tx)
         .await?;
@@ -232,6 +239,7 @@ impl Importer {
             phone: enc("phone", &p.mobile_phone).await?,
             account: enc("account_number", &p.account_number).await?,
             address: enc("address", &address).await?,
+            external: enc("external_id", &p.external_id).await?,
             email,
             guarantor,
             bidx,
@@ -396,6 +404,7 @@ struct PatientFields {
     phone: Vec<u8>,
     account: Vec<u8>,
     address: Vec<u8>,
+    external: Vec<u8>,
     email: Option<Vec<u8>>,
     guarantor: Option<Vec<u8>>,
     bidx: Vec<Vec<u8>>,

@@ -121,11 +121,12 @@ pub(super) struct Rotation {
     switched_at: Option<i64>,
 }
 
-fn owner_clause(scope: Scope, table: &str) -> String {
+fn owner_clause(t: &IndexedTable) -> String {
     // Platform tables have no tenant column: `$1 = $1` keeps the binds the same.
-    match scope {
-        Scope::Practice => format!("{table}.tenant_id = $1"),
-        Scope::Platform => "$1 = $1".to_owned(),
+    let (table, rows) = (t.table, t.rows);
+    match t.scope {
+        Scope::Practice => format!("{table}.tenant_id = $1 AND ({rows})"),
+        Scope::Platform => format!("$1 = $1 AND ({rows})"),
     }
 }
 
@@ -354,7 +355,7 @@ async fn fetch_rows(
         "SELECT id, {cols} FROM {table} WHERE {owner} AND id > $2 AND ({filter})
          ORDER BY id LIMIT $4",
         cols = cols.join(", "),
-        owner = owner_clause(t.scope, table),
+        owner = owner_clause(t),
     ))
     .bind(r.tenant.as_str())
     .bind(after)
@@ -404,7 +405,7 @@ async fn count_where(
     let n: i64 = sqlx::query_scalar(&format!(
         "SELECT COUNT(*) FROM {table} WHERE {owner} AND ({filter}) AND $2 = $2",
         table = t.table,
-        owner = owner_clause(t.scope, t.table),
+        owner = owner_clause(t),
     ))
     .bind(r.tenant.as_str())
     .bind(i64::from(r.to))
@@ -505,7 +506,7 @@ pub(super) async fn switch(
         let mut switched = 0;
         for t in tables_of(r) {
             let table = t.table;
-            let owner = owner_clause(t.scope, table);
+            let owner = owner_clause(t);
             for col in t.columns {
                 match t.source {
                     IndexSource::Sealed { .. } => {
@@ -574,7 +575,7 @@ async fn rekey_copies(
     drop_unmapped: bool,
 ) -> anyhow::Result<(u64, u64)> {
     let table = t.table;
-    let owner = owner_clause(t.scope, table);
+    let owner = owner_clause(t);
     let side = format!(
         "FROM blind_index_next n WHERE n.tenant_id = $1 AND n.to_version = $2
            AND n.table_name = '{src}' AND n.column_name = '{src_col}'

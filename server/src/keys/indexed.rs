@@ -14,6 +14,9 @@ pub struct IndexedTable {
     /// column, in this order).
     pub columns: &'static [&'static str],
     pub source: IndexSource,
+    /// Which of the table's rows carry these columns (SQL over the table's own columns):
+    /// `"1 = 1"` for all.
+    pub rows: &'static str,
 }
 
 /// From a row's decrypted columns, each index column's (domain, normalised input).
@@ -47,6 +50,13 @@ fn patient_inputs(p: &[&str]) -> Option<Vec<(&'static str, String)>> {
     }
 }
 
+fn external_inputs(p: &[&str]) -> Option<Vec<(&'static str, String)>> {
+    match p {
+        [external] => Some(vec![crate::intake::store::external_index_input(external)]),
+        _ => None,
+    }
+}
+
 fn email_inputs(p: &[&str]) -> Option<Vec<(&'static str, String)>> {
     match p {
         [email] => Some(vec![crate::accounts::email_index_input(email)]),
@@ -69,6 +79,19 @@ pub const INDEXED: &[IndexedTable] = &[
             ],
             inputs: patient_inputs,
         },
+        rows: "1 = 1",
+    },
+    // An imported patient's record number in the practice's billing system (statement import
+    // matches patients on it); patients made otherwise have none.
+    IndexedTable {
+        table: "patients",
+        scope: Scope::Practice,
+        columns: &["external_bidx"],
+        source: IndexSource::Sealed {
+            reads: &[("external_id_ct", "external_id")],
+            inputs: external_inputs,
+        },
+        rows: "patients.external_id_ct IS NOT NULL",
     },
     IndexedTable {
         table: "users",
@@ -78,6 +101,7 @@ pub const INDEXED: &[IndexedTable] = &[
             reads: &[("email_ct", "email")],
             inputs: email_inputs,
         },
+        rows: "1 = 1",
     },
     IndexedTable {
         table: "login_failures",
@@ -87,5 +111,6 @@ pub const INDEXED: &[IndexedTable] = &[
             table: "users",
             column: "email_index",
         },
+        rows: "1 = 1",
     },
 ];

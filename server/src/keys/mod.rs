@@ -58,6 +58,7 @@ pub const ENCRYPTED: &[EncryptedTable] = &[
             ("address_ct", "address"),
             ("email_ct", "email"),
             ("guarantor_ct", "guarantor"),
+            ("external_id_ct", "external_id"),
         ],
     },
     EncryptedTable {

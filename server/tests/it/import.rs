@@ -11,6 +11,7 @@ both_backends!(
     a_changed_statement_is_updated_and_keeps_its_payment,
     a_bad_record_refuses_the_file_unless_partial_and_a_dry_run_writes_nothing,
     a_file_for_another_practice_is_refused,
+    imported_patients_are_still_found_after_the_index_key_rotates,
 );
 
 fn sample(name: &str) -> String {
@@ -276,5 +277,28 @@ async fn a_file_for_another_practice_is_refused(backend: Backend) {
     .await
     .expect("count");
     assert_eq!(theirs, 0);
+    app.finish().await;
+}
+
+async fn imported_patients_are_still_found_after_the_index_key_rotates(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let practice = app.tenant.as_str().to_owned();
+    assert_eq!(import(&app, &sample("statements.csv"), &practice, &[]).0, 0);
+    let patients = count(&app, "SELECT COUNT(*) FROM patients").await;
+    let o = app.cli(&["keys", "rotate-index", "--grace-secs", "0"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The same file again: every patient and statement is found (the content MACs were made
+    // under the old key, so each statement is written again once, not duplicated).
+    let (code, out, err) = import(&app, &sample("statements.csv"), &practice, &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("0 created"), "{out}");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM patients").await, patients);
+    assert_eq!(imported(&app).await, 4);
+    let (code, out, _) = import(&app, &sample("statements.csv"), &practice, &[]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("4 unchanged"),
+        "and then it is unchanged: {out}"
+    );
     app.finish().await;
 }

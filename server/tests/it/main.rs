@@ -8,6 +8,7 @@
 #[macro_use]
 mod common;
 
+mod api;
 mod apikeys;
 mod audit_chain;
 mod audit_viewer;

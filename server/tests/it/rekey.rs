@@ -90,8 +90,8 @@ async fn index_values(db: &Db) -> Vec<(String, String, Vec<u8>)> {
     for t in patriotpay::keys::INDEXED {
         for c in t.columns {
             let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(&format!(
-                "SELECT CAST(id AS TEXT), {c} FROM {} ORDER BY id",
-                t.table
+                "SELECT CAST(id AS TEXT), {c} FROM {} WHERE {} ORDER BY id",
+                t.table, t.rows
             ))
             .fetch_all(db.pool())
             .await

@@ -5,8 +5,7 @@
 //! still written one by one.
 
 use super::{
-    iso, patient_canonical, Importer, StoreError, Written, BIDX_EXTERNAL, LINES, MAC_PATIENT,
-    NEW_LINK_DAYS,
+    iso, patient_canonical, Importer, StoreError, Written, LINES, MAC_PATIENT, NEW_LINK_DAYS,
 };
 use crate::crypto::FieldAad;
 use crate::ids::{LineId, LinkId, PatientId, StatementId};
@@ -97,9 +96,10 @@ impl Importer {
         let mut keys = Vec::with_capacity(batch.len());
         for s in batch {
             keys.push(Keys {
-                patient: self
-                    .bidx(BIDX_EXTERNAL, s.patient.external_id.expose())
-                    .await?,
+                patient: {
+                    let (what, input) = super::external_index_input(s.patient.external_id.expose());
+                    self.bidx(what, &input).await?
+                },
                 patient_mac: self.mac(MAC_PATIENT, &patient_canonical(s)).await?,
                 statement_mac: self.statement_mac(s).await?,
             });
@@ -256,6 +256,7 @@ impl Importer {
                 V::I(i64::from(p.minor)),
                 V::I(i64::from(p.confidential)),
                 V::B(k.patient_mac.clone()),
+                V::B(f.external),
             ]);
         }
         insert_rows(
@@ -263,7 +264,7 @@ impl Importer {
             "INSERT INTO patients (id, tenant_id, first_name_ct, last_name_ct, dob_ct, zip_ct,
                  phone_ct, account_number_ct, phone_bidx, name_dob_bidx, account_bidx, created_at,
                  external_bidx, address_ct, email_ct, guarantor_ct, language, minor, confidential,
-                 content_mac)",
+                 content_mac, external_id_ct)",
             &rows,
         )
         .await?;
