@@ -72,6 +72,9 @@ pub struct Importer {
     /// The practice's active blind-index key version, read once per batch (not per value: that
     /// query was most of the import's time).
     index_version: u32,
+    /// PostgreSQL: the tables' statistics are refreshed as they grow (see `write_batch`).
+    postgres: bool,
+    batches: u64,
 }
 
 impl Importer {
@@ -93,6 +96,8 @@ impl Importer {
             now,
             practice_checked: false,
             index_version,
+            postgres: db.backend() == crate::db::Backend::Postgres,
+            batches: 0,
         })
     }
 

@@ -93,6 +93,16 @@ impl Importer {
         };
         self.check_practice(first.practice.as_str()).await?;
         self.index_version = super::active_index(&self.crypto, &self.tenant).await?;
+        // PostgreSQL plans the lookups and foreign-key checks from statistics taken before the
+        // import's rows existed (it cannot see them until commit); after a few batches the
+        // tables are far bigger than planned for and each batch slowed down with the file.
+        // ANALYZE inside the transaction counts its own rows and makes cached plans be redone.
+        self.batches += 1;
+        if self.postgres && self.batches.is_power_of_two() && self.batches >= 4 {
+            sqlx::query("ANALYZE patients, statements, statement_lines, ledger_entries, pay_links")
+                .execute(&mut *self.tx)
+                .await?;
+        }
         let mut keys = Vec::with_capacity(batch.len());
         for s in batch {
             keys.push(Keys {
