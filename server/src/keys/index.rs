@@ -123,10 +123,9 @@ pub(super) struct Rotation {
 
 fn owner_clause(t: &IndexedTable) -> String {
     // Platform tables have no tenant column: `$1 = $1` keeps the binds the same.
-    let (table, rows) = (t.table, t.rows);
     match t.scope {
-        Scope::Practice => format!("{table}.tenant_id = $1 AND ({rows})"),
-        Scope::Platform => format!("$1 = $1 AND ({rows})"),
+        Scope::Practice => format!("{}.tenant_id = $1 AND ({})", t.table, t.rows),
+        Scope::Platform => format!("$1 = $1 AND ({})", t.rows),
     }
 }
 
