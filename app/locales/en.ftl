@@ -711,3 +711,25 @@ import-who-cli = Command line
 import-source-staff = Staff page
 import-source-api = API
 import-source-cli = Command line
+
+## API keys (practice admins)
+apikeys-title = API keys
+apikeys-link = API keys for statement import
+apikeys-lead = A practice's billing system sends statements to the import API with one of these keys. A key is shown once, when it is made; keep it in the billing system's secret store. Revoke a key that is lost or no longer used.
+apikeys-caption = API keys of { $practice }
+apikeys-label = What uses it
+apikeys-prefix = Starts with
+apikeys-created = Made
+apikeys-last-used = Last used
+apikeys-state = State
+apikeys-live = In use
+apikeys-revoked-at = Revoked { $when }
+apikeys-revoke = Revoke
+apikeys-revoke-label = Revoke the key for { $label }
+apikeys-new-label = A new key: what will use it?
+apikeys-create = Make a key
+apikeys-made = The new key for { $label }
+apikeys-made-once = This is the only time the key is shown. Copy it into the billing system now.
+apikeys-err-label = Say what will use the key (1 to 80 characters).
+apikeys-never = never
+apikeys-revoked = Key revoked: requests presenting it are refused from now on.

@@ -252,6 +252,19 @@ forms! {
         ticket / TICKET,
     }
 
+    /// Make an API key (`Url::StaffApiKeys`).
+    pub struct ApiKeyCreateForm {
+        practice / PRACTICE,
+        /// What uses the key.
+        label / LABEL,
+    }
+
+    /// Revoke an API key (`Url::StaffApiKeyRevoke`).
+    pub struct ApiKeyRevokeForm {
+        practice / PRACTICE,
+        key / KEY,
+    }
+
     /// Turn "act on behalf" on or off (`Url::StaffActOnBehalf`).
     pub struct ActOnBehalfForm {
         /// Practice (tenant) id.

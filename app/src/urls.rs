@@ -167,6 +167,9 @@ urls! {
     StaffImport => "/staff/import",
     StaffImportConfirm => "/staff/import/confirm",
     StaffImportReport => "/staff/import/report",
+    /// A practice admin's API keys for statement import: the list and making one; revoking.
+    StaffApiKeys => "/staff/api-keys",
+    StaffApiKeyRevoke => "/staff/api-keys/revoke",
 
     // ---- Machine endpoints.
     StripeWebhook => "/webhooks/stripe",
@@ -334,6 +337,8 @@ mod tests {
         "/staff/import",
         "/staff/import/confirm",
         "/staff/import/report",
+        "/staff/api-keys",
+        "/staff/api-keys/revoke",
         "/webhooks/stripe",
         "/healthz",
         "/readyz",

@@ -56,6 +56,20 @@ pub async fn create(
     created_by: &str,
     now: i64,
 ) -> Result<(String, String), ApiKeyError> {
+    let mut tx = db.begin_write().await?;
+    let made = create_in(&mut tx, tenant, label, created_by, now).await?;
+    tx.commit().await?;
+    Ok(made)
+}
+
+/// `create` inside the caller's transaction (the staff page's, which holds its audit event).
+pub async fn create_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tenant: &TenantId,
+    label: &str,
+    created_by: &str,
+    now: i64,
+) -> Result<(String, String), ApiKeyError> {
     let label = label.trim();
     if label.is_empty()
         || label.chars().count() > MAX_LABEL_CHARS
@@ -67,7 +81,7 @@ pub async fn create(
         sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1 AND id <> $2")
             .bind(tenant.as_str())
             .bind(crate::accounts::PLATFORM_TENANT)
-            .fetch_optional(db.pool())
+            .fetch_optional(&mut **tx)
             .await?;
     if known.is_none() {
         return Err(ApiKeyError::NoPractice);
@@ -87,7 +101,7 @@ pub async fn create(
     .bind(Scope::Import.as_str())
     .bind(created_by)
     .bind(now)
-    .execute(db.pool())
+    .execute(&mut **tx)
     .await?;
     Ok((id, key))
 }
@@ -128,6 +142,19 @@ pub async fn list(db: &Db, tenant: &TenantId) -> Result<Vec<KeyInfo>, ApiKeyErro
 
 /// Revokes one of a practice's keys; false when the practice has no such live key.
 pub async fn revoke(db: &Db, tenant: &TenantId, id: &str, now: i64) -> Result<bool, ApiKeyError> {
+    let mut tx = db.begin_write().await?;
+    let done = revoke_in(&mut tx, tenant, id, now).await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// `revoke` inside the caller's transaction.
+pub async fn revoke_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tenant: &TenantId,
+    id: &str,
+    now: i64,
+) -> Result<bool, ApiKeyError> {
     let r = sqlx::query(
         "UPDATE api_keys SET revoked_at = $1
          WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL",
@@ -135,7 +162,7 @@ pub async fn revoke(db: &Db, tenant: &TenantId, id: &str, now: i64) -> Result<bo
     .bind(now)
     .bind(id)
     .bind(tenant.as_str())
-    .execute(db.pool())
+    .execute(&mut **tx)
     .await?;
     Ok(r.rows_affected() == 1)
 }

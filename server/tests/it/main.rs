@@ -34,6 +34,7 @@ mod routes;
 mod sandbox;
 mod security;
 mod staff;
+mod staff_api_keys;
 mod staff_import;
 mod stripe;
 mod view_as;

@@ -110,7 +110,7 @@ fn resource(tenant: &TenantId) -> Resource<'_> {
 }
 
 /// The practices this admin may import into (by the policy), with their names.
-async fn importable(
+pub(super) async fn importable(
     state: &AppState,
     ctx: &RequestContext,
     account: &Account,

@@ -2,6 +2,7 @@
 //! staff audit actor, staff events that name no practice, asking the policy as a staff member,
 //! role wording).
 
+mod api_keys;
 mod audit_log;
 mod break_glass;
 mod console;
@@ -67,6 +68,9 @@ pub fn router(state: &AppState) -> Routes {
         .phi_form(Url::StaffViewAs, view_as::start)
         .form(Url::StaffViewAsStop, view_as::stop)
         .form(Url::StaffViewAsConsent, view_as::consent)
+        .page(Url::StaffApiKeys, api_keys::page)
+        .form(Url::StaffApiKeys, api_keys::create)
+        .form(Url::StaffApiKeyRevoke, api_keys::revoke)
         .page(Url::StaffActOnBehalf, view_as::settings_page)
         .form(Url::StaffActOnBehalf, view_as::set)
         // Statement import (practice admins): the page's history view is audited; the upload is
