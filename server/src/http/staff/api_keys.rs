@@ -4,7 +4,7 @@
 
 use super::import::importable;
 use super::{actor_id, ask_in, forbidden, meta, GuarantorAdmins};
-use crate::access::{Action, Resource};
+use crate::access::Action;
 use crate::apikeys::{self, ApiKeyError};
 use crate::http::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, StaffWith};
@@ -90,12 +90,29 @@ pub async fn page(
     Ok(render(StatusCode::OK, vm))
 }
 
-fn on(tenant: &TenantId) -> Resource<'_> {
-    Resource {
-        tenant,
-        patient: None,
-        clinical_restricted: false,
-    }
+/// The permit to manage a practice's keys (a practice admin of it), with the change's
+/// transaction; a refusal is a 403.
+async fn permit_in(
+    state: &AppState,
+    ctx: &RequestContext,
+    account: &crate::accounts::Account,
+    tenant: &TenantId,
+    event: &'static str,
+    resource: &str,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    let on = super::practice(tenant);
+    let (_permit, tx) = ask_in(
+        state,
+        ctx,
+        account,
+        Action::ImportStatements,
+        on,
+        event,
+        Some(resource),
+    )
+    .await
+    .map_err(forbidden)?;
+    Ok(tx)
 }
 
 /// Makes a key: a practice admin of that practice only (the permit's event commits with the
@@ -108,17 +125,15 @@ pub async fn create(
     CsrfForm(form): CsrfForm<ApiKeyCreateForm>,
 ) -> Result<Response> {
     let tenant = TenantId::parse(form.practice.trim()).ok_or(AppError::BadRequest)?;
-    let (_permit, mut tx) = ask_in(
+    let mut tx = permit_in(
         &state,
         &ctx,
         &account,
-        Action::ImportStatements,
-        on(&tenant),
+        &tenant,
         "apikey.create",
-        Some(tenant.as_str()),
+        tenant.as_str(),
     )
-    .await
-    .map_err(forbidden)?;
+    .await?;
     let by = actor_id(&account.id);
     match apikeys::create_in(&mut tx, &tenant, &form.label, &by, ctx.now).await {
         Ok((_, key)) => {
@@ -150,17 +165,15 @@ pub async fn revoke(
     CsrfForm(form): CsrfForm<ApiKeyRevokeForm>,
 ) -> Result<Response> {
     let tenant = TenantId::parse(form.practice.trim()).ok_or(AppError::BadRequest)?;
-    let (_permit, mut tx) = ask_in(
+    let mut tx = permit_in(
         &state,
         &ctx,
         &account,
-        Action::ImportStatements,
-        on(&tenant),
+        &tenant,
         "apikey.revoke",
-        Some(form.key.trim()),
+        form.key.trim(),
     )
-    .await
-    .map_err(forbidden)?;
+    .await?;
     if !apikeys::revoke_in(&mut tx, &tenant, form.key.trim(), ctx.now).await? {
         return Err(AppError::NotFound);
     }

@@ -13,8 +13,9 @@
 //! (every five minutes in `serve`, and on each upload, confirmation and page view) deletes any
 //! file left over an hour (a leftover of a confirmation cut short too).
 
+use super::practice as resource;
 use super::{actor_id, ask, forbidden, meta, GuarantorAdmins};
-use crate::access::{self, Action, Resource};
+use crate::access::{self, Action};
 use crate::accounts::{self, Account};
 use crate::billing;
 use crate::crypto::FieldAad;
@@ -98,14 +99,6 @@ async fn discard(path: &Path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!(error = %e, "a kept upload could not be removed"),
-    }
-}
-
-fn resource(tenant: &TenantId) -> Resource<'_> {
-    Resource {
-        tenant,
-        patient: None,
-        clinical_restricted: false,
     }
 }
 

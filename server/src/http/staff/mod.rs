@@ -192,6 +192,15 @@ async fn ask_in(
     access::permit_in(&state.db, staff_ask(ctx, account, &actor, q)).await
 }
 
+/// A practice as a whole, as the policy is asked about it (no patient named).
+fn practice(tenant: &crate::ids::TenantId) -> Resource<'_> {
+    Resource {
+        tenant,
+        patient: None,
+        clinical_restricted: false,
+    }
+}
+
 /// A refusal that should say 403 rather than "not found" (the practice is not secret).
 fn forbidden(e: Refused) -> AppError {
     match e {

@@ -235,11 +235,7 @@ async fn managed(
     let mut out = vec![];
     for g in &account.principal.grants {
         let Some(t) = &g.tenant else { continue };
-        let on = Resource {
-            tenant: t,
-            patient: None,
-            clinical_restricted: false,
-        };
+        let on = super::practice(t);
         let may = access::decide(
             &account.principal,
             Action::ConfigureActOnBehalf,
@@ -302,17 +298,12 @@ pub async fn set(
     } else {
         "practice.act-on-behalf.off"
     };
-    let resource = Resource {
-        tenant: &tenant,
-        patient: None,
-        clinical_restricted: false,
-    };
     let (_permit, mut tx) = ask_in(
         &state,
         &ctx,
         &account,
         Action::ConfigureActOnBehalf,
-        resource,
+        super::practice(&tenant),
         event,
         Some(tenant.as_str()),
     )
