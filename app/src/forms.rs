@@ -117,14 +117,26 @@ forms! {
         password_confirm / PASSWORD_CONFIRM,
     }
 
-    /// A new member account, or a new password for one (`Url::AccountCreate`,
-    /// `Url::AccountResetPassword`, `Url::GuarantorAccept`).
+    /// A new member account (`Url::AccountCreate`, `Url::GuarantorAccept`).
     pub struct NewAccountForm {
         email / EMAIL,
         password / PASSWORD,
         password_confirm / PASSWORD_CONFIRM,
         /// On the invitation page: `MODE_CREATE` or `MODE_EXISTING`.
         mode / MODE,
+    }
+
+    /// A member who forgot their password asks for a code (`Url::AccountForgot`).
+    pub struct ForgotPasswordForm {
+        email / EMAIL,
+    }
+
+    /// The emailed code and the new password (`Url::AccountResetPassword`); the password fields
+    /// are named as on `NewAccountForm`.
+    pub struct ResetPasswordForm {
+        code / CODE,
+        password / PASSWORD,
+        password_confirm / PASSWORD_CONFIRM,
     }
 
     /// The code Cognito emailed at sign-up (`Url::AccountConfirm`; its resend posts nothing else).

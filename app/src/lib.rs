@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod dev_outbox;
 pub mod forms;
 pub mod i18n;
 pub mod pages;

@@ -94,6 +94,8 @@ urls! {
     /// The code Cognito emailed at sign-up.
     AccountConfirm => "/account/confirm",
     AccountConfirmResend => "/account/confirm/resend",
+    /// A forgotten password: the email a code goes to, then the code with the new password.
+    AccountForgot => "/account/forgot",
     AccountResetPassword => "/account/reset-password",
     SignIn => "/signin",
     /// The account page (household).
@@ -173,6 +175,9 @@ urls! {
 
     // ---- Machine endpoints.
     StripeWebhook => "/webhooks/stripe",
+    /// Twilio: delivery statuses of our texts, and replies to them.
+    TwilioStatus => "/webhooks/twilio/status",
+    TwilioInbound => "/webhooks/twilio/inbound",
     Healthz => "/healthz",
     Readyz => "/readyz",
     Stylesheet => "/assets/style.css",
@@ -182,6 +187,11 @@ urls! {
     ApiStatements => "/api/v1/statements",
     /// The API's OpenAPI document.
     ApiOpenApi => "/api/v1/openapi.json",
+
+    // ---- Development.
+    /// The outbox viewer: the texts and email that would have gone out. Served only by
+    /// `serve --demo`, and only to callers on this machine.
+    DevOutbox => "/dev/outbox",
 }
 
 impl Url<'_> {
@@ -285,6 +295,7 @@ mod tests {
         "/account/create",
         "/account/confirm",
         "/account/confirm/resend",
+        "/account/forgot",
         "/account/reset-password",
         "/signin",
         "/account",
@@ -340,6 +351,8 @@ mod tests {
         "/staff/api-keys",
         "/staff/api-keys/revoke",
         "/webhooks/stripe",
+        "/webhooks/twilio/status",
+        "/webhooks/twilio/inbound",
         "/healthz",
         "/readyz",
         "/assets/style.css",
@@ -347,6 +360,7 @@ mod tests {
         "/robots.txt",
         "/api/v1/statements",
         "/api/v1/openapi.json",
+        "/dev/outbox",
     ];
 
     /// The variant with its parameter (if any) set to `p`.

@@ -470,18 +470,28 @@ pub struct SignInVm {
 
 debug_redacted!(SignInVm { csrf, failure, notice; redacted: email });
 
-/// A new password for the patient's own account, after both identity answers on a pay link.
+/// A forgotten password: where the code goes.
+#[derive(Clone, Default)]
+pub struct ForgotPasswordVm {
+    pub csrf: String,
+    pub email: String,
+    pub failure: Option<String>,
+}
+
+debug_redacted!(ForgotPasswordVm { csrf, failure; redacted: email });
+
+/// The emailed code and a new password for a member account.
 #[derive(Clone, Default)]
 pub struct ResetPasswordVm {
     pub csrf: String,
-    /// The account's email, masked ("a•••@example.org").
-    pub email_hint: String,
+    /// Where the code went (as typed on the previous page).
+    pub email: String,
     pub failure: Option<String>,
-    /// Input ids: "password", "password-confirm".
+    /// Input ids: "code", "password", "password-confirm".
     pub field_error: Option<FieldError>,
 }
 
-debug_redacted!(ResetPasswordVm { csrf, failure, field_error; redacted: email_hint });
+debug_redacted!(ResetPasswordVm { csrf, failure, field_error; redacted: email });
 
 /// The code Cognito emailed at sign-up.
 #[derive(Clone, Default)]

@@ -107,9 +107,10 @@ async fn bench(label: &str, database_url: Option<String>, n: usize) {
             dry_run: false,
             partial: false,
             source: run::Source::Cli,
-            actor: "bench".into(),
+            actor: patriotpay::audit::Actor::system("bench"),
             now: patriotpay::clock::now_unix(),
             alerts: Default::default(),
+            public_url: "https://pay.example.org".into(),
         };
         let before = peak_mib();
         let t = Instant::now();

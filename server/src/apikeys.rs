@@ -199,3 +199,37 @@ pub async fn authenticate(
         .await?;
     Ok(Some((id, TenantId::from_db(tenant))))
 }
+
+/// Refused keys from one address key (`limits::address_key`) in `REFUSAL_WINDOW_SECS` after
+/// which a further refused key is answered 429 and neither recorded nor audited: a broken or
+/// hostile client cannot fill the audit log. A live key is never held back by this, so a
+/// practice's current system keeps working beside an old one still sending a revoked key.
+pub const MAX_REFUSALS_PER_ADDRESS: i64 = 20;
+pub const REFUSAL_WINDOW_SECS: i64 = 15 * 60;
+
+/// Whether one more refused key from `address_key` may be recorded (and audited): `Ok(true)`
+/// records it; `Ok(false)` means the address is over its limit.
+pub async fn note_refusal(db: &Db, address_key: &str, now: i64) -> Result<bool, ApiKeyError> {
+    let since = now - REFUSAL_WINDOW_SECS;
+    let recent: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM api_key_refusals WHERE address_key = $1 AND at > $2",
+    )
+    .bind(address_key)
+    .bind(since)
+    .fetch_one(db.pool())
+    .await?;
+    if recent >= MAX_REFUSALS_PER_ADDRESS {
+        return Ok(false);
+    }
+    // Old rows count for nothing: pruned here, where the table grows.
+    sqlx::query("DELETE FROM api_key_refusals WHERE at <= $1")
+        .bind(since)
+        .execute(db.pool())
+        .await?;
+    sqlx::query("INSERT INTO api_key_refusals (address_key, at) VALUES ($1, $2)")
+        .bind(address_key)
+        .bind(now)
+        .execute(db.pool())
+        .await?;
+    Ok(true)
+}

@@ -1,9 +1,10 @@
-//! Subcommands whose work lives in the library (main.rs dispatches to them): API keys and
-//! statement import. Each prints for an operator and writes the audit event a staff page would.
+//! Subcommands whose work lives in the library (main.rs dispatches to them): API keys,
+//! statement import and the message outbox. Each prints for an operator and writes the audit
+//! event a staff page would.
 
 use crate::apikeys;
 use crate::audit::{self, Actor, Outcome};
-use crate::config::{ApikeysCommand, Command, Config};
+use crate::config::{ApikeysCommand, Command, Config, OutboxCommand};
 use crate::ids::TenantId;
 use crate::intake::run::{self, Options, Source, Summary};
 use crate::intake::Format;
@@ -136,11 +137,12 @@ pub async fn import(cfg: &Config, command: Command) -> anyhow::Result<()> {
         dry_run,
         partial,
         source: Source::Cli,
-        actor: "cli".into(),
+        actor: crate::audit::Actor::system("cli"),
         now: crate::clock::now_unix(),
         alerts: crate::alerts::AlertSink {
             webhook_url: cfg.alert_webhook_url.clone(),
         },
+        public_url: crate::base_url(&cfg.public_url, cfg.addr),
     };
     let summary = run::import(&db, crypto, reader, &opts, |n| {
         if n % 256 == 0 {
@@ -206,5 +208,58 @@ impl<R: std::io::Read> std::io::Read for Counting<R> {
         self.read
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+/// `patriotpay outbox work | status`.
+pub async fn outbox(cfg: &Config, action: OutboxCommand) -> anyhow::Result<()> {
+    let (db, crypto) = crate::open_storage(cfg).await?;
+    match action {
+        OutboxCommand::Work { every, once } => {
+            let public = crate::base_url(&cfg.public_url, cfg.addr);
+            let providers = cfg.messaging.providers(&public)?;
+            loop {
+                let now = crate::clock::now_unix();
+                let pass =
+                    crate::messages::worker::run_due(&db, &crypto, &providers, now, 50).await?;
+                if pass.handled() > 0 {
+                    println!(
+                        "sent {}, deferred {}, suppressed {}, given up {}",
+                        pass.sent, pass.deferred, pass.suppressed, pass.dead
+                    );
+                }
+                if once {
+                    return Ok(());
+                }
+                if pass.handled() >= 50 {
+                    continue;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(every)) => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+            }
+        }
+        OutboxCommand::Status => {
+            let counts: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT channel, state, COUNT(*) FROM outbox GROUP BY channel, state
+                 ORDER BY channel, state",
+            )
+            .fetch_all(db.pool())
+            .await?;
+            for (channel, state, n) in counts {
+                println!("{channel:<6} {state:<10} {n}");
+            }
+            let dead: Vec<(String, String, Option<String>)> = sqlx::query_as(
+                "SELECT id, template, last_error FROM outbox WHERE state = 'dead'
+                 ORDER BY created_at DESC LIMIT 20",
+            )
+            .fetch_all(db.pool())
+            .await?;
+            for (id, template, error) in dead {
+                println!("given up: {id} {template}: {}", error.unwrap_or_default());
+            }
+            Ok(())
+        }
     }
 }

@@ -117,13 +117,18 @@ pub trait IdentityProvider: Send + Sync {
     ) -> Result<(NewCredentials, bool), IdentityError>;
     async fn confirm_member(&self, email: &str, code: &str) -> Result<(), IdentityError>;
     async fn resend_member_code(&self, email: &str) -> Result<(), IdentityError>;
-    /// Sets a member's password after they proved who they are on a pay link (the way back
-    /// from a forgotten password).
-    async fn set_member_password(
+    /// A member's forgotten password: a one-time code to the account's own email (local: through
+    /// the outbox, `accounts::codes`; Cognito: its ForgotPassword flow). Nothing tells whether
+    /// the account exists.
+    async fn member_forgot_password(&self, email: &str, now: i64) -> Result<(), IdentityError>;
+    /// Sets a member's new password with that code and ends every session from before; a wrong,
+    /// spent or expired code is `Refused`.
+    async fn member_reset_password(
         &self,
-        user: &UserId,
         email: &str,
+        code: &str,
         password: Phi<String>,
+        now: i64,
     ) -> Result<(), IdentityError>;
     /// Removes credentials made by `new_member` whose local account could not be saved.
     async fn undo_new_member(&self, email: &str, credentials: &NewCredentials);
@@ -242,14 +247,27 @@ impl IdentityProvider for LocalIdentity {
         Err(IdentityError::Unsupported)
     }
 
-    async fn set_member_password(
+    async fn member_forgot_password(&self, email: &str, now: i64) -> Result<(), IdentityError> {
+        Ok(accounts::send_reset_code(&self.db, &self.crypto, email, now).await?)
+    }
+
+    async fn member_reset_password(
         &self,
-        user: &UserId,
-        _email: &str,
+        email: &str,
+        code: &str,
         password: Phi<String>,
+        now: i64,
     ) -> Result<(), IdentityError> {
+        // The password is checked (and hashed) first: a weak one must not spend the code.
         let hash = accounts::hash_password(password).await?;
-        Ok(accounts::set_member_password(&self.db, user, &hash).await?)
+        let Some(user) =
+            accounts::redeem_reset_code(&self.db, &self.crypto, email, code, now).await?
+        else {
+            return Err(IdentityError::Refused);
+        };
+        accounts::set_member_password(&self.db, &user, &hash).await?;
+        accounts::revoke_sessions(&self.db, &user, now).await?;
+        Ok(())
     }
 
     async fn undo_new_member(&self, _: &str, _: &NewCredentials) {}
@@ -438,16 +456,23 @@ impl IdentityProvider for CognitoIdentity {
         Ok(self.cognito.resend_code(email).await?)
     }
 
-    async fn set_member_password(
-        &self,
-        _user: &UserId,
-        email: &str,
-        password: Phi<String>,
-    ) -> Result<(), IdentityError> {
+    async fn member_forgot_password(&self, email: &str, _now: i64) -> Result<(), IdentityError> {
         Ok(self
             .cognito
-            .admin_set_password(&accounts::normalize_email(email), password.expose())
+            .forgot_password(&accounts::normalize_email(email))
             .await?)
+    }
+
+    async fn member_reset_password(
+        &self,
+        email: &str,
+        code: &str,
+        password: Phi<String>,
+        now: i64,
+    ) -> Result<(), IdentityError> {
+        let email = accounts::normalize_email(email);
+        self.reset_password(&email, code, password.expose(), now)
+            .await
     }
 
     async fn undo_new_member(&self, email: &str, credentials: &NewCredentials) {

@@ -23,6 +23,7 @@ pub mod keys;
 pub mod limits;
 pub mod link_admin;
 pub mod links;
+pub mod messages;
 pub mod money;
 pub mod payments;
 pub mod phi;
@@ -139,7 +140,7 @@ pub async fn open_storage(cfg: &Config) -> anyhow::Result<(Db, Arc<FieldCrypto>)
     Ok((db, crypto))
 }
 
-fn base_url(configured: &Option<String>, bound: SocketAddr) -> String {
+pub(crate) fn base_url(configured: &Option<String>, bound: SocketAddr) -> String {
     configured
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"))
@@ -256,6 +257,9 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         },
         identity,
         data_dir: cfg.data_dir.clone(),
+        providers: cfg.messaging.providers(&public_url)?,
+        dev_outbox: cfg.messaging.dev_outbox,
+        twilio_auth_token: cfg.messaging.webhook_token(),
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let portal = http::portal_router(state.clone());
@@ -355,6 +359,35 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             }
         }
     }));
+    // The outbox: texts and email delivered as they fall due.
+    if cfg.messaging.outbox_every_secs > 0 {
+        let outbox = state.clone();
+        let every = std::time::Duration::from_secs(cfg.messaging.outbox_every_secs);
+        let mut stop = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let now = outbox.clock.now();
+                match messages::worker::run_due(
+                    &outbox.db,
+                    &outbox.crypto,
+                    &outbox.providers,
+                    now,
+                    50,
+                )
+                .await
+                {
+                    // A full batch: there may be more due at once.
+                    Ok(p) if p.handled() >= 50 => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "outbox worker failed; next look soon"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        }));
+    }
     // Autopay: plan instalments noticed and charged as they fall due.
     if cfg.autopay_every_secs > 0 {
         let autopay = state.clone();

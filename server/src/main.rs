@@ -45,8 +45,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Practices { action } => practices(&cfg, action).await?,
         Command::Audit { action } => audit(&cfg, action).await?,
         Command::Apikeys { action } => patriotpay::cli::apikeys(&cfg, action).await?,
+        Command::Outbox { action } => patriotpay::cli::outbox(&cfg, action).await?,
         c @ Command::Import { .. } => patriotpay::cli::import(&cfg, c).await?,
         Command::Serve { demo } => {
+            let mut cfg = cfg;
+            cfg.messaging.dev_outbox = demo;
             let running = patriotpay::start(&cfg).await?;
             println!("PatriotPay portal:        {}", running.public_url);
             println!("Sandbox card processor:   http://{}", running.sandbox_addr);
@@ -64,6 +67,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
                 println!("{help}");
                 println!("Guarantor invitations for the household of patients 3 to 5: `cargo run -- demo-invite --patient 4`.");
+                println!(
+                    "Texts and emails are kept, not sent; read them at {}/dev/outbox (this machine only).",
+                    running.public_url
+                );
                 println!("Open this demo pay link in a browser (more: `cargo run -- demo-link --patient 2`):");
                 println!("{url}");
             } else {

@@ -18,7 +18,7 @@ pub use invitation::{invite_accept, invite_locked, invite_verify};
 pub use plans::plans;
 pub use record_views::record_views;
 pub(crate) use sharing::invite_link_box;
-pub use signup::{confirm_code, create, reset_password, reset_refused, signin};
+pub use signup::{confirm_code, create, forgot_password, reset_password, signin};
 pub use statement::{receipt, statement};
 
 #[cfg(test)]
@@ -85,7 +85,8 @@ mod tests {
         let pages = [
             create(PageMeta::default(), AccountFormVm::default()),
             signin(PageMeta::default(), SignInVm::default()),
-            reset_refused(PageMeta::default()),
+            forgot_password(PageMeta::default(), ForgotPasswordVm::default()),
+            reset_password(PageMeta::default(), ResetPasswordVm::default()),
             home(PageMeta::default(), household()),
             home(PageMeta::default(), AccountHomeVm::default()),
             statement(

@@ -1,7 +1,9 @@
 //! Signing up and in: create an account, sign in, a new password from a pay link, the emailed
 //! code; the new-account form the invitation page reuses.
 
-use crate::forms::{ConfirmForm, NewAccountForm, SignInForm};
+use crate::forms::{
+    ConfirmForm, ForgotPasswordForm, NewAccountForm, ResetPasswordForm, SignInForm,
+};
 use crate::i18n::Tr;
 use crate::pages::{
     csrf_input, described_by, document_portal, error_summary, field_message, invalid,
@@ -94,36 +96,58 @@ pub fn signin(meta: PageMeta, vm: SignInVm) -> String {
             <button type="submit" class="button">{tr.t("signin-submit")}</button>
         </form>
         <p>{tr.t("signin-link-note")}</p>
-        <p>{tr.t("signin-forgot-note")}</p>
+        <p><a href=Url::AccountForgot.path()>{tr.t("signin-forgot")}</a></p>
     };
     document_portal(&meta, tr.t("signin-title"), body.into_any())
 }
 
-/// A new password for the patient's own account (identity proven on the pay link).
+/// A forgotten password: the account's email, where a one-time code is sent.
+pub fn forgot_password(meta: PageMeta, vm: ForgotPasswordVm) -> String {
+    let tr = Tr::new(meta.lang);
+    let body = view! {
+        <h1>{tr.t("account-forgot-title")}</h1>
+        <p class="lead">{tr.t("account-forgot-lead")}</p>
+        {error_summary(tr, vm.failure.clone(), None)}
+        <form method="post" action=Url::AccountForgot.path() novalidate>
+            {csrf_input(vm.csrf.clone())}
+            <div class="field">
+                <label for=ForgotPasswordForm::EMAIL>{tr.t("account-email")}</label>
+                <input id=ForgotPasswordForm::EMAIL name=ForgotPasswordForm::EMAIL type="email" autocomplete="username"
+                    spellcheck="false" size="30" required value=vm.email.clone()/>
+            </div>
+            <button type="submit" class="button">{tr.t("account-forgot-submit")}</button>
+        </form>
+        <p>{tr.t("account-forgot-note")}</p>
+    };
+    document_portal(&meta, tr.t("account-forgot-title"), body.into_any())
+}
+
+/// The emailed code and the new password.
 pub fn reset_password(meta: PageMeta, vm: ResetPasswordVm) -> String {
     let tr = Tr::new(meta.lang);
     let err = vm.field_error.clone();
+    let code_error = err
+        .as_ref()
+        .filter(|e| e.field == ResetPasswordForm::CODE)
+        .map(|e| e.message.clone());
     let body = view! {
         <h1>{tr.t("account-reset-title")}</h1>
-        <p class="lead">{tr.ta("account-reset-lead", &[("email", &vm.email_hint)])}</p>
+        <p class="lead">{tr.ta("account-reset-lead", &[("email", &vm.email)])}</p>
         {error_summary(tr, vm.failure.clone(), vm.field_error.clone())}
         <form method="post" action=Url::AccountResetPassword.path() novalidate>
             {csrf_input(vm.csrf.clone())}
+            <div class="field">
+                <label for=ResetPasswordForm::CODE>{tr.t("account-reset-code")}</label>
+                {code_error.clone().map(|m| view! { <p class="error-message" id="code-error">{m}</p> })}
+                <input id=ResetPasswordForm::CODE name=ResetPasswordForm::CODE type="text" inputmode="numeric"
+                    autocomplete="one-time-code" size="10" required
+                    aria-invalid=code_error.is_some().then_some("true")
+                    aria-describedby=code_error.is_some().then_some("code-error")/>
+            </div>
             {new_password_fields(tr, &err)}
             <button type="submit" class="button">{tr.t("account-reset-submit")}</button>
         </form>
-    };
-    document_portal(&meta, tr.t("account-reset-title"), body.into_any())
-}
-
-/// No new password from a pay link for an account that looks after other people's bills: the
-/// link proves who the patient is, not who holds the account.
-pub fn reset_refused(meta: PageMeta) -> String {
-    let tr = Tr::new(meta.lang);
-    let body = view! {
-        <h1>{tr.t("account-reset-title")}</h1>
-        <p class="lead">{tr.t("account-reset-refused")}</p>
-        <p><a href=Url::Statement.path()>{tr.t("account-reset-refused-back")}</a></p>
+        <p><a href=Url::AccountForgot.path()>{tr.t("account-reset-again")}</a></p>
     };
     document_portal(&meta, tr.t("account-reset-title"), body.into_any())
 }

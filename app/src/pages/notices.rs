@@ -86,8 +86,13 @@ pub fn error(meta: PageMeta, vm: ErrorVm) -> String {
         _ => "error-title-500".to_owned(),
     };
     let title = tr.t(&key);
+    // What to do instead, where there is something: a request is only this large when it is a
+    // statement file uploaded from the staff pages.
+    let advice =
+        (vm.status == 413).then(|| view! { <p class="lead">{tr.t("error-advice-413")}</p> });
     let body = view! {
         <h1>{title.clone()}</h1>
+        {advice}
         <p>{tr.t("error-body")} " " <code class="request-id">{vm.request_id.clone()}</code></p>
         <p><a href=Url::Home.path()>{tr.t("error-home")}</a></p>
     };

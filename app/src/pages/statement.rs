@@ -216,7 +216,7 @@ pub fn statement(meta: PageMeta, vm: StatementVm) -> String {
         </div>
         {pay_or_paid(tr, vm.paid_in_full, vm.pay.clone())}
         {vm.offer_password_reset.then(|| view! {
-            <p><a href=Url::AccountResetPassword.path()>{tr.t("statement-reset-password")}</a></p>
+            <p><a href=Url::AccountForgot.path()>{tr.t("statement-reset-password")}</a></p>
         })}
         <p><a href=Url::Summary.path()>{tr.t("statement-back")}</a></p>
     };

@@ -6,11 +6,12 @@
 //! pseudo-practice, `Account` with `load`, per-user session revocation, and the re-exports that
 //! keep every item at `crate::accounts::X`. Each concern lives in its own file:
 //! `password` (argon2id, the password check), `totp` (second factor, enrolment completion),
-//! `recovery` (recovery codes), `throttle` (sign-in limits), `devices` (trusted staff
+//! `recovery` (recovery codes), `codes` (emailed password-reset codes for members), `throttle` (sign-in limits), `devices` (trusted staff
 //! devices), `email` (sealed emails, blind
 //! index, new accounts), `staff` (staff accounts and the operator's commands) and `members`
 //! (patient and guarantor accounts, grants over patients).
 
+mod codes;
 mod devices;
 mod email;
 mod members;
@@ -21,6 +22,10 @@ mod staff;
 mod throttle;
 mod totp;
 
+pub use codes::{
+    notify_password_changed, redeem_reset_code, send_reset_code, CODE_SECS,
+    MAX_TRIES as MAX_CODE_TRIES, RESEND_SECS,
+};
 pub use devices::{
     prune_trusted_devices, revoke_trusted_devices, trust_device, MAX_TRUSTED_DEVICES_PER_ACCOUNT,
     TRUSTED_DEVICE_SECS,

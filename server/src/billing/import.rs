@@ -142,7 +142,8 @@ pub(crate) fn patient_index_inputs(
     ]
 }
 
-const BIDX_PHONE: &str = "phone";
+// One domain for every phone index (patients, messages, consent): `messages::BIDX_PHONE`.
+const BIDX_PHONE: &str = crate::messages::BIDX_PHONE;
 const BIDX_NAME_DOB: &str = "last-name+dob";
 const BIDX_ACCOUNT: &str = "account-number";
 

@@ -85,6 +85,12 @@ pub enum Command {
         #[command(subcommand)]
         action: ApikeysCommand,
     },
+    /// The message outbox: deliver it from a process of its own (run `serve` with
+    /// PATRIOTPAY_OUTBOX_EVERY_SECS=0 then), or see what waits and what was given up.
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxCommand,
+    },
     /// The audit log's hash chain: verify it, anchor its head, export a window.
     Audit {
         #[command(subcommand)]
@@ -116,6 +122,21 @@ pub enum AuditCommand {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum OutboxCommand {
+    /// Deliver due messages until stopped (Ctrl-C), or once with --once.
+    Work {
+        /// Seconds between looks.
+        #[arg(long, default_value_t = 5)]
+        every: u64,
+        /// One pass, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Counts by channel and state, and the given-up messages' errors (no recipient or body).
+    Status,
 }
 
 #[derive(Subcommand, Debug, Clone)]

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 mod commands;
+mod messaging;
 pub use commands::*;
+pub use messaging::*;
 
 /// A secret setting; prints as `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -272,6 +274,8 @@ pub struct Config {
         global = true
     )]
     pub log: String,
+    #[command(flatten)]
+    pub messaging: Messaging,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -428,6 +432,7 @@ impl Config {
             sandbox_in_production: None,
             alert_webhook_url: None,
             log: "info".into(),
+            messaging: Messaging::default(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Patient and guarantor accounts: creating one after paying from a link (local, or Cognito with
-//! its emailed code), member sign-in, and a new password for a patient who proved who they are
-//! on a pay link.
+//! its emailed code), member sign-in, and a forgotten password reset with a code emailed to the
+//! account's own address.
 
 use super::error::{AppError, Result};
 use super::extract::{CsrfForm, LinkVisitor};
@@ -8,7 +8,7 @@ use super::forms::password_errors;
 use super::member::*;
 use super::session::{AfterZip, Flash, Sess, Stage};
 use super::{sealed, see_other, tr, AppState, RequestContext, Routes};
-use crate::access::{Action, Role};
+use crate::access::Role;
 use crate::accounts::{self, AccountError, Kind};
 use crate::audit::Outcome;
 use crate::guarantors;
@@ -18,7 +18,9 @@ use crate::phi::Phi;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use patriotpay_app::account as pages;
-use patriotpay_app::forms::{ConfirmForm, NewAccountForm, SignInForm};
+use patriotpay_app::forms::{
+    ConfirmForm, ForgotPasswordForm, NewAccountForm, ResetPasswordForm, SignInForm,
+};
 use patriotpay_app::vm::*;
 use patriotpay_app::Url;
 
@@ -30,6 +32,8 @@ pub fn router(state: &AppState) -> Routes {
         .page(Url::AccountConfirm, confirm_form)
         .form(Url::AccountConfirm, confirm_submit)
         .form(Url::AccountConfirmResend, confirm_resend)
+        .page(Url::AccountForgot, forgot_form)
+        .form(Url::AccountForgot, forgot_submit)
         .page(Url::AccountResetPassword, reset_password_form)
         .form(Url::AccountResetPassword, reset_password_submit)
         .page(Url::SignIn, signin_form)
@@ -142,156 +146,134 @@ async fn adult_with_both_answers(
     Ok(None)
 }
 
-/// "a•••@example.org": enough to recognise one's own account, not to learn someone's address.
-fn email_hint(email: &str) -> String {
-    match email.split_once('@') {
-        Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}•••@{domain}")
-        }
-        None => "•••".into(),
+/// `GET /account/forgot`: the email a reset code goes to.
+pub async fn forgot_form(session: Sess) -> Result<Response> {
+    let mut vm = ForgotPasswordVm {
+        csrf: session.csrf_token().await?,
+        ..Default::default()
+    };
+    if let Some(f) = session.take_flash().await? {
+        vm.email = f.value.unwrap_or_default();
+        vm.failure = Some(tr().t(&f.key));
     }
+    Ok(Html(pages::forgot_password(super::page_meta(), vm)).into_response())
 }
 
-/// The patient's own account, for a visitor who gave both answers on their link (the permit
-/// records that its email was opened).
-async fn own_account_of_link(
-    state: &AppState,
-    ctx: &RequestContext,
-    link: &PayLink,
-    event: &'static str,
-) -> Result<Option<guarantors::GuarantorGrant>> {
-    let permit = super::patient::permit(
-        state,
-        ctx,
-        link,
-        Action::ViewItemisedStatement,
-        event,
-        link.id.as_str(),
-    )
-    .await?;
-    Ok(guarantors::patient_account(&state.db, &state.crypto, &permit).await?)
-}
-
-/// A pay link's answers prove who the patient is, not who holds their account; until recovery
-/// goes through the account's mailbox, an account that looks after anyone else is not reset
-/// from a link. The refusal is audited and raises an alert (no email in either).
-async fn refused_for_shared_account(
-    state: &AppState,
-    ctx: &RequestContext,
-    session: &Sess,
-    link: &PayLink,
-    account: &guarantors::GuarantorGrant,
-) -> Result<Option<Response>> {
-    if !guarantors::holds_grants_beyond(&state.db, &account.user_id, &link.patient_id).await? {
-        return Ok(None);
-    }
-    audit_event(
-        state,
-        ctx,
-        format!("link:{}", link.id),
-        (Some(&link.tenant_id), Some(&link.patient_id)),
-        "account.reset.refused",
-        Some(account.user_id.as_str()),
-        Outcome::Denied,
-    )
-    .await?;
-    state
-        .alerts
-        .raise(
-            &state.db,
-            "account.recovery.refused",
-            &format!(
-                "new password from pay link {} refused: account {} holds grants over others",
-                link.id, account.user_id
-            ),
-            ctx.now,
-        )
-        .await?;
-    Ok(Some(
-        (
-            axum::http::StatusCode::FORBIDDEN,
-            Html(pages::reset_refused(meta(session).await?)),
-        )
-            .into_response(),
-    ))
-}
-
-pub async fn reset_password_form(
+/// Sends a reset code to the account with this email, if there is one: the answer is the same
+/// either way (the next page says "if it has an account"), so the form tells no one which
+/// addresses have accounts. A pay link and identity answers are no longer a way in.
+pub async fn forgot_submit(
     State(state): State<AppState>,
     ctx: RequestContext,
     session: Sess,
-    visitor: LinkVisitor,
+    CsrfForm(form): CsrfForm<ForgotPasswordForm>,
 ) -> Result<Response> {
-    if let Some(go) =
-        adult_with_both_answers(&state, &ctx, &session, &visitor, AfterZip::ResetPassword).await?
-    {
-        return Ok(go);
+    let email = accounts::normalize_email(&form.email);
+    if !accounts::valid_email(&email) {
+        session
+            .set_flash(Flash {
+                value: Some(form.email),
+                ..Flash::on(ForgotPasswordForm::EMAIL, "account-forgot-email-invalid")
+            })
+            .await?;
+        return Ok(see_other(Url::AccountForgot));
     }
-    let Some(account) =
-        own_account_of_link(&state, &ctx, &visitor.link, "account.reset.view").await?
-    else {
-        return Ok(see_other(Url::Statement));
+    state
+        .identity
+        .member_forgot_password(&email, ctx.now)
+        .await?;
+    // No account named: the request is audited, not whose address it was.
+    audit_event(
+        &state,
+        &ctx,
+        "visitor".into(),
+        (None, None),
+        "account.reset.requested",
+        None,
+        Outcome::Success,
+    )
+    .await?;
+    sealed::set_reset_email(&state, &session, Some(&email)).await?;
+    Ok(see_other(Url::AccountResetPassword))
+}
+
+/// `GET /account/reset-password`: the emailed code and the new password.
+pub async fn reset_password_form(State(state): State<AppState>, session: Sess) -> Result<Response> {
+    let Some(email) = sealed::reset_email(&state, &session).await? else {
+        return Ok(see_other(Url::AccountForgot));
     };
-    if let Some(refused) =
-        refused_for_shared_account(&state, &ctx, &session, &visitor.link, &account).await?
-    {
-        return Ok(refused);
+    let mut vm = ResetPasswordVm {
+        csrf: session.csrf_token().await?,
+        email,
+        ..Default::default()
+    };
+    if let Some(f) = session.take_flash().await? {
+        (vm.field_error, vm.failure) = f.placed(
+            &[
+                ResetPasswordForm::CODE,
+                ResetPasswordForm::PASSWORD,
+                "password-confirm",
+            ],
+            tr().t(&f.key),
+        );
     }
-    let form = account_form(&session, Url::AccountResetPassword).await?;
-    let vm = ResetPasswordVm {
-        csrf: form.csrf,
-        email_hint: email_hint(account.email.expose()),
-        failure: form.failure,
-        field_error: form.field_error,
-    };
     Ok(Html(pages::reset_password(meta(&session).await?, vm)).into_response())
 }
 
-/// Sets a new password for the patient's own account after both identity answers on a pay link
-/// (the same proof that made the account), ends every session of it, and sends the visitor to
-/// sign in with their email.
+/// Sets the new password with the emailed code. Each try counts against the sign-in limits
+/// (a code is guessed like a password); on success every session of the account ends and the
+/// owner is told by email, whoever did it.
 pub async fn reset_password_submit(
     State(state): State<AppState>,
     ctx: RequestContext,
     session: Sess,
-    visitor: LinkVisitor,
-    CsrfForm(form): CsrfForm<NewAccountForm>,
+    CsrfForm(form): CsrfForm<ResetPasswordForm>,
 ) -> Result<Response> {
-    if let Some(go) =
-        adult_with_both_answers(&state, &ctx, &session, &visitor, AfterZip::ResetPassword).await?
-    {
-        return Ok(go);
-    }
-    let link = visitor.link;
-    let Some(account) = own_account_of_link(&state, &ctx, &link, "account.reset.open").await?
-    else {
-        return Ok(see_other(Url::Statement));
+    let Some(email) = sealed::reset_email(&state, &session).await? else {
+        return Ok(see_other(Url::AccountForgot));
     };
-    if let Some(refused) =
-        refused_for_shared_account(&state, &ctx, &session, &link, &account).await?
-    {
-        return Ok(refused);
+    let code: String = form.code.chars().filter(|c| !c.is_whitespace()).collect();
+    if code.is_empty() {
+        session
+            .set_flash(Flash::on(
+                ResetPasswordForm::CODE,
+                "account-reset-code-empty",
+            ))
+            .await?;
+        return Ok(see_other(Url::AccountResetPassword));
     }
     if let Some((field, key)) = password_errors(&form.password, &form.password_confirm) {
         session.set_flash(Flash::on(field, key)).await?;
         return Ok(see_other(Url::AccountResetPassword));
     }
     let now = ctx.now;
+    let attempt =
+        accounts::claim_attempt(&state.db, &state.crypto, &email, &ctx.address, now).await?;
     match state
         .identity
-        .set_member_password(
-            &account.user_id,
-            account.email.expose(),
-            Phi::new(form.password),
-        )
+        .member_reset_password(&email, &code, Phi::new(form.password), now)
         .await
     {
-        Ok(()) => {}
+        Ok(()) => attempt.release(&state.db).await?,
+        Err(IdentityError::Refused) => {
+            audit_event(
+                &state,
+                &ctx,
+                "visitor".into(),
+                (None, None),
+                "account.reset.refused",
+                None,
+                Outcome::Denied,
+            )
+            .await?;
+            session.notice("account-reset-refused-code").await?;
+            return Ok(see_other(Url::AccountResetPassword));
+        }
         Err(IdentityError::PasswordPolicy) => {
+            attempt.release(&state.db).await?;
             session
                 .set_flash(Flash::on(
-                    NewAccountForm::PASSWORD,
+                    ResetPasswordForm::PASSWORD,
                     "account-password-policy",
                 ))
                 .await?;
@@ -299,23 +281,24 @@ pub async fn reset_password_submit(
         }
         Err(e) => return Err(e.into()),
     }
-    accounts::revoke_sessions(&state.db, &account.user_id, now).await?;
-    state
-        .identity
-        .sign_out_everywhere(account.email.expose())
-        .await?;
+    state.identity.sign_out_everywhere(&email).await?;
+    let user = accounts::user_by_email(&state.db, &state.crypto, &email).await?;
+    if let Some(user) = &user {
+        accounts::notify_password_changed(&state.db, &state.crypto, user, now).await?;
+    }
     audit_event(
         &state,
         &ctx,
-        format!("link:{}", link.id),
-        (Some(&link.tenant_id), Some(&link.patient_id)),
+        user.as_ref()
+            .map(actor_id)
+            .unwrap_or_else(|| "visitor".into()),
+        (None, None),
         "account.password.reset",
-        Some(account.user_id.as_str()),
+        user.as_ref().map(|u| u.as_str()),
         Outcome::Success,
     )
     .await?;
-    // Not signed in here: the account's pages show its full email, which the link's answers
-    // do not entitle anyone to read. Whoever owns the account knows it and signs in.
+    sealed::set_reset_email(&state, &session, None).await?;
     session.notice("account-password-reset").await?;
     Ok(see_other(Url::SignIn))
 }
@@ -343,9 +326,9 @@ pub async fn create_form(
     if let Some(go) = may_sign_up(&state, &ctx, &session, &visitor).await? {
         return Ok(go);
     }
-    // One account per patient: if there is one, the way in is a new password for it.
+    // One account per patient: if there is one, the way in is a code to its email.
     if guarantors::has_account(&state.db, &visitor.link.patient_id).await? {
-        return Ok(see_other(Url::AccountResetPassword));
+        return Ok(see_other(Url::AccountForgot));
     }
     let vm = account_form(&session, Url::AccountCreate).await?;
     Ok(Html(pages::create(meta(&session).await?, vm)).into_response())

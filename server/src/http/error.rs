@@ -16,6 +16,9 @@ pub enum AppError {
     Forbidden,
     #[error("bad request")]
     BadRequest,
+    /// A body over its limit (the statement upload's, in practice).
+    #[error("request too large")]
+    TooLarge,
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("temporarily unavailable: {0}")]
@@ -37,6 +40,7 @@ impl AppError {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::BadRequest => StatusCode::BAD_REQUEST,
+            AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) | AppError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

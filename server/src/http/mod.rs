@@ -6,6 +6,7 @@ pub mod account;
 pub mod api;
 pub mod assets;
 pub mod cards;
+mod dev_outbox;
 pub mod error;
 pub mod extract;
 pub mod forms;
@@ -22,6 +23,7 @@ pub mod sharing;
 pub mod signout;
 pub mod staff;
 pub mod switch;
+mod twilio;
 pub mod verify;
 pub mod view_as;
 pub mod webhook;
@@ -76,6 +78,12 @@ pub struct AppState {
     pub identity: Arc<dyn crate::identity::IdentityProvider>,
     /// The data directory: uploaded statement files wait for confirmation under it, encrypted.
     pub data_dir: std::path::PathBuf,
+    /// Who carries texts and email out of the outbox.
+    pub providers: crate::messages::providers::Providers,
+    /// Serve the outbox viewer to loopback callers (`serve --demo` only).
+    pub dev_outbox: bool,
+    /// Twilio's auth token, which signs its webhooks; `None` unless Twilio carries the texts.
+    pub twilio_auth_token: Option<crate::config::Secret>,
 }
 
 /// Per-request facts set by the outermost middleware; an extractor (`http::extract`).
@@ -319,12 +327,15 @@ fn pages(state: &AppState) -> Routes {
         .merge(record_views::router(state))
         .merge(invitation::router(state))
         .merge(staff::router(state))
+        .page(Url::DevOutbox, dev_outbox::page)
 }
 
 /// Machine endpoints: webhooks, health, static files.
 fn machine(state: &AppState) -> Routes {
     Routes::new(state)
         .machine_post(Url::StripeWebhook, webhook::stripe)
+        .machine_post(Url::TwilioStatus, twilio::status)
+        .machine_post(Url::TwilioInbound, twilio::inbound)
         .machine_get(Url::Healthz, || async { "ok" })
         .machine_get(Url::Readyz, readyz)
         .machine_get(Url::Stylesheet, assets::style)

@@ -105,6 +105,36 @@ pub async fn pending_email(state: &AppState, session: &Sess) -> Result<Option<St
     ))
 }
 
+fn reset_aad() -> FieldAad<'static> {
+    FieldAad {
+        tenant: accounts::platform(),
+        table: "sessions",
+        column: "reset_email",
+        row: "member-reset",
+    }
+}
+
+/// Remembers the email a member's reset code was asked for (`None` forgets it).
+pub async fn set_reset_email(state: &AppState, session: &Sess, email: Option<&str>) -> Result<()> {
+    let sealed = match email {
+        Some(e) => Some(seal(state, reset_aad(), e.as_bytes()).await?),
+        None => None,
+    };
+    session.update(|d| d.sealed_reset_email = sealed).await?;
+    Ok(())
+}
+
+/// The email a member's reset code was asked for, if any.
+pub async fn reset_email(state: &AppState, session: &Sess) -> Result<Option<String>> {
+    let Some(sealed) = session.data().await?.sealed_reset_email else {
+        return Ok(None);
+    };
+    let plain = open(state, reset_aad(), &sealed).await?;
+    Ok(Some(
+        String::from_utf8(plain).map_err(|e| AppError::Internal(e.into()))?,
+    ))
+}
+
 fn view_as_name_aad(view: &str) -> FieldAad<'_> {
     FieldAad {
         tenant: accounts::platform(),

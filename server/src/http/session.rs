@@ -146,6 +146,8 @@ pub enum Stage {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AfterZip {
     CreateAccount,
+    /// No longer set (a password is reset by emailed code, not from a pay link); kept so a
+    /// session saved before that change still loads, and sends its visitor to "forgot password".
     ResetPassword,
 }
 
@@ -217,6 +219,8 @@ pub struct SessionData {
     pub reset_email: Option<String>,
     /// A Cognito sign-up waiting for its emailed code, sealed.
     pub sealed_confirm_email: Option<String>,
+    /// A member's forgotten-password request: the email the code went to, sealed.
+    pub sealed_reset_email: Option<String>,
     pub pay_errors: Option<PayErrors>,
     /// A staff member viewing as a patient (only ever beside `staff`).
     pub view_as: Option<ViewAsSeat>,

@@ -298,7 +298,7 @@ pub async fn zip_submit(
     // Only our own known destinations; never a path from the request.
     let to = match next {
         Some(AfterZip::CreateAccount) => Url::AccountCreate,
-        Some(AfterZip::ResetPassword) => Url::AccountResetPassword,
+        Some(AfterZip::ResetPassword) => Url::AccountForgot,
         None => Url::Statement,
     };
     Ok(see_other(to))

@@ -46,11 +46,14 @@ pub struct Options {
     /// Take the good statements even if some are refused (otherwise one refusal writes nothing).
     pub partial: bool,
     pub source: Source,
-    /// The audit actor id (`cli`, `user:<id>`, `apikey:<id>`).
-    pub actor: String,
+    /// Who runs it (`cli`, `user:<id>`, `apikey:<id>`), with the request's id and address when
+    /// it came over HTTP: the history row keeps the id, the audit event all of it.
+    pub actor: Actor,
     pub now: i64,
     /// Where a credit balance is flagged for staff.
     pub alerts: crate::alerts::AlertSink,
+    /// The portal's public URL: new statements' texts link to it.
+    pub public_url: String,
 }
 
 /// What one statement came to.
@@ -189,7 +192,8 @@ where
         import_id: import_id.unwrap_or_else(new_import_id),
         ..Default::default()
     };
-    let mut importer = Importer::begin(db, crypto, &opts.tenant, opts.now).await?;
+    let mut importer =
+        Importer::begin(db, crypto, &opts.tenant, &opts.public_url, opts.now).await?;
     let mut handled = 0u64;
     let mut credit: Vec<String> = vec![];
     let mut batch: Vec<ParsedStatement> = Vec::with_capacity(BATCH);
@@ -296,7 +300,7 @@ async fn record(db: &Db, opts: &Options, s: &Summary) -> Result<(), sqlx::Error>
     .bind(&s.import_id)
     .bind(opts.tenant.as_str())
     .bind(opts.source.as_str())
-    .bind(&opts.actor)
+    .bind(&opts.actor.id)
     .bind(i64::from(opts.dry_run))
     .bind(count(s.created))
     .bind(count(s.updated))
@@ -316,7 +320,7 @@ async fn record(db: &Db, opts: &Options, s: &Summary) -> Result<(), sqlx::Error>
         audit::Event {
             actor: &Actor {
                 at: Some(opts.now),
-                ..Actor::system(&opts.actor)
+                ..opts.actor.clone()
             },
             tenant: Some(&opts.tenant),
             patient: None,

@@ -419,7 +419,7 @@ fn tables_of(r: &Rotation) -> impl Iterator<Item = &'static IndexedTable> {
     } else {
         Scope::Practice
     };
-    INDEXED.iter().filter(move |t| t.scope == scope)
+    INDEXED.iter().filter(move |t| t.scope.covers(scope))
 }
 
 /// Builds the new values of every row not yet built (or changed since), batch by batch, each

@@ -57,6 +57,29 @@ fn external_inputs(p: &[&str]) -> Option<Vec<(&'static str, String)>> {
     }
 }
 
+/// A message's recipient: a number (E.164, as patients' phones are indexed) or an email address
+/// (as accounts' are).
+fn recipient_inputs(p: &[&str]) -> Option<Vec<(&'static str, String)>> {
+    match p {
+        [to] if to.starts_with('+') => Some(vec![(
+            crate::messages::BIDX_PHONE,
+            crate::billing::normalize_phone(to),
+        )]),
+        [to] => Some(vec![crate::accounts::email_index_input(to)]),
+        _ => None,
+    }
+}
+
+fn phone_inputs(p: &[&str]) -> Option<Vec<(&'static str, String)>> {
+    match p {
+        [phone] => Some(vec![(
+            crate::messages::BIDX_PHONE,
+            crate::billing::normalize_phone(phone),
+        )]),
+        _ => None,
+    }
+}
+
 fn email_inputs(p: &[&str]) -> Option<Vec<(&'static str, String)>> {
     match p {
         [email] => Some(vec![crate::accounts::email_index_input(email)]),
@@ -92,6 +115,39 @@ pub const INDEXED: &[IndexedTable] = &[
             inputs: external_inputs,
         },
         rows: "patients.external_id_ct IS NOT NULL",
+    },
+    // Messages, found by recipient (a patient's messages in the console, a number's texts).
+    IndexedTable {
+        table: "outbox",
+        scope: Scope::Practice,
+        columns: &["recipient_bidx"],
+        source: IndexSource::Sealed {
+            reads: &[("recipient_ct", "recipient")],
+            inputs: recipient_inputs,
+        },
+        rows: "1 = 1",
+    },
+    // Replies, found by the number they came from.
+    IndexedTable {
+        table: "inbound_messages",
+        scope: Scope::Practice,
+        columns: &["from_bidx"],
+        source: IndexSource::Sealed {
+            reads: &[("from_ct", "from")],
+            inputs: phone_inputs,
+        },
+        rows: "1 = 1",
+    },
+    // The consent ledger: an opt-out must still be found after the key changes.
+    IndexedTable {
+        table: "sms_consents",
+        scope: Scope::Practice,
+        columns: &["phone_bidx"],
+        source: IndexSource::Sealed {
+            reads: &[("phone_ct", "phone")],
+            inputs: phone_inputs,
+        },
+        rows: "1 = 1",
     },
     IndexedTable {
         table: "users",

@@ -24,6 +24,15 @@ pub enum Scope {
     Platform,
 }
 
+impl Scope {
+    /// Whether a table of this scope holds rows under a tenant of `tenant_scope`. A practice
+    /// table's rows are keyed by their `tenant_id`, which for a few rows is the platform's own
+    /// (the outbox's account email), so the platform's keys cover practice tables too.
+    pub fn covers(self, tenant_scope: Scope) -> bool {
+        self == tenant_scope || self == Scope::Practice
+    }
+}
+
 /// How a table's rows are identified: its `id` column's type (paged in order, and bound into
 /// each ciphertext as text).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +106,32 @@ pub const ENCRYPTED: &[EncryptedTable] = &[
         scope: Scope::Practice,
         id: RowId::Text,
         columns: &[("reason_ct", "reason")],
+    },
+    // Outgoing messages, under the sending practice (or, for account email, the platform's
+    // tenant id: `Scope::covers`).
+    EncryptedTable {
+        table: "outbox",
+        scope: Scope::Practice,
+        id: RowId::Text,
+        columns: &[
+            ("recipient_ct", "recipient"),
+            ("subject_ct", "subject"),
+            ("body_ct", "body"),
+        ],
+    },
+    // Replies to texts: who sent them and what they said, under the practice they answer.
+    EncryptedTable {
+        table: "inbound_messages",
+        scope: Scope::Practice,
+        id: RowId::Text,
+        columns: &[("from_ct", "from"), ("body_ct", "body")],
+    },
+    // The text-message consent ledger's numbers, under the practice.
+    EncryptedTable {
+        table: "sms_consents",
+        scope: Scope::Practice,
+        id: RowId::Text,
+        columns: &[("phone_ct", "phone")],
     },
 ];
 
@@ -305,11 +340,11 @@ pub async fn reencrypt(
             table,
             columns: cols,
             id: id_kind,
-            ..
-        } in ENCRYPTED.iter().filter(|t| t.scope == scope)
+            scope: table_scope,
+        } in ENCRYPTED.iter().filter(|t| t.scope.covers(scope))
         {
             // Platform tables have no tenant column: `$1 = $1` keeps the binds the same.
-            let owner = match scope {
+            let owner = match table_scope {
                 Scope::Practice => "tenant_id = $1",
                 Scope::Platform => "$1 = $1",
             };

@@ -1,6 +1,7 @@
 //! The statement import API (issue 12) over HTTP: the sample batch imported with a practice's
-//! key (created, then unchanged), missing, wrong and revoked keys refused (401, audited without
-//! the key), another practice's key refused with nothing written, a retried batch answered once
+//! key (created, then unchanged; audited with the request's id and address), missing, wrong and
+//! revoked keys refused (401, audited without the key; past a limit per address 429, unaudited),
+//! another practice's key refused with nothing written, a retried batch answered once
 //! under its Idempotency-Key (and a different body under it refused), an oversized batch
 //! refused, a bad record rejecting the batch unless `partial=true`, a dry run writing nothing,
 //! errors as JSON, and the OpenAPI document generated from the types and equal to
@@ -21,6 +22,7 @@ both_backends!(
     a_bad_record_refuses_the_batch_unless_partial,
     a_dry_run_writes_nothing,
     the_openapi_document_matches_the_types_and_the_committed_copy,
+    refused_keys_past_the_limit_are_answered_429_and_not_audited,
 );
 
 const STATEMENTS: &str = "/api/v1/statements";
@@ -123,14 +125,20 @@ async fn the_sample_batch_is_created_then_unchanged(backend: Backend) {
         .count("SELECT COUNT(*) FROM imports WHERE source = 'api'")
         .await;
     assert_eq!(runs, 2);
-    let audited: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit_events WHERE action = 'statements.import' AND actor = $1",
+    // Each event names the request it came with and where from.
+    let audited: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT request_id, address FROM audit_events
+         WHERE action = 'statements.import' AND actor = $1",
     )
     .bind(format!("apikey:{key_id}"))
-    .fetch_one(app.db().pool())
+    .fetch_all(app.db().pool())
     .await
-    .expect("count");
-    assert_eq!(audited, 2);
+    .expect("events");
+    assert_eq!(audited.len(), 2);
+    for (request_id, address) in &audited {
+        assert!(request_id.as_deref().is_some_and(|r| !r.is_empty()));
+        assert_eq!(address.as_deref(), Some("127.0.0.1"));
+    }
     app.finish().await;
 }
 
@@ -208,6 +216,39 @@ async fn missing_wrong_and_revoked_keys_are_refused_and_audited(backend: Backend
             "{text}"
         );
     }
+    app.finish().await;
+}
+
+async fn refused_keys_past_the_limit_are_answered_429_and_not_audited(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (_, key) = key_for(&app, &app.tenant).await;
+    let body = sample().to_string().into_bytes();
+    let wrong = format!("{}{}", &key[..key.len() - 4], "AAAA");
+    for _ in 0..apikeys::MAX_REFUSALS_PER_ADDRESS {
+        let r = post_raw(&app, STATEMENTS, Some(&wrong), &[], body.clone()).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = post_raw(&app, STATEMENTS, Some(&wrong), &[], body.clone()).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some(apikeys::REFUSAL_WINDOW_SECS.to_string().as_str())
+    );
+    assert_eq!(
+        r.json::<Value>().await.expect("JSON")["error"],
+        "too_many_refused_keys"
+    );
+    let refused = app
+        .count("SELECT COUNT(*) FROM audit_events WHERE action = 'apikey.refused'")
+        .await;
+    assert_eq!(refused, apikeys::MAX_REFUSALS_PER_ADDRESS);
+    // The practice's live key still works from the same address.
+    let (status, answer) = post(&app, STATEMENTS, Some(&key), &sample()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // Once the window has passed, a refused key is a plain 401 again.
+    app.state().clock.advance(apikeys::REFUSAL_WINDOW_SECS + 1);
+    let r = post_raw(&app, STATEMENTS, Some(&wrong), &[], body).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     app.finish().await;
 }
 

@@ -261,9 +261,10 @@ pub(crate) async fn import_canary(
         dry_run: false,
         partial: false,
         source: run::Source::Cli,
-        actor: "cli".into(),
+        actor: patriotpay::audit::Actor::system("cli"),
         now: patriotpay::clock::now_unix(),
         alerts: Default::default(),
+        public_url: "https://pay.example.org".into(),
     };
     let summary = run::import(
         db,

@@ -240,13 +240,6 @@ async fn the_console_shows_each_link_in_its_state(backend: Backend) {
     app.finish().await;
 }
 
-/// The pay link a resend response shows once.
-fn new_link_in(html: &str) -> String {
-    let marker = "class=\"pay-link\">";
-    let start = html.find(marker).expect("the new link is shown") + marker.len();
-    html[start..].split('<').next().expect("link").to_owned()
-}
-
 async fn post_resend(staff: &Browser, statement: &StatementId) -> reqwest::Response {
     let csrf = staff.csrf("/staff").await;
     staff
@@ -271,8 +264,16 @@ async fn a_fresh_link_works_and_the_old_one_is_revoked(backend: Backend) {
     let r = post_resend(&staff, &statement).await;
     assert_eq!(r.status(), StatusCode::OK);
     let html = text(&r.text().await.expect("body"));
-    assert!(html.contains(&t("staff-console-resent")));
-    let url = new_link_in(&html);
+    assert!(html.contains("texted to the number ending"), "{html}");
+    // Texted, not shown: the link is in the outbox only, sealed.
+    assert!(!html.contains("class=\"pay-link\""));
+    let texts = app.outbox().await;
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert_eq!(
+        (texts[0].channel.as_str(), texts[0].template.as_str()),
+        ("sms", "pay-link")
+    );
+    let url = texts[0].link.clone().expect("a link in the text");
     assert!(url.starts_with(&format!("{}/p/", app.url)), "{url}");
     assert!(
         link_row(&app, &old).await.0.is_some(),

@@ -2,7 +2,8 @@
 //! sample files (the same statements: the second import changes nothing), a patient from them
 //! pays; a changed statement is updated and keeps its payment, a new total below what was paid
 //! is refused; a bad record refuses the file unless --partial; a dry run writes nothing; a file
-//! for another practice is refused; every run is recorded and audited. Both databases.
+//! for another practice is refused; a statement id sent twice, even batches apart, is refused;
+//! every run is recorded and audited. Both databases.
 
 use crate::common::{location, second_practice, Backend, Browser, TestApp};
 
@@ -12,6 +13,7 @@ both_backends!(
     a_bad_record_refuses_the_file_unless_partial_and_a_dry_run_writes_nothing,
     a_file_for_another_practice_is_refused,
     imported_patients_are_still_found_after_the_index_key_rotates,
+    a_statement_id_repeated_far_apart_is_refused,
 );
 
 fn sample(name: &str) -> String {
@@ -300,5 +302,39 @@ async fn imported_patients_are_still_found_after_the_index_key_rotates(backend: 
         out.contains("4 unchanged"),
         "and then it is unchanged: {out}"
     );
+    app.finish().await;
+}
+
+/// Writes are batched (256 statements); a statement id seen in an earlier batch of the same file
+/// is still the same id sent twice.
+async fn a_statement_id_repeated_far_apart_is_refused(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let practice = app.tenant.as_str().to_owned();
+    let text = std::fs::read_to_string(sample("statements.csv")).expect("sample");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    // The first statement's first line, as a one-line statement.
+    let first_row = lines.next().expect("row").replace(",112.00,", ",50.00,");
+    let mut file = format!("{header}\n{first_row}\n");
+    // 300 one-line statements of the same patient, then the first statement's line again.
+    for n in 0..300 {
+        file.push_str(&first_row.replace("S-2026-0001", &format!("S-FILL-{n}")));
+        file.push('\n');
+    }
+    file.push_str(&first_row);
+    file.push('\n');
+    let f = csv_file(&file);
+    let path = f.path().to_string_lossy().into_owned();
+    let (code, out, _) = import(&app, &path, &practice, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("appears twice"), "{out}");
+    assert_eq!(imported(&app).await, 0, "all or nothing");
+    let (code, out, _) = import(&app, &path, &practice, &["--partial"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("301 created, 0 updated, 0 unchanged, 1 rejected"),
+        "{out}"
+    );
+    assert_eq!(imported(&app).await, 301);
     app.finish().await;
 }

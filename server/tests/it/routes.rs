@@ -59,9 +59,10 @@ async fn every_form_refuses_a_missing_or_wrong_token(backend: Backend) {
     let app = TestApp::start(backend).await;
     let table = patriotpay::http::route_table(app.state());
     let posts: Vec<&RouteInfo> = table.iter().filter(|r| r.method == Method::POST).collect();
-    // The only POSTs without the token are the processor's webhook, which proves itself by
-    // signature, and the statement API, by the practice's API key (no session: a browser's
-    // cookies carry nothing there); everything else is a form and carries the CSRF layer.
+    // The only POSTs without the token are the processor's and Twilio's webhooks, which prove
+    // themselves by signature, and the statement API, by the practice's API key (no session: a
+    // browser's cookies carry nothing there); everything else is a form and carries the CSRF
+    // layer.
     let unchecked: Vec<&str> = posts
         .iter()
         .filter(|r| !r.kind.is_form())
@@ -69,7 +70,12 @@ async fn every_form_refuses_a_missing_or_wrong_token(backend: Backend) {
         .collect();
     assert_eq!(
         unchecked,
-        [Url::StripeWebhook.template(), Url::ApiStatements.template()]
+        [
+            Url::StripeWebhook.template(),
+            Url::TwilioStatus.template(),
+            Url::TwilioInbound.template(),
+            Url::ApiStatements.template()
+        ]
     );
     let forms: Vec<&RouteInfo> = posts.into_iter().filter(|r| r.kind.is_form()).collect();
     assert!(forms.len() >= 25, "{} forms in the table", forms.len());

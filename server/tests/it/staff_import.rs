@@ -2,7 +2,8 @@
 //! writes nothing and keeps the file only encrypted, confirming imports it, the history lists
 //! both runs (the view audited); a bad file's rejections, its CSV report, all-or-nothing and
 //! "take the good ones"; a support agent, another practice's admin and a missing, wrong or
-//! cross-site token refused with nothing imported. Both databases.
+//! cross-site token refused with nothing imported; a file over 8 MB answered with a page that
+//! says what to do instead. Both databases.
 
 use crate::common::{csrf_in, location, second_practice, text, Backend, Browser, TestApp};
 use patriotpay::access::Role;
@@ -14,6 +15,7 @@ both_backends!(
     a_support_agent_is_refused,
     another_practices_admin_cannot_import_here,
     a_missing_wrong_or_cross_site_token_is_refused,
+    a_file_over_the_limit_gets_a_page_saying_what_to_do,
 );
 
 const BOUNDARY: &str = "----patriotpay-test-boundary-7d1c";
@@ -400,5 +402,36 @@ async fn a_missing_wrong_or_cross_site_token_is_refused(backend: Backend) {
     let r = post_multipart(&admin, last, None).await;
     assert_eq!(location(&r), format!("/staff/import?practice={practice}"));
     assert_eq!(kept(&app).len(), 1);
+    app.finish().await;
+}
+
+async fn a_file_over_the_limit_gets_a_page_saying_what_to_do(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::start(backend).await;
+    // A browser sends the file's length first; the answer comes from it, before the body (a
+    // client still writing 8 MB may not read an early answer, so the request is sent by hand,
+    // headers only).
+    let addr = app.url.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "POST /staff/import HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; \
+         boundary={BOUNDARY}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        patriotpay::http::MAX_UPLOAD_BYTES + 1
+    );
+    conn.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).await.expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let words = text(&answer);
+    assert!(
+        words.contains("That request was too large")
+            && words.contains("up to 8 MB")
+            && words.contains("import command"),
+        "{words}"
+    );
+    assert_eq!(imported(&app).await, 0);
     app.finish().await;
 }

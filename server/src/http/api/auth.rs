@@ -1,7 +1,7 @@
 //! Who is calling the API: the practice whose live import key is presented as
 //! `Authorization: Bearer ppk_…`. Anything else is a JSON 401 with `WWW-Authenticate: Bearer`,
 //! and a presented key that is refused is audited (by its id when it is a revoked key of ours,
-//! never by the key).
+//! never by the key), up to a limit per address, past which the answer is 429.
 
 use super::error;
 use crate::apikeys::{self, Scope};
@@ -68,7 +68,19 @@ impl FromRequestParts<AppState> for ApiCaller {
                 ctx,
             }),
             Ok(None) => {
-                refused(state, &ctx, &key).await;
+                if !refused(state, &ctx, &key).await {
+                    let mut res = error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_refused_keys",
+                        "too many refused API keys from this address: wait, then send a live key",
+                        &ctx.request_id,
+                    );
+                    res.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from(apikeys::REFUSAL_WINDOW_SECS),
+                    );
+                    return Err(res);
+                }
                 Err(unauthorized(
                     &ctx,
                     "invalid_api_key",
@@ -121,9 +133,17 @@ fn unauthorized(
     res
 }
 
-/// Audits a refused key. A revoked (or other-scope) key of ours is named by its id and
-/// practice, so the practice sees a system still using it; an unknown one by nothing.
-async fn refused(state: &AppState, ctx: &RequestContext, key: &str) {
+/// Records and audits a refused key; `false` when the address is over its refusal limit
+/// (nothing recorded: the caller answers 429). A revoked (or other-scope) key of ours is named by
+/// its id and practice, so the practice sees a system still using it; an unknown one by nothing.
+async fn refused(state: &AppState, ctx: &RequestContext, key: &str) -> bool {
+    let address = crate::limits::address_key(&ctx.address);
+    match apikeys::note_refusal(&state.db, &address, ctx.now).await {
+        Ok(true) => {}
+        Ok(false) => return false,
+        // The limit could not be read: refuse as usual, and audit it.
+        Err(e) => tracing::error!(error = %e, "api: could not count refused keys"),
+    }
     let known: Option<(String, String)> =
         match sqlx::query_as("SELECT id, tenant_id FROM api_keys WHERE key_hash = $1")
             .bind(crate::crypto::token_hash(key))
@@ -156,6 +176,7 @@ async fn refused(state: &AppState, ctx: &RequestContext, key: &str) {
     if let Err(e) = recorded {
         tracing::error!(error = %e, "api: could not audit a refused key");
     }
+    true
 }
 
 #[cfg(test)]

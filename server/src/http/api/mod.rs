@@ -145,6 +145,7 @@ pub fn error(
         (status = 409, description = "The Idempotency-Key was used with another body, or its first request is still running", body = ApiError),
         (status = 413, description = "More than 1,000 statements or 10 MiB; nothing written", body = ApiError),
         (status = 422, description = "Nothing written: a record was rejected (all or nothing) or the batch names another practice", body = ImportAnswer),
+        (status = 429, description = "Too many refused API keys from this address lately; see Retry-After", body = ApiError),
     ),
     security(("api_key" = [])),
 )]
@@ -274,9 +275,10 @@ pub async fn statements(
         dry_run: query.dry_run,
         partial: query.partial,
         source: Source::Api,
-        actor,
+        actor: caller.ctx.actor(actor),
         now: caller.ctx.now,
         alerts: state.alerts.clone(),
+        public_url: state.public_url.clone(),
     };
     let summary = match run_import(&state, &opts, body, &import_id).await {
         Ok(s) => s,

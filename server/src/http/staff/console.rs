@@ -17,6 +17,7 @@ use crate::http::session::{Flash, Sess};
 use crate::http::{see_other, tr, AppState, RequestContext};
 use crate::ids::{LinkId, PatientId, StatementId};
 use crate::link_admin::{self, LinkAdminError, LinkLine, ReasonProblem};
+use crate::messages::pay_link::Texted;
 use crate::payments::history;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -236,6 +237,8 @@ pub async fn resend(
         )
         .await);
     };
+    // The text is sealed inside the change's transaction: its key must exist before it opens.
+    state.crypto.ready_field_key(&header.tenant_id).await?;
     let (permit, mut tx) = ask_in(
         &state,
         &ctx,
@@ -248,15 +251,40 @@ pub async fn resend(
     .await?;
     let issued =
         link_admin::reissue(&mut tx, &permit, &statement, ctx.now, state.link_ttl_days).await?;
+    let texted = crate::messages::pay_link::text_pay_link(
+        &mut tx,
+        &state.crypto,
+        &header.tenant_id,
+        &header.patient_id,
+        &statement,
+        &issued.token,
+        &state.public_url,
+        ctx.now,
+    )
+    .await
+    .map_err(|e| AppError::Internal(e.into()))?;
     tx.commit().await?;
     let (_, view) = view_permit(&state, &ctx, &account, header.patient_id.as_str()).await?;
     let mut vm = page_vm(&state, &ctx, &session, &account, &view).await?;
-    vm.new_link = Some(format!(
-        "{}{}",
-        state.public_url,
-        Url::PayLink(&issued.token)
-    ));
-    vm.notice = Some(tr().t("staff-console-resent"));
+    vm.notice = Some(match texted {
+        Texted::Queued { last_digits } => tr().ta(
+            "staff-console-resent-texted",
+            &[("digits", last_digits.as_str())],
+        ),
+        // No text can go: the link is shown once for the agent to read out.
+        Texted::OptedOut | Texted::NoNumber => {
+            vm.new_link = Some(format!(
+                "{}{}",
+                state.public_url,
+                Url::PayLink(&issued.token)
+            ));
+            tr().t(if texted == Texted::OptedOut {
+                "staff-console-resent-opted-out"
+            } else {
+                "staff-console-resent-no-number"
+            })
+        }
+    });
     Ok(render(StatusCode::OK, vm))
 }
 

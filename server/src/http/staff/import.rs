@@ -228,9 +228,10 @@ where
         dry_run,
         partial,
         source: Source::Staff,
-        actor: actor_id(&account.id),
+        actor: ctx.actor(actor_id(&account.id)),
         now: ctx.now,
         alerts: state.alerts.clone(),
+        public_url: state.public_url.clone(),
     };
     let reader = std::io::Cursor::new(file);
     run::import(&state.db, state.crypto.clone(), reader, &opts, |_| {})
@@ -271,14 +272,23 @@ pub async fn upload(
 ) -> Result<Response> {
     let mut practice = String::new();
     let mut file: Option<(String, axum::body::Bytes)> = None;
-    while let Some(field) = form.next_field().await.map_err(|_| AppError::BadRequest)? {
+    // A body sent without a length fails here once past the limit: the same 413 page as a
+    // declared length over it gets.
+    let unreadable = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge
+        } else {
+            AppError::BadRequest
+        }
+    };
+    while let Some(field) = form.next_field().await.map_err(unreadable)? {
         match field.name() {
             Some(ImportUploadForm::PRACTICE) => {
-                practice = field.text().await.map_err(|_| AppError::BadRequest)?;
+                practice = field.text().await.map_err(unreadable)?;
             }
             Some(ImportUploadForm::FILE) => {
                 let name = field.file_name().unwrap_or_default().to_owned();
-                let bytes = field.bytes().await.map_err(|_| AppError::BadRequest)?;
+                let bytes = field.bytes().await.map_err(unreadable)?;
                 file = Some((name, bytes));
             }
             _ => {}

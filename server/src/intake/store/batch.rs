@@ -116,7 +116,6 @@ impl Importer {
         }
         let mut patients = self.known_patients(&keys).await?;
         let statements = self.known_statements(batch).await?;
-        let mut seen: HashSet<&str> = HashSet::with_capacity(batch.len());
         // New patients: the batch index whose details they get (the last one seen).
         let mut new_patients: Vec<(PatientId, usize)> = vec![];
         let mut new_at: HashMap<Vec<u8>, usize> = HashMap::new();
@@ -124,7 +123,7 @@ impl Importer {
         let mut out = Vec::with_capacity(batch.len());
         for (i, (s, k)) in batch.iter().zip(&keys).enumerate() {
             let ext = s.statement.external_id.as_str();
-            if !seen.insert(ext) {
+            if !self.take_id(ext) {
                 out.push(Err(StoreError::Refused(
                     "this statement id appears twice in one import".into(),
                 )));
@@ -170,8 +169,10 @@ impl Importer {
             out.push(fate);
         }
         self.insert_patients(batch, &keys, &new_patients).await?;
-        self.insert_statements(batch, &keys, &new_statements)
+        let tokens = self
+            .insert_statements(batch, &keys, &new_statements)
             .await?;
+        self.queue_texts(batch, &new_statements, tokens).await?;
         Ok(out)
     }
 
@@ -281,15 +282,16 @@ impl Importer {
         Ok(())
     }
 
-    /// New statements with their lines, one ledger charge per line owed, and a pay link each
-    /// (its token kept nowhere: it goes out in the statement's text message once the message
-    /// outbox exists; staff can send a fresh link from the support console).
+    /// New statements with their lines, one ledger charge per line owed, and a pay link each.
+    /// The links' tokens, in the order of `new`, are for the statements' texts only: the
+    /// database keeps their hashes.
     async fn insert_statements(
         &mut self,
         batch: &[ParsedStatement],
         keys: &[Keys],
         new: &[(StatementId, PatientId, usize)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tokens = Vec::with_capacity(new.len());
         let (mut heads, mut lines, mut charges, mut links) = (vec![], vec![], vec![], vec![]);
         let tenant = self.tenant.to_string();
         for (id, patient, at) in new {
@@ -350,14 +352,16 @@ impl Importer {
                     ]);
                 }
             }
+            let token = crate::crypto::random_token();
             links.push(vec![
                 V::T(LinkId::generate().to_string()),
                 V::T(tenant.clone()),
                 V::T(id.to_string()),
-                V::B(crate::crypto::token_hash(&crate::crypto::random_token())),
+                V::B(crate::crypto::token_hash(&token)),
                 V::I(self.now),
                 V::I(self.now + NEW_LINK_DAYS * 86_400),
             ]);
+            tokens.push(token);
         }
         let tx = &mut self.tx;
         insert_rows(
@@ -389,7 +393,7 @@ impl Importer {
             &links,
         )
         .await?;
-        Ok(())
+        Ok(tokens)
     }
 }
 

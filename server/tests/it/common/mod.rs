@@ -51,6 +51,8 @@ impl TestApp {
         cfg.webhook_ack_ms = 600_000;
         // Tests drive autopay themselves (`run_autopay`), on the test clock.
         cfg.autopay_every_secs = 0;
+        // And the outbox (`deliver_messages`).
+        cfg.messaging.outbox_every_secs = 0;
         tweak(&mut cfg);
         cfg.webhook_secret = Some(Secret::new(WEBHOOK_SECRET));
         let mut pg_admin = None;
@@ -120,13 +122,78 @@ impl TestApp {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("PATRIOTPAY_DATA_DIR", self.dir.path())
             .env("DATABASE_URL", self.cfg.database_url())
+            // Links the command makes (imported statements' texts) point at this server.
+            .env("PATRIOTPAY_PUBLIC_URL", &self.url)
             .env("PATRIOTPAY_WEBHOOK_SECRET", WEBHOOK_SECRET)
             .env("RUST_LOG", "warn")
             .output()
             .expect("run patriotpay")
     }
 
-    /// Works every processor event due now, as the background worker would; how many.
+    /// Every outbox message, oldest first, opened.
+    pub async fn outbox(&self) -> Vec<OutboxMessage> {
+        let s = self.state();
+        // id, tenant, channel, template, state, recipient and body ciphertexts.
+        type Row = (String, String, String, String, String, Vec<u8>, Vec<u8>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, tenant_id, channel, template, state, recipient_ct, body_ct
+                 FROM outbox ORDER BY created_at, id",
+        )
+        .fetch_all(s.db.pool())
+        .await
+        .expect("outbox");
+        let mut out = vec![];
+        for (id, tenant, channel, template, state, to_ct, body_ct) in rows {
+            let tenant = patriotpay::ids::TenantId::from_db(tenant);
+            let open = |column: &'static str, ct: Vec<u8>| {
+                let (tenant, id) = (tenant.clone(), id.clone());
+                async move {
+                    s.crypto
+                        .decrypt_str(patriotpay::messages::aad(&tenant, &id, column), &ct)
+                        .await
+                        .expect("open")
+                        .expose()
+                        .clone()
+                }
+            };
+            let to = open("recipient", to_ct).await;
+            let body = open("body", body_ct).await;
+            let link = body
+                .split_whitespace()
+                .find(|w| w.starts_with(&self.url))
+                .map(str::to_owned);
+            out.push(OutboxMessage {
+                channel,
+                template,
+                state,
+                to,
+                body,
+                link,
+            });
+        }
+        out
+    }
+
+    /// Moves the test clock forward to the next 19:00 UTC: inside every US zone's texting hours
+    /// (08:00 in Honolulu, 14:00 or 15:00 in New York), so a queued text is due at once.
+    pub fn move_to_texting_hours(&self) {
+        let now = self.state().clock.now();
+        let day = now - now.rem_euclid(86_400);
+        let mut at = day + 19 * 3600;
+        if at < now {
+            at += 86_400;
+        }
+        self.state().clock.advance(at - now);
+    }
+
+    /// Delivers the outbox's messages due on the test clock, as the server's worker does.
+    pub async fn deliver_messages(&self) -> patriotpay::messages::worker::Pass {
+        let s = self.state();
+        patriotpay::messages::worker::run_due(&s.db, &s.crypto, &s.providers, s.clock.now(), 500)
+            .await
+            .expect("deliver messages")
+    }
+
     /// Works every plan instalment due on the test clock, as the server's autopay loop does.
     pub async fn run_autopay(&self) -> usize {
         let s = self.state();
@@ -141,6 +208,7 @@ impl TestApp {
         .expect("run autopay")
     }
 
+    /// Works every processor event due now, as the background worker would; how many.
     pub async fn run_jobs(&self) -> usize {
         let s = self.state();
         let mut total = 0;
@@ -216,7 +284,9 @@ impl TestApp {
     }
 }
 
-/// A browser: its own cookie jar, redirects not followed so each one can be inspected.
+/// A browser: its own cookie jar, redirects not followed so each one can be inspected. A clone
+/// shares the jar (the same browser).
+#[derive(Clone)]
 pub struct Browser {
     pub client: Client,
     pub base: String,
@@ -584,3 +654,15 @@ pub async fn moto_aws_config(endpoint: &str) -> aws_config::SdkConfig {
 
 mod people;
 pub use people::*;
+
+/// An outbox message as a test reads it.
+#[derive(Debug, Clone)]
+pub struct OutboxMessage {
+    pub channel: String,
+    pub template: String,
+    pub state: String,
+    pub to: String,
+    pub body: String,
+    /// The first portal link in the body.
+    pub link: Option<String>,
+}

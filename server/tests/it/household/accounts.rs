@@ -16,7 +16,7 @@ both_backends!(
     member_sessions_idle_out_after_thirty_minutes,
     minors_get_no_account_and_cannot_invite,
     one_account_per_patient_and_the_practice_can_remove_it,
-    forgotten_password_is_reset_by_proving_identity_on_a_link,
+    forgotten_password_is_reset_only_with_the_emailed_code,
 );
 
 async fn account_creation_needs_a_payment_both_answers_and_a_valid_form(backend: Backend) {
@@ -418,8 +418,8 @@ async fn one_account_per_patient_and_the_practice_can_remove_it(backend: Backend
     let _ = b.submit_zip(&zip).await;
     assert_eq!(
         location(&b.get("/account/create").await),
-        "/account/reset-password",
-        "with an account already, the way in is a new password for it"
+        "/account/forgot",
+        "with an account already, the way in is a code to its email"
     );
     // A sign-up posted anyway is refused and says why.
     let csrf = csrf_in(&b.page("/statement").await);
@@ -436,7 +436,7 @@ async fn one_account_per_patient_and_the_practice_can_remove_it(backend: Backend
         .await;
     assert_eq!(location(&r), "/account/create");
     assert!(
-        b.page("/account/reset-password")
+        b.page("/account/forgot")
             .await
             .contains("already has an account"),
         "the second sign-up is told why"
@@ -486,78 +486,125 @@ async fn one_account_per_patient_and_the_practice_can_remove_it(backend: Backend
     app.finish().await;
 }
 
-/// A patient who forgot their password proves who they are on a new pay link (both answers)
-/// and sets a new one: old sessions end, the old password stops working, the new one works
-/// (signing in takes the email, which the link's answers never show).
-/// A visitor with only the date of birth is sent for the ZIP first.
-async fn forgotten_password_is_reset_by_proving_identity_on_a_link(backend: Backend) {
+/// The emails in the outbox, oldest first.
+async fn emails(app: &TestApp) -> Vec<crate::common::OutboxMessage> {
+    app.outbox()
+        .await
+        .into_iter()
+        .filter(|m| m.channel == "email")
+        .collect()
+}
+
+/// The eight-digit code in a reset email.
+fn code_in(body: &str) -> String {
+    body.split_whitespace()
+        .map(|w| w.trim_end_matches('.'))
+        .find(|w| w.len() == 8 && w.chars().all(|c| c.is_ascii_digit()))
+        .expect("a code")
+        .to_owned()
+}
+
+/// A forgotten password is reset only with the one-time code emailed to the account's own
+/// address (issue 13): a pay link and both identity answers are no way in; the form answers
+/// the same for an address without an account; a wrong code is refused (and five of them burn
+/// it), a spent code works once; afterwards every old session is over, the old password fails,
+/// the new one works, and the owner is told by email.
+async fn forgotten_password_is_reset_only_with_the_emailed_code(backend: Backend) {
     let app = TestApp::start(backend).await;
     let old_session = patient_account(&app, 1, "avery@example.org").await;
     assert_eq!(old_session.get("/account").await.status(), StatusCode::OK);
-
+    // The link's answers no longer reset anything; the statement points at the emailed code.
     let b = Browser::new(&app);
     b.open_link(&app.link(1).await).await;
     let _ = b.submit_dob("03", "14", "1984").await;
+    let _ = b.submit_zip("60614").await;
     assert_eq!(
         location(&b.get("/account/reset-password").await),
-        "/verify/zip",
-        "both answers first"
+        "/account/forgot"
     );
-    assert_eq!(
-        location(&b.submit_zip("60614").await),
-        "/account/reset-password"
-    );
-    let page = b.page("/account/reset-password").await;
-    assert!(
-        page.contains("a•••@example.org"),
-        "the account, masked: {page}"
-    );
-    assert!(!page.contains("avery@example.org"));
-    assert!(
-        b.page("/statement")
+    assert!(b.page("/statement").await.contains("/account/forgot"));
+
+    // An address without an account gets the same answer, and no email.
+    let forgot = |b: &Browser, email: &'static str| {
+        let b = b.clone();
+        async move {
+            let csrf = csrf_in(&b.page("/account/forgot").await);
+            b.post(
+                "/account/forgot",
+                &[("csrf", csrf.as_str()), ("email", email)],
+            )
             .await
-            .contains("/account/reset-password"),
-        "the statement offers it"
+        }
+    };
+    let r = forgot(&b, "not-an-address").await;
+    assert_eq!(location(&r), "/account/forgot");
+    let r = forgot(&b, "nobody@example.org").await;
+    assert_eq!(location(&r), "/account/reset-password");
+    assert!(b
+        .page("/account/reset-password")
+        .await
+        .contains("If nobody@example.org has an account, we emailed it a code"));
+    assert!(emails(&app).await.is_empty());
+
+    let r = forgot(&b, "avery@example.org").await;
+    assert_eq!(location(&r), "/account/reset-password");
+    let sent = emails(&app).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (sent[0].template.as_str(), sent[0].to.as_str()),
+        ("reset-code", "avery@example.org")
     );
-    // Too short, then mismatched: refused, nothing changed.
-    for (pw, confirm) in [("short", "short"), (PASSWORD, "something else entirely")] {
-        let csrf = csrf_in(&b.page("/account/reset-password").await);
-        let r = b
-            .post(
+    let code = code_in(&sent[0].body);
+    // Nothing in the database holds the code itself.
+    let dump = crate::common::dump_database(&app).await;
+    assert!(!dump.windows(8).any(|w| w == code.as_bytes()));
+
+    let reset = |b: &Browser, code: String, pw: &'static str| {
+        let b = b.clone();
+        async move {
+            let csrf = csrf_in(&b.page("/account/reset-password").await);
+            b.post(
                 "/account/reset-password",
                 &[
-                    ("csrf", &csrf),
+                    ("csrf", csrf.as_str()),
+                    ("code", code.as_str()),
                     ("password", pw),
-                    ("password_confirm", confirm),
+                    ("password_confirm", pw),
                 ],
             )
-            .await;
-        assert_eq!(location(&r), "/account/reset-password");
-    }
-    let new_password = "a brand new passphrase";
-    let csrf = csrf_in(&b.page("/account/reset-password").await);
-    let r = b
-        .post(
-            "/account/reset-password",
-            &[
-                ("csrf", &csrf),
-                ("password", new_password),
-                ("password_confirm", new_password),
-            ],
-        )
-        .await;
-    assert_eq!(location(&r), "/signin");
-    assert!(
-        b.page("/signin")
             .await
-            .contains("Your new password is set. Sign in with your email address"),
-        "sent to sign in with the email they know"
-    );
+        }
+    };
+    let new_password = "a brand new passphrase";
+    // A weak password does not spend the code; a wrong code is refused.
     assert_eq!(
-        location(&b.get("/account").await),
-        "/signin",
-        "not signed in by the link: the account's pages show its full email"
+        location(&reset(&b, code.clone(), "short").await),
+        "/account/reset-password"
     );
+    let wrong = if code == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    assert_eq!(
+        location(&reset(&b, wrong.into(), new_password).await),
+        "/account/reset-password"
+    );
+    assert!(b
+        .page("/account/reset-password")
+        .await
+        .contains("That code was not accepted"));
+    let r = reset(&b, code.clone(), new_password).await;
+    assert_eq!(location(&r), "/signin");
+    assert!(b
+        .page("/signin")
+        .await
+        .contains("Your new password is set. Sign in with your email address"));
+    // The owner is told.
+    let sent = emails(&app).await;
+    assert!(sent
+        .iter()
+        .any(|m| m.template == "password-changed" && m.to == "avery@example.org"));
     assert_eq!(
         location(&old_session.get("/account").await),
         "/signin",
@@ -578,5 +625,70 @@ async fn forgotten_password_is_reset_by_proving_identity_on_a_link(backend: Back
             .await,
         1
     );
+
+    // The spent code works no more; a new one, guessed wrong five times, is burnt.
+    let d = Browser::new(&app);
+    assert_eq!(
+        location(&forgot(&d, "avery@example.org").await),
+        "/account/reset-password"
+    );
+    assert_eq!(
+        location(&reset(&d, code.clone(), "another new passphrase").await),
+        "/account/reset-password"
+    );
+    app.state()
+        .clock
+        .advance(patriotpay::accounts::RESEND_SECS + 1);
+    assert_eq!(
+        location(&forgot(&d, "avery@example.org").await),
+        "/account/reset-password"
+    );
+    let latest = emails(&app)
+        .await
+        .into_iter()
+        .filter(|m| m.template == "reset-code")
+        .count();
+    assert_eq!(
+        latest, 2,
+        "one new code, the request inside a minute sent none"
+    );
+    let second = code_in(
+        &emails(&app)
+            .await
+            .into_iter()
+            .rfind(|m| m.template == "reset-code")
+            .expect("second code")
+            .body,
+    );
+    // Five wrong tries burn a code (asked of the accounts module directly: through the page,
+    // wrong codes also count as failed sign-ins, and the account's delay would come first).
+    let s = app.state();
+    let wrong = if second == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    for _ in 0..patriotpay::accounts::MAX_CODE_TRIES {
+        let r = patriotpay::accounts::redeem_reset_code(
+            &s.db,
+            &s.crypto,
+            "avery@example.org",
+            wrong,
+            s.clock.now(),
+        )
+        .await
+        .expect("redeem");
+        assert!(r.is_none());
+    }
+    let r = patriotpay::accounts::redeem_reset_code(
+        &s.db,
+        &s.crypto,
+        "avery@example.org",
+        &second,
+        s.clock.now(),
+    )
+    .await
+    .expect("redeem");
+    assert!(r.is_none(), "burnt");
     app.finish().await;
 }

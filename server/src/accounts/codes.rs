@@ -1,0 +1,216 @@
+//! Password-reset codes for local member accounts (issue 13): a forgotten password is reset only
+//! with a one-time code sent to the account's own email through the outbox, never from a pay
+//! link. Eight digits, valid `CODE_SECS`, `MAX_TRIES` wrong entries, one live code per account,
+//! at most one new code per `RESEND_SECS`. Only a MAC of the code is stored (under the platform's
+//! index key, bound to the account), so reading the table does not give a usable code.
+//! (With Cognito, its own ForgotPassword flow sends the code.)
+
+use super::{email_index, open_email, AccountError, Kind};
+use crate::crypto::FieldCrypto;
+use crate::db::Db;
+use crate::ids::UserId;
+use crate::messages::{self, texts, Channel, Outgoing, Purpose};
+use crate::phi::Phi;
+
+pub const CODE_SECS: i64 = 15 * 60;
+pub const MAX_TRIES: i64 = 5;
+pub const RESEND_SECS: i64 = 60;
+/// Blind-index domain of a code's MAC.
+const MAC_DOMAIN: &str = "account-reset-code";
+
+async fn mac(crypto: &FieldCrypto, user: &UserId, code: &str) -> Result<Vec<u8>, AccountError> {
+    let input = format!("{user}:{}", code.trim());
+    Ok(crypto
+        .blind_index(super::platform(), MAC_DOMAIN, &input)
+        .await?)
+}
+
+/// A fresh code: eight digits, uniformly drawn.
+fn new_code() -> String {
+    use rand::Rng;
+    format!("{:08}", rand::thread_rng().gen_range(0..100_000_000u32))
+}
+
+/// Emails a reset code to the member account with this email, if there is one that may use it
+/// (enabled, a member's). Says nothing either way: the caller answers the same in every case.
+pub async fn send_reset_code(
+    db: &Db,
+    crypto: &FieldCrypto,
+    email: &str,
+    now: i64,
+) -> Result<(), AccountError> {
+    let Some(user) = super::user_by_email(db, crypto, email).await? else {
+        return Ok(());
+    };
+    let Some(account) = super::load(db, &user, now).await? else {
+        return Ok(());
+    };
+    if account.kind != Kind::Member || account.disabled {
+        return Ok(());
+    }
+    let recent: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM account_codes WHERE user_id = $1 AND created_at > $2",
+    )
+    .bind(user.as_str())
+    .bind(now - RESEND_SECS)
+    .fetch_one(db.pool())
+    .await?;
+    if recent > 0 {
+        return Ok(());
+    }
+    let to = account.email(crypto).await?;
+    let code = new_code();
+    let code_mac = mac(crypto, &user, &code).await?;
+    let (subject, body) = texts::reset_code_email(&code, CODE_SECS / 60);
+    let sealed = messages::seal(
+        crypto,
+        Outgoing {
+            tenant: super::platform().clone(),
+            channel: Channel::Email,
+            purpose: Purpose::Account,
+            template: texts::RESET_CODE,
+            language: crate::intake::Language::En,
+            to_index: email_index(crypto, to.expose()).await?,
+            to,
+            subject: Some(subject),
+            body,
+            zone: None,
+            patient: None,
+            statement: None,
+            not_before: now,
+        },
+    )
+    .await
+    .map_err(message_error)?;
+    let mut tx = db.begin_write().await?;
+    // One live code per account: an earlier one stops working.
+    sqlx::query("UPDATE account_codes SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+        .bind(now)
+        .bind(user.as_str())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO account_codes (id, user_id, purpose, code_mac, created_at, expires_at)
+         VALUES ($1, $2, 'reset', $3, $4, $5)",
+    )
+    .bind(format!("acd_{}", uuid::Uuid::new_v4().simple()))
+    .bind(user.as_str())
+    .bind(code_mac)
+    .bind(now)
+    .bind(now + CODE_SECS)
+    .execute(&mut *tx)
+    .await?;
+    messages::queue(&mut tx, &sealed, now)
+        .await
+        .map_err(message_error)?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Spends the live reset code of the member account with this email: `Some(user)` when `code`
+/// is it (and it is not expired or out of tries); a wrong code uses up a try.
+pub async fn redeem_reset_code(
+    db: &Db,
+    crypto: &FieldCrypto,
+    email: &str,
+    code: &str,
+    now: i64,
+) -> Result<Option<UserId>, AccountError> {
+    let Some(user) = super::user_by_email(db, crypto, email).await? else {
+        return Ok(None);
+    };
+    let live: Option<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, code_mac FROM account_codes
+         WHERE user_id = $1 AND purpose = 'reset' AND used_at IS NULL AND expires_at > $2
+           AND attempts < $3
+         ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(user.as_str())
+    .bind(now)
+    .bind(MAX_TRIES)
+    .fetch_optional(db.pool())
+    .await?;
+    let Some((id, stored)) = live else {
+        return Ok(None);
+    };
+    let given = mac(crypto, &user, code).await?;
+    let right: bool = subtle::ConstantTimeEq::ct_eq(given.as_slice(), stored.as_slice()).into();
+    let spent = if right {
+        sqlx::query("UPDATE account_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+            .bind(now)
+            .bind(&id)
+            .execute(db.pool())
+            .await?
+            .rows_affected()
+    } else {
+        sqlx::query("UPDATE account_codes SET attempts = attempts + 1 WHERE id = $1")
+            .bind(&id)
+            .execute(db.pool())
+            .await?;
+        0
+    };
+    // Two requests racing with the right code: only the one that marked it used goes on.
+    Ok((spent == 1).then_some(user))
+}
+
+/// Tells the owner their password changed, at the account's own address (whoever changed it).
+pub async fn notify_password_changed(
+    db: &Db,
+    crypto: &FieldCrypto,
+    user: &UserId,
+    now: i64,
+) -> Result<(), AccountError> {
+    let email_ct: Option<Vec<u8>> = sqlx::query_scalar("SELECT email_ct FROM users WHERE id = $1")
+        .bind(user.as_str())
+        .fetch_optional(db.pool())
+        .await?;
+    let Some(email_ct) = email_ct else {
+        return Ok(());
+    };
+    let to: Phi<String> = open_email(crypto, user, &email_ct).await?;
+    let (subject, body) = texts::password_changed_email();
+    let sealed = messages::seal(
+        crypto,
+        Outgoing {
+            tenant: super::platform().clone(),
+            channel: Channel::Email,
+            purpose: Purpose::Account,
+            template: texts::PASSWORD_CHANGED,
+            language: crate::intake::Language::En,
+            to_index: email_index(crypto, to.expose()).await?,
+            to,
+            subject: Some(subject),
+            body,
+            zone: None,
+            patient: None,
+            statement: None,
+            not_before: now,
+        },
+    )
+    .await
+    .map_err(message_error)?;
+    let mut conn = db.pool().acquire().await?;
+    messages::queue(&mut conn, &sealed, now)
+        .await
+        .map_err(message_error)?;
+    Ok(())
+}
+
+fn message_error(e: messages::MessageError) -> AccountError {
+    match e {
+        messages::MessageError::Db(d) => AccountError::from(d),
+        messages::MessageError::Crypto(c) => AccountError::from(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn codes_are_eight_digits() {
+        for _ in 0..200 {
+            let c = super::new_code();
+            assert_eq!(c.len(), 8);
+            assert!(c.chars().all(|ch| ch.is_ascii_digit()));
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Message delivery settings (issue 13): which provider carries texts, its credentials, and the
+//! outbox worker's pace. The embedded default keeps every message in the outbox (no network).
+
+use super::Secret;
+use crate::messages::providers::{Providers, TwilioSms};
+use crate::messages::twilio::{TwilioAuth, TwilioConfig};
+use clap::Args;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SmsProviderKind {
+    /// Kept in the outbox, readable in the demo's outbox viewer; nothing is sent.
+    Outbox,
+    /// Twilio's Messages API through a messaging service.
+    Twilio,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Messaging {
+    /// Who carries text messages: `outbox` (kept, not sent) or `twilio`.
+    #[arg(
+        long,
+        env = "PATRIOTPAY_SMS_PROVIDER",
+        default_value = "outbox",
+        global = true
+    )]
+    pub sms_provider: SmsProviderKind,
+    /// Twilio account SID (`AC…`).
+    #[arg(long, env = "TWILIO_ACCOUNT_SID", global = true)]
+    pub twilio_account_sid: Option<String>,
+    /// Twilio auth token (or give an API key SID and secret instead).
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true, global = true)]
+    pub twilio_auth_token: Option<Secret>,
+    #[arg(long, env = "TWILIO_API_KEY_SID", global = true)]
+    pub twilio_api_key_sid: Option<String>,
+    #[arg(
+        long,
+        env = "TWILIO_API_KEY_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub twilio_api_key_secret: Option<Secret>,
+    /// The messaging service (`MG…`) whose numbers and A2P 10DLC campaign send the texts.
+    #[arg(long, env = "TWILIO_MESSAGING_SERVICE_SID", global = true)]
+    pub twilio_messaging_service_sid: Option<String>,
+    /// Twilio's API base URL; tests point it at a local server.
+    #[arg(
+        long,
+        env = "PATRIOTPAY_TWILIO_API_URL",
+        default_value = "https://api.twilio.com",
+        global = true
+    )]
+    pub twilio_api_url: String,
+    /// Seconds between the outbox worker's looks for due messages (0: no worker in this process;
+    /// run `patriotpay outbox work` instead).
+    #[arg(
+        long,
+        env = "PATRIOTPAY_OUTBOX_EVERY_SECS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub outbox_every_secs: u64,
+    /// Serve the outbox viewer (`/dev/outbox`) to loopback callers: set by `serve --demo` only.
+    #[arg(skip)]
+    pub dev_outbox: bool,
+}
+
+impl Default for Messaging {
+    /// The embedded defaults (tests and `Config::for_data_dir`).
+    fn default() -> Self {
+        Messaging {
+            sms_provider: SmsProviderKind::Outbox,
+            twilio_account_sid: None,
+            twilio_auth_token: None,
+            twilio_api_key_sid: None,
+            twilio_api_key_secret: None,
+            twilio_messaging_service_sid: None,
+            twilio_api_url: "https://api.twilio.com".into(),
+            outbox_every_secs: 5,
+            dev_outbox: false,
+        }
+    }
+}
+
+impl Messaging {
+    /// The token Twilio's webhooks are signed with: the account's auth token (also when texts
+    /// are sent with an API key), and only when Twilio carries the texts.
+    pub fn webhook_token(&self) -> Option<Secret> {
+        (self.sms_provider == SmsProviderKind::Twilio)
+            .then(|| self.twilio_auth_token.clone())
+            .flatten()
+    }
+
+    /// The providers these settings name; missing credentials stop the start with what to set.
+    pub fn providers(&self, public_url: &str) -> anyhow::Result<Providers> {
+        let mut providers = Providers::held();
+        if self.sms_provider == SmsProviderKind::Twilio {
+            let need = |v: &Option<String>, name: &str| {
+                v.clone()
+                    .filter(|s| !s.trim().is_empty())
+                    .ok_or_else(|| anyhow::anyhow!("PATRIOTPAY_SMS_PROVIDER=twilio needs {name}"))
+            };
+            let account_sid = need(&self.twilio_account_sid, "TWILIO_ACCOUNT_SID")?;
+            let auth = match (
+                &self.twilio_auth_token,
+                &self.twilio_api_key_sid,
+                &self.twilio_api_key_secret,
+            ) {
+                // An API key sends (it can be revoked alone); the auth token, if also given,
+                // only checks webhooks.
+                (_, Some(sid), Some(secret)) => TwilioAuth::ApiKey {
+                    sid: sid.clone(),
+                    secret: secret.expose().to_owned(),
+                },
+                (Some(token), None, None) => TwilioAuth::AuthToken(token.expose().to_owned()),
+                _ => anyhow::bail!(
+                    "PATRIOTPAY_SMS_PROVIDER=twilio needs TWILIO_AUTH_TOKEN, or both \
+                     TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET"
+                ),
+            };
+            let config = TwilioConfig {
+                account_sid,
+                auth,
+                messaging_service_sid: need(
+                    &self.twilio_messaging_service_sid,
+                    "TWILIO_MESSAGING_SERVICE_SID",
+                )?,
+                base_url: self.twilio_api_url.trim_end_matches('/').to_owned(),
+                status_callback: Some(format!(
+                    "{}/webhooks/twilio/status",
+                    public_url.trim_end_matches('/')
+                )),
+            };
+            providers.sms = Arc::new(TwilioSms::new(config)?);
+        }
+        Ok(providers)
+    }
+}

@@ -1,0 +1,145 @@
+//! The built-in message texts, in English and Spanish by the patient's language: templates that
+//! pass the template check (brand first, the link on the portal's own domain, no PHI
+//! placeholder), rendered at queue time.
+
+use super::keywords::Inbound;
+use super::template;
+use crate::intake::Language;
+use crate::phi::Phi;
+
+/// A new statement's pay-link text.
+pub const PAY_LINK: &str = "pay-link";
+
+fn pay_link_template(lang: Language) -> &'static str {
+    match lang {
+        Language::En => "{practice}: Your statement is ready. View and pay securely at {link}{opt_out}",
+        Language::Es => {
+            "{practice}: Su estado de cuenta está listo. Véalo y pague de forma segura en {link}{opt_out}"
+        }
+    }
+}
+
+/// Said on the first text to a number (and never again): how to stop and get help.
+fn first_contact(lang: Language) -> &'static str {
+    match lang {
+        Language::En => " Reply STOP to opt out, HELP for help. Msg & data rates may apply.",
+        Language::Es => {
+            " Responda STOP para no recibir más mensajes, AYUDA para obtener ayuda. Pueden aplicarse tarifas de mensajes y datos."
+        }
+    }
+}
+
+/// The pay-link text for a statement of `practice`.
+pub fn pay_link(lang: Language, practice: &str, link: &str, first: bool) -> Phi<String> {
+    let opt_out = if first { first_contact(lang) } else { "" };
+    let values = [("practice", practice), ("link", link), ("opt_out", opt_out)];
+    // The templates are ours and checked by the tests below; a failure here is a bug, and the
+    // text is then built without the template machinery rather than not sent.
+    let text = template::render(pay_link_template(lang), &values)
+        .unwrap_or_else(|_| format!("{practice}: {link}{opt_out}"));
+    Phi::new(text)
+}
+
+/// An account's password-reset code (email).
+pub const RESET_CODE: &str = "reset-code";
+/// The notice to an account's owner that its password changed (email).
+pub const PASSWORD_CHANGED: &str = "password-changed";
+
+/// The reset-code email: (subject, body). Says what to do if it was not asked for.
+pub fn reset_code_email(code: &str, minutes: i64) -> (Phi<String>, Phi<String>) {
+    (
+        Phi::new("Your PatriotPay password reset code".to_owned()),
+        Phi::new(format!(
+            "Your code to set a new PatriotPay password is {code}. It works once, for {minutes} \
+             minutes.\n\nIf you did not ask for it, you need do nothing: your password has not \
+             changed. Never give this code to anyone, including anyone who says they are from \
+             your doctor's office or from PatriotPay."
+        )),
+    )
+}
+
+/// The password-changed notice: (subject, body).
+pub fn password_changed_email() -> (Phi<String>, Phi<String>) {
+    (
+        Phi::new("Your PatriotPay password was changed".to_owned()),
+        Phi::new(
+            "The password of your PatriotPay account was just changed, and every place it was \
+             signed in was signed out.\n\nIf this was you, there is nothing to do. If it was \
+             not, call your doctor's office now: they will lock the account and help you get it \
+             back."
+                .to_owned(),
+        ),
+    )
+}
+
+/// The one confirmation a keyword reply gets (none for other replies: staff read those).
+pub fn reply(kind: Inbound, lang: Language, practice: &str, phone: &str) -> Option<String> {
+    let text = match (kind, lang) {
+        (Inbound::OptOut, Language::En) => format!(
+            "{practice}: You are opted out and will get no more texts from us. Reply START to opt back in."
+        ),
+        (Inbound::OptOut, Language::Es) => format!(
+            "{practice}: Ya no recibirá más mensajes de texto nuestros. Responda START para volver a recibirlos."
+        ),
+        (Inbound::OptIn, Language::En) => format!(
+            "{practice}: You will get texts about your statements again. Reply STOP to opt out, HELP for help."
+        ),
+        (Inbound::OptIn, Language::Es) => format!(
+            "{practice}: Volverá a recibir mensajes sobre sus estados de cuenta. Responda STOP para no recibirlos, AYUDA para obtener ayuda."
+        ),
+        (Inbound::Help, Language::En) => format!(
+            "{practice}: Texts about your statements and payments. For help call {phone}. Reply STOP to opt out."
+        ),
+        (Inbound::Help, Language::Es) => format!(
+            "{practice}: Mensajes sobre sus estados de cuenta y pagos. Para ayuda llame al {phone}. Responda STOP para no recibirlos."
+        ),
+        (Inbound::Other, _) => return None,
+    };
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_template_passes_the_check() {
+        for lang in [Language::En, Language::Es] {
+            let checked = template::check(pay_link_template(lang), 60);
+            assert!(checked.is_ok(), "{lang:?}: {checked:?}");
+        }
+    }
+
+    #[test]
+    fn the_first_text_says_how_to_stop_and_later_ones_do_not() {
+        let link = "https://pay.example.org/p/abc";
+        let first = pay_link(Language::En, "Riverside Family Medicine", link, true);
+        assert!(first
+            .expose()
+            .starts_with("Riverside Family Medicine: Your statement is ready."));
+        assert!(first.expose().contains(link));
+        assert!(first
+            .expose()
+            .contains("Reply STOP to opt out, HELP for help."));
+        let later = pay_link(Language::En, "Riverside Family Medicine", link, false);
+        assert!(!later.expose().contains("STOP"));
+        assert!(later.expose().ends_with(link));
+        let es = pay_link(Language::Es, "Riverside Family Medicine", link, true);
+        assert!(es.expose().contains("Su estado de cuenta") && es.expose().contains("STOP"));
+    }
+
+    #[test]
+    fn keyword_replies_name_the_practice_and_other_replies_get_none() {
+        for lang in [Language::En, Language::Es] {
+            for kind in [Inbound::OptOut, Inbound::OptIn, Inbound::Help] {
+                let r = reply(kind, lang, "Riverside", "+13125550100").expect("a reply");
+                assert!(r.starts_with("Riverside: "), "{r}");
+                // One segment or two, never a wall of text.
+                assert!(template::segments(&r).1 <= 2, "{r}");
+            }
+            assert_eq!(reply(Inbound::Other, lang, "Riverside", "+1"), None);
+        }
+        assert!(reply(Inbound::Help, Language::En, "R", "+13125550100")
+            .is_some_and(|r| r.contains("+13125550100")));
+    }
+}
