@@ -5,12 +5,11 @@
 //! index key, bound to the account), so reading the table does not give a usable code.
 //! (With Cognito, its own ForgotPassword flow sends the code.)
 
-use super::{email_index, open_email, AccountError, Kind};
+use super::{email_index, AccountError, Kind};
 use crate::crypto::FieldCrypto;
 use crate::db::Db;
 use crate::ids::UserId;
 use crate::messages::{self, texts, Channel, Outgoing, Purpose};
-use crate::phi::Phi;
 
 pub const CODE_SECS: i64 = 15 * 60;
 pub const MAX_TRIES: i64 = 5;
@@ -153,50 +152,7 @@ pub async fn redeem_reset_code(
     Ok((spent == 1).then_some(user))
 }
 
-/// Tells the owner their password changed, at the account's own address (whoever changed it).
-pub async fn notify_password_changed(
-    db: &Db,
-    crypto: &FieldCrypto,
-    user: &UserId,
-    now: i64,
-) -> Result<(), AccountError> {
-    let email_ct: Option<Vec<u8>> = sqlx::query_scalar("SELECT email_ct FROM users WHERE id = $1")
-        .bind(user.as_str())
-        .fetch_optional(db.pool())
-        .await?;
-    let Some(email_ct) = email_ct else {
-        return Ok(());
-    };
-    let to: Phi<String> = open_email(crypto, user, &email_ct).await?;
-    let (subject, body) = texts::password_changed_email();
-    let sealed = messages::seal(
-        crypto,
-        Outgoing {
-            tenant: super::platform().clone(),
-            channel: Channel::Email,
-            purpose: Purpose::Account,
-            template: texts::PASSWORD_CHANGED,
-            language: crate::intake::Language::En,
-            to_index: email_index(crypto, to.expose()).await?,
-            to,
-            subject: Some(subject),
-            body,
-            zone: None,
-            patient: None,
-            statement: None,
-            not_before: now,
-        },
-    )
-    .await
-    .map_err(message_error)?;
-    let mut conn = db.pool().acquire().await?;
-    messages::queue(&mut conn, &sealed, now)
-        .await
-        .map_err(message_error)?;
-    Ok(())
-}
-
-fn message_error(e: messages::MessageError) -> AccountError {
+pub(super) fn message_error(e: messages::MessageError) -> AccountError {
     match e {
         messages::MessageError::Db(d) => AccountError::from(d),
         messages::MessageError::Crypto(c) => AccountError::from(c),

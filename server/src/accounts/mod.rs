@@ -6,7 +6,7 @@
 //! pseudo-practice, `Account` with `load`, per-user session revocation, and the re-exports that
 //! keep every item at `crate::accounts::X`. Each concern lives in its own file:
 //! `password` (argon2id, the password check), `totp` (second factor, enrolment completion),
-//! `recovery` (recovery codes), `codes` (emailed password-reset codes for members), `throttle` (sign-in limits), `devices` (trusted staff
+//! `recovery` (recovery codes), `codes` (emailed password-reset codes for members), `notices` (emails to an account's owner), `throttle` (sign-in limits), `devices` (trusted staff
 //! devices), `email` (sealed emails, blind
 //! index, new accounts), `staff` (staff accounts and the operator's commands) and `members`
 //! (patient and guarantor accounts, grants over patients).
@@ -16,6 +16,7 @@ mod devices;
 mod email;
 mod members;
 mod names;
+mod notices;
 mod password;
 mod recovery;
 mod staff;
@@ -23,8 +24,7 @@ mod throttle;
 mod totp;
 
 pub use codes::{
-    notify_password_changed, redeem_reset_code, send_reset_code, CODE_SECS,
-    MAX_TRIES as MAX_CODE_TRIES, RESEND_SECS,
+    redeem_reset_code, send_reset_code, CODE_SECS, MAX_TRIES as MAX_CODE_TRIES, RESEND_SECS,
 };
 pub use devices::{
     prune_trusted_devices, revoke_trusted_devices, trust_device, MAX_TRUSTED_DEVICES_PER_ACCOUNT,
@@ -36,6 +36,7 @@ pub use members::{
     create_member, grant_over_patient, member_by_subject, set_member_password, NewCredentials,
 };
 pub use names::{display_name, rename, user_by_email, StaffName, MAX_CHARS as MAX_NAME_CHARS};
+pub use notices::{notify_grant_added, notify_password_changed};
 pub use password::{hash_password, verify_credentials, verify_password};
 pub use recovery::use_recovery_code;
 pub use staff::{

@@ -335,6 +335,12 @@ pub async fn accept_submit(
             Err(AccountError::Gone) => return invitation_gone(&session).await,
             Err(e) => return Err(e.into()),
         }
+        // An account that already existed gained a grant: its owner hears of it by email.
+        let practice: String = sqlx::query_scalar("SELECT name FROM tenants WHERE id = $1")
+            .bind(inv.tenant_id.as_str())
+            .fetch_one(state.db.pool())
+            .await?;
+        accounts::notify_grant_added(&state.db, &state.crypto, &who.id, &practice, now).await?;
         session.cycle_id().await?;
         forget_invitation(&session).await?;
         audit_event(

@@ -58,6 +58,22 @@ pub fn reset_code_email(code: &str, minutes: i64) -> (Phi<String>, Phi<String>) 
     )
 }
 
+/// The notice that an account now looks after someone else's bills.
+pub const GRANT_ADDED: &str = "grant-added";
+
+/// The grant-added notice: (subject, body). Names the practice, never the patient.
+pub fn grant_added_email(practice: &str) -> (Phi<String>, Phi<String>) {
+    (
+        Phi::new("Your PatriotPay account can now pay another person's bills".to_owned()),
+        Phi::new(format!(
+            "Your PatriotPay account was just given access to see and pay another person's bills \
+             at {practice}, through an invitation.\n\nIf this was you, there is nothing to do. If \
+             it was not, call {practice} now: they will remove the access and help you secure \
+             the account."
+        )),
+    )
+}
+
 /// The password-changed notice: (subject, body).
 pub fn password_changed_email() -> (Phi<String>, Phi<String>) {
     (

@@ -17,6 +17,10 @@ use crate::ids::TenantId;
 
 /// Tries before a message is given up.
 pub const MAX_ATTEMPTS: i64 = 6;
+/// Texts one practice may send per minute; more wait for the next minute. A practice's 10DLC
+/// campaign has a carrier throughput of its own (often well above this): this bound keeps one
+/// practice's large import from taking every worker pass, and a runaway from texting thousands.
+pub const TEXTS_PER_PRACTICE_PER_MINUTE: i64 = 60;
 /// How long a claimed row may stay `sending` before its outcome counts as unknown.
 pub const STALE_SECS: i64 = 600;
 
@@ -107,6 +111,8 @@ pub async fn run_due(
         dead: give_up_stale(db, now).await?,
         ..Pass::default()
     };
+    // Texts each practice sent in the last minute, read once per practice per pass.
+    let mut recent: std::collections::HashMap<String, i64> = Default::default();
     for row in claim(db, now, limit).await? {
         let (id, tenant, channel, purpose, to_ct, to_bidx, subject_ct, body_ct, zone, attempts) =
             row;
@@ -124,6 +130,17 @@ pub async fn run_due(
                 // Quiet hours: deferred, not dropped, and not counted as a try.
                 let at = quiet::next_allowed(zone, now, window);
                 defer(db, &id, at, false, None).await?;
+                pass.deferred += 1;
+                continue;
+            }
+            let sent = match recent.get(tenant.as_str()) {
+                Some(n) => *n,
+                None => sent_last_minute(db, &tenant, now).await?,
+            };
+            recent.insert(tenant.as_str().to_owned(), sent);
+            if sent >= TEXTS_PER_PRACTICE_PER_MINUTE {
+                // The practice's minute is spent: next minute, not counted as a try.
+                defer(db, &id, now + 60, false, None).await?;
                 pass.deferred += 1;
                 continue;
             }
@@ -179,6 +196,9 @@ pub async fn run_due(
                 )
                 .await?;
                 pass.sent += 1;
+                if channel == Channel::Sms {
+                    *recent.entry(tenant.as_str().to_owned()).or_default() += 1;
+                }
             }
             Outcome::Retry(why) if attempts < MAX_ATTEMPTS => {
                 defer(db, &id, now + backoff_secs(attempts), true, Some(&why)).await?;
@@ -191,6 +211,18 @@ pub async fn run_due(
         }
     }
     Ok(pass)
+}
+
+/// Texts `tenant` sent in the minute before `now`.
+async fn sent_last_minute(db: &Db, tenant: &TenantId, now: i64) -> Result<i64, MessageError> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox
+         WHERE tenant_id = $1 AND channel = 'sms' AND sent_at > $2",
+    )
+    .bind(tenant.as_str())
+    .bind(now - 60)
+    .fetch_one(db.pool())
+    .await?)
 }
 
 /// Puts a claimed row back in the queue for `at`; a quiet-hours deferral gives its try back.

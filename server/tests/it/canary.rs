@@ -1,7 +1,7 @@
 //! A canary patient run through every flow (pay link, account, invitation, household, staff
 //! search and break-glass): its PHI must never appear in logs, URLs, redirects, error pages,
-//! alerts, the processor's page, or the database at rest (SQLite file bytes; every PostgreSQL
-//! column).
+//! alerts, the processor's page, message bodies and what a text provider is sent (but the number
+//! itself), or the database at rest (SQLite file bytes; every PostgreSQL column).
 
 use crate::common::{
     answer_invitation, csrf_in, dump_database, invite_link_in, location, pay_statements,
@@ -510,6 +510,26 @@ async fn canary_never_leaks(backend: Backend) {
     )
     .await;
     assert_clean("URLs and redirects", &seen.urls.join("\n"));
+
+    // Every message queued while it ran (the imported statement's text): no PHI in a body,
+    // and what a provider is handed carries nothing of the canary but the number it goes to.
+    let messages = app.outbox().await;
+    assert!(messages.iter().any(|m| m.to == PHONE), "{messages:?}");
+    for m in &messages {
+        assert_clean(&format!("{} message body", m.template), &m.body);
+        let cfg = patriotpay::messages::twilio::TwilioConfig {
+            account_sid: "AC00000000000000000000000000000001".into(),
+            auth: patriotpay::messages::twilio::TwilioAuth::AuthToken("t".into()),
+            messaging_service_sid: "MG00000000000000000000000000000001".into(),
+            base_url: "https://api.twilio.example".into(),
+            status_callback: Some(format!("{}/webhooks/twilio/status", app.url)),
+        };
+        let req = patriotpay::messages::twilio::send_request(&cfg, &m.to, &m.body);
+        assert_clean("Twilio request URL", &req.url);
+        for (name, value) in req.form.iter().filter(|(n, _)| n != "To") {
+            assert_clean(&format!("Twilio request field {name}"), value);
+        }
+    }
 
     // At rest.
     let dump = dump_database(&app).await;

@@ -1,7 +1,7 @@
 //! Statement import from files (issue 12), through the real `patriotpay import` command: both
 //! sample files (the same statements: the second import changes nothing), a patient from them
-//! pays; a changed statement is updated and keeps its payment, a new total below what was paid
-//! is refused; a bad record refuses the file unless --partial; a dry run writes nothing; a file
+//! pays; a changed statement is updated, keeps its payment and is texted with a fresh link, a
+//! new total below what was paid is refused; a bad record refuses the file unless --partial; a dry run writes nothing; a file
 //! for another practice is refused; a statement id sent twice, even batches apart, is refused;
 //! every run is recorded and audited. Both databases.
 
@@ -184,6 +184,19 @@ async fn a_changed_statement_is_updated_and_keeps_its_payment(backend: Backend) 
         8_000,
         "$110.00 owed, $30.00 paid"
     );
+    // The changed statement is texted again with a fresh link; its old links stop working.
+    let texts = app.outbox().await;
+    let to_patient: Vec<_> = texts.iter().filter(|t| t.to == "+13125550102").collect();
+    assert_eq!(to_patient.len(), 2, "{texts:?}");
+    assert_ne!(to_patient[0].link, to_patient[1].link);
+    let live: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pay_links l JOIN statements s ON s.id = l.statement_id
+         WHERE s.external_id = 'S-2026-0002' AND l.revoked_at IS NULL",
+    )
+    .fetch_one(app.db().pool())
+    .await
+    .expect("links");
+    assert_eq!(live, 1, "only the newest link works");
     // A new total below the $30.00 paid is refused, and nothing changes.
     let credit = text
         .lines()

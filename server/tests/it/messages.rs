@@ -2,7 +2,8 @@
 //! import's transaction (a dry run queues nothing; a re-import nothing new), the first text to a
 //! number says how to opt out, an opted-out number's text is suppressed, quiet hours defer a text
 //! rather than drop it, the worker sends each text once even with two workers racing, a text's
-//! link takes the patient to the identity check, and the demo's outbox viewer is served only when
+//! link takes the patient to the identity check, a practice's texts wait past its rate per minute,
+//! and the demo's outbox viewer is served only when
 //! turned on, to this machine. Both databases.
 
 use crate::common::{location, Backend, Browser, TestApp};
@@ -19,6 +20,7 @@ both_backends!(
     quiet_hours_defer_a_text_and_it_goes_in_the_morning,
     two_workers_send_each_text_once,
     the_outbox_viewer_is_only_for_the_demo_on_this_machine,
+    a_practice_texts_at_most_its_rate_per_minute,
 );
 
 fn sample(name: &str) -> String {
@@ -255,5 +257,49 @@ async fn the_outbox_viewer_is_only_for_the_demo_on_this_machine(backend: Backend
     .await;
     let r = Browser::new(&app).get("/dev/outbox").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    app.finish().await;
+}
+
+/// More new statements than a practice may text in a minute: the rest wait for the next minute
+/// (not dropped, not counted as tries).
+async fn a_practice_texts_at_most_its_rate_per_minute(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let text = std::fs::read_to_string(sample("statements.csv")).expect("sample");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    let row = lines.next().expect("row").replace(",112.00,", ",50.00,");
+    let n = worker::TEXTS_PER_PRACTICE_PER_MINUTE as usize + 5;
+    let mut file = format!("{header}\n");
+    for i in 0..n {
+        file.push_str(&row.replace("S-2026-0001", &format!("S-RATE-{i}")));
+        file.push('\n');
+    }
+    let f = tempfile::Builder::new()
+        .suffix(".csv")
+        .tempfile()
+        .expect("temp");
+    std::fs::write(f.path(), file).expect("write");
+    let path = f.path().to_string_lossy().into_owned();
+    let o = app.cli(&["import", &path, "--practice", app.tenant.as_str()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    app.move_to_texting_hours();
+    let first = app.deliver_messages().await;
+    assert_eq!(first.sent as usize, n - 5, "{first:?}");
+    assert_eq!(first.deferred, 5);
+    assert_eq!(
+        app.deliver_messages().await.sent,
+        0,
+        "not within the minute"
+    );
+    app.state().clock.advance(61);
+    assert_eq!(app.deliver_messages().await.sent, 5);
+    let attempts: Vec<i64> = sqlx::query_scalar("SELECT attempts FROM outbox")
+        .fetch_all(app.db().pool())
+        .await
+        .expect("attempts");
+    assert!(
+        attempts.iter().all(|a| *a == 1),
+        "waiting is not a try: {attempts:?}"
+    );
     app.finish().await;
 }

@@ -293,6 +293,16 @@ async fn a_pay_link_cannot_reset_an_account(backend: Backend) {
         email,
     )
     .await;
+    // The account gained a grant: its owner was told, naming the practice, not the patient.
+    let notices: Vec<_> = app
+        .outbox()
+        .await
+        .into_iter()
+        .filter(|m| m.template == "grant-added")
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0].to, email);
+    assert!(notices[0].body.contains("Riverside Family Medicine"));
 
     let attacker = Browser::new(&app);
     attacker.open_link(&app.link(1).await).await;

@@ -120,6 +120,8 @@ impl Importer {
         let mut new_patients: Vec<(PatientId, usize)> = vec![];
         let mut new_at: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut new_statements: Vec<(StatementId, PatientId, usize)> = vec![];
+        // Changed statements: a fresh link each, texted like a new statement's.
+        let mut updated: Vec<(StatementId, PatientId, usize)> = vec![];
         let mut out = Vec::with_capacity(batch.len());
         for (i, (s, k)) in batch.iter().zip(&keys).enumerate() {
             let ext = s.statement.external_id.as_str();
@@ -161,7 +163,10 @@ impl Importer {
                     Ok(Written::Unchanged(id.clone()))
                 }
                 Some((id, _, _)) => match self.replace_statement(id, s, &k.statement_mac).await {
-                    Ok(()) => Ok(Written::Updated(id.clone())),
+                    Ok(()) => {
+                        updated.push((id.clone(), patient, i));
+                        Ok(Written::Updated(id.clone()))
+                    }
                     Err(e @ (StoreError::Refused(_) | StoreError::CreditBalance(_))) => Err(e),
                     Err(e) => return Err(e),
                 },
@@ -173,6 +178,8 @@ impl Importer {
             .insert_statements(batch, &keys, &new_statements)
             .await?;
         self.queue_texts(batch, &new_statements, tokens).await?;
+        let tokens = self.relink(&updated).await?;
+        self.queue_texts(batch, &updated, tokens).await?;
         Ok(out)
     }
 

@@ -1,4 +1,4 @@
-//! A new statement's pay-link text, queued in the import's transaction (a dry run or a refused
+//! A new or changed statement's pay-link text, queued in the import's transaction (a dry run or a refused
 //! file sends nothing): to the patient's mobile number, in their language, after quiet hours in
 //! their zone, and only with the number's consent. A number the practice sends in for the first
 //! time is recorded in the consent ledger as given by the practice ("import"); a number that
@@ -22,7 +22,43 @@ impl From<messages::MessageError> for StoreError {
 }
 
 impl Importer {
-    /// Queues the text of each new statement (`new`, with its link's token in `tokens`).
+    /// A fresh pay link for each changed statement (its older live links revoked, as staff's
+    /// "send a new link" does): the tokens, in the order of `statements`.
+    pub(super) async fn relink(
+        &mut self,
+        statements: &[(StatementId, PatientId, usize)],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tokens = Vec::with_capacity(statements.len());
+        for (id, _, _) in statements {
+            sqlx::query(
+                "UPDATE pay_links SET revoked_at = $1
+                 WHERE statement_id = $2 AND revoked_at IS NULL AND expires_at > $1",
+            )
+            .bind(self.now)
+            .bind(id.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+            let token = crate::crypto::random_token();
+            sqlx::query(
+                "INSERT INTO pay_links (id, tenant_id, statement_id, token_hash, created_at,
+                     expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(crate::ids::LinkId::generate().as_str())
+            .bind(self.tenant.as_str())
+            .bind(id.as_str())
+            .bind(crate::crypto::token_hash(&token))
+            .bind(self.now)
+            .bind(self.now + super::NEW_LINK_DAYS * 86_400)
+            .execute(&mut *self.tx)
+            .await?;
+            tokens.push(token);
+        }
+        Ok(tokens)
+    }
+
+    /// Queues the text of each new or changed statement (`new`, with its link's token in
+    /// `tokens`).
     pub(super) async fn queue_texts(
         &mut self,
         batch: &[ParsedStatement],
