@@ -388,6 +388,27 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             }
         }));
     }
+    // Balance reminders by text, on each practice's cadence.
+    if cfg.messaging.reminders_every_secs > 0 {
+        let reminders = state.clone();
+        let every = std::time::Duration::from_secs(cfg.messaging.reminders_every_secs);
+        let mut stop = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                let now = reminders.clock.now();
+                let s = &reminders;
+                if let Err(e) =
+                    messages::reminders::run_due(&s.db, &s.crypto, &s.public_url, now).await
+                {
+                    tracing::warn!(error = %e, "reminders failed; next look later");
+                }
+            }
+        }));
+    }
     // Autopay: plan instalments noticed and charged as they fall due.
     if cfg.autopay_every_secs > 0 {
         let autopay = state.clone();

@@ -60,6 +60,14 @@ pub struct Messaging {
         global = true
     )]
     pub outbox_every_secs: u64,
+    /// Seconds between looks for balance reminders due (0: none from this process).
+    #[arg(
+        long,
+        env = "PATRIOTPAY_REMINDERS_EVERY_SECS",
+        default_value_t = 900,
+        global = true
+    )]
+    pub reminders_every_secs: u64,
     /// Serve the outbox viewer (`/dev/outbox`) to loopback callers: set by `serve --demo` only.
     #[arg(skip)]
     pub dev_outbox: bool,
@@ -77,6 +85,7 @@ impl Default for Messaging {
             twilio_messaging_service_sid: None,
             twilio_api_url: "https://api.twilio.com".into(),
             outbox_every_secs: 5,
+            reminders_every_secs: 900,
             dev_outbox: false,
         }
     }

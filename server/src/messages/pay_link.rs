@@ -22,6 +22,15 @@ pub enum Texted {
     NoNumber,
 }
 
+/// Which text carries the link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A statement's (new) pay link.
+    PayLink,
+    /// A reminder of a balance still owed (`reminders`).
+    Reminder,
+}
+
 /// Queues the text of `token`'s link for `statement` to its patient. The tenant's data key must
 /// be ready before the transaction (`FieldCrypto::ready_field_key`).
 #[allow(clippy::too_many_arguments)]
@@ -33,6 +42,7 @@ pub async fn text_pay_link(
     statement: &StatementId,
     token: &str,
     public_url: &str,
+    kind: Kind,
     now: i64,
 ) -> Result<Texted, MessageError> {
     // Phone and ZIP ciphertexts, language, practice name.
@@ -94,12 +104,18 @@ pub async fn text_pay_link(
         tenant: tenant.clone(),
         channel: Channel::Sms,
         purpose: Purpose::Billing,
-        template: texts::PAY_LINK,
+        template: match kind {
+            Kind::PayLink => texts::PAY_LINK,
+            Kind::Reminder => texts::REMINDER,
+        },
         language,
         to: crate::phi::Phi::new(e164),
         to_index: bidx,
         subject: None,
-        body: texts::pay_link(language, &practice, &link, first),
+        body: match kind {
+            Kind::PayLink => texts::pay_link(language, &practice, &link, first),
+            Kind::Reminder => texts::reminder(language, &practice, &link, first),
+        },
         zone: zone.map(|z| z.iana()),
         patient: Some(patient.clone()),
         statement: Some(statement.clone()),

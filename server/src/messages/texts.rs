@@ -19,6 +19,27 @@ fn pay_link_template(lang: Language) -> &'static str {
     }
 }
 
+/// A reminder of a balance still owed.
+pub const REMINDER: &str = "reminder";
+
+fn reminder_template(lang: Language) -> &'static str {
+    match lang {
+        Language::En => "{practice}: A reminder that your statement has a balance. View and pay securely at {link}{opt_out}",
+        Language::Es => {
+            "{practice}: Le recordamos que su estado de cuenta tiene un saldo. Véalo y pague de forma segura en {link}{opt_out}"
+        }
+    }
+}
+
+/// The reminder text for a statement of `practice`.
+pub fn reminder(lang: Language, practice: &str, link: &str, first: bool) -> Phi<String> {
+    let opt_out = if first { first_contact(lang) } else { "" };
+    let values = [("practice", practice), ("link", link), ("opt_out", opt_out)];
+    let text = template::render(reminder_template(lang), &values)
+        .unwrap_or_else(|_| format!("{practice}: {link}{opt_out}"));
+    Phi::new(text)
+}
+
 /// Said on the first text to a number (and never again): how to stop and get help.
 fn first_contact(lang: Language) -> &'static str {
     match lang {
@@ -121,8 +142,10 @@ mod tests {
     #[test]
     fn every_built_in_template_passes_the_check() {
         for lang in [Language::En, Language::Es] {
-            let checked = template::check(pay_link_template(lang), 60);
-            assert!(checked.is_ok(), "{lang:?}: {checked:?}");
+            for t in [pay_link_template(lang), reminder_template(lang)] {
+                let checked = template::check(t, 60);
+                assert!(checked.is_ok(), "{lang:?}: {checked:?}");
+            }
         }
     }
 

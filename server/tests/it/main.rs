@@ -30,6 +30,7 @@ mod reconcile;
 mod record_views;
 mod refunds;
 mod rekey;
+mod reminders;
 mod roles;
 mod routes;
 mod sandbox;

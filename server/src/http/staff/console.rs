@@ -259,6 +259,7 @@ pub async fn resend(
         &statement,
         &issued.token,
         &state.public_url,
+        crate::messages::pay_link::Kind::PayLink,
         ctx.now,
     )
     .await

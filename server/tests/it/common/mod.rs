@@ -51,8 +51,9 @@ impl TestApp {
         cfg.webhook_ack_ms = 600_000;
         // Tests drive autopay themselves (`run_autopay`), on the test clock.
         cfg.autopay_every_secs = 0;
-        // And the outbox (`deliver_messages`).
+        // And the outbox (`deliver_messages`) and reminders (`run_reminders`).
         cfg.messaging.outbox_every_secs = 0;
+        cfg.messaging.reminders_every_secs = 0;
         tweak(&mut cfg);
         cfg.webhook_secret = Some(Secret::new(WEBHOOK_SECRET));
         let mut pg_admin = None;
@@ -184,6 +185,14 @@ impl TestApp {
             at += 86_400;
         }
         self.state().clock.advance(at - now);
+    }
+
+    /// Queues the balance reminders due on the test clock, as the server's loop does.
+    pub async fn run_reminders(&self) -> u64 {
+        let s = self.state();
+        patriotpay::messages::reminders::run_due(&s.db, &s.crypto, &s.public_url, s.clock.now())
+            .await
+            .expect("reminders")
     }
 
     /// Delivers the outbox's messages due on the test clock, as the server's worker does.
