@@ -139,6 +139,11 @@ forms! {
         password_confirm / PASSWORD_CONFIRM,
     }
 
+    /// "This wasn't me" (`Url::AccountNotMe`): the link's token, carried by the page's form.
+    pub struct NotMeForm {
+        token / TOKEN,
+    }
+
     /// The code Cognito emailed at sign-up (`Url::AccountConfirm`; its resend posts nothing else).
     pub struct ConfirmForm {
         code / CODE,

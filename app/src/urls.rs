@@ -97,6 +97,9 @@ urls! {
     /// A forgotten password: the email a code goes to, then the code with the new password.
     AccountForgot => "/account/forgot",
     AccountResetPassword => "/account/reset-password",
+    /// "This wasn't me" from an owner notice: the page that asks, and the form that acts.
+    AccountNotMeLink(token) => "/account/not-me/{token}",
+    AccountNotMe => "/account/not-me",
     SignIn => "/signin",
     /// The account page (household).
     Account => "/account",
@@ -297,6 +300,8 @@ mod tests {
         "/account/confirm/resend",
         "/account/forgot",
         "/account/reset-password",
+        "/account/not-me/{token}",
+        "/account/not-me",
         "/signin",
         "/account",
         "/account/statements/{statement}",
@@ -376,6 +381,7 @@ mod tests {
             Url::AccountPayCancelled(_) => Url::AccountPayCancelled(p),
             Url::AccountCardsReturn(_) => Url::AccountCardsReturn(p),
             Url::Invitation(_) => Url::Invitation(p),
+            Url::AccountNotMeLink(_) => Url::AccountNotMeLink(p),
             Url::StaffEnrolLink(_) => Url::StaffEnrolLink(p),
             Url::StaffPatient(_) => Url::StaffPatient(p),
             Url::StaffPatientPayments(_) => Url::StaffPatientPayments(p),

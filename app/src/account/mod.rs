@@ -6,6 +6,7 @@
 mod cards;
 mod household;
 mod invitation;
+mod not_me;
 mod plans;
 mod record_views;
 mod sharing;
@@ -15,6 +16,7 @@ mod statement;
 pub use cards::cards;
 pub use household::home;
 pub use invitation::{invite_accept, invite_locked, invite_verify};
+pub use not_me::{not_me, NotMeVm};
 pub use plans::plans;
 pub use record_views::record_views;
 pub(crate) use sharing::invite_link_box;
@@ -87,6 +89,15 @@ mod tests {
             signin(PageMeta::default(), SignInVm::default()),
             forgot_password(PageMeta::default(), ForgotPasswordVm::default()),
             reset_password(PageMeta::default(), ResetPasswordVm::default()),
+            not_me(
+                PageMeta::default(),
+                NotMeVm::Ask {
+                    csrf: "c".into(),
+                    token: "t".into(),
+                },
+            ),
+            not_me(PageMeta::default(), NotMeVm::Done),
+            not_me(PageMeta::default(), NotMeVm::Gone),
             home(PageMeta::default(), household()),
             home(PageMeta::default(), AccountHomeVm::default()),
             statement(

@@ -36,7 +36,9 @@ pub use members::{
     create_member, grant_over_patient, member_by_subject, set_member_password, NewCredentials,
 };
 pub use names::{display_name, rename, user_by_email, StaffName, MAX_CHARS as MAX_NAME_CHARS};
-pub use notices::{notify_grant_added, notify_password_changed};
+pub use notices::{
+    alarm_is_live, notify_grant_added, notify_password_changed, raise_alarm, ALARM_DAYS,
+};
 pub use password::{hash_password, verify_credentials, verify_password};
 pub use recovery::use_recovery_code;
 pub use staff::{

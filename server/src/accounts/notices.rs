@@ -1,20 +1,26 @@
 //! Notices to an account's owner, at its own email, through the outbox (issue 13): whoever did
 //! it, the owner hears of every password change and every guarantor grant added to the account,
-//! so a takeover cannot stay silent. No patient's name or care is in them.
+//! so a takeover cannot stay silent. No patient's name or care is in them. Each carries a
+//! one-time "this wasn't me" link (`raise_alarm`): every session of the account ends and the
+//! practices it reaches are alerted.
 
 use super::codes::message_error;
 use super::{email_index, open_email, AccountError};
-use crate::crypto::FieldCrypto;
+use crate::crypto::{random_token, token_hash, FieldCrypto};
 use crate::db::Db;
 use crate::ids::UserId;
 use crate::messages::{self, texts, Channel, Outgoing, Purpose};
 use crate::phi::Phi;
 
-/// Queues `(subject, body)` as template `template` to `user`'s email.
+/// How long a "this wasn't me" link works.
+pub const ALARM_DAYS: i64 = 30;
+
+/// Queues `(subject, body)` as template `template` to `user`'s email, with a "this wasn't me"
+/// link on `public_url` (the text is `not_me` with `{link}` in it).
 async fn notify(
     db: &Db,
     crypto: &FieldCrypto,
-    user: &UserId,
+    (user, public_url): (&UserId, &str),
     template: &'static str,
     (subject, body): (Phi<String>, Phi<String>),
     now: i64,
@@ -27,6 +33,12 @@ async fn notify(
         return Ok(());
     };
     let to: Phi<String> = open_email(crypto, user, &email_ct).await?;
+    let token = random_token();
+    let link = format!(
+        "{}/account/not-me/{token}",
+        public_url.trim_end_matches('/')
+    );
+    let body = Phi::new(format!("{}\n\n{}", body.expose(), texts::not_me(&link)));
     let sealed = messages::seal(
         crypto,
         Outgoing {
@@ -47,11 +59,68 @@ async fn notify(
     )
     .await
     .map_err(message_error)?;
-    let mut conn = db.pool().acquire().await?;
-    messages::queue(&mut conn, &sealed, now)
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO account_alarms (id, user_id, token_hash, notice, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(format!("alm_{}", uuid::Uuid::new_v4().simple()))
+    .bind(user.as_str())
+    .bind(token_hash(&token))
+    .bind(template)
+    .bind(now)
+    .bind(now + ALARM_DAYS * 86_400)
+    .execute(&mut *tx)
+    .await?;
+    messages::queue(&mut tx, &sealed, now)
         .await
         .map_err(message_error)?;
+    tx.commit().await?;
     Ok(())
+}
+
+/// Whether `token` is a live "this wasn't me" link (for the page that asks before acting).
+pub async fn alarm_is_live(db: &Db, token: &str, now: i64) -> Result<bool, AccountError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM account_alarms
+         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+    )
+    .bind(token_hash(token))
+    .bind(now)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(n == 1)
+}
+
+/// Spends a "this wasn't me" link: the account's sessions end (the caller also signs it out at
+/// the identity provider) and the account's user id and practices are returned for the alert.
+/// `None` for an unknown, spent or expired link.
+pub async fn raise_alarm(
+    db: &Db,
+    token: &str,
+    now: i64,
+) -> Result<Option<(UserId, Vec<String>)>, AccountError> {
+    let user: Option<String> = sqlx::query_scalar(
+        "UPDATE account_alarms SET used_at = $1
+         WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1
+         RETURNING user_id",
+    )
+    .bind(now)
+    .bind(token_hash(token))
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(user) = user.map(UserId::from_db) else {
+        return Ok(None);
+    };
+    super::revoke_sessions(db, &user, now).await?;
+    let practices: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT tenant_id FROM user_grants
+         WHERE user_id = $1 AND revoked_at IS NULL AND tenant_id IS NOT NULL",
+    )
+    .bind(user.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    Ok(Some((user, practices)))
 }
 
 /// Tells the owner their password changed.
@@ -59,10 +128,19 @@ pub async fn notify_password_changed(
     db: &Db,
     crypto: &FieldCrypto,
     user: &UserId,
+    public_url: &str,
     now: i64,
 ) -> Result<(), AccountError> {
     let text = texts::password_changed_email();
-    notify(db, crypto, user, texts::PASSWORD_CHANGED, text, now).await
+    notify(
+        db,
+        crypto,
+        (user, public_url),
+        texts::PASSWORD_CHANGED,
+        text,
+        now,
+    )
+    .await
 }
 
 /// Tells the owner their account now looks after someone else's bills at `practice`.
@@ -70,9 +148,17 @@ pub async fn notify_grant_added(
     db: &Db,
     crypto: &FieldCrypto,
     user: &UserId,
-    practice: &str,
+    (practice, public_url): (&str, &str),
     now: i64,
 ) -> Result<(), AccountError> {
     let text = texts::grant_added_email(practice);
-    notify(db, crypto, user, texts::GRANT_ADDED, text, now).await
+    notify(
+        db,
+        crypto,
+        (user, public_url),
+        texts::GRANT_ADDED,
+        text,
+        now,
+    )
+    .await
 }

@@ -284,7 +284,8 @@ pub async fn reset_password_submit(
     state.identity.sign_out_everywhere(&email).await?;
     let user = accounts::user_by_email(&state.db, &state.crypto, &email).await?;
     if let Some(user) = &user {
-        accounts::notify_password_changed(&state.db, &state.crypto, user, now).await?;
+        accounts::notify_password_changed(&state.db, &state.crypto, user, &state.public_url, now)
+            .await?;
     }
     audit_event(
         &state,

@@ -340,7 +340,14 @@ pub async fn accept_submit(
             .bind(inv.tenant_id.as_str())
             .fetch_one(state.db.pool())
             .await?;
-        accounts::notify_grant_added(&state.db, &state.crypto, &who.id, &practice, now).await?;
+        accounts::notify_grant_added(
+            &state.db,
+            &state.crypto,
+            &who.id,
+            (&practice, &state.public_url),
+            now,
+        )
+        .await?;
         session.cycle_id().await?;
         forget_invitation(&session).await?;
         audit_event(

@@ -14,6 +14,7 @@ pub mod household;
 pub mod household_pay;
 pub mod invitation;
 pub mod member;
+mod not_me;
 pub mod patient;
 mod plans;
 pub mod record_views;
@@ -326,6 +327,7 @@ fn pages(state: &AppState) -> Routes {
         .merge(plans::router(state))
         .merge(record_views::router(state))
         .merge(invitation::router(state))
+        .merge(not_me::router(state))
         .merge(staff::router(state))
         .page(Url::DevOutbox, dev_outbox::page)
 }

@@ -79,6 +79,14 @@ pub fn reset_code_email(code: &str, minutes: i64) -> (Phi<String>, Phi<String>) 
     )
 }
 
+/// The "this wasn't me" paragraph every owner notice ends with.
+pub fn not_me(link: &str) -> String {
+    format!(
+        "Was this not you? Open this link to sign your account out everywhere and alert your \
+         practice: {link}"
+    )
+}
+
 /// The notice that an account now looks after someone else's bills.
 pub const GRANT_ADDED: &str = "grant-added";
 

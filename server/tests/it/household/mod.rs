@@ -7,5 +7,6 @@ mod csrf;
 mod invitations;
 mod page;
 mod pay;
+mod recovery;
 mod revocation;
 mod role_matrix;
