@@ -46,7 +46,11 @@ pub async fn page(State(state): State<AppState>, session: Sess) -> Result<Respon
         result,
         prefix: prefix(&state),
     };
-    Ok(Html(patriotpay_app::check_link::check_link(super::page_meta(), vm)).into_response())
+    Ok(Html(patriotpay_app::check_link::check_link(
+        super::page_meta(),
+        vm,
+    ))
+    .into_response())
 }
 
 pub async fn submit(

@@ -252,10 +252,7 @@ mod tests {
     fn recipients_are_masked() {
         assert_eq!(mask(Channel::Sms, "+15550101234"), "…1234");
         assert_eq!(mask(Channel::Sms, "12"), "…12");
-        assert_eq!(
-            mask(Channel::Email, "avery@example.org"),
-            "a…@example.org"
-        );
+        assert_eq!(mask(Channel::Email, "avery@example.org"), "a…@example.org");
         assert_eq!(mask(Channel::Email, "nonsense"), "…");
     }
 }

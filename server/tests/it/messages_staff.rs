@@ -58,12 +58,11 @@ async fn the_console_lists_a_patients_texts_masked_and_without_their_link(backen
     for secret in [token.as_str(), link.as_str(), text_one.to.as_str()] {
         assert!(!page.contains(secret), "the console shows {secret}");
     }
-    let due: i64 = sqlx::query_scalar(
-        "SELECT next_attempt_at FROM outbox ORDER BY created_at, id LIMIT 1",
-    )
-    .fetch_one(app.db().pool())
-    .await
-    .expect("due");
+    let due: i64 =
+        sqlx::query_scalar("SELECT next_attempt_at FROM outbox ORDER BY created_at, id LIMIT 1")
+            .fetch_one(app.db().pool())
+            .await
+            .expect("due");
     if due > app.state().clock.now() {
         assert!(shown.contains("Deferred until "), "{shown}");
     } else {
@@ -132,9 +131,10 @@ async fn a_practices_dead_letters_and_replies_show_to_its_own_staff(backend: Bac
         ..Providers::held()
     };
     let s = app.state();
-    let pass = patriotpay::messages::worker::run_due(&s.db, &s.crypto, &providers, s.clock.now(), 50)
-        .await
-        .expect("worker");
+    let pass =
+        patriotpay::messages::worker::run_due(&s.db, &s.crypto, &providers, s.clock.now(), 50)
+            .await
+            .expect("worker");
     assert_eq!(pass.dead, texts.len() as u64, "every text given up");
     // One patient writes back; another number says STOP, which is no message for staff.
     let mut numbers: Vec<&str> = vec![];
@@ -144,7 +144,12 @@ async fn a_practices_dead_letters_and_replies_show_to_its_own_staff(backend: Bac
         }
     }
     assert!(numbers.len() >= 2, "{numbers:?}");
-    reply(&app, numbers[0], "Was I charged twice for the October visit?").await;
+    reply(
+        &app,
+        numbers[0],
+        "Was I charged twice for the October visit?",
+    )
+    .await;
     reply(&app, numbers[1], "STOP").await;
 
     let (agent, _) = app
@@ -160,7 +165,11 @@ async fn a_practices_dead_letters_and_replies_show_to_its_own_staff(backend: Bac
         shown.contains("Was I charged twice for the October visit?"),
         "{shown}"
     );
-    assert_eq!(page.matches("class=\"reply unread\"").count(), 1, "STOP is not in the inbox");
+    assert_eq!(
+        page.matches("class=\"reply unread\"").count(),
+        1,
+        "STOP is not in the inbox"
+    );
     assert!(shown.contains(&last_four(numbers[0])), "{shown}");
     assert!(
         shown.contains("Given up: Twilio error 21211: invalid 'To' number"),
@@ -194,7 +203,11 @@ async fn a_practices_dead_letters_and_replies_show_to_its_own_staff(backend: Bac
     let r = stranger
         .post(
             "/staff/messages/read",
-            &[("csrf", &csrf), ("practice", app.tenant.as_str()), ("reply", &id)],
+            &[
+                ("csrf", &csrf),
+                ("practice", app.tenant.as_str()),
+                ("reply", &id),
+            ],
         )
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
@@ -253,7 +266,10 @@ async fn check(b: &Browser, pasted: &str) -> String {
 async fn the_check_link_page_says_only_whether_a_link_is_live(backend: Backend) {
     let app = TestApp::start(backend).await;
     let home = Browser::new(&app).page("/").await;
-    assert!(home.contains("href=\"/check-link\""), "linked from the home page");
+    assert!(
+        home.contains("href=\"/check-link\""),
+        "linked from the home page"
+    );
 
     let live = app.link(1).await;
     let token = live.rsplit('/').next().expect("token").to_owned();
@@ -268,7 +284,8 @@ async fn the_check_link_page_says_only_whether_a_link_is_live(backend: Backend) 
     }
     // The token alone, and the link inside the text message's words.
     assert!(check(&b, &token).await.contains(&genuine));
-    let sms = format!("Riverside Family Medicine: your statement is ready {live} Reply STOP to opt out");
+    let sms =
+        format!("Riverside Family Medicine: your statement is ready {live} Reply STOP to opt out");
     assert!(check(&b, &sms).await.contains(&genuine));
     // First characters cannot be checked: the page says to paste the whole link.
     let partial = check(&b, &live[..live.len() - token.len() + 10]).await;
@@ -276,7 +293,10 @@ async fn the_check_link_page_says_only_whether_a_link_is_live(backend: Backend) 
     assert!(!partial.contains(&genuine));
     // A genuine token on another site is not ours.
     let elsewhere = check(&b, &format!("https://pay-riverside.example/p/{token}")).await;
-    assert!(elsewhere.contains(&t("check-link-other-site")), "{elsewhere}");
+    assert!(
+        elsewhere.contains(&t("check-link-other-site")),
+        "{elsewhere}"
+    );
     // Junk, and the link once revoked.
     assert!(check(&b, "<b>hello</b>").await.contains(&not_found));
     sqlx::query("UPDATE pay_links SET revoked_at = $1")
@@ -306,7 +326,11 @@ async fn the_check_link_page_says_only_whether_a_link_is_live(backend: Backend) 
     let r = other
         .post("/check-link", &[("csrf", &csrf), ("link", &live)])
         .await;
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "per address, not per session");
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "per address, not per session"
+    );
     assert_eq!(
         app.count("SELECT COUNT(*) FROM audit_events WHERE action = 'paylink.checked'")
             .await,

@@ -59,9 +59,7 @@ fn state_words(m: &MessageLine, now: i64) -> String {
         // Suppressed by the worker for want of consent; else the number opted out.
         "suppressed" if error == "no consent" => tr().t("messages-state-no-consent"),
         "suppressed" => tr().t("messages-state-opted-out"),
-        s @ ("queued" | "sending" | "sent" | "delivered") => {
-            tr().t(&format!("messages-state-{s}"))
-        }
+        s @ ("queued" | "sending" | "sent" | "delivered") => tr().t(&format!("messages-state-{s}")),
         other => other.to_owned(),
     }
 }
@@ -91,8 +89,7 @@ async fn viewable(state: &AppState, account: &Account, now: i64) -> Result<Vec<T
     let mut out: Vec<Tenant> = vec![];
     for g in &account.principal.grants {
         let Some(t) = &g.tenant else { continue };
-        if !access::decide(&account.principal, Action::ViewMessages, &practice(t), now).allowed()
-        {
+        if !access::decide(&account.principal, Action::ViewMessages, &practice(t), now).allowed() {
             continue;
         }
         if let Some(tenant) = billing::tenant(&state.db, t).await? {
