@@ -282,6 +282,25 @@ forms! {
         key / KEY,
     }
 
+    /// A pasted pay link to check (`Url::CheckLink`).
+    pub struct CheckLinkForm {
+        link / LINK,
+    }
+
+    /// Which practice's messages (`Url::StaffMessages`'s query); empty: the first the caller may
+    /// see.
+    pub struct MessagesQuery {
+        practice / PRACTICE,
+    }
+
+    /// Mark a patient's reply read (`Url::StaffMessageRead`).
+    pub struct MessageReadForm {
+        /// Practice (tenant) id.
+        practice / PRACTICE,
+        /// The reply's id.
+        reply / REPLY,
+    }
+
     /// Turn "act on behalf" on or off (`Url::StaffActOnBehalf`).
     pub struct ActOnBehalfForm {
         /// Practice (tenant) id.

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod check_link;
 pub mod dev_outbox;
 pub mod forms;
 pub mod i18n;
@@ -11,6 +12,7 @@ pub mod staff_api_keys;
 pub mod staff_audit;
 pub mod staff_console;
 pub mod staff_import;
+pub mod staff_messages;
 pub mod staff_settings;
 pub mod urls;
 pub mod vm;
@@ -20,6 +22,7 @@ pub mod vm_cards;
 pub mod vm_console;
 pub mod vm_import;
 pub mod vm_invite;
+pub mod vm_messages;
 pub mod vm_plans;
 pub mod vm_record_views;
 pub mod vm_view_as;

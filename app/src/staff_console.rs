@@ -1,6 +1,6 @@
 //! The support console page (`Url::StaffPatient`): a patient's statements (each with a form to
-//! send a fresh pay link), payments, and pay links with their state and the revoke and unlock
-//! forms; the form that starts viewing as the patient.
+//! send a fresh pay link), payments, pay links with their state and the revoke and unlock forms,
+//! and the messages sent to them; the form that starts viewing as the patient.
 
 use crate::forms::{LinkResendForm, LinkRevokeForm, LinkUnlockForm, ViewAsForm};
 use crate::i18n::Tr;
@@ -248,6 +248,9 @@ pub fn console(meta: PageMeta, vm: ConsoleVm) -> String {
         <h2>{tr.t("staff-console-links")}</h2>
         <p>{tr.t("staff-console-links-lead")}</p>
         {links(tr, &vm)}
+        <h2>{tr.t("staff-console-messages")}</h2>
+        <p>{tr.t("staff-console-messages-lead")}</p>
+        {crate::staff_messages::message_table(tr, &vm.messages, "staff-console-no-messages")}
         <p><a href=Url::Staff.path()>{tr.t("staff-payments-back")}</a></p>
     };
     document_portal(&meta, title, body.into_any())
@@ -284,6 +287,7 @@ mod tests {
                     .into_iter()
                     .map(link)
                     .collect(),
+                messages: vec![crate::vm_messages::MessageLineVm::default()],
                 new_link: Some("https://pay.example/p/x".into()),
                 unlock: Some(UnlockFormVm {
                     link: "lnk_locked".into(),

@@ -88,6 +88,8 @@ urls! {
     SignOut => "/signout",
     SignedOut => "/signed-out",
     Expired => "/expired",
+    /// "Is this text really from my practice?": a pasted link checked, nothing else told.
+    CheckLink => "/check-link",
 
     // ---- Member accounts.
     AccountCreate => "/account/create",
@@ -175,6 +177,9 @@ urls! {
     /// A practice admin's API keys for statement import: the list and making one; revoking.
     StaffApiKeys => "/staff/api-keys",
     StaffApiKeyRevoke => "/staff/api-keys/revoke",
+    /// A practice's undeliverable messages and patients' replies (`?practice=`); marking one read.
+    StaffMessages => "/staff/messages",
+    StaffMessageRead => "/staff/messages/read",
 
     // ---- Machine endpoints.
     StripeWebhook => "/webhooks/stripe",
@@ -295,6 +300,7 @@ mod tests {
         "/signout",
         "/signed-out",
         "/expired",
+        "/check-link",
         "/account/create",
         "/account/confirm",
         "/account/confirm/resend",
@@ -355,6 +361,8 @@ mod tests {
         "/staff/import/report",
         "/staff/api-keys",
         "/staff/api-keys/revoke",
+        "/staff/messages",
+        "/staff/messages/read",
         "/webhooks/stripe",
         "/webhooks/twilio/status",
         "/webhooks/twilio/inbound",

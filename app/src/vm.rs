@@ -430,9 +430,11 @@ pub struct StaffHomeVm {
     pub audit_log: bool,
     /// A practice admin: links to the "act on behalf" setting and the statement import.
     pub act_on_behalf: bool,
+    /// Link to a practice's undelivered messages and replies (support agents, practice admins).
+    pub messages: bool,
 }
 
-debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, act_on_behalf, results, search_error, notice, emergency, break_glass; redacted: email, invite_link });
+debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, act_on_behalf, messages, results, search_error, notice, emergency, break_glass; redacted: email, invite_link });
 
 #[derive(Clone, Debug, Default)]
 pub struct BreakGlassVm {

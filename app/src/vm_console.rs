@@ -1,5 +1,5 @@
-//! View models of the support console (`Url::StaffPatient`): one patient's statements, payments
-//! and pay links as a support agent or practice admin sees them (kept apart from `vm` so it
+//! View models of the support console (`Url::StaffPatient`): one patient's statements, payments,
+//! pay links and messages as a support agent or practice admin sees them (kept apart from `vm` so it
 //! stays small). The patient's name, the reason typed and a fresh link are redacted in `Debug`.
 
 use std::fmt;
@@ -80,6 +80,8 @@ pub struct ConsoleVm {
     /// The viewer may refund: link to the payments page.
     pub payments_link: bool,
     pub links: Vec<ConsoleLinkVm>,
+    /// The patient's messages, newest first (recipients masked, bodies never shown).
+    pub messages: Vec<crate::vm_messages::MessageLineVm>,
     /// What the last form did.
     pub notice: Option<String>,
     /// A pay link just issued, shown in this response only.
@@ -102,6 +104,7 @@ impl fmt::Debug for ConsoleVm {
             .field("payments", &self.payments)
             .field("payments_link", &self.payments_link)
             .field("links", &self.links)
+            .field("messages", &self.messages)
             .field("notice", &self.notice)
             .field("new_link", &self.new_link.as_ref().map(|_| "[redacted]"))
             .field("unlock", &self.unlock)

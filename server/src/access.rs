@@ -81,10 +81,14 @@ pub enum Action {
     ViewCardDetails,
     /// Let staff viewing as a patient take a payment the patient dictates ("act on behalf").
     ConfigureActOnBehalf,
+    /// A practice's undeliverable messages and the inbox of patients' replies (issue 13).
+    ViewMessages,
+    /// Mark a patient's reply as read.
+    HandleMessages,
 }
 
 impl Action {
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 25] = [
         Action::ViewBalance,
         Action::ViewItemisedStatement,
         Action::ViewStatementAmounts,
@@ -108,6 +112,8 @@ impl Action {
         Action::ManagePractices,
         Action::ViewCardDetails,
         Action::ConfigureActOnBehalf,
+        Action::ViewMessages,
+        Action::HandleMessages,
     ];
 }
 
@@ -213,6 +219,8 @@ fn role_allows(role: Role, action: Action) -> bool {
                 | ViewStatementAmounts
                 | ViewReceipt
                 | ViewCardDetails
+                | ViewMessages
+                | HandleMessages
         ),
         Role::PracticeAdmin => matches!(
             action,
@@ -232,6 +240,8 @@ fn role_allows(role: Role, action: Action) -> bool {
                 | RevokeGuarantor
                 | ViewCardDetails
                 | ConfigureActOnBehalf
+                | ViewMessages
+                | HandleMessages
         ),
         Role::SecurityOfficer => matches!(
             action,
@@ -259,6 +269,7 @@ fn is_write(action: Action) -> bool {
             | ManagePractices
             | RunIncidentConsole
             | ConfigureActOnBehalf
+            | HandleMessages
     )
 }
 
@@ -487,34 +498,34 @@ mod tests {
     /// The whole matrix: every role × every action, on the role's own patient in its own
     /// practice. `Y` allowed, `.` denied. Changing a permission means changing this table.
     const MATRIX: &[(Role, &str)] = &[
-        //                     VB VI SA MP VR OL IG RG SP VP RL IS MS SM RF EX AL VC IC BG PR CD AB
+        //                     VB VI SA MP VR OL IG RG SP VP RL IS MS SM RF EX AL VC IC BG PR CD AB VM HM
         (
             Role::Patient,
-            "Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .",
+            "Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  .",
         ),
         (
             Role::Guarantor,
-            "Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .",
+            "Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .",
         ),
         (
             Role::SupportAgent,
-            "Y  Y  Y  .  Y  .  .  .  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  .",
+            "Y  Y  Y  .  Y  .  .  .  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  .  Y  Y",
         ),
         (
             Role::PracticeAdmin,
-            "Y  Y  Y  .  Y  .  Y  Y  Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .  Y  Y",
+            "Y  Y  Y  .  Y  .  Y  Y  Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .  Y  Y  Y  Y",
         ),
         (
             Role::SecurityOfficer,
-            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .",
+            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  .",
         ),
         (
             Role::PlatformAdmin,
-            ".  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  .  .  .  Y  .  .",
+            ".  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  .  .  .  Y  .  .  .  .",
         ),
         (
             Role::Auditor,
-            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  .  .  .",
+            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  .  .  .  .  .",
         ),
     ];
 

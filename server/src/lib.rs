@@ -22,6 +22,7 @@ pub mod intake;
 pub mod keys;
 pub mod limits;
 pub mod link_admin;
+pub mod link_check;
 pub mod links;
 pub mod messages;
 pub mod money;

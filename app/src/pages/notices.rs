@@ -14,6 +14,7 @@ pub fn home(meta: PageMeta) -> String {
         <h1>{tr.t("home-title")}</h1>
         <p class="lead">{tr.t("home-lead")}</p>
         <p>{tr.t("home-scam")}</p>
+        <p><a href=Url::CheckLink.path()>{tr.t("home-check-link")}</a></p>
         <p><a href=Url::SignIn.path()>{tr.t("home-signin")}</a></p>
     };
     document(

@@ -6,6 +6,7 @@ pub mod account;
 pub mod api;
 pub mod assets;
 pub mod cards;
+mod check_link;
 mod dev_outbox;
 pub mod error;
 pub mod extract;
@@ -328,6 +329,7 @@ fn pages(state: &AppState) -> Routes {
         .merge(record_views::router(state))
         .merge(invitation::router(state))
         .merge(not_me::router(state))
+        .merge(check_link::router(state))
         .merge(staff::router(state))
         .page(Url::DevOutbox, dev_outbox::page)
 }

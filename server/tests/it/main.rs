@@ -24,6 +24,7 @@ mod journey;
 mod jwt;
 mod kms;
 mod messages;
+mod messages_staff;
 mod money;
 mod plans;
 mod reconcile;

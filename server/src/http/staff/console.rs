@@ -1,11 +1,12 @@
-//! The support console (issue 11): one patient's statements, payments and pay links for a
-//! support agent or practice admin of the patient's practice, and the forms to send a fresh pay
-//! link, revoke one, or unlock a locked one (with the reason the caller's identity was confirmed
-//! on the phone). Every view is a permit for `ViewBalance` and every change one for
-//! `ResendPayLink` whose audit event commits with it; another practice's patient or link is not
-//! found, and the attempt audited.
+//! The support console (issue 11): one patient's statements, payments, pay links and messages
+//! (issue 13: recipients masked, bodies never shown) for a support agent or practice admin of the
+//! patient's practice, and the forms to send a fresh pay link, revoke one, or unlock a locked one
+//! (with the reason the caller's identity was confirmed on the phone). Every view is a permit for
+//! `ViewBalance` and every change one for `ResendPayLink` whose audit event commits with it;
+//! another practice's patient or link is not found, and the attempt audited.
 
 use super::guarantors::practice_of;
+use super::messages::{display_time, line_vm};
 use super::{actor_id, ask, ask_in, meta};
 use crate::access::{self, Action, Permit, Resource};
 use crate::accounts::Account;
@@ -80,18 +81,6 @@ async fn view_permit(
     Ok((patient, permit))
 }
 
-/// `Nov 30, 2026 14:05 UTC`.
-fn display_time(unix: i64) -> String {
-    let time = time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(time::macros::format_description!("[hour]:[minute]"))
-                .ok()
-        })
-        .unwrap_or_default();
-    format!("{} {time} UTC", crate::clock::display_date_unix(unix))
-}
-
 fn link_vm(l: &LinkLine, now: i64) -> ConsoleLinkVm {
     ConsoleLinkVm {
         id: l.id.to_string(),
@@ -153,6 +142,12 @@ async fn page_vm(
         .iter()
         .map(|l| link_vm(l, ctx.now))
         .collect();
+    // Under the view's permit: only recipients are opened, and only to be masked.
+    let messages = crate::messages::staff::of_patient(&state.db, &state.crypto, permit)
+        .await?
+        .iter()
+        .map(|m| line_vm(m, ctx.now))
+        .collect();
     Ok(ConsoleVm {
         csrf: session.csrf_token().await?,
         patient_id: patient.to_string(),
@@ -162,6 +157,7 @@ async fn page_vm(
         payments,
         payments_link,
         links,
+        messages,
         notice: None,
         new_link: None,
         unlock: None,
@@ -207,8 +203,9 @@ async fn back_to_console(session: &Sess, patient: &PatientId, key: &str) -> Resu
 }
 
 /// A fresh pay link for one statement; the statement's older live links are revoked. The link
-/// is shown in this response only (its token is stored nowhere, not even in the session), for
-/// the caller to give the patient: the portal sends no text messages yet.
+/// is texted to the patient through the outbox in the change's transaction; only when it cannot
+/// be (the number opted out, or there is none) is it shown, in this response only (its token is
+/// stored nowhere else), for the caller to read to the patient.
 pub async fn resend(
     State(state): State<AppState>,
     ctx: RequestContext,

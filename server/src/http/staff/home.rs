@@ -151,6 +151,7 @@ pub(super) async fn home_vm(
         }),
         invite_link: None,
         audit_log: super::audit_log::can_view(account, ctx.now),
+        messages: super::messages::can_view(account, ctx.now),
         act_on_behalf: account
             .principal
             .grants

@@ -1,4 +1,5 @@
-//! Staff area: its routes (the support console's in `console`), and what its pages share (the
+//! Staff area: its routes (the support console's in `console`, a practice's messages in
+//! `messages`), and what its pages share (the
 //! staff audit actor, staff events that name no practice, asking the policy as a staff member,
 //! role wording).
 
@@ -11,6 +12,7 @@ mod guarantors;
 mod home;
 mod import;
 mod import_report;
+mod messages;
 
 pub use import::{sweep as sweep_uploads, uploads_dir};
 mod refunds;
@@ -79,6 +81,9 @@ pub fn router(state: &AppState) -> Routes {
         .form(Url::StaffImport, import::upload)
         .form(Url::StaffImportConfirm, import::confirm)
         .page(Url::StaffImportReport, import::report)
+        // A practice's undelivered messages and its patients' replies (opened under a permit).
+        .phi_page(Url::StaffMessages, messages::page)
+        .form(Url::StaffMessageRead, messages::mark_read)
 }
 
 /// Staff pages name no practice in the header and carry no sign-out form there.
