@@ -10,6 +10,7 @@ use crate::crypto::FieldCrypto;
 use crate::db::Db;
 use crate::ids::UserId;
 use crate::messages::{self, texts, Channel, Outgoing, Purpose};
+use crate::phi::Phi;
 
 pub const CODE_SECS: i64 = 15 * 60;
 pub const MAX_TRIES: i64 = 5;
@@ -60,27 +61,8 @@ pub async fn send_reset_code(
     let to = account.email(crypto).await?;
     let code = new_code();
     let code_mac = mac(crypto, &user, &code).await?;
-    let (subject, body) = texts::reset_code_email(&code, CODE_SECS / 60);
-    let sealed = messages::seal(
-        crypto,
-        Outgoing {
-            tenant: super::platform().clone(),
-            channel: Channel::Email,
-            purpose: Purpose::Account,
-            template: texts::RESET_CODE,
-            language: crate::intake::Language::En,
-            to_index: email_index(crypto, to.expose()).await?,
-            to,
-            subject: Some(subject),
-            body,
-            zone: None,
-            patient: None,
-            statement: None,
-            not_before: now,
-        },
-    )
-    .await
-    .map_err(message_error)?;
+    let text = texts::reset_code_email(&code, CODE_SECS / 60);
+    let sealed = seal_email(crypto, to, texts::RESET_CODE, text, now).await?;
     let mut tx = db.begin_write().await?;
     // One live code per account: an earlier one stops working.
     sqlx::query("UPDATE account_codes SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
@@ -150,6 +132,37 @@ pub async fn redeem_reset_code(
     };
     // Two requests racing with the right code: only the one that marked it used goes on.
     Ok((spent == 1).then_some(user))
+}
+
+/// An account email (`template`'s subject and body) to `to`, sealed for the outbox under the
+/// platform's keys, before the caller's transaction.
+pub(super) async fn seal_email(
+    crypto: &FieldCrypto,
+    to: Phi<String>,
+    template: &'static str,
+    (subject, body): (Phi<String>, Phi<String>),
+    now: i64,
+) -> Result<messages::Sealed, AccountError> {
+    messages::seal(
+        crypto,
+        Outgoing {
+            tenant: super::platform().clone(),
+            channel: Channel::Email,
+            purpose: Purpose::Account,
+            template,
+            language: crate::intake::Language::En,
+            to_index: email_index(crypto, to.expose()).await?,
+            to,
+            subject: Some(subject),
+            body,
+            zone: None,
+            patient: None,
+            statement: None,
+            not_before: now,
+        },
+    )
+    .await
+    .map_err(message_error)
 }
 
 pub(super) fn message_error(e: messages::MessageError) -> AccountError {

@@ -4,12 +4,12 @@
 //! one-time "this wasn't me" link (`raise_alarm`): every session of the account ends and the
 //! practices it reaches are alerted.
 
-use super::codes::message_error;
-use super::{email_index, open_email, AccountError};
+use super::codes::{message_error, seal_email};
+use super::{open_email, AccountError};
 use crate::crypto::{random_token, token_hash, FieldCrypto};
 use crate::db::Db;
 use crate::ids::UserId;
-use crate::messages::{self, texts, Channel, Outgoing, Purpose};
+use crate::messages::{self, texts};
 use crate::phi::Phi;
 
 /// How long a "this wasn't me" link works.
@@ -39,26 +39,7 @@ async fn notify(
         public_url.trim_end_matches('/')
     );
     let body = Phi::new(format!("{}\n\n{}", body.expose(), texts::not_me(&link)));
-    let sealed = messages::seal(
-        crypto,
-        Outgoing {
-            tenant: super::platform().clone(),
-            channel: Channel::Email,
-            purpose: Purpose::Account,
-            template,
-            language: crate::intake::Language::En,
-            to_index: email_index(crypto, to.expose()).await?,
-            to,
-            subject: Some(subject),
-            body,
-            zone: None,
-            patient: None,
-            statement: None,
-            not_before: now,
-        },
-    )
-    .await
-    .map_err(message_error)?;
+    let sealed = seal_email(crypto, to, template, (subject, body), now).await?;
     let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO account_alarms (id, user_id, token_hash, notice, created_at, expires_at)

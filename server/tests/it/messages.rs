@@ -152,6 +152,21 @@ async fn quiet_hours_defer_a_text_and_it_goes_in_the_morning(backend: Backend) {
     app.finish().await;
 }
 
+/// One worker taking one message at a time until nothing is left: how many it sent.
+async fn drain(app: &TestApp, providers: &Providers, now: i64) -> u64 {
+    let s = app.state();
+    let mut n = 0;
+    loop {
+        let p = worker::run_due(&s.db, &s.crypto, providers, now, 1)
+            .await
+            .expect("worker");
+        if p.handled() == 0 {
+            return n;
+        }
+        n += p.sent;
+    }
+}
+
 /// A provider that takes its time and counts every text it is given.
 struct Slow {
     sent: Mutex<Vec<String>>,
@@ -189,30 +204,7 @@ async fn two_workers_send_each_text_once(backend: Backend) {
     let s = app.state();
     let now = s.clock.now();
     // Two workers, one message at a time each, racing over the same four rows.
-    let one = async {
-        let mut n = 0;
-        loop {
-            let p = worker::run_due(&s.db, &s.crypto, &providers, now, 1)
-                .await
-                .expect("worker");
-            if p.handled() == 0 {
-                return n;
-            }
-            n += p.sent;
-        }
-    };
-    let (a, b) = tokio::join!(one, async {
-        let mut n = 0;
-        loop {
-            let p = worker::run_due(&s.db, &s.crypto, &providers, now, 1)
-                .await
-                .expect("worker");
-            if p.handled() == 0 {
-                return n;
-            }
-            n += p.sent;
-        }
-    });
+    let (a, b) = tokio::join!(drain(&app, &providers, now), drain(&app, &providers, now));
     assert_eq!(a + b, 4);
     assert_eq!(
         slow.calls.load(Ordering::SeqCst),
