@@ -424,15 +424,15 @@ pub struct StaffHomeVm {
     pub emergency: Vec<String>,
     /// The emergency-access form, for those who may grant it.
     pub break_glass: Option<BreakGlassVm>,
-    /// A guarantor invitation link just created, shown once.
-    pub invite_link: Option<String>,
+    /// Why the guarantor invitation just posted was not sent (its link is emailed, never shown).
+    pub invite_error: Option<String>,
     /// Link to the audit viewer (security officers and auditors).
     pub audit_log: bool,
     /// A practice admin: links to the "act on behalf" setting and the statement import.
     pub act_on_behalf: bool,
 }
 
-debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, act_on_behalf, results, search_error, notice, emergency, break_glass; redacted: email, invite_link });
+debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, act_on_behalf, results, search_error, notice, emergency, break_glass, invite_error; redacted: email });
 
 #[derive(Clone, Debug, Default)]
 pub struct BreakGlassVm {
@@ -581,8 +581,8 @@ pub struct AccountHomeVm {
     pub groups: Vec<HouseholdGroupVm>,
     /// Sum of the balances shown.
     pub total_due: String,
-    /// An invitation link just created, shown once.
-    pub invite_link: Option<String>,
+    /// Why the invitation just posted was not sent (its link is emailed, never shown).
+    pub invite_error: Option<String>,
     /// (patient id, first name) the holder may invite a guarantor for.
     pub can_invite: Vec<(String, String)>,
     pub guarantors: Vec<GuarantorVm>,
@@ -592,7 +592,7 @@ pub struct AccountHomeVm {
     pub plan_notices: Vec<String>,
 }
 
-debug_redacted!(AccountHomeVm { csrf, notice, pay_error, groups, total_due, guarantors, invitations, plan_notices; redacted: email, invite_link, can_invite });
+debug_redacted!(AccountHomeVm { csrf, notice, pay_error, groups, total_due, guarantors, invitations, plan_notices, invite_error; redacted: email, can_invite });
 
 #[derive(Clone, Default)]
 pub struct AccountStatementVm {
@@ -642,7 +642,6 @@ mod tests {
     fn phi_is_redacted_in_debug() {
         let vm = AccountHomeVm {
             email: "dana@example.org".into(),
-            invite_link: Some("https://pay.example/g/tok".into()),
             can_invite: vec![("pt_1".into(), "Dana".into())],
             groups: vec![HouseholdGroupVm {
                 patient_name: "Dana".into(),

@@ -17,7 +17,7 @@ pub use household::home;
 pub use invitation::{invite_accept, invite_locked, invite_verify};
 pub use plans::plans;
 pub use record_views::record_views;
-pub(crate) use sharing::invite_link_box;
+pub(crate) use sharing::invite_error_box;
 pub use signup::{confirm_code, create, forgot_password, reset_password, signin};
 pub use statement::{receipt, statement};
 
@@ -75,7 +75,7 @@ mod tests {
                 patient_name: "Dana".into(),
                 expires: "2026-03-15".into(),
             }],
-            invite_link: Some("https://pay.example/g/abc".into()),
+            invite_error: Some("Enter an email address".into()),
             ..Default::default()
         }
     }
@@ -128,7 +128,7 @@ mod tests {
                 PageMeta::default(),
                 StaffHomeVm {
                     can_search: true,
-                    invite_link: Some("https://pay.example/g/abc".into()),
+                    invite_error: Some("Enter an email address".into()),
                     results: Some(vec![StaffPatientRow {
                         can_invite: true,
                         can_revoke: true,
@@ -187,7 +187,6 @@ mod tests {
             "invite-verify-failed",
             "signin-failed",
             "staff-guarantor-revoked",
-            "staff-invite-created",
             "account-created-signin",
             "account-confirmed",
             "account-confirm-failed",

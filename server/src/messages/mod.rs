@@ -8,6 +8,7 @@ pub mod keywords;
 pub mod pay_link;
 pub mod providers;
 pub mod quiet;
+pub mod smtp;
 pub mod template;
 pub mod texts;
 pub mod twilio;
