@@ -223,7 +223,8 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("aria-invalid=\"true\""), "{html}");
-        // Guarantors, invitations, invite form and the once-only link.
+        // Guarantors, invitations, the invite form with its email field, and why an invitation
+        // was not sent.
         assert!(html.contains("name=\"grant\" value=\"gr01\""), "{html}");
         assert!(
             html.contains("name=\"invitation\" value=\"in01\""),
@@ -233,7 +234,15 @@ mod tests {
             html.contains("<option value=\"pt01\">Dana</option>"),
             "{html}"
         );
-        assert!(html.contains("https://pay.example/g/abc"), "{html}");
+        assert!(
+            html.contains("id=\"invite-email\" name=\"email\" type=\"email\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("invite-error\">Enter an email address</p>"),
+            "{html}"
+        );
+        assert!(!html.contains("/g/"), "{html}");
         // Every form posts with a CSRF token.
         assert_eq!(
             html.matches("method=\"post\"").count(),

@@ -250,3 +250,75 @@ impl Messaging {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::providers::EmailProvider;
+
+    fn smtp() -> Messaging {
+        Messaging {
+            email_provider: EmailProviderKind::Smtp,
+            smtp_host: Some("smtp.example.org".into()),
+            smtp_from: Some("no-reply@pay.example.org".into()),
+            ..Messaging::default()
+        }
+    }
+
+    fn refusal(m: &Messaging) -> String {
+        match m.providers("https://pay.example.org") {
+            Ok(_) => "accepted".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn smtp_settings_are_checked_at_start() {
+        assert_eq!(refusal(&smtp()), "accepted");
+        let p = smtp()
+            .providers("https://pay.example.org")
+            .expect("providers");
+        assert_eq!(p.email.name(), "smtp");
+        assert_eq!(
+            Messaging::default()
+                .providers("https://pay.example.org")
+                .expect("providers")
+                .email
+                .name(),
+            "outbox"
+        );
+        let no_host = Messaging {
+            smtp_host: None,
+            ..smtp()
+        };
+        assert!(refusal(&no_host).contains("PATRIOTPAY_SMTP_HOST"));
+        let no_from = Messaging {
+            smtp_from: Some(" ".into()),
+            ..smtp()
+        };
+        assert!(refusal(&no_from).contains("PATRIOTPAY_SMTP_FROM"));
+        let plain = Messaging {
+            smtp_tls: SmtpTls::None,
+            ..smtp()
+        };
+        assert!(refusal(&plain).contains("loopback"));
+        let half = Messaging {
+            smtp_username: Some("portal".into()),
+            ..smtp()
+        };
+        assert!(refusal(&half).contains("go together"));
+        let both = Messaging {
+            smtp_username: Some("portal".into()),
+            smtp_password: Some(Secret::new("x")),
+            smtp_password_file: Some("/nonexistent".into()),
+            ..smtp()
+        };
+        assert!(refusal(&both).contains("not both"));
+        let missing_file = Messaging {
+            smtp_username: Some("portal".into()),
+            smtp_password_file: Some("/nonexistent/smtp-password".into()),
+            ..smtp()
+        };
+        assert!(refusal(&missing_file).contains("cannot read PATRIOTPAY_SMTP_PASSWORD_FILE"));
+    }
+}
