@@ -254,7 +254,6 @@ impl Messaging {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::messages::providers::EmailProvider;
 
     fn smtp() -> Messaging {
         Messaging {

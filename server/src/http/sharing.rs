@@ -57,7 +57,7 @@ pub async fn invite(
         .await?;
         return Err(AppError::Forbidden);
     }
-    let email = invitee_email(&form.email);
+    let email = crate::accounts::normalize_email(&form.email);
     if !crate::accounts::valid_email(&email) {
         let mut vm = home_vm(&state, &ctx, &session, &who).await?;
         vm.invite_error = Some(tr().t("invite-email-invalid"));
@@ -104,11 +104,6 @@ pub async fn invite(
     let mut vm = home_vm(&state, &ctx, &session, &who).await?;
     vm.notice = Some(invite_sent(&email));
     Ok(Html(pages::home(meta(&session).await?, vm)).into_response())
-}
-
-/// The invitee's address as typed, normalised (trimmed, lower case).
-fn invitee_email(typed: &str) -> String {
-    crate::accounts::normalize_email(typed)
 }
 
 /// "Invitation emailed to a•••@example.org …": where it went, masked.
