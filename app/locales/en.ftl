@@ -304,8 +304,9 @@ account-pay-insufficient = The card was declined for insufficient funds. No mone
 account-pay-cancelled = You left the payment page before paying. No money was taken.
 account-back = Back to your account
 
-invite-link-title = Invitation link (shown once)
-invite-link-body = Send this link to the person you are inviting. It works once, for 14 days, and they must also answer the patient's identity questions.
+invite-email-label = Their email address
+invite-email-invalid = Enter the email address of the person you are inviting, like name@example.org.
+invite-sent = Invitation emailed to { $email }. The link in it works once, for 14 days, and they must also answer the patient's identity questions.
 account-guarantors-title = Guarantors
 account-guarantors-lead = A guarantor (a parent, a spouse, a carer) can see and pay statements. They never see your password, and you can revoke their access at any time.
 account-guarantors-current = People who can pay
@@ -320,7 +321,7 @@ account-invitation-cancel-label = Cancel invitation for { $patient }, expiring {
 account-invitation-revoked = Invitation cancelled. Its link no longer works.
 account-invite-title = Invite a guarantor
 account-invite-patient = Whose statements they may pay
-account-invite-submit = Create invitation link
+account-invite-submit = Email the invitation
 
 account-statement-title = Statement for { $patient }
 statement-hidden-detail = Details hidden for privacy
@@ -358,7 +359,6 @@ staff-guarantor-invite-label = Invite a guarantor for { $patient }
 staff-patient-account-line = Patient's own account: { $email }, since { $since }
 staff-patient-account-revoke = Remove account access
 staff-patient-account-revoke-label = Remove account access for { $email }
-staff-invite-created = Invitation link created. It is shown below, once.
 
 # A link opened while signed in
 switch-title = You are signed in

@@ -153,6 +153,8 @@ forms! {
     pub struct InviteForm {
         /// Opaque patient id.
         patient / PATIENT,
+        /// The invitee's email address: the link is emailed, never shown.
+        email / EMAIL,
     }
 
     /// Revoking a guarantor's grant (members' and staff's revoke forms).

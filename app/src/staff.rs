@@ -1,6 +1,6 @@
 //! Staff pages: sign-in, second factor, enrolment, recovery codes, and the staff home.
 
-use crate::account::invite_link_box;
+use crate::account::invite_error_box;
 use crate::forms::{
     BreakGlassForm, CodeForm, EnrolForm, ForgotForm, InviteForm, NewPasswordForm, RefundForm,
     ResetForm, RevokeGrantForm, SearchForm, SignInForm,
@@ -209,10 +209,14 @@ fn patient_row(tr: Tr, csrf: &str, r: StaffPatientRow) -> AnyView {
     });
     let invite = r.can_invite.then(|| {
         let label = tr.ta("staff-guarantor-invite-label", &[("patient", &r.name)]);
+        let email_id = format!("invite-email-{}", r.patient_id);
         view! {
             <form method="post" action=Url::StaffGuarantorInvite.path() class="inline-form" novalidate>
                 {csrf_input(csrf.to_owned())}
                 <input type="hidden" name=InviteForm::PATIENT value=r.patient_id.clone()/>
+                <label for=email_id.clone()>{tr.t("invite-email-label")}</label>
+                <input id=email_id name=InviteForm::EMAIL type="email" autocomplete="off"
+                    spellcheck="false" size="24" required/>
                 <button type="submit" class="button secondary" aria-label=label>
                     {tr.t("staff-guarantor-invite")}
                 </button>
@@ -460,7 +464,7 @@ pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
         {emergency}
         <p class="lead">{tr.ta("staff-signed-in-as", &[("email", &vm.email)])}</p>
         {vm.notice.clone().map(|n| view! { <p class="notice" role="status">{n}</p> })}
-        {vm.invite_link.clone().map(|link| invite_link_box(tr, link))}
+        {vm.invite_error.clone().map(invite_error_box)}
         <h2>{tr.t("staff-your-roles")}</h2>
         <ul>{roles}</ul>
         {search}

@@ -424,8 +424,8 @@ pub struct StaffHomeVm {
     pub emergency: Vec<String>,
     /// The emergency-access form, for those who may grant it.
     pub break_glass: Option<BreakGlassVm>,
-    /// A guarantor invitation link just created, shown once.
-    pub invite_link: Option<String>,
+    /// Why the guarantor invitation just posted was not sent (its link is emailed, never shown).
+    pub invite_error: Option<String>,
     /// Link to the audit viewer (security officers and auditors).
     pub audit_log: bool,
     /// A practice admin: links to the "act on behalf" setting and the statement import.
@@ -434,7 +434,7 @@ pub struct StaffHomeVm {
     pub messages: bool,
 }
 
-debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, act_on_behalf, messages, results, search_error, notice, emergency, break_glass; redacted: email, invite_link });
+debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, act_on_behalf, messages, results, search_error, notice, emergency, break_glass, invite_error; redacted: email });
 
 #[derive(Clone, Debug, Default)]
 pub struct BreakGlassVm {
@@ -583,8 +583,8 @@ pub struct AccountHomeVm {
     pub groups: Vec<HouseholdGroupVm>,
     /// Sum of the balances shown.
     pub total_due: String,
-    /// An invitation link just created, shown once.
-    pub invite_link: Option<String>,
+    /// Why the invitation just posted was not sent (its link is emailed, never shown).
+    pub invite_error: Option<String>,
     /// (patient id, first name) the holder may invite a guarantor for.
     pub can_invite: Vec<(String, String)>,
     pub guarantors: Vec<GuarantorVm>,
@@ -594,7 +594,7 @@ pub struct AccountHomeVm {
     pub plan_notices: Vec<String>,
 }
 
-debug_redacted!(AccountHomeVm { csrf, notice, pay_error, groups, total_due, guarantors, invitations, plan_notices; redacted: email, invite_link, can_invite });
+debug_redacted!(AccountHomeVm { csrf, notice, pay_error, groups, total_due, guarantors, invitations, plan_notices, invite_error; redacted: email, can_invite });
 
 #[derive(Clone, Default)]
 pub struct AccountStatementVm {

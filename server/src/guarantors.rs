@@ -7,6 +7,7 @@ use crate::crypto::{random_token, token_hash, FieldCrypto};
 use crate::db::Db;
 use crate::ids::{InvitationId, PatientId, TenantId, UserId};
 use crate::links::LinkState;
+use crate::messages;
 use crate::phi::Phi;
 
 /// How long an invitation link works.
@@ -40,8 +41,9 @@ impl Invitation {
     }
 }
 
-/// Creates an invitation for a guarantor of `patient`; returns its id and the token (shown
-/// once, never stored). `invited_by` is the audit actor id of the patient or staff member.
+/// Creates an invitation for a guarantor of `patient`; returns its id and the token (never
+/// stored). `invited_by` is the audit actor id of the patient or staff member. The web pages
+/// email the link instead (`prepare_email`, `invite_by_email`); this is for the demo and tests.
 pub async fn invite<'e, E>(
     exec: E,
     tenant: &TenantId,
@@ -52,8 +54,92 @@ pub async fn invite<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let id = InvitationId::generate();
     let token = random_token();
+    let id = insert_invitation(exec, tenant, patient, invited_by, &token, now).await?;
+    Ok((id, token))
+}
+
+/// An invitation's token and the email carrying its link, sealed before the write transaction
+/// opens (sealing may write the platform's data key).
+pub struct InvitationEmail {
+    token: String,
+    sealed: messages::Sealed,
+}
+
+/// Seals the invitation email to `to` for a patient of the practice `practice`: the token is
+/// drawn here, `link` makes the invitation's address from it, and only the email carries it.
+pub async fn prepare_email(
+    crypto: &FieldCrypto,
+    practice: &str,
+    to: &str,
+    link: impl FnOnce(&str) -> String,
+    now: i64,
+) -> Result<InvitationEmail, AccountError> {
+    let token = random_token();
+    let (subject, body) = messages::texts::guarantor_invitation_email(
+        practice,
+        &link(&token),
+        INVITATION_TTL_SECS / 86_400,
+    );
+    let to = accounts::normalize_email(to);
+    let sealed = messages::seal(
+        crypto,
+        messages::Outgoing {
+            tenant: accounts::platform().clone(),
+            channel: messages::Channel::Email,
+            purpose: messages::Purpose::Account,
+            template: messages::texts::GUARANTOR_INVITATION,
+            language: crate::intake::Language::En,
+            to_index: accounts::email_index(crypto, &to).await?,
+            to: Phi::new(to),
+            subject: Some(subject),
+            body,
+            zone: None,
+            patient: None,
+            statement: None,
+            not_before: now,
+        },
+    )
+    .await
+    .map_err(message_error)?;
+    Ok(InvitationEmail { token, sealed })
+}
+
+/// Creates the invitation and queues its email in the caller's transaction: both or neither.
+pub async fn invite_by_email(
+    conn: &mut sqlx::AnyConnection,
+    email: InvitationEmail,
+    tenant: &TenantId,
+    patient: &PatientId,
+    invited_by: &str,
+    now: i64,
+) -> Result<InvitationId, AccountError> {
+    let id = insert_invitation(&mut *conn, tenant, patient, invited_by, &email.token, now).await?;
+    messages::queue(conn, &email.sealed, now)
+        .await
+        .map_err(message_error)?;
+    Ok(id)
+}
+
+fn message_error(e: messages::MessageError) -> AccountError {
+    match e {
+        messages::MessageError::Db(d) => d.into(),
+        messages::MessageError::Crypto(c) => c.into(),
+    }
+}
+
+async fn insert_invitation<'e, E>(
+    exec: E,
+    tenant: &TenantId,
+    patient: &PatientId,
+    invited_by: &str,
+    token: &str,
+    now: i64,
+) -> Result<InvitationId, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let id = InvitationId::generate();
     sqlx::query(
         "INSERT INTO guarantor_invitations (id, tenant_id, patient_id, token_hash, invited_by, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -61,13 +147,13 @@ where
     .bind(id.as_str())
     .bind(tenant.as_str())
     .bind(patient.as_str())
-    .bind(token_hash(&token))
+    .bind(token_hash(token))
     .bind(invited_by)
     .bind(now)
     .bind(now + INVITATION_TTL_SECS)
     .execute(exec)
     .await?;
-    Ok((id, token))
+    Ok(id)
 }
 
 const SELECT_INVITATION: &str =

@@ -1,7 +1,7 @@
 //! The account home: each person's statements, each with its pay checkbox and amount, paid
 //! together in one form.
 
-use super::sharing::{guarantors_section, invite_link_box};
+use super::sharing::{guarantors_section, invite_error_box};
 use crate::forms::household_pay;
 use crate::i18n::Tr;
 use crate::pages::{csrf_input, document_portal, error_summary_links};
@@ -172,7 +172,7 @@ pub fn home(meta: PageMeta, vm: AccountHomeVm) -> String {
         {vm.plan_notices.iter().map(|n| view! {
             <p class="notice"><a href=Url::AccountPlans.path()>{n.clone()}</a></p>
         }).collect::<Vec<_>>()}
-        {vm.invite_link.clone().map(|link| invite_link_box(tr, link))}
+        {vm.invite_error.clone().map(invite_error_box)}
         {pay}
         <p>
             <a href=Url::AccountCards.path()>{tr.t("account-cards-link")}</a>
@@ -223,7 +223,8 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("aria-invalid=\"true\""), "{html}");
-        // Guarantors, invitations, invite form and the once-only link.
+        // Guarantors, invitations, the invite form with its email field, and why an invitation
+        // was not sent.
         assert!(html.contains("name=\"grant\" value=\"gr01\""), "{html}");
         assert!(
             html.contains("name=\"invitation\" value=\"in01\""),
@@ -233,7 +234,15 @@ mod tests {
             html.contains("<option value=\"pt01\">Dana</option>"),
             "{html}"
         );
-        assert!(html.contains("https://pay.example/g/abc"), "{html}");
+        assert!(
+            html.contains("id=\"invite-email\" name=\"email\" type=\"email\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("invite-error\">Enter an email address</p>"),
+            "{html}"
+        );
+        assert!(!html.contains("/g/"), "{html}");
         // Every form posts with a CSRF token.
         assert_eq!(
             html.matches("method=\"post\"").count(),

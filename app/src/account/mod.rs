@@ -19,7 +19,7 @@ pub use invitation::{invite_accept, invite_locked, invite_verify};
 pub use not_me::{not_me, NotMeVm};
 pub use plans::plans;
 pub use record_views::record_views;
-pub(crate) use sharing::invite_link_box;
+pub(crate) use sharing::invite_error_box;
 pub use signup::{confirm_code, create, forgot_password, reset_password, signin};
 pub use statement::{receipt, statement};
 
@@ -77,7 +77,7 @@ mod tests {
                 patient_name: "Dana".into(),
                 expires: "2026-03-15".into(),
             }],
-            invite_link: Some("https://pay.example/g/abc".into()),
+            invite_error: Some("Enter an email address".into()),
             ..Default::default()
         }
     }
@@ -139,7 +139,7 @@ mod tests {
                 PageMeta::default(),
                 StaffHomeVm {
                     can_search: true,
-                    invite_link: Some("https://pay.example/g/abc".into()),
+                    invite_error: Some("Enter an email address".into()),
                     results: Some(vec![StaffPatientRow {
                         can_invite: true,
                         can_revoke: true,
@@ -198,7 +198,6 @@ mod tests {
             "invite-verify-failed",
             "signin-failed",
             "staff-guarantor-revoked",
-            "staff-invite-created",
             "account-created-signin",
             "account-confirmed",
             "account-confirm-failed",

@@ -1,5 +1,5 @@
 //! An adult patient's own guarantors on the account home: current grants, pending invitations,
-//! the invite form, and the invitation link just created.
+//! and the invite form (the invitation is emailed to the invitee; its link is never shown).
 
 use crate::forms::{InviteForm, RevokeGrantForm, RevokeInvitationForm};
 use crate::i18n::Tr;
@@ -8,16 +8,9 @@ use crate::urls::Url;
 use crate::vm::*;
 use leptos::prelude::*;
 
-/// A guarantor invitation link just created, shown once (account home and staff home).
-pub(crate) fn invite_link_box(tr: Tr, link: String) -> AnyView {
-    view! {
-        <section class="invite-box" aria-labelledby="invite-link-heading">
-            <h2 id="invite-link-heading">{tr.t("invite-link-title")}</h2>
-            <p><code class="invite-link">{link}</code></p>
-            <p>{tr.t("invite-link-body")}</p>
-        </section>
-    }
-    .into_any()
+/// Why a guarantor invitation was not sent (account home and staff home).
+pub(crate) fn invite_error_box(message: String) -> AnyView {
+    view! { <p class="error-message invite-error" role="alert">{message}</p> }.into_any()
 }
 
 /// The guarantors, pending invitations and invite form for the holder's own records.
@@ -97,6 +90,11 @@ pub(super) fn guarantors_section(tr: Tr, vm: &AccountHomeVm) -> Option<AnyView> 
                 <div class="field">
                     <label for="invite-patient">{tr.t("account-invite-patient")}</label>
                     <select id="invite-patient" name=InviteForm::PATIENT>{options}</select>
+                </div>
+                <div class="field">
+                    <label for="invite-email">{tr.t("invite-email-label")}</label>
+                    <input id="invite-email" name=InviteForm::EMAIL type="email" autocomplete="off"
+                        spellcheck="false" size="30" required/>
                 </div>
                 <button type="submit" class="button">{tr.t("account-invite-submit")}</button>
             </form>

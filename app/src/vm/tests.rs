@@ -6,7 +6,6 @@ use super::*;
 fn phi_is_redacted_in_debug() {
     let vm = AccountHomeVm {
         email: "dana@example.org".into(),
-        invite_link: Some("https://pay.example/g/tok".into()),
         can_invite: vec![("pt_1".into(), "Dana".into())],
         groups: vec![HouseholdGroupVm {
             patient_name: "Dana".into(),

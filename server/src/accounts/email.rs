@@ -25,6 +25,18 @@ pub fn valid_email(email: &str) -> bool {
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// An address as a page may confirm it: its first character, then the domain
+/// (`a•••@example.org`), so the page says where a message went without repeating the address.
+pub fn masked_email(email: &str) -> String {
+    match email.trim().split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}\u{2022}\u{2022}\u{2022}@{domain}")
+        }
+        None => "\u{2022}\u{2022}\u{2022}".to_owned(),
+    }
+}
+
 /// Blind-index domain for account emails.
 const BIDX_EMAIL: &str = "account-email";
 
@@ -118,4 +130,19 @@ pub(super) async fn by_email(
 /// True when an account already uses this email (checked before calling out to Cognito).
 pub async fn email_taken(db: &Db, crypto: &FieldCrypto, email: &str) -> Result<bool, AccountError> {
     Ok(by_email(db, crypto, email).await?.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked_email;
+
+    #[test]
+    fn a_masked_address_keeps_the_first_character_and_the_domain() {
+        assert_eq!(
+            masked_email("alice@example.org"),
+            "a\u{2022}\u{2022}\u{2022}@example.org"
+        );
+        assert_eq!(masked_email(" b@x.io "), "b\u{2022}\u{2022}\u{2022}@x.io");
+        assert_eq!(masked_email("nothing"), "\u{2022}\u{2022}\u{2022}");
+    }
 }

@@ -31,7 +31,9 @@ pub use devices::{
     TRUSTED_DEVICE_SECS,
 };
 pub(crate) use email::email_index_input;
-pub use email::{email_index, email_taken, normalize_email, open_email, valid_email, NewAccount};
+pub use email::{
+    email_index, email_taken, masked_email, normalize_email, open_email, valid_email, NewAccount,
+};
 pub use members::{
     create_member, grant_over_patient, member_by_subject, set_member_password, NewCredentials,
 };

@@ -94,6 +94,15 @@ impl From<crate::crypto::CryptoError> for AppError {
     }
 }
 
+impl From<crate::messages::MessageError> for AppError {
+    fn from(e: crate::messages::MessageError) -> Self {
+        match e {
+            crate::messages::MessageError::Db(d) => d.into(),
+            crate::messages::MessageError::Crypto(c) => c.into(),
+        }
+    }
+}
+
 impl From<crate::billing::BillingError> for AppError {
     fn from(e: crate::billing::BillingError) -> Self {
         match e {

@@ -1,18 +1,19 @@
-//! An adult patient's own guarantors: inviting one (the link shown once), revoking a grant or a
-//! pending invitation.
+//! An adult patient's own guarantors: inviting one (the link emailed to the invitee through the
+//! outbox, never shown), revoking a grant or a pending invitation.
 
 use super::error::{AppError, Result};
 use super::extract::{CsrfForm, Member};
 use super::household::home_vm;
 use super::member::*;
 use super::session::Sess;
-use super::{see_other, AppState, RequestContext, Routes};
+use super::{see_other, tr, AppState, RequestContext, Routes};
 use crate::access::{Action, Role};
 use crate::accounts::Account;
 use crate::audit::{self, Outcome};
 use crate::guarantors;
 use crate::ids::{InvitationId, PatientId, TenantId};
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use patriotpay_app::account as pages;
 use patriotpay_app::forms::{InviteForm, RevokeGrantForm, RevokeInvitationForm};
@@ -25,7 +26,8 @@ pub fn router(state: &AppState) -> Routes {
         .form(Url::AccountInvitationRevoke, revoke_invitation)
 }
 
-/// An adult patient invites a guarantor for their own record; the link is shown once.
+/// An adult patient invites a guarantor for their own record: the invitation and its email are
+/// one transaction; the page says where it went (masked) and never shows the link.
 pub async fn invite(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -55,6 +57,22 @@ pub async fn invite(
         .await?;
         return Err(AppError::Forbidden);
     }
+    let email = crate::accounts::normalize_email(&form.email);
+    if !crate::accounts::valid_email(&email) {
+        let mut vm = home_vm(&state, &ctx, &session, &who).await?;
+        vm.invite_error = Some(tr().t("invite-email-invalid"));
+        let page = pages::home(meta(&session).await?, vm);
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page)).into_response());
+    }
+    // Sealed before the transaction opens (a first seal writes the platform's data key).
+    let letter = guarantors::prepare_email(
+        &state.crypto,
+        &practice_name(&state, &tenant).await?,
+        &email,
+        |token| format!("{}{}", state.public_url, Url::Invitation(token)),
+        ctx.now,
+    )
+    .await?;
     let (_allowed, mut tx) = match member_permit_in(
         &state,
         &ctx,
@@ -73,13 +91,36 @@ pub async fn invite(
         Err(AppError::NotFound) => return Err(AppError::Forbidden),
         Err(e) => return Err(e),
     };
-    let (_, token) =
-        guarantors::invite(&mut *tx, &tenant, &patient, &actor_id(&who.id), ctx.now).await?;
+    guarantors::invite_by_email(
+        &mut tx,
+        letter,
+        &tenant,
+        &patient,
+        &actor_id(&who.id),
+        ctx.now,
+    )
+    .await?;
     tx.commit().await?;
-    // Shown in this response only: the token is never stored, not even in the session.
     let mut vm = home_vm(&state, &ctx, &session, &who).await?;
-    vm.invite_link = Some(format!("{}{}", state.public_url, Url::Invitation(&token)));
+    vm.notice = Some(invite_sent(&email));
     Ok(Html(pages::home(meta(&session).await?, vm)).into_response())
+}
+
+/// "Invitation emailed to a•••@example.org …": where it went, masked.
+pub(crate) fn invite_sent(email: &str) -> String {
+    tr().ta(
+        "invite-sent",
+        &[("email", &crate::accounts::masked_email(email))],
+    )
+}
+
+/// The practice's name, as the invitation email gives it.
+pub(crate) async fn practice_name(state: &AppState, tenant: &TenantId) -> Result<String> {
+    let name: Option<String> = sqlx::query_scalar("SELECT name FROM tenants WHERE id = $1")
+        .bind(tenant.as_str())
+        .fetch_optional(state.db.pool())
+        .await?;
+    name.ok_or(AppError::NotFound)
 }
 
 /// The member may manage the guarantors of this (adult) patient: the transaction the permit's

@@ -9,6 +9,7 @@ pub mod pay_link;
 pub mod providers;
 pub mod quiet;
 pub mod reminders;
+pub mod smtp;
 pub mod staff;
 pub mod template;
 pub mod texts;

@@ -117,6 +117,28 @@ pub fn password_changed_email() -> (Phi<String>, Phi<String>) {
     )
 }
 
+/// A guarantor invitation (email): the link to accept it.
+pub const GUARANTOR_INVITATION: &str = "guarantor-invitation";
+
+/// The guarantor-invitation email: (subject, body). Names the practice, what accepting allows,
+/// the link and how long it works; nothing about the patient (the link's identity questions
+/// say who, to someone who knows the answers).
+pub fn guarantor_invitation_email(
+    practice: &str,
+    link: &str,
+    days: i64,
+) -> (Phi<String>, Phi<String>) {
+    (
+        Phi::new(format!("{practice}: you are invited to help pay bills")),
+        Phi::new(format!(
+            "{practice} uses PatriotPay for its patients' bills. You are invited to help pay \
+             bills for someone there.\n\nTo accept, open this link:\n{link}\n\nIt works once, \
+             for {days} days. You will be asked the patient's date of birth and ZIP code.\n\nIf \
+             you were not expecting this, you can ignore this email."
+        )),
+    )
+}
+
 /// The one confirmation a keyword reply gets (none for other replies: staff read those).
 pub fn reply(kind: Inbound, lang: Language, practice: &str, phone: &str) -> Option<String> {
     let text = match (kind, lang) {
@@ -173,6 +195,17 @@ mod tests {
         assert!(later.expose().ends_with(link));
         let es = pay_link(Language::Es, "Riverside Family Medicine", link, true);
         assert!(es.expose().contains("Su estado de cuenta") && es.expose().contains("STOP"));
+    }
+
+    #[test]
+    fn the_invitation_email_carries_the_link_and_its_expiry_only() {
+        let link = "https://pay.example.org/g/abc";
+        let (subject, body) = guarantor_invitation_email("Riverside Family Medicine", link, 14);
+        assert!(subject.expose().starts_with("Riverside Family Medicine:"));
+        let body = body.expose();
+        assert!(body.contains(&format!("\n{link}\n")), "{body}");
+        assert!(body.contains("14 days") && body.contains("help pay bills for someone"));
+        assert!(body.is_ascii(), "plain ASCII text: {body}");
     }
 
     #[test]

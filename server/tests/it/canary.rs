@@ -4,7 +4,7 @@
 //! itself), or the database at rest (SQLite file bytes; every PostgreSQL column).
 
 use crate::common::{
-    answer_invitation, csrf_in, dump_database, invite_link_in, location, pay_statements,
+    answer_invitation, csrf_in, dump_database, invite_link_emailed, location, pay_statements,
     post_webhook, signed_in_staff, submit_account_form, Backend, Browser, TestApp,
 };
 use patriotpay::access::Role;
@@ -405,12 +405,16 @@ async fn canary_never_leaks(backend: Backend) {
     let r = b
         .post(
             "/account/guarantors/invite",
-            &[("csrf", &csrf_in(&home)), ("patient", patient.as_str())],
+            &[
+                ("csrf", &csrf_in(&home)),
+                ("patient", patient.as_str()),
+                ("email", "canary-guarantor@example.org"),
+            ],
         )
         .await;
-    let (_, _, invited) = seen.check("POST /account/guarantors/invite", r, true).await;
+    seen.check("POST /account/guarantors/invite", r, true).await;
     let g = Browser::new(&app);
-    let inv = invite_link_in(&invited);
+    let inv = invite_link_emailed(&app, "canary-guarantor@example.org").await;
     let (_, loc, _) = seen.check(&inv, g.get(&inv).await, false).await;
     assert_eq!(loc, "/guarantor/verify");
     seen.check("/guarantor/verify", g.get("/guarantor/verify").await, false)

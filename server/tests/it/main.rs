@@ -36,6 +36,7 @@ mod roles;
 mod routes;
 mod sandbox;
 mod security;
+mod smtp;
 mod staff;
 mod staff_api_keys;
 mod staff_import;

@@ -434,7 +434,11 @@ async fn a_patient_with_an_account_is_viewed_through_it_and_sees_the_view_listed
     let r = agent
         .post(
             "/account/guarantors/invite",
-            &[("csrf", &csrf), ("patient", p1.as_str())],
+            &[
+                ("csrf", &csrf),
+                ("patient", p1.as_str()),
+                ("email", "g@example.org"),
+            ],
         )
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);

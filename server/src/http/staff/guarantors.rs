@@ -1,5 +1,6 @@
-//! The practice's side of guarantors: inviting one for a patient (the link is shown once) and
-//! revoking a guarantor's, or the patient's own account's, access to the patient.
+//! The practice's side of guarantors: inviting one for a patient (the link emailed to the invitee
+//! through the outbox, never shown) and revoking a guarantor's, or the patient's own account's,
+//! access to the patient.
 
 use super::home::{home_vm, render};
 use super::{actor_id, ask_in, GuarantorAdmins};
@@ -9,6 +10,7 @@ use crate::http::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, StaffSession, StaffWith};
 use crate::http::member::unseen;
 use crate::http::session::Sess;
+use crate::http::sharing::{invite_sent, practice_name};
 use crate::http::{tr, AppState, RequestContext};
 use crate::ids::{PatientId, TenantId};
 use axum::extract::State;
@@ -26,9 +28,10 @@ pub(super) async fn practice_of(state: &AppState, patient: &PatientId) -> Result
     Ok(tenant.map(TenantId::from_db))
 }
 
-/// The practice invites a guarantor for a patient; the link is shown in this response only.
-/// Any signed-in staff member may post it: the permit refuses (and records the refusal), and
-/// another practice's patient looks like no patient at all.
+/// The practice invites a guarantor for a patient: the invitation and its email are one
+/// transaction; the page says where it went (masked) and never shows the link. Any signed-in
+/// staff member may post it: the permit refuses (and records the refusal), and another
+/// practice's patient looks like no patient at all.
 pub async fn invite(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -46,6 +49,21 @@ pub async fn invite(
         patient: Some(&patient),
         clinical_restricted: false,
     };
+    let email = crate::accounts::normalize_email(&form.email);
+    if !crate::accounts::valid_email(&email) {
+        let mut vm = home_vm(&state, &ctx, &session, &account).await?;
+        vm.invite_error = Some(tr().t("invite-email-invalid"));
+        return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, vm));
+    }
+    // Sealed before the transaction opens (a first seal writes the platform's data key).
+    let letter = guarantors::prepare_email(
+        &state.crypto,
+        &practice_name(&state, &tenant).await?,
+        &email,
+        |token| format!("{}{}", state.public_url, Url::Invitation(token)),
+        ctx.now,
+    )
+    .await?;
     let (permit, mut tx) = ask_in(
         &state,
         &ctx,
@@ -56,9 +74,10 @@ pub async fn invite(
         None,
     )
     .await?;
-    // The token is never stored, not even in the session.
-    let (_, token) = guarantors::invite(
-        &mut *tx,
+    // The token is never stored, not even in the session: only the email carries it.
+    guarantors::invite_by_email(
+        &mut tx,
+        letter,
         permit.tenant(),
         &patient,
         &actor_id(&account.id),
@@ -67,8 +86,7 @@ pub async fn invite(
     .await?;
     tx.commit().await?;
     let mut vm = home_vm(&state, &ctx, &session, &account).await?;
-    vm.invite_link = Some(format!("{}{}", state.public_url, Url::Invitation(&token)));
-    vm.notice = Some(tr().t("staff-invite-created"));
+    vm.notice = Some(invite_sent(&email));
     Ok(render(StatusCode::OK, vm))
 }
 

@@ -149,7 +149,7 @@ pub(super) async fn home_vm(
             practices,
             error: None,
         }),
-        invite_link: None,
+        invite_error: None,
         audit_log: super::audit_log::can_view(account, ctx.now),
         messages: super::messages::can_view(account, ctx.now),
         act_on_behalf: account

@@ -413,18 +413,16 @@ pub async fn not_found_body(r: Response, what: &str) -> String {
     r.text().await.expect("body").replace(&rid, "RID")
 }
 
-/// The invitation link a page shows once.
-pub fn invite_link_in(body: &str) -> String {
-    let marker = "class=\"invite-link\">";
-    let start = body
-        .find(marker)
-        .map(|i| i + marker.len())
-        .expect("the invitation link is shown");
-    body[start..]
-        .split('<')
-        .next()
-        .expect("link text")
-        .to_owned()
+/// The link in the newest guarantor-invitation email to `to` in the outbox (pages never show
+/// it).
+pub async fn invite_link_emailed(app: &TestApp, to: &str) -> String {
+    app.outbox()
+        .await
+        .into_iter()
+        .rev()
+        .find(|m| m.template == "guarantor-invitation" && m.to == to)
+        .and_then(|m| m.link)
+        .expect("an invitation email with its link")
 }
 
 pub fn is_refusal(r: &Response) -> bool {

@@ -369,7 +369,11 @@ async fn minors_get_no_account_and_cannot_invite(backend: Backend) {
     let r = p
         .post(
             "/account/guarantors/invite",
-            &[("csrf", &csrf_in(&home)), ("patient", riley.as_str())],
+            &[
+                ("csrf", &csrf_in(&home)),
+                ("patient", riley.as_str()),
+                ("email", "g@example.org"),
+            ],
         )
         .await;
     assert_eq!(
@@ -385,6 +389,7 @@ async fn minors_get_no_account_and_cannot_invite(backend: Backend) {
             &[
                 ("csrf", &csrf_in(&home)),
                 ("patient", patient_of(&app, 2).await.as_str()),
+                ("email", "g@example.org"),
             ],
         )
         .await;

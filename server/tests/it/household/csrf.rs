@@ -49,7 +49,7 @@ async fn new_forms_need_the_token_and_our_origin(backend: Backend) {
             &p,
             &member_csrf,
             "/account/guarantors/invite",
-            vec![("patient", patient1.as_str())],
+            vec![("patient", patient1.as_str()), ("email", "g@example.org")],
         ),
         (
             &p,
@@ -83,7 +83,7 @@ async fn new_forms_need_the_token_and_our_origin(backend: Backend) {
             &p,
             &member_csrf,
             "/staff/guarantors/invite",
-            vec![("patient", patient1.as_str())],
+            vec![("patient", patient1.as_str()), ("email", "g@example.org")],
         ),
         (
             &p,
@@ -149,6 +149,7 @@ async fn new_forms_need_the_token_and_our_origin(backend: Backend) {
         .form(&[
             ("csrf", member_csrf.as_str()),
             ("patient", patient1.as_str()),
+            ("email", "g@example.org"),
         ])
         .send()
         .await

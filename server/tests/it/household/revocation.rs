@@ -3,7 +3,7 @@
 
 use crate::common::{
     accept_as_new, active_grant, answer_for, answer_invitation, csrf_in, grant_revoked,
-    guarantor_of_4, invite_link_in, is_refusal, location, open_invitation, patient_account,
+    guarantor_of_4, invite_link_emailed, is_refusal, location, open_invitation, patient_account,
     patient_of, second_practice, signed_in_staff, submit_account_form, t, ta, text, token_of,
     Backend, Browser, TestApp, PASSWORD,
 };
@@ -34,11 +34,21 @@ async fn patient_invites_then_revokes_a_guarantor(backend: Backend) {
     let r = p
         .post(
             "/account/guarantors/invite",
-            &[("csrf", &csrf_in(&home)), ("patient", patient1.as_str())],
+            &[
+                ("csrf", &csrf_in(&home)),
+                ("patient", patient1.as_str()),
+                ("email", "Helper@Example.org "),
+            ],
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let link = invite_link_in(&r.text().await.expect("body"));
+    let page = text(&r.text().await.expect("body"));
+    assert!(
+        page.contains("Invitation emailed to h\u{2022}\u{2022}\u{2022}@example.org"),
+        "where it went, masked"
+    );
+    assert!(!page.contains("/g/"), "the link is never shown");
+    let link = invite_link_emailed(&app, "helper@example.org").await;
     assert!(
         link.starts_with(&format!("{}/g/", app.url)),
         "a /g/ link: {link}"
@@ -53,7 +63,7 @@ async fn patient_invites_then_revokes_a_guarantor(backend: Backend) {
         "the token is not kept in the session"
     );
     let home = text(&p.page("/account").await);
-    assert!(!home.contains("/g/"), "the link is shown once");
+    assert!(!home.contains("/g/"), "the link is not shown");
     assert!(
         home.contains(&t("account-invitations-title")),
         "the pending invitation is listed"
@@ -63,10 +73,15 @@ async fn patient_invites_then_revokes_a_guarantor(backend: Backend) {
     let r = p
         .post(
             "/account/guarantors/invite",
-            &[("csrf", &csrf_in(&home)), ("patient", patient1.as_str())],
+            &[
+                ("csrf", &csrf_in(&home)),
+                ("patient", patient1.as_str()),
+                ("email", "second@example.org"),
+            ],
         )
         .await;
-    let cancelled = invite_link_in(&r.text().await.expect("body"));
+    assert_eq!(r.status(), StatusCode::OK);
+    let cancelled = invite_link_emailed(&app, "second@example.org").await;
     let cancelled_id: String =
         sqlx::query_scalar("SELECT id FROM guarantor_invitations WHERE token_hash = $1")
             .bind(patriotpay::crypto::token_hash(&token_of(&cancelled)))
@@ -176,7 +191,11 @@ async fn practice_admin_revokes_a_guarantor_but_support_agent_cannot(backend: Ba
     let r = agent
         .post(
             "/staff/guarantors/invite",
-            &[("csrf", &csrf_in(&page)), ("patient", sam.as_str())],
+            &[
+                ("csrf", &csrf_in(&page)),
+                ("patient", sam.as_str()),
+                ("email", "someone@example.org"),
+            ],
         )
         .await;
     assert!(
@@ -209,28 +228,51 @@ async fn practice_admin_revokes_a_guarantor_but_support_agent_cannot(backend: Ba
         "the admin sees the guarantor"
     );
     assert!(page.contains(&format!("name=\"grant\" value=\"{grant}\"")));
-    // The admin may also invite a second guarantor; the link is shown once and works.
+    // The admin may also invite a second guarantor: an address is needed, the link is emailed
+    // (never shown) and works.
     let r = admin
         .post(
             "/staff/guarantors/invite",
-            &[("csrf", &csrf_in(&page)), ("patient", sam.as_str())],
+            &[
+                ("csrf", &csrf_in(&page)),
+                ("patient", sam.as_str()),
+                ("email", "not an address"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&r.text().await.expect("body")).contains(&t("invite-email-invalid")));
+    let r = admin
+        .post(
+            "/staff/guarantors/invite",
+            &[
+                ("csrf", &csrf_in(&page)),
+                ("patient", sam.as_str()),
+                ("email", "grandparent@example.org"),
+            ],
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let body = text(&r.text().await.expect("body"));
-    assert!(body.contains(&t("staff-invite-created")));
-    let second = Browser::new(&app);
-    accept_as_new(
-        &second,
-        &invite_link_in(&body),
-        4,
-        "grandparent@example.org",
-    )
-    .await;
-    assert!(
-        !text(&admin.page("/staff").await).contains("/g/"),
-        "shown once"
+    assert!(body.contains("Invitation emailed to g\u{2022}\u{2022}\u{2022}@example.org"));
+    assert!(!body.contains("/g/"), "the link is never shown");
+    let emailed = invite_link_emailed(&app, "grandparent@example.org").await;
+    let sent = app.outbox().await;
+    let letter = sent
+        .iter()
+        .find(|m| m.template == "guarantor-invitation")
+        .expect("the invitation email");
+    assert_eq!(
+        (letter.channel.as_str(), letter.state.as_str()),
+        ("email", "queued")
     );
+    assert!(
+        letter.body.contains("14 days") && !letter.body.contains("Sam"),
+        "the link and its expiry, not the patient: {}",
+        letter.body
+    );
+    let second = Browser::new(&app);
+    accept_as_new(&second, &emailed, 4, "grandparent@example.org").await;
     assert_eq!(
         app.count("SELECT COUNT(*) FROM guarantor_invitations")
             .await,
@@ -310,7 +352,11 @@ async fn practice_admin_revokes_a_guarantor_but_support_agent_cannot(backend: Ba
     let r = admin
         .post(
             "/staff/guarantors/invite",
-            &[("csrf", &csrf), ("patient", casey.as_str())],
+            &[
+                ("csrf", &csrf),
+                ("patient", casey.as_str()),
+                ("email", "someone@example.org"),
+            ],
         )
         .await;
     assert_eq!(

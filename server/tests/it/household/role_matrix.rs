@@ -54,7 +54,7 @@ async fn member_and_staff_sessions_never_stand_in_for_each_other(backend: Backen
             ),
             (
                 "/staff/guarantors/invite",
-                vec![("patient", patient4.as_str())],
+                vec![("patient", patient4.as_str()), ("email", "g@example.org")],
             ),
             ("/staff/guarantors/revoke", vec![("grant", &grant)]),
         ];
@@ -135,7 +135,7 @@ async fn member_and_staff_sessions_never_stand_in_for_each_other(backend: Backen
         ("/account/pay", vec![(pay_field.as_str(), "1")]),
         (
             "/account/guarantors/invite",
-            vec![("patient", patient1.as_str())],
+            vec![("patient", patient1.as_str()), ("email", "g@example.org")],
         ),
         (
             "/account/guarantors/revoke",
@@ -171,7 +171,11 @@ async fn guarantor_cannot_invite_or_revoke_and_receipts_stay_private(backend: Ba
     let r = g
         .post(
             "/account/guarantors/invite",
-            &[("csrf", &csrf), ("patient", patient4.as_str())],
+            &[
+                ("csrf", &csrf),
+                ("patient", patient4.as_str()),
+                ("email", "g@example.org"),
+            ],
         )
         .await;
     assert!(
