@@ -342,7 +342,7 @@ async fn audit(cfg: &patriotpay::config::Config, action: AuditCommand) -> anyhow
                 "since={since} until={}",
                 until.map(|d| d.to_string()).unwrap_or_default()
             );
-            cli_audit(&db, "audit.export", Some(&window)).await?;
+            patriotpay::cli::audit(&db, "audit.export", Some(&window)).await?;
             let report = match &out {
                 Some(path) => {
                     let mut opts = std::fs::OpenOptions::new();
@@ -448,7 +448,7 @@ async fn keys(cfg: &patriotpay::config::Config, action: KeysCommand) -> anyhow::
             anyhow::ensure!(batch > 0, "--batch must be positive");
             let started = std::time::Instant::now();
             // Every value is decrypted on the way: the run is on the audit trail, start and end.
-            cli_audit(&db, "keys.reencrypt.start", None).await?;
+            patriotpay::cli::audit(&db, "keys.reencrypt.start", None).await?;
             let s = patriotpay::keys::reencrypt(
                 &db,
                 &crypto,
@@ -464,7 +464,7 @@ async fn keys(cfg: &patriotpay::config::Config, action: KeysCommand) -> anyhow::
                 s.values_current,
                 if dry_run { " dry-run" } else { "" }
             );
-            cli_audit(&db, "keys.reencrypt.end", Some(&counts)).await?;
+            patriotpay::cli::audit(&db, "keys.reencrypt.end", Some(&counts)).await?;
             println!(
                 "Scanned {} rows: {} values re-encrypted, {} already current, in {:.1}s{}.",
                 s.rows,
@@ -489,7 +489,7 @@ async fn keys(cfg: &patriotpay::config::Config, action: KeysCommand) -> anyhow::
                 Some(t) => format!("practice={t}"),
                 None => "practice=all".to_owned(),
             };
-            cli_audit(&db, "keys.rotate-index.start", Some(&scope)).await?;
+            patriotpay::cli::audit(&db, "keys.rotate-index.start", Some(&scope)).await?;
             let s = patriotpay::keys::rotate_index(
                 &db,
                 &crypto,
@@ -513,7 +513,7 @@ async fn keys(cfg: &patriotpay::config::Config, action: KeysCommand) -> anyhow::
                 s.retired,
                 if s.stopped_early { " stopped-early" } else { "" }
             );
-            cli_audit(&db, "keys.rotate-index.end", Some(&counts)).await?;
+            patriotpay::cli::audit(&db, "keys.rotate-index.end", Some(&counts)).await?;
             for (t, from, to) in &s.rotations {
                 println!("{t}: blind-index key version {from} -> {to}");
             }
@@ -601,7 +601,7 @@ async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow
         }
         UsersCommand::List => {
             // Every account's email is opened to print it.
-            cli_audit(&db, "users.list", None).await?;
+            patriotpay::cli::audit(&db, "users.list", None).await?;
             for u in patriotpay::accounts::list(&db, &crypto).await? {
                 let state = if u.disabled {
                     "disabled"
@@ -625,7 +625,7 @@ async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow
                 None => false,
             };
             anyhow::ensure!(renamed, "no staff account with that id or email");
-            cli_audit(&db, "users.rename", id.as_ref().map(|u| u.as_str())).await?;
+            patriotpay::cli::audit(&db, "users.rename", id.as_ref().map(|u| u.as_str())).await?;
             println!("Renamed: patients now see \"{}\".", name.as_str());
         }
         UsersCommand::Reset { email } => {
@@ -679,26 +679,4 @@ async fn wait_for_shutdown(crypto: &patriotpay::crypto::FieldCrypto) -> anyhow::
         tokio::signal::ctrl_c().await?;
         Ok(())
     }
-}
-
-/// An operator command that reads or re-encrypts protected data, on the audit trail (the
-/// actor is the command line; no PHI in `resource`).
-async fn cli_audit(
-    db: &patriotpay::db::Db,
-    action: &'static str,
-    resource: Option<&str>,
-) -> anyhow::Result<()> {
-    patriotpay::audit::record(
-        db.pool(),
-        patriotpay::audit::Event {
-            actor: &patriotpay::audit::Actor::system("cli"),
-            tenant: None,
-            patient: None,
-            action,
-            resource,
-            outcome: patriotpay::audit::Outcome::Success,
-        },
-    )
-    .await?;
-    Ok(())
 }
