@@ -81,27 +81,15 @@ pub async fn prepare_email(
         &link(&token),
         INVITATION_TTL_SECS / 86_400,
     );
-    let to = accounts::normalize_email(to);
-    let sealed = messages::seal(
+    let to = Phi::new(accounts::normalize_email(to));
+    let sealed = accounts::seal_email(
         crypto,
-        messages::Outgoing {
-            tenant: accounts::platform().clone(),
-            channel: messages::Channel::Email,
-            purpose: messages::Purpose::Account,
-            template: messages::texts::GUARANTOR_INVITATION,
-            language: crate::intake::Language::En,
-            to_index: accounts::email_index(crypto, &to).await?,
-            to: Phi::new(to),
-            subject: Some(subject),
-            body,
-            zone: None,
-            patient: None,
-            statement: None,
-            not_before: now,
-        },
+        to,
+        messages::texts::GUARANTOR_INVITATION,
+        (subject, body),
+        now,
     )
-    .await
-    .map_err(message_error)?;
+    .await?;
     Ok(InvitationEmail { token, sealed })
 }
 
@@ -117,15 +105,8 @@ pub async fn invite_by_email(
     let id = insert_invitation(&mut *conn, tenant, patient, invited_by, &email.token, now).await?;
     messages::queue(conn, &email.sealed, now)
         .await
-        .map_err(message_error)?;
+        .map_err(AccountError::from)?;
     Ok(id)
-}
-
-fn message_error(e: messages::MessageError) -> AccountError {
-    match e {
-        messages::MessageError::Db(d) => d.into(),
-        messages::MessageError::Crypto(c) => c.into(),
-    }
 }
 
 async fn insert_invitation<'e, E>(

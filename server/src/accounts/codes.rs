@@ -83,7 +83,7 @@ pub async fn send_reset_code(
     .await?;
     messages::queue(&mut tx, &sealed, now)
         .await
-        .map_err(message_error)?;
+        .map_err(AccountError::from)?;
     tx.commit().await?;
     Ok(())
 }
@@ -136,7 +136,7 @@ pub async fn redeem_reset_code(
 
 /// An account email (`template`'s subject and body) to `to`, sealed for the outbox under the
 /// platform's keys, before the caller's transaction.
-pub(super) async fn seal_email(
+pub(crate) async fn seal_email(
     crypto: &FieldCrypto,
     to: Phi<String>,
     template: &'static str,
@@ -162,14 +162,7 @@ pub(super) async fn seal_email(
         },
     )
     .await
-    .map_err(message_error)
-}
-
-pub(super) fn message_error(e: messages::MessageError) -> AccountError {
-    match e {
-        messages::MessageError::Db(d) => AccountError::from(d),
-        messages::MessageError::Crypto(c) => AccountError::from(c),
-    }
+    .map_err(AccountError::from)
 }
 
 #[cfg(test)]

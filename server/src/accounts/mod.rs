@@ -23,6 +23,7 @@ mod staff;
 mod throttle;
 mod totp;
 
+pub(crate) use codes::seal_email;
 pub use codes::{
     redeem_reset_code, send_reset_code, CODE_SECS, MAX_TRIES as MAX_CODE_TRIES, RESEND_SECS,
 };
@@ -96,6 +97,15 @@ pub enum AccountError {
     /// Too many password checks are already waiting: try again shortly.
     #[error("password checks are busy")]
     Busy,
+}
+
+impl From<crate::messages::MessageError> for AccountError {
+    fn from(e: crate::messages::MessageError) -> Self {
+        match e {
+            crate::messages::MessageError::Db(d) => AccountError::Db(d),
+            crate::messages::MessageError::Crypto(c) => AccountError::Crypto(c),
+        }
+    }
 }
 
 /// Staff sign in with a second factor; members (patients, guarantors) with a password only and

@@ -4,7 +4,7 @@
 //! one-time "this wasn't me" link (`raise_alarm`): every session of the account ends and the
 //! practices it reaches are alerted.
 
-use super::codes::{message_error, seal_email};
+use super::codes::seal_email;
 use super::{open_email, AccountError};
 use crate::crypto::{random_token, token_hash, FieldCrypto};
 use crate::db::Db;
@@ -55,7 +55,7 @@ async fn notify(
     .await?;
     messages::queue(&mut tx, &sealed, now)
         .await
-        .map_err(message_error)?;
+        .map_err(AccountError::from)?;
     tx.commit().await?;
     Ok(())
 }
