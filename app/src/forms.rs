@@ -303,6 +303,54 @@ forms! {
         reply / REPLY,
     }
 
+    /// A patient's billing texts on or off (`Url::TextChoice`).
+    pub struct TextChoiceForm {
+        /// "on" or "off".
+        choice / CHOICE,
+    }
+
+    /// Which practice's text settings (`Url::StaffMessaging`'s query); empty: the first the
+    /// caller manages.
+    pub struct MessagingQuery {
+        practice / PRACTICE,
+    }
+
+    /// A practice's reminder cadence (`Url::StaffMessagingCadence`).
+    pub struct CadenceForm {
+        practice / PRACTICE,
+        /// Days after the first text, comma-separated ("7, 14").
+        days / DAYS,
+        /// "on" when the due date is a step too (a checkbox: absent when off).
+        on_due / ON_DUE,
+    }
+
+    /// The check-page footer on or off (`Url::StaffMessagingFooter`).
+    pub struct FooterForm {
+        practice / PRACTICE,
+        /// "on" or "off".
+        enabled / ENABLED,
+    }
+
+    /// A practice's wording of one text (`Url::StaffMessagingText`): saved, or back to the
+    /// built-in wording.
+    pub struct TextWordingForm {
+        practice / PRACTICE,
+        /// "pay-link" or "reminder".
+        template / TEMPLATE,
+        /// "en" or "es".
+        language / LANGUAGE,
+        body / BODY,
+        /// "save" or "reset".
+        action / ACTION,
+    }
+
+    /// Pause or resume a statement's reminders (`Url::StaffReminders`).
+    pub struct RemindersForm {
+        statement / STATEMENT,
+        /// "pause" or "resume".
+        action / ACTION,
+    }
+
     /// Turn "act on behalf" on or off (`Url::StaffActOnBehalf`).
     pub struct ActOnBehalfForm {
         /// Practice (tenant) id.

@@ -13,6 +13,7 @@ pub mod staff_audit;
 pub mod staff_console;
 pub mod staff_import;
 pub mod staff_messages;
+pub mod staff_messaging;
 pub mod staff_settings;
 pub mod urls;
 pub mod vm;

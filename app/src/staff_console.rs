@@ -2,7 +2,7 @@
 //! send a fresh pay link), payments, pay links with their state and the revoke and unlock forms,
 //! and the messages sent to them; the form that starts viewing as the patient.
 
-use crate::forms::{LinkResendForm, LinkRevokeForm, LinkUnlockForm, ViewAsForm};
+use crate::forms::{LinkResendForm, LinkRevokeForm, LinkUnlockForm, RemindersForm, ViewAsForm};
 use crate::i18n::Tr;
 use crate::pages::{csrf_input, document_portal};
 use crate::urls::Url;
@@ -19,6 +19,12 @@ fn statements(tr: Tr, vm: &ConsoleVm) -> AnyView {
         .iter()
         .map(|s| {
             let label = tr.ta("staff-console-resend-label", &[("date", &s.date)]);
+            let (state, action, button) = if s.reminders_paused {
+                ("staff-console-reminders-paused-state", "resume", "staff-console-reminders-resume")
+            } else {
+                ("staff-console-reminders-on-state", "pause", "staff-console-reminders-pause")
+            };
+            let reminders_label = tr.ta(&format!("{button}-label"), &[("date", &s.date)]);
             view! {
                 <tr>
                     <td>{s.date.clone()}</td>
@@ -29,6 +35,15 @@ fn statements(tr: Tr, vm: &ConsoleVm) -> AnyView {
                             {csrf_input(vm.csrf.clone())}
                             <input type="hidden" name=LinkResendForm::STATEMENT value=s.id.clone()/>
                             <button type="submit" class="button secondary" aria-label=label>{tr.t("staff-console-resend")}</button>
+                        </form>
+                    </td>
+                    <td>
+                        <span>{tr.t(state)}</span>" "
+                        <form method="post" action=Url::StaffReminders.path() class="inline-form" novalidate>
+                            {csrf_input(vm.csrf.clone())}
+                            <input type="hidden" name=RemindersForm::STATEMENT value=s.id.clone()/>
+                            <input type="hidden" name=RemindersForm::ACTION value=action/>
+                            <button type="submit" class="link-button" aria-label=reminders_label>{tr.t(button)}</button>
                         </form>
                     </td>
                 </tr>
@@ -42,6 +57,7 @@ fn statements(tr: Tr, vm: &ConsoleVm) -> AnyView {
                 <th scope="col">{tr.t("staff-console-due-date")}</th>
                 <th scope="col">{tr.t("staff-console-balance")}</th>
                 <th scope="col">{tr.t("staff-console-actions")}</th>
+                <th scope="col">{tr.t("staff-console-reminders")}</th>
             </tr></thead>
             <tbody>{rows}</tbody>
         </table>

@@ -90,10 +90,12 @@ urls! {
     Expired => "/expired",
     /// "Is this text really from my practice?": a pasted link checked, nothing else told.
     CheckLink => "/check-link",
+    /// A pay-link visitor turns billing texts to the patient's number on or off.
+    TextChoice => "/texts",
 
     // ---- Member accounts.
     AccountCreate => "/account/create",
-    /// The code Cognito emailed at sign-up.
+    /// The code emailed at sign-up (the portal's, or Cognito's).
     AccountConfirm => "/account/confirm",
     AccountConfirmResend => "/account/confirm/resend",
     /// A forgotten password: the email a code goes to, then the code with the new password.
@@ -180,6 +182,14 @@ urls! {
     /// A practice's undeliverable messages and patients' replies (`?practice=`); marking one read.
     StaffMessages => "/staff/messages",
     StaffMessageRead => "/staff/messages/read",
+    /// A practice admin's settings for the practice's texts (`?practice=`): reminder cadence,
+    /// the check-page footer, the practice's wording of each text.
+    StaffMessaging => "/staff/messaging",
+    StaffMessagingCadence => "/staff/messaging/reminders",
+    StaffMessagingFooter => "/staff/messaging/footer",
+    StaffMessagingText => "/staff/messaging/texts",
+    /// Support console: pause or resume a statement's reminders.
+    StaffReminders => "/staff/reminders",
 
     // ---- Machine endpoints.
     StripeWebhook => "/webhooks/stripe",
@@ -301,6 +311,7 @@ mod tests {
         "/signed-out",
         "/expired",
         "/check-link",
+        "/texts",
         "/account/create",
         "/account/confirm",
         "/account/confirm/resend",
@@ -363,6 +374,11 @@ mod tests {
         "/staff/api-keys/revoke",
         "/staff/messages",
         "/staff/messages/read",
+        "/staff/messaging",
+        "/staff/messaging/reminders",
+        "/staff/messaging/footer",
+        "/staff/messaging/texts",
+        "/staff/reminders",
         "/webhooks/stripe",
         "/webhooks/twilio/status",
         "/webhooks/twilio/inbound",

@@ -118,6 +118,19 @@ pub struct SummaryVm {
     pub paid_in_full: bool,
     pub itemised_unlocked: bool,
     pub pay: PayFormVm,
+    /// The patient's choice about billing texts, when there is a number to choose for.
+    pub texts: Option<TextChoiceVm>,
+}
+
+/// Billing texts to the patient's number on the practice's record: on or off, and the form that
+/// changes it (the consent wording is the page's).
+#[derive(Clone, Debug, Default)]
+pub struct TextChoiceVm {
+    pub csrf: String,
+    /// The number's last four digits.
+    pub last_digits: String,
+    pub on: bool,
+    pub notice: Option<String>,
 }
 
 /// The four amounts of a statement line (or of the totals row).
@@ -432,9 +445,11 @@ pub struct StaffHomeVm {
     pub act_on_behalf: bool,
     /// Link to a practice's undelivered messages and replies (support agents, practice admins).
     pub messages: bool,
+    /// Link to the practice's settings for its texts (practice admins).
+    pub messaging: bool,
 }
 
-debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, act_on_behalf, messages, results, search_error, notice, emergency, break_glass, invite_error; redacted: email });
+debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, act_on_behalf, messages, messaging, results, search_error, notice, emergency, break_glass, invite_error; redacted: email });
 
 #[derive(Clone, Debug, Default)]
 pub struct BreakGlassVm {

@@ -12,6 +12,8 @@ pub struct ConsoleStatementVm {
     pub date: String,
     pub due: String,
     pub balance: String,
+    /// Its text reminders are paused (by staff, or for good once it was paid).
+    pub reminders_paused: bool,
 }
 
 /// One payment, in short: the payments page has the rest.

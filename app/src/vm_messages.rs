@@ -97,3 +97,41 @@ mod tests {
         assert!(!format!("{vm:?}").contains("knee"));
     }
 }
+
+/// A practice admin's settings for the practice's texts (`Url::StaffMessaging`).
+#[derive(Clone, Debug, Default)]
+pub struct MessagingSettingsVm {
+    pub csrf: String,
+    /// (id, name) of the practice shown.
+    pub practice: (String, String),
+    /// The other practices the admin manages: (id, name).
+    pub others: Vec<(String, String)>,
+    pub notice: Option<String>,
+    /// Days after the first text, as typed ("7, 14").
+    pub reminder_days: String,
+    pub remind_on_due: bool,
+    /// Why the typed cadence was refused.
+    pub cadence_error: Option<String>,
+    pub footer: bool,
+    /// The "is this text really from my practice?" page.
+    pub check_url: String,
+    pub texts: Vec<TextWordingVm>,
+}
+
+/// One text a practice may word.
+#[derive(Clone, Debug, Default)]
+pub struct TextWordingVm {
+    /// "pay-link" or "reminder" (the form's value).
+    pub template: String,
+    /// "en" or "es" (the form's value).
+    pub language: String,
+    /// "New statement text, English", worded.
+    pub label: String,
+    pub body: String,
+    /// The practice's own wording (else the built-in one).
+    pub custom: bool,
+    /// "1 segment (GSM-7), 131 characters with a link", worded.
+    pub measure: Option<String>,
+    /// Why the typed wording was refused (for a practice administrator).
+    pub errors: Vec<String>,
+}

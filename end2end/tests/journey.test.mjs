@@ -425,6 +425,13 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       await page.getByLabel('Password', { exact: true }).fill(GUARANTOR.password);
       await page.getByLabel('Confirm password', { exact: true }).fill(GUARANTOR.password);
       await page.getByRole('button', { name: 'Create account', exact: true }).click();
+      // The address is confirmed by the code emailed to it (the demo's outbox viewer shows it).
+      await atPortal(page, '/account/confirm');
+      await heading(page, 'Check your email');
+      await page.getByLabel('Code from the email', { exact: true }).fill(await emailedCode(GUARANTOR.email));
+      await page.getByRole('button', { name: 'Confirm', exact: true }).click();
+      await atPortal(page, '/signin');
+      await signIn(page, GUARANTOR);
       await atPortal(page, '/account');
       await heading(page, 'Your account');
 
@@ -698,6 +705,17 @@ async function answerInvitation(page, link, patient, { signedIn = false } = {}) 
   await atPortal(page, '/guarantor/accept');
   await heading(page, 'Accept the invitation');
   await visible(page.getByText(`${patient.name}'s statements`, { exact: false }).first());
+}
+
+/** The code in the newest sign-up email to `email`, from the demo's outbox viewer (newest first). */
+async function emailedCode(email) {
+  const html = await (await fetch(`${server.portalUrl}/dev/outbox`)).text();
+  const mine = html.split('<li class="card dev-message">').slice(1)
+    .filter((li) => li.includes(`>${email}</span>`) && li.includes('confirm-code'));
+  assert.ok(mine.length > 0, `no sign-up code email to ${email} in the outbox`);
+  const m = mine[0].match(/account is (\d{8})\./);
+  assert.ok(m, `no eight-digit code in: ${mine[0]}`);
+  return m[1];
 }
 
 async function signIn(page, { email, password }) {

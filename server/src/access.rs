@@ -85,10 +85,12 @@ pub enum Action {
     ViewMessages,
     /// Mark a patient's reply as read.
     HandleMessages,
+    /// Turn billing texts to one's own number on or off (the pay-link page's consent form).
+    ChooseTexts,
 }
 
 impl Action {
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 26] = [
         Action::ViewBalance,
         Action::ViewItemisedStatement,
         Action::ViewStatementAmounts,
@@ -114,6 +116,7 @@ impl Action {
         Action::ConfigureActOnBehalf,
         Action::ViewMessages,
         Action::HandleMessages,
+        Action::ChooseTexts,
     ];
 }
 
@@ -204,6 +207,7 @@ fn role_allows(role: Role, action: Action) -> bool {
                 | InviteGuarantor
                 | RevokeGuarantor
                 | ViewCardDetails
+                | ChooseTexts
         ),
         Role::Guarantor => matches!(
             action,
@@ -270,6 +274,7 @@ fn is_write(action: Action) -> bool {
             | RunIncidentConsole
             | ConfigureActOnBehalf
             | HandleMessages
+            | ChooseTexts
     )
 }
 
@@ -498,34 +503,34 @@ mod tests {
     /// The whole matrix: every role × every action, on the role's own patient in its own
     /// practice. `Y` allowed, `.` denied. Changing a permission means changing this table.
     const MATRIX: &[(Role, &str)] = &[
-        //                     VB VI SA MP VR OL IG RG SP VP RL IS MS SM RF EX AL VC IC BG PR CD AB VM HM
+        //                     VB VI SA MP VR OL IG RG SP VP RL IS MS SM RF EX AL VC IC BG PR CD AB VM HM CT
         (
             Role::Patient,
-            "Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  .",
+            "Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  .  Y",
         ),
         (
             Role::Guarantor,
-            "Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .",
+            "Y  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .",
         ),
         (
             Role::SupportAgent,
-            "Y  Y  Y  .  Y  .  .  .  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  .  Y  Y",
+            "Y  Y  Y  .  Y  .  .  .  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  .  Y  Y  .",
         ),
         (
             Role::PracticeAdmin,
-            "Y  Y  Y  .  Y  .  Y  Y  Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .  Y  Y  Y  Y",
+            "Y  Y  Y  .  Y  .  Y  Y  Y  Y  Y  Y  Y  Y  Y  Y  .  .  .  .  .  Y  Y  Y  Y  .",
         ),
         (
             Role::SecurityOfficer,
-            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  .",
+            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  .  .",
         ),
         (
             Role::PlatformAdmin,
-            ".  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  .  .  .  Y  .  .  .  .",
+            ".  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  .  .  .  Y  .  .  .  .  .",
         ),
         (
             Role::Auditor,
-            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  .  .  .  .  .",
+            ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  .  .  .  .  .  .",
         ),
     ];
 

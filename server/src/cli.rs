@@ -87,6 +87,34 @@ pub async fn apikeys(cfg: &Config, action: ApikeysCommand) -> anyhow::Result<()>
 pub struct Refused(pub String);
 
 /// The process exit code for a command's error: 2 when statements were refused, else 1.
+/// The portal's public address as links carry it (the configured one, else the listen address).
+pub fn public_base(cfg: &Config) -> String {
+    cfg.public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", cfg.addr))
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// Tells the operator where a staff set-up link went: emailed (the address masked), or, with no
+/// email provider configured (the email waits in the outbox), the link to pass on by hand.
+pub fn tell_setup_link(cfg: &Config, email: &str, token: &str) {
+    let hours = crate::accounts::ENROLMENT_TTL_SECS / 3600;
+    match cfg.messaging.email_provider {
+        crate::config::EmailProviderKind::Smtp => println!(
+            "The one-time set-up link was emailed to {} (valid {hours} hours).",
+            crate::accounts::masked_email(email)
+        ),
+        crate::config::EmailProviderKind::Outbox => {
+            println!(
+                "No email provider is configured (PATRIOTPAY_EMAIL_PROVIDER=outbox), so the email \
+                 waits in the outbox. Pass this one-time set-up link on yourself (valid {hours} hours):"
+            );
+            println!("{}/staff/enrol/{token}", public_base(cfg));
+        }
+    }
+}
+
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<Refused>().is_some() {
         2

@@ -205,16 +205,18 @@ pub async fn accept_existing(
     Ok(())
 }
 
-/// Creates a member account and accepts onto it, atomically.
+/// Creates a member account and accepts onto it, atomically (with `confirm`, the account is
+/// usable once its emailed code is entered).
 pub async fn accept_new(
     db: &Db,
     inv: &Invitation,
     account: &accounts::NewAccount,
     credentials: &accounts::NewCredentials,
+    confirm: Option<&accounts::ConfirmCode>,
     now: i64,
 ) -> Result<UserId, AccountError> {
     let mut tx = db.begin_write().await?;
-    let user = accounts::create_member(&mut tx, account, credentials, now).await?;
+    let user = accounts::create_member(&mut tx, account, credentials, confirm, now).await?;
     spend(&mut tx, inv, &user, now).await?;
     tx.commit().await?;
     Ok(user)

@@ -115,8 +115,10 @@ pub trait IdentityProvider: Send + Sync {
         email: &str,
         password: Phi<String>,
     ) -> Result<(NewCredentials, bool), IdentityError>;
-    async fn confirm_member(&self, email: &str, code: &str) -> Result<(), IdentityError>;
-    async fn resend_member_code(&self, email: &str) -> Result<(), IdentityError>;
+    /// The code emailed at sign-up; a wrong or spent one is `Refused`.
+    async fn confirm_member(&self, email: &str, code: &str, now: i64) -> Result<(), IdentityError>;
+    /// A fresh sign-up code for an unconfirmed account (nothing for any other address).
+    async fn resend_member_code(&self, email: &str, now: i64) -> Result<(), IdentityError>;
     /// A member's forgotten password: a one-time code to the account's own email (local: through
     /// the outbox, `accounts::codes`; Cognito: its ForgotPassword flow). Nothing tells whether
     /// the account exists.
@@ -151,8 +153,14 @@ pub trait IdentityProvider: Send + Sync {
         now: i64,
     ) -> Result<(), IdentityError>;
     /// The operator's forced reset (`users reset`): the portal refuses sign-in until it is done.
-    /// Local accounts get a new one-time set-up link (returned).
-    async fn force_reset(&self, email: &str, now: i64) -> Result<Option<String>, IdentityError>;
+    /// Local accounts get a new one-time set-up link (returned, and emailed to the account with
+    /// `email_link_from`, the portal's public address).
+    async fn force_reset(
+        &self,
+        email: &str,
+        email_link_from: Option<&str>,
+        now: i64,
+    ) -> Result<Option<String>, IdentityError>;
 }
 
 /// Accounts in our own database.
@@ -181,6 +189,7 @@ impl IdentityProvider for LocalIdentity {
         {
             Ok(u) => u,
             Err(AccountError::Invalid) => return Err(IdentityError::Refused),
+            Err(AccountError::Unconfirmed) => return Err(IdentityError::Unconfirmed),
             Err(e) => return Err(e.into()),
         };
         Ok(match kind {
@@ -235,16 +244,21 @@ impl IdentityProvider for LocalIdentity {
         _email: &str,
         password: Phi<String>,
     ) -> Result<(NewCredentials, bool), IdentityError> {
+        // Hashed whether or not the address is free (found at `create_member`), so the two
+        // answers take the same time. The portal emails the code (`accounts::confirm`).
         let password_hash = accounts::hash_password(password).await?;
-        Ok((NewCredentials::Local { password_hash }, false))
+        Ok((NewCredentials::Local { password_hash }, true))
     }
 
-    async fn confirm_member(&self, _: &str, _: &str) -> Result<(), IdentityError> {
-        Err(IdentityError::Unsupported)
+    async fn confirm_member(&self, email: &str, code: &str, now: i64) -> Result<(), IdentityError> {
+        match accounts::confirm_email(&self.db, &self.crypto, email, code, now).await? {
+            Some(_) => Ok(()),
+            None => Err(IdentityError::Refused),
+        }
     }
 
-    async fn resend_member_code(&self, _: &str) -> Result<(), IdentityError> {
-        Err(IdentityError::Unsupported)
+    async fn resend_member_code(&self, email: &str, now: i64) -> Result<(), IdentityError> {
+        Ok(accounts::resend_confirm_code(&self.db, &self.crypto, email, now).await?)
     }
 
     async fn member_forgot_password(&self, email: &str, now: i64) -> Result<(), IdentityError> {
@@ -294,8 +308,13 @@ impl IdentityProvider for LocalIdentity {
         Err(IdentityError::Unsupported)
     }
 
-    async fn force_reset(&self, email: &str, now: i64) -> Result<Option<String>, IdentityError> {
-        Ok(accounts::force_reset(&self.db, &self.crypto, email, now).await?)
+    async fn force_reset(
+        &self,
+        email: &str,
+        email_link_from: Option<&str>,
+        now: i64,
+    ) -> Result<Option<String>, IdentityError> {
+        Ok(accounts::force_reset(&self.db, &self.crypto, email, email_link_from, now).await?)
     }
 }
 
@@ -448,11 +467,11 @@ impl IdentityProvider for CognitoIdentity {
         Ok((NewCredentials::External { subject: u.sub }, !u.confirmed))
     }
 
-    async fn confirm_member(&self, email: &str, code: &str) -> Result<(), IdentityError> {
+    async fn confirm_member(&self, email: &str, code: &str, _: i64) -> Result<(), IdentityError> {
         Ok(self.cognito.confirm_sign_up(email, code).await?)
     }
 
-    async fn resend_member_code(&self, email: &str) -> Result<(), IdentityError> {
+    async fn resend_member_code(&self, email: &str, _: i64) -> Result<(), IdentityError> {
         Ok(self.cognito.resend_code(email).await?)
     }
 
@@ -523,8 +542,13 @@ impl IdentityProvider for CognitoIdentity {
         Ok(())
     }
 
-    async fn force_reset(&self, email: &str, now: i64) -> Result<Option<String>, IdentityError> {
-        accounts::force_reset(&self.db, &self.crypto, email, now).await?;
+    async fn force_reset(
+        &self,
+        email: &str,
+        _: Option<&str>,
+        now: i64,
+    ) -> Result<Option<String>, IdentityError> {
+        accounts::force_reset(&self.db, &self.crypto, email, None, now).await?;
         let email = accounts::normalize_email(email);
         self.cognito.reset_password(&email).await?;
         self.cognito.global_sign_out(&email).await?;

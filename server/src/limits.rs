@@ -1,11 +1,60 @@
 //! What the attempt limits (sign-in, identity check) key an address on: the IPv4 address, or
-//! the /64 an IPv6 address belongs to.
+//! the /64 an IPv6 address belongs to; and the per-address limit on what anyone may ask for
+//! without an account (`claim_use`: link checks, reset codes).
 //!
 //! One IPv6 subscriber is usually given a whole /64 (often more), so an attacker can rotate
 //! through 2^64 addresses without asking anyone; a limit on the exact address string would
 //! never fire. Only limits use this key: the audit log keeps the full address.
 
+use crate::db::Db;
 use std::net::{IpAddr, Ipv6Addr};
+
+/// At most `max` uses of `kind` per address key in `window_secs`.
+pub struct UseLimit {
+    pub kind: &'static str,
+    pub max: i64,
+    pub window_secs: i64,
+}
+
+/// Claims one use of `limit.kind` for `address_key` (from `address_key`): `false` when the
+/// address has used its share in the window; the refused use is not recorded, so a flood adds
+/// no rows. Counted before and after the row is written: parallel uses that all passed the first
+/// count are still cut to the limit by the second (each sees at least every row committed before
+/// its own), so at most `max` go through.
+pub async fn claim_use(
+    db: &Db,
+    limit: &UseLimit,
+    address_key: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let since = now - limit.window_secs;
+    let count = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM address_uses WHERE kind = $1 AND address_key = $2 AND at > $3",
+        )
+        .bind(limit.kind)
+        .bind(address_key)
+        .bind(since)
+        .fetch_one(db.pool())
+        .await
+    };
+    if count().await? >= limit.max {
+        return Ok(false);
+    }
+    // Old rows count for nothing: pruned here, where the table grows.
+    sqlx::query("DELETE FROM address_uses WHERE kind = $1 AND at <= $2")
+        .bind(limit.kind)
+        .bind(since)
+        .execute(db.pool())
+        .await?;
+    sqlx::query("INSERT INTO address_uses (kind, address_key, at) VALUES ($1, $2, $3)")
+        .bind(limit.kind)
+        .bind(address_key)
+        .bind(now)
+        .execute(db.pool())
+        .await?;
+    Ok(count().await? <= limit.max)
+}
 
 /// The key the per-address limits count under: `192.0.2.7` for IPv4 (and IPv4-mapped IPv6,
 /// `::ffff:192.0.2.7`, which is the same client), `2001:db8:1:2::/64` for any other IPv6

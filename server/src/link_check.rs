@@ -74,35 +74,14 @@ pub fn read<'a>(pasted: &'a str, public_url: &str) -> Pasted<'a> {
 }
 
 /// Claims one check for `address_key`: `false` when the address has used its checks in the
-/// window. Counted before and after the row is written: parallel checks that all passed the
-/// first count are still cut to the limit by the second (each sees at least every row committed
-/// before its own), so at most `MAX_CHECKS_PER_ADDRESS` go through.
+/// window (`limits::claim_use`).
 pub async fn claim(db: &Db, address_key: &str, now: i64) -> Result<bool, sqlx::Error> {
-    let since = now - WINDOW_SECS;
-    let count = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM link_checks WHERE address_key = $1 AND at > $2",
-        )
-        .bind(address_key)
-        .bind(since)
-        .fetch_one(db.pool())
-        .await
+    let limit = crate::limits::UseLimit {
+        kind: "link-check",
+        max: MAX_CHECKS_PER_ADDRESS,
+        window_secs: WINDOW_SECS,
     };
-    // Over the limit: nothing is written, so a flood adds no rows.
-    if count().await? >= MAX_CHECKS_PER_ADDRESS {
-        return Ok(false);
-    }
-    // Old rows count for nothing: pruned here, where the table grows.
-    sqlx::query("DELETE FROM link_checks WHERE at <= $1")
-        .bind(since)
-        .execute(db.pool())
-        .await?;
-    sqlx::query("INSERT INTO link_checks (address_key, at) VALUES ($1, $2)")
-        .bind(address_key)
-        .bind(now)
-        .execute(db.pool())
-        .await?;
-    Ok(count().await? <= MAX_CHECKS_PER_ADDRESS)
+    crate::limits::claim_use(db, &limit, address_key, now).await
 }
 
 /// The answer to one check.

@@ -579,6 +579,7 @@ async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow
                     "no practice with id {p}"
                 );
             }
+            let public = patriotpay::cli::public_base(cfg);
             let (_, token) = patriotpay::accounts::add_staff(
                 &db,
                 &crypto,
@@ -586,18 +587,12 @@ async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow
                 role,
                 practice.as_ref(),
                 Some(&name),
+                Some(&public),
                 now,
             )
             .await?;
-            let public = cfg
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", cfg.addr));
-            println!(
-                "Account created for {}. Send them this one-time set-up link (valid 72 hours):",
-                email.trim()
-            );
-            println!("{}/staff/enrol/{token}", public.trim_end_matches('/'));
+            println!("Account created for {}.", email.trim());
+            patriotpay::cli::tell_setup_link(cfg, &email, &token);
         }
         UsersCommand::List => {
             // Every account's email is opened to print it.
@@ -630,14 +625,11 @@ async fn users(cfg: &patriotpay::config::Config, action: UsersCommand) -> anyhow
         }
         UsersCommand::Reset { email } => {
             let identity = patriotpay::identity_provider(cfg, &db, &crypto).await?;
-            match identity.force_reset(&email, now).await? {
+            let public = patriotpay::cli::public_base(cfg);
+            match identity.force_reset(&email, Some(&public), now).await? {
                 Some(token) => {
-                    let public = cfg
-                        .public_url
-                        .clone()
-                        .unwrap_or_else(|| format!("http://{}", cfg.addr));
-                    println!("Sessions ended. {email} must set a new password and authenticator with this link (72 hours):");
-                    println!("{}/staff/enrol/{token}", public.trim_end_matches('/'));
+                    println!("Sessions ended. {email} must set a new password and authenticator.");
+                    patriotpay::cli::tell_setup_link(cfg, &email, &token);
                 }
                 None => println!(
                     "Reset at the identity provider and signed out everywhere; the portal refuses {email} until the reset is done."

@@ -181,9 +181,7 @@ mod tests {
     fn keys_the_server_flashes_exist() {
         let tr = Tr::new(crate::Lang::En);
         for key in [
-            "account-created",
             "account-email-invalid",
-            "account-email-taken",
             "account-guarantor-revoked",
             "account-invitation-revoked",
             "account-pay-cancelled",

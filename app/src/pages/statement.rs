@@ -3,7 +3,7 @@
 
 use super::layout::{document, Chrome};
 use super::{csrf_input, described_by, error_summary, field_message, invalid};
-use crate::forms::PayForm;
+use crate::forms::{PayForm, TextChoiceForm};
 use crate::i18n::Tr;
 use crate::urls::Url;
 use crate::vm::*;
@@ -54,6 +54,30 @@ pub(super) fn pay_or_paid(tr: Tr, paid_in_full: bool, pay: PayFormVm) -> AnyView
     }
 }
 
+/// Billing texts on or off, with the consent wording the ledger records (`WEB_WORDING`).
+fn text_choice(tr: Tr, practice: &str, vm: TextChoiceVm) -> AnyView {
+    let args = [("practice", practice), ("digits", vm.last_digits.as_str())];
+    let (state, button, choice) = if vm.on {
+        ("texts-choice-on", "texts-choice-turn-off", "off")
+    } else {
+        ("texts-choice-off", "texts-choice-turn-on", "on")
+    };
+    view! {
+        <section class="card texts-choice" aria-labelledby="texts-heading">
+            <h2 id="texts-heading">{tr.t("texts-choice-title")}</h2>
+            {vm.notice.map(|n| view! { <p class="notice" role="status">{n}</p> })}
+            <p>{tr.ta(state, &args)}</p>
+            {(!vm.on).then(|| view! { <p class="hint">{tr.ta("texts-choice-terms", &args)}</p> })}
+            <form method="post" action=Url::TextChoice.path() novalidate>
+                {csrf_input(vm.csrf.clone())}
+                <input type="hidden" name=TextChoiceForm::CHOICE value=choice/>
+                <button type="submit" class="button secondary">{tr.t(button)}</button>
+            </form>
+        </section>
+    }
+    .into_any()
+}
+
 pub fn summary(meta: PageMeta, vm: SummaryVm) -> String {
     let tr = Tr::new(meta.lang);
     let itemised_href = if vm.itemised_unlocked {
@@ -72,6 +96,7 @@ pub fn summary(meta: PageMeta, vm: SummaryVm) -> String {
         </div>
         <p><a href=itemised_href.path()>{tr.t("summary-itemised-link")}</a></p>
         {pay_or_paid(tr, vm.paid_in_full, vm.pay.clone())}
+        {vm.texts.clone().map(|t| text_choice(tr, &vm.practice_name, t))}
         <p><a href=Url::RecordViews.path()>{tr.t("record-views-link")}</a></p>
     };
     document(

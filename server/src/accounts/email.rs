@@ -63,6 +63,15 @@ fn email_aad(user: &UserId) -> FieldAad<'_> {
     }
 }
 
+/// `email` sealed as account `user`'s stored address.
+pub(super) async fn seal_for(
+    crypto: &FieldCrypto,
+    user: &UserId,
+    email: &str,
+) -> Result<Vec<u8>, AccountError> {
+    Ok(crypto.encrypt(email_aad(user), email.as_bytes()).await?)
+}
+
 /// A new account's id with its email sealed for storage. Made before the caller's write
 /// transaction opens, since a first use of the platform's keys writes them.
 pub struct NewAccount {
@@ -80,7 +89,7 @@ impl NewAccount {
         }
         let id = UserId::generate();
         let email_index = email_index(crypto, &email).await?;
-        let email_ct = crypto.encrypt(email_aad(&id), email.as_bytes()).await?;
+        let email_ct = seal_for(crypto, &id, &email).await?;
         Ok(Self {
             id,
             email_index,

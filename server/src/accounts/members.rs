@@ -1,7 +1,7 @@
 //! Member accounts (patients and guarantors): creation with local or Cognito credentials, lookup
 //! by Cognito subject, password replacement, and grants over named patients.
 
-use super::{AccountError, NewAccount};
+use super::{AccountError, ConfirmCode, NewAccount};
 use crate::access::Role;
 use crate::db::Db;
 use crate::ids::{PatientId, TenantId, UserId};
@@ -27,11 +27,14 @@ pub async fn member_by_subject(db: &Db, subject: &str) -> Result<Option<UserId>,
 
 /// Creates a member account (patient or guarantor) from an email sealed with
 /// `NewAccount::prepare`; grants are added by the caller in the same transaction. An email
-/// already in use is refused.
+/// already in use is refused. With `confirm`, the account is unusable until its code (emailed
+/// here, in the same transaction) is entered; without, its address counts as confirmed (Cognito
+/// confirmed it, or the operator or a test made the account).
 pub async fn create_member(
     tx: &mut sqlx::AnyConnection,
     account: &NewAccount,
     credentials: &NewCredentials,
+    confirm: Option<&ConfirmCode>,
     now: i64,
 ) -> Result<UserId, AccountError> {
     account.check_free(tx).await?;
@@ -41,8 +44,9 @@ pub async fn create_member(
         NewCredentials::External { subject } => (None, Some(subject.clone())),
     };
     sqlx::query(
-        "INSERT INTO users (id, email_index, email_ct, password_hash, external_subject, kind, created_at)
-         VALUES ($1, $2, $3, $4, $5, 'member', $6)",
+        "INSERT INTO users (id, email_index, email_ct, password_hash, external_subject, kind,
+                            created_at, email_confirmed_at)
+         VALUES ($1, $2, $3, $4, $5, 'member', $6, $7)",
     )
     .bind(id.as_str())
     .bind(&account.email_index)
@@ -50,6 +54,7 @@ pub async fn create_member(
     .bind(hash)
     .bind(subject)
     .bind(now)
+    .bind(if confirm.is_some() { None } else { Some(now) })
     .execute(&mut *tx)
     .await
     .map_err(|e| match &e {
@@ -57,6 +62,9 @@ pub async fn create_member(
         sqlx::Error::Database(d) if d.is_unique_violation() => AccountError::EmailTaken,
         _ => e.into(),
     })?;
+    if let Some(code) = confirm {
+        code.store(tx, &id, now).await?;
+    }
     Ok(id)
 }
 

@@ -6,12 +6,13 @@
 //! pseudo-practice, `Account` with `load`, per-user session revocation, and the re-exports that
 //! keep every item at `crate::accounts::X`. Each concern lives in its own file:
 //! `password` (argon2id, the password check), `totp` (second factor, enrolment completion),
-//! `recovery` (recovery codes), `codes` (emailed password-reset codes for members), `notices` (emails to an account's owner), `throttle` (sign-in limits), `devices` (trusted staff
+//! `recovery` (recovery codes), `codes` (emailed password-reset codes for members), `confirm` (a member's address confirmed by an emailed code at sign-up), `notices` (emails to an account's owner), `throttle` (sign-in limits), `devices` (trusted staff
 //! devices), `email` (sealed emails, blind
 //! index, new accounts), `staff` (staff accounts and the operator's commands) and `members`
 //! (patient and guarantor accounts, grants over patients).
 
 mod codes;
+mod confirm;
 mod devices;
 mod email;
 mod members;
@@ -25,7 +26,13 @@ mod totp;
 
 pub(crate) use codes::seal_email;
 pub use codes::{
-    redeem_reset_code, send_reset_code, CODE_SECS, MAX_TRIES as MAX_CODE_TRIES, RESEND_SECS,
+    redeem_reset_code, send_reset_code, CODE_SECS, MAX_TRIES as MAX_CODE_TRIES,
+    REQUESTS_PER_ADDRESS as RESET_REQUESTS_PER_ADDRESS, REQUEST_WINDOW_SECS, RESEND_SECS,
+    RESET_REQUESTS,
+};
+pub use confirm::{
+    confirm_email, release_stale_signup, resend_confirm_code, signup_for_taken, ConfirmCode,
+    CONFIRM_CODE_SECS, UNCONFIRMED_SECS,
 };
 pub use devices::{
     prune_trusted_devices, revoke_trusted_devices, trust_device, MAX_TRUSTED_DEVICES_PER_ACCOUNT,
@@ -40,7 +47,8 @@ pub use members::{
 };
 pub use names::{display_name, rename, user_by_email, StaffName, MAX_CHARS as MAX_NAME_CHARS};
 pub use notices::{
-    alarm_is_live, notify_grant_added, notify_password_changed, raise_alarm, ALARM_DAYS,
+    alarm_is_live, notify_factor_added, notify_grant_added, notify_password_changed, raise_alarm,
+    ALARM_DAYS,
 };
 pub use password::{hash_password, verify_credentials, verify_password};
 pub use recovery::use_recovery_code;

@@ -1,6 +1,7 @@
 //! Notices to an account's owner, at its own email, through the outbox (issue 13): whoever did
-//! it, the owner hears of every password change and every guarantor grant added to the account,
-//! so a takeover cannot stay silent. No patient's name or care is in them. Each carries a
+//! it, the owner hears of every password change, every new sign-in factor (a staff member's
+//! authenticator) and every guarantor grant added to the account, so a takeover cannot stay
+//! silent. No patient's name or care is in them. Each carries a
 //! one-time "this wasn't me" link (`raise_alarm`): every session of the account ends and the
 //! practices it reaches are alerted.
 
@@ -138,6 +139,27 @@ pub async fn notify_grant_added(
         crypto,
         (user, public_url),
         texts::GRANT_ADDED,
+        text,
+        now,
+    )
+    .await
+}
+
+/// Tells the owner a password and authenticator app were set on their staff account (the
+/// one-time set-up link was used: a new account's enrolment, or after a reset).
+pub async fn notify_factor_added(
+    db: &Db,
+    crypto: &FieldCrypto,
+    user: &UserId,
+    public_url: &str,
+    now: i64,
+) -> Result<(), AccountError> {
+    let text = texts::factor_added_email();
+    notify(
+        db,
+        crypto,
+        (user, public_url),
+        texts::FACTOR_ADDED,
         text,
         now,
     )

@@ -140,23 +140,25 @@ pub async fn verify_credentials(
     password: Phi<String>,
 ) -> Result<UserId, AccountError> {
     let email = email_index(crypto, email).await?;
-    // id, password hash, disabled at, TOTP confirmed, must reset.
-    type LoginRow = (String, Option<String>, Option<i64>, i64, i64);
+    // id, password hash, disabled at, TOTP confirmed, must reset, email confirmed at.
+    type LoginRow = (String, Option<String>, Option<i64>, i64, i64, Option<i64>);
     let row: Option<LoginRow> = sqlx::query_as(
-        "SELECT id, password_hash, disabled_at, totp_confirmed, must_reset FROM users
-         WHERE email_index = $1 AND kind = $2",
+        "SELECT id, password_hash, disabled_at, totp_confirmed, must_reset, email_confirmed_at
+         FROM users WHERE email_index = $1 AND kind = $2",
     )
     .bind(&email)
     .bind(kind.as_str())
     .fetch_optional(db.pool())
     .await?;
     let (hash, usable) = match (&row, kind) {
-        (Some((_, Some(h), None, 1, 0)), Kind::Staff) => (h.clone(), true),
-        (Some((_, Some(h), None, _, 0)), Kind::Member) => (h.clone(), true),
+        (Some((_, Some(h), None, 1, 0, _)), Kind::Staff) => (h.clone(), true),
+        (Some((_, Some(h), None, _, 0, _)), Kind::Member) => (h.clone(), true),
         _ => (dummy_hash().to_owned(), false),
     };
     let ok = verify_password(hash, password).await?;
     match row {
+        // Said only once the password was right: the sign-up's code was never entered.
+        Some((.., None)) if ok && usable && kind == Kind::Member => Err(AccountError::Unconfirmed),
         Some((id, ..)) if ok && usable => Ok(UserId::from_db(id)),
         _ => Err(AccountError::Invalid),
     }

@@ -8,6 +8,7 @@ use crate::access::Role;
 use crate::crypto::{random_token, token_hash, FieldAad, FieldCrypto};
 use crate::db::Db;
 use crate::ids::{TenantId, UserId};
+use crate::messages::texts;
 use crate::phi::Phi;
 
 pub const ENROLMENT_TTL_SECS: i64 = 72 * 3600;
@@ -22,11 +23,30 @@ pub async fn add_user(
     tenant: Option<&TenantId>,
     now: i64,
 ) -> Result<(UserId, String), AccountError> {
-    add_staff(db, crypto, email, role, tenant, None, now).await
+    add_staff(db, crypto, email, role, tenant, None, None, now).await
+}
+
+/// The email carrying a one-time set-up link to `email`, sealed before the transaction that
+/// makes the link (`reset`: the account was reset, not created).
+async fn setup_email(
+    crypto: &FieldCrypto,
+    email: &str,
+    public_url: &str,
+    token: &str,
+    reset: bool,
+    now: i64,
+) -> Result<crate::messages::Sealed, AccountError> {
+    let link = format!("{}/staff/enrol/{token}", public_url.trim_end_matches('/'));
+    let text = texts::staff_setup_email(&link, ENROLMENT_TTL_SECS / 3600, reset);
+    let to = Phi::new(super::normalize_email(email));
+    super::seal_email(crypto, to, texts::STAFF_SETUP, text, now).await
 }
 
 /// Creates a staff account with one grant and its display name (what patients see on "who
-/// viewed my record"), and returns it with a one-time enrolment token.
+/// viewed my record"), and returns it with a one-time enrolment token. With `email_link_from`
+/// (the portal's public address), the set-up link is also emailed to the account, queued in
+/// the same transaction.
+#[allow(clippy::too_many_arguments)]
 pub async fn add_staff(
     db: &Db,
     crypto: &FieldCrypto,
@@ -34,6 +54,7 @@ pub async fn add_staff(
     role: Role,
     tenant: Option<&TenantId>,
     name: Option<&StaffName>,
+    email_link_from: Option<&str>,
     now: i64,
 ) -> Result<(UserId, String), AccountError> {
     if role.is_staff() && role != Role::PlatformAdmin && tenant.is_none() {
@@ -42,6 +63,10 @@ pub async fn add_staff(
     let account = NewAccount::prepare(crypto, email).await?;
     let id = account.id.clone();
     let token = random_token();
+    let mail = match email_link_from {
+        Some(base) => Some(setup_email(crypto, email, base, &token, false, now).await?),
+        None => None,
+    };
     let mut tx = db.begin_write().await?;
     account.check_free(&mut tx).await?;
     sqlx::query(
@@ -70,6 +95,9 @@ pub async fn add_staff(
     .bind(now + ENROLMENT_TTL_SECS)
     .execute(&mut *tx)
     .await?;
+    if let Some(m) = &mail {
+        crate::messages::queue(&mut tx, m, now).await?;
+    }
     tx.commit().await?;
     Ok((id, token))
 }
@@ -225,11 +253,13 @@ pub async fn upsert_external(
 }
 
 /// Marks an account as needing a password reset and ends its sessions. For local accounts
-/// returns a fresh set-up link token (password and TOTP are set again).
+/// returns a fresh set-up link token (password and TOTP are set again), also emailed to the
+/// account with `email_link_from` (the portal's public address).
 pub async fn force_reset(
     db: &Db,
     crypto: &FieldCrypto,
     email: &str,
+    email_link_from: Option<&str>,
     now: i64,
 ) -> Result<Option<String>, AccountError> {
     let id = by_email(db, crypto, email)
@@ -237,6 +267,10 @@ pub async fn force_reset(
         .ok_or(AccountError::Bad("no account with that email"))?;
     let id = id.as_str();
     let token = random_token();
+    let mail = match email_link_from {
+        Some(base) => Some(setup_email(crypto, email, base, &token, true, now).await?),
+        None => None,
+    };
     let mut tx = db.begin_write().await?;
     sqlx::query(
         "UPDATE users SET must_reset = 1, totp_confirmed = 0, totp_secret_ct = NULL, sessions_revoked_before = $1 WHERE id = $2",
@@ -255,6 +289,9 @@ pub async fn force_reset(
     .bind(now + ENROLMENT_TTL_SECS)
     .execute(&mut *tx)
     .await?;
+    if let Some(m) = &mail {
+        crate::messages::queue(&mut tx, m, now).await?;
+    }
     tx.commit().await?;
     Ok(Some(token))
 }

@@ -470,7 +470,9 @@ mod tests {
         revoke_sessions(&db, &user, NOW).await.expect("everywhere");
         assert_eq!(trusted(&db, &crypto, email, &device, NOW).await, None);
         let device = trust().await.expect("device");
-        force_reset(&db, &crypto, email, NOW).await.expect("reset");
+        force_reset(&db, &crypto, email, None, NOW)
+            .await
+            .expect("reset");
         assert_eq!(trusted(&db, &crypto, email, &device, NOW).await, None);
         let device = trust().await.expect("device");
         disable(&db, &crypto, email, NOW).await.expect("disable");

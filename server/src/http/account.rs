@@ -40,7 +40,9 @@ pub fn router(state: &AppState) -> Routes {
         .form(Url::SignIn, signin_submit)
 }
 
-/// Cognito emails a fresh code (the first may be lost, or the tab closed before it arrived).
+/// A fresh sign-up code (the first may be lost, or the tab closed before it arrived): the
+/// portal's own, or Cognito's. The answer is the same whether or not a code went (an address
+/// that already had an account gets none), so the page tells no one which addresses have one.
 pub async fn confirm_resend(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -53,7 +55,12 @@ pub async fn confirm_resend(
     // Each resend counts against the limits, so the page cannot be used to flood an inbox.
     let _counted =
         accounts::claim_attempt(&state.db, &state.crypto, &email, &ctx.address, ctx.now).await?;
-    state.identity.resend_member_code(&email).await?;
+    match state.identity.resend_member_code(&email, ctx.now).await {
+        Err(IdentityError::Unavailable(m)) => return Err(AppError::Unavailable(m)),
+        Err(IdentityError::Account(e)) => return Err(e.into()),
+        // Cognito refuses a resend for a confirmed account: answered like the rest.
+        Ok(()) | Err(_) => {}
+    }
     session.notice("account-code-resent").await?;
     Ok(see_other(Url::AccountConfirm))
 }
@@ -76,7 +83,8 @@ pub async fn confirm_form(State(state): State<AppState>, session: Sess) -> Resul
     Ok(Html(pages::confirm_code(super::page_meta(), vm)).into_response())
 }
 
-/// The code Cognito emailed at sign-up. Attempts count against the same limits as sign-in.
+/// The code emailed at sign-up (the portal's, or Cognito's). Attempts count against the same
+/// limits as sign-in (a code is guessed like a password).
 pub async fn confirm_submit(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -88,9 +96,23 @@ pub async fn confirm_submit(
     };
     let attempt =
         accounts::claim_attempt(&state.db, &state.crypto, &email, &ctx.address, ctx.now).await?;
-    match state.identity.confirm_member(&email, &form.code).await {
+    let code: String = form.code.chars().filter(|c| !c.is_whitespace()).collect();
+    match state.identity.confirm_member(&email, &code, ctx.now).await {
         Ok(()) => {
             attempt.release(&state.db).await?;
+            let user = accounts::user_by_email(&state.db, &state.crypto, &email).await?;
+            audit_event(
+                &state,
+                &ctx,
+                user.as_ref()
+                    .map(actor_id)
+                    .unwrap_or_else(|| "visitor".into()),
+                (None, None),
+                "account.email.confirmed",
+                user.as_ref().map(|u| u.as_str()),
+                Outcome::Success,
+            )
+            .await?;
             session.update(|d| d.sealed_confirm_email = None).await?;
             session.notice("account-confirmed").await?;
             Ok(see_other(Url::SignIn))
@@ -99,7 +121,7 @@ pub async fn confirm_submit(
             attempt.release(&state.db).await?;
             Err(AppError::Unavailable(m))
         }
-        Err(IdentityError::Unsupported) => Err(AppError::NotFound),
+        Err(IdentityError::Account(e)) => Err(e.into()),
         Err(_) => {
             session.notice("account-confirm-failed").await?;
             Ok(see_other(Url::AccountConfirm))
@@ -177,6 +199,13 @@ pub async fn forgot_submit(
             })
             .await?;
         return Ok(see_other(Url::AccountForgot));
+    }
+    // Per address, whichever accounts it names: one sender cannot mail codes to many inboxes.
+    let address = crate::limits::address_key(&ctx.address);
+    if !crate::limits::claim_use(&state.db, &accounts::RESET_REQUESTS, &address, ctx.now).await? {
+        return Err(AppError::TooManyRequests {
+            retry_after_secs: accounts::REQUEST_WINDOW_SECS as u64,
+        });
     }
     state
         .identity
@@ -350,21 +379,31 @@ pub async fn create_submit(
         return Ok(see_other(Url::AccountCreate));
     }
     let new_account = accounts::NewAccount::prepare(&state.crypto, &form.email).await?;
-    let credentials = match new_credentials(&state, &ctx, &form.email, form.password).await {
-        Ok(c) => c,
-        Err(NotMade::Form(key)) => {
-            return flash_email_problem(&session, key, Url::AccountCreate).await
-        }
-        Err(NotMade::Error(e)) => return Err(e),
-    };
     let now = ctx.now;
+    let credentials =
+        match new_credentials(&state, &ctx, &new_account, &form.email, form.password).await {
+            Ok(c) => c,
+            Err(NotMade::Form(key)) => {
+                return flash_password_policy(&session, key, Url::AccountCreate).await
+            }
+            Err(NotMade::Taken) => return answer_taken(&state, &session, &form.email, now).await,
+            Err(NotMade::Error(e)) => return Err(e),
+        };
     let mut tx = state.db.begin_write().await?;
-    let user = match accounts::create_member(&mut tx, &new_account, &credentials.made, now).await {
+    let made = accounts::create_member(
+        &mut tx,
+        &new_account,
+        &credentials.made,
+        credentials.confirm.as_ref(),
+        now,
+    )
+    .await;
+    let user = match made {
         Ok(u) => u,
         Err(AccountError::EmailTaken) => {
             drop(tx);
             undo_sign_up(&state, &form.email, &credentials).await;
-            return flash_email_problem(&session, "account-email-taken", Url::AccountCreate).await;
+            return answer_taken(&state, &session, &form.email, now).await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -403,16 +442,7 @@ pub async fn create_submit(
         Outcome::Success,
     )
     .await?;
-    after_creation(
-        &state,
-        &session,
-        &user,
-        &form.email,
-        &credentials,
-        "account-created",
-        now,
-    )
-    .await
+    after_creation(&state, &session, &form.email, &credentials, now).await
 }
 
 pub async fn signin_form(session: Sess) -> Result<Response> {

@@ -368,26 +368,35 @@ pub async fn accept_submit(
         return Ok(see_other(Url::GuarantorAccept));
     }
     let new_account = accounts::NewAccount::prepare(&state.crypto, &form.email).await?;
-    let credentials = match new_credentials(&state, &ctx, &form.email, form.password).await {
-        Ok(c) => c,
-        Err(NotMade::Form(key)) => {
-            return flash_email_problem(&session, key, Url::GuarantorAccept).await
-        }
-        Err(NotMade::Error(e)) => return Err(e),
-    };
-    let user =
-        match guarantors::accept_new(&state.db, &inv, &new_account, &credentials.made, now).await {
-            Ok(u) => u,
-            Err(e @ (AccountError::Gone | AccountError::EmailTaken)) => {
-                undo_sign_up(&state, &form.email, &credentials).await;
-                if matches!(e, AccountError::Gone) {
-                    return invitation_gone(&session).await;
-                }
-                return flash_email_problem(&session, "account-email-taken", Url::GuarantorAccept)
-                    .await;
+    let credentials =
+        match new_credentials(&state, &ctx, &new_account, &form.email, form.password).await {
+            Ok(c) => c,
+            Err(NotMade::Form(key)) => {
+                return flash_password_policy(&session, key, Url::GuarantorAccept).await
             }
-            Err(e) => return Err(e.into()),
+            Err(NotMade::Taken) => return answer_taken(&state, &session, &form.email, now).await,
+            Err(NotMade::Error(e)) => return Err(e),
         };
+    let accepted = guarantors::accept_new(
+        &state.db,
+        &inv,
+        &new_account,
+        &credentials.made,
+        credentials.confirm.as_ref(),
+        now,
+    )
+    .await;
+    let user = match accepted {
+        Ok(u) => u,
+        Err(e @ (AccountError::Gone | AccountError::EmailTaken)) => {
+            undo_sign_up(&state, &form.email, &credentials).await;
+            if matches!(e, AccountError::Gone) {
+                return invitation_gone(&session).await;
+            }
+            return answer_taken(&state, &session, &form.email, now).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
     audit_event(
         &state,
         &ctx,
@@ -399,14 +408,5 @@ pub async fn accept_submit(
     )
     .await?;
     forget_invitation(&session).await?;
-    after_creation(
-        &state,
-        &session,
-        &user,
-        &form.email,
-        &credentials,
-        "invite-accepted",
-        now,
-    )
-    .await
+    after_creation(&state, &session, &form.email, &credentials, now).await
 }

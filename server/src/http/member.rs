@@ -261,14 +261,18 @@ pub async fn account_form(session: &Sess, action: Url<'static>) -> Result<Accoun
 /// The credentials a new member account gets.
 pub struct Credentials {
     pub made: accounts::NewCredentials,
-    /// Cognito still wants the code it emailed.
+    /// An emailed code must confirm the address before the account is usable.
     pub needs_code: bool,
+    /// The portal's own code (local accounts); Cognito sends its own.
+    pub confirm: Option<accounts::ConfirmCode>,
 }
 
-/// Why new credentials were not made: a message for the form, or an error.
+/// Why new credentials were not made: a message for the form, an address that already has an
+/// account (answered as if it had not: `answer_taken`), or an error.
 pub enum NotMade {
-    /// Catalog key: the email is taken, or the provider's password policy refused.
+    /// Catalog key: the provider's password policy refused.
     Form(&'static str),
+    Taken,
     Error(AppError),
 }
 
@@ -278,25 +282,38 @@ impl<E: Into<AppError>> From<E> for NotMade {
     }
 }
 
-/// Makes the credentials for a new member account: a local password hash, or (with Cognito)
-/// a Cognito user made by self sign-up. Each try counts against the sign-in limits (per email,
-/// per address) until it succeeds, so the "email in use" answer cannot sweep for accounts.
+/// Makes the credentials for a new member account (for `account`, sealed from `email`): a local
+/// password hash with the code that will confirm the address, or (with Cognito) a Cognito user
+/// made by self sign-up. Each try counts against the sign-in limits (per email, per address)
+/// until it succeeds. A sign-up left unconfirmed too long gives the address up first.
 pub async fn new_credentials(
     state: &AppState,
     ctx: &RequestContext,
+    account: &accounts::NewAccount,
     email: &str,
     password: String,
 ) -> std::result::Result<Credentials, NotMade> {
     let attempt: LoginAttempt =
         accounts::claim_attempt(&state.db, &state.crypto, email, &ctx.address, ctx.now).await?;
+    accounts::release_stale_signup(&state.db, &state.crypto, email, ctx.now).await?;
     let (made, needs_code) = match state.identity.new_member(email, Phi::new(password)).await {
         Ok(made) => made,
-        Err(IdentityError::EmailTaken) => return Err(NotMade::Form("account-email-taken")),
+        Err(IdentityError::EmailTaken) => return Err(NotMade::Taken),
         Err(IdentityError::PasswordPolicy) => return Err(NotMade::Form("account-password-policy")),
         Err(e) => return Err(e.into()),
     };
     attempt.release(&state.db).await?;
-    Ok(Credentials { made, needs_code })
+    let confirm = match made {
+        accounts::NewCredentials::Local { .. } => {
+            Some(accounts::ConfirmCode::prepare(&state.crypto, account, email, ctx.now).await?)
+        }
+        accounts::NewCredentials::External { .. } => None,
+    };
+    Ok(Credentials {
+        made,
+        needs_code,
+        confirm,
+    })
 }
 
 /// Credentials made at the provider whose local account could not be saved (a lost race) are
@@ -308,16 +325,32 @@ pub async fn undo_sign_up(state: &AppState, email: &str, credentials: &Credentia
         .await;
 }
 
-/// Sends a new-account form back with a problem found after validation (email in use, or a
-/// password the provider's policy refused).
-pub async fn flash_email_problem(session: &Sess, key: &str, back: Url<'_>) -> Result<Response> {
-    let field = if key == "account-email-taken" {
-        NewAccountForm::EMAIL
-    } else {
-        NewAccountForm::PASSWORD
-    };
-    session.set_flash(Flash::on(field, key)).await?;
+/// Sends a new-account form back with the provider's password-policy refusal.
+pub async fn flash_password_policy(session: &Sess, key: &str, back: Url<'_>) -> Result<Response> {
+    session
+        .set_flash(Flash::on(NewAccountForm::PASSWORD, key))
+        .await?;
     Ok(see_other(back))
+}
+
+/// On to the code page for `email`, as after any sign-up that needs a code.
+async fn to_code_page(state: &AppState, session: &Sess, email: &str, now: i64) -> Result<Response> {
+    session.restart(now).await?;
+    sealed::set_pending_email(state, session, &accounts::normalize_email(email)).await?;
+    Ok(see_other(Url::AccountConfirm))
+}
+
+/// A sign-up with an address that already has an account gets the same answer as a new one (on
+/// to the code page, a new session), so the form tells no one which addresses have accounts;
+/// the address's owner is emailed instead (`accounts::signup_for_taken`).
+pub async fn answer_taken(
+    state: &AppState,
+    session: &Sess,
+    email: &str,
+    now: i64,
+) -> Result<Response> {
+    accounts::signup_for_taken(&state.db, &state.crypto, email, &state.public_url, now).await?;
+    to_code_page(state, session, email, now).await
 }
 
 /// Signs a member in on this session: a new id, nothing of the link session kept (a pending,
@@ -345,28 +378,19 @@ pub async fn start_member_session(session: &Sess, user: &UserId, now: i64) -> Re
     Ok(())
 }
 
-/// After a member account is made: signed in at once (local), or on to the emailed code
-/// (Cognito, unconfirmed), or to sign-in (Cognito, confirmed by the pool).
+/// After a member account is made: on to the emailed code (local, or Cognito unconfirmed), or
+/// to sign-in (Cognito, confirmed by the pool).
 pub async fn after_creation(
     state: &AppState,
     session: &Sess,
-    user: &UserId,
     email: &str,
     credentials: &Credentials,
-    notice: &str,
     now: i64,
 ) -> Result<Response> {
-    if let accounts::NewCredentials::Local { .. } = credentials.made {
-        start_member_session(session, user, now).await?;
-        session.notice(notice).await?;
-        return Ok(see_other(Url::Account));
+    if credentials.needs_code {
+        return to_code_page(state, session, email, now).await;
     }
     session.restart(now).await?;
-    let email = accounts::normalize_email(email);
-    if credentials.needs_code {
-        sealed::set_pending_email(state, session, &email).await?;
-        return Ok(see_other(Url::AccountConfirm));
-    }
     session.notice("account-created-signin").await?;
     Ok(see_other(Url::SignIn))
 }

@@ -25,6 +25,7 @@ pub mod sharing;
 pub mod signout;
 pub mod staff;
 pub mod switch;
+mod text_choice;
 mod twilio;
 pub mod verify;
 pub mod view_as;
@@ -330,6 +331,7 @@ fn pages(state: &AppState) -> Routes {
         .merge(invitation::router(state))
         .merge(not_me::router(state))
         .merge(check_link::router(state))
+        .merge(text_choice::router(state))
         .merge(staff::router(state))
         .page(Url::DevOutbox, dev_outbox::page)
 }

@@ -127,7 +127,7 @@ pub async fn summary(
     session: Sess,
     LinkVisitor { link, stage }: LinkVisitor,
 ) -> Result<Response> {
-    let _permit = permit(
+    let permit = permit(
         &state,
         &ctx,
         &link,
@@ -141,7 +141,9 @@ pub async fn summary(
         .ok_or(AppError::NotFound)?;
     let practice = practice_of(&state, &link).await?;
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
+    let texts = super::text_choice::for_summary(&state, &ctx, &session, &permit).await?;
     let vm = SummaryVm {
+        texts,
         practice_name: practice.name.clone(),
         statement_date: iso(&header.statement_date),
         due_date: iso(&header.due_date),

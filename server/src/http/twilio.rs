@@ -63,7 +63,8 @@ pub async fn status(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let Some(cb) = twilio::parse_status_callback(&params) else {
         return (StatusCode::BAD_REQUEST, "not a status callback").into_response();
     };
-    match inbound::record_status(&state.db, &cb).await {
+    let now = state.clock.now();
+    match inbound::record_status(&state.db, &state.crypto, &cb, now).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => {
             // A 5xx: Twilio tries again.

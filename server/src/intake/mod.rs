@@ -69,6 +69,14 @@ impl Language {
             Language::Es => "es",
         }
     }
+
+    /// The language of a code as stored (`en`, `es`).
+    pub fn parse(code: &str) -> Option<Language> {
+        Language::ALL
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, l)| *l)
+    }
 }
 
 /// How a guarantor is related to the patient.

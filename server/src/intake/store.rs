@@ -85,9 +85,9 @@ pub struct Importer {
     /// merge them.
     taken: HashSet<u64>,
     id_hasher: std::collections::hash_map::RandomState,
-    /// What a new statement's text needs: the practice's name (the brand it starts with) and
-    /// the portal's public URL (its link).
-    practice_name: String,
+    /// What a new statement's text needs: the practice's wording (and name, the brand it
+    /// starts with) and the portal's public URL (its link).
+    wording: crate::messages::wording::Wording,
     public_url: String,
 }
 
@@ -101,12 +101,11 @@ impl Importer {
         now: i64,
     ) -> Result<Importer, StoreError> {
         crypto.ready_field_key(tenant).await?;
-        let practice_name: Option<String> =
-            sqlx::query_scalar("SELECT name FROM tenants WHERE id = $1")
-                .bind(tenant.as_str())
-                .fetch_optional(db.pool())
-                .await?;
-        let Some(practice_name) = practice_name else {
+        let mut conn = db.pool().acquire().await?;
+        let wording =
+            crate::messages::wording::Wording::load(&mut conn, tenant, public_url).await?;
+        drop(conn);
+        let Some(wording) = wording else {
             return Err(StoreError::WrongPractice("no such practice".into()));
         };
         crypto.blind_index(tenant, BIDX_EXTERNAL, "").await?;
@@ -123,7 +122,7 @@ impl Importer {
             batches: 0,
             taken: HashSet::new(),
             id_hasher: Default::default(),
-            practice_name,
+            wording,
             public_url: public_url.to_owned(),
         })
     }

@@ -117,6 +117,18 @@ fn migration_columns(dialect: &str) -> Vec<(String, String)> {
                         i + 4
                     };
                     out.push((table, tokens[col].clone()));
+                } else if up(i + 3).as_deref() == Some("RENAME")
+                    && up(i + 4).as_deref() == Some("TO")
+                {
+                    // A table rebuilt under a new name (SQLite's way to change a CHECK) takes
+                    // the old name back: its columns are the old table's.
+                    let to = tokens[i + 5].clone();
+                    out.retain(|(t, _)| t != &to);
+                    for (t, _) in out.iter_mut() {
+                        if *t == table {
+                            *t = to.clone();
+                        }
+                    }
                 }
             }
             i += 1;

@@ -13,6 +13,9 @@ use std::collections::HashMap;
 pub const IMPORT_WORDING: &str = "import-2026-12";
 /// The wording of an opt-out or opt-in by keyword reply.
 pub const KEYWORD_WORDING: &str = "keyword-2026-12";
+/// The wording of an opt-out the provider reported (Twilio error 21610: the number replied STOP
+/// to the messaging service, which keeps its own list).
+pub const PROVIDER_OPT_OUT_WORDING: &str = "twilio-21610";
 
 /// Where an entry came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +24,8 @@ pub enum Source {
     Web,
     Keyword,
     Staff,
+    /// Reported by the text provider (Twilio error 21610).
+    Provider,
 }
 
 impl Source {
@@ -30,6 +35,7 @@ impl Source {
             Source::Web => "web",
             Source::Keyword => "keyword",
             Source::Staff => "staff",
+            Source::Provider => "provider",
         }
     }
 }
@@ -205,4 +211,55 @@ pub async fn standing(
         .await?
         .remove(phone_bidx)
         .unwrap_or(Standing::Unknown))
+}
+
+/// A text refused because its number opted out at the provider (Twilio error 21610, at send or
+/// in a status callback) is recorded as an opt-out of the practice that sent it, so the ledger
+/// agrees with the provider and no billing text is queued for the number again. `false` when
+/// the message is not a text or the number is already opted out.
+pub async fn opt_out_unsubscribed(
+    db: &crate::db::Db,
+    crypto: &FieldCrypto,
+    message: &super::MessageId,
+    now: i64,
+) -> Result<bool, MessageError> {
+    let row: Option<(String, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        "SELECT tenant_id, channel, recipient_ct, recipient_bidx FROM outbox WHERE id = $1",
+    )
+    .bind(message.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    let Some((tenant, channel, phone_ct, bidx)) = row else {
+        return Ok(false);
+    };
+    if channel != super::Channel::Sms.as_str() {
+        return Ok(false);
+    }
+    let tenant = TenantId::from_db(tenant);
+    let mut conn = db.pool().acquire().await?;
+    if standing(&mut conn, &tenant, &bidx).await? == Standing::OptedOut {
+        return Ok(false);
+    }
+    drop(conn);
+    let phone = crypto
+        .decrypt_str(
+            super::aad(&tenant, message.as_str(), "recipient"),
+            &phone_ct,
+        )
+        .await?;
+    let entry = seal(
+        crypto,
+        &tenant,
+        &phone,
+        bidx,
+        false,
+        PROVIDER_OPT_OUT_WORDING,
+        Source::Provider,
+        now,
+    )
+    .await?;
+    let mut tx = db.begin_write().await?;
+    append(&mut tx, &entry).await?;
+    tx.commit().await?;
+    Ok(true)
 }

@@ -16,8 +16,30 @@ use crate::intake::Language;
 use crate::phi::Phi;
 
 /// Records a delivery status: `delivered` and `failed`/`undelivered` are final, and a late
-/// intermediate status never moves a message back. `false` when no message has that id.
-pub async fn record_status(db: &Db, cb: &StatusCallback) -> Result<bool, MessageError> {
+/// intermediate status never moves a message back. A failure with Twilio error 21610 (the number
+/// opted out at Twilio) is also an opt-out in the consent ledger. `false` when no message has
+/// that id.
+pub async fn record_status(
+    db: &Db,
+    crypto: &FieldCrypto,
+    cb: &StatusCallback,
+    now: i64,
+) -> Result<bool, MessageError> {
+    let known = record_delivery(db, cb).await?;
+    let unsubscribed = super::twilio::ERROR_UNSUBSCRIBED_RECIPIENT.to_string();
+    if known && cb.error_code.as_deref() == Some(unsubscribed.as_str()) {
+        let id: Option<String> = sqlx::query_scalar("SELECT id FROM outbox WHERE provider_id = $1")
+            .bind(&cb.message_sid)
+            .fetch_optional(db.pool())
+            .await?;
+        if let Some(id) = id {
+            consent::opt_out_unsubscribed(db, crypto, &super::MessageId::from_db(id), now).await?;
+        }
+    }
+    Ok(known)
+}
+
+async fn record_delivery(db: &Db, cb: &StatusCallback) -> Result<bool, MessageError> {
     let state = match cb.status.as_str() {
         "delivered" => Some("delivered"),
         "failed" | "undelivered" => Some("failed"),

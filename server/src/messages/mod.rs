@@ -2,6 +2,7 @@
 //! written in the same transaction as what caused it (`seal` before the transaction, `queue`
 //! inside it), then delivered by the worker (`worker`) through a provider (`providers`).
 
+pub mod choice;
 pub mod consent;
 pub mod inbound;
 pub mod keywords;
@@ -15,6 +16,7 @@ pub mod template;
 pub mod texts;
 pub mod twilio;
 pub mod twilio_signature;
+pub mod wording;
 pub mod worker;
 mod zones_data;
 

@@ -5,6 +5,7 @@
 
 use super::consent::{self, Standing};
 use super::quiet::{self, Window};
+use super::wording::Wording;
 use super::{seal, texted_before, texts, Channel, MessageError, Outgoing, Purpose};
 use crate::billing::{normalize_phone, patient_aad};
 use crate::crypto::FieldCrypto;
@@ -45,18 +46,19 @@ pub async fn text_pay_link(
     kind: Kind,
     now: i64,
 ) -> Result<Texted, MessageError> {
-    // Phone and ZIP ciphertexts, language, practice name.
-    type Row = (Vec<u8>, Vec<u8>, Option<String>, String);
+    // Phone and ZIP ciphertexts, language.
+    type Row = (Vec<u8>, Vec<u8>, Option<String>);
     let row: Option<Row> = sqlx::query_as(
-        "SELECT p.phone_ct, p.zip_ct, p.language, t.name FROM patients p
-         JOIN tenants t ON t.id = p.tenant_id
-         WHERE p.id = $1 AND p.tenant_id = $2",
+        "SELECT phone_ct, zip_ct, language FROM patients WHERE id = $1 AND tenant_id = $2",
     )
     .bind(patient.as_str())
     .bind(tenant.as_str())
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((phone_ct, zip_ct, language, practice)) = row else {
+    let Some((phone_ct, zip_ct, language)) = row else {
+        return Ok(Texted::NoNumber);
+    };
+    let Some(wording) = Wording::load(conn, tenant, public_url).await? else {
         return Ok(Texted::NoNumber);
     };
     let row = patient.as_str();
@@ -92,30 +94,28 @@ pub async fn text_pay_link(
             consent::append(conn, &entry).await?;
         }
     }
-    let language = match language.as_deref() {
-        Some("es") => Language::Es,
-        _ => Language::En,
-    };
+    let language = language
+        .as_deref()
+        .and_then(Language::parse)
+        .unwrap_or(Language::En);
     let first = texted_before(conn, tenant, &[&bidx]).await?.is_empty();
     let (zone, _) = quiet::recipient_zone(Some(zip.expose()), &e164);
     let link = super::pay_link_url(public_url, token);
     let last_digits = e164.chars().rev().take(4).collect::<Vec<_>>();
+    let template = match kind {
+        Kind::PayLink => texts::PAY_LINK,
+        Kind::Reminder => texts::REMINDER,
+    };
     let message = Outgoing {
         tenant: tenant.clone(),
         channel: Channel::Sms,
         purpose: Purpose::Billing,
-        template: match kind {
-            Kind::PayLink => texts::PAY_LINK,
-            Kind::Reminder => texts::REMINDER,
-        },
+        template,
         language,
         to: crate::phi::Phi::new(e164),
         to_index: bidx,
         subject: None,
-        body: match kind {
-            Kind::PayLink => texts::pay_link(language, &practice, &link, first),
-            Kind::Reminder => texts::reminder(language, &practice, &link, first),
-        },
+        body: wording.text(template, language, &link, first),
         zone: zone.map(|z| z.iana()),
         patient: Some(patient.clone()),
         statement: Some(statement.clone()),

@@ -13,8 +13,11 @@ pub enum Outcome {
     Accepted { provider_id: String },
     /// Not taken this time (rate limited, the provider down): try again later.
     Retry(String),
-    /// Refused for good (an invalid or unsubscribed number): not retried.
+    /// Refused for good (an invalid number): not retried.
     Permanent(String),
+    /// Refused because the number opted out at the provider (Twilio error 21610: it replied
+    /// STOP to the messaging service): not retried, and recorded in the consent ledger.
+    Unsubscribed(String),
 }
 
 #[async_trait]
@@ -126,6 +129,11 @@ impl SmsProvider for TwilioSms {
         match twilio::parse_response(status, &text) {
             twilio::SendOutcome::Accepted { sid, .. } => Outcome::Accepted { provider_id: sid },
             twilio::SendOutcome::Retry(why) => Outcome::Retry(why),
+            twilio::SendOutcome::Permanent(why)
+                if twilio::error_code(&text) == Some(twilio::ERROR_UNSUBSCRIBED_RECIPIENT) =>
+            {
+                Outcome::Unsubscribed(why)
+            }
             twilio::SendOutcome::Permanent(why) => Outcome::Permanent(why),
         }
     }

@@ -60,16 +60,62 @@ fn due_steps(
 
 /// Stops a statement's reminders (staff); `false` when they were stopped already.
 pub async fn pause(db: &Db, statement: &StatementId, now: i64) -> Result<bool, MessageError> {
+    let mut conn = db.pool().acquire().await?;
+    pause_in(&mut conn, statement, now).await
+}
+
+/// `pause`, in the caller's transaction.
+pub async fn pause_in(
+    conn: &mut sqlx::AnyConnection,
+    statement: &StatementId,
+    now: i64,
+) -> Result<bool, MessageError> {
     let n = sqlx::query(
         "UPDATE statements SET reminders_paused_at = $1
          WHERE id = $2 AND reminders_paused_at IS NULL",
     )
     .bind(now)
     .bind(statement.as_str())
-    .execute(db.pool())
+    .execute(conn)
     .await?
     .rows_affected();
     Ok(n == 1)
+}
+
+/// Resumes a statement's reminders (the steps already taken are not sent again); `false` when
+/// they were not paused.
+pub async fn resume(
+    conn: &mut sqlx::AnyConnection,
+    statement: &StatementId,
+) -> Result<bool, MessageError> {
+    let n = sqlx::query(
+        "UPDATE statements SET reminders_paused_at = NULL
+         WHERE id = $1 AND reminders_paused_at IS NOT NULL",
+    )
+    .bind(statement.as_str())
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// The statements of the permit's patient whose reminders are paused.
+pub async fn paused_of(
+    db: &Db,
+    permit: &crate::access::Permit,
+) -> Result<Vec<StatementId>, sqlx::Error> {
+    let Some(patient) = permit.patient() else {
+        return Ok(vec![]);
+    };
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM statements
+         WHERE tenant_id = $1 AND patient_id = $2 AND reminders_paused_at IS NOT NULL",
+    )
+    .bind(permit.tenant().as_str())
+    .bind(patient.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    Ok(ids.into_iter().map(StatementId::from_db).collect())
 }
 
 /// Queues the reminders due at `now`; how many texts were queued.

@@ -31,15 +31,6 @@ fn reminder_template(lang: Language) -> &'static str {
     }
 }
 
-/// The reminder text for a statement of `practice`.
-pub fn reminder(lang: Language, practice: &str, link: &str, first: bool) -> Phi<String> {
-    let opt_out = if first { first_contact(lang) } else { "" };
-    let values = [("practice", practice), ("link", link), ("opt_out", opt_out)];
-    let text = template::render(reminder_template(lang), &values)
-        .unwrap_or_else(|_| format!("{practice}: {link}{opt_out}"));
-    Phi::new(text)
-}
-
 /// Said on the first text to a number (and never again): how to stop and get help.
 fn first_contact(lang: Language) -> &'static str {
     match lang {
@@ -50,15 +41,92 @@ fn first_contact(lang: Language) -> &'static str {
     }
 }
 
-/// The pay-link text for a statement of `practice`.
+/// The built-in wording of billing text `template` (`PAY_LINK` or `REMINDER`).
+pub fn builtin(template: &str, lang: Language) -> &'static str {
+    match template {
+        REMINDER => reminder_template(lang),
+        _ => pay_link_template(lang),
+    }
+}
+
+/// "Reply HELP for help." for `{help}`.
+fn help_line(lang: Language) -> &'static str {
+    match lang {
+        Language::En => " Reply HELP for help.",
+        Language::Es => " Responda AYUDA para obtener ayuda.",
+    }
+}
+
+/// The footer a practice may add to every text: where to check a text is really from it.
+fn check_footer(lang: Language, check_url: &str) -> String {
+    match lang {
+        Language::En => format!(" Not sure this is from us? Check at {check_url}"),
+        Language::Es => {
+            format!(" ¿No está seguro de que somos nosotros? Compruébelo en {check_url}")
+        }
+    }
+}
+
+/// How a billing text is made: its wording (built-in or the practice's, which passed the
+/// template check when saved), the practice's name, the link, whether it is the first text to
+/// the number, and the "is this text really from my practice?" page.
+pub struct BillingText<'a> {
+    pub wording: &'a str,
+    pub lang: Language,
+    pub practice: &'a str,
+    pub link: &'a str,
+    pub first: bool,
+    pub check_url: &'a str,
+    /// The practice adds the check page to every text.
+    pub footer: bool,
+}
+
+impl BillingText<'_> {
+    /// The text. The first text to a number always says how to opt out and get help (added at
+    /// the end when the wording has no `{opt_out}`), and the footer is added when the practice
+    /// turned it on and the wording has no `{verify_url}`.
+    pub fn render(&self) -> Phi<String> {
+        let opt_out = if self.first {
+            first_contact(self.lang)
+        } else {
+            ""
+        };
+        let values = [
+            ("practice", self.practice),
+            ("link", self.link),
+            ("opt_out", opt_out),
+            ("help", help_line(self.lang)),
+            ("verify_url", self.check_url),
+        ];
+        // A wording that fails here was not checked (a bug): the text is then built without
+        // the template machinery rather than not sent.
+        let mut text = template::render(self.wording, &values)
+            .unwrap_or_else(|_| format!("{}: {}", self.practice, self.link));
+        if self.first && !self.wording.contains("{opt_out}") {
+            text.push_str(opt_out);
+        }
+        if self.footer && !self.wording.contains("{verify_url}") {
+            text.push_str(&check_footer(self.lang, self.check_url));
+        }
+        while text.contains("  ") {
+            text = text.replace("  ", " ");
+        }
+        Phi::new(text.trim().to_owned())
+    }
+}
+
+/// The built-in pay-link text for a statement of `practice` (no footer).
 pub fn pay_link(lang: Language, practice: &str, link: &str, first: bool) -> Phi<String> {
-    let opt_out = if first { first_contact(lang) } else { "" };
-    let values = [("practice", practice), ("link", link), ("opt_out", opt_out)];
-    // The templates are ours and checked by the tests below; a failure here is a bug, and the
-    // text is then built without the template machinery rather than not sent.
-    let text = template::render(pay_link_template(lang), &values)
-        .unwrap_or_else(|_| format!("{practice}: {link}{opt_out}"));
-    Phi::new(text)
+    BillingText {
+        wording: pay_link_template(lang),
+        lang,
+        practice,
+        link,
+        first,
+        check_url: "",
+        footer: false,
+    }
+    .render()
 }
 
 /// An account's password-reset code (email).
@@ -75,6 +143,66 @@ pub fn reset_code_email(code: &str, minutes: i64) -> (Phi<String>, Phi<String>) 
              minutes.\n\nIf you did not ask for it, you need do nothing: your password has not \
              changed. Never give this code to anyone, including anyone who says they are from \
              your doctor's office or from PatriotPay."
+        )),
+    )
+}
+
+/// A member's sign-up confirmation code (email).
+pub const CONFIRM_CODE: &str = "confirm-code";
+
+/// The sign-up code email: (subject, body).
+pub fn confirm_code_email(code: &str, hours: i64) -> (Phi<String>, Phi<String>) {
+    (
+        Phi::new("Your PatriotPay sign-up code".to_owned()),
+        Phi::new(format!(
+            "Your code to finish creating your PatriotPay account is {code}. It works once, for \
+             {hours} hours.\n\nIf you did not ask for an account, you need do nothing: \
+             without the code none is made. Never give this code to anyone."
+        )),
+    )
+}
+
+/// The email to an address that already has an account when someone signs up with it.
+pub const ACCOUNT_EXISTS: &str = "account-exists";
+
+/// The "you already have an account" email: (subject, body), with where to sign in or reset.
+pub fn account_exists_email(public_url: &str) -> (Phi<String>, Phi<String>) {
+    let base = public_url.trim_end_matches('/');
+    (
+        Phi::new("You already have a PatriotPay account".to_owned()),
+        Phi::new(format!(
+            "Someone just asked to create a PatriotPay account with this email address, which \
+             already has one, so no new account was made.\n\nIf it was you, sign in at \
+             {base}/signin, or set a new password at {base}/account/forgot.\n\nIf it was not \
+             you, you need do nothing: your account has not changed."
+        )),
+    )
+}
+
+/// A staff member's one-time set-up link (email): a new account, or one reset by the operator.
+pub const STAFF_SETUP: &str = "staff-setup";
+
+/// The set-up link email: (subject, body).
+pub fn staff_setup_email(link: &str, hours: i64, reset: bool) -> (Phi<String>, Phi<String>) {
+    let (subject, why) = if reset {
+        (
+            "Set a new PatriotPay password and authenticator",
+            "Your PatriotPay staff account was reset by an administrator: set a new password \
+             and authenticator before you sign in again.",
+        )
+    } else {
+        (
+            "Set up your PatriotPay staff account",
+            "A PatriotPay staff account was made for you: set its password and authenticator \
+             to start.",
+        )
+    };
+    (
+        Phi::new(subject.to_owned()),
+        Phi::new(format!(
+            "{why}\n\nOpen this link (it works once, for {hours} hours):\n{link}\n\nIf you \
+             were not expecting this, do not open the link: tell your practice's administrator \
+             or PatriotPay support."
         )),
     )
 }
@@ -112,6 +240,23 @@ pub fn password_changed_email() -> (Phi<String>, Phi<String>) {
              signed in was signed out.\n\nIf this was you, there is nothing to do. If it was \
              not, call your doctor's office now: they will lock the account and help you get it \
              back."
+                .to_owned(),
+        ),
+    )
+}
+
+/// The notice that a sign-in factor (a staff authenticator app) was set on an account.
+pub const FACTOR_ADDED: &str = "factor-added";
+
+/// The new-factor notice: (subject, body).
+pub fn factor_added_email() -> (Phi<String>, Phi<String>) {
+    (
+        Phi::new("A new authenticator was set on your PatriotPay account".to_owned()),
+        Phi::new(
+            "A password and an authenticator app were just set on your PatriotPay staff \
+             account with its one-time set-up link, and new recovery codes were made.\n\nIf \
+             this was you, there is nothing to do. If it was not, someone else holds your \
+             account: tell your practice's administrator or PatriotPay support now."
                 .to_owned(),
         ),
     )

@@ -208,6 +208,11 @@ pub async fn run_due(
                 finish(db, &id, "dead", Some(provider), None, Some(&why), now).await?;
                 pass.dead += 1;
             }
+            Outcome::Unsubscribed(why) => {
+                finish(db, &id, "dead", Some(provider), None, Some(&why), now).await?;
+                consent::opt_out_unsubscribed(db, crypto, &id, now).await?;
+                pass.dead += 1;
+            }
         }
     }
     Ok(pass)

@@ -7,6 +7,13 @@
 //! not, so entries are only listed where the zone is known. Where one prefix or
 //! area code spans two zones the zone of most of its population is used and
 //! the split is noted beside the entry.
+//!
+//! Checked (not generated) against PyPI data: `zipcodes` 3.0.0 (an IANA zone
+//! per ZIP; its ZIP3 majority is by count of ZIPs, as it has no population,
+//! so where that count and the population centre disagree the entry says so)
+//! and `phonenumbers` 9.0.43 (libphonenumber's time zones per NPA and NPA-NXX).
+//! Overlays too new for that `phonenumbers` were checked against the state
+//! regulators' announcements. `tools/check_zones.py` reruns the comparison.
 
 use super::quiet::UsZone;
 use super::quiet::UsZone::{
@@ -16,12 +23,14 @@ use super::quiet::UsZone::{
 
 /// Inclusive ranges of 3-digit ZIP prefixes, sorted and non-overlapping.
 ///
-/// Gaps are deliberate: prefixes USPS has never assigned (000–004, 099, 213,
-/// 269, 343, 345, 348, 353, 419, 428–429, 517–519, 529, 533, 536, 552,
-/// 568–569, 578–579, 589, 621, 632, 642–643, 659, 663, 682, 694–699, 702, 709,
-/// 715, 732, 742, 771, 817–819, 839, 848–849, 851, 854, 858, 861–862, 866–869,
-/// 876, 886–888, 892, 896, 899, 909, 929, 987) and military post offices
-/// (AE 090–098, AA 340, AP 962–966), whose recipients may be anywhere.
+/// Gaps are deliberate: prefixes USPS has never assigned (000–004, 213, 269,
+/// 343, 345, 348, 353, 419, 428–429, 517–519, 529, 533, 536, 552, 568, 578–579,
+/// 589, 621, 632, 642–643, 659, 663, 682, 694–699, 702, 709, 715, 732, 742,
+/// 771, 817–819, 839, 848–849, 854, 858, 861–862, 866–869, 872, 886–887, 892,
+/// 896, 899, 909, 929, 987), prefixes that hold no home addresses (569 USPS
+/// Parcel Return Service; 888 only 88888, the North Pole mail ZIP) and military
+/// post offices (AE 090–099, AA 340, AP 962–966), whose recipients may be
+/// anywhere.
 pub(super) const ZIP3_RANGES: &[(u16, u16, UsZone)] = &[
     (5, 5, E),     // NY: Holtsville IRS
     (6, 9, PR), // PR 006–007, 009; USVI 008 (America/St_Thomas is a tzdb link to America/Puerto_Rico: AST, no DST)
@@ -46,8 +55,11 @@ pub(super) const ZIP3_RANGES: &[(u16, u16, UsZone)] = &[
     (398, 399, E), // GA
     (400, 418, E), // KY east and centre
     // KY west is Central: 420 Paducah, 421–422 Bowling Green, 423 Owensboro,
-    // 424 Henderson. 425–427 (Somerset, Elizabethtown) are mostly Eastern,
-    // though Adair/Russell/Clinton counties inside them are Central.
+    // 424 Henderson. 425–427 (Somerset, Elizabethtown) are mostly Eastern by
+    // population, though Adair/Russell/Clinton counties inside them are
+    // Central. 427 splits: most of its ZIPs (Grayson, Hart, Green, Adair,
+    // Cumberland) are Central, most of its people (Hardin, Larue, Taylor)
+    // Eastern.
     (420, 424, C),
     (425, 427, E),
     (430, 462, E), // OH, IN Indianapolis
@@ -64,8 +76,10 @@ pub(super) const ZIP3_RANGES: &[(u16, u16, UsZone)] = &[
     (534, 535, C), // WI
     (537, 551, C), // WI, MN
     (553, 567, C), // MN
-    (570, 576, C), // SD east; 575 Pierre and 576 Mobridge are mostly Central
-    (577, 577, M), // SD west of the Missouri: Rapid City
+    (570, 575, C), // SD east; 575 Pierre is mostly Central
+    // SD west of the Missouri: 576 Mobridge (only Walworth and Campbell
+    // counties are Central), 577 Rapid City.
+    (576, 577, M),
     (580, 585, C), // ND
     (586, 586, M), // ND south-west: Dickinson
     (587, 588, C), // ND Minot, Williston (Williams county is Central)
@@ -78,8 +92,10 @@ pub(super) const ZIP3_RANGES: &[(u16, u16, UsZone)] = &[
     // Mountain, a small minority of those prefixes.
     (660, 662, C),
     (664, 681, C), // KS, NE Omaha
-    // NE: 690 McCook and 691 North Platte are mostly Central (Keith, Perkins,
-    // Chase, Dundy counties are Mountain).
+    // NE: 690 McCook and 691 North Platte are mostly Central by population
+    // (Keith, Perkins, Chase, Dundy counties are Mountain). 691 splits: most
+    // of its ZIPs (Ogallala, Sidney, Kimball, the Sandhills) are Mountain,
+    // but North Platte's Lincoln county alone outweighs them.
     (683, 692, C),
     (693, 693, M), // NE panhandle: Alliance, Scottsbluff
     (700, 701, C), // LA
@@ -89,7 +105,10 @@ pub(super) const ZIP3_RANGES: &[(u16, u16, UsZone)] = &[
     (733, 741, C), // TX 733 Austin, OK
     (743, 770, C), // OK, TX
     (772, 797, C), // TX
-    (798, 799, M), // TX El Paso and Hudspeth county are Mountain
+    // TX El Paso and Hudspeth counties are Mountain. 798 splits: most of its
+    // ZIPs (Big Bend: Alpine, Marfa, Presidio, Van Horn) are Central, most of
+    // its people (Socorro, Horizon City, San Elizario) Mountain.
+    (798, 799, M),
     (800, 816, M), // CO
     (820, 834, M), // WY, ID south-east (Pocatello, Twin Falls, Idaho Falls)
     (835, 835, P), // ID Lewiston: north of the Salmon river Idaho is Pacific
@@ -98,16 +117,15 @@ pub(super) const ZIP3_RANGES: &[(u16, u16, UsZone)] = &[
     (840, 847, M), // UT
     // AZ does not observe DST (America/Phoenix) except the Navajo Nation,
     // which follows America/Denver; the Hopi reservation inside it does not.
-    (850, 850, AZ),
-    (852, 853, AZ),
+    (850, 853, AZ), // 851 Apache Junction, San Tan Valley
     (855, 857, AZ),
     (859, 860, AZ), // 860 holds Tuba City/Kayenta (Navajo), but Flagstaff dominates
     (863, 864, AZ),
     // 865 (Window Rock, Chinle, Ganado, Fort Defiance) is almost entirely the
     // Navajo Nation, which observes DST: by the majority rule it is Mountain.
     (865, 865, M),
-    (870, 875, M), // NM
-    (877, 884, M), // NM
+    (870, 871, M), // NM Albuquerque (872 is unassigned)
+    (873, 884, M), // NM (876 holds only 87654, Spaceport City)
     (885, 885, M), // TX El Paso
     // NV is Pacific; West Wendover (89883) keeps Mountain, see ZIP5_OVERRIDES.
     (889, 891, P),
@@ -131,13 +149,15 @@ pub(super) const ZIP3_RANGES: &[(u16, u16, UsZone)] = &[
 /// `None` means the ZIP is outside every zone we model (foreign states served
 /// by USPS), so the caller must fall back rather than guess.
 pub(super) const ZIP5_OVERRIDES: &[(u32, u32, Option<UsZone>)] = &[
-    (89883, 89883, Some(M)), // West Wendover NV officially observes Mountain time
+    // West Wendover NV officially observes Mountain time (`zipcodes` still
+    // lists it as America/Los_Angeles).
+    (89883, 89883, Some(M)),
     (96799, 96799, Some(SM)), // American Samoa (Pago Pago, UTC-11)
-    (96898, 96898, None),    // Wake Island (UTC+12)
-    (96939, 96940, None),    // Palau (UTC+9)
-    (96941, 96944, None),    // Micronesia (UTC+10/+11)
-    (96960, 96960, None),    // Marshall Islands (UTC+12)
-    (96970, 96970, None),    // Marshall Islands (UTC+12)
+    (96898, 96898, None),     // Wake Island (UTC+12)
+    (96939, 96940, None),     // Palau (UTC+9)
+    (96941, 96944, None),     // Micronesia (UTC+10/+11)
+    (96960, 96960, None),     // Marshall Islands (UTC+12)
+    (96970, 96970, None),     // Marshall Islands (UTC+12)
 ];
 
 /// US area codes by state or territory, as assigned by NANPA. Canadian and
@@ -156,15 +176,15 @@ pub(super) const AREA_CODES: &[(UsZone, &[u16])] = &[
             909, 916, 925, 949, 951,
         ],
     ), // CA
-    (M, &[303, 719, 720, 970, 983]),  // CO
+    (M, &[303, 719, 720, 748, 970, 983]), // CO
     (E, &[203, 475, 860, 959]),       // CT
     (E, &[302]),                      // DE
     (E, &[202, 771]),                 // DC
     (
         E,
         &[
-            239, 305, 321, 324, 352, 386, 407, 561, 645, 656, 689, 727, 754, 772, 786, 813, 863,
-            904, 941, 954,
+            239, 305, 321, 324, 352, 386, 407, 561, 645, 656, 689, 727, 728, 754, 772, 786, 813,
+            863, 904, 941, 954,
         ],
     ), // FL peninsula
     // FL panhandle: 850/448 run from Pensacola (Central) to Tallahassee
@@ -178,7 +198,7 @@ pub(super) const AREA_CODES: &[(UsZone, &[u16])] = &[
         &[
             217, 224, 309, 312, 331, 447, 464, 618, 630, 708, 730, 773, 779, 815, 847, 861, 872,
         ],
-    ), // IL
+    ), // IL (861 overlays 309 since 2023)
     (C, &[219]),      // IN north-west (Lake, Porter, LaPorte, Jasper, Newton, Starke): Central
     // IN elsewhere; 812/930 include Evansville (Central), a minority of them.
     (E, &[260, 317, 463, 574, 765, 812, 930]),
@@ -195,7 +215,7 @@ pub(super) const AREA_CODES: &[(UsZone, &[u16])] = &[
         E,
         &[231, 248, 269, 313, 517, 586, 616, 734, 810, 906, 947, 989],
     ),
-    (C, &[218, 320, 507, 612, 651, 763, 924, 952]), // MN
+    (C, &[218, 320, 507, 612, 651, 763, 924, 952]), // MN (924 overlays 507 since 2025)
     (C, &[228, 601, 662, 769]),                     // MS
     (C, &[235, 314, 417, 557, 573, 636, 660, 816, 975]), // MO
     (M, &[406]),                                    // MT
@@ -218,7 +238,7 @@ pub(super) const AREA_CODES: &[(UsZone, &[u16])] = &[
         &[
             216, 220, 234, 283, 326, 330, 380, 419, 436, 440, 513, 567, 614, 740, 937,
         ],
-    ), // OH
+    ), // OH (436 overlays 440 since 2024)
     (C, &[405, 539, 572, 580, 918]),                // OK
     (P, &[458, 503, 541, 971]), // OR (541 includes Malheur county, Mountain: minority)
     (

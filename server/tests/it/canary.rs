@@ -4,8 +4,9 @@
 //! itself), or the database at rest (SQLite file bytes; every PostgreSQL column).
 
 use crate::common::{
-    answer_invitation, csrf_in, dump_database, invite_link_emailed, location, pay_statements,
-    post_webhook, signed_in_staff, submit_account_form, Backend, Browser, TestApp,
+    answer_invitation, confirm_and_sign_in_with, csrf_in, dump_database, invite_link_emailed,
+    location, pay_statements, post_webhook, signed_in_staff, submit_account_form, Backend, Browser,
+    TestApp,
 };
 use patriotpay::access::Role;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -397,7 +398,8 @@ async fn canary_never_leaks(backend: Backend) {
     )
     .await;
     let (_, loc, _) = seen.check("POST /account/create", r, false).await;
-    assert_eq!(loc, "/account");
+    assert_eq!(loc, "/account/confirm");
+    confirm_and_sign_in_with(&app, &b, MEMBER_EMAIL, password).await;
     let (_, _, home) = seen.check("/account", b.get("/account").await, true).await;
     assert!(home.contains(FIRST), "the account page greets the patient");
     let page = format!("/account/statements/{statement}");
@@ -435,7 +437,8 @@ async fn canary_never_leaks(backend: Backend) {
     )
     .await;
     let (_, loc, _) = seen.check("POST /guarantor/accept", r, false).await;
-    assert_eq!(loc, "/account");
+    assert_eq!(loc, "/account/confirm");
+    confirm_and_sign_in_with(&app, &g, GUARANTOR_EMAIL, password).await;
     let (_, _, ghome) = seen.check("/account", g.get("/account").await, true).await;
     let (_, _, gst) = seen.check(&page, g.get(&page).await, true).await;
     assert!(

@@ -41,7 +41,10 @@ fn users_add_list_disable() {
     assert!(added.status.success(), "add: {added:?}");
     let out = stdout(&added);
     assert!(out.contains(email), "{out}");
-    assert!(out.contains("/staff/enrol/"), "a set-up link: {out}");
+    assert!(
+        out.contains("/staff/enrol/") && out.contains("PATRIOTPAY_EMAIL_PROVIDER=outbox"),
+        "no email provider: the link is printed, and why: {out}"
+    );
 
     // The same address in another case is the same account.
     let again = run(
@@ -307,6 +310,13 @@ async fn users_add_needs_a_name_and_rename_is_audited() {
             .await
             .expect("user");
     assert_eq!(name.as_deref(), Some("Dana Ruiz-Ortiz"));
+    // The set-up link also went to the outbox as an email to the new account.
+    let setup: Vec<(String, String)> =
+        sqlx::query_as("SELECT channel, state FROM outbox WHERE template = 'staff-setup'")
+            .fetch_all(db.pool())
+            .await
+            .expect("outbox");
+    assert_eq!(setup, [("email".to_owned(), "queued".to_owned())]);
     let by_id = run(
         dir.path(),
         &["users", "rename", "--user", &id, "--name", "Dana Ruiz"],

@@ -305,7 +305,7 @@ async fn cognito_sign_in_mfa_refresh_and_reset() {
     );
 
     // Forced reset: moto keeps issuing tokens, the portal's own flag refuses the sign-in.
-    patriotpay::accounts::force_reset(app.db(), &app.state().crypto, email, clock.now())
+    patriotpay::accounts::force_reset(app.db(), &app.state().crypto, email, None, clock.now())
         .await
         .expect("reset");
     p.idp

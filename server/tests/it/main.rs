@@ -41,6 +41,7 @@ mod staff;
 mod staff_api_keys;
 mod staff_import;
 mod stripe;
+mod text_settings;
 mod twilio;
 mod view_as;
 mod webhooks;

@@ -224,6 +224,9 @@ async fn the_reset_code_goes_out_by_smtp(backend: Backend) {
     let sink = SmtpSink::start().await;
     let app = app_with_sink(backend, &sink).await;
     let _owner = patient_account(&app, 1, "avery@example.org").await;
+    // The sign-up code went first.
+    app.deliver_messages().await;
+    let before = sink.received().len();
     let b = Browser::new(&app);
     let csrf = csrf_in(&b.page("/account/forgot").await);
     let r = b
@@ -233,14 +236,15 @@ async fn the_reset_code_goes_out_by_smtp(backend: Backend) {
         )
         .await;
     assert_eq!(location(&r), "/account/reset-password");
-    assert!(
-        sink.received().is_empty(),
+    assert_eq!(
+        sink.received().len(),
+        before,
         "sent by the worker, not the page"
     );
     assert_eq!(app.deliver_messages().await.sent, 1);
     let got = sink.received();
-    assert_eq!(got.len(), 1);
-    let m = &got[0];
+    assert_eq!(got.len(), before + 1);
+    let m = &got[before];
     assert_eq!(m.to, vec!["avery@example.org".to_owned()]);
     assert_eq!(
         m.header("Subject").as_deref(),
@@ -270,7 +274,7 @@ async fn the_reset_code_goes_out_by_smtp(backend: Backend) {
     // The password-changed notice follows the same way.
     assert_eq!(app.deliver_messages().await.sent, 1);
     assert_eq!(
-        sink.received()[1].header("Subject").as_deref(),
+        sink.received()[before + 1].header("Subject").as_deref(),
         Some("Your PatriotPay password was changed")
     );
 }

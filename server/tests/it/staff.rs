@@ -106,6 +106,11 @@ async fn enrolled_in(
         again.get("/staff/enrol").await.status(),
         StatusCode::NOT_FOUND
     );
+    // A new sign-in factor: the owner is emailed, with a "this wasn't me" link.
+    let to = patriotpay::accounts::normalize_email(email);
+    let mut told = app.outbox().await.into_iter().rev();
+    let notice = told.find(|m| m.template == "factor-added" && m.to == to);
+    assert!(notice.is_some_and(|m| m.body.contains("/account/not-me/")));
     (user, codes)
 }
 

@@ -157,7 +157,21 @@ async fn texts_go_to_twilio_and_its_answers_are_honoured(backend: Backend) {
         dead[0].1.as_deref().is_some_and(|e| e.contains("21610")),
         "{dead:?}"
     );
+    assert_eq!(
+        provider_opt_outs(&app).await,
+        1,
+        "the number opted out at Twilio is an opt-out in the ledger"
+    );
     app.finish().await;
+}
+
+/// Opt-outs in the consent ledger recorded from Twilio's error 21610.
+async fn provider_opt_outs(app: &TestApp) -> i64 {
+    app.count(
+        "SELECT COUNT(*) FROM sms_consents
+         WHERE state = 'opted_out' AND wording_version = 'twilio-21610'",
+    )
+    .await
 }
 
 fn base64_encode(s: &str) -> String {
@@ -243,6 +257,35 @@ async fn webhooks_need_twilio_signature_and_replies_change_consent_once(backend:
     ];
     webhook(&app, status, &late, Some(TOKEN)).await;
     assert_eq!(state(&app, sid.clone()).await, "delivered");
+    // A text to another number than the one that replies STOP below fails with 21610 (the
+    // number opted out at Twilio): an opt-out entry, once.
+    let replier = app
+        .state()
+        .crypto
+        .blind_index(&app.tenant, "phone", "+13125550101")
+        .await
+        .expect("index");
+    let other: String = sqlx::query_scalar(
+        "SELECT provider_id FROM outbox
+         WHERE provider_id <> $1 AND recipient_bidx <> $2 ORDER BY created_at, id",
+    )
+    .bind(&sid)
+    .bind(replier)
+    .fetch_one(app.db().pool())
+    .await
+    .expect("sid");
+    let refused = [
+        ("MessageSid", other.as_str()),
+        ("MessageStatus", "undelivered"),
+        ("ErrorCode", "21610"),
+        ("AccountSid", SID),
+    ];
+    for _ in 0..2 {
+        let r = webhook(&app, status, &refused, Some(TOKEN)).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+    assert_eq!(state(&app, other).await, "failed");
+    assert_eq!(provider_opt_outs(&app).await, 1);
 
     // A new statement's text queued for the number, then STOP: it is cancelled.
     let inbound = "/webhooks/twilio/inbound";

@@ -107,10 +107,12 @@ async fn page_vm(
         .await?
         .map(|t| t.name)
         .unwrap_or_default();
+    let paused = crate::messages::reminders::paused_of(&state.db, permit).await?;
     let statements = billing::statements_of(&state.db, tenant, patient)
         .await?
         .into_iter()
         .map(|(h, balance)| ConsoleStatementVm {
+            reminders_paused: paused.contains(&h.id),
             id: h.id.to_string(),
             date: crate::clock::display_iso_date(&h.statement_date),
             due: crate::clock::display_iso_date(&h.due_date),

@@ -148,6 +148,15 @@ pub async fn enrol_submit(
     {
         Ok((user, codes)) => {
             session.end().await?;
+            // A new sign-in factor: the owner hears of it at the account's own address.
+            accounts::notify_factor_added(
+                &state.db,
+                &state.crypto,
+                &user,
+                &state.public_url,
+                ctx.now,
+            )
+            .await?;
             audit_user(&state, &ctx, Some(&user), "staff.enrol", Outcome::Success).await?;
             Ok(Html(pages::recovery_codes(meta(), StaffRecoveryVm { codes })).into_response())
         }

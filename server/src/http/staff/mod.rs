@@ -13,6 +13,7 @@ mod home;
 mod import;
 mod import_report;
 mod messages;
+mod messaging;
 
 pub use import::{sweep as sweep_uploads, uploads_dir};
 mod refunds;
@@ -84,6 +85,12 @@ pub fn router(state: &AppState) -> Routes {
         // A practice's undelivered messages and its patients' replies (opened under a permit).
         .phi_page(Url::StaffMessages, messages::page)
         .form(Url::StaffMessageRead, messages::mark_read)
+        // A practice's settings for its texts (no PHI), and a statement's reminders paused.
+        .page(Url::StaffMessaging, messaging::page)
+        .form(Url::StaffMessagingCadence, messaging::cadence)
+        .form(Url::StaffMessagingFooter, messaging::footer)
+        .form(Url::StaffMessagingText, messaging::text)
+        .phi_form(Url::StaffReminders, messaging::reminders)
 }
 
 /// Staff pages name no practice in the header and carry no sign-out form there.

@@ -107,7 +107,9 @@ impl Importer {
             let first = !texted.contains(&bidx);
             let (zone, _) = quiet::recipient_zone(Some(p.zip.expose()), to.expose());
             let link = messages::pay_link_url(&self.public_url, &token);
-            let body = texts::pay_link(p.preferred_language, &self.practice_name, &link, first);
+            let body = self
+                .wording
+                .text(texts::PAY_LINK, p.preferred_language, &link, first);
             let message = Outgoing {
                 tenant: self.tenant.clone(),
                 channel: Channel::Sms,

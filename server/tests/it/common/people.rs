@@ -124,10 +124,51 @@ pub async fn patient_account(app: &TestApp, n: usize, email: &str) -> Browser {
     let r = submit_account_form(&b, "/account/create", email, PASSWORD, PASSWORD, None).await;
     assert_eq!(
         (r.status(), location(&r)),
-        (SEE_OTHER, "/account".to_owned()),
-        "account created for patient {n}"
+        (SEE_OTHER, "/account/confirm".to_owned()),
+        "account created for patient {n}, waiting for its code"
     );
+    confirm_and_sign_in(app, &b, email).await;
     b
+}
+
+/// The code in the newest sign-up email to `to` in the outbox.
+pub async fn signup_code_emailed(app: &TestApp, to: &str) -> String {
+    let body = app
+        .outbox()
+        .await
+        .into_iter()
+        .rev()
+        .find(|m| m.template == "confirm-code" && m.to == to)
+        .map(|m| m.body)
+        .expect("a sign-up code email");
+    body.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 8)
+        .expect("an eight-digit code")
+        .to_owned()
+}
+
+/// Enters the sign-up code emailed to `email` on the code page, then signs in with `PASSWORD`:
+/// the browser is signed in to the new account.
+pub async fn confirm_and_sign_in(app: &TestApp, b: &Browser, email: &str) {
+    confirm_and_sign_in_with(app, b, email, PASSWORD).await
+}
+
+/// `confirm_and_sign_in` with the account's own password.
+pub async fn confirm_and_sign_in_with(app: &TestApp, b: &Browser, email: &str, password: &str) {
+    let code = signup_code_emailed(app, email).await;
+    let csrf = b.csrf("/account/confirm").await;
+    let r = b
+        .post(
+            "/account/confirm",
+            &[("csrf", csrf.as_str()), ("code", &code)],
+        )
+        .await;
+    assert_eq!(location(&r), "/signin", "the code confirms the address");
+    assert_eq!(
+        location(&member_sign_in(b, email, password).await),
+        "/account",
+        "the confirmed account signs in"
+    );
 }
 
 pub async fn member_sign_in(b: &Browser, email: &str, password: &str) -> Response {
@@ -195,8 +236,9 @@ pub async fn answer_for(b: &Browser, n: usize) -> Response {
     answer_invitation(b, &m, &d, &y, &zip).await
 }
 
-/// Opens and answers an invitation, then creates a guarantor account on it.
-pub async fn accept_as_new(b: &Browser, url: &str, n: usize, email: &str) {
+/// Opens and answers an invitation, then creates a guarantor account on it, confirms its address
+/// and signs in.
+pub async fn accept_as_new(app: &TestApp, b: &Browser, url: &str, n: usize, email: &str) {
     open_invitation(b, url).await;
     assert_eq!(location(&answer_for(b, n).await), "/guarantor/accept");
     let r = submit_account_form(
@@ -210,9 +252,10 @@ pub async fn accept_as_new(b: &Browser, url: &str, n: usize, email: &str) {
     .await;
     assert_eq!(
         (r.status(), location(&r)),
-        (SEE_OTHER, "/account".to_owned()),
-        "guarantor account created on the invitation"
+        (SEE_OTHER, "/account/confirm".to_owned()),
+        "guarantor account created on the invitation, waiting for its code"
     );
+    confirm_and_sign_in(app, b, email).await;
 }
 
 /// Opens and answers an invitation with (month, day, year, zip), signs in as `email`, and
@@ -250,7 +293,7 @@ pub async fn accept_onto_existing(
 /// A guarantor account over demo patient 4 only.
 pub async fn guarantor_of_4(app: &TestApp, email: &str) -> Browser {
     let b = Browser::new(app);
-    accept_as_new(&b, &invitation_for(app, 4).await, 4, email).await;
+    accept_as_new(app, &b, &invitation_for(app, 4).await, 4, email).await;
     b
 }
 
@@ -540,7 +583,7 @@ impl TestApp {
                 .expect("hash"),
         };
         let mut tx = self.db().begin_write().await.expect("tx");
-        let user = accounts::create_member(&mut tx, &account, &credentials, now)
+        let user = accounts::create_member(&mut tx, &account, &credentials, None, now)
             .await
             .expect("member");
         accounts::grant_over_patient(

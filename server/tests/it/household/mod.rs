@@ -10,3 +10,4 @@ mod pay;
 mod recovery;
 mod revocation;
 mod role_matrix;
+mod signup;

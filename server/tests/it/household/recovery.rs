@@ -7,14 +7,51 @@ use crate::common::{
 };
 use reqwest::StatusCode;
 
-both_backends!(forgotten_password_is_reset_only_with_the_emailed_code);
+both_backends!(
+    forgotten_password_is_reset_only_with_the_emailed_code,
+    reset_codes_are_limited_per_address,
+);
 
-/// The emails in the outbox, oldest first.
+/// One address may ask for `RESET_REQUESTS_PER_ADDRESS` codes an hour, whichever accounts it
+/// names; the next is refused with 429 and nothing is sent, until the hour has passed.
+async fn reset_codes_are_limited_per_address(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let b = Browser::new(&app);
+    let ask = |n: i64| {
+        let b = b.clone();
+        async move {
+            let csrf = csrf_in(&b.page("/account/forgot").await);
+            let email = format!("someone{n}@example.org");
+            b.post(
+                "/account/forgot",
+                &[("csrf", csrf.as_str()), ("email", email.as_str())],
+            )
+            .await
+        }
+    };
+    let max = patriotpay::accounts::RESET_REQUESTS_PER_ADDRESS;
+    for n in 0..max {
+        assert_eq!(
+            location(&ask(n).await),
+            "/account/reset-password",
+            "request {n}"
+        );
+    }
+    let refused = ask(max).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    app.state()
+        .clock
+        .advance(patriotpay::accounts::REQUEST_WINDOW_SECS + 1);
+    assert_eq!(location(&ask(max + 1).await), "/account/reset-password");
+    app.finish().await;
+}
+
+/// The emails in the outbox after sign-up, oldest first (the sign-up code left out).
 async fn emails(app: &TestApp) -> Vec<crate::common::OutboxMessage> {
     app.outbox()
         .await
         .into_iter()
-        .filter(|m| m.channel == "email")
+        .filter(|m| m.channel == "email" && m.template != "confirm-code")
         .collect()
 }
 

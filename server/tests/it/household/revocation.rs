@@ -110,7 +110,7 @@ async fn patient_invites_then_revokes_a_guarantor(backend: Backend) {
     );
 
     let g = Browser::new(&app);
-    accept_as_new(&g, &link, 1, "spouse@example.org").await;
+    accept_as_new(&app, &g, &link, 1, "spouse@example.org").await;
     assert!(text(&g.page("/account").await)
         .contains(&ta("account-dependant-statements", &[("name", "Avery")])));
     let st = g.page(&format!("/account/statements/{s1}")).await;
@@ -272,7 +272,7 @@ async fn practice_admin_revokes_a_guarantor_but_support_agent_cannot(backend: Ba
         letter.body
     );
     let second = Browser::new(&app);
-    accept_as_new(&second, &emailed, 4, "grandparent@example.org").await;
+    accept_as_new(&app, &second, &emailed, 4, "grandparent@example.org").await;
     assert_eq!(
         app.count("SELECT COUNT(*) FROM guarantor_invitations")
             .await,
@@ -331,7 +331,7 @@ async fn practice_admin_revokes_a_guarantor_but_support_agent_cannot(backend: Ba
         Some("create"),
     )
     .await;
-    assert_eq!(location(&r), "/account");
+    assert_eq!(location(&r), "/account/confirm");
     let other_grant = active_grant(&app, &casey).await;
     let csrf = admin.csrf("/staff").await;
     let r = admin

@@ -78,7 +78,7 @@ async fn canary_member(app: &TestApp, patient: &PatientId) -> (Browser, UserId) 
             .expect("hash"),
     };
     let mut tx = app.db().begin_write().await.expect("tx");
-    let user = accounts::create_member(&mut tx, &account, &credentials, now)
+    let user = accounts::create_member(&mut tx, &account, &credentials, None, now)
         .await
         .expect("member");
     accounts::grant_over_patient(
