@@ -205,6 +205,8 @@ urls! {
     ApiStatements => "/api/v1/statements",
     /// The API's OpenAPI document.
     ApiOpenApi => "/api/v1/openapi.json",
+    /// Prometheus metrics (its own listener; on the portal only with a bearer token).
+    Metrics => "/metrics",
 
     // ---- Development.
     /// The outbox viewer: the texts and email that would have gone out. Served only by
@@ -389,6 +391,7 @@ mod tests {
         "/robots.txt",
         "/api/v1/statements",
         "/api/v1/openapi.json",
+        "/metrics",
         "/dev/outbox",
     ];
 

@@ -21,6 +21,7 @@ impl AlertSink {
         now: i64,
     ) -> Result<(), sqlx::Error> {
         tracing::error!(alert = kind, detail, "SECURITY ALERT");
+        crate::observe::alert(kind);
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO alerts (at, kind, detail) VALUES ($1, $2, $3) RETURNING id",
         )

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod accounts;
 pub mod alerts;
+pub mod anomaly;
 pub mod apikeys;
 pub mod audit;
 pub mod billing;
@@ -26,6 +27,7 @@ pub mod link_check;
 pub mod links;
 pub mod messages;
 pub mod money;
+pub mod observe;
 pub mod payments;
 pub mod phi;
 pub mod view_as;
@@ -45,6 +47,8 @@ use tokio::net::TcpListener;
 /// A started server: its addresses and a handle to stop it.
 pub struct Running {
     pub portal_addr: SocketAddr,
+    /// Where `/metrics` listens on its own, if it does.
+    pub metrics_addr: Option<SocketAddr>,
     /// Where the sandbox's card page listens; with Stripe, the configured address, not bound.
     pub sandbox_addr: SocketAddr,
     pub public_url: String,
@@ -210,6 +214,22 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
 
     let portal_listener = TcpListener::bind(cfg.addr).await?;
     let portal_addr = portal_listener.local_addr()?;
+    // Metrics on their own address: a busy port is logged, not fatal (patients come first).
+    observe::handle();
+    let metrics_listener = match cfg.monitoring.metrics_addr().map_err(anyhow::Error::msg)? {
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(error = %e, %addr, "metrics listener not started");
+                None
+            }
+        },
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     let public_url = base_url(&cfg.public_url, portal_addr);
 
     // With Stripe the sandbox's card page is not served at all (it would take the public test
@@ -261,12 +281,27 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         providers: cfg.messaging.providers(&public_url)?,
         dev_outbox: cfg.messaging.dev_outbox,
         twilio_auth_token: cfg.messaging.webhook_token(),
+        metrics_token: cfg.monitoring.metrics_token.clone(),
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let portal = http::portal_router(state.clone());
     let sandbox_router = payments::sandbox::router(sandbox.clone(), public_url.clone());
 
     let mut tasks = vec![];
+    if let Some(listener) = metrics_listener {
+        let router = http::metrics_router(state.clone());
+        let mut stop = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "metrics server stopped");
+            }
+        }));
+    }
     let mut stop = rx.clone();
     tasks.push(tokio::spawn(async move {
         let app = portal.into_make_service_with_connect_info::<SocketAddr>();
@@ -291,6 +326,27 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
                 .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "sandbox server stopped");
+            }
+        }));
+    }
+    // The anomaly rules, every `anomaly_every_secs` (0: off).
+    if cfg.monitoring.anomaly_every_secs > 0 {
+        let (state, every) = (
+            state.clone(),
+            std::time::Duration::from_secs(cfg.monitoring.anomaly_every_secs),
+        );
+        let thresholds = cfg.monitoring.thresholds();
+        let mut stop = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                let now = state.clock.now();
+                if let Err(e) = anomaly::run(&state.db, &state.alerts, &thresholds, now).await {
+                    tracing::warn!(error = %e, "anomaly rules pass failed");
+                }
             }
         }));
     }
@@ -502,6 +558,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     }));
     Ok(Running {
         portal_addr,
+        metrics_addr,
         sandbox_addr,
         public_url,
         state,

@@ -6,17 +6,23 @@ use patriotpay::config::{
     AuditCommand, Cli, Command, KeysCommand, PaymentsCommand, PracticesCommand, UsersCommand,
 };
 use patriotpay::ids::TenantId;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_new(&cli.config.log).unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    let filter = EnvFilter::try_new(&cli.config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let format = cli.config.monitoring.log_format;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(patriotpay::observe::log_layer(
+            format,
+            std::io::stderr,
+            ansi,
+        ))
         .init();
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

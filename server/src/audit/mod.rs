@@ -115,6 +115,8 @@ where
     .bind(ev.outcome.as_str())
     .execute(exec)
     .await?;
+    // Counted when written (an event whose transaction later rolls back is counted too).
+    crate::observe::audit_event(ev.action, ev.outcome.as_str());
     Ok(())
 }
 

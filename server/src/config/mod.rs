@@ -9,8 +9,10 @@ use std::str::FromStr;
 
 mod commands;
 mod messaging;
+mod monitoring;
 pub use commands::*;
 pub use messaging::*;
+pub use monitoring::Monitoring;
 
 /// A secret setting; prints as `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -276,6 +278,8 @@ pub struct Config {
     pub log: String,
     #[command(flatten)]
     pub messaging: Messaging,
+    #[command(flatten)]
+    pub monitoring: Monitoring,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -433,6 +437,7 @@ impl Config {
             alert_webhook_url: None,
             log: "info".into(),
             messaging: Messaging::default(),
+            monitoring: Monitoring::default(),
         }
     }
 }

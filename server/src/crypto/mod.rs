@@ -428,8 +428,10 @@ impl FieldCrypto {
     ) -> Result<DataKey, CryptoError> {
         let ck = (tenant.as_str().to_owned(), purpose, version);
         if let Some(k) = self.cached(&ck) {
+            crate::observe::key_lookup(true);
             return Ok(k);
         }
+        crate::observe::key_lookup(false);
         let (key_id, wrapped): (String, Vec<u8>) = sqlx::query_as(
             "SELECT key_id, wrapped_key FROM data_keys WHERE tenant_id = $1 AND purpose = $2 AND version = $3",
         )
@@ -445,6 +447,7 @@ impl FieldCrypto {
             .await?;
         self.unwraps
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::observe::key_provider_call(self.provider.name(), "unwrap");
         self.remember(ck, &dk);
         Ok(dk)
     }

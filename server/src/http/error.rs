@@ -125,6 +125,7 @@ impl From<AccountError> for AppError {
             AccountError::Db(d) => d.into(),
             AccountError::Crypto(c) => c.into(),
             AccountError::Throttled { retry_after_secs } => {
+                crate::observe::lockout("sign-in");
                 AppError::TooManyRequests { retry_after_secs }
             }
             AccountError::Invalid

@@ -15,6 +15,7 @@ pub mod household;
 pub mod household_pay;
 pub mod invitation;
 pub mod member;
+mod metrics;
 mod not_me;
 pub mod patient;
 mod plans;
@@ -87,6 +88,8 @@ pub struct AppState {
     pub dev_outbox: bool,
     /// Twilio's auth token, which signs its webhooks; `None` unless Twilio carries the texts.
     pub twilio_auth_token: Option<crate::config::Secret>,
+    /// The bearer token that opens `/metrics` on the portal's address; `None`: 404 there.
+    pub metrics_token: Option<crate::config::Secret>,
 }
 
 /// Per-request facts set by the outermost middleware; an extractor (`http::extract`).
@@ -347,6 +350,12 @@ fn machine(state: &AppState) -> Routes {
         .machine_get(Url::Stylesheet, assets::style)
         .machine_get(Url::Favicon, assets::favicon)
         .machine_get(Url::Robots, assets::robots)
+        .machine_get(Url::Metrics, metrics::on_portal)
+}
+
+/// The separate metrics listener's router (`/metrics` only).
+pub fn metrics_router(state: AppState) -> Router {
+    metrics::router(state)
 }
 
 /// The route table of the portal as `portal_router` serves it (tests walk it).
@@ -548,12 +557,14 @@ async fn request_context(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert("x-request-id", v);
     }
+    let elapsed = started.elapsed();
+    crate::observe::request(&route, method.as_str(), status.as_u16(), elapsed);
     tracing::info!(
         parent: &span,
         method = %method,
         route = %route,
         status = status.as_u16(),
-        ms = started.elapsed().as_millis() as u64,
+        ms = elapsed.as_millis() as u64,
         "request"
     );
     res

@@ -3,7 +3,7 @@
 //! path) and its form parameters; anything else is a 403 and changes nothing. Served only when
 //! Twilio carries the texts (with its auth token configured); otherwise 404.
 
-use super::AppState;
+use super::{AppState, RequestContext};
 use crate::messages::{inbound, twilio, twilio_signature};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -51,14 +51,20 @@ fn verified(
         tracing::warn!(path = url.template(), "twilio webhook signature refused");
         return Err(Refusal::Forged);
     }
+    crate::observe::webhook("twilio", "accepted");
     Ok(params)
 }
 
 /// `POST /webhooks/twilio/status`: a text's delivery status.
-pub async fn status(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn status(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let params = match verified(&state, &headers, Url::TwilioStatus, &body) {
         Ok(p) => p,
-        Err(r) => return r.into_response(),
+        Err(r) => return refused(&state, &ctx, r).await,
     };
     let Some(cb) = twilio::parse_status_callback(&params) else {
         return (StatusCode::BAD_REQUEST, "not a status callback").into_response();
@@ -75,10 +81,15 @@ pub async fn status(State(state): State<AppState>, headers: HeaderMap, body: Byt
 }
 
 /// `POST /webhooks/twilio/inbound`: a reply to one of our texts, answered in TwiML.
-pub async fn inbound(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn inbound(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let params = match verified(&state, &headers, Url::TwilioInbound, &body) {
         Ok(p) => p,
-        Err(r) => return r.into_response(),
+        Err(r) => return refused(&state, &ctx, r).await,
     };
     let Some(msg) = twilio::parse_inbound(&params) else {
         return (StatusCode::BAD_REQUEST, "not an inbound message").into_response();
@@ -90,6 +101,14 @@ pub async fn inbound(State(state): State<AppState>, headers: HeaderMap, body: By
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// The answer to a refused webhook; a forged one is audited (the anomaly rules count them).
+async fn refused(state: &AppState, ctx: &RequestContext, r: Refusal) -> Response {
+    if matches!(r, Refusal::Forged) {
+        crate::observe::webhook_refused(&state.db, "twilio", &ctx.address, ctx.now).await;
+    }
+    r.into_response()
 }
 
 /// A TwiML answer: one message back, or none.

@@ -192,6 +192,7 @@ pub async fn verify_submit(
         Claim::Granted(a) => a,
         Claim::Locked => return Ok(see_other(Url::Verify)),
         Claim::Throttled => {
+            crate::observe::lockout("identity-check");
             session.notice("verify-rate-limited").await?;
             return Ok(see_other(Url::Verify));
         }
@@ -267,6 +268,7 @@ pub async fn zip_submit(
             Claim::Granted(a) => a,
             Claim::Locked => return Ok(see_other(Url::Verify)),
             Claim::Throttled => {
+                crate::observe::lockout("identity-check");
                 session.notice("verify-rate-limited").await?;
                 return Ok(see_other(Url::VerifyZip));
             }

@@ -1,7 +1,7 @@
 //! The processor's webhook endpoint: signature checked on the raw body, the event stored as a
 //! job, and an answer within the acknowledgement budget; the job queue does the rest.
 
-use super::AppState;
+use super::{AppState, RequestContext};
 use crate::payments::{jobs, signature, EventEnvelope};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -9,11 +9,17 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn stripe(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(header) = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
     else {
+        crate::observe::webhook_refused(&state.db, "stripe", &ctx.address, ctx.now).await;
         return (StatusCode::BAD_REQUEST, "missing signature").into_response();
     };
     let secrets: Vec<&str> = state.webhook_secrets.iter().map(|s| s.expose()).collect();
@@ -21,11 +27,15 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
     // (which tests move forward): both ends of a signature live on wall clocks.
     if let Err(e) = signature::verify(&secrets, header, &body, crate::clock::now_unix()) {
         tracing::warn!(reason = %e, "webhook signature refused");
+        crate::observe::webhook_refused(&state.db, "stripe", &ctx.address, ctx.now).await;
         return (StatusCode::BAD_REQUEST, "invalid signature").into_response();
     }
     let event: EventEnvelope = match serde_json::from_slice(&body) {
         Ok(e) => e,
-        Err(_) => return (StatusCode::BAD_REQUEST, "malformed event").into_response(),
+        Err(_) => {
+            crate::observe::webhook("stripe", "malformed");
+            return (StatusCode::BAD_REQUEST, "malformed event").into_response();
+        }
     };
     let now = state.clock.now();
     let fresh = match jobs::enqueue(&state.db, &event, now).await {
@@ -33,6 +43,7 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
         // Not stored: a 5xx makes the processor deliver it again later.
         Err(e) => {
             tracing::error!(error = %e, "webhook: could not store the event");
+            crate::observe::webhook("stripe", "error");
             return (StatusCode::INTERNAL_SERVER_ERROR, "retry later").into_response();
         }
     };
@@ -59,6 +70,7 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
             state.jobs.wake();
         }
     }
+    crate::observe::webhook("stripe", if fresh { "accepted" } else { "duplicate" });
     (
         StatusCode::OK,
         Json(serde_json::json!({ "received": true, "duplicate": !fresh })),

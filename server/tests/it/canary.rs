@@ -113,18 +113,22 @@ impl std::io::Write for Captured {
     }
 }
 
-/// Every log line of this test binary, at debug level, from every crate: from the canary's first
-/// step on, that includes the other integration tests running beside it, which only adds lines to
-/// check (none of them uses the canary's values).
+/// Every log line of this test binary, at debug level, from every crate, in both formats the
+/// binary writes (`PATRIOTPAY_LOG_FORMAT` text and json, the same layers `main` installs): from
+/// the canary's first step on, that includes the other integration tests running beside it,
+/// which only adds lines to check (none of them uses the canary's values).
 pub(crate) fn logs() -> &'static Captured {
+    use patriotpay::observe::{log_layer, LogFormat};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     static LOGS: OnceLock<Captured> = OnceLock::new();
     LOGS.get_or_init(|| {
         let c = Captured::default();
-        let writer = c.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
+        let (text, json) = (c.clone(), c.clone());
+        let _ = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::DEBUG)
+            .with(log_layer(LogFormat::Text, move || text.clone(), false))
+            .with(log_layer(LogFormat::Json, move || json.clone(), false))
             .try_init();
         c
     })
@@ -553,6 +557,13 @@ async fn canary_never_leaks(backend: Backend) {
     assert!(
         text.contains("processor event handled"),
         "logs were captured"
+    );
+    // Both formats were written; a JSON request line carries its request id.
+    assert!(
+        text.lines().any(|l| l.starts_with('{')
+            && l.contains(r#""message":"request""#)
+            && l.contains(r#""request_id":""#)),
+        "JSON request lines with their request id"
     );
     assert_clean("logs", &text);
     for e in [MEMBER_EMAIL, GUARANTOR_EMAIL] {

@@ -8,6 +8,7 @@
 #[macro_use]
 mod common;
 
+mod anomaly;
 mod api;
 mod apikeys;
 mod audit_chain;
@@ -25,6 +26,7 @@ mod jwt;
 mod kms;
 mod messages;
 mod messages_staff;
+mod metrics;
 mod money;
 mod plans;
 mod reconcile;

@@ -1,0 +1,230 @@
+//! The anomaly rules (issue 14), each driven over its own trouble and run on the test clock (the
+//! server's loop is off in tests): wrong identity answers per link and per address, failed
+//! sign-ins per account and per address, a staff member touching far more patients than usual
+//! (and not when that is their usual), view-as sessions per day, webhook signature refusals, a
+//! practice's failed-payment spike. Each raises its alert (stored, audited as `anomaly.raised`)
+//! once per rule, subject and window. Both databases.
+
+use crate::common::{location, member_sign_in, patient_of, post_event, Backend, Browser, TestApp};
+use patriotpay::access::Role;
+use patriotpay::anomaly::{self, Finding, Thresholds};
+use patriotpay::audit::{self, Actor, Outcome};
+
+both_backends!(
+    identity_and_sign_in_failures_raise_once_per_window,
+    staff_views_are_judged_against_their_own_usual,
+    view_as_webhooks_and_payment_spikes,
+);
+
+/// Thresholds small enough to cross in a test.
+fn tight() -> Thresholds {
+    Thresholds {
+        identity_failures_per_link: 2,
+        identity_failures_per_address: 2,
+        signin_failures_per_account: 2,
+        signin_failures_per_address: 2,
+        staff_patients_per_hour_floor: 2,
+        view_as_per_day: 1,
+        webhook_signature_failures: 1,
+        payment_failures_per_hour_floor: 2,
+        ..Thresholds::default()
+    }
+}
+
+async fn run(app: &TestApp) -> Vec<Finding> {
+    let s = app.state();
+    anomaly::run(&s.db, &s.alerts, &tight(), s.clock.now())
+        .await
+        .expect("rules")
+}
+
+fn rules(found: &[Finding]) -> Vec<&'static str> {
+    let mut r: Vec<&'static str> = found.iter().map(|f| f.rule).collect();
+    r.sort_unstable();
+    r.dedup();
+    r
+}
+
+async fn identity_and_sign_in_failures_raise_once_per_window(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    assert!(run(&app).await.is_empty(), "a quiet portal raises nothing");
+    let b = Browser::new(&app);
+    b.open_link(&app.link(1).await).await;
+    for _ in 0..3 {
+        let _ = b.submit_dob("01", "01", "1900").await;
+    }
+    app.signed_in_member(1, "avery@example.org").await;
+    let stranger = Browser::new(&app);
+    for _ in 0..3 {
+        let r = member_sign_in(&stranger, "avery@example.org", "not the password").await;
+        assert_eq!(location(&r), "/signin");
+    }
+    let found = run(&app).await;
+    assert_eq!(
+        rules(&found),
+        [
+            "identity-failures-address",
+            "identity-failures-link",
+            "signin-failures-account",
+            "signin-failures-address",
+        ],
+        "{found:?}"
+    );
+    let user = app.user_id_of("avery@example.org").await;
+    assert!(found
+        .iter()
+        .any(|f| f.rule == "signin-failures-account" && f.subject == user));
+    // Raised, stored and audited once; the same window raises nothing more.
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM alerts WHERE kind LIKE 'anomaly.%'")
+            .await,
+        4
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_events WHERE action = 'anomaly.raised'")
+            .await,
+        4
+    );
+    assert!(
+        run(&app).await.is_empty(),
+        "once per rule, subject and window"
+    );
+    // No PHI in what was raised: ids, addresses and counts.
+    let details: Vec<String> =
+        sqlx::query_scalar("SELECT detail FROM alerts WHERE kind LIKE 'anomaly.%'")
+            .fetch_all(app.db().pool())
+            .await
+            .expect("alerts");
+    for d in details {
+        assert!(!d.contains("avery@") && !d.contains("1900"), "{d}");
+    }
+    app.finish().await;
+}
+
+/// An audit event by `actor` about `patient` at `at` (history the rules read).
+async fn touched(app: &TestApp, actor: &str, patient: &patriotpay::ids::PatientId, at: i64) {
+    let who = Actor {
+        at: Some(at),
+        ..Actor::system(actor)
+    };
+    audit::record(
+        app.db().pool(),
+        audit::Event {
+            actor: &who,
+            tenant: Some(&app.tenant),
+            patient: Some(patient),
+            action: "patient.console.view",
+            resource: None,
+            outcome: Outcome::Success,
+        },
+    )
+    .await
+    .expect("event");
+}
+
+async fn staff_views_are_judged_against_their_own_usual(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (agent, agent_id) = app
+        .signed_in_staff("busy.agent@example.org", Role::SupportAgent)
+        .await;
+    let (_, steady_id) = app
+        .signed_in_staff("steady.agent@example.org", Role::SupportAgent)
+        .await;
+    let mut patients = vec![];
+    for n in 1..=5 {
+        patients.push(patient_of(&app, n).await);
+    }
+    // The busy agent opens four patients' consoles over HTTP: no history, over the floor.
+    for p in &patients[..4] {
+        let r = agent.get(&format!("/staff/patients/{p}")).await;
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+    }
+    // The steady agent touched four patients an hour for days: the same hour is their usual.
+    let now = app.state().clock.now();
+    let steady = format!("user:{steady_id}");
+    for day in 1..=3 {
+        for p in &patients[..4] {
+            touched(&app, &steady, p, now - day * 86_400).await;
+        }
+    }
+    for p in &patients[..4] {
+        touched(&app, &steady, p, now - 60).await;
+    }
+    let found = run(&app).await;
+    let staff: Vec<&Finding> = found
+        .iter()
+        .filter(|f| f.rule == "staff-patient-views")
+        .collect();
+    assert_eq!(staff.len(), 1, "{found:?}");
+    assert_eq!(staff[0].subject, format!("user:{agent_id}"));
+    app.finish().await;
+}
+
+async fn view_as_webhooks_and_payment_spikes(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let now = app.state().clock.now();
+    let record = |actor: &'static str, action: &'static str, outcome: Outcome, at: i64| {
+        let app = &app;
+        async move {
+            let who = Actor {
+                at: Some(at),
+                ..Actor::system(actor)
+            };
+            audit::record(
+                app.db().pool(),
+                audit::Event {
+                    actor: &who,
+                    tenant: Some(&app.tenant),
+                    patient: None,
+                    action,
+                    resource: None,
+                    outcome,
+                },
+            )
+            .await
+            .expect("event");
+        }
+    };
+    // Two view-as sessions today by one staff member.
+    for _ in 0..2 {
+        record(
+            "user:usr_viewer",
+            "viewas.start",
+            Outcome::Success,
+            now - 30,
+        )
+        .await;
+    }
+    // Two webhooks with a bad signature, over HTTP.
+    for _ in 0..2 {
+        let r = post_event(&app, "{}", Some("t=1,v1=00".into())).await;
+        assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST);
+    }
+    // Three failed payments this hour, against none usually.
+    for _ in 0..3 {
+        record(
+            "system:webhook",
+            "payment.failed",
+            Outcome::Failure,
+            now - 10,
+        )
+        .await;
+    }
+    let found = run(&app).await;
+    assert_eq!(
+        rules(&found),
+        [
+            "payment-failure-spike",
+            "view-as-per-day",
+            "webhook-signature-failures"
+        ],
+        "{found:?}"
+    );
+    assert!(found
+        .iter()
+        .any(|f| f.rule == "webhook-signature-failures" && f.subject == "webhook:stripe"));
+    assert!(found
+        .iter()
+        .any(|f| f.rule == "payment-failure-spike" && f.subject == app.tenant.as_str()));
+    app.finish().await;
+}
