@@ -19,6 +19,7 @@ pub mod guarantors;
 pub mod http;
 pub mod identity;
 pub mod ids;
+pub mod incident;
 pub mod intake;
 pub mod keys;
 pub mod limits;

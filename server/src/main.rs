@@ -52,6 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit { action } => audit(&cfg, action).await?,
         Command::Apikeys { action } => patriotpay::cli::apikeys(&cfg, action).await?,
         Command::Outbox { action } => patriotpay::cli::outbox(&cfg, action).await?,
+        Command::Incident { action } => patriotpay::incident::cli::run(&cfg, action).await?,
         c @ Command::Import { .. } => patriotpay::cli::import(&cfg, c).await?,
         Command::Serve { demo } => {
             let mut cfg = cfg;

@@ -96,6 +96,11 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditCommand,
     },
+    /// The incident plan: scope, trace, revoke-sessions (see README, "Incident response").
+    Incident {
+        #[command(subcommand)]
+        action: crate::incident::cli::IncidentCommand,
+    },
 }
 
 #[derive(Subcommand, Debug, Clone)]

@@ -21,6 +21,7 @@ mod cognito;
 mod console;
 mod household;
 mod import;
+mod incident;
 mod journey;
 mod jwt;
 mod kms;

@@ -1,0 +1,208 @@
+//! `patriotpay incident …`: the commands' arguments, output (text, or JSON with `--json`) and
+//! progress; what they do is `incident`.
+
+use super::{Filter, Whom, Window};
+use crate::config::Config;
+use clap::{Args, Subcommand};
+
+/// The window and filters shared by `scope` and `trace`.
+#[derive(Args, Debug, Clone)]
+pub struct WindowArgs {
+    /// Start of the window: 2026-12-01T06:00:00Z, 2026-12-01 (midnight UTC) or unix seconds.
+    #[arg(long, value_parser = super::parse_time)]
+    pub since: i64,
+    /// End of the window (included); default now.
+    #[arg(long, value_parser = super::parse_time)]
+    pub until: Option<i64>,
+    /// Only events of this actor (`usr_…`, `user:usr_…`, `link:lnk_…`, `cli`…).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only events from this address.
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Only events about this practice (tenant id, `ten_…`).
+    #[arg(long)]
+    pub practice: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl WindowArgs {
+    fn window(&self, now: i64) -> Window {
+        Window {
+            since: self.since,
+            until: self.until.unwrap_or(now),
+        }
+    }
+
+    fn filter(&self) -> Filter {
+        Filter {
+            actor: self.actor.clone(),
+            address: self.address.clone(),
+            practice: self.practice.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum IncidentCommand {
+    /// From the audit log: which accounts acted, which patients' records were viewed or
+    /// changed, which practices are affected.
+    Scope(WindowArgs),
+    /// The audit trail and alerts of the window as one timeline.
+    Trace(WindowArgs),
+    /// End sessions: of everyone (`--all`, pay-link visitors included), one account (`--user`)
+    /// or everyone with a grant in a practice (`--practice`); Cognito refresh tokens revoked too.
+    RevokeSessions {
+        #[arg(long, conflicts_with_all = ["user", "practice"])]
+        all: bool,
+        /// An account id (`usr_…`).
+        #[arg(long, conflicts_with = "practice")]
+        user: Option<String>,
+        /// A practice (tenant id, `ten_…`).
+        #[arg(long)]
+        practice: Option<String>,
+        /// Say what would be done and to how many; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Cognito sign-outs per second at most (its API is rate limited).
+        #[arg(long, default_value_t = 5)]
+        per_second: u32,
+    },
+}
+
+pub async fn run(cfg: &Config, action: IncidentCommand) -> anyhow::Result<()> {
+    let (db, crypto) = crate::open_storage(cfg).await?;
+    let now = crate::clock::now_unix();
+    match action {
+        IncidentCommand::Scope(a) => {
+            let (window, filter) = (a.window(now), a.filter());
+            let s = super::scope(&db, window, &filter).await?;
+            let what = format!(
+                "{}..{} actors={} patients={}",
+                window.since,
+                window.until,
+                s.actors.len(),
+                s.patients.len()
+            );
+            crate::cli::audit(&db, "incident.scope", Some(&what)).await?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                return Ok(());
+            }
+            print_scope(&s);
+        }
+        IncidentCommand::Trace(a) => {
+            let (window, filter) = (a.window(now), a.filter());
+            let items = super::trace(&db, window, &filter).await?;
+            let what = format!("{}..{} items={}", window.since, window.until, items.len());
+            crate::cli::audit(&db, "incident.trace", Some(&what)).await?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&items)?);
+            } else {
+                for i in &items {
+                    println!("{}", i.line());
+                }
+            }
+        }
+        IncidentCommand::RevokeSessions {
+            all,
+            user,
+            practice,
+            dry_run,
+            per_second,
+        } => {
+            let whom = match (all, user, practice) {
+                (true, None, None) => Whom::All,
+                (false, Some(u), None) => Whom::User(u),
+                (false, None, Some(p)) => Whom::Practice(p),
+                _ => anyhow::bail!(
+                    "name whose sessions end: --all, --user usr_… or --practice ten_…"
+                ),
+            };
+            let accounts = super::accounts_of(&db, &whom).await?;
+            let cognito: Vec<_> = accounts.iter().filter(|a| a.1.is_some()).collect();
+            println!(
+                "{} {} account(s) ({} at Cognito){}.",
+                if dry_run {
+                    "Would end the sessions of"
+                } else {
+                    "Ending the sessions of"
+                },
+                accounts.len(),
+                cognito.len(),
+                if matches!(whom, Whom::All) {
+                    ", and every pay-link visitor's session"
+                } else {
+                    ""
+                }
+            );
+            if dry_run {
+                return Ok(());
+            }
+            let ids: Vec<String> = accounts.iter().map(|a| a.0.clone()).collect();
+            super::revoke_portal_sessions(&db, &whom, &ids, now).await?;
+            println!("Portal sessions ended: each is refused at its next request.");
+            if !cognito.is_empty() {
+                let identity = crate::identity_provider(cfg, &db, &crypto).await?;
+                let bar = indicatif::ProgressBar::new(cognito.len() as u64);
+                let pause = std::time::Duration::from_millis(1000 / u64::from(per_second.max(1)));
+                let mut failed = 0;
+                for (id, _, email_ct) in cognito {
+                    let user = crate::ids::UserId::from_db(id.clone());
+                    let email = crate::accounts::open_email(&crypto, &user, email_ct).await?;
+                    if let Err(e) = identity.sign_out_everywhere(email.expose()).await {
+                        failed += 1;
+                        bar.suspend(|| eprintln!("{id}: Cognito sign-out failed: {e}"));
+                    }
+                    bar.inc(1);
+                    tokio::time::sleep(pause).await;
+                }
+                bar.finish_and_clear();
+                println!("Cognito refresh tokens revoked; {failed} failed (rerun to retry them).");
+            }
+            crate::cli::audit(&db, "incident.revoke-sessions", Some(&whom.describe())).await?;
+        }
+    }
+    Ok(())
+}
+
+fn print_scope(s: &super::Scope) {
+    use super::show_time;
+    println!(
+        "Window {} .. {}",
+        show_time(s.window.since),
+        show_time(s.window.until)
+    );
+    println!("\nAccounts that acted ({}):", s.actors.len());
+    for a in &s.actors {
+        println!(
+            "  {:<40} {:>6} events  {:>5} patients  {} .. {}",
+            a.actor,
+            a.events,
+            a.patients,
+            show_time(a.first),
+            show_time(a.last)
+        );
+    }
+    println!(
+        "\nPatients whose records were viewed or changed ({}):",
+        s.patients.len()
+    );
+    for p in &s.patients {
+        println!(
+            "  {:<40} {:<38} {:>5} events  {} .. {}  by {}",
+            p.patient,
+            p.practice.as_deref().unwrap_or("-"),
+            p.events,
+            show_time(p.first),
+            show_time(p.last),
+            p.actors.join(", ")
+        );
+    }
+    println!("\nPractices affected ({}):", s.practices.len());
+    for p in &s.practices {
+        println!("  {p}");
+    }
+}

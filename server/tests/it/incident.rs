@@ -1,0 +1,126 @@
+//! The incident commands (issue 14) as the real binary against a running portal, on both
+//! databases: `scope` finds exactly the patients a staff member's console views touched (and
+//! names the practice), `trace` lists the window's events and alerts as one timeline,
+//! `revoke-sessions` with `--dry-run` changes nothing, then ends one account's sessions, then
+//! everyone's (a pay-link visitor's too); each run audited.
+
+use crate::common::{location, patient_of, Backend, TestApp};
+use patriotpay::access::Role;
+use reqwest::StatusCode;
+
+both_backends!(scope_trace_and_revoke_sessions);
+
+fn run(app: &TestApp, args: &[&str]) -> String {
+    let o = app.cli(args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+async fn scope_trace_and_revoke_sessions(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let since = (app.state().clock.now() - 5).to_string();
+    let (agent, agent_id) = app
+        .signed_in_staff("curious.agent@example.org", Role::SupportAgent)
+        .await;
+    let mut viewed = vec![];
+    for n in [1, 2, 4] {
+        let p = patient_of(&app, n).await;
+        let r = agent.get(&format!("/staff/patients/{p}")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        viewed.push(p.to_string());
+    }
+    let (member, _) = app.signed_in_member(1, "avery@example.org").await;
+    let visitor = app.verified_visitor(2).await;
+    app.state()
+        .alerts
+        .raise(
+            app.db(),
+            "anomaly.test",
+            "a test alert",
+            app.state().clock.now(),
+        )
+        .await
+        .expect("alert");
+
+    // Scope: exactly the agent's three patients, in the demo practice.
+    let out = run(
+        &app,
+        &[
+            "incident",
+            "scope",
+            "--since",
+            &since,
+            "--actor",
+            agent_id.as_str(),
+            "--json",
+        ],
+    );
+    let scope: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let mut patients: Vec<String> = scope["patients"]
+        .as_array()
+        .expect("patients")
+        .iter()
+        .map(|p| p["patient"].as_str().expect("id").to_owned())
+        .collect();
+    patients.sort();
+    viewed.sort();
+    assert_eq!(patients, viewed);
+    assert_eq!(scope["practices"], serde_json::json!([app.tenant.as_str()]));
+    let text = run(&app, &["incident", "scope", "--since", &since]);
+    assert!(
+        text.contains("Accounts that acted") && text.contains(&format!("user:{agent_id}")),
+        "{text}"
+    );
+
+    // Trace: the window's events and the alert, one timeline.
+    let out = run(&app, &["incident", "trace", "--since", &since, "--json"]);
+    let items: Vec<serde_json::Value> = serde_json::from_str(&out).expect("json");
+    assert!(items
+        .iter()
+        .any(|i| i["type"] == "alert" && i["kind"] == "anomaly.test"));
+    assert!(items
+        .iter()
+        .any(|i| i["type"] == "event" && i["action"] == "patient.console.view"));
+    let text = run(&app, &["incident", "trace", "--since", &since]);
+    assert!(text.contains("ALERT  anomaly.test"), "{text}");
+
+    // Revoke: a dry run changes nothing; then the agent alone; then everyone.
+    let out = run(
+        &app,
+        &[
+            "incident",
+            "revoke-sessions",
+            "--user",
+            agent_id.as_str(),
+            "--dry-run",
+        ],
+    );
+    assert!(out.contains("Would end the sessions of 1 account"), "{out}");
+    assert_eq!(agent.get("/staff").await.status(), StatusCode::OK);
+    run(
+        &app,
+        &["incident", "revoke-sessions", "--user", agent_id.as_str()],
+    );
+    assert_eq!(location(&agent.get("/staff").await), "/staff/login");
+    assert_eq!(
+        member.get("/account").await.status(),
+        StatusCode::OK,
+        "others keep theirs"
+    );
+    run(&app, &["incident", "revoke-sessions", "--all"]);
+    assert_eq!(location(&member.get("/account").await), "/signin");
+    assert_ne!(visitor.get("/statement").await.status(), StatusCode::OK);
+    for action in [
+        "incident.scope",
+        "incident.trace",
+        "incident.revoke-sessions",
+    ] {
+        let sql = format!("SELECT COUNT(*) FROM audit_events WHERE action = '{action}'");
+        assert!(app.count(&sql).await >= 1, "{action} audited");
+    }
+    app.finish().await;
+}
