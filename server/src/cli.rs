@@ -167,9 +167,7 @@ pub async fn import(cfg: &Config, command: Command) -> anyhow::Result<()> {
         source: Source::Cli,
         actor: crate::audit::Actor::system("cli"),
         now: crate::clock::now_unix(),
-        alerts: crate::alerts::AlertSink {
-            webhook_url: cfg.alert_webhook_url.clone(),
-        },
+        alerts: crate::alerts::AlertSink::configured(cfg, Some(crypto.clone())),
         public_url: crate::base_url(&cfg.public_url, cfg.addr),
     };
     let summary = run::import(&db, crypto, reader, &opts, |n| {

@@ -262,6 +262,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
 
     let identity = identity_provider(cfg, &db, &crypto).await?;
     let crypto_for_poll = crypto.clone();
+    let alert_sink = alerts::AlertSink::configured(cfg, Some(crypto.clone()));
     let state = AppState {
         db: db.clone(),
         crypto,
@@ -274,9 +275,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         jobs: payments::jobs::Nudge::default(),
         webhook_ack: std::time::Duration::from_millis(cfg.webhook_ack_ms),
         clock: Arc::new(clock::Clock::default()),
-        alerts: alerts::AlertSink {
-            webhook_url: cfg.alert_webhook_url.clone(),
-        },
+        alerts: alert_sink,
         identity,
         data_dir: cfg.data_dir.clone(),
         providers: cfg.messaging.providers(&public_url)?,

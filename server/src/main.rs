@@ -118,7 +118,7 @@ async fn demo_print(
 }
 
 async fn payments(cfg: &patriotpay::config::Config, action: PaymentsCommand) -> anyhow::Result<()> {
-    let (db, _crypto) = patriotpay::open_storage(cfg).await?;
+    let (db, crypto) = patriotpay::open_storage(cfg).await?;
     use patriotpay::payments::jobs;
     let now = patriotpay::clock::now_unix();
     let (since, until, dry_run) = match action {
@@ -175,9 +175,7 @@ async fn payments(cfg: &patriotpay::config::Config, action: PaymentsCommand) -> 
     anyhow::ensure!(start < end, "--since must be before --until");
     let bar = patriotpay::keys::progress(0, "reconciling");
     // A dispute it records alerts the practice, as the webhook would have.
-    let alerts = patriotpay::alerts::AlertSink {
-        webhook_url: cfg.alert_webhook_url.clone(),
-    };
+    let alerts = patriotpay::alerts::AlertSink::configured(cfg, Some(crypto.clone()));
     let report = patriotpay::payments::reconcile::run(
         &db,
         processor.as_ref(),
@@ -322,9 +320,7 @@ async fn audit(cfg: &patriotpay::config::Config, action: AuditCommand) -> anyhow
         }
         AuditCommand::Anchor => {
             let now = patriotpay::clock::now_unix();
-            let alerts = patriotpay::alerts::AlertSink {
-                webhook_url: cfg.alert_webhook_url.clone(),
-            };
+            let alerts = patriotpay::alerts::AlertSink::configured(cfg, Some(crypto.clone()));
             // What is committed is sealed first (safe beside a running server's sealer).
             chain::seal_pending(&db, &alerts, now, &chain::Sealing::default()).await?;
             let path = cfg.audit_anchor_path();

@@ -31,6 +31,9 @@ pub struct Monitoring {
     /// scraper that only reaches the load balancer). Unset: the portal answers 404 there.
     #[arg(long, env = "PATRIOTPAY_METRICS_TOKEN", global = true)]
     pub metrics_token: Option<Secret>,
+    /// The security team's address: every alert is also emailed there through the outbox.
+    #[arg(long, env = "PATRIOTPAY_ALERT_EMAIL", global = true)]
+    pub alert_email: Option<String>,
     /// Seconds between passes of the anomaly rules (`anomaly`); 0 turns them off.
     #[arg(
         long,
@@ -138,6 +141,7 @@ impl Default for Monitoring {
             log_format: LogFormat::Text,
             metrics_addr: "off".into(),
             metrics_token: None,
+            alert_email: None,
             anomaly_every_secs: 0,
             anomaly_window_secs: t.window_secs,
             anomaly_identity_per_link: t.identity_failures_per_link,

@@ -207,6 +207,20 @@ pub fn staff_setup_email(link: &str, hours: i64, reset: bool) -> (Phi<String>, P
     )
 }
 
+/// An alert to the security team's address (email).
+pub const SECURITY_ALERT: &str = "security-alert";
+
+/// The alert email: (subject, body). An alert's detail names ids and practices, never patients.
+pub fn security_alert_email(kind: &str, detail: &str) -> (Phi<String>, Phi<String>) {
+    (
+        Phi::new(format!("PatriotPay security alert: {kind}")),
+        Phi::new(format!(
+            "{detail}\n\nSee the alerts and the audit log (`patriotpay incident trace`) for what \
+             happened around it."
+        )),
+    )
+}
+
 /// The "this wasn't me" paragraph every owner notice ends with.
 pub fn not_me(link: &str) -> String {
     format!(

@@ -11,6 +11,7 @@ use patriotpay::anomaly::{self, Finding, Thresholds};
 use patriotpay::audit::{self, Actor, Outcome};
 
 both_backends!(
+    alerts_are_emailed_and_the_webhook_is_retried,
     identity_and_sign_in_failures_raise_once_per_window,
     staff_views_are_judged_against_their_own_usual,
     view_as_webhooks_and_payment_spikes,
@@ -226,5 +227,85 @@ async fn view_as_webhooks_and_payment_spikes(backend: Backend) {
     assert!(found
         .iter()
         .any(|f| f.rule == "payment-failure-spike" && f.subject == app.tenant.as_str()));
+    app.finish().await;
+}
+
+/// An alert webhook that refuses the first delivery and takes the next: the bodies it got.
+async fn flaky_webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::routing::post;
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/alerts",
+        post(move |body: String| {
+            let seen = seen.clone();
+            async move {
+                let mut g = seen.lock().expect("lock");
+                g.push(body);
+                if g.len() == 1 {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/alerts", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, got)
+}
+
+async fn alerts_are_emailed_and_the_webhook_is_retried(backend: Backend) {
+    let (url, got) = flaky_webhook().await;
+    let app = TestApp::start_with(backend, move |c| {
+        c.alert_webhook_url = Some(url);
+        c.monitoring.alert_email = Some("Security@Example.org".into());
+    })
+    .await;
+    let s = app.state();
+    s.alerts
+        .raise(
+            &s.db,
+            "anomaly.test",
+            "practice ten_x: a test",
+            s.clock.now(),
+        )
+        .await
+        .expect("alert");
+    let mail = app
+        .outbox()
+        .await
+        .into_iter()
+        .find(|m| m.template == "security-alert")
+        .expect("the alert emailed");
+    assert_eq!(mail.to, "security@example.org");
+    assert!(
+        mail.body.contains("practice ten_x: a test"),
+        "{}",
+        mail.body
+    );
+    // Refused once, taken on the retry (a few seconds later).
+    let mut delivered = false;
+    for _ in 0..100 {
+        let at: Option<i64> =
+            sqlx::query_scalar("SELECT delivered_at FROM alerts WHERE kind = 'anomaly.test'")
+                .fetch_one(app.db().pool())
+                .await
+                .expect("alert row");
+        if at.is_some() {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(delivered, "the webhook got it on a retry");
+    let bodies = got.lock().expect("lock").clone();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert!(bodies[1].contains("anomaly.test"));
     app.finish().await;
 }
