@@ -68,13 +68,15 @@ pub async fn create_member(
     Ok(id)
 }
 
-/// Replaces a member account's local password hash.
+/// Replaces a member account's local password hash (and so ends a forced reset).
 pub async fn set_member_password(db: &Db, user: &UserId, hash: &str) -> Result<(), AccountError> {
-    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND kind = 'member'")
-        .bind(hash)
-        .bind(user.as_str())
-        .execute(db.pool())
-        .await?;
+    sqlx::query(
+        "UPDATE users SET password_hash = $1, must_reset = 0 WHERE id = $2 AND kind = 'member'",
+    )
+    .bind(hash)
+    .bind(user.as_str())
+    .execute(db.pool())
+    .await?;
     Ok(())
 }
 

@@ -70,6 +70,23 @@ pub enum IncidentCommand {
         #[arg(long, default_value_t = 5)]
         per_second: u32,
     },
+    /// Every account of everyone (`--all`) or of a practice (`--practice`) must set a new
+    /// password; sessions end. Resumable: a rerun with the same `--run` skips accounts done.
+    ForcePasswordReset {
+        #[arg(long, conflicts_with = "practice")]
+        all: bool,
+        /// A practice (tenant id, `ten_…`).
+        #[arg(long)]
+        practice: Option<String>,
+        /// The run's name, which progress is kept under (default: the scope and today's date).
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+        /// Identity-provider resets per second at most.
+        #[arg(long, default_value_t = 5)]
+        per_second: u32,
+    },
 }
 
 pub async fn run(cfg: &Config, action: IncidentCommand) -> anyhow::Result<()> {
@@ -163,6 +180,69 @@ pub async fn run(cfg: &Config, action: IncidentCommand) -> anyhow::Result<()> {
                 println!("Cognito refresh tokens revoked; {failed} failed (rerun to retry them).");
             }
             crate::cli::audit(&db, "incident.revoke-sessions", Some(&whom.describe())).await?;
+        }
+        IncidentCommand::ForcePasswordReset {
+            all,
+            practice,
+            run,
+            dry_run,
+            per_second,
+        } => {
+            let whom = match (all, practice) {
+                (true, None) => Whom::All,
+                (false, Some(p)) => Whom::Practice(p),
+                _ => anyhow::bail!("name whose passwords to reset: --all or --practice ten_…"),
+            };
+            let run = run.unwrap_or_else(|| {
+                let day = super::show_time(now);
+                format!("force-password-reset:{}:{}", whom.describe(), &day[..10])
+            });
+            let identity = crate::identity_provider(cfg, &db, &crypto).await?;
+            let public = crate::cli::public_base(cfg);
+            let pause = std::time::Duration::from_millis(1000 / u64::from(per_second.max(1)));
+            let bar = indicatif::ProgressBar::new(0);
+            let tick = |done: usize, of: usize| {
+                bar.set_length(of as u64);
+                bar.set_position(done as u64);
+            };
+            let report = super::reset::force_password_reset(
+                &db,
+                &crypto,
+                identity.as_ref(),
+                (&whom, &run),
+                &public,
+                pause,
+                dry_run,
+                &tick,
+                now,
+            )
+            .await?;
+            bar.finish_and_clear();
+            println!(
+                "{} {} account(s) under run {run:?} ({} staff, {} local members, {} at Cognito); {} done before.",
+                if dry_run { "Would reset" } else { "Reset" },
+                report.accounts,
+                report.staff,
+                report.members_local,
+                report.cognito,
+                report.already_done
+            );
+            for f in &report.failed {
+                eprintln!("failed: {f}");
+            }
+            if !dry_run {
+                let what = format!(
+                    "{run} accounts={} failed={}",
+                    report.accounts,
+                    report.failed.len()
+                );
+                crate::cli::audit(&db, "incident.force-password-reset", Some(&what)).await?;
+            }
+            anyhow::ensure!(
+                report.failed.is_empty(),
+                "{} account(s) failed: rerun with --run {run:?} to retry them",
+                report.failed.len()
+            );
         }
     }
     Ok(())

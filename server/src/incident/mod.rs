@@ -1,11 +1,13 @@
 //! The incident plan as commands (issue 14): `scope` (from the audit log: who acted, which
 //! patients' records were viewed or changed, which practices are affected), `trace` (the audit
-//! trail and alerts of a window as one timeline) and `revoke-sessions` (every session of the
-//! chosen accounts ended, Cognito refresh tokens revoked too). Each run is itself audited
+//! trail and alerts of a window as one timeline), `revoke-sessions` (every session of the
+//! chosen accounts ended, Cognito refresh tokens revoked too) and `force-password-reset`
+//! (`reset`). Each run is itself audited
 //! (`incident.*`); a change has `--dry-run`, is idempotent, and reruns safely. The CLI wiring is
 //! `incident::cli`.
 
 pub mod cli;
+pub mod reset;
 
 use crate::db::Db;
 use serde::Serialize;

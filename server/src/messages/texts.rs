@@ -207,6 +207,23 @@ pub fn staff_setup_email(link: &str, hours: i64, reset: bool) -> (Phi<String>, P
     )
 }
 
+/// A member's password reset by the incident plan (email).
+pub const RESET_REQUIRED: &str = "password-reset-required";
+
+/// The forced-reset notice: (subject, body), with where to set a new password.
+pub fn reset_required_email(public_url: &str) -> (Phi<String>, Phi<String>) {
+    let base = public_url.trim_end_matches('/');
+    (
+        Phi::new("Set a new PatriotPay password".to_owned()),
+        Phi::new(format!(
+            "To keep your account safe, PatriotPay has signed it out everywhere and asks you to \
+             set a new password before you sign in again.\n\nSet it at {base}/account/forgot: \
+             enter this email address and we will send you a code.\n\nPaying a bill from a \
+             text message link works as before."
+        )),
+    )
+}
+
 /// An alert to the security team's address (email).
 pub const SECURITY_ALERT: &str = "security-alert";
 

@@ -4,11 +4,14 @@
 //! `revoke-sessions` with `--dry-run` changes nothing, then ends one account's sessions, then
 //! everyone's (a pay-link visitor's too); each run audited.
 
-use crate::common::{location, patient_of, Backend, TestApp};
+use crate::common::{csrf_in, location, member_sign_in, patient_of, Backend, TestApp, PASSWORD};
 use patriotpay::access::Role;
 use reqwest::StatusCode;
 
-both_backends!(scope_trace_and_revoke_sessions);
+both_backends!(
+    scope_trace_and_revoke_sessions,
+    force_password_reset_resumes_and_members_reset_by_code,
+);
 
 fn run(app: &TestApp, args: &[&str]) -> String {
     let o = app.cli(args);
@@ -122,5 +125,97 @@ async fn scope_trace_and_revoke_sessions(backend: Backend) {
         let sql = format!("SELECT COUNT(*) FROM audit_events WHERE action = '{action}'");
         assert!(app.count(&sql).await >= 1, "{action} audited");
     }
+    app.finish().await;
+}
+
+async fn force_password_reset_resumes_and_members_reset_by_code(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let practice = app.tenant.to_string();
+    let (staff, _) = app
+        .signed_in_staff("reset.agent@example.org", Role::SupportAgent)
+        .await;
+    let (member, _) = app.signed_in_member(1, "avery@example.org").await;
+    let args = [
+        "incident",
+        "force-password-reset",
+        "--practice",
+        practice.as_str(),
+        "--run",
+        "drill",
+    ];
+    let mut dry = args.to_vec();
+    dry.push("--dry-run");
+    let out = run(&app, &dry);
+    assert!(out.contains("Would reset 2 account(s)"), "{out}");
+    assert_eq!(
+        member.get("/account").await.status(),
+        StatusCode::OK,
+        "a dry run changes nothing"
+    );
+
+    let out = run(&app, &args);
+    assert!(
+        out.contains("Reset 2 account(s)") && out.contains("1 staff, 1 local members"),
+        "{out}"
+    );
+    assert_eq!(location(&member.get("/account").await), "/signin");
+    assert_eq!(location(&staff.get("/staff").await), "/staff/login");
+    let mail = app.outbox().await;
+    assert!(mail
+        .iter()
+        .any(|m| m.template == "password-reset-required" && m.to == "avery@example.org"));
+    assert!(mail
+        .iter()
+        .any(|m| m.template == "staff-setup" && m.to == "reset.agent@example.org"));
+    // The old password no longer signs in; a code to the address sets a new one.
+    let b = crate::common::Browser::new(&app);
+    assert_eq!(
+        location(&member_sign_in(&b, "avery@example.org", PASSWORD).await),
+        "/signin"
+    );
+    let csrf = csrf_in(&b.page("/account/forgot").await);
+    b.post(
+        "/account/forgot",
+        &[("csrf", csrf.as_str()), ("email", "avery@example.org")],
+    )
+    .await;
+    let body = app
+        .outbox()
+        .await
+        .into_iter()
+        .rev()
+        .find(|m| m.template == "reset-code")
+        .expect("a reset code")
+        .body;
+    let code = body
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 8)
+        .expect("code")
+        .to_owned();
+    let fresh = "a brand new passphrase for avery";
+    let csrf = csrf_in(&b.page("/account/reset-password").await);
+    let r = b
+        .post(
+            "/account/reset-password",
+            &[
+                ("csrf", csrf.as_str()),
+                ("code", code.as_str()),
+                ("password", fresh),
+                ("password_confirm", fresh),
+            ],
+        )
+        .await;
+    assert_eq!(location(&r), "/signin");
+    assert_eq!(
+        location(&member_sign_in(&b, "avery@example.org", fresh).await),
+        "/account"
+    );
+
+    // The same run again: everyone is done already.
+    let out = run(&app, &args);
+    assert!(
+        out.contains("Reset 0 account(s)") && out.contains("2 done before"),
+        "{out}"
+    );
     app.finish().await;
 }
