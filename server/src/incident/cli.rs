@@ -70,6 +70,17 @@ pub enum IncidentCommand {
         #[arg(long, default_value_t = 5)]
         per_second: u32,
     },
+    /// A Markdown post-mortem drafted from the record: scope, timeline, actions taken, and the
+    /// sections to write.
+    Postmortem {
+        #[arg(long, value_parser = super::parse_time)]
+        since: i64,
+        #[arg(long, value_parser = super::parse_time)]
+        until: Option<i64>,
+        /// Write it to this file instead of standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Every account of everyone (`--all`) or of a practice (`--practice`) must set a new
     /// password; sessions end. Resumable: a rerun with the same `--run` skips accounts done.
     ForcePasswordReset {
@@ -180,6 +191,22 @@ pub async fn run(cfg: &Config, action: IncidentCommand) -> anyhow::Result<()> {
                 println!("Cognito refresh tokens revoked; {failed} failed (rerun to retry them).");
             }
             crate::cli::audit(&db, "incident.revoke-sessions", Some(&whom.describe())).await?;
+        }
+        IncidentCommand::Postmortem { since, until, out } => {
+            let window = Window {
+                since,
+                until: until.unwrap_or(now),
+            };
+            let md = super::postmortem::draft(&db, window, now).await?;
+            crate::cli::audit(&db, "incident.postmortem", None).await?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, md)
+                        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                    println!("Post-mortem drafted in {}.", path.display());
+                }
+                None => print!("{md}"),
+            }
         }
         IncidentCommand::ForcePasswordReset {
             all,

@@ -7,6 +7,7 @@
 //! `incident::cli`.
 
 pub mod cli;
+pub mod postmortem;
 pub mod reset;
 
 use crate::db::Db;
