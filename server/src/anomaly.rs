@@ -256,6 +256,18 @@ fn mean(per_hour: &[(i64, i64)]) -> f64 {
     per_hour.iter().map(|(_, n)| *n as f64).sum::<f64>() / per_hour.len() as f64
 }
 
+/// A subject's usual hour: `sql` (per hour of the last `BASELINE_DAYS` before this hour, `$1`
+/// the subject, `$2`..`$3` the span) averaged over the hours it has.
+async fn usual_per_hour(db: &Db, sql: &str, subject: &str, now: i64) -> Result<f64, sqlx::Error> {
+    let history: Vec<(i64, i64)> = sqlx::query_as(sql)
+        .bind(subject)
+        .bind(now - BASELINE_DAYS * 86_400)
+        .bind(now - 3600)
+        .fetch_all(db.pool())
+        .await?;
+    Ok(mean(&history))
+}
+
 /// Whether `now_count` is anomalous against `floor` and `factor` times the usual.
 fn over_baseline(now_count: i64, floor: i64, factor: f64, usual: f64) -> bool {
     now_count > floor && now_count as f64 > factor * usual
@@ -278,17 +290,15 @@ async fn staff_views(db: &Db, t: &Thresholds, now: i64) -> Result<Vec<Finding>, 
         if n <= t.staff_patients_per_hour_floor {
             continue;
         }
-        let history: Vec<(i64, i64)> = sqlx::query_as(
+        let usual = usual_per_hour(
+            db,
             "SELECT at / 3600, COUNT(DISTINCT patient_id) FROM audit_events
              WHERE actor = $1 AND patient_id IS NOT NULL AND at > $2 AND at <= $3
              GROUP BY at / 3600",
+            &actor,
+            now,
         )
-        .bind(&actor)
-        .bind(now - BASELINE_DAYS * 86_400)
-        .bind(now - 3600)
-        .fetch_all(db.pool())
         .await?;
-        let usual = mean(&history);
         if over_baseline(
             n,
             t.staff_patients_per_hour_floor,
@@ -322,17 +332,15 @@ async fn payment_spikes(db: &Db, t: &Thresholds, now: i64) -> Result<Vec<Finding
     .await?;
     let mut out = vec![];
     for (tenant, n) in recent {
-        let history: Vec<(i64, i64)> = sqlx::query_as(
+        let usual = usual_per_hour(
+            db,
             "SELECT at / 3600, COUNT(*) FROM audit_events
              WHERE tenant_id = $1 AND action = 'payment.failed' AND at > $2 AND at <= $3
              GROUP BY at / 3600",
+            &tenant,
+            now,
         )
-        .bind(&tenant)
-        .bind(now - BASELINE_DAYS * 86_400)
-        .bind(now - 3600)
-        .fetch_all(db.pool())
         .await?;
-        let usual = mean(&history);
         if over_baseline(
             n,
             t.payment_failures_per_hour_floor,

@@ -200,6 +200,25 @@ const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(24 *
 const RECONCILE_FIRST_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 const RECONCILE_DAYS: i64 = 3;
 
+/// Serves `router` on `listener` until `stop` turns true.
+fn serve_until(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    what: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, server = what, "server stopped");
+        }
+    })
+}
+
 /// Binds both listeners and serves until `stop` (or the process ends).
 pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     cfg.check_key_placement()?;
@@ -290,17 +309,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     let mut tasks = vec![];
     if let Some(listener) = metrics_listener {
         let router = http::metrics_router(state.clone());
-        let mut stop = rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "metrics server stopped");
-            }
-        }));
+        tasks.push(serve_until(listener, router, rx.clone(), "metrics"));
     }
     let mut stop = rx.clone();
     tasks.push(tokio::spawn(async move {
@@ -317,17 +326,12 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     if let Some(sandbox_listener) = sandbox_listener {
         // The sandbox's outbox: retries undelivered events, settles bank debits as they fall due.
         tasks.push(tokio::spawn(sandbox.clone().run(rx.clone())));
-        let mut stop = rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let served = axum::serve(sandbox_listener, sandbox_router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "sandbox server stopped");
-            }
-        }));
+        tasks.push(serve_until(
+            sandbox_listener,
+            sandbox_router,
+            rx.clone(),
+            "sandbox",
+        ));
     }
     // The anomaly rules, every `anomaly_every_secs` (0: off).
     if cfg.monitoring.anomaly_every_secs > 0 {

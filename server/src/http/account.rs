@@ -101,18 +101,7 @@ pub async fn confirm_submit(
         Ok(()) => {
             attempt.release(&state.db).await?;
             let user = accounts::user_by_email(&state.db, &state.crypto, &email).await?;
-            audit_event(
-                &state,
-                &ctx,
-                user.as_ref()
-                    .map(actor_id)
-                    .unwrap_or_else(|| "visitor".into()),
-                (None, None),
-                "account.email.confirmed",
-                user.as_ref().map(|u| u.as_str()),
-                Outcome::Success,
-            )
-            .await?;
+            audit_account(&state, &ctx, user.as_ref(), "account.email.confirmed").await?;
             session.update(|d| d.sealed_confirm_email = None).await?;
             session.notice("account-confirmed").await?;
             Ok(see_other(Url::SignIn))
@@ -127,6 +116,28 @@ pub async fn confirm_submit(
             Ok(see_other(Url::AccountConfirm))
         }
     }
+}
+
+/// A successful event about an account found by its email, acted by that account (or by a
+/// "visitor" when no account has the address).
+async fn audit_account(
+    state: &AppState,
+    ctx: &RequestContext,
+    user: Option<&crate::ids::UserId>,
+    action: &'static str,
+) -> Result<()> {
+    let actor = user.map(actor_id).unwrap_or_else(|| "visitor".into());
+    let resource = user.map(|u| u.as_str());
+    audit_event(
+        state,
+        ctx,
+        actor,
+        (None, None),
+        action,
+        resource,
+        Outcome::Success,
+    )
+    .await
 }
 
 /// True when a payment made through this pay link has been recorded.
@@ -316,18 +327,7 @@ pub async fn reset_password_submit(
         accounts::notify_password_changed(&state.db, &state.crypto, user, &state.public_url, now)
             .await?;
     }
-    audit_event(
-        &state,
-        &ctx,
-        user.as_ref()
-            .map(actor_id)
-            .unwrap_or_else(|| "visitor".into()),
-        (None, None),
-        "account.password.reset",
-        user.as_ref().map(|u| u.as_str()),
-        Outcome::Success,
-    )
-    .await?;
+    audit_account(&state, &ctx, user.as_ref(), "account.password.reset").await?;
     sealed::set_reset_email(&state, &session, None).await?;
     session.notice("account-password-reset").await?;
     Ok(see_other(Url::SignIn))

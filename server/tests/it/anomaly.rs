@@ -102,25 +102,33 @@ async fn identity_and_sign_in_failures_raise_once_per_window(backend: Backend) {
     app.finish().await;
 }
 
-/// An audit event by `actor` about `patient` at `at` (history the rules read).
-async fn touched(app: &TestApp, actor: &str, patient: &patriotpay::ids::PatientId, at: i64) {
+/// An audit event by `actor` in the demo practice at `at` (history the rules read).
+async fn record(
+    app: &TestApp,
+    actor: &str,
+    (action, outcome): (&'static str, Outcome),
+    patient: Option<&patriotpay::ids::PatientId>,
+    at: i64,
+) {
     let who = Actor {
         at: Some(at),
         ..Actor::system(actor)
     };
-    audit::record(
-        app.db().pool(),
-        audit::Event {
-            actor: &who,
-            tenant: Some(&app.tenant),
-            patient: Some(patient),
-            action: "patient.console.view",
-            resource: None,
-            outcome: Outcome::Success,
-        },
-    )
-    .await
-    .expect("event");
+    let event = audit::Event {
+        actor: &who,
+        tenant: Some(&app.tenant),
+        patient,
+        action,
+        resource: None,
+        outcome,
+    };
+    audit::record(app.db().pool(), event).await.expect("event");
+}
+
+/// A staff member's view of a patient's console at `at`.
+async fn touched(app: &TestApp, actor: &str, patient: &patriotpay::ids::PatientId, at: i64) {
+    let view = ("patient.console.view", Outcome::Success);
+    record(app, actor, view, Some(patient), at).await;
 }
 
 async fn staff_views_are_judged_against_their_own_usual(backend: Backend) {
@@ -164,37 +172,10 @@ async fn staff_views_are_judged_against_their_own_usual(backend: Backend) {
 async fn view_as_webhooks_and_payment_spikes(backend: Backend) {
     let app = TestApp::start(backend).await;
     let now = app.state().clock.now();
-    let record = |actor: &'static str, action: &'static str, outcome: Outcome, at: i64| {
-        let app = &app;
-        async move {
-            let who = Actor {
-                at: Some(at),
-                ..Actor::system(actor)
-            };
-            audit::record(
-                app.db().pool(),
-                audit::Event {
-                    actor: &who,
-                    tenant: Some(&app.tenant),
-                    patient: None,
-                    action,
-                    resource: None,
-                    outcome,
-                },
-            )
-            .await
-            .expect("event");
-        }
-    };
     // Two view-as sessions today by one staff member.
     for _ in 0..2 {
-        record(
-            "user:usr_viewer",
-            "viewas.start",
-            Outcome::Success,
-            now - 30,
-        )
-        .await;
+        let start = ("viewas.start", Outcome::Success);
+        record(&app, "user:usr_viewer", start, None, now - 30).await;
     }
     // Two webhooks with a bad signature, over HTTP.
     for _ in 0..2 {
@@ -203,13 +184,8 @@ async fn view_as_webhooks_and_payment_spikes(backend: Backend) {
     }
     // Three failed payments this hour, against none usually.
     for _ in 0..3 {
-        record(
-            "system:webhook",
-            "payment.failed",
-            Outcome::Failure,
-            now - 10,
-        )
-        .await;
+        let failed = ("payment.failed", Outcome::Failure);
+        record(&app, "system:webhook", failed, None, now - 10).await;
     }
     let found = run(&app).await;
     assert_eq!(

@@ -179,12 +179,44 @@ pub async fn page(
     } else {
         TenantId::parse(q.practice.trim()).ok_or(AppError::BadRequest)?
     };
-    let on = practice(&tenant);
-    if !access::decide(&account.principal, Action::ManageSmsSettings, &on, ctx.now).allowed() {
-        return Err(AppError::Forbidden);
-    }
+    may_manage(&account, &tenant, ctx.now)?;
     let typed = (&tenant, Typed::default(), StatusCode::OK);
     render(&state, &session, &account, ctx.now, typed).await
+}
+
+/// Refuses (403) an admin who may not change `tenant`'s settings; nothing is recorded (used
+/// where a refused form is shown again, before any change).
+fn may_manage(account: &Account, tenant: &TenantId, now: i64) -> Result<()> {
+    let on = practice(tenant);
+    if access::decide(&account.principal, Action::ManageSmsSettings, &on, now).allowed() {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden)
+    }
+}
+
+/// The settings permit for `tenant`: its audit event `event` (naming `resource`) commits with
+/// the change made in the returned transaction.
+async fn change(
+    state: &AppState,
+    ctx: &RequestContext,
+    account: &Account,
+    tenant: &TenantId,
+    (event, resource): (&'static str, &str),
+) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    let action = Action::ManageSmsSettings;
+    let (_permit, tx) = ask_in(
+        state,
+        ctx,
+        account,
+        action,
+        practice(tenant),
+        event,
+        Some(resource),
+    )
+    .await
+    .map_err(forbidden)?;
+    Ok(tx)
 }
 
 fn back(tenant: &TenantId) -> Response {
@@ -212,12 +244,7 @@ pub async fn cadence(
     let days = match wording::parse_days(&form.days) {
         Ok(d) => d,
         Err(why) => {
-            let on = practice(&tenant);
-            if !access::decide(&account.principal, Action::ManageSmsSettings, &on, ctx.now)
-                .allowed()
-            {
-                return Err(AppError::Forbidden);
-            }
+            may_manage(&account, &tenant, ctx.now)?;
             let typed = Typed {
                 cadence: Some((form.days, on_due, why.to_owned())),
                 ..Typed::default()
@@ -226,17 +253,14 @@ pub async fn cadence(
             return render(&state, &session, &account, ctx.now, args).await;
         }
     };
-    let (_permit, mut tx) = ask_in(
+    let mut tx = change(
         &state,
         &ctx,
         &account,
-        Action::ManageSmsSettings,
-        practice(&tenant),
-        "practice.reminders.set",
-        Some(tenant.as_str()),
+        &tenant,
+        ("practice.reminders.set", tenant.as_str()),
     )
-    .await
-    .map_err(forbidden)?;
+    .await?;
     wording::set_cadence(&mut tx, &tenant, &days, on_due).await?;
     tx.commit().await?;
     session
@@ -259,17 +283,7 @@ pub async fn footer(
         "off" => (false, "practice.texts.footer.off"),
         _ => return Err(AppError::BadRequest),
     };
-    let (_permit, mut tx) = ask_in(
-        &state,
-        &ctx,
-        &account,
-        Action::ManageSmsSettings,
-        practice(&tenant),
-        event,
-        Some(tenant.as_str()),
-    )
-    .await
-    .map_err(forbidden)?;
+    let mut tx = change(&state, &ctx, &account, &tenant, (event, tenant.as_str())).await?;
     wording::set_footer(&mut tx, &tenant, on).await?;
     tx.commit().await?;
     session
@@ -296,12 +310,7 @@ pub async fn text(
     };
     if !reset {
         if let Err(errors) = wording::check(&form.body) {
-            let on = practice(&tenant);
-            if !access::decide(&account.principal, Action::ManageSmsSettings, &on, ctx.now)
-                .allowed()
-            {
-                return Err(AppError::Forbidden);
-            }
+            may_manage(&account, &tenant, ctx.now)?;
             let errors = errors.iter().map(ToString::to_string).collect();
             let typed = Typed {
                 text: Some((which.0, which.1, form.body, errors)),
@@ -312,17 +321,7 @@ pub async fn text(
         }
     }
     let resource = format!("{}:{}:{}", tenant, which.0, which.1.code());
-    let (_permit, mut tx) = ask_in(
-        &state,
-        &ctx,
-        &account,
-        Action::ManageSmsSettings,
-        practice(&tenant),
-        event,
-        Some(&resource),
-    )
-    .await
-    .map_err(forbidden)?;
+    let mut tx = change(&state, &ctx, &account, &tenant, (event, &resource)).await?;
     let by = actor_id(&account.id);
     if reset {
         wording::reset_text(&mut tx, &tenant, which).await?;
