@@ -59,6 +59,8 @@ const NAME_READERS: &[Action] = &[
     Action::InviteGuarantor,
     Action::RevokeGuarantor,
     Action::IssueRefund,
+    // A security officer's incident work: whom to notify (`incident notify`).
+    Action::RunIncidentConsole,
 ];
 
 #[derive(Clone, Debug, sqlx::FromRow)]

@@ -70,6 +70,23 @@ pub enum IncidentCommand {
         #[arg(long, default_value_t = 5)]
         per_second: u32,
     },
+    /// The affected-client report for a practice: which patients, which data, when, the
+    /// notification deadline (60 days from discovery) and the letter drafted. Prints JSON.
+    Notify {
+        /// The practice (tenant id, `ten_…`).
+        #[arg(long)]
+        practice: String,
+        #[arg(long, value_parser = super::parse_time)]
+        since: i64,
+        #[arg(long, value_parser = super::parse_time)]
+        until: Option<i64>,
+        /// When the incident was discovered (the deadline counts from it); default now.
+        #[arg(long, value_parser = super::parse_time)]
+        discovered: Option<i64>,
+        /// Also write the report as a printable page to this file.
+        #[arg(long)]
+        html: Option<std::path::PathBuf>,
+    },
     /// A Markdown post-mortem drafted from the record: scope, timeline, actions taken, and the
     /// sections to write.
     Postmortem {
@@ -191,6 +208,31 @@ pub async fn run(cfg: &Config, action: IncidentCommand) -> anyhow::Result<()> {
                 println!("Cognito refresh tokens revoked; {failed} failed (rerun to retry them).");
             }
             crate::cli::audit(&db, "incident.revoke-sessions", Some(&whom.describe())).await?;
+        }
+        IncidentCommand::Notify {
+            practice,
+            since,
+            until,
+            discovered,
+            html,
+        } => {
+            let tenant = crate::ids::TenantId::parse(practice.trim())
+                .ok_or_else(|| anyhow::anyhow!("--practice is a practice id (ten_…)"))?;
+            let window = Window {
+                since,
+                until: until.unwrap_or(now),
+            };
+            let discovered = discovered.unwrap_or(now);
+            let report =
+                super::notify::report(&db, &crypto, &tenant, window, discovered, now).await?;
+            let what = format!("{tenant} patients={}", report.affected.len());
+            crate::cli::audit(&db, "incident.notify", Some(&what)).await?;
+            if let Some(path) = html {
+                std::fs::write(&path, super::notify::html(&report))
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                eprintln!("Printable report written to {}.", path.display());
+            }
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
         IncidentCommand::Postmortem { since, until, out } => {
             let window = Window {

@@ -7,6 +7,7 @@
 //! `incident::cli`.
 
 pub mod cli;
+pub mod notify;
 pub mod postmortem;
 pub mod reset;
 
