@@ -46,5 +46,6 @@ mod staff_import;
 mod stripe;
 mod text_settings;
 mod twilio;
+mod two_servers;
 mod view_as;
 mod webhooks;

@@ -106,6 +106,12 @@ impl TestApp {
         self.running = Some(running);
     }
 
+    /// The settings this server started with (a second server on the same database starts
+    /// from them).
+    pub fn config(&self) -> Config {
+        self.cfg.clone()
+    }
+
     pub fn state(&self) -> &patriotpay::http::AppState {
         &self.running.as_ref().expect("running").state
     }
