@@ -1,7 +1,8 @@
 //! Two `serve` processes on one database behave as one portal (issue 14), for what is in place
 //! so far: a member's session started on one server is valid on the other, a key-cache flush
-//! (`keys flush-cache`) reaches both, and a sign-out on either ends the session on both. (The
-//! outbox's claims are tested with two workers in `messages`.)
+//! (`keys flush-cache`) reaches both, and a sign-out on either ends the session on both; one
+//! processor event delivered to both at once is booked once. (The outbox's claims are tested
+//! with two workers in `messages`.)
 //! Both databases.
 
 use crate::common::{
@@ -10,7 +11,51 @@ use crate::common::{
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 
-both_backends!(a_session_is_one_across_two_servers);
+both_backends!(
+    a_session_is_one_across_two_servers,
+    an_event_delivered_to_both_servers_books_once,
+);
+
+async fn an_event_delivered_to_both_servers_books_once(backend: Backend) {
+    use crate::webhooks::{booked, event, paid_unheard};
+    let app = TestApp::start(backend).await;
+    let mut cfg = app.config();
+    cfg.addr = "127.0.0.1:0".parse().expect("addr");
+    cfg.sandbox_addr = "127.0.0.1:0".parse().expect("addr");
+    let second = patriotpay::start(&cfg).await.expect("a second server");
+    let (_b, session, _) = paid_unheard(&app).await;
+    let body = event("evt_both", "checkout.session.completed", &session, None);
+    let deliver = |base: String| {
+        let body = body.clone();
+        async move {
+            let sig = patriotpay::payments::signature::sign(
+                crate::common::WEBHOOK_SECRET,
+                patriotpay::clock::now_unix(),
+                body.as_bytes(),
+            );
+            reqwest::Client::new()
+                .post(format!("{base}/webhooks/stripe"))
+                .header("stripe-signature", sig)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("post")
+        }
+    };
+    let (one, two) = tokio::join!(
+        deliver(app.url.clone()),
+        deliver(format!("http://{}", second.portal_addr))
+    );
+    assert_eq!(
+        (one.status(), two.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    app.run_jobs().await;
+    assert_eq!(booked(&app).await, (1, 1), "one payment, one ledger entry");
+    second.stop().await;
+    app.finish().await;
+}
 
 async fn a_session_is_one_across_two_servers(backend: Backend) {
     let app = TestApp::start(backend).await;

@@ -25,7 +25,7 @@ fn sandbox(app: &TestApp) -> Arc<Sandbox> {
 
 /// An event of `kind` about `object` (and, for charges and disputes, its payment), signed as
 /// the processor signs it. The portal re-reads the object; the body only names it.
-fn event(id: &str, kind: &str, object: &str, payment: Option<&str>) -> String {
+pub(crate) fn event(id: &str, kind: &str, object: &str, payment: Option<&str>) -> String {
     let mut obj = serde_json::json!({ "id": object });
     if let Some(p) = payment {
         obj["payment_intent"] = serde_json::json!(p);
@@ -39,7 +39,7 @@ fn event(id: &str, kind: &str, object: &str, payment: Option<&str>) -> String {
 
 /// Patient 1 pays $5.00 with the sandbox's events switched off: the processor has the money,
 /// the portal has heard nothing. Returns the browser, the processor's checkout and payment.
-async fn paid_unheard(app: &TestApp) -> (Browser, String, String) {
+pub(crate) async fn paid_unheard(app: &TestApp) -> (Browser, String, String) {
     sandbox(app).stop_webhooks();
     let b = app.verified_visitor(1).await;
     let r = b.pay("5.00").await;
@@ -61,7 +61,7 @@ async fn paid_unheard(app: &TestApp) -> (Browser, String, String) {
     (b, session, pi)
 }
 
-async fn booked(app: &TestApp) -> (i64, i64) {
+pub(crate) async fn booked(app: &TestApp) -> (i64, i64) {
     (
         app.count("SELECT COUNT(*) FROM payments").await,
         app.count("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'payment'")
