@@ -146,15 +146,26 @@ pub async fn resend_confirm_code(
     address: &str,
     now: i64,
 ) -> Result<(), AccountError> {
-    let Some((user, _)) = unconfirmed_member(db, crypto, address).await? else {
-        return Ok(());
-    };
-    if codes::sent_lately(db, &user, CodePurpose::Confirm, now).await? {
+    match unconfirmed_member(db, crypto, address).await? {
+        Some((user, _)) => resend_to(db, crypto, &user, address, now).await,
+        None => Ok(()),
+    }
+}
+
+/// A fresh sign-up code to the unconfirmed account `user` at `address`, unless one went lately.
+async fn resend_to(
+    db: &Db,
+    crypto: &FieldCrypto,
+    user: &UserId,
+    address: &str,
+    now: i64,
+) -> Result<(), AccountError> {
+    if codes::sent_lately(db, user, CodePurpose::Confirm, now).await? {
         return Ok(());
     }
-    let (code_mac, sealed) = code_email(crypto, &user, address, now).await?;
+    let (code_mac, sealed) = code_email(crypto, user, address, now).await?;
     let mut tx = db.begin_write().await?;
-    store_and_queue(&mut tx, &user, &code_mac, &sealed, now).await?;
+    store_and_queue(&mut tx, user, &code_mac, &sealed, now).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -169,8 +180,8 @@ pub async fn signup_for_taken(
     public_url: &str,
     now: i64,
 ) -> Result<(), AccountError> {
-    if unconfirmed_member(db, crypto, address).await?.is_some() {
-        return resend_confirm_code(db, crypto, address, now).await;
+    if let Some((user, _)) = unconfirmed_member(db, crypto, address).await? {
+        return resend_to(db, crypto, &user, address, now).await;
     }
     let index = email::email_index(crypto, address).await?;
     let enabled: Option<String> =

@@ -20,6 +20,30 @@ use patriotpay_app::forms::{InviteVerifyForm, NewAccountForm, OpenLinkForm};
 use patriotpay_app::urls::{Url, ANY};
 use patriotpay_app::vm::*;
 
+/// The invitation email to the address typed on an invite form (member's or staff's), its link
+/// on this portal, sealed before the caller's transaction (a first seal writes the platform's
+/// data key); `None` when the address is not one.
+pub(super) async fn invitation_letter(
+    state: &AppState,
+    tenant: &crate::ids::TenantId,
+    typed: &str,
+    now: i64,
+) -> Result<Option<guarantors::InvitationEmail>> {
+    let email = accounts::normalize_email(typed);
+    if !accounts::valid_email(&email) {
+        return Ok(None);
+    }
+    let letter = guarantors::prepare_email(
+        &state.crypto,
+        &practice_name(state, tenant).await?,
+        &email,
+        |token| format!("{}{}", state.public_url, Url::Invitation(token)),
+        now,
+    )
+    .await?;
+    Ok(Some(letter))
+}
+
 pub fn router(state: &AppState) -> Routes {
     Routes::new(state)
         .page(Url::Invitation(ANY), open_invitation)

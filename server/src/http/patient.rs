@@ -1,6 +1,6 @@
-//! The patient's pages once the date of birth is given (the check itself is in `verify`):
-//! summary → itemised statement → pay → receipt. Every form posts and redirects; every view of PHI goes through a permit, which
-//! writes its audit event.
+//! The patient's pages once the date of birth is given (the check itself is in `verify`): summary
+//! → itemised statement → pay → receipt. Every form posts and redirects; every view of PHI goes
+//! through a permit, which writes its audit event.
 
 use super::error::{AppError, Result};
 use super::extract::{CsrfForm, LinkVisitor, VerifiedVisitor};
@@ -127,23 +127,15 @@ pub async fn summary(
     session: Sess,
     LinkVisitor { link, stage }: LinkVisitor,
 ) -> Result<Response> {
-    let permit = permit(
-        &state,
-        &ctx,
-        &link,
-        Action::ViewBalance,
-        "statement.summary.view",
-        link.statement_id.as_str(),
-    )
-    .await?;
+    let (event, statement) = ("statement.summary.view", link.statement_id.as_str());
+    let permit = permit(&state, &ctx, &link, Action::ViewBalance, event, statement).await?;
     let header = billing::statement_header(&state.db, &link.statement_id)
         .await?
         .ok_or(AppError::NotFound)?;
     let practice = practice_of(&state, &link).await?;
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
-    let texts = super::text_choice::for_summary(&state, &ctx, &session, &permit).await?;
     let vm = SummaryVm {
-        texts,
+        texts: super::text_choice::for_summary(&state, &ctx, &session, &permit).await?,
         practice_name: practice.name.clone(),
         statement_date: iso(&header.statement_date),
         due_date: iso(&header.due_date),

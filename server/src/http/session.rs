@@ -388,6 +388,16 @@ impl Sess {
     }
 
     /// The message carried over from the last POST, removed as it is read.
+    /// The flash message if `mine` says it is this page's part's; any other is left for the
+    /// form it belongs to.
+    pub async fn take_flash_if(&self, mine: impl Fn(&Flash) -> bool) -> SessResult<Option<Flash>> {
+        let d = self.data().await?;
+        if !d.flash.as_ref().is_some_and(&mine) {
+            return Ok(None);
+        }
+        self.update(|d| d.flash.take()).await
+    }
+
     pub async fn take_flash(&self) -> SessResult<Option<Flash>> {
         let d = self.data().await?;
         if d.flash.is_none() {

@@ -4,6 +4,7 @@
 use super::error::{AppError, Result};
 use super::extract::{CsrfForm, Member};
 use super::household::home_vm;
+use super::invitation::invitation_letter;
 use super::member::*;
 use super::session::Sess;
 use super::{see_other, tr, AppState, RequestContext, Routes};
@@ -57,22 +58,12 @@ pub async fn invite(
         .await?;
         return Err(AppError::Forbidden);
     }
-    let email = crate::accounts::normalize_email(&form.email);
-    if !crate::accounts::valid_email(&email) {
+    let Some(letter) = invitation_letter(&state, &tenant, &form.email, ctx.now).await? else {
         let mut vm = home_vm(&state, &ctx, &session, &who).await?;
         vm.invite_error = Some(tr().t("invite-email-invalid"));
         let page = pages::home(meta(&session).await?, vm);
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page)).into_response());
-    }
-    // Sealed before the transaction opens (a first seal writes the platform's data key).
-    let letter = guarantors::prepare_email(
-        &state.crypto,
-        &practice_name(&state, &tenant).await?,
-        &email,
-        |token| format!("{}{}", state.public_url, Url::Invitation(token)),
-        ctx.now,
-    )
-    .await?;
+    };
     let (_allowed, mut tx) = match member_permit_in(
         &state,
         &ctx,
@@ -102,7 +93,7 @@ pub async fn invite(
     .await?;
     tx.commit().await?;
     let mut vm = home_vm(&state, &ctx, &session, &who).await?;
-    vm.notice = Some(invite_sent(&email));
+    vm.notice = Some(invite_sent(&crate::accounts::normalize_email(&form.email)));
     Ok(Html(pages::home(meta(&session).await?, vm)).into_response())
 }
 
@@ -112,15 +103,6 @@ pub(crate) fn invite_sent(email: &str) -> String {
         "invite-sent",
         &[("email", &crate::accounts::masked_email(email))],
     )
-}
-
-/// The practice's name, as the invitation email gives it.
-pub(crate) async fn practice_name(state: &AppState, tenant: &TenantId) -> Result<String> {
-    let name: Option<String> = sqlx::query_scalar("SELECT name FROM tenants WHERE id = $1")
-        .bind(tenant.as_str())
-        .fetch_optional(state.db.pool())
-        .await?;
-    name.ok_or(AppError::NotFound)
 }
 
 /// The member may manage the guarantors of this (adult) patient: the transaction the permit's

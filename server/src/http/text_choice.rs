@@ -24,21 +24,17 @@ pub fn router(state: &AppState) -> Routes {
 
 /// The summary's "Text messages" section, under its permit: `None` without a number that can
 /// take texts, and for staff viewing as the patient (the choice is the patient's alone). Takes
-/// this form's notice from the session and leaves any other message for the pay form.
+/// only this form's notice from the session; any other is the pay form's.
 pub(super) async fn for_summary(
     state: &AppState,
     ctx: &RequestContext,
     session: &Sess,
     permit: &Permit,
 ) -> Result<Option<TextChoiceVm>> {
-    let notice = match session.take_flash().await? {
-        Some(f) if f.key == NOW_ON || f.key == NOW_OFF => Some(tr().t(&f.key)),
-        Some(other) => {
-            session.set_flash(other).await?;
-            None
-        }
-        None => None,
-    };
+    let notice = session
+        .take_flash_if(|f| f.key == NOW_ON || f.key == NOW_OFF)
+        .await?
+        .map(|f| tr().t(&f.key));
     if ctx.viewing_as.is_some() {
         return Ok(None);
     }

@@ -167,7 +167,7 @@ pub async fn run(cfg: &Config, action: IncidentCommand) -> anyhow::Result<()> {
                 ),
             };
             let accounts = super::accounts_of(&db, &whom).await?;
-            let cognito: Vec<_> = accounts.iter().filter(|a| a.1.is_some()).collect();
+            let cognito: Vec<_> = accounts.iter().filter(|a| a.subject.is_some()).collect();
             println!(
                 "{} {} account(s) ({} at Cognito){}.",
                 if dry_run {
@@ -186,7 +186,7 @@ pub async fn run(cfg: &Config, action: IncidentCommand) -> anyhow::Result<()> {
             if dry_run {
                 return Ok(());
             }
-            let ids: Vec<String> = accounts.iter().map(|a| a.0.clone()).collect();
+            let ids: Vec<String> = accounts.iter().map(|a| a.id.clone()).collect();
             super::revoke_portal_sessions(&db, &whom, &ids, now).await?;
             println!("Portal sessions ended: each is refused at its next request.");
             if !cognito.is_empty() {
@@ -194,9 +194,9 @@ pub async fn run(cfg: &Config, action: IncidentCommand) -> anyhow::Result<()> {
                 let bar = indicatif::ProgressBar::new(cognito.len() as u64);
                 let pause = std::time::Duration::from_millis(1000 / u64::from(per_second.max(1)));
                 let mut failed = 0;
-                for (id, _, email_ct) in cognito {
-                    let user = crate::ids::UserId::from_db(id.clone());
-                    let email = crate::accounts::open_email(&crypto, &user, email_ct).await?;
+                for a in cognito {
+                    let (id, user) = (&a.id, crate::ids::UserId::from_db(a.id.clone()));
+                    let email = crate::accounts::open_email(&crypto, &user, &a.email_ct).await?;
                     if let Err(e) = identity.sign_out_everywhere(email.expose()).await {
                         failed += 1;
                         bar.suspend(|| eprintln!("{id}: Cognito sign-out failed: {e}"));

@@ -351,25 +351,50 @@ impl Whom {
     }
 }
 
-/// The accounts `whom` names: (id, Cognito subject if any, sealed email).
-pub async fn accounts_of(
-    db: &Db,
-    whom: &Whom,
-) -> Result<Vec<(String, Option<String>, Vec<u8>)>, sqlx::Error> {
-    let q = match whom {
-        Whom::All => sqlx::query_as("SELECT id, external_subject, email_ct FROM users ORDER BY id"),
-        Whom::User(u) => sqlx::query_as(
-            "SELECT id, external_subject, email_ct FROM users WHERE id = $1 ORDER BY id",
-        )
-        .bind(u.clone()),
-        Whom::Practice(p) => sqlx::query_as(
-            "SELECT id, external_subject, email_ct FROM users WHERE id IN
+/// One account an incident step acts on.
+pub struct Account {
+    pub id: String,
+    pub staff: bool,
+    /// Its Cognito subject, when Cognito holds its password.
+    pub subject: Option<String>,
+    pub email_ct: Vec<u8>,
+}
+
+/// The accounts `whom` names.
+pub async fn accounts_of(db: &Db, whom: &Whom) -> Result<Vec<Account>, sqlx::Error> {
+    const COLUMNS: &str = "SELECT id, kind, external_subject, email_ct FROM users";
+    let rows: Vec<(String, String, Option<String>, Vec<u8>)> = match whom {
+        Whom::All => {
+            sqlx::query_as(&format!("{COLUMNS} ORDER BY id"))
+                .fetch_all(db.pool())
+                .await?
+        }
+        Whom::User(u) => {
+            sqlx::query_as(&format!("{COLUMNS} WHERE id = $1 ORDER BY id"))
+                .bind(u.clone())
+                .fetch_all(db.pool())
+                .await?
+        }
+        Whom::Practice(p) => {
+            sqlx::query_as(&format!(
+                "{COLUMNS} WHERE id IN
                  (SELECT user_id FROM user_grants WHERE tenant_id = $1 AND revoked_at IS NULL)
-             ORDER BY id",
-        )
-        .bind(p.clone()),
+             ORDER BY id"
+            ))
+            .bind(p.clone())
+            .fetch_all(db.pool())
+            .await?
+        }
     };
-    q.fetch_all(db.pool()).await
+    Ok(rows
+        .into_iter()
+        .map(|(id, kind, subject, email_ct)| Account {
+            id,
+            staff: kind == "staff",
+            subject,
+            email_ct,
+        })
+        .collect())
 }
 
 /// Ends every portal session of `users` signed in before `now` (the revoked-before time, which

@@ -6,21 +6,13 @@
 //! Every account's sessions end. Each account done is recorded under the run's name, so a rerun
 //! of the same run resumes where it stopped.
 
-use super::Whom;
+use super::{Account, Whom};
 use crate::accounts;
 use crate::crypto::FieldCrypto;
 use crate::db::Db;
 use crate::identity::IdentityProvider;
 use crate::ids::UserId;
 use crate::messages::{self, texts};
-
-/// One account to reset: id, kind, Cognito subject (if any), sealed email.
-struct Target {
-    id: String,
-    staff: bool,
-    cognito: bool,
-    email_ct: Vec<u8>,
-}
 
 /// What a run did (or, dry, would do).
 #[derive(Debug, Default, serde::Serialize)]
@@ -33,32 +25,18 @@ pub struct Report {
     pub failed: Vec<String>,
 }
 
-async fn targets(db: &Db, whom: &Whom, run: &str) -> Result<(Vec<Target>, usize), sqlx::Error> {
+/// The accounts of `whom` not done yet in `run`, and how many were.
+async fn targets(db: &Db, whom: &Whom, run: &str) -> Result<(Vec<Account>, usize), sqlx::Error> {
     let all = super::accounts_of(db, whom).await?;
     let done: Vec<String> =
         sqlx::query_scalar("SELECT user_id FROM incident_progress WHERE run = $1")
             .bind(run)
             .fetch_all(db.pool())
             .await?;
-    let mut out = vec![];
-    let mut skipped = 0;
-    for (id, subject, email_ct) in all {
-        if done.contains(&id) {
-            skipped += 1;
-            continue;
-        }
-        let kind: String = sqlx::query_scalar("SELECT kind FROM users WHERE id = $1")
-            .bind(&id)
-            .fetch_one(db.pool())
-            .await?;
-        out.push(Target {
-            id,
-            staff: kind == "staff",
-            cognito: subject.is_some(),
-            email_ct,
-        });
-    }
-    Ok((out, skipped))
+    let before = all.len();
+    let todo: Vec<Account> = all.into_iter().filter(|a| !done.contains(&a.id)).collect();
+    let skipped = before - todo.len();
+    Ok((todo, skipped))
 }
 
 /// Runs (or with `dry_run` counts) the reset of `whom` as run `run`; `tick` after each account.
@@ -79,8 +57,11 @@ pub async fn force_password_reset(
         accounts: targets.len(),
         already_done,
         staff: targets.iter().filter(|t| t.staff).count(),
-        members_local: targets.iter().filter(|t| !t.staff && !t.cognito).count(),
-        cognito: targets.iter().filter(|t| t.cognito).count(),
+        members_local: targets
+            .iter()
+            .filter(|t| !t.staff && t.subject.is_none())
+            .count(),
+        cognito: targets.iter().filter(|t| t.subject.is_some()).count(),
         ..Report::default()
     };
     if dry_run {
@@ -89,8 +70,8 @@ pub async fn force_password_reset(
     for (i, t) in targets.iter().enumerate() {
         let user = UserId::from_db(t.id.clone());
         let email = accounts::open_email(crypto, &user, &t.email_ct).await?;
-        let done = if t.staff || t.cognito {
-            let link_from = (!t.cognito).then_some(public_url);
+        let done = if t.staff || t.subject.is_some() {
+            let link_from = t.subject.is_none().then_some(public_url);
             let r = identity.force_reset(email.expose(), link_from, now).await;
             tokio::time::sleep(pause).await;
             r.map(|_| ()).map_err(|e| e.to_string())

@@ -172,29 +172,32 @@ pub fn editable(template: &str, language: &str) -> Option<(&'static str, Languag
         .copied()
 }
 
-/// Saves a practice's wording of one text, in the caller's transaction, once it passes the
-/// check (which the caller shows otherwise).
+/// A practice's wording that passed the save check: only this can be saved.
+pub struct Accepted {
+    body: String,
+    check: TemplateCheck,
+}
+
+/// Checks a typed wording for saving: `Accepted`, or why not (for a practice administrator).
+pub fn accept(body: &str) -> Result<Accepted, Vec<TemplateError>> {
+    let body = body.trim();
+    let check = check(body)?;
+    Ok(Accepted {
+        body: body.to_owned(),
+        check,
+    })
+}
+
+/// Saves a practice's accepted wording of one text, in the caller's transaction.
 pub async fn save_text(
     tx: &mut sqlx::AnyConnection,
     tenant: &TenantId,
     (template, language): (&'static str, Language),
-    body: &str,
+    wording: &Accepted,
     by: &str,
     now: i64,
-) -> Result<Result<TemplateCheck, Vec<TemplateError>>, sqlx::Error> {
-    let body = body.trim();
-    let checked = match check(body) {
-        Ok(c) => c,
-        Err(e) => return Ok(Err(e)),
-    };
-    sqlx::query(
-        "DELETE FROM message_templates WHERE tenant_id = $1 AND template = $2 AND language = $3",
-    )
-    .bind(tenant.as_str())
-    .bind(template)
-    .bind(language.code())
-    .execute(&mut *tx)
-    .await?;
+) -> Result<(), sqlx::Error> {
+    reset_text(tx, tenant, (template, language)).await?;
     sqlx::query(
         "INSERT INTO message_templates (tenant_id, template, language, body, segments,
              updated_by, updated_at)
@@ -203,13 +206,13 @@ pub async fn save_text(
     .bind(tenant.as_str())
     .bind(template)
     .bind(language.code())
-    .bind(body)
-    .bind(i64::from(checked.segments))
+    .bind(&wording.body)
+    .bind(i64::from(wording.check.segments))
     .bind(by)
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    Ok(Ok(checked))
+    Ok(())
 }
 
 /// Goes back to the built-in wording of one text.

@@ -10,14 +10,13 @@ use crate::http::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, StaffSession, StaffWith};
 use crate::http::member::unseen;
 use crate::http::session::Sess;
-use crate::http::sharing::{invite_sent, practice_name};
+use crate::http::sharing::invite_sent;
 use crate::http::{tr, AppState, RequestContext};
 use crate::ids::{PatientId, TenantId};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use patriotpay_app::forms::{InviteForm, RevokeGrantForm};
-use patriotpay_app::Url;
 
 /// The practice a patient belongs to, looked up by opaque id (nothing about them is read).
 pub(super) async fn practice_of(state: &AppState, patient: &PatientId) -> Result<Option<TenantId>> {
@@ -49,21 +48,12 @@ pub async fn invite(
         patient: Some(&patient),
         clinical_restricted: false,
     };
-    let email = crate::accounts::normalize_email(&form.email);
-    if !crate::accounts::valid_email(&email) {
+    let letter = crate::http::invitation::invitation_letter(&state, &tenant, &form.email, ctx.now);
+    let Some(letter) = letter.await? else {
         let mut vm = home_vm(&state, &ctx, &session, &account).await?;
         vm.invite_error = Some(tr().t("invite-email-invalid"));
         return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, vm));
-    }
-    // Sealed before the transaction opens (a first seal writes the platform's data key).
-    let letter = guarantors::prepare_email(
-        &state.crypto,
-        &practice_name(&state, &tenant).await?,
-        &email,
-        |token| format!("{}{}", state.public_url, Url::Invitation(token)),
-        ctx.now,
-    )
-    .await?;
+    };
     let (permit, mut tx) = ask_in(
         &state,
         &ctx,
@@ -86,7 +76,7 @@ pub async fn invite(
     .await?;
     tx.commit().await?;
     let mut vm = home_vm(&state, &ctx, &session, &account).await?;
-    vm.notice = Some(invite_sent(&email));
+    vm.notice = Some(invite_sent(&crate::accounts::normalize_email(&form.email)));
     Ok(render(StatusCode::OK, vm))
 }
 

@@ -303,40 +303,39 @@ pub async fn text(
 ) -> Result<Response> {
     let tenant = tenant_of(&form.practice)?;
     let which = wording::editable(&form.template, &form.language).ok_or(AppError::BadRequest)?;
-    let (event, reset) = match form.action.as_str() {
-        "save" => ("practice.texts.saved", false),
-        "reset" => ("practice.texts.reset", true),
+    // `Some(wording)` to save (checked first: a refused one comes back as typed), `None` to
+    // go back to the built-in wording.
+    let (event, accepted) = match form.action.as_str() {
+        "save" => match wording::accept(&form.body) {
+            Ok(a) => ("practice.texts.saved", Some(a)),
+            Err(errors) => {
+                may_manage(&account, &tenant, ctx.now)?;
+                let errors = errors.iter().map(ToString::to_string).collect();
+                let typed = Typed {
+                    text: Some((which.0, which.1, form.body, errors)),
+                    ..Typed::default()
+                };
+                let args = (&tenant, typed, StatusCode::UNPROCESSABLE_ENTITY);
+                return render(&state, &session, &account, ctx.now, args).await;
+            }
+        },
+        "reset" => ("practice.texts.reset", None),
         _ => return Err(AppError::BadRequest),
     };
-    if !reset {
-        if let Err(errors) = wording::check(&form.body) {
-            may_manage(&account, &tenant, ctx.now)?;
-            let errors = errors.iter().map(ToString::to_string).collect();
-            let typed = Typed {
-                text: Some((which.0, which.1, form.body, errors)),
-                ..Typed::default()
-            };
-            let args = (&tenant, typed, StatusCode::UNPROCESSABLE_ENTITY);
-            return render(&state, &session, &account, ctx.now, args).await;
-        }
-    }
     let resource = format!("{}:{}:{}", tenant, which.0, which.1.code());
     let mut tx = change(&state, &ctx, &account, &tenant, (event, &resource)).await?;
-    let by = actor_id(&account.id);
-    if reset {
-        wording::reset_text(&mut tx, &tenant, which).await?;
-    } else {
-        // Checked above; a refusal here would be a bug, answered as a bad request.
-        wording::save_text(&mut tx, &tenant, which, &form.body, &by, ctx.now)
-            .await?
-            .map_err(|_| AppError::BadRequest)?;
-    }
-    tx.commit().await?;
-    let key = if reset {
-        "messaging-text-reset"
-    } else {
-        "messaging-text-saved"
+    let key = match &accepted {
+        Some(a) => {
+            let by = actor_id(&account.id);
+            wording::save_text(&mut tx, &tenant, which, a, &by, ctx.now).await?;
+            "messaging-text-saved"
+        }
+        None => {
+            wording::reset_text(&mut tx, &tenant, which).await?;
+            "messaging-text-reset"
+        }
     };
+    tx.commit().await?;
     session.set_flash(Flash::key(key)).await?;
     Ok(back(&tenant))
 }
