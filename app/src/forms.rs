@@ -295,6 +295,27 @@ forms! {
         practice / PRACTICE,
     }
 
+    /// Which practice's alerts (`Url::StaffAlerts`'s query); empty: the first the caller may
+    /// see.
+    pub struct AlertsQuery {
+        practice / PRACTICE,
+    }
+
+    /// Acknowledge an alert (`Url::StaffAlertAck`).
+    pub struct AlertAckForm {
+        /// Practice (tenant) id whose console it is.
+        practice / PRACTICE,
+        /// The alert's number.
+        alert / ALERT,
+    }
+
+    /// A note on an alert (`Url::StaffAlertNote`).
+    pub struct AlertNoteForm {
+        practice / PRACTICE,
+        alert / ALERT,
+        note / NOTE,
+    }
+
     /// Mark a patient's reply read (`Url::StaffMessageRead`).
     pub struct MessageReadForm {
         /// Practice (tenant) id.

@@ -469,6 +469,7 @@ pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
         <ul>{roles}</ul>
         {search}
         {vm.audit_log.then(|| view! { <p><a href=Url::StaffAudit.path()>{tr.t("staff-audit-link")}</a></p> })}
+        {vm.alerts.then(|| view! { <p><a href=Url::StaffAlerts.path()>{tr.t("alerts-home-link")}</a></p> })}
         {vm.messages.then(|| view! { <p><a href=Url::StaffMessages.path()>{tr.t("messages-home-link")}</a></p> })}
         {vm.messaging.then(|| view! { <p><a href=Url::StaffMessaging.path()>{tr.t("messaging-title")}</a></p> })}
         {vm.act_on_behalf.then(|| view! { <p><a href=Url::StaffActOnBehalf.path()>{tr.t("act-on-behalf-title")}</a></p> })}

@@ -10,11 +10,13 @@ use crate::vm_api_keys::{ApiKeyPracticeVm, ApiKeyVm, ApiKeysVm};
 use leptos::prelude::*;
 
 fn key_row(tr: Tr, csrf: String, practice: String, k: ApiKeyVm) -> AnyView {
-    let state = match &k.revoked {
-        Some(at) => tr.ta("apikeys-revoked-at", &[("when", at.as_str())]),
-        None => tr.t("apikeys-live"),
+    let state = match (&k.revoked, &k.refused_from) {
+        (Some(at), _) => tr.ta("apikeys-revoked-at", &[("when", at.as_str())]),
+        (None, Some(at)) if k.expired => tr.ta("apikeys-expired-at", &[("when", at.as_str())]),
+        (None, Some(at)) => tr.ta("apikeys-expires-at", &[("when", at.as_str())]),
+        (None, None) => tr.t("apikeys-live"),
     };
-    let revoke = k.revoked.is_none().then(|| {
+    let revoke = (k.revoked.is_none() && !k.expired).then(|| {
         view! {
             <form method="post" action=Url::StaffApiKeyRevoke.path()>
                 {csrf_input(csrf)}

@@ -190,6 +190,10 @@ urls! {
     StaffMessagingText => "/staff/messaging/texts",
     /// Support console: pause or resume a statement's reminders.
     StaffReminders => "/staff/reminders",
+    /// The security officer's alert console (`?practice=`): acknowledging an alert, a note on it.
+    StaffAlerts => "/staff/alerts",
+    StaffAlertAck => "/staff/alerts/acknowledge",
+    StaffAlertNote => "/staff/alerts/note",
 
     // ---- Machine endpoints.
     StripeWebhook => "/webhooks/stripe",
@@ -381,6 +385,9 @@ mod tests {
         "/staff/messaging/footer",
         "/staff/messaging/texts",
         "/staff/reminders",
+        "/staff/alerts",
+        "/staff/alerts/acknowledge",
+        "/staff/alerts/note",
         "/webhooks/stripe",
         "/webhooks/twilio/status",
         "/webhooks/twilio/inbound",

@@ -447,9 +447,11 @@ pub struct StaffHomeVm {
     pub messages: bool,
     /// Link to the practice's settings for its texts (practice admins).
     pub messaging: bool,
+    /// Link to the alert console (security officers).
+    pub alerts: bool,
 }
 
-debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, act_on_behalf, messages, messaging, results, search_error, notice, emergency, break_glass, invite_error; redacted: email });
+debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, act_on_behalf, messages, messaging, alerts, results, search_error, notice, emergency, break_glass, invite_error; redacted: email });
 
 #[derive(Clone, Debug, Default)]
 pub struct BreakGlassVm {

@@ -32,6 +32,10 @@ pub struct ApiKeyVm {
     pub last_used: String,
     /// `None` while live.
     pub revoked: Option<String>,
+    /// When a security rotation ends the key ("2026-11-30 21:04 UTC").
+    pub refused_from: Option<String>,
+    /// That time has passed.
+    pub expired: bool,
 }
 
 /// A key made just now, with what it is for.

@@ -8,6 +8,7 @@
 use crate::alerts::AlertSink;
 use crate::audit::{self, Actor, Outcome};
 use crate::db::Db;
+use crate::ids::TenantId;
 
 /// The rules' thresholds (all from configuration, `config::Monitoring`).
 #[derive(Clone, Debug)]
@@ -60,16 +61,23 @@ pub struct Finding {
     pub rule: &'static str,
     /// What it is about: a link, user or practice id, an address, a provider.
     pub subject: String,
+    /// The practice it concerns when all it counted was in one practice (its security officers
+    /// see it too); `None` leaves it to the platform's.
+    pub tenant: Option<TenantId>,
     /// The window it counts in (its start), which with rule and subject makes it once.
     pub window_start: i64,
     pub detail: String,
 }
 
+/// The practice of a group of audit events when there is exactly one, else NULL.
+const ONE_TENANT: &str = "CASE WHEN COUNT(DISTINCT tenant_id) = 1 THEN MAX(tenant_id) END";
+
 /// How many days of history make a baseline.
 const BASELINE_DAYS: i64 = 14;
 
 /// Counts per subject of the audit events with one of `actions` and `outcome` since `since`,
-/// grouped by `column` (a fixed column name), over `min`.
+/// grouped by `column` (a fixed column name), over `min`, each with the one practice they were
+/// all in (if they were).
 async fn counted(
     db: &Db,
     column: &'static str,
@@ -77,17 +85,17 @@ async fn counted(
     outcome: &str,
     since: i64,
     min: i64,
-) -> Result<Vec<(String, i64)>, sqlx::Error> {
+) -> Result<Vec<(String, i64, Option<TenantId>)>, sqlx::Error> {
     let list = (0..actions.len())
         .map(|i| format!("${}", i + 3))
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "SELECT {column}, COUNT(*) FROM audit_events
+        "SELECT {column}, COUNT(*), {ONE_TENANT} FROM audit_events
          WHERE at > $1 AND outcome = $2 AND action IN ({list}) AND {column} IS NOT NULL
          GROUP BY {column}"
     );
-    let mut q = sqlx::query_as::<_, (String, i64)>(&sql)
+    let mut q = sqlx::query_as::<_, (String, i64, Option<String>)>(&sql)
         .bind(since)
         .bind(outcome);
     for a in actions {
@@ -96,7 +104,8 @@ async fn counted(
     Ok(q.fetch_all(db.pool())
         .await?
         .into_iter()
-        .filter(|(_, n)| *n > min)
+        .filter(|(_, n, _)| *n > min)
+        .map(|(subject, n, tenant)| (subject, n, tenant.map(TenantId::from_db)))
         .collect())
 }
 
@@ -111,7 +120,7 @@ pub async fn evaluate(db: &Db, t: &Thresholds, now: i64) -> Result<Vec<Finding>,
     let since = now - t.window_secs;
     let w = window(now, t.window_secs);
     let identity = ["identity.dob", "identity.zip"];
-    for (id, n) in counted(
+    for (id, n, tenant) in counted(
         db,
         "resource",
         &identity,
@@ -128,10 +137,11 @@ pub async fn evaluate(db: &Db, t: &Thresholds, now: i64) -> Result<Vec<Finding>,
                 t.window_secs / 60
             ),
             subject: id,
+            tenant,
             window_start: w,
         });
     }
-    for (addr, n) in counted(
+    for (addr, n, tenant) in counted(
         db,
         "address",
         &identity,
@@ -148,13 +158,14 @@ pub async fn evaluate(db: &Db, t: &Thresholds, now: i64) -> Result<Vec<Finding>,
                 t.window_secs / 60
             ),
             subject: addr,
+            tenant,
             window_start: w,
         });
     }
     out.extend(signin_failures(db, t, now).await?);
     out.extend(staff_views(db, t, now).await?);
     let day = window(now, 86_400);
-    for (actor, n) in counted(
+    for (actor, n, tenant) in counted(
         db,
         "actor",
         &["viewas.start"],
@@ -168,6 +179,7 @@ pub async fn evaluate(db: &Db, t: &Thresholds, now: i64) -> Result<Vec<Finding>,
             rule: "view-as-per-day",
             detail: format!("{actor} started {n} view-as sessions today"),
             subject: actor,
+            tenant,
             window_start: day,
         });
     }
@@ -180,7 +192,7 @@ pub async fn evaluate(db: &Db, t: &Thresholds, now: i64) -> Result<Vec<Finding>,
         t.webhook_signature_failures,
     )
     .await?;
-    for (provider, n) in webhooks {
+    for (provider, n, tenant) in webhooks {
         out.push(Finding {
             rule: "webhook-signature-failures",
             detail: format!(
@@ -188,6 +200,7 @@ pub async fn evaluate(db: &Db, t: &Thresholds, now: i64) -> Result<Vec<Finding>,
                 t.window_secs / 60
             ),
             subject: provider,
+            tenant,
             window_start: w,
         });
     }
@@ -223,6 +236,7 @@ async fn signin_failures(db: &Db, t: &Thresholds, now: i64) -> Result<Vec<Findin
                 t.window_secs / 60
             ),
             subject,
+            tenant: None,
             window_start: w,
         });
     }
@@ -241,6 +255,7 @@ async fn signin_failures(db: &Db, t: &Thresholds, now: i64) -> Result<Vec<Findin
                     t.window_secs / 60
                 ),
                 subject: addr,
+                tenant: None,
                 window_start: w,
             });
         }
@@ -277,16 +292,17 @@ fn over_baseline(now_count: i64, floor: i64, factor: f64, usual: f64) -> bool {
 /// (the mean over their active hours of the last `BASELINE_DAYS`, this hour left out).
 async fn staff_views(db: &Db, t: &Thresholds, now: i64) -> Result<Vec<Finding>, sqlx::Error> {
     let hour = window(now, 3600);
-    let recent: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT e.actor, COUNT(DISTINCT e.patient_id) FROM audit_events e
+    let recent: Vec<(String, i64, Option<String>)> = sqlx::query_as(&format!(
+        "SELECT e.actor, COUNT(DISTINCT e.patient_id), {ONE_TENANT} FROM audit_events e
          JOIN users u ON e.actor = 'user:' || u.id AND u.kind = 'staff'
-         WHERE e.at > $1 AND e.patient_id IS NOT NULL GROUP BY e.actor",
-    )
+         WHERE e.at > $1 AND e.patient_id IS NOT NULL GROUP BY e.actor"
+    ))
     .bind(now - 3600)
     .fetch_all(db.pool())
     .await?;
     let mut out = vec![];
-    for (actor, n) in recent {
+    for (actor, n, tenant) in recent {
+        let tenant = tenant.map(TenantId::from_db);
         if n <= t.staff_patients_per_hour_floor {
             continue;
         }
@@ -311,6 +327,7 @@ async fn staff_views(db: &Db, t: &Thresholds, now: i64) -> Result<Vec<Finding>, 
                     "{actor} touched {n} patients' records in the last hour; usually {usual:.1} an hour"
                 ),
                 subject: actor,
+                tenant,
                 window_start: hour,
             });
         }
@@ -331,13 +348,13 @@ async fn payment_spikes(db: &Db, t: &Thresholds, now: i64) -> Result<Vec<Finding
     )
     .await?;
     let mut out = vec![];
-    for (tenant, n) in recent {
+    for (subject, n, tenant) in recent {
         let usual = usual_per_hour(
             db,
             "SELECT at / 3600, COUNT(*) FROM audit_events
              WHERE tenant_id = $1 AND action = 'payment.failed' AND at > $2 AND at <= $3
              GROUP BY at / 3600",
-            &tenant,
+            &subject,
             now,
         )
         .await?;
@@ -350,9 +367,10 @@ async fn payment_spikes(db: &Db, t: &Thresholds, now: i64) -> Result<Vec<Finding
             out.push(Finding {
                 rule: "payment-failure-spike",
                 detail: format!(
-                    "practice {tenant}: {n} failed payments in the last hour; usually {usual:.1} an hour"
+                    "practice {subject}: {n} failed payments in the last hour; usually {usual:.1} an hour"
                 ),
-                subject: tenant,
+                subject,
+                tenant,
                 window_start: hour,
             });
         }
@@ -386,7 +404,9 @@ pub async fn raise_new(
             continue;
         }
         let kind = format!("anomaly.{}", f.rule);
-        alerts.raise(db, &kind, &f.detail, now).await?;
+        alerts
+            .raise(db, f.tenant.as_ref(), &kind, &f.detail, now)
+            .await?;
         audit::record(
             db.pool(),
             audit::Event {
@@ -394,7 +414,7 @@ pub async fn raise_new(
                     at: Some(now),
                     ..Actor::system("system:anomaly")
                 },
-                tenant: None,
+                tenant: f.tenant.as_ref(),
                 patient: None,
                 action: "anomaly.raised",
                 resource: Some(&format!("{}:{}", f.rule, f.subject)),

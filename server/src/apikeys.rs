@@ -46,6 +46,8 @@ pub struct KeyInfo {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// Set by `incident rotate`: the key is refused from then on (a replacement is due).
+    pub expires_at: Option<i64>,
 }
 
 /// Makes a key for a practice; returns its id and the key, which is shown once and never again.
@@ -116,9 +118,10 @@ pub async fn list(db: &Db, tenant: &TenantId) -> Result<Vec<KeyInfo>, ApiKeyErro
         i64,
         Option<i64>,
         Option<i64>,
+        Option<i64>,
     );
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, label, prefix, created_by, created_at, last_used_at, revoked_at
+        "SELECT id, label, prefix, created_by, created_at, last_used_at, revoked_at, expires_at
          FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id",
     )
     .bind(tenant.as_str())
@@ -127,14 +130,17 @@ pub async fn list(db: &Db, tenant: &TenantId) -> Result<Vec<KeyInfo>, ApiKeyErro
     Ok(rows
         .into_iter()
         .map(
-            |(id, label, prefix, created_by, created_at, last_used_at, revoked_at)| KeyInfo {
-                id,
-                label,
-                prefix,
-                created_by,
-                created_at,
-                last_used_at,
-                revoked_at,
+            |(id, label, prefix, created_by, created_at, last_used_at, revoked_at, expires_at)| {
+                KeyInfo {
+                    id,
+                    label,
+                    prefix,
+                    created_by,
+                    created_at,
+                    last_used_at,
+                    revoked_at,
+                    expires_at,
+                }
             },
         )
         .collect())
@@ -167,7 +173,8 @@ pub async fn revoke_in(
     Ok(r.rows_affected() == 1)
 }
 
-/// The practice a presented key belongs to, when it is live and has `scope`; its use is recorded.
+/// The practice a presented key belongs to, when it is live (not revoked, not past the expiry a
+/// rotation gave it) and has `scope`; its use is recorded.
 /// Keys of the wrong shape are not looked up.
 pub async fn authenticate(
     db: &Db,
@@ -183,10 +190,12 @@ pub async fn authenticate(
     }
     let row: Option<(String, String)> = sqlx::query_as(
         "SELECT id, tenant_id FROM api_keys
-         WHERE key_hash = $1 AND scope = $2 AND revoked_at IS NULL",
+         WHERE key_hash = $1 AND scope = $2 AND revoked_at IS NULL
+           AND (expires_at IS NULL OR expires_at > $3)",
     )
     .bind(token_hash(presented))
     .bind(scope.as_str())
+    .bind(now)
     .fetch_optional(db.pool())
     .await?;
     let Some((id, tenant)) = row else {

@@ -35,6 +35,16 @@ pub fn display_date_unix(ts: i64) -> String {
         .unwrap_or_default()
 }
 
+/// "2026-11-30 21:04 UTC" for a unix time: staff pages, where the hour matters.
+pub fn display_utc_minute(ts: i64) -> String {
+    const MINUTE: &[FormatItem<'static>] =
+        format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| t.format(MINUTE).ok())
+        .unwrap_or_default()
+}
+
 /// `Mar 14, 2026` for an ISO date `2026-03-14`; the input itself if it is not one.
 pub fn display_iso_date(iso: &str) -> String {
     const ISO: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]");

@@ -77,6 +77,7 @@ id_type!(DisputeId, "dsp");
 id_type!(CardSetupId, "cst");
 id_type!(PlanId, "pln");
 id_type!(UnlockId, "ulk");
+id_type!(AlertNoteId, "aln");
 
 #[cfg(test)]
 mod tests {

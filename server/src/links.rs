@@ -379,6 +379,7 @@ pub async fn spend_practice_budget(
         alerts
             .raise(
                 db,
+                Some(tenant),
                 BUDGET_ALERT,
                 &format!(
                     "practice {tenant}: more than {budget} failed identity answers in the last hour"

@@ -376,6 +376,7 @@ pub async fn seal_pending(
             alerts
                 .raise_once(
                     db,
+                    None,
                     "audit-seal-lag",
                     &format!(
                         "audit event seq {seq} was not sealed within {} s of being written; \
@@ -415,6 +416,7 @@ async fn late_commits(db: &Db, alerts: &AlertSink, now: i64) -> Result<Vec<i64>,
             alerts
                 .raise(
                     db,
+                    None,
                     "audit-late-commit",
                     &format!(
                         "audit event seq {seq} committed after its seq was sealed as a gap: it is \

@@ -63,6 +63,7 @@ pub async fn act(
         .alerts
         .raise(
             &state.db,
+            None,
             "account.not_me",
             &format!(
                 "account {user} reported a change it did not make (signed out everywhere); \

@@ -98,6 +98,31 @@ pub enum IncidentCommand {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// Replace what the portal holds: new data-key versions (re-wrapped under `--master-key`),
+    /// every live pay link retired and a new one texted, API keys given a grace window, the key
+    /// cache flushed everywhere. Resumable: a rerun with the same `--run` skips steps done.
+    Rotate {
+        /// Only this practice (tenant id, `ten_…`); default everything.
+        #[arg(long)]
+        practice: Option<String>,
+        /// Re-wrap every data key under this master key (a KMS key id or ARN, or `local`).
+        #[arg(long, conflicts_with = "practice")]
+        master_key: Option<String>,
+        /// Also rotate the blind-index keys (long on a large database).
+        #[arg(long)]
+        index_keys: bool,
+        /// Hours the practices' current API keys keep working.
+        #[arg(long, default_value_t = 24)]
+        api_key_grace_hours: u32,
+        /// Retire the links without texting new ones (patients ask their practice).
+        #[arg(long)]
+        no_relink: bool,
+        /// The run's name, which progress is kept under (default: the scope and today's date).
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Every account of everyone (`--all`) or of a practice (`--practice`) must set a new
     /// password; sessions end. Resumable: a rerun with the same `--run` skips accounts done.
     ForcePasswordReset {
@@ -250,6 +275,50 @@ pub async fn run(cfg: &Config, action: IncidentCommand) -> anyhow::Result<()> {
                 None => print!("{md}"),
             }
         }
+        IncidentCommand::Rotate {
+            practice,
+            master_key,
+            index_keys,
+            api_key_grace_hours,
+            no_relink,
+            run,
+            dry_run,
+        } => {
+            let only = match practice {
+                Some(p) => Some(
+                    crate::ids::TenantId::parse(p.trim())
+                        .ok_or_else(|| anyhow::anyhow!("--practice is a practice id (ten_…)"))?,
+                ),
+                None => None,
+            };
+            let run = run.unwrap_or_else(|| {
+                let scope = only.as_ref().map_or("all", |t| t.as_str());
+                format!("rotate:{scope}:{}", &super::show_time(now)[..10])
+            });
+            let opts = super::rotate::Options {
+                run: run.clone(),
+                only,
+                master_key,
+                index_keys,
+                api_key_grace: i64::from(api_key_grace_hours) * 3600,
+                relink: !no_relink,
+                dry_run,
+            };
+            let public = crate::cli::public_base(cfg);
+            let say = |s: &str| eprintln!("{s}…");
+            let r = super::rotate::rotate(&db, &crypto, &public, &opts, &say, now).await?;
+            print_rotation(&run, &r, dry_run);
+            if !dry_run {
+                let what = format!(
+                    "{run} data_keys={} links_retired={} links_texted={} api_keys={}",
+                    r.data_keys.len(),
+                    r.links_retired,
+                    r.links_texted,
+                    r.api_keys
+                );
+                crate::cli::audit(&db, "incident.rotate", Some(&what)).await?;
+            }
+        }
         IncidentCommand::ForcePasswordReset {
             all,
             practice,
@@ -353,5 +422,59 @@ fn print_scope(s: &super::Scope) {
     println!("\nPractices affected ({}):", s.practices.len());
     for p in &s.practices {
         println!("  {p}");
+    }
+}
+
+fn print_rotation(run: &str, r: &super::rotate::Report, dry: bool) {
+    let would = if dry { "would be " } else { "" };
+    println!(
+        "Run {run:?}{}",
+        if dry {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    );
+    if !r.done_before.is_empty() {
+        println!("  done by an earlier run: {}", r.done_before.join(", "));
+    }
+    for (t, v) in &r.data_keys {
+        println!("  {t}: data key version {v} {would}made; new writes use it");
+    }
+    if let Some(n) = r.rewrapped {
+        println!("  {n} data key(s) {would}re-wrapped under the new master key");
+    }
+    if let Some(n) = r.index_rotations {
+        println!("  {n} blind-index key rotation(s)");
+    }
+    if dry {
+        println!(
+            "  {} live pay link(s) would be retired; up to {} new link(s) to be texted (none to \
+             patients who opted out or have no mobile number)",
+            r.links_retired, r.links_texted
+        );
+    } else {
+        println!(
+            "  {} live pay link(s) retired; {} new link(s) texted, {} not (paid, opted out or no \
+             mobile number)",
+            r.links_retired, r.links_texted, r.links_not_texted
+        );
+    }
+    if r.api_keys > 0 {
+        println!(
+            "  {} API key(s) {would}refused from {}: tell these practices to make new keys (Staff → API keys): {}",
+            r.api_keys,
+            super::show_time(r.api_keys_until),
+            r.api_key_practices.join(", ")
+        );
+    }
+    if let Some(e) = r.cache_flush_epoch {
+        println!(
+            "  key cache flush requested (epoch {e}): every server drops cached keys within 5 s"
+        );
+    }
+    println!("\nSecrets only their provider can roll (do these by hand):");
+    for item in super::rotate::PROVIDER_CHECKLIST {
+        println!("  - {item}");
     }
 }

@@ -1,8 +1,8 @@
 //! The incident plan as commands (issue 14): `scope` (from the audit log: who acted, which
 //! patients' records were viewed or changed, which practices are affected), `trace` (the audit
 //! trail and alerts of a window as one timeline), `revoke-sessions` (every session of the
-//! chosen accounts ended, Cognito refresh tokens revoked too) and `force-password-reset`
-//! (`reset`). Each run is itself audited
+//! chosen accounts ended, Cognito refresh tokens revoked too), `rotate` (every key, link and
+//! token the portal holds replaced) and `force-password-reset` (`reset`). Each run is itself audited
 //! (`incident.*`); a change has `--dry-run`, is idempotent, and reruns safely. The CLI wiring is
 //! `incident::cli`.
 
@@ -10,6 +10,7 @@ pub mod cli;
 pub mod notify;
 pub mod postmortem;
 pub mod reset;
+pub mod rotate;
 
 use crate::db::Db;
 use serde::Serialize;

@@ -273,7 +273,13 @@ where
     }
     for detail in &credit {
         opts.alerts
-            .raise(db, "import-credit-balance", detail, opts.now)
+            .raise(
+                db,
+                Some(&opts.tenant),
+                "import-credit-balance",
+                detail,
+                opts.now,
+            )
             .await?;
     }
     summary.records.sort_by_key(|r| r.index);

@@ -133,6 +133,13 @@ pub const ENCRYPTED: &[EncryptedTable] = &[
         id: RowId::Text,
         columns: &[("phone_ct", "phone")],
     },
+    // A security officer's notes on an alert, under the alert's practice (or the platform's).
+    EncryptedTable {
+        table: "alert_notes",
+        scope: Scope::Practice,
+        id: RowId::Text,
+        columns: &[("note_ct", "note")],
+    },
 ];
 
 /// A progress bar on stderr for a long command (hidden when stderr is not a terminal).

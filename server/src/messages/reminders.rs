@@ -156,6 +156,12 @@ pub async fn run_due(
         let patient = PatientId::from_db(patient);
         crypto.ready_field_key(&tenant).await?;
         let mut tx = db.begin_write().await?;
+        // Claimed first, inside the transaction: a second server running the same minute
+        // finds the steps taken (or waits for this commit) and leaves them alone.
+        if record_steps(&mut tx, &statement, &steps, "queued", now).await? < steps.len() {
+            tx.rollback().await?;
+            continue;
+        }
         let paid = crate::billing::balance(&mut *tx, &statement).await?.cents() <= 0;
         let outcome = if paid {
             "paid"
@@ -180,24 +186,16 @@ pub async fn run_due(
                 Texted::NoNumber => "no_number",
             }
         };
-        if outcome != "queued" {
-            // Nothing goes out: the fresh link is not kept either.
+        if outcome == "queued" {
+            queued += 1;
+        } else {
+            // Nothing goes out: the fresh link is not kept either, only what became of the steps.
             tx.rollback().await?;
             tx = db.begin_write().await?;
-        } else {
-            queued += 1;
-        }
-        for step in &steps {
-            sqlx::query(
-                "INSERT INTO statement_reminders (statement_id, step, outcome, at)
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(statement.as_str())
-            .bind(step)
-            .bind(outcome)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            if record_steps(&mut tx, &statement, &steps, outcome, now).await? < steps.len() {
+                tx.rollback().await?;
+                continue;
+            }
         }
         // A paid statement needs no more; its reminders end here.
         if paid {
@@ -212,8 +210,37 @@ pub async fn run_due(
     Ok(queued)
 }
 
+/// Records `steps` as done with `outcome`; how many were new (a step already recorded, by
+/// this server or another, is left as it is).
+async fn record_steps(
+    conn: &mut sqlx::AnyConnection,
+    statement: &StatementId,
+    steps: &[String],
+    outcome: &str,
+    now: i64,
+) -> Result<usize, MessageError> {
+    let mut fresh = 0;
+    for step in steps {
+        let done = sqlx::query(
+            "INSERT INTO statement_reminders (statement_id, step, outcome, at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (statement_id, step) DO NOTHING",
+        )
+        .bind(statement.as_str())
+        .bind(step)
+        .bind(outcome)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() == 1 {
+            fresh += 1;
+        }
+    }
+    Ok(fresh)
+}
+
 /// Revokes the statement's live links and makes the one `token` opens.
-async fn relink(
+pub(crate) async fn relink(
     conn: &mut sqlx::AnyConnection,
     tenant: &TenantId,
     statement: &StatementId,

@@ -145,7 +145,9 @@ impl Unbooked {
 
     /// Records the alert, unless this very one was raised before.
     pub async fn raise(&self, db: &Db, alerts: &AlertSink, now: i64) -> Result<(), sqlx::Error> {
-        alerts.raise_once(db, self.kind, &self.detail, now).await
+        alerts
+            .raise_once(db, None, self.kind, &self.detail, now)
+            .await
     }
 }
 

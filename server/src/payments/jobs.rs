@@ -151,7 +151,7 @@ async fn give_up(
         job.attempts
     );
     alerts
-        .raise_once(db, "payment-event-not-recorded", &detail, now)
+        .raise_once(db, None, "payment-event-not-recorded", &detail, now)
         .await
 }
 
@@ -172,7 +172,7 @@ async fn raise_for(
             let detail =
                 format!("processor event {id} is a payment for a checkout we have no record of");
             alerts
-                .raise_once(db, "payment-unknown-checkout", &detail, now)
+                .raise_once(db, None, "payment-unknown-checkout", &detail, now)
                 .await
         }
         _ => Ok(()),

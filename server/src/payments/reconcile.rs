@@ -579,7 +579,7 @@ pub async fn run_and_alert(
             "payment-reconcile-difference"
         };
         alerts
-            .raise_once(db, kind, &format!("{}: {}", f.kind, f.detail), now)
+            .raise_once(db, None, kind, &format!("{}: {}", f.kind, f.detail), now)
             .await?;
     }
     Ok(report)

@@ -166,6 +166,8 @@ async fn staff_views_are_judged_against_their_own_usual(backend: Backend) {
         .collect();
     assert_eq!(staff.len(), 1, "{found:?}");
     assert_eq!(staff[0].subject, format!("user:{agent_id}"));
+    // Every view was in the demo practice: its security officers see the alert.
+    assert_eq!(staff[0].tenant.as_ref(), Some(&app.tenant));
     app.finish().await;
 }
 
@@ -200,9 +202,9 @@ async fn view_as_webhooks_and_payment_spikes(backend: Backend) {
     assert!(found
         .iter()
         .any(|f| f.rule == "webhook-signature-failures" && f.subject == "webhook:stripe"));
-    assert!(found
-        .iter()
-        .any(|f| f.rule == "payment-failure-spike" && f.subject == app.tenant.as_str()));
+    assert!(found.iter().any(|f| f.rule == "payment-failure-spike"
+        && f.subject == app.tenant.as_str()
+        && f.tenant.as_ref() == Some(&app.tenant)));
     app.finish().await;
 }
 
@@ -247,6 +249,7 @@ async fn alerts_are_emailed_and_the_webhook_is_retried(backend: Backend) {
     s.alerts
         .raise(
             &s.db,
+            None,
             "anomaly.test",
             "practice ten_x: a test",
             s.clock.now(),

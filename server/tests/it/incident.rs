@@ -42,6 +42,7 @@ async fn scope_trace_and_revoke_sessions(backend: Backend) {
         .alerts
         .raise(
             app.db(),
+            None,
             "anomaly.test",
             "a test alert",
             app.state().clock.now(),

@@ -8,6 +8,7 @@
 #[macro_use]
 mod common;
 
+mod alert_console;
 mod anomaly;
 mod api;
 mod apikeys;
@@ -33,9 +34,11 @@ mod plans;
 mod reconcile;
 mod record_views;
 mod refunds;
+mod rehearsal;
 mod rekey;
 mod reminders;
 mod roles;
+mod rotate;
 mod routes;
 mod sandbox;
 mod security;

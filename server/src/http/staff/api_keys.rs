@@ -52,6 +52,8 @@ async fn page_vm(
                 created: when(Some(k.created_at)),
                 last_used: when(k.last_used_at),
                 revoked: k.revoked_at.map(|t| when(Some(t))),
+                refused_from: k.expires_at.map(crate::clock::display_utc_minute),
+                expired: k.expires_at.is_some_and(|t| t <= ctx.now),
             })
             .collect();
         practices.push(ApiKeyPracticeVm {

@@ -102,7 +102,7 @@ pub async fn break_glass(
     );
     state
         .alerts
-        .raise(&state.db, "break-glass", &detail, ctx.now)
+        .raise(&state.db, Some(&tenant), "break-glass", &detail, ctx.now)
         .await?;
     // Privilege changed: new session id, and the page shows the account as it now is.
     session.cycle_id().await?;

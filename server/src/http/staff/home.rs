@@ -153,6 +153,7 @@ pub(super) async fn home_vm(
         audit_log: super::audit_log::can_view(account, ctx.now),
         messages: super::messages::can_view(account, ctx.now),
         messaging: super::messaging::can_manage(account, ctx.now),
+        alerts: super::alerts::can_view(account, ctx.now),
         act_on_behalf: account
             .principal
             .grants

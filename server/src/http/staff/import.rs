@@ -453,19 +453,6 @@ pub async fn confirm(
     ))
 }
 
-/// "2026-11-30 21:04 UTC".
-fn utc_minute(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute] UTC"
-            ))
-            .ok()
-        })
-        .unwrap_or_default()
-}
-
 /// Who ran an import, worded: a staff member's display name, "API key" or "command line".
 async fn who(state: &AppState, actor: &str) -> Result<String> {
     if let Some(user) = actor
@@ -499,7 +486,7 @@ async fn history(state: &AppState, tenant: &TenantId) -> Result<Vec<ImportRunVm>
     let mut out = Vec::with_capacity(rows.len());
     for (at, actor, source, dry_run, created, updated, unchanged, rejected) in rows {
         out.push(ImportRunVm {
-            when: utc_minute(at),
+            when: crate::clock::display_utc_minute(at),
             who: who(state, &actor).await?,
             source: tr().t(&format!("import-source-{source}")),
             dry_run: dry_run != 0,

@@ -1,8 +1,9 @@
 //! Staff area: its routes (the support console's in `console`, a practice's messages in
-//! `messages`), and what its pages share (the
+//! `messages`, the security officer's alerts in `alerts`), and what its pages share (the
 //! staff audit actor, staff events that name no practice, asking the policy as a staff member,
 //! role wording).
 
+mod alerts;
 mod api_keys;
 mod audit_log;
 mod break_glass;
@@ -91,6 +92,10 @@ pub fn router(state: &AppState) -> Routes {
         .form(Url::StaffMessagingFooter, messaging::footer)
         .form(Url::StaffMessagingText, messaging::text)
         .phi_form(Url::StaffReminders, messaging::reminders)
+        // The security officer's alert console: notes may name a patient (sealed, permitted).
+        .phi_page(Url::StaffAlerts, alerts::page)
+        .phi_form(Url::StaffAlertAck, alerts::acknowledge)
+        .phi_form(Url::StaffAlertNote, alerts::note)
 }
 
 /// Staff pages name no practice in the header and carry no sign-out form there.

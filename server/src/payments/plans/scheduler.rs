@@ -345,6 +345,7 @@ pub async fn finish(
                 alerts
                     .raise_once(
                         db,
+                        None,
                         "payment-plan-charge-unanswered",
                         &format!(
                             "payment plan {} instalment {}: the processor has not answered its charge (our checkout {checkout}) for over an hour; the same request is repeated every {} minutes; look for a payment naming that checkout at the processor",
@@ -521,6 +522,7 @@ async fn suspend(
     alerts
         .raise_once(
             db,
+            Some(&plan.tenant),
             "payment-plan-suspended",
             &format!(
                 "payment plan {} of practice {} suspended: instalment {} failed {} time(s) ({}); the member is asked to pay it on the page",

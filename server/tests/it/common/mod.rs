@@ -123,8 +123,8 @@ impl TestApp {
     /// Runs the `patriotpay` binary on this app's data directory and database, as an operator
     /// would beside the running server.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_patriotpay"))
-            .args(args)
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_patriotpay"));
+        cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("PATRIOTPAY_DATA_DIR", self.dir.path())
@@ -132,9 +132,34 @@ impl TestApp {
             // Links the command makes (imported statements' texts) point at this server.
             .env("PATRIOTPAY_PUBLIC_URL", &self.url)
             .env("PATRIOTPAY_WEBHOOK_SECRET", WEBHOOK_SECRET)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run patriotpay")
+            .env("RUST_LOG", "warn");
+        // With KMS the command opens keys where the server does (moto, with its credentials).
+        if self.cfg.key_provider == patriotpay::config::KeyProviderKind::AwsKms {
+            cmd.env("PATRIOTPAY_KEY_PROVIDER", "aws-kms");
+            let pairs = [
+                ("PATRIOTPAY_KMS_KEY_ID", self.cfg.kms_key_id.clone()),
+                ("PATRIOTPAY_AWS_REGION", self.cfg.aws_region.clone()),
+                (
+                    "PATRIOTPAY_KMS_ENDPOINT_URL",
+                    self.cfg.kms_endpoint_url.clone(),
+                ),
+            ];
+            for (k, v) in pairs {
+                if let Some(v) = v {
+                    cmd.env(k, v);
+                }
+            }
+            for k in [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN",
+            ] {
+                if let Ok(v) = std::env::var(k) {
+                    cmd.env(k, v);
+                }
+            }
+        }
+        cmd.output().expect("run patriotpay")
     }
 
     /// Every outbox message, oldest first, opened.

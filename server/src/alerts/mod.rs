@@ -6,6 +6,9 @@
 
 use crate::crypto::FieldCrypto;
 use crate::db::Db;
+use crate::ids::TenantId;
+
+pub mod console;
 use std::sync::Arc;
 
 /// Where alerts go besides the database and the log.
@@ -37,10 +40,12 @@ impl AlertSink {
         }
     }
 
-    /// Records the alert, queues its email, and hands it to the webhook in the background.
+    /// Records the alert (`tenant`: the practice it concerns, shown to that practice's security
+    /// officers; `None` for the platform's), queues its email, and hands it to the webhook in the background.
     pub async fn raise(
         &self,
         db: &Db,
+        tenant: Option<&TenantId>,
         kind: &str,
         detail: &str,
         now: i64,
@@ -48,11 +53,12 @@ impl AlertSink {
         tracing::error!(alert = kind, detail, "SECURITY ALERT");
         crate::observe::alert(kind);
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO alerts (at, kind, detail) VALUES ($1, $2, $3) RETURNING id",
+            "INSERT INTO alerts (at, kind, detail, tenant_id) VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(now)
         .bind(kind)
         .bind(detail)
+        .bind(tenant.map(TenantId::as_str))
         .fetch_one(db.pool())
         .await?;
         if let Some((to, crypto)) = &self.email {
@@ -100,6 +106,7 @@ impl AlertSink {
     pub async fn raise_once(
         &self,
         db: &Db,
+        tenant: Option<&TenantId>,
         kind: &str,
         detail: &str,
         now: i64,
@@ -113,7 +120,7 @@ impl AlertSink {
         if seen > 0 {
             return Ok(());
         }
-        self.raise(db, kind, detail, now).await
+        self.raise(db, tenant, kind, detail, now).await
     }
 }
 
