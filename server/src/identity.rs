@@ -397,6 +397,14 @@ impl CognitoIdentity {
                 let user = accounts::member_by_subject(&self.db, &claims.sub)
                     .await?
                     .ok_or(IdentityError::Refused)?;
+                // Disabled here, or a forced reset not yet done: refused like a wrong password
+                // (as a local member is), whatever Cognito says.
+                let usable = accounts::load(&self.db, &user, now)
+                    .await?
+                    .is_some_and(|a| !a.disabled && !a.must_reset);
+                if !usable {
+                    return Err(IdentityError::Refused);
+                }
                 Ok(Step::Done {
                     user,
                     mfa: false,

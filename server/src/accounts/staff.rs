@@ -296,11 +296,11 @@ pub async fn force_reset(
     Ok(Some(token))
 }
 
-/// Clears the portal's must-reset flag of a Cognito staff account once its password was reset
-/// at Cognito with the emailed code. Returns whether an account was cleared.
+/// Clears the portal's must-reset flag of a Cognito account (staff or member) once its password
+/// was reset at Cognito with the emailed code. Returns whether an account was cleared.
 pub async fn clear_must_reset(db: &Db, subject: &str) -> Result<bool, AccountError> {
     let r = sqlx::query(
-        "UPDATE users SET must_reset = 0 WHERE external_subject = $1 AND kind = 'staff' AND must_reset = 1",
+        "UPDATE users SET must_reset = 0 WHERE external_subject = $1 AND must_reset = 1",
     )
     .bind(subject)
     .execute(db.pool())
