@@ -52,6 +52,10 @@ statement-col-charge = Charge
 statement-col-insurance = Insurance paid
 statement-col-adjustment = Adjustment
 statement-col-responsibility = You owe
+statement-col-charge-hint = what the practice charged for the service
+statement-col-insurance-hint = what your insurer paid the practice
+statement-col-adjustment-hint = what the practice took off (a discount or a contract rate)
+statement-col-responsibility-hint = what is left for you to pay
 statement-totals = Totals
 statement-payments = Payments received
 statement-payment-line = { $date }: { $amount } ({ $brand } ending { $last4 })
@@ -880,3 +884,35 @@ dev-outbox-title = Outbox (demo)
 dev-outbox-lead = Texts and emails the portal queued. In the demo nothing leaves this machine: this page is where they go. Newest first.
 dev-outbox-empty = Nothing has been queued yet.
 dev-outbox-open = Open the link in this message
+
+# Pictures: a statement's charges split, a practice's last 30 days.
+split-caption = Where the { $charge } charged went
+split-insurance = Insurance paid { $amount }
+split-adjustment = The practice took off { $amount }
+split-owed = Left to pay { $amount }
+activity-title = The last 30 days
+activity-caption = Payments each day ({ $count } in all); the table below has the numbers.
+activity-table-summary = Show the numbers
+activity-table-caption = Payments and pay links, day by day
+activity-col-day = Day
+activity-col-paid = Paid
+activity-col-payments = Payments
+activity-col-opened = Links opened
+activity-col-verified = Identity confirmed
+
+# The accessibility statement.
+footer-accessibility = Accessibility
+a11y-title = Accessibility
+a11y-lead = Everyone should be able to read their statement and pay it, on any device and with any assistive technology.
+a11y-standard = This portal aims to meet the Web Content Accessibility Guidelines (WCAG) 2.1 at level AA. This page says exactly what we test, and what we have not tested yet.
+a11y-tested-title = What we test on every change
+a11y-tested-axe = An automated check (axe-core, in the Chromium browser) examines every page the patient, guarantor, staff and test-payment journeys reach, including pages that show errors. A change with any WCAG 2.1 A or AA failure it can detect is not released.
+a11y-tested-keyboard = A patient confirms who they are and pays using the keyboard alone, and the focus is visible at every step.
+a11y-tested-reflow = Pages work at 320 pixels wide and at 200% zoom without scrolling sideways; the itemised statement is checked on a 390-pixel phone screen, with every amount on screen.
+a11y-tested-motion = Nothing on the pages moves or flashes, and nothing animates when your device asks for reduced motion.
+a11y-tested-nojs = Every page works with JavaScript turned off.
+a11y-tested-languages = Pages are checked in English and in Spanish, and each page says which language it is in.
+a11y-limits-title = What we have not tested yet
+a11y-limits = Automated checks find only some problems. We have not yet tested the portal with people who use screen readers (such as JAWS, NVDA, VoiceOver or TalkBack) or other assistive technology. When you pay by card on a live site, the card page belongs to the card processor (Stripe), not to us.
+a11y-contact-title = Tell us
+a11y-contact = If anything here is hard to use, call your practice: they can take your payment by phone and tell us what went wrong, so we can fix it.

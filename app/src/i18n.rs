@@ -5,36 +5,71 @@ use fluent_bundle::{FluentArgs, FluentResource, FluentValue};
 use std::sync::OnceLock;
 use unic_langid::{langid, LanguageIdentifier};
 
-/// A supported interface language. Spanish is added as another variant plus its `.ftl` file.
+/// An interface language, which is also a language a patient may prefer (ISO 639-1 codes as
+/// practices send them and as stored).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Lang {
     #[default]
     En,
+    Es,
 }
 
 impl Lang {
-    /// The BCP 47 tag used in `<html lang>`.
-    pub fn tag(self) -> &'static str {
+    pub const ALL: [(&'static str, Lang); 2] = [("en", Lang::En), ("es", Lang::Es)];
+
+    /// The code as stored and sent (`en`, `es`); also the BCP 47 tag of `<html lang>`.
+    pub fn code(self) -> &'static str {
         match self {
             Lang::En => "en",
+            Lang::Es => "es",
+        }
+    }
+
+    /// The BCP 47 tag used in `<html lang>`.
+    pub fn tag(self) -> &'static str {
+        self.code()
+    }
+
+    /// The language of a code as stored (`en`, `es`).
+    pub fn parse(code: &str) -> Option<Lang> {
+        Lang::ALL.iter().find(|(c, _)| *c == code).map(|(_, l)| *l)
+    }
+
+    /// The language's name in itself, as the switch offers it.
+    pub fn own_name(self) -> &'static str {
+        match self {
+            Lang::En => "English",
+            Lang::Es => "Español",
+        }
+    }
+
+    /// The other language the switch offers.
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::En => Lang::Es,
+            Lang::Es => Lang::En,
         }
     }
 
     fn id(self) -> LanguageIdentifier {
+        // US English and US Spanish: the portal's patients are in the United States.
         match self {
             Lang::En => langid!("en-US"),
+            Lang::Es => langid!("es-US"),
         }
     }
 
     fn source(self) -> &'static str {
         match self {
             Lang::En => include_str!("../locales/en.ftl"),
+            Lang::Es => include_str!("../locales/es.ftl"),
         }
     }
 }
 
 struct Catalog {
     en: FluentBundle<FluentResource>,
+    es: FluentBundle<FluentResource>,
 }
 
 fn build(lang: Lang) -> FluentBundle<FluentResource> {
@@ -55,6 +90,7 @@ fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| Catalog {
         en: build(Lang::En),
+        es: build(Lang::Es),
     })
 }
 
@@ -72,6 +108,7 @@ impl Tr {
     fn bundle(&self) -> &'static FluentBundle<FluentResource> {
         match self.lang {
             Lang::En => &catalog().en,
+            Lang::Es => &catalog().es,
         }
     }
 
@@ -111,13 +148,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn english_catalog_parses_without_errors() {
-        let parsed = FluentResource::try_new(Lang::En.source().to_owned());
-        assert!(
-            parsed.is_ok(),
-            "en.ftl has syntax errors: {:?}",
-            parsed.err().map(|e| e.1)
-        );
+    fn catalogs_parse_without_errors() {
+        for (code, lang) in Lang::ALL {
+            let parsed = FluentResource::try_new(lang.source().to_owned());
+            assert!(
+                parsed.is_ok(),
+                "{code}.ftl has syntax errors: {:?}",
+                parsed.err().map(|e| e.1)
+            );
+        }
     }
 
     #[test]
@@ -131,5 +170,67 @@ mod tests {
             "Visa ending 4242"
         );
         assert_eq!(tr.t("no-such-key"), "no-such-key");
+    }
+
+    /// Every message of a catalog: its id and the variables it uses.
+    fn messages(lang: Lang) -> std::collections::BTreeMap<String, Vec<String>> {
+        use fluent_syntax::ast::{Entry, Expression, InlineExpression, PatternElement};
+        fn vars(elements: &[PatternElement<&str>], out: &mut Vec<String>) {
+            for e in elements {
+                if let PatternElement::Placeable { expression } = e {
+                    match expression {
+                        Expression::Inline(InlineExpression::VariableReference { id }) => {
+                            out.push(id.name.to_owned())
+                        }
+                        Expression::Select { selector, variants } => {
+                            if let InlineExpression::VariableReference { id } = selector {
+                                out.push(id.name.to_owned());
+                            }
+                            for v in variants {
+                                vars(&v.value.elements, out);
+                            }
+                        }
+                        Expression::Inline(_) => {}
+                    }
+                }
+            }
+        }
+        let ast = fluent_syntax::parser::parse(lang.source()).expect("catalog parses");
+        let mut out = std::collections::BTreeMap::new();
+        for entry in ast.body {
+            if let Entry::Message(m) = entry {
+                let mut v = vec![];
+                if let Some(p) = &m.value {
+                    vars(&p.elements, &mut v);
+                }
+                v.sort();
+                v.dedup();
+                out.insert(m.id.name.to_owned(), v);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn spanish_has_every_english_message_with_the_same_arguments() {
+        let en = messages(Lang::En);
+        let es = messages(Lang::Es);
+        let missing: Vec<&String> = en.keys().filter(|k| !es.contains_key(*k)).collect();
+        let extra: Vec<&String> = es.keys().filter(|k| !en.contains_key(*k)).collect();
+        assert!(missing.is_empty(), "missing from es.ftl: {missing:?}");
+        assert!(extra.is_empty(), "in es.ftl only: {extra:?}");
+        for (key, vars) in &en {
+            assert_eq!(Some(vars), es.get(key), "{key}: arguments differ");
+        }
+    }
+
+    #[test]
+    fn spanish_is_served_in_spanish() {
+        let es = Tr::new(Lang::Es);
+        assert_ne!(es.t("verify-title"), Tr::new(Lang::En).t("verify-title"));
+        assert!(!es.t("verify-title").is_empty());
+        assert_eq!(Lang::parse("es"), Some(Lang::Es));
+        assert_eq!(Lang::parse("fr"), None);
+        assert_eq!(Lang::Es.other(), Lang::En);
     }
 }

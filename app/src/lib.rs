@@ -7,6 +7,7 @@ pub mod dev_outbox;
 pub mod forms;
 pub mod i18n;
 pub mod pages;
+pub mod pictures;
 pub mod staff;
 pub mod staff_alerts;
 pub mod staff_api_keys;

@@ -467,6 +467,12 @@ pub fn home(meta: PageMeta, vm: StaffHomeVm) -> String {
         {vm.invite_error.clone().map(invite_error_box)}
         <h2>{tr.t("staff-your-roles")}</h2>
         <ul>{roles}</ul>
+        {vm.activity.as_ref().map(|days| view! {
+            <section aria-labelledby="activity-heading">
+                <h2 id="activity-heading">{tr.t("activity-title")}</h2>
+                {crate::pictures::activity_chart(tr, days)}
+            </section>
+        })}
         {search}
         {vm.audit_log.then(|| view! { <p><a href=Url::StaffAudit.path()>{tr.t("staff-audit-link")}</a></p> })}
         {vm.alerts.then(|| view! { <p><a href=Url::StaffAlerts.path()>{tr.t("alerts-home-link")}</a></p> })}

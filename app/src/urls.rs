@@ -69,6 +69,8 @@ urls! {
     // ---- Pay links: the link, the identity check, the statement, paying, the receipt.
     /// The front page.
     Home => "/",
+    /// What the portal does for accessibility and how it is tested.
+    Accessibility => "/accessibility",
     /// A pay link from a text message; the token is swapped for a session at once.
     PayLink(token) => "/p/{token}",
     /// Date of birth.
@@ -303,6 +305,7 @@ mod tests {
     /// URLs depend on them, so changing one is a decision, not a refactor.
     const PUBLISHED: &[&str] = &[
         "/",
+        "/accessibility",
         "/p/{token}",
         "/verify",
         "/verify/zip",

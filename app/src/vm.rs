@@ -449,9 +449,11 @@ pub struct StaffHomeVm {
     pub messaging: bool,
     /// Link to the alert console (security officers).
     pub alerts: bool,
+    /// The practice's last 30 days (payments, pay links), for the chart.
+    pub activity: Option<Vec<crate::pictures::DayVm>>,
 }
 
-debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, act_on_behalf, messages, messaging, alerts, results, search_error, notice, emergency, break_glass, invite_error; redacted: email });
+debug_redacted!(StaffHomeVm { csrf, roles, can_search, audit_log, act_on_behalf, messages, messaging, alerts, activity, results, search_error, notice, emergency, break_glass, invite_error; redacted: email });
 
 #[derive(Clone, Debug, Default)]
 pub struct BreakGlassVm {
@@ -542,9 +544,11 @@ pub struct OpenStatementVm {
     pub checked: bool,
     pub paid_in_full: bool,
     pub error: Option<String>,
+    /// Where the statement's charges went, for the picture beside it.
+    pub split: Option<crate::pictures::SplitVm>,
 }
 
-debug_redacted!(OpenStatementVm { id, practice_name, statement_date, due_date, balance, amount, checked, paid_in_full, error; redacted: patient_name });
+debug_redacted!(OpenStatementVm { id, practice_name, statement_date, due_date, balance, amount, checked, paid_in_full, error, split; redacted: patient_name });
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Relation {

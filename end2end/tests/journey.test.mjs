@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createHmac } from 'node:crypto';
 import { chromium } from 'playwright-core';
+import { startA11y, stopA11y, checkA11y, checkedPages, catalog, violationsOf } from './a11y.mjs';
 
 const execFileP = promisify(execFile);
 
@@ -36,6 +37,10 @@ const PATIENT_3 = { month: '06', day: '21', year: '2012', zip: '60622', balance:
 const PATIENT_4 = { month: '02', day: '09', year: '2015', zip: '60622', name: 'Sam', balance: '$35.00' };
 const PATIENT_5 = { month: '05', day: '30', year: '2006', zip: '60622', name: 'Morgan', balance: '$35.00' };
 const GUARANTOR = { email: 'guardian.e2e@example.test', password: 'correct horse battery staple' };
+// Patient 6 prefers Spanish; she owes $45.00 + $8.00.
+const PATIENT_6 = { month: '07', day: '19', year: '1978', zip: '60608', balance: '$53.00' };
+const ES = catalog('es');
+const EN = catalog('en');
 const CARD_OK = '4242 4242 4242 4242';
 const CARD_DECLINED = '4000 0000 0000 0002';
 
@@ -185,6 +190,8 @@ function path(page) {
 async function atPortal(page, expectedPath) {
   await page.waitForURL((u) => u.origin === server.portalUrl && u.pathname === expectedPath);
   assert.equal(path(page), expectedPath);
+  // Every page the journeys reach is checked for WCAG 2.1 AA violations (once per kind).
+  await checkA11y(page);
 }
 
 /** Waits until the locator is visible (fails with the locator in the message otherwise). */
@@ -222,6 +229,7 @@ async function payAmount(page, amount) {
 async function payOnSandbox(page, { number, exp, cvc }) {
   await page.waitForURL((u) => u.origin === server.sandboxUrl && u.pathname.startsWith('/checkout/cs_test_'));
   assert.ok(page.url().startsWith(server.sandboxUrl + '/checkout/cs_test_'), page.url());
+  await checkA11y(page);
   await page.getByLabel('Card number', { exact: true }).fill(number);
   await page.getByLabel('Expiry (MM / YY)', { exact: true }).fill(exp);
   await page.getByLabel('CVC', { exact: true }).fill(cvc);
@@ -237,6 +245,7 @@ function receiptValue(page, term) {
 /** Waits for the receipt; the portal may first show "Confirming your payment" (meta refresh). */
 async function receipt(page) {
   await page.getByRole('heading', { level: 1, name: 'Payment received', exact: true }).waitFor({ timeout: 30_000 });
+  await checkA11y(page);
   return {
     amount: (await receiptValue(page, 'Amount paid').innerText()).trim(),
     card: (await receiptValue(page, 'Card').innerText()).trim(),
@@ -273,9 +282,11 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
         '--disable-quic',
       ],
     });
+    await startA11y(browser);
   }, { timeout: 90_000 });
 
   after(async () => {
+    await stopA11y();
     await browser?.close();
     await stopServer();
     if (server.dataDir) await rm(server.dataDir, { recursive: true, force: true });
@@ -682,6 +693,209 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       assert.equal(r.card, 'Visa ending 4242');
       assert.equal(r.remaining, '$0.00');
     });
+  });
+
+  it('a patient who prefers Spanish reads her statement on a phone and pays, switching language mid-way', { timeout: TEST_TIMEOUT_MS }, async () => {
+    await inBrowser('spanish on a phone', async (page) => {
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.goto(await demoLink(6));
+      await atPortal(page, '/verify');
+      assert.equal(await page.locator('html').getAttribute('lang'), 'es');
+      await heading(page, ES['verify-title']);
+      // A wrong date first: the error state, in Spanish (and checked by axe).
+      await page.getByLabel(ES['verify-month'], { exact: true }).fill('02');
+      await page.getByLabel(ES['verify-day'], { exact: true }).fill('31');
+      await page.getByLabel(ES['verify-year'], { exact: true }).fill('1978');
+      await page.getByRole('button', { name: ES['verify-continue'], exact: true }).click();
+      await atPortal(page, '/verify');
+      await visible(page.locator('.error-summary'));
+      await page.getByLabel(ES['verify-month'], { exact: true }).fill(PATIENT_6.month);
+      await page.getByLabel(ES['verify-day'], { exact: true }).fill(PATIENT_6.day);
+      await page.getByLabel(ES['verify-year'], { exact: true }).fill(PATIENT_6.year);
+      await page.getByRole('button', { name: ES['verify-continue'], exact: true }).click();
+      await atPortal(page, '/summary');
+      await heading(page, ES['summary-title']);
+      await page.getByRole('link', { name: ES['summary-itemised-link'], exact: true }).click();
+      await atPortal(page, '/verify/zip');
+      await page.getByLabel(ES['zip-label'], { exact: true }).fill(PATIENT_6.zip);
+      await page.getByRole('button', { name: ES['zip-continue'], exact: true }).click();
+      await atPortal(page, '/statement');
+      await heading(page, ES['statement-title']);
+
+      // On a 390 px screen nothing scrolls sideways, every amount is on the screen, and the
+      // balance and the pay button show without scrolling.
+      const width = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= 390, `the statement is ${width} px wide on a 390 px screen`);
+      const amounts = page.locator('table.statement td.num');
+      assert.equal(await amounts.count(), 12, 'two services and the totals, four amounts each');
+      for (let i = 0; i < 12; i += 1) {
+        const box = await amounts.nth(i).boundingBox();
+        assert.ok(box && box.x >= 0 && box.x + box.width <= 390, `amount ${i} is off the screen: ${JSON.stringify(box)}`);
+      }
+      for (const key of ['statement-col-insurance', 'statement-col-adjustment', 'statement-col-responsibility']) {
+        await visible(page.getByText(ES[`${key}-hint`]).first());
+      }
+      const balance = await page.locator('.balance-amount').boundingBox();
+      const pay = await page.getByRole('button', { name: ES['pay-button'], exact: true }).boundingBox();
+      assert.ok(balance.y + balance.height <= 844 && pay.y + pay.height <= 844, `balance ${JSON.stringify(balance)} or pay ${JSON.stringify(pay)} below the fold`);
+
+      // The switch, mid-journey: the same page in English, then back.
+      await page.getByRole('link', { name: 'English', exact: true }).click();
+      await atPortal(page, '/statement');
+      assert.equal(await page.locator('html').getAttribute('lang'), 'en');
+      await heading(page, EN['statement-title']);
+      await page.getByRole('link', { name: 'Español', exact: true }).click();
+      await atPortal(page, '/statement');
+      await heading(page, ES['statement-title']);
+
+      // More than the balance: refused, the error in Spanish and tied to the field.
+      await page.getByLabel(ES['pay-amount-label'], { exact: true }).fill('999.00');
+      await page.getByRole('button', { name: ES['pay-button'], exact: true }).click();
+      await atPortal(page, '/statement');
+      await visible(page.locator('.error-summary'));
+      await page.getByLabel(ES['pay-amount-label'], { exact: true }).fill('53.00');
+      await page.getByRole('button', { name: ES['pay-button'], exact: true }).click();
+      await payOnSandbox(page, { number: CARD_OK, exp: '12 / 34', cvc: '123' });
+      await page.getByRole('heading', { level: 1, name: ES['receipt-title'], exact: true }).waitFor({ timeout: 30_000 });
+      await checkA11y(page);
+      assert.equal((await page.locator(`dl dt:text-is("${ES['receipt-amount']}") + dd`).innerText()).trim(), '$53.00');
+    });
+  });
+
+  it('staff and a guarantor use the portal in Spanish', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const admin = await addStaff('spanish.admin.e2e@example.test', 'practice-admin', 'Rosa Vega');
+    await inBrowser('staff in spanish', async (page) => {
+      await enrolAndSignIn(page, admin);
+      await page.getByRole('link', { name: 'Español', exact: true }).click();
+      await atPortal(page, '/staff');
+      await heading(page, ES['staff-home-title']);
+      for (const p of ['/staff/import', '/staff/api-keys', '/staff/messaging', '/staff/messages']) {
+        await page.goto(server.portalUrl + p);
+        await atPortal(page, p);
+        assert.equal(await page.locator('html').getAttribute('lang'), 'es', p);
+      }
+    });
+    await inBrowser('guarantor in spanish', async (page) => {
+      await page.goto(server.portalUrl + '/signin');
+      await atPortal(page, '/signin');
+      await signIn(page, GUARANTOR);
+      await atPortal(page, '/account');
+      await page.getByRole('link', { name: 'Español', exact: true }).click();
+      await atPortal(page, '/account');
+      await heading(page, ES['account-title']);
+      // The charges of each statement as a picture, with the amounts in words beside it.
+      await visible(page.locator('figure.charge-split').first());
+      for (const p of ['/account/cards', '/account/plans']) {
+        await page.goto(server.portalUrl + p);
+        await atPortal(page, p);
+        assert.equal(await page.locator('html').getAttribute('lang'), 'es', p);
+      }
+    });
+  });
+
+  it('the public pages in both languages', { timeout: TEST_TIMEOUT_MS }, async () => {
+    await inBrowser('public pages', async (page) => {
+      for (const lang of ['en', 'es']) {
+        await page.goto(`${server.portalUrl}/?lang=${lang}`);
+        await atPortal(page, '/');
+        for (const p of ['/accessibility', '/check-link', '/signin', '/account/forgot', '/staff/login']) {
+          await page.goto(server.portalUrl + p);
+          await atPortal(page, p);
+          assert.equal(await page.locator('html').getAttribute('lang'), lang, p);
+        }
+        // The accessibility statement is linked from every page's footer.
+        await page.getByRole('link', { name: (lang === 'en' ? EN : ES)['footer-accessibility'], exact: true }).click();
+        await atPortal(page, '/accessibility');
+      }
+    });
+  });
+
+  it('keyboard only: a patient verifies and pays without a mouse, the focus always visible', { timeout: TEST_TIMEOUT_MS }, async () => {
+    // JavaScript is on here only so the test can read the focused element; the pages have none.
+    const context = await browser.newContext({ javaScriptEnabled: true });
+    context.setDefaultTimeout(STEP_TIMEOUT_MS);
+    const page = await context.newPage();
+    try {
+      /** Tabs until the focus is on `selector`, checking each stop shows its focus. */
+      const tabTo = async (selector) => {
+        for (let i = 0; i < 40; i += 1) {
+          await page.keyboard.press('Tab');
+          const focus = await page.evaluate((sel) => {
+            const el = document.activeElement;
+            const style = getComputedStyle(el);
+            return { at: el.matches(sel), outline: style.outlineStyle, width: parseFloat(style.outlineWidth), tag: el.tagName };
+          }, selector);
+          assert.ok(focus.outline !== 'none' && focus.width >= 2, `no visible focus on a ${focus.tag}`);
+          if (focus.at) return;
+        }
+        assert.fail(`Tab never reached ${selector}`);
+      };
+      await page.goto(await demoLink(2));
+      await page.waitForURL((u) => u.pathname === '/verify');
+      await tabTo('#dob-month');
+      await page.keyboard.type(PATIENT_2.month);
+      await tabTo('#dob-day');
+      await page.keyboard.type(PATIENT_2.day);
+      await tabTo('#dob-year');
+      await page.keyboard.type(PATIENT_2.year);
+      await page.keyboard.press('Enter');
+      await page.waitForURL((u) => u.pathname === '/summary');
+      await tabTo('#amount');
+      await page.keyboard.press('Control+A');
+      await page.keyboard.type('5.00');
+      await page.keyboard.press('Enter');
+      await page.waitForURL((u) => u.origin === server.sandboxUrl);
+      await tabTo('#card-number');
+      await page.keyboard.type(CARD_OK);
+      await tabTo('#exp');
+      await page.keyboard.type('12 / 34');
+      await tabTo('#cvc');
+      await page.keyboard.type('123');
+      await page.keyboard.press('Enter');
+      await page.getByRole('heading', { level: 1, name: 'Payment received', exact: true }).waitFor({ timeout: 30_000 });
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('pages reflow at 320 px and at 200% zoom, and nothing moves for reduced motion', { timeout: TEST_TIMEOUT_MS }, async () => {
+    // 200% zoom of a 1280 px window is a 640 px layout viewport; 320 px is WCAG's reflow width.
+    for (const width of [320, 640]) {
+      const context = await browser.newContext({ javaScriptEnabled: true, viewport: { width, height: 800 }, reducedMotion: 'reduce' });
+      const page = await context.newPage();
+      try {
+        await page.goto(await demoLink(1));
+        await page.waitForURL((u) => u.pathname === '/verify');
+        await verifyDob(page, PATIENT_1);
+        await page.waitForURL((u) => u.pathname === '/summary');
+        await page.getByRole('link', { name: 'View the itemised statement', exact: true }).click();
+        await page.getByLabel('ZIP code', { exact: true }).fill(PATIENT_1.zip);
+        await page.getByRole('button', { name: 'Show itemised statement', exact: true }).click();
+        await page.waitForURL((u) => u.pathname === '/statement');
+        for (const p of ['/summary', '/statement', '/record-views']) {
+          await page.goto(server.portalUrl + p);
+          const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+          assert.ok(wide <= width, `${p} is ${wide} px wide in a ${width} px window`);
+          const moving = await page.evaluate(() => document.getAnimations().length);
+          assert.equal(moving, 0, `${p} animates with reduced motion`);
+        }
+      } finally {
+        await context.close();
+      }
+    }
+  });
+
+  it('axe checked the pages of every flow in both languages, and it does find failures', async () => {
+    const en = checkedPages.filter((p) => p.lang === 'en').length;
+    const es = checkedPages.filter((p) => p.lang === 'es').length;
+    console.log(`[e2e] axe: ${checkedPages.length} distinct pages checked, ${en} in English, ${es} in Spanish, no WCAG 2.1 AA violations:`);
+    for (const p of checkedPages) console.log(`[e2e]   ${p.key}`);
+    assert.ok(en >= 25 && es >= 20, `too few pages checked: ${en} English, ${es} Spanish`);
+    // The check can fail: a page with no language, an image with no text and an unlabelled
+    // field is refused, with those rules named.
+    const bad = '<!DOCTYPE html><html><head><title>x</title></head><body><main><img src="/favicon.svg"><input type="text"></main></body></html>';
+    const found = (await violationsOf(`${server.portalUrl}/axe-self-check`, bad)).map((v) => v.id);
+    for (const rule of ['html-has-lang', 'image-alt', 'label']) assert.ok(found.includes(rule), `axe missed ${rule}: ${found}`);
   });
 });
 

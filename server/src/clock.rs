@@ -24,14 +24,11 @@ impl Clock {
     }
 }
 
-const DISPLAY_DATE: &[FormatItem<'static>] =
-    format_description!("[month repr:short] [day padding:none], [year]");
-
-/// `Mar 14, 2026` for a unix time (UTC).
+/// `Mar 14, 2026` (`14 mar 2026` in Spanish pages) for a unix time (UTC).
 pub fn display_date_unix(ts: i64) -> String {
     OffsetDateTime::from_unix_timestamp(ts)
         .ok()
-        .and_then(|t| t.format(DISPLAY_DATE).ok())
+        .map(|t| crate::locale::date(t.date(), crate::locale::current()))
         .unwrap_or_default()
 }
 
@@ -45,12 +42,13 @@ pub fn display_utc_minute(ts: i64) -> String {
         .unwrap_or_default()
 }
 
-/// `Mar 14, 2026` for an ISO date `2026-03-14`; the input itself if it is not one.
+/// `Mar 14, 2026` (`14 mar 2026` in Spanish pages) for an ISO date `2026-03-14`; the input
+/// itself if it is not one.
 pub fn display_iso_date(iso: &str) -> String {
     const ISO: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]");
     time::Date::parse(iso, ISO)
         .ok()
-        .and_then(|d| d.format(DISPLAY_DATE).ok())
+        .map(|d| crate::locale::date(d, crate::locale::current()))
         .unwrap_or_else(|| iso.to_owned())
 }
 

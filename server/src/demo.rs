@@ -7,6 +7,7 @@ use crate::db::Db;
 use crate::ids::{StatementId, TenantId};
 use crate::money::Money;
 use crate::phi::Phi;
+use patriotpay_app::Lang;
 
 pub const PRACTICE_NAME: &str = "Riverside Family Medicine";
 pub const PRACTICE_PHONE: &str = "(555) 010-4400";
@@ -19,11 +20,13 @@ pub struct DemoPatient {
     pub zip: &'static str,
     pub phone: &'static str,
     pub account: &'static str,
+    /// The language the patient prefers (texts and pages).
+    pub language: Lang,
     /// (service date, description, charge, insurance paid, adjustment, confidential)
     pub lines: &'static [(&'static str, &'static str, i64, i64, i64, bool)],
 }
 
-pub const PATIENTS: [DemoPatient; 5] = [
+pub const PATIENTS: [DemoPatient; 6] = [
     DemoPatient {
         first_name: "Avery",
         last_name: "Quintero",
@@ -31,6 +34,7 @@ pub const PATIENTS: [DemoPatient; 5] = [
         zip: "60614",
         phone: "+15550100001",
         account: "RFM-100231",
+        language: Lang::En,
         lines: &[
             (
                 "2026-09-02",
@@ -58,6 +62,7 @@ pub const PATIENTS: [DemoPatient; 5] = [
         zip: "60657",
         phone: "+15550100002",
         account: "RFM-100877",
+        language: Lang::En,
         lines: &[
             ("2026-10-07", "Annual physical", 25_000, 25_000, 0, false),
             ("2026-10-07", "Lipid panel", 6_400, 3_800, 600, false),
@@ -70,6 +75,7 @@ pub const PATIENTS: [DemoPatient; 5] = [
         zip: "60622",
         phone: "+15550100003",
         account: "RFM-101402",
+        language: Lang::En,
         lines: &[
             ("2026-08-19", "Sports physical", 9_000, 0, 1_500, false),
             ("2026-08-19", "Vision screening", 3_500, 0, 500, false),
@@ -86,6 +92,7 @@ pub const PATIENTS: [DemoPatient; 5] = [
         zip: "60622",
         phone: "+15550100004",
         account: "RFM-101403",
+        language: Lang::En,
         lines: &[
             (
                 "2026-10-12",
@@ -112,6 +119,7 @@ pub const PATIENTS: [DemoPatient; 5] = [
         zip: "60622",
         phone: "+15550100005",
         account: "RFM-101404",
+        language: Lang::En,
         lines: &[(
             "2026-10-20",
             "Urgent care visit",
@@ -120,6 +128,35 @@ pub const PATIENTS: [DemoPatient; 5] = [
             1_500,
             false,
         )],
+    },
+    // Patient 6 prefers Spanish: her link opens the pages in Spanish. The practice's billing
+    // system words the services in English, as most do; the portal never translates them.
+    DemoPatient {
+        first_name: "Lucía",
+        last_name: "Ramírez Soto",
+        dob: "1978-07-19",
+        zip: "60608",
+        phone: "+15550100006",
+        account: "RFM-101588",
+        language: Lang::Es,
+        lines: &[
+            (
+                "2026-10-02",
+                "Office visit, new patient",
+                22_000,
+                15_400,
+                2_100,
+                false,
+            ),
+            (
+                "2026-10-02",
+                "Hemoglobin A1c test",
+                3_800,
+                2_600,
+                400,
+                false,
+            ),
+        ],
     },
 ];
 
@@ -153,6 +190,13 @@ pub async fn ensure(db: &Db, crypto: &FieldCrypto) -> anyhow::Result<TenantId> {
             },
         )
         .await?;
+        if p.language != Lang::En {
+            sqlx::query("UPDATE patients SET language = $1 WHERE id = $2")
+                .bind(p.language.code())
+                .bind(patient.as_str())
+                .execute(db.pool())
+                .await?;
+        }
         let lines = p
             .lines
             .iter()

@@ -26,6 +26,7 @@ pub mod limits;
 pub mod link_admin;
 pub mod link_check;
 pub mod links;
+pub mod locale;
 pub mod messages;
 pub mod money;
 pub mod observe;

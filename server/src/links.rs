@@ -50,6 +50,21 @@ impl PayLink {
     }
 }
 
+/// The preferred language of the link's patient: the one their texts are written in, so the
+/// pages it opens tell a link holder nothing the text did not.
+pub async fn patient_language(
+    db: &Db,
+    link: &PayLink,
+) -> Result<Option<patriotpay_app::Lang>, sqlx::Error> {
+    let code: Option<String> =
+        sqlx::query_scalar("SELECT language FROM patients WHERE id = $1 AND tenant_id = $2")
+            .bind(link.patient_id.as_str())
+            .bind(link.tenant_id.as_str())
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(code.as_deref().and_then(patriotpay_app::Lang::parse))
+}
+
 /// Creates a link to one statement; returns its id and the token (shown once, never stored).
 pub async fn create(
     db: &Db,

@@ -90,6 +90,7 @@ fn open_statement(tr: Tr, s: OpenStatementVm) -> AnyView {
         <fieldset class="statement-row">
             <legend class="statement-row-title">{legend}</legend>
             {balance_line}
+            {s.split.as_ref().map(|sp| crate::pictures::charge_split(tr, sp))}
             {controls}
             <p><a href=href aria-label=view_label>{tr.t("account-view-statement")}</a></p>
         </fieldset>

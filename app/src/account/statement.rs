@@ -149,7 +149,7 @@ mod tests {
         );
         assert!(html.contains("Statement for Sam"), "{html}");
         assert!(html.contains("Office visit"), "{html}");
-        assert!(html.contains("<td>01/05/2026</td>"), "{html}");
+        assert!(html.contains(">01/05/2026</td>"), "{html}");
         assert_eq!(
             html.matches("01/05/2026").count(),
             1,

@@ -54,12 +54,19 @@ pub(super) fn document(
                 }
             });
             let view_as = meta.view_as.as_ref().map(|b| view_as_banner(&tr, b));
+            // The other language, named in itself; the server keeps the choice in the session.
+            let other = meta.lang.other();
+            let switch = view! {
+                <a class="lang-switch" href=format!("?lang={}", other.code())
+                    hreflang=other.code() lang=other.code()>{other.own_name()}</a>
+            };
             view! {
                 {test_mode}
                 {view_as}
                 <header class="site-header">
                     <a class="brand" href=Url::Home.path()>{brand.clone()}</a>
                     {practice.map(|p| view! { <span class="practice">{p}</span> })}
+                    {switch}
                     {signout}
                 </header>
             }
@@ -77,6 +84,7 @@ pub(super) fn document(
             <footer class="site-footer">
                 <p>{tr.t("footer-secure")}</p>
                 <p>{tr.t("footer-privacy")}</p>
+                <p><a href=Url::Accessibility.path()>{tr.t("footer-accessibility")}</a></p>
             </footer>
         }
     });

@@ -13,7 +13,7 @@ pub(crate) use components::{
     invalid, zip_field, DOB_NAMES,
 };
 pub(crate) use layout::document_portal;
-pub use notices::{error, home, notice, switch_session};
+pub use notices::{accessibility, error, home, notice, switch_session};
 pub(crate) use payment::after_life;
 pub use payment::{confirming, declined, receipt, sandbox_checkout};
 pub(crate) use statement::{payments_list, statement_table};

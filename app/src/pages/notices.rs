@@ -26,6 +26,41 @@ pub fn home(meta: PageMeta) -> String {
     )
 }
 
+/// The accessibility statement: the standard aimed at, exactly what is tested and how, what is
+/// not, and whom to tell.
+pub fn accessibility(meta: PageMeta) -> String {
+    let tr = Tr::new(meta.lang);
+    let tested = [
+        "a11y-tested-axe",
+        "a11y-tested-keyboard",
+        "a11y-tested-reflow",
+        "a11y-tested-motion",
+        "a11y-tested-nojs",
+        "a11y-tested-languages",
+    ]
+    .into_iter()
+    .map(|k| view! { <li>{tr.t(k)}</li> })
+    .collect::<Vec<_>>();
+    let body = view! {
+        <h1>{tr.t("a11y-title")}</h1>
+        <p class="lead">{tr.t("a11y-lead")}</p>
+        <p>{tr.t("a11y-standard")}</p>
+        <h2>{tr.t("a11y-tested-title")}</h2>
+        <ul>{tested}</ul>
+        <h2>{tr.t("a11y-limits-title")}</h2>
+        <p>{tr.t("a11y-limits")}</p>
+        <h2>{tr.t("a11y-contact-title")}</h2>
+        <p>{tr.t("a11y-contact")}</p>
+    };
+    document(
+        &meta,
+        Chrome::Portal,
+        tr.t("a11y-title"),
+        None,
+        body.into_any(),
+    )
+}
+
 /// A link opened while signed in: stay, or sign out here and open it (a POST, so no other site
 /// can sign anyone out or swap their session by making the browser load a URL).
 pub fn switch_session(meta: PageMeta, vm: SwitchSessionVm) -> String {

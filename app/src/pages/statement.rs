@@ -108,6 +108,33 @@ pub fn summary(meta: PageMeta, vm: SummaryVm) -> String {
     )
 }
 
+/// The four amount columns: catalog key of the heading (its plain-words line is `<key>-hint`).
+const AMOUNT_COLUMNS: [&str; 4] = [
+    "statement-col-charge",
+    "statement-col-insurance",
+    "statement-col-adjustment",
+    "statement-col-responsibility",
+];
+
+/// The four amount cells of a row, each labelled with its column for the phone layout (the
+/// label is drawn by the stylesheet from `data-label`; screen readers keep the column header).
+fn amount_cells(tr: Tr, a: &AmountsVm) -> AnyView {
+    let values = [
+        a.charge.clone(),
+        a.insurance_paid.clone(),
+        a.adjustment.clone(),
+        a.responsibility.clone(),
+    ];
+    AMOUNT_COLUMNS
+        .iter()
+        .zip(values)
+        .map(|(key, value)| {
+            view! { <td class="num" role="cell" data-label=tr.t(key)>{value}</td> }
+        })
+        .collect::<Vec<_>>()
+        .into_any()
+}
+
 /// One row of an itemised statement table. A line whose detail is hidden shows neither its
 /// date of service nor its description: the date alone can disclose a visit.
 pub(crate) fn statement_row(tr: Tr, line: &StatementLineVm) -> AnyView {
@@ -122,50 +149,53 @@ pub(crate) fn statement_row(tr: Tr, line: &StatementLineVm) -> AnyView {
                 .into_any(),
         ),
     };
-    let a = line.amounts.clone();
     view! {
-        <tr>
-            <td>{date}</td>
-            <th scope="row">{description}</th>
-            <td class="num">{a.charge}</td>
-            <td class="num">{a.insurance_paid}</td>
-            <td class="num">{a.adjustment}</td>
-            <td class="num">{a.responsibility}</td>
+        <tr role="row">
+            <td class="service-date" role="cell">{date}</td>
+            <th scope="row" role="rowheader" class="service">{description}</th>
+            {amount_cells(tr, &line.amounts)}
         </tr>
     }
     .into_any()
 }
 
-/// The itemised statement table: its caption, column headings, rows and totals.
+/// The itemised statement table: its caption, column headings (each amount with a line in
+/// plain words), rows and totals. A real table at every width; below the phone breakpoint the
+/// stylesheet lays each service out as a block (date, description, the amounts as labelled
+/// rows) and the explicit roles keep the table's meaning for screen readers there.
 pub(crate) fn statement_table(tr: Tr, lines: &[StatementLineVm], totals: AmountsVm) -> AnyView {
     let rows = lines
         .iter()
         .map(|l| statement_row(tr, l))
         .collect::<Vec<_>>();
-    let t = totals;
+    let headings = AMOUNT_COLUMNS
+        .iter()
+        .map(|key| {
+            view! {
+                <th scope="col" role="columnheader" class="num">
+                    {tr.t(key)}
+                    <span class="col-hint">{tr.t(&format!("{key}-hint"))}</span>
+                </th>
+            }
+        })
+        .collect::<Vec<_>>();
     view! {
         <div class="table-wrap">
-            <table class="statement">
+            <table class="statement" role="table">
                 <caption>{tr.t("statement-caption")}</caption>
-                <thead>
-                    <tr>
-                        <th scope="col">{tr.t("statement-col-date")}</th>
-                        <th scope="col">{tr.t("statement-col-description")}</th>
-                        <th scope="col" class="num">{tr.t("statement-col-charge")}</th>
-                        <th scope="col" class="num">{tr.t("statement-col-insurance")}</th>
-                        <th scope="col" class="num">{tr.t("statement-col-adjustment")}</th>
-                        <th scope="col" class="num">{tr.t("statement-col-responsibility")}</th>
+                <thead role="rowgroup">
+                    <tr role="row">
+                        <th scope="col" role="columnheader" class="text-col">{tr.t("statement-col-date")}</th>
+                        <th scope="col" role="columnheader" class="text-col">{tr.t("statement-col-description")}</th>
+                        {headings}
                     </tr>
                 </thead>
-                <tbody>{rows}</tbody>
-                <tfoot>
-                    <tr>
-                        <td></td>
-                        <th scope="row">{tr.t("statement-totals")}</th>
-                        <td class="num">{t.charge}</td>
-                        <td class="num">{t.insurance_paid}</td>
-                        <td class="num">{t.adjustment}</td>
-                        <td class="num">{t.responsibility}</td>
+                <tbody role="rowgroup">{rows}</tbody>
+                <tfoot role="rowgroup">
+                    <tr role="row">
+                        <td class="service-date" role="cell"></td>
+                        <th scope="row" role="rowheader" class="service">{tr.t("statement-totals")}</th>
+                        {amount_cells(tr, &totals)}
                     </tr>
                 </tfoot>
             </table>
@@ -231,15 +261,16 @@ pub fn statement(meta: PageMeta, vm: StatementVm) -> String {
             {tr.ta("summary-dated", &[("date", &vm.statement_date)])} " · "
             {tr.ta("summary-due", &[("date", &vm.due_date)])}
         </p>
-        {statement_table(tr, &vm.lines, vm.totals.clone())}
-        {vm.some_hidden.then(|| view! { <p class="privacy-note">{tr.t("statement-hidden-note")}</p> })}
-        <h2>{tr.t("statement-payments")}</h2>
-        {payments_list(tr, &vm.payments)}
+        // The balance and the pay form first: on a phone they are what shows without scrolling.
         <div class="balance-card">
             <p class="balance-label">{tr.t("summary-balance")}</p>
             <p class="balance-amount">{vm.balance.clone()}</p>
         </div>
         {pay_or_paid(tr, vm.paid_in_full, vm.pay.clone())}
+        {statement_table(tr, &vm.lines, vm.totals.clone())}
+        {vm.some_hidden.then(|| view! { <p class="privacy-note">{tr.t("statement-hidden-note")}</p> })}
+        <h2>{tr.t("statement-payments")}</h2>
+        {payments_list(tr, &vm.payments)}
         {vm.offer_password_reset.then(|| view! {
             <p><a href=Url::AccountForgot.path()>{tr.t("statement-reset-password")}</a></p>
         })}

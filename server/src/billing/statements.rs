@@ -14,6 +14,35 @@ pub async fn statement_header(
     .await?)
 }
 
+/// A statement's charges and where they went, summed over its lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChargeSplit {
+    pub charge: Money,
+    pub insurance_paid: Money,
+    pub adjustment: Money,
+    pub patient_responsibility: Money,
+}
+
+/// The sums of a statement's lines (amounts are kept in the clear; only the words are sealed).
+pub async fn charge_split(db: &Db, id: &StatementId) -> Result<ChargeSplit, sqlx::Error> {
+    let (charge, insurance, adjustment, patient): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(charge_cents), 0) AS BIGINT),
+                CAST(COALESCE(SUM(insurance_paid_cents), 0) AS BIGINT),
+                CAST(COALESCE(SUM(adjustment_cents), 0) AS BIGINT),
+                CAST(COALESCE(SUM(patient_cents), 0) AS BIGINT)
+         FROM statement_lines WHERE statement_id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_one(db.pool())
+    .await?;
+    Ok(ChargeSplit {
+        charge: Money::from_cents(charge),
+        insurance_paid: Money::from_cents(insurance),
+        adjustment: Money::from_cents(adjustment),
+        patient_responsibility: Money::from_cents(patient),
+    })
+}
+
 /// Balance due, from the ledger: charges, less payments (a bank debit still settling counts), plus
 /// refunds and reversals (a failed bank debit), which give back what a payment took off.
 pub async fn balance<'e, E>(exec: E, id: &StatementId) -> Result<Money, sqlx::Error>

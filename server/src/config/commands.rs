@@ -40,14 +40,14 @@ pub enum Command {
     },
     /// Print a fresh pay link for a demo patient; the URL alone is the last line.
     DemoLink {
-        /// Which demo patient (1 to 5).
+        /// Which demo patient (1 to 6; 6 prefers Spanish).
         #[arg(long, default_value_t = 1)]
         patient: usize,
     },
     /// Print a guarantor invitation for a demo patient, as the practice would create one; the
     /// URL alone is the last line.
     DemoInvite {
-        /// Which demo patient (1 to 5; 3, 4 and 5 are one household).
+        /// Which demo patient (1 to 6; 3, 4 and 5 are one household).
         #[arg(long, default_value_t = 4)]
         patient: usize,
     },

@@ -56,7 +56,22 @@ pub(super) fn open_statement_vm(
         checked: carried.is_some_and(|c| c.checked),
         paid_in_full: !balance.is_positive(),
         error,
+        split: None,
     }
+}
+
+/// Where a statement's charges went (amounts are not PHI; the lines' words stay sealed).
+async fn split_vm(state: &AppState, id: &StatementId) -> Result<patriotpay_app::pictures::SplitVm> {
+    let s = billing::charge_split(&state.db, id).await?;
+    Ok(patriotpay_app::pictures::SplitVm {
+        insurance_cents: s.insurance_paid.cents(),
+        adjustment_cents: s.adjustment.cents(),
+        owed_cents: s.patient_responsibility.cents(),
+        charge: s.charge.to_string(),
+        insurance: s.insurance_paid.to_string(),
+        adjustment: s.adjustment.to_string(),
+        owed: s.patient_responsibility.to_string(),
+    })
 }
 
 pub async fn home(
@@ -126,13 +141,15 @@ pub(super) async fn home_vm(
                 continue;
             }
             total = total.checked_add(balance).unwrap_or(total);
-            statements.push(open_statement_vm(
+            let mut open = open_statement_vm(
                 &h,
                 name.expose(),
                 &practice,
                 balance,
                 errors.items.get(h.id.as_str()),
-            ));
+            );
+            open.split = Some(split_vm(state, &h.id).await?);
+            statements.push(open);
         }
         // Guarantors are managed by adult patients (and the practice); a minor's are the
         // practice's to change.

@@ -14,6 +14,7 @@ pub mod forms;
 pub mod household;
 pub mod household_pay;
 pub mod invitation;
+mod lang_switch;
 pub mod member;
 mod metrics;
 mod not_me;
@@ -150,15 +151,16 @@ tokio::task_local! {
 /// whole request (test mode, when no real money moves).
 pub fn page_meta() -> PageMeta {
     PageMeta {
+        lang: crate::locale::current(),
         test_mode: TEST_MODE.try_with(|t| *t).unwrap_or(false),
         view_as: view_as::banner(),
         ..Default::default()
     }
 }
 
-/// The message catalog pages are rendered with.
+/// The message catalog pages are rendered with: the request's language.
 pub fn tr() -> patriotpay_app::Tr {
-    patriotpay_app::Tr::default()
+    patriotpay_app::Tr::new(crate::locale::current())
 }
 
 /// What a route is, as the tests and the guards see it.
@@ -534,8 +536,14 @@ async fn request_context(
     } else if !is_webhook
         && (res.extensions().get::<ErrorPage>().is_some() || (status.as_u16() >= 400 && !is_html))
     {
+        let lang = res
+            .extensions()
+            .get::<patriotpay_app::Lang>()
+            .copied()
+            .unwrap_or_default();
         let html = patriotpay_app::pages::error(
             PageMeta {
+                lang,
                 test_mode,
                 ..Default::default()
             },
@@ -658,8 +666,21 @@ async fn session_guard(
     req: Request,
     next: Next,
 ) -> Response {
-    match session.enforce_timeouts(state.clock.now()).await {
-        Ok(_) => view_as::guard(&state, &session, req, next).await,
+    if let Some(lang) = lang_switch::asked(&req) {
+        return lang_switch::switch(&session, lang, req.uri()).await;
+    }
+    let lang = match session.enforce_timeouts(state.clock.now()).await {
+        Ok(_) => session.lang().await,
+        Err(e) => Err(e),
+    };
+    match lang {
+        Ok(lang) => {
+            let mut res =
+                crate::locale::scope(lang, view_as::guard(&state, &session, req, next)).await;
+            // For the error page `request_context` draws outside this scope.
+            res.extensions_mut().insert(lang);
+            res
+        }
         Err(e) => AppError::from(e).into_response(),
     }
 }

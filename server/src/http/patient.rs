@@ -24,6 +24,7 @@ use patriotpay_app::vm::*;
 pub fn router(state: &AppState) -> Routes {
     Routes::new(state)
         .page(Url::Home, home)
+        .page(Url::Accessibility, accessibility)
         .phi_page(Url::Summary, summary)
         .phi_page(Url::Statement, statement)
         .form(Url::Pay, pay)
@@ -90,6 +91,10 @@ pub(super) async fn permit(
 
 pub async fn home() -> Html<String> {
     Html(pages::home(super::page_meta()))
+}
+
+pub async fn accessibility() -> Html<String> {
+    Html(pages::accessibility(super::page_meta()))
 }
 
 pub(super) async fn practice_of(state: &AppState, link: &PayLink) -> Result<billing::Tenant> {

@@ -7,6 +7,7 @@ use crate::db::Db;
 use async_trait::async_trait;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use patriotpay_app::Lang;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
@@ -229,6 +230,12 @@ pub struct SessionData {
     /// The staff import page's last run: its counts and rejections (no PHI: places, fields and
     /// reasons), shown on the page and given as the CSV report.
     pub import_result: Option<ImportOutcome>,
+    /// The interface language (`en`, `es`): the one the visitor chose with the switch, else the
+    /// preferred language of the patient whose link opened the session. Kept across a restart.
+    pub lang: Option<String>,
+    /// The visitor chose `lang` themselves: a link no longer decides it.
+    #[serde(default)]
+    pub lang_chosen: bool,
 }
 
 /// An uploaded statement file waiting for confirmation: the random id naming its encrypted
@@ -333,6 +340,10 @@ impl Sess {
     /// Starts a fresh session (new id, nothing carried over): a visitor arriving by link, a
     /// staff member starting to sign in, a member signing in.
     pub async fn restart(&self, now: i64) -> SessResult<()> {
+        // The language is a preference, not a privilege: it outlives the old session.
+        let SessionData {
+            lang, lang_chosen, ..
+        } = self.data().await?;
         self.inner.clear().await;
         self.inner.cycle_id().await?;
         self.inner.set_expiry(Some(started_expiry()));
@@ -343,10 +354,43 @@ impl Sess {
                     created_at: now,
                     last_seen: now,
                     csrf: crate::crypto::random_token(),
+                    lang,
+                    lang_chosen,
                     ..Default::default()
                 },
             )
             .await
+    }
+
+    /// The language pages are shown in (English when nothing chose one).
+    pub async fn lang(&self) -> SessResult<Lang> {
+        Ok(self
+            .data()
+            .await?
+            .lang
+            .as_deref()
+            .and_then(Lang::parse)
+            .unwrap_or_default())
+    }
+
+    /// The visitor's own choice, from the switch: it wins over any link's.
+    pub async fn choose_lang(&self, lang: Lang) -> SessResult<()> {
+        self.update(|d| {
+            d.lang = Some(lang.code().to_owned());
+            d.lang_chosen = true;
+        })
+        .await
+    }
+
+    /// The patient's preferred language, from the link that opened this session, unless the
+    /// visitor chose one themselves.
+    pub async fn lang_from_link(&self, lang: Lang) -> SessResult<()> {
+        self.update(|d| {
+            if !d.lang_chosen {
+                d.lang = Some(lang.code().to_owned());
+            }
+        })
+        .await
     }
 
     /// A new id for the same record: at each identity step and privilege change.

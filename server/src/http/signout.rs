@@ -20,7 +20,8 @@ pub async fn signout(
     session: Sess,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response> {
-    let member = session.data().await?.member;
+    let data = session.data().await?;
+    let member = data.member;
     // Removes the server-side record, not just the cookie.
     session.end().await?;
     if let Some(m) = member {
@@ -37,7 +38,16 @@ pub async fn signout(
         )
         .await?;
     }
-    Ok(see_other(Url::SignedOut))
+    // The record is gone, the language with it: the next page takes it back from the switch.
+    Ok(
+        match data.lang.as_deref().and_then(patriotpay_app::Lang::parse) {
+            // English is the default: only another language needs carrying over.
+            Some(lang) if lang != patriotpay_app::Lang::default() => {
+                super::see_other_query(Url::SignedOut, "lang", lang.code())
+            }
+            _ => see_other(Url::SignedOut),
+        },
+    )
 }
 
 pub async fn signed_out() -> Html<String> {

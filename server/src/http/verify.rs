@@ -94,6 +94,9 @@ async fn take_link(
         })
         .await?;
     if let Some(link) = link {
+        if let Some(lang) = links::patient_language(&state.db, &link).await? {
+            session.lang_from_link(lang).await?;
+        }
         let usable = link.state(ctx.now) == LinkState::Usable;
         if usable {
             links::mark_used(&state.db, &link.id, ctx.now).await?;

@@ -53,31 +53,9 @@ impl fmt::Display for ExternalId {
     }
 }
 
-/// Languages the portal knows a patient may prefer (ISO 639-1 codes as sent).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Language {
-    En,
-    Es,
-}
-
-impl Language {
-    pub const ALL: [(&'static str, Language); 2] = [("en", Language::En), ("es", Language::Es)];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Language::En => "en",
-            Language::Es => "es",
-        }
-    }
-
-    /// The language of a code as stored (`en`, `es`).
-    pub fn parse(code: &str) -> Option<Language> {
-        Language::ALL
-            .iter()
-            .find(|(c, _)| *c == code)
-            .map(|(_, l)| *l)
-    }
-}
+/// Languages the portal knows a patient may prefer: the interface's own languages, so a
+/// patient's preference is always one the pages can be shown in.
+pub use patriotpay_app::Lang as Language;
 
 /// How a guarantor is related to the patient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

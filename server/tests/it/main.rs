@@ -43,6 +43,7 @@ mod routes;
 mod sandbox;
 mod security;
 mod smtp;
+mod spanish;
 mod staff;
 mod staff_api_keys;
 mod staff_import;

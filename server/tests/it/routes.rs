@@ -1,6 +1,7 @@
 //! Tests driven by the router's own route table (`http::route_table`), not by hand-kept lists:
-//! every form refuses a missing or wrong CSRF token whoever calls it, and every page that shows
-//! PHI wrote an audit event for that very request.
+//! every form refuses a missing or wrong CSRF token whoever calls it, every page that shows
+//! PHI wrote an audit event for that very request, and every page switched to Spanish is in
+//! Spanish with no catalog key in place of words.
 
 use crate::common::{location, patient_of, Backend, Browser, TestApp};
 use patriotpay::access::Role;
@@ -11,6 +12,7 @@ use reqwest::{Method, StatusCode};
 both_backends!(
     every_form_refuses_a_missing_or_wrong_token,
     every_page_showing_phi_wrote_an_audit_event,
+    every_page_in_spanish_shows_words_not_keys,
 );
 
 /// A route template with every `{parameter}` replaced.
@@ -220,13 +222,53 @@ async fn crawl(app: &TestApp, b: &Browser, path: &str) -> Seen {
     }
 }
 
-async fn every_page_showing_phi_wrote_an_audit_event(backend: Backend) {
-    let app = TestApp::start(backend).await;
+/// Everyone who sees pages, each with what they need to see them: patient 1 paid $5 from their
+/// link (so a checkout, a payment and a receipt exist), patient 1's own account, a practice
+/// admin, and a verified guarantor invitation; `path` fills a route's parameters.
+struct Cast {
+    visitor: Browser,
+    member: Browser,
+    staff: Browser,
+    invitee: Browser,
+    pages: Vec<RouteInfo>,
+    checkout: String,
+    payment: String,
+    query: String,
+    statement: patriotpay::ids::StatementId,
+    patient: patriotpay::ids::PatientId,
+}
+
+impl Cast {
+    fn browsers(&self) -> [&Browser; 4] {
+        [&self.visitor, &self.member, &self.staff, &self.invitee]
+    }
+
+    fn path(&self, template: &str) -> String {
+        let p = if template.contains("{checkout}") {
+            fill(template, &self.checkout)
+        } else if template.contains("{payment}") {
+            fill(template, &self.payment)
+        } else if template.contains("{statement}") {
+            fill(template, self.statement.as_str())
+        } else if template.contains("{patient}") {
+            fill(template, self.patient.as_str())
+        } else {
+            template.to_owned()
+        };
+        if p.contains("/return/") {
+            format!("{p}?{}", self.query)
+        } else {
+            p
+        }
+    }
+}
+
+async fn cast(app: &TestApp) -> Cast {
     let table = patriotpay::http::route_table(app.state());
 
     // Patient 1 pays $5 from their link, so a checkout, a payment and a receipt exist.
-    let visitor = Browser::new(&app);
-    visitor.verified_patient1(&app).await;
+    let visitor = Browser::new(app);
+    visitor.verified_patient1(app).await;
     let checkout_url = location(&visitor.pay("5.00").await);
     let back = location(&visitor.card(&checkout_url, "4242 4242 4242 4242").await);
     let back_path = back.trim_start_matches(&app.url).to_owned();
@@ -239,7 +281,7 @@ async fn every_page_showing_phi_wrote_an_audit_event(backend: Backend) {
     let receipt = location(&visitor.get(&back_path).await);
     let payment = receipt.rsplit('/').next().expect("payment id").to_owned();
     let statement = app.statement_of(1).await;
-    let patient = patient_of(&app, 1).await;
+    let patient = patient_of(app, 1).await;
 
     // A member (patient 1's own account), staff, and a verified guarantor invitation.
     let (member, _) = app.signed_in_member(1, "routes.avery@example.org").await;
@@ -250,7 +292,7 @@ async fn every_page_showing_phi_wrote_an_audit_event(backend: Backend) {
     let (invitation, _) = patriotpay::guarantors::invite(
         app.db().pool(),
         &app.tenant,
-        &patient_of(&app, 4).await,
+        &patient_of(app, 4).await,
         "test",
         now,
     )
@@ -270,34 +312,40 @@ async fn every_page_showing_phi_wrote_an_audit_event(backend: Backend) {
         app.browser_with_session(data).await
     };
 
-    let param = |path: &str| -> String {
-        let p = if path.contains("{checkout}") {
-            fill(path, &checkout)
-        } else if path.contains("{payment}") {
-            fill(path, &payment)
-        } else if path.contains("{statement}") {
-            fill(path, statement.as_str())
-        } else if path.contains("{patient}") {
-            fill(path, patient.as_str())
-        } else {
-            path.to_owned()
-        };
-        if p.contains("/return/") {
-            format!("{p}?{query}")
-        } else {
-            p
-        }
-    };
     // Pages that swap a token for a new session are left out: they would end the caller's.
-    let pages: Vec<&RouteInfo> = table
-        .iter()
+    let pages: Vec<RouteInfo> = table
+        .into_iter()
         .filter(|r| r.method == Method::GET && r.kind != RouteKind::Machine)
         .filter(|r| !r.path.contains("{token}"))
         .collect();
+    Cast {
+        visitor,
+        member,
+        staff,
+        invitee,
+        pages,
+        checkout,
+        payment,
+        query: query.to_owned(),
+        statement,
+        patient,
+    }
+}
+
+async fn every_page_showing_phi_wrote_an_audit_event(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let cast = cast(&app).await;
+    let Cast {
+        ref staff,
+        ref statement,
+        ref patient,
+        ref payment,
+        ..
+    } = cast;
     let mut seen = vec![];
-    for b in [&visitor, &member, &staff, &invitee] {
-        for r in &pages {
-            let s = crawl(&app, b, &param(r.path)).await;
+    for b in cast.browsers() {
+        for r in &cast.pages {
+            let s = crawl(&app, b, &cast.path(r.path)).await;
             if r.kind == RouteKind::PhiPage && s.status.is_success() {
                 assert!(
                     s.audited,
@@ -354,7 +402,7 @@ async fn every_page_showing_phi_wrote_an_audit_event(backend: Backend) {
         Url::Statement.path(),
         Url::Account.path(),
         Url::AccountStatement(statement.as_str()).path(),
-        Url::AccountReceipt(&payment).path(),
+        Url::AccountReceipt(payment).path(),
         Url::GuarantorAccept.path(),
         Url::StaffPatientPayments(patient.as_str()).path(),
         Url::StaffPatient(patient.as_str()).path(),
@@ -364,5 +412,54 @@ async fn every_page_showing_phi_wrote_an_audit_event(backend: Backend) {
             "the crawl saw PHI on {must}"
         );
     }
+    app.finish().await;
+}
+
+/// Every message id of the catalog: a page showing one shows a key where words should be.
+fn catalog_keys() -> Vec<&'static str> {
+    include_str!("../../../app/locales/en.ftl")
+        .lines()
+        .filter(|l| !l.starts_with(['#', ' ']))
+        .filter_map(|l| l.split_once(" = ").map(|(id, _)| id.trim()))
+        .collect()
+}
+
+async fn every_page_in_spanish_shows_words_not_keys(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let cast = cast(&app).await;
+    let keys = catalog_keys();
+    assert!(keys.len() > 500, "the catalog was read");
+    let mut spanish = 0;
+    for b in cast.browsers() {
+        // The switch, from any page: the same page again, now in Spanish.
+        assert_eq!(location(&b.get("/?lang=es").await), "/");
+        for r in &cast.pages {
+            let path = cast.path(r.path);
+            let res = b.get(&path).await;
+            let html = res
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/html"));
+            let body = res.text().await.expect("body");
+            if !html {
+                continue;
+            }
+            // The sandbox's checkout stands in for the processor's own page, in its language.
+            if !body.contains("class=\"sandbox-header\"") {
+                assert!(
+                    body.contains("<html lang=\"es\""),
+                    "GET {path} is not in Spanish"
+                );
+                spanish += 1;
+            }
+            let text = visible_text(&body);
+            let words: Vec<&str> = text.split_whitespace().collect();
+            if let Some(k) = keys.iter().find(|k| words.contains(k)) {
+                panic!("GET {path} shows the catalog key {k} instead of words");
+            }
+        }
+    }
+    assert!(spanish > 40, "the crawl saw {spanish} Spanish pages");
     app.finish().await;
 }

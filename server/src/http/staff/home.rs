@@ -134,7 +134,19 @@ pub(super) async fn home_vm(
             practices.push((id, name));
         }
     }
+    // The chart is of the first practice the account works in (the platform's staff have none).
+    let practice = account
+        .principal
+        .grants
+        .iter()
+        .filter_map(|g| g.tenant.as_ref())
+        .find(|t| t.as_str() != accounts::PLATFORM_TENANT);
+    let activity = match practice {
+        Some(t) => Some(super::activity::last_days(&state.db, t, ctx.now).await?),
+        None => None,
+    };
     Ok(StaffHomeVm {
+        activity,
         csrf: session.csrf_token().await?,
         email: account.email(&state.crypto).await?.into_inner(),
         roles,

@@ -3,6 +3,7 @@
 //! staff audit actor, staff events that name no practice, asking the policy as a staff member,
 //! role wording).
 
+mod activity;
 mod alerts;
 mod api_keys;
 mod audit_log;
