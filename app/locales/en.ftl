@@ -916,3 +916,8 @@ a11y-limits-title = What we have not tested yet
 a11y-limits = Automated checks find only some problems. We have not yet tested the portal with people who use screen readers (such as JAWS, NVDA, VoiceOver or TalkBack) or other assistive technology. When you pay by card on a live site, the card page belongs to the card processor (Stripe), not to us.
 a11y-contact-title = Tell us
 a11y-contact = If anything here is hard to use, call your practice: they can take your payment by phone and tell us what went wrong, so we can fix it.
+
+# PDF downloads of the statement and the receipt.
+pdf-page = Page { $page } of { $pages }
+pdf-statement-link = Download the statement as a PDF
+pdf-receipt-link = Download the receipt as a PDF

@@ -916,3 +916,8 @@ a11y-limits-title = Lo que todavía no hemos probado
 a11y-limits = Las revisiones automáticas solo encuentran algunos problemas. Todavía no hemos probado el portal con personas que usan lectores de pantalla (como JAWS, NVDA, VoiceOver o TalkBack) u otra tecnología de apoyo. Cuando paga con tarjeta en el sitio real, la página de la tarjeta es del procesador de pagos (Stripe), no nuestra.
 a11y-contact-title = Avísenos
 a11y-contact = Si algo aquí es difícil de usar, llame a su consultorio: pueden recibir su pago por teléfono y contarnos qué falló para que lo arreglemos.
+
+# Descargas en PDF del estado de cuenta y del recibo.
+pdf-page = Página { $page } de { $pages }
+pdf-statement-link = Descargar el estado de cuenta en PDF
+pdf-receipt-link = Descargar el recibo en PDF

@@ -87,22 +87,13 @@ fn alert(tr: Tr, vm: &AlertsVm, a: &AlertVm) -> AnyView {
 pub fn alerts(meta: PageMeta, vm: AlertsVm) -> String {
     let tr = Tr::new(meta.lang);
     let title = tr.ta("alerts-title", &[("practice", &vm.practice.1)]);
-    let others = (!vm.others.is_empty()).then(|| {
-        let items = vm
-            .others
-            .iter()
-            .map(|(id, name)| {
-                let href = Url::StaffAlerts.with_query(AlertsQuery::PRACTICE, id);
-                view! { <li><a href=href>{name.clone()}</a></li> }
-            })
-            .collect::<Vec<_>>();
-        view! {
-            <nav aria-labelledby="other-consoles">
-                <h2 id="other-consoles">{tr.t("alerts-other")}</h2>
-                <ul>{items}</ul>
-            </nav>
-        }
-    });
+    let others = crate::pages::other_practices(
+        tr,
+        Url::StaffAlerts,
+        AlertsQuery::PRACTICE,
+        &vm.others,
+        "alerts-other",
+    );
     let list = if vm.alerts.is_empty() {
         view! { <p>{tr.t("alerts-none")}</p> }.into_any()
     } else {

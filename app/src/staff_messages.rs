@@ -88,22 +88,13 @@ fn reply(tr: Tr, vm: &MessagesVm, r: &ReplyVm) -> AnyView {
 pub fn messages(meta: PageMeta, vm: MessagesVm) -> String {
     let tr = Tr::new(meta.lang);
     let title = tr.ta("messages-title", &[("practice", &vm.practice.1)]);
-    let others = (!vm.others.is_empty()).then(|| {
-        let items = vm
-            .others
-            .iter()
-            .map(|(id, name)| {
-                let href = Url::StaffMessages.with_query(MessagesQuery::PRACTICE, id);
-                view! { <li><a href=href>{name.clone()}</a></li> }
-            })
-            .collect::<Vec<_>>();
-        view! {
-            <nav aria-labelledby="other-practices">
-                <h2 id="other-practices">{tr.t("messages-other-practices")}</h2>
-                <ul>{items}</ul>
-            </nav>
-        }
-    });
+    let others = crate::pages::other_practices(
+        tr,
+        Url::StaffMessages,
+        MessagesQuery::PRACTICE,
+        &vm.others,
+        "messages-other-practices",
+    );
     let replies = if vm.replies.is_empty() {
         view! { <p>{tr.t("messages-no-replies")}</p> }.into_any()
     } else {

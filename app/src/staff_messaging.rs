@@ -110,17 +110,13 @@ fn text(tr: Tr, vm: &MessagingSettingsVm, t: &TextWordingVm) -> AnyView {
 pub fn settings(meta: PageMeta, vm: MessagingSettingsVm) -> String {
     let tr = Tr::new(meta.lang);
     let title = tr.t("messaging-title");
-    let others = (!vm.others.is_empty()).then(|| {
-        let links = vm
-            .others
-            .iter()
-            .map(|(id, name)| {
-                let href = Url::StaffMessaging.with_query(MessagingQuery::PRACTICE, id);
-                view! { <li><a href=href>{name.clone()}</a></li> }
-            })
-            .collect::<Vec<_>>();
-        view! { <nav aria-label=tr.t("messages-other-practices")><ul>{links}</ul></nav> }
-    });
+    let others = crate::pages::other_practices(
+        tr,
+        Url::StaffMessaging,
+        MessagingQuery::PRACTICE,
+        &vm.others,
+        "messages-other-practices",
+    );
     let body = view! {
         <h1>{title.clone()}</h1>
         <p class="lead">{vm.practice.1.clone()}</p>

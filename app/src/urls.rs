@@ -79,12 +79,16 @@ urls! {
     VerifyZip => "/verify/zip",
     Summary => "/summary",
     Statement => "/statement",
+    /// The itemised statement as a PDF download.
+    StatementPdf => "/statement/pdf",
     /// The payment form's post.
     Pay => "/pay",
     /// Where the processor sends the payer back ("{Pay}/return/{checkout}": payments builds it).
     PayReturn(checkout) => "/pay/return/{checkout}",
     PayCancelled(checkout) => "/pay/cancelled/{checkout}",
     Receipt(payment) => "/receipt/{payment}",
+    /// A receipt as a PDF download.
+    ReceiptPdf(payment) => "/receipt/{payment}/pdf",
     /// "Who viewed my record", for a visitor who gave both answers.
     RecordViews => "/record-views",
     SignOut => "/signout",
@@ -311,10 +315,12 @@ mod tests {
         "/verify/zip",
         "/summary",
         "/statement",
+        "/statement/pdf",
         "/pay",
         "/pay/return/{checkout}",
         "/pay/cancelled/{checkout}",
         "/receipt/{payment}",
+        "/receipt/{payment}/pdf",
         "/record-views",
         "/signout",
         "/signed-out",
@@ -412,6 +418,7 @@ mod tests {
             Url::PayReturn(_) => Url::PayReturn(p),
             Url::PayCancelled(_) => Url::PayCancelled(p),
             Url::Receipt(_) => Url::Receipt(p),
+            Url::ReceiptPdf(_) => Url::ReceiptPdf(p),
             Url::AccountStatement(_) => Url::AccountStatement(p),
             Url::AccountReceipt(_) => Url::AccountReceipt(p),
             Url::AccountPayReturn(_) => Url::AccountPayReturn(p),

@@ -695,7 +695,7 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
     });
   });
 
-  it('a patient who prefers Spanish reads her statement on a phone and pays, switching language mid-way', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('a patient who prefers Spanish reads her statement on a phone, pays, switching language mid-way, and downloads the PDF receipt', { timeout: TEST_TIMEOUT_MS }, async () => {
     await inBrowser('spanish on a phone', async (page) => {
       await page.setViewportSize({ width: 390, height: 844 });
       await page.goto(await demoLink(6));
@@ -759,6 +759,20 @@ describe('PatriotPay patient journey (Chromium, JavaScript disabled)', { concurr
       await page.getByRole('heading', { level: 1, name: ES['receipt-title'], exact: true }).waitFor({ timeout: 30_000 });
       await checkA11y(page);
       assert.equal((await page.locator(`dl dt:text-is("${ES['receipt-amount']}") + dd`).innerText()).trim(), '$53.00');
+
+      // The receipt as a PDF: a download named without PHI, its text in Spanish.
+      const [download] = await Promise.all([
+        page.waitForEvent('download'),
+        page.getByRole('link', { name: ES['pdf-receipt-link'], exact: true }).click(),
+      ]);
+      assert.equal(download.suggestedFilename(), 'receipt.pdf');
+      const file = join(RESULTS_DIR, 'receipt-es.pdf');
+      await mkdir(RESULTS_DIR, { recursive: true });
+      await download.saveAs(file);
+      const { stdout: pdfText } = await execFileP('pdftotext', ['-layout', file, '-']);
+      for (const want of [ES['receipt-title'], ES['receipt-amount'], '$53.00', 'Visa']) {
+        assert.ok(pdfText.includes(want), `${want} not in the PDF's text:\n${pdfText}`);
+      }
     });
   });
 

@@ -31,6 +31,7 @@ pub mod messages;
 pub mod money;
 pub mod observe;
 pub mod payments;
+pub mod pdf;
 pub mod phi;
 pub mod view_as;
 

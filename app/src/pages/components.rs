@@ -156,3 +156,33 @@ pub(crate) fn zip_field(tr: Tr, err: &Option<FieldError>, name: &'static str) ->
     }
     .into_any()
 }
+
+/// Links to the same page for the caller's other practices (`practice=` in the query), under
+/// `heading`; nothing when there are none.
+pub(crate) fn other_practices(
+    tr: Tr,
+    page: crate::urls::Url<'static>,
+    key: &str,
+    others: &[(String, String)],
+    heading: &str,
+) -> Option<AnyView> {
+    if others.is_empty() {
+        return None;
+    }
+    let items = others
+        .iter()
+        .map(|(id, name)| {
+            let href = page.with_query(key, id);
+            view! { <li><a href=href>{name.clone()}</a></li> }
+        })
+        .collect::<Vec<_>>();
+    Some(
+        view! {
+            <nav aria-labelledby="other-practices">
+                <h2 id="other-practices">{tr.t(heading)}</h2>
+                <ul>{items}</ul>
+            </nav>
+        }
+        .into_any(),
+    )
+}

@@ -111,6 +111,7 @@ pub fn receipt(meta: PageMeta, vm: ReceiptVm) -> String {
         {vm.taken_by.clone().map(|staff| view! {
             <p class="taken-by">{tr.ta("receipt-taken-by", &[("staff", staff.as_str())])}</p>
         })}
+        <p><a href=Url::ReceiptPdf(&vm.reference).path()>{tr.t("pdf-receipt-link")}</a></p>
         <p><a href=Url::Summary.path()>{tr.t("receipt-back")}</a></p>
         {vm.offer_account.then(|| view! {
             <section class="account-offer" aria-labelledby="account-offer-heading">

@@ -271,6 +271,7 @@ pub fn statement(meta: PageMeta, vm: StatementVm) -> String {
         {vm.some_hidden.then(|| view! { <p class="privacy-note">{tr.t("statement-hidden-note")}</p> })}
         <h2>{tr.t("statement-payments")}</h2>
         {payments_list(tr, &vm.payments)}
+        <p><a href=Url::StatementPdf.path()>{tr.t("pdf-statement-link")}</a></p>
         {vm.offer_password_reset.then(|| view! {
             <p><a href=Url::AccountForgot.path()>{tr.t("statement-reset-password")}</a></p>
         })}

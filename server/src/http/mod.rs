@@ -8,6 +8,7 @@ pub mod assets;
 pub mod cards;
 mod check_link;
 mod dev_outbox;
+mod documents;
 pub mod error;
 pub mod extract;
 pub mod forms;
@@ -325,6 +326,7 @@ fn api_routes(state: &AppState) -> Routes {
 fn pages(state: &AppState) -> Routes {
     Routes::new(state)
         .merge(patient::router(state))
+        .merge(documents::router(state))
         .merge(verify::router(state))
         .merge(account::router(state))
         .merge(household::router(state))

@@ -162,12 +162,32 @@ pub async fn statement(
     session: Sess,
     VerifiedVisitor(link): VerifiedVisitor,
 ) -> Result<Response> {
+    let vm = statement_vm(&state, &ctx, &session, &link, Shown::Page).await?;
+    let practice = vm.practice_name.clone();
+    Ok(Html(pages::statement(meta(&session, Some(practice)).await?, vm)).into_response())
+}
+
+/// How a statement or receipt is shown: as the page or as its PDF (audited apart).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shown {
+    Page,
+    Pdf,
+}
+
+/// The itemised statement of the link as its holder may see it, under the policy's permit.
+pub(super) async fn statement_vm(
+    state: &AppState,
+    ctx: &RequestContext,
+    session: &Sess,
+    link: &PayLink,
+    shown_as: Shown,
+) -> Result<StatementVm> {
     let header = billing::statement_header(&state.db, &link.statement_id)
         .await?
         .ok_or(AppError::NotFound)?;
     // Whoever holds the link may be a parent: the policy decides line by line which details a
     // link holder may read (none of a line the practice marked confidential).
-    let who = link_principal(&ctx, &link);
+    let who = link_principal(ctx, link);
     let shown: Vec<bool> = billing::confidential_flags(&state.db, &header)
         .await?
         .into_iter()
@@ -185,26 +205,23 @@ pub async fn statement(
             .allowed()
         })
         .collect();
-    let (some_hidden, action, event) = super::patient::statement_view(&shown);
-    let permit = permit(
-        &state,
-        &ctx,
-        &link,
-        action,
-        event,
-        link.statement_id.as_str(),
-    )
-    .await?;
-    let practice = practice_of(&state, &link).await?;
+    let (some_hidden, action, event) = statement_view(&shown);
+    let event = match (shown_as, event) {
+        (Shown::Page, e) => e,
+        (Shown::Pdf, "statement.amounts.view") => "statement.amounts.pdf",
+        (Shown::Pdf, _) => "statement.itemised.pdf",
+    };
+    let permit = permit(state, ctx, link, action, event, link.statement_id.as_str()).await?;
+    let practice = practice_of(state, link).await?;
     let lines = billing::lines(&state.db, &state.crypto, &header, &permit).await?;
     let paid = billing::payments(&state.db, &link.statement_id, &permit).await?;
-    let refunded = refunds_by_payment(&state, &paid, &link.statement_id).await?;
+    let refunded = refunds_by_payment(state, &paid, &link.statement_id).await?;
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
     // The way back from a forgotten password: both answers were just given on this link.
     let offer_password_reset = crate::guarantors::has_account(&state.db, &link.patient_id).await?;
-    let vm = StatementVm {
+    Ok(StatementVm {
         offer_password_reset,
-        practice_name: practice.name.clone(),
+        practice_name: practice.name,
         statement_date: iso(&header.statement_date),
         due_date: iso(&header.due_date),
         lines: statement_lines(&lines, &shown),
@@ -224,13 +241,8 @@ pub async fn statement(
             .collect(),
         balance: balance.to_string(),
         paid_in_full: !balance.is_positive(),
-        pay: pay_form(&session, balance, "statement").await?,
-    };
-    Ok(Html(pages::statement(
-        meta(&session, Some(practice.name)).await?,
-        vm,
-    ))
-    .into_response())
+        pay: pay_form(session, balance, "statement").await?,
+    })
 }
 
 /// What a view of a statement with these per-line answers is, for the permit and the page:
@@ -639,22 +651,32 @@ pub async fn receipt(
     LinkVisitor { link, .. }: LinkVisitor,
     Path(raw): Path<String>,
 ) -> Result<Response> {
-    let id = PaymentId::parse(&raw).ok_or(AppError::NotFound)?;
+    let vm = receipt_vm(&state, &ctx, &session, &link, &raw, Shown::Page).await?;
+    let practice = vm.practice_name.clone();
+    Ok(Html(pages::receipt(meta(&session, Some(practice)).await?, vm)).into_response())
+}
+
+/// The receipt of payment `raw` on the link's statement, under the policy's permit.
+pub(super) async fn receipt_vm(
+    state: &AppState,
+    ctx: &RequestContext,
+    session: &Sess,
+    link: &PayLink,
+    raw: &str,
+    shown_as: Shown,
+) -> Result<ReceiptVm> {
+    let id = PaymentId::parse(raw).ok_or(AppError::NotFound)?;
     let r = payments::receipt(&state.db, &id).await?;
     let Some(r) = r.filter(|r| r.covers(&link.statement_id)) else {
-        return Err(unseen(&state, &ctx, link_actor(&link), "receipt.not_found", &raw).await);
+        return Err(unseen(state, ctx, link_actor(link), "receipt.not_found", raw).await);
     };
-    let _allowed = permit(
-        &state,
-        &ctx,
-        &link,
-        Action::ViewReceipt,
-        "payment.receipt.view",
-        id.as_str(),
-    )
-    .await?;
+    let event = match shown_as {
+        Shown::Page => "payment.receipt.view",
+        Shown::Pdf => "payment.receipt.pdf",
+    };
+    let _allowed = permit(state, ctx, link, Action::ViewReceipt, event, id.as_str()).await?;
     let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
-    let practice = practice_of(&state, &link).await?;
+    let practice = practice_of(state, link).await?;
     // Accounts are offered to adult patients without one signed in (see http/account.rs).
     let offer_account = session.data().await?.member.is_none()
         && ctx.viewing_as.is_none()
@@ -676,8 +698,8 @@ pub async fn receipt(
     let paid_here = payments::find_checkout(&state.db, &r.checkout_id)
         .await?
         .is_some_and(|c| c.link_id.as_ref() == Some(&link.id));
-    let vm = ReceiptVm {
-        practice_name: practice.name.clone(),
+    Ok(ReceiptVm {
+        practice_name: practice.name,
         amount: share.to_string(),
         date: crate::clock::display_date_unix(r.paid_at),
         card: paid_here.then_some(CardVm {
@@ -688,12 +710,7 @@ pub async fn receipt(
         new_balance: balance.to_string(),
         offer_account,
         status: PaymentStatusVm::from_db(&r.status),
-        refunds: refund_lines(&state, &id, Some(&link.statement_id)).await?,
+        refunds: refund_lines(state, &id, Some(&link.statement_id)).await?,
         taken_by: r.taken_by.map(staff_or_unnamed),
-    };
-    Ok(Html(pages::receipt(
-        meta(&session, Some(practice.name)).await?,
-        vm,
-    ))
-    .into_response())
+    })
 }

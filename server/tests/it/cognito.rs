@@ -12,13 +12,14 @@ use aws_sdk_cognitoidentityprovider::types::{
 use patriotpay::config::IdentityProviderKind;
 use reqwest::StatusCode;
 
-struct Pool {
-    idp: aws_sdk_cognitoidentityprovider::Client,
-    id: String,
-    client: String,
+/// A fresh user pool on moto with the portal's app client (password and refresh flows).
+pub(crate) struct Pool {
+    pub(crate) idp: aws_sdk_cognitoidentityprovider::Client,
+    pub(crate) id: String,
+    pub(crate) client: String,
 }
 
-async fn pool(url: &str) -> Pool {
+pub(crate) async fn pool(url: &str) -> Pool {
     let conf = moto_aws_config(url).await;
     let c = aws_sdk_cognitoidentityprovider::Client::new(&conf);
     let name = format!("pp-{}", uuid::Uuid::new_v4().simple());

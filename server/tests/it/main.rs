@@ -20,6 +20,7 @@ mod cards;
 mod cli;
 mod cognito;
 mod console;
+mod documents;
 mod household;
 mod import;
 mod incident;
