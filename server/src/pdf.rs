@@ -9,7 +9,7 @@ use krilla::page::PageSettings;
 use krilla::paint::{Fill, Stroke};
 use krilla::text::{Font, GlyphId, KrillaGlyph};
 use krilla::Document;
-use patriotpay_app::vm::{PaymentStatusVm, ReceiptVm, StatementVm};
+use patriotpay_app::vm::{ReceiptVm, StatementVm};
 use patriotpay_app::Tr;
 use skrifa::{prelude::Size, MetadataProvider};
 use std::sync::OnceLock;
@@ -417,28 +417,9 @@ pub fn statement(tr: Tr, vm: &StatementVm) -> Result<Vec<u8>, PdfError> {
         l.line(10.0, false, &tr.t("statement-no-payments"));
     }
     for p in &vm.payments {
-        let mut text = if p.last4.is_empty() {
-            tr.ta(
-                "statement-payment-line-plain",
-                &[("date", &p.date), ("amount", &p.amount)],
-            )
-        } else {
-            tr.ta(
-                "statement-payment-line",
-                &[
-                    ("date", &p.date),
-                    ("amount", &p.amount),
-                    ("brand", &p.brand),
-                    ("last4", &p.last4),
-                ],
-            )
-        };
-        match p.status {
-            PaymentStatusVm::Succeeded => {}
-            PaymentStatusVm::Processing => {
-                text = format!("{text} — {}", tr.t("payment-processing"))
-            }
-            PaymentStatusVm::Failed => text = format!("{text} — {}", tr.t("payment-failed")),
+        let mut text = patriotpay_app::pages::payment_line(tr, p);
+        if let Some(status) = patriotpay_app::pages::payment_status(tr, p.status) {
+            text = format!("{text} — {status}");
         }
         l.paragraph(f, 10.0, &text)?;
         for r in &p.refunds {
@@ -487,10 +468,8 @@ pub fn receipt(tr: Tr, vm: &ReceiptVm) -> Result<Vec<u8>, PdfError> {
         l.text_at(MARGIN + 150.0, 11.0, false, &value);
         l.y += 16.0;
     }
-    match vm.status {
-        PaymentStatusVm::Succeeded => {}
-        PaymentStatusVm::Processing => l.paragraph(f, 10.0, &tr.t("payment-processing"))?,
-        PaymentStatusVm::Failed => l.paragraph(f, 10.0, &tr.t("payment-failed"))?,
+    if let Some(status) = patriotpay_app::pages::payment_status(tr, vm.status) {
+        l.paragraph(f, 10.0, &status)?;
     }
     for r in &vm.refunds {
         l.paragraph(

@@ -16,8 +16,8 @@ pub(crate) use layout::document_portal;
 pub use notices::{accessibility, error, home, notice, switch_session};
 pub(crate) use payment::after_life;
 pub use payment::{confirming, declined, receipt, sandbox_checkout};
+pub use statement::{payment_line, payment_status, statement, summary};
 pub(crate) use statement::{payments_list, statement_table};
-pub use statement::{statement, summary};
 pub use verify::{locked, verify_dob, verify_zip};
 
 #[cfg(test)]

@@ -205,6 +205,36 @@ pub(crate) fn statement_table(tr: Tr, lines: &[StatementLineVm], totals: Amounts
 }
 
 /// The payments received on a statement, or a line saying there are none.
+/// A payment as one line of words: date, amount and, when the viewer may see it, the card
+/// (not a guarantor, for the patient's own payments). The page and the PDF both say it so.
+pub fn payment_line(tr: Tr, p: &PaymentVm) -> String {
+    if p.last4.is_empty() {
+        tr.ta(
+            "statement-payment-line-plain",
+            &[("date", &p.date), ("amount", &p.amount)],
+        )
+    } else {
+        tr.ta(
+            "statement-payment-line",
+            &[
+                ("date", &p.date),
+                ("amount", &p.amount),
+                ("brand", &p.brand),
+                ("last4", &p.last4),
+            ],
+        )
+    }
+}
+
+/// What is still to say of a payment's state, if anything.
+pub fn payment_status(tr: Tr, status: PaymentStatusVm) -> Option<String> {
+    match status {
+        PaymentStatusVm::Succeeded => None,
+        PaymentStatusVm::Processing => Some(tr.t("payment-processing")),
+        PaymentStatusVm::Failed => Some(tr.t("payment-failed")),
+    }
+}
+
 pub(crate) fn payments_list(tr: Tr, payments: &[PaymentVm]) -> AnyView {
     if payments.is_empty() {
         return view! { <p>{tr.t("statement-no-payments")}</p> }.into_any();
@@ -212,29 +242,8 @@ pub(crate) fn payments_list(tr: Tr, payments: &[PaymentVm]) -> AnyView {
     let items = payments
         .iter()
         .map(|p| {
-            // No card details when the viewer may not see them (a guarantor, for the patient's
-            // own payments).
-            let text = if p.last4.is_empty() {
-                tr.ta(
-                    "statement-payment-line-plain",
-                    &[("date", &p.date), ("amount", &p.amount)],
-                )
-            } else {
-                tr.ta(
-                    "statement-payment-line",
-                    &[
-                        ("date", &p.date),
-                        ("amount", &p.amount),
-                        ("brand", &p.brand),
-                        ("last4", &p.last4),
-                    ],
-                )
-            };
-            let status = match p.status {
-                PaymentStatusVm::Succeeded => None,
-                PaymentStatusVm::Processing => Some(tr.t("payment-processing")),
-                PaymentStatusVm::Failed => Some(tr.t("payment-failed")),
-            };
+            let text = payment_line(tr, p);
+            let status = payment_status(tr, p.status);
             let refunds = p
                 .refunds
                 .iter()

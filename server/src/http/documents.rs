@@ -4,7 +4,7 @@
 
 use super::error::{AppError, Result};
 use super::extract::{LinkVisitor, VerifiedVisitor};
-use super::patient::{receipt_vm, statement_vm, Shown};
+use super::link_views::{receipt_vm, statement_vm, Shown};
 use super::session::Sess;
 use super::{tr, AppState, RequestContext, Routes};
 use axum::extract::{Path, State};

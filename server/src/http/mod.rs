@@ -16,6 +16,7 @@ pub mod household;
 pub mod household_pay;
 pub mod invitation;
 mod lang_switch;
+mod link_views;
 pub mod member;
 mod metrics;
 mod not_me;
