@@ -84,7 +84,7 @@ cancelled-body = You left the payment page before paying. No money was taken.
 try-again = Try again
 
 confirming-title = Confirming your payment
-confirming-body = Your card processor has accepted the payment and we are recording it. This page refreshes by itself; you can also reload it.
+confirming-body = Your card processor has accepted the payment and we are still recording it. This usually takes a few seconds. Choose "Check again" to see your receipt; there is no need to pay again.
 confirming-refresh = Check again
 confirming-later-title = Your payment is being confirmed
 confirming-later-body = Your card processor accepted the payment and we are still recording it. It will show on your statement once it is recorded. You can close this page and come back later; there is no need to pay again.
@@ -909,7 +909,7 @@ a11y-tested-title = What we test on every change
 a11y-tested-axe = An automated check (axe-core, in the Chromium browser) examines every page the patient, guarantor, staff and test-payment journeys reach, including pages that show errors. A change with any WCAG 2.1 A or AA failure it can detect is not released.
 a11y-tested-keyboard = A patient confirms who they are and pays using the keyboard alone, and the focus is visible at every step.
 a11y-tested-reflow = Pages work at 320 pixels wide and at 200% zoom without scrolling sideways; the itemised statement is checked on a 390-pixel phone screen, with every amount on screen.
-a11y-tested-motion = Nothing on the pages moves or flashes, and nothing animates when your device asks for reduced motion.
+a11y-tested-motion = Nothing on the pages moves or flashes, and nothing animates when your device asks for reduced motion. No page reloads itself on a timer.
 a11y-tested-nojs = Every page works with JavaScript turned off.
 a11y-tested-languages = Pages are checked in English and in Spanish, and each page says which language it is in.
 a11y-limits-title = What we have not tested yet

@@ -84,7 +84,7 @@ cancelled-body = Usted salió de la página de pago antes de pagar. No se le cob
 try-again = Intentar de nuevo
 
 confirming-title = Estamos confirmando su pago
-confirming-body = Su procesador de pagos aceptó el pago y lo estamos registrando. Esta página se actualiza sola; también puede volver a cargarla.
+confirming-body = Su procesador de pagos aceptó el pago y todavía lo estamos registrando. Esto suele tardar unos segundos. Elija "Verificar de nuevo" para ver su recibo. No necesita pagar otra vez.
 confirming-refresh = Verificar de nuevo
 confirming-later-title = Su pago se está confirmando
 confirming-later-body = Su procesador de pagos aceptó el pago y todavía lo estamos registrando. Aparecerá en su estado de cuenta cuando quede registrado. Puede cerrar esta página y volver más tarde. No necesita pagar otra vez.
@@ -909,7 +909,7 @@ a11y-tested-title = Lo que probamos en cada cambio
 a11y-tested-axe = Una revisión automática (axe-core, en el navegador Chromium) examina cada página a la que llegan los recorridos de pacientes, responsables de pago, personal y pagos de prueba, incluidas las páginas que muestran errores. No publicamos un cambio con cualquier falla de WCAG 2.1 A o AA que la revisión pueda detectar.
 a11y-tested-keyboard = Un paciente confirma su identidad y paga usando solo el teclado, y el foco se ve en cada paso.
 a11y-tested-reflow = Las páginas funcionan con 320 píxeles de ancho y con el zoom al 200 % sin desplazarse hacia los lados; el estado de cuenta detallado se revisa en una pantalla de teléfono de 390 píxeles, con todas las cantidades a la vista.
-a11y-tested-motion = Nada en las páginas se mueve ni parpadea, y nada se anima cuando su dispositivo pide reducir el movimiento.
+a11y-tested-motion = Nada en las páginas se mueve ni parpadea, y nada se anima cuando su dispositivo pide reducir el movimiento. Ninguna página se vuelve a cargar sola.
 a11y-tested-nojs = Todas las páginas funcionan con JavaScript desactivado.
 a11y-tested-languages = Las páginas se revisan en inglés y en español, y cada página indica en qué idioma está.
 a11y-limits-title = Lo que todavía no hemos probado

@@ -100,8 +100,8 @@ forms! {
     /// The processor's return (`Url::PayReturn`, `Url::AccountPayReturn`): a query, not a body.
     pub struct ReturnQuery {
         session_id / SESSION_ID,
-        /// How many times the confirming page has refreshed itself (absent on the processor's
-        /// redirect); it stops at a cap.
+        /// How many times the payer has asked the confirming page to check again (absent on
+        /// the processor's redirect); past a cap the page says to come back later.
         checks / CHECKS,
     }
 

@@ -114,7 +114,11 @@ urls! {
     /// The account page (household).
     Account => "/account",
     AccountStatement(statement) => "/account/statements/{statement}",
+    /// A statement seen from an account, as a PDF download.
+    AccountStatementPdf(statement) => "/account/statements/{statement}/pdf",
     AccountReceipt(payment) => "/account/receipt/{payment}",
+    /// A household receipt as a PDF download.
+    AccountReceiptPdf(payment) => "/account/receipt/{payment}/pdf",
     AccountPay => "/account/pay",
     AccountPayReturn(checkout) => "/account/pay/return/{checkout}",
     AccountPayCancelled(checkout) => "/account/pay/cancelled/{checkout}",
@@ -337,7 +341,9 @@ mod tests {
         "/signin",
         "/account",
         "/account/statements/{statement}",
+        "/account/statements/{statement}/pdf",
         "/account/receipt/{payment}",
+        "/account/receipt/{payment}/pdf",
         "/account/pay",
         "/account/pay/return/{checkout}",
         "/account/pay/cancelled/{checkout}",
@@ -420,7 +426,9 @@ mod tests {
             Url::Receipt(_) => Url::Receipt(p),
             Url::ReceiptPdf(_) => Url::ReceiptPdf(p),
             Url::AccountStatement(_) => Url::AccountStatement(p),
+            Url::AccountStatementPdf(_) => Url::AccountStatementPdf(p),
             Url::AccountReceipt(_) => Url::AccountReceipt(p),
+            Url::AccountReceiptPdf(_) => Url::AccountReceiptPdf(p),
             Url::AccountPayReturn(_) => Url::AccountPayReturn(p),
             Url::AccountPayCancelled(_) => Url::AccountPayCancelled(p),
             Url::AccountCardsReturn(_) => Url::AccountCardsReturn(p),

@@ -205,11 +205,11 @@ pub struct DeclinedVm {
 
 #[derive(Clone, Debug, Default)]
 pub struct ConfirmingVm {
-    /// Same-origin path to poll; no token or PHI in it.
-    pub refresh_path: String,
-    /// Refresh by itself; false once the page has refreshed enough times, when it says to come
-    /// back later instead.
-    pub auto_refresh: bool,
+    /// Same-origin path that checks again; no token or PHI in it.
+    pub check_path: String,
+    /// Still worth checking again soon; false once the payer has checked enough times (or the
+    /// booking was refused here), when the page says to come back later instead.
+    pub still_waiting: bool,
     /// Where the payer's balance is shown (the summary, or the account page).
     pub back_path: String,
 }

@@ -404,29 +404,41 @@ pub enum Refused {
     Db(#[from] sqlx::Error),
 }
 
-/// Asks the policy and writes the audit event, allowed or denied, in one call: on the pool or
-/// inside the caller's transaction (so the event commits with the change it records).
+/// Asks the policy and writes the audit event, allowed or denied, in one call, inside the
+/// caller's transaction (so the event commits with the change it records). A view with no
+/// transaction of its own uses `permit_view`.
 pub async fn permit<'e, E>(exec: E, ask: Ask<'_>) -> Result<Permit, Refused>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let decision = decide(ask.who, ask.action, &ask.on, ask.now);
-    let outcome = match decision {
-        Decision::Allow => crate::audit::Outcome::Success,
-        Decision::Deny(_) => crate::audit::Outcome::Denied,
-    };
-    crate::audit::record(
-        exec,
-        crate::audit::Event {
-            actor: ask.actor,
-            tenant: Some(ask.on.tenant),
-            patient: ask.on.patient,
-            action: ask.event,
-            resource: ask.resource,
-            outcome,
+    crate::audit::record(exec, event_of(&ask, &decision)).await?;
+    conclude(ask, decision)
+}
+
+/// `permit` for a view: the event goes to the group-commit writer, and the permit is given once
+/// the event is durable (one commit shared with the other views waiting then).
+pub async fn permit_view(log: &crate::audit::AuditLog, ask: Ask<'_>) -> Result<Permit, Refused> {
+    let decision = decide(ask.who, ask.action, &ask.on, ask.now);
+    log.record(event_of(&ask, &decision)).await?;
+    conclude(ask, decision)
+}
+
+fn event_of<'a>(ask: &'a Ask<'_>, decision: &Decision) -> crate::audit::Event<'a> {
+    crate::audit::Event {
+        actor: ask.actor,
+        tenant: Some(ask.on.tenant),
+        patient: ask.on.patient,
+        action: ask.event,
+        resource: ask.resource,
+        outcome: match decision {
+            Decision::Allow => crate::audit::Outcome::Success,
+            Decision::Deny(_) => crate::audit::Outcome::Denied,
         },
-    )
-    .await?;
+    }
+}
+
+fn conclude(ask: Ask<'_>, decision: Decision) -> Result<Permit, Refused> {
     match decision {
         Decision::Allow => Ok(Permit {
             action: ask.action,

@@ -286,6 +286,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     let alert_sink = alerts::AlertSink::configured(cfg, Some(crypto.clone()));
     let state = AppState {
         db: db.clone(),
+        audit: audit::AuditLog::start(db.clone()),
         crypto,
         processor,
         webhook_secrets: Arc::new(webhook_secrets),
@@ -295,6 +296,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         identity_failure_budget: cfg.identity_failure_budget,
         jobs: payments::jobs::Nudge::default(),
         webhook_ack: std::time::Duration::from_millis(cfg.webhook_ack_ms),
+        confirm_wait: std::time::Duration::from_millis(cfg.confirm_wait_ms),
         clock: Arc::new(clock::Clock::default()),
         alerts: alert_sink,
         identity,

@@ -74,6 +74,8 @@ pub mod names {
     /// `identity.zip`), sign-ins (`member.signin`, `staff.signin`…), payments (`payment.*`),
     /// view-as sessions (`viewas.start`), break-glass grants…
     pub const AUDIT_EVENTS: &str = "patriotpay_audit_events_total";
+    /// Events per group commit of the audit writer (views and refusals).
+    pub const AUDIT_BATCH: &str = "patriotpay_audit_batch_events";
     pub const LOCKOUTS: &str = "patriotpay_lockouts_total";
     pub const WEBHOOKS: &str = "patriotpay_webhooks_total";
     pub const KEY_CACHE: &str = "patriotpay_key_cache_lookups_total";
@@ -115,6 +117,11 @@ pub fn request(route: &str, method: &str, status: u16, elapsed: Duration) {
 /// One audit event written (its action is a fixed dotted name, never PHI).
 pub fn audit_event(action: &'static str, outcome: &'static str) {
     metrics::counter!(names::AUDIT_EVENTS, "action" => action, "outcome" => outcome).increment(1);
+}
+
+/// One group commit of the audit writer, of `events` events.
+pub fn audit_batch(events: usize) {
+    metrics::histogram!(names::AUDIT_BATCH).record(events as f64);
 }
 
 /// A sign-in or identity check refused for too many attempts.

@@ -48,15 +48,17 @@ pub fn statement(meta: PageMeta, vm: AccountStatementVm) -> String {
             {tr.ta("summary-dated", &[("date", &s.statement_date)])} " · "
             {tr.ta("summary-due", &[("date", &s.due_date)])}
         </p>
-        {vm.some_hidden.then(|| view! { <p class="privacy-note">{tr.t("account-hidden-note")}</p> })}
-        {statement_table(tr, &vm.lines, vm.totals.clone())}
-        <h2>{tr.t("statement-payments")}</h2>
-        {payments_list(tr, &vm.payments)}
+        // The balance and the pay form first: on a phone they are what shows without scrolling.
         <div class="balance-card">
             <p class="balance-label">{tr.t("summary-balance")}</p>
             <p class="balance-amount">{s.balance.clone()}</p>
         </div>
         {pay}
+        {vm.some_hidden.then(|| view! { <p class="privacy-note">{tr.t("account-hidden-note")}</p> })}
+        {statement_table(tr, &vm.lines, vm.totals.clone())}
+        <h2>{tr.t("statement-payments")}</h2>
+        {payments_list(tr, &vm.payments)}
+        <p><a href=Url::AccountStatementPdf(&s.id).path()>{tr.t("pdf-statement-link")}</a></p>
         <p><a href=Url::Account.path()>{tr.t("account-back")}</a></p>
     };
     document_portal(&meta, title, body.into_any())
@@ -113,6 +115,7 @@ pub fn receipt(meta: PageMeta, vm: AccountReceiptVm) -> String {
                 <tbody>{rows}</tbody>
             </table>
         </div>
+        <p><a href=Url::AccountReceiptPdf(&vm.reference).path()>{tr.t("pdf-receipt-link")}</a></p>
         <p><a href=Url::Account.path()>{tr.t("account-back")}</a></p>
     };
     document_portal(&meta, tr.t("receipt-title"), body.into_any())
@@ -167,5 +170,14 @@ mod tests {
         assert!(html.contains("name=\"amount_st0002\""), "{html}");
         assert!(html.contains("name=\"from\" value=\"st0002\""), "{html}");
         assert!(!html.contains("<!>"), "{html}");
+        // The balance and the pay form come before the table (on a phone, above the fold).
+        let balance = html.find("balance-card").expect("the balance");
+        let form = html.find("<form").expect("the pay form");
+        let table = html.find("<table").expect("the table");
+        assert!(balance < table && form < table, "{html}");
+        assert!(
+            html.contains("href=\"/account/statements/st0002/pdf\""),
+            "{html}"
+        );
     }
 }

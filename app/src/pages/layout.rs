@@ -13,13 +13,7 @@ pub(super) enum Chrome {
     Sandbox,
 }
 
-pub(super) fn document(
-    meta: &PageMeta,
-    chrome: Chrome,
-    title: String,
-    refresh: Option<String>,
-    body: AnyView,
-) -> String {
+pub(super) fn document(meta: &PageMeta, chrome: Chrome, title: String, body: AnyView) -> String {
     let tr = Tr::new(meta.lang);
     let brand = tr.t("brand");
     let full_title = match chrome {
@@ -96,7 +90,6 @@ pub(super) fn document(
                 <title>{full_title}</title>
                 <link rel="stylesheet" href=Url::Stylesheet.path()/>
                 <link rel="icon" href=Url::Favicon.path() type="image/svg+xml"/>
-                {refresh.map(|r| view! { <meta http-equiv="refresh" content=r/> })}
             </head>
             <body>
                 <a class="skip-link" href="#main">{tr.t("skip-to-content")}</a>
@@ -153,7 +146,7 @@ fn view_as_banner(tr: &Tr, b: &crate::vm::ViewAsBannerVm) -> AnyView {
 
 /// A whole page in the portal's frame.
 pub(crate) fn document_portal(meta: &PageMeta, title: String, body: AnyView) -> String {
-    document(meta, Chrome::Portal, title, None, body)
+    document(meta, Chrome::Portal, title, body)
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ mod tests {
             confirming(
                 PageMeta::default(),
                 ConfirmingVm {
-                    auto_refresh: true,
+                    still_waiting: true,
                     ..Default::default()
                 },
             ),

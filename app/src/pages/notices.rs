@@ -17,13 +17,7 @@ pub fn home(meta: PageMeta) -> String {
         <p><a href=Url::CheckLink.path()>{tr.t("home-check-link")}</a></p>
         <p><a href=Url::SignIn.path()>{tr.t("home-signin")}</a></p>
     };
-    document(
-        &meta,
-        Chrome::Portal,
-        tr.t("home-title"),
-        None,
-        body.into_any(),
-    )
+    document(&meta, Chrome::Portal, tr.t("home-title"), body.into_any())
 }
 
 /// The accessibility statement: the standard aimed at, exactly what is tested and how, what is
@@ -52,13 +46,7 @@ pub fn accessibility(meta: PageMeta) -> String {
         <h2>{tr.t("a11y-contact-title")}</h2>
         <p>{tr.t("a11y-contact")}</p>
     };
-    document(
-        &meta,
-        Chrome::Portal,
-        tr.t("a11y-title"),
-        None,
-        body.into_any(),
-    )
+    document(&meta, Chrome::Portal, tr.t("a11y-title"), body.into_any())
 }
 
 /// A link opened while signed in: stay, or sign out here and open it (a POST, so no other site
@@ -89,13 +77,7 @@ pub fn switch_session(meta: PageMeta, vm: SwitchSessionVm) -> String {
         </form>
         <p><a href=vm.stay_path.clone()>{tr.t("switch-stay")}</a></p>
     };
-    document(
-        &meta,
-        Chrome::Portal,
-        tr.t("switch-title"),
-        None,
-        body.into_any(),
-    )
+    document(&meta, Chrome::Portal, tr.t("switch-title"), body.into_any())
 }
 
 pub fn notice(meta: PageMeta, kind: NoticeKind) -> String {
@@ -112,7 +94,7 @@ pub fn notice(meta: PageMeta, kind: NoticeKind) -> String {
         <h1>{title.clone()}</h1>
         <p class="lead">{text}</p>
     };
-    document(&meta, Chrome::Portal, title, None, body.into_any())
+    document(&meta, Chrome::Portal, title, body.into_any())
 }
 
 pub fn error(meta: PageMeta, vm: ErrorVm) -> String {
@@ -132,5 +114,5 @@ pub fn error(meta: PageMeta, vm: ErrorVm) -> String {
         <p>{tr.t("error-body")} " " <code class="request-id">{vm.request_id.clone()}</code></p>
         <p><a href=Url::Home.path()>{tr.t("error-home")}</a></p>
     };
-    document(&meta, Chrome::Portal, title, None, body.into_any())
+    document(&meta, Chrome::Portal, title, body.into_any())
 }

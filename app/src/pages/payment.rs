@@ -22,40 +22,28 @@ pub fn declined(meta: PageMeta, vm: DeclinedVm) -> String {
         {pay_or_paid(tr, vm.paid_in_full, vm.pay.clone())}
         <p><a href=Url::Summary.path()>{tr.t("statement-back")}</a></p>
     };
-    document(&meta, Chrome::Portal, title, None, body.into_any())
+    document(&meta, Chrome::Portal, title, body.into_any())
 }
 
 pub fn confirming(meta: PageMeta, vm: ConfirmingVm) -> String {
     let tr = Tr::new(meta.lang);
-    if !vm.auto_refresh {
-        // The last of the refreshes: nothing here reloads the page by itself.
-        let body = view! {
-            <h1>{tr.t("confirming-later-title")}</h1>
-            <p class="lead" role="status">{tr.t("confirming-later-body")}</p>
-            <p><a href=vm.back_path.clone()>{tr.t("confirming-later-back")}</a></p>
-            <p><a href=vm.refresh_path.clone()>{tr.t("confirming-refresh")}</a></p>
-        };
-        return document(
-            &meta,
-            Chrome::Portal,
-            tr.t("confirming-later-title"),
-            None,
-            body.into_any(),
-        );
-    }
-    let refresh = format!("3;url={}", vm.refresh_path);
-    let body = view! {
-        <h1>{tr.t("confirming-title")}</h1>
-        <p class="lead" role="status">{tr.t("confirming-body")}</p>
-        <p><a class="button" href=vm.refresh_path.clone()>{tr.t("confirming-refresh")}</a></p>
+    // Nothing here reloads by itself (a timed refresh moves the page under a screen reader and
+    // fails WCAG 2.2.1): the server already waited for the booking, and the payer asks again.
+    let (title, body) = if vm.still_waiting {
+        ("confirming-title", "confirming-body")
+    } else {
+        ("confirming-later-title", "confirming-later-body")
     };
-    document(
-        &meta,
-        Chrome::Portal,
-        tr.t("confirming-title"),
-        Some(refresh),
-        body.into_any(),
-    )
+    let back = (!vm.still_waiting).then(|| {
+        view! { <p><a href=vm.back_path.clone()>{tr.t("confirming-later-back")}</a></p> }
+    });
+    let body = view! {
+        <h1>{tr.t(title)}</h1>
+        <p class="lead" role="status">{tr.t(body)}</p>
+        {back}
+        <p><a class="button" href=vm.check_path.clone()>{tr.t("confirming-refresh")}</a></p>
+    };
+    document(&meta, Chrome::Portal, tr.t(title), body.into_any())
 }
 
 /// What happened to a payment after it was made: a bank debit still processing or failed, and
@@ -125,7 +113,6 @@ pub fn receipt(meta: PageMeta, vm: ReceiptVm) -> String {
         &meta,
         Chrome::Portal,
         tr.t("receipt-title"),
-        None,
         body.into_any(),
     )
 }
@@ -219,7 +206,7 @@ pub fn sandbox_checkout(meta: PageMeta, vm: SandboxCheckoutVm, action: String) -
         }
         .into_any()
     };
-    document(&meta, Chrome::Sandbox, tr.t("sandbox-title"), None, body)
+    document(&meta, Chrome::Sandbox, tr.t("sandbox-title"), body)
 }
 #[cfg(test)]
 mod tests {

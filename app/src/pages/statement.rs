@@ -103,7 +103,6 @@ pub fn summary(meta: PageMeta, vm: SummaryVm) -> String {
         &meta,
         Chrome::Portal,
         tr.t("summary-title"),
-        None,
         body.into_any(),
     )
 }
@@ -290,7 +289,6 @@ pub fn statement(meta: PageMeta, vm: StatementVm) -> String {
         &meta,
         Chrome::Portal,
         tr.t("statement-title"),
-        None,
         body.into_any(),
     )
 }

@@ -25,13 +25,7 @@ pub fn verify_dob(meta: PageMeta, vm: VerifyDobVm) -> String {
             <button type="submit" class="button">{tr.t("verify-continue")}</button>
         </form>
     };
-    document(
-        &meta,
-        Chrome::Portal,
-        tr.t("verify-title"),
-        None,
-        body.into_any(),
-    )
+    document(&meta, Chrome::Portal, tr.t("verify-title"), body.into_any())
 }
 
 pub fn locked(meta: PageMeta, vm: LockedVm) -> String {
@@ -47,13 +41,7 @@ pub fn locked(meta: PageMeta, vm: LockedVm) -> String {
         <p>{tr.t("locked-body")}</p>
         <p class="lead">{next}</p>
     };
-    document(
-        &meta,
-        Chrome::Portal,
-        tr.t("locked-title"),
-        None,
-        body.into_any(),
-    )
+    document(&meta, Chrome::Portal, tr.t("locked-title"), body.into_any())
 }
 
 pub fn verify_zip(meta: PageMeta, vm: VerifyZipVm) -> String {
@@ -70,11 +58,5 @@ pub fn verify_zip(meta: PageMeta, vm: VerifyZipVm) -> String {
         </form>
         <p><a href=Url::Summary.path()>{tr.t("statement-back")}</a></p>
     };
-    document(
-        &meta,
-        Chrome::Portal,
-        tr.t("zip-title"),
-        None,
-        body.into_any(),
-    )
+    document(&meta, Chrome::Portal, tr.t("zip-title"), body.into_any())
 }

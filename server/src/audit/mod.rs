@@ -3,8 +3,8 @@
 //!
 //! **How the chain is formed, and why.** Writers are unchanged: `record` inserts one row, inside
 //! the change's own transaction for a change (so the event and the change commit or vanish
-//! together) and as a single autocommit insert for a view (a page view pays for no extra commit
-//! and waits on no one). The row's `seq` (an identity or AUTOINCREMENT column) gives every event
+//! together), and a view goes to the group-commit writer (`writer::AuditLog`: many views share
+//! one commit, and each page waits only until its view is durable). The row's `seq` (an identity or AUTOINCREMENT column) gives every event
 //! its place in one total order on both databases. Hashing at insert time instead would need the
 //! previous event's hash, that is one writer at a time across every transaction: change events
 //! would hold the chain's lock until their transaction ends, and every view would wait behind
@@ -37,6 +37,9 @@ pub mod export;
 pub mod record_views;
 pub mod verify;
 pub mod viewer;
+pub mod writer;
+
+pub use writer::AuditLog;
 
 use crate::ids::{PatientId, TenantId};
 use sqlx::Any;
@@ -92,29 +95,30 @@ pub struct Event<'a> {
     pub outcome: Outcome,
 }
 
-/// Appends one event, on the pool or inside the caller's transaction.
+const INSERT: &str = "INSERT INTO audit_events (id, at, actor, on_behalf_of, tenant_id, patient_id,
+     action, resource, request_id, address, outcome)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+/// Appends one event, on the pool or inside the caller's transaction. A view or refusal that
+/// has no transaction of its own goes through `AuditLog` instead (group commit).
 pub async fn record<'e, E>(exec: E, ev: Event<'_>) -> Result<(), sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
-    sqlx::query(
-        "INSERT INTO audit_events (id, at, actor, on_behalf_of, tenant_id, patient_id, action,
-             resource, request_id, address, outcome)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(ev.actor.at.unwrap_or_else(crate::clock::now_unix))
-    .bind(&ev.actor.id)
-    .bind(ev.actor.on_behalf_of.as_deref())
-    .bind(ev.tenant.map(|t| t.as_str().to_owned()))
-    .bind(ev.patient.map(|p| p.as_str().to_owned()))
-    .bind(ev.action)
-    .bind(ev.resource)
-    .bind(ev.actor.request_id.as_deref())
-    .bind(ev.actor.address.as_deref())
-    .bind(ev.outcome.as_str())
-    .execute(exec)
-    .await?;
+    sqlx::query(INSERT)
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(ev.actor.at.unwrap_or_else(crate::clock::now_unix))
+        .bind(&ev.actor.id)
+        .bind(ev.actor.on_behalf_of.as_deref())
+        .bind(ev.tenant.map(|t| t.as_str().to_owned()))
+        .bind(ev.patient.map(|p| p.as_str().to_owned()))
+        .bind(ev.action)
+        .bind(ev.resource)
+        .bind(ev.actor.request_id.as_deref())
+        .bind(ev.actor.address.as_deref())
+        .bind(ev.outcome.as_str())
+        .execute(exec)
+        .await?;
     // Counted when written (an event whose transaction later rolls back is counted too).
     crate::observe::audit_event(ev.action, ev.outcome.as_str());
     Ok(())

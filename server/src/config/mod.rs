@@ -246,6 +246,15 @@ pub struct Config {
         global = true
     )]
     pub webhook_ack_ms: u64,
+    /// How long the processor's return waits for the payment's webhook (milliseconds) before
+    /// it shows the "confirming" page; the event usually lands within a second.
+    #[arg(
+        long,
+        env = "PATRIOTPAY_CONFIRM_WAIT_MS",
+        default_value_t = 4000,
+        global = true
+    )]
+    pub confirm_wait_ms: u64,
     /// How often (seconds) the server looks for plan instalments to notice or charge; 0 never
     /// (tests drive autopay themselves).
     #[arg(
@@ -431,6 +440,7 @@ impl Config {
             trust_forwarded_for: false,
             identity_failure_budget: crate::links::DEFAULT_PRACTICE_FAILURE_BUDGET_PER_HOUR,
             webhook_ack_ms: 800,
+            confirm_wait_ms: 4000,
             autopay_every_secs: 60,
             local_key_in_production: None,
             sandbox_in_production: None,

@@ -293,8 +293,8 @@ async fn invitation_permit(
         acting_on_behalf: false,
         link_holder: false,
     };
-    Ok(access::permit(
-        state.db.pool(),
+    Ok(access::permit_view(
+        &state.audit,
         access::Ask {
             who: &who,
             actor: &ctx.actor(invitation_actor(inv)),

@@ -40,18 +40,17 @@ pub async fn audit_event(
     resource: Option<&str>,
     outcome: Outcome,
 ) -> Result<()> {
-    audit::record(
-        state.db.pool(),
-        audit::Event {
+    state
+        .audit
+        .record(audit::Event {
             actor: &ctx.actor(actor),
             tenant,
             patient,
             action,
             resource,
             outcome,
-        },
-    )
-    .await?;
+        })
+        .await?;
     Ok(())
 }
 
@@ -138,7 +137,7 @@ pub async fn member_permit(
     ask: MemberAsk<'_>,
 ) -> Result<Permit> {
     let actor = ctx.actor(actor_id(&who.id));
-    Ok(access::permit(state.db.pool(), member_ask(ctx, who, &actor, ask)).await?)
+    Ok(access::permit_view(&state.audit, member_ask(ctx, who, &actor, ask)).await?)
 }
 
 /// `member_permit` for a change: the permit and the transaction its event was written in, for

@@ -18,6 +18,7 @@ pub mod invitation;
 mod lang_switch;
 mod link_views;
 pub mod member;
+mod member_views;
 mod metrics;
 mod not_me;
 pub mod patient;
@@ -66,6 +67,9 @@ pub const MAX_UPLOAD_BYTES: usize = 8 * 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    /// Where views and refusals are audited (group commit); changes audit in their own
+    /// transaction.
+    pub audit: crate::audit::AuditLog,
     pub crypto: Arc<FieldCrypto>,
     pub processor: Arc<dyn PaymentProcessor>,
     pub webhook_secrets: Arc<Vec<Secret>>,
@@ -79,6 +83,8 @@ pub struct AppState {
     pub jobs: crate::payments::jobs::Nudge,
     /// How long the webhook works on a new event before it answers.
     pub webhook_ack: std::time::Duration,
+    /// How long the return from the processor waits for the payment to be booked.
+    pub confirm_wait: std::time::Duration,
     pub clock: Arc<crate::clock::Clock>,
     pub alerts: crate::alerts::AlertSink,
     /// Who checks passwords and second factors: local accounts or Cognito.
@@ -385,11 +391,12 @@ pub fn portal_router(state: AppState) -> Router {
         // Lax, not Strict: the return from the processor's page is a cross-site top-level GET.
         .with_same_site(SameSite::Lax)
         .with_path("/")
+        // Saved only when changed (no `with_always_save`): `Sess::enforce_timeouts` moves the
+        // idle clock, a change, at most once a minute, so the record's expiry still follows the
+        // visitor's requests.
         .with_expiry(Expiry::OnInactivity(time::Duration::minutes(
             session::PATIENT_IDLE_MINUTES,
-        )))
-        // Save on every request so the idle timeout counts from the last request, not the last change.
-        .with_always_save(true);
+        )));
 
     let pages = pages(&state);
     let protected: Arc<BTreeSet<&'static str>> = Arc::new(

@@ -70,8 +70,8 @@ pub(super) async fn permit(
     resource: &str,
 ) -> Result<Permit> {
     let who = link_principal(ctx, link);
-    let p = access::permit(
-        state.db.pool(),
+    let p = access::permit_view(
+        &state.audit,
         access::Ask {
             who: &who,
             actor: &ctx.actor(link_actor(link)),
@@ -417,14 +417,18 @@ impl Payer {
     }
 }
 
-/// How many times the confirming page refreshes itself (every 3 s) before it stops and says to
-/// come back later: a page refreshing for hours would hold its session open.
-pub const MAX_CONFIRM_CHECKS: u32 = 20;
+/// How many times the payer may ask the confirming page to check again before it says to come
+/// back later instead of inviting more checks.
+pub const MAX_CONFIRM_CHECKS: u32 = 5;
+
+/// How often the return polls for the booking while it waits: the webhook may be booked by
+/// another instance, so a wake-up within this process would not be enough.
+const CONFIRM_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The return from the processor's page, for a checkout the visitor owns: the receipt once the
-/// webhook recorded the payment, the cancelled page if nothing was paid (or the processor no
-/// longer knows the checkout, or its payment did not succeed), else a page that refreshes until
-/// the webhook arrives, at most `MAX_CONFIRM_CHECKS` times.
+/// webhook recorded the payment (waiting up to `AppState::confirm_wait` for it), the cancelled
+/// page if nothing was paid (or the processor no longer knows the checkout, or its payment did
+/// not succeed), else a page that says the payment is being recorded, with a "check again" link.
 pub(super) async fn back_from_processor(
     state: &AppState,
     now: i64,
@@ -459,24 +463,47 @@ pub(super) async fn back_from_processor(
     if truth != payments::Truth::Pending {
         return Ok(see_other(payer.cancelled(checkout.id.as_str())));
     }
-    // Only the page's own refreshes raise the count (anything unreadable is 0); someone editing
-    // the URL is reloading by hand, which is no loop.
-    let checks = q.checks.parse::<u32>().unwrap_or(0).min(MAX_CONFIRM_CHECKS);
-    let next = (checks + 1).min(MAX_CONFIRM_CHECKS).to_string();
     // Paid there, refused here (the webhook closed it for reconciliation): waiting is useless.
     let refused = matches!(
         checkout.state,
         payments::CheckoutState::Failed | payments::CheckoutState::Expired
     );
+    if !refused {
+        if let Some(payment) = wait_for_booking(state, &checkout.id).await? {
+            return Ok(see_other(payer.receipt(payment.as_str())));
+        }
+    }
+    // Only the page's own link raises the count (anything unreadable is 0).
+    let checks = q.checks.parse::<u32>().unwrap_or(0).min(MAX_CONFIRM_CHECKS);
+    let next = (checks + 1).min(MAX_CONFIRM_CHECKS).to_string();
     let vm = ConfirmingVm {
-        refresh_path: payer.back(checkout.id.as_str()).with_queries(&[
+        check_path: payer.back(checkout.id.as_str()).with_queries(&[
             (ReturnQuery::SESSION_ID, session_id),
             (ReturnQuery::CHECKS, &next),
         ]),
-        auto_refresh: !refused && checks < MAX_CONFIRM_CHECKS,
+        still_waiting: !refused && checks < MAX_CONFIRM_CHECKS,
         back_path: payer.home().path(),
     };
     Ok(Html(pages::confirming(meta, vm)).into_response())
+}
+
+/// The payment booked for `checkout`, polled until `confirm_wait` runs out: the processor
+/// sends its event as it redirects the payer, so the receipt is usually a moment away.
+async fn wait_for_booking(
+    state: &AppState,
+    checkout: &crate::ids::CheckoutId,
+) -> Result<Option<crate::ids::PaymentId>> {
+    let deadline = tokio::time::Instant::now() + state.confirm_wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        tokio::time::sleep(left.min(CONFIRM_POLL)).await;
+        if let Some(payment) = payments::payment_for_checkout(&state.db, checkout).await? {
+            return Ok(Some(payment));
+        }
+    }
 }
 
 /// Why a checkout ended without a payment, as the declined page says it.

@@ -124,8 +124,8 @@ pub async fn visitor_page(
     Query(q): Query<OlderQuery>,
 ) -> Result<Response> {
     let who = link_principal(&ctx, &link);
-    let permit = access::permit(
-        state.db.pool(),
+    let permit = access::permit_view(
+        &state.audit,
         access::Ask {
             who: &who,
             actor: &ctx.actor(link_actor(&link)),

@@ -12,10 +12,14 @@ use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
-/// Idle timeout for patients; the record's expiry is pushed forward on every request.
+/// Idle timeout for patients; the record's expiry is pushed forward by requests (at most once a
+/// minute, `TOUCH_EVERY_SECS`).
 pub const PATIENT_IDLE_MINUTES: i64 = 30;
 /// Idle timeout once a staff member is involved (signed in or half-way through signing in).
 pub const STAFF_IDLE_SECS: i64 = 15 * 60;
+/// How often a request moves the idle clock (and so writes the record) when nothing else in the
+/// session changed.
+pub const TOUCH_EVERY_SECS: i64 = 60;
 /// Absolute lifetime of any session, however active.
 pub const ABSOLUTE_SECS: i64 = 12 * 3600;
 /// Lifetime of an anonymous visitor's record (a form's CSRF token and a message, nothing
@@ -458,9 +462,13 @@ impl Sess {
             return Ok(false);
         };
         // Only a form's CSRF token so far: an anonymous visitor, not a started session; its
-        // record lives minutes, renewed by each request as the layer saves it.
+        // record lives minutes, renewed (at most once a minute) as requests come.
         if d.created_at == 0 {
-            self.inner.set_expiry(Some(anonymous_expiry()));
+            if now - d.last_seen >= TOUCH_EVERY_SECS {
+                d.last_seen = now;
+                self.inner.set_expiry(Some(anonymous_expiry()));
+                self.inner.insert(RECORD, d).await?;
+            }
             return Ok(false);
         }
         let last = if d.last_seen == 0 {
@@ -477,8 +485,13 @@ impl Sess {
             self.inner.flush().await?;
             return Ok(true);
         }
-        d.last_seen = now;
-        self.inner.insert(RECORD, d).await?;
+        // The record is written back only when something changed, and the idle clock moves
+        // at most once a minute: a page view costs no session write (idle timeouts may fall
+        // up to `TOUCH_EVERY_SECS` early, never late).
+        if now - last >= TOUCH_EVERY_SECS {
+            d.last_seen = now;
+            self.inner.insert(RECORD, d).await?;
+        }
         Ok(false)
     }
 }

@@ -25,18 +25,17 @@ pub async fn signout(
     // Removes the server-side record, not just the cookie.
     session.end().await?;
     if let Some(m) = member {
-        crate::audit::record(
-            state.db.pool(),
-            crate::audit::Event {
+        state
+            .audit
+            .record(crate::audit::Event {
                 actor: &ctx.actor(format!("user:{}", m.user_id)),
                 tenant: None,
                 patient: None,
                 action: "member.signout",
                 resource: Some(&m.user_id),
                 outcome: crate::audit::Outcome::Success,
-            },
-        )
-        .await?;
+            })
+            .await?;
     }
     // The record is gone, the language with it: the next page takes it back from the switch.
     Ok(

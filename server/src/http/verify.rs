@@ -37,18 +37,17 @@ async fn audit_link(
     action: &'static str,
     outcome: Outcome,
 ) -> Result<()> {
-    audit::record(
-        state.db.pool(),
-        audit::Event {
+    state
+        .audit
+        .record(audit::Event {
             actor: &ctx.actor(link_actor(link)),
             tenant: Some(&link.tenant_id),
             patient: Some(&link.patient_id),
             action,
             resource: Some(link.id.as_str()),
             outcome,
-        },
-    )
-    .await?;
+        })
+        .await?;
     Ok(())
 }
 

@@ -68,18 +68,17 @@ pub async fn audit_view(
     let staff = actor_id(&UserId::from_db(seat.staff_user_id.clone()));
     let mut actor = ctx.actor(staff);
     actor.on_behalf_of = Some(format!("patient:{}", seat.patient_id));
-    audit::record(
-        state.db.pool(),
-        audit::Event {
+    state
+        .audit
+        .record(audit::Event {
             actor: &actor,
             tenant: Some(&tenant),
             patient: Some(&patient),
             action,
             resource: Some(resource),
             outcome,
-        },
-    )
-    .await?;
+        })
+        .await?;
     Ok(())
 }
 

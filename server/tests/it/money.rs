@@ -19,7 +19,8 @@ both_backends!(
     a_complete_checkout_whose_payment_failed_frees_the_statement_on_return,
     a_complete_checkout_whose_payment_failed_frees_the_statement_on_the_next_pay,
     a_checkout_the_processor_forgot_never_blocks_the_statement,
-    the_confirming_page_stops_refreshing,
+    the_confirming_page_never_reloads_itself,
+    the_return_waits_for_the_booking,
 );
 
 fn sandbox(app: &TestApp) -> Arc<Sandbox> {
@@ -315,50 +316,82 @@ async fn a_checkout_the_processor_forgot_never_blocks_the_statement(backend: Bac
     app.finish().await;
 }
 
-/// The `url=` of a page's meta refresh, if it has one.
-fn refresh_target(html: &str) -> Option<String> {
-    let marker = "http-equiv=\"refresh\" content=\"";
-    let start = html.find(marker)? + marker.len();
-    let end = html[start..].find('"')? + start;
-    let content = text(&html[start..end]);
-    Some(content.split_once("url=")?.1.to_owned())
+/// The "check again" link of a confirming page (the one link that counts checks).
+fn check_again(html: &str) -> Option<String> {
+    html.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(text)
+        .find(|href| href.contains("checks="))
 }
 
-/// A payment the webhook never confirms: the confirming page refreshes itself a bounded number
-/// of times, then says to come back later and stops; its own "check again" link does not start
-/// the loop again, nor does a count in the query string past the cap.
-async fn the_confirming_page_stops_refreshing(backend: Backend) {
+/// A payment the webhook never confirms: the confirming page never reloads by itself (no timed
+/// refresh, WCAG 2.2.1); it offers "check again", and after `MAX_CONFIRM_CHECKS` checks it says
+/// to come back later, however large a count is typed into the URL.
+async fn the_confirming_page_never_reloads_itself(backend: Backend) {
     let app = TestApp::start(backend).await;
     let (b, checkout) = five_dollar_checkout(&app).await;
     sandbox(&app).stop_webhooks();
     let back = location(&b.card(&checkout, "4242 4242 4242 4242").await);
     let mut page = b.page(&back).await;
-    assert!(text(&page).contains(&t("confirming-body")), "{page}");
-    let mut refreshes = 0;
-    while let Some(next) = refresh_target(&page) {
-        refreshes += 1;
+    let mut checks = 0;
+    while text(&page).contains(&t("confirming-body")) {
+        assert!(!page.contains("http-equiv"), "no timed refresh: {page}");
+        checks += 1;
         assert!(
-            refreshes <= MAX_CONFIRM_CHECKS,
-            "still refreshing after {refreshes} refreshes: {next}"
+            checks <= MAX_CONFIRM_CHECKS,
+            "still inviting checks: {page}"
         );
+        let next = check_again(&page).expect("a check-again link");
+        assert!(next.contains(&format!("checks={checks}")), "{next}");
         page = b.page(&next).await;
     }
-    assert_eq!(refreshes, MAX_CONFIRM_CHECKS);
+    assert_eq!(checks, MAX_CONFIRM_CHECKS);
     let last = text(&page);
     assert!(last.contains(&t("confirming-later-title")), "{last}");
     assert!(last.contains(&t("confirming-later-body")), "{last}");
+    assert!(last.contains(&t("confirming-later-back")), "{last}");
     assert!(!page.contains("http-equiv"), "no refresh of any kind");
 
     let (id, _) = our_checkout(&app, &session_of(&checkout)).await;
     for checks in [MAX_CONFIRM_CHECKS.to_string(), "1000000".into()] {
-        let again = b
-            .page(&format!(
+        let again = text(
+            &b.page(&format!(
                 "/pay/return/{id}?session_id={}&checks={checks}",
                 session_of(&checkout)
             ))
-            .await;
-        assert_eq!(refresh_target(&again), None, "checks={checks}");
+            .await,
+        );
+        assert!(
+            again.contains(&t("confirming-later-body")),
+            "checks={checks}: {again}"
+        );
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 0);
+    app.finish().await;
+}
+
+/// The processor's event lands a moment after the payer comes back: the return waits for the
+/// booking and goes straight to the receipt, with no "confirming" page in between.
+async fn the_return_waits_for_the_booking(backend: Backend) {
+    let app = TestApp::start_with(backend, |c| c.confirm_wait_ms = 60_000).await;
+    let (b, checkout) = five_dollar_checkout(&app).await;
+    let sandbox = sandbox(&app);
+    sandbox.stop_webhooks();
+    let back = location(&b.card(&checkout, "4242 4242 4242 4242").await);
+    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 0);
+    // The event goes out while the return is waiting (it is asked for first, below).
+    let webhook = format!("{}/webhooks/stripe", app.url);
+    let deliver = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        sandbox.set_webhook_url(webhook);
+        sandbox.deliver_pending().await
+    });
+    let r = b.get(&back).await;
+    assert_eq!(r.status(), SEE_OTHER);
+    let receipt = location(&r);
+    assert!(receipt.starts_with("/receipt/"), "{receipt}");
+    assert_eq!(deliver.await.expect("delivery task"), 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
     app.finish().await;
 }

@@ -22,6 +22,7 @@ both_backends!(
     a_member_opening_an_invitation_may_continue_as_themself,
     anonymous_form_pages_leave_records_that_live_minutes,
     ids_of_others_are_refused_and_audited,
+    page_views_write_the_session_at_most_once_a_minute,
 );
 
 async fn member_sign_out_is_audited(backend: Backend) {
@@ -549,5 +550,45 @@ async fn ids_of_others_are_refused_and_audited(backend: Backend) {
         .await,
         1
     );
+    app.finish().await;
+}
+
+/// A page view changes nothing in the session, so nothing is written back; the idle clock moves
+/// (one write) once a minute has passed, and the idle timeout still counts from the requests.
+async fn page_views_write_the_session_at_most_once_a_minute(backend: Backend) {
+    use patriotpay::http::session::{PATIENT_IDLE_MINUTES, TOUCH_EVERY_SECS};
+    let app = TestApp::start(backend).await;
+    let clock = app.state().clock.clone();
+    let b = app.verified_visitor(1).await;
+    let records = || async {
+        sqlx::query_as::<_, (String, String, i64)>(
+            "SELECT id, data, expiry_date FROM sessions ORDER BY id",
+        )
+        .fetch_all(app.db().pool())
+        .await
+        .expect("sessions")
+    };
+    assert_eq!(b.get(&Url::Statement.path()).await.status(), StatusCode::OK);
+    let before = records().await;
+    for _ in 0..3 {
+        assert_eq!(b.get(&Url::Statement.path()).await.status(), StatusCode::OK);
+        assert_eq!(b.get(&Url::Summary.path()).await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        records().await,
+        before,
+        "views within the minute wrote nothing"
+    );
+    clock.advance(TOUCH_EVERY_SECS);
+    assert_eq!(b.get(&Url::Statement.path()).await.status(), StatusCode::OK);
+    assert_ne!(records().await, before, "a minute on, the idle clock moved");
+    // Requests 29 minutes apart keep the session; 31 minutes of silence end it.
+    let idle = PATIENT_IDLE_MINUTES * 60;
+    for _ in 0..2 {
+        clock.advance(idle - 60);
+        assert_eq!(b.get(&Url::Statement.path()).await.status(), StatusCode::OK);
+    }
+    clock.advance(idle + 60);
+    assert_ne!(b.get(&Url::Statement.path()).await.status(), StatusCode::OK);
     app.finish().await;
 }

@@ -161,18 +161,17 @@ async fn refused(state: &AppState, ctx: &RequestContext, key: &str) -> bool {
         None => (None, None),
     };
     let actor = ctx.actor(format!("apikey:{}", key_id.as_deref().unwrap_or("unknown")));
-    let recorded = audit::record(
-        state.db.pool(),
-        audit::Event {
+    let recorded = state
+        .audit
+        .record(audit::Event {
             actor: &actor,
             tenant: tenant.as_ref(),
             patient: None,
             action: "apikey.refused",
             resource: key_id.as_deref(),
             outcome: Outcome::Denied,
-        },
-    )
-    .await;
+        })
+        .await;
     if let Err(e) = recorded {
         tracing::error!(error = %e, "api: could not audit a refused key");
     }

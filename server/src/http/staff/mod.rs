@@ -127,18 +127,17 @@ async fn audit_user(
     outcome: Outcome,
 ) -> Result<()> {
     let actor = ctx.actor(user.map(actor_id).unwrap_or_else(|| "anonymous".into()));
-    audit::record(
-        state.db.pool(),
-        audit::Event {
+    state
+        .audit
+        .record(audit::Event {
             actor: &actor,
             tenant: None,
             patient: None,
             action,
             resource: user.map(|u| u.as_str()),
             outcome,
-        },
-    )
-    .await?;
+        })
+        .await?;
     Ok(())
 }
 
@@ -186,7 +185,7 @@ async fn ask(
         event,
         resource,
     };
-    access::permit(state.db.pool(), staff_ask(ctx, account, &actor, q)).await
+    access::permit_view(&state.audit, staff_ask(ctx, account, &actor, q)).await
 }
 
 /// `ask` for a change: the permit comes with the transaction its event was written in, for the

@@ -39,18 +39,17 @@ pub async fn search(
     let tenants = searchable_tenants(&state, &account, ctx.now).await?;
     if tenants.is_empty() {
         // No practice to ask about, so no permit: the refusal is recorded as it stands.
-        audit::record(
-            state.db.pool(),
-            audit::Event {
+        state
+            .audit
+            .record(audit::Event {
                 actor: &ctx.actor(actor_id(&account.id)),
                 tenant: None,
                 patient: None,
                 action: "patient.search",
                 resource: None,
                 outcome: Outcome::Denied,
-            },
-        )
-        .await?;
+            })
+            .await?;
         return Err(AppError::Forbidden);
     }
     // A phone number that is none is refused before anything is searched, so a typo never

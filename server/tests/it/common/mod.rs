@@ -51,6 +51,9 @@ impl TestApp {
         cfg.webhook_ack_ms = 600_000;
         // Tests drive autopay themselves (`run_autopay`), on the test clock.
         cfg.autopay_every_secs = 0;
+        // The return from the processor shows "confirming" at once when the event has not been
+        // booked; the test of the wait itself sets a budget.
+        cfg.confirm_wait_ms = 0;
         // And the outbox (`deliver_messages`) and reminders (`run_reminders`).
         cfg.messaging.outbox_every_secs = 0;
         cfg.messaging.reminders_every_secs = 0;

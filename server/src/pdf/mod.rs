@@ -9,13 +9,16 @@ use krilla::page::PageSettings;
 use krilla::paint::{Fill, Stroke};
 use krilla::text::{Font, GlyphId, KrillaGlyph};
 use krilla::Document;
-use patriotpay_app::vm::{ReceiptVm, StatementVm};
+use patriotpay_app::vm::{
+    AccountReceiptVm, AccountStatementVm, CardVm, PaymentStatusVm, ReceiptVm, RefundLineVm,
+    StatementVm,
+};
 use patriotpay_app::Tr;
 use skrifa::{prelude::Size, MetadataProvider};
 use std::sync::OnceLock;
 
-static REGULAR: &[u8] = include_bytes!("../fonts/LiberationSans-Regular.ttf");
-static BOLD: &[u8] = include_bytes!("../fonts/LiberationSans-Bold.ttf");
+static REGULAR: &[u8] = include_bytes!("../../fonts/LiberationSans-Regular.ttf");
+static BOLD: &[u8] = include_bytes!("../../fonts/LiberationSans-Bold.ttf");
 
 /// US Letter, in points.
 const PAGE_W: f32 = 612.0;
@@ -346,9 +349,37 @@ fn heading_row(l: &mut Layout, f: &Faces, tr: Tr) -> Result<(), PdfError> {
 
 /// The itemised statement as a PDF, in `tr`'s language.
 pub fn statement(tr: Tr, vm: &StatementVm) -> Result<Vec<u8>, PdfError> {
+    statement_as(tr, &tr.t("statement-title"), "statement-hidden-note", vm)
+}
+
+/// A statement seen from an account (a guarantor's dependant's, say): titled with whose it is.
+pub fn account_statement(tr: Tr, vm: &AccountStatementVm) -> Result<Vec<u8>, PdfError> {
+    let s = &vm.statement;
+    let as_shown = StatementVm {
+        practice_name: vm.practice_name.clone(),
+        statement_date: s.statement_date.clone(),
+        due_date: s.due_date.clone(),
+        lines: vm.lines.clone(),
+        totals: vm.totals.clone(),
+        some_hidden: vm.some_hidden,
+        payments: vm.payments.clone(),
+        balance: s.balance.clone(),
+        paid_in_full: s.paid_in_full,
+        ..Default::default()
+    };
+    let title = tr.ta("account-statement-title", &[("patient", &vm.patient_name)]);
+    statement_as(tr, &title, "account-hidden-note", &as_shown)
+}
+
+fn statement_as(
+    tr: Tr,
+    title: &str,
+    hidden_note: &str,
+    vm: &StatementVm,
+) -> Result<Vec<u8>, PdfError> {
     let f = faces()?;
     let mut l = Layout::new();
-    l.line(18.0, true, &tr.t("statement-title"));
+    l.line(18.0, true, title);
     l.line(
         11.0,
         false,
@@ -409,7 +440,7 @@ pub fn statement(tr: Tr, vm: &StatementVm) -> Result<Vec<u8>, PdfError> {
     )?;
     if vm.some_hidden {
         l.y += 4.0;
-        l.paragraph(f, 9.0, &tr.t("statement-hidden-note"))?;
+        l.paragraph(f, 9.0, &tr.t(hidden_note))?;
     }
     l.y += 10.0;
     l.line(12.0, true, &tr.t("statement-payments"));
@@ -447,11 +478,72 @@ pub fn receipt(tr: Tr, vm: &ReceiptVm) -> Result<Vec<u8>, PdfError> {
         &tr.ta("receipt-thanks", &[("practice", &vm.practice_name)]),
     )?;
     l.y += 8.0;
+    let mut pairs = paid_pairs(tr, &vm.amount, &vm.date, vm.card.as_ref(), &vm.reference);
+    pairs.push((tr.t("receipt-new-balance"), vm.new_balance.clone()));
+    term_rows(&mut l, pairs);
+    after_payment(
+        &mut l,
+        f,
+        tr,
+        vm.status,
+        &vm.refunds,
+        vm.taken_by.as_deref(),
+    )?;
+    render(f, tr, l.pages)
+}
+
+/// The receipt of one payment made from an account, possibly across several people's
+/// statements: what was applied to each, and what each still owes.
+pub fn account_receipt(tr: Tr, vm: &AccountReceiptVm) -> Result<Vec<u8>, PdfError> {
+    let f = faces()?;
+    let mut l = Layout::new();
+    l.line(18.0, true, &tr.t("receipt-title"));
+    l.paragraph(f, 11.0, &tr.t("account-receipt-thanks"))?;
+    l.y += 8.0;
+    let pairs = paid_pairs(tr, &vm.amount, &vm.date, vm.card.as_ref(), &vm.reference);
+    term_rows(&mut l, pairs);
+    after_payment(
+        &mut l,
+        f,
+        tr,
+        vm.status,
+        &vm.refunds,
+        vm.taken_by.as_deref(),
+    )?;
+    l.y += 8.0;
+    l.line(12.0, true, &tr.t("account-receipt-caption"));
+    for i in &vm.items {
+        l.paragraph(
+            f,
+            10.0,
+            &format!(
+                "{} · {} · {}: {}: {} · {}: {}",
+                i.patient_name,
+                i.practice_name,
+                i.statement_date,
+                tr.t("account-col-applied"),
+                i.amount,
+                tr.t("receipt-new-balance"),
+                i.new_balance
+            ),
+        )?;
+    }
+    render(f, tr, l.pages)
+}
+
+/// What every receipt says first: how much, when, with which card, under which reference.
+fn paid_pairs(
+    tr: Tr,
+    amount: &str,
+    date: &str,
+    card: Option<&CardVm>,
+    reference: &str,
+) -> Vec<(String, String)> {
     let mut pairs = vec![
-        (tr.t("receipt-amount"), vm.amount.clone()),
-        (tr.t("receipt-date"), vm.date.clone()),
+        (tr.t("receipt-amount"), amount.to_owned()),
+        (tr.t("receipt-date"), date.to_owned()),
     ];
-    if let Some(card) = &vm.card {
+    if let Some(card) = card {
         pairs.push((
             tr.t("receipt-card"),
             tr.ta(
@@ -460,18 +552,33 @@ pub fn receipt(tr: Tr, vm: &ReceiptVm) -> Result<Vec<u8>, PdfError> {
             ),
         ));
     }
-    pairs.push((tr.t("receipt-reference"), vm.reference.clone()));
-    pairs.push((tr.t("receipt-new-balance"), vm.new_balance.clone()));
+    pairs.push((tr.t("receipt-reference"), reference.to_owned()));
+    pairs
+}
+
+/// Terms and their values in two columns.
+fn term_rows(l: &mut Layout, pairs: Vec<(String, String)>) {
     for (term, value) in pairs {
         l.room(16.0);
         l.text_at(MARGIN, 11.0, true, &term);
         l.text_at(MARGIN + 150.0, 11.0, false, &value);
         l.y += 16.0;
     }
-    if let Some(status) = patriotpay_app::pages::payment_status(tr, vm.status) {
+}
+
+/// A payment's later life (settling, failed, refunded) and who took it, as the pages say it.
+fn after_payment(
+    l: &mut Layout,
+    f: &Faces,
+    tr: Tr,
+    status: PaymentStatusVm,
+    refunds: &[RefundLineVm],
+    taken_by: Option<&str>,
+) -> Result<(), PdfError> {
+    if let Some(status) = patriotpay_app::pages::payment_status(tr, status) {
         l.paragraph(f, 10.0, &status)?;
     }
-    for r in &vm.refunds {
+    for r in refunds {
         l.paragraph(
             f,
             10.0,
@@ -481,128 +588,11 @@ pub fn receipt(tr: Tr, vm: &ReceiptVm) -> Result<Vec<u8>, PdfError> {
             ),
         )?;
     }
-    if let Some(staff) = &vm.taken_by {
+    if let Some(staff) = taken_by {
         l.paragraph(f, 10.0, &tr.ta("receipt-taken-by", &[("staff", staff)]))?;
     }
-    render(f, tr, l.pages)
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use patriotpay_app::vm::{AmountsVm, CardVm, LineDetailVm, PaymentVm, StatementLineVm};
-    use patriotpay_app::Lang;
-
-    /// Every page's text, as a reader (or a screen reader) gets it out of the file.
-    pub(crate) fn text_of(pdf: &[u8]) -> String {
-        let doc = lopdf::Document::load_mem(pdf).expect("a readable PDF");
-        let pages: Vec<u32> = doc.get_pages().keys().copied().collect();
-        doc.extract_text(&pages).expect("text")
-    }
-
-    fn amounts(c: &str) -> AmountsVm {
-        AmountsVm {
-            charge: c.into(),
-            insurance_paid: "$80.00".into(),
-            adjustment: "$10.00".into(),
-            responsibility: "$35.00".into(),
-        }
-    }
-
-    fn statement_vm(lines: usize) -> StatementVm {
-        StatementVm {
-            practice_name: "Clínica Familiar Núñez".into(),
-            statement_date: "1 nov 2026".into(),
-            due_date: "1 dic 2026".into(),
-            lines: (0..lines)
-                .map(|i| StatementLineVm {
-                    detail: (i % 5 != 4).then(|| LineDetailVm {
-                        service_date: "2 sept 2026".into(),
-                        description: format!("Consulta médica número {i}, con análisis"),
-                    }),
-                    amounts: amounts("$125.00"),
-                })
-                .collect(),
-            totals: amounts("$1,234.56"),
-            some_hidden: true,
-            payments: vec![PaymentVm {
-                date: "3 nov 2026".into(),
-                amount: "$20.00".into(),
-                brand: "Visa".into(),
-                last4: "4242".into(),
-                ..Default::default()
-            }],
-            balance: "$53.00".into(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn a_statement_reads_back_in_its_language_with_every_accent() {
-        let pdf = statement(Tr::new(Lang::Es), &statement_vm(3)).expect("pdf");
-        assert!(pdf.starts_with(b"%PDF-"));
-        let text = text_of(&pdf);
-        for want in [
-            "Estado de cuenta detallado",
-            "Clínica Familiar Núñez",
-            "Consulta médica número 0",
-            // The heading wraps over its column: "Pagó el" / "seguro".
-            "Pagó el",
-            "Usted debe",
-            "$1,234.56",
-            "$53.00",
-            "Visa",
-        ] {
-            assert!(text.contains(want), "{want:?} not in {text:?}");
-        }
-        // The fifth line's detail is hidden: its place holder, not its words.
-        assert!(!text.contains("número 4"));
-    }
-
-    #[test]
-    fn a_long_statement_runs_onto_numbered_pages() {
-        let pdf = statement(Tr::new(Lang::En), &statement_vm(120)).expect("pdf");
-        let doc = lopdf::Document::load_mem(&pdf).expect("pdf");
-        let pages = doc.get_pages().len();
-        assert!(pages >= 3, "{pages} pages");
-        let text = text_of(&pdf);
-        assert!(text.contains(&format!("Page {pages} of {pages}")), "{text}");
-        assert!(text.contains("Consulta médica número 118"));
-    }
-
-    /// Writes a sample statement for a person to look at (`PATRIOTPAY_PDF_SAMPLE=path`).
-    #[test]
-    fn sample_for_review() {
-        if let Ok(path) = std::env::var("PATRIOTPAY_PDF_SAMPLE") {
-            let pdf = statement(Tr::new(Lang::Es), &statement_vm(12)).expect("pdf");
-            std::fs::write(path, pdf).expect("write");
-        }
-    }
-
-    #[test]
-    fn a_receipt_names_the_payment() {
-        let vm = ReceiptVm {
-            practice_name: "Riverside Family Medicine".into(),
-            amount: "$53.00".into(),
-            date: "Dec 2, 2026".into(),
-            card: Some(CardVm {
-                brand: "Visa".into(),
-                last4: "4242".into(),
-            }),
-            reference: "pay_0123456789abcdef".into(),
-            new_balance: "$0.00".into(),
-            ..Default::default()
-        };
-        let text = text_of(&receipt(Tr::default(), &vm).expect("pdf"));
-        for want in [
-            "Payment received",
-            "Amount paid",
-            "$53.00",
-            "Visa ending 4242",
-            "pay_0123456789abcdef",
-            "Remaining balance",
-        ] {
-            assert!(text.contains(want), "{want:?} not in {text:?}");
-        }
-    }
-}
+mod tests;

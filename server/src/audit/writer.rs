@@ -1,0 +1,279 @@
+//! Group commit for the audit events that stand alone (page views, refusals): one task writes
+//! every event handed to it since its last commit in one transaction, and each request waits
+//! until the transaction holding its event has committed. The page is sent only once its view is
+//! durable, as before, but a busy server pays one commit (one fsync) for many views instead of
+//! one each. Events of a change are still written inside the change's own transaction
+//! (`audit::record` on it); only the events that had a commit of their own come here.
+
+use super::{Event, Outcome};
+use crate::db::Db;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// At most this many events in one transaction: a bound on how long the first of them waits
+/// behind the others' inserts (each is tens of microseconds).
+const MAX_BATCH: usize = 256;
+
+/// Events waiting for the writer beyond this many make the next request wait to hand its event
+/// over (back-pressure instead of unbounded memory).
+const QUEUE: usize = 4096;
+
+/// An event owned, to cross into the writer task.
+struct OwnedEvent {
+    id: String,
+    at: i64,
+    actor: String,
+    on_behalf_of: Option<String>,
+    tenant: Option<String>,
+    patient: Option<String>,
+    action: &'static str,
+    resource: Option<String>,
+    request_id: Option<String>,
+    address: Option<String>,
+    outcome: Outcome,
+}
+
+impl OwnedEvent {
+    fn of(ev: &Event<'_>) -> OwnedEvent {
+        OwnedEvent {
+            id: uuid::Uuid::new_v4().to_string(),
+            at: ev.actor.at.unwrap_or_else(crate::clock::now_unix),
+            actor: ev.actor.id.clone(),
+            on_behalf_of: ev.actor.on_behalf_of.clone(),
+            tenant: ev.tenant.map(|t| t.as_str().to_owned()),
+            patient: ev.patient.map(|p| p.as_str().to_owned()),
+            action: ev.action,
+            resource: ev.resource.map(str::to_owned),
+            request_id: ev.actor.request_id.clone(),
+            address: ev.actor.address.clone(),
+            outcome: ev.outcome,
+        }
+    }
+
+    async fn insert<'e, E>(&self, exec: E) -> Result<(), sqlx::Error>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        sqlx::query(super::INSERT)
+            .bind(&self.id)
+            .bind(self.at)
+            .bind(&self.actor)
+            .bind(self.on_behalf_of.as_deref())
+            .bind(self.tenant.as_deref())
+            .bind(self.patient.as_deref())
+            .bind(self.action)
+            .bind(self.resource.as_deref())
+            .bind(self.request_id.as_deref())
+            .bind(self.address.as_deref())
+            .bind(self.outcome.as_str())
+            .execute(exec)
+            .await?;
+        Ok(())
+    }
+}
+
+/// What the writer answers: committed, or why not (an `sqlx::Error` cannot be cloned to every
+/// waiter, so they get its words).
+type Answer = Result<(), String>;
+
+struct Job {
+    event: OwnedEvent,
+    done: oneshot::Sender<Answer>,
+}
+
+/// The handle requests record through; cheap to clone. Made by `AuditLog::start`, which spawns
+/// the one writer task; the task ends when the last handle is dropped.
+#[derive(Clone, Debug)]
+pub struct AuditLog {
+    jobs: mpsc::Sender<Job>,
+    db: Db,
+    /// Transactions the writer committed (events over commits is the grouping achieved).
+    commits: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+impl AuditLog {
+    /// Starts the writer on the current tokio runtime.
+    pub fn start(db: Db) -> AuditLog {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let commits = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(db.clone(), queue, commits.clone()));
+        AuditLog { jobs, db, commits }
+    }
+
+    /// How many group transactions the writer has committed.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Appends one event and returns once it is committed (in a group with whatever else was
+    /// waiting). If the writer is gone (shutting down), the event is written directly.
+    pub async fn record(&self, ev: Event<'_>) -> Result<(), sqlx::Error> {
+        let (done, committed) = oneshot::channel();
+        let job = Job {
+            event: OwnedEvent::of(&ev),
+            done,
+        };
+        if let Err(mpsc::error::SendError(job)) = self.jobs.send(job).await {
+            return write_alone(&self.db, &job.event).await;
+        }
+        match committed.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(sqlx::Error::Io(std::io::Error::other(why))),
+            // The writer stopped with the event in hand: it may or may not be written, so the
+            // caller must not go on as if it were.
+            Err(_) => Err(sqlx::Error::PoolClosed),
+        }
+    }
+}
+
+async fn run(db: Db, mut queue: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        match write_batch(&db, &batch).await {
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                crate::observe::audit_batch(batch.len());
+                for job in batch.drain(..) {
+                    crate::observe::audit_event(job.event.action, job.event.outcome.as_str());
+                    let _ = job.done.send(Ok(()));
+                }
+            }
+            // One bad event must not fail the others: each is written on its own.
+            Err(e) => {
+                tracing::warn!(error = %e, events = batch.len(), "audit batch failed; writing its events one by one");
+                for job in batch.drain(..) {
+                    let answer = write_alone(&db, &job.event)
+                        .await
+                        .map_err(|e| e.to_string());
+                    let _ = job.done.send(answer);
+                }
+            }
+        }
+    }
+}
+
+async fn write_batch(db: &Db, batch: &[Job]) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    for job in batch {
+        job.event.insert(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+async fn write_alone(db: &Db, event: &OwnedEvent) -> Result<(), sqlx::Error> {
+    event.insert(db.pool()).await?;
+    crate::observe::audit_event(event.action, event.outcome.as_str());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Actor;
+
+    fn view(actor: &Actor, n: usize) -> Event<'_> {
+        Event {
+            actor,
+            tenant: None,
+            patient: None,
+            action: "statement.itemised.view",
+            resource: Some(if n.is_multiple_of(2) { "even" } else { "odd" }),
+            outcome: Outcome::Success,
+        }
+    }
+
+    /// Many requests at once: every event is committed exactly once before its caller goes on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_views_are_each_committed_once() {
+        let (_dir, db) = crate::db::temp_sqlite().await;
+        let log = AuditLog::start(db.clone());
+        let mut tasks = vec![];
+        for n in 0..200 {
+            let (log, db) = (log.clone(), db.clone());
+            tasks.push(tokio::spawn(async move {
+                let actor = Actor {
+                    request_id: Some(format!("req-{n}")),
+                    ..Actor::system("test")
+                };
+                log.record(view(&actor, n)).await.expect("recorded");
+                // Committed before `record` returned: visible on another connection.
+                let seen: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE request_id = $1")
+                        .bind(format!("req-{n}"))
+                        .fetch_one(db.pool())
+                        .await
+                        .expect("count");
+                assert_eq!(seen, 1, "event {n}");
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
+            .fetch_one(db.pool())
+            .await
+            .expect("count");
+        assert_eq!(total, 200);
+    }
+
+    /// A closed writer does not lose the event: it is written directly.
+    #[tokio::test]
+    async fn without_its_writer_an_event_is_written_directly() {
+        let (_dir, db) = crate::db::temp_sqlite().await;
+        let (jobs, queue) = mpsc::channel(1);
+        drop(queue);
+        let log = AuditLog {
+            jobs,
+            db: db.clone(),
+            commits: Arc::default(),
+        };
+        let actor = Actor::system("test");
+        log.record(view(&actor, 0)).await.expect("recorded");
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
+            .fetch_one(db.pool())
+            .await
+            .expect("count");
+        assert_eq!(total, 1);
+    }
+
+    /// Events that arrive while the writer is busy go into its next transaction together: 50
+    /// views queued before it runs are committed in one transaction.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn views_waiting_for_the_writer_share_one_commit() {
+        let (_dir, db) = crate::db::temp_sqlite().await;
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let log = AuditLog {
+            jobs,
+            db: db.clone(),
+            commits: Arc::default(),
+        };
+        let mut tasks = vec![];
+        for n in 0..50 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let actor = Actor::system("test");
+                log.record(view(&actor, n)).await.expect("recorded");
+            }));
+        }
+        while log.jobs.capacity() > QUEUE - 50 {
+            tokio::task::yield_now().await;
+        }
+        tokio::spawn(run(db.clone(), queue, log.commits.clone()));
+        for t in tasks {
+            t.await.expect("task");
+        }
+        assert_eq!(log.commits(), 1);
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
+            .fetch_one(db.pool())
+            .await
+            .expect("count");
+        assert_eq!(total, 50);
+    }
+}
