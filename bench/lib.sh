@@ -58,10 +58,18 @@ wait_for() { # url
 start_portal() {
   export DATABASE_URL="$PORTAL_DB" PATRIOTPAY_DATA_DIR="$WORK/data" PATRIOTPAY_ADDR=127.0.0.1:3910 \
     PATRIOTPAY_SANDBOX_ADDR=127.0.0.1:3911 PATRIOTPAY_METRICS_ADDR=127.0.0.1:3912 PATRIOTPAY_LOG=warn
+  local t0
+  t0=$(date +%s%N)
   "$BIN" serve --demo >"$WORK/portal.log" 2>&1 &
   PORTAL_PID=$!
   PIDS+=($PORTAL_PID)
-  wait_for http://127.0.0.1:3910/healthz
+  # Ready: the first answer from /healthz, polled every 10 ms.
+  for _ in $(seq 1 1000); do
+    curl -fsS -o /dev/null http://127.0.0.1:3910/healthz 2>/dev/null && break
+    sleep 0.01
+  done
+  READY_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+  IDLE_RSS_MB="$(awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$PORTAL_PID/status")"
   for _ in $(seq 1 100); do grep -q '/p/' "$WORK/portal.log" && break; sleep 0.1; done
   LINK="$(grep -o 'http://[^ ]*/p/[^ ]*' "$WORK/portal.log" | head -1)"
   [ -n "$LINK" ] || { echo "no demo link printed" >&2; cat "$WORK/portal.log" >&2; exit 1; }

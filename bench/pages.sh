@@ -57,9 +57,11 @@ row() { # label url [cookie]
 row "floor + one audit INSERT committed alone" http://127.0.0.1:3901/fortunes
 row "/statement (itemised, audited)" http://127.0.0.1:3910/statement "$COOKIE"
 row "/summary (audited)" http://127.0.0.1:3910/summary "$COOKIE"
+row "/p/{token} landing (a new session each)" "$LINK"
 row "/verify (no PHI)" http://127.0.0.1:3910/verify
 row "/healthz" http://127.0.0.1:3910/healthz
 
 VIEWS="$(curl -fsS http://127.0.0.1:3912/metrics | awk '/^patriotpay_audit_batch_events_count/ { c=$2 } /^patriotpay_audit_batch_events_sum/ { s=$2 } END { if (c > 0) printf "%d audit events in %d group commits (%.1f per commit)", s, c, s / c }')"
 echo "${VIEWS:-no audit batch metrics}"
+echo "portal ready in ${READY_MS} ms (process start to the first /healthz answer, demo data made on first start); resident memory idle ${IDLE_RSS_MB} MB"
 echo "portal resident memory after the run: $(awk '/VmRSS/ { print $2 / 1024 " MB" }' "/proc/$PORTAL_PID/status")"

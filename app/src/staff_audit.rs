@@ -66,16 +66,14 @@ fn table(tr: Tr, rows: Vec<AuditRowVm>) -> AnyView {
     .map(|c| view! { <th scope="col">{tr.t(c)}</th> })
     .collect::<Vec<_>>();
     let body = rows.into_iter().map(|r| row(tr, r)).collect::<Vec<_>>();
-    view! {
-        <div class="table-wrap">
-            <table class="statement audit-log">
-                <caption>{tr.t("staff-audit-caption")}</caption>
-                <thead><tr>{cols}</tr></thead>
-                <tbody>{body}</tbody>
-            </table>
-        </div>
-    }
-    .into_any()
+    let table = view! {
+        <table class="statement audit-log">
+            <caption>{tr.t("staff-audit-caption")}</caption>
+            <thead><tr>{cols}</tr></thead>
+            <tbody>{body}</tbody>
+        </table>
+    };
+    crate::pages::scroll_region(tr.t("staff-audit-caption"), table.into_any())
 }
 
 /// The filters (a GET form: reading the log changes nothing) and one page of events.

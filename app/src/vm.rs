@@ -39,6 +39,8 @@ macro_rules! debug_redacted {
 #[derive(Clone, Debug, Default)]
 pub struct PageMeta {
     pub lang: Lang,
+    /// The page (path and query) the language switch returns to; empty: this very page.
+    pub here: String,
     /// Practice shown in the header, when known and the visitor may see it.
     pub practice_name: Option<String>,
     /// Present when the visitor has a session worth signing out of.
@@ -120,6 +122,8 @@ pub struct SummaryVm {
     pub pay: PayFormVm,
     /// The patient's choice about billing texts, when there is a number to choose for.
     pub texts: Option<TextChoiceVm>,
+    /// A message for the page carried over from the last form (not the pay form's own).
+    pub notice: Option<String>,
 }
 
 /// Billing texts to the patient's number on the practice's record: on or off, and the form that

@@ -3,7 +3,7 @@
 // axe-core runs on the exact HTML the JavaScript-less browser was shown: a separate browser
 // context with JavaScript on and the page's CSP bypassed (for the check only) loads the same URL,
 // answered with that HTML, with the real stylesheet, and axe checks it against WCAG 2.1 A and AA.
-// Each distinct page (path, language, heading, error state) is checked once.
+// Each distinct page (path, language, heading, error state, view-as banner) is checked once.
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -16,7 +16,7 @@ const LOCALES = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'app',
 
 let context = null;
 const seen = new Set();
-/** Every page checked: { key, lang, url }. */
+/** Every page checked: { key, lang, url, violations (axe rule ids, none when it passed) }. */
 export const checkedPages = [];
 
 export async function startA11y(browser) {
@@ -27,14 +27,21 @@ export async function stopA11y() {
   await context?.close();
 }
 
-/** What makes a page distinct for the check: its path, language, first heading, error state. */
+/** What makes a page distinct for the check: its path, language, first heading, error state
+ *  (and the view-as banner). */
 function pageKey(url, html) {
   const lang = (html.match(/<html lang="([a-z-]+)"/) ?? [])[1] ?? '?';
   const h1 = ((html.match(/<h1[^>]*>([\s\S]*?)<\/h1>/) ?? [])[1] ?? '').replace(/<[^>]+>/g, '').trim();
-  const error = html.includes('class="error-summary"') ? 'error' : 'ok';
+  // An error summary, or a field marked invalid (forms that put the message on the field only).
+  let state = html.includes('class="error-summary"') || html.includes('aria-invalid="true"') ? 'error' : 'ok';
+  // Staff viewing as a patient: every page carries the view-as banner (with the consent form
+  // where the practice lets staff take a payment).
+  if (html.includes('class="view-as-banner"')) {
+    state += html.includes('action="/staff/view-as/consent"') ? ', viewing as (consent form)' : ', viewing as';
+  }
   // Ids in paths (checkouts, payments, statements) name instances of one page, not pages.
   const path = new URL(url).pathname.replace(/\/[a-z]+_[A-Za-z0-9_]{8,}/g, '/{id}');
-  return { key: `${path} | ${lang} | ${h1} | ${error}`, lang };
+  return { key: `${path} | ${lang} | ${h1} | ${state}`, lang };
 }
 
 /** axe's WCAG 2.1 A and AA violations of `html` served at `url` (its stylesheet from the server). */
@@ -64,7 +71,7 @@ export async function checkA11y(page) {
   if (seen.has(key)) return;
   seen.add(key);
   const violations = await violationsOf(url, html);
-  checkedPages.push({ key, lang, url });
+  checkedPages.push({ key, lang, url, violations: violations.map((v) => v.id) });
   if (violations.length > 0) {
     const detail = violations
       .map((v) => `${v.id} (${v.impact}): ${v.help}\n    ${v.nodes.map((n) => `${n.target.join(' ')}: ${n.failureSummary?.replace(/\s+/g, ' ')}`).join('\n    ')}`)

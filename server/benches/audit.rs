@@ -10,17 +10,13 @@
 //!   BENCH_EVENTS=20000 BENCH_WRITERS=16 BENCH_VERIFY_EVENTS=200000 cargo bench --profile dev --bench audit
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use patriotpay::audit::{chain, Actor, Event, Outcome};
 use patriotpay::config::{Config, Secret};
 use sqlx::Connection;
 use std::time::{Duration, Instant};
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::env_num;
 
 async fn max_seq(db: &patriotpay::db::Db) -> i64 {
     sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(seq) FROM audit_events")

@@ -9,12 +9,13 @@
 //!   BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo bench --profile dev --bench journey
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use patriotpay::billing::{NewLine, NewStatement};
+mod support;
+
 use patriotpay::config::{Config, Secret};
 use patriotpay::money::Money;
-use patriotpay::phi::Phi;
 use sqlx::Connection;
 use std::time::{Duration, Instant};
+use support::{csrf_in, env_num};
 
 const STEPS: [&str; 9] = [
     "open link",
@@ -28,70 +29,9 @@ const STEPS: [&str; 9] = [
     "receipt",
 ];
 
-fn csrf_in(html: &str) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let start = html.find(marker).map(|i| i + marker.len()).expect("csrf");
-    let end = html[start..].find('"').expect("quote") + start;
-    html[start..end].to_owned()
-}
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn location(r: &reqwest::Response) -> String {
     assert!(r.status().is_redirection(), "{} {}", r.url(), r.status());
     r.headers()["location"].to_str().unwrap().to_owned()
-}
-
-/// `n` statements of $10.00 for demo patient 1, each with its own pay link.
-async fn links(running: &patriotpay::Running, n: usize) -> Vec<(String, String)> {
-    let st = &running.state;
-    let tenant = patriotpay::demo::ensure(&st.db, &st.crypto).await.unwrap();
-    let first = patriotpay::demo::statement_of(&st.db, &st.crypto, &tenant, 1)
-        .await
-        .unwrap();
-    let patient: String = sqlx::query_scalar("SELECT patient_id FROM statements WHERE id = $1")
-        .bind(first.as_str())
-        .fetch_one(st.db.pool())
-        .await
-        .unwrap();
-    let patient = patriotpay::ids::PatientId::from_db(patient);
-    let mut out = vec![];
-    for _ in 0..n {
-        let statement = patriotpay::billing::import_statement(
-            &st.db,
-            &st.crypto,
-            &tenant,
-            &patient,
-            &NewStatement {
-                statement_date: "2026-11-01".into(),
-                due_date: "2026-12-01".into(),
-                lines: vec![NewLine {
-                    service_date: Phi::new("2026-10-01".into()),
-                    description: Phi::new("Office visit".into()),
-                    charge: Money::from_cents(1000),
-                    insurance_paid: Money::ZERO,
-                    adjustment: Money::ZERO,
-                    patient_responsibility: Money::from_cents(1000),
-                    confidential: false,
-                }],
-            },
-        )
-        .await
-        .unwrap();
-        let (_, token) = patriotpay::links::create(&st.db, &tenant, &statement, i64::MAX)
-            .await
-            .unwrap();
-        out.push((
-            statement.as_str().to_owned(),
-            format!("{}/p/{}", running.public_url, token),
-        ));
-    }
-    out
 }
 
 /// One patient's journey: the time of each step.
@@ -218,7 +158,14 @@ async fn bench(label: &str, database_url: Option<String>, patients: usize) {
     cfg.database_url = database_url.map(Secret::new);
     cfg.autopay_every_secs = 0;
     let running = patriotpay::start(&cfg).await.unwrap();
-    let links = links(&running, patients).await;
+    let links: Vec<(String, String)> = support::ten_dollar_statements(&running, patients)
+        .await
+        .into_iter()
+        .map(|t| {
+            let link = format!("{}/p/{}", running.public_url, t.token);
+            (t.statement.as_str().to_owned(), link)
+        })
+        .collect();
     let db = running.state.db.clone();
     let payments_before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payments")
         .fetch_one(db.pool())

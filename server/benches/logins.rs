@@ -6,6 +6,8 @@
 //!   BENCH_SECS=10 BENCH_CLIENTS=4 cargo bench --bench logins
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use patriotpay::access::Role;
 use patriotpay::config::Config;
 use patriotpay::crypto::token_hash;
@@ -13,13 +15,7 @@ use patriotpay::phi::Phi;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn csrf_in(html: &str) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let start = html.find(marker).map(|i| i + marker.len()).expect("csrf");
-    let end = html[start..].find('"').expect("quote") + start;
-    html[start..end].to_owned()
-}
+use support::csrf_in;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -8,82 +8,35 @@
 //!   BENCH_EVENTS=500 BENCH_CLIENTS=16 cargo bench --bench webhooks
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use patriotpay::config::{Config, Secret};
 use sqlx::Connection;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{csrf_in, env_num};
 
 const SECRET: &str = "whsec_bench_secret";
-
-fn csrf_in(html: &str) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let start = html.find(marker).map(|i| i + marker.len()).expect("csrf");
-    let end = html[start..].find('"').expect("quote") + start;
-    html[start..end].to_owned()
-}
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// `n` statements of demo patient 1, each with a $10.00 checkout paid on the sandbox's card page
 /// while the sandbox's events are switched off: `n` paid checkouts the portal has not heard of.
 /// Returns their processor session ids.
 async fn paid_unheard(running: &patriotpay::Running, n: usize) -> Vec<String> {
-    use patriotpay::billing::{NewLine, NewStatement};
     use patriotpay::money::Money;
-    use patriotpay::phi::Phi;
     running.sandbox.stop_webhooks();
     let st = &running.state;
-    let tenant = patriotpay::demo::ensure(&st.db, &st.crypto).await.unwrap();
-    let first = patriotpay::demo::statement_of(&st.db, &st.crypto, &tenant, 1)
-        .await
-        .unwrap();
-    let patient: String = sqlx::query_scalar("SELECT patient_id FROM statements WHERE id = $1")
-        .bind(first.as_str())
-        .fetch_one(st.db.pool())
-        .await
-        .unwrap();
-    let patient = patriotpay::ids::PatientId::from_db(patient);
     let c = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
     let actor = patriotpay::audit::Actor::system("bench");
     let mut sessions = vec![];
-    for _ in 0..n {
-        let statement = patriotpay::billing::import_statement(
-            &st.db,
-            &st.crypto,
-            &tenant,
-            &patient,
-            &NewStatement {
-                statement_date: "2026-11-01".into(),
-                due_date: "2026-12-01".into(),
-                lines: vec![NewLine {
-                    service_date: Phi::new("2026-10-01".into()),
-                    description: Phi::new("Office visit".into()),
-                    charge: Money::from_cents(1000),
-                    insurance_paid: Money::ZERO,
-                    adjustment: Money::ZERO,
-                    patient_responsibility: Money::from_cents(1000),
-                    confidential: false,
-                }],
-            },
-        )
-        .await
-        .unwrap();
-        let (link, _) = patriotpay::links::create(&st.db, &tenant, &statement, i64::MAX)
-            .await
-            .unwrap();
+    for t in support::ten_dollar_statements(running, n).await {
         let plan = patriotpay::payments::CheckoutPlan {
-            tenant: tenant.clone(),
-            items: vec![(statement, Money::from_cents(1000))],
-            patients: vec![patient.clone()],
-            link: Some(link),
+            tenant: t.tenant,
+            items: vec![(t.statement, Money::from_cents(1000))],
+            patients: vec![t.patient],
+            link: Some(t.link),
             user: None,
             return_prefix: "/pay",
             instalment: None,

@@ -5,6 +5,8 @@ use patriotpay_app::Lang;
 
 tokio::task_local! {
     static LANG: Lang;
+    /// Where the language switch on the current page leads back to (see `lang_switch`).
+    static HERE: String;
 }
 
 /// The current request's language; English outside a request (jobs, the command line).
@@ -12,9 +14,15 @@ pub fn current() -> Lang {
     LANG.try_with(|l| *l).unwrap_or_default()
 }
 
-/// Runs `f` with `lang` as the current language.
-pub async fn scope<F: std::future::Future>(lang: Lang, f: F) -> F::Output {
-    LANG.scope(lang, f).await
+/// The page the language switch returns to, with its query (no `lang`); empty outside a
+/// request.
+pub fn here() -> String {
+    HERE.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// Runs `f` with `lang` as the current language and `here` as the switch's way back.
+pub async fn scope<F: std::future::Future>(lang: Lang, here: String, f: F) -> F::Output {
+    LANG.scope(lang, HERE.scope(here, f)).await
 }
 
 /// Spanish month abbreviations as US Spanish writes them (CLDR `es-US`, abbreviated).
@@ -53,6 +61,8 @@ mod tests {
     #[tokio::test]
     async fn the_scope_sets_the_language() {
         assert_eq!(current(), Lang::En);
-        assert_eq!(scope(Lang::Es, async { current() }).await, Lang::Es);
+        let (lang, here) =
+            scope(Lang::Es, "/statement".into(), async { (current(), here()) }).await;
+        assert_eq!((lang, here.as_str()), (Lang::Es, "/statement"));
     }
 }

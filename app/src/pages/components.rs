@@ -186,3 +186,12 @@ pub(crate) fn other_practices(
         .into_any(),
     )
 }
+
+/// A table that may be wider than the screen: it scrolls sideways in a region that keyboard
+/// users can reach and scroll (focusable, named), as WCAG 2.1.1 asks of scrolling content.
+pub(crate) fn scroll_region(label: String, table: AnyView) -> AnyView {
+    view! {
+        <div class="table-wrap" role="region" aria-label=label tabindex="0">{table}</div>
+    }
+    .into_any()
+}

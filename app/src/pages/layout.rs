@@ -50,8 +50,9 @@ pub(super) fn document(meta: &PageMeta, chrome: Chrome, title: String, body: Any
             let view_as = meta.view_as.as_ref().map(|b| view_as_banner(&tr, b));
             // The other language, named in itself; the server keeps the choice in the session.
             let other = meta.lang.other();
+            let sep = if meta.here.contains('?') { '&' } else { '?' };
             let switch = view! {
-                <a class="lang-switch" href=format!("?lang={}", other.code())
+                <a class="lang-switch" href=format!("{}{sep}lang={}", meta.here, other.code())
                     hreflang=other.code() lang=other.code()>{other.own_name()}</a>
             };
             view! {

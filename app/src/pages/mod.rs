@@ -10,7 +10,7 @@ mod verify;
 
 pub(crate) use components::{
     csrf_input, described_by, dob_fieldset, error_summary, error_summary_links, field_message,
-    invalid, other_practices, zip_field, DOB_NAMES,
+    invalid, other_practices, scroll_region, zip_field, DOB_NAMES,
 };
 pub(crate) use layout::document_portal;
 pub use notices::{accessibility, error, home, notice, switch_session};

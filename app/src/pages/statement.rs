@@ -87,6 +87,7 @@ pub fn summary(meta: PageMeta, vm: SummaryVm) -> String {
     };
     let body = view! {
         <h1>{tr.t("summary-title")}</h1>
+        {vm.notice.clone().map(|n| view! { <p class="notice" role="status">{n}</p> })}
         <p class="lead">{tr.ta("summary-from", &[("practice", &vm.practice_name)])}</p>
         <div class="balance-card">
             <p class="balance-label">{tr.t("summary-balance")}</p>

@@ -8,6 +8,7 @@ use super::session::Sess;
 use axum::extract::Request;
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
+use patriotpay_app::urls::Url;
 use patriotpay_app::Lang;
 
 /// The language a GET asks for with `lang=`, if it is one the portal speaks.
@@ -20,6 +21,24 @@ pub fn asked(req: &Request) -> Option<Lang> {
         .iter()
         .find(|(k, _)| k == "lang")
         .and_then(|(_, v)| Lang::parse(v))
+}
+
+/// Where the switch on the page answering `req` leads: the same page with its query for a GET;
+/// for a form's answer (its address may take no GET), the home of the part of the portal it
+/// belongs to.
+pub fn return_to(req: &Request) -> String {
+    if req.method() == Method::GET {
+        return back(req.uri());
+    }
+    let path = req.uri().path();
+    let home = if path.starts_with(Url::Staff.path().as_str()) {
+        Url::Staff
+    } else if path.starts_with(Url::Account.path().as_str()) || path == Url::SignIn.path() {
+        Url::Account
+    } else {
+        Url::Summary
+    };
+    home.path()
 }
 
 /// Remembers `lang` and sends the visitor back to the page without the parameter.
@@ -87,5 +106,28 @@ mod tests {
             .body(axum::body::Body::empty())
             .expect("request");
         assert_eq!(asked(&post), None);
+    }
+
+    fn return_of(method: Method, uri: &str) -> String {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .expect("request");
+        return_to(&req)
+    }
+
+    /// A form's answer may sit at an address that takes no GET: the switch there leads to the
+    /// home of that part of the portal, never to a 405.
+    #[test]
+    fn the_switch_on_a_forms_answer_leads_to_a_page_that_takes_a_get() {
+        assert_eq!(
+            return_of(Method::GET, "/staff/audit?action=alert.&lang=es"),
+            "/staff/audit?action=alert."
+        );
+        assert_eq!(return_of(Method::POST, "/staff/break-glass"), "/staff");
+        assert_eq!(return_of(Method::POST, "/account/pay"), "/account");
+        assert_eq!(return_of(Method::POST, "/signin"), "/account");
+        assert_eq!(return_of(Method::POST, "/verify"), "/summary");
     }
 }

@@ -160,6 +160,7 @@ tokio::task_local! {
 pub fn page_meta() -> PageMeta {
     PageMeta {
         lang: crate::locale::current(),
+        here: crate::locale::here(),
         test_mode: TEST_MODE.try_with(|t| *t).unwrap_or(false),
         view_as: view_as::banner(),
         ..Default::default()
@@ -683,10 +684,11 @@ async fn session_guard(
         Ok(_) => session.lang().await,
         Err(e) => Err(e),
     };
+    let here = lang_switch::return_to(&req);
     match lang {
         Ok(lang) => {
             let mut res =
-                crate::locale::scope(lang, view_as::guard(&state, &session, req, next)).await;
+                crate::locale::scope(lang, here, view_as::guard(&state, &session, req, next)).await;
             // For the error page `request_context` draws outside this scope.
             res.extensions_mut().insert(lang);
             res

@@ -117,7 +117,9 @@ pub(super) async fn pay_form(
         error: None,
         from,
     };
-    if let Some(f) = session.take_flash().await? {
+    // Only the pay form's own message: any other (a notice for the page) is left for its page.
+    let mine = |f: &Flash| f.field.as_deref() == Some(PayForm::AMOUNT);
+    if let Some(f) = session.take_flash_if(mine).await? {
         let message = match &f.arg {
             Some(arg) => tr().ta(&f.key, &[("balance", arg)]),
             None => tr().t(&f.key),
@@ -153,6 +155,8 @@ pub async fn summary(
         paid_in_full: !balance.is_positive(),
         itemised_unlocked: stage == Stage::Full,
         pay: pay_form(&session, balance, "summary").await?,
+        // What is left is a notice for this page (e.g. "Consent noted." under view-as).
+        notice: session.take_flash().await?.map(|f| tr().t(&f.key)),
     };
     Ok(Html(pages::summary(
         meta(&session, Some(practice.name)).await?,

@@ -322,7 +322,8 @@ fn check_again(html: &str) -> Option<String> {
         .skip(1)
         .filter_map(|rest| rest.split('"').next())
         .map(text)
-        .find(|href| href.contains("checks="))
+        // (The language switch returns to this page, query and all.)
+        .find(|href| href.contains("checks=") && !href.contains("lang="))
 }
 
 /// A payment the webhook never confirms: the confirming page never reloads by itself (no timed

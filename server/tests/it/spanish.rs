@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 both_backends!(
     a_patient_who_prefers_spanish_reads_and_pays_in_spanish,
     the_switch_is_kept_and_wins_over_a_link,
+    the_switch_keeps_the_query_and_never_leads_to_a_form_address,
 );
 
 const ES: Tr = Tr { lang: Lang::Es };
@@ -120,5 +121,52 @@ async fn the_switch_is_kept_and_wins_over_a_link(backend: Backend) {
     // A language the portal does not speak is ignored: the page is served as it was.
     assert_eq!(d.get("/statement?lang=fr").await.status(), StatusCode::OK);
     assert_eq!(lang_of(&d.page("/statement").await), "en");
+    app.finish().await;
+}
+
+/// The switch's link, from the page's header.
+fn switch_href(html: &str) -> String {
+    let at = html.find("lang-switch").expect("the switch");
+    let start = html[..at].rfind("<a ").unwrap_or(0);
+    let tag = &html[start..];
+    let href = tag.find("href=\"").map(|i| i + 6).expect("an href");
+    text(&tag[href..href + tag[href..].find('"').expect("quote")])
+}
+
+/// On a GET page the switch returns to the same page with its query; on a form's answer (an
+/// address that takes no GET) it leads to the home of that part of the portal, never to a 405.
+async fn the_switch_keeps_the_query_and_never_leads_to_a_form_address(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let b = Browser::new(&app);
+    b.open_link(&app.link(1).await).await;
+    let page = b.page("/verify?from=text").await;
+    assert_eq!(switch_href(&page), "/verify?from=text&lang=es");
+
+    // Emergency access refused (no reason): the answer is the POST's own, at an address that
+    // takes no GET.
+    let (officer, _) = app
+        .signed_in_staff(
+            "officer@example.org",
+            patriotpay::access::Role::SecurityOfficer,
+        )
+        .await;
+    let csrf = officer.csrf("/staff").await;
+    let r = officer
+        .post(
+            "/staff/break-glass",
+            &[("csrf", csrf.as_str()), ("practice", app.tenant.as_str())],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let href = switch_href(&r.text().await.expect("body"));
+    assert_eq!(href, "/staff?lang=es");
+    let r = officer.get(&href).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "GET {href}");
+    assert_eq!(location(&r), "/staff");
+    assert_eq!(
+        lang_of(&officer.page("/staff").await),
+        "es",
+        "the choice was kept"
+    );
     app.finish().await;
 }

@@ -287,7 +287,15 @@ async fn act_on_behalf_only_when_enabled_and_with_consent(backend: Backend) {
         .post("/staff/view-as/consent", &[("csrf", &csrf)])
         .await;
     assert_eq!(location(&r), "/summary");
-    assert!(text(&agent.page("/summary").await).contains(&t("viewas-act-consent-noted")));
+    let summary = agent.page("/summary").await;
+    assert!(text(&summary).contains(&t("viewas-act-consent-noted")));
+    // The notice is the page's, not an error on the pay form (whose amount stays the balance).
+    assert!(
+        summary.contains(&format!(">{}</p>", t("viewas-consent-noted"))),
+        "{summary}"
+    );
+    assert!(summary.contains("value=\"112.00\""), "{summary}");
+    assert!(!summary.contains("aria-invalid"), "{summary}");
     let checkout = location(&agent.pay("5.00").await);
     assert!(checkout.starts_with(&app.sandbox_url), "{checkout}");
     let back = location(&agent.card(&checkout, "4242 4242 4242 4242").await);
