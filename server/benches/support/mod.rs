@@ -1,5 +1,5 @@
 //! What the benchmarks share: reading a form's CSRF token, numbers from the environment, and
-//! $10.00 statements of demo patient 1 with their pay links.
+//! $10.00 statements, each of a new patient, with their pay links.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use patriotpay::billing::{NewLine, NewStatement};
@@ -31,22 +31,29 @@ pub struct TenDollars {
     pub token: String,
 }
 
-/// `n` new statements of $10.00 for demo patient 1 (whose answers the benchmarks give), each
-/// with its own pay link.
+/// `n` new patients (born 1984-03-14, ZIP 60614: the answers the benchmarks give), each with
+/// one new $10.00 statement and its pay link. One patient each, as in life: the identity check
+/// caps the attempts outstanding on one patient.
 pub async fn ten_dollar_statements(running: &patriotpay::Running, n: usize) -> Vec<TenDollars> {
     let st = &running.state;
     let tenant = patriotpay::demo::ensure(&st.db, &st.crypto).await.unwrap();
-    let first = patriotpay::demo::statement_of(&st.db, &st.crypto, &tenant, 1)
-        .await
-        .unwrap();
-    let patient: String = sqlx::query_scalar("SELECT patient_id FROM statements WHERE id = $1")
-        .bind(first.as_str())
-        .fetch_one(st.db.pool())
-        .await
-        .unwrap();
-    let patient = patriotpay::ids::PatientId::from_db(patient);
     let mut out = vec![];
-    for _ in 0..n {
+    for i in 0..n {
+        let patient = patriotpay::billing::import_patient(
+            &st.db,
+            &st.crypto,
+            &tenant,
+            &patriotpay::billing::NewPatient {
+                first_name: Phi::new("Bench".into()),
+                last_name: Phi::new(format!("Patient{i}")),
+                dob: Phi::new("1984-03-14".into()),
+                zip: Phi::new("60614".into()),
+                phone: Phi::new(format!("+1555030{i:04}")),
+                account_number: Phi::new(format!("BENCH-{i}")),
+            },
+        )
+        .await
+        .unwrap();
         let statement = patriotpay::billing::import_statement(
             &st.db,
             &st.crypto,
