@@ -67,8 +67,7 @@ pub const MAX_UPLOAD_BYTES: usize = 8 * 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
-    /// Where views and refusals are audited (group commit); changes audit in their own
-    /// transaction.
+    /// Where views and refusals are audited (group commit); a change audits in its own transaction.
     pub audit: crate::audit::AuditLog,
     pub crypto: Arc<FieldCrypto>,
     pub processor: Arc<dyn PaymentProcessor>,
