@@ -18,6 +18,8 @@ pub enum Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// The same database, for writes that may be lost on power failure (`relaxed_pool`).
+    relaxed: AnyPool,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -41,11 +43,14 @@ impl Db {
             _ => url.to_owned(),
         };
         let opts = AnyConnectOptions::from_str(&url)?;
+        let relaxed = relaxed_pool(backend, opts.clone());
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Sqlite => 4,
                 Backend::Postgres => 10,
             })
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| Box::pin(ping_if_idle(conn, meta)))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -64,11 +69,27 @@ impl Db {
                 .execute(&pool)
                 .await?;
         }
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            relaxed,
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Connections whose commits do not wait for the disk: SQLite `synchronous = NORMAL` (in WAL
+    /// mode a commit is written but not synced; the next commit on the main pool, or a
+    /// checkpoint, syncs it along) and PostgreSQL `synchronous_commit = off` (synced by the WAL
+    /// writer within a fraction of a second). Either way the database stays consistent, but the
+    /// last moment's commits may roll back on power loss (not on a crash of this process).
+    /// Only for writes whose loss costs a repeated step and nothing else: a new session row (the
+    /// visitor opens their link again). Never money, audit, a sign-out, or anything a refusal
+    /// rests on.
+    pub fn relaxed_pool(&self) -> &AnyPool {
+        &self.relaxed
     }
 
     pub fn backend(&self) -> Backend {
@@ -114,6 +135,51 @@ impl Db {
     }
 }
 
+/// A connection idle this long is pinged before it is handed out.
+const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// sqlx pings every connection it hands out by default: a round trip (to SQLite's worker thread,
+/// to PostgreSQL's server) as dear as the query it precedes, which doubled every page's database
+/// cost (issue 15's profile). A busy connection has just proved itself; one idle for a while may
+/// have died with a restarted server, and is pinged (a dead one is replaced, not handed out).
+async fn ping_if_idle(
+    conn: &mut sqlx::AnyConnection,
+    meta: sqlx::pool::PoolConnectionMetadata,
+) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    Ok(meta.idle_for < PING_AFTER_IDLE || conn.ping().await.is_ok())
+}
+
+/// The pool behind `Db::relaxed_pool`: small (its writes are short and take the one write lock
+/// anyway), opened on first use.
+fn relaxed_pool(backend: Backend, opts: AnyConnectOptions) -> AnyPool {
+    AnyPoolOptions::new()
+        .max_connections(match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 2,
+        })
+        .min_connections(0)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| Box::pin(ping_if_idle(conn, meta)))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                use sqlx::Executor;
+                conn.execute(match backend {
+                    // NORMAL cannot corrupt a WAL database; `connect` puts the file in WAL
+                    // before this pool can be used.
+                    Backend::Sqlite => {
+                        "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                         PRAGMA synchronous = NORMAL;"
+                    }
+                    Backend::Postgres => "SET synchronous_commit = off",
+                })
+                .await?;
+                Ok(())
+            })
+        })
+        .connect_lazy_with(opts)
+}
+
 /// A migrated SQLite database in a temporary directory, for unit tests (kept while the
 /// directory lives).
 #[cfg(test)]
@@ -124,4 +190,29 @@ pub async fn temp_sqlite() -> (tempfile::TempDir, Db) {
         .expect("db");
     db.migrate().await.expect("migrate");
     (dir, db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The main pool syncs every commit (FULL); only the relaxed pool does not (NORMAL, in WAL).
+    #[tokio::test]
+    async fn only_the_relaxed_pool_skips_the_sync() {
+        let (_dir, db) = temp_sqlite().await;
+        let sync = |pool: AnyPool| async move {
+            let v: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&pool)
+                .await
+                .expect("pragma");
+            v
+        };
+        assert_eq!(sync(db.pool().clone()).await, 2, "FULL on the main pool");
+        assert_eq!(sync(db.relaxed_pool().clone()).await, 1, "NORMAL on the relaxed pool");
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(db.relaxed_pool())
+            .await
+            .expect("pragma");
+        assert_eq!(mode, "wal");
+    }
 }

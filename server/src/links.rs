@@ -50,21 +50,6 @@ impl PayLink {
     }
 }
 
-/// The preferred language of the link's patient: the one their texts are written in, so the
-/// pages it opens tell a link holder nothing the text did not.
-pub async fn patient_language(
-    db: &Db,
-    link: &PayLink,
-) -> Result<Option<patriotpay_app::Lang>, sqlx::Error> {
-    let code: Option<String> =
-        sqlx::query_scalar("SELECT language FROM patients WHERE id = $1 AND tenant_id = $2")
-            .bind(link.patient_id.as_str())
-            .bind(link.tenant_id.as_str())
-            .fetch_optional(db.pool())
-            .await?;
-    Ok(code.as_deref().and_then(patriotpay_app::Lang::parse))
-}
-
 /// Creates a link to one statement; returns its id and the token (shown once, never stored).
 pub async fn create(
     db: &Db,
@@ -110,6 +95,45 @@ pub async fn find_by_token(db: &Db, token: &str) -> Result<Option<PayLink>, sqlx
         .bind(token_hash(token))
         .fetch_optional(db.pool())
         .await
+}
+
+/// A link as it is opened from its token: with its patient's language and whether it was opened
+/// before, read in one query (the landing page is every text's first request).
+#[derive(Debug, sqlx::FromRow)]
+pub struct Opening {
+    #[sqlx(flatten)]
+    pub link: PayLink,
+    language: Option<String>,
+    first_used_at: Option<i64>,
+}
+
+impl Opening {
+    /// The patient's preferred language, the one their texts are written in (so the pages the
+    /// link opens tell its holder nothing the text did not), if one we speak.
+    pub fn language(&self) -> Option<patriotpay_app::Lang> {
+        self.language.as_deref().and_then(patriotpay_app::Lang::parse)
+    }
+
+    /// Whether the link was opened before (then `mark_used` has nothing to write).
+    pub fn used_before(&self) -> bool {
+        self.first_used_at.is_some()
+    }
+}
+
+pub async fn open_by_token(db: &Db, token: &str) -> Result<Option<Opening>, sqlx::Error> {
+    if !token_shape_ok(token) {
+        return Ok(None);
+    }
+    sqlx::query_as(
+        "SELECT l.id, l.tenant_id, l.statement_id, s.patient_id, l.expires_at,
+                l.revoked_at, l.locked_at, l.failed_attempts, l.first_used_at, p.language
+         FROM pay_links l JOIN statements s ON s.id = l.statement_id
+         LEFT JOIN patients p ON p.id = s.patient_id AND p.tenant_id = l.tenant_id
+         WHERE l.token_hash = $1",
+    )
+    .bind(token_hash(token))
+    .fetch_optional(db.pool())
+    .await
 }
 
 pub async fn find(db: &Db, id: &LinkId) -> Result<Option<PayLink>, sqlx::Error> {

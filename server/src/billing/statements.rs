@@ -76,16 +76,20 @@ pub async fn confidential_flags(
     Ok(rows.into_iter().map(|c| c != 0).collect())
 }
 
-/// The decrypted lines of a statement, in order, under a permit to read them.
-pub async fn lines(
-    db: &Db,
-    crypto: &FieldCrypto,
-    header: &StatementHeader,
-    permit: &Permit,
-) -> Result<Vec<Line>, BillingError> {
-    check(permit, &header.tenant_id, &header.patient_id, LINE_READERS)?;
-    type Row = (String, Vec<u8>, Vec<u8>, i64, i64, i64, i64, i64);
-    let rows: Vec<Row> = sqlx::query_as(
+/// A statement's lines as stored: amounts and the practice's confidential marks in the clear,
+/// dates of service and descriptions still sealed. Read in one query before the policy decides
+/// (the marks are what it decides from); only `open`, with the permit it gave, reads the words.
+pub struct SealedLines {
+    tenant: TenantId,
+    patient: PatientId,
+    rows: Vec<SealedLine>,
+}
+
+type SealedLine = (String, Vec<u8>, Vec<u8>, i64, i64, i64, i64, i64);
+
+/// The lines of a statement, sealed, in order.
+pub async fn sealed_lines(db: &Db, header: &StatementHeader) -> Result<SealedLines, BillingError> {
+    let rows: Vec<SealedLine> = sqlx::query_as(
         "SELECT id, service_date_ct, description_ct, charge_cents, insurance_paid_cents,
                 adjustment_cents, patient_cents, confidential
          FROM statement_lines WHERE statement_id = $1 AND tenant_id = $2 ORDER BY line_no",
@@ -94,40 +98,97 @@ pub async fn lines(
     .bind(header.tenant_id.as_str())
     .fetch_all(db.pool())
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (id, sd, desc, charge, ins, adj, pat, confidential) in rows {
-        let tenant = &header.tenant_id;
-        out.push(Line {
-            service_date: crypto
-                .decrypt_str(
-                    FieldAad {
-                        tenant,
-                        table: LINES,
-                        column: "service_date",
-                        row: &id,
-                    },
-                    &sd,
-                )
-                .await?,
-            description: crypto
-                .decrypt_str(
-                    FieldAad {
-                        tenant,
-                        table: LINES,
-                        column: "description",
-                        row: &id,
-                    },
-                    &desc,
-                )
-                .await?,
-            charge: Money::from_cents(charge),
-            insurance_paid: Money::from_cents(ins),
-            adjustment: Money::from_cents(adj),
-            patient_responsibility: Money::from_cents(pat),
-            confidential: confidential != 0,
-        });
+    Ok(SealedLines {
+        tenant: header.tenant_id.clone(),
+        patient: header.patient_id.clone(),
+        rows,
+    })
+}
+
+impl SealedLines {
+    /// Which lines the practice marked confidential, in line order (nothing is decrypted).
+    pub fn confidential_flags(&self) -> Vec<bool> {
+        self.rows.iter().map(|r| r.7 != 0).collect()
     }
-    Ok(out)
+
+    /// The decrypted lines, under a permit to read them.
+    pub async fn open(self, crypto: &FieldCrypto, permit: &Permit) -> Result<Vec<Line>, BillingError> {
+        check(permit, &self.tenant, &self.patient, LINE_READERS)?;
+        let tenant = &self.tenant;
+        let mut out = Vec::with_capacity(self.rows.len());
+        for (id, sd, desc, charge, ins, adj, pat, confidential) in self.rows {
+            let aad = |column| FieldAad {
+                tenant,
+                table: LINES,
+                column,
+                row: &id,
+            };
+            out.push(Line {
+                service_date: crypto.decrypt_str(aad("service_date"), &sd).await?,
+                description: crypto.decrypt_str(aad("description"), &desc).await?,
+                charge: Money::from_cents(charge),
+                insurance_paid: Money::from_cents(ins),
+                adjustment: Money::from_cents(adj),
+                patient_responsibility: Money::from_cents(pat),
+                confidential: confidential != 0,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The decrypted lines of a statement, in order, under a permit to read them.
+pub async fn lines(
+    db: &Db,
+    crypto: &FieldCrypto,
+    header: &StatementHeader,
+    permit: &Permit,
+) -> Result<Vec<Line>, BillingError> {
+    // Refused before anything is read, not only before it is decrypted.
+    check(permit, &header.tenant_id, &header.patient_id, LINE_READERS)?;
+    sealed_lines(db, header).await?.open(crypto, permit).await
+}
+
+/// What a statement's pages show around its lines, in one query: the header, the practice's
+/// name and number, the ledger balance (as `balance`) and whether the patient has an account of
+/// their own. None of it is PHI; the lines and payments are read under the permit.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct StatementFrame {
+    #[sqlx(flatten)]
+    pub header: StatementHeader,
+    pub practice_name: String,
+    pub practice_phone: String,
+    #[sqlx(rename = "balance_cents")]
+    pub balance: Money,
+    patient_accounts: i64,
+}
+
+impl StatementFrame {
+    /// Whether the statement's patient has an account of their own (a grant as the patient).
+    pub fn patient_has_account(&self) -> bool {
+        self.patient_accounts > 0
+    }
+}
+
+/// The frame of statement `id` (`None` if there is no such statement).
+pub async fn statement_frame(
+    db: &Db,
+    id: &StatementId,
+) -> Result<Option<StatementFrame>, BillingError> {
+    // The balance is `balance`'s sum; the account count is `guarantors::has_account`'s.
+    Ok(sqlx::query_as(
+        "SELECT s.id, s.tenant_id, s.patient_id, s.statement_date, s.due_date,
+                t.name AS practice_name, t.support_phone AS practice_phone,
+                CAST((SELECT COALESCE(SUM(CASE kind WHEN 'payment' THEN -amount_cents ELSE amount_cents END), 0)
+                      FROM ledger_entries WHERE statement_id = s.id) AS BIGINT) AS balance_cents,
+                CAST((SELECT COUNT(*) FROM user_grants
+                      WHERE patient_id = s.patient_id AND role = 'patient' AND revoked_at IS NULL)
+                     AS BIGINT) AS patient_accounts
+         FROM statements s JOIN tenants t ON t.id = s.tenant_id WHERE s.id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_optional(db.pool())
+    .await?)
 }
 
 /// The payments booked to a statement, under a permit for its patient (the permit's practice

@@ -27,9 +27,10 @@ pub(super) async fn account_statement_vm(
     let now = ctx.now;
     let id = StatementId::parse(raw).ok_or(AppError::NotFound)?;
     let not_found = || unseen(state, ctx, actor_id(&who.id), "statement.not_found", raw);
-    let Some(h) = billing::statement_header(&state.db, &id).await? else {
+    let Some(frame) = billing::statement_frame(&state.db, &id).await? else {
         return Err(not_found().await);
     };
+    let h = &frame.header;
     // A statement of someone else looks exactly like one that does not exist.
     if !decide(
         who,
@@ -45,8 +46,9 @@ pub(super) async fn account_statement_vm(
     }
     let grown_up = adult(state, &h.tenant_id, &h.patient_id, now).await?;
     // Which descriptions this account may read: one policy decision per line.
-    let shown: Vec<bool> = billing::confidential_flags(&state.db, &h)
-        .await?
+    let sealed = billing::sealed_lines(&state.db, h).await?;
+    let shown: Vec<bool> = sealed
+        .confidential_flags()
         .into_iter()
         .map(|confidential| {
             decide(
@@ -88,11 +90,10 @@ pub(super) async fn account_statement_vm(
         now,
     )
     .allowed();
-    let lines = billing::lines(&state.db, &state.crypto, &h, &permit).await?;
+    let lines = sealed.open(&state.crypto, &permit).await?;
     let paid = billing::payments(&state.db, &h.id, &permit).await?;
     let refunded = super::patient::refunds_by_payment(state, &paid, &h.id).await?;
-    let balance = billing::balance(state.db.pool(), &h.id).await?;
-    let practice = practice_name(state, &h.tenant_id).await?;
+    let (balance, practice) = (frame.balance, frame.practice_name.clone());
     let name = billing::first_name(&state.db, &state.crypto, &permit).await?;
     // A download leaves the pay form's carried errors for the page.
     let errors = match shown_as {
@@ -104,7 +105,7 @@ pub(super) async fn account_statement_vm(
         practice_name: practice.clone(),
         patient_name: name.expose().clone(),
         statement: open_statement_vm(
-            &h,
+            h,
             name.expose(),
             &practice,
             balance,

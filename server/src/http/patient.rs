@@ -141,14 +141,13 @@ pub async fn summary(
 ) -> Result<Response> {
     let (event, statement) = ("statement.summary.view", link.statement_id.as_str());
     let permit = permit(&state, &ctx, &link, Action::ViewBalance, event, statement).await?;
-    let header = billing::statement_header(&state.db, &link.statement_id)
+    let frame = billing::statement_frame(&state.db, &link.statement_id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let practice = practice_of(&state, &link).await?;
-    let balance = billing::balance(state.db.pool(), &link.statement_id).await?;
+    let (header, balance) = (&frame.header, frame.balance);
     let vm = SummaryVm {
         texts: super::text_choice::for_summary(&state, &ctx, &session, &permit).await?,
-        practice_name: practice.name.clone(),
+        practice_name: frame.practice_name.clone(),
         statement_date: iso(&header.statement_date),
         due_date: iso(&header.due_date),
         balance: balance.to_string(),
@@ -159,7 +158,7 @@ pub async fn summary(
         notice: session.take_flash().await?.map(|f| tr().t(&f.key)),
     };
     Ok(Html(pages::summary(
-        meta(&session, Some(practice.name)).await?,
+        meta(&session, Some(frame.practice_name)).await?,
         vm,
     ))
     .into_response())

@@ -77,7 +77,9 @@ impl SessionStore for DbSessionStore {
             .bind(record.id.to_string())
             .bind(&data)
             .bind(record.expiry_date.unix_timestamp())
-            .execute(self.db.pool())
+            // A new session may be lost on power failure (its visitor opens their link or
+            // signs in again): it need not wait for the disk. Saves and deletes do.
+            .execute(self.db.relaxed_pool())
             .await
             .map_err(backend)?;
             if r.rows_affected() == 1 {

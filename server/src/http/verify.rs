@@ -83,21 +83,23 @@ async fn take_link(
     token: &str,
 ) -> Result<Response> {
     session.restart(ctx.now).await?;
-    let link = links::find_by_token(&state.db, token).await?;
+    let opening = links::open_by_token(&state.db, token).await?;
     session
         .update(|d| {
             d.link = Some(LinkVisit {
-                link_id: link.as_ref().map(|l| l.id.as_str().to_owned()),
+                link_id: opening.as_ref().map(|o| o.link.id.as_str().to_owned()),
                 ..Default::default()
             })
         })
         .await?;
-    if let Some(link) = link {
-        if let Some(lang) = links::patient_language(&state.db, &link).await? {
+    if let Some(opening) = opening {
+        if let Some(lang) = opening.language() {
             session.lang_from_link(lang).await?;
         }
+        let link = &opening.link;
         let usable = link.state(ctx.now) == LinkState::Usable;
-        if usable {
+        // Only the first opening is written down; later ones are in the audit log.
+        if usable && !opening.used_before() {
             links::mark_used(&state.db, &link.id, ctx.now).await?;
         }
         let outcome = if usable {
@@ -105,7 +107,7 @@ async fn take_link(
         } else {
             Outcome::Denied
         };
-        audit_link(state, ctx, &link, "paylink.open", outcome).await?;
+        audit_link(state, ctx, link, "paylink.open", outcome).await?;
     }
     Ok(see_other(Url::Verify))
 }
