@@ -18,8 +18,8 @@ pub enum Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
-    /// The same database, for writes that may be lost on power failure (`relaxed_pool`).
-    relaxed: AnyPool,
+    /// One connection of its own for the group writer (`writer_pool`).
+    writer: AnyPool,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -43,7 +43,7 @@ impl Db {
             _ => url.to_owned(),
         };
         let opts = AnyConnectOptions::from_str(&url)?;
-        let relaxed = relaxed_pool(backend, opts.clone());
+        let writer = writer_pool(backend, opts.clone());
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Sqlite => 4,
@@ -51,16 +51,7 @@ impl Db {
             })
             .test_before_acquire(false)
             .before_acquire(|conn, meta| Box::pin(ping_if_idle(conn, meta)))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        use sqlx::Executor;
-                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
+            .after_connect(move |conn, _| Box::pin(after_connect(backend, conn)))
             .connect_with(opts)
             .await?;
         if backend == Backend::Sqlite {
@@ -72,7 +63,7 @@ impl Db {
         Ok(Db {
             pool,
             backend,
-            relaxed,
+            writer,
         })
     }
 
@@ -80,16 +71,11 @@ impl Db {
         &self.pool
     }
 
-    /// Connections whose commits do not wait for the disk: SQLite `synchronous = NORMAL` (in WAL
-    /// mode a commit is written but not synced; the next commit on the main pool, or a
-    /// checkpoint, syncs it along) and PostgreSQL `synchronous_commit = off` (synced by the WAL
-    /// writer within a fraction of a second). Either way the database stays consistent, but the
-    /// last moment's commits may roll back on power loss (not on a crash of this process).
-    /// Only for writes whose loss costs a repeated step and nothing else: a new session row (the
-    /// visitor opens their link again). Never money, audit, a sign-out, or anything a refusal
-    /// rests on.
-    pub fn relaxed_pool(&self) -> &AnyPool {
-        &self.relaxed
+    /// The group writer's own connection (`audit::AuditLog`), durable like every other: its
+    /// commits never wait for a connection readers hold, and on SQLite its rows queue in order
+    /// instead of racing other connections for the file's write lock.
+    pub fn writer_pool(&self) -> &AnyPool {
+        &self.writer
     }
 
     pub fn backend(&self) -> Backend {
@@ -123,9 +109,17 @@ impl Db {
     /// A transaction that will write. On SQLite it takes the write lock up front, so two
     /// read-then-write transactions queue instead of failing with a busy snapshot.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        self.begin_on(&self.pool).await
+    }
+
+    /// `begin_write` on a pool of this database (the main one, or `writer_pool`).
+    pub async fn begin_on(
+        &self,
+        pool: &AnyPool,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => pool.begin().await,
         }
     }
 
@@ -133,6 +127,19 @@ impl Db {
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
+}
+
+/// Every new connection: SQLite enforces foreign keys and waits (rather than fails) for a lock.
+async fn after_connect(
+    backend: Backend,
+    conn: &mut sqlx::AnyConnection,
+) -> Result<(), sqlx::Error> {
+    if backend == Backend::Sqlite {
+        use sqlx::Executor;
+        conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
+            .await?;
+    }
+    Ok(())
 }
 
 /// A connection idle this long is pinged before it is handed out.
@@ -150,33 +157,15 @@ async fn ping_if_idle(
     Ok(meta.idle_for < PING_AFTER_IDLE || conn.ping().await.is_ok())
 }
 
-/// The pool behind `Db::relaxed_pool`: small (its writes are short and take the one write lock
-/// anyway), opened on first use.
-fn relaxed_pool(backend: Backend, opts: AnyConnectOptions) -> AnyPool {
+/// The pool behind `Db::writer_pool`: one connection, opened on first use, set up as the main
+/// pool's are.
+fn writer_pool(backend: Backend, opts: AnyConnectOptions) -> AnyPool {
     AnyPoolOptions::new()
-        .max_connections(match backend {
-            Backend::Sqlite => 1,
-            Backend::Postgres => 2,
-        })
+        .max_connections(1)
         .min_connections(0)
         .test_before_acquire(false)
         .before_acquire(|conn, meta| Box::pin(ping_if_idle(conn, meta)))
-        .after_connect(move |conn, _| {
-            Box::pin(async move {
-                use sqlx::Executor;
-                conn.execute(match backend {
-                    // NORMAL cannot corrupt a WAL database; `connect` puts the file in WAL
-                    // before this pool can be used.
-                    Backend::Sqlite => {
-                        "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                         PRAGMA synchronous = NORMAL;"
-                    }
-                    Backend::Postgres => "SET synchronous_commit = off",
-                })
-                .await?;
-                Ok(())
-            })
-        })
+        .after_connect(move |conn, _| Box::pin(after_connect(backend, conn)))
         .connect_lazy_with(opts)
 }
 
@@ -196,23 +185,28 @@ pub async fn temp_sqlite() -> (tempfile::TempDir, Db) {
 mod tests {
     use super::*;
 
-    /// The main pool syncs every commit (FULL); only the relaxed pool does not (NORMAL, in WAL).
+    /// The writer's connection is set up as the main pool's: foreign keys on, every commit
+    /// synced (FULL), the file in WAL.
     #[tokio::test]
-    async fn only_the_relaxed_pool_skips_the_sync() {
+    async fn the_writer_connection_is_as_durable_as_the_rest() {
         let (_dir, db) = temp_sqlite().await;
-        let sync = |pool: AnyPool| async move {
-            let v: i64 = sqlx::query_scalar("PRAGMA synchronous")
-                .fetch_one(&pool)
+        for pool in [db.pool(), db.writer_pool()] {
+            let (sync, fk): (i64, i64) = (
+                sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(pool)
+                    .await
+                    .expect("synchronous"),
+                sqlx::query_scalar("PRAGMA foreign_keys")
+                    .fetch_one(pool)
+                    .await
+                    .expect("foreign_keys"),
+            );
+            assert_eq!((sync, fk), (2, 1), "FULL and foreign keys");
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(pool)
                 .await
-                .expect("pragma");
-            v
-        };
-        assert_eq!(sync(db.pool().clone()).await, 2, "FULL on the main pool");
-        assert_eq!(sync(db.relaxed_pool().clone()).await, 1, "NORMAL on the relaxed pool");
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(db.relaxed_pool())
-            .await
-            .expect("pragma");
-        assert_eq!(mode, "wal");
+                .expect("journal_mode");
+            assert_eq!(mode, "wal");
+        }
     }
 }

@@ -111,7 +111,9 @@ impl Opening {
     /// The patient's preferred language, the one their texts are written in (so the pages the
     /// link opens tell its holder nothing the text did not), if one we speak.
     pub fn language(&self) -> Option<patriotpay_app::Lang> {
-        self.language.as_deref().and_then(patriotpay_app::Lang::parse)
+        self.language
+            .as_deref()
+            .and_then(patriotpay_app::Lang::parse)
     }
 
     /// Whether the link was opened before (then `mark_used` has nothing to write).

@@ -1,9 +1,12 @@
-//! Group commit for the audit events that stand alone (page views, refusals): one task writes
-//! every event handed to it since its last commit in one transaction, and each request waits
-//! until the transaction holding its event has committed. The page is sent only once its view is
-//! durable, as before, but a busy server pays one commit (one fsync) for many views instead of
-//! one each. Events of a change are still written inside the change's own transaction
-//! (`audit::record` on it); only the events that had a commit of their own come here.
+//! Group commit for the audit events that stand alone (page views, refusals) and for new
+//! session rows: one task writes everything handed to it since its last commit in one
+//! transaction, on a connection of its own, and each request waits until the transaction
+//! holding its row has committed. The page is sent only once its view is durable, as before,
+//! but a busy server pays one commit (one fsync) for many rows instead of one each; and on
+//! SQLite the one writer queues rows in order instead of contending for the file's write lock
+//! (a connection that loses that race sleeps in SQLite's busy handler). Events of a change are
+//! still written inside the change's own transaction (`audit::record` on it); only rows that
+//! had a commit of their own come here.
 
 use super::{Event, Outcome};
 use crate::db::Db;
@@ -73,12 +76,44 @@ impl OwnedEvent {
     }
 }
 
-/// What the writer answers: committed, or why not (an `sqlx::Error` cannot be cloned to every
-/// waiter, so they get its words).
-type Answer = Result<(), String>;
+/// A new session's row (`http::session`): inserted unless its id is taken.
+struct NewSession {
+    id: String,
+    data: String,
+    expiry: i64,
+}
+
+impl NewSession {
+    /// Whether the row went in (`false`: the id was taken, nothing written).
+    async fn insert<'e, E>(&self, exec: E) -> Result<bool, sqlx::Error>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        let r = sqlx::query(
+            "INSERT INTO sessions (id, data, expiry_date) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&self.id)
+        .bind(&self.data)
+        .bind(self.expiry)
+        .execute(exec)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}
+
+/// One row for the writer.
+enum Row {
+    Event(OwnedEvent),
+    Session(NewSession),
+}
+
+/// What the writer answers: committed (with whether a session row went in; always `true` for
+/// an event), or why not (an `sqlx::Error` cannot be cloned to every waiter, so they get its
+/// words).
+type Answer = Result<bool, String>;
 
 struct Job {
-    event: OwnedEvent,
+    row: Row,
     done: oneshot::Sender<Answer>,
 }
 
@@ -115,18 +150,30 @@ impl AuditLog {
     /// Appends one event and returns once it is committed (in a group with whatever else was
     /// waiting). If the writer is gone (shutting down), the event is written directly.
     pub async fn record(&self, ev: Event<'_>) -> Result<(), sqlx::Error> {
+        self.write(Row::Event(OwnedEvent::of(&ev))).await?;
+        Ok(())
+    }
+
+    /// Inserts a new session's row unless `id` is taken (`false`), once committed.
+    pub async fn create_session(
+        &self,
+        id: String,
+        data: String,
+        expiry: i64,
+    ) -> Result<bool, sqlx::Error> {
+        self.write(Row::Session(NewSession { id, data, expiry }))
+            .await
+    }
+
+    async fn write(&self, row: Row) -> Result<bool, sqlx::Error> {
         let (done, committed) = oneshot::channel();
-        let job = Job {
-            event: OwnedEvent::of(&ev),
-            done,
-        };
-        if let Err(mpsc::error::SendError(job)) = self.jobs.send(job).await {
-            return write_alone(&self.db, &job.event).await;
+        if let Err(mpsc::error::SendError(job)) = self.jobs.send(Job { row, done }).await {
+            return write_alone(self.db.pool(), &job.row).await;
         }
         match committed.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(inserted)) => Ok(inserted),
             Ok(Err(why)) => Err(sqlx::Error::Io(std::io::Error::other(why))),
-            // The writer stopped with the event in hand: it may or may not be written, so the
+            // The writer stopped with the row in hand: it may or may not be written, so the
             // caller must not go on as if it were.
             Err(_) => Err(sqlx::Error::PoolClosed),
         }
@@ -135,21 +182,24 @@ impl AuditLog {
 
 async fn run(db: Db, mut queue: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let pool = db.writer_pool().clone();
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         match write_batch(&db, &batch).await {
-            Ok(()) => {
+            Ok(inserted) => {
                 commits.fetch_add(1, Ordering::Relaxed);
                 crate::observe::audit_batch(batch.len());
-                for job in batch.drain(..) {
-                    crate::observe::audit_event(job.event.action, job.event.outcome.as_str());
-                    let _ = job.done.send(Ok(()));
+                for (job, inserted) in batch.drain(..).zip(inserted) {
+                    if let Row::Event(e) = &job.row {
+                        crate::observe::audit_event(e.action, e.outcome.as_str());
+                    }
+                    let _ = job.done.send(Ok(inserted));
                 }
             }
-            // One bad event must not fail the others: each is written on its own.
+            // One bad row must not fail the others: each is written on its own.
             Err(e) => {
-                tracing::warn!(error = %e, events = batch.len(), "audit batch failed; writing its events one by one");
+                tracing::warn!(error = %e, rows = batch.len(), "group commit failed; writing its rows one by one");
                 for job in batch.drain(..) {
-                    let answer = write_alone(&db, &job.event)
+                    let answer = write_alone(&pool, &job.row)
                         .await
                         .map_err(|e| e.to_string());
                     let _ = job.done.send(answer);
@@ -163,13 +213,21 @@ async fn run(db: Db, mut queue: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
 /// instead of one each (32 × 11 parameters stays far below both backends' limits).
 const ROWS_PER_INSERT: usize = 32;
 
-async fn write_batch(db: &Db, batch: &[Job]) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin_write().await?;
-    for chunk in batch.chunks(ROWS_PER_INSERT) {
+/// Writes a batch in one transaction on the writer's own connection; answers, in the batch's
+/// order, whether each row went in.
+async fn write_batch(db: &Db, batch: &[Job]) -> Result<Vec<bool>, sqlx::Error> {
+    let mut tx = db.begin_on(db.writer_pool()).await?;
+    let events: Vec<&OwnedEvent> = batch
+        .iter()
+        .filter_map(|j| match &j.row {
+            Row::Event(e) => Some(e),
+            Row::Session(_) => None,
+        })
+        .collect();
+    for chunk in events.chunks(ROWS_PER_INSERT) {
         let sql = insert_rows(chunk.len());
         let mut q = sqlx::query(&sql);
-        for job in chunk {
-            let e = &job.event;
+        for e in chunk {
             q = q
                 .bind(&e.id)
                 .bind(e.at)
@@ -185,7 +243,15 @@ async fn write_batch(db: &Db, batch: &[Job]) -> Result<(), sqlx::Error> {
         }
         q.execute(&mut *tx).await?;
     }
-    tx.commit().await
+    let mut inserted = Vec::with_capacity(batch.len());
+    for job in batch {
+        inserted.push(match &job.row {
+            Row::Event(_) => true,
+            Row::Session(s) => s.insert(&mut *tx).await?,
+        });
+    }
+    tx.commit().await?;
+    Ok(inserted)
 }
 
 /// `audit::INSERT` for `rows` events: the same columns, `rows` tuples of placeholders.
@@ -214,10 +280,15 @@ fn insert_rows(rows: usize) -> String {
 /// Columns in `audit::INSERT`.
 const COLUMNS: usize = 11;
 
-async fn write_alone(db: &Db, event: &OwnedEvent) -> Result<(), sqlx::Error> {
-    event.insert(db.pool()).await?;
-    crate::observe::audit_event(event.action, event.outcome.as_str());
-    Ok(())
+async fn write_alone(pool: &sqlx::AnyPool, row: &Row) -> Result<bool, sqlx::Error> {
+    match row {
+        Row::Event(event) => {
+            event.insert(pool).await?;
+            crate::observe::audit_event(event.action, event.outcome.as_str());
+            Ok(true)
+        }
+        Row::Session(s) => s.insert(pool).await,
+    }
 }
 
 #[cfg(test)]
@@ -275,13 +346,42 @@ mod tests {
     fn the_batch_insert_widens_the_single_row_one() {
         assert_eq!(insert_rows(1), crate::audit::INSERT);
         let two = insert_rows(2);
-        assert!(two.ends_with("($12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"), "{two}");
+        assert!(
+            two.ends_with("($12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"),
+            "{two}"
+        );
         assert_eq!(two.matches('$').count(), 2 * COLUMNS);
         assert_eq!(
             crate::audit::INSERT.matches('$').count(),
             COLUMNS,
             "COLUMNS must follow audit::INSERT"
         );
+    }
+
+    /// A session row goes in with the events around it, and a taken id is refused, not
+    /// overwritten (the store then rolls a new id).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn session_rows_share_the_commit_and_never_overwrite() {
+        let (_dir, db) = crate::db::temp_sqlite().await;
+        let log = AuditLog::start(db.clone());
+        let actor = Actor::system("test");
+        let (first, view_done) = tokio::join!(
+            log.create_session("s1".into(), "{}".into(), 10),
+            log.record(view(&actor, 0))
+        );
+        assert!(first.expect("created"));
+        view_done.expect("recorded");
+        let again = log
+            .create_session("s1".into(), r#"{"x":1}"#.into(), 20)
+            .await
+            .expect("answered");
+        assert!(!again, "a taken id is refused");
+        let (data, expiry): (String, i64) =
+            sqlx::query_as("SELECT data, expiry_date FROM sessions WHERE id = 's1'")
+                .fetch_one(db.pool())
+                .await
+                .expect("row");
+        assert_eq!((data.as_str(), expiry), ("{}", 10), "the first row stands");
     }
 
     /// A closed writer does not lose the event: it is written directly.

@@ -112,7 +112,11 @@ impl SealedLines {
     }
 
     /// The decrypted lines, under a permit to read them.
-    pub async fn open(self, crypto: &FieldCrypto, permit: &Permit) -> Result<Vec<Line>, BillingError> {
+    pub async fn open(
+        self,
+        crypto: &FieldCrypto,
+        permit: &Permit,
+    ) -> Result<Vec<Line>, BillingError> {
         check(permit, &self.tenant, &self.patient, LINE_READERS)?;
         let tenant = &self.tenant;
         let mut out = Vec::with_capacity(self.rows.len());

@@ -379,13 +379,9 @@ pub fn route_table(state: &AppState) -> Vec<RouteInfo> {
 
 pub fn portal_router(state: AppState) -> Router {
     let secure = state.public_url.starts_with("https://");
-    let sessions = SessionManagerLayer::new(session::DbSessionStore::new(state.db.clone()))
-        // `__Host-` requires Secure; plain-http development uses an unprefixed name.
-        .with_name(if secure {
-            "__Host-pp_session"
-        } else {
-            "pp_session"
-        })
+    let store = session::DbSessionStore::grouped(state.db.clone(), state.audit.clone());
+    let sessions = SessionManagerLayer::new(store)
+        .with_name(session::cookie_name(secure))
         .with_secure(secure)
         .with_http_only(true)
         // Lax, not Strict: the return from the processor's page is a cross-site top-level GET.

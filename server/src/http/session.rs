@@ -34,6 +34,16 @@ fn started_expiry() -> tower_sessions::Expiry {
     tower_sessions::Expiry::OnInactivity(time::Duration::minutes(PATIENT_IDLE_MINUTES))
 }
 
+/// The session cookie's name: `__Host-` requires Secure; plain-http development uses an
+/// unprefixed name.
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-pp_session"
+    } else {
+        "pp_session"
+    }
+}
+
 /// A tower-sessions store over our own pool, so one store serves both backends. Written by hand
 /// because tower-sessions-sqlx-store has one store per backend and none for `sqlx::Any`.
 #[derive(Clone, Debug)]
@@ -43,11 +53,23 @@ fn started_expiry() -> tower_sessions::Expiry {
 /// server's injectable clock.
 pub struct DbSessionStore {
     db: Db,
+    /// Serving: new sessions' rows go through the group writer (one commit for many).
+    writer: Option<crate::audit::AuditLog>,
 }
 
 impl DbSessionStore {
+    /// A store that writes on the pool (sweeps, tests).
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { db, writer: None }
+    }
+
+    /// The serving store: every pay-link opening makes a session, and its row is committed
+    /// with the other rows waiting for the group writer instead of on its own.
+    pub fn grouped(db: Db, writer: crate::audit::AuditLog) -> Self {
+        Self {
+            db,
+            writer: Some(writer),
+        }
     }
 
     /// Deletes expired records; run periodically.
@@ -71,18 +93,21 @@ impl SessionStore for DbSessionStore {
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         // Re-roll the id on the (astronomically unlikely) collision instead of overwriting.
         loop {
-            let r = sqlx::query(
-                "INSERT INTO sessions (id, data, expiry_date) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(record.id.to_string())
-            .bind(&data)
-            .bind(record.expiry_date.unix_timestamp())
-            // A new session may be lost on power failure (its visitor opens their link or
-            // signs in again): it need not wait for the disk. Saves and deletes do.
-            .execute(self.db.relaxed_pool())
-            .await
+            let (id, expiry) = (record.id.to_string(), record.expiry_date.unix_timestamp());
+            let inserted = match &self.writer {
+                Some(w) => w.create_session(id, data.clone(), expiry).await,
+                None => sqlx::query(
+                    "INSERT INTO sessions (id, data, expiry_date) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(&data)
+                .bind(expiry)
+                .execute(self.db.pool())
+                .await
+                .map(|r| r.rows_affected() == 1),
+            }
             .map_err(backend)?;
-            if r.rows_affected() == 1 {
+            if inserted {
                 return Ok(());
             }
             record.id = Id::default();
