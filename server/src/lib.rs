@@ -310,7 +310,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     let portal = http::portal_router(state.clone());
     let sandbox_router = payments::sandbox::router(sandbox.clone(), public_url.clone());
 
-    let mut tasks = vec![];
+    let mut tasks = vec![tokio::spawn(observe::upkeep(rx.clone()))];
     if let Some(listener) = metrics_listener {
         let router = http::metrics_router(state.clone());
         tasks.push(serve_until(listener, router, rx.clone(), "metrics"));
