@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 /// At most this many events in one transaction: a bound on how long the first of them waits
 /// behind the others' inserts (each is tens of microseconds).
 const MAX_BATCH: usize = 256;
@@ -58,8 +60,13 @@ impl OwnedEvent {
     where
         E: sqlx::Executor<'e, Database = sqlx::Any>,
     {
-        sqlx::query(super::INSERT)
-            .bind(&self.id)
+        self.bind(sqlx::query(super::INSERT)).execute(exec).await?;
+        Ok(())
+    }
+
+    /// Binds this event's values in `audit::INSERT`'s column order (once per row of a batch).
+    fn bind<'q>(&'q self, q: AnyQuery<'q>) -> AnyQuery<'q> {
+        q.bind(&self.id)
             .bind(self.at)
             .bind(&self.actor)
             .bind(self.on_behalf_of.as_deref())
@@ -70,9 +77,6 @@ impl OwnedEvent {
             .bind(self.request_id.as_deref())
             .bind(self.address.as_deref())
             .bind(self.outcome.as_str())
-            .execute(exec)
-            .await?;
-        Ok(())
     }
 }
 
@@ -228,18 +232,7 @@ async fn write_batch(db: &Db, batch: &[Job]) -> Result<Vec<bool>, sqlx::Error> {
         let sql = insert_rows(chunk.len());
         let mut q = sqlx::query(&sql);
         for e in chunk {
-            q = q
-                .bind(&e.id)
-                .bind(e.at)
-                .bind(&e.actor)
-                .bind(e.on_behalf_of.as_deref())
-                .bind(e.tenant.as_deref())
-                .bind(e.patient.as_deref())
-                .bind(e.action)
-                .bind(e.resource.as_deref())
-                .bind(e.request_id.as_deref())
-                .bind(e.address.as_deref())
-                .bind(e.outcome.as_str());
+            q = e.bind(q);
         }
         q.execute(&mut *tx).await?;
     }
