@@ -58,15 +58,7 @@ async fn journey(portal: String, link: String, n: usize) -> [Duration; 9] {
     assert_eq!(location(&r), "/verify");
     timed(t);
     let t = Instant::now();
-    let csrf = csrf_in(
-        &c.get(format!("{portal}/verify"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let csrf = csrf_in(&support::page(&c, format!("{portal}/verify")).await);
     timed(t);
     let t = Instant::now();
     let r = c
@@ -82,28 +74,14 @@ async fn journey(portal: String, link: String, n: usize) -> [Duration; 9] {
         .unwrap();
     let to = location(&r);
     if to != "/summary" {
-        let page = c
-            .get(format!("{portal}/verify"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = support::page(&c, format!("{portal}/verify")).await;
         let start = page.find("error-summary").unwrap_or(0);
         let said = &page[start..(start + 600).min(page.len())];
         panic!("patient {n}: the date of birth was not taken: {said}");
     }
     timed(t);
     let t = Instant::now();
-    let summary = c
-        .get(format!("{portal}/summary"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let summary = support::page(&c, format!("{portal}/summary")).await;
     assert!(summary.contains("$10.00"), "the summary shows the balance");
     timed(t);
     let t = Instant::now();
@@ -152,14 +130,7 @@ async fn journey(portal: String, link: String, n: usize) -> [Duration; 9] {
     );
     timed(t);
     let t = Instant::now();
-    let page = c
-        .get(format!("{portal}{receipt}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = support::page(&c, format!("{portal}{receipt}")).await;
     assert!(page.contains("Payment received") && page.contains("$10.00"));
     timed(t);
     times

@@ -78,14 +78,7 @@ async fn main() -> anyhow::Result<()> {
                 .build()
                 .unwrap();
             while Instant::now() < until {
-                let page = client
-                    .get(format!("{url}/staff/login"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
+                let page = support::page(&client, format!("{url}/staff/login")).await;
                 let r = client
                     .post(format!("{url}/staff/login"))
                     .form(&[

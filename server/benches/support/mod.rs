@@ -1,4 +1,4 @@
-//! What the benchmarks share: reading a form's CSRF token, numbers from the environment, and
+//! What the benchmarks share: fetching a page, reading a form's CSRF token, numbers from the environment, and
 //! $10.00 statements, each of a new patient, with their pay links.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
@@ -12,6 +12,11 @@ pub fn csrf_in(html: &str) -> String {
     let start = html.find(marker).map(|i| i + marker.len()).expect("csrf");
     let end = html[start..].find('"').expect("quote") + start;
     html[start..end].to_owned()
+}
+
+/// The body of a GET (the benchmarks' clients keep cookies and do not follow redirects).
+pub async fn page(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
 }
 
 pub fn env_num(name: &str, default: usize) -> usize {

@@ -59,23 +59,6 @@ where
     Ok(Money::from_cents(cents))
 }
 
-/// Which lines of a statement the practice marked confidential, in line order (nothing is
-/// decrypted: the policy decides from these which descriptions a guarantor may see).
-pub async fn confidential_flags(
-    db: &Db,
-    header: &StatementHeader,
-) -> Result<Vec<bool>, BillingError> {
-    let rows: Vec<i64> = sqlx::query_scalar(
-        "SELECT confidential FROM statement_lines WHERE statement_id = $1 AND tenant_id = $2
-         ORDER BY line_no",
-    )
-    .bind(header.id.as_str())
-    .bind(header.tenant_id.as_str())
-    .fetch_all(db.pool())
-    .await?;
-    Ok(rows.into_iter().map(|c| c != 0).collect())
-}
-
 /// A statement's lines as stored: amounts and the practice's confidential marks in the clear,
 /// dates of service and descriptions still sealed. Read in one query before the policy decides
 /// (the marks are what it decides from); only `open`, with the permit it gave, reads the words.
