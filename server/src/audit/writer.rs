@@ -9,7 +9,7 @@
 //! had a commit of their own come here.
 
 use super::{Event, Outcome};
-use crate::db::Db;
+use crate::db::{Backend, Db, Params};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -213,9 +213,20 @@ async fn run(db: Db, mut queue: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
     }
 }
 
-/// Rows per INSERT statement: one statement for many events costs one trip to the database
-/// instead of one each (32 × 11 parameters stays far below both backends' limits).
-const ROWS_PER_INSERT: usize = 32;
+/// Rows per INSERT statement, largest first: one statement for many events costs one trip to
+/// the database instead of one each (32 × 11 parameters stays far below both backends' limits).
+/// Only these few sizes, so each connection's prepared-statement cache holds three variants, not
+/// one per batch size (the soak's heap profile found 32 of them, each a compiled SQLite program).
+const ROWS_PER_INSERT: [usize; 3] = [32, 8, 1];
+
+/// How `n` events are cut into inserts of the sizes in `ROWS_PER_INSERT`, largest first.
+fn insert_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    ROWS_PER_INSERT.into_iter().flat_map(move |size| {
+        let times = n / size;
+        n %= size;
+        std::iter::repeat_n(size, times)
+    })
+}
 
 /// Writes a batch in one transaction on the writer's own connection; answers, in the batch's
 /// order, whether each row went in.
@@ -228,8 +239,11 @@ async fn write_batch(db: &Db, batch: &[Job]) -> Result<Vec<bool>, sqlx::Error> {
             Row::Session(_) => None,
         })
         .collect();
-    for chunk in events.chunks(ROWS_PER_INSERT) {
-        let sql = insert_rows(chunk.len());
+    let mut rest = events.as_slice();
+    for size in insert_sizes(rest.len()) {
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
+        let sql = insert_rows(db.backend(), size);
         let mut q = sqlx::query(&sql);
         for e in chunk {
             q = e.bind(q);
@@ -248,26 +262,12 @@ async fn write_batch(db: &Db, batch: &[Job]) -> Result<Vec<bool>, sqlx::Error> {
 }
 
 /// `audit::INSERT` for `rows` events: the same columns, `rows` tuples of placeholders.
-fn insert_rows(rows: usize) -> String {
+fn insert_rows(backend: Backend, rows: usize) -> String {
     let head = &super::INSERT[..super::INSERT.find("VALUES").unwrap_or(0)];
-    let mut sql = String::with_capacity(head.len() + rows * 60);
-    sql.push_str(head);
-    sql.push_str("VALUES ");
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for c in 1..=COLUMNS {
-            if c > 1 {
-                sql.push_str(", ");
-            }
-            sql.push('$');
-            sql.push_str(&(r * COLUMNS + c).to_string());
-        }
-        sql.push(')');
-    }
-    sql
+    format!(
+        "{head}VALUES {}",
+        Params::new(backend).tuples(rows, COLUMNS)
+    )
 }
 
 /// Columns in `audit::INSERT`.
@@ -334,11 +334,26 @@ mod tests {
         assert_eq!(total, 200);
     }
 
+    /// Any batch is cut into the three insert sizes, largest first, every event once.
+    #[test]
+    fn batches_use_three_insert_sizes() {
+        for n in 0..200 {
+            let sizes: Vec<usize> = insert_sizes(n).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n, "{n}");
+            assert!(
+                sizes.iter().all(|s| ROWS_PER_INSERT.contains(s)),
+                "{n}: {sizes:?}"
+            );
+            assert!(sizes.is_sorted_by(|a, b| a >= b), "{n}: {sizes:?}");
+        }
+        assert_eq!(insert_sizes(75).collect::<Vec<_>>(), [32, 32, 8, 1, 1, 1]);
+    }
+
     /// The batch statement is the single-row one, widened: same columns, numbered placeholders.
     #[test]
     fn the_batch_insert_widens_the_single_row_one() {
-        assert_eq!(insert_rows(1), crate::audit::INSERT);
-        let two = insert_rows(2);
+        assert_eq!(insert_rows(Backend::Postgres, 1), crate::audit::INSERT);
+        let two = insert_rows(Backend::Postgres, 2);
         assert!(
             two.ends_with("($12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"),
             "{two}"
@@ -348,6 +363,11 @@ mod tests {
             crate::audit::INSERT.matches('$').count(),
             COLUMNS,
             "COLUMNS must follow audit::INSERT"
+        );
+        let lite = insert_rows(Backend::Sqlite, 2);
+        assert_eq!(
+            (lite.matches('?').count(), lite.matches('$').count()),
+            (2 * COLUMNS, 0)
         );
     }
 

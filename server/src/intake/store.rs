@@ -75,8 +75,9 @@ pub struct Importer {
     /// The practice's active blind-index key version, read once per batch (not per value: that
     /// query was most of the import's time).
     index_version: u32,
-    /// PostgreSQL: the tables' statistics are refreshed as they grow (see `write_batch`).
-    postgres: bool,
+    /// On PostgreSQL the tables' statistics are refreshed as they grow (see `write_batch`);
+    /// placeholders in the batch statements follow it (`db::Params`).
+    backend: crate::db::Backend,
     batches: u64,
     /// Every statement id this import has taken, as a keyed 64-bit hash, so an id sent twice is
     /// refused however far apart: 16 bytes or so per statement (1.6 MB for 100,000) instead of the
@@ -110,7 +111,7 @@ impl Importer {
         };
         crypto.blind_index(tenant, BIDX_EXTERNAL, "").await?;
         let index_version = active_index(&crypto, tenant).await?;
-        let tx = db.begin_write().await?;
+        let tx = db.begin_bulk_write().await?;
         Ok(Importer {
             tenant: tenant.clone(),
             crypto,
@@ -118,7 +119,7 @@ impl Importer {
             now,
             practice_checked: false,
             index_version,
-            postgres: db.backend() == crate::db::Backend::Postgres,
+            backend: db.backend(),
             batches: 0,
             taken: HashSet::new(),
             id_hasher: Default::default(),

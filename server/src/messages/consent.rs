@@ -138,20 +138,11 @@ pub async fn append_first(
             "INSERT INTO sms_consents (id, tenant_id, phone_ct, phone_bidx, state,
                  wording_version, source, at, seq) VALUES ",
         );
+        let mut p = crate::db::Params::of(conn);
         for i in 0..chunk.len() {
-            let n = i * 8;
-            sql.push_str(&format!(
-                "{}(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, 1)",
-                if i == 0 { "" } else { ", " },
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6,
-                n + 7,
-                n + 8
-            ));
+            sql.push_str(if i == 0 { "(" } else { ", (" });
+            sql.push_str(&p.list(8));
+            sql.push_str(", 1)");
         }
         let mut q = sqlx::query(&sql);
         for e in chunk {
@@ -178,13 +169,12 @@ pub async fn standings(
 ) -> Result<HashMap<Vec<u8>, Standing>, MessageError> {
     let mut out = HashMap::with_capacity(phones.len());
     for chunk in phones.chunks(256) {
-        let list = (0..chunk.len())
-            .map(|i| format!("${}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let mut p = crate::db::Params::of(conn);
         let sql = format!(
             "SELECT phone_bidx, state FROM sms_consents
-             WHERE tenant_id = $1 AND phone_bidx IN ({list}) ORDER BY at, seq"
+             WHERE tenant_id = {} AND phone_bidx IN ({}) ORDER BY at, seq",
+            p.one(),
+            p.list(chunk.len())
         );
         let mut q = sqlx::query_as::<_, (Vec<u8>, String)>(&sql).bind(tenant.as_str());
         for p in chunk {

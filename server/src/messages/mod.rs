@@ -197,7 +197,7 @@ pub async fn queue(
     queue_many(conn, std::slice::from_ref(sealed), now).await
 }
 
-/// Rows per multi-row insert (16 values each; see `intake::store::batch` on why small).
+/// Rows per multi-row insert (16 values each).
 const ROWS_PER_INSERT: usize = 32;
 const COLUMNS: usize = 16;
 
@@ -213,14 +213,10 @@ pub async fn queue_many(
                  recipient_bidx, subject_ct, body_ct, zone, patient_id, statement_id, state,
                  next_attempt_at, created_at, attempts) VALUES ",
         );
+        let mut p = crate::db::Params::of(conn);
         for i in 0..chunk.len() {
-            let first = i * COLUMNS + 1;
-            let list = (first..first + COLUMNS)
-                .map(|n| format!("${n}"))
-                .collect::<Vec<_>>()
-                .join(", ");
             sql.push_str(if i == 0 { "(" } else { ", (" });
-            sql.push_str(&list);
+            sql.push_str(&p.list(COLUMNS));
             sql.push_str(", 0)");
         }
         let mut q = sqlx::query(&sql);
@@ -258,14 +254,13 @@ pub async fn texted_before(
 ) -> Result<std::collections::HashSet<Vec<u8>>, MessageError> {
     let mut out = std::collections::HashSet::new();
     for chunk in numbers.chunks(256) {
-        let list = (0..chunk.len())
-            .map(|i| format!("${}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let mut p = crate::db::Params::of(conn);
         let sql = format!(
             "SELECT DISTINCT recipient_bidx FROM outbox
-             WHERE tenant_id = $1 AND channel = 'sms' AND state <> 'suppressed'
-               AND recipient_bidx IN ({list})"
+             WHERE tenant_id = {} AND channel = 'sms' AND state <> 'suppressed'
+               AND recipient_bidx IN ({})",
+            p.one(),
+            p.list(chunk.len())
         );
         let mut q = sqlx::query_scalar::<_, Vec<u8>>(&sql).bind(tenant.as_str());
         for n in chunk {
