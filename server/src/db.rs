@@ -227,6 +227,24 @@ impl Params {
     }
 }
 
+/// `rows` cut into multi-row statements of a few fixed sizes (`sizes`, largest first, ending in
+/// 1). Each distinct statement text stays prepared in the cache of every connection that ran it
+/// (sqlx keeps 100 a connection, SQLite's compiled form of a wide insert is tens of KB): one
+/// statement sized to each batch fills those caches with one-off variants, as the audit sealer's
+/// did (up to 200 sizes, 10 MB, in the soak's heap profile).
+pub fn fixed_chunks<'a, T>(
+    rows: &'a [T],
+    sizes: &'static [usize],
+) -> impl Iterator<Item = &'a [T]> + 'a {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        let size = *sizes.iter().find(|&&s| s > 0 && s <= rest.len())?;
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
+        Some(chunk)
+    })
+}
+
 /// Every new connection: SQLite enforces foreign keys and waits (rather than fails) for a lock.
 async fn after_connect(
     backend: Backend,
@@ -285,6 +303,23 @@ pub async fn temp_sqlite() -> (tempfile::TempDir, Db) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows are cut into the given sizes, largest first, each row once.
+    #[test]
+    fn rows_are_cut_into_fixed_sizes() {
+        const SIZES: &[usize] = &[32, 8, 1];
+        for n in 0..200 {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = fixed_chunks(&rows, SIZES).collect();
+            assert_eq!(chunks.concat(), rows, "{n}");
+            let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+            assert!(sizes.iter().all(|s| SIZES.contains(s)), "{n}: {sizes:?}");
+            assert!(sizes.is_sorted_by(|a, b| a >= b), "{n}: {sizes:?}");
+        }
+        let rows = [0; 75];
+        let sizes: Vec<usize> = fixed_chunks(&rows, SIZES).map(<[i32]>::len).collect();
+        assert_eq!(sizes, [32, 32, 8, 1, 1, 1]);
+    }
 
     /// Placeholders number on from each other on PostgreSQL and are anonymous on SQLite.
     #[test]

@@ -19,7 +19,7 @@
 use super::anchor;
 use crate::alerts::AlertSink;
 use crate::crypto::KeyProvider;
-use crate::db::Db;
+use crate::db::{fixed_chunks, Db, Params};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -229,29 +229,21 @@ struct Planned {
     hash: [u8; 32],
 }
 
+/// Seal rows per INSERT, in a few sizes only (`db::fixed_chunks`: a statement per batch size
+/// filled every connection's statement cache); 128 rows are 640 parameters, inside both
+/// databases' limits.
+const SEALS_PER_INSERT: &[usize] = &[128, 16, 1];
+
 /// Writes a batch in one transaction; `false` when another sealer sealed one of its seqs first
 /// (the batch is rolled back: it was chained from a head that is no longer the head).
 async fn write(db: &Db, batch: &[Planned], now: i64) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    // 200 rows (1000 parameters) per statement: well inside both databases' limits.
-    for chunk in batch.chunks(200) {
-        let mut sql =
-            String::from("INSERT INTO audit_seals (seq, kind, prev_hash, hash, sealed_at) VALUES ");
-        for i in 0..chunk.len() {
-            let b = i * 5;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5
-            ));
-        }
-        sql.push_str(" ON CONFLICT (seq) DO NOTHING");
+    for chunk in fixed_chunks(batch, SEALS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO audit_seals (seq, kind, prev_hash, hash, sealed_at) VALUES {}
+             ON CONFLICT (seq) DO NOTHING",
+            Params::new(db.backend()).tuples(chunk.len(), 5)
+        );
         let mut q = sqlx::query(&sql);
         for p in chunk {
             q = q

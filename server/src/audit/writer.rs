@@ -9,7 +9,7 @@
 //! had a commit of their own come here.
 
 use super::{Event, Outcome};
-use crate::db::{Backend, Db, Params};
+use crate::db::{fixed_chunks, Backend, Db, Params};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -214,19 +214,9 @@ async fn run(db: Db, mut queue: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
 }
 
 /// Rows per INSERT statement, largest first: one statement for many events costs one trip to
-/// the database instead of one each (32 × 11 parameters stays far below both backends' limits).
-/// Only these few sizes, so each connection's prepared-statement cache holds three variants, not
-/// one per batch size (the soak's heap profile found 32 of them, each a compiled SQLite program).
-const ROWS_PER_INSERT: [usize; 3] = [32, 8, 1];
-
-/// How `n` events are cut into inserts of the sizes in `ROWS_PER_INSERT`, largest first.
-fn insert_sizes(mut n: usize) -> impl Iterator<Item = usize> {
-    ROWS_PER_INSERT.into_iter().flat_map(move |size| {
-        let times = n / size;
-        n %= size;
-        std::iter::repeat_n(size, times)
-    })
-}
+/// the database instead of one each (32 × 11 parameters stays far below both backends' limits),
+/// in three sizes only (`db::fixed_chunks`).
+const ROWS_PER_INSERT: &[usize] = &[32, 8, 1];
 
 /// Writes a batch in one transaction on the writer's own connection; answers, in the batch's
 /// order, whether each row went in.
@@ -239,11 +229,8 @@ async fn write_batch(db: &Db, batch: &[Job]) -> Result<Vec<bool>, sqlx::Error> {
             Row::Session(_) => None,
         })
         .collect();
-    let mut rest = events.as_slice();
-    for size in insert_sizes(rest.len()) {
-        let (chunk, after) = rest.split_at(size);
-        rest = after;
-        let sql = insert_rows(db.backend(), size);
+    for chunk in fixed_chunks(&events, ROWS_PER_INSERT) {
+        let sql = insert_rows(db.backend(), chunk.len());
         let mut q = sqlx::query(&sql);
         for e in chunk {
             q = e.bind(q);
@@ -332,21 +319,6 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(total, 200);
-    }
-
-    /// Any batch is cut into the three insert sizes, largest first, every event once.
-    #[test]
-    fn batches_use_three_insert_sizes() {
-        for n in 0..200 {
-            let sizes: Vec<usize> = insert_sizes(n).collect();
-            assert_eq!(sizes.iter().sum::<usize>(), n, "{n}");
-            assert!(
-                sizes.iter().all(|s| ROWS_PER_INSERT.contains(s)),
-                "{n}: {sizes:?}"
-            );
-            assert!(sizes.is_sorted_by(|a, b| a >= b), "{n}: {sizes:?}");
-        }
-        assert_eq!(insert_sizes(75).collect::<Vec<_>>(), [32, 32, 8, 1, 1, 1]);
     }
 
     /// The batch statement is the single-row one, widened: same columns, numbered placeholders.

@@ -133,7 +133,7 @@ pub async fn append_first(
     conn: &mut sqlx::AnyConnection,
     entries: &[Entry],
 ) -> Result<(), MessageError> {
-    for chunk in entries.chunks(32) {
+    for chunk in crate::db::fixed_chunks(entries, &[32, 8, 1]) {
         let mut sql = String::from(
             "INSERT INTO sms_consents (id, tenant_id, phone_ct, phone_bidx, state,
                  wording_version, source, at, seq) VALUES ",
@@ -176,7 +176,10 @@ pub async fn standings(
             p.one(),
             p.list(chunk.len())
         );
-        let mut q = sqlx::query_as::<_, (Vec<u8>, String)>(&sql).bind(tenant.as_str());
+        // Not kept prepared: a statement per list length would fill the connection's cache.
+        let mut q = sqlx::query_as::<_, (Vec<u8>, String)>(&sql)
+            .persistent(false)
+            .bind(tenant.as_str());
         for p in chunk {
             q = q.bind(*p);
         }

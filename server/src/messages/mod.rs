@@ -197,8 +197,8 @@ pub async fn queue(
     queue_many(conn, std::slice::from_ref(sealed), now).await
 }
 
-/// Rows per multi-row insert (16 values each).
-const ROWS_PER_INSERT: usize = 32;
+/// Rows per multi-row insert (16 values each), in a few sizes only (`db::fixed_chunks`).
+const ROWS_PER_INSERT: &[usize] = &[32, 8, 1];
 const COLUMNS: usize = 16;
 
 /// Writes sealed messages in the caller's transaction, several rows per statement.
@@ -207,7 +207,7 @@ pub async fn queue_many(
     sealed: &[Sealed],
     now: i64,
 ) -> Result<(), MessageError> {
-    for chunk in sealed.chunks(ROWS_PER_INSERT) {
+    for chunk in crate::db::fixed_chunks(sealed, ROWS_PER_INSERT) {
         let mut sql = String::from(
             "INSERT INTO outbox (id, tenant_id, channel, purpose, template, language, recipient_ct,
                  recipient_bidx, subject_ct, body_ct, zone, patient_id, statement_id, state,
@@ -262,7 +262,10 @@ pub async fn texted_before(
             p.one(),
             p.list(chunk.len())
         );
-        let mut q = sqlx::query_scalar::<_, Vec<u8>>(&sql).bind(tenant.as_str());
+        // Not kept prepared: a statement per list length would fill the connection's cache.
+        let mut q = sqlx::query_scalar::<_, Vec<u8>>(&sql)
+            .persistent(false)
+            .bind(tenant.as_str());
         for n in chunk {
             q = q.bind(*n);
         }
