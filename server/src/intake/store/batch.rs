@@ -14,7 +14,9 @@ use crate::intake::ParsedStatement;
 use crate::phi::Phi;
 use std::collections::{HashMap, HashSet};
 
-/// Rows per multi-row insert.
+/// Rows per multi-row insert. The last chunk of each batch may be any size (unlike
+/// `db::fixed_chunks`' users): the import's connection is closed after it (`Db::begin_bulk_write`),
+/// and the statements it cached go with it.
 const ROWS_PER_INSERT: usize = 128;
 
 /// A value bound into a multi-row insert.
