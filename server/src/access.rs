@@ -455,7 +455,7 @@ fn conclude(ask: Ask<'_>, decision: Decision) -> Result<Permit, Refused> {
 pub async fn permit_in(
     db: &crate::db::Db,
     ask: Ask<'_>,
-) -> Result<(Permit, sqlx::Transaction<'static, sqlx::Any>), Refused> {
+) -> Result<(Permit, crate::db::WriteTx), Refused> {
     let mut tx = db.begin_write().await?;
     match permit(&mut *tx, ask).await {
         Ok(p) => Ok((p, tx)),

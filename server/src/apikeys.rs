@@ -66,7 +66,7 @@ pub async fn create(
 
 /// `create` inside the caller's transaction (the staff page's, which holds its audit event).
 pub async fn create_in(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut crate::db::WriteTx,
     tenant: &TenantId,
     label: &str,
     created_by: &str,
@@ -156,7 +156,7 @@ pub async fn revoke(db: &Db, tenant: &TenantId, id: &str, now: i64) -> Result<bo
 
 /// `revoke` inside the caller's transaction.
 pub async fn revoke_in(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut crate::db::WriteTx,
     tenant: &TenantId,
     id: &str,
     now: i64,

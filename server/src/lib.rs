@@ -406,6 +406,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             let now = worker.clock.now();
             match payments::jobs::run_due(
                 &worker.db,
+                &worker.audit,
                 worker.processor.as_ref(),
                 &worker.alerts,
                 now,

@@ -130,7 +130,7 @@ pub struct NewView<'a> {
 /// (call `FieldCrypto::ready_field_key` for the practice first: no key is made inside it).
 /// Returns when it ends by itself.
 pub async fn record_start(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut crate::db::WriteTx,
     crypto: &FieldCrypto,
     v: NewView<'_>,
 ) -> Result<i64, ViewAsError> {
@@ -181,7 +181,7 @@ pub async fn act_on_behalf(db: &Db, tenant: &TenantId) -> Result<bool, sqlx::Err
 
 /// Turns act-on-behalf on or off, inside the transaction of the permit that records it.
 pub async fn set_act_on_behalf(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut crate::db::WriteTx,
     tenant: &TenantId,
     on: bool,
 ) -> Result<(), sqlx::Error> {

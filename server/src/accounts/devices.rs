@@ -58,7 +58,7 @@ pub async fn trust_device(
 /// this email index, and that account is enabled and needs no reset. Read inside the caller's
 /// claim transaction.
 pub(super) async fn trusted_device_of(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut crate::db::WriteTx,
     token: &str,
     email_index: &[u8],
     now: i64,

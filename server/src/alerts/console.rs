@@ -152,7 +152,7 @@ pub enum Acked {
 
 /// Marks one of the permit's alerts acknowledged by `who`, in the permit's transaction.
 pub async fn acknowledge(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut crate::db::WriteTx,
     permit: &Permit,
     alert: i64,
     who: &UserId,
@@ -183,7 +183,7 @@ pub async fn acknowledge(
 }
 
 async fn exists(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut crate::db::WriteTx,
     permit: &Permit,
     alert: i64,
 ) -> Result<bool, sqlx::Error> {
@@ -202,7 +202,7 @@ async fn exists(
 /// Adds a note (already checked for length) to one of the permit's alerts; false when there is
 /// no such alert in its scope.
 pub async fn add_note(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut crate::db::WriteTx,
     crypto: &FieldCrypto,
     permit: &Permit,
     alert: i64,

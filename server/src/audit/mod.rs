@@ -39,7 +39,7 @@ pub mod verify;
 pub mod viewer;
 pub mod writer;
 
-pub use writer::AuditLog;
+pub use writer::{AuditLog, OwnedStatement};
 
 use crate::ids::{PatientId, TenantId};
 use sqlx::Any;

@@ -6,7 +6,8 @@
 //! SQLite the one writer queues rows in order instead of contending for the file's write lock
 //! (a connection that loses that race sleeps in SQLite's busy handler). Events of a change are
 //! still written inside the change's own transaction (`audit::record` on it); only rows that
-//! had a commit of their own come here.
+//! had a commit of their own come here, with the processor-event queue's bookkeeping rows
+//! (`OwnedStatement`).
 
 use super::{Event, Outcome};
 use crate::db::{fixed_chunks, Backend, Db, Params};
@@ -105,10 +106,68 @@ impl NewSession {
     }
 }
 
+/// One statement with its values owned, to run in the writer's next group commit
+/// (`AuditLog::execute`): a small write that must be durable before its caller answers but
+/// need not pay a commit of its own (the processor-event queue's bookkeeping).
+#[derive(Debug)]
+pub struct OwnedStatement {
+    sql: &'static str,
+    values: Vec<Value>,
+}
+
+#[derive(Debug)]
+enum Value {
+    Text(String),
+    MaybeText(Option<String>),
+    Int(i64),
+}
+
+impl OwnedStatement {
+    /// `sql` with `$N` placeholders, bound in the order the values are added.
+    pub fn new(sql: &'static str) -> OwnedStatement {
+        OwnedStatement {
+            sql,
+            values: Vec::new(),
+        }
+    }
+
+    pub fn text(mut self, v: impl Into<String>) -> OwnedStatement {
+        self.values.push(Value::Text(v.into()));
+        self
+    }
+
+    pub fn maybe_text(mut self, v: Option<String>) -> OwnedStatement {
+        self.values.push(Value::MaybeText(v));
+        self
+    }
+
+    pub fn int(mut self, v: i64) -> OwnedStatement {
+        self.values.push(Value::Int(v));
+        self
+    }
+
+    /// Whether it changed a row.
+    async fn run<'e, E>(&self, exec: E) -> Result<bool, sqlx::Error>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        let mut q = sqlx::query(self.sql);
+        for v in &self.values {
+            q = match v {
+                Value::Text(t) => q.bind(t.as_str()),
+                Value::MaybeText(t) => q.bind(t.as_deref()),
+                Value::Int(i) => q.bind(*i),
+            };
+        }
+        Ok(q.execute(exec).await?.rows_affected() > 0)
+    }
+}
+
 /// One row for the writer.
 enum Row {
     Event(OwnedEvent),
     Session(NewSession),
+    Statement(OwnedStatement),
 }
 
 /// What the writer answers: committed (with whether a session row went in; always `true` for
@@ -169,6 +228,12 @@ impl AuditLog {
             .await
     }
 
+    /// Runs `stmt` in the next group commit and returns once that is committed: whether it
+    /// changed a row.
+    pub async fn execute(&self, stmt: OwnedStatement) -> Result<bool, sqlx::Error> {
+        self.write(Row::Statement(stmt)).await
+    }
+
     async fn write(&self, row: Row) -> Result<bool, sqlx::Error> {
         let (done, committed) = oneshot::channel();
         if let Err(mpsc::error::SendError(job)) = self.jobs.send(Job { row, done }).await {
@@ -226,7 +291,7 @@ async fn write_batch(db: &Db, batch: &[Job]) -> Result<Vec<bool>, sqlx::Error> {
         .iter()
         .filter_map(|j| match &j.row {
             Row::Event(e) => Some(e),
-            Row::Session(_) => None,
+            Row::Session(_) | Row::Statement(_) => None,
         })
         .collect();
     for chunk in fixed_chunks(&events, ROWS_PER_INSERT) {
@@ -242,6 +307,7 @@ async fn write_batch(db: &Db, batch: &[Job]) -> Result<Vec<bool>, sqlx::Error> {
         inserted.push(match &job.row {
             Row::Event(_) => true,
             Row::Session(s) => s.insert(&mut *tx).await?,
+            Row::Statement(s) => s.run(&mut *tx).await?,
         });
     }
     tx.commit().await?;
@@ -268,6 +334,7 @@ async fn write_alone(pool: &sqlx::AnyPool, row: &Row) -> Result<bool, sqlx::Erro
             Ok(true)
         }
         Row::Session(s) => s.insert(pool).await,
+        Row::Statement(s) => s.run(pool).await,
     }
 }
 

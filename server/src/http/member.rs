@@ -147,7 +147,7 @@ pub async fn member_permit_in(
     ctx: &RequestContext,
     who: &Account,
     ask: MemberAsk<'_>,
-) -> Result<(Permit, sqlx::Transaction<'static, sqlx::Any>)> {
+) -> Result<(Permit, crate::db::WriteTx)> {
     let actor = ctx.actor(actor_id(&who.id));
     Ok(access::permit_in(&state.db, member_ask(ctx, who, &actor, ask)).await?)
 }

@@ -116,7 +116,7 @@ async fn may_manage(
     patient: &PatientId,
     event: &'static str,
     resource: &str,
-) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+) -> Result<crate::db::WriteTx> {
     let (_allowed, tx) = member_permit_in(
         state,
         ctx,
@@ -182,7 +182,7 @@ pub async fn revoke_guarantor(
 
 /// The event of a change that happened, in the change's transaction.
 async fn record_change(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut crate::db::WriteTx,
     ctx: &RequestContext,
     by: &str,
     (tenant, patient): (&TenantId, &PatientId),

@@ -38,8 +38,8 @@ pub async fn stripe(
         }
     };
     let now = state.clock.now();
-    let fresh = match jobs::enqueue(&state.db, &event, now).await {
-        Ok(fresh) => fresh,
+    let job = match jobs::enqueue_claimed(&state.audit, &event, now).await {
+        Ok(job) => job,
         // Not stored: a 5xx makes the processor deliver it again later.
         Err(e) => {
             tracing::error!(error = %e, "webhook: could not store the event");
@@ -47,18 +47,19 @@ pub async fn stripe(
             return (StatusCode::INTERNAL_SERVER_ERROR, "retry later").into_response();
         }
     };
-    if fresh {
+    let fresh = job.is_some();
+    if let Some(job) = job {
         // Worked at once, in its own task so an answer past the budget never cuts it short;
         // what is not done by then the worker finishes (the job is leased meanwhile).
         let worker = state.clone();
-        let id = event.id.clone();
         let task = tokio::spawn(async move {
             let now = worker.clock.now();
-            let worked = jobs::run_one(
+            let worked = jobs::work(
                 &worker.db,
+                &worker.audit,
                 worker.processor.as_ref(),
                 &worker.alerts,
-                &id,
+                &job,
                 now,
             )
             .await;

@@ -14,11 +14,10 @@
 use super::{ParsedStatement, PatientRecord};
 use crate::billing::{patient_aad, patient_index_inputs};
 use crate::crypto::{CryptoError, FieldAad, FieldCrypto};
-use crate::db::Db;
+use crate::db::{Db, WriteTx};
 use crate::ids::{LineId, PatientId, StatementId, TenantId};
 use crate::money::Money;
 use crate::phi::Phi;
-use sqlx::{Any, Transaction};
 use std::collections::HashSet;
 use std::hash::BuildHasher;
 
@@ -69,7 +68,7 @@ pub enum StoreError {
 pub struct Importer {
     tenant: TenantId,
     crypto: std::sync::Arc<FieldCrypto>,
-    tx: Transaction<'static, Any>,
+    tx: WriteTx,
     now: i64,
     practice_checked: bool,
     /// The practice's active blind-index key version, read once per batch (not per value: that

@@ -310,7 +310,7 @@ pub(crate) async fn record_dispute(
 }
 
 pub(crate) async fn patient_of(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut crate::db::WriteTx,
     statement: &StatementId,
 ) -> Result<PatientId, sqlx::Error> {
     let patient: String = sqlx::query_scalar("SELECT patient_id FROM statements WHERE id = $1")
@@ -321,7 +321,7 @@ pub(crate) async fn patient_of(
 }
 
 async fn audit_system(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut crate::db::WriteTx,
     by: &'static str,
     tenant: &TenantId,
     patient: &PatientId,

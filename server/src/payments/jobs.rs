@@ -5,6 +5,7 @@
 use super::events::{self, EventEnvelope, EventOutcome};
 use super::{PaymentError, PaymentProcessor};
 use crate::alerts::AlertSink;
+use crate::audit::{AuditLog, OwnedStatement};
 use crate::db::Db;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,22 +35,39 @@ fn backoff(attempts: i64) -> i64 {
     BACKOFF[i.min(BACKOFF.len() - 1)]
 }
 
-/// Stores a verified event as a pending job. `false` if it was stored before (a duplicate
-/// delivery): nothing changes.
-pub async fn enqueue(db: &Db, ev: &EventEnvelope, now: i64) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "INSERT INTO processor_events (event_id, event_type, object_id, related_id, received_at, state, run_after)
-         VALUES ($1, $2, $3, $4, $5, 'pending', $5)
-         ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(&ev.id)
-    .bind(&ev.event_type)
-    .bind(&ev.data.object.id)
-    .bind(ev.data.object.payment_ref().map(str::to_owned))
-    .bind(now)
-    .execute(db.pool())
-    .await?;
-    Ok(r.rows_affected() == 1)
+/// Stores a verified event as a job the caller has claimed and works at once (the webhook):
+/// stored and leased in one write, committed in a group with whatever else the writer holds
+/// (`AuditLog::execute`) before this returns. `None` if it was stored before (a duplicate
+/// delivery): nothing changes. Should the caller not finish, the lease lapses and the queue
+/// works it.
+pub async fn enqueue_claimed(
+    group: &AuditLog,
+    ev: &EventEnvelope,
+    now: i64,
+) -> Result<Option<Job>, sqlx::Error> {
+    let job = Job {
+        event_id: ev.id.clone(),
+        event_type: ev.event_type.clone(),
+        object_id: ev.data.object.id.clone(),
+        related_id: ev.data.object.payment_ref().map(str::to_owned),
+        attempts: 1,
+    };
+    let stored = group
+        .execute(
+            OwnedStatement::new(
+                "INSERT INTO processor_events (event_id, event_type, object_id, related_id, received_at, state, run_after, lease_until, attempts)
+                 VALUES ($1, $2, $3, $4, $5, 'pending', $5, $6, 1)
+                 ON CONFLICT (event_id) DO NOTHING",
+            )
+            .text(&job.event_id)
+            .text(&job.event_type)
+            .text(&job.object_id)
+            .maybe_text(job.related_id.clone())
+            .int(now)
+            .int(now + LEASE_SECS),
+        )
+        .await?;
+    Ok(stored.then_some(job))
 }
 
 /// Takes job `event_id` if it is pending, due and not leased to another worker.
@@ -62,7 +80,7 @@ pub async fn claim(db: &Db, event_id: &str, now: i64) -> Result<Option<Job>, sql
     .bind(now + LEASE_SECS)
     .bind(event_id)
     .bind(now)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?
     .rows_affected();
     if taken == 0 {
@@ -80,6 +98,7 @@ pub async fn claim(db: &Db, event_id: &str, now: i64) -> Result<Option<Job>, sql
 /// outcome's alerts are raised here, once.
 pub async fn work(
     db: &Db,
+    group: &AuditLog,
     processor: &dyn PaymentProcessor,
     alerts: &AlertSink,
     job: &Job,
@@ -88,15 +107,19 @@ pub async fn work(
     match events::handle(db, processor, job, now).await {
         Ok(outcome) => {
             raise_for(db, alerts, job, &outcome, now).await?;
-            sqlx::query(
-                "UPDATE processor_events SET state = 'done', outcome = $1, done_at = $2, lease_until = NULL, last_error = NULL
-                 WHERE event_id = $3 AND state = 'pending'",
-            )
-            .bind(outcome_name(&outcome))
-            .bind(now)
-            .bind(&job.event_id)
-            .execute(db.pool())
-            .await?;
+            // Bookkeeping only (the money moved in its own transaction): it shares a group
+            // commit. Lost in a crash, the job is worked again, which books nothing twice.
+            group
+                .execute(
+                    OwnedStatement::new(
+                        "UPDATE processor_events SET state = 'done', outcome = $1, done_at = $2, lease_until = NULL, last_error = NULL
+                         WHERE event_id = $3 AND state = 'pending'",
+                    )
+                    .text(outcome_name(&outcome))
+                    .int(now)
+                    .text(&job.event_id),
+                )
+                .await?;
             tracing::info!(event_type = %job.event_type, outcome = outcome_name(&outcome), "processor event handled");
             Ok(Some(outcome))
         }
@@ -195,6 +218,7 @@ fn outcome_name(o: &EventOutcome) -> &'static str {
 /// Claims and works every job due now, oldest first, at most `max`; how many were worked.
 pub async fn run_due(
     db: &Db,
+    group: &AuditLog,
     processor: &dyn PaymentProcessor,
     alerts: &AlertSink,
     now: i64,
@@ -211,7 +235,7 @@ pub async fn run_due(
     .await?;
     let mut worked = 0;
     for id in due {
-        if run_one(db, processor, alerts, &id, now).await? {
+        if run_one(db, group, processor, alerts, &id, now).await? {
             worked += 1;
         }
     }
@@ -222,6 +246,7 @@ pub async fn run_due(
 /// was worked.
 pub async fn run_one(
     db: &Db,
+    group: &AuditLog,
     processor: &dyn PaymentProcessor,
     alerts: &AlertSink,
     event_id: &str,
@@ -230,7 +255,7 @@ pub async fn run_one(
     let Some(job) = claim(db, event_id, now).await? else {
         return Ok(false);
     };
-    work(db, processor, alerts, &job, now).await?;
+    work(db, group, processor, alerts, &job, now).await?;
     Ok(true)
 }
 

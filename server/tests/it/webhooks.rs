@@ -180,13 +180,18 @@ async fn a_worker_that_dies_holding_a_job_is_replaced(backend: Backend) {
         None,
     ))
     .expect("event");
-    let jobs = patriotpay::payments::jobs::enqueue;
     let now = app.state().clock.now();
-    assert!(jobs(app.db(), &ev, now).await.expect("stored"));
-    let claimed = patriotpay::payments::jobs::claim(app.db(), "evt_crash", now)
+    let claimed = patriotpay::payments::jobs::enqueue_claimed(&app.state().audit, &ev, now)
         .await
-        .expect("claim");
+        .expect("stored");
     assert!(claimed.is_some(), "the first worker holds it");
+    let again = patriotpay::payments::jobs::enqueue_claimed(&app.state().audit, &ev, now)
+        .await
+        .expect("stored");
+    assert!(
+        again.is_none(),
+        "a second delivery is a duplicate, not a second job"
+    );
     // …and dies. Meanwhile no one else may take it.
     assert_eq!(app.run_jobs().await, 0);
     assert_eq!(booked(&app).await, (0, 0));

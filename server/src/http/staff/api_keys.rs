@@ -101,7 +101,7 @@ async fn permit_in(
     tenant: &TenantId,
     event: &'static str,
     resource: &str,
-) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+) -> Result<crate::db::WriteTx> {
     let on = super::practice(tenant);
     let (_permit, tx) = ask_in(
         state,

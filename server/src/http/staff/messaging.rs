@@ -203,7 +203,7 @@ async fn change(
     account: &Account,
     tenant: &TenantId,
     (event, resource): (&'static str, &str),
-) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+) -> Result<crate::db::WriteTx> {
     let action = Action::ManageSmsSettings;
     let (_permit, tx) = ask_in(
         state,

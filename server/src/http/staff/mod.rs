@@ -198,7 +198,7 @@ async fn ask_in(
     on: Resource<'_>,
     event: &'static str,
     resource: Option<&str>,
-) -> std::result::Result<(Permit, sqlx::Transaction<'static, sqlx::Any>), Refused> {
+) -> std::result::Result<(Permit, crate::db::WriteTx), Refused> {
     let actor = ctx.actor(actor_id(&account.id));
     let q = StaffAsk {
         action,

@@ -30,7 +30,7 @@ enum V {
 /// `head` (`INSERT INTO t (a, b)`) with `rows` (all as wide as the first), `ROWS_PER_INSERT`
 /// at a time.
 async fn insert_rows(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut crate::db::WriteTx,
     backend: Backend,
     head: &str,
     rows: &[Vec<V>],

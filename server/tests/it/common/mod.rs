@@ -258,6 +258,7 @@ impl TestApp {
         loop {
             let n = patriotpay::payments::jobs::run_due(
                 &s.db,
+                &s.audit,
                 s.processor.as_ref(),
                 &s.alerts,
                 s.clock.now(),
