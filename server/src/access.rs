@@ -418,7 +418,10 @@ where
 
 /// `permit` for a view: the event goes to the group-commit writer, and the permit is given once
 /// the event is durable (one commit shared with the other views waiting then).
-pub async fn permit_view(log: &crate::audit::AuditLog, ask: Ask<'_>) -> Result<Permit, Refused> {
+pub async fn permit_view(
+    log: &crate::group_commit::GroupWriter,
+    ask: Ask<'_>,
+) -> Result<Permit, Refused> {
     let decision = decide(ask.who, ask.action, &ask.on, ask.now);
     log.record(event_of(&ask, &decision)).await?;
     conclude(ask, decision)

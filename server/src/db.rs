@@ -74,7 +74,7 @@ impl Db {
         &self.pool
     }
 
-    /// The group writer's own connection (`audit::AuditLog`), durable like every other: its
+    /// The group writer's own connection (`group_commit::GroupWriter`), durable like every other: its
     /// commits never wait for a connection readers hold, and on SQLite its rows queue in order
     /// instead of racing other connections for the file's write lock.
     pub fn writer_pool(&self) -> &AnyPool {
@@ -123,15 +123,18 @@ impl Db {
             Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => pool.begin().await?,
         };
-        Ok(WriteTx { tx, _turn: turn })
+        Ok(InTurn {
+            inner: tx,
+            _turn: turn,
+        })
     }
 
     /// A connection for a write that commits by itself (one statement), in the process's turn
     /// to write on SQLite (`WriteTx`); the turn ends when the connection is dropped.
     pub async fn write_conn(&self) -> Result<WriteConn, sqlx::Error> {
         let turn = self.turn.take(self.backend).await?;
-        Ok(WriteConn {
-            conn: self.pool.acquire().await?,
+        Ok(InTurn {
+            inner: self.pool.acquire().await?,
             _turn: turn,
         })
     }
@@ -155,7 +158,10 @@ impl Db {
             Backend::Postgres => None,
         };
         let tx = sqlx::Transaction::begin(conn, begin).await?;
-        Ok(WriteTx { tx, _turn: turn })
+        Ok(InTurn {
+            inner: tx,
+            _turn: turn,
+        })
     }
 
     /// True when the database answers a trivial query.
@@ -194,54 +200,41 @@ impl WriteTurns {
     }
 }
 
-/// A write transaction (`Db::begin_write`): the transaction, and on SQLite the process's turn
-/// to write, given up when the transaction ends (committed, rolled back or dropped).
-/// Dereferences to its connection, so `&mut *tx` runs a query inside it.
-pub struct WriteTx {
-    // Dropped first: the transaction ends before the turn passes on.
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+/// A connection held in the process's turn to write on SQLite (`WriteTurns`), given up when
+/// it is dropped. Dereferences to the connection, so `&mut *tx` runs a query inside it.
+pub struct InTurn<C> {
+    // Dropped first: the transaction or connection ends before the turn passes on.
+    inner: C,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
+
+/// A write transaction (`Db::begin_write`): the turn ends when it is committed, rolled back or
+/// dropped.
+pub type WriteTx = InTurn<sqlx::Transaction<'static, sqlx::Any>>;
+
+/// A pooled connection for one self-committing write (`Db::write_conn`).
+pub type WriteConn = InTurn<sqlx::pool::PoolConnection<sqlx::Any>>;
 
 impl WriteTx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.inner.commit().await
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.tx.rollback().await
+        self.inner.rollback().await
     }
 }
 
-impl std::ops::Deref for WriteTx {
+impl<C: std::ops::Deref<Target = sqlx::AnyConnection>> std::ops::Deref for InTurn<C> {
     type Target = sqlx::AnyConnection;
     fn deref(&self) -> &sqlx::AnyConnection {
-        &self.tx
+        &self.inner
     }
 }
 
-impl std::ops::DerefMut for WriteTx {
+impl<C: std::ops::DerefMut<Target = sqlx::AnyConnection>> std::ops::DerefMut for InTurn<C> {
     fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.tx
-    }
-}
-
-/// A pooled connection in the process's turn to write (`Db::write_conn`).
-pub struct WriteConn {
-    conn: sqlx::pool::PoolConnection<sqlx::Any>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl std::ops::Deref for WriteConn {
-    type Target = sqlx::AnyConnection;
-    fn deref(&self) -> &sqlx::AnyConnection {
-        &self.conn
-    }
-}
-
-impl std::ops::DerefMut for WriteConn {
-    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.conn
+        &mut self.inner
     }
 }
 

@@ -15,6 +15,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod demo;
+pub mod group_commit;
 pub mod guarantors;
 pub mod http;
 pub mod identity;
@@ -286,7 +287,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     let alert_sink = alerts::AlertSink::configured(cfg, Some(crypto.clone()));
     let state = AppState {
         db: db.clone(),
-        audit: audit::AuditLog::start(db.clone()),
+        audit: group_commit::GroupWriter::start(db.clone()),
         crypto,
         processor,
         webhook_secrets: Arc::new(webhook_secrets),
@@ -485,6 +486,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
                 let now = autopay.clock.now();
                 match payments::plans::scheduler::run_due(
                     &autopay.db,
+                    &autopay.audit,
                     autopay.processor.as_ref(),
                     &autopay.alerts,
                     now,
@@ -522,6 +524,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             };
             match payments::reconcile::run_and_alert(
                 &reconciler.db,
+                &reconciler.audit,
                 reconciler.processor.as_ref(),
                 &reconciler.alerts,
                 window,

@@ -176,8 +176,11 @@ async fn payments(cfg: &patriotpay::config::Config, action: PaymentsCommand) -> 
     let bar = patriotpay::keys::progress(0, "reconciling");
     // A dispute it records alerts the practice, as the webhook would have.
     let alerts = patriotpay::alerts::AlertSink::configured(cfg, Some(crypto.clone()));
+    // A repair books through the group writer, as the server does.
+    let group = patriotpay::group_commit::GroupWriter::start(db.clone());
     let report = patriotpay::payments::reconcile::run(
         &db,
+        &group,
         processor.as_ref(),
         &alerts,
         patriotpay::payments::reconcile::Window {

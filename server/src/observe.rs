@@ -93,7 +93,7 @@ pub mod names {
     /// `identity.zip`), sign-ins (`member.signin`, `staff.signin`…), payments (`payment.*`),
     /// view-as sessions (`viewas.start`), break-glass grants…
     pub const AUDIT_EVENTS: &str = "patriotpay_audit_events_total";
-    /// Events per group commit of the audit writer (views and refusals).
+    /// Rows per group commit (views, refusals, session rows, queue bookkeeping).
     pub const AUDIT_BATCH: &str = "patriotpay_audit_batch_events";
     pub const LOCKOUTS: &str = "patriotpay_lockouts_total";
     pub const WEBHOOKS: &str = "patriotpay_webhooks_total";
@@ -138,7 +138,7 @@ pub fn audit_event(action: &'static str, outcome: &'static str) {
     metrics::counter!(names::AUDIT_EVENTS, "action" => action, "outcome" => outcome).increment(1);
 }
 
-/// One group commit of the audit writer, of `events` events.
+/// One group commit of the group-commit writer, of `events` rows.
 pub fn audit_batch(events: usize) {
     metrics::histogram!(names::AUDIT_BATCH).record(events as f64);
 }

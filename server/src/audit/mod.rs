@@ -3,7 +3,7 @@
 //!
 //! **How the chain is formed, and why.** Writers are unchanged: `record` inserts one row, inside
 //! the change's own transaction for a change (so the event and the change commit or vanish
-//! together), and a view goes to the group-commit writer (`writer::AuditLog`: many views share
+//! together), and a view goes to the group-commit writer (`group_commit::GroupWriter`: many views share
 //! one commit, and each page waits only until its view is durable). The row's `seq` (an identity or AUTOINCREMENT column) gives every event
 //! its place in one total order on both databases. Hashing at insert time instead would need the
 //! previous event's hash, that is one writer at a time across every transaction: change events
@@ -37,9 +37,6 @@ pub mod export;
 pub mod record_views;
 pub mod verify;
 pub mod viewer;
-pub mod writer;
-
-pub use writer::{AuditLog, OwnedStatement};
 
 use crate::ids::{PatientId, TenantId};
 use sqlx::Any;
@@ -52,7 +49,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::Denied => "denied",
@@ -95,12 +92,13 @@ pub struct Event<'a> {
     pub outcome: Outcome,
 }
 
-const INSERT: &str = "INSERT INTO audit_events (id, at, actor, on_behalf_of, tenant_id, patient_id,
+pub(crate) const INSERT: &str =
+    "INSERT INTO audit_events (id, at, actor, on_behalf_of, tenant_id, patient_id,
      action, resource, request_id, address, outcome)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 /// Appends one event, on the pool or inside the caller's transaction. A view or refusal that
-/// has no transaction of its own goes through `AuditLog` instead (group commit).
+/// has no transaction of its own goes through `GroupWriter` instead (group commit).
 pub async fn record<'e, E>(exec: E, ev: Event<'_>) -> Result<(), sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = Any>,

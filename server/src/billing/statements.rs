@@ -2,6 +2,19 @@
 
 use super::*;
 
+/// A statement's balance (`balance`'s rule) as an SQL expression, for the statement whose id is
+/// `$id` (a column or a placeholder), so a query can read it beside other columns.
+macro_rules! balance_of_statement {
+    ($id:literal) => {
+        concat!(
+            "CAST((SELECT COALESCE(SUM(CASE kind WHEN 'payment' THEN -amount_cents ELSE amount_cents END), 0)
+                   FROM ledger_entries WHERE statement_id = ",
+            $id,
+            ") AS BIGINT)"
+        )
+    };
+}
+
 pub async fn statement_header(
     db: &Db,
     id: &StatementId,
@@ -49,14 +62,48 @@ pub async fn balance<'e, E>(exec: E, id: &StatementId) -> Result<Money, sqlx::Er
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let cents: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(CASE kind WHEN 'payment' THEN -amount_cents ELSE amount_cents END), 0) AS BIGINT)
-         FROM ledger_entries WHERE statement_id = $1",
-    )
-    .bind(id.as_str())
-    .fetch_one(exec)
-    .await?;
+    let cents: i64 = sqlx::query_scalar(concat!("SELECT ", balance_of_statement!("$1")))
+        .bind(id.as_str())
+        .fetch_one(exec)
+        .await?;
     Ok(Money::from_cents(cents))
+}
+
+/// Each of `ids`' patient and balance, in `ids`' order, in one read: on the connection of a
+/// transaction that has just changed them (a booking). A statement that is not there is an
+/// error (`RowNotFound`), as it would be for `balance`'s caller.
+pub async fn patients_and_balances(
+    conn: &mut sqlx::AnyConnection,
+    ids: &[StatementId],
+) -> Result<Vec<(StatementId, PatientId, Money)>, sqlx::Error> {
+    let list: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        concat!(
+            "SELECT s.id, s.patient_id, ",
+            balance_of_statement!("s.id"),
+            " FROM statements s WHERE s.id IN ({})"
+        ),
+        list.join(", ")
+    );
+    let mut q = sqlx::query_as::<_, (String, String, i64)>(&sql);
+    for id in ids {
+        q = q.bind(id.as_str());
+    }
+    let rows = q.fetch_all(conn).await?;
+    ids.iter()
+        .map(|id| {
+            rows.iter()
+                .find(|(s, _, _)| s == id.as_str())
+                .map(|(_, patient, cents)| {
+                    (
+                        id.clone(),
+                        PatientId::from_db(patient.clone()),
+                        Money::from_cents(*cents),
+                    )
+                })
+                .ok_or(sqlx::Error::RowNotFound)
+        })
+        .collect()
 }
 
 /// A statement's lines as stored: amounts and the practice's confidential marks in the clear,
@@ -162,17 +209,18 @@ pub async fn statement_frame(
     db: &Db,
     id: &StatementId,
 ) -> Result<Option<StatementFrame>, BillingError> {
-    // The balance is `balance`'s sum; the account count is `guarantors::has_account`'s.
-    Ok(sqlx::query_as(
+    // The account count is `guarantors::has_account`'s.
+    Ok(sqlx::query_as(concat!(
         "SELECT s.id, s.tenant_id, s.patient_id, s.statement_date, s.due_date,
                 t.name AS practice_name, t.support_phone AS practice_phone,
-                CAST((SELECT COALESCE(SUM(CASE kind WHEN 'payment' THEN -amount_cents ELSE amount_cents END), 0)
-                      FROM ledger_entries WHERE statement_id = s.id) AS BIGINT) AS balance_cents,
+                ",
+        balance_of_statement!("s.id"),
+        " AS balance_cents,
                 CAST((SELECT COUNT(*) FROM user_grants
                       WHERE patient_id = s.patient_id AND role = 'patient' AND revoked_at IS NULL)
                      AS BIGINT) AS patient_accounts
-         FROM statements s JOIN tenants t ON t.id = s.tenant_id WHERE s.id = $1",
-    )
+         FROM statements s JOIN tenants t ON t.id = s.tenant_id WHERE s.id = $1"
+    ))
     .bind(id.as_str())
     .fetch_optional(db.pool())
     .await?)

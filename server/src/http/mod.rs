@@ -68,7 +68,7 @@ pub const MAX_UPLOAD_BYTES: usize = 8 * 1024 * 1024;
 pub struct AppState {
     pub db: Db,
     /// Where views and refusals are audited (group commit); a change audits in its own transaction.
-    pub audit: crate::audit::AuditLog,
+    pub audit: crate::group_commit::GroupWriter,
     pub crypto: Arc<FieldCrypto>,
     pub processor: Arc<dyn PaymentProcessor>,
     pub webhook_secrets: Arc<Vec<Secret>>,

@@ -384,6 +384,7 @@ pub async fn create(
     };
     let step = scheduler::charge(
         &state.db,
+        &state.audit,
         state.processor.as_ref(),
         &state.alerts,
         &first,

@@ -54,7 +54,7 @@ pub fn cookie_name(secure: bool) -> &'static str {
 pub struct DbSessionStore {
     db: Db,
     /// Serving: new sessions' rows go through the group writer (one commit for many).
-    writer: Option<crate::audit::AuditLog>,
+    writer: Option<crate::group_commit::GroupWriter>,
 }
 
 impl DbSessionStore {
@@ -65,7 +65,7 @@ impl DbSessionStore {
 
     /// The serving store: every pay-link opening makes a session, and its row is committed
     /// with the other rows waiting for the group writer instead of on its own.
-    pub fn grouped(db: Db, writer: crate::audit::AuditLog) -> Self {
+    pub fn grouped(db: Db, writer: crate::group_commit::GroupWriter) -> Self {
         Self {
             db,
             writer: Some(writer),

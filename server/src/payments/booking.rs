@@ -8,8 +8,10 @@ use super::{
 };
 use crate::audit::{self, Actor, Outcome};
 use crate::db::Db;
+use crate::group_commit::{self, GroupWriter};
 use crate::ids::{DisputeId, PatientId, PaymentId, StatementId, TenantId};
 use crate::money::Money;
+use std::sync::Arc;
 
 /// The actor event-driven changes are audited under.
 pub(crate) const WEBHOOK_ACTOR: &str = "system:processor-webhook";
@@ -40,126 +42,161 @@ pub(crate) async fn is_booked(db: &Db, processor_payment: &str) -> Result<bool, 
     Ok(n > 0)
 }
 
-/// Books a checkout's payment with its split over the checkout's statements, in one
-/// transaction: a crash part-way leaves nothing, and the retry does the work again.
+/// Books a checkout's payment with its split over the checkout's statements, all or nothing,
+/// in the group writer's next commit (`group_commit::Work`): many events book with one commit
+/// (one fsync) between them, and each waits until its own booking is durable. A crash part-way
+/// leaves nothing, and the retry does the work again.
 pub(crate) async fn record(
     db: &Db,
+    group: &GroupWriter,
     checkout: &CheckoutRow,
     take: Take<'_>,
     items: &[(StatementId, Money)],
     now: i64,
     by: &'static str,
 ) -> Result<Booked, sqlx::Error> {
-    let Take {
-        payment,
-        status,
-        amount,
-    } = take;
-    let status_str = match status {
-        PaymentStatus::Processing => "processing",
-        _ => "succeeded",
-    };
-    let mut tx = db.begin_write().await?;
-    let payment_id = PaymentId::generate();
-    let inserted = sqlx::query(
-        "INSERT INTO payments (id, tenant_id, statement_id, checkout_id, processor_payment_id, amount_cents,
-             card_brand, card_last4, paid_at, recorded_at, status, method, settled_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-         ON CONFLICT (processor_payment_id) DO NOTHING",
-    )
-    .bind(payment_id.as_str())
-    .bind(checkout.tenant_id.as_str())
-    .bind(checkout.statement_id.as_ref().map(|s| s.as_str().to_owned()))
-    .bind(checkout.id.as_str())
-    .bind(&payment.id)
-    .bind(amount.cents())
-    .bind(&payment.card_brand)
-    .bind(&payment.card_last4)
-    .bind(payment.created)
-    .bind(now)
-    .bind(status_str)
-    .bind(payment.method.as_str())
-    .bind((status == PaymentStatus::Succeeded).then_some(now))
-    .execute(&mut *tx)
-    .await?;
-    // Forward only: a completed checkout never goes back to open or expired.
-    close_checkout(
-        &mut tx,
-        checkout.id.as_str(),
-        CheckoutState::Complete,
-        &[
-            CheckoutState::Creating,
-            CheckoutState::Open,
-            CheckoutState::Expired,
-            CheckoutState::Failed,
-        ],
-    )
-    .await?;
-    if inserted.rows_affected() == 0 {
-        tx.commit().await?;
+    let booking = Arc::new(Booking {
+        checkout: checkout.clone(),
+        payment: take.payment.clone(),
+        status: take.status,
+        amount: take.amount,
+        items: items.to_vec(),
+        now,
+        by,
+    });
+    let work = group_commit::work(move |conn| {
+        let booking = booking.clone();
+        Box::pin(async move { booking.book(conn).await })
+    });
+    if !group.run(work).await? {
         return Ok(Booked::Already);
     }
-    // The plan instalment this checkout paid, if any, is paid with it.
-    super::plans::mark_paid(&mut tx, checkout.id.as_str(), now).await?;
-    let action = match status {
-        PaymentStatus::Processing => "payment.processing",
-        _ => "payment.recorded",
-    };
-    for (statement, share) in items {
-        sqlx::query(
-            "INSERT INTO payment_allocations (payment_id, statement_id, tenant_id, amount_cents)
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(payment_id.as_str())
-        .bind(statement.as_str())
-        .bind(checkout.tenant_id.as_str())
-        .bind(share.cents())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO ledger_entries (tenant_id, statement_id, kind, amount_cents, payment_id, created_at)
-             VALUES ($1, $2, 'payment', $3, $4, $5)",
-        )
-        .bind(checkout.tenant_id.as_str())
-        .bind(statement.as_str())
-        .bind(share.cents())
-        .bind(payment_id.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let balance = crate::billing::balance(&mut *tx, statement).await?;
-        let patient = patient_of(&mut tx, statement).await?;
-        audit_system(
-            &mut tx,
-            by,
-            &checkout.tenant_id,
-            &patient,
-            action,
-            payment_id.as_str(),
-            Outcome::Success,
-        )
-        .await?;
-        if balance.cents() < 0 {
-            // Paid more than was due (two checkouts raced). The money is recorded as taken; the
-            // credit is flagged for the practice to refund.
-            audit_system(
-                &mut tx,
-                by,
-                &checkout.tenant_id,
-                &patient,
-                "payment.overpaid",
-                statement.as_str(),
-                Outcome::Failure,
-            )
-            .await?;
-            tracing::warn!(statement = %statement, "statement overpaid; credit needs a refund");
-        }
-    }
-    tx.commit().await?;
     // A plan whose statements this paid off is complete (its instalments or not).
     let statements: Vec<StatementId> = items.iter().map(|(s, _)| s.clone()).collect();
     super::plans::complete_paid_off(db, &statements, now).await?;
     Ok(Booked::New)
+}
+
+/// A payment to book, owned, to cross into the group writer.
+struct Booking {
+    checkout: CheckoutRow,
+    payment: ProcessorPayment,
+    status: PaymentStatus,
+    amount: Money,
+    items: Vec<(StatementId, Money)>,
+    now: i64,
+    by: &'static str,
+}
+
+impl Booking {
+    /// Books it on `conn`, inside a transaction: `false` if the payment was on our books
+    /// already (another event, another worker), and then only the checkout is closed.
+    async fn book(&self, conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
+        let (checkout, payment, now, by) = (&self.checkout, &self.payment, self.now, self.by);
+        let status_str = match self.status {
+            PaymentStatus::Processing => "processing",
+            _ => "succeeded",
+        };
+        let payment_id = PaymentId::generate();
+        let inserted = sqlx::query(
+            "INSERT INTO payments (id, tenant_id, statement_id, checkout_id, processor_payment_id, amount_cents,
+                 card_brand, card_last4, paid_at, recorded_at, status, method, settled_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (processor_payment_id) DO NOTHING",
+        )
+        .bind(payment_id.as_str())
+        .bind(checkout.tenant_id.as_str())
+        .bind(checkout.statement_id.as_ref().map(|s| s.as_str().to_owned()))
+        .bind(checkout.id.as_str())
+        .bind(&payment.id)
+        .bind(self.amount.cents())
+        .bind(&payment.card_brand)
+        .bind(&payment.card_last4)
+        .bind(payment.created)
+        .bind(now)
+        .bind(status_str)
+        .bind(payment.method.as_str())
+        .bind((self.status == PaymentStatus::Succeeded).then_some(now))
+        .execute(&mut *conn)
+        .await?;
+        // Forward only: a completed checkout never goes back to open or expired.
+        close_checkout(
+            conn,
+            checkout.id.as_str(),
+            CheckoutState::Complete,
+            &[
+                CheckoutState::Creating,
+                CheckoutState::Open,
+                CheckoutState::Expired,
+                CheckoutState::Failed,
+            ],
+        )
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // The plan instalment this checkout paid, if any, is paid with it.
+        super::plans::mark_paid(conn, checkout.id.as_str(), now).await?;
+        let action = match self.status {
+            PaymentStatus::Processing => "payment.processing",
+            _ => "payment.recorded",
+        };
+        for (statement, share) in &self.items {
+            sqlx::query(
+                "INSERT INTO payment_allocations (payment_id, statement_id, tenant_id, amount_cents)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(payment_id.as_str())
+            .bind(statement.as_str())
+            .bind(checkout.tenant_id.as_str())
+            .bind(share.cents())
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "INSERT INTO ledger_entries (tenant_id, statement_id, kind, amount_cents, payment_id, created_at)
+                 VALUES ($1, $2, 'payment', $3, $4, $5)",
+            )
+            .bind(checkout.tenant_id.as_str())
+            .bind(statement.as_str())
+            .bind(share.cents())
+            .bind(payment_id.as_str())
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        // Each statement's patient and new balance, in one read.
+        let statements: Vec<StatementId> = self.items.iter().map(|(s, _)| s.clone()).collect();
+        for (statement, patient, balance) in
+            crate::billing::patients_and_balances(conn, &statements).await?
+        {
+            audit_system(
+                conn,
+                by,
+                &checkout.tenant_id,
+                &patient,
+                action,
+                payment_id.as_str(),
+                Outcome::Success,
+            )
+            .await?;
+            if balance.cents() < 0 {
+                // Paid more than was due (two checkouts raced). The money is recorded as taken;
+                // the credit is flagged for the practice to refund.
+                audit_system(
+                    conn,
+                    by,
+                    &checkout.tenant_id,
+                    &patient,
+                    "payment.overpaid",
+                    statement.as_str(),
+                    Outcome::Failure,
+                )
+                .await?;
+                tracing::warn!(statement = %statement, "statement overpaid; credit needs a refund");
+            }
+        }
+        Ok(true)
+    }
 }
 
 /// Moves a payment on our books to where the processor says it is: a processing bank debit
@@ -310,18 +347,18 @@ pub(crate) async fn record_dispute(
 }
 
 pub(crate) async fn patient_of(
-    tx: &mut crate::db::WriteTx,
+    conn: &mut sqlx::AnyConnection,
     statement: &StatementId,
 ) -> Result<PatientId, sqlx::Error> {
     let patient: String = sqlx::query_scalar("SELECT patient_id FROM statements WHERE id = $1")
         .bind(statement.as_str())
-        .fetch_one(&mut **tx)
+        .fetch_one(conn)
         .await?;
     Ok(PatientId::from_db(patient))
 }
 
 async fn audit_system(
-    tx: &mut crate::db::WriteTx,
+    conn: &mut sqlx::AnyConnection,
     by: &'static str,
     tenant: &TenantId,
     patient: &PatientId,
@@ -330,7 +367,7 @@ async fn audit_system(
     outcome: Outcome,
 ) -> Result<(), sqlx::Error> {
     audit::record(
-        &mut **tx,
+        conn,
         audit::Event {
             actor: &Actor::system(by),
             tenant: Some(tenant),

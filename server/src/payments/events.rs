@@ -12,6 +12,7 @@ use super::{
 };
 use crate::alerts::AlertSink;
 use crate::db::Db;
+use crate::group_commit::GroupWriter;
 use crate::ids::CheckoutId;
 use crate::money::Money;
 
@@ -156,6 +157,7 @@ impl Unbooked {
 /// only and guarded in the database. `now` stamps what is recorded.
 pub(crate) async fn handle(
     db: &Db,
+    group: &GroupWriter,
     processor: &dyn PaymentProcessor,
     job: &Job,
     now: i64,
@@ -171,7 +173,7 @@ pub(crate) async fn handle(
                 Some(pi) => payment_if_known(processor, pi).await?,
                 None => None,
             };
-            apply_session(db, &session, payment.as_ref(), now, WEBHOOK_ACTOR).await
+            apply_session(db, group, &session, payment.as_ref(), now, WEBHOOK_ACTOR).await
         }
         "checkout.session.expired" => {
             let session = processor.retrieve_checkout(&job.object_id).await?;
@@ -199,7 +201,7 @@ pub(crate) async fn handle(
             Some(p) => {
                 if !booking::is_booked(db, &p.id).await? {
                     if let Some(checkout) = checkout_named_by(db, &p).await? {
-                        return book_payment(db, &checkout, &p, now, WEBHOOK_ACTOR).await;
+                        return book_payment(db, group, &checkout, &p, now, WEBHOOK_ACTOR).await;
                     }
                 }
                 booking::follow(db, &p, now, WEBHOOK_ACTOR).await
@@ -238,6 +240,7 @@ pub(crate) async fn checkout_named_by(
 /// Brings one of our checkouts in line with its processor session and payment.
 pub(crate) async fn apply_session(
     db: &Db,
+    group: &GroupWriter,
     session: &ProcessorCheckout,
     payment: Option<&ProcessorPayment>,
     now: i64,
@@ -293,10 +296,10 @@ pub(crate) async fn apply_session(
     // processing (a bank debit that failed before we saw it) books nothing.
     match payment {
         Some(p) if p.succeeded() && p.amount_received.is_positive() => {
-            book_payment(db, &checkout, p, now, by).await
+            book_payment(db, group, &checkout, p, now, by).await
         }
         Some(p) if p.status == PaymentStatus::Processing && !session.paid => {
-            book_payment(db, &checkout, p, now, by).await
+            book_payment(db, group, &checkout, p, now, by).await
         }
         other if session.paid => {
             let why =
@@ -317,6 +320,7 @@ pub(crate) async fn apply_session(
 /// reconciliation's repairs.
 pub(crate) async fn book_payment(
     db: &Db,
+    group: &GroupWriter,
     checkout: &CheckoutRow,
     payment: &ProcessorPayment,
     now: i64,
@@ -355,7 +359,7 @@ pub(crate) async fn book_payment(
         status,
         amount: taken,
     };
-    match booking::record(db, checkout, take, &items, now, by).await? {
+    match booking::record(db, group, checkout, take, &items, now, by).await? {
         Booked::New => Ok(EventOutcome::Recorded),
         Booked::Already => booking::follow(db, payment, now, by).await,
     }

@@ -5,8 +5,8 @@
 use super::events::{self, EventEnvelope, EventOutcome};
 use super::{PaymentError, PaymentProcessor};
 use crate::alerts::AlertSink;
-use crate::audit::{AuditLog, OwnedStatement};
 use crate::db::Db;
+use crate::group_commit::{GroupWriter, OwnedStatement};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,11 +37,11 @@ fn backoff(attempts: i64) -> i64 {
 
 /// Stores a verified event as a job the caller has claimed and works at once (the webhook):
 /// stored and leased in one write, committed in a group with whatever else the writer holds
-/// (`AuditLog::execute`) before this returns. `None` if it was stored before (a duplicate
+/// (`GroupWriter::execute`) before this returns. `None` if it was stored before (a duplicate
 /// delivery): nothing changes. Should the caller not finish, the lease lapses and the queue
 /// works it.
 pub async fn enqueue_claimed(
-    group: &AuditLog,
+    group: &GroupWriter,
     ev: &EventEnvelope,
     now: i64,
 ) -> Result<Option<Job>, sqlx::Error> {
@@ -98,13 +98,13 @@ pub async fn claim(db: &Db, event_id: &str, now: i64) -> Result<Option<Job>, sql
 /// outcome's alerts are raised here, once.
 pub async fn work(
     db: &Db,
-    group: &AuditLog,
+    group: &GroupWriter,
     processor: &dyn PaymentProcessor,
     alerts: &AlertSink,
     job: &Job,
     now: i64,
 ) -> Result<Option<EventOutcome>, sqlx::Error> {
-    match events::handle(db, processor, job, now).await {
+    match events::handle(db, group, processor, job, now).await {
         Ok(outcome) => {
             raise_for(db, alerts, job, &outcome, now).await?;
             // Bookkeeping only (the money moved in its own transaction): it shares a group
@@ -218,7 +218,7 @@ fn outcome_name(o: &EventOutcome) -> &'static str {
 /// Claims and works every job due now, oldest first, at most `max`; how many were worked.
 pub async fn run_due(
     db: &Db,
-    group: &AuditLog,
+    group: &GroupWriter,
     processor: &dyn PaymentProcessor,
     alerts: &AlertSink,
     now: i64,
@@ -246,7 +246,7 @@ pub async fn run_due(
 /// was worked.
 pub async fn run_one(
     db: &Db,
-    group: &AuditLog,
+    group: &GroupWriter,
     processor: &dyn PaymentProcessor,
     alerts: &AlertSink,
     event_id: &str,

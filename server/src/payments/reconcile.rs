@@ -16,6 +16,7 @@ use super::{
 use crate::alerts::AlertSink;
 use crate::audit::{self, Actor, Outcome};
 use crate::db::Db;
+use crate::group_commit::GroupWriter;
 use crate::ids::TenantId;
 use std::collections::HashSet;
 
@@ -93,6 +94,7 @@ struct Seen {
 /// One run's state: the report, what was seen, and progress.
 struct Pass<'a> {
     db: &'a Db,
+    group: &'a GroupWriter,
     processor: &'a dyn PaymentProcessor,
     dry_run: bool,
     now: i64,
@@ -122,6 +124,7 @@ struct Theirs {
 /// would have.
 pub async fn run(
     db: &Db,
+    group: &GroupWriter,
     processor: &dyn PaymentProcessor,
     alerts: &AlertSink,
     window: Window,
@@ -163,6 +166,7 @@ pub async fn run(
         + theirs.disputes.len();
     let mut pass = Pass {
         db,
+        group,
         processor,
         dry_run,
         now,
@@ -251,7 +255,16 @@ impl Pass<'_> {
                 .repair("payment-booked", format!("{what}: would be booked"));
             return Ok(());
         }
-        match events::apply_session(self.db, &session, Some(&p), self.now, RECONCILE_ACTOR).await? {
+        match events::apply_session(
+            self.db,
+            self.group,
+            &session,
+            Some(&p),
+            self.now,
+            RECONCILE_ACTOR,
+        )
+        .await?
+        {
             EventOutcome::Recorded => {
                 let tenant = TenantId::from_db(tenant.to_owned());
                 record_repair(self.db, &tenant, ours, self.now).await?;
@@ -398,7 +411,9 @@ impl Pass<'_> {
                 .repair("payment-booked", format!("{what}: would be booked"));
             return Ok(());
         }
-        match events::book_payment(self.db, &checkout, p, self.now, RECONCILE_ACTOR).await? {
+        match events::book_payment(self.db, self.group, &checkout, p, self.now, RECONCILE_ACTOR)
+            .await?
+        {
             EventOutcome::Recorded => {
                 record_repair(self.db, &checkout.tenant_id, checkout.id.as_str(), self.now).await?;
                 self.report
@@ -566,12 +581,13 @@ async fn our_payment_of(
 /// differences (a person must look), each once.
 pub async fn run_and_alert(
     db: &Db,
+    group: &GroupWriter,
     processor: &dyn PaymentProcessor,
     alerts: &AlertSink,
     window: Window,
     now: i64,
 ) -> Result<Report, PaymentError> {
-    let report = run(db, processor, alerts, window, false, now, &|_, _| {}).await?;
+    let report = run(db, group, processor, alerts, window, false, now, &|_, _| {}).await?;
     for f in &report.findings {
         let kind = if f.repaired {
             "payment-reconcile-repair"

@@ -24,6 +24,7 @@ pub(crate) async fn run(app: &TestApp, dry_run: bool) -> Report {
     let now = app.state().clock.now();
     reconcile::run(
         app.db(),
+        &app.state().audit,
         app.state().processor.as_ref(),
         &app.state().alerts,
         Window {

@@ -11,6 +11,7 @@ use super::{
 use crate::alerts::AlertSink;
 use crate::audit::{Actor, Outcome};
 use crate::db::Db;
+use crate::group_commit::GroupWriter;
 use crate::ids::{CheckoutId, PlanId, StatementId};
 use crate::money::Money;
 use crate::payments::checkout::{close_live, insert_checkout, NewCheckout};
@@ -60,6 +61,7 @@ pub enum Step {
 /// Works every instalment due at `now`, at most `limit`; returns how many steps were taken.
 pub async fn run_due(
     db: &Db,
+    group: &GroupWriter,
     processor: &dyn PaymentProcessor,
     alerts: &AlertSink,
     now: i64,
@@ -85,7 +87,7 @@ pub async fn run_due(
         let step = if status == "scheduled" && noticed.is_none() {
             notice(db, &at, due_at, now).await?
         } else {
-            charge(db, processor, alerts, &at, now).await?
+            charge(db, group, processor, alerts, &at, now).await?
         };
         if step != Step::Skipped {
             steps += 1;
@@ -192,6 +194,7 @@ pub struct Begun {
 /// Charges one instalment (it must be due, or stale in a stopped worker's hands).
 pub async fn charge(
     db: &Db,
+    group: &GroupWriter,
     processor: &dyn PaymentProcessor,
     alerts: &AlertSink,
     at: &InstalmentRef,
@@ -204,7 +207,7 @@ pub async fn charge(
     let outcome = processor
         .charge_saved_card(&begun.request, &begun.idempotency_key)
         .await;
-    finish(db, alerts, begun, outcome, now).await
+    finish(db, group, alerts, begun, outcome, now).await
 }
 
 /// What `begin` came to: an attempt ready for the processor, or a step already taken (nothing
@@ -280,6 +283,7 @@ pub async fn begin(
 /// Records what the processor answered for an attempt.
 pub async fn finish(
     db: &Db,
+    group: &GroupWriter,
     alerts: &AlertSink,
     begun: Box<Begun>,
     outcome: Result<ChargeOutcome, ProcessorError>,
@@ -296,13 +300,15 @@ pub async fn finish(
     let checkout = row.id.clone();
     let plan = &plan;
     match outcome {
-        Ok(ChargeOutcome::Paid(p)) => match book_payment(db, &row, &p, now, PLAN_ACTOR).await? {
-            EventOutcome::NotBooked(why) => {
-                why.raise(db, alerts, now).await?;
-                suspend(db, alerts, plan, at, attempts, "not_booked", now).await
+        Ok(ChargeOutcome::Paid(p)) => {
+            match book_payment(db, group, &row, &p, now, PLAN_ACTOR).await? {
+                EventOutcome::NotBooked(why) => {
+                    why.raise(db, alerts, now).await?;
+                    suspend(db, alerts, plan, at, attempts, "not_booked", now).await
+                }
+                _ => Ok(Step::Paid),
             }
-            _ => Ok(Step::Paid),
-        },
+        }
         Ok(ChargeOutcome::AuthenticationRequired { .. }) => {
             close_live(db, &checkout, CheckoutState::Failed).await?;
             ask_member(db, plan, at, "authentication_required").await

@@ -242,6 +242,7 @@ impl TestApp {
         let s = self.state();
         patriotpay::payments::plans::scheduler::run_due(
             &s.db,
+            &s.audit,
             s.processor.as_ref(),
             &s.alerts,
             s.clock.now(),

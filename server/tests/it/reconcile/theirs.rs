@@ -320,6 +320,7 @@ async fn a_payment_on_no_checkout_of_ours_is_flagged(backend: Backend) {
     let s = app.state();
     patriotpay::payments::reconcile::run_and_alert(
         &s.db,
+        &s.audit,
         s.processor.as_ref(),
         &s.alerts,
         window,

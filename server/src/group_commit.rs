@@ -1,15 +1,15 @@
-//! Group commit for the audit events that stand alone (page views, refusals) and for new
-//! session rows: one task writes everything handed to it since its last commit in one
-//! transaction, on a connection of its own, and each request waits until the transaction
-//! holding its row has committed. The page is sent only once its view is durable, as before,
-//! but a busy server pays one commit (one fsync) for many rows instead of one each; and on
-//! SQLite the one writer queues rows in order instead of contending for the file's write lock
-//! (a connection that loses that race sleeps in SQLite's busy handler). Events of a change are
-//! still written inside the change's own transaction (`audit::record` on it); only rows that
-//! had a commit of their own come here, with the processor-event queue's bookkeeping rows
-//! (`OwnedStatement`).
+//! The process's group-commit writer (`GroupWriter`): one task writes everything handed to it
+//! since its last commit in one transaction, on a connection of its own, and each caller waits
+//! until the transaction holding its row has committed. What comes here: the audit events that
+//! stand alone (page views, refusals), new session rows, and small statements that must be
+//! durable before their caller answers (`OwnedStatement`: the processor-event queue's
+//! bookkeeping), and read-then-write changes that would otherwise pay a commit of their own
+//! (`Work`: booking a processor's payment). The page is sent only once its view is durable, but a busy server pays one
+//! commit (one fsync) for many rows instead of one each; and on SQLite the one writer queues
+//! rows in order instead of contending for the file's write lock. Events of a change are still
+//! written inside the change's own transaction (`audit::record` on it).
 
-use super::{Event, Outcome};
+use crate::audit::{Event, Outcome};
 use crate::db::{fixed_chunks, Backend, Db, Params};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -61,7 +61,9 @@ impl OwnedEvent {
     where
         E: sqlx::Executor<'e, Database = sqlx::Any>,
     {
-        self.bind(sqlx::query(super::INSERT)).execute(exec).await?;
+        self.bind(sqlx::query(crate::audit::INSERT))
+            .execute(exec)
+            .await?;
         Ok(())
     }
 
@@ -107,7 +109,7 @@ impl NewSession {
 }
 
 /// One statement with its values owned, to run in the writer's next group commit
-/// (`AuditLog::execute`): a small write that must be durable before its caller answers but
+/// (`GroupWriter::execute`): a small write that must be durable before its caller answers but
 /// need not pay a commit of its own (the processor-event queue's bookkeeping).
 #[derive(Debug)]
 pub struct OwnedStatement {
@@ -163,11 +165,31 @@ impl OwnedStatement {
     }
 }
 
+/// What a `Work` returns: its future, borrowing the writer's connection.
+pub type WorkFuture<'c> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + 'c>>;
+
+/// A change of several statements run inside the writer's next group commit
+/// (`GroupWriter::run`), answering a `bool` of its own. It can be called again: if its group
+/// fails, each of the group's rows is written alone, this one in a transaction of its own. It
+/// must not open a write transaction itself (the writer holds the process's turn to write).
+pub type Work = Arc<dyn for<'c> Fn(&'c mut sqlx::AnyConnection) -> WorkFuture<'c> + Send + Sync>;
+
+/// A `Work` of `f`: the bound gives the closure its signature (one for every borrow of the
+/// connection), which a closure written in place of `Work` does not infer.
+pub fn work<F>(f: F) -> Work
+where
+    F: for<'c> Fn(&'c mut sqlx::AnyConnection) -> WorkFuture<'c> + Send + Sync + 'static,
+{
+    Arc::new(f)
+}
+
 /// One row for the writer.
 enum Row {
     Event(OwnedEvent),
     Session(NewSession),
     Statement(OwnedStatement),
+    Work(Work),
 }
 
 /// What the writer answers: committed (with whether a session row went in; always `true` for
@@ -180,10 +202,10 @@ struct Job {
     done: oneshot::Sender<Answer>,
 }
 
-/// The handle requests record through; cheap to clone. Made by `AuditLog::start`, which spawns
+/// The handle requests record through; cheap to clone. Made by `GroupWriter::start`, which spawns
 /// the one writer task; the task ends when the last handle is dropped.
 #[derive(Clone, Debug)]
-pub struct AuditLog {
+pub struct GroupWriter {
     jobs: mpsc::Sender<Job>,
     db: Db,
     /// Transactions the writer committed (events over commits is the grouping achieved).
@@ -196,13 +218,13 @@ impl std::fmt::Debug for Job {
     }
 }
 
-impl AuditLog {
+impl GroupWriter {
     /// Starts the writer on the current tokio runtime.
-    pub fn start(db: Db) -> AuditLog {
+    pub fn start(db: Db) -> GroupWriter {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         tokio::spawn(run(db.clone(), queue, commits.clone()));
-        AuditLog { jobs, db, commits }
+        GroupWriter { jobs, db, commits }
     }
 
     /// How many group transactions the writer has committed.
@@ -234,10 +256,17 @@ impl AuditLog {
         self.write(Row::Statement(stmt)).await
     }
 
+    /// Runs `work` in the next group commit and returns its answer once that is committed. An
+    /// error of `work` fails its group, whose rows are then written one by one: only `work`
+    /// fails.
+    pub async fn run(&self, work: Work) -> Result<bool, sqlx::Error> {
+        self.write(Row::Work(work)).await
+    }
+
     async fn write(&self, row: Row) -> Result<bool, sqlx::Error> {
         let (done, committed) = oneshot::channel();
         if let Err(mpsc::error::SendError(job)) = self.jobs.send(Job { row, done }).await {
-            return write_alone(self.db.pool(), &job.row).await;
+            return write_alone(&self.db, self.db.pool(), &job.row).await;
         }
         match committed.await {
             Ok(Ok(inserted)) => Ok(inserted),
@@ -268,7 +297,7 @@ async fn run(db: Db, mut queue: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
             Err(e) => {
                 tracing::warn!(error = %e, rows = batch.len(), "group commit failed; writing its rows one by one");
                 for job in batch.drain(..) {
-                    let answer = write_alone(&pool, &job.row)
+                    let answer = write_alone(&db, &pool, &job.row)
                         .await
                         .map_err(|e| e.to_string());
                     let _ = job.done.send(answer);
@@ -291,7 +320,7 @@ async fn write_batch(db: &Db, batch: &[Job]) -> Result<Vec<bool>, sqlx::Error> {
         .iter()
         .filter_map(|j| match &j.row {
             Row::Event(e) => Some(e),
-            Row::Session(_) | Row::Statement(_) => None,
+            Row::Session(_) | Row::Statement(_) | Row::Work(_) => None,
         })
         .collect();
     for chunk in fixed_chunks(&events, ROWS_PER_INSERT) {
@@ -308,6 +337,7 @@ async fn write_batch(db: &Db, batch: &[Job]) -> Result<Vec<bool>, sqlx::Error> {
             Row::Event(_) => true,
             Row::Session(s) => s.insert(&mut *tx).await?,
             Row::Statement(s) => s.run(&mut *tx).await?,
+            Row::Work(w) => w(&mut *tx).await?,
         });
     }
     tx.commit().await?;
@@ -316,7 +346,7 @@ async fn write_batch(db: &Db, batch: &[Job]) -> Result<Vec<bool>, sqlx::Error> {
 
 /// `audit::INSERT` for `rows` events: the same columns, `rows` tuples of placeholders.
 fn insert_rows(backend: Backend, rows: usize) -> String {
-    let head = &super::INSERT[..super::INSERT.find("VALUES").unwrap_or(0)];
+    let head = &crate::audit::INSERT[..crate::audit::INSERT.find("VALUES").unwrap_or(0)];
     format!(
         "{head}VALUES {}",
         Params::new(backend).tuples(rows, COLUMNS)
@@ -326,7 +356,7 @@ fn insert_rows(backend: Backend, rows: usize) -> String {
 /// Columns in `audit::INSERT`.
 const COLUMNS: usize = 11;
 
-async fn write_alone(pool: &sqlx::AnyPool, row: &Row) -> Result<bool, sqlx::Error> {
+async fn write_alone(db: &Db, pool: &sqlx::AnyPool, row: &Row) -> Result<bool, sqlx::Error> {
     match row {
         Row::Event(event) => {
             event.insert(pool).await?;
@@ -335,6 +365,12 @@ async fn write_alone(pool: &sqlx::AnyPool, row: &Row) -> Result<bool, sqlx::Erro
         }
         Row::Session(s) => s.insert(pool).await,
         Row::Statement(s) => s.run(pool).await,
+        Row::Work(w) => {
+            let mut tx = db.begin_on(pool).await?;
+            let answer = w(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(answer)
+        }
     }
 }
 
@@ -358,7 +394,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_views_are_each_committed_once() {
         let (_dir, db) = crate::db::temp_sqlite().await;
-        let log = AuditLog::start(db.clone());
+        let log = GroupWriter::start(db.clone());
         let mut tasks = vec![];
         for n in 0..200 {
             let (log, db) = (log.clone(), db.clone());
@@ -415,7 +451,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn session_rows_share_the_commit_and_never_overwrite() {
         let (_dir, db) = crate::db::temp_sqlite().await;
-        let log = AuditLog::start(db.clone());
+        let log = GroupWriter::start(db.clone());
         let actor = Actor::system("test");
         let (first, view_done) = tokio::join!(
             log.create_session("s1".into(), "{}".into(), 10),
@@ -442,7 +478,7 @@ mod tests {
         let (_dir, db) = crate::db::temp_sqlite().await;
         let (jobs, queue) = mpsc::channel(1);
         drop(queue);
-        let log = AuditLog {
+        let log = GroupWriter {
             jobs,
             db: db.clone(),
             commits: Arc::default(),
@@ -462,7 +498,7 @@ mod tests {
     async fn views_waiting_for_the_writer_share_one_commit() {
         let (_dir, db) = crate::db::temp_sqlite().await;
         let (jobs, queue) = mpsc::channel(QUEUE);
-        let log = AuditLog {
+        let log = GroupWriter {
             jobs,
             db: db.clone(),
             commits: Arc::default(),
@@ -488,5 +524,94 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(total, 50);
+    }
+
+    /// A change that inserts session row `id` and answers `answer`; `None` fails (no table).
+    fn change(id: &'static str, answer: Option<bool>) -> Work {
+        work(move |conn| {
+            Box::pin(async move {
+                let table = if answer.is_some() {
+                    "sessions"
+                } else {
+                    "no_such_table"
+                };
+                sqlx::query(&format!(
+                    "INSERT INTO {table} (id, data, expiry_date) VALUES ($1, '{{}}', 1)"
+                ))
+                .bind(id)
+                .execute(conn)
+                .await?;
+                answer.ok_or(sqlx::Error::RowNotFound)
+            })
+        })
+    }
+
+    /// A writer whose task has not started: what is handed to it queues until `start_queued`.
+    fn queued(db: &Db) -> (GroupWriter, mpsc::Receiver<Job>) {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let log = GroupWriter {
+            jobs,
+            db: db.clone(),
+            commits: Arc::default(),
+        };
+        (log, queue)
+    }
+
+    async fn sessions(db: &Db) -> Vec<String> {
+        sqlx::query_scalar("SELECT id FROM sessions ORDER BY id")
+            .fetch_all(db.pool())
+            .await
+            .expect("sessions")
+    }
+
+    /// Changes waiting for the writer share one commit, each answered with its own result.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn changes_waiting_for_the_writer_share_one_commit() {
+        let (_dir, db) = crate::db::temp_sqlite().await;
+        let (log, queue) = queued(&db);
+        const IDS: [&str; 3] = ["a", "b", "c"];
+        let mut tasks = vec![];
+        for (n, id) in IDS.into_iter().enumerate() {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                log.run(change(id, Some(n != 1))).await
+            }));
+        }
+        while log.jobs.capacity() > QUEUE - IDS.len() {
+            tokio::task::yield_now().await;
+        }
+        tokio::spawn(run(db.clone(), queue, log.commits.clone()));
+        let mut answers = vec![];
+        for t in tasks {
+            answers.push(t.await.expect("task").expect("committed"));
+        }
+        assert_eq!(answers, [true, false, true]);
+        assert_eq!(log.commits(), 1);
+        assert_eq!(sessions(&db).await, IDS);
+    }
+
+    /// A change that fails fails alone: its group is written again row by row, and the others
+    /// commit (their changes once each).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_change_fails_alone() {
+        let (_dir, db) = crate::db::temp_sqlite().await;
+        let (log, queue) = queued(&db);
+        let ok = log.clone();
+        let first = tokio::spawn(async move { ok.run(change("a", Some(true))).await });
+        let bad = log.clone();
+        let broken = tokio::spawn(async move { bad.run(change("x", None)).await });
+        let ok = log.clone();
+        let last = tokio::spawn(async move { ok.run(change("b", Some(true))).await });
+        while log.jobs.capacity() > QUEUE - 3 {
+            tokio::task::yield_now().await;
+        }
+        tokio::spawn(run(db.clone(), queue, log.commits.clone()));
+        assert!(first.await.expect("task").expect("committed"));
+        assert!(
+            broken.await.expect("task").is_err(),
+            "the broken change fails"
+        );
+        assert!(last.await.expect("task").expect("committed"));
+        assert_eq!(sessions(&db).await, ["a", "b"]);
     }
 }
