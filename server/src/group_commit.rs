@@ -337,7 +337,7 @@ async fn write_batch(db: &Db, batch: &[Job]) -> Result<Vec<bool>, sqlx::Error> {
             Row::Event(_) => true,
             Row::Session(s) => s.insert(&mut *tx).await?,
             Row::Statement(s) => s.run(&mut *tx).await?,
-            Row::Work(w) => w(&mut *tx).await?,
+            Row::Work(w) => w(&mut tx).await?,
         });
     }
     tx.commit().await?;
@@ -367,7 +367,7 @@ async fn write_alone(db: &Db, pool: &sqlx::AnyPool, row: &Row) -> Result<bool, s
         Row::Statement(s) => s.run(pool).await,
         Row::Work(w) => {
             let mut tx = db.begin_on(pool).await?;
-            let answer = w(&mut *tx).await?;
+            let answer = w(&mut tx).await?;
             tx.commit().await?;
             Ok(answer)
         }
