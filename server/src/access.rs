@@ -1,5 +1,6 @@
 //! Access control: the roles, the actions, and the one policy function that decides every access.
 
+use crate::group_commit::GroupWriter;
 use crate::ids::{PatientId, TenantId};
 use std::collections::BTreeSet;
 
@@ -418,10 +419,7 @@ where
 
 /// `permit` for a view: the event goes to the group-commit writer, and the permit is given once
 /// the event is durable (one commit shared with the other views waiting then).
-pub async fn permit_view(
-    log: &crate::group_commit::GroupWriter,
-    ask: Ask<'_>,
-) -> Result<Permit, Refused> {
+pub async fn permit_view(log: &GroupWriter, ask: Ask<'_>) -> Result<Permit, Refused> {
     let decision = decide(ask.who, ask.action, &ask.on, ask.now);
     log.record(event_of(&ask, &decision)).await?;
     conclude(ask, decision)
