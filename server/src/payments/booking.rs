@@ -7,7 +7,7 @@ use super::{
     close_checkout, CheckoutRow, CheckoutState, PaymentStatus, ProcessorDispute, ProcessorPayment,
 };
 use crate::audit::{self, Actor, Outcome};
-use crate::db::{Backend, Db};
+use crate::db::Db;
 use crate::group_commit::{self, GroupWriter};
 use crate::ids::{DisputeId, PatientId, PaymentId, StatementId, TenantId};
 use crate::money::Money;
@@ -42,10 +42,10 @@ pub(crate) async fn is_booked(db: &Db, processor_payment: &str) -> Result<bool, 
     Ok(n > 0)
 }
 
-/// Books a checkout's payment with its split over the checkout's statements, all or nothing.
-/// On SQLite, in the group writer's next commit (`group_commit::Work`): many events book with
-/// one commit (one fsync) between them, and each waits until its own booking is durable. On
-/// PostgreSQL, in its own transaction. A crash part-way leaves nothing; the retry redoes it.
+/// Books a checkout's payment with its split over the checkout's statements, all or nothing,
+/// through the group writer (`group_commit::Work`): on SQLite many events book with one commit
+/// (one fsync) between them, on PostgreSQL each in its own transaction; each waits until its
+/// own booking is durable. A crash part-way leaves nothing, and the retry does the work again.
 pub(crate) async fn record(
     db: &Db,
     group: &GroupWriter,
@@ -64,25 +64,11 @@ pub(crate) async fn record(
         now,
         by,
     });
-    let new = match db.backend() {
-        Backend::Sqlite => {
-            let work = group_commit::work(move |conn| {
-                let booking = booking.clone();
-                Box::pin(async move { booking.book(conn).await })
-            });
-            group.run(work).await?
-        }
-        // PostgreSQL commits many transactions side by side, each on its own pooled
-        // connection; through the one writer connection each booking's ~10 statements ran
-        // one after another (see the README's webhook figures).
-        Backend::Postgres => {
-            let mut tx = db.begin_write().await?;
-            let new = booking.book(&mut tx).await?;
-            tx.commit().await?;
-            new
-        }
-    };
-    if !new {
+    let work = group_commit::work(move |conn| {
+        let booking = booking.clone();
+        Box::pin(async move { booking.book(conn).await })
+    });
+    if !group.run(work).await? {
         return Ok(Booked::Already);
     }
     // A plan whose statements this paid off is complete (its instalments or not).
